@@ -1,0 +1,191 @@
+#include "core/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/log.h"
+
+int pt_duration_parse(const char *s, double *out_seconds)
+{
+  if (!s || !*s)
+    return -EINVAL;
+  if (strcmp(s, "0") == 0) {
+    *out_seconds = 0;
+    return 0;
+  }
+  const char *p = s;
+  double total = 0;
+  while (*p) {
+    if (!isdigit((unsigned char)*p) && *p != '.')
+      return -EINVAL;
+    char *end;
+    errno = 0;
+    double v = strtod(p, &end);
+    if (end == p || errno || !isfinite(v) || v < 0)
+      return -EINVAL;
+    p = end;
+    double unit;
+    if (strncmp(p, "ns", 2) == 0) { unit = 1e-9; p += 2; }
+    else if (strncmp(p, "us", 2) == 0) { unit = 1e-6; p += 2; }
+    else if (strncmp(p, "\xc2\xb5s", 3) == 0) { unit = 1e-6; p += 3; }
+    else if (strncmp(p, "ms", 2) == 0) { unit = 1e-3; p += 2; }
+    else if (*p == 's') { unit = 1; p++; }
+    else if (*p == 'm') { unit = 60; p++; }
+    else if (*p == 'h') { unit = 3600; p++; }
+    else return -EINVAL;
+    total += v * unit;
+  }
+  if (!isfinite(total))
+    return -EINVAL;
+  *out_seconds = total;
+  return 0;
+}
+
+int pt_addr_parse(const char *s, struct pt_addr *out)
+{
+  if (!s || !*s)
+    return -EINVAL;
+  const char *colon;
+  const char *host = s;
+  size_t hostlen;
+  if (*s == '[') {
+    const char *close = strchr(s, ']');
+    if (!close || close[1] != ':')
+      return -EINVAL;
+    host = s + 1;
+    hostlen = (size_t)(close - host);
+    colon = close + 1;
+  } else {
+    colon = strrchr(s, ':');
+    if (!colon)
+      return -EINVAL;
+    hostlen = (size_t)(colon - s);
+    if (memchr(s, ':', hostlen))
+      return -EINVAL; /* bare IPv6 needs brackets */
+  }
+  if (hostlen >= sizeof(out->host))
+    return -EINVAL;
+  const char *port = colon + 1;
+  if (!*port)
+    return -EINVAL;
+  char *end;
+  long v = strtol(port, &end, 10);
+  if (*end || v < 0 || v > 65535)
+    return -EINVAL;
+  memcpy(out->host, host, hostlen);
+  out->host[hostlen] = '\0';
+  out->port = (int)v;
+  return 0;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+  static const char *const yes[] = {"1", "true", "yes", "on"};
+  static const char *const no[] = {"0", "false", "no", "off"};
+  for (int i = 0; i < 4; i++) {
+    if (strcasecmp(s, yes[i]) == 0) { *out = true; return 0; }
+    if (strcasecmp(s, no[i]) == 0) { *out = false; return 0; }
+  }
+  return -EINVAL;
+}
+
+static const char *std_getenv(const char *name)
+{
+  return getenv(name);
+}
+
+int pt_config_load(const struct pt_config_var *vars, void *cfg,
+                   const char *(*getenv_fn)(const char *name), char *err, size_t errlen)
+{
+  if (!getenv_fn)
+    getenv_fn = std_getenv;
+  for (const struct pt_config_var *v = vars; v->name; v++) {
+    const char *val = getenv_fn(v->name);
+    if (!val || !*val) {
+      if (v->required) {
+        snprintf(err, errlen, "%s: required but not set", v->name);
+        return -EINVAL;
+      }
+      val = v->def;
+    }
+    char *field = (char *)cfg + v->offset;
+    if (!val) {
+      if (v->type == PT_CFG_STRING)
+        *(const char **)field = NULL;
+      continue;
+    }
+    bool bounded = v->min != 0 || v->max != 0;
+    switch (v->type) {
+    case PT_CFG_STRING:
+      *(const char **)field = val;
+      break;
+    case PT_CFG_DURATION: {
+      double d;
+      if (pt_duration_parse(val, &d)) {
+        snprintf(err, errlen, "%s: invalid duration \"%s\" (use e.g. 500ms, 2s, 1m30s)", v->name, val);
+        return -EINVAL;
+      }
+      if (bounded && (d < v->min || d > v->max)) {
+        snprintf(err, errlen, "%s: %s is out of range (%gs to %gs)", v->name, val, v->min, v->max);
+        return -EINVAL;
+      }
+      *(double *)field = d;
+      break;
+    }
+    case PT_CFG_INT: {
+      char *end;
+      errno = 0;
+      long n = strtol(val, &end, 10);
+      if (errno || *end || end == val) {
+        snprintf(err, errlen, "%s: invalid integer \"%s\"", v->name, val);
+        return -EINVAL;
+      }
+      if (bounded && (n < v->min || n > v->max)) {
+        snprintf(err, errlen, "%s: %ld is out of range (%.0f to %.0f)", v->name, n, v->min, v->max);
+        return -EINVAL;
+      }
+      *(long *)field = n;
+      break;
+    }
+    case PT_CFG_BOOL:
+      if (parse_bool(val, (bool *)field)) {
+        snprintf(err, errlen, "%s: invalid boolean \"%s\" (use true or false)", v->name, val);
+        return -EINVAL;
+      }
+      break;
+    case PT_CFG_LOGLEVEL: {
+      enum pt_log_level lvl;
+      if (pt_log_level_parse(val, &lvl)) {
+        snprintf(err, errlen, "%s: invalid log level \"%s\" (use debug, info, warn or error)", v->name, val);
+        return -EINVAL;
+      }
+      *(enum pt_log_level *)field = lvl;
+      break;
+    }
+    case PT_CFG_ADDR:
+      if (pt_addr_parse(val, (struct pt_addr *)field)) {
+        snprintf(err, errlen, "%s: invalid address \"%s\" (use host:port or :port)", v->name, val);
+        return -EINVAL;
+      }
+      break;
+    }
+  }
+  return 0;
+}
+
+void pt_config_print_help(FILE *out, const struct pt_config_var *vars)
+{
+  fprintf(out, "Environment:\n");
+  for (const struct pt_config_var *v = vars; v->name; v++) {
+    fprintf(out, "  %-32s %s", v->name, v->help ? v->help : "");
+    if (v->required)
+      fprintf(out, " (required)");
+    else if (v->def && *v->def)
+      fprintf(out, " (default %s)", v->def);
+    fputc('\n', out);
+  }
+}

@@ -1,0 +1,60 @@
+/* Outbound HTTP(S) client: libcurl's multi interface driven by a libuv loop
+ * (curl_multi_socket_action + uv_poll + uv_timer). Used for agent reports, the
+ * Kubernetes API (list and streaming watch over TLS) and alert webhooks.
+ *
+ * Every request finishes with exactly one call of its done callback, on the
+ * loop thread, including when it is cancelled or the client is destroyed. */
+#ifndef PT_CORE_HTTPC_H
+#define PT_CORE_HTTPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct pt_httpc;
+
+struct pt_http_response {
+  long status;          /* HTTP status, or 0 when no response arrived */
+  int result;           /* 0, or a negative errno-style code (-ECANCELED, -ETIMEDOUT, -EIO) */
+  const char *error;    /* human-readable transport error, or NULL */
+  const char *body;     /* buffered body, NUL-terminated (empty when streamed) */
+  size_t body_len;
+};
+
+/* Called for each chunk of a streamed body; return non-zero to abort the request. */
+typedef int (*pt_httpc_data_cb)(void *ud, const char *data, size_t len);
+typedef void (*pt_httpc_done_cb)(void *ud, const struct pt_http_response *resp);
+
+struct pt_http_request {
+  const char *method;        /* "GET" when NULL */
+  const char *url;
+  const char *body;          /* copied */
+  size_t body_len;
+  const char *content_type;  /* e.g. "application/json" */
+  const char *bearer_token;  /* sent as Authorization: Bearer; copied */
+  const char *ca_file;       /* PEM CA bundle for TLS, NULL = system store */
+  const char *client_cert;   /* PEM client certificate file, optional */
+  const char *client_key;    /* PEM client key file, optional */
+  long timeout_ms;           /* whole transfer; 0 = none (streaming watches) */
+  long connect_timeout_ms;   /* 0 = 10 s */
+  long low_speed_time_s;     /* abort if under 1 byte/s for this long; 0 = off */
+  size_t max_body;           /* buffered body cap; 0 = 16 MiB */
+  pt_httpc_data_cb on_data;  /* stream instead of buffering when set */
+};
+
+struct pt_httpc *pt_httpc_create(uv_loop_t *loop);
+/* Cancels every request (their done callbacks run with -ECANCELED) and
+ * releases the client once its libuv handles are closed. Accepts NULL. */
+void pt_httpc_destroy(struct pt_httpc *c);
+
+/* Starts a request. On success returns 0 and, when id is not NULL, an id for
+ * pt_httpc_cancel(). */
+int pt_httpc_request(struct pt_httpc *c, const struct pt_http_request *req,
+                     pt_httpc_done_cb done, void *ud, uint64_t *id);
+/* Cancels a request still in flight; its done callback runs with -ECANCELED
+ * before this returns. Unknown ids are ignored. */
+void pt_httpc_cancel(struct pt_httpc *c, uint64_t id);
+/* Number of requests in flight. */
+size_t pt_httpc_active(const struct pt_httpc *c);
+
+#endif
