@@ -1,0 +1,304 @@
+#include "agent/agent.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/clock.h"
+#include "core/json.h"
+
+#define REPORT_MAX_BACKOFF 30.0
+#define POLL_MAX_BACKOFF 10.0
+
+const struct pt_config_var pt_agent_config_vars[] = {
+    {"PULLTRACE_NODE_NAME", PT_CFG_STRING, NULL, true,
+     offsetof(struct pt_agent_config, node_name), 0, 0,
+     "Kubernetes node this agent runs on (the downward API's spec.nodeName)"},
+    {"PULLTRACE_SERVER_URL", PT_CFG_STRING, NULL, true,
+     offsetof(struct pt_agent_config, server_url), 0, 0,
+     "Base URL of pulltrace-server, e.g. http://pulltrace-server:8080"},
+    {"PULLTRACE_CONTAINERD_SOCKET", PT_CFG_STRING, "/run/containerd/containerd.sock", false,
+     offsetof(struct pt_agent_config, containerd_socket), 0, 0, "containerd's gRPC socket"},
+    {"PULLTRACE_CONTAINERD_NAMESPACE", PT_CFG_STRING, "k8s.io", false,
+     offsetof(struct pt_agent_config, containerd_namespace), 0, 0,
+     "containerd namespace to watch (kubelet's is k8s.io)"},
+    {"PULLTRACE_LOG_LEVEL", PT_CFG_LOGLEVEL, "info", false,
+     offsetof(struct pt_agent_config, log_level), 0, 0, "debug, info, warn or error"},
+    {"PULLTRACE_LOG_FORMAT", PT_CFG_STRING, "json", false,
+     offsetof(struct pt_agent_config, log_format), 0, 0, "json or logfmt"},
+    {"PULLTRACE_AGENT_TOKEN", PT_CFG_STRING, NULL, false, offsetof(struct pt_agent_config, token),
+     0, 0, "Bearer token sent with every report (must match the server's)"},
+    {"PULLTRACE_SERVER_CA", PT_CFG_STRING, NULL, false,
+     offsetof(struct pt_agent_config, server_ca), 0, 0,
+     "PEM CA bundle to verify an https:// server URL (default: system store)"},
+    {"PULLTRACE_REPORT_INTERVAL", PT_CFG_DURATION, "1s", false,
+     offsetof(struct pt_agent_config, report_interval), 0.1, 3600,
+     "How often containerd is polled and a report sent (Go duration)"},
+    {"PULLTRACE_STALL_THRESHOLD", PT_CFG_DURATION, "30s", false,
+     offsetof(struct pt_agent_config, stall_threshold), 0.5, 86400,
+     "A layer whose ingest has not moved for this long is stalled"},
+    {"PULLTRACE_COMPLETED_LINGER", PT_CFG_DURATION, "30s", false,
+     offsetof(struct pt_agent_config, completed_linger), 0, 86400,
+     "How long a completed pull stays in the reports"},
+    {NULL, 0, NULL, false, 0, 0, 0, NULL},
+};
+
+int pt_agent_config_load(struct pt_agent_config *cfg, const char *(*getenv_fn)(const char *),
+                         char *err, size_t errlen)
+{
+  memset(cfg, 0, sizeof(*cfg));
+  int rc = pt_config_load(pt_agent_config_vars, cfg, getenv_fn, err, errlen);
+  if (rc)
+    return rc;
+  if (strncmp(cfg->server_url, "http://", 7) != 0 && strncmp(cfg->server_url, "https://", 8) != 0) {
+    snprintf(err, errlen, "PULLTRACE_SERVER_URL: must start with http:// or https:// (got \"%s\")",
+             cfg->server_url);
+    return -EINVAL;
+  }
+  if (strlen(cfg->server_url) > 1900) {
+    snprintf(err, errlen, "PULLTRACE_SERVER_URL: too long");
+    return -EINVAL;
+  }
+  if (strcmp(cfg->log_format, "json") != 0 && strcmp(cfg->log_format, "logfmt") != 0) {
+    snprintf(err, errlen, "PULLTRACE_LOG_FORMAT: must be json or logfmt (got \"%s\")",
+             cfg->log_format);
+    return -EINVAL;
+  }
+  if (strlen(cfg->node_name) > 253) {
+    snprintf(err, errlen, "PULLTRACE_NODE_NAME: longer than 253 characters");
+    return -EINVAL;
+  }
+  return 0;
+}
+
+static void read_boot_id(char *out, size_t len)
+{
+  FILE *f = fopen("/proc/sys/kernel/random/uuid", "r");
+  if (f && fgets(out, (int)len, f)) {
+    out[strcspn(out, "\n")] = '\0';
+  } else {
+    /* Unique enough to tell agent restarts apart. */
+    snprintf(out, len, "%08lx-%08lx", (unsigned long)pt_clock_now(), (unsigned long)getpid());
+  }
+  if (f)
+    fclose(f);
+}
+
+/* Runs on the threadpool: polls containerd, updates the tracker, builds the
+ * report. Nothing on the loop thread touches the tracker meanwhile. */
+static void work_cb(uv_work_t *w)
+{
+  struct pt_agent *a = w->data;
+  double now = pt_clock_now();
+  a->work_rc = pt_tracker_tick(&a->tracker, &pt_containerd_ops, &a->ctrd, now);
+  char ts[40];
+  json_t *report = json_pack(
+      "{s:s,s:s,s:s,s:s,s:I,s:s,s:o,s:o}", "schemaVersion", "v1", "nodeName", a->cfg.node_name,
+      "agentVersion", PT_VERSION, "bootId", a->boot_id, "seq", (json_int_t)++a->seq, "timestamp",
+      pt_time_format(now, ts, sizeof(ts)), "pulls", pt_tracker_pulls_json(&a->tracker),
+      "unattributed", pt_tracker_unattributed_json(&a->tracker));
+  a->work_report = report ? pt_json_dump(report) : NULL;
+  json_decref(report);
+}
+
+static void try_send(struct pt_agent *a);
+
+static void send_done(void *ud, const struct pt_http_response *r)
+{
+  struct pt_agent *a = ud;
+  a->send_busy = false;
+  double now = pt_clock_mono();
+  bool ok = r->result == 0 && r->status >= 200 && r->status < 300;
+  if (ok) {
+    a->reports_sent++;
+    a->send_backoff = 0;
+    if (a->server_state != 1)
+      PT_LOG_INFO("reporting to server", "{s:s,s:i}", "url", a->report_url, "status",
+                  (int)r->status);
+    a->server_state = 1;
+    return;
+  }
+  a->reports_failed++;
+  if (a->stopping)
+    return;
+  bool retryable = r->result != 0 || r->status >= 500 || r->status == 429 || r->status == 0;
+  if (retryable) {
+    a->send_backoff = a->send_backoff == 0 ? a->cfg.report_interval : a->send_backoff * 2;
+    if (a->send_backoff > REPORT_MAX_BACKOFF)
+      a->send_backoff = REPORT_MAX_BACKOFF;
+    a->send_not_before = now + a->send_backoff;
+  }
+  if (a->server_state != 0) {
+    /* The body of a 4xx says what the server disliked; keep it short. */
+    char body[300];
+    snprintf(body, sizeof(body), "%.*s", (int)(r->body_len < 299 ? r->body_len : 299),
+             r->body ? r->body : "");
+    PT_LOG_WARN("report failed; retrying with backoff", "{s:s,s:i,s:s?,s:s,s:f}", "url",
+                a->report_url, "status", (int)r->status, "error", r->error, "body", body,
+                "backoff_seconds", a->send_backoff);
+  }
+  a->server_state = 0;
+}
+
+static void try_send(struct pt_agent *a)
+{
+  if (a->send_busy || !a->pending || a->stopping || pt_clock_mono() < a->send_not_before)
+    return;
+  char *body = a->pending;
+  a->pending = NULL;
+  double timeout = a->cfg.report_interval * 5;
+  if (timeout < 5)
+    timeout = 5;
+  if (timeout > 30)
+    timeout = 30;
+  struct pt_http_request req = {
+      .method = "POST",
+      .url = a->report_url,
+      .body = body,
+      .body_len = strlen(body),
+      .content_type = "application/json",
+      .bearer_token = a->cfg.token,
+      .ca_file = a->cfg.server_ca,
+      .timeout_ms = (long)(timeout * 1000),
+      .connect_timeout_ms = 3000,
+      .max_body = 64 * 1024,
+  };
+  int rc = pt_httpc_request(a->http, &req, send_done, a, NULL);
+  free(body);
+  if (rc == 0)
+    a->send_busy = true;
+}
+
+static void after_work_cb(uv_work_t *w, int status)
+{
+  struct pt_agent *a = w->data;
+  a->work_busy = false;
+  double now = pt_clock_mono();
+  if (a->work_rc == 0) {
+    if (a->ctrd_state != 1)
+      PT_LOG_INFO("containerd reachable", "{s:s,s:s}", "socket", a->cfg.containerd_socket,
+                  "namespace", a->cfg.containerd_namespace);
+    a->ctrd_state = 1;
+    a->poll_backoff = 0;
+    a->next_poll = 0;
+  } else {
+    if (a->ctrd_state != 0)
+      PT_LOG_WARN("containerd unreachable; retrying with backoff", "{s:s,s:i,s:s}", "socket",
+                  a->cfg.containerd_socket, "code", a->ctrd.last.code, "error",
+                  a->ctrd.last.message);
+    a->ctrd_state = 0;
+    a->poll_backoff = a->poll_backoff == 0 ? a->cfg.report_interval : a->poll_backoff * 2;
+    if (a->poll_backoff > POLL_MAX_BACKOFF)
+      a->poll_backoff = POLL_MAX_BACKOFF;
+    a->next_poll = now + a->poll_backoff;
+  }
+  if (a->stopping) {
+    free(a->work_report);
+    a->work_report = NULL;
+    return;
+  }
+  /* Only the newest state matters: an unsent older report is replaced. */
+  if (a->work_report) {
+    free(a->pending);
+    a->pending = a->work_report;
+    a->work_report = NULL;
+  }
+  try_send(a);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+  struct pt_agent *a = t->data;
+  if (a->stopping)
+    return;
+  if (a->work_busy) {
+    PT_LOG_DEBUG("previous poll still running; skipping a tick", "{}");
+    return;
+  }
+  if (pt_clock_mono() < a->next_poll) {
+    /* containerd is down: keep the server informed with the last known state
+     * while waiting to poll again. */
+    try_send(a);
+    return;
+  }
+  a->work_busy = true;
+  if (uv_queue_work(a->loop, &a->work, work_cb, after_work_cb) != 0)
+    a->work_busy = false;
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+  struct pt_agent *a = s->data;
+  PT_LOG_INFO("shutting down", "{s:i}", "signal", signum);
+  pt_agent_stop(a);
+}
+
+int pt_agent_init(struct pt_agent *a, uv_loop_t *loop, const struct pt_agent_config *cfg)
+{
+  memset(a, 0, sizeof(*a));
+  a->loop = loop;
+  a->cfg = *cfg;
+  a->ctrd_state = -1;
+  a->server_state = -1;
+  const char *base = cfg->server_url;
+  size_t bl = strlen(base);
+  while (bl > 0 && base[bl - 1] == '/')
+    bl--;
+  snprintf(a->report_url, sizeof(a->report_url), "%.*s/api/v1/report", (int)bl, base);
+  read_boot_id(a->boot_id, sizeof(a->boot_id));
+  struct pt_tracker_config tc = {
+      .stall_threshold = cfg->stall_threshold,
+      .linger = cfg->completed_linger,
+      .forget_after = cfg->stall_threshold * 10 > 600 ? cfg->stall_threshold * 10 : 600,
+  };
+  pt_tracker_init(&a->tracker, &tc);
+  if (pt_containerd_init(&a->ctrd, cfg->containerd_socket, cfg->containerd_namespace))
+    return -ENOMEM;
+  /* Calls must finish well inside a tick so shutdown stays prompt. */
+  a->ctrd.timeout_s = 3;
+  a->http = pt_httpc_create(loop);
+  if (!a->http)
+    return -ENOMEM;
+  uv_timer_init(loop, &a->tick);
+  a->tick.data = a;
+  a->work.data = a;
+  uv_signal_init(loop, &a->sigterm);
+  uv_signal_init(loop, &a->sigint);
+  a->sigterm.data = a->sigint.data = a;
+  return 0;
+}
+
+void pt_agent_start(struct pt_agent *a)
+{
+  uint64_t ms = (uint64_t)(a->cfg.report_interval * 1000);
+  uv_timer_start(&a->tick, on_tick, 0, ms);
+  uv_signal_start(&a->sigterm, on_signal, SIGTERM);
+  uv_signal_start(&a->sigint, on_signal, SIGINT);
+  PT_LOG_INFO("agent started", "{s:s,s:s,s:s,s:s,s:f}", "node", a->cfg.node_name, "server",
+              a->report_url, "containerd", a->cfg.containerd_socket, "bootId", a->boot_id,
+              "interval_seconds", a->cfg.report_interval);
+}
+
+void pt_agent_stop(struct pt_agent *a)
+{
+  if (a->stopping)
+    return;
+  a->stopping = true;
+  uv_close((uv_handle_t *)&a->tick, NULL);
+  uv_close((uv_handle_t *)&a->sigterm, NULL);
+  uv_close((uv_handle_t *)&a->sigint, NULL);
+  pt_httpc_destroy(a->http);
+  a->http = NULL;
+}
+
+void pt_agent_close(struct pt_agent *a)
+{
+  free(a->pending);
+  free(a->work_report);
+  a->pending = a->work_report = NULL;
+  pt_tracker_close(&a->tracker);
+  pt_containerd_close(&a->ctrd);
+}
