@@ -76,6 +76,9 @@ struct pt_policy_options {
   /* Copied by pt_policy_create(). */
   struct pt_policy_setting settings[PT_POLICY_MAX_SETTINGS];
   size_t n_settings;
+  /* Storage for keys that pt_policy_options_from_env() derives from
+   * PULLTRACE_POLICY_SETTING_<key> names; not used otherwise. */
+  char key_storage[PT_POLICY_MAX_SETTINGS][64];
   /* Lua VM instructions per hook call (PULLTRACE_POLICY_INSTRUCTION_BUDGET);
    * 0 = 1,000,000. */
   uint64_t instruction_budget;
