@@ -20,14 +20,22 @@ int pt_duration_parse(const char *s, double *out_seconds)
   const char *p = s;
   double total = 0;
   while (*p) {
-    if (!isdigit((unsigned char)*p) && *p != '.')
+    /* Go's syntax: digits with an optional fraction, then a unit. strtod
+     * alone would also take exponents, hex and "inf". */
+    const char *q = p;
+    int ndigits = 0;
+    while (isdigit((unsigned char)*q)) { q++; ndigits++; }
+    if (*q == '.') {
+      q++;
+      while (isdigit((unsigned char)*q)) { q++; ndigits++; }
+    }
+    if (ndigits == 0 || q - p > 40)
       return -EINVAL;
-    char *end;
-    errno = 0;
-    double v = strtod(p, &end);
-    if (end == p || errno || !isfinite(v) || v < 0)
-      return -EINVAL;
-    p = end;
+    char num[48];
+    memcpy(num, p, (size_t)(q - p));
+    num[q - p] = '\0';
+    double v = strtod(num, NULL);
+    p = q;
     double unit;
     if (strncmp(p, "ns", 2) == 0) { unit = 1e-9; p += 2; }
     else if (strncmp(p, "us", 2) == 0) { unit = 1e-6; p += 2; }

@@ -1,0 +1,6 @@
+if(TARGET pt_agent_lib)
+  pt_unit_test(agent_parse SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_agent_parse.c LIBS pt_agent_lib)
+  pt_unit_test(agent_tracker SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_agent_tracker.c LIBS pt_agent_lib)
+  pt_unit_test(agent_config SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_agent_config.c LIBS pt_agent_lib)
+endif()
+pt_unit_test(core_basics SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_core_basics.c LIBS pt_core)

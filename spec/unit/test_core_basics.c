@@ -1,0 +1,111 @@
+/* Core helpers: RFC 3339 times, addresses, log levels, and the HTTP client
+ * against a local socket that is closed (the request must fail cleanly and the
+ * loop must close). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <string.h>
+
+#include "core/clock.h"
+#include "core/config.h"
+#include "core/httpc.h"
+#include "core/log.h"
+
+static void test_time_roundtrip(void **state)
+{
+  char buf[40];
+  assert_string_equal(pt_time_format(0, buf, sizeof(buf)), "1970-01-01T00:00:00.000Z");
+  assert_string_equal(pt_time_format(1763719200.25, buf, sizeof(buf)), "2025-11-21T10:00:00.250Z");
+  double t;
+  assert_int_equal(pt_time_parse("2025-11-21T10:00:00.250Z", &t), 0);
+  assert_true(t > 1763719200.249 && t < 1763719200.251);
+  assert_int_equal(pt_time_parse("2025-11-21T12:00:00+02:00", &t), 0);
+  assert_true(t == 1763719200.0);
+  assert_int_equal(pt_time_parse("2025-11-21T10:00:00.123456789Z", &t), 0);
+  const char *bad[] = {"", "2025-11-21", "2025-11-21T10:00:00", "2025-13-01T00:00:00Z",
+                       "2025-11-21T10:00:00.Z", "2025-11-21T10:00:00Zjunk", "yesterday"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+    assert_int_equal(pt_time_parse(bad[i], &t), -EINVAL);
+}
+
+static void test_addr(void **state)
+{
+  struct pt_addr a;
+  assert_int_equal(pt_addr_parse(":8080", &a), 0);
+  assert_string_equal(a.host, "");
+  assert_int_equal(a.port, 8080);
+  assert_int_equal(pt_addr_parse("127.0.0.1:9090", &a), 0);
+  assert_string_equal(a.host, "127.0.0.1");
+  assert_int_equal(pt_addr_parse("[::1]:80", &a), 0);
+  assert_string_equal(a.host, "::1");
+  assert_int_equal(pt_addr_parse("8080", &a), -EINVAL);
+  assert_int_equal(pt_addr_parse("host:", &a), -EINVAL);
+  assert_int_equal(pt_addr_parse("host:99999", &a), -EINVAL);
+  assert_int_equal(pt_addr_parse("::1:80", &a), -EINVAL);
+}
+
+static void test_log_levels(void **state)
+{
+  enum pt_log_level l;
+  assert_int_equal(pt_log_level_parse("Warning", &l), 0);
+  assert_int_equal(l, PT_LOG_WARN);
+  assert_int_equal(pt_log_level_parse("trace", &l), -EINVAL);
+  assert_string_equal(pt_log_level_name(PT_LOG_ERROR), "error");
+}
+
+static int g_done_calls;
+static struct pt_http_response g_resp;
+
+static void on_done(void *ud, const struct pt_http_response *r)
+{
+  g_done_calls++;
+  g_resp = *r;
+  g_resp.body = NULL;
+  g_resp.error = NULL;
+}
+
+static void test_httpc_refused_and_cancel(void **state)
+{
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  struct pt_httpc *c = pt_httpc_create(&loop);
+  assert_non_null(c);
+  /* Port 1 on loopback: connection refused. */
+  struct pt_http_request req = {.url = "http://127.0.0.1:1/x", .timeout_ms = 2000};
+  assert_int_equal(pt_httpc_request(c, &req, on_done, NULL, NULL), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(g_done_calls, 1);
+  assert_int_equal(g_resp.result, -EIO);
+  assert_int_equal(g_resp.status, 0);
+
+  /* A request cancelled before it runs finishes exactly once. */
+  uint64_t id = 0;
+  assert_int_equal(pt_httpc_request(c, &req, on_done, NULL, &id), 0);
+  assert_int_equal(pt_httpc_active(c), 1);
+  pt_httpc_cancel(c, id);
+  assert_int_equal(g_done_calls, 2);
+  assert_int_equal(g_resp.result, -ECANCELED);
+  assert_int_equal(pt_httpc_active(c), 0);
+
+  /* Destroy cancels what is still in flight. */
+  assert_int_equal(pt_httpc_request(c, &req, on_done, NULL, NULL), 0);
+  pt_httpc_destroy(c);
+  assert_int_equal(g_done_calls, 3);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+int main(void)
+{
+  pt_log_setup("test", PT_LOG_ERROR, PT_LOG_JSON);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_time_roundtrip),
+      cmocka_unit_test(test_addr),
+      cmocka_unit_test(test_log_levels),
+      cmocka_unit_test(test_httpc_refused_and_cancel),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
