@@ -1,0 +1,214 @@
+"""pulltrace-agent against a real containerd, registry and throttling nginx.
+
+Each test asserts on what an operator would see in the agent's reports. Durations are chosen
+so that pulls last a few seconds at the throttled rate; nothing here asserts on speed.
+"""
+
+import json
+import os
+import subprocess
+import time
+from datetime import datetime
+
+import pytest
+
+from harness import find_pull, wait_until
+
+INTERVAL = 0.5
+KIB = 1024
+MIB = 1024 * 1024
+
+
+def ts(s):
+    return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+
+
+def reports_with(receiver, digest):
+    return [r for r in receiver.snapshot() if find_pull(r, manifest_digest=digest)]
+
+
+def start_agent(stack, receiver, **env):
+    full = {"PULLTRACE_REPORT_INTERVAL": f"{int(INTERVAL * 1000)}ms",
+            "PULLTRACE_STALL_THRESHOLD": "2s", "PULLTRACE_COMPLETED_LINGER": "30s"}
+    full.update(env)
+    return stack.agent(receiver, env=full)
+
+
+@pytest.mark.stack(rate=512 * KIB)
+def test_pull_with_cached_layer_is_tracked_to_completion(stack, receiver):
+    shared = stack.images.layer(256 * KIB)
+    base = stack.images.image("e2e/base", "v1", layers=[shared])
+    app = stack.images.image("e2e/app", "v1", layers=[shared, 1536 * KIB, 2 * MIB])
+    stack.cri_pull(base)  # the shared layer is now on the node
+
+    agent = start_agent(stack, receiver)
+    receiver.wait_count(2)
+    pull = stack.cri_pull(app, background=True)
+
+    first = receiver.wait_for(lambda r: find_pull(r, manifest_digest=app.manifest_digest),
+                              timeout=30, what="the app pull")
+    p = find_pull(first, manifest_digest=app.manifest_digest)
+    # Everything is known from the first report that names the manifest.
+    assert p["imageRef"] == f"127.0.0.1/{app.name}"  # containerd's label drops the port
+    assert p["totalKnown"] is True
+    assert p["totalBytes"] == app.total_bytes
+    assert [l["digest"] for l in p["layers"]] == app.manifest.layer_digests
+    assert p["indexDigest"] is None
+    assert p["completedAt"] is None
+    by_digest = {l["digest"]: l for l in p["layers"]}
+    assert by_digest[shared.digest]["state"] == "cached"
+    assert by_digest[shared.digest]["downloadedBytes"] == shared.size
+    for layer in app.layers[1:]:
+        assert by_digest[layer.digest]["totalBytes"] == layer.size
+        assert by_digest[layer.digest]["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip"
+    # It appeared within two intervals of the pull's first visible step.
+    assert ts(first["timestamp"]) - ts(p["startedAt"]) <= 2 * INTERVAL + 1.0
+
+    assert pull.result(timeout=120).returncode == 0
+    done = receiver.wait_for(
+        lambda r: (find_pull(r, manifest_digest=app.manifest_digest) or {}).get("completedAt"),
+        timeout=15, what="completion")
+    p = find_pull(done, manifest_digest=app.manifest_digest)
+    assert p["downloadedBytes"] == p["totalBytes"] == app.total_bytes
+    states = {l["digest"]: l["state"] for l in p["layers"]}
+    assert states[shared.digest] == "cached"
+    assert all(states[l.digest] == "done" for l in app.layers[1:])
+    assert ts(p["completedAt"]) >= ts(p["startedAt"])
+
+    # Progress never goes backwards, and some report showed it mid-way.
+    seen = [find_pull(r, manifest_digest=app.manifest_digest)["downloadedBytes"]
+            for r in reports_with(receiver, app.manifest_digest)]
+    assert seen == sorted(seen)
+    assert any(shared.size < d < app.total_bytes for d in seen), seen
+    states_seen = {l["state"] for r in reports_with(receiver, app.manifest_digest)
+                   for l in find_pull(r, manifest_digest=app.manifest_digest)["layers"]}
+    assert "downloading" in states_seen
+
+    # Report envelope.
+    last = receiver.snapshot()[-1]
+    assert last["schemaVersion"] == "v1"
+    assert last["nodeName"] == "e2e-node"
+    seqs = [r["seq"] for r in receiver.snapshot()]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert len({r["bootId"] for r in receiver.snapshot()}) == 1
+    assert agent.running()
+
+
+@pytest.mark.stack(rate=256 * KIB)
+def test_multi_arch_index_resolves_to_the_platform_manifest(stack, receiver):
+    img = stack.images.index("e2e/multi", "v2",
+                             platforms={"amd64": [768 * KIB, 512 * KIB],
+                                        "arm64": [256 * KIB]})
+    start_agent(stack, receiver)
+    stack.cri_pull(img, background=True)
+    amd64 = img.for_arch("amd64")
+    rep = receiver.wait_for(lambda r: find_pull(r, manifest_digest=amd64.digest), timeout=30,
+                            what="the amd64 pull")
+    p = find_pull(rep, manifest_digest=amd64.digest)
+    assert p["indexDigest"] == img.index_digest
+    assert p["totalBytes"] == amd64.total_bytes
+    assert p["imageRef"] == f"127.0.0.1/{img.name}"
+    done = receiver.wait_for(
+        lambda r: (find_pull(r, manifest_digest=amd64.digest) or {}).get("completedAt"),
+        timeout=60, what="completion")
+    # The other platform's manifest is never reported as a pull.
+    assert not any(find_pull(r, manifest_digest=img.for_arch("arm64").digest)
+                   for r in receiver.snapshot())
+    assert find_pull(done, manifest_digest=amd64.digest)["downloadedBytes"] == amd64.total_bytes
+
+
+@pytest.mark.stack(rate=256 * KIB)
+def test_killing_the_registry_proxy_leaves_stalled_layers(stack, receiver):
+    img = stack.images.image("e2e/stall", "v1", layers=[3 * MIB, 2 * MIB])
+    start_agent(stack, receiver, PULLTRACE_STALL_THRESHOLD="2s")
+    handle = stack.cri_pull(img, background=True)
+    receiver.wait_for(
+        lambda r: any(l["state"] == "downloading" and l["downloadedBytes"] > 0
+                      for l in (find_pull(r, manifest_digest=img.manifest_digest) or {})
+                      .get("layers", [])),
+        timeout=30, what="bytes moving")
+    stack.nginx.kill()
+    rep = receiver.wait_for(
+        lambda r: any(l["state"] == "stalled"
+                      for l in (find_pull(r, manifest_digest=img.manifest_digest) or {})
+                      .get("layers", [])),
+        timeout=30, what="a stalled layer")
+    p = find_pull(rep, manifest_digest=img.manifest_digest)
+    assert p["completedAt"] is None
+    assert p["downloadedBytes"] < p["totalBytes"]
+    stalled = [l for l in p["layers"] if l["state"] == "stalled"]
+    assert all(l["updatedAt"] and l["startedAt"] for l in stalled)
+    handle.stop()
+
+
+@pytest.mark.stack(rate=512 * KIB)
+def test_agent_survives_a_containerd_restart(stack, receiver):
+    agent = start_agent(stack, receiver)
+    receiver.wait_count(2)
+    stack.containerd.restart(down_for=2.0)
+    wait_until(lambda: "containerd unreachable" in agent.log(), 20, what="outage logged")
+    wait_until(lambda: agent.log().count("containerd reachable") >= 2, 30,
+               what="reconnection logged")
+    # The outage is logged once, not once per tick.
+    assert agent.log().count("containerd unreachable") == 1
+    img = stack.images.image("e2e/after-restart", "v1", layers=[MIB, MIB])
+    stack.cri_pull(img, background=True)
+    receiver.wait_for(lambda r: (find_pull(r, manifest_digest=img.manifest_digest) or {})
+                      .get("completedAt"), timeout=60, what="a pull after the restart")
+    assert agent.running()
+
+
+@pytest.mark.stack(containerd=False, nginx=False)
+def test_containerd_absent_at_start_then_appears(stack, receiver):
+    agent = start_agent(stack, receiver)
+    # Reports still flow (empty) while containerd is away.
+    receiver.wait_count(2, timeout=15)
+    assert "containerd unreachable" in agent.log()
+    stack.containerd.start()
+    stack.started.append(stack.containerd)
+    wait_until(lambda: "containerd reachable" in agent.log(), 30, what="containerd found")
+
+
+@pytest.mark.stack(containerd=True, nginx=False)
+def test_backoff_while_the_server_fails_and_recovery(stack, receiver):
+    receiver.fail(503)
+    agent = start_agent(stack, receiver, PULLTRACE_REPORT_INTERVAL="200ms")
+    time.sleep(6)
+    attempts = len(receiver.attempts)
+    # 30 ticks in 6 s; with exponential backoff only a handful of requests reach the server.
+    assert 2 <= attempts <= 10, attempts
+    assert agent.log().count("report failed") == 1  # logged on the change only
+    receiver.recover()
+    wait_until(lambda: len(receiver.reports) >= 3, 40, what="reports after recovery")
+    assert agent.running()
+
+
+@pytest.mark.stack(containerd=True, nginx=False)
+def test_token_is_sent_and_sigterm_exits_cleanly(stack, build_dir):
+    receiver = stack.receiver(token="s3cret")
+    agent = start_agent(stack, receiver, PULLTRACE_AGENT_TOKEN="s3cret")
+    receiver.wait_count(2)
+    assert all(a.status == 200 for a in receiver.attempts)
+    status, _took = agent.stop(timeout=5)
+    assert status == 0  # exited by itself on SIGTERM, not SIGKILLed after the deadline
+    assert '"msg":"stopped"' in agent.log()
+
+
+def test_config_errors_name_the_variable(build_dir):
+    binary = os.path.join(build_dir, "pulltrace-agent")
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    r = subprocess.run([binary], env=env, capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2
+    assert "PULLTRACE_NODE_NAME" in r.stderr
+    env.update(PULLTRACE_NODE_NAME="n", PULLTRACE_SERVER_URL="http://127.0.0.1:1",
+               PULLTRACE_REPORT_INTERVAL="fast")
+    r = subprocess.run([binary], env=env, capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2
+    assert "PULLTRACE_REPORT_INTERVAL" in r.stderr and "fast" in r.stderr
+    r = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0
+    for var in ("PULLTRACE_NODE_NAME", "PULLTRACE_SERVER_URL", "PULLTRACE_CONTAINERD_SOCKET",
+                "PULLTRACE_REPORT_INTERVAL", "PULLTRACE_CONTAINERD_NAMESPACE"):
+        assert var in r.stdout
+    r = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0 and r.stdout.startswith("pulltrace-agent ")
