@@ -1,0 +1,172 @@
+/* Internals of the policy host, shared by its source files. Only this module
+ * sees Lua types. */
+#ifndef PT_POLICY_INTERNAL_H
+#define PT_POLICY_INTERNAL_H
+
+#include <lua.h>
+#include <sys/types.h>
+
+#include "policy/policy.h"
+
+/* Single-hook kinds that a script registers once (a later one replaces). */
+enum hook_slot { SLOT_CORRELATE = 0, SLOT_RATE, SLOT_EVICT, SLOT_COUNT };
+
+enum err_reason { REASON_RUNTIME = 0, REASON_BUDGET, REASON_MEMORY, REASON_INVALID, REASON_COUNT };
+
+struct script {
+  char *name;   /* file name, also the chunk name in error messages */
+  char *origin; /* "builtin" or the file's path */
+  char *source;
+  size_t len;
+};
+
+struct script_set {
+  struct script *v;
+  size_t n;
+};
+
+struct handler {
+  char *event_type;
+  char *script;
+  int ref; /* registry reference of the function */
+};
+
+/* One Lua VM with everything loaded into it. Reloads build a new one and
+ * swap it in, so a VM is immutable after loading (apart from Lua state). */
+struct vm {
+  lua_State *L;
+  struct pt_policy *p;
+  size_t mem_used, mem_limit;
+  bool mem_refused;
+  uint64_t budget;
+  bool over_budget;
+  bool loading;
+  double deadline;
+  bool deadline_hit;
+  int slot_ref[SLOT_COUNT];
+  char *slot_script[SLOT_COUNT];
+  struct handler *handlers;
+  size_t n_handlers, cap_handlers;
+  int enc_ref, dec_ref; /* the host's own cjson instance, for rate state */
+  struct script_set scripts;
+};
+
+/* Result of one protected call. */
+struct call_result {
+  int status;          /* 0 ok, else an error */
+  enum err_reason reason;
+  char msg[1024];      /* first line "script:line: message" */
+  char *trace;         /* full traceback (heap) or NULL */
+};
+
+/* A body runs inside lua_pcall: builds the inputs, calls the hook, and
+ * extracts the outputs into C. It may raise Lua errors. It sets *invalid to a
+ * static description when the hook's return is not acceptable. */
+typedef void (*vm_body_fn)(lua_State *L, void *ctx, const char **invalid);
+
+struct pt_policy {
+  struct vm *vm;
+  char *dir;
+  struct pt_policy_setting *settings; /* deep copies */
+  size_t n_settings;
+  uint64_t budget;
+  double load_deadline;
+  size_t memory_limit;
+  double debounce, poll;
+  bool no_builtin;
+  pt_policy_alert_cb alert_cb;
+  void *alert_ud;
+
+  /* C defaults from the settings. */
+  double history_ttl, node_lost_grace, rate_half_life, stall_alert_after, alert_repeat;
+
+  /* Reentrancy guard: reloads asked for during a call run after it. */
+  int depth;
+  bool reload_pending;
+
+  /* Status. */
+  int last_reload;
+  double loaded_at, last_reload_at;
+  char reload_error[2048];
+  char last_error[1024];
+  char last_error_hook[16];
+  double last_error_at;
+
+  /* Counters. */
+  struct pt_policy_counters counters;
+  struct err_entry {
+    enum pt_policy_hook hook;
+    char *script;
+    enum err_reason reason;
+    uint64_t count;
+    double last_logged;
+    uint64_t unlogged;
+  } *errs;
+  size_t n_errs, cap_errs;
+
+  /* Alert de-duplication: key -> last delivery. */
+  struct sent_alert {
+    char *key;
+    double at;
+  } *sent;
+  size_t n_sent, cap_sent;
+
+  /* Check mode writes hook errors here too. */
+  FILE *check_report;
+
+  /* Watching. */
+  uv_loop_t *loop;
+  bool watching;
+  int closing;
+  uv_fs_event_t fs_event;
+  bool fs_event_active;
+  uv_timer_t debounce_timer;
+  uv_timer_t poll_timer;
+  uint64_t dir_hash;   /* scripts of the running VM */
+  uint64_t tried_hash; /* scripts of the last reload the watcher tried */
+  dev_t dir_dev;
+  ino_t dir_ino;
+};
+
+/* vm.c */
+struct vm *vm_create(struct pt_policy *p, const struct script_set *scripts, char *err,
+                     size_t errlen);
+void vm_destroy(struct vm *vm);
+/* Runs body in protected mode with the instruction budget; `script` names the
+ * script blamed for errors. */
+void vm_call(struct vm *vm, const char *script, vm_body_fn body, void *ctx,
+             struct call_result *res);
+void vm_push_json(lua_State *L, const json_t *v, int depth);
+/* Serialises the value at idx with the host's cjson instance (raises). */
+const char *vm_encode(struct vm *vm, lua_State *L, int idx, size_t *len);
+/* Pushes the decoded value of a JSON text, or nil when it does not parse. */
+void vm_decode(struct vm *vm, lua_State *L, const char *text);
+/* Converts the table at idx to a jansson object via JSON text (raises). */
+json_t *vm_to_json(struct vm *vm, lua_State *L, int idx);
+
+/* scripts.c */
+void script_set_free(struct script_set *s);
+int script_set_builtin(struct script_set *s);
+/* Adds the directory's *.lua files, replacing built-ins of the same name.
+ * Returns 0 or a negative errno with a message. */
+int script_set_add_dir(struct script_set *s, const char *dir, char *err, size_t errlen);
+uint64_t script_set_hash(const struct script_set *s);
+
+/* fallback.c: the C-side defaults. */
+void fallback_rate(const struct pt_policy *p, const struct pt_policy_rate_sample *s,
+                   struct pt_policy_rate_state *st, struct pt_policy_rate_result *out);
+enum pt_policy_evict_decision fallback_evict(const struct pt_policy *p,
+                                             const struct pt_policy_evict_input *in);
+int fallback_correlate(const json_t *pull, const json_t *pods, const json_t *events,
+                       struct pt_policy_correlation *out);
+
+/* policy.c */
+void policy_record_error(struct pt_policy *p, enum pt_policy_hook hook, const char *script,
+                         const struct call_result *res);
+int policy_build(struct pt_policy *p, struct vm **out, char *err, size_t errlen);
+
+/* watch.c */
+void watch_close(struct pt_policy *p);
+bool watch_active(const struct pt_policy *p);
+
+#endif

@@ -1,0 +1,216 @@
+/* The set of scripts a VM is built from: the built-in defaults (compiled in
+ * from lua/) and an operator's directory. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/embed.h"
+#include "policy/internal.h"
+
+/* Generated from the .lua files in lua/ by pt_embed_files(). */
+extern const struct pt_embedded_file pt_policy_lua_files[];
+
+/* A script larger than this is a mistake (or an attack on the loader). */
+#define MAX_SCRIPT_BYTES (1u << 20)
+#define MAX_SCRIPTS 256
+
+void script_set_free(struct script_set *s)
+{
+  for (size_t i = 0; i < s->n; i++) {
+    free(s->v[i].name);
+    free(s->v[i].origin);
+    free(s->v[i].source);
+  }
+  free(s->v);
+  s->v = NULL;
+  s->n = 0;
+}
+
+static int add(struct script_set *s, const char *name, const char *origin, char *source,
+               size_t len)
+{
+  struct script *v = realloc(s->v, (s->n + 1) * sizeof(*v));
+  if (!v)
+    return -ENOMEM;
+  s->v = v;
+  struct script *sc = &s->v[s->n];
+  sc->name = strdup(name);
+  sc->origin = strdup(origin);
+  sc->source = source;
+  sc->len = len;
+  if (!sc->name || !sc->origin) {
+    free(sc->name);
+    free(sc->origin);
+    return -ENOMEM;
+  }
+  s->n++;
+  return 0;
+}
+
+static int by_name(const void *a, const void *b)
+{
+  return strcmp(((const struct script *)a)->name, ((const struct script *)b)->name);
+}
+
+int script_set_builtin(struct script_set *s)
+{
+  for (const struct pt_embedded_file *f = pt_policy_lua_files; f->name; f++) {
+    size_t n = strlen(f->name);
+    if (n < 5 || strcmp(f->name + n - 4, ".lua") != 0)
+      continue;
+    char *src = malloc(f->size + 1);
+    if (!src)
+      return -ENOMEM;
+    memcpy(src, f->data, f->size);
+    src[f->size] = '\0';
+    int rc = add(s, f->name, "builtin", src, f->size);
+    if (rc) {
+      free(src);
+      return rc;
+    }
+  }
+  qsort(s->v, s->n, sizeof(*s->v), by_name);
+  return 0;
+}
+
+static int read_file(const char *path, char **out, size_t *len, char *err, size_t errlen)
+{
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    int e = errno;
+    snprintf(err, errlen, "%s: %s", path, strerror(e));
+    return -e;
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > MAX_SCRIPT_BYTES) {
+    snprintf(err, errlen, "%s: not a regular file of at most %u bytes", path, MAX_SCRIPT_BYTES);
+    close(fd);
+    return -EINVAL;
+  }
+  char *buf = malloc((size_t)st.st_size + 1);
+  if (!buf) {
+    close(fd);
+    return -ENOMEM;
+  }
+  size_t got = 0;
+  while (got < (size_t)st.st_size) {
+    ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      break;
+    got += (size_t)r;
+  }
+  close(fd);
+  buf[got] = '\0';
+  *out = buf;
+  *len = got;
+  return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int script_set_add_dir(struct script_set *s, const char *dir, char *err, size_t errlen)
+{
+  DIR *d = opendir(dir);
+  if (!d) {
+    int e = errno;
+    snprintf(err, errlen, "%s: %s", dir, strerror(e));
+    return -e;
+  }
+  char **names = NULL;
+  size_t n = 0;
+  int rc = 0;
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    size_t len = strlen(de->d_name);
+    /* Dot files include a ConfigMap's `..data` and `..<timestamp>` entries;
+     * the keys are the symlinks next to them. */
+    if (de->d_name[0] == '.' || len < 5 || strcmp(de->d_name + len - 4, ".lua") != 0)
+      continue;
+    if (n == MAX_SCRIPTS) {
+      snprintf(err, errlen, "%s: more than %d scripts", dir, MAX_SCRIPTS);
+      rc = -E2BIG;
+      goto out;
+    }
+    char **nn = realloc(names, (n + 1) * sizeof(*nn));
+    if (!nn || !(nn[n] = strdup(de->d_name))) {
+      names = nn ? nn : names;
+      rc = -ENOMEM;
+      goto out;
+    }
+    names = nn;
+    n++;
+  }
+  qsort(names, n, sizeof(*names), cmp_str);
+  for (size_t i = 0; i < n; i++) {
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+    struct stat st;
+    /* stat() follows the ConfigMap's symlinks; skip what is not a file. */
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+      continue;
+    char *src = NULL;
+    size_t len = 0;
+    rc = read_file(path, &src, &len, err, errlen);
+    if (rc)
+      goto out;
+    size_t j;
+    for (j = 0; j < s->n; j++)
+      if (strcmp(s->v[j].name, names[i]) == 0)
+        break;
+    if (j < s->n) {
+      /* Same name as a built-in: replace it in place, so it loads where the
+       * built-in did. */
+      char *origin = strdup(path);
+      if (!origin) {
+        free(src);
+        rc = -ENOMEM;
+        goto out;
+      }
+      free(s->v[j].source);
+      free(s->v[j].origin);
+      s->v[j].source = src;
+      s->v[j].len = len;
+      s->v[j].origin = origin;
+    } else if ((rc = add(s, names[i], path, src, len))) {
+      free(src);
+      goto out;
+    }
+  }
+out:
+  for (size_t i = 0; i < n; i++)
+    free(names[i]);
+  free(names);
+  closedir(d);
+  if (rc == -ENOMEM)
+    snprintf(err, errlen, "out of memory reading %s", dir);
+  return rc;
+}
+
+/* FNV-1a over names, origins and contents: a reload that would load the same
+ * scripts is skipped. */
+uint64_t script_set_hash(const struct script_set *s)
+{
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < s->n; i++) {
+    const char *parts[2] = {s->v[i].name, s->v[i].origin};
+    for (int k = 0; k < 2; k++)
+      for (const unsigned char *c = (const unsigned char *)parts[k]; ; c++) {
+        h = (h ^ *c) * 1099511628211ull;
+        if (!*c)
+          break;
+      }
+    for (size_t j = 0; j < s->v[i].len; j++)
+      h = (h ^ (unsigned char)s->v[i].source[j]) * 1099511628211ull;
+  }
+  return h;
+}
