@@ -412,7 +412,7 @@ static int api_collectgarbage(lua_State *L)
 static int undefined_global(lua_State *L)
 {
   const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "?";
-  luaL_where(L, 2);
+  luaL_where(L, 1);
   lua_pushfstring(L, "undefined global '%s'", k);
   lua_concat(L, 2);
   return lua_error(L);
@@ -561,9 +561,9 @@ static void init_body(lua_State *L, void *ctx, const char **invalid)
   lua_getfield(L, -1, "cjson");
   lua_getfield(L, -1, "new");
   lua_call(L, 0, 1);
-  /* Full precision: rate state must round-trip doubles exactly. */
+  /* The most this cjson allows: keeps epoch times to 0.1 ms in rate state. */
   lua_getfield(L, -1, "encode_number_precision");
-  lua_pushinteger(L, 17);
+  lua_pushinteger(L, 14);
   lua_call(L, 1, 0);
   lua_getfield(L, -1, "encode");
   vm->enc_ref = luaL_ref(L, LUA_REGISTRYINDEX);
