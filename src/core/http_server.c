@@ -1,0 +1,819 @@
+#include "core/http_server.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/log.h"
+
+/* ------------------------------------------------------------------------ */
+/* Request parser                                                             */
+
+static bool elem_open(struct pt_http_parser *p);
+
+static struct pt_http_parser *P(llhttp_t *ll)
+{
+  return ll->data;
+}
+
+static int fail(struct pt_http_parser *p, int status, const char *reason)
+{
+  if (!p->error_status) {
+    p->error_status = status;
+    p->error_reason = reason;
+  }
+  return -1;
+}
+
+static int head_append(struct pt_http_parser *p, const char *at, size_t len, bool url)
+{
+  if (!elem_open(p)) {
+    if (p->noffs >= sizeof(p->offs) / sizeof(p->offs[0]))
+      return fail(p, 431, "too many header fields");
+    p->offs[p->noffs++] = p->head.len;
+    p->open = true;
+  }
+  if (p->head.len + len + 1 > p->max_header_bytes)
+    return fail(p, url ? 414 : 431, url ? "request target too long" : "request header too large");
+  if (pt_buf_append(&p->head, at, len))
+    return fail(p, 500, "out of memory");
+  return 0;
+}
+
+static bool elem_open(struct pt_http_parser *p)
+{
+  return p->open;
+}
+
+static int elem_close(struct pt_http_parser *p)
+{
+  if (!elem_open(p)) {
+    if (p->noffs >= sizeof(p->offs) / sizeof(p->offs[0]))
+      return fail(p, 431, "too many header fields");
+    p->offs[p->noffs++] = p->head.len;
+  }
+  if (p->head.len + 1 > p->max_header_bytes)
+    return fail(p, 431, "request header too large");
+  if (pt_buf_append(&p->head, "", 1))
+    return fail(p, 500, "out of memory");
+  p->open = false;
+  return 0;
+}
+
+static int on_message_begin(llhttp_t *ll)
+{
+  P(ll)->started = true;
+  return 0;
+}
+
+static int on_url(llhttp_t *ll, const char *at, size_t len)
+{
+  return head_append(P(ll), at, len, true);
+}
+
+static int on_field(llhttp_t *ll, const char *at, size_t len)
+{
+  return head_append(P(ll), at, len, false);
+}
+
+static int on_elem_complete(llhttp_t *ll)
+{
+  return elem_close(P(ll));
+}
+
+static int on_headers_complete(llhttp_t *ll)
+{
+  struct pt_http_parser *p = P(ll);
+  if ((ll->flags & F_CONTENT_LENGTH) && ll->content_length > p->max_body_bytes)
+    return fail(p, 413, "body too large");
+  const char *m = llhttp_method_name((llhttp_method_t)ll->method);
+  snprintf(p->method, sizeof(p->method), "%s", m);
+  /* Headers alternate name/value after the URL. */
+  for (size_t i = 1; i + 1 < p->noffs; i += 2) {
+    if (strcasecmp(p->head.data + p->offs[i], "expect") == 0 &&
+        strcasecmp(p->head.data + p->offs[i + 1], "100-continue") == 0)
+      p->expect_continue = true;
+  }
+  return 0;
+}
+
+static int on_body(llhttp_t *ll, const char *at, size_t len)
+{
+  struct pt_http_parser *p = P(ll);
+  if (p->body.len + len > p->max_body_bytes)
+    return fail(p, 413, "body too large");
+  if (pt_buf_append(&p->body, at, len))
+    return fail(p, 500, "out of memory");
+  return 0;
+}
+
+static int on_message_complete(llhttp_t *ll)
+{
+  P(ll)->complete = true;
+  return HPE_PAUSED;
+}
+
+void pt_http_parser_init(struct pt_http_parser *p, size_t max_header_bytes, size_t max_body_bytes)
+{
+  memset(p, 0, sizeof(*p));
+  p->max_header_bytes = max_header_bytes ? max_header_bytes : 16384;
+  p->max_body_bytes = max_body_bytes ? max_body_bytes : 1048576;
+  llhttp_settings_init(&p->settings);
+  p->settings.on_message_begin = on_message_begin;
+  p->settings.on_url = on_url;
+  p->settings.on_url_complete = on_elem_complete;
+  p->settings.on_header_field = on_field;
+  p->settings.on_header_field_complete = on_elem_complete;
+  p->settings.on_header_value = on_field;
+  p->settings.on_header_value_complete = on_elem_complete;
+  p->settings.on_headers_complete = on_headers_complete;
+  p->settings.on_body = on_body;
+  p->settings.on_message_complete = on_message_complete;
+  llhttp_init(&p->ll, HTTP_REQUEST, &p->settings);
+  p->ll.data = p;
+  pt_buf_init(&p->head);
+  pt_buf_init(&p->body);
+}
+
+void pt_http_parser_close(struct pt_http_parser *p)
+{
+  pt_buf_close(&p->head);
+  pt_buf_close(&p->body);
+}
+
+int pt_http_parser_feed(struct pt_http_parser *p, const char *data, size_t len, size_t *consumed)
+{
+  *consumed = 0;
+  if (p->error_status)
+    return -1;
+  if (len == 0)
+    return 0;
+  llhttp_errno_t err = llhttp_execute(&p->ll, data, len);
+  if (err == HPE_OK) {
+    *consumed = len;
+    return 0;
+  }
+  if ((err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) && p->complete) {
+    const char *pos = llhttp_get_error_pos(&p->ll);
+    *consumed = pos && pos >= data && pos <= data + len ? (size_t)(pos - data) : len;
+    return 1;
+  }
+  if (!p->error_status) {
+    p->error_status = err == HPE_PAUSED_UPGRADE ? 501 : 400;
+    p->error_reason = llhttp_get_error_reason(&p->ll);
+    if (!p->error_reason)
+      p->error_reason = llhttp_errno_name(err);
+  }
+  return -1;
+}
+
+void pt_http_parser_request(struct pt_http_parser *p, struct pt_http_req *req)
+{
+  memset(req, 0, sizeof(*req));
+  req->method = p->method;
+  req->target = p->noffs > 0 ? p->head.data + p->offs[0] : "/";
+  req->path = req->target;
+  req->query = "";
+  char *q = strchr(p->head.data + p->offs[0], '?');
+  if (q) {
+    *q = '\0';
+    req->query = q + 1;
+  }
+  for (size_t i = 1; i + 1 < p->noffs && req->nheaders < PT_HTTP_MAX_HEADERS; i += 2) {
+    req->headers[req->nheaders].name = p->head.data + p->offs[i];
+    req->headers[req->nheaders].value = p->head.data + p->offs[i + 1];
+    req->nheaders++;
+  }
+  req->body = p->body.data ? p->body.data : "";
+  req->body_len = p->body.len;
+  req->keep_alive = llhttp_should_keep_alive(&p->ll) && !p->ll.upgrade;
+  req->head = p->ll.method == HTTP_HEAD;
+  req->peer = "";
+}
+
+void pt_http_parser_next(struct pt_http_parser *p)
+{
+  if (llhttp_get_errno(&p->ll) == HPE_PAUSED)
+    llhttp_resume(&p->ll);
+  pt_buf_reset(&p->head);
+  pt_buf_reset(&p->body);
+  p->noffs = 0;
+  p->open = false;
+  p->method[0] = '\0';
+  p->complete = false;
+  p->expect_continue = false;
+  p->started = false;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Helpers                                                                    */
+
+const char *pt_http_req_header(const struct pt_http_req *req, const char *name)
+{
+  for (size_t i = 0; i < req->nheaders; i++)
+    if (strcasecmp(req->headers[i].name, name) == 0)
+      return req->headers[i].value;
+  return NULL;
+}
+
+static int hexval(int c)
+{
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+int pt_http_url_decode(const char *in, size_t len, char *out, size_t outlen, bool form)
+{
+  size_t o = 0;
+  for (size_t i = 0; i < len; i++) {
+    int c = (unsigned char)in[i];
+    if (c == '%') {
+      if (i + 2 >= len)
+        return -EINVAL;
+      int h = hexval(in[i + 1]), l = hexval(in[i + 2]);
+      if (h < 0 || l < 0)
+        return -EINVAL;
+      c = h * 16 + l;
+      i += 2;
+    } else if (c == '+' && form) {
+      c = ' ';
+    }
+    if (c == 0 || o + 1 >= outlen)
+      return -EINVAL;
+    out[o++] = (char)c;
+  }
+  if (o >= outlen)
+    return -EINVAL;
+  out[o] = '\0';
+  return (int)o;
+}
+
+int pt_http_query_get(const char *query, const char *key, char *out, size_t outlen)
+{
+  size_t klen = strlen(key);
+  const char *p = query;
+  while (p && *p) {
+    const char *amp = strchr(p, '&');
+    size_t plen = amp ? (size_t)(amp - p) : strlen(p);
+    const char *eq = memchr(p, '=', plen);
+    size_t nlen = eq ? (size_t)(eq - p) : plen;
+    if (nlen == klen && memcmp(p, key, klen) == 0) {
+      const char *v = eq ? eq + 1 : p + plen;
+      size_t vlen = eq ? plen - nlen - 1 : 0;
+      int r = pt_http_url_decode(v, vlen, out, outlen, true);
+      return r < 0 ? -EINVAL : 1;
+    }
+    p = amp ? amp + 1 : NULL;
+  }
+  return 0;
+}
+
+const char *pt_http_status_text(int status)
+{
+  switch (status) {
+  case 100: return "Continue";
+  case 200: return "OK";
+  case 201: return "Created";
+  case 202: return "Accepted";
+  case 204: return "No Content";
+  case 304: return "Not Modified";
+  case 400: return "Bad Request";
+  case 401: return "Unauthorized";
+  case 403: return "Forbidden";
+  case 404: return "Not Found";
+  case 405: return "Method Not Allowed";
+  case 408: return "Request Timeout";
+  case 409: return "Conflict";
+  case 413: return "Content Too Large";
+  case 414: return "URI Too Long";
+  case 415: return "Unsupported Media Type";
+  case 429: return "Too Many Requests";
+  case 431: return "Request Header Fields Too Large";
+  case 500: return "Internal Server Error";
+  case 501: return "Not Implemented";
+  case 503: return "Service Unavailable";
+  default: return "Unknown";
+  }
+}
+
+int pt_http_format_head(struct pt_buf *out, const struct pt_http_resp *resp, size_t content_length,
+                        bool keep_alive, bool streaming, const char *default_headers)
+{
+  int status = resp->status ? resp->status : 200;
+  pt_buf_printf(out, "HTTP/1.1 %d %s\r\n", status, pt_http_status_text(status));
+  if (resp->content_type)
+    pt_buf_printf(out, "Content-Type: %s\r\n", resp->content_type);
+  if (!streaming)
+    pt_buf_printf(out, "Content-Length: %zu\r\n", content_length);
+  pt_buf_puts(out, keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n");
+  if (default_headers)
+    pt_buf_puts(out, default_headers);
+  if (resp->headers.len)
+    pt_buf_append(out, resp->headers.data, resp->headers.len);
+  return pt_buf_puts(out, "\r\n");
+}
+
+void pt_http_resp_init(struct pt_http_resp *resp)
+{
+  memset(resp, 0, sizeof(*resp));
+  pt_buf_init(&resp->headers);
+  pt_buf_init(&resp->body);
+}
+
+void pt_http_resp_close(struct pt_http_resp *resp)
+{
+  pt_buf_close(&resp->headers);
+  pt_buf_close(&resp->body);
+}
+
+void pt_http_resp_error(struct pt_http_resp *resp, int status, const char *msg, const char *field)
+{
+  resp->status = status;
+  resp->content_type = "application/json; charset=utf-8";
+  pt_buf_reset(&resp->body);
+  json_t *o = json_pack("{s:s,s:o}", "error", msg, "field", field ? json_string(field) : json_null());
+  char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+  pt_buf_puts(&resp->body, s ? s : "{\"error\":\"internal error\",\"field\":null}");
+  free(s);
+  json_decref(o);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Server                                                                     */
+
+enum conn_state { CONN_READING, CONN_STREAMING, CONN_CLOSING };
+
+struct pt_http_conn {
+  struct pt_http_server *srv;
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  uv_shutdown_t shutdown;
+  int handles;            /* libuv handles still open (tcp, timer) */
+  enum conn_state state;
+  bool in_request;        /* some bytes of a request arrived: request deadline armed */
+  bool continue_sent;
+  bool chunked;           /* streaming with chunked transfer-encoding */
+  bool handles_closing;
+  struct pt_http_parser parser;
+  size_t queued;
+  pt_http_conn_close_cb close_cb;
+  void *close_ud;
+  char peer[64];
+  struct pt_http_conn *prev, *next;
+};
+
+struct pt_http_server {
+  uv_loop_t *loop;
+  uv_tcp_t listener;
+  bool listener_closed;
+  bool destroying;
+  struct pt_http_server_options opts;
+  pt_http_handler handler;
+  void *ud;
+  struct pt_http_conn *conns;
+  struct pt_http_server_stats stats;
+  char readbuf[65536];
+};
+
+struct wreq {
+  uv_write_t req;
+  struct pt_http_conn *conn;
+  size_t len;
+  char data[];
+};
+
+static void conn_really_close(struct pt_http_conn *c);
+
+static void maybe_free_server(struct pt_http_server *srv)
+{
+  if (srv->destroying && srv->listener_closed && !srv->conns && srv->stats.connections_open == 0)
+    free(srv);
+}
+
+static void write_cb(uv_write_t *req, int status)
+{
+  struct wreq *w = (struct wreq *)req;
+  struct pt_http_conn *c = w->conn;
+  c->queued -= w->len;
+  free(w);
+  if (status < 0)
+    conn_really_close(c);
+}
+
+static int conn_write_raw(struct pt_http_conn *c, const void *data, size_t len)
+{
+  if (c->handles_closing)
+    return -EPIPE;
+  struct wreq *w = malloc(sizeof(*w) + len);
+  if (!w)
+    return -ENOMEM;
+  w->conn = c;
+  w->len = len;
+  memcpy(w->data, data, len);
+  uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
+  int r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
+  if (r < 0) {
+    free(w);
+    return r;
+  }
+  c->queued += len;
+  return 0;
+}
+
+static void conn_handle_closed(uv_handle_t *h)
+{
+  struct pt_http_conn *c = h->data;
+  if (--c->handles > 0)
+    return;
+  struct pt_http_server *srv = c->srv;
+  pt_http_parser_close(&c->parser);
+  free(c);
+  srv->stats.connections_open--;
+  maybe_free_server(srv);
+}
+
+static void conn_really_close(struct pt_http_conn *c)
+{
+  if (c->handles_closing)
+    return;
+  c->handles_closing = true;
+  c->state = CONN_CLOSING;
+  struct pt_http_server *srv = c->srv;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    srv->conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  c->prev = c->next = NULL;
+  if (c->close_cb) {
+    pt_http_conn_close_cb cb = c->close_cb;
+    c->close_cb = NULL;
+    cb(c->close_ud, c);
+  }
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
+  uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
+}
+
+static void shutdown_cb(uv_shutdown_t *req, int status)
+{
+  conn_really_close(req->data);
+}
+
+static void arm_timer(struct pt_http_conn *c, double seconds);
+
+void pt_http_conn_close(struct pt_http_conn *c, bool abort)
+{
+  if (c->handles_closing)
+    return;
+  if (c->state == CONN_CLOSING && !abort)
+    return;
+  if (c->state == CONN_STREAMING && c->chunked && !abort)
+    conn_write_raw(c, "0\r\n\r\n", 5);
+  c->state = CONN_CLOSING;
+  if (abort || c->queued == 0) {
+    conn_really_close(c);
+    return;
+  }
+  c->shutdown.data = c;
+  if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, shutdown_cb) < 0) {
+    conn_really_close(c);
+    return;
+  }
+  /* A client that never reads would keep the shutdown pending forever. */
+  arm_timer(c, c->srv->opts.idle_timeout);
+}
+
+static void timer_cb(uv_timer_t *t)
+{
+  struct pt_http_conn *c = t->data;
+  if (c->state == CONN_CLOSING) {
+    conn_really_close(c);
+    return;
+  }
+  if (c->state != CONN_READING)
+    return;
+  c->srv->stats.timeouts++;
+  if (c->in_request) {
+    struct pt_http_resp resp;
+    pt_http_resp_init(&resp);
+    pt_http_resp_error(&resp, 408, "request not received in time", NULL);
+    struct pt_buf out;
+    pt_buf_init(&out);
+    pt_http_format_head(&out, &resp, resp.body.len, false, false, c->srv->opts.default_headers);
+    pt_buf_append(&out, resp.body.data, resp.body.len);
+    conn_write_raw(c, out.data, out.len);
+    pt_buf_close(&out);
+    pt_http_resp_close(&resp);
+    pt_http_conn_close(c, false);
+  } else {
+    pt_http_conn_close(c, true);
+  }
+}
+
+static void arm_timer(struct pt_http_conn *c, double seconds)
+{
+  uint64_t ms = (uint64_t)(seconds * 1000.0);
+  uv_timer_start(&c->timer, timer_cb, ms ? ms : 1, 0);
+}
+
+static void send_response(struct pt_http_conn *c, struct pt_http_resp *resp, bool keep_alive, bool head)
+{
+  struct pt_buf out;
+  pt_buf_init(&out);
+  pt_http_format_head(&out, resp, resp->body.len, keep_alive, false, c->srv->opts.default_headers);
+  if (!head && resp->body.len)
+    pt_buf_append(&out, resp->body.data, resp->body.len);
+  if (out.oom || conn_write_raw(c, out.data, out.len) < 0)
+    keep_alive = false;
+  pt_buf_close(&out);
+  if (!keep_alive)
+    pt_http_conn_close(c, false);
+}
+
+static void send_error(struct pt_http_conn *c, int status, const char *reason)
+{
+  struct pt_http_resp resp;
+  pt_http_resp_init(&resp);
+  pt_http_resp_error(&resp, status, reason ? reason : pt_http_status_text(status), NULL);
+  send_response(c, &resp, false, false);
+  pt_http_resp_close(&resp);
+}
+
+static void dispatch(struct pt_http_conn *c)
+{
+  struct pt_http_server *srv = c->srv;
+  struct pt_http_req req;
+  pt_http_parser_request(&c->parser, &req);
+  req.peer = c->peer;
+  srv->stats.requests++;
+  struct pt_http_resp resp;
+  pt_http_resp_init(&resp);
+  srv->handler(srv->ud, &req, &resp);
+  if (!resp.status)
+    resp.status = 200;
+  bool keep = req.keep_alive && !resp.close && !srv->listener_closed;
+  if (resp.stream_start && !req.head) {
+    bool http11 = c->parser.ll.http_major == 1 && c->parser.ll.http_minor >= 1;
+    if (http11)
+      pt_buf_puts(&resp.headers, "Transfer-Encoding: chunked\r\n");
+    struct pt_buf out;
+    pt_buf_init(&out);
+    pt_http_format_head(&out, &resp, 0, http11, true, srv->opts.default_headers);
+    int r = out.oom ? -ENOMEM : conn_write_raw(c, out.data, out.len);
+    pt_buf_close(&out);
+    if (r < 0) {
+      resp.stream_start(resp.stream_ud, NULL);
+      pt_http_conn_close(c, true);
+    } else {
+      c->state = CONN_STREAMING;
+      c->chunked = http11;
+      uv_timer_stop(&c->timer);
+      resp.stream_start(resp.stream_ud, c);
+    }
+  } else {
+    if (resp.stream_start)
+      resp.stream_start(resp.stream_ud, NULL);
+    send_response(c, &resp, keep, req.head);
+  }
+  pt_http_resp_close(&resp);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+  struct pt_http_conn *c = h->data;
+  buf->base = c->srv->readbuf;
+  buf->len = sizeof(c->srv->readbuf);
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+  struct pt_http_conn *c = s->data;
+  if (nread < 0) {
+    pt_http_conn_close(c, true);
+    return;
+  }
+  if (c->state != CONN_READING)
+    return; /* streaming clients have nothing more to say; closing ones neither */
+  const char *d = buf->base;
+  size_t n = (size_t)nread;
+  while (n > 0 && c->state == CONN_READING) {
+    size_t used;
+    int r = pt_http_parser_feed(&c->parser, d, n, &used);
+    if (c->parser.started && !c->in_request) {
+      c->in_request = true;
+      arm_timer(c, c->srv->opts.request_timeout);
+    }
+    if (r < 0) {
+      c->srv->stats.bad_requests++;
+      send_error(c, c->parser.error_status, c->parser.error_reason);
+      return;
+    }
+    if (r == 0) {
+      if (c->parser.expect_continue && !c->continue_sent) {
+        c->continue_sent = true;
+        conn_write_raw(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+      }
+      break;
+    }
+    d += used;
+    n -= used;
+    dispatch(c);
+    if (c->state == CONN_READING) {
+      pt_http_parser_next(&c->parser);
+      c->in_request = false;
+      c->continue_sent = false;
+      arm_timer(c, c->srv->opts.idle_timeout);
+    }
+  }
+}
+
+static void on_connection(uv_stream_t *l, int status)
+{
+  struct pt_http_server *srv = l->data;
+  if (status < 0)
+    return;
+  struct pt_http_conn *c = calloc(1, sizeof(*c));
+  if (!c)
+    return;
+  c->srv = srv;
+  uv_tcp_init(srv->loop, &c->tcp);
+  uv_timer_init(srv->loop, &c->timer);
+  c->tcp.data = c;
+  c->timer.data = c;
+  c->handles = 2;
+  pt_http_parser_init(&c->parser, srv->opts.max_header_bytes, srv->opts.max_body_bytes);
+  srv->stats.connections_open++;
+  c->next = srv->conns;
+  if (srv->conns)
+    srv->conns->prev = c;
+  srv->conns = c;
+  if (uv_accept(l, (uv_stream_t *)&c->tcp) < 0) {
+    conn_really_close(c);
+    return;
+  }
+  struct sockaddr_storage ss;
+  int sl = sizeof(ss);
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
+    char ip[48] = "";
+    int port = 0;
+    if (ss.ss_family == AF_INET) {
+      uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
+      port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    } else if (ss.ss_family == AF_INET6) {
+      uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
+      port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    snprintf(c->peer, sizeof(c->peer), "%s:%d", ip, port);
+  }
+  if (srv->stats.connections_open > srv->opts.max_connections) {
+    srv->stats.connections_rejected++;
+    send_error(c, 503, "too many connections");
+    return;
+  }
+  srv->stats.connections_accepted++;
+  uv_tcp_nodelay(&c->tcp, 1);
+  arm_timer(c, srv->opts.request_timeout);
+  if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) < 0)
+    conn_really_close(c);
+}
+
+struct pt_http_server *pt_http_server_create(uv_loop_t *loop, const struct pt_http_server_options *opts,
+                                             pt_http_handler handler, void *ud)
+{
+  struct pt_http_server *srv = calloc(1, sizeof(*srv));
+  if (!srv)
+    return NULL;
+  srv->loop = loop;
+  if (opts)
+    srv->opts = *opts;
+  if (!srv->opts.max_header_bytes) srv->opts.max_header_bytes = 16384;
+  if (!srv->opts.max_body_bytes) srv->opts.max_body_bytes = 1048576;
+  if (!srv->opts.max_connections) srv->opts.max_connections = 4096;
+  if (srv->opts.request_timeout <= 0) srv->opts.request_timeout = 10;
+  if (srv->opts.idle_timeout <= 0) srv->opts.idle_timeout = 60;
+  srv->handler = handler;
+  srv->ud = ud;
+  uv_tcp_init(loop, &srv->listener);
+  srv->listener.data = srv;
+  return srv;
+}
+
+int pt_http_server_listen(struct pt_http_server *srv, const char *host, int port)
+{
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof(ss));
+  const char *h = host && *host ? host : "0.0.0.0";
+  int r;
+  if (strchr(h, ':'))
+    r = uv_ip6_addr(h, port, (struct sockaddr_in6 *)&ss);
+  else
+    r = uv_ip4_addr(h, port, (struct sockaddr_in *)&ss);
+  if (r < 0) {
+    /* A host name: resolve it once, before the loop serves anything. */
+    uv_getaddrinfo_t gai;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    char portstr[16];
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    r = uv_getaddrinfo(srv->loop, &gai, NULL, h, portstr, &hints);
+    if (r < 0)
+      return r;
+    memcpy(&ss, gai.addrinfo->ai_addr, gai.addrinfo->ai_addrlen);
+    uv_freeaddrinfo(gai.addrinfo);
+  }
+  r = uv_tcp_bind(&srv->listener, (struct sockaddr *)&ss, 0);
+  if (r < 0)
+    return r;
+  return uv_listen((uv_stream_t *)&srv->listener, 511, on_connection);
+}
+
+int pt_http_server_port(const struct pt_http_server *srv)
+{
+  struct sockaddr_storage ss;
+  int len = sizeof(ss);
+  if (uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&ss, &len) < 0)
+    return -1;
+  if (ss.ss_family == AF_INET)
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+  if (ss.ss_family == AF_INET6)
+    return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  return -1;
+}
+
+static void listener_closed(uv_handle_t *h)
+{
+  struct pt_http_server *srv = h->data;
+  srv->listener_closed = true;
+  maybe_free_server(srv);
+}
+
+void pt_http_server_stop(struct pt_http_server *srv)
+{
+  if (!uv_is_closing((uv_handle_t *)&srv->listener))
+    uv_close((uv_handle_t *)&srv->listener, listener_closed);
+}
+
+void pt_http_server_stats(const struct pt_http_server *srv, struct pt_http_server_stats *out)
+{
+  *out = srv->stats;
+}
+
+void pt_http_server_destroy(struct pt_http_server *srv)
+{
+  if (!srv)
+    return;
+  srv->destroying = true;
+  while (srv->conns)
+    conn_really_close(srv->conns);
+  pt_http_server_stop(srv);
+  maybe_free_server(srv);
+}
+
+void pt_http_conn_set_close_cb(struct pt_http_conn *c, pt_http_conn_close_cb cb, void *ud)
+{
+  c->close_cb = cb;
+  c->close_ud = ud;
+}
+
+int pt_http_conn_write(struct pt_http_conn *c, const void *data, size_t len)
+{
+  if (c->state != CONN_STREAMING)
+    return -EPIPE;
+  if (len == 0)
+    return 0;
+  if (!c->chunked)
+    return conn_write_raw(c, data, len);
+  char hdr[24];
+  int hl = snprintf(hdr, sizeof(hdr), "%zx\r\n", len);
+  struct wreq *w = malloc(sizeof(*w) + (size_t)hl + len + 2);
+  if (!w)
+    return -ENOMEM;
+  w->conn = c;
+  w->len = (size_t)hl + len + 2;
+  memcpy(w->data, hdr, (size_t)hl);
+  memcpy(w->data + hl, data, len);
+  memcpy(w->data + hl + len, "\r\n", 2);
+  uv_buf_t b = uv_buf_init(w->data, (unsigned)w->len);
+  int r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
+  if (r < 0) {
+    free(w);
+    return r;
+  }
+  c->queued += w->len;
+  return 0;
+}
+
+size_t pt_http_conn_queued(const struct pt_http_conn *c)
+{
+  return c->queued;
+}
+
+const char *pt_http_conn_peer(const struct pt_http_conn *c)
+{
+  return c->peer;
+}

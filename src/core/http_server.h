@@ -1,0 +1,164 @@
+/* HTTP/1.1 server on libuv with llhttp.
+ *
+ * Requests are parsed by struct pt_http_parser (socket-free, so tests and
+ * fuzzers can drive it directly) and handed, complete with their body, to one
+ * handler that fills a struct pt_http_resp synchronously. The server writes the
+ * response, keeps the connection alive when the client allows it, and applies
+ * limits: header bytes, body bytes, connection count, a deadline for receiving
+ * a whole request (so a slowloris client is cut off) and an idle timeout
+ * between requests.
+ *
+ * A handler may instead turn the connection into a stream (Server-Sent
+ * Events): it sets resp->stream_start, the server writes the status line and
+ * headers, and then calls stream_start with the connection (or with NULL when
+ * the stream could not start, e.g. a HEAD request, so the owner can free its
+ * context). From then on the
+ * owner writes with pt_http_conn_write(), watches pt_http_conn_queued() to
+ * drop slow readers, and closes with pt_http_conn_close(); the server tells it
+ * the connection is gone through the close callback, exactly once. */
+#ifndef PT_CORE_HTTP_SERVER_H
+#define PT_CORE_HTTP_SERVER_H
+
+#include <llhttp.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+
+#include "core/buf.h"
+
+#define PT_HTTP_MAX_HEADERS 64
+
+struct pt_http_header {
+  const char *name;
+  const char *value;
+};
+
+struct pt_http_req {
+  const char *method;     /* "GET", "POST", ... */
+  const char *target;     /* raw request target as sent */
+  const char *path;       /* target up to '?', not decoded */
+  const char *query;      /* after '?', not decoded; "" when absent */
+  struct pt_http_header headers[PT_HTTP_MAX_HEADERS];
+  size_t nheaders;
+  const char *body;       /* NUL-terminated copy; body_len excludes the NUL */
+  size_t body_len;
+  bool keep_alive;
+  bool head;              /* HEAD request: the server sends no body */
+  const char *peer;       /* "ip:port" of the client, or "" */
+};
+
+struct pt_http_conn;
+typedef void (*pt_http_stream_start_cb)(void *ud, struct pt_http_conn *conn);
+typedef void (*pt_http_conn_close_cb)(void *ud, struct pt_http_conn *conn);
+
+struct pt_http_resp {
+  int status;               /* 200 when left 0 */
+  const char *content_type; /* NULL = no Content-Type header */
+  struct pt_buf headers;    /* extra header lines, each "Name: value\r\n" */
+  struct pt_buf body;
+  bool close;               /* close the connection after this response */
+  pt_http_stream_start_cb stream_start; /* set to make this a streaming response */
+  void *stream_ud;
+};
+
+typedef void (*pt_http_handler)(void *ud, const struct pt_http_req *req, struct pt_http_resp *resp);
+
+/* --- socket-free request parser ------------------------------------------ */
+
+struct pt_http_parser {
+  llhttp_t ll;
+  llhttp_settings_t settings;
+  size_t max_header_bytes, max_body_bytes;
+  struct pt_buf head;     /* "url\0name\0value\0..." */
+  size_t offs[1 + 2 * PT_HTTP_MAX_HEADERS];
+  size_t noffs;
+  bool open;              /* an element of head is being received */
+  struct pt_buf body;
+  char method[24];
+  int error_status;       /* set when pt_http_parser_feed() fails */
+  const char *error_reason;
+  bool complete;
+  bool expect_continue;   /* client sent "Expect: 100-continue" */
+  bool started;           /* some bytes of the current request arrived */
+};
+
+void pt_http_parser_init(struct pt_http_parser *p, size_t max_header_bytes, size_t max_body_bytes);
+void pt_http_parser_close(struct pt_http_parser *p);
+/* Feeds bytes. Returns 1 when a request is complete (with *consumed telling
+ * how much of data it used; the rest belongs to the next request), 0 when all
+ * of data was used and more is needed, or -1 on a protocol error with
+ * error_status (400, 413, 431, 501, ...) and error_reason set. */
+int pt_http_parser_feed(struct pt_http_parser *p, const char *data, size_t len, size_t *consumed);
+/* Fills req from the completed request (pointers into the parser). */
+void pt_http_parser_request(struct pt_http_parser *p, struct pt_http_req *req);
+/* Prepares for the next request on the same connection. */
+void pt_http_parser_next(struct pt_http_parser *p);
+
+/* --- helpers -------------------------------------------------------------- */
+
+/* Case-insensitive header lookup; NULL when absent. */
+const char *pt_http_req_header(const struct pt_http_req *req, const char *name);
+/* Percent-decodes (and '+' -> ' ' when form is true) into out. Returns the
+ * decoded length or -EINVAL for bad escapes, embedded NUL or overflow. */
+int pt_http_url_decode(const char *in, size_t len, char *out, size_t outlen, bool form);
+/* Looks up key in a query string and decodes its value. Returns 1 when found,
+ * 0 when absent, -EINVAL when malformed or too long. */
+int pt_http_query_get(const char *query, const char *key, char *out, size_t outlen);
+const char *pt_http_status_text(int status);
+/* Builds the status line and headers of resp (with Content-Length unless
+ * streaming) into out. default_headers are appended verbatim. */
+int pt_http_format_head(struct pt_buf *out, const struct pt_http_resp *resp, size_t content_length,
+                        bool keep_alive, bool streaming, const char *default_headers);
+void pt_http_resp_init(struct pt_http_resp *resp);
+void pt_http_resp_close(struct pt_http_resp *resp);
+/* Convenience: a JSON error body {"error": msg, "field": field or null}. */
+void pt_http_resp_error(struct pt_http_resp *resp, int status, const char *msg, const char *field);
+
+/* --- server ----------------------------------------------------------------- */
+
+struct pt_http_server_options {
+  size_t max_header_bytes;  /* 16 KiB when 0 */
+  size_t max_body_bytes;    /* 1 MiB when 0 */
+  size_t max_connections;   /* 4096 when 0 */
+  double request_timeout;   /* seconds to receive a whole request; 10 when 0 */
+  double idle_timeout;      /* seconds between keep-alive requests; 60 when 0 */
+  const char *default_headers; /* appended to every response, "Name: v\r\n"... */
+};
+
+struct pt_http_server_stats {
+  unsigned long long connections_accepted;
+  unsigned long long connections_rejected; /* over max_connections */
+  unsigned long long requests;
+  unsigned long long bad_requests;         /* protocol errors answered 4xx */
+  unsigned long long timeouts;             /* request deadline or idle expiry */
+  size_t connections_open;
+};
+
+struct pt_http_server;
+
+struct pt_http_server *pt_http_server_create(uv_loop_t *loop, const struct pt_http_server_options *opts,
+                                             pt_http_handler handler, void *ud);
+/* Binds and listens; host "" means every interface. Returns 0 or a negative
+ * libuv error. */
+int pt_http_server_listen(struct pt_http_server *srv, const char *host, int port);
+/* The bound port (useful after listening on port 0), or -1. */
+int pt_http_server_port(const struct pt_http_server *srv);
+/* Stops accepting new connections; existing ones continue. */
+void pt_http_server_stop(struct pt_http_server *srv);
+void pt_http_server_stats(const struct pt_http_server *srv, struct pt_http_server_stats *out);
+/* Closes every connection (stream owners get their close callback) and frees
+ * the server once its libuv handles are closed. Accepts NULL. */
+void pt_http_server_destroy(struct pt_http_server *srv);
+
+/* Streaming connections. */
+void pt_http_conn_set_close_cb(struct pt_http_conn *conn, pt_http_conn_close_cb cb, void *ud);
+/* Queues bytes (copied). Returns 0 or a negative errno (-EPIPE once closing). */
+int pt_http_conn_write(struct pt_http_conn *conn, const void *data, size_t len);
+/* Bytes queued and not yet accepted by the kernel. */
+size_t pt_http_conn_queued(const struct pt_http_conn *conn);
+/* Closes after queued bytes are sent (or at once when abort is true). The
+ * close callback runs later, from the loop. */
+void pt_http_conn_close(struct pt_http_conn *conn, bool abort);
+const char *pt_http_conn_peer(const struct pt_http_conn *conn);
+
+#endif

@@ -1,0 +1,443 @@
+/* Routes of the API port (REST, SSE, health, UI) and of the metrics port. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/clock.h"
+#include "core/prom.h"
+#include "server/report.h"
+#include "server/server_impl.h"
+
+#define JSON_TYPE "application/json; charset=utf-8"
+
+const char *const pt_reject_reason_names[PT_REJECT_COUNT] = {
+  "unauthorized", "unsupported_media_type", "invalid", "throttled", "too_many_nodes",
+};
+
+static void reply_json(struct pt_http_resp *resp, int status, json_t *body)
+{
+  resp->status = status;
+  resp->content_type = JSON_TYPE;
+  pt_buf_puts(&resp->headers, "Cache-Control: no-store\r\n");
+  char *s = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  pt_buf_puts(&resp->body, s ? s : "{}");
+  pt_buf_puts(&resp->body, "\n");
+  free(s);
+  json_decref(body);
+}
+
+static void reply_error(struct pt_http_resp *resp, int status, const char *msg, const char *field)
+{
+  pt_http_resp_error(resp, status, msg, field);
+  pt_buf_puts(&resp->headers, "Cache-Control: no-store\r\n");
+}
+
+static json_t *now_json(void)
+{
+  char tb[40];
+  return json_string(pt_time_format(pt_clock_now(), tb, sizeof(tb)));
+}
+
+/* Constant-time comparison: the time depends only on the lengths. */
+static bool token_equal(const char *given, size_t glen, const char *want)
+{
+  size_t wlen = strlen(want);
+  unsigned char diff = (unsigned char)(glen != wlen);
+  for (size_t i = 0; i < wlen; i++)
+    diff |= (unsigned char)want[i] ^ (unsigned char)(i < glen ? given[i] : 0);
+  return diff == 0;
+}
+
+static bool authorized(struct pt_server *srv, const struct pt_http_req *req)
+{
+  const char *want = srv->cfg.agent_token;
+  if (!want || !*want)
+    return true;
+  const char *h = pt_http_req_header(req, "authorization");
+  if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+    return false;
+  const char *tok = h + 7;
+  while (*tok == ' ')
+    tok++;
+  return token_equal(tok, strlen(tok), want);
+}
+
+static void handle_report(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp)
+{
+  if (!authorized(srv, req)) {
+    srv->reports_rejected[PT_REJECT_UNAUTHORIZED]++;
+    pt_buf_puts(&resp->headers, "WWW-Authenticate: Bearer realm=\"pulltrace\"\r\n");
+    reply_error(resp, 401, "missing or invalid bearer token", NULL);
+    return;
+  }
+  const char *ct = pt_http_req_header(req, "content-type");
+  if (!ct || strncasecmp(ct, "application/json", 16) != 0 || (ct[16] && ct[16] != ';' && ct[16] != ' ')) {
+    srv->reports_rejected[PT_REJECT_UNSUPPORTED_MEDIA]++;
+    reply_error(resp, 415, "content type must be application/json", NULL);
+    return;
+  }
+  struct pt_report r;
+  char err[256], field[160];
+  if (pt_report_parse(req->body, req->body_len, &r, err, sizeof(err), field, sizeof(field)) < 0) {
+    srv->reports_rejected[PT_REJECT_INVALID]++;
+    PT_LOG_DEBUG("report rejected", "{s:s,s:s,s:s}", "peer", req->peer, "error", err, "field", field);
+    reply_error(resp, 400, err, *field ? field : NULL);
+    return;
+  }
+  double now = pt_clock_now();
+  enum pt_apply_result res = pt_store_apply_report(srv->store, &r, now);
+  switch (res) {
+  case PT_APPLY_APPLIED:
+    srv->reports_applied++;
+    reply_json(resp, 200, json_pack("{s:s,s:I}", "status", "applied", "pulls", (json_int_t)r.npulls));
+    break;
+  case PT_APPLY_STALE:
+    srv->reports_stale++;
+    reply_json(resp, 200, json_pack("{s:s,s:s}", "status", "ignored", "reason", "stale seq"));
+    break;
+  case PT_APPLY_THROTTLED: {
+    srv->reports_rejected[PT_REJECT_THROTTLED]++;
+    double ra = pt_store_retry_after(srv->store, r.node, now);
+    pt_buf_printf(&resp->headers, "Retry-After: %d\r\n", (int)ceil(ra > 0 ? ra : 1));
+    reply_error(resp, 429, "too many reports from this node", "nodeName");
+    break;
+  }
+  case PT_APPLY_FULL:
+    srv->reports_rejected[PT_REJECT_TOO_MANY_NODES]++;
+    reply_error(resp, 503, "too many nodes", "nodeName");
+    break;
+  }
+  pt_report_free(&r);
+}
+
+/* Query parameter into buf; returns NULL when absent, sets *bad on errors. */
+static const char *qparam(const struct pt_http_req *req, const char *key, char *buf, size_t len, bool *bad)
+{
+  int r = pt_http_query_get(req->query, key, buf, len);
+  if (r < 0)
+    *bad = true;
+  return r == 1 && *buf ? buf : NULL;
+}
+
+static void handle_pulls(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp)
+{
+  char node[256], ns[256], image[512], state[128];
+  bool bad = false;
+  struct pt_pull_filter f = {0};
+  f.node = qparam(req, "node", node, sizeof(node), &bad);
+  f.ns = qparam(req, "namespace", ns, sizeof(ns), &bad);
+  f.image = qparam(req, "image", image, sizeof(image), &bad);
+  const char *st = qparam(req, "state", state, sizeof(state), &bad);
+  if (bad) {
+    reply_error(resp, 400, "malformed query string", NULL);
+    return;
+  }
+  if (st) {
+    char *save = NULL;
+    for (char *tok = strtok_r(state, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+      enum pt_pull_state s;
+      if (pt_pull_state_parse(tok, &s) < 0) {
+        reply_error(resp, 400, "state must be pulling, stalled, completed, failed or lost", "state");
+        return;
+      }
+      f.state_mask |= 1u << s;
+    }
+  }
+  json_t *o = json_pack("{s:s,s:o,s:o}", "apiVersion", "v1", "generatedAt", now_json(), "pulls",
+                        pt_store_pulls_json(srv->store, &f, pt_clock_now()));
+  reply_json(resp, 200, o);
+}
+
+static void handle_pull(struct pt_server *srv, const char *raw_id, struct pt_http_resp *resp)
+{
+  char id[1024];
+  if (pt_http_url_decode(raw_id, strlen(raw_id), id, sizeof(id), false) < 0) {
+    reply_error(resp, 400, "malformed pull id", "id");
+    return;
+  }
+  const struct pt_pull *p = pt_store_pull(srv->store, id);
+  if (!p) {
+    reply_error(resp, 404, "pull not found", "id");
+    return;
+  }
+  reply_json(resp, 200, json_pack("{s:s,s:o}", "apiVersion", "v1", "pull", pt_store_pull_json(p, true, pt_clock_now())));
+}
+
+static void handle_nodes(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp)
+{
+  char node[256];
+  bool bad = false;
+  const char *n = qparam(req, "node", node, sizeof(node), &bad);
+  if (bad) {
+    reply_error(resp, 400, "malformed query string", NULL);
+    return;
+  }
+  reply_json(resp, 200, json_pack("{s:s,s:o,s:o}", "apiVersion", "v1", "generatedAt", now_json(), "nodes",
+                                   pt_store_nodes_json(srv->store, n)));
+}
+
+json_t *pt_server_snapshot(void *ud, const char *node, const char *ns)
+{
+  struct pt_server *srv = ud;
+  struct pt_pull_filter f = {.node = node, .ns = ns};
+  return json_pack("{s:o,s:o}", "pulls", pt_store_pulls_json(srv->store, &f, pt_clock_now()), "nodes",
+                   pt_store_nodes_json(srv->store, node));
+}
+
+static void handle_events(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp)
+{
+  char node[256], ns[256], last[64];
+  bool bad = false;
+  const char *n = qparam(req, "node", node, sizeof(node), &bad);
+  const char *s = qparam(req, "namespace", ns, sizeof(ns), &bad);
+  const char *l = pt_http_req_header(req, "last-event-id");
+  if (!l)
+    l = qparam(req, "lastEventId", last, sizeof(last), &bad);
+  if (bad) {
+    reply_error(resp, 400, "malformed query string", NULL);
+    return;
+  }
+  if (srv->shutting_down) {
+    reply_error(resp, 503, "shutting down", NULL);
+    return;
+  }
+  resp->status = 200;
+  resp->content_type = "text/event-stream; charset=utf-8";
+  pt_buf_puts(&resp->headers, "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n");
+  if (req->head)
+    return;
+  resp->stream_ud = pt_hub_subscription_new(srv->hub, n, s, l);
+  if (!resp->stream_ud) {
+    reply_error(resp, 500, "out of memory", NULL);
+    return;
+  }
+  resp->stream_start = pt_hub_stream_start;
+}
+
+static void handle_readyz(struct pt_server *srv, struct pt_http_resp *resp)
+{
+  json_t *checks = json_array();
+  bool ok = true;
+  if (srv->policy) {
+    struct pt_policy_status st;
+    pt_policy_status(srv->policy, &st);
+    char detail[2300];
+    if (st.last_reload == 0)
+      snprintf(detail, sizeof(detail), "%zu scripts loaded; last reload failed, old policy kept: %s",
+               st.n_scripts, st.error);
+    else
+      snprintf(detail, sizeof(detail), "%zu scripts loaded", st.n_scripts);
+    json_t *c = json_pack("{s:s,s:b,s:s}", "name", "policy", "ok", st.loaded, "detail", detail);
+    json_object_set_new(c, "status", pt_policy_status_json(srv->policy));
+    json_array_append_new(checks, c);
+    ok &= st.loaded;
+  } else {
+    json_array_append_new(checks, json_pack("{s:s,s:b,s:s}", "name", "policy", "ok", 0, "detail", "no policy"));
+    ok = false;
+  }
+  for (size_t i = 0; i < srv->nready; i++) {
+    json_array_append_new(checks, json_pack("{s:s,s:b,s:s}", "name", srv->ready[i].name, "ok",
+                                            srv->ready[i].ok, "detail", srv->ready[i].detail));
+    ok &= srv->ready[i].ok;
+  }
+  if (srv->shutting_down)
+    ok = false;
+  reply_json(resp, ok ? 200 : 503, json_pack("{s:s,s:o}", "status", ok ? "ready" : "not ready", "checks", checks));
+}
+
+/* ---- UI ------------------------------------------------------------------ */
+
+static const char *mime_of(const char *name)
+{
+  const char *dot = strrchr(name, '.');
+  if (!dot)
+    return "application/octet-stream";
+  static const char *const map[][2] = {
+    {".html", "text/html; charset=utf-8"}, {".js", "text/javascript; charset=utf-8"},
+    {".mjs", "text/javascript; charset=utf-8"}, {".css", "text/css; charset=utf-8"},
+    {".json", "application/json"}, {".svg", "image/svg+xml"}, {".png", "image/png"},
+    {".ico", "image/x-icon"}, {".woff2", "font/woff2"}, {".woff", "font/woff"},
+    {".txt", "text/plain; charset=utf-8"}, {".map", "application/json"}, {".webmanifest", "application/manifest+json"},
+  };
+  for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+    if (strcasecmp(dot, map[i][0]) == 0)
+      return map[i][1];
+  return "application/octet-stream";
+}
+
+static void serve_bytes(const struct pt_http_req *req, struct pt_http_resp *resp, const char *name,
+                        const void *data, size_t size, uint64_t etag)
+{
+  char tag[32];
+  snprintf(tag, sizeof(tag), "\"%016" PRIx64 "\"", etag);
+  bool immutable = strncmp(name, "assets/", 7) == 0;
+  pt_buf_printf(&resp->headers, "ETag: %s\r\nCache-Control: %s\r\n", tag,
+                immutable ? "public, max-age=31536000, immutable" : "no-cache");
+  const char *inm = pt_http_req_header(req, "if-none-match");
+  if (inm && strstr(inm, tag)) {
+    resp->status = 304;
+    return;
+  }
+  resp->status = 200;
+  resp->content_type = mime_of(name);
+  pt_buf_append(&resp->body, data, size);
+}
+
+static bool safe_rel_path(const char *p)
+{
+  if (strstr(p, "..") || strchr(p, '\\') || *p == '/')
+    return false;
+  return true;
+}
+
+static bool serve_ui_dir(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp,
+                         const char *rel)
+{
+  /* Development override: files are read at request time (small, local). */
+  char path[4096];
+  snprintf(path, sizeof(path), "%s/%s", srv->cfg.ui_dir, rel);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return false;
+  struct stat st;
+  if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > 32 * 1024 * 1024) {
+    close(fd);
+    return false;
+  }
+  char *data = malloc((size_t)st.st_size + 1);
+  ssize_t got = data ? read(fd, data, (size_t)st.st_size) : -1;
+  close(fd);
+  if (got != st.st_size) {
+    free(data);
+    return false;
+  }
+  uint64_t h = 1469598103934665603ULL;
+  for (ssize_t i = 0; i < got; i++)
+    h = (h ^ (unsigned char)data[i]) * 1099511628211ULL;
+  serve_bytes(req, resp, rel, data, (size_t)got, h);
+  free(data);
+  return true;
+}
+
+static bool serve_embedded(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp,
+                           const char *rel)
+{
+  for (size_t i = 0; srv->ui && srv->ui[i].name; i++) {
+    if (strcmp(srv->ui[i].name, rel) == 0) {
+      serve_bytes(req, resp, rel, srv->ui[i].data, srv->ui[i].size, srv->ui_etags ? srv->ui_etags[i] : 0);
+      return true;
+    }
+  }
+  return false;
+}
+
+static const char placeholder[] =
+  "<!doctype html><html><head><meta charset=\"utf-8\"><title>Pulltrace</title></head><body>"
+  "<h1>Pulltrace</h1><p>The web UI is not built into this binary. The API is here:</p><ul>"
+  "<li><a href=\"/api/v1/pulls\">/api/v1/pulls</a></li><li><a href=\"/api/v1/nodes\">/api/v1/nodes</a></li>"
+  "<li><a href=\"/api/v1/events\">/api/v1/events</a> (Server-Sent Events)</li>"
+  "<li><a href=\"/readyz\">/readyz</a></li></ul></body></html>\n";
+
+static void handle_ui(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp)
+{
+  char rel[1024];
+  const char *p = req->path + 1;
+  if (pt_http_url_decode(p, strlen(p), rel, sizeof(rel), false) < 0 || !safe_rel_path(rel)) {
+    reply_error(resp, 400, "bad path", NULL);
+    return;
+  }
+  if (!*rel)
+    snprintf(rel, sizeof(rel), "index.html");
+  bool has_ext = strchr(strrchr(rel, '/') ? strrchr(rel, '/') : rel, '.') != NULL;
+  bool have_ui = (srv->cfg.ui_dir && *srv->cfg.ui_dir) || srv->ui;
+  if (srv->cfg.ui_dir && *srv->cfg.ui_dir) {
+    if (serve_ui_dir(srv, req, resp, rel) || (!has_ext && serve_ui_dir(srv, req, resp, "index.html")))
+      return;
+  } else if (srv->ui) {
+    if (serve_embedded(srv, req, resp, rel) || (!has_ext && serve_embedded(srv, req, resp, "index.html")))
+      return;
+  }
+  if (!have_ui && strcmp(rel, "index.html") == 0) {
+    resp->status = 200;
+    resp->content_type = "text/html; charset=utf-8";
+    pt_buf_puts(&resp->headers, "Cache-Control: no-cache\r\n");
+    pt_buf_puts(&resp->body, placeholder);
+    return;
+  }
+  reply_error(resp, 404, "not found", NULL);
+}
+
+/* ---- routing --------------------------------------------------------------- */
+
+static bool method_is(const struct pt_http_req *req, const char *m)
+{
+  return strcmp(req->method, m) == 0;
+}
+
+static bool get_like(const struct pt_http_req *req)
+{
+  return method_is(req, "GET") || method_is(req, "HEAD");
+}
+
+static void not_allowed(struct pt_http_resp *resp, const char *allow)
+{
+  pt_buf_printf(&resp->headers, "Allow: %s\r\n", allow);
+  reply_error(resp, 405, "method not allowed", NULL);
+}
+
+void pt_server_api_handle(void *ud, const struct pt_http_req *req, struct pt_http_resp *resp)
+{
+  struct pt_server *srv = ud;
+  const char *path = req->path;
+  if (strcmp(path, "/api/v1/report") == 0) {
+    if (!method_is(req, "POST"))
+      return not_allowed(resp, "POST");
+    return handle_report(srv, req, resp);
+  }
+  if (strncmp(path, "/api/", 5) == 0 || strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0) {
+    if (!get_like(req))
+      return not_allowed(resp, "GET, HEAD");
+    if (strcmp(path, "/healthz") == 0)
+      return reply_json(resp, 200, json_pack("{s:s}", "status", "ok"));
+    if (strcmp(path, "/readyz") == 0)
+      return handle_readyz(srv, resp);
+    if (strcmp(path, "/api/v1/pulls") == 0)
+      return handle_pulls(srv, req, resp);
+    if (strncmp(path, "/api/v1/pulls/", 14) == 0 && path[14])
+      return handle_pull(srv, path + 14, resp);
+    if (strcmp(path, "/api/v1/nodes") == 0)
+      return handle_nodes(srv, req, resp);
+    if (strcmp(path, "/api/v1/events") == 0)
+      return handle_events(srv, req, resp);
+    return reply_error(resp, 404, "not found", NULL);
+  }
+  if (!get_like(req))
+    return not_allowed(resp, "GET, HEAD");
+  if (path[0] != '/') {
+    reply_error(resp, 400, "bad request target", NULL);
+    return;
+  }
+  handle_ui(srv, req, resp);
+}
+
+void pt_server_metrics_handle(void *ud, const struct pt_http_req *req, struct pt_http_resp *resp)
+{
+  struct pt_server *srv = ud;
+  if (strcmp(req->path, "/metrics") == 0) {
+    if (!get_like(req))
+      return not_allowed(resp, "GET, HEAD");
+    resp->status = 200;
+    resp->content_type = PT_PROM_CONTENT_TYPE;
+    pt_server_metrics_render(srv, &resp->body);
+    return;
+  }
+  if (strcmp(req->path, "/healthz") == 0 && get_like(req))
+    return reply_json(resp, 200, json_pack("{s:s}", "status", "ok"));
+  reply_error(resp, 404, "not found", NULL);
+}

@@ -1,0 +1,152 @@
+/* pulltrace-server: configuration, signals, and the loop. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/config.h"
+#include "core/log.h"
+#include "policy/policy.h"
+#include "server/server.h"
+
+#ifdef PT_HAVE_UI
+extern const struct pt_embedded_file pt_ui_files[];
+#endif
+
+struct app {
+  uv_loop_t loop;
+  uv_signal_t sigterm, sigint;
+  struct pt_server *srv;
+  struct pt_policy *policy;
+};
+
+static void usage(FILE *out)
+{
+  fprintf(out,
+          "Usage: pulltrace-server [--help] [--version] [--check-policy DIR]\n\n"
+          "Receives pulltrace-agent reports and serves the REST API, the event stream,\n"
+          "the web UI and Prometheus metrics. Configuration comes from the environment:\n\n");
+  pt_config_print_help(out, pt_server_config_vars);
+  fprintf(out,
+          "\nPolicy settings (PULLTRACE_NODE_LOST_GRACE, PULLTRACE_RATE_HALF_LIFE,\n"
+          "PULLTRACE_STALL_ALERT_AFTER, PULLTRACE_ALERT_REPEAT, PULLTRACE_POLICY_SETTING_<key>,\n"
+          "PULLTRACE_POLICY_INSTRUCTION_BUDGET, PULLTRACE_POLICY_MEMORY_LIMIT) are described in\n"
+          "docs/policy.md.\n");
+}
+
+static void on_alert(void *ud, const struct pt_policy_alert *alert)
+{
+  struct app *app = ud;
+  if (app->srv)
+    pt_server_on_alert(app->srv, alert);
+}
+
+static void all_closed(void *ud)
+{
+  struct app *app = ud;
+  uv_close((uv_handle_t *)&app->sigterm, NULL);
+  uv_close((uv_handle_t *)&app->sigint, NULL);
+  pt_policy_destroy(app->policy);
+  app->policy = NULL;
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+  struct app *app = h->data;
+  PT_LOG_INFO("shutting down", "{s:s}", "signal", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+  uv_signal_stop(&app->sigterm);
+  uv_signal_stop(&app->sigint);
+  pt_server_shutdown(app->srv, all_closed, app);
+}
+
+int main(int argc, char **argv)
+{
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      usage(stdout);
+      return 0;
+    }
+    if (strcmp(argv[i], "--version") == 0) {
+      printf("pulltrace-server %s\n", PT_VERSION);
+      return 0;
+    }
+    if (strcmp(argv[i], "--check-policy") == 0) {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "--check-policy needs a directory\n");
+        return 2;
+      }
+      int r = pt_policy_check_dir(argv[i + 1], stdout);
+      return r == 0 ? 0 : 1;
+    }
+    fprintf(stderr, "unknown argument: %s\n\n", argv[i]);
+    usage(stderr);
+    return 2;
+  }
+
+  struct pt_server_config cfg;
+  memset(&cfg, 0, sizeof(cfg));
+  char err[4096];
+  if (pt_config_load(pt_server_config_vars, &cfg, NULL, err, sizeof(err)) < 0) {
+    fprintf(stderr, "pulltrace-server: configuration error: %s\n", err);
+    return 2;
+  }
+  enum pt_log_format fmt = PT_LOG_JSON;
+  if (cfg.log_format && strcmp(cfg.log_format, "logfmt") == 0)
+    fmt = PT_LOG_LOGFMT;
+  else if (cfg.log_format && strcmp(cfg.log_format, "json") != 0) {
+    fprintf(stderr, "pulltrace-server: configuration error: PULLTRACE_LOG_FORMAT: must be json or logfmt\n");
+    return 2;
+  }
+  pt_log_setup("pulltrace-server", cfg.log_level, fmt);
+
+  static struct app app;
+  struct pt_policy_options popts;
+  if (pt_policy_options_from_env(&popts, NULL, err, sizeof(err)) < 0) {
+    fprintf(stderr, "pulltrace-server: configuration error: %s\n", err);
+    return 2;
+  }
+  /* The alert callback needs the server, which needs the policy: it goes
+   * through app, whose server pointer is set right after. */
+  popts.alert_cb = on_alert;
+  popts.alert_ud = &app;
+  uv_loop_init(&app.loop);
+  app.policy = pt_policy_create(&popts, err, sizeof(err));
+  if (!app.policy) {
+    fprintf(stderr, "pulltrace-server: policy error:\n%s\n", err);
+    PT_LOG_ERROR("policy failed to load", "{s:s}", "error", err);
+    return 1;
+  }
+  app.srv = pt_server_create(&app.loop, &cfg, app.policy);
+  if (!app.srv)
+    return 1;
+#ifdef PT_HAVE_UI
+  pt_server_set_ui(app.srv, pt_ui_files);
+#endif
+  int rc = 0;
+  if (pt_server_listen(app.srv, err, sizeof(err)) < 0) {
+    fprintf(stderr, "pulltrace-server: %s\n", err);
+    PT_LOG_ERROR("cannot listen", "{s:s}", "error", err);
+    rc = 1;
+  }
+  uv_signal_init(&app.loop, &app.sigterm);
+  uv_signal_init(&app.loop, &app.sigint);
+  app.sigterm.data = app.sigint.data = &app;
+  if (rc == 0) {
+    if (popts.dir && pt_policy_watch(app.policy, &app.loop) < 0)
+      PT_LOG_WARN("cannot watch the policy directory; reloads need a restart", "{s:s}", "dir", popts.dir);
+    uv_signal_start(&app.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&app.sigint, on_signal, SIGINT);
+    PT_LOG_INFO("listening", "{s:i,s:i,s:s}", "httpPort", pt_server_http_port(app.srv), "metricsPort",
+                pt_server_metrics_port(app.srv), "version", PT_VERSION);
+  } else {
+    pt_server_shutdown(app.srv, all_closed, &app);
+  }
+  uv_run(&app.loop, UV_RUN_DEFAULT);
+  pt_server_destroy(app.srv);
+  pt_policy_destroy(app.policy);
+  int cr = uv_loop_close(&app.loop);
+  if (cr != 0)
+    PT_LOG_WARN("loop closed with handles open", "{s:s}", "error", uv_strerror(cr));
+  PT_LOG_INFO("stopped", "{}");
+  return rc;
+}

@@ -1,0 +1,168 @@
+/* The Prometheus exposition of /metrics. Every label set is bounded: states,
+ * results, reasons, hooks, severities, script file names; never pull ids or
+ * node names. */
+#include <string.h>
+
+#include "core/prom.h"
+#include "server/server_impl.h"
+
+static void labeled(struct pt_buf *out, const char *name, const char *label, const char *value, double v)
+{
+  struct pt_buf l;
+  pt_buf_init(&l);
+  pt_prom_label(&l, label, value);
+  pt_prom_sample(out, name, l.data, v);
+  pt_buf_close(&l);
+}
+
+static void counter(struct pt_buf *out, const char *name, const char *help, double v)
+{
+  pt_prom_family(out, name, "counter", help);
+  pt_prom_sample(out, name, NULL, v);
+}
+
+static void gauge(struct pt_buf *out, const char *name, const char *help, double v)
+{
+  pt_prom_family(out, name, "gauge", help);
+  pt_prom_sample(out, name, NULL, v);
+}
+
+struct err_ctx {
+  struct pt_buf *out;
+};
+
+static void policy_error(void *ud, const char *hook, const char *script, const char *reason, uint64_t count)
+{
+  struct err_ctx *c = ud;
+  struct pt_buf l;
+  pt_buf_init(&l);
+  pt_prom_label(&l, "hook", hook);
+  pt_prom_label(&l, "script", script ? script : "");
+  pt_prom_label(&l, "reason", reason);
+  pt_prom_sample(c->out, "pulltrace_policy_errors_total", l.data, (double)count);
+  pt_buf_close(&l);
+}
+
+void pt_server_metrics_render(struct pt_server *srv, struct pt_buf *out)
+{
+  const struct pt_store_counters *c = pt_store_counters(srv->store);
+  struct pt_store_gauges g;
+  pt_store_gauges(srv->store, &g);
+  struct pt_hub_stats hs = {0};
+  if (srv->hub)
+    pt_hub_stats(srv->hub, &hs);
+
+  pt_prom_family(out, "pulltrace_build_info", "gauge", "Build information; the value is always 1");
+  labeled(out, "pulltrace_build_info", "version", PT_VERSION, 1);
+  gauge(out, "process_start_time_seconds", "Start time of the process since the Unix epoch in seconds",
+        srv->started_at);
+
+  pt_prom_family(out, "pulltrace_pulls_active", "gauge", "Pulls in flight, by state");
+  labeled(out, "pulltrace_pulls_active", "state", "pulling", (double)g.pulls_pulling);
+  labeled(out, "pulltrace_pulls_active", "state", "stalled", (double)g.pulls_stalled);
+  pt_prom_family(out, "pulltrace_pulls_tracked", "gauge", "Pulls in the server's tables, by state");
+  static const char *const states[] = {"pulling", "stalled", "completed", "failed", "lost"};
+  size_t sv[] = {g.pulls_pulling, g.pulls_stalled, g.pulls_completed, g.pulls_failed, g.pulls_lost};
+  for (int i = 0; i < 5; i++)
+    labeled(out, "pulltrace_pulls_tracked", "state", states[i], (double)sv[i]);
+  counter(out, "pulltrace_pulls_total", "Pulls seen since the server started (agent or kubelet)",
+          (double)c->pulls_started);
+  counter(out, "pulltrace_pulls_completed_total", "Pulls that completed", (double)c->pulls_completed);
+  pt_prom_family(out, "pulltrace_pull_errors_total", "counter",
+                 "Pulls that did not complete: failed (kubelet reported a failure) or lost (vanished, node lost)");
+  labeled(out, "pulltrace_pull_errors_total", "reason", "failed", (double)c->pulls_failed);
+  labeled(out, "pulltrace_pull_errors_total", "reason", "lost", (double)c->pulls_lost);
+  counter(out, "pulltrace_pull_stalls_total", "Transitions of a pull to stalled", (double)c->stalls);
+  counter(out, "pulltrace_pulls_evicted_total", "Pulls removed from the tables by the eviction policy",
+          (double)c->pulls_evicted);
+  pt_prom_family(out, "pulltrace_pull_duration_seconds", "histogram",
+                 "Duration of completed pulls, from the manifest commit to the last layer");
+  struct pt_prom_histogram h = {
+    .nbuckets = 8, .bounds = pt_store_duration_buckets, .counts = (uint64_t *)c->duration_counts,
+    .count = c->duration_count, .sum = c->duration_sum,
+  };
+  pt_prom_histogram_write(out, "pulltrace_pull_duration_seconds", NULL, &h);
+  counter(out, "pulltrace_pull_bytes_total", "Bytes downloaded by pulls (cached layers excluded)", (double)c->bytes);
+
+  pt_prom_family(out, "pulltrace_agent_reports_total", "counter", "Agent reports received, by result");
+  uint64_t rejected = 0;
+  for (int i = 0; i < PT_REJECT_COUNT; i++)
+    rejected += srv->reports_rejected[i];
+  labeled(out, "pulltrace_agent_reports_total", "result", "applied", (double)srv->reports_applied);
+  labeled(out, "pulltrace_agent_reports_total", "result", "ignored", (double)srv->reports_stale);
+  labeled(out, "pulltrace_agent_reports_total", "result", "rejected", (double)rejected);
+  pt_prom_family(out, "pulltrace_agent_reports_rejected_total", "counter", "Agent reports rejected, by reason");
+  for (int i = 0; i < PT_REJECT_COUNT; i++)
+    labeled(out, "pulltrace_agent_reports_rejected_total", "reason", pt_reject_reason_names[i],
+            (double)srv->reports_rejected[i]);
+  gauge(out, "pulltrace_agents_connected", "Agents that reported within their grace period (ok or lagging)",
+        (double)(g.nodes_ok + g.nodes_lagging));
+  pt_prom_family(out, "pulltrace_agents", "gauge", "Known agents (nodes), by state");
+  labeled(out, "pulltrace_agents", "state", "ok", (double)g.nodes_ok);
+  labeled(out, "pulltrace_agents", "state", "lagging", (double)g.nodes_lagging);
+  labeled(out, "pulltrace_agents", "state", "lost", (double)g.nodes_lost);
+  counter(out, "pulltrace_agent_restarts_total", "New bootIds seen from known nodes", (double)c->node_restarts);
+
+  gauge(out, "pulltrace_sse_clients_active", "Connected event-stream clients", (double)hs.clients);
+  counter(out, "pulltrace_sse_clients_dropped_total", "Event-stream clients dropped for reading too slowly",
+          (double)hs.dropped_slow);
+  counter(out, "pulltrace_sse_events_total", "Events published on the event stream", (double)hs.events);
+  counter(out, "pulltrace_sse_resumes_total", "Event-stream reconnects resumed from the ring buffer",
+          (double)hs.resumed);
+  counter(out, "pulltrace_sse_snapshots_total", "Snapshots sent to event-stream clients", (double)hs.snapshots);
+
+  struct pt_policy_counters pc = {0};
+  if (srv->policy)
+    pt_policy_counters(srv->policy, &pc);
+  pt_prom_family(out, "pulltrace_policy_calls_total", "counter", "Calls into a Lua policy hook");
+  for (int i = 0; i < PT_POLICY_HOOK_COUNT; i++)
+    labeled(out, "pulltrace_policy_calls_total", "hook", pt_policy_hook_name(i), (double)pc.calls[i]);
+  pt_prom_family(out, "pulltrace_policy_fallbacks_total", "counter",
+                 "Policy hook calls that fell back to the built-in default");
+  for (int i = 0; i < PT_POLICY_HOOK_COUNT; i++)
+    labeled(out, "pulltrace_policy_fallbacks_total", "hook", pt_policy_hook_name(i), (double)pc.errors[i]);
+  pt_prom_family(out, "pulltrace_policy_seconds_total", "counter", "Time spent in Lua policy hooks");
+  for (int i = 0; i < PT_POLICY_HOOK_COUNT; i++)
+    labeled(out, "pulltrace_policy_seconds_total", "hook", pt_policy_hook_name(i), pc.seconds[i]);
+  pt_prom_family(out, "pulltrace_policy_errors_total", "counter",
+                 "Policy hook errors, by hook, script and reason (runtime, budget, memory, invalid_return)");
+  if (srv->policy) {
+    struct err_ctx ec = {out};
+    pt_policy_foreach_error(srv->policy, policy_error, &ec);
+  }
+  pt_prom_family(out, "pulltrace_policy_reloads_total", "counter", "Policy reloads, by result");
+  labeled(out, "pulltrace_policy_reloads_total", "result", "success", (double)pc.reloads_ok);
+  labeled(out, "pulltrace_policy_reloads_total", "result", "failure", (double)pc.reloads_failed);
+  gauge(out, "pulltrace_policy_memory_bytes", "Heap of the running Lua VM", (double)pc.memory_bytes);
+
+  pt_prom_family(out, "pulltrace_alerts_total", "counter", "Alerts raised by the policy, by severity");
+  static const char *const sev[] = {"info", "warning", "critical", "other"};
+  for (int i = 0; i < PT_SEVERITY_COUNT; i++)
+    labeled(out, "pulltrace_alerts_total", "severity", sev[i], (double)srv->alerts[i]);
+  counter(out, "pulltrace_alerts_suppressed_total", "Repeated alerts suppressed within the repeat interval",
+          (double)pc.alerts_suppressed);
+  pt_prom_family(out, "pulltrace_alert_webhook_deliveries_total", "counter",
+                 "Alerts handed to the webhook, by result (sent, dropped after retries or a full queue)");
+  labeled(out, "pulltrace_alert_webhook_deliveries_total", "result", "sent", (double)srv->webhook_sent);
+  labeled(out, "pulltrace_alert_webhook_deliveries_total", "result", "dropped", (double)srv->webhook_dropped);
+  counter(out, "pulltrace_alert_webhook_failures_total", "Failed webhook requests (each is retried)",
+          (double)srv->webhook_failed);
+  gauge(out, "pulltrace_alert_webhook_queue", "Alerts waiting for webhook delivery", (double)srv->wq_len);
+
+  pt_prom_family(out, "pulltrace_kube_watch_restarts_total", "counter", "Kubernetes watch restarts, by resource");
+  labeled(out, "pulltrace_kube_watch_restarts_total", "resource", "pods", (double)srv->watch_restarts[0]);
+  labeled(out, "pulltrace_kube_watch_restarts_total", "resource", "events", (double)srv->watch_restarts[1]);
+  gauge(out, "pulltrace_kube_pods", "Pods known from the Kubernetes API", (double)g.pods);
+
+  struct pt_http_server_stats st = {0};
+  if (srv->http)
+    pt_http_server_stats(srv->http, &st);
+  gauge(out, "pulltrace_http_connections_open", "Open connections on the API port", (double)st.connections_open);
+  counter(out, "pulltrace_http_connections_rejected_total", "Connections refused over PULLTRACE_MAX_CONNECTIONS",
+          (double)st.connections_rejected);
+  counter(out, "pulltrace_http_requests_total", "Requests handled on the API port", (double)st.requests);
+  counter(out, "pulltrace_http_bad_requests_total",
+          "Malformed or oversized requests answered with 4xx before routing", (double)st.bad_requests);
+  counter(out, "pulltrace_http_timeouts_total", "Connections closed by the request or idle timeout",
+          (double)st.timeouts);
+}

@@ -1,0 +1,79 @@
+/* The agent's v1 report (docs/api.md, "Agent report"): strict parsing and
+ * validation into plain C values. Nothing is applied here; the store takes a
+ * fully validated report or nothing. */
+#ifndef PT_SERVER_REPORT_H
+#define PT_SERVER_REPORT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PT_REPORT_MAX_PULLS 2000
+#define PT_REPORT_MAX_LAYERS 1000
+#define PT_REPORT_MAX_UNATTRIBUTED 2000
+
+enum pt_layer_state {
+  PT_LAYER_WAITING = 0,
+  PT_LAYER_DOWNLOADING,
+  PT_LAYER_STALLED,
+  PT_LAYER_DONE,
+  PT_LAYER_CACHED,
+};
+const char *pt_layer_state_name(enum pt_layer_state s);
+/* Returns 0 or -EINVAL. */
+int pt_layer_state_parse(const char *s, enum pt_layer_state *out);
+
+/* Strings point into the report's JSON document; times are epoch seconds,
+ * 0 for null. */
+struct pt_report_layer {
+  const char *digest;
+  const char *media_type;   /* may be NULL */
+  int64_t total, downloaded;
+  enum pt_layer_state state;
+  double started_at, updated_at;
+};
+
+struct pt_report_pull {
+  const char *id;
+  const char *image_ref;    /* may be NULL */
+  const char *manifest_digest;
+  const char *index_digest; /* may be NULL */
+  double started_at, completed_at;
+  bool total_known;
+  int64_t total, downloaded;
+  struct pt_report_layer *layers;
+  size_t nlayers;
+};
+
+struct pt_report_unattributed {
+  const char *ref, *kind;
+  const char *digest;       /* may be NULL */
+  int64_t total, downloaded;
+  double started_at, updated_at;
+};
+
+struct pt_report {
+  json_t *root;
+  const char *node;
+  const char *agent_version;
+  const char *boot_id;
+  int64_t seq;
+  double timestamp;
+  struct pt_report_pull *pulls;
+  size_t npulls;
+  struct pt_report_unattributed *unattributed;
+  size_t nunattributed;
+};
+
+/* Parses and validates. On failure returns -EINVAL with a message in err and
+ * the JSON path of the offending member in field ("" for the whole body);
+ * out is left empty. */
+int pt_report_parse(const char *body, size_t len, struct pt_report *out,
+                    char *err, size_t errlen, char *field, size_t fieldlen);
+void pt_report_free(struct pt_report *r);
+
+/* True for "algorithm:encoded" digests as in the OCI image spec. */
+bool pt_digest_valid(const char *s);
+
+#endif

@@ -1,0 +1,317 @@
+#include "server/server_impl.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/clock.h"
+
+#define CFG(field) offsetof(struct pt_server_config, field)
+
+const struct pt_config_var pt_server_config_vars[] = {
+  {"PULLTRACE_HTTP_ADDR", PT_CFG_ADDR, ":8080", false, CFG(http_addr), 0, 0,
+   "Listen address of the API, the event stream and the web UI (host:port or :port)"},
+  {"PULLTRACE_METRICS_ADDR", PT_CFG_ADDR, ":9090", false, CFG(metrics_addr), 0, 0,
+   "Listen address of /metrics (Prometheus)"},
+  {"PULLTRACE_LOG_LEVEL", PT_CFG_LOGLEVEL, "info", false, CFG(log_level), 0, 0,
+   "debug, info, warn or error"},
+  {"PULLTRACE_LOG_FORMAT", PT_CFG_STRING, "json", false, CFG(log_format), 0, 0,
+   "json (one object per line) or logfmt"},
+  {"PULLTRACE_AGENT_TOKEN", PT_CFG_STRING, NULL, false, CFG(agent_token), 0, 0,
+   "Bearer token agents must send with reports; empty = no authentication"},
+  {"PULLTRACE_WATCH_NAMESPACES", PT_CFG_STRING, NULL, false, CFG(watch_namespaces), 0, 0,
+   "Comma-separated namespaces to watch for pods and events; empty = all"},
+  {"PULLTRACE_HISTORY_TTL", PT_CFG_DURATION, "30m", false, CFG(history_ttl), 0, 30 * 86400,
+   "How long finished pulls stay in the tables (default eviction policy)"},
+  {"PULLTRACE_NODE_LOST_GRACE", PT_CFG_DURATION, "2m", false, CFG(node_lost_grace), 1, 86400,
+   "Silence after which a node is lost and its in-flight pulls become lost"},
+  {"PULLTRACE_POLICY_DIR", PT_CFG_STRING, NULL, false, CFG(policy_dir), 0, 0,
+   "Directory of Lua policy scripts overriding/extending the built-in ones (reloaded on change)"},
+  {"PULLTRACE_MAX_BODY", PT_CFG_INT, "1048576", false, CFG(max_body), 1024, 67108864,
+   "Largest accepted request body in bytes (agent reports)"},
+  {"PULLTRACE_MAX_CONNECTIONS", PT_CFG_INT, "4096", false, CFG(max_connections), 1, 1000000,
+   "Concurrent connections on the API port, event streams included"},
+  {"PULLTRACE_REQUEST_TIMEOUT", PT_CFG_DURATION, "10s", false, CFG(request_timeout), 0.1, 3600,
+   "Time a client has to send a complete request (cuts off slow clients)"},
+  {"PULLTRACE_IDLE_TIMEOUT", PT_CFG_DURATION, "60s", false, CFG(idle_timeout), 0.1, 86400,
+   "Keep-alive connections idle longer than this are closed"},
+  {"PULLTRACE_REPORT_MIN_INTERVAL", PT_CFG_DURATION, "100ms", false, CFG(report_min_interval), 0, 3600,
+   "Sustained minimum spacing of reports per node (burst of 10); faster ones get 429; 0 = no limit"},
+  {"PULLTRACE_SSE_HEARTBEAT", PT_CFG_DURATION, "15s", false, CFG(sse_heartbeat), 0.05, 3600,
+   "Interval of heartbeat comments on the event stream"},
+  {"PULLTRACE_SSE_BUFFER", PT_CFG_INT, "4096", false, CFG(sse_buffer), 16, 1000000,
+   "Events kept for Last-Event-ID resumption"},
+  {"PULLTRACE_SSE_CLIENT_QUEUE", PT_CFG_INT, "1048576", false, CFG(sse_client_queue), 4096, 1073741824,
+   "Bytes queued for one event-stream client before it is dropped as too slow"},
+  {"PULLTRACE_ALERT_WEBHOOK_URL", PT_CFG_STRING, NULL, false, CFG(alert_webhook_url), 0, 0,
+   "POST alerts here as Alertmanager API v2 JSON (e.g. http://alertmanager:9093/api/v2/alerts); empty = off"},
+  {"PULLTRACE_ALERT_WEBHOOK_TIMEOUT", PT_CFG_DURATION, "5s", false, CFG(alert_webhook_timeout), 0.1, 600,
+   "Timeout of one webhook delivery attempt"},
+  {"PULLTRACE_ALERT_QUEUE", PT_CFG_INT, "256", false, CFG(alert_queue), 1, 100000,
+   "Alerts waiting for webhook delivery before new ones are dropped"},
+  {"PULLTRACE_UI_DIR", PT_CFG_STRING, NULL, false, CFG(ui_dir), 0, 0,
+   "Serve the web UI from this directory instead of the embedded copy (development)"},
+  {"PULLTRACE_SHUTDOWN_TIMEOUT", PT_CFG_DURATION, "1500ms", false, CFG(shutdown_timeout), 0, 60,
+   "On SIGTERM, time given to event-stream clients to receive the final comment"},
+  {NULL, 0, NULL, false, 0, 0, 0, NULL},
+};
+
+static const char security_headers[] =
+  "X-Content-Type-Options: nosniff\r\n"
+  "X-Frame-Options: DENY\r\n"
+  "Content-Security-Policy: default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+  "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'\r\n"
+  "Referrer-Policy: no-referrer\r\n";
+
+static void on_store_event(void *ud, const char *type, json_t *data)
+{
+  struct pt_server *srv = ud;
+  if (srv->hub)
+    pt_hub_publish(srv->hub, type, data);
+}
+
+static void tick_cb(uv_timer_t *t)
+{
+  struct pt_server *srv = t->data;
+  pt_store_tick(srv->store, pt_clock_now());
+}
+
+struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_config *cfg,
+                                   struct pt_policy *policy)
+{
+  struct pt_server *srv = calloc(1, sizeof(*srv));
+  if (!srv)
+    return NULL;
+  srv->loop = loop;
+  srv->cfg = *cfg;
+  srv->policy = policy;
+  srv->started_at = pt_clock_now();
+  snprintf(srv->default_headers, sizeof(srv->default_headers), "%s", security_headers);
+  struct pt_store_options so = {
+    .policy = policy,
+    .node_lost_grace = cfg->node_lost_grace,
+    .report_min_interval = cfg->report_min_interval,
+    .history_ttl = cfg->history_ttl,
+    .on_event = on_store_event,
+    .ud = srv,
+  };
+  srv->store = pt_store_create(&so);
+  /* Event ids start from the clock so that they keep increasing across
+   * restarts: a client resuming with an id from an earlier process never
+   * matches a wrong event, it gets a snapshot. */
+  struct pt_hub_options ho = {
+    .ring_size = (size_t)cfg->sse_buffer,
+    .client_queue_max = (size_t)cfg->sse_client_queue,
+    .heartbeat = cfg->sse_heartbeat,
+    .first_id = (uint64_t)(srv->started_at * 1000.0) * 1000ULL,
+  };
+  srv->hub = pt_hub_create(loop, &ho, pt_server_snapshot, srv);
+  struct pt_http_server_options hopts = {
+    .max_body_bytes = (size_t)cfg->max_body,
+    .max_connections = (size_t)cfg->max_connections,
+    .request_timeout = cfg->request_timeout,
+    .idle_timeout = cfg->idle_timeout,
+    .default_headers = srv->default_headers,
+  };
+  srv->http = pt_http_server_create(loop, &hopts, pt_server_api_handle, srv);
+  struct pt_http_server_options mopts = hopts;
+  mopts.max_connections = 64;
+  mopts.max_body_bytes = 4096;
+  srv->metrics = pt_http_server_create(loop, &mopts, pt_server_metrics_handle, srv);
+  srv->httpc = pt_httpc_create(loop);
+  srv->wq_cap = (size_t)(cfg->alert_queue > 0 ? cfg->alert_queue : 256);
+  srv->wq = calloc(srv->wq_cap, sizeof(*srv->wq));
+  uv_timer_init(loop, &srv->tick);
+  uv_timer_init(loop, &srv->shutdown_timer);
+  uv_timer_init(loop, &srv->webhook_timer);
+  srv->tick.data = srv->shutdown_timer.data = srv->webhook_timer.data = srv;
+  srv->handles_open = 3;
+  if (!srv->store || !srv->hub || !srv->http || !srv->metrics || !srv->httpc || !srv->wq) {
+    PT_LOG_ERROR("out of memory creating the server", "{}");
+    abort();
+  }
+  if (policy) {
+    struct pt_policy_status st;
+    pt_policy_status(policy, &st);
+  }
+  return srv;
+}
+
+int pt_server_listen(struct pt_server *srv, char *err, size_t errlen)
+{
+  int r = pt_http_server_listen(srv->http, srv->cfg.http_addr.host, srv->cfg.http_addr.port);
+  if (r < 0) {
+    snprintf(err, errlen, "PULLTRACE_HTTP_ADDR: cannot listen on %s:%d: %s",
+             srv->cfg.http_addr.host, srv->cfg.http_addr.port, uv_strerror(r));
+    return r;
+  }
+  r = pt_http_server_listen(srv->metrics, srv->cfg.metrics_addr.host, srv->cfg.metrics_addr.port);
+  if (r < 0) {
+    snprintf(err, errlen, "PULLTRACE_METRICS_ADDR: cannot listen on %s:%d: %s",
+             srv->cfg.metrics_addr.host, srv->cfg.metrics_addr.port, uv_strerror(r));
+    return r;
+  }
+  uv_timer_start(&srv->tick, tick_cb, 1000, 1000);
+  return 0;
+}
+
+int pt_server_http_port(const struct pt_server *srv)
+{
+  return pt_http_server_port(srv->http);
+}
+
+int pt_server_metrics_port(const struct pt_server *srv)
+{
+  return pt_http_server_port(srv->metrics);
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+  struct pt_server *srv = h->data;
+  if (--srv->handles_open == 0 && srv->shutdown_done)
+    srv->shutdown_done(srv->shutdown_ud);
+}
+
+static void finish_shutdown(struct pt_server *srv)
+{
+  uv_timer_stop(&srv->shutdown_timer);
+  pt_hub_destroy(srv->hub);
+  srv->hub = NULL;
+  pt_http_server_destroy(srv->http);
+  srv->http = NULL;
+  pt_http_server_destroy(srv->metrics);
+  srv->metrics = NULL;
+  pt_server_webhook_close(srv);
+  pt_httpc_destroy(srv->httpc);
+  srv->httpc = NULL;
+  uv_close((uv_handle_t *)&srv->tick, handle_closed);
+  uv_close((uv_handle_t *)&srv->shutdown_timer, handle_closed);
+  uv_close((uv_handle_t *)&srv->webhook_timer, handle_closed);
+}
+
+static void shutdown_poll(uv_timer_t *t)
+{
+  struct pt_server *srv = t->data;
+  struct pt_hub_stats hs;
+  pt_hub_stats(srv->hub, &hs);
+  if (hs.clients == 0 || pt_clock_mono() - srv->shutdown_started >= srv->cfg.shutdown_timeout)
+    finish_shutdown(srv);
+}
+
+void pt_server_shutdown(struct pt_server *srv, void (*done)(void *ud), void *ud)
+{
+  if (srv->shutting_down)
+    return;
+  srv->shutting_down = true;
+  srv->shutdown_done = done;
+  srv->shutdown_ud = ud;
+  srv->shutdown_started = pt_clock_mono();
+  uv_timer_stop(&srv->tick);
+  pt_http_server_stop(srv->http);
+  pt_http_server_stop(srv->metrics);
+  pt_hub_shutdown(srv->hub, "server shutting down");
+  uv_timer_start(&srv->shutdown_timer, shutdown_poll, 0, 20);
+}
+
+void pt_server_destroy(struct pt_server *srv)
+{
+  if (!srv)
+    return;
+  pt_store_destroy(srv->store);
+  free(srv->ui_etags);
+  free(srv->wq);
+  free(srv);
+}
+
+void pt_server_set_ui(struct pt_server *srv, const struct pt_embedded_file *files)
+{
+  srv->ui = files;
+  free(srv->ui_etags);
+  srv->ui_etags = NULL;
+  size_t n = 0;
+  while (files && files[n].name)
+    n++;
+  if (!n)
+    return;
+  srv->ui_etags = calloc(n, sizeof(*srv->ui_etags));
+  for (size_t i = 0; srv->ui_etags && i < n; i++) {
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t k = 0; k < files[i].size; k++)
+      h = (h ^ files[i].data[k]) * 1099511628211ULL;
+    srv->ui_etags[i] = h;
+  }
+}
+
+void pt_server_set_ready(struct pt_server *srv, const char *name, bool ok, const char *detail)
+{
+  struct pt_ready_check *c = NULL;
+  for (size_t i = 0; i < srv->nready; i++)
+    if (strcmp(srv->ready[i].name, name) == 0)
+      c = &srv->ready[i];
+  if (!c) {
+    if (srv->nready >= PT_MAX_READY)
+      return;
+    c = &srv->ready[srv->nready++];
+    snprintf(c->name, sizeof(c->name), "%s", name);
+  }
+  c->ok = ok;
+  snprintf(c->detail, sizeof(c->detail), "%s", detail ? detail : "");
+}
+
+struct pt_store *pt_server_store(struct pt_server *srv)
+{
+  return srv->store;
+}
+
+void pt_server_count_watch_restart(struct pt_server *srv, const char *resource)
+{
+  srv->watch_restarts[strcmp(resource, "events") == 0 ? 1 : 0]++;
+}
+
+static int severity_index(const char *s)
+{
+  if (!s) return 3;
+  if (strcmp(s, "info") == 0) return 0;
+  if (strcmp(s, "warning") == 0) return 1;
+  if (strcmp(s, "critical") == 0) return 2;
+  return 3;
+}
+
+void pt_server_on_alert(void *ud, const struct pt_policy_alert *a)
+{
+  struct pt_server *srv = ud;
+  double now = pt_clock_now();
+  char tb[40];
+  pt_time_format(now, tb, sizeof(tb));
+  srv->alerts[severity_index(a->severity)]++;
+  PT_LOG_WARN("alert", "{s:s,s:s,s:s,s:O,s:s?,s:s?}", "alert", a->name, "severity", a->severity,
+              "summary", a->summary ? a->summary : "", "labels", a->labels, "event", a->event_type,
+              "script", a->script);
+  const char *node = json_string_value(json_object_get(a->labels, "node"));
+  const char *pull = json_string_value(json_object_get(a->labels, "pull"));
+  if (srv->hub) {
+    json_t *ev = json_object();
+    json_object_set_new(ev, "v", json_integer(1));
+    json_object_set_new(ev, "type", json_string("alert"));
+    json_object_set_new(ev, "time", json_string(tb));
+    json_object_set_new(ev, "alert", json_pack("{s:s,s:s,s:s,s:s,s:O,s:o,s:o,s:s?}",
+      "name", a->name, "severity", a->severity, "summary", a->summary ? a->summary : "",
+      "description", a->summary ? a->summary : "", "labels", a->labels,
+      "pullId", pull ? json_string(pull) : json_null(), "node", node ? json_string(node) : json_null(),
+      "eventType", a->event_type));
+    pt_hub_publish(srv->hub, "alert", ev);
+    json_decref(ev);
+  }
+  if (srv->cfg.alert_webhook_url && *srv->cfg.alert_webhook_url && !srv->shutting_down) {
+    json_t *labels = json_pack("{s:s,s:s}", "alertname", a->name, "severity", a->severity);
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)a->labels, k, v)
+      if (json_is_string(v))
+        json_object_set(labels, k, v);
+    json_t *am = json_pack("{s:o,s:{s:s},s:s,s:s}", "labels", labels, "annotations", "summary",
+                           a->summary ? a->summary : "", "startsAt", tb, "generatorURL", "");
+    pt_server_webhook_enqueue(srv, am);
+  }
+}

@@ -1,0 +1,78 @@
+/* pulltrace-server: ties the HTTP servers (API + UI, metrics), the store, the
+ * event hub, the policy and alert delivery to one libuv loop. */
+#ifndef PT_SERVER_SERVER_H
+#define PT_SERVER_SERVER_H
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <uv.h>
+
+#include "core/config.h"
+#include "core/embed.h"
+#include "core/log.h"
+#include "policy/policy.h"
+
+struct pt_server_config {
+  struct pt_addr http_addr, metrics_addr;
+  enum pt_log_level log_level;
+  const char *log_format;
+  const char *agent_token;
+  const char *watch_namespaces;
+  double history_ttl;
+  double node_lost_grace;
+  const char *policy_dir;
+  long max_body;
+  long max_connections;
+  double request_timeout, idle_timeout;
+  double report_min_interval;
+  double sse_heartbeat;
+  long sse_buffer;
+  long sse_client_queue;
+  const char *alert_webhook_url;
+  double alert_webhook_timeout;
+  long alert_queue;
+  const char *ui_dir;
+  double shutdown_timeout;
+};
+
+/* The table behind pt_config_load() and --help. */
+extern const struct pt_config_var pt_server_config_vars[];
+
+struct pt_server;
+
+/* Creates the server around an already created policy (the server does not
+ * own it: destroy it after pt_server_destroy()). Nothing listens yet. */
+struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_config *cfg,
+                                   struct pt_policy *policy);
+/* Binds both listeners. Returns 0 or a negative libuv error with a message in err. */
+int pt_server_listen(struct pt_server *srv, char *err, size_t errlen);
+int pt_server_http_port(const struct pt_server *srv);
+int pt_server_metrics_port(const struct pt_server *srv);
+/* Graceful stop: stop accepting, send SSE clients a final comment, and close
+ * everything within cfg->shutdown_timeout; the loop then runs out. done (may be
+ * NULL) is called when every handle of the server is closed. */
+void pt_server_shutdown(struct pt_server *srv, void (*done)(void *ud), void *ud);
+/* Frees a server that never listened or whose shutdown completed. */
+void pt_server_destroy(struct pt_server *srv);
+
+/* The policy's alert callback (pass srv as alert_ud). */
+void pt_server_on_alert(void *srv, const struct pt_policy_alert *alert);
+
+/* ---- hooks for other parts of the server -------------------------------- */
+
+/* The embedded web UI: a table ending with a NULL name, e.g. from
+ * pt_embed_files(... pt_ui ...). index.html is served for "/" and for paths
+ * without a file extension (client-side routes). */
+void pt_server_set_ui(struct pt_server *srv, const struct pt_embedded_file *files);
+
+/* Readiness checks shown on /readyz besides "policy" (e.g. "kubernetes" once
+ * its caches are synced). Up to 8 names; a later call replaces the state. */
+void pt_server_set_ready(struct pt_server *srv, const char *name, bool ok, const char *detail);
+
+/* The state tables, for a Kubernetes watcher feeding pods and events
+ * (pt_store_pod_upsert, pt_store_kube_event, ...). */
+struct pt_store *pt_server_store(struct pt_server *srv);
+/* Counts a watch restart for pulltrace_kube_watch_restarts_total{resource}. */
+void pt_server_count_watch_restart(struct pt_server *srv, const char *resource);
+
+#endif

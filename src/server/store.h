@@ -1,0 +1,182 @@
+/* The server's state tables: nodes, pulls (with their layers) and, for the
+ * Kubernetes side, pods and recent kubelet events.
+ *
+ * The store is plain C data keyed by hash tables; it never does I/O. It
+ * applies validated agent reports, derives per-pull figures through the
+ * policy (rate/ETA, correlation, eviction), and describes every change as an
+ * event (type + JSON data as documented in docs/api.md) through the on_event
+ * callback, which the server turns into SSE frames. Alert-worthy events are
+ * also handed to the policy's alert hooks (pt_policy_emit).
+ *
+ * Times are epoch seconds passed in by the caller ("now"), so tests drive the
+ * clock. */
+#ifndef PT_SERVER_STORE_H
+#define PT_SERVER_STORE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "policy/policy.h"
+#include "server/report.h"
+
+enum pt_pull_state {
+  PT_PULL_PULLING = 0,
+  PT_PULL_STALLED,
+  PT_PULL_COMPLETED,
+  PT_PULL_FAILED,
+  PT_PULL_LOST,
+};
+const char *pt_pull_state_name(enum pt_pull_state s);
+int pt_pull_state_parse(const char *s, enum pt_pull_state *out);
+
+enum pt_node_state { PT_NODE_OK = 0, PT_NODE_LAGGING, PT_NODE_LOST };
+const char *pt_node_state_name(enum pt_node_state s);
+
+struct pt_layer {
+  char *digest;
+  char *media_type;
+  enum pt_layer_state state;
+  int64_t total, downloaded;
+  double started_at, updated_at;
+};
+
+struct pt_pod_ref {
+  char *ns, *name, *container;
+};
+
+struct pt_pull {
+  char *id;              /* "<node>/<agent id>" */
+  char *node;
+  char *image_ref;       /* from the agent; NULL when unknown */
+  char *image;           /* image_ref completed with a tag by correlation, else a copy of image_ref */
+  char *manifest_digest, *index_digest;
+  bool from_kubelet;     /* known only from a kubelet event */
+  enum pt_pull_state state;
+  double started_at, completed_at, updated_at, last_seen_at;
+  double finished_at;    /* completed or failed */
+  double lost_at;
+  double stalled_since;  /* 0 unless stalled */
+  bool total_known;
+  int64_t total, downloaded;
+  double bytes_per_sec, eta;  /* eta < 0: unknown */
+  struct pt_policy_rate_state rate;
+  struct pt_layer *layers;
+  size_t nlayers;
+  struct pt_pod_ref *pods;
+  size_t npods;
+  uint64_t correlated_gen; /* kube generation the pods were computed for */
+  char *error_reason, *error_message;
+  uint64_t report_gen;     /* generation of the node report that last named it */
+};
+
+struct pt_node {
+  char *name;
+  char *agent_version, *boot_id;
+  int64_t seq;
+  enum pt_node_state state;
+  double first_report, last_report, interval;
+  unsigned restarts;
+  uint64_t report_gen;
+  json_t *unattributed;  /* array as reported */
+  double tokens, tokens_at; /* report rate limiter */
+  size_t pulls_active, pulls_total;
+};
+
+/* Called for every change; data is borrowed (incref to keep it). */
+typedef void (*pt_store_event_fn)(void *ud, const char *type, json_t *data);
+
+struct pt_store_options {
+  struct pt_policy *policy;     /* NULL: built-in minimal C behaviour (tests) */
+  double node_lost_grace;       /* node lost after this silence; 120 s when 0 */
+  double lag_intervals;         /* lagging after this many intervals; 3 when 0 */
+  double report_min_interval;   /* rate limit per node; 0 = no limit */
+  double report_burst;          /* bucket size; 10 when 0 */
+  size_t max_nodes;             /* 10000 when 0 */
+  double history_ttl;           /* only used without a policy; 1800 s when 0 */
+  pt_store_event_fn on_event;
+  void *ud;
+};
+
+struct pt_store_counters {
+  uint64_t pulls_started, pulls_completed, pulls_failed, pulls_lost, pulls_evicted;
+  uint64_t bytes;              /* bytes downloaded (cached layers excluded) */
+  uint64_t stalls;             /* transitions to stalled */
+  uint64_t node_restarts;
+  /* pulltrace_pull_duration_seconds of completed pulls */
+  uint64_t duration_counts[8];
+  uint64_t duration_count;
+  double duration_sum;
+};
+extern const double pt_store_duration_buckets[8];
+
+struct pt_store_gauges {
+  size_t pulls_pulling, pulls_stalled, pulls_completed, pulls_failed, pulls_lost;
+  size_t nodes_ok, nodes_lagging, nodes_lost;
+  size_t pods, kube_events;
+};
+
+struct pt_store;
+
+struct pt_store *pt_store_create(const struct pt_store_options *opts);
+void pt_store_destroy(struct pt_store *s);
+void pt_store_set_policy(struct pt_store *s, struct pt_policy *policy);
+
+enum pt_apply_result {
+  PT_APPLY_APPLIED = 0,
+  PT_APPLY_STALE,      /* same bootId, seq not newer: ignored */
+  PT_APPLY_THROTTLED,  /* too frequent: rejected, nothing applied */
+  PT_APPLY_FULL,       /* a new node over max_nodes: rejected */
+};
+/* Replaces the node's state with a validated report. */
+enum pt_apply_result pt_store_apply_report(struct pt_store *s, const struct pt_report *r, double now);
+/* Seconds until the node may report again (for Retry-After). */
+double pt_store_retry_after(struct pt_store *s, const char *node, double now);
+
+/* Periodic work: node lagging/lost, eviction through the policy, stall
+ * alerts, re-correlation after Kubernetes changes. Call every second or so. */
+void pt_store_tick(struct pt_store *s, double now);
+
+/* --- queries -------------------------------------------------------------- */
+
+struct pt_pull_filter {
+  const char *node;       /* exact, or NULL */
+  const char *ns;         /* a pod of the pull in this namespace, or NULL */
+  const char *image;      /* substring of image, or NULL */
+  unsigned state_mask;    /* bit (1 << state); 0 = any */
+};
+bool pt_pull_matches(const struct pt_pull *p, const struct pt_pull_filter *f);
+
+const struct pt_pull *pt_store_pull(const struct pt_store *s, const char *id);
+const struct pt_node *pt_store_node(const struct pt_store *s, const char *name);
+/* New JSON values (caller decrefs), shapes as in docs/api.md. */
+json_t *pt_store_pull_json(const struct pt_pull *p, bool with_layers, double now);
+json_t *pt_store_layer_json(const struct pt_layer *l);
+json_t *pt_store_node_json(const struct pt_node *n, bool with_unattributed);
+/* Array of matching pulls, newest first. */
+json_t *pt_store_pulls_json(const struct pt_store *s, const struct pt_pull_filter *f, double now);
+json_t *pt_store_nodes_json(const struct pt_store *s, const char *node_filter);
+
+const struct pt_store_counters *pt_store_counters(const struct pt_store *s);
+void pt_store_gauges(const struct pt_store *s, struct pt_store_gauges *out);
+
+/* --- Kubernetes data (for a watcher) --------------------------------------
+ *
+ * pod: {"namespace","name","uid","node","containers":[{"name","image"}],
+ *       "initContainers":[...], ...} as the policy's correlation hook reads it
+ *       (extra members pass through to the scripts).
+ * event: {"namespace","pod","node","reason","message","firstTimestamp",
+ *         "lastTimestamp","count"} with times as epoch seconds; "node" may
+ *         be omitted when the pod is known.
+ * Both are copied. Changes make the store re-run correlation for the pulls of
+ * the affected node on the next tick. */
+int pt_store_pod_upsert(struct pt_store *s, const json_t *pod);
+int pt_store_pod_delete(struct pt_store *s, const char *ns, const char *name);
+/* Records a kubelet event. A failure reason (Failed, ErrImagePull,
+ * ImagePullBackOff, BackOff, ErrImageNeverPull, InspectFailed) for an image
+ * fails the matching active pull on that node with the kubelet's message, or
+ * creates a kubelet-only pull in state failed when no agent pull matches. */
+int pt_store_kube_event(struct pt_store *s, const json_t *event, double now);
+
+#endif
