@@ -58,12 +58,17 @@ static void count_hook(lua_State *L, lua_Debug *ar)
       return;
     vm->deadline_hit = true;
     lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
-    luaL_error(L, "load deadline exceeded");
-    return;
+    /* Level 0: a hook has no call frame of its own, so this is the script. */
+    luaL_where(L, 0);
+    lua_pushliteral(L, "load deadline exceeded");
+  } else {
+    vm->over_budget = true;
+    lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
+    luaL_where(L, 0);
+    lua_pushfstring(L, "instruction budget exceeded (%I instructions)", (lua_Integer)vm->budget);
   }
-  vm->over_budget = true;
-  lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
-  luaL_error(L, "instruction budget exceeded (%I instructions)", (lua_Integer)vm->budget);
+  lua_concat(L, 2);
+  lua_error(L);
 }
 
 static int msgh(lua_State *L)
