@@ -1,0 +1,248 @@
+"""The e2e harness itself: each real component starts, works and stops as the agent's tests
+expect. Fast tests only (a few seconds each)."""
+
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+import requests
+
+from harness import Daemon, HarnessError, ReportReceiver, find_pull, wait_until
+from harness.images import MT_INDEX, MT_MANIFEST
+
+
+def test_containerd_boots_privately_with_cri(stack):
+    c = stack.containerd
+    assert c.running()
+    assert str(c.socket).startswith(str(stack.dir))
+    plugins = c.ctr("plugins", "ls").stdout
+    cri = [line.split() for line in plugins.splitlines() if " cri " in f" {line} "]
+    assert cri and cri[0][-1] == "ok", plugins
+    for disabled in ("aufs", "btrfs", "zfs", "devmapper"):
+        assert f" {disabled} " not in plugins
+    hosts = (c.certs_dir / stack.pull_host / "hosts.toml").read_text()
+    assert f'server = "http://{stack.pull_host}"' in hosts
+    assert 'capabilities = ["pull", "resolve"]' in hosts
+    # The daemon's own files are all under the stack's directory.
+    cfg = c.config_path.read_text()
+    for key in ("root", "state"):
+        assert f'{key} = "{stack.dir}' in cfg
+
+
+def test_containerd_restart_keeps_content(stack):
+    img = stack.images.image("harness/restart", layers=[64 << 10])
+    r = stack.ctr_pull(img)
+    assert r.returncode == 0, r.stderr
+    before = stack.containerd.content_digests()
+    pid = stack.containerd.pid
+    assert stack.containerd.stop() == 0
+    assert not stack.containerd.running()
+    with pytest.raises(HarnessError):
+        stack.containerd.ctr("version")
+    stack.containerd.start()
+    assert stack.containerd.pid != pid
+    assert stack.containerd.content_digests() == before
+    assert img.layers[0].digest in before
+
+
+@pytest.mark.stack(containerd=False)
+def test_image_push_digests_and_shared_layer(stack):
+    b = stack.images
+    shared = b.layer(200 << 10)
+    first = b.image("harness/base", tag="v1", layers=[shared, 100 << 10])
+    second = b.image("harness/app", tag="v2", layers=[shared, 300 << 10, 50 << 10])
+    assert second.layers[0].digest == shared.digest == first.layers[0].digest
+    assert len({lay.digest for lay in first.layers + second.layers}) == 4
+    for img in (first, second):
+        digest, body, ctype = stack.registry.manifest(img.name, img.tag)
+        assert digest == img.manifest_digest
+        assert ctype == MT_MANIFEST
+        m = json.loads(body)
+        assert [(lay["digest"], lay["size"]) for lay in m["layers"]] == \
+            [(lay.digest, lay.size) for lay in img.layers]
+        assert m["config"]["digest"] == img.manifest.config_digest
+        assert img.total_bytes == sum(lay["size"] for lay in m["layers"])
+        for lay in img.layers:
+            assert stack.registry.has_blob(img.name, lay.digest)
+    # Sizes are what was asked for, plus tar and gzip overhead only (random data).
+    assert 300 << 10 < second.layers[1].size < (300 << 10) + 8192
+    # Through nginx, the blob is byte-identical.
+    r = requests.get(f"{stack.nginx.url}/v2/harness/app/blobs/{shared.digest}", timeout=10)
+    assert r.status_code == 200 and r.content == shared.path.read_bytes()
+
+
+def test_pull_through_nginx_completes(stack):
+    img = stack.images.image("harness/pull", layers=[512 << 10, 256 << 10, 128 << 10])
+    r = stack.ctr_pull(img)
+    assert r.returncode == 0, r.stderr
+    assert img.ref(stack.pull_host) in stack.containerd.image_names()
+    content = stack.containerd.content_digests()
+    for d in [img.manifest_digest, img.manifest.config_digest, *img.manifest.layer_digests]:
+        assert d in content
+    # It went through nginx, not straight to the registry.
+    for lay in img.layers:
+        assert stack.nginx.requests_for(f"GET /v2/harness/pull/blobs/{lay.digest}")
+
+
+def test_index_pushed_with_all_and_pulled_for_amd64(stack):
+    img = stack.images.index("harness/multi", tag="1.0",
+                             platforms={"amd64": [256 << 10, 64 << 10],
+                                        "arm64": [200 << 10, 32 << 10]})
+    digest, body, ctype = stack.registry.manifest(img.name, img.tag)
+    assert digest == img.index_digest and ctype == MT_INDEX
+    idx = json.loads(body)
+    assert {(m["platform"]["architecture"], m["digest"]) for m in idx["manifests"]} == \
+        {("amd64", img.for_arch("amd64").digest), ("arm64", img.for_arch("arm64").digest)}
+    for m in img.manifests:  # --all pushed both platforms
+        d, _, _ = stack.registry.manifest(img.name, m.digest)
+        assert d == m.digest
+        for lay in m.layers:
+            assert stack.registry.has_blob(img.name, lay.digest)
+    r = stack.ctr_pull(img)
+    assert r.returncode == 0, r.stderr
+    content = stack.containerd.content_digests()
+    assert img.index_digest in content
+    assert set(img.for_arch("amd64").layer_digests) <= content
+    assert not set(img.for_arch("arm64").layer_digests) & content
+
+
+@pytest.mark.stack(rate=1 << 20)
+def test_nginx_throttles_per_connection(stack):
+    img = stack.images.image("harness/slow", layers=[1536 << 10])
+    url = f"{stack.nginx.url}/v2/harness/slow/blobs/{img.layers[0].digest}"
+    t0 = time.monotonic()
+    r = requests.get(url, timeout=30)
+    took = time.monotonic() - t0
+    assert r.status_code == 200 and len(r.content) == img.layers[0].size
+    assert took > 0.4, f"1.5 MiB at 1 MiB/s took only {took:.2f}s"
+    t0 = time.monotonic()
+    direct = requests.get(f"{stack.registry.url}/v2/harness/slow/blobs/{img.layers[0].digest}",
+                          timeout=30)
+    assert direct.status_code == 200 and time.monotonic() - t0 < took / 2
+
+
+def _start_pull(stack, how, img):
+    if how == "ctr":
+        return stack.ctr_pull(img, background=True)
+    return stack.cri_pull(img, background=True, timeout=120)
+
+
+@pytest.mark.stack(rate=512 << 10)
+@pytest.mark.parametrize("how", ["ctr", "cri"])
+def test_killing_nginx_fails_a_pull(stack, how, request):
+    if how == "cri":
+        request.getfixturevalue("cri_available")
+    img = stack.images.image(f"harness/kill-{how}", layers=[3 << 20])
+    layer_ref = f"layer-{img.layers[0].digest}"
+    pull = _start_pull(stack, how, img)
+    wait_until(lambda: layer_ref in stack.containerd.active_ingests(), 15,
+               what="the layer ingest to appear")
+    stack.nginx.kill()
+    assert not stack.nginx.running()
+    assert pull.wait(timeout=30) != 0
+    assert img.layers[0].digest not in stack.containerd.content_digests()
+    # containerd drops the failed pull's ingest with the client's lease (a new pull
+    # starts over), so a broken pull does not linger as an active ingest.
+    wait_until(lambda: layer_ref not in stack.containerd.active_ingests(), 10,
+               what="the failed ingest to be collected")
+    stack.nginx.restart(rate=0)
+    pull = _start_pull(stack, how, img)
+    assert pull.wait(timeout=60) == 0
+    assert img.layers[0].digest in stack.containerd.content_digests()
+
+
+@pytest.mark.stack(rate=1 << 20)
+def test_frozen_nginx_stalls_the_ingest_until_thawed(stack):
+    img = stack.images.image("harness/freeze", layers=[4 << 20])
+    layer_ref = f"layer-{img.layers[0].digest}"
+    pull = stack.ctr_pull(img, background=True)
+    wait_until(lambda: stack.containerd.ingest_offsets().get(layer_ref, 0) >= 1 << 20, 15,
+               what="the first MiB of the layer")
+    stack.nginx.freeze()
+    try:
+        time.sleep(0.3)
+        frozen = stack.containerd.ingest_offsets()[layer_ref]
+        time.sleep(2.5)  # well above 1 MiB at 1 MiB/s: it would have moved by now
+        assert stack.containerd.ingest_offsets()[layer_ref] == frozen
+        assert layer_ref in stack.containerd.active_ingests()
+        assert pull.poll() is None
+    finally:
+        stack.nginx.thaw()
+    assert pull.wait(timeout=30) == 0
+    assert img.layers[0].digest in stack.containerd.content_digests()
+
+
+def test_cri_pull_and_remove(stack, cri_available):
+    img = stack.images.image("harness/cri", tag="t1", layers=[300 << 10, 20 << 10])
+    r = stack.cri_pull(img, timeout=60)
+    # CRI answers with the image id, which containerd makes the config digest.
+    assert r.stdout.strip() == img.manifest.config_digest
+    names = stack.containerd.image_names()
+    assert img.ref(stack.pull_host) in names
+    content = stack.containerd.content_digests()
+    assert set(img.manifest.layer_digests) <= content
+    handle = stack.cri_pull(img, background=True, timeout=60)
+    assert handle.result(timeout=60).returncode == 0
+    stack.cri_remove(img)
+    assert img.ref(stack.pull_host) not in stack.containerd.image_names()
+    # A pull of something that does not exist fails with the error on stderr.
+    bad = stack.cri_pull(f"{stack.pull_host}/harness/missing:nope", timeout=30, check=False)
+    assert bad.returncode != 0 and bad.stderr.strip()
+
+
+def test_receiver_stores_reports_in_order_and_fails_on_demand():
+    with ReportReceiver(token="s3cret") as rec:
+        url = rec.url + "/api/v1/report"
+        auth = {"Authorization": "Bearer s3cret"}
+        assert requests.post(url, json={"seq": 1}, headers=auth).status_code == 200
+        assert requests.post(url, json={"seq": 2}).status_code == 401
+        rec.fail(503, count=2)
+        assert requests.post(url, json={"seq": 3}, headers=auth).status_code == 503
+        assert requests.post(url, json={"seq": 4}, headers=auth).status_code == 503
+        assert requests.post(url, data=b"{nope", headers=auth).status_code == 400
+        assert requests.post(url, json={"seq": 5, "pulls": [
+            {"manifestDigest": "sha256:ab", "imageRef": "h/r"}]}, headers=auth).status_code == 200
+        assert requests.post(rec.url + "/other", json={}, headers=auth).status_code == 404
+        assert [r["seq"] for r in rec.snapshot()] == [1, 5]
+        assert [a.status for a in rec.attempts] == [200, 401, 503, 503, 400, 200, 404]
+        assert find_pull(rec.reports[1], manifest_digest="sha256:ab")["imageRef"] == "h/r"
+        assert find_pull(rec.reports[1], manifest_digest="sha256:cd") is None
+        got = rec.wait_for(lambda r: r["seq"] == 5, timeout=1)
+        assert got["seq"] == 5
+        with pytest.raises(TimeoutError):
+            rec.wait_for(lambda r: r["seq"] == 6, timeout=0.3)
+        # A report arriving later wakes a waiter.
+        rec.fail(500)  # until recover()
+        assert requests.post(url, json={"seq": 6}, headers=auth).status_code == 500
+        rec.recover()
+        import threading
+        threading.Timer(0.2, lambda: requests.post(url, json={"seq": 7}, headers=auth)).start()
+        assert rec.wait_for(lambda r: r["seq"] == 7, timeout=5, start=2)["seq"] == 7
+
+
+def test_daemon_is_stopped_by_term_then_kill(tmp_path):
+    d = Daemon("sleeper", "/bin/sleep", tmp_path / "sleep.log", args=["30"]).start()
+    status, took = d.stop(timeout=5)
+    assert status == -signal.SIGTERM and took < 2
+    # A program that ignores SIGTERM (and its child) is killed after the deadline.
+    stubborn = Daemon("stubborn", "/bin/sh", tmp_path / "stubborn.log",
+                      args=["-c", "trap '' TERM; echo ready; sleep 30 & wait"]).start(
+        ready=lambda: "ready" in (tmp_path / "stubborn.log").read_text().splitlines())
+    status, took = stubborn.stop(timeout=0.5)
+    assert status == -signal.SIGKILL and 0.4 < took < 5
+    # Its child went with it (the whole process group got SIGKILL); allow for reaping.
+    wait_until(lambda: subprocess.run(["pgrep", "-g", str(stubborn.pid)],
+                                      capture_output=True).returncode == 1, 5,
+               what="the stubborn group to be gone")
+
+
+def test_daemon_gets_only_the_env_it_is_given(tmp_path, monkeypatch):
+    monkeypatch.setenv("PULLTRACE_NODE_NAME", "leaked")
+    d = Daemon("env", "/usr/bin/env", tmp_path / "env.log",
+               env={"PULLTRACE_SERVER_URL": "http://127.0.0.1:1"}).start()
+    assert d.wait(timeout=5) == 0
+    log = d.log()
+    assert "PULLTRACE_SERVER_URL=http://127.0.0.1:1" in log
+    assert "leaked" not in log
