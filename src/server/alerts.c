@@ -94,7 +94,7 @@ static void send_next(struct pt_server *srv)
 
 void pt_server_webhook_enqueue(struct pt_server *srv, json_t *alert)
 {
-  char *js = json_dumps(alert, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  char *js = json_dumps(alert, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
   json_decref(alert);
   if (!js)
     return;

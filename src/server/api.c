@@ -25,7 +25,7 @@ static void reply_json(struct pt_http_resp *resp, int status, json_t *body)
   resp->status = status;
   resp->content_type = JSON_TYPE;
   pt_buf_puts(&resp->headers, "Cache-Control: no-store\r\n");
-  char *s = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  char *s = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
   pt_buf_puts(&resp->body, s ? s : "{}");
   pt_buf_puts(&resp->body, "\n");
   free(s);

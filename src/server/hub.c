@@ -245,7 +245,7 @@ static void filter_keys(const json_t *data, char **node, char **nss)
 uint64_t pt_hub_publish(struct pt_hub *hub, const char *type, const json_t *data)
 {
   uint64_t id = hub->next_id++;
-  char *js = json_dumps(data, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  char *js = json_dumps(data, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
   struct pt_buf b;
   pt_buf_init(&b);
   pt_sse_format_event(&b, id, type, js ? js : "{}");
@@ -308,7 +308,7 @@ static void send_snapshot(struct pt_hub *hub, struct client *c)
   if (body)
     json_object_update(data, body);
   json_decref(body);
-  char *js = json_dumps(data, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  char *js = json_dumps(data, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
   json_decref(data);
   struct pt_buf b;
   pt_buf_init(&b);

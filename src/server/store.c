@@ -757,7 +757,7 @@ void pt_store_tick(struct pt_store *s, double now)
     double silence = now - n->last_report;
     double interval = n->interval > 0 ? n->interval : 1;
     enum pt_node_state st = silence >= s->opts.node_lost_grace ? PT_NODE_LOST
-                          : silence >= s->opts.lag_intervals * interval + 1 ? PT_NODE_LAGGING
+                          : silence >= s->opts.lag_intervals * fmax(interval, 1) + 1 ? PT_NODE_LAGGING
                           : PT_NODE_OK;
     if (st != n->state) {
       n->state = st;

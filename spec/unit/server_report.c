@@ -1,0 +1,246 @@
+/* Report validation: a valid report is accepted; every field made wrong in
+ * turn (missing, wrong type, out of range, malformed) is rejected naming that
+ * field, and nothing is returned. */
+#include <setjmp.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "server/report.h"
+
+static const char *valid =
+  "{\"schemaVersion\":\"v1\",\"nodeName\":\"node-a\",\"agentVersion\":\"0.1.0\","
+  "\"bootId\":\"9b0c3f3e\",\"seq\":42,\"timestamp\":\"2026-11-21T10:00:05.120Z\","
+  "\"pulls\":[{\"id\":\"node-a/2f1c0a5e6b7d8c9e-1763719200\",\"imageRef\":\"127.0.0.1/demo/app\","
+  "\"manifestDigest\":\"sha256:2f1c0a5e6b7d8c9e2f1c0a5e6b7d8c9e2f1c0a5e6b7d8c9e2f1c0a5e6b7d8c9e\","
+  "\"indexDigest\":null,\"startedAt\":\"2026-11-21T10:00:00.010Z\",\"completedAt\":null,"
+  "\"totalKnown\":true,\"totalBytes\":300,\"downloadedBytes\":150,"
+  "\"layers\":[{\"digest\":\"sha256:aa\",\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\","
+  "\"totalBytes\":100,\"downloadedBytes\":100,\"state\":\"cached\",\"startedAt\":null,\"updatedAt\":null},"
+  "{\"digest\":\"sha256:bb\",\"mediaType\":null,\"totalBytes\":200,\"downloadedBytes\":50,"
+  "\"state\":\"downloading\",\"startedAt\":\"2026-11-21T10:00:00.300Z\",\"updatedAt\":\"2026-11-21T10:00:05Z\"}]}],"
+  "\"unattributed\":[{\"ref\":\"layer-sha256:dd\",\"kind\":\"layer\",\"digest\":\"sha256:dd\","
+  "\"totalBytes\":10,\"downloadedBytes\":4,\"startedAt\":\"2026-11-21T10:00:04Z\",\"updatedAt\":null}]}";
+
+/* Walks "a.b[2].c" to the parent object/array of the last component. */
+static json_t *walk(json_t *root, const char *path, char *last, size_t lastlen, long *index)
+{
+  char buf[256];
+  snprintf(buf, sizeof(buf), "%s", path);
+  json_t *cur = root;
+  char *save = NULL;
+  char *tok = strtok_r(buf, ".", &save);
+  while (tok) {
+    char *next = strtok_r(NULL, ".", &save);
+    char *br = strchr(tok, '[');
+    long idx = -1;
+    if (br) {
+      idx = strtol(br + 1, NULL, 10);
+      *br = '\0';
+    }
+    if (!next) {
+      snprintf(last, lastlen, "%s", tok);
+      if (idx >= 0) {
+        *index = idx;
+        return json_object_get(cur, tok);
+      }
+      *index = -1;
+      return cur;
+    }
+    cur = json_object_get(cur, tok);
+    if (idx >= 0)
+      cur = json_array_get(cur, (size_t)idx);
+    tok = next;
+  }
+  return NULL;
+}
+
+struct mutation {
+  const char *path;
+  const char *value; /* JSON text, or NULL to delete */
+  const char *field; /* expected field in the error */
+};
+
+static const struct mutation mutations[] = {
+  {"schemaVersion", NULL, "schemaVersion"},
+  {"schemaVersion", "\"v2\"", "schemaVersion"},
+  {"schemaVersion", "1", "schemaVersion"},
+  {"nodeName", NULL, "nodeName"},
+  {"nodeName", "\"\"", "nodeName"},
+  {"nodeName", "\"node/a\"", "nodeName"},
+  {"nodeName", "7", "nodeName"},
+  {"agentVersion", NULL, "agentVersion"},
+  {"agentVersion", "null", "agentVersion"},
+  {"bootId", NULL, "bootId"},
+  {"bootId", "[]", "bootId"},
+  {"seq", NULL, "seq"},
+  {"seq", "0", "seq"},
+  {"seq", "-3", "seq"},
+  {"seq", "1.5", "seq"},
+  {"seq", "\"4\"", "seq"},
+  {"timestamp", NULL, "timestamp"},
+  {"timestamp", "\"yesterday\"", "timestamp"},
+  {"timestamp", "null", "timestamp"},
+  {"pulls", NULL, "pulls"},
+  {"pulls", "{}", "pulls"},
+  {"unattributed", NULL, "unattributed"},
+  {"unattributed", "null", "unattributed"},
+  {"pulls[0]", "3", "pulls[0]"},
+  {"pulls[0].id", NULL, "pulls[0].id"},
+  {"pulls[0].id", "\"\"", "pulls[0].id"},
+  {"pulls[0].imageRef", "5", "pulls[0].imageRef"},
+  {"pulls[0].manifestDigest", NULL, "pulls[0].manifestDigest"},
+  {"pulls[0].manifestDigest", "\"not-a-digest\"", "pulls[0].manifestDigest"},
+  {"pulls[0].manifestDigest", "null", "pulls[0].manifestDigest"},
+  {"pulls[0].indexDigest", "\"sha256:\"", "pulls[0].indexDigest"},
+  {"pulls[0].startedAt", "\"2026-13-01T00:00:00Z\"", "pulls[0].startedAt"},
+  {"pulls[0].completedAt", "true", "pulls[0].completedAt"},
+  {"pulls[0].totalKnown", NULL, "pulls[0].totalKnown"},
+  {"pulls[0].totalKnown", "\"yes\"", "pulls[0].totalKnown"},
+  {"pulls[0].totalBytes", "-1", "pulls[0].totalBytes"},
+  {"pulls[0].totalBytes", "null", "pulls[0].totalBytes"},
+  {"pulls[0].downloadedBytes", "301", "pulls[0].downloadedBytes"},
+  {"pulls[0].downloadedBytes", "1e3", "pulls[0].downloadedBytes"},
+  {"pulls[0].layers", NULL, "pulls[0].layers"},
+  {"pulls[0].layers", "\"x\"", "pulls[0].layers"},
+  {"pulls[0].layers[1]", "[]", "pulls[0].layers[1]"},
+  {"pulls[0].layers[1].digest", NULL, "pulls[0].layers[1].digest"},
+  {"pulls[0].layers[1].digest", "\"SHA256:BB\"", "pulls[0].layers[1].digest"},
+  {"pulls[0].layers[1].mediaType", "1", "pulls[0].layers[1].mediaType"},
+  {"pulls[0].layers[1].totalBytes", "-5", "pulls[0].layers[1].totalBytes"},
+  {"pulls[0].layers[1].downloadedBytes", NULL, "pulls[0].layers[1].downloadedBytes"},
+  {"pulls[0].layers[1].downloadedBytes", "201", "pulls[0].layers[1].downloadedBytes"},
+  {"pulls[0].layers[1].state", "\"paused\"", "pulls[0].layers[1].state"},
+  {"pulls[0].layers[1].state", NULL, "pulls[0].layers[1].state"},
+  {"pulls[0].layers[1].startedAt", "12", "pulls[0].layers[1].startedAt"},
+  {"pulls[0].layers[1].updatedAt", NULL, "pulls[0].layers[1].updatedAt"},
+  {"unattributed[0].ref", NULL, "unattributed[0].ref"},
+  {"unattributed[0].kind", "\"blob\"", "unattributed[0].kind"},
+  {"unattributed[0].digest", "\"zz\"", "unattributed[0].digest"},
+  {"unattributed[0].totalBytes", "\"10\"", "unattributed[0].totalBytes"},
+  {"unattributed[0].downloadedBytes", "-1", "unattributed[0].downloadedBytes"},
+  {"unattributed[0].startedAt", "\"10:00\"", "unattributed[0].startedAt"},
+  {"unattributed[0].updatedAt", NULL, "unattributed[0].updatedAt"},
+};
+
+static void test_valid(void **state)
+{
+  struct pt_report r;
+  char err[256], field[160];
+  assert_int_equal(pt_report_parse(valid, strlen(valid), &r, err, sizeof(err), field, sizeof(field)), 0);
+  assert_string_equal(r.node, "node-a");
+  assert_int_equal(r.seq, 42);
+  assert_int_equal(r.npulls, 1);
+  assert_int_equal(r.pulls[0].nlayers, 2);
+  assert_int_equal(r.pulls[0].layers[0].state, PT_LAYER_CACHED);
+  assert_null(r.pulls[0].layers[1].media_type);
+  assert_int_equal(r.pulls[0].layers[1].downloaded, 50);
+  assert_true(r.pulls[0].total_known);
+  assert_null(r.pulls[0].index_digest);
+  assert_int_equal(r.nunattributed, 1);
+  assert_string_equal(r.unattributed[0].kind, "layer");
+  pt_report_free(&r);
+}
+
+static void test_every_field_wrong(void **state)
+{
+  for (size_t i = 0; i < sizeof(mutations) / sizeof(mutations[0]); i++) {
+    const struct mutation *m = &mutations[i];
+    json_t *root = json_loads(valid, 0, NULL);
+    assert_non_null(root);
+    char last[64];
+    long idx = -1;
+    json_t *parent = walk(root, m->path, last, sizeof(last), &idx);
+    assert_non_null(parent);
+    json_t *v = m->value ? json_loads(m->value, JSON_DECODE_ANY, NULL) : NULL;
+    if (idx >= 0) {
+      assert_non_null(v);
+      json_array_set_new(parent, (size_t)idx, v);
+    } else if (v) {
+      json_object_set_new(parent, last, v);
+    } else {
+      json_object_del(parent, last);
+    }
+    char *body = json_dumps(root, JSON_COMPACT);
+    struct pt_report r;
+    char err[256], field[160];
+    int rc = pt_report_parse(body, strlen(body), &r, err, sizeof(err), field, sizeof(field));
+    if (rc != -EINVAL || strcmp(field, m->field) != 0)
+      fail_msg("mutation %zu (%s = %s): rc %d field \"%s\" error \"%s\"", i, m->path,
+               m->value ? m->value : "<deleted>", rc, field, err);
+    assert_true(*err);
+    assert_null(r.root);
+    assert_null(r.pulls);
+    free(body);
+    json_decref(root);
+  }
+}
+
+static void test_whole_body(void **state)
+{
+  static const char *bodies[] = {"", "{", "[]", "null", "{\"schemaVersion\":\"v1\",\"schemaVersion\":\"v1\"}",
+                                 "\xff\xfe", "{\"a\":1}garbage"};
+  for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+    struct pt_report r;
+    char err[256], field[160];
+    assert_int_equal(pt_report_parse(bodies[i], strlen(bodies[i]), &r, err, sizeof(err), field, sizeof(field)),
+                     -EINVAL);
+    assert_true(*err);
+  }
+}
+
+static void test_duplicate_pull_ids(void **state)
+{
+  json_t *root = json_loads(valid, 0, NULL);
+  json_t *pulls = json_object_get(root, "pulls");
+  json_array_append_new(pulls, json_deep_copy(json_array_get(pulls, 0)));
+  char *body = json_dumps(root, JSON_COMPACT);
+  struct pt_report r;
+  char err[256], field[160];
+  assert_int_equal(pt_report_parse(body, strlen(body), &r, err, sizeof(err), field, sizeof(field)), -EINVAL);
+  assert_string_equal(field, "pulls[1].id");
+  free(body);
+  json_decref(root);
+}
+
+static void test_unknown_members_ignored(void **state)
+{
+  json_t *root = json_loads(valid, 0, NULL);
+  json_object_set_new(root, "futureField", json_string("x"));
+  json_object_set_new(json_array_get(json_object_get(root, "pulls"), 0), "extra", json_integer(1));
+  char *body = json_dumps(root, JSON_COMPACT);
+  struct pt_report r;
+  char err[256], field[160];
+  assert_int_equal(pt_report_parse(body, strlen(body), &r, err, sizeof(err), field, sizeof(field)), 0);
+  pt_report_free(&r);
+  free(body);
+  json_decref(root);
+}
+
+static void test_digest(void **state)
+{
+  assert_true(pt_digest_valid("sha256:abc"));
+  assert_true(pt_digest_valid("sha256+b64u:LCa0a2j_xo_5m0U8HTBBNBNCLXBkg7-g-YpeiGJm564"));
+  assert_false(pt_digest_valid("sha256"));
+  assert_false(pt_digest_valid(":abc"));
+  assert_false(pt_digest_valid("sha256:"));
+  assert_false(pt_digest_valid("sha256:ab/c"));
+  assert_false(pt_digest_valid("-sha:ab"));
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_valid),
+    cmocka_unit_test(test_every_field_wrong),
+    cmocka_unit_test(test_whole_body),
+    cmocka_unit_test(test_duplicate_pull_ids),
+    cmocka_unit_test(test_unknown_members_ignored),
+    cmocka_unit_test(test_digest),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

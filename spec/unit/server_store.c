@@ -1,0 +1,396 @@
+/* State transitions of the store, driven by reports and a test clock. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "core/clock.h"
+#include "server/store.h"
+
+#define T0 1800000000.0
+
+struct rec {
+  char types[256][32];
+  json_t *data[256];
+  size_t n;
+};
+
+static void on_event(void *ud, const char *type, json_t *data)
+{
+  struct rec *r = ud;
+  if (r->n < 256) {
+    snprintf(r->types[r->n], sizeof(r->types[0]), "%s", type);
+    r->data[r->n] = json_incref(data);
+    r->n++;
+  }
+}
+
+static void rec_clear(struct rec *r)
+{
+  for (size_t i = 0; i < r->n; i++)
+    json_decref(r->data[i]);
+  r->n = 0;
+}
+
+static size_t count(const struct rec *r, const char *type)
+{
+  size_t n = 0;
+  for (size_t i = 0; i < r->n; i++)
+    n += strcmp(r->types[i], type) == 0;
+  return n;
+}
+
+static const json_t *last_of(const struct rec *r, const char *type)
+{
+  for (size_t i = r->n; i-- > 0;)
+    if (strcmp(r->types[i], type) == 0)
+      return r->data[i];
+  return NULL;
+}
+
+struct layer_spec {
+  char digest_char;
+  int64_t total, downloaded;
+  const char *state;
+};
+
+static char *ts(double t)
+{
+  static char bufs[8][40];
+  static int i;
+  i = (i + 1) % 8;
+  return pt_time_format(t, bufs[i], sizeof(bufs[i]));
+}
+
+/* A report with one pull ("p1") of the given layers, or none when nl < 0. */
+static enum pt_apply_result report(struct pt_store *s, const char *node, const char *boot, int64_t seq, double now,
+                                 int nl, const struct layer_spec *ls, bool completed, const char *image)
+{
+  json_t *pulls = json_array();
+  if (nl >= 0) {
+    json_t *layers = json_array();
+    int64_t total = 0, dl = 0;
+    for (int i = 0; i < nl; i++) {
+      char dg[80];
+      snprintf(dg, sizeof(dg), "sha256:%c%c%c%c", ls[i].digest_char, ls[i].digest_char, ls[i].digest_char,
+               ls[i].digest_char);
+      json_array_append_new(layers, json_pack("{s:s,s:s,s:I,s:I,s:s,s:n,s:n}", "digest", dg, "mediaType",
+                                              "application/vnd.oci.image.layer.v1.tar+gzip", "totalBytes",
+                                              (json_int_t)ls[i].total, "downloadedBytes",
+                                              (json_int_t)ls[i].downloaded, "state", ls[i].state, "startedAt",
+                                              "updatedAt"));
+      total += ls[i].total;
+      dl += ls[i].downloaded;
+    }
+    json_t *p = json_pack("{s:s,s:s,s:s,s:n,s:s,s:o,s:b,s:I,s:I,s:o}", "id", "p1", "imageRef",
+                          image ? image : "127.0.0.1/demo/app", "manifestDigest", "sha256:cccc", "indexDigest",
+                          "startedAt", ts(T0), "completedAt", completed ? json_string(ts(now)) : json_null(),
+                          "totalKnown", 1, "totalBytes", (json_int_t)total, "downloadedBytes", (json_int_t)dl,
+                          "layers", layers);
+    json_array_append_new(pulls, p);
+  }
+  json_t *root = json_pack("{s:s,s:s,s:s,s:s,s:I,s:s,s:o,s:[]}", "schemaVersion", "v1", "nodeName", node,
+                           "agentVersion", "0.1.0", "bootId", boot, "seq", (json_int_t)seq, "timestamp", ts(now),
+                           "pulls", pulls, "unattributed");
+  char *body = json_dumps(root, JSON_COMPACT);
+  json_decref(root);
+  struct pt_report r;
+  char err[256], field[160];
+  int rc = pt_report_parse(body, strlen(body), &r, err, sizeof(err), field, sizeof(field));
+  if (rc)
+    fail_msg("bad test report: %s at %s", err, field);
+  free(body);
+  enum pt_apply_result res = pt_store_apply_report(s, &r, now);
+  pt_report_free(&r);
+  return res;
+}
+
+static struct pt_store *mk(struct rec *r, double min_interval)
+{
+  struct pt_store_options o = {.on_event = on_event, .ud = r, .node_lost_grace = 60, .history_ttl = 600,
+                               .report_min_interval = min_interval};
+  return pt_store_create(&o);
+}
+
+static void test_lifecycle(void **state)
+{
+  struct rec r = {0};
+  struct pt_store *s = mk(&r, 0);
+  struct layer_spec l[2] = {{'a', 100, 100, "cached"}, {'b', 200, 0, "waiting"}};
+  assert_int_equal(report(s, "n1", "b1", 1, T0 + 1, 2, l, false, NULL), PT_APPLY_APPLIED);
+  assert_int_equal(count(&r, "pull.started"), 1);
+  assert_int_equal(count(&r, "node.updated"), 1);
+  const struct pt_pull *p = pt_store_pull(s, "n1/p1");
+  assert_non_null(p);
+  assert_int_equal(p->state, PT_PULL_PULLING);
+  assert_int_equal(p->downloaded, 100);
+
+  l[1] = (struct layer_spec){'b', 200, 80, "downloading"};
+  assert_int_equal(report(s, "n1", "b1", 2, T0 + 2, 2, l, false, NULL), PT_APPLY_APPLIED);
+  assert_int_equal(count(&r, "layer.started"), 1);
+  assert_int_equal(count(&r, "pull.progress"), 1);
+  assert_true(p->bytes_per_sec > 0);
+
+  l[1] = (struct layer_spec){'b', 200, 150, "downloading"};
+  report(s, "n1", "b1", 3, T0 + 3, 2, l, false, NULL);
+  assert_int_equal(count(&r, "layer.progress"), 1);
+
+  l[1] = (struct layer_spec){'b', 200, 200, "done"};
+  report(s, "n1", "b1", 4, T0 + 4, 2, l, true, NULL);
+  assert_int_equal(count(&r, "layer.completed"), 1);
+  assert_int_equal(count(&r, "pull.completed"), 1);
+  assert_int_equal(p->state, PT_PULL_COMPLETED);
+  const struct pt_store_counters *c = pt_store_counters(s);
+  assert_int_equal(c->pulls_completed, 1);
+  assert_int_equal(c->bytes, 200); /* the cached layer is not counted */
+  assert_int_equal(c->duration_count, 1);
+  assert_int_equal(c->duration_counts[1], 1); /* 4 s: the 5 s bucket */
+
+  /* Leaving the report after completion: still completed, no failure. */
+  size_t failed_before = count(&r, "pull.failed");
+  report(s, "n1", "b1", 5, T0 + 5, -1, NULL, false, NULL);
+  assert_int_equal(p->state, PT_PULL_COMPLETED);
+  assert_int_equal(count(&r, "pull.failed"), failed_before);
+
+  /* JSON view */
+  json_t *j = pt_store_pull_json(p, true, T0 + 5);
+  assert_string_equal(json_string_value(json_object_get(j, "state")), "completed");
+  assert_int_equal(json_integer_value(json_object_get(j, "layersDone")), 2);
+  assert_true(json_real_value(json_object_get(j, "percent")) == 100.0);
+  assert_true(json_number_value(json_object_get(j, "etaSeconds")) == 0);
+  json_decref(j);
+  rec_clear(&r);
+  pt_store_destroy(s);
+}
+
+static void test_stale_and_restart(void **state)
+{
+  struct rec r = {0};
+  struct pt_store *s = mk(&r, 0);
+  struct layer_spec l[1] = {{'a', 100, 10, "downloading"}};
+  assert_int_equal(report(s, "n1", "b1", 5, T0 + 1, 1, l, false, NULL), PT_APPLY_APPLIED);
+  l[0].downloaded = 50;
+  assert_int_equal(report(s, "n1", "b1", 4, T0 + 2, 1, l, false, NULL), PT_APPLY_STALE);
+  assert_int_equal(report(s, "n1", "b1", 5, T0 + 2, 1, l, false, NULL), PT_APPLY_STALE);
+  assert_int_equal(pt_store_pull(s, "n1/p1")->downloaded, 10);
+  /* A new bootId starts again at seq 1. */
+  assert_int_equal(report(s, "n1", "b2", 1, T0 + 3, 1, l, false, NULL), PT_APPLY_APPLIED);
+  assert_int_equal(pt_store_pull(s, "n1/p1")->downloaded, 50);
+  const struct pt_node *n = pt_store_node(s, "n1");
+  assert_int_equal(n->restarts, 1);
+  assert_string_equal(n->boot_id, "b2");
+  rec_clear(&r);
+  pt_store_destroy(s);
+}
+
+static void test_lost_and_back(void **state)
+{
+  struct rec r = {0};
+  struct pt_store *s = mk(&r, 0);
+  struct layer_spec l[1] = {{'a', 100, 10, "downloading"}};
+  report(s, "n1", "b1", 1, T0 + 1, 1, l, false, NULL);
+  report(s, "n1", "b1", 2, T0 + 2, -1, NULL, false, NULL);
+  const struct pt_pull *p = pt_store_pull(s, "n1/p1");
+  assert_int_equal(p->state, PT_PULL_LOST);
+  assert_string_equal(p->error_reason, "lost");
+  assert_int_equal(count(&r, "pull.failed"), 1);
+  assert_int_equal(pt_store_counters(s)->pulls_lost, 1);
+  l[0].downloaded = 20;
+  report(s, "n1", "b1", 3, T0 + 3, 1, l, false, NULL);
+  assert_int_equal(p->state, PT_PULL_PULLING);
+  assert_null(p->error_reason);
+  rec_clear(&r);
+  pt_store_destroy(s);
+}
+
+static void test_stalled(void **state)
+{
+  struct rec r = {0};
+  struct pt_store *s = mk(&r, 0);
+  struct layer_spec l[2] = {{'a', 100, 10, "downloading"}, {'b', 100, 0, "waiting"}};
+  report(s, "n1", "b1", 1, T0 + 1, 2, l, false, NULL);
+  l[0].state = "stalled";
+  report(s, "n1", "b1", 2, T0 + 2, 2, l, false, NULL);
+  const struct pt_pull *p = pt_store_pull(s, "n1/p1");
+  assert_int_equal(p->state, PT_PULL_STALLED);
+  assert_int_equal(count(&r, "pull.stalled"), 1);
+  assert_int_equal(pt_store_counters(s)->stalls, 1);
+  report(s, "n1", "b1", 3, T0 + 3, 2, l, false, NULL);
+  assert_int_equal(count(&r, "pull.stalled"), 1);
+  l[0].state = "downloading";
+  l[0].downloaded = 30;
+  report(s, "n1", "b1", 4, T0 + 4, 2, l, false, NULL);
+  assert_int_equal(p->state, PT_PULL_PULLING);
+  rec_clear(&r);
+  pt_store_destroy(s);
+}
+
+static void test_throttle(void **state)
+{
+  struct rec r = {0};
+  struct pt_store *s = mk(&r, 1.0);
+  struct layer_spec l[1] = {{'a', 100, 10, "downloading"}};
+  for (int i = 1; i <= 10; i++)
+    assert_int_equal(report(s, "n1", "b1", i, T0 + 1, 1, l, false, NULL), PT_APPLY_APPLIED);
+  assert_int_equal(report(s, "n1", "b1", 11, T0 + 1, 1, l, false, NULL), PT_APPLY_THROTTLED);
+  assert_true(pt_store_retry_after(s, "n1", T0 + 1) > 0);
+  /* Another node has its own budget. */
+  assert_int_equal(report(s, "n2", "b1", 1, T0 + 1, 1, l, false, NULL), PT_APPLY_APPLIED);
+  /* Tokens come back with time. */
+  assert_int_equal(report(s, "n1", "b1", 11, T0 + 2.5, 1, l, false, NULL), PT_APPLY_APPLIED);
+  rec_clear(&r);
+  pt_store_destroy(s);
+}
+
+static void test_node_lost_and_eviction(void **state)
+{
+  struct rec r = {0};
+  struct pt_store *s = mk(&r, 0);
+  struct layer_spec l[1] = {{'a', 100, 10, "downloading"}};
+  report(s, "n1", "b1", 1, T0, 1, l, false, NULL);
+  pt_store_tick(s, T0 + 10);
+  assert_int_equal(pt_store_node(s, "n1")->state, PT_NODE_LAGGING);
+  pt_store_tick(s, T0 + 61);
+  assert_int_equal(pt_store_node(s, "n1")->state, PT_NODE_LOST);
+  const struct pt_pull *p = pt_store_pull(s, "n1/p1");
+  assert_int_equal(p->state, PT_PULL_LOST);
+  assert_string_equal(p->error_reason, "node-lost");
+  struct pt_store_gauges g;
+  pt_store_gauges(s, &g);
+  assert_int_equal(g.nodes_lost, 1);
+  assert_int_equal(g.pulls_lost, 1);
+  pt_store_tick(s, T0 + 61 + 601);
+  assert_null(pt_store_pull(s, "n1/p1"));
+  assert_int_equal(count(&r, "pull.evicted"), 1);
+  /* The node reports again: ok. */
+  report(s, "n1", "b1", 2, T0 + 700, -1, NULL, false, NULL);
+  assert_int_equal(pt_store_node(s, "n1")->state, PT_NODE_OK);
+  rec_clear(&r);
+  pt_store_destroy(s);
+}
+
+static void test_kubelet_failures(void **state)
+{
+  struct rec r = {0};
+  struct pt_store *s = mk(&r, 0);
+  /* A failure for an image no agent saw: a kubelet-only pull. */
+  json_t *pod = json_pack("{s:s,s:s,s:s,s:s}", "namespace", "default", "name", "web", "uid", "u1", "node", "n1");
+  assert_int_equal(pt_store_pod_upsert(s, pod), 0);
+  json_t *ev = json_pack("{s:s,s:s,s:s,s:s}", "namespace", "default", "pod", "web", "reason", "Failed", "message",
+                         "Failed to pull image \"nginx:1.25\": rpc error: not found");
+  assert_int_equal(pt_store_kube_event(s, ev, T0 + 1), 0);
+  assert_int_equal(count(&r, "pull.failed"), 1);
+  const json_t *d = last_of(&r, "pull.failed");
+  const json_t *pj = json_object_get(d, "pull");
+  assert_string_equal(json_string_value(json_object_get(pj, "source")), "kubelet");
+  assert_string_equal(json_string_value(json_object_get(pj, "state")), "failed");
+  assert_string_equal(json_string_value(json_object_get(pj, "image")), "nginx:1.25");
+  assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(pj, "pods"), 0), "namespace")),
+                      "default");
+  /* The same event again changes nothing. */
+  assert_int_equal(pt_store_kube_event(s, ev, T0 + 2), 0);
+  assert_int_equal(count(&r, "pull.failed"), 1);
+  json_decref(ev);
+
+  /* A failure for an image an agent is pulling fails that pull. */
+  struct layer_spec l[1] = {{'a', 100, 10, "downloading"}};
+  report(s, "n1", "b1", 1, T0 + 3, 1, l, false, "127.0.0.1:5001/demo/app");
+  ev = json_pack("{s:s,s:s,s:s,s:s,s:s}", "namespace", "default", "pod", "web", "node", "n1", "reason", "Failed",
+                 "message", "Failed to pull image \"127.0.0.1:5001/demo/app:v1\": connection reset");
+  pt_store_kube_event(s, ev, T0 + 4);
+  const struct pt_pull *p = pt_store_pull(s, "n1/p1");
+  assert_int_equal(p->state, PT_PULL_FAILED);
+  assert_string_equal(p->error_reason, "Failed");
+  assert_non_null(strstr(p->error_message, "connection reset"));
+  assert_int_equal(pt_store_counters(s)->pulls_failed, 2);
+  /* The agent's next report without progress keeps it failed; progress revives it. */
+  report(s, "n1", "b1", 2, T0 + 5, 1, l, false, "127.0.0.1:5001/demo/app");
+  assert_int_equal(p->state, PT_PULL_FAILED);
+  l[0].downloaded = 40;
+  report(s, "n1", "b1", 3, T0 + 6, 1, l, false, "127.0.0.1:5001/demo/app");
+  assert_int_equal(p->state, PT_PULL_PULLING);
+  json_decref(ev);
+  assert_int_equal(pt_store_pod_delete(s, "default", "web"), 0);
+  assert_int_equal(pt_store_pod_delete(s, "default", "web"), -ENOENT);
+  json_decref(pod);
+  rec_clear(&r);
+  pt_store_destroy(s);
+}
+
+static void test_filters(void **state)
+{
+  struct rec r = {0};
+  struct pt_store *s = mk(&r, 0);
+  struct layer_spec l[1] = {{'a', 100, 10, "downloading"}};
+  report(s, "n1", "b1", 1, T0, 1, l, false, "reg/one");
+  report(s, "n2", "b1", 1, T0, 1, l, true, "reg/two");
+  struct pt_pull_filter f = {.node = "n1"};
+  json_t *a = pt_store_pulls_json(s, &f, T0);
+  assert_int_equal(json_array_size(a), 1);
+  json_decref(a);
+  f = (struct pt_pull_filter){.state_mask = 1u << PT_PULL_COMPLETED};
+  a = pt_store_pulls_json(s, &f, T0);
+  assert_int_equal(json_array_size(a), 1);
+  assert_string_equal(json_string_value(json_object_get(json_array_get(a, 0), "node")), "n2");
+  json_decref(a);
+  f = (struct pt_pull_filter){.image = "one"};
+  a = pt_store_pulls_json(s, &f, T0);
+  assert_int_equal(json_array_size(a), 1);
+  json_decref(a);
+  f = (struct pt_pull_filter){.ns = "default"};
+  a = pt_store_pulls_json(s, &f, T0);
+  assert_int_equal(json_array_size(a), 0);
+  json_decref(a);
+  a = pt_store_nodes_json(s, NULL);
+  assert_int_equal(json_array_size(a), 2);
+  json_decref(a);
+  rec_clear(&r);
+  pt_store_destroy(s);
+}
+
+static void test_policy_hooks(void **state)
+{
+  /* The real policy with the built-in scripts: rate from the Lua hook. */
+  struct pt_policy_options po = {0};
+  char err[1024];
+  struct pt_policy *pol = pt_policy_create(&po, err, sizeof(err));
+  assert_non_null(pol);
+  struct rec r = {0};
+  struct pt_store_options o = {.on_event = on_event, .ud = &r, .policy = pol};
+  struct pt_store *s = pt_store_create(&o);
+  struct layer_spec l[1] = {{'a', 1000, 0, "downloading"}};
+  for (int i = 1; i <= 5; i++) {
+    l[0].downloaded = i * 100;
+    report(s, "n1", "b1", i, T0 + i, 1, l, false, NULL);
+  }
+  const struct pt_pull *p = pt_store_pull(s, "n1/p1");
+  assert_true(p->bytes_per_sec > 10 && p->bytes_per_sec < 1000);
+  assert_true(p->eta > 0);
+  struct pt_policy_counters pc;
+  pt_policy_counters(pol, &pc);
+  assert_true(pc.calls[PT_POLICY_HOOK_RATE] >= 5);
+  pt_store_tick(s, T0 + 6);
+  pt_store_destroy(s);
+  rec_clear(&r);
+  pt_policy_destroy(pol);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_lifecycle),
+    cmocka_unit_test(test_stale_and_restart),
+    cmocka_unit_test(test_lost_and_back),
+    cmocka_unit_test(test_stalled),
+    cmocka_unit_test(test_throttle),
+    cmocka_unit_test(test_node_lost_and_eviction),
+    cmocka_unit_test(test_kubelet_failures),
+    cmocka_unit_test(test_filters),
+    cmocka_unit_test(test_policy_hooks),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
