@@ -9,10 +9,15 @@ import os
 import subprocess
 import time
 from datetime import datetime
+from pathlib import Path
 
+import jsonschema
 import pytest
 
 from harness import find_pull, wait_until
+
+SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "schemas" /
+                     "report-v1.json").read_text())
 
 INTERVAL = 0.5
 KIB = 1024
@@ -84,7 +89,10 @@ def test_pull_with_cached_layer_is_tracked_to_completion(stack, receiver):
                    for l in find_pull(r, manifest_digest=app.manifest_digest)["layers"]}
     assert "downloading" in states_seen
 
-    # Report envelope.
+    # Every report the agent sent matches the published JSON Schema.
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    for r in receiver.snapshot():
+        validator.validate(r)
     last = receiver.snapshot()[-1]
     assert last["schemaVersion"] == "v1"
     assert last["nodeName"] == "e2e-node"
