@@ -20,7 +20,7 @@ static inline char *tdir_new(void)
 
 static inline void tdir_write(const char *dir, const char *name, const char *src)
 {
-  char path[4096];
+  char path[8400];
   snprintf(path, sizeof(path), "%s/%s", dir, name);
   FILE *f = fopen(path, "w");
   if (!f)

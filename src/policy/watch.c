@@ -30,7 +30,7 @@ static void check_dir(struct pt_policy *p)
   struct script_set s = {0};
   char err[512];
   uint64_t hash = 0;
-  if (!p->no_builtin && script_set_builtin(&s) == 0 &&
+  if ((p->no_builtin || script_set_builtin(&s) == 0) &&
       script_set_add_dir(&s, p->dir, err, sizeof(err)) == 0)
     hash = script_set_hash(&s);
   script_set_free(&s);

@@ -1,0 +1,373 @@
+/* Startup errors, explicit reloads, the ConfigMap symlink swap seen through
+ * the directory watch, and the --check-policy mode. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <sys/stat.h>
+
+#include "policy_util.h"
+
+static const char v1[] = "pulltrace.rate(function() return {bytesPerSec = 1} end)\n";
+static const char v2[] = "pulltrace.rate(function() return {bytesPerSec = 2} end)\n";
+
+static double current_rate(struct pt_policy *p)
+{
+  struct pt_policy_rate_state st = {0};
+  struct pt_policy_rate_result r = rate_once(p, 1, 1, 10, &st);
+  pt_policy_rate_state_clear(&st);
+  return r.fallback ? -1 : r.bytes_per_sec;
+}
+
+static void test_startup_errors_name_file_and_line(void **state)
+{
+  (void)state;
+  char err[2048];
+  assert_null(load_one("local x = 1\nlocal y = = 2\n", err, sizeof(err)));
+  assert_non_null(strstr(err, "t.lua:2:"));
+  assert_non_null(strstr(err, "unexpected symbol near '='"));
+  assert_null(load_one("local t = nil\nlocal x = t.field\n", err, sizeof(err)));
+  assert_non_null(strstr(err, "t.lua:2: attempt to index a nil value (local 't')"));
+  assert_null(load_one("pulltrace.rate(42)\n", err, sizeof(err)));
+  assert_non_null(strstr(err, "t.lua:1: bad argument #1 to 'rate' (function expected"));
+
+  /* Every broken script is reported, not just the first. */
+  char *dir = tdir_new();
+  tdir_write(dir, "a.lua", "error('first broken')\n");
+  tdir_write(dir, "b.lua", "return 1\n");
+  tdir_write(dir, "c.lua", "\n\nlocal = 3\n");
+  tdir_write(dir, "notes.txt", "not a script\n");
+  tdir_write(dir, ".hidden.lua", "error('dot files are skipped')\n");
+  struct pt_policy_options o = topts(dir);
+  assert_null(pt_policy_create(&o, err, sizeof(err)));
+  assert_non_null(strstr(err, "a.lua:1: first broken"));
+  assert_non_null(strstr(err, "\nc.lua:3:"));
+  assert_null(strstr(err, "dot files"));
+  tdir_remove(dir);
+
+  /* A missing directory is a startup error too. */
+  o = topts("/nonexistent/pulltrace-policy");
+  assert_null(pt_policy_create(&o, err, sizeof(err)));
+  assert_non_null(strstr(err, "/nonexistent/pulltrace-policy: No such file or directory"));
+}
+
+static void test_override_replaces_builtin_by_name(void **state)
+{
+  (void)state;
+  char *dir = tdir_new();
+  tdir_write(dir, "rate.lua", v2);
+  struct pt_policy_options o = topts(dir);
+  o.no_builtin = false;
+  char err[1024];
+  struct pt_policy *p = pt_policy_create(&o, err, sizeof(err));
+  if (!p)
+    fail_msg("%s", err);
+  assert_true(current_rate(p) == 2);
+  json_t *s = pt_policy_status_json(p);
+  json_t *scripts = json_object_get(s, "scripts");
+  assert_int_equal(json_array_size(scripts), 4);
+  size_t i;
+  json_t *sc;
+  int found = 0;
+  json_array_foreach(scripts, i, sc) {
+    if (!strcmp(json_string_value(json_object_get(sc, "name")), "rate.lua")) {
+      found = 1;
+      assert_non_null(strstr(json_string_value(json_object_get(sc, "origin")), dir));
+    }
+  }
+  assert_true(found);
+  json_decref(s);
+  pt_policy_destroy(p);
+  tdir_remove(dir);
+}
+
+static void test_reload_keeps_old_on_failure(void **state)
+{
+  (void)state;
+  char *dir = tdir_new();
+  tdir_write(dir, "r.lua", v1);
+  struct pt_policy_options o = topts(dir);
+  char err[1024];
+  struct pt_policy *p = pt_policy_create(&o, err, sizeof(err));
+  assert_non_null(p);
+  assert_true(current_rate(p) == 1);
+
+  tdir_write(dir, "r.lua", "pulltrace.rate(function() return {bytesPerSec = 3} end)\nbroken(\n");
+  assert_int_equal(pt_policy_reload(p), -EINVAL);
+  assert_true(current_rate(p) == 1);
+  struct pt_policy_status st;
+  pt_policy_status(p, &st);
+  assert_true(st.loaded);
+  assert_int_equal(st.last_reload, 0);
+  assert_non_null(strstr(st.error, "r.lua:3:"));
+  json_t *js = pt_policy_status_json(p);
+  assert_string_equal(json_string_value(json_object_get(js, "lastReload")), "failed");
+  assert_non_null(strstr(json_string_value(json_object_get(js, "error")), "r.lua:3:"));
+  json_decref(js);
+
+  tdir_write(dir, "r.lua", v2);
+  assert_int_equal(pt_policy_reload(p), 0);
+  assert_true(current_rate(p) == 2);
+  pt_policy_status(p, &st);
+  assert_int_equal(st.last_reload, 1);
+  assert_string_equal(st.error, "");
+  assert_int_equal(st.n_scripts, 1);
+
+  /* Removing the hook's script falls back to the C default. */
+  char path[4200];
+  snprintf(path, sizeof(path), "%s/r.lua", dir);
+  unlink(path);
+  assert_int_equal(pt_policy_reload(p), 0);
+  assert_true(current_rate(p) == -1);
+
+  struct pt_policy_counters c;
+  pt_policy_counters(p, &c);
+  assert_int_equal(c.reloads_ok, 2);
+  assert_int_equal(c.reloads_failed, 1);
+  pt_policy_destroy(p);
+  tdir_remove(dir);
+}
+
+/* ---- ConfigMap-style directory watched on a loop ------------------------- */
+
+static void write_version(const char *dir, const char *version, const char *src)
+{
+  char path[4200];
+  snprintf(path, sizeof(path), "%s/%s", dir, version);
+  assert_int_equal(mkdir(path, 0755), 0);
+  tdir_write(path, "rate.lua", src);
+}
+
+/* kubelet's atomic writer: new timestamped directory, `..data_tmp` symlink
+ * renamed over `..data`, old directory removed. */
+static void swap_data(const char *dir, const char *version, const char *old)
+{
+  char tmp[4200], data[4200], oldpath[4200];
+  snprintf(tmp, sizeof(tmp), "%s/..data_tmp", dir);
+  snprintf(data, sizeof(data), "%s/..data", dir);
+  assert_int_equal(symlink(version, tmp), 0);
+  assert_int_equal(rename(tmp, data), 0);
+  if (old) {
+    snprintf(oldpath, sizeof(oldpath), "rm -rf '%s/%s'", dir, old);
+    assert_int_equal(system(oldpath), 0);
+  }
+}
+
+struct wait {
+  struct pt_policy *p;
+  double want; /* a rate, or -2 for "the last reload failed" */
+  int ticks;
+  uv_timer_t timer;
+};
+
+static bool reached(struct wait *w)
+{
+  if (w->want == -2) {
+    struct pt_policy_status st;
+    pt_policy_status(w->p, &st);
+    return st.last_reload == 0;
+  }
+  return current_rate(w->p) == w->want;
+}
+
+static void tick(uv_timer_t *t)
+{
+  struct wait *w = t->data;
+  if (reached(w) || ++w->ticks > 100)
+    uv_timer_stop(t);
+}
+
+/* Runs the loop until the condition holds, at most 5 s. */
+static void wait_for(uv_loop_t *loop, struct pt_policy *p, double want)
+{
+  struct wait w = {p, want, 0, {0}};
+  uv_timer_init(loop, &w.timer);
+  w.timer.data = &w;
+  uv_timer_start(&w.timer, tick, 50, 50);
+  /* The watcher's handles keep the loop alive; stop when the timer stops. */
+  while (uv_is_active((uv_handle_t *)&w.timer))
+    uv_run(loop, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)&w.timer, NULL);
+  uv_run(loop, UV_RUN_NOWAIT);
+  assert_true(reached(&w));
+}
+
+static void test_configmap_symlink_swap(void **state)
+{
+  (void)state;
+  uv_loop_t loop;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  char *dir = tdir_new();
+  write_version(dir, "..2026_11_21_10_00_00.1", v1);
+  swap_data(dir, "..2026_11_21_10_00_00.1", NULL);
+  char link[4200];
+  snprintf(link, sizeof(link), "%s/rate.lua", dir);
+  assert_int_equal(symlink("..data/rate.lua", link), 0);
+
+  struct pt_policy_options o = topts(dir);
+  o.reload_debounce = 0.1;
+  o.reload_poll = -1; /* only the fs events, to test them */
+  char err[1024];
+  struct pt_policy *p = pt_policy_create(&o, err, sizeof(err));
+  if (!p)
+    fail_msg("%s", err);
+  assert_true(current_rate(p) == 1);
+  assert_int_equal(pt_policy_watch(p, &loop), 0);
+
+  write_version(dir, "..2026_11_21_10_05_00.2", v2);
+  swap_data(dir, "..2026_11_21_10_05_00.2", "..2026_11_21_10_00_00.1");
+  wait_for(&loop, p, 2);
+
+  /* A broken update keeps version 2 running and says why. */
+  write_version(dir, "..2026_11_21_10_10_00.3", "pulltrace.rate(function() end\n");
+  swap_data(dir, "..2026_11_21_10_10_00.3", "..2026_11_21_10_05_00.2");
+  wait_for(&loop, p, -2);
+  struct pt_policy_status st;
+  pt_policy_status(p, &st);
+  assert_int_equal(st.last_reload, 0);
+  assert_non_null(strstr(st.error, "rate.lua:"));
+  assert_true(current_rate(p) == 2);
+
+  /* And the next good one is picked up. */
+  write_version(dir, "..2026_11_21_10_15_00.4",
+                "pulltrace.rate(function() return {bytesPerSec = 4} end)\n");
+  swap_data(dir, "..2026_11_21_10_15_00.4", "..2026_11_21_10_10_00.3");
+  wait_for(&loop, p, 4);
+
+  struct pt_policy_counters c;
+  pt_policy_counters(p, &c);
+  assert_int_equal(c.reloads_ok, 2);
+  assert_int_equal(c.reloads_failed, 1);
+
+  pt_policy_destroy(p);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  tdir_remove(dir);
+}
+
+static void test_poll_catches_changes_without_events(void **state)
+{
+  (void)state;
+  uv_loop_t loop;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  char *dir = tdir_new();
+  char *other = tdir_new();
+  /* The script is a symlink to a file in another directory: editing that
+   * file gives no event in the watched one. */
+  tdir_write(other, "real.lua", v1);
+  char link[4200], target[4200];
+  snprintf(link, sizeof(link), "%s/rate.lua", dir);
+  snprintf(target, sizeof(target), "%s/real.lua", other);
+  assert_int_equal(symlink(target, link), 0);
+  struct pt_policy_options o = topts(dir);
+  o.reload_poll = 0.2;
+  char err[1024];
+  struct pt_policy *p = pt_policy_create(&o, err, sizeof(err));
+  assert_non_null(p);
+  assert_int_equal(pt_policy_watch(p, &loop), 0);
+  tdir_write(other, "real.lua", v2);
+  wait_for(&loop, p, 2);
+  pt_policy_destroy(p);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  tdir_remove(dir);
+  tdir_remove(other);
+}
+
+struct reload_in_cb {
+  struct pt_policy *p;
+  int rc;
+};
+
+static void reloading_cb(void *ud, const struct pt_policy_alert *a)
+{
+  struct reload_in_cb *r = ud;
+  (void)a;
+  r->rc = pt_policy_reload(r->p);
+}
+
+static void test_reload_from_alert_callback_is_deferred(void **state)
+{
+  (void)state;
+  char *dir = tdir_new();
+  tdir_write(dir, "a.lua",
+             "pulltrace.on('x', function() return {name = 'A', severity = 'info', summary = ''} end)\n"
+             "pulltrace.on('x', function() return {name = 'B', severity = 'info', summary = ''} end)\n");
+  struct reload_in_cb r = {NULL, 1};
+  struct pt_policy_options o = topts(dir);
+  o.alert_cb = reloading_cb;
+  o.alert_ud = &r;
+  char err[512];
+  r.p = pt_policy_create(&o, err, sizeof(err));
+  assert_non_null(r.p);
+  /* Both handlers of the old VM run; the reload happens afterwards. */
+  assert_int_equal(pt_policy_emit(r.p, "x", NULL), 2);
+  assert_int_equal(r.rc, 0);
+  struct pt_policy_counters c;
+  pt_policy_counters(r.p, &c);
+  assert_int_equal(c.reloads_ok, 1);
+  pt_policy_destroy(r.p);
+  tdir_remove(dir);
+}
+
+static char *check(const char *dir, int *rc)
+{
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  *rc = pt_policy_check_dir(dir, f);
+  fclose(f);
+  return buf;
+}
+
+static void test_check_policy(void **state)
+{
+  (void)state;
+  char *dir = tdir_new();
+  int rc;
+  char *out = check(dir, &rc);
+  assert_int_equal(rc, 0);
+  assert_non_null(strstr(out, "ok: 4 scripts"));
+  free(out);
+
+  tdir_write(dir, "zz-custom.lua",
+             "pulltrace.evict(function(pull, now) return 'later' end)\n"
+             "pulltrace.on('pull.failed', function(ev) return {name = 'X', severity = 'loud'} end)\n");
+  out = check(dir, &rc);
+  assert_int_equal(rc, -EINVAL);
+  assert_non_null(strstr(out, "error: evict hook: zz-custom.lua: invalid return"));
+  assert_non_null(strstr(out, "error: alert hook: zz-custom.lua: invalid return: alert severity"));
+  free(out);
+
+  tdir_write(dir, "zz-custom.lua", "local x = \n");
+  tdir_write(dir, "zz-other.lua", "pulltrace.on(nil, print)\n");
+  out = check(dir, &rc);
+  assert_int_equal(rc, -EINVAL);
+  assert_non_null(strstr(out, "error: zz-custom.lua:2:"));
+  assert_non_null(strstr(out, "error: zz-other.lua:1: bad argument #1 to 'on'"));
+  free(out);
+
+  tdir_write(dir, "zz-custom.lua", "pulltrace.rate(function(s) error('no rate today') end)\n");
+  char path[4200];
+  snprintf(path, sizeof(path), "%s/zz-other.lua", dir);
+  unlink(path);
+  out = check(dir, &rc);
+  assert_int_equal(rc, -EINVAL);
+  assert_non_null(strstr(out, "error: rate hook: zz-custom.lua:1: no rate today"));
+  free(out);
+  tdir_remove(dir);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_startup_errors_name_file_and_line),
+      cmocka_unit_test(test_override_replaces_builtin_by_name),
+      cmocka_unit_test(test_reload_keeps_old_on_failure),
+      cmocka_unit_test(test_configmap_symlink_swap),
+      cmocka_unit_test(test_poll_catches_changes_without_events),
+      cmocka_unit_test(test_reload_from_alert_callback_is_deferred),
+      cmocka_unit_test(test_check_policy),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
