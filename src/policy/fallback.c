@@ -81,6 +81,16 @@ struct imgref {
   char digest[200];
 };
 
+/* Copies src into dst of size cap; false when it does not fit. */
+static bool copy(char *dst, size_t cap, const char *src)
+{
+  size_t n = strlen(src);
+  if (n >= cap)
+    return false;
+  memcpy(dst, src, n + 1);
+  return true;
+}
+
 /* Parses with Docker's defaults; the same rules as M.parse in lua/correlate.lua. */
 static bool parse_ref(const char *ref, struct imgref *r)
 {
@@ -94,17 +104,15 @@ static bool parse_ref(const char *ref, struct imgref *r)
   snprintf(name, sizeof(name), "%s", ref);
   char *at = strchr(name, '@');
   if (at) {
-    if (at == name || !at[1] || strlen(at + 1) >= sizeof(r->digest))
+    if (at == name || !at[1] || !copy(r->digest, sizeof(r->digest), at + 1))
       return false;
-    snprintf(r->digest, sizeof(r->digest), "%s", at + 1);
     *at = '\0';
   }
   char *slash = strrchr(name, '/');
   char *colon = strrchr(slash ? slash + 1 : name, ':');
   if (colon) {
-    if (!colon[1] || strlen(colon + 1) >= sizeof(r->tag))
+    if (!colon[1] || !copy(r->tag, sizeof(r->tag), colon + 1))
       return false;
-    snprintf(r->tag, sizeof(r->tag), "%s", colon + 1);
     *colon = '\0';
   }
   char *first = strchr(name, '/');
@@ -112,9 +120,8 @@ static bool parse_ref(const char *ref, struct imgref *r)
   if (first) {
     *first = '\0';
     if (strpbrk(name, ".:") || strcmp(name, "localhost") == 0 || name[0] == '[') {
-      if (strlen(name) >= sizeof(r->host))
+      if (!copy(r->host, sizeof(r->host), name))
         return false;
-      snprintf(r->host, sizeof(r->host), "%s", name);
       repo = first + 1;
     } else {
       *first = '/';
@@ -126,15 +133,16 @@ static bool parse_ref(const char *ref, struct imgref *r)
     *c = (char)tolower((unsigned char)*c);
   if (strcmp(r->host, "index.docker.io") == 0 || strcmp(r->host, "registry-1.docker.io") == 0)
     snprintf(r->host, sizeof(r->host), "docker.io");
-  if (!*repo || strlen(repo) + 8 >= sizeof(r->repo))
+  if (!*repo)
     return false;
-  if (strcmp(r->host, "docker.io") == 0 && !strchr(repo, '/'))
-    snprintf(r->repo, sizeof(r->repo), "library/%s", repo);
-  else
-    snprintf(r->repo, sizeof(r->repo), "%s", repo);
+  bool library = strcmp(r->host, "docker.io") == 0 && !strchr(repo, '/');
+  if (library)
+    memcpy(r->repo, "library/", 9);
+  if (!copy(r->repo + (library ? 8 : 0), sizeof(r->repo) - (library ? 8 : 0), repo))
+    return false;
   if (!r->tag[0] && !r->digest[0])
     snprintf(r->tag, sizeof(r->tag), "latest");
-  snprintf(r->bare, sizeof(r->bare), "%s", r->host);
+  memcpy(r->bare, r->host, sizeof(r->bare));
   char *port = strrchr(r->bare, ':');
   char *bracket = strrchr(r->bare, ']');
   if (port && (!bracket || port > bracket)) {

@@ -74,7 +74,8 @@ int script_set_builtin(struct script_set *s)
       return rc;
     }
   }
-  qsort(s->v, s->n, sizeof(*s->v), by_name);
+  if (s->n)
+    qsort(s->v, s->n, sizeof(*s->v), by_name);
   return 0;
 }
 
@@ -150,7 +151,8 @@ int script_set_add_dir(struct script_set *s, const char *dir, char *err, size_t 
     names = nn;
     n++;
   }
-  qsort(names, n, sizeof(*names), cmp_str);
+  if (n)
+    qsort(names, n, sizeof(*names), cmp_str);
   for (size_t i = 0; i < n; i++) {
     char path[4096];
     snprintf(path, sizeof(path), "%s/%s", dir, names[i]);

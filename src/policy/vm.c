@@ -124,9 +124,9 @@ void vm_call(struct vm *vm, const char *script, vm_body_fn body, void *ctx,
   if (rc != LUA_OK) {
     res->status = -EINVAL;
     const char *text = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "unknown error";
+    char buf[256];
     if (rc == LUA_ERRMEM || vm->mem_refused) {
       res->reason = REASON_MEMORY;
-      char buf[256];
       snprintf(buf, sizeof(buf), "not enough memory (policy memory limit %zu MiB)",
                vm->mem_limit >> 20);
       if (rc == LUA_ERRMEM)
