@@ -152,6 +152,11 @@ static void test_budget_not_swallowed_by_pcall(void **state)
       fail_msg("loop %zu: reason %s", i, e.reason);
     assert_string_equal(e.hook, "rate");
     assert_string_equal(e.script, "t.lua");
+    json_t *js = pt_policy_status_json(p);
+    const char *m = json_string_value(json_object_get(json_object_get(js, "lastHookError"), "message"));
+    if (!m || !strstr(m, "t.lua:") || !strstr(m, ": instruction budget exceeded"))
+      fail_msg("message %s", m ? m : "(null)");
+    json_decref(js);
     /* The VM keeps working after the kill, for this hook and others. */
     struct pt_policy_evict_input in = {"n/p-1", "n", NULL, PT_POLICY_PULL_ACTIVE, 1, 0, 0, 1, 1, 2};
     enum pt_policy_evict_decision d;
