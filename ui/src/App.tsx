@@ -1,0 +1,129 @@
+import { useCallback, useDeferredValue, useEffect, useMemo, useReducer, useRef, useState } from 'react';
+import { api } from './api';
+import { initialState, reducer } from './state';
+import { EventStream, type ConnInfo } from './stream';
+import { buildRows, parseParams, serializeParams, summarize, visiblePulls, type ViewParams } from './view';
+import { Header } from './components/Header';
+import { Toolbar } from './components/Toolbar';
+import { PullList } from './components/PullList';
+import { PullDetails } from './components/PullDetails';
+import { Alerts } from './components/Alerts';
+
+function useUrlParams(): [ViewParams, (patch: Partial<ViewParams>, push?: boolean) => void] {
+  const [params, setParams] = useState<ViewParams>(() => parseParams(window.location.search));
+  const ref = useRef(params);
+  ref.current = params;
+  useEffect(() => {
+    const onPop = () => setParams(parseParams(window.location.search));
+    window.addEventListener('popstate', onPop);
+    return () => window.removeEventListener('popstate', onPop);
+  }, []);
+  const update = useCallback((patch: Partial<ViewParams>, push = false) => {
+    const next = { ...ref.current, ...patch };
+    ref.current = next;
+    const url = window.location.pathname + serializeParams(next) + window.location.hash;
+    if (push) window.history.pushState(null, '', url);
+    else window.history.replaceState(null, '', url);
+    setParams(next);
+  }, []);
+  return [params, update];
+}
+
+function useNow(ms: number): number {
+  const [now, setNow] = useState(() => Date.now());
+  useEffect(() => {
+    const t = setInterval(() => setNow(Date.now()), ms);
+    return () => clearInterval(t);
+  }, [ms]);
+  return now;
+}
+
+export function App() {
+  const [state, dispatch] = useReducer(reducer, undefined, initialState);
+  const [conn, setConn] = useState<ConnInfo>({ state: 'connecting', since: Date.now(), attempts: 0, error: null, nextAttemptAt: null });
+  const [loadError, setLoadError] = useState<string | null>(null);
+  const [params, update] = useUrlParams();
+  const now = useNow(1000);
+
+  useEffect(() => {
+    const ctrl = new AbortController();
+    // The REST snapshot paints the page quickly; the stream's own snapshot supersedes it.
+    Promise.all([api.pulls(ctrl.signal), api.nodes(ctrl.signal).catch(() => undefined)])
+      .then(([pulls, nodes]) => {
+        setLoadError(null);
+        dispatch({ type: 'rest-snapshot', pulls, nodes });
+      })
+      .catch((e) => {
+        if (!ctrl.signal.aborted) setLoadError(e instanceof Error ? e.message : String(e));
+      });
+    const stream = new EventStream({
+      url: api.eventsUrl,
+      onEvents: (events) => dispatch({ type: 'batch', actions: events.map((event) => ({ type: 'event', event })) }),
+      onConn: setConn,
+    }).start();
+    return () => {
+      ctrl.abort();
+      stream.stop();
+    };
+  }, []);
+
+  const filters = useDeferredValue(
+    useMemo(() => ({ image: params.image, node: params.node, namespace: params.namespace, pod: params.pod }), [
+      params.image,
+      params.node,
+      params.namespace,
+      params.pod,
+    ]),
+  );
+  const visible = useMemo(() => visiblePulls(state.pulls.values(), filters), [state.pulls, filters]);
+  const rows = useMemo(() => buildRows(visible, params.group), [visible, params.group]);
+  const summary = useMemo(() => summarize(state.pulls.values(), state.nodes.values()), [state.pulls, state.nodes]);
+
+  const selected = params.pull ? state.pulls.get(params.pull) ?? null : null;
+  const open = useCallback((id: string) => update({ pull: id }, true), [update]);
+  const close = useCallback(() => update({ pull: null }, true), [update]);
+
+  // Layers come with pull.started/completed and snapshots; fetch them when we lack them.
+  const needLayers = selected != null && !selected.layers;
+  useEffect(() => {
+    if (!needLayers || !params.pull) return;
+    const ctrl = new AbortController();
+    api
+      .pull(params.pull, ctrl.signal)
+      .then((pull) => dispatch({ type: 'pull-detail', pull }))
+      .catch(() => undefined);
+    return () => ctrl.abort();
+  }, [needLayers, params.pull]);
+
+  const stale = conn.state !== 'live';
+  return (
+    <div className={`app${params.pull ? ' with-details' : ''}`}>
+      <Header summary={summary} conn={conn} now={now} />
+      <Toolbar params={params} update={update} shown={visible.length} total={state.pulls.size} />
+      {stale && state.pulls.size > 0 && (
+        <div className="stale-banner" role="note">
+          Not live: {conn.state === 'connecting' ? 'connecting to the event stream' : 'the figures below may be out of date'}.
+        </div>
+      )}
+      {loadError && state.pulls.size === 0 && conn.state !== 'live' && (
+        <div className="stale-banner" role="alert">
+          Could not load pulls: {loadError}
+        </div>
+      )}
+      <main className={`content${stale ? ' stale' : ''}`}>
+        <PullList rows={rows} selectedId={params.pull} onOpen={open} empty={state.pulls.size === 0} />
+        {params.pull && (
+          <PullDetails
+            id={params.pull}
+            pull={selected}
+            history={state.history.get(params.pull) ?? []}
+            node={selected ? state.nodes.get(selected.node) ?? null : null}
+            now={now}
+            onClose={close}
+          />
+        )}
+      </main>
+      <Alerts alerts={state.alerts} dispatch={dispatch} onOpen={open} />
+    </div>
+  );
+}

@@ -1,0 +1,25 @@
+// REST calls (relative URLs, so the UI also works behind a path-prefix proxy).
+import type { NodeInfo, Pull } from './types';
+
+async function getJson<T>(url: string, signal?: AbortSignal): Promise<T> {
+  const res = await fetch(url, { headers: { Accept: 'application/json' }, cache: 'no-store', signal });
+  if (!res.ok) {
+    let msg = `HTTP ${res.status}`;
+    try {
+      const body = await res.json();
+      if (body && typeof body.error === 'string') msg += `: ${body.error}`;
+    } catch {
+      /* not JSON */
+    }
+    throw new Error(msg);
+  }
+  return (await res.json()) as T;
+}
+
+export const api = {
+  pulls: (signal?: AbortSignal) => getJson<{ pulls: Pull[] }>('api/v1/pulls', signal).then((r) => r.pulls),
+  nodes: (signal?: AbortSignal) => getJson<{ nodes: NodeInfo[] }>('api/v1/nodes', signal).then((r) => r.nodes),
+  pull: (id: string, signal?: AbortSignal) =>
+    getJson<{ pull: Pull }>(`api/v1/pulls/${encodeURIComponent(id)}`, signal).then((r) => r.pull),
+  eventsUrl: 'api/v1/events',
+};

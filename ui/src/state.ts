@@ -1,0 +1,284 @@
+// The UI's state: pulls and nodes as the server last described them, plus what the stream
+// told us along the way (per-pull history, alerts). A pure reducer so that it is tested
+// without a browser (test/state.test.ts).
+
+import type { Alert, Layer, NodeInfo, Pull, StreamEvent } from './types';
+
+export interface HistoryEntry {
+  id: number | null;
+  time: string | null;
+  type: string;
+  text: string;
+}
+
+export interface AlertEntry extends Alert {
+  key: number;
+  eventId: number | null;
+  time: string | null;
+}
+
+export interface State {
+  pulls: Map<string, Pull>;
+  nodes: Map<string, NodeInfo>;
+  /** id of the last stream event applied (sent back as Last-Event-ID on reconnect). */
+  lastEventId: number | null;
+  /** true once a stream snapshot was applied: later REST answers are older than it. */
+  streamSynced: boolean;
+  history: Map<string, HistoryEntry[]>;
+  alerts: AlertEntry[];
+  alertSeq: number;
+}
+
+export type Action =
+  | { type: 'rest-snapshot'; pulls: Pull[]; nodes?: NodeInfo[] }
+  | { type: 'event'; event: StreamEvent }
+  | { type: 'batch'; actions: Action[] }
+  | { type: 'pull-detail'; pull: Pull }
+  | { type: 'dismiss-alert'; key: number }
+  | { type: 'clear-alerts' };
+
+export const MAX_ALERTS = 50;
+export const MAX_HISTORY = 50;
+
+export function initialState(): State {
+  return {
+    pulls: new Map(),
+    nodes: new Map(),
+    lastEventId: null,
+    streamSynced: false,
+    history: new Map(),
+    alerts: [],
+    alertSeq: 0,
+  };
+}
+
+/** Applies one action; `batch` applies many with a single copy of the tables. */
+export function reducer(state: State, action: Action): State {
+  if (action.type === 'batch') {
+    if (action.actions.length === 0) return state;
+    const d = new Draft(state);
+    for (const a of action.actions) d.apply(a);
+    return d.finish();
+  }
+  const d = new Draft(state);
+  d.apply(action);
+  return d.finish();
+}
+
+/** Copy-on-write view of a State: each table is copied at most once per reducer call. */
+class Draft {
+  private s: State;
+  private pullsCopied = false;
+  private nodesCopied = false;
+  private historyCopied = false;
+  private changed = false;
+
+  constructor(private readonly base: State) {
+    this.s = { ...base };
+  }
+
+  finish(): State {
+    return this.changed ? this.s : this.base;
+  }
+
+  private pulls(): Map<string, Pull> {
+    if (!this.pullsCopied) {
+      this.s.pulls = new Map(this.s.pulls);
+      this.pullsCopied = true;
+    }
+    this.changed = true;
+    return this.s.pulls;
+  }
+
+  private nodes(): Map<string, NodeInfo> {
+    if (!this.nodesCopied) {
+      this.s.nodes = new Map(this.s.nodes);
+      this.nodesCopied = true;
+    }
+    this.changed = true;
+    return this.s.nodes;
+  }
+
+  private history(): Map<string, HistoryEntry[]> {
+    if (!this.historyCopied) {
+      this.s.history = new Map(this.s.history);
+      this.historyCopied = true;
+    }
+    this.changed = true;
+    return this.s.history;
+  }
+
+  private note(pullId: string, e: HistoryEntry) {
+    const h = this.history();
+    const prev = h.get(pullId) ?? [];
+    const next = prev.length >= MAX_HISTORY ? prev.slice(prev.length - MAX_HISTORY + 1) : prev.slice();
+    next.push(e);
+    h.set(pullId, next);
+  }
+
+  apply(a: Action) {
+    switch (a.type) {
+      case 'batch':
+        for (const x of a.actions) this.apply(x);
+        return;
+      case 'rest-snapshot':
+        // The stream's snapshot is at least as new as any REST answer started before it.
+        if (this.s.streamSynced) return;
+        this.replacePulls(a.pulls);
+        if (a.nodes) this.replaceNodes(a.nodes);
+        return;
+      case 'pull-detail': {
+        const prev = this.s.pulls.get(a.pull.id);
+        if (!prev) return; // evicted meanwhile: do not resurrect it
+        // The detail answer may be older than the stream's last progress: keep the
+        // stream's figures and take only the layers when we have none.
+        if (!prev.layers && a.pull.layers) this.pulls().set(prev.id, { ...prev, layers: a.pull.layers });
+        return;
+      }
+      case 'dismiss-alert':
+        this.changed = true;
+        this.s.alerts = this.s.alerts.filter((x) => x.key !== a.key);
+        return;
+      case 'clear-alerts':
+        this.changed = true;
+        this.s.alerts = [];
+        return;
+      case 'event':
+        this.event(a.event);
+        return;
+    }
+  }
+
+  private replacePulls(list: Pull[]) {
+    const pulls = this.pulls();
+    const old = this.s.pulls.size ? new Map(pulls) : pulls;
+    pulls.clear();
+    for (const p of list) {
+      const prev = old.get(p.id);
+      pulls.set(p.id, !p.layers && prev?.layers ? { ...p, layers: prev.layers } : p);
+    }
+    // History of pulls that are gone is of no use any more.
+    if (this.s.history.size) {
+      const h = this.history();
+      for (const id of [...h.keys()]) if (!pulls.has(id)) h.delete(id);
+    }
+  }
+
+  private replaceNodes(list: NodeInfo[]) {
+    const nodes = this.nodes();
+    nodes.clear();
+    for (const n of list) nodes.set(n.name, n);
+  }
+
+  private event(ev: StreamEvent) {
+    const last = this.s.lastEventId;
+    if (ev.type !== 'snapshot' && ev.id != null && last != null && ev.id <= last) {
+      return; // already applied (a resume may repeat the tail of what we saw)
+    }
+    // A snapshot restarts the sequence (a new server process counts from its own start).
+    if (ev.id != null || ev.type === 'snapshot') {
+      this.s.lastEventId = ev.id;
+      this.changed = true;
+    }
+    const d = ev.data ?? {};
+    const time: string | null = typeof d.time === 'string' ? d.time : null;
+    switch (ev.type) {
+      case 'snapshot':
+        this.replacePulls(Array.isArray(d.pulls) ? d.pulls : []);
+        if (Array.isArray(d.nodes)) this.replaceNodes(d.nodes);
+        this.s.streamSynced = true;
+        this.changed = true;
+        return;
+      case 'pull.started':
+      case 'pull.progress':
+      case 'pull.stalled':
+      case 'pull.completed':
+      case 'pull.failed': {
+        const p: Pull | undefined = d.pull;
+        if (!p || typeof p.id !== 'string') return;
+        const prev = this.s.pulls.get(p.id);
+        const next: Pull = !p.layers && prev?.layers ? { ...p, layers: prev.layers } : p;
+        this.pulls().set(p.id, next);
+        const text = describePullChange(ev.type, prev, next);
+        if (text) this.note(p.id, { id: ev.id, time, type: ev.type, text });
+        return;
+      }
+      case 'pull.evicted': {
+        const id: string | undefined = d.pullId;
+        if (!id) return;
+        if (this.s.pulls.has(id)) this.pulls().delete(id);
+        if (this.s.history.has(id)) this.history().delete(id);
+        return;
+      }
+      case 'layer.started':
+      case 'layer.progress':
+      case 'layer.completed': {
+        const id: string | undefined = d.pullId;
+        const layer: Layer | undefined = d.layer;
+        if (!id || !layer || typeof layer.digest !== 'string') return;
+        const prev = this.s.pulls.get(id);
+        if (!prev) return;
+        const layers = prev.layers ? prev.layers.slice() : [];
+        const i = layers.findIndex((l) => l.digest === layer.digest);
+        const before = i >= 0 ? layers[i] : undefined;
+        if (i >= 0) layers[i] = layer;
+        else layers.push(layer);
+        this.pulls().set(id, { ...prev, layers });
+        if (ev.type !== 'layer.progress' || (before && before.state !== layer.state && layer.state === 'stalled')) {
+          const verb = ev.type === 'layer.started' ? 'started' : ev.type === 'layer.completed' ? 'done' : 'stalled';
+          this.note(id, { id: ev.id, time, type: ev.type, text: `layer ${shortId(layer.digest)} ${verb}` });
+        }
+        return;
+      }
+      case 'node.updated': {
+        const n: NodeInfo | undefined = d.node;
+        if (!n || typeof n.name !== 'string') return;
+        this.nodes().set(n.name, n);
+        return;
+      }
+      case 'alert': {
+        const a: Alert | undefined = d.alert;
+        if (!a) return;
+        const key = this.s.alertSeq + 1;
+        this.s.alertSeq = key;
+        this.s.alerts = [{ ...a, key, eventId: ev.id, time }, ...this.s.alerts].slice(0, MAX_ALERTS);
+        this.changed = true;
+        if (a.pullId && this.s.pulls.has(a.pullId)) {
+          this.note(a.pullId, { id: ev.id, time, type: 'alert', text: `alert ${a.name}: ${a.summary ?? ''}`.trim() });
+        }
+        return;
+      }
+      default:
+        return; // newer server, unknown event: ignore
+    }
+  }
+}
+
+function shortId(d: string): string {
+  const i = d.indexOf(':');
+  return (i >= 0 ? d.slice(i + 1) : d).slice(0, 12);
+}
+
+function describePullChange(type: string, prev: Pull | undefined, next: Pull): string | null {
+  switch (type) {
+    case 'pull.started':
+      return 'pull started';
+    case 'pull.stalled':
+      return 'pull stalled';
+    case 'pull.completed':
+      return 'pull completed';
+    case 'pull.failed':
+      return next.error ? `pull ${next.state === 'lost' ? 'lost' : 'failed'}: ${next.error.reason}` : `pull ${next.state}`;
+    case 'pull.progress':
+      if (prev && prev.state !== next.state) return `state ${prev.state} → ${next.state}`;
+      if (prev && podsKey(prev) !== podsKey(next) && next.pods.length) {
+        return `pods: ${next.pods.map((p) => `${p.namespace}/${p.name}`).join(', ')}`;
+      }
+      return null;
+  }
+  return null;
+}
+
+function podsKey(p: Pull): string {
+  return (p.pods ?? []).map((x) => `${x.namespace}/${x.name}`).join(',');
+}

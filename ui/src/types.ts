@@ -1,0 +1,85 @@
+// Shapes of the server's REST and SSE payloads (docs/api.md, schema v1).
+
+export type PullState = 'pulling' | 'stalled' | 'completed' | 'failed' | 'lost';
+export type LayerState = 'waiting' | 'downloading' | 'stalled' | 'done' | 'cached';
+export type NodeState = 'ok' | 'lagging' | 'lost';
+
+export interface Layer {
+  digest: string;
+  mediaType: string | null;
+  state: LayerState;
+  totalBytes: number;
+  downloadedBytes: number;
+  percent: number | null;
+  startedAt: string | null;
+  updatedAt: string | null;
+}
+
+export interface PodRef {
+  namespace: string;
+  name: string;
+  uid?: string;
+  container?: string;
+}
+
+export interface PullError {
+  reason: string;
+  message: string;
+}
+
+export interface Pull {
+  id: string;
+  node: string;
+  image: string | null;
+  manifestDigest: string | null;
+  indexDigest: string | null;
+  source: 'agent' | 'kubelet';
+  state: PullState;
+  error: PullError | null;
+  startedAt: string | null;
+  completedAt: string | null;
+  updatedAt: string | null;
+  durationSeconds: number | null;
+  totalKnown: boolean;
+  totalBytes: number;
+  downloadedBytes: number;
+  percent: number | null;
+  bytesPerSecond: number | null;
+  etaSeconds: number | null;
+  layersTotal: number;
+  layersDone: number;
+  pods: PodRef[];
+  /** Present in snapshots, pull.started/completed/failed and GET /api/v1/pulls/{id}. */
+  layers?: Layer[];
+}
+
+export interface NodeInfo {
+  name: string;
+  state: NodeState;
+  agentVersion: string | null;
+  bootId: string | null;
+  seq: number;
+  restarts: number;
+  firstReportAt: string | null;
+  lastReportAt: string | null;
+  reportIntervalSeconds: number | null;
+  pullsActive: number;
+  pullsTotal: number;
+}
+
+export interface Alert {
+  name: string;
+  severity: string;
+  summary: string;
+  description?: string;
+  labels?: Record<string, string>;
+  pullId?: string | null;
+  node?: string | null;
+}
+
+/** One event as read from the stream: `id:`, `event:` and parsed `data:`. */
+export interface StreamEvent {
+  id: number | null;
+  type: string;
+  data: any;
+}

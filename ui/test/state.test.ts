@@ -1,0 +1,150 @@
+import { describe, expect, it } from 'vitest';
+import { initialState, MAX_ALERTS, reducer, type Action, type State } from '../src/state';
+import type { StreamEvent } from '../src/types';
+import { layer, pull } from './fixtures';
+
+const ev = (id: number | null, type: string, data: Record<string, unknown> = {}): Action => ({
+  type: 'event',
+  event: { id, type, data: { v: 1, type, time: '2026-11-21T10:00:06.000Z', ...data } } as StreamEvent,
+});
+const run = (actions: Action[], s: State = initialState()) => actions.reduce(reducer, s);
+
+const L1 = layer({ digest: 'sha256:' + '1'.repeat(64), state: 'cached', downloadedBytes: 1000, percent: 100 });
+const L2 = layer({ digest: 'sha256:' + '2'.repeat(64), state: 'downloading', downloadedBytes: 0, percent: 0 });
+const L3 = layer({ digest: 'sha256:' + '3'.repeat(64) });
+
+describe('snapshot and events', () => {
+  it('applies a stream snapshot then started/progress/completed', () => {
+    const p = pull({ layers: [L1, L2, L3] });
+    let s = run([ev(10, 'snapshot', { pulls: [], nodes: [{ name: 'node-a', state: 'ok' }] }), ev(11, 'pull.started', { pull: p })]);
+    expect(s.lastEventId).toBe(11);
+    expect(s.streamSynced).toBe(true);
+    expect(s.nodes.get('node-a')?.state).toBe('ok');
+    expect(s.pulls.get(p.id)?.layers).toHaveLength(3);
+
+    // pull.progress comes without layers: the ones we have are kept.
+    const { layers: _drop, ...noLayers } = pull({ downloadedBytes: 2000, percent: 66.67 });
+    s = reducer(s, ev(12, 'pull.progress', { pull: noLayers }));
+    expect(s.pulls.get(p.id)?.downloadedBytes).toBe(2000);
+    expect(s.pulls.get(p.id)?.layers).toHaveLength(3);
+
+    s = reducer(s, ev(13, 'layer.progress', { pullId: p.id, node: 'node-a', layer: { ...L2, downloadedBytes: 600, percent: 60 } }));
+    expect(s.pulls.get(p.id)?.layers?.[1].downloadedBytes).toBe(600);
+    s = reducer(s, ev(14, 'layer.completed', { pullId: p.id, node: 'node-a', layer: { ...L2, state: 'done', downloadedBytes: 1000, percent: 100 } }));
+    expect(s.pulls.get(p.id)?.layers?.[1].state).toBe('done');
+
+    s = reducer(s, ev(15, 'pull.completed', { pull: pull({ state: 'completed', downloadedBytes: 3000, percent: 100, etaSeconds: 0, layers: [L1, { ...L2, state: 'done' }, { ...L3, state: 'done' }] }) }));
+    expect(s.pulls.get(p.id)?.state).toBe('completed');
+    const hist = s.history.get(p.id)!.map((h) => h.text);
+    expect(hist).toEqual(['pull started', `layer ${'2'.repeat(12)} done`, 'pull completed']);
+  });
+
+  it('appends a layer it did not know and ignores layer events of unknown pulls', () => {
+    let s = run([ev(1, 'snapshot', { pulls: [pull({ layers: [L1] })] })]);
+    s = reducer(s, ev(2, 'layer.started', { pullId: pull().id, layer: L2 }));
+    expect(s.pulls.get(pull().id)?.layers?.map((l) => l.digest)).toEqual([L1.digest, L2.digest]);
+    const before = s;
+    s = reducer(s, ev(3, 'layer.started', { pullId: 'node-b/nope', layer: L2 }));
+    expect(s.pulls).toBe(before.pulls);
+  });
+
+  it('a failed pull keeps the kubelet message', () => {
+    const failed = pull({ state: 'failed', error: { reason: 'ErrImagePull', message: 'failed to pull and unpack image "x": not found' } });
+    const s = run([ev(1, 'snapshot', { pulls: [pull()] }), ev(2, 'pull.failed', { pull: failed })]);
+    expect(s.pulls.get(failed.id)?.error?.message).toContain('not found');
+    expect(s.history.get(failed.id)?.at(-1)?.text).toBe('pull failed: ErrImagePull');
+  });
+
+  it('records a state change carried by pull.progress', () => {
+    const s = run([ev(1, 'snapshot', { pulls: [pull({ state: 'stalled' })] }), ev(2, 'pull.progress', { pull: pull({ state: 'pulling' }) })]);
+    expect(s.history.get(pull().id)?.[0].text).toBe('state stalled → pulling');
+  });
+
+  it('evicts pulls and their history', () => {
+    const s = run([ev(1, 'snapshot', { pulls: [] }), ev(2, 'pull.started', { pull: pull() }), ev(3, 'pull.evicted', { pullId: pull().id, node: 'node-a' })]);
+    expect(s.pulls.size).toBe(0);
+    expect(s.history.size).toBe(0);
+  });
+
+  it('keeps the newest alerts first and bounded', () => {
+    const actions: Action[] = [];
+    for (let i = 1; i <= MAX_ALERTS + 5; i++) actions.push(ev(i, 'alert', { alert: { name: `A${i}`, severity: 'warning', summary: 's' } }));
+    const s = run(actions);
+    expect(s.alerts).toHaveLength(MAX_ALERTS);
+    expect(s.alerts[0].name).toBe(`A${MAX_ALERTS + 5}`);
+    const s2 = reducer(s, { type: 'dismiss-alert', key: s.alerts[0].key });
+    expect(s2.alerts[0].name).toBe(`A${MAX_ALERTS + 4}`);
+  });
+
+  it('ignores unknown event types but still advances the id', () => {
+    const s0 = run([ev(1, 'snapshot', { pulls: [pull()] })]);
+    const s = reducer(s0, ev(2, 'something.new', { x: 1 }));
+    expect(s.lastEventId).toBe(2);
+    expect(s.pulls).toBe(s0.pulls);
+  });
+});
+
+describe('resume', () => {
+  it('skips events already applied when a resume repeats them', () => {
+    let s = run([ev(10, 'snapshot', { pulls: [pull({ downloadedBytes: 1000 })] }), ev(11, 'pull.progress', { pull: pull({ downloadedBytes: 2000 }) })]);
+    // A replay of 11 carrying older figures must not move the pull backwards.
+    s = reducer(s, ev(11, 'pull.progress', { pull: pull({ downloadedBytes: 1500 }) }));
+    s = reducer(s, ev(9, 'pull.progress', { pull: pull({ downloadedBytes: 500 }) }));
+    expect(s.pulls.get(pull().id)?.downloadedBytes).toBe(2000);
+    s = reducer(s, ev(12, 'pull.progress', { pull: pull({ downloadedBytes: 2500 }) }));
+    expect(s.pulls.get(pull().id)?.downloadedBytes).toBe(2500);
+    expect(s.lastEventId).toBe(12);
+  });
+
+  it('a fresh snapshot from a restarted server replaces everything, even with a lower id', () => {
+    let s = run([ev(500, 'snapshot', { pulls: [pull(), pull({ id: 'node-a/old' })] })]);
+    s = reducer(s, ev(3, 'snapshot', { pulls: [pull({ downloadedBytes: 2900 })] }));
+    expect([...s.pulls.keys()]).toEqual([pull().id]);
+    expect(s.pulls.get(pull().id)?.downloadedBytes).toBe(2900);
+    expect(s.lastEventId).toBe(3);
+    s = reducer(s, ev(4, 'pull.progress', { pull: pull({ downloadedBytes: 3000 }) }));
+    expect(s.pulls.get(pull().id)?.downloadedBytes).toBe(3000);
+  });
+
+  it('keeps known layers across a snapshot whose pulls lack them', () => {
+    let s = run([ev(1, 'snapshot', { pulls: [pull({ layers: [L1, L2] })] })]);
+    const { layers: _l, ...bare } = pull();
+    s = reducer(s, ev(7, 'snapshot', { pulls: [bare] }));
+    expect(s.pulls.get(pull().id)?.layers).toHaveLength(2);
+  });
+
+  it('a REST snapshot arriving after the stream snapshot is ignored', () => {
+    let s = run([ev(5, 'snapshot', { pulls: [pull({ downloadedBytes: 2500 })] })]);
+    s = reducer(s, { type: 'rest-snapshot', pulls: [pull({ downloadedBytes: 100 })] });
+    expect(s.pulls.get(pull().id)?.downloadedBytes).toBe(2500);
+    // ...but before it, it paints the page.
+    const r = reducer(initialState(), { type: 'rest-snapshot', pulls: [pull()], nodes: [] });
+    expect(r.pulls.size).toBe(1);
+    expect(r.lastEventId).toBeNull();
+  });
+
+  it('pull-detail fills missing layers only and never resurrects an evicted pull', () => {
+    const { layers: _l, ...bare } = pull();
+    let s = run([ev(1, 'snapshot', { pulls: [bare] })]);
+    s = reducer(s, { type: 'pull-detail', pull: pull({ downloadedBytes: 1, layers: [L1] }) });
+    expect(s.pulls.get(pull().id)?.layers).toHaveLength(1);
+    expect(s.pulls.get(pull().id)?.downloadedBytes).toBe(1000);
+    const s2 = reducer(s, { type: 'pull-detail', pull: pull({ id: 'node-z/gone', layers: [L1] }) });
+    expect(s2).toBe(s);
+  });
+});
+
+describe('batch', () => {
+  it('applies many events as one update in order', () => {
+    const actions: Action[] = [ev(1, 'snapshot', { pulls: [] })];
+    for (let i = 0; i < 2000; i++) actions.push(ev(2 + i, 'pull.started', { pull: pull({ id: `node-${i % 7}/p${i}`, node: `node-${i % 7}` }) }));
+    actions.push(ev(3000, 'pull.evicted', { pullId: 'node-0/p0' }));
+    const s = reducer(initialState(), { type: 'batch', actions });
+    expect(s.pulls.size).toBe(1999);
+    expect(s.lastEventId).toBe(3000);
+  });
+  it('an empty batch changes nothing', () => {
+    const s = initialState();
+    expect(reducer(s, { type: 'batch', actions: [] })).toBe(s);
+  });
+});
