@@ -23,15 +23,9 @@ function M.parse(ref)
   if not name then
     name = ref
   end
+  -- A tag is a colon after the last slash (a colon before it is a port).
   local tag
-  local last_slash = 0
-  for i = #name, 1, -1 do
-    if name:sub(i, i) == "/" then
-      last_slash = i
-      break
-    end
-  end
-  local colon = name:find(":[^:/]*$", last_slash + 1)
+  local colon = name:find(":[^:/]*$", (name:find("/[^/]*$")) or 1)
   if colon then
     tag = name:sub(colon + 1)
     name = name:sub(1, colon - 1)
@@ -47,7 +41,7 @@ function M.parse(ref)
   if host == "index.docker.io" or host == "registry-1.docker.io" then
     host = "docker.io"
   end
-  if host == "docker.io" and not repo:find("/") then
+  if host == "docker.io" and not repo:find("/", 1, true) then
     repo = "library/" .. repo
   end
   if repo == "" then
@@ -59,24 +53,37 @@ function M.parse(ref)
   -- The port is dropped for matching: containerd's distribution.source label
   -- key, and so the agent's imageRef, has none.
   local bare = host:match("^(%[.*%]):%d+$") or host:match("^([^:%[]+):%d+$") or host
+  local full = host .. "/" .. repo
+  if tag then
+    full = full .. ":" .. tag
+  end
+  if digest then
+    full = full .. "@" .. digest
+  end
   return { host = host, bareHost = bare, repo = repo, tag = tag, digest = digest,
-           key = bare .. "/" .. repo }
+           key = bare .. "/" .. repo, full = full }
 end
 
 -- The fully qualified form, e.g. "docker.io/library/nginx:latest".
 function M.normalize(ref)
   local r = M.parse(ref)
-  if not r then
-    return nil
+  return r and r.full
+end
+
+-- Pods on a node mostly share a few images (sidecars): parse each once per call.
+local function memo_parse()
+  local cache = {}
+  return function(ref)
+    if ref == nil then
+      return nil
+    end
+    local r = cache[ref]
+    if r == nil then
+      r = M.parse(ref) or false
+      cache[ref] = r
+    end
+    return r or nil
   end
-  local s = r.host .. "/" .. r.repo
-  if r.tag then
-    s = s .. ":" .. r.tag
-  end
-  if r.digest then
-    s = s .. "@" .. r.digest
-  end
-  return s
 end
 
 local function event_time(ev)
@@ -85,10 +92,14 @@ local function event_time(ev)
 end
 
 function M.correlate(pull, pods, events)
-  local want = M.parse(pull.imageRef)
+  local parse = memo_parse()
+  local want = parse(pull.imageRef)
   if not want then
     return nil
   end
+  -- A matching reference contains the repository's last path component
+  -- verbatim: a plain substring search skips most pods without parsing.
+  local needle = want.repo:match("[^/]+$")
   local digests = {}
   if pull.manifestDigest then digests[pull.manifestDigest] = true end
   if pull.indexDigest then digests[pull.indexDigest] = true end
@@ -99,10 +110,10 @@ function M.correlate(pull, pods, events)
     if pod.node == nil or pull.node == nil or pod.node == pull.node then
       for _, list in ipairs({ pod.initContainers or {}, pod.containers or {} }) do
         for _, c in ipairs(list) do
-          local img = M.parse(c.image)
+          local img = type(c.image) == "string" and c.image:find(needle, 1, true) and parse(c.image)
           if img and img.key == want.key and (not img.digest or next(digests) == nil or digests[img.digest]) then
             found[#found + 1] = { namespace = pod.namespace, pod = pod.name, container = c.name,
-                                  image = c.image, full = M.normalize(c.image) }
+                                  image = c.image, full = img.full }
           end
         end
       end
@@ -121,8 +132,9 @@ function M.correlate(pull, pods, events)
   local start = pull.startedAt
   for _, ev in ipairs(events or {}) do
     if ev.reason == "Pulling" and pods_found[(ev.namespace or "") .. "/" .. (ev.pod or "")] then
-      local ref = type(ev.message) == "string" and ev.message:match('^Pulling image "([^"]+)"')
-      local img = ref and M.parse(ref)
+      local ref = type(ev.message) == "string" and ev.message:find(needle, 1, true)
+        and ev.message:match('^Pulling image "([^"]+)"')
+      local img = ref and parse(ref)
       if img and img.key == want.key then
         local t = event_time(ev)
         local score
@@ -133,7 +145,7 @@ function M.correlate(pull, pods, events)
           score = -t
         end
         if not best or score < best.score then
-          best = { ref = ref, full = M.normalize(ref), score = score }
+          best = { ref = ref, full = img.full, score = score }
         end
       end
     end
