@@ -358,6 +358,62 @@ static void test_check_policy(void **state)
   tdir_remove(dir);
 }
 
+/* The worked examples of docs/policy.md load and pass the check. */
+static void test_docs_examples(void **state)
+{
+  (void)state;
+  FILE *f = fopen(PT_SOURCE_DIR "/docs/policy.md", "r");
+  assert_non_null(f);
+  char *dir = tdir_new();
+  char line[1024], name[256] = "";
+  FILE *out = NULL;
+  int examples = 0;
+  while (fgets(line, sizeof(line), f)) {
+    if (!out && strncmp(line, "-- policy/", 10) == 0) {
+      snprintf(name, sizeof(name), "%s/%.*s", dir, (int)strcspn(line + 10, "\n"), line + 10);
+      out = fopen(name, "w");
+      assert_non_null(out);
+      examples++;
+    }
+    if (out && strncmp(line, "```", 3) == 0) {
+      fclose(out);
+      out = NULL;
+      continue;
+    }
+    if (out)
+      fputs(line, out);
+  }
+  fclose(f);
+  assert_int_equal(examples, 3);
+  int rc;
+  char *report = check(dir, &rc);
+  if (rc != 0)
+    fail_msg("%s", report);
+  free(report);
+
+  /* Example 3 does what it says. */
+  struct pt_policy_options o = topts(dir);
+  char err[1024];
+  struct pt_policy *p = pt_policy_create(&o, err, sizeof(err));
+  if (!p)
+    fail_msg("%s", err);
+  json_t *pull = json_pack("{s:s, s:s}", "node", "n1", "imageRef", "mirror.internal/library/nginx");
+  json_t *pods = json_pack("[{s:s, s:s, s:s, s:[{s:s, s:s}, {s:s, s:s}]}]", "namespace", "web",
+                           "name", "front", "node", "n1", "containers", "name", "nginx", "image",
+                           "nginx:1.25", "name", "log", "image", "quay.io/acme/log:2");
+  struct pt_policy_correlation c;
+  assert_int_equal(pt_policy_correlate(p, pull, pods, NULL, &c), 0);
+  assert_false(c.fallback);
+  assert_int_equal(c.n_targets, 1);
+  assert_string_equal(c.targets[0].container, "nginx");
+  assert_string_equal(c.image_ref, "nginx:1.25");
+  pt_policy_correlation_clear(&c);
+  json_decref(pull);
+  json_decref(pods);
+  pt_policy_destroy(p);
+  tdir_remove(dir);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -368,6 +424,7 @@ int main(void)
       cmocka_unit_test(test_poll_catches_changes_without_events),
       cmocka_unit_test(test_reload_from_alert_callback_is_deferred),
       cmocka_unit_test(test_check_policy),
+      cmocka_unit_test(test_docs_examples),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
