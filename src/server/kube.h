@@ -1,0 +1,69 @@
+/* The Kubernetes watcher of pulltrace-server: lists then watches pods and
+ * kubelet events (all namespaces, or each of PULLTRACE_WATCH_NAMESPACES) over
+ * the core HTTP client, and feeds slim copies into the server's store, where
+ * the policy's correlation hook uses them.
+ *
+ * Per resource and namespace a reflector runs: list (paginated) -> watch from
+ * the list's resourceVersion with allowWatchBookmarks -> on a normal end
+ * watch again from the last resourceVersion; on 410 Gone or an ERROR event
+ * relist; on any other error back off (0.5 s doubling to 30 s, with jitter)
+ * and watch again. A relist deletes pods that disappeared meanwhile and never
+ * re-delivers an event already seen (events are remembered by uid and count),
+ * so drops, 410s and API server restarts lose and duplicate nothing.
+ *
+ * Events whose last occurrence is before the watcher started are recorded for
+ * correlation (a Pulling event of a pull in flight) but marked "historic":
+ * they never create or fail a pull.
+ *
+ * /readyz gets a "kubernetes" check that turns ok once every reflector has
+ * completed its first list. */
+#ifndef PT_SERVER_KUBE_H
+#define PT_SERVER_KUBE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "server/kube_config.h"
+#include "server/kube_parse.h"
+
+struct pt_server;
+struct pt_kube;
+
+enum pt_kube_resource { PT_KUBE_PODS = 0, PT_KUBE_EVENTS, PT_KUBE_RESOURCES };
+
+struct pt_kube_options {
+  const char *namespaces;   /* comma-separated; NULL or "" = all namespaces */
+  double token_refresh;     /* seconds between token file re-reads; 60 when 0 */
+  double backoff_max;       /* seconds; 30 when 0 */
+  long watch_timeout;       /* timeoutSeconds asked per watch; 300 when 0 */
+  long page_size;           /* list limit per page; 500 when 0 */
+  size_t max_events_seen;   /* event uids remembered for de-duplication; 100000 when 0 */
+};
+
+struct pt_kube_stats {
+  bool synced;
+  uint64_t watch_restarts[PT_KUBE_RESOURCES];
+  uint64_t relists[PT_KUBE_RESOURCES];  /* lists after the first one */
+  uint64_t lists[PT_KUBE_RESOURCES];
+  uint64_t errors[PT_KUBE_RESOURCES];   /* failed requests */
+  uint64_t events_applied;              /* kubelet events handed to the store as new */
+  uint64_t events_historic;             /* recorded, but from before the start */
+  uint64_t events_duplicate;            /* seen again after a relist: ignored */
+  uint64_t stream_bad_lines;            /* watch lines that were not an event */
+  size_t pods_cached, events_cached;    /* objects the watcher remembers */
+};
+
+/* Takes over cfg (cleared on return). Does not start anything. */
+struct pt_kube *pt_kube_create(uv_loop_t *loop, struct pt_server *srv, struct pt_kube_config *cfg,
+                               const struct pt_kube_options *opts);
+/* Starts every reflector. Returns 0 or a negative errno. */
+int pt_kube_start(struct pt_kube *k);
+/* Cancels requests and closes the handles; memory is freed in their close
+ * callbacks (run the loop afterwards). Accepts NULL. */
+void pt_kube_destroy(struct pt_kube *k);
+void pt_kube_stats(const struct pt_kube *k, struct pt_kube_stats *out);
+const char *pt_kube_resource_name(enum pt_kube_resource r);
+
+#endif

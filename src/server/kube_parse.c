@@ -1,0 +1,534 @@
+#include "server/kube_parse.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/clock.h"
+#include "core/config.h"
+
+/* ------------------------------------------------------------------------ */
+/* Image references                                                           */
+
+static int copy_span(char *dst, size_t cap, const char *src, size_t n)
+{
+  if (n >= cap)
+    return -EINVAL;
+  memcpy(dst, src, n);
+  dst[n] = '\0';
+  return 0;
+}
+
+/* Characters that never occur in a reference (Docker's grammar is stricter;
+ * this only keeps obvious garbage out of the tables). */
+static bool bad_char(unsigned char c)
+{
+  return c <= ' ' || c == '"' || c == '\'' || c == '\\' || c >= 0x7f;
+}
+
+int pt_kube_image_parse(const char *ref, struct pt_kube_image *out)
+{
+  if (!ref || !out)
+    return -EINVAL;
+  memset(out, 0, sizeof(*out));
+  size_t n = strlen(ref);
+  if (n == 0 || n > 1000)
+    return -EINVAL;
+  for (size_t i = 0; i < n; i++)
+    if (bad_char((unsigned char)ref[i]))
+      return -EINVAL;
+
+  /* name[@digest] */
+  const char *at = strchr(ref, '@');
+  size_t name_len = at ? (size_t)(at - ref) : n;
+  if (at) {
+    if (!at[1] || strchr(at + 1, '@') || !strchr(at + 1, ':'))
+      return -EINVAL;
+    if (copy_span(out->digest, sizeof(out->digest), at + 1, strlen(at + 1)))
+      return -EINVAL;
+  }
+  if (name_len == 0)
+    return -EINVAL;
+
+  /* A tag is a colon after the last slash. */
+  const char *last_slash = NULL;
+  for (size_t i = 0; i < name_len; i++)
+    if (ref[i] == '/')
+      last_slash = ref + i;
+  const char *seg = last_slash ? last_slash + 1 : ref;
+  const char *colon = memchr(seg, ':', name_len - (size_t)(seg - ref));
+  size_t path_len = name_len;
+  if (colon) {
+    size_t tag_len = name_len - (size_t)(colon + 1 - ref);
+    if (tag_len == 0 || copy_span(out->tag, sizeof(out->tag), colon + 1, tag_len))
+      return -EINVAL;
+    path_len = (size_t)(colon - ref);
+  }
+  if (path_len == 0)
+    return -EINVAL;
+
+  /* The first component is a registry when it looks like a host. */
+  const char *first_slash = memchr(ref, '/', path_len);
+  bool has_host = false;
+  if (first_slash) {
+    size_t hl = (size_t)(first_slash - ref);
+    has_host = memchr(ref, '.', hl) || memchr(ref, ':', hl) || (hl == 9 && strncmp(ref, "localhost", 9) == 0) ||
+               ref[0] == '[';
+    for (size_t i = 0; i < hl && !has_host; i++)
+      has_host = isupper((unsigned char)ref[i]);
+  }
+  const char *repo;
+  size_t repo_len;
+  if (has_host) {
+    size_t hl = (size_t)(first_slash - ref);
+    if (hl == 0 || copy_span(out->host, sizeof(out->host), ref, hl))
+      return -EINVAL;
+    for (char *c = out->host; *c; c++)
+      *c = (char)tolower((unsigned char)*c);
+    repo = first_slash + 1;
+    repo_len = path_len - hl - 1;
+  } else {
+    snprintf(out->host, sizeof(out->host), "docker.io");
+    repo = ref;
+    repo_len = path_len;
+  }
+  if (strcmp(out->host, "index.docker.io") == 0 || strcmp(out->host, "registry-1.docker.io") == 0)
+    snprintf(out->host, sizeof(out->host), "docker.io");
+  if (repo_len == 0 || repo[0] == '/' || repo[repo_len - 1] == '/')
+    return -EINVAL;
+  bool library = strcmp(out->host, "docker.io") == 0 && !memchr(repo, '/', repo_len);
+  if (library) {
+    if (repo_len + 8 >= sizeof(out->repo))
+      return -EINVAL;
+    memcpy(out->repo, "library/", 8);
+    memcpy(out->repo + 8, repo, repo_len);
+    out->repo[repo_len + 8] = '\0';
+  } else if (copy_span(out->repo, sizeof(out->repo), repo, repo_len)) {
+    return -EINVAL;
+  }
+  if (!out->tag[0] && !out->digest[0])
+    snprintf(out->tag, sizeof(out->tag), "latest");
+
+  /* The bare host: "[::1]:5000" -> "[::1]", "reg:5000" -> "reg". */
+  snprintf(out->bare_host, sizeof(out->bare_host), "%s", out->host);
+  char *port = NULL;
+  if (out->bare_host[0] == '[') {
+    char *close = strchr(out->bare_host, ']');
+    if (close && close[1] == ':')
+      port = close + 1;
+  } else {
+    port = strchr(out->bare_host, ':');
+  }
+  if (port) {
+    for (const char *d = port + 1; *d; d++)
+      if (!isdigit((unsigned char)*d))
+        return -EINVAL;
+    *port = '\0';
+  }
+  return 0;
+}
+
+int pt_kube_image_normalize(const char *ref, char *out, size_t len)
+{
+  struct pt_kube_image im;
+  if (pt_kube_image_parse(ref, &im))
+    return -EINVAL;
+  int n = snprintf(out, len, "%s/%s%s%s%s%s", im.host, im.repo, im.tag[0] ? ":" : "", im.tag,
+                   im.digest[0] ? "@" : "", im.digest);
+  return n < 0 || (size_t)n >= len ? -ENOSPC : 0;
+}
+
+int pt_kube_image_key(const char *ref, char *out, size_t len)
+{
+  struct pt_kube_image im;
+  if (pt_kube_image_parse(ref, &im))
+    return -EINVAL;
+  int n = snprintf(out, len, "%s/%s", im.bare_host, im.repo);
+  return n < 0 || (size_t)n >= len ? -ENOSPC : 0;
+}
+
+bool pt_kube_image_matches(const char *agent_ref, const char *image)
+{
+  char a[1024], b[1024];
+  return pt_kube_image_key(agent_ref, a, sizeof(a)) == 0 && pt_kube_image_key(image, b, sizeof(b)) == 0 &&
+         strcmp(a, b) == 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* kubelet messages                                                           */
+
+static const char *const kind_names[PT_KUBE_MSG_KIND_COUNT] = {
+  "other", "pulling", "pulled", "present", "failed", "backoff", "never_pull", "inspect_failed", "error_state",
+};
+
+const char *pt_kube_msg_kind_name(enum pt_kube_msg_kind k)
+{
+  return (unsigned)k < PT_KUBE_MSG_KIND_COUNT ? kind_names[k] : "other";
+}
+
+bool pt_kube_msg_is_failure(enum pt_kube_msg_kind k)
+{
+  return k == PT_KUBE_MSG_FAILED || k == PT_KUBE_MSG_BACKOFF || k == PT_KUBE_MSG_NEVER_PULL ||
+         k == PT_KUBE_MSG_INSPECT_FAILED;
+}
+
+static bool starts(const char *s, const char *prefix, const char **rest)
+{
+  size_t n = strlen(prefix);
+  if (strncmp(s, prefix, n) != 0)
+    return false;
+  *rest = s + n;
+  return true;
+}
+
+/* Copies the reference up to the closing quote; returns what follows it. */
+static const char *quoted(const char *s, char *out, size_t cap)
+{
+  const char *q = strchr(s, '"');
+  if (!q || q == s || (size_t)(q - s) >= cap)
+    return NULL;
+  memcpy(out, s, (size_t)(q - s));
+  out[q - s] = '\0';
+  return q + 1;
+}
+
+/* " in 1.2s (1.5s including waiting)" -> 1.2, 1.5 */
+static void pulled_durations(const char *s, struct pt_kube_msg *out)
+{
+  const char *r;
+  if (!starts(s, " in ", &r))
+    return;
+  char buf[64];
+  /* A duration has a fraction ("1.234s"): stop at a space, a parenthesis or
+   * a sentence's full stop. */
+  size_t n = 0;
+  while (r[n] && r[n] != ' ' && r[n] != '(' && n < sizeof(buf) - 1) {
+    if (r[n] == '.' && !isdigit((unsigned char)r[n + 1]))
+      break; /* a sentence's full stop */
+    n++;
+  }
+  memcpy(buf, r, n);
+  buf[n] = '\0';
+  double d;
+  if (n && pt_duration_parse(buf, &d) == 0)
+    out->duration = d;
+  const char *w = strstr(r, " (");
+  if (w && strstr(w, " including waiting")) {
+    w += 2;
+    n = strcspn(w, " )");
+    if (n < sizeof(buf)) {
+      memcpy(buf, w, n);
+      buf[n] = '\0';
+      if (pt_duration_parse(buf, &d) == 0)
+        out->waiting = d;
+    }
+  }
+}
+
+int pt_kube_message_parse(const char *reason, const char *message, struct pt_kube_msg *out)
+{
+  memset(out, 0, sizeof(*out));
+  out->duration = out->waiting = -1;
+  const char *m = message ? message : "";
+  const char *r = reason ? reason : "";
+  const char *rest;
+  const char *after;
+
+  if (starts(m, "Pulling image \"", &rest) && quoted(rest, out->image, sizeof(out->image))) {
+    out->kind = PT_KUBE_MSG_PULLING;
+  } else if (starts(m, "Successfully pulled image \"", &rest) &&
+             (after = quoted(rest, out->image, sizeof(out->image)))) {
+    out->kind = PT_KUBE_MSG_PULLED;
+    pulled_durations(after, out);
+  } else if (starts(m, "Container image \"", &rest) && (after = quoted(rest, out->image, sizeof(out->image)))) {
+    if (strncmp(after, " already present on machine", 27) == 0)
+      out->kind = PT_KUBE_MSG_PRESENT;
+    else if (strstr(after, "is not present with pull policy of Never"))
+      out->kind = PT_KUBE_MSG_NEVER_PULL;
+    else
+      out->image[0] = '\0';
+  } else if (starts(m, "Failed to pull image \"", &rest) && quoted(rest, out->image, sizeof(out->image))) {
+    out->kind = PT_KUBE_MSG_FAILED;
+  } else if (starts(m, "Back-off pulling image \"", &rest) && quoted(rest, out->image, sizeof(out->image))) {
+    out->kind = PT_KUBE_MSG_BACKOFF;
+  } else if ((starts(m, "Failed to inspect image \"", &rest) ||
+              starts(m, "Failed to apply default image tag \"", &rest)) &&
+             quoted(rest, out->image, sizeof(out->image))) {
+    out->kind = PT_KUBE_MSG_INSPECT_FAILED;
+  } else if (starts(m, "Error: ", &rest) &&
+             (strcmp(rest, "ErrImagePull") == 0 || strcmp(rest, "ImagePullBackOff") == 0 ||
+              strcmp(rest, "ErrImageNeverPull") == 0 || strcmp(rest, "InvalidImageName") == 0)) {
+    out->kind = PT_KUBE_MSG_ERROR_STATE;
+  }
+  if (out->kind == PT_KUBE_MSG_OTHER) {
+    /* Unknown wording (another kubelet version): the reason alone still says
+     * what happened, and the first quoted string is the image. */
+    enum pt_kube_msg_kind k = PT_KUBE_MSG_OTHER;
+    if (strcmp(r, "Pulling") == 0) k = PT_KUBE_MSG_PULLING;
+    else if (strcmp(r, "ErrImagePull") == 0) k = PT_KUBE_MSG_FAILED;
+    else if (strcmp(r, "ErrImageNeverPull") == 0) k = PT_KUBE_MSG_NEVER_PULL;
+    else if (strcmp(r, "InspectFailed") == 0) k = PT_KUBE_MSG_INSPECT_FAILED;
+    if (k != PT_KUBE_MSG_OTHER) {
+      const char *q = strchr(m, '"');
+      out->image[0] = '\0';
+      if (q)
+        quoted(q + 1, out->image, sizeof(out->image));
+      out->kind = k;
+    }
+  }
+  if (out->kind == PT_KUBE_MSG_OTHER)
+    out->image[0] = '\0';
+  return out->kind == PT_KUBE_MSG_OTHER ? -EINVAL : 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Watch stream                                                               */
+
+static const char *const watch_names[] = {"ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR", "UNKNOWN"};
+
+const char *pt_kube_watch_type_name(enum pt_kube_watch_type t)
+{
+  return (unsigned)t <= PT_KUBE_UNKNOWN ? watch_names[t] : "UNKNOWN";
+}
+
+void pt_kube_stream_init(struct pt_kube_stream *st, size_t max_line)
+{
+  memset(st, 0, sizeof(*st));
+  st->max_line = max_line ? max_line : 4u << 20;
+}
+
+void pt_kube_stream_close(struct pt_kube_stream *st)
+{
+  free(st->buf);
+  st->buf = NULL;
+  st->len = st->cap = 0;
+}
+
+void pt_kube_stream_reset(struct pt_kube_stream *st)
+{
+  st->len = 0;
+}
+
+static int handle_line(struct pt_kube_stream *st, const char *line, size_t n, pt_kube_watch_fn fn, void *ud)
+{
+  size_t i = 0;
+  while (i < n && isspace((unsigned char)line[i]))
+    i++;
+  if (i == n)
+    return 0;
+  json_error_t jerr;
+  json_t *root = json_loadb(line, n, 0, &jerr);
+  json_t *type = json_object_get(root, "type");
+  json_t *obj = json_object_get(root, "object");
+  if (!json_is_object(root) || !json_is_string(type) || !json_is_object(obj)) {
+    st->bad++;
+    json_decref(root);
+    return 0;
+  }
+  enum pt_kube_watch_type t = PT_KUBE_UNKNOWN;
+  for (int k = 0; k < PT_KUBE_UNKNOWN; k++)
+    if (strcmp(json_string_value(type), watch_names[k]) == 0)
+      t = (enum pt_kube_watch_type)k;
+  st->events++;
+  int r = fn ? fn(ud, t, obj) : 0;
+  json_decref(root);
+  return r;
+}
+
+static int buf_append(struct pt_kube_stream *st, const char *data, size_t n)
+{
+  if (st->len + n > st->max_line)
+    return -E2BIG;
+  if (st->len + n > st->cap) {
+    size_t cap = st->cap ? st->cap : 4096;
+    while (cap < st->len + n)
+      cap *= 2;
+    char *p = realloc(st->buf, cap);
+    if (!p)
+      return -ENOMEM;
+    st->buf = p;
+    st->cap = cap;
+  }
+  memcpy(st->buf + st->len, data, n);
+  st->len += n;
+  return 0;
+}
+
+int pt_kube_stream_feed(struct pt_kube_stream *st, const char *data, size_t len, pt_kube_watch_fn fn, void *ud)
+{
+  while (len > 0) {
+    const char *nl = memchr(data, '\n', len);
+    if (!nl)
+      return buf_append(st, data, len);
+    size_t seg = (size_t)(nl - data);
+    int r;
+    if (st->len) {
+      /* The line started in an earlier chunk. */
+      if ((r = buf_append(st, data, seg)))
+        return r;
+      size_t n = st->len;
+      st->len = 0;
+      if ((r = handle_line(st, st->buf, n, fn, ud)))
+        return r;
+      data = nl + 1;
+      len -= seg + 1;
+      continue;
+    }
+    if (seg > st->max_line)
+      return -E2BIG;
+    if ((r = handle_line(st, data, seg, fn, ud)))
+      return r;
+    data = nl + 1;
+    len -= seg + 1;
+  }
+  return 0;
+}
+
+int pt_kube_stream_finish(struct pt_kube_stream *st, pt_kube_watch_fn fn, void *ud)
+{
+  size_t n = st->len;
+  st->len = 0;
+  return n ? handle_line(st, st->buf, n, fn, ud) : 0;
+}
+
+int pt_kube_status_code(const json_t *obj)
+{
+  const char *kind = json_string_value(json_object_get(obj, "kind"));
+  json_t *code = json_object_get(obj, "code");
+  if (!kind || strcmp(kind, "Status") != 0 || !json_is_integer(code))
+    return 0;
+  json_int_t c = json_integer_value(code);
+  return c > 0 && c < 1000 ? (int)c : 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Slim objects                                                               */
+
+static const char *path_str(const json_t *o, const char *a, const char *b)
+{
+  const json_t *v = json_object_get(o, a);
+  if (b)
+    v = json_object_get(v, b);
+  return json_string_value(v);
+}
+
+static void set_str_if(json_t *o, const char *key, const char *v)
+{
+  if (v)
+    json_object_set_new(o, key, json_string(v));
+}
+
+static const char *waiting_reason(const json_t *statuses, const char *name)
+{
+  size_t i;
+  json_t *st;
+  json_array_foreach(statuses, i, st) {
+    const char *n = json_string_value(json_object_get(st, "name"));
+    if (n && name && strcmp(n, name) == 0)
+      return path_str(json_object_get(st, "state"), "waiting", "reason");
+  }
+  return NULL;
+}
+
+static json_t *slim_containers(const json_t *specs, const json_t *statuses)
+{
+  json_t *arr = json_array();
+  size_t i;
+  json_t *c;
+  json_array_foreach(specs, i, c) {
+    const char *name = json_string_value(json_object_get(c, "name"));
+    const char *image = json_string_value(json_object_get(c, "image"));
+    if (!name || !image)
+      continue;
+    json_t *o = json_pack("{s:s,s:s}", "name", name, "image", image);
+    set_str_if(o, "waiting", waiting_reason(statuses, name));
+    json_array_append_new(arr, o);
+  }
+  return arr;
+}
+
+json_t *pt_kube_pod_slim(const json_t *pod)
+{
+  const json_t *md = json_object_get(pod, "metadata");
+  const char *ns = json_string_value(json_object_get(md, "namespace"));
+  const char *name = json_string_value(json_object_get(md, "name"));
+  if (!ns || !name)
+    return NULL;
+  const json_t *spec = json_object_get(pod, "spec");
+  const json_t *status = json_object_get(pod, "status");
+  json_t *o = json_pack("{s:s,s:s}", "namespace", ns, "name", name);
+  set_str_if(o, "uid", json_string_value(json_object_get(md, "uid")));
+  set_str_if(o, "resourceVersion", json_string_value(json_object_get(md, "resourceVersion")));
+  set_str_if(o, "node", json_string_value(json_object_get(spec, "nodeName")));
+  set_str_if(o, "phase", json_string_value(json_object_get(status, "phase")));
+  json_object_set_new(o, "containers", slim_containers(json_object_get(spec, "containers"),
+                                                       json_object_get(status, "containerStatuses")));
+  json_object_set_new(o, "initContainers", slim_containers(json_object_get(spec, "initContainers"),
+                                                           json_object_get(status, "initContainerStatuses")));
+  return o;
+}
+
+static double parse_time(const json_t *v)
+{
+  double t;
+  const char *s = json_string_value(v);
+  return s && pt_time_parse(s, &t) == 0 ? t : 0;
+}
+
+double pt_kube_event_time(const json_t *ev)
+{
+  double t;
+  if ((t = parse_time(json_object_get(ev, "lastTimestamp"))) > 0) return t;
+  if ((t = parse_time(json_object_get(json_object_get(ev, "series"), "lastObservedTime"))) > 0) return t;
+  if ((t = parse_time(json_object_get(ev, "eventTime"))) > 0) return t;
+  if ((t = parse_time(json_object_get(ev, "firstTimestamp"))) > 0) return t;
+  return parse_time(json_object_get(json_object_get(ev, "metadata"), "creationTimestamp"));
+}
+
+json_t *pt_kube_event_slim(const json_t *ev)
+{
+  const json_t *md = json_object_get(ev, "metadata");
+  const json_t *io = json_object_get(ev, "involvedObject");
+  const char *kind = json_string_value(json_object_get(io, "kind"));
+  const char *pod = json_string_value(json_object_get(io, "name"));
+  const char *ns = json_string_value(json_object_get(io, "namespace"));
+  if (!ns)
+    ns = json_string_value(json_object_get(md, "namespace"));
+  if (!kind || strcmp(kind, "Pod") != 0 || !pod || !ns)
+    return NULL;
+  const char *reason = json_string_value(json_object_get(ev, "reason"));
+  const char *message = json_string_value(json_object_get(ev, "message"));
+  struct pt_kube_msg msg;
+  if (!reason || pt_kube_message_parse(reason, message, &msg) != 0)
+    return NULL;
+  json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s}", "namespace", ns, "pod", pod, "reason", reason, "message",
+                        message ? message : "", "kind", pt_kube_msg_kind_name(msg.kind));
+  set_str_if(o, "uid", json_string_value(json_object_get(md, "uid")));
+  set_str_if(o, "podUid", json_string_value(json_object_get(io, "uid")));
+  const char *node = path_str(ev, "source", "host");
+  if (!node || !*node)
+    node = json_string_value(json_object_get(ev, "reportingInstance"));
+  if (node && *node)
+    json_object_set_new(o, "node", json_string(node));
+  if (msg.image[0])
+    json_object_set_new(o, "image", json_string(msg.image));
+  json_int_t count = 1;
+  json_t *c = json_object_get(ev, "count");
+  json_t *sc = json_object_get(json_object_get(ev, "series"), "count");
+  if (json_is_integer(c) && json_integer_value(c) > 0)
+    count = json_integer_value(c);
+  else if (json_is_integer(sc) && json_integer_value(sc) > 0)
+    count = json_integer_value(sc);
+  json_object_set_new(o, "count", json_integer(count));
+  double first = parse_time(json_object_get(ev, "firstTimestamp"));
+  double last = pt_kube_event_time(ev);
+  if (first <= 0)
+    first = last;
+  json_object_set_new(o, "firstTimestamp", first > 0 ? json_real(first) : json_null());
+  json_object_set_new(o, "lastTimestamp", last > 0 ? json_real(last) : json_null());
+  if (msg.duration >= 0)
+    json_object_set_new(o, "durationSeconds", json_real(msg.duration));
+  return o;
+}
