@@ -1,5 +1,7 @@
 /* pulltrace-server: configuration, signals, and the loop. */
+#include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +9,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "policy/policy.h"
+#include "server/kube.h"
 #include "server/server.h"
 
 #ifdef PT_HAVE_UI
@@ -18,7 +21,17 @@ struct app {
   uv_signal_t sigterm, sigint;
   struct pt_server *srv;
   struct pt_policy *policy;
+  struct pt_kube *kube;
 };
+
+static void stop_kube(struct app *app)
+{
+  if (!app->kube)
+    return;
+  pt_server_set_kube(app->srv, NULL);
+  pt_kube_destroy(app->kube);
+  app->kube = NULL;
+}
 
 static void usage(FILE *out)
 {
@@ -56,6 +69,7 @@ static void on_signal(uv_signal_t *h, int signum)
   PT_LOG_INFO("shutting down", "{s:s}", "signal", signum == SIGTERM ? "SIGTERM" : "SIGINT");
   uv_signal_stop(&app->sigterm);
   uv_signal_stop(&app->sigint);
+  stop_kube(app);
   pt_server_shutdown(app->srv, all_closed, app);
 }
 
@@ -99,6 +113,34 @@ int main(int argc, char **argv)
   }
   pt_log_setup("pulltrace-server", cfg.log_level, fmt);
 
+  /* Kubernetes: configuration errors stop the server before anything starts. */
+  struct pt_kube_config kcfg;
+  memset(&kcfg, 0, sizeof(kcfg));
+  bool kube_on = false;
+  const char *kmode = cfg.kubernetes ? cfg.kubernetes : "auto";
+  if (strcmp(kmode, "auto") != 0 && strcmp(kmode, "on") != 0 && strcmp(kmode, "off") != 0) {
+    fprintf(stderr, "pulltrace-server: configuration error: PULLTRACE_KUBERNETES: must be auto, on or off\n");
+    return 2;
+  }
+  if (strcmp(kmode, "off") != 0) {
+    struct pt_kube_env kenv;
+    pt_kube_env_get(&kenv);
+    kenv.pulltrace_kubeconfig = cfg.kubeconfig;
+    kenv.context = cfg.kube_context;
+    kenv.sa_dir = cfg.kube_sa_dir;
+    int kr = pt_kube_config_from_env(&kenv, &kcfg, err, sizeof(err));
+    if (kr == -ENOENT && strcmp(kmode, "on") == 0) {
+      fprintf(stderr, "pulltrace-server: configuration error: PULLTRACE_KUBERNETES: on, but neither "
+                      "KUBERNETES_SERVICE_HOST nor PULLTRACE_KUBECONFIG/KUBECONFIG is set\n");
+      return 2;
+    }
+    if (kr < 0 && kr != -ENOENT) {
+      fprintf(stderr, "pulltrace-server: configuration error: %s\n", err);
+      return 2;
+    }
+    kube_on = kr == 0;
+  }
+
   static struct app app;
   struct pt_policy_options popts;
   if (pt_policy_options_from_env(&popts, NULL, err, sizeof(err)) < 0) {
@@ -114,6 +156,7 @@ int main(int argc, char **argv)
   if (!app.policy) {
     fprintf(stderr, "pulltrace-server: policy error:\n%s\n", err);
     PT_LOG_ERROR("policy failed to load", "{s:s}", "error", err);
+    pt_kube_config_clear(&kcfg);
     return 1;
   }
   app.srv = pt_server_create(&app.loop, &cfg, app.policy);
@@ -134,11 +177,30 @@ int main(int argc, char **argv)
   if (rc == 0) {
     if (popts.dir && pt_policy_watch(app.policy, &app.loop) < 0)
       PT_LOG_WARN("cannot watch the policy directory; reloads need a restart", "{s:s}", "dir", popts.dir);
+    if (kube_on) {
+      struct pt_kube_options kopts = {
+        .namespaces = cfg.watch_namespaces,
+        .token_refresh = cfg.kube_token_refresh,
+        .watch_timeout = (long)cfg.kube_watch_timeout,
+        .page_size = cfg.kube_page_size,
+      };
+      app.kube = pt_kube_create(&app.loop, app.srv, &kcfg, &kopts);
+      if (!app.kube || pt_kube_start(app.kube) < 0) {
+        PT_LOG_ERROR("cannot start the Kubernetes watcher", "{}");
+        stop_kube(&app);
+      } else {
+        pt_server_set_kube(app.srv, app.kube);
+      }
+    } else {
+      PT_LOG_INFO("Kubernetes off: no in-cluster environment and no kubeconfig", "{s:s}", "PULLTRACE_KUBERNETES",
+                  kmode);
+    }
     uv_signal_start(&app.sigterm, on_signal, SIGTERM);
     uv_signal_start(&app.sigint, on_signal, SIGINT);
     PT_LOG_INFO("listening", "{s:i,s:i,s:s}", "httpPort", pt_server_http_port(app.srv), "metricsPort",
                 pt_server_metrics_port(app.srv), "version", PT_VERSION);
   } else {
+    pt_kube_config_clear(&kcfg);
     pt_server_shutdown(app.srv, all_closed, &app);
   }
   uv_run(&app.loop, UV_RUN_DEFAULT);

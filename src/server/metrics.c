@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/prom.h"
+#include "server/kube.h"
 #include "server/server_impl.h"
 
 static void labeled(struct pt_buf *out, const char *name, const char *label, const char *value, double v)
@@ -69,8 +70,10 @@ void pt_server_metrics_render(struct pt_server *srv, struct pt_buf *out)
           (double)c->pulls_started);
   counter(out, "pulltrace_pulls_completed_total", "Pulls that completed", (double)c->pulls_completed);
   pt_prom_family(out, "pulltrace_pull_errors_total", "counter",
-                 "Pulls that did not complete: failed (kubelet reported a failure) or lost (vanished, node lost)");
-  labeled(out, "pulltrace_pull_errors_total", "reason", "failed", (double)c->pulls_failed);
+                 "Pulls that did not complete: by kubelet failure reason (Failed, ErrImagePull, ImagePullBackOff, "
+                 "BackOff, ErrImageNeverPull, InspectFailed) or lost (vanished, node lost)");
+  for (int i = 0; i < PT_STORE_FAIL_REASONS; i++)
+    labeled(out, "pulltrace_pull_errors_total", "reason", pt_store_fail_reasons[i], (double)c->failed_by_reason[i]);
   labeled(out, "pulltrace_pull_errors_total", "reason", "lost", (double)c->pulls_lost);
   counter(out, "pulltrace_pull_stalls_total", "Transitions of a pull to stalled", (double)c->stalls);
   counter(out, "pulltrace_pulls_evicted_total", "Pulls removed from the tables by the eviction policy",
@@ -153,6 +156,27 @@ void pt_server_metrics_render(struct pt_server *srv, struct pt_buf *out)
   labeled(out, "pulltrace_kube_watch_restarts_total", "resource", "pods", (double)srv->watch_restarts[0]);
   labeled(out, "pulltrace_kube_watch_restarts_total", "resource", "events", (double)srv->watch_restarts[1]);
   gauge(out, "pulltrace_kube_pods", "Pods known from the Kubernetes API", (double)g.pods);
+  struct pt_kube_stats ks = {0};
+  pt_kube_stats(srv->kube, &ks);
+  gauge(out, "pulltrace_kube_synced", "1 once the Kubernetes pod and event caches are synced (0 also when off)",
+        ks.synced ? 1 : 0);
+  pt_prom_family(out, "pulltrace_kube_relists_total", "counter",
+                 "Kubernetes relists after the first list (410 Gone, ERROR events, failed watches), by resource");
+  for (int i = 0; i < PT_KUBE_RESOURCES; i++)
+    labeled(out, "pulltrace_kube_relists_total", "resource", pt_kube_resource_name(i), (double)ks.relists[i]);
+  pt_prom_family(out, "pulltrace_kube_request_errors_total", "counter",
+                 "Failed Kubernetes list and watch requests, by resource");
+  for (int i = 0; i < PT_KUBE_RESOURCES; i++)
+    labeled(out, "pulltrace_kube_request_errors_total", "resource", pt_kube_resource_name(i), (double)ks.errors[i]);
+  pt_prom_family(out, "pulltrace_kube_objects_cached", "gauge",
+                 "Kubernetes objects the watcher keeps (pods; kubelet event ids for de-duplication), by resource");
+  labeled(out, "pulltrace_kube_objects_cached", "resource", "pods", (double)ks.pods_cached);
+  labeled(out, "pulltrace_kube_objects_cached", "resource", "events", (double)ks.events_cached);
+  pt_prom_family(out, "pulltrace_kube_events_total", "counter",
+                 "Image-related kubelet events, by outcome (new, historic = before the start, duplicate)");
+  labeled(out, "pulltrace_kube_events_total", "outcome", "new", (double)ks.events_applied);
+  labeled(out, "pulltrace_kube_events_total", "outcome", "historic", (double)ks.events_historic);
+  labeled(out, "pulltrace_kube_events_total", "outcome", "duplicate", (double)ks.events_duplicate);
 
   struct pt_http_server_stats st = {0};
   if (srv->http)

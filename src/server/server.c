@@ -54,6 +54,20 @@ const struct pt_config_var pt_server_config_vars[] = {
    "Serve the web UI from this directory instead of the embedded copy (development)"},
   {"PULLTRACE_SHUTDOWN_TIMEOUT", PT_CFG_DURATION, "1500ms", false, CFG(shutdown_timeout), 0, 60,
    "On SIGTERM, time given to event-stream clients to receive the final comment"},
+  {"PULLTRACE_KUBERNETES", PT_CFG_STRING, "auto", false, CFG(kubernetes), 0, 0,
+   "auto (watch when in a cluster or a kubeconfig is given), on (fail without one) or off"},
+  {"PULLTRACE_KUBECONFIG", PT_CFG_STRING, NULL, false, CFG(kubeconfig), 0, 0,
+   "kubeconfig file for running outside a cluster (token or client-certificate user); else KUBECONFIG"},
+  {"PULLTRACE_KUBE_CONTEXT", PT_CFG_STRING, NULL, false, CFG(kube_context), 0, 0,
+   "Context of the kubeconfig to use; empty = its current-context"},
+  {"PULLTRACE_KUBE_SA_DIR", PT_CFG_STRING, "/var/run/secrets/kubernetes.io/serviceaccount", false,
+   CFG(kube_sa_dir), 0, 0, "In-cluster service-account directory (token, ca.crt, namespace)"},
+  {"PULLTRACE_KUBE_TOKEN_REFRESH", PT_CFG_DURATION, "1m", false, CFG(kube_token_refresh), 1, 3600,
+   "How often the service-account token file is re-read (bound tokens rotate)"},
+  {"PULLTRACE_KUBE_WATCH_TIMEOUT", PT_CFG_DURATION, "5m", false, CFG(kube_watch_timeout), 1, 3600,
+   "timeoutSeconds of each watch request; the watch then resumes from its resourceVersion"},
+  {"PULLTRACE_KUBE_PAGE_SIZE", PT_CFG_INT, "500", false, CFG(kube_page_size), 1, 100000,
+   "Objects per page when listing pods and events"},
   {NULL, 0, NULL, false, 0, 0, 0, NULL},
 };
 
@@ -262,6 +276,11 @@ void pt_server_set_ready(struct pt_server *srv, const char *name, bool ok, const
 struct pt_store *pt_server_store(struct pt_server *srv)
 {
   return srv->store;
+}
+
+void pt_server_set_kube(struct pt_server *srv, struct pt_kube *kube)
+{
+  srv->kube = kube;
 }
 
 void pt_server_count_watch_restart(struct pt_server *srv, const char *resource)

@@ -33,6 +33,14 @@ struct pt_server_config {
   long alert_queue;
   const char *ui_dir;
   double shutdown_timeout;
+  /* Kubernetes (docs/kubernetes.md) */
+  const char *kubernetes;       /* auto, on or off */
+  const char *kubeconfig;       /* PULLTRACE_KUBECONFIG */
+  const char *kube_context;
+  const char *kube_sa_dir;
+  double kube_token_refresh;
+  double kube_watch_timeout;
+  long kube_page_size;
 };
 
 /* The table behind pt_config_load() and --help. */
@@ -74,5 +82,9 @@ void pt_server_set_ready(struct pt_server *srv, const char *name, bool ok, const
 struct pt_store *pt_server_store(struct pt_server *srv);
 /* Counts a watch restart for pulltrace_kube_watch_restarts_total{resource}. */
 void pt_server_count_watch_restart(struct pt_server *srv, const char *resource);
+/* The Kubernetes watcher whose statistics /metrics shows (NULL = none). The
+ * server does not own it: set NULL before destroying it. */
+struct pt_kube;
+void pt_server_set_kube(struct pt_server *srv, struct pt_kube *kube);
 
 #endif

@@ -44,6 +44,7 @@ struct pt_server {
   struct pt_hub *hub;
   struct pt_http_server *http, *metrics;
   struct pt_httpc *httpc;
+  struct pt_kube *kube;   /* NULL when Kubernetes is off; owned by main */
   uv_timer_t tick;
   uv_timer_t shutdown_timer;
   uv_timer_t webhook_timer;

@@ -8,9 +8,12 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "server/kube_parse.h"
 #include "server/map.h"
 
 const double pt_store_duration_buckets[8] = {1, 5, 10, 30, 60, 120, 300, 600};
+const char *const pt_store_fail_reasons[PT_STORE_FAIL_REASONS] = {
+  "Failed", "ErrImagePull", "ImagePullBackOff", "BackOff", "ErrImageNeverPull", "InspectFailed"};
 
 #define MAX_KUBE_EVENTS 1000
 
@@ -785,7 +788,8 @@ void pt_store_tick(struct pt_store *s, double now)
     }
     if (p->state == PT_PULL_STALLED && p->stalled_since > 0)
       policy_emit(s, "pull.stalled", p, now, now - p->stalled_since);
-    if (p->correlated_gen != s->kube_gen)
+    /* A finished pull keeps the pods it served even after they are gone. */
+    if (p->correlated_gen != s->kube_gen && (is_active(p) || p->npods == 0))
       correlate(s, p, now, true);
   }
   for (size_t i = 0; i < nevict; i++) {
@@ -993,37 +997,26 @@ int pt_store_pod_delete(struct pt_store *s, const char *ns, const char *name)
   return 0;
 }
 
-/* "nginx:1.25" -> "docker.io/library/nginx"; "reg:5000/a/b@sha256:..." -> "reg:5000/a/b". */
+/* The matching key "nginx:1.25" -> "docker.io/library/nginx", "reg:5000/a/b:v1"
+ * -> "reg/a/b": the agent's imageRef has no port (containerd's label key drops
+ * it) and no tag. */
 static void normalize_image(const char *in, char *out, size_t outlen)
 {
-  char tmp[960];
-  snprintf(tmp, sizeof(tmp), "%s", in);
-  char *at = strchr(tmp, '@');
-  if (at)
-    *at = '\0';
-  char *slash = strrchr(tmp, '/');
-  char *colon = strrchr(slash ? slash : tmp, ':');
-  if (colon)
-    *colon = '\0';
-  char *first = strchr(tmp, '/');
-  bool has_registry = first && (memchr(tmp, '.', (size_t)(first - tmp)) || memchr(tmp, ':', (size_t)(first - tmp)) ||
-                                strncmp(tmp, "localhost/", 10) == 0);
-  if (has_registry)
-    snprintf(out, outlen, "%s", tmp);
-  else if (first)
-    snprintf(out, outlen, "docker.io/%s", tmp);
-  else
-    snprintf(out, outlen, "docker.io/library/%s", tmp);
+  if (pt_kube_image_key(in, out, outlen) != 0)
+    snprintf(out, outlen, "%s", in);
+}
+
+static int failure_reason_index(const char *r)
+{
+  for (int i = 0; i < PT_STORE_FAIL_REASONS; i++)
+    if (strcmp(r, pt_store_fail_reasons[i]) == 0)
+      return i;
+  return -1;
 }
 
 static bool failure_reason(const char *r)
 {
-  static const char *const reasons[] = {"Failed", "ErrImagePull", "ImagePullBackOff", "BackOff",
-                                        "ErrImageNeverPull", "InspectFailed"};
-  for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
-    if (strcmp(r, reasons[i]) == 0)
-      return true;
-  return false;
+  return failure_reason_index(r) >= 0;
 }
 
 int pt_store_kube_event(struct pt_store *s, const json_t *event, double now)
@@ -1051,7 +1044,7 @@ int pt_store_kube_event(struct pt_store *s, const json_t *event, double now)
     json_array_remove(s->events, 0);
   s->kube_gen++;
   node = json_string_value(json_object_get(copy, "node"));
-  if (!node || !failure_reason(reason))
+  if (!node || !failure_reason(reason) || json_is_true(json_object_get(event, "historic")))
     return 0;
 
   /* The image: an explicit member, or the quoted name in kubelet's message. */
@@ -1134,8 +1127,10 @@ int pt_store_kube_event(struct pt_store *s, const json_t *event, double now)
   match->bytes_per_sec = 0;
   set_str(&match->error_reason, reason);
   set_str(&match->error_message, message ? message : reason);
-  if (!was_failed)
+  if (!was_failed) {
     s->counters.pulls_failed++;
+    s->counters.failed_by_reason[failure_reason_index(reason)]++;
+  }
   if (created)
     emit_pull(s, "pull.started", match, true, now);
   emit_pull(s, "pull.failed", match, true, now);

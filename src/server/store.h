@@ -99,8 +99,13 @@ struct pt_store_options {
   void *ud;
 };
 
+/* kubelet reasons that fail a pull, for pulltrace_pull_errors_total{reason}. */
+#define PT_STORE_FAIL_REASONS 6
+extern const char *const pt_store_fail_reasons[PT_STORE_FAIL_REASONS];
+
 struct pt_store_counters {
   uint64_t pulls_started, pulls_completed, pulls_failed, pulls_lost, pulls_evicted;
+  uint64_t failed_by_reason[PT_STORE_FAIL_REASONS]; /* pulls_failed by kubelet reason */
   uint64_t bytes;              /* bytes downloaded (cached layers excluded) */
   uint64_t stalls;             /* transitions to stalled */
   uint64_t node_restarts;
@@ -168,7 +173,10 @@ void pt_store_gauges(const struct pt_store *s, struct pt_store_gauges *out);
  *       (extra members pass through to the scripts).
  * event: {"namespace","pod","node","reason","message","firstTimestamp",
  *         "lastTimestamp","count"} with times as epoch seconds; "node" may
- *         be omitted when the pod is known.
+ *         be omitted when the pod is known. "image" (the reference kubelet
+ *         named) is used when present; "historic": true (an event from before
+ *         the server started) records it for correlation only, it never
+ *         creates or fails a pull.
  * Both are copied. Changes make the store re-run correlation for the pulls of
  * the affected node on the next tick. */
 int pt_store_pod_upsert(struct pt_store *s, const json_t *pod);
