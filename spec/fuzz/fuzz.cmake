@@ -1,0 +1,22 @@
+# libFuzzer targets of the server (-DPT_FUZZ=ON with clang). Each runs for a
+# bounded time under ctest (label fuzz) from the committed seed corpus.
+if(PT_FUZZ AND TARGET pt_server)
+  foreach(t fuzz_http fuzz_report)
+    add_executable(${t} ${PT_SPEC_DIR}/fuzz/${t}.c)
+    target_link_libraries(${t} PRIVATE pt_server)
+    target_link_options(${t} PRIVATE -fsanitize=fuzzer)
+  endforeach()
+  foreach(pair "fuzz_http;http" "fuzz_report;report")
+    list(GET pair 0 t)
+    list(GET pair 1 corpus)
+    set(work ${CMAKE_CURRENT_BINARY_DIR}/fuzz-corpus-${corpus})
+    add_test(NAME fuzz.${t}
+             COMMAND ${CMAKE_COMMAND} -E env ASAN_OPTIONS=detect_leaks=1
+                     $<TARGET_FILE:${t}> -max_total_time=30 -rss_limit_mb=1024 -max_len=65536
+                     ${work} ${PT_SPEC_DIR}/fuzz/corpus/${corpus})
+    set_tests_properties(fuzz.${t} PROPERTIES LABELS fuzz TIMEOUT 120
+                         FIXTURES_REQUIRED fuzzdir.${corpus})
+    add_test(NAME fuzz.${t}.mkdir COMMAND ${CMAKE_COMMAND} -E make_directory ${work})
+    set_tests_properties(fuzz.${t}.mkdir PROPERTIES LABELS fuzz FIXTURES_SETUP fuzzdir.${corpus})
+  endforeach()
+endif()
