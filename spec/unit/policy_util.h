@@ -51,15 +51,23 @@ static inline struct pt_policy_options topts(const char *dir)
   return o;
 }
 
-/* Loads one script as t.lua; returns the policy or NULL with err filled. */
-static inline struct pt_policy *load_one(const char *src, char *err, size_t errlen)
+/* Loads one script as t.lua with a load deadline in seconds; returns the
+ * policy or NULL with err filled. */
+static inline struct pt_policy *load_one_deadline(const char *src, double deadline, char *err,
+                                                  size_t errlen)
 {
   char *dir = tdir_new();
   tdir_write(dir, "t.lua", src);
   struct pt_policy_options o = topts(dir);
+  o.load_deadline = deadline;
   struct pt_policy *p = pt_policy_create(&o, err, errlen);
   tdir_remove(dir);
   return p;
+}
+
+static inline struct pt_policy *load_one(const char *src, char *err, size_t errlen)
+{
+  return load_one_deadline(src, 0.5, err, errlen);
 }
 
 static inline struct pt_policy_rate_result rate_once(struct pt_policy *p, double now,
