@@ -297,8 +297,6 @@ void policy_record_error(struct pt_policy *p, enum pt_policy_hook hook, const ch
   snprintf(p->last_error, sizeof(p->last_error), "%s", res->msg);
   snprintf(p->last_error_hook, sizeof(p->last_error_hook), "%s", hook_names[hook]);
   p->last_error_at = pt_clock_now();
-  if (p->check_report)
-    fprintf(p->check_report, "error: %s hook: %s\n", hook_names[hook], res->msg);
 
   struct err_entry *e = NULL;
   for (size_t i = 0; i < p->n_errs; i++) {
@@ -327,6 +325,9 @@ void policy_record_error(struct pt_policy *p, enum pt_policy_hook hook, const ch
       e->last_logged = -ERROR_LOG_INTERVAL;
     }
   }
+  /* Check mode lists each distinct failure once. */
+  if (p->check_report && (!e || e->count == 0 || strcmp(e->script, script) != 0))
+    fprintf(p->check_report, "error: %s hook: %s\n", hook_names[hook], res->msg);
   double now = pt_clock_mono();
   if (e) {
     e->count++;
