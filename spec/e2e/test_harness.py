@@ -246,3 +246,37 @@ def test_daemon_gets_only_the_env_it_is_given(tmp_path, monkeypatch):
     log = d.log()
     assert "PULLTRACE_SERVER_URL=http://127.0.0.1:1" in log
     assert "leaked" not in log
+
+
+def test_demo_runs_once_and_stops_everything(build_dir):
+    """scripts/demo.sh's orchestration, small and fast, on free ports."""
+    import os
+    import re
+    import sys
+    from pathlib import Path
+
+    from harness import free_port
+    from harness.daemon import find_binary
+
+    if find_binary("pulltrace-agent", build_dir, required=False) is None:
+        pytest.fail(f"pulltrace-agent is not built in {build_dir}")
+    here = Path(__file__).resolve().parent
+    argv = [sys.executable, "-m", "harness.demo", "--build-dir", str(build_dir), "--once",
+            "--scale", "0.05", "--rate", str(4 << 20), "--pause", "0",
+            "--registry-port", str(free_port()), "--nginx-port", str(free_port()),
+            "--http-addr", f"127.0.0.1:{free_port()}",
+            "--metrics-addr", f"127.0.0.1:{free_port()}"]
+    env = dict(os.environ, PYTHONPATH=str(here), PYTHONDONTWRITEBYTECODE="1")
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=240, env=env, cwd=here)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    for name in ("demo/web:1.4", "demo/multiarch:2.0", "demo/batch:3.1"):
+        assert re.search(rf"pulled \S+/{re.escape(name)} in", out), out
+    assert "pulltrace-agent (pid" in out
+    pids = [int(p) for p in re.findall(r"\(pid (\d+)\)", out)]
+    assert len(pids) >= 4, out  # containerd, registry, nginx, agent (+ server)
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or \
+            "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2], f"pid {pid} left running"
+    workdir = re.search(r"working directory (\S+)", out).group(1)
+    assert not Path(workdir).exists()

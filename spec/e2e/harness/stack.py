@@ -33,7 +33,7 @@ class Stack:
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="pt-e2e-", dir="/tmp"))
         self.dir.mkdir(parents=True, exist_ok=True)
         self.keep = keep if keep is not None else os.environ.get("PT_KEEP_TMP") == "1"
-        self.build_dir = Path(build or build_dir())
+        self.build_dir = Path(build or build_dir()).resolve()
         self.registry = Registry(self.dir / "registry", port=registry_port or free_port())
         self.nginx = Nginx(self.dir / "nginx", port=nginx_port or free_port(),
                            upstream_port=self.registry.port, rate=rate,
