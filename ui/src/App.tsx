@@ -97,20 +97,21 @@ export function App() {
 
   const stale = conn.state !== 'live';
   return (
-    <div className={`app${params.pull ? ' with-details' : ''}`}>
+    <div className={`app${params.pull ? ' with-details' : ''}${stale ? ' stale' : ''}`}>
       <Header summary={summary} conn={conn} now={now} />
       <Toolbar params={params} update={update} shown={visible.length} total={state.pulls.size} />
-      {stale && state.pulls.size > 0 && (
-        <div className="stale-banner" role="note">
-          Not live: {conn.state === 'connecting' ? 'connecting to the event stream' : 'the figures below may be out of date'}.
-        </div>
-      )}
-      {loadError && state.pulls.size === 0 && conn.state !== 'live' && (
-        <div className="stale-banner" role="alert">
-          Could not load pulls: {loadError}
-        </div>
-      )}
-      <main className={`content${stale ? ' stale' : ''}`}>
+      <main className="content">
+        {/* Overlays, so that the list never moves when the connection comes and goes. */}
+        {stale && state.pulls.size > 0 && (
+          <div className="stale-banner" role="note">
+            Not live: {conn.state === 'connecting' ? 'connecting to the event stream' : 'these figures may be out of date'}.
+          </div>
+        )}
+        {loadError && state.pulls.size === 0 && conn.state !== 'live' && (
+          <div className="stale-banner" role="alert">
+            Could not load pulls: {loadError}
+          </div>
+        )}
         <PullList rows={rows} selectedId={params.pull} onOpen={open} empty={state.pulls.size === 0} />
         {params.pull && (
           <PullDetails

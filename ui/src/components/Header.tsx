@@ -14,11 +14,11 @@ export function ConnBadge({ conn, now }: { conn: ConnInfo; now: number }) {
   let detail = '';
   if (conn.state === 'reconnecting' || conn.state === 'offline') {
     const wait = conn.nextAttemptAt != null ? Math.max(0, (conn.nextAttemptAt - now) / 1000) : null;
-    detail = `${conn.error ?? 'connection lost'} · ${formatDuration((now - conn.since) / 1000)} ago${
+    detail = `${conn.error ?? 'connection lost'} · ${formatDuration(Math.max(0, now - conn.since) / 1000)} ago${
       wait != null && wait >= 1 ? ` · retry in ${formatDuration(wait)}` : ''
     }`;
   } else if (conn.state === 'live') {
-    detail = `connected for ${formatDuration((now - conn.since) / 1000)}`;
+    detail = `connected for ${formatDuration(Math.max(0, now - conn.since) / 1000)}`;
   }
   return (
     <div className={`conn conn-${conn.state}`} data-state={conn.state} role="status" aria-live="polite" title={detail}>

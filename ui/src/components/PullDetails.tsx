@@ -85,8 +85,8 @@ export function PullDetails({
           <StateBadge state={p.state} />
           <span className="muted">
             on <strong>{p.node}</strong>
-            {node && node.state !== 'ok' && <span className="badge st-stalled">node {node.state}</span>}
           </span>
+          {node && node.state !== 'ok' && <span className="badge st-stalled">node {node.state}</span>}
         </div>
         {p.error && (
           <div className="error-box" role="alert" data-testid="pull-error">
@@ -132,22 +132,23 @@ export function PullDetails({
             <table className="layers" aria-label="Layers">
               <thead>
                 <tr>
-                  <th scope="col">Digest</th>
-                  <th scope="col">Media type</th>
+                  <th scope="col">Digest · media type</th>
                   <th scope="col" className="r">Size</th>
                   <th scope="col">Progress</th>
-                  <th scope="col" className="r">Speed</th>
+                  <th scope="col" className="r l-speed">Speed</th>
                   <th scope="col">State</th>
                 </tr>
               </thead>
               <tbody>
                 {layers.map((l) => (
                   <tr key={l.digest} data-digest={l.digest} data-state={l.state}>
-                    <td className="mono" title={l.digest}>
-                      {shortDigest(l.digest)}
-                    </td>
-                    <td className="mt" title={l.mediaType ?? ''}>
-                      {mediaTypeLabel(l.mediaType)}
+                    <td className="l-name">
+                      <span className="mono" title={l.digest}>
+                        {shortDigest(l.digest)}
+                      </span>
+                      <span className="mt" title={l.mediaType ?? ''}>
+                        {mediaTypeLabel(l.mediaType)}
+                      </span>
                     </td>
                     <td className="r num">{formatBytes(l.totalBytes)}</td>
                     <td>
@@ -156,7 +157,7 @@ export function PullDetails({
                         <span className="num">{formatPercent(l.percent)}</span>
                       </div>
                     </td>
-                    <td className="r num">{formatRate(layerSpeed(l))}</td>
+                    <td className="r num l-speed">{active ? formatRate(layerSpeed(l)) : DASH}</td>
                     <td>
                       <StateBadge state={l.state} />
                     </td>
