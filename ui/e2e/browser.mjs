@@ -7,56 +7,18 @@
 // Phases printed: {"phase": "..."}; the script waits for the page to show what each
 // phase expects and exits non-zero with {"error": ...} when it does not.
 
-import { chromium } from 'playwright-core';
-import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { fail, launch, out, phase, until } from './lib.mjs';
 
 const cfg = JSON.parse(process.argv[2]);
-const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
-const phase = (name, extra = {}) => out({ phase: name, t: Date.now(), ...extra });
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function fail(msg) {
-  throw new Error(msg);
-}
-
-async function until(what, fn, timeoutMs, everyMs = 100) {
-  const end = Date.now() + timeoutMs;
-  let last;
-  for (;;) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) fail(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${last})`);
-    await sleep(everyMs);
-  }
-}
-
-const profile = mkdtempSync(join(tmpdir(), 'pt-chromium-'));
 mkdirSync(cfg.shots, { recursive: true });
+let browser;
 let context;
 let exitCode = 0;
 try {
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: cfg.chromium || '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-    viewport: { width: 1280, height: 800 },
-    colorScheme: 'light',
-  });
+  browser = await launch(cfg.chromium);
+  context = browser.context;
   const page = context.pages()[0] ?? (await context.newPage());
   const consoleErrors = [];
   page.on('console', (m) => {
@@ -195,7 +157,6 @@ try {
     /* best effort */
   }
 } finally {
-  await context?.close().catch(() => undefined);
-  rmSync(profile, { recursive: true, force: true });
+  await browser?.close();
 }
 process.exit(exitCode);
