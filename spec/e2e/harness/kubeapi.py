@@ -1,0 +1,588 @@
+"""A fake Kubernetes API server for the end-to-end tests (kube-apiserver is not available here).
+
+It speaks the real protocol for the part Pulltrace uses, with the object shapes of the
+Kubernetes API reference (core/v1 Pod, Event, PodList, EventList, Status):
+
+- HTTPS on 127.0.0.1 with a CA and a server certificate made by `openssl` at test time;
+  every request needs `Authorization: Bearer <token>` (401 Status otherwise).
+- list: `GET /api/v1/{pods,events}` and `/api/v1/namespaces/{ns}/{pods,events}`, with
+  `metadata.resourceVersion`, `limit` + `continue` pagination and `fieldSelector`
+  (`a=b`, `a==b`, `a!=b`, comma = and; unsupported field labels answer 400 like the real one).
+- watch: `?watch=1` (or `true`) streams chunked JSON lines `{"type": ADDED|MODIFIED|DELETED|
+  BOOKMARK|ERROR, "object": ...}` from `resourceVersion`; `allowWatchBookmarks=true` adds
+  BOOKMARK events; `timeoutSeconds` ends the watch. An object that stops matching the field
+  selector is sent as DELETED, one that starts matching as ADDED (as the API server does).
+- A `resourceVersion` older than the compaction point gets `410 Gone` (an ERROR event carrying
+  a Status with code 410 on a watch, or the HTTP status itself with `gone_mode="http"`).
+
+Test hooks: add/modify/delete pods, add or repeat events, `drop_watches()`, `compact()` (every
+older resourceVersion expires: the next watch gets 410), `restart()` (same port, same state),
+`set_token()`, and request counters.
+"""
+
+import base64
+import itertools
+import json
+import socket
+import ssl
+import subprocess
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from .proc import free_port
+
+RESOURCES = ("pods", "events")
+
+# Field labels the real API server accepts for these resources (a subset).
+FIELDS = {
+    "pods": {
+        "metadata.name": lambda o: o["metadata"]["name"],
+        "metadata.namespace": lambda o: o["metadata"]["namespace"],
+        "spec.nodeName": lambda o: o["spec"].get("nodeName", ""),
+        "spec.schedulerName": lambda o: o["spec"].get("schedulerName", "default-scheduler"),
+        "status.phase": lambda o: o.get("status", {}).get("phase", ""),
+    },
+    "events": {
+        "metadata.name": lambda o: o["metadata"]["name"],
+        "metadata.namespace": lambda o: o["metadata"]["namespace"],
+        "involvedObject.kind": lambda o: o["involvedObject"].get("kind", ""),
+        "involvedObject.name": lambda o: o["involvedObject"].get("name", ""),
+        "involvedObject.namespace": lambda o: o["involvedObject"].get("namespace", ""),
+        "involvedObject.uid": lambda o: o["involvedObject"].get("uid", ""),
+        "reason": lambda o: o.get("reason", ""),
+        "source": lambda o: o.get("source", {}).get("component", ""),
+        "type": lambda o: o.get("type", ""),
+        "reportingComponent": lambda o: o.get("reportingComponent", ""),
+    },
+}
+
+
+def k8s_time(t=None):
+    """RFC 3339 with second precision, as metav1.Time serialises."""
+    t = time.time() if t is None else t
+    return datetime.fromtimestamp(int(t), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def status(code, reason, message):
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason, "code": code}
+
+
+class BadSelector(ValueError):
+    pass
+
+
+def parse_selector(resource, text):
+    """fieldSelector -> list of (getter, op, value); raises BadSelector."""
+    terms = []
+    for part in filter(None, (text or "").split(",")):
+        if "!=" in part:
+            key, val = part.split("!=", 1)
+            op = "!="
+        elif "==" in part:
+            key, val = part.split("==", 1)
+            op = "="
+        elif "=" in part:
+            key, val = part.split("=", 1)
+            op = "="
+        else:
+            raise BadSelector(f"invalid selector: '{part}'; can't understand '{part}'")
+        getter = FIELDS[resource].get(key.strip())
+        if getter is None:
+            raise BadSelector(f'"{key}" is not a known field selector: only '
+                              f'"{", ".join(sorted(FIELDS[resource]))}"')
+        terms.append((getter, op, val.strip()))
+    return terms
+
+
+def matches(terms, obj, ns):
+    if obj is None:
+        return False
+    if ns is not None and obj["metadata"]["namespace"] != ns:
+        return False
+    for getter, op, val in terms:
+        if (getter(obj) == val) != (op == "="):
+            return False
+    return True
+
+
+class _Watch:
+    def __init__(self, handler):
+        self.handler = handler
+        self.dropped = False
+
+    def drop(self):
+        self.dropped = True
+        try:
+            self.handler.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+class KubeAPI:
+    """The fake API server. `start()` makes the certificates (once) and listens."""
+
+    def __init__(self, workdir, token="e2e-kube-token", port=None, bookmark_interval=1.0,
+                 gone_mode="event"):
+        self.dir = Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.token = token
+        self.port = port or free_port()
+        self.bookmark_interval = bookmark_interval
+        self.gone_mode = gone_mode
+        self.lock = threading.Condition()
+        self.rv = 100
+        self.compacted = 0
+        self.objects = {r: {} for r in RESOURCES}   # resource -> {(ns, name): obj}
+        self.history = []                           # (rv, resource, type, obj, old)
+        self.watches = set()
+        self.requests = []                          # (method, path, query dict)
+        self.counts = {"list": {r: 0 for r in RESOURCES}, "watch": {r: 0 for r in RESOURCES},
+                       "unauthorized": 0, "gone": 0}
+        self.httpd = None
+        self.thread = None
+        self.ca_file = self.dir / "ca.crt"
+        self.cert_file = self.dir / "server.crt"
+        self.key_file = self.dir / "server.key"
+        self.log_path = self.dir / "kubeapi.log"
+        self._uid = itertools.count(1)
+
+    # -- certificates and configuration files -------------------------------------------
+    def _openssl(self, *args):
+        with open(self.dir / "openssl.log", "ab") as log:
+            subprocess.run(["openssl", *args], check=True, stdout=log, stderr=log, cwd=self.dir)
+
+    def make_certs(self):
+        if self.cert_file.exists():
+            return
+        ca_key = self.dir / "ca.key"
+        self._openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key,
+                      "-out", self.ca_file, "-days", "2", "-subj", "/CN=pulltrace-e2e-ca")
+        (self.dir / "san.ext").write_text(
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+        self._openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", self.key_file,
+                      "-out", self.dir / "server.csr", "-subj", "/CN=kubernetes")
+        self._openssl("x509", "-req", "-in", self.dir / "server.csr", "-CA", self.ca_file,
+                      "-CAkey", ca_key, "-CAcreateserial", "-out", self.cert_file, "-days", "2",
+                      "-extfile", self.dir / "san.ext")
+
+    @property
+    def url(self):
+        return f"https://127.0.0.1:{self.port}"
+
+    def write_kubeconfig(self, path=None, inline_ca=True, token=None, token_file=None):
+        """A kubeconfig for this server (token user); returns its path."""
+        path = Path(path or self.dir / "kubeconfig")
+        if inline_ca:
+            ca = "    certificate-authority-data: " + \
+                base64.b64encode(self.ca_file.read_bytes()).decode()
+        else:
+            ca = f"    certificate-authority: {self.ca_file}"
+        user = f"    tokenFile: {token_file}" if token_file else \
+            f"    token: {token or self.token}"
+        path.write_text(f"""# written by the e2e fake API server
+apiVersion: v1
+kind: Config
+clusters:
+- name: e2e
+  cluster:
+    server: {self.url}
+{ca}
+- name: other
+  cluster:
+    server: https://127.0.0.1:1
+contexts:
+- name: other
+  context: {{cluster: other, user: nobody}}
+- name: e2e
+  context:
+    cluster: e2e
+    user: e2e-user
+    namespace: default
+current-context: "e2e"
+users:
+- name: nobody
+  user: {{}}
+- name: e2e-user
+  user:
+{user}
+""")
+        return path
+
+    def write_service_account(self, sa_dir, namespace="pulltrace"):
+        """The in-cluster files: token, ca.crt, namespace; returns the directory."""
+        d = Path(sa_dir)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "token").write_text(self.token + "\n")
+        (d / "ca.crt").write_bytes(self.ca_file.read_bytes())
+        (d / "namespace").write_text(namespace)
+        return d
+
+    def in_cluster_env(self, sa_dir):
+        return {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(self.port),
+                "PULLTRACE_KUBE_SA_DIR": str(sa_dir)}
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self):
+        self.make_certs()
+        api = self
+
+        class Handler(_Handler):
+            pass
+        Handler.api = api
+        ThreadingHTTPServer.allow_reuse_address = True
+        httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        httpd.daemon_threads = True
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(self.cert_file, self.key_file)
+        httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+        self.httpd = httpd
+        self.thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
+        self.thread.start()
+        self.log("started", url=self.url)
+        return self
+
+    def stop(self):
+        if self.httpd is None:
+            return
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.drop_watches()
+        self.thread.join(timeout=5)
+        self.httpd = None
+        self.log("stopped")
+
+    def restart(self, down_seconds=0.5):
+        """Stops listening (dropping every watch), waits, and listens again on the same port
+        with the same objects and resourceVersions, like an API server restart."""
+        self.stop()
+        time.sleep(down_seconds)
+        self.start()
+
+    def close(self):
+        self.stop()
+
+    def log(self, msg, **kw):
+        with open(self.log_path, "a") as f:
+            f.write(json.dumps({"t": round(time.time(), 3), "msg": msg, **kw}) + "\n")
+
+    # -- state changes -------------------------------------------------------------------
+    def _commit(self, resource, typ, obj, old=None):
+        """Records a change under the lock; returns the object."""
+        self.rv += 1
+        obj["metadata"]["resourceVersion"] = str(self.rv)
+        key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+        if typ == "DELETED":
+            self.objects[resource].pop(key, None)
+        else:
+            self.objects[resource][key] = obj
+        self.history.append((self.rv, resource, typ, json.loads(json.dumps(obj)), old))
+        self.lock.notify_all()
+        return obj
+
+    def add_pod(self, namespace, name, node, images, init_images=(), phase="Pending",
+                waiting="ContainerCreating"):
+        """A Pod as the API server stores it after scheduling; `images` is a list of images
+        or (container name, image) pairs."""
+        def containers(lst, prefix):
+            out = []
+            for i, im in enumerate(lst):
+                cname, image = im if isinstance(im, tuple) else (f"{prefix}{i}", im)
+                out.append({"name": cname, "image": image, "imagePullPolicy": "IfNotPresent",
+                            "resources": {}, "terminationMessagePath": "/dev/termination-log",
+                            "terminationMessagePolicy": "File"})
+            return out
+
+        spec_c = containers(images, "app")
+        spec_i = containers(init_images, "init")
+
+        def statuses(specs):
+            return [{"name": c["name"], "image": c["image"], "imageID": "", "ready": False,
+                     "restartCount": 0, "started": False,
+                     "state": {"waiting": {"reason": waiting}}} for c in specs]
+        pod = {
+            "kind": "Pod", "apiVersion": "v1",
+            "metadata": {"name": name, "namespace": namespace, "uid": str(uuid.uuid4()),
+                         "creationTimestamp": k8s_time(), "labels": {"app": name}},
+            "spec": {"nodeName": node, "containers": spec_c, "restartPolicy": "Always",
+                     "schedulerName": "default-scheduler", "serviceAccountName": "default"},
+            "status": {"phase": phase, "hostIP": "127.0.0.1", "startTime": k8s_time(),
+                       "conditions": [{"type": "PodScheduled", "status": "True"}],
+                       "containerStatuses": statuses(spec_c)},
+        }
+        if spec_i:
+            pod["spec"]["initContainers"] = spec_i
+            pod["status"]["initContainerStatuses"] = statuses(spec_i)
+        with self.lock:
+            return self._commit("pods", "ADDED", pod)
+
+    def pod(self, namespace, name):
+        with self.lock:
+            return json.loads(json.dumps(self.objects["pods"][(namespace, name)]))
+
+    def modify_pod(self, namespace, name, fn):
+        """Applies fn(pod) to a copy of the pod and stores it (MODIFIED)."""
+        with self.lock:
+            old = self.objects["pods"][(namespace, name)]
+            new = json.loads(json.dumps(old))
+            fn(new)
+            return self._commit("pods", "MODIFIED", new, old)
+
+    def set_pod_running(self, namespace, name):
+        def run(p):
+            p["status"]["phase"] = "Running"
+            for c in p["status"].get("containerStatuses", []):
+                c["state"] = {"running": {"startedAt": k8s_time()}}
+                c["ready"] = c["started"] = True
+        return self.modify_pod(namespace, name, run)
+
+    def delete_pod(self, namespace, name):
+        with self.lock:
+            old = self.objects["pods"][(namespace, name)]
+            return self._commit("pods", "DELETED", json.loads(json.dumps(old)), old)
+
+    def add_event(self, pod, reason, message, node=None, type_="Normal", at=None, count=1,
+                  container=None):
+        """A core/v1 Event about `pod` (a Pod dict from add_pod) as kubelet records it."""
+        md = pod["metadata"]
+        node = node or pod["spec"].get("nodeName")
+        t = k8s_time(at)
+        name = f"{md['name']}.{next(self._uid):016x}"
+        cname = container or pod["spec"]["containers"][0]["name"]
+        ev = {
+            "kind": "Event", "apiVersion": "v1",
+            "metadata": {"name": name, "namespace": md["namespace"], "uid": str(uuid.uuid4()),
+                         "creationTimestamp": t},
+            "involvedObject": {"kind": "Pod", "namespace": md["namespace"], "name": md["name"],
+                               "uid": md["uid"], "apiVersion": "v1",
+                               "resourceVersion": md.get("resourceVersion", ""),
+                               "fieldPath": f"spec.containers{{{cname}}}"},
+            "reason": reason, "message": message,
+            "source": {"component": "kubelet", "host": node},
+            "firstTimestamp": t, "lastTimestamp": t, "count": count, "type": type_,
+            "eventTime": None, "reportingComponent": "kubelet", "reportingInstance": node,
+        }
+        with self.lock:
+            return self._commit("events", "ADDED", ev)
+
+    def repeat_event(self, event, at=None):
+        """kubelet's event aggregation: the same event again, count + 1 (MODIFIED)."""
+        key = (event["metadata"]["namespace"], event["metadata"]["name"])
+        with self.lock:
+            old = self.objects["events"][key]
+            new = json.loads(json.dumps(old))
+            new["count"] += 1
+            new["lastTimestamp"] = k8s_time(at)
+            return self._commit("events", "MODIFIED", new, old)
+
+    def compact(self):
+        """Every resourceVersion up to now expires: resuming from one answers 410 Gone."""
+        with self.lock:
+            self.rv += 1
+            self.compacted = self.rv
+            self.history = []
+            self.lock.notify_all()
+        self.log("compacted", rv=self.compacted)
+
+    def drop_watches(self):
+        with self.lock:
+            ws = list(self.watches)
+        for w in ws:
+            w.drop()
+        self.log("dropped watches", n=len(ws))
+        return len(ws)
+
+    def set_token(self, token):
+        self.token = token
+
+    def active_watches(self, resource=None):
+        with self.lock:
+            return sum(1 for w in self.watches
+                       if resource is None or w.handler.resource == resource)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    api = None  # set per server
+    protocol_version = "HTTP/1.1"
+    resource = None
+
+    def log_message(self, fmt, *args):
+        self.api.log("http", line=fmt % args)
+
+    def _send_json(self, code, body):
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        api = self.api
+        url = urlsplit(self.path)
+        q = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        parts = [unquote(p) for p in url.path.strip("/").split("/")]
+        with api.lock:
+            api.requests.append(("GET", url.path, q))
+        if self.headers.get("Authorization", "") != f"Bearer {api.token}":
+            with api.lock:
+                api.counts["unauthorized"] += 1
+            return self._send_json(401, status(401, "Unauthorized", "Unauthorized"))
+        ns = None
+        if len(parts) == 3 and parts[:2] == ["api", "v1"] and parts[2] in RESOURCES:
+            resource = parts[2]
+        elif len(parts) == 5 and parts[:3] == ["api", "v1", "namespaces"] and \
+                parts[4] in RESOURCES:
+            ns, resource = parts[3], parts[4]
+        else:
+            return self._send_json(404, status(404, "NotFound", "the server could not find "
+                                                               "the requested resource"))
+        self.resource = resource
+        try:
+            terms = parse_selector(resource, q.get("fieldSelector"))
+        except BadSelector as e:
+            return self._send_json(400, status(400, "BadRequest", str(e)))
+        if q.get("watch") in ("1", "true"):
+            return self._watch(resource, ns, terms, q)
+        return self._list(resource, ns, terms, q)
+
+    def _list(self, resource, ns, terms, q):
+        api = self.api
+        with api.lock:
+            api.counts["list"][resource] += 1
+            items = [o for k, o in sorted(api.objects[resource].items()) if matches(terms, o, ns)]
+            rv = api.rv
+        start = 0
+        if q.get("continue"):
+            try:
+                tok = json.loads(base64.b64decode(q["continue"]))
+                start, rv = int(tok["start"]), int(tok["rv"])
+            except (ValueError, KeyError):
+                return self._send_json(400, status(400, "BadRequest", "invalid continue token"))
+            if rv <= api.compacted:
+                with api.lock:
+                    api.counts["gone"] += 1
+                return self._send_json(410, status(410, "Expired", "The provided continue "
+                                                   "parameter is too old"))
+        limit = int(q.get("limit") or 0)
+        page = items[start:start + limit] if limit > 0 else items[start:]
+        md = {"resourceVersion": str(rv)}
+        if limit > 0 and start + limit < len(items):
+            md["continue"] = base64.b64encode(json.dumps(
+                {"rv": rv, "start": start + limit}).encode()).decode()
+            md["remainingItemCount"] = len(items) - start - limit
+        kind = "PodList" if resource == "pods" else "EventList"
+        out = []
+        for o in page:
+            o = json.loads(json.dumps(o))
+            o.pop("kind", None)
+            o.pop("apiVersion", None)
+            out.append(o)
+        self._send_json(200, {"kind": kind, "apiVersion": "v1", "metadata": md, "items": out})
+
+    def _chunk(self, obj):
+        data = (json.dumps(obj) + "\n").encode()
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _watch(self, resource, ns, terms, q):
+        api = self.api
+        rv_text = q.get("resourceVersion", "")
+        bookmarks = q.get("allowWatchBookmarks") == "true"
+        timeout = float(q.get("timeoutSeconds") or 1800)
+        with api.lock:
+            api.counts["watch"][resource] += 1
+            try:
+                since = int(rv_text) if rv_text not in ("", "0") else None
+            except ValueError:
+                return self._send_json(400, status(400, "BadRequest", "invalid resourceVersion"))
+            gone = since is not None and since < api.compacted
+            if gone:
+                api.counts["gone"] += 1
+        msg = f"too old resource version: {since} ({api.compacted})"
+        if gone and api.gone_mode == "http":
+            return self._send_json(410, status(410, "Expired", msg))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        w = _Watch(self)
+        kind = "Pod" if resource == "pods" else "Event"
+        try:
+            if gone:
+                self._chunk({"type": "ERROR", "object": status(410, "Expired", msg)})
+                return self._end()
+            with api.lock:
+                api.watches.add(w)
+                if since is None:
+                    # No resourceVersion: the current state as ADDED, then the changes.
+                    pending = [("ADDED", o) for _, o in sorted(api.objects[resource].items())
+                               if matches(terms, o, ns)]
+                    since = api.rv
+                else:
+                    pending = []
+            for typ, o in pending:
+                self._chunk({"type": typ, "object": o})
+            deadline = time.monotonic() + timeout
+            last_bookmark = time.monotonic()
+            while not w.dropped and api.httpd is not None:
+                now = time.monotonic()
+                if now >= deadline:
+                    break
+                with api.lock:
+                    if since < api.compacted:
+                        api.counts["gone"] += 1
+                        out = [("ERROR", status(410, "Expired", f"too old resource version: "
+                                                f"{since} ({api.compacted})"))]
+                    else:
+                        out = []
+                        for rv, res, typ, obj, old in api.history:
+                            if rv <= since or res != resource:
+                                continue
+                            now_in, was_in = matches(terms, obj, ns), matches(terms, old, ns)
+                            if typ == "DELETED":
+                                if was_in:
+                                    out.append(("DELETED", obj))
+                            elif now_in and (was_in or typ == "ADDED"):
+                                out.append((typ, obj))
+                            elif now_in:
+                                out.append(("ADDED", obj))
+                            elif was_in:
+                                out.append(("DELETED", obj))
+                            since = rv
+                        if not out:
+                            api.lock.wait(timeout=min(0.2, max(0.0, deadline - now)))
+                    cur = api.rv
+                for typ, obj in out:
+                    self._chunk({"type": typ, "object": obj})
+                    if typ == "ERROR":
+                        return self._end()
+                if bookmarks and time.monotonic() - last_bookmark >= api.bookmark_interval:
+                    since = max(since, cur)
+                    self._chunk({"type": "BOOKMARK", "object": {
+                        "kind": kind, "apiVersion": "v1",
+                        "metadata": {"resourceVersion": str(since)}}})
+                    last_bookmark = time.monotonic()
+            if not w.dropped:
+                self._end()
+        except (OSError, ValueError, ssl.SSLError):
+            pass
+        finally:
+            with api.lock:
+                api.watches.discard(w)
+            if w.dropped:
+                self.close_connection = True
+
+    def _end(self):
+        try:
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except OSError:
+            pass
+        self.close_connection = True

@@ -1,0 +1,382 @@
+"""pulltrace-server against the Kubernetes API (the fake API server of harness/kubeapi.py,
+over HTTPS with a CA made at test time), standing in for kubelet: Pod and Event objects go to
+the fake API, pulls go through CRI PullImage on the real containerd.
+Nothing here asserts on speed: every wait is for a state, with a generous deadline."""
+# ctest: TIMEOUT=900
+
+import json
+import threading
+import time
+from datetime import datetime, timezone
+
+import pytest
+import requests
+
+from harness import wait_until
+from harness.kubeapi import KubeAPI
+
+KIB = 1024
+MIB = 1024 * 1024
+NODE = "e2e-node"
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+class Server:
+    """pulltrace-server started on the stack (stopped by stack.close())."""
+
+    def __init__(self, stack, env):
+        from harness import free_port
+        self.port, self.mport = free_port(), free_port()
+        full = {"PULLTRACE_HTTP_ADDR": f"127.0.0.1:{self.port}",
+                "PULLTRACE_METRICS_ADDR": f"127.0.0.1:{self.mport}",
+                "PULLTRACE_LOG_LEVEL": "debug", "PULLTRACE_SSE_HEARTBEAT": "500ms"}
+        full.update({k: str(v) for k, v in env.items()})
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.daemon = stack.daemon("pulltrace-server", env=full, ready=self._alive)
+
+    def _alive(self):
+        try:
+            return requests.get(self.url + "/healthz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def kube_ready(self):
+        r = requests.get(self.url + "/readyz", timeout=5).json()
+        return any(c["name"] == "kubernetes" and c["ok"] for c in r["checks"])
+
+    def pulls(self, **params):
+        return requests.get(self.url + "/api/v1/pulls", params=params, timeout=5).json()["pulls"]
+
+    def metrics(self):
+        text = requests.get(f"http://127.0.0.1:{self.mport}/metrics", timeout=5).text
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                out[name] = float(value)
+        return out
+
+    def metric(self, name):
+        return self.metrics().get(name, 0.0)
+
+
+class Events:
+    """The server's SSE stream, read by a thread into a list."""
+
+    def __init__(self, url):
+        self.events = []
+        self.resp = requests.get(url + "/api/v1/events", stream=True, timeout=(5, 60),
+                                 headers={"Accept": "text/event-stream"})
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        ev = {}
+        try:
+            for raw in self.resp.iter_lines(decode_unicode=True):
+                if raw is None:
+                    continue
+                if raw == "":
+                    if "event" in ev:
+                        ev["data"] = json.loads(ev.get("data", "null"))
+                        self.events.append(ev)
+                    ev = {}
+                elif not raw.startswith(":"):
+                    k, _, v = raw.partition(": ")
+                    ev[k] = ev[k] + "\n" + v if k == "data" and k in ev else v
+        except Exception:  # closed by the test
+            pass
+
+    def of(self, type_, pred=lambda p: True):
+        return [e for e in list(self.events) if e["event"] == type_ and "pull" in e["data"]
+                and pred(e["data"]["pull"])]
+
+    def close(self):
+        self.resp.close()
+
+
+def pods_of(pull):
+    return sorted((p["namespace"], p["name"]) for p in pull["pods"])
+
+
+def find(server, pred, **params):
+    for p in server.pulls(**params):
+        if pred(p):
+            return p
+    return None
+
+
+@pytest.fixture
+def kube(stack):
+    api = KubeAPI(stack.dir / "kubeapi").start()
+    yield api
+    api.close()
+
+
+def server_with_kubeconfig(stack, kube, **env):
+    srv = Server(stack, dict(PULLTRACE_KUBECONFIG=kube.write_kubeconfig(), **env))
+    wait_until(srv.kube_ready, 20, what="the kubernetes readiness check")
+    return srv
+
+
+# -- tests -----------------------------------------------------------------------------------
+
+@pytest.mark.stack(rate=512 * KIB)
+def test_kubelet_pull_names_pod_tag_and_namespace(stack, kube, cri_available):
+    app = stack.images.image("e2e/app", "v1", layers=[1 * MIB, 1 * MIB])
+    ref = stack.ref(app)  # 127.0.0.1:<nginx port>/e2e/app:v1; the agent sees 127.0.0.1/e2e/app
+    pod = kube.add_pod("shop", "web-1", NODE, [("web", ref)])
+    kube.add_pod("shop", "other", NODE, [("db", "docker.io/library/postgres:16")])
+    srv = server_with_kubeconfig(stack, kube)
+    events = Events(srv.url)
+    stack.agent(srv.url, node_name=NODE, env={"PULLTRACE_REPORT_INTERVAL": "500ms"})
+
+    kube.add_event(pod, "Pulling", f'Pulling image "{ref}"')
+    t0 = time.monotonic()
+    stack.cri_pull(app)
+    took = time.monotonic() - t0
+    kube.add_event(pod, "Pulled", f'Successfully pulled image "{ref}" in {took:.3f}s '
+                                  f'({took:.3f}s including waiting). Image size: '
+                                  f'{app.total_bytes} bytes.')
+
+    def done():
+        p = find(srv, lambda p: p["manifestDigest"] == app.manifest_digest)
+        return p if p and p["state"] == "completed" and p["pods"] else None
+    p = wait_until(done, 60, what="the completed, correlated pull")
+    assert pods_of(p) == [("shop", "web-1")]
+    assert p["pods"][0].get("container") == "web"
+    assert p["image"] == ref
+    assert p["source"] == "agent"
+    # Filtering by namespace goes through the pods.
+    assert [x["id"] for x in srv.pulls(namespace="shop")] == [p["id"]]
+    assert srv.pulls(namespace="default") == []
+    # The event stream names the pod too.
+    wait_until(lambda: events.of("pull.completed", lambda x: x["id"] == p["id"]), 20,
+               what="pull.completed on the stream")
+    assert any(pods_of(e["data"]["pull"]) == [("shop", "web-1")]
+               for e in events.of("pull.completed", lambda x: x["id"] == p["id"]))
+    m = srv.metrics()
+    assert m['pulltrace_kube_synced'] == 1
+    assert m['pulltrace_kube_objects_cached{resource="pods"}'] == 2
+    events.close()
+
+
+@pytest.mark.stack(rate=2 * MIB)
+def test_missing_tag_is_a_failed_pull_with_kubelets_message(stack, kube, cri_available):
+    stack.images.image("e2e/app", "v1", layers=[256 * KIB])
+    ref = f"{stack.pull_host}/e2e/app:does-not-exist"
+    # An old failure from before the server started never becomes a pull.
+    old_ref = f"{stack.pull_host}/e2e/app:old"
+    old_pod = kube.add_pod("shop", "old-1", NODE, [old_ref])
+    kube.add_event(old_pod, "Failed", f'Failed to pull image "{old_ref}": old', type_="Warning",
+                   at=time.time() - 600)
+    srv = server_with_kubeconfig(stack, kube)
+    events = Events(srv.url)
+    pod = kube.add_pod("shop", "web-2", NODE, [("web", ref)])
+    kube.add_event(pod, "Pulling", f'Pulling image "{ref}"')
+    r = stack.cri_pull(ref, check=False)
+    assert r.returncode != 0, "pulling a tag that does not exist must fail"
+    err = " ".join(r.stderr.split())[:400] or "not found"
+    message = f'Failed to pull image "{ref}": {err}'
+    kube.add_event(pod, "Failed", message, type_="Warning")
+    kube.add_event(pod, "Failed", "Error: ErrImagePull", type_="Warning")
+
+    failed = wait_until(lambda: events.of("pull.failed", lambda p: p["image"] == ref), 20,
+                        what="pull.failed on the stream")
+    p = failed[0]["data"]["pull"]
+    assert p["state"] == "failed" and p["source"] == "kubelet"
+    assert p["error"] == {"reason": "Failed", "message": message}
+    assert pods_of(p) == [("shop", "web-2")]
+    api = find(srv, lambda x: x["id"] == p["id"], state="failed")
+    assert api is not None and api["error"]["message"] == message
+    assert pods_of(api) == [("shop", "web-2")]
+    assert [x["id"] for x in srv.pulls(namespace="shop", state="failed")] == [p["id"]]
+    assert srv.metric('pulltrace_pull_errors_total{reason="Failed"}') == 1
+    # kubelet's back-off keeps the pull failed, with the latest reason.
+    kube.add_event(pod, "BackOff", f'Back-off pulling image "{ref}"')
+    wait_until(lambda: events.of("pull.failed", lambda x: x["id"] == p["id"] and
+                                 x["error"]["reason"] == "BackOff"), 20, what="BackOff")
+    assert len([x for x in srv.pulls() if x["image"] == ref]) == 1
+    assert not any("old" in (x["image"] or "") for x in srv.pulls())
+    assert srv.metric('pulltrace_kube_events_total{outcome="historic"}') >= 1
+    events.close()
+
+
+@pytest.mark.stack(rate=256 * KIB)
+def test_two_images_at_once_on_one_node_are_told_apart(stack, kube, cri_available):
+    # Two tags of one repository: the agent reports both as 127.0.0.1/e2e/app, so only the
+    # pods' images and kubelet's Pulling events can tell the pulls apart.
+    v1 = stack.images.image("e2e/app", "v1", layers=[2 * MIB, 2 * MIB, 2 * MIB])
+    v2 = stack.images.image("e2e/app", "v2", layers=[1 * MIB, 1 * MIB])
+    other = stack.images.image("e2e/tool", "v9", layers=[1 * MIB, 1 * MIB])
+    pa = kube.add_pod("team-a", "pod-a", NODE, [("app", stack.ref(v1))])
+    pb = kube.add_pod("team-b", "pod-b", NODE, [("app", stack.ref(v2))],
+                      init_images=[("setup", stack.ref(other))])
+    srv = server_with_kubeconfig(stack, kube)
+    stack.agent(srv.url, node_name=NODE, env={"PULLTRACE_REPORT_INTERVAL": "500ms"})
+
+    kube.add_event(pa, "Pulling", f'Pulling image "{stack.ref(v1)}"', container="app")
+    h1 = stack.cri_pull(v1, background=True)
+    wait_until(lambda: find(srv, lambda p: p["manifestDigest"] == v1.manifest_digest), 30,
+               what="the first pull")
+    time.sleep(3)  # kubelet timestamps have second precision: keep the Pulling events apart
+    kube.add_event(pb, "Pulling", f'Pulling image "{stack.ref(v2)}"', container="app")
+    kube.add_event(pb, "Pulling", f'Pulling image "{stack.ref(other)}"', container="setup")
+    h2 = stack.cri_pull(v2, background=True)
+    h3 = stack.cri_pull(other, background=True)
+    for h in (h1, h2, h3):
+        assert h.result(timeout=120).returncode == 0
+
+    def both():
+        p1 = find(srv, lambda p: p["manifestDigest"] == v1.manifest_digest)
+        p2 = find(srv, lambda p: p["manifestDigest"] == v2.manifest_digest)
+        p3 = find(srv, lambda p: p["manifestDigest"] == other.manifest_digest)
+        if all(p and p["state"] == "completed" and p["pods"] for p in (p1, p2, p3)):
+            return p1, p2, p3
+        return None
+    p1, p2, p3 = wait_until(both, 60, what="three completed, correlated pulls")
+    assert p1["id"] != p2["id"]
+    assert pods_of(p1) == [("team-a", "pod-a")] and p1["image"] == stack.ref(v1)
+    assert pods_of(p2) == [("team-b", "pod-b")] and p2["image"] == stack.ref(v2)
+    assert pods_of(p3) == [("team-b", "pod-b")] and p3["image"] == stack.ref(other)
+    assert p3["pods"][0].get("container") == "setup"
+    assert [x["id"] for x in srv.pulls(namespace="team-a")] == [p1["id"]]
+
+
+@pytest.mark.stack(containerd=False, nginx=False)
+def test_drops_410_and_restarts_lose_and_duplicate_nothing(stack, kube, tmp_path):
+    sa = kube.write_service_account(tmp_path / "sa")
+    srv = Server(stack, dict(kube.in_cluster_env(sa), PULLTRACE_KUBE_TOKEN_REFRESH="1s"))
+    wait_until(srv.kube_ready, 20, what="the kubernetes readiness check")
+    events = Events(srv.url)
+    pods = {}
+    expected = []
+
+    def fail(i):
+        ref = f"registry.example:5000/e2e/f{i}:v1"
+        pods[i] = kube.add_pod("shop", f"f{i}", NODE, [ref])
+        kube.add_event(pods[i], "Failed", f'Failed to pull image "{ref}": not found',
+                       type_="Warning")
+        expected.append(ref)
+
+    def seen(ref):
+        return wait_until(lambda: events.of("pull.failed", lambda p: p["image"] == ref), 30,
+                          what=f"pull.failed of {ref}")
+
+    fail(1)
+    seen(expected[-1])
+    # 1. The API server drops every watch; a change made meanwhile still arrives.
+    restarts = srv.metric('pulltrace_kube_watch_restarts_total{resource="events"}')
+    assert kube.drop_watches() >= 2
+    fail(2)
+    seen(expected[-1])
+    wait_until(lambda: srv.metric('pulltrace_kube_watch_restarts_total{resource="events"}')
+               > restarts, 20, what="a watch restart")
+    # 2. Compaction: resuming from the old resourceVersion answers 410 -> relist. A pod
+    # deleted meanwhile disappears, the events listed again are not delivered twice.
+    lists = dict(kube.counts["list"])
+    kube.compact()
+    kube.delete_pod("shop", "f1")
+    fail(3)
+    seen(expected[-1])
+    wait_until(lambda: kube.counts["list"]["events"] > lists["events"] and
+               kube.counts["list"]["pods"] > lists["pods"], 20, what="a relist")
+    assert kube.counts["gone"] >= 1
+    wait_until(lambda: srv.metric('pulltrace_kube_relists_total{resource="pods"}') >= 1, 20,
+               what="the relist metric")
+    wait_until(lambda: srv.metric("pulltrace_kube_pods") == 2, 20, what="the deleted pod to go")
+    # 3. The API server restarts; changes made while it was down arrive after it is back,
+    # through a relist (history compacted while down) or a resumed watch.
+    kube.stop()
+    fail(4)
+    kube.delete_pod("shop", "f2")
+    kube.compact()
+    time.sleep(1)
+    kube.start()
+    seen(expected[-1])
+    wait_until(lambda: srv.metric("pulltrace_kube_pods") == 2, 20, what="f2 to go")
+    # 4. The service-account token rotates: the server re-reads the file (the API server now
+    # accepts only the new token, so f5 arriving proves it).
+    (sa / "token").write_text("rotated-token\n")
+    kube.set_token("rotated-token")
+    kube.drop_watches()
+    fail(5)
+    seen(expected[-1])
+    assert srv.kube_ready()
+
+    # Each failure exactly once, nothing more.
+    time.sleep(1.5)  # give a duplicate, if any, the time to show up (not a timing assertion)
+    by_image = {}
+    for e in events.of("pull.failed"):
+        by_image.setdefault(e["data"]["pull"]["image"], set()).add(e["id"])
+    assert sorted(by_image) == sorted(expected)
+    assert all(len(ids) == 1 for ids in by_image.values()), by_image
+    failed = srv.pulls(state="failed")
+    assert sorted(p["image"] for p in failed) == sorted(expected)
+    m = srv.metrics()
+    assert m['pulltrace_pull_errors_total{reason="Failed"}'] == len(expected)
+    assert m['pulltrace_kube_events_total{outcome="new"}'] == len(expected)
+    # f3, f4, f5 remain; the pod watch recovers from the rotation on its own back-off.
+    wait_until(lambda: srv.metric("pulltrace_kube_pods") == 3, 60, what="the pods after rotation")
+    events.close()
+
+
+def report(node, image_ref, started):
+    def ts(t):
+        d = datetime.fromtimestamp(t, tz=timezone.utc)
+        return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{d.microsecond // 1000:03d}Z"
+    return {
+        "schemaVersion": "v1", "nodeName": node, "agentVersion": "e2e", "bootId": "boot-1",
+        "seq": 1, "timestamp": ts(time.time()),
+        "pulls": [{
+            "id": f"{node}/p1", "imageRef": image_ref,
+            "manifestDigest": "sha256:" + "c" * 64, "indexDigest": None,
+            "startedAt": ts(started), "completedAt": None,
+            "totalKnown": True, "totalBytes": 2000, "downloadedBytes": 500,
+            "layers": [{"digest": "sha256:" + "b" * 64, "mediaType": None, "totalBytes": 2000,
+                        "downloadedBytes": 500, "state": "downloading",
+                        "startedAt": None, "updatedAt": None}]}],
+        "unattributed": [],
+    }
+
+
+CUSTOM_CORRELATE = """
+-- Every pull on a node serves the pods of namespace "batch" there, and is named by the
+-- pods' annotation-free image with the tag "pinned".
+pulltrace.correlate(function(pull, pods, events)
+  local matches = {}
+  for _, pod in ipairs(pods) do
+    if pod.namespace == "batch" then
+      matches[#matches + 1] = { namespace = pod.namespace, pod = pod.name }
+    end
+  end
+  return { matches = matches, imageRef = "custom.example/" .. pull.imageRef .. ":pinned" }
+end)
+"""
+
+
+@pytest.mark.stack(containerd=False, nginx=False)
+@pytest.mark.parametrize("custom", [False, True], ids=["default", "custom"])
+def test_custom_correlation_script_changes_the_result(stack, kube, tmp_path, custom):
+    kube.add_pod("shop", "web-1", NODE, [("web", "127.0.0.1:5001/e2e/app:v1")])
+    kube.add_pod("batch", "job-1", NODE, [("run", "docker.io/library/busybox:1")])
+    pod = kube.pod("shop", "web-1")
+    kube.add_event(pod, "Pulling", 'Pulling image "127.0.0.1:5001/e2e/app:v1"')
+    env = {}
+    if custom:
+        d = tmp_path / "policy"
+        d.mkdir()
+        (d / "correlate.lua").write_text(CUSTOM_CORRELATE)
+        env["PULLTRACE_POLICY_DIR"] = d
+    srv = server_with_kubeconfig(stack, kube, **env)
+    r = requests.post(srv.url + "/api/v1/report", json=report(NODE, "127.0.0.1/e2e/app",
+                                                              time.time() - 1), timeout=5)
+    assert r.status_code == 200, r.text
+    p = wait_until(lambda: find(srv, lambda x: x["pods"]), 20, what="a correlated pull")
+    if custom:
+        assert pods_of(p) == [("batch", "job-1")]
+        assert p["image"] == "custom.example/127.0.0.1/e2e/app:pinned"
+    else:
+        assert pods_of(p) == [("shop", "web-1")]
+        assert p["image"] == "127.0.0.1:5001/e2e/app:v1"
