@@ -889,6 +889,19 @@ static bool suppressed(struct pt_policy *p, const struct alert_buf *a, double no
   return false;
 }
 
+bool pt_policy_listens(const struct pt_policy *p, const char *event_type)
+{
+  if (!p || !event_type)
+    return false;
+  const struct vm *vm = p->vm;
+  for (size_t i = 0; i < vm->n_handlers; i++) {
+    const char *t = vm->handlers[i].event_type;
+    if (strcmp(t, event_type) == 0 || strcmp(t, "*") == 0)
+      return true;
+  }
+  return false;
+}
+
 int pt_policy_emit(struct pt_policy *p, const char *event_type, const json_t *event)
 {
   if (!p || !event_type || !*event_type)

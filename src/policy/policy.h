@@ -222,6 +222,11 @@ int pt_policy_correlate(struct pt_policy *p, const json_t *pull, const json_t *p
  * once per alertRepeat. Returns the number delivered, or a negative errno. */
 int pt_policy_emit(struct pt_policy *p, const char *event_type, const json_t *event);
 
+/* True when the running policy has a handler for event_type (or for "*"), so
+ * that the caller can skip building events nobody listens to (the server's
+ * frequent pull.progress). The answer may change after a reload. */
+bool pt_policy_listens(const struct pt_policy *p, const char *event_type);
+
 /* ---- Reload ------------------------------------------------------------ */
 
 /* Watches opts->dir with uv_fs_event (Kubernetes ConfigMap mounts swap a

@@ -366,16 +366,24 @@ static json_t *policy_pull_json(const struct pt_pull *p)
   return o;
 }
 
-/* Hands an alert-worthy event to the policy's alert hooks. */
+/* Hands an event to the policy's alert hooks (docs/policy.md, "alerts", lists
+ * these members); skipped when no handler listens, which keeps the frequent
+ * pull.progress free for a policy that does not use it. */
 static void policy_emit(struct pt_store *s, const char *type, const struct pt_pull *p, double now,
                         double stalled_seconds)
 {
-  if (!s->opts.policy)
+  if (!s->opts.policy || !pt_policy_listens(s->opts.policy, type))
     return;
   json_t *ev = json_object();
   json_object_set_new(ev, "type", json_string(type));
   json_object_set_new(ev, "time", json_real(now));
   json_object_set_new(ev, "pull", policy_pull_json(p));
+  json_object_set_new(ev, "bytesPerSec", json_real(p->bytes_per_sec));
+  json_object_set_new(ev, "etaSeconds", p->eta >= 0 ? json_real(p->eta) : json_null());
+  if (p->started_at > 0) {
+    double end = p->completed_at > 0 ? p->completed_at : now;
+    json_object_set_new(ev, "elapsedSeconds", json_real(fmax(0, end - p->started_at)));
+  }
   if (stalled_seconds >= 0)
     json_object_set_new(ev, "stalledSeconds", json_real(stalled_seconds));
   if (p->error_reason)
@@ -603,6 +611,7 @@ static void apply_pull(struct pt_store *s, struct pt_node *node, const struct pt
     policy_emit(s, "pull.stalled", p, now, 0);
   } else if (changed || st != old_state) {
     emit_pull(s, "pull.progress", p, false, now);
+    policy_emit(s, "pull.progress", p, now, -1);
   }
 }
 

@@ -1,0 +1,203 @@
+"""The alert path end to end: a real pull in containerd stalls (nginx frozen mid-download),
+the real agent reports the stalled layers, pulltrace-server's policy raises an alert, and the
+server delivers it to every sink: the event stream (`alert`), /metrics, its log and an
+Alertmanager-style webhook that fails first and is retried. A second server fed by a second
+agent from the same containerd runs an operator policy directory whose scripts replace the
+default alerts, and raises its own alerts instead.
+
+Why freeze and not kill: when nginx is killed, containerd fails the CRI pull at once and
+deletes the partial ingests, so nothing stays stalled (the agent then shows the layers as
+waiting again). A frozen nginx keeps the connections open with no byte moving, which is what
+a stalled pull is; it is killed at the end, mid-pull.
+
+containerd 1.6 writes a download in 1 MiB chunks, so an ingest's offset only moves every
+1 MiB: the throttle (2 MiB/s) is chosen so that a healthy download moves several times per
+stall threshold (2 s). Nothing here asserts on speed."""
+# ctest: TIMEOUT=300
+
+import time
+
+import pytest
+import requests
+
+from alertlib import EventStream, ServerOnStack, WebhookReceiver, check_alertmanager_v2
+from harness import wait_until
+
+MIB = 1024 * 1024
+NODE = "alert-node"
+
+# Replaces the built-in alerts.lua (same file name): no PullStalled/PullFailed, but one
+# alert of the team's own, labelled from a setting.
+TEAM_ALERTS = r'''
+local team = pulltrace.settings.team or "unknown"
+local after = pulltrace.duration(pulltrace.settings.stallAlertAfter)
+
+pulltrace.on("pull.stalled", function(ev)
+  if (ev.stalledSeconds or 0) < after then
+    return nil
+  end
+  local p = ev.pull
+  return {
+    name = "TeamImagePullStuck", severity = "critical",
+    summary = string.format("%s on %s stuck at %d of %d bytes for %ds",
+      p.image, p.node, p.downloadedBytes, p.totalBytes, math.floor(ev.stalledSeconds)),
+    labels = { team = team, node = p.node, image = p.imageRef, pull = p.id },
+  }
+end)
+'''
+
+# An extra script (loads after the built-in ones): progress events carry the rate fields
+# that docs/policy.md's slow-pull example relies on.
+PROGRESS_ALERT = r'''
+pulltrace.on("pull.progress", function(ev)
+  local p = ev.pull
+  if p.downloadedBytes > 0 and type(ev.bytesPerSec) == "number" and ev.bytesPerSec > 0
+     and type(ev.elapsedSeconds) == "number" and ev.elapsedSeconds >= 0 then
+    return { name = "PullMoving", severity = "info",
+             summary = string.format("%s at %.0f B/s", p.imageRef, ev.bytesPerSec),
+             labels = { pull = p.id } }
+  end
+end)
+'''
+
+
+def agent_env():
+    return {"PULLTRACE_REPORT_INTERVAL": "500ms", "PULLTRACE_STALL_THRESHOLD": "2s"}
+
+
+@pytest.mark.stack(rate=2 * MIB)
+def test_stalled_pull_alert_reaches_every_sink(stack, cri_available, tmp_path):
+    hook_a = WebhookReceiver(fail_first=1, fail_status=503)
+    hook_b = WebhookReceiver()
+    streams = []
+    try:
+        # Server A: the built-in policy, the stall alert after 2 s.
+        a = ServerOnStack(stack, env={
+            "PULLTRACE_STALL_ALERT_AFTER": "2s",
+            "PULLTRACE_ALERT_WEBHOOK_URL": hook_a.url,
+            "PULLTRACE_ALERT_WEBHOOK_TIMEOUT": "3s"})
+        # Server B: an operator directory replacing the default alerts.
+        policy = tmp_path / "policy"
+        policy.mkdir()
+        (policy / "alerts.lua").write_text(TEAM_ALERTS)
+        (policy / "zz-progress.lua").write_text(PROGRESS_ALERT)
+        b = ServerOnStack(stack, env={
+            "PULLTRACE_STALL_ALERT_AFTER": "1s",
+            "PULLTRACE_POLICY_DIR": str(policy),
+            "PULLTRACE_POLICY_SETTING_team": "payments",
+            "PULLTRACE_ALERT_WEBHOOK_URL": hook_b.url})
+        ready = requests.get(b.url + "/readyz", timeout=5).json()
+        assert ready["status"] == "ready", ready
+        sa, sb = EventStream(a.url), EventStream(b.url)
+        streams += [sa, sb]
+        sa.wait(lambda e: e["event"] == "snapshot")
+        sb.wait(lambda e: e["event"] == "snapshot")
+
+        img = stack.images.image("e2e/stall", "v1", layers=[12 * MIB, 10 * MIB])
+        stack.agent(a.url, node_name=NODE, env=agent_env())
+        stack.agent(b.url, node_name=NODE, env=agent_env())
+        stack.cri_pull(img, background=True)
+
+        # Bytes move on both servers, then the registry proxy freezes mid-download.
+        def moving(s):
+            return lambda e: (e["event"] in ("pull.started", "pull.progress")
+                              and e["data"]["pull"]["manifestDigest"] == img.manifest_digest
+                              and 0 < e["data"]["pull"]["downloadedBytes"] < img.total_bytes)
+        sa.wait(moving(sa), timeout=60, what="bytes moving on A")
+        sb.wait(moving(sb), timeout=60, what="bytes moving on B")
+        stack.nginx.freeze()
+        frozen_after = max(e["id"] for e in sa.events)
+
+        # --- server A: the default PullStalled alert --------------------------------------
+        stalled = sa.wait(lambda e: e["event"] == "pull.stalled" and e["id"] > frozen_after,
+                          timeout=30, what="pull.stalled on A")
+        pull = stalled["data"]["pull"]
+        assert pull["state"] == "stalled" and pull["node"] == NODE
+        assert pull["downloadedBytes"] < pull["totalBytes"] == img.total_bytes
+        alert_ev = sa.wait(lambda e: e["event"] == "alert", timeout=30, what="alert on A")
+        assert alert_ev["id"] > stalled["id"]
+        al = alert_ev["data"]["alert"]
+        assert alert_ev["data"]["v"] == 1 and alert_ev["data"]["type"] == "alert"
+        assert al["name"] == "PullStalled" and al["severity"] == "warning"
+        assert al["labels"] == {"node": NODE, "image": f"127.0.0.1/{img.name}",
+                                "pull": pull["id"]}
+        assert al["pullId"] == pull["id"] and al["node"] == NODE
+        assert al["eventType"] == "pull.stalled"
+        assert f"pull of 127.0.0.1/{img.name} on {NODE} has made no progress for" \
+            in al["summary"]
+
+        # The log line.
+        logged = [r for r in a.log_json() if r.get("msg") == "alert"]
+        assert len(logged) == 1, logged
+        assert logged[0]["alert"] == "PullStalled" and logged[0]["level"] == "warn"
+        assert logged[0]["labels"]["pull"] == pull["id"]
+        assert logged[0]["script"] == "alerts.lua" and logged[0]["event"] == "pull.stalled"
+
+        # The webhook: the first POST answered 503, the same body retried and accepted.
+        reqs = hook_a.wait_requests(2)
+        (t1, path1, hdr1, body1, st1), (t2, path2, _, body2, st2) = reqs[:2]
+        assert (st1, st2) == (503, 200)
+        assert path1 == path2 == "/api/v2/alerts"
+        assert hdr1["Content-Type"].startswith("application/json")
+        assert body1 == body2
+        check_alertmanager_v2(body1)
+        assert len(body1) == 1
+        am = body1[0]
+        assert am["labels"] == {"alertname": "PullStalled", "severity": "warning",
+                                "node": NODE, "image": f"127.0.0.1/{img.name}",
+                                "pull": pull["id"]}
+        assert am["annotations"]["summary"] == al["summary"]
+        assert t2 > t1
+
+        # The metrics; repeats of the same alert are suppressed (PULLTRACE_ALERT_REPEAT, 1h).
+        wait_until(lambda: a.metric("pulltrace_alert_webhook_deliveries_total",
+                                    {"result": "sent"}) == 1, 10, what="delivery counted")
+        wait_until(lambda: (a.metric("pulltrace_alerts_suppressed_total") or 0) >= 1, 15,
+                   what="a repeat suppressed")
+        text = a.metrics()
+        from alertlib import metric_value as mv
+        assert mv(text, "pulltrace_alerts_total", {"severity": "warning"}) == 1
+        assert mv(text, "pulltrace_alerts_total", {"severity": "critical"}) == 0
+        assert mv(text, "pulltrace_alert_webhook_failures_total") == 1
+        assert mv(text, "pulltrace_alert_webhook_deliveries_total", {"result": "dropped"}) == 0
+        assert mv(text, "pulltrace_pulls_active", {"state": "stalled"}) == 1
+        assert mv(text, "pulltrace_pull_stalls_total") >= 1
+        assert mv(text, "pulltrace_policy_fallbacks_total", {"hook": "alert"}) == 0
+        assert len(sa.of("alert")) == 1
+        assert any("alert webhook delivery failed" == r.get("msg") and r.get("status") == 503
+                   for r in a.log_json())
+
+        # --- server B: the operator's scripts replaced the result -------------------------
+        team = sb.wait(lambda e: e["event"] == "alert"
+                       and e["data"]["alert"]["name"] == "TeamImagePullStuck",
+                       timeout=30, what="the team alert on B")["data"]["alert"]
+        assert team["severity"] == "critical"
+        assert team["labels"]["team"] == "payments" and team["labels"]["node"] == NODE
+        assert team["labels"]["image"] == f"127.0.0.1/{img.name}"
+        assert team["pullId"] == team["labels"]["pull"]
+        assert "stuck at" in team["summary"]
+        moving_alert = sb.wait(lambda e: e["event"] == "alert"
+                               and e["data"]["alert"]["name"] == "PullMoving",
+                               timeout=5, what="the progress alert on B")["data"]["alert"]
+        assert moving_alert["severity"] == "info" and moving_alert["eventType"] == "pull.progress"
+        hook_b.wait_requests(1)
+        wait_until(lambda: {"TeamImagePullStuck", "PullMoving"} <=
+                   {x["labels"]["alertname"] for x in hook_b.alerts()}, 15,
+                   what="B's alerts on its webhook")
+        names_b = {e["data"]["alert"]["name"] for e in sb.of("alert")}
+        assert names_b == {"TeamImagePullStuck", "PullMoving"}, names_b
+        assert "PullStalled" not in {x["labels"]["alertname"] for x in hook_b.alerts()}
+        for _, _, _, body, _ in hook_b.requests:
+            check_alertmanager_v2(body)
+        assert b.metric("pulltrace_alerts_total", {"severity": "warning"}) == 0
+        assert b.metric("pulltrace_alerts_total", {"severity": "critical"}) == 1
+        assert b.metric("pulltrace_policy_fallbacks_total", {"hook": "alert"}) == 0
+
+        # Killed mid-pull: the servers keep serving.
+        stack.nginx.kill()
+        assert requests.get(a.url + "/healthz", timeout=5).status_code == 200
+    finally:
+        for s in streams:
+            s.close()
+        hook_a.stop()
+        hook_b.stop()
