@@ -4,7 +4,8 @@
 #   scripts/install-deps.sh [GROUP...]     GROUP: build test demo docs ui all (default: all)
 #
 # Only missing packages are installed; when nothing is missing, apt is not touched at all
-# (no `apt-get update`). Needs root, or sudo.
+# (no `apt-get update`). Package services are not started on install (policy-rc.d). Needs
+# root, or sudo.
 set -euo pipefail
 
 build=(build-essential cmake pkg-config libuv1-dev liblua5.4-dev lua5.4 lua-cjson-dev lua-cjson
@@ -63,5 +64,13 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# Pulltrace starts its own private containerd, registry and nginx on 127.0.0.1. Keep the
+# packages' system services from starting on install (docker-registry would take port 5000,
+# nginx port 80), unless the machine already has a policy of its own.
+policy=/usr/sbin/policy-rc.d
+if [[ ! -e $policy ]]; then
+  "${sudo[@]}" sh -c "printf '#!/bin/sh\nexit 101\n' > $policy && chmod 755 $policy"
+  trap '"${sudo[@]}" rm -f "$policy"' EXIT
+fi
 "${sudo[@]}" apt-get update -q
 "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
