@@ -1,12 +1,12 @@
 # libFuzzer targets of the server (-DPT_FUZZ=ON with clang). Each runs for a
 # bounded time under ctest (label fuzz) from the committed seed corpus.
 if(PT_FUZZ AND TARGET pt_server)
-  foreach(t fuzz_http fuzz_report)
+  foreach(t fuzz_http fuzz_report fuzz_watch)
     add_executable(${t} ${PT_SPEC_DIR}/fuzz/${t}.c)
     target_link_libraries(${t} PRIVATE pt_server)
     target_link_options(${t} PRIVATE -fsanitize=fuzzer)
   endforeach()
-  foreach(pair "fuzz_http;http" "fuzz_report;report")
+  foreach(pair "fuzz_http;http" "fuzz_report;report" "fuzz_watch;watch")
     list(GET pair 0 t)
     list(GET pair 1 corpus)
     set(work ${CMAKE_CURRENT_BINARY_DIR}/fuzz-corpus-${corpus})

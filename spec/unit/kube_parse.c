@@ -1,0 +1,414 @@
+/* Unit tests of the Kubernetes helpers: image references, kubelet messages,
+ * the watch stream framing, slim objects and kubeconfig loading. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "server/kube_config.h"
+#include "server/kube_parse.h"
+
+static void norm_is(const char *in, const char *want)
+{
+  char out[1024];
+  assert_int_equal(pt_kube_image_normalize(in, out, sizeof(out)), 0);
+  assert_string_equal(out, want);
+}
+
+static void key_is(const char *in, const char *want)
+{
+  char out[1024];
+  assert_int_equal(pt_kube_image_key(in, out, sizeof(out)), 0);
+  assert_string_equal(out, want);
+}
+
+static void test_image_normalize(void **state)
+{
+  (void)state;
+  norm_is("nginx", "docker.io/library/nginx:latest");
+  norm_is("nginx:1.25", "docker.io/library/nginx:1.25");
+  norm_is("bitnami/redis", "docker.io/bitnami/redis:latest");
+  norm_is("index.docker.io/library/nginx:1", "docker.io/library/nginx:1");
+  norm_is("Registry.Example.com/a/b:v1", "registry.example.com/a/b:v1");
+  norm_is("127.0.0.1:5001/demo/app:v1", "127.0.0.1:5001/demo/app:v1");
+  norm_is("localhost/app", "localhost/app:latest");
+  norm_is("reg:5000/a/b@sha256:abc", "reg:5000/a/b@sha256:abc");
+  norm_is("reg.io/a/b:v1@sha256:abc", "reg.io/a/b:v1@sha256:abc");
+  norm_is("reg/a/b:v1", "docker.io/reg/a/b:v1");
+  norm_is("[::1]:5000/app:v2", "[::1]:5000/app:v2");
+  key_is("127.0.0.1:5001/demo/app:v1", "127.0.0.1/demo/app");
+  key_is("nginx", "docker.io/library/nginx");
+  key_is("[::1]:5000/app:v2", "[::1]/app");
+  key_is("reg.example:443/team/app@sha256:1", "reg.example/team/app");
+
+  struct pt_kube_image im;
+  const char *bad[] = {"", " nginx", "nginx:", "a b", "reg:5000/", "/app", "app@", "reg:x5/a:v1", "\"q\""};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+    assert_int_equal(pt_kube_image_parse(bad[i], &im), -EINVAL);
+  assert_int_equal(pt_kube_image_parse(NULL, &im), -EINVAL);
+  char small[8];
+  assert_int_equal(pt_kube_image_normalize("nginx", small, sizeof(small)), -ENOSPC);
+}
+
+static void test_image_matches(void **state)
+{
+  (void)state;
+  /* The agent's imageRef has neither port nor tag. */
+  assert_true(pt_kube_image_matches("127.0.0.1/demo/app", "127.0.0.1:5001/demo/app:v1"));
+  assert_true(pt_kube_image_matches("docker.io/library/nginx", "nginx"));
+  assert_true(pt_kube_image_matches("docker.io/library/nginx", "nginx:1.25@sha256:abc"));
+  assert_false(pt_kube_image_matches("127.0.0.1/demo/app", "127.0.0.1:5001/demo/other:v1"));
+  assert_false(pt_kube_image_matches("127.0.0.1/demo/app", "127.0.0.2:5001/demo/app:v1"));
+  assert_false(pt_kube_image_matches("docker.io/library/nginx", "bitnami/nginx"));
+  assert_false(pt_kube_image_matches(NULL, "nginx"));
+}
+
+static void test_messages(void **state)
+{
+  (void)state;
+  struct pt_kube_msg m;
+  assert_int_equal(pt_kube_message_parse("Pulling", "Pulling image \"127.0.0.1:5001/demo/app:v1\"", &m), 0);
+  assert_int_equal(m.kind, PT_KUBE_MSG_PULLING);
+  assert_string_equal(m.image, "127.0.0.1:5001/demo/app:v1");
+
+  assert_int_equal(pt_kube_message_parse("Pulled",
+                   "Successfully pulled image \"nginx:1.25\" in 1.2s (1.5s including waiting)", &m), 0);
+  assert_int_equal(m.kind, PT_KUBE_MSG_PULLED);
+  assert_string_equal(m.image, "nginx:1.25");
+  assert_float_equal(m.duration, 1.2, 1e-9);
+  assert_float_equal(m.waiting, 1.5, 1e-9);
+  assert_int_equal(pt_kube_message_parse("Pulled",
+                   "Successfully pulled image \"a/b\" in 2m3.5s (2m4s including waiting). Image size: 42 bytes.",
+                   &m), 0);
+  assert_float_equal(m.duration, 123.5, 1e-9);
+  assert_float_equal(m.waiting, 124, 1e-9);
+  assert_int_equal(pt_kube_message_parse("Pulled", "Successfully pulled image \"a/b\" in 512.3ms", &m), 0);
+  assert_float_equal(m.duration, 0.5123, 1e-9);
+  assert_true(m.waiting < 0);
+  assert_int_equal(pt_kube_message_parse("Pulled", "Successfully pulled image \"a/b\"", &m), 0);
+  assert_true(m.duration < 0);
+
+  assert_int_equal(pt_kube_message_parse("Pulled", "Container image \"busybox:1\" already present on machine", &m), 0);
+  assert_int_equal(m.kind, PT_KUBE_MSG_PRESENT);
+  assert_string_equal(m.image, "busybox:1");
+  assert_false(pt_kube_msg_is_failure(m.kind));
+
+  assert_int_equal(pt_kube_message_parse("Failed",
+                   "Failed to pull image \"r/a:nope\": rpc error: code = NotFound desc = \"x\" not found", &m), 0);
+  assert_int_equal(m.kind, PT_KUBE_MSG_FAILED);
+  assert_string_equal(m.image, "r/a:nope");
+  assert_true(pt_kube_msg_is_failure(m.kind));
+
+  assert_int_equal(pt_kube_message_parse("BackOff", "Back-off pulling image \"r/a:nope\"", &m), 0);
+  assert_int_equal(m.kind, PT_KUBE_MSG_BACKOFF);
+  assert_string_equal(m.image, "r/a:nope");
+
+  assert_int_equal(pt_kube_message_parse("ErrImageNeverPull",
+                   "Container image \"r/a:v1\" is not present with pull policy of Never", &m), 0);
+  assert_int_equal(m.kind, PT_KUBE_MSG_NEVER_PULL);
+  assert_int_equal(pt_kube_message_parse("InspectFailed", "Failed to inspect image \"r/a:v1\": boom", &m), 0);
+  assert_int_equal(m.kind, PT_KUBE_MSG_INSPECT_FAILED);
+  assert_int_equal(pt_kube_message_parse("InspectFailed",
+                   "Failed to apply default image tag \"BAD:\": couldn't parse image reference", &m), 0);
+  assert_int_equal(m.kind, PT_KUBE_MSG_INSPECT_FAILED);
+  assert_string_equal(m.image, "BAD:");
+  assert_int_equal(pt_kube_message_parse("Failed", "Error: ErrImagePull", &m), 0);
+  assert_int_equal(m.kind, PT_KUBE_MSG_ERROR_STATE);
+  assert_string_equal(m.image, "");
+  /* Reason alone, unknown wording. */
+  assert_int_equal(pt_kube_message_parse("ErrImagePull", "image \"x/y:1\" could not be fetched", &m), 0);
+  assert_int_equal(m.kind, PT_KUBE_MSG_FAILED);
+  assert_string_equal(m.image, "x/y:1");
+
+  /* Not about images. */
+  assert_int_equal(pt_kube_message_parse("BackOff", "Back-off restarting failed container app", &m), -EINVAL);
+  assert_int_equal(m.kind, PT_KUBE_MSG_OTHER);
+  assert_int_equal(pt_kube_message_parse("Scheduled", "Successfully assigned a/b to node", &m), -EINVAL);
+  assert_int_equal(pt_kube_message_parse(NULL, NULL, &m), -EINVAL);
+  assert_int_equal(pt_kube_message_parse("Pulling", "Pulling image \"unterminated", &m), 0);
+  assert_string_equal(m.image, "");
+  assert_string_equal(pt_kube_msg_kind_name(PT_KUBE_MSG_BACKOFF), "backoff");
+}
+
+struct seen {
+  int n;
+  enum pt_kube_watch_type types[16];
+  char names[16][64];
+  int stop_after;
+};
+
+static int on_event(void *ud, enum pt_kube_watch_type t, json_t *obj)
+{
+  struct seen *s = ud;
+  if (s->n < 16) {
+    s->types[s->n] = t;
+    const char *n = json_string_value(json_object_get(json_object_get(obj, "metadata"), "name"));
+    snprintf(s->names[s->n], sizeof(s->names[0]), "%s", n ? n : "");
+  }
+  s->n++;
+  return s->stop_after && s->n >= s->stop_after ? 7 : 0;
+}
+
+static const char stream_text[] =
+  "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"a\"}}}\n"
+  "\n"
+  "{\"type\":\"MODIFIED\",\"object\":{\"metadata\":{\"name\":\"b\"}}}\r\n"
+  "{\"type\":\"SOMETHING_NEW\",\"object\":{\"metadata\":{\"name\":\"c\"}}}\n"
+  "not json at all\n"
+  "{\"type\":\"DELETED\",\"object\":\"not an object\"}\n"
+  "{\"type\":\"BOOKMARK\",\"object\":{\"metadata\":{\"name\":\"d\",\"resourceVersion\":\"9\"}}}\n"
+  "{\"type\":\"ERROR\",\"object\":{\"kind\":\"Status\",\"code\":410,\"metadata\":{\"name\":\"e\"}}}\n"
+  "{\"type\":\"DELETED\",\"object\":{\"metadata\":{\"name\":\"f\"}}}";
+
+static void check_stream(const struct seen *s, const struct pt_kube_stream *st)
+{
+  assert_int_equal(s->n, 6);
+  enum pt_kube_watch_type want[] = {PT_KUBE_ADDED, PT_KUBE_MODIFIED, PT_KUBE_UNKNOWN,
+                                    PT_KUBE_BOOKMARK, PT_KUBE_ERROR, PT_KUBE_DELETED};
+  const char *names[] = {"a", "b", "c", "d", "e", "f"};
+  for (int i = 0; i < 6; i++) {
+    assert_int_equal(s->types[i], want[i]);
+    assert_string_equal(s->names[i], names[i]);
+  }
+  assert_int_equal(st->bad, 2);
+}
+
+static void test_stream_chunks(void **state)
+{
+  (void)state;
+  size_t len = strlen(stream_text);
+  /* Whole, byte by byte, and in every chunk size in between: same events. */
+  for (size_t chunk = 1; chunk <= len; chunk += (chunk < 20 ? 1 : 37)) {
+    struct pt_kube_stream st;
+    pt_kube_stream_init(&st, 0);
+    struct seen s = {0};
+    for (size_t off = 0; off < len; off += chunk) {
+      size_t n = len - off < chunk ? len - off : chunk;
+      assert_int_equal(pt_kube_stream_feed(&st, stream_text + off, n, on_event, &s), 0);
+    }
+    assert_int_equal(s.n, 5); /* the last line has no newline yet */
+    assert_int_equal(pt_kube_stream_finish(&st, on_event, &s), 0);
+    check_stream(&s, &st);
+    pt_kube_stream_close(&st);
+  }
+}
+
+static void test_stream_limits(void **state)
+{
+  (void)state;
+  struct pt_kube_stream st;
+  pt_kube_stream_init(&st, 64);
+  struct seen s = {0};
+  char big[200];
+  memset(big, 'x', sizeof(big));
+  /* A partial line longer than the limit, and a complete one. */
+  assert_int_equal(pt_kube_stream_feed(&st, big, 100, on_event, &s), -E2BIG);
+  pt_kube_stream_reset(&st);
+  big[150] = '\n';
+  assert_int_equal(pt_kube_stream_feed(&st, big, 151, on_event, &s), -E2BIG);
+  pt_kube_stream_reset(&st);
+  /* The callback stops the feed. */
+  s.stop_after = 1;
+  const char two[] = "{\"type\":\"ADDED\",\"object\":{}}\n{\"type\":\"ADDED\",\"object\":{}}\n";
+  assert_int_equal(pt_kube_stream_feed(&st, two, strlen(two), on_event, &s), 7);
+  assert_int_equal(s.n, 1);
+  pt_kube_stream_close(&st);
+  pt_kube_stream_close(&st); /* twice is fine */
+
+  json_t *status = json_pack("{s:s,s:i}", "kind", "Status", "code", 410);
+  assert_int_equal(pt_kube_status_code(status), 410);
+  json_object_set_new(status, "kind", json_string("Pod"));
+  assert_int_equal(pt_kube_status_code(status), 0);
+  json_decref(status);
+  assert_string_equal(pt_kube_watch_type_name(PT_KUBE_BOOKMARK), "BOOKMARK");
+}
+
+static void test_slim_objects(void **state)
+{
+  (void)state;
+  json_error_t e;
+  json_t *pod = json_loads(
+    "{\"kind\":\"Pod\",\"metadata\":{\"name\":\"web\",\"namespace\":\"shop\",\"uid\":\"u1\",\"resourceVersion\":\"7\","
+    "\"labels\":{\"a\":\"b\"},\"managedFields\":[{\"x\":1}]},"
+    "\"spec\":{\"nodeName\":\"n1\",\"containers\":[{\"name\":\"app\",\"image\":\"r/a:v1\",\"env\":[]}],"
+    "\"initContainers\":[{\"name\":\"init\",\"image\":\"r/i:v1\"}]},"
+    "\"status\":{\"phase\":\"Pending\",\"containerStatuses\":[{\"name\":\"app\",\"state\":{\"waiting\":"
+    "{\"reason\":\"ErrImagePull\"}}}]}}", 0, &e);
+  assert_non_null(pod);
+  json_t *slim = pt_kube_pod_slim(pod);
+  json_t *want = json_loads(
+    "{\"namespace\":\"shop\",\"name\":\"web\",\"uid\":\"u1\",\"resourceVersion\":\"7\",\"node\":\"n1\","
+    "\"phase\":\"Pending\",\"containers\":[{\"name\":\"app\",\"image\":\"r/a:v1\",\"waiting\":\"ErrImagePull\"}],"
+    "\"initContainers\":[{\"name\":\"init\",\"image\":\"r/i:v1\"}]}", 0, &e);
+  assert_true(json_equal(slim, want));
+  json_decref(slim);
+  json_decref(want);
+  json_decref(pod);
+  json_t *nameless = json_pack("{s:{s:s}}", "metadata", "name", "x");
+  assert_null(pt_kube_pod_slim(nameless));
+  json_decref(nameless);
+
+  json_t *ev = json_loads(
+    "{\"metadata\":{\"name\":\"web.1\",\"namespace\":\"shop\",\"uid\":\"e1\"},"
+    "\"involvedObject\":{\"kind\":\"Pod\",\"namespace\":\"shop\",\"name\":\"web\",\"uid\":\"u1\"},"
+    "\"reason\":\"Failed\",\"message\":\"Failed to pull image \\\"r/a:nope\\\": not found\","
+    "\"source\":{\"component\":\"kubelet\",\"host\":\"n1\"},\"count\":3,"
+    "\"firstTimestamp\":\"2026-01-01T00:00:00Z\",\"lastTimestamp\":\"2026-01-01T00:01:00Z\"}", 0, &e);
+  assert_non_null(ev);
+  json_t *se = pt_kube_event_slim(ev);
+  assert_non_null(se);
+  assert_string_equal(json_string_value(json_object_get(se, "pod")), "web");
+  assert_string_equal(json_string_value(json_object_get(se, "node")), "n1");
+  assert_string_equal(json_string_value(json_object_get(se, "image")), "r/a:nope");
+  assert_string_equal(json_string_value(json_object_get(se, "kind")), "failed");
+  assert_int_equal(json_integer_value(json_object_get(se, "count")), 3);
+  double span = json_number_value(json_object_get(se, "lastTimestamp")) -
+                json_number_value(json_object_get(se, "firstTimestamp"));
+  assert_true(span > 59.999 && span < 60.001);
+  json_decref(se);
+  /* reportingInstance when source.host is empty; eventTime when no timestamps. */
+  json_object_set_new(ev, "source", json_object());
+  json_object_set_new(ev, "reportingInstance", json_string("n2"));
+  json_object_del(ev, "firstTimestamp");
+  json_object_del(ev, "lastTimestamp");
+  json_object_set_new(ev, "eventTime", json_string("2026-01-01T00:02:00.500000Z"));
+  se = pt_kube_event_slim(ev);
+  assert_string_equal(json_string_value(json_object_get(se, "node")), "n2");
+  assert_true(json_number_value(json_object_get(se, "lastTimestamp")) > 0);
+  json_decref(se);
+  /* Not about a pod, or not about images: skipped. */
+  json_object_set_new(json_object_get(ev, "involvedObject"), "kind", json_string("Node"));
+  assert_null(pt_kube_event_slim(ev));
+  json_object_set_new(json_object_get(ev, "involvedObject"), "kind", json_string("Pod"));
+  json_object_set_new(ev, "message", json_string("Back-off restarting failed container"));
+  json_object_set_new(ev, "reason", json_string("BackOff"));
+  assert_null(pt_kube_event_slim(ev));
+  json_decref(ev);
+}
+
+static void write_text(const char *path, const char *text)
+{
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs(text, f);
+  fclose(f);
+}
+
+static void test_kubeconfig(void **state)
+{
+  (void)state;
+  char dir[] = "/tmp/pt-kube-unit-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char path[256], ca[256], tok[256];
+  snprintf(path, sizeof(path), "%s/config", dir);
+  snprintf(ca, sizeof(ca), "%s/ca.crt", dir);
+  snprintf(tok, sizeof(tok), "%s/token", dir);
+  write_text(ca, "PEM\n");
+  write_text(tok, "  file-token\n");
+  write_text(path,
+             "apiVersion: v1\nkind: Config\ncurrent-context: dev\n"
+             "clusters:\n- name: c1\n  cluster:\n    server: https://10.0.0.1:6443/\n"
+             "    certificate-authority: ca.crt\n"
+             "- name: c2\n  cluster: {server: 'https://c2:443', certificate-authority-data: UEVNIGRhdGEK}\n"
+             "contexts:\n- name: dev\n  context: {cluster: c1, user: u1, namespace: team}\n"
+             "- {name: other, context: {cluster: c2, user: u2}}\n"
+             "- {name: certs, context: {cluster: c2, user: u3}}\n"
+             "- {name: exec, context: {cluster: c2, user: u4}}\n"
+             "users:\n- name: u1\n  user:\n    token: \"abc\"\n"
+             "- name: u2\n  user: {tokenFile: token}\n"
+             "- name: u3\n  user: {client-certificate-data: Q0VSVAo=, client-key-data: S0VZCg==}\n"
+             "- name: u4\n  user: {exec: {command: aws}}\n");
+  struct pt_kube_config c;
+  char err[512];
+  assert_int_equal(pt_kube_config_load_kubeconfig(&c, path, NULL, err, sizeof(err)), 0);
+  assert_string_equal(c.server, "https://10.0.0.1:6443");
+  assert_string_equal(c.ca_file, ca);
+  assert_string_equal(c.token, "abc");
+  assert_string_equal(c.namespace, "team");
+  char *t;
+  assert_int_equal(pt_kube_config_token(&c, &t), 0);
+  assert_string_equal(t, "abc");
+  free(t);
+  pt_kube_config_clear(&c);
+
+  assert_int_equal(pt_kube_config_load_kubeconfig(&c, path, "other", err, sizeof(err)), 0);
+  assert_string_equal(c.token_file, tok);
+  assert_int_equal(pt_kube_config_token(&c, &t), 0);
+  assert_string_equal(t, "file-token");
+  free(t);
+  /* The inline CA became a private file. */
+  char *tmpdir = strdup(c.tmpdir);
+  FILE *f = fopen(c.ca_file, "r");
+  assert_non_null(f);
+  char buf[64] = "";
+  assert_non_null(fgets(buf, sizeof(buf), f));
+  fclose(f);
+  assert_string_equal(buf, "PEM data\n");
+  pt_kube_config_clear(&c);
+  assert_int_equal(access(tmpdir, F_OK), -1); /* removed */
+  free(tmpdir);
+
+  assert_int_equal(pt_kube_config_load_kubeconfig(&c, path, "certs", err, sizeof(err)), 0);
+  assert_non_null(c.client_cert);
+  assert_non_null(c.client_key);
+  pt_kube_config_clear(&c);
+
+  assert_int_equal(pt_kube_config_load_kubeconfig(&c, path, "exec", err, sizeof(err)), -EINVAL);
+  assert_non_null(strstr(err, "not supported"));
+  assert_int_equal(pt_kube_config_load_kubeconfig(&c, path, "missing", err, sizeof(err)), -EINVAL);
+  assert_non_null(strstr(err, "\"missing\" not found"));
+  write_text(path, "clusters: [unclosed\n");
+  assert_int_equal(pt_kube_config_load_kubeconfig(&c, path, NULL, err, sizeof(err)), -EINVAL);
+  assert_non_null(strstr(err, "YAML error"));
+
+  /* In-cluster, and the precedence of the environment. */
+  struct pt_kube_env env = {.service_host = "10.96.0.1", .service_port = "443", .sa_dir = dir};
+  assert_int_equal(pt_kube_config_from_env(&env, &c, err, sizeof(err)), 0);
+  assert_string_equal(c.server, "https://10.96.0.1:443");
+  assert_string_equal(c.token_file, tok);
+  assert_string_equal(c.source, "in-cluster");
+  pt_kube_config_clear(&c);
+  env.service_host = "fd00::1";
+  assert_int_equal(pt_kube_config_from_env(&env, &c, err, sizeof(err)), 0);
+  assert_string_equal(c.server, "https://[fd00::1]:443");
+  pt_kube_config_clear(&c);
+  env.sa_dir = "/nonexistent";
+  assert_int_equal(pt_kube_config_from_env(&env, &c, err, sizeof(err)), -EINVAL);
+  assert_non_null(strstr(err, "PULLTRACE_KUBE_SA_DIR"));
+  struct pt_kube_env none = {0};
+  assert_int_equal(pt_kube_config_from_env(&none, &c, err, sizeof(err)), -ENOENT);
+
+  unsigned char out[16];
+  assert_int_equal(pt_kube_base64_decode("aGk=", out), 2);
+  assert_memory_equal(out, "hi", 2);
+  assert_int_equal(pt_kube_base64_decode("a*==", out), -EINVAL);
+
+  unlink(path);
+  unlink(ca);
+  unlink(tok);
+  rmdir(dir);
+
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_image_normalize), cmocka_unit_test(test_image_matches),
+    cmocka_unit_test(test_messages),        cmocka_unit_test(test_stream_chunks),
+    cmocka_unit_test(test_stream_limits),   cmocka_unit_test(test_slim_objects),
+    cmocka_unit_test(test_kubeconfig),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
