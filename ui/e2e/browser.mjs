@@ -40,11 +40,22 @@ try {
 
   // 2. Its bar moves.
   const bar = () => row.locator('[role=progressbar]').getAttribute('aria-valuenow').then((v) => (v == null ? null : Number(v)));
+  // Column boxes, to check that changing figures never move the layout.
+  const boxes = () =>
+    row.evaluate((el) =>
+      ['.c-image', '.c-bar', '.c-pct', '.c-bytes', '.c-eta', '.c-state'].map((c) => {
+        const r = el.querySelector(c).getBoundingClientRect();
+        return [c, Math.round(r.x), Math.round(r.width)].join(':');
+      }).join(' '),
+    );
   const p0 = await until('a known percentage', async () => ((await bar()) != null ? { v: await bar() } : null), 15000);
+  const b0 = await boxes();
   const p1 = await until('the bar to move', async () => {
     const v = await bar();
     return v != null && v > p0.v ? { v } : null;
   }, 20000);
+  const b1 = await boxes();
+  if (b0 !== b1) fail(`the row's columns moved as figures changed: ${b0} -> ${b1}`);
   // The header counts it (as active, or stalled between two containerd offset updates).
   const counted = await until('the header to count the pull', async () => {
     const a = Number(await page.locator('[data-testid=stat-active] .stat-value').textContent());
