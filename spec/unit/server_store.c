@@ -273,6 +273,52 @@ static void test_node_lost_and_eviction(void **state)
   pt_store_destroy(s);
 }
 
+/* Pulls are indexed per node: a report or a kubelet event only touches its
+ * own node's pulls, also after evictions. */
+static void test_pulls_are_per_node(void **state)
+{
+  struct rec r = {0};
+  struct pt_store *s = mk(&r, 0);
+  struct layer_spec l[1] = {{'a', 100, 10, "downloading"}};
+  report(s, "n1", "b1", 1, T0, 1, l, false, NULL);
+  report(s, "n2", "b2", 1, T0, 1, l, false, NULL);
+  assert_int_equal(pt_store_node(s, "n1")->pulls_active, 1);
+  assert_int_equal(pt_store_node(s, "n2")->pulls_active, 1);
+  /* n2's pull leaves its report: only n2/p1 is lost. */
+  report(s, "n2", "b2", 2, T0 + 1, -1, NULL, false, NULL);
+  assert_int_equal(pt_store_pull(s, "n2/p1")->state, PT_PULL_LOST);
+  assert_int_equal(pt_store_pull(s, "n1/p1")->state, PT_PULL_PULLING);
+  assert_int_equal(pt_store_node(s, "n1")->pulls_active, 1);
+  assert_int_equal(pt_store_node(s, "n2")->pulls_active, 0);
+  /* n2's lost pull is evicted after the TTL while n1 keeps reporting. */
+  for (int i = 2; i <= 12; i++) {
+    l[0].downloaded = 10 + i;
+    report(s, "n1", "b1", i, T0 + 1 + i * 60, 1, l, false, NULL);
+    report(s, "n2", "b2", i + 1, T0 + 1 + i * 60, -1, NULL, false, NULL);
+    pt_store_tick(s, T0 + 1 + i * 60);
+  }
+  assert_null(pt_store_pull(s, "n2/p1"));
+  assert_int_equal(pt_store_pull(s, "n1/p1")->state, PT_PULL_PULLING);
+  /* The same agent id on n2 again is a new pull; n1 is untouched. */
+  report(s, "n2", "b2", 20, T0 + 800, 1, l, false, NULL);
+  assert_int_equal(pt_store_pull(s, "n2/p1")->state, PT_PULL_PULLING);
+  assert_int_equal(pt_store_node(s, "n2")->pulls_active, 1);
+  assert_int_equal(pt_store_node(s, "n2")->pulls_total, 2);
+  /* A kubelet failure on n1 fails n1's pull of that image, not n2's. */
+  json_t *pod = json_pack("{s:s,s:s,s:s,s:s}", "namespace", "default", "name", "web", "uid", "u1", "node", "n1");
+  assert_int_equal(pt_store_pod_upsert(s, pod), 0);
+  json_t *ev = json_pack("{s:s,s:s,s:s,s:s}", "namespace", "default", "pod", "web", "reason", "Failed", "message",
+                         "Failed to pull image \"127.0.0.1:5001/demo/app:v1\": unexpected EOF");
+  assert_int_equal(pt_store_kube_event(s, ev, T0 + 801), 0);
+  json_decref(ev);
+  json_decref(pod);
+  assert_int_equal(pt_store_pull(s, "n1/p1")->state, PT_PULL_FAILED);
+  assert_int_equal(pt_store_pull(s, "n2/p1")->state, PT_PULL_PULLING);
+  assert_int_equal(pt_store_node(s, "n1")->pulls_active, 0);
+  rec_clear(&r);
+  pt_store_destroy(s);
+}
+
 static void test_kubelet_failures(void **state)
 {
   struct rec r = {0};
@@ -388,6 +434,7 @@ int main(void)
     cmocka_unit_test(test_stalled),
     cmocka_unit_test(test_throttle),
     cmocka_unit_test(test_node_lost_and_eviction),
+    cmocka_unit_test(test_pulls_are_per_node),
     cmocka_unit_test(test_kubelet_failures),
     cmocka_unit_test(test_filters),
     cmocka_unit_test(test_policy_hooks),

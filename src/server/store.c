@@ -22,6 +22,7 @@ struct pt_store {
   struct pt_map pulls;   /* id -> struct pt_pull */
   struct pt_map nodes;   /* name -> struct pt_node */
   struct pt_map pods;    /* "ns/name" -> json_t */
+  struct pt_map by_node; /* node name -> struct pull_list: that node's pulls (borrowed) */
   json_t *events;        /* recent kubelet events, oldest first */
   uint64_t kube_gen;
   uint64_t report_gen;
@@ -114,6 +115,79 @@ static void pull_free(struct pt_pull *p)
   free(p);
 }
 
+/* The pulls of one node (agent and kubelet ones, also for nodes without an
+ * agent), so that the work of a report or a kubelet event is proportional to
+ * that node's pulls rather than to every pull in the tables (the history of a
+ * big cluster holds many thousands). */
+struct pull_list {
+  struct pt_pull **v;
+  size_t n, cap;
+};
+
+static struct pull_list *node_pulls(const struct pt_store *s, const char *node)
+{
+  static struct pull_list empty;
+  struct pull_list *l = pt_map_get(&s->by_node, node);
+  return l ? l : &empty;
+}
+
+static int index_pull(struct pt_store *s, struct pt_pull *p)
+{
+  struct pull_list *l = pt_map_get(&s->by_node, p->node);
+  if (!l) {
+    l = calloc(1, sizeof(*l));
+    if (!l)
+      return -ENOMEM;
+    if (pt_map_put(&s->by_node, p->node, l)) {
+      free(l);
+      return -ENOMEM;
+    }
+  }
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? l->cap * 2 : 8;
+    struct pt_pull **v = realloc(l->v, cap * sizeof(*v));
+    if (!v)
+      return -ENOMEM;
+    l->v = v;
+    l->cap = cap;
+  }
+  l->v[l->n++] = p;
+  return 0;
+}
+
+static void unindex_pull(struct pt_store *s, const struct pt_pull *p)
+{
+  struct pull_list *l = pt_map_get(&s->by_node, p->node);
+  if (!l)
+    return;
+  for (size_t i = 0; i < l->n; i++) {
+    if (l->v[i] == p) {
+      l->v[i] = l->v[--l->n];
+      break;
+    }
+  }
+  if (l->n == 0) {
+    pt_map_del(&s->by_node, p->node);
+    free(l->v);
+    free(l);
+  }
+}
+
+/* Inserts a new pull in both tables; on failure the pull is freed. */
+static int add_pull(struct pt_store *s, struct pt_pull *p)
+{
+  if (pt_map_put(&s->pulls, p->id, p)) {
+    pull_free(p);
+    return -ENOMEM;
+  }
+  if (index_pull(s, p)) {
+    pt_map_del(&s->pulls, p->id);
+    pull_free(p);
+    return -ENOMEM;
+  }
+  return 0;
+}
+
 static void node_free(struct pt_node *n)
 {
   if (!n)
@@ -139,6 +213,7 @@ struct pt_store *pt_store_create(const struct pt_store_options *opts)
   pt_map_init(&s->pulls);
   pt_map_init(&s->nodes);
   pt_map_init(&s->pods);
+  pt_map_init(&s->by_node);
   s->events = json_array();
   return s;
 }
@@ -153,6 +228,12 @@ void pt_store_destroy(struct pt_store *s)
     node_free(e->value);
   for (struct pt_map_entry *e = pt_map_first(&s->pods); e; e = pt_map_next(&s->pods, e))
     json_decref(e->value);
+  for (struct pt_map_entry *e = pt_map_first(&s->by_node); e; e = pt_map_next(&s->by_node, e)) {
+    struct pull_list *l = e->value;
+    free(l->v);
+    free(l);
+  }
+  pt_map_close(&s->by_node);
   pt_map_close(&s->pulls);
   pt_map_close(&s->nodes);
   pt_map_close(&s->pods);
@@ -494,10 +575,12 @@ static void apply_pull(struct pt_store *s, struct pt_node *node, const struct pt
     p->id = strdup(key);
     p->node = strdup(node->name);
     p->eta = -1;
-    if (pt_map_put(&s->pulls, key, p)) {
+    if (!p->id || !p->node) {
       pull_free(p);
       return;
     }
+    if (add_pull(s, p))
+      return;
     node->pulls_total++;
     s->counters.pulls_started++;
   }
@@ -657,11 +740,9 @@ static void mark_lost(struct pt_store *s, struct pt_pull *p, const char *reason,
 static void count_node_pulls(struct pt_store *s, struct pt_node *n)
 {
   size_t active = 0;
-  for (struct pt_map_entry *e = pt_map_first(&s->pulls); e; e = pt_map_next(&s->pulls, e)) {
-    struct pt_pull *p = e->value;
-    if (strcmp(p->node, n->name) == 0 && is_active(p))
-      active++;
-  }
+  const struct pull_list *l = node_pulls(s, n->name);
+  for (size_t i = 0; i < l->n; i++)
+    active += is_active(l->v[i]);
   n->pulls_active = active;
 }
 
@@ -714,9 +795,10 @@ enum pt_apply_result pt_store_apply_report(struct pt_store *s, const struct pt_r
     apply_pull(s, n, &r->pulls[i], now);
 
   /* In-flight pulls that left the report without completing: lost. */
-  for (struct pt_map_entry *e = pt_map_first(&s->pulls); e; e = pt_map_next(&s->pulls, e)) {
-    struct pt_pull *p = e->value;
-    if (strcmp(p->node, n->name) != 0 || p->report_gen == n->report_gen || p->from_kubelet)
+  const struct pull_list *mine = node_pulls(s, n->name);
+  for (size_t i = 0; i < mine->n; i++) {
+    struct pt_pull *p = mine->v[i];
+    if (p->report_gen == n->report_gen || p->from_kubelet)
       continue;
     if (is_active(p))
       mark_lost(s, p, "lost", "the pull left its node's report before completing", now);
@@ -805,6 +887,7 @@ void pt_store_tick(struct pt_store *s, double now)
     struct pt_pull *p = pt_map_del(&s->pulls, evict[i]);
     if (!p)
       continue;
+    unindex_pull(s, p);
     s->counters.pulls_evicted++;
     json_t *ev = event_new("pull.evicted", now);
     json_object_set_new(ev, "pullId", json_string(p->id));
@@ -1075,9 +1158,10 @@ int pt_store_kube_event(struct pt_store *s, const json_t *event, double now)
   normalize_image(image, norm, sizeof(norm));
 
   struct pt_pull *match = NULL;
-  for (struct pt_map_entry *e = pt_map_first(&s->pulls); e; e = pt_map_next(&s->pulls, e)) {
-    struct pt_pull *p = e->value;
-    if (strcmp(p->node, node) != 0 || !p->image_ref)
+  const struct pull_list *l = node_pulls(s, node);
+  for (size_t i = 0; i < l->n; i++) {
+    struct pt_pull *p = l->v[i];
+    if (!p->image_ref)
       continue;
     char pn[1024];
     normalize_image(p->image_ref, pn, sizeof(pn));
@@ -1106,10 +1190,8 @@ int pt_store_kube_event(struct pt_store *s, const json_t *event, double now)
       match->eta = -1;
       json_t *ft = json_object_get(event, "firstTimestamp");
       match->started_at = json_is_number(ft) ? json_number_value(ft) : now;
-      if (pt_map_put(&s->pulls, id, match)) {
-        pull_free(match);
+      if (add_pull(s, match))
         return -ENOMEM;
-      }
       match->pods = calloc(1, sizeof(*match->pods));
       if (match->pods) {
         match->pods[0].ns = strdup(ns);
