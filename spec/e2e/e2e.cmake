@@ -1,7 +1,8 @@
 # End-to-end tests (pytest on Debian's /usr/bin/python3, never a pyenv python): one ctest
-# test per spec/e2e/test_<name>.py, named e2e.<name>. A new file is picked up at the next
-# configure. They run serially: each starts containerd, a registry and nginx and throttles
-# downloads, which needs the machine's full attention on 2 cores to stay deterministic.
+# test per spec/e2e/test_<name>.py, named e2e.<name>. A new file is picked up by the next
+# build (CONFIGURE_DEPENDS). They run serially: each starts containerd, a registry and nginx
+# and throttles downloads, which needs the machine's attention on 2 cores to stay
+# deterministic.
 # Per-file settings: a line `# ctest: TIMEOUT=<seconds>` in the file overrides the timeout.
 set(PT_PYTHON /usr/bin/python3 CACHE FILEPATH "Python with python3-pytest and python3-requests")
 
