@@ -440,6 +440,9 @@ static void test_options_from_env(void **state)
   assert_non_null(strstr(err, "PULLTRACE_POLICY_MEMORY_LIMIT"));
   char *bad3[] = {"PULLTRACE_POLICY_SETTING_a-b=1", NULL};
   assert_int_equal(pt_policy_options_from_env(&o, bad3, err, sizeof(err)), -EINVAL);
+  char *bad4[] = {"PULLTRACE_RATE_HALF_LIFE=0s", NULL};
+  assert_int_equal(pt_policy_options_from_env(&o, bad4, err, sizeof(err)), -EINVAL);
+  assert_non_null(strstr(err, "PULLTRACE_RATE_HALF_LIFE"));
 
   /* A zero half-life is refused at creation, naming the setting. */
   struct pt_policy_options z = topts(NULL);

@@ -115,6 +115,14 @@ int pt_policy_options_from_env(struct pt_policy_options *o, char **envp, char *e
                env_settings[i].env, v);
       return -EINVAL;
     }
+    /* The half-life divides: zero would be caught later by policy_build, but
+     * without the variable's name (and as a policy error, not a configuration
+     * error). */
+    if (d <= 0 && strcmp(env_settings[i].key, "rateHalfLife") == 0) {
+      snprintf(err, errlen, "%s: invalid duration \"%s\" (must be above zero)",
+               env_settings[i].env, v);
+      return -EINVAL;
+    }
     set_setting(o, env_settings[i].key, v);
   }
   static const char prefix[] = "PULLTRACE_POLICY_SETTING_";

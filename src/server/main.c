@@ -40,11 +40,17 @@ static void usage(FILE *out)
           "Receives pulltrace-agent reports and serves the REST API, the event stream,\n"
           "the web UI and Prometheus metrics. Configuration comes from the environment:\n\n");
   pt_config_print_help(out, pt_server_config_vars);
+  /* Parsed by the policy host (pt_policy_options_from_env), not by the table
+   * above; listed here so that --help names every variable. */
   fprintf(out,
-          "\nPolicy settings (PULLTRACE_NODE_LOST_GRACE, PULLTRACE_RATE_HALF_LIFE,\n"
-          "PULLTRACE_STALL_ALERT_AFTER, PULLTRACE_ALERT_REPEAT, PULLTRACE_POLICY_SETTING_<key>,\n"
-          "PULLTRACE_POLICY_INSTRUCTION_BUDGET, PULLTRACE_POLICY_MEMORY_LIMIT) are described in\n"
-          "docs/policy.md.\n");
+          "\nPolicy (docs/policy.md; PULLTRACE_HISTORY_TTL and PULLTRACE_NODE_LOST_GRACE above are\n"
+          "policy settings too):\n"
+          "  PULLTRACE_RATE_HALF_LIFE             Half-life of the default rate hook's moving average (default 10s)\n"
+          "  PULLTRACE_STALL_ALERT_AFTER          Stalled time before the default PullStalled alert (default 2m)\n"
+          "  PULLTRACE_ALERT_REPEAT               The same alert (name and labels) is delivered at most once per this (default 1h)\n"
+          "  PULLTRACE_POLICY_INSTRUCTION_BUDGET  Lua instructions per hook call, 1000 to 2147483647 (default 1000000)\n"
+          "  PULLTRACE_POLICY_MEMORY_LIMIT        Memory cap of the Lua VM in MiB, 1 to 4096 (default 64)\n"
+          "  PULLTRACE_POLICY_SETTING_<key>       Any other setting, read by scripts as pulltrace.settings.<key>\n");
 }
 
 static void on_alert(void *ud, const struct pt_policy_alert *alert)
@@ -75,6 +81,11 @@ static void on_signal(uv_signal_t *h, int signum)
 
 int main(int argc, char **argv)
 {
+  /* A client that goes away while an answer or an event is being written
+   * must be a write error (EPIPE) handled by the connection, not a signal
+   * that kills the server: libuv writes to sockets with write(2), which
+   * raises SIGPIPE. */
+  signal(SIGPIPE, SIG_IGN);
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       usage(stdout);
