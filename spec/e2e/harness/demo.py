@@ -178,6 +178,9 @@ def run(args):
         log("pulling the demo images in a loop; Ctrl-C stops everything")
         loop(stack, puller, images, args)
     finally:
+        # A second Ctrl-C must not cut the cleanup short and leave daemons behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         log("stopping everything the demo started")
         stack.close()
         log("done")
@@ -218,7 +221,10 @@ def main(argv=None):
     def on_term(signum, frame):
         raise KeyboardInterrupt
 
+    # Handle SIGINT explicitly too: a shell that starts the demo in the background would
+    # otherwise leave it ignored, and Ctrl-C (or kill -INT) would not stop anything.
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
     try:
         run(args)
     except KeyboardInterrupt:
