@@ -248,8 +248,10 @@ def test_daemon_gets_only_the_env_it_is_given(tmp_path, monkeypatch):
     assert "leaked" not in log
 
 
-def test_demo_runs_once_and_stops_everything(build_dir):
-    """scripts/demo.sh's orchestration, small and fast, on free ports."""
+@pytest.mark.parametrize("mode", ["once", "sigint"])
+def test_demo_runs_and_stops_everything(build_dir, mode):
+    """scripts/demo.sh's orchestration, small and fast, on free ports: one round of pulls
+    (--once), or the endless loop stopped by SIGINT as Ctrl-C does."""
     import os
     import re
     import sys
@@ -261,18 +263,37 @@ def test_demo_runs_once_and_stops_everything(build_dir):
     if find_binary("pulltrace-agent", build_dir, required=False) is None:
         pytest.fail(f"pulltrace-agent is not built in {build_dir}")
     here = Path(__file__).resolve().parent
-    argv = [sys.executable, "-m", "harness.demo", "--build-dir", str(build_dir), "--once",
+    argv = [sys.executable, "-m", "harness.demo", "--build-dir", str(build_dir),
             "--scale", "0.05", "--rate", str(4 << 20), "--pause", "0",
             "--registry-port", str(free_port()), "--nginx-port", str(free_port()),
             "--http-addr", f"127.0.0.1:{free_port()}",
             "--metrics-addr", f"127.0.0.1:{free_port()}"]
+    if mode == "once":
+        argv.append("--once")
     env = dict(os.environ, PYTHONPATH=str(here), PYTHONDONTWRITEBYTECODE="1")
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=240, env=env, cwd=here)
-    out = r.stdout + r.stderr
-    assert r.returncode == 0, out
-    for name in ("demo/web:1.4", "demo/multiarch:2.0", "demo/batch:3.1"):
+    log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"pt-demo-test-{os.getpid()}.log"
+    with open(log_path, "w+") as log:
+        demo = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=here)
+        try:
+            if mode == "sigint":
+                wait_until(lambda: "pulled " in log_path.read_text(), 120,
+                           what="the demo's first pull in the loop")
+                demo.send_signal(signal.SIGINT)
+                rc = demo.wait(timeout=30)
+            else:
+                rc = demo.wait(timeout=240)
+        finally:
+            if demo.poll() is None:
+                demo.kill()
+                demo.wait()
+        log.seek(0)
+        out = log.read()
+    log_path.unlink()
+    assert rc == 0, out
+    names = ("demo/web:1.4", "demo/multiarch:2.0", "demo/batch:3.1")
+    for name in names if mode == "once" else names[:1]:
         assert re.search(rf"pulled \S+/{re.escape(name)} in", out), out
-    assert "pulltrace-agent (pid" in out
+    assert "pulltrace-agent (pid" in out and "stopping everything" in out
     pids = [int(p) for p in re.findall(r"\(pid (\d+)\)", out)]
     assert len(pids) >= 4, out  # containerd, registry, nginx, agent (+ server)
     for pid in pids:
