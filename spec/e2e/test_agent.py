@@ -102,6 +102,31 @@ def test_pull_with_cached_layer_is_tracked_to_completion(stack, receiver):
     assert agent.running()
 
 
+@pytest.mark.stack(rate=512 * KIB)
+def test_removed_and_pulled_again_is_a_new_pull(stack, receiver):
+    img = stack.images.image("e2e/again", "v1", layers=[MIB, 512 * KIB])
+    start_agent(stack, receiver)
+    stack.cri_pull(img)
+    first = receiver.wait_for(
+        lambda r: (find_pull(r, manifest_digest=img.manifest_digest) or {}).get("completedAt"),
+        timeout=30, what="first completion")
+    first_id = find_pull(first, manifest_digest=img.manifest_digest)["id"]
+    stack.cri_remove(img)
+    n = len(receiver.snapshot())
+    stack.cri_pull(img)
+
+    def second_done(r):
+        return any(p["manifestDigest"] == img.manifest_digest and p["id"] != first_id
+                   and p["completedAt"] for p in r["pulls"])
+    rep = receiver.wait_for(second_done, start=n, timeout=30, what="the second pull completed")
+    second = [p for p in rep["pulls"] if p["id"] != first_id and
+              p["manifestDigest"] == img.manifest_digest][0]
+    assert second["downloadedBytes"] == second["totalBytes"] == img.total_bytes
+    assert ts(second["startedAt"]) > ts(find_pull(first, manifest_digest=img.manifest_digest)
+                                        ["completedAt"])
+    assert all(layer["state"] == "done" for layer in second["layers"])
+
+
 @pytest.mark.stack(rate=256 * KIB)
 def test_multi_arch_index_resolves_to_the_platform_manifest(stack, receiver):
     img = stack.images.index("e2e/multi", "v2",

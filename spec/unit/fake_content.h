@@ -56,6 +56,15 @@ static inline void fake_free(struct fake_content *f)
   f->n_blobs = 0;
 }
 
+/* Drops every blob after the first n (a garbage collection). */
+static inline void fake_truncate(struct fake_content *f, size_t n)
+{
+  for (size_t i = n; i < f->n_blobs; i++)
+    free(f->blobs[i].data);
+  if (n < f->n_blobs)
+    f->n_blobs = n;
+}
+
 /* Sets the ingest for a digest (adding it when new). */
 static inline void fake_ingest(struct fake_content *f, const char *kind, const char *digest,
                                int64_t offset, int64_t total, double started, double updated)

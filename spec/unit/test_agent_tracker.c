@@ -125,10 +125,48 @@ static void test_lifecycle(void **state)
   assert_non_null(pt_tracker_find(&c->t, M1));
   assert_int_equal(pt_tracker_tick(&c->t, &fake_ops, f, 114), 0);
   assert_null(pt_tracker_find(&c->t, M1));
-  /* A stray ingest naming one of its layers does not resurrect it. */
-  fake_ingest(f, "layer", L1, 1, 100, 115, 115);
-  assert_int_equal(pt_tracker_tick(&c->t, &fake_ops, f, 115), 0);
-  assert_null(pt_tracker_find(&c->t, M1));
+  /* The image is removed and pulled again while its manifest blob survives:
+   * a new pull with its own id, starting now; layers present now are cached. */
+  fake_truncate(f, 1); /* only the manifest is left */
+  fake_add_blob(f, L1, 50, NULL);
+  fake_ingest(f, "layer", L2, 1, 200, 115, 115);
+  assert_int_equal(pt_tracker_tick(&c->t, &fake_ops, f, 115.5), 0);
+  struct pt_pull *again = pt_tracker_find(&c->t, M1);
+  assert_non_null(again);
+  assert_string_equal(again->id, "aaaaaaaaaaaaaaaa-115");
+  assert_true(again->started_at == 115.5);
+  assert_true(again->completed_at == 0);
+  assert_int_equal(layer(again, L1)->state, PT_LAYER_CACHED);
+  assert_int_equal(layer(again, L2)->state, PT_LAYER_DOWNLOADING);
+  assert_int_equal(layer(again, L3)->state, PT_LAYER_WAITING);
+}
+
+static void test_repull_while_completed_pull_lingers(void **state)
+{
+  struct ctx *c = *state;
+  struct fake_content *f = &c->f;
+  add_m1(f);
+  fake_add_blob(f, L1, 101, NULL);
+  fake_add_blob(f, L2, 101, NULL);
+  fake_ingest(f, "layer", L3, 1, 300, 100, 101);
+  assert_int_equal(pt_tracker_tick(&c->t, &fake_ops, f, 101.1), 0);
+  fake_end_ingest(f, L3);
+  fake_add_blob(f, L3, 102, NULL);
+  assert_int_equal(pt_tracker_tick(&c->t, &fake_ops, f, 102.1), 0);
+  struct pt_pull *first = pt_tracker_find(&c->t, M1);
+  assert_true(first->completed_at > 0);
+  /* Removed (layers garbage-collected, manifest kept) and pulled again within
+   * the linger time: the completed pull stays completed, a new one starts. */
+  fake_truncate(f, 1);
+  fake_ingest(f, "layer", L1, 5, 100, 103, 103.5);
+  assert_int_equal(pt_tracker_tick(&c->t, &fake_ops, f, 103.6), 0);
+  assert_int_equal(c->t.n_pulls, 2);
+  struct pt_pull *second = pt_tracker_find(&c->t, M1);
+  assert_ptr_not_equal(second, first);
+  assert_string_not_equal(second->id, first->id);
+  assert_true(first->completed_at > 0);
+  assert_int_equal(layer(second, L1)->state, PT_LAYER_DOWNLOADING);
+  assert_int_equal(layer(second, L2)->state, PT_LAYER_WAITING);
 }
 
 static void test_monotonic_and_order(void **state)
@@ -331,6 +369,7 @@ int main(void)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_repull_while_completed_pull_lingers, setup, teardown),
       cmocka_unit_test_setup_teardown(test_monotonic_and_order, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stalled_then_resumed, setup, teardown),
       cmocka_unit_test_setup_teardown(test_shared_layer_and_newest_manifest, setup, teardown),

@@ -73,10 +73,14 @@ static const struct pt_ingest *find_ingest(const struct pt_tracker *t, const cha
   return NULL;
 }
 
-/* Whether any tracked pull names the digest as a layer or its config. */
+/* Whether any pull in flight names the digest as a layer or its config. A
+ * completed pull does not: a new ingest of one of its blobs means the image is
+ * being pulled again (after it was removed), which is a new pull. */
 static int attributed(const struct pt_tracker *t, const char *digest)
 {
   for (struct pt_pull *p = t->pulls; p; p = p->next) {
+    if (p->completed_at > 0)
+      continue;
     if (strcmp(p->config_digest, digest) == 0 || strcmp(p->manifest_digest, digest) == 0 ||
         strcmp(p->index_digest, digest) == 0)
       return 1;
@@ -166,13 +170,28 @@ static const struct pt_blob *newest(const struct pt_blob *v, size_t n)
   return best;
 }
 
+static int id_taken(const struct pt_tracker *t, const char *id)
+{
+  for (struct pt_pull *p = t->pulls; p; p = p->next)
+    if (strcmp(p->id, id) == 0)
+      return 1;
+  return was_finished(t, id);
+}
+
 static int create_pull(struct pt_tracker *t, const struct pt_content_ops *ops, void *ctx,
                        const struct pt_blob *mf, double now)
 {
   char id[64];
-  make_id(id, sizeof(id), mf->digest, mf->created_at);
-  if (was_finished(t, id))
-    return -EALREADY;
+  double started = mf->created_at > 0 ? mf->created_at : now;
+  make_id(id, sizeof(id), mf->digest, started);
+  if (id_taken(t, id)) {
+    /* The manifest outlived an earlier pull of the same image (removed, then
+     * pulled again): this pull starts now, and what is present now is cached. */
+    started = now;
+    make_id(id, sizeof(id), mf->digest, started);
+    if (id_taken(t, id))
+      return -EALREADY;
+  }
   if (t->n_pulls >= t->cfg.max_pulls) {
     PT_LOG_WARN("too many pulls tracked; ignoring a new one", "{s:s,s:I}", "manifest", mf->digest,
                 "max", (json_int_t)t->cfg.max_pulls);
@@ -212,7 +231,7 @@ static int create_pull(struct pt_tracker *t, const struct pt_content_ops *ops, v
   snprintf(p->image_ref, sizeof(p->image_ref), "%s", mf->source);
   snprintf(p->manifest_digest, sizeof(p->manifest_digest), "%s", mf->digest);
   snprintf(p->config_digest, sizeof(p->config_digest), "%s", m.config.digest);
-  p->started_at = mf->created_at > 0 ? mf->created_at : now;
+  p->started_at = started;
   p->last_activity = now;
   p->total_known = true;
   p->n_layers = m.n_items;
