@@ -15,7 +15,7 @@ components=(containerd runc docker-registry skopeo umoci nginx-light openssl)
 docs=(mkdocs mkdocs-material python3-pymdownx)
 test=(libcmocka-dev lua-busted python3-pytest python3-requests python3-jsonschema python3-yaml clang
       libclang-rt-14-dev prometheus chromium "${components[@]}" "${docs[@]}")
-demo=(python3-requests "${components[@]}")
+demo=(python3-requests wrk "${components[@]}")  # wrk: bench/server
 
 usage() { sed -n '2,7s/^# \{0,1\}//p' "$0"; }
 
