@@ -359,8 +359,14 @@ static void test_forget_inactive(void **state)
   fake_ingest(f, "layer", L1, 1, 100, 100, 100);
   assert_int_equal(pt_tracker_tick(&c->t, &fake_ops, f, 100.1), 0);
   fake_end_ingest(f, L1); /* aborted: no blob, no ingest */
+  assert_int_equal(pt_tracker_tick(&c->t, &fake_ops, f, 101), 0);
+  assert_int_equal(layer(pt_tracker_find(&c->t, M1), L1)->state, PT_LAYER_DOWNLOADING);
+  /* Nothing moves for longer than the threshold: stalled, with the bytes last seen. */
   assert_int_equal(pt_tracker_tick(&c->t, &fake_ops, f, 150), 0);
-  assert_int_equal(layer(pt_tracker_find(&c->t, M1), L1)->state, PT_LAYER_WAITING);
+  assert_int_equal(layer(pt_tracker_find(&c->t, M1), L1)->state, PT_LAYER_STALLED);
+  assert_int_equal(layer(pt_tracker_find(&c->t, M1), L1)->downloaded, 1);
+  /* Layers that never started stay waiting. */
+  assert_int_equal(layer(pt_tracker_find(&c->t, M1), L2)->state, PT_LAYER_WAITING);
   assert_int_equal(pt_tracker_tick(&c->t, &fake_ops, f, 201), 0);
   assert_null(pt_tracker_find(&c->t, M1));
 }

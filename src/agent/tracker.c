@@ -312,9 +312,16 @@ static void update_layer(struct pt_tracker *t, const struct pt_content_ops *ops,
     if (b.created_at > l->updated_at && l->state == PT_LAYER_DONE)
       l->updated_at = b.created_at;
   } else if (rc == -ENOENT) {
-    /* Not started yet, or an ingest that went away without committing. */
-    l->state = PT_LAYER_WAITING;
-    l->downloaded = 0;
+    if (l->started_at > 0 && (l->state == PT_LAYER_DOWNLOADING || l->state == PT_LAYER_STALLED)) {
+      /* The ingest went away without committing: the transfer broke (containerd
+       * drops a failed pull's partial ingest) and nothing moves until kubelet
+       * retries. That is a stall, shown with the bytes last seen. */
+      l->state = now - l->updated_at > t->cfg.stall_threshold ? PT_LAYER_STALLED
+                                                               : PT_LAYER_DOWNLOADING;
+    } else {
+      l->state = PT_LAYER_WAITING;
+      l->downloaded = 0;
+    }
   }
   /* Other errors keep the previous state until the next tick. */
 }
