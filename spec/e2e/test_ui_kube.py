@@ -42,11 +42,6 @@ def test_ui_kubelet_failure_and_pods(stack, server_binary, cri_available, build_
                 return False
             return any(c["name"] == "kubernetes" and c["ok"] for c in checks)
         wait_until(kube_ready, 20, what="the kubernetes readiness check")
-        # Event times have one-second precision: an event posted within the second the
-        # watcher synced reads as older than the sync and the server counts it "historic"
-        # (pulltrace_kube_events_total{outcome="historic"}) and ignores it. Reported to the
-        # server side; this test is about the UI, so post events from the next second on.
-        time.sleep(1.2)
         stack.agent(url, node_name="e2e-node", env={"PULLTRACE_REPORT_INTERVAL": "500ms"})
 
         app = stack.images.image("e2e/ui-kube", "v2", layers=[2 * MIB, 2 * MIB])

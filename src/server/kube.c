@@ -296,9 +296,12 @@ static void event_apply(struct reflector *r, const json_t *obj, bool from_list)
     se->last = last;
   }
   /* Before the start: context for correlation, never a new pull or failure.
-   * Event timestamps have one-second precision, so the comparison is by whole
-   * seconds. Without a timestamp, only what the first list returns is old. */
-  bool historic = last > 0 ? last < floor(k->started_at) : (from_list && !r->synced);
+   * A watch only delivers changes made after the list it resumes from, so what
+   * it brings is always new. What a list returns is old when its timestamp is
+   * from before the start; event timestamps have one-second precision, so the
+   * comparison is by whole seconds. Without a timestamp, only what the first
+   * list returns is old. */
+  bool historic = from_list && (last > 0 ? last < floor(k->started_at) : !r->synced);
   if (historic) {
     json_object_set_new(slim, "historic", json_true());
     k->st.events_historic++;
