@@ -351,6 +351,30 @@ static void test_containerd_down(void **state)
   assert_int_equal(layer(pt_tracker_find(&c->t, M1), L1)->downloaded, 50);
 }
 
+static void test_image_removed_before_completion_is_dropped(void **state)
+{
+  struct ctx *c = *state;
+  struct fake_content *f = &c->f;
+  add_m1(f);
+  fake_ingest(f, "layer", L1, 50, 100, 100, 100.5);
+  assert_int_equal(pt_tracker_tick(&c->t, &fake_ops, f, 100.6), 0);
+  assert_non_null(pt_tracker_find(&c->t, M1));
+  /* The last blobs were committed and the image removed between two polls:
+   * the ingest is gone, so are the blobs and the manifest. */
+  fake_end_ingest(f, L1);
+  fake_truncate(f, 0);
+  assert_int_equal(pt_tracker_tick(&c->t, &fake_ops, f, 101.6), 0);
+  assert_null(pt_tracker_find(&c->t, M1));
+  /* Pulled again: a new manifest blob, a new pull. */
+  add_m1(f);
+  f->blobs[0].created_at = 110;
+  fake_ingest(f, "layer", L2, 5, 200, 110, 110.5);
+  assert_int_equal(pt_tracker_tick(&c->t, &fake_ops, f, 110.6), 0);
+  struct pt_pull *p = pt_tracker_find(&c->t, M1);
+  assert_non_null(p);
+  assert_string_equal(p->id, "aaaaaaaaaaaaaaaa-110");
+}
+
 static void test_forget_inactive(void **state)
 {
   struct ctx *c = *state;
@@ -384,6 +408,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_manifest_never_arrives, setup, teardown),
       cmocka_unit_test_setup_teardown(test_index_and_config, setup, teardown),
       cmocka_unit_test_setup_teardown(test_containerd_down, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_image_removed_before_completion_is_dropped, setup, teardown),
       cmocka_unit_test_setup_teardown(test_forget_inactive, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

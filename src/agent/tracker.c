@@ -285,8 +285,9 @@ static void attribute(struct pt_tracker *t, const struct pt_content_ops *ops, vo
     pending_defer(t, digest, now);
 }
 
-static void update_layer(struct pt_tracker *t, const struct pt_content_ops *ops, void *ctx,
-                         struct pt_pull *p, struct pt_layer *l, double now)
+/* Returns 1 when the layer's ingest went away without its blob appearing. */
+static int update_layer(struct pt_tracker *t, const struct pt_content_ops *ops, void *ctx,
+                        struct pt_pull *p, struct pt_layer *l, double now)
 {
   const struct pt_ingest *in = find_ingest(t, l->digest);
   if (in) {
@@ -300,10 +301,10 @@ static void update_layer(struct pt_tracker *t, const struct pt_content_ops *ops,
     l->state = now - in->updated_at > t->cfg.stall_threshold ? PT_LAYER_STALLED
                                                               : PT_LAYER_DOWNLOADING;
     p->last_activity = now;
-    return;
+    return 0;
   }
   if (l->state == PT_LAYER_DONE || l->state == PT_LAYER_CACHED)
-    return; /* content is immutable: present stays present */
+    return 0; /* content is immutable: present stays present */
   struct pt_blob b;
   int rc = ops->info(ctx, l->digest, &b);
   if (rc == 0) {
@@ -318,24 +319,26 @@ static void update_layer(struct pt_tracker *t, const struct pt_content_ops *ops,
        * retries. That is a stall, shown with the bytes last seen. */
       l->state = now - l->updated_at > t->cfg.stall_threshold ? PT_LAYER_STALLED
                                                                : PT_LAYER_DOWNLOADING;
-    } else {
-      l->state = PT_LAYER_WAITING;
-      l->downloaded = 0;
+      return 1;
     }
+    l->state = PT_LAYER_WAITING;
+    l->downloaded = 0;
   }
   /* Other errors keep the previous state until the next tick. */
+  return 0;
 }
 
-static void update_pull(struct pt_tracker *t, const struct pt_content_ops *ops, void *ctx,
-                        struct pt_pull *p, double now)
+/* Returns -ENOENT when the pull's manifest is gone from the content store. */
+static int update_pull(struct pt_tracker *t, const struct pt_content_ops *ops, void *ctx,
+                       struct pt_pull *p, double now)
 {
   if (p->completed_at > 0)
-    return;
-  int present = 0;
+    return 0;
+  int present = 0, vanished = 0;
   double last_commit = 0;
   for (size_t i = 0; i < p->n_layers; i++) {
     struct pt_layer *l = &p->layers[i];
-    update_layer(t, ops, ctx, p, l, now);
+    vanished += update_layer(t, ops, ctx, p, l, now);
     if (l->state == PT_LAYER_DONE || l->state == PT_LAYER_CACHED) {
       present++;
       if (l->state == PT_LAYER_DONE && l->updated_at > last_commit)
@@ -346,7 +349,17 @@ static void update_pull(struct pt_tracker *t, const struct pt_content_ops *ops, 
     p->completed_at = last_commit > p->started_at && last_commit <= now ? last_commit : now;
     PT_LOG_INFO("pull completed", "{s:s,s:s,s:f}", "id", p->id, "image", p->image_ref,
                 "seconds", p->completed_at - p->started_at);
+    return 0;
   }
+  if (vanished) {
+    /* Blobs went away without being committed. If the manifest went too, the
+     * image was removed (and garbage-collected) before this pull was seen to
+     * finish: whatever happens next is another pull. */
+    struct pt_blob b;
+    if (ops->info(ctx, p->manifest_digest, &b) == -ENOENT)
+      return -ENOENT;
+  }
+  return 0;
 }
 
 static void expire_pulls(struct pt_tracker *t, double now)
@@ -388,8 +401,20 @@ int pt_tracker_tick(struct pt_tracker *t, const struct pt_content_ops *ops, void
     if (in->kind == PT_KIND_LAYER && !attributed(t, in->digest))
       attribute(t, ops, ctx, in->digest, now);
   }
-  for (struct pt_pull *p = t->pulls; p; p = p->next)
-    update_pull(t, ops, ctx, p, now);
+  struct pt_pull **pp = &t->pulls;
+  while (*pp) {
+    struct pt_pull *p = *pp;
+    if (update_pull(t, ops, ctx, p, now) == -ENOENT) {
+      PT_LOG_WARN("pull abandoned: its image was removed before it finished", "{s:s,s:s}", "id",
+                  p->id, "image", p->image_ref);
+      remember_finished(t, p->id);
+      *pp = p->next;
+      pull_free(p);
+      t->n_pulls--;
+    } else {
+      pp = &p->next;
+    }
+  }
   expire_pulls(t, now);
   pending_prune(t);
   return 0;

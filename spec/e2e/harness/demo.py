@@ -44,7 +44,7 @@ def parse_args(argv):
     p.add_argument("--metrics-addr", default="127.0.0.1:9090")
     p.add_argument("--node-name", default="demo-node")
     p.add_argument("--pause", type=float, default=5.0,
-                   help="seconds between a pull's end and its next round")
+                   help="seconds a pulled image stays on the node before it is removed and pulled again")
     p.add_argument("--no-server", action="store_true",
                    help="print the agent's reports instead of starting pulltrace-server")
     p.add_argument("--once", action="store_true",
@@ -189,7 +189,8 @@ def run(args):
 def loop(stack, puller, images, args):
     # Staggered starts: a new pull begins every few seconds while others are half-way.
     t0 = time.monotonic()
-    state = {img.name: {"next": t0 + i * 8.0, "handle": None, "since": None, "rounds": 0}
+    state = {img.name: {"next": t0 + i * 8.0, "handle": None, "since": None, "rounds": 0,
+                        "remove_at": None}
              for i, img in enumerate(images)}
     by_name = {img.name: img for img in images}
     while True:
@@ -197,7 +198,13 @@ def loop(stack, puller, images, args):
         for name, st in state.items():
             img: Image = by_name[name]
             h = st["handle"]
-            if h is None and st["next"] is not None and now >= st["next"]:
+            if st["remove_at"] is not None and now >= st["remove_at"]:
+                # The image stays on the node for a while, as kubelet would keep it, so the
+                # completed pull is seen; then it is removed and pulled again.
+                puller.remove(img)
+                st["remove_at"] = None
+                st["next"] = None if args.once else now + 1.0
+            elif h is None and st["next"] is not None and now >= st["next"]:
                 log(f"pull {img.ref(stack.pull_host)} ({img.total_bytes / MIB:.1f} MiB)")
                 st["handle"], st["since"] = puller.start(img), now
             elif h is not None and h.poll() is not None:
@@ -208,9 +215,10 @@ def loop(stack, puller, images, args):
                     log(f"pull {img.ref(stack.pull_host)} failed after {took:.0f} s")
                 st["handle"] = None
                 st["rounds"] += 1
-                puller.remove(img)
-                st["next"] = None if args.once else now + args.pause
-        if args.once and all(st["rounds"] >= 1 for st in state.values()):
+                st["remove_at"] = now + args.pause
+                st["next"] = None
+        if args.once and all(st["rounds"] >= 1 and st["remove_at"] is None
+                             for st in state.values()):
             return
         time.sleep(0.5)
 
