@@ -351,7 +351,7 @@ static void test_containerd_down(void **state)
   assert_int_equal(layer(pt_tracker_find(&c->t, M1), L1)->downloaded, 50);
 }
 
-static void test_image_removed_before_completion_is_dropped(void **state)
+static void test_garbage_collected_pull_is_kept_until_superseded(void **state)
 {
   struct ctx *c = *state;
   struct fake_content *f = &c->f;
@@ -364,15 +364,23 @@ static void test_image_removed_before_completion_is_dropped(void **state)
   fake_end_ingest(f, L1);
   fake_truncate(f, 0);
   assert_int_equal(pt_tracker_tick(&c->t, &fake_ops, f, 101.6), 0);
-  assert_null(pt_tracker_find(&c->t, M1));
-  /* Pulled again: a new manifest blob, a new pull. */
+  struct pt_pull *old = pt_tracker_find(&c->t, M1);
+  assert_non_null(old); /* still reported: an operator sees where it stopped */
+  assert_true(old->dead);
+  assert_int_equal(pt_tracker_tick(&c->t, &fake_ops, f, 106), 0);
+  assert_int_equal(layer(old, L1)->state, PT_LAYER_STALLED);
+  assert_int_equal(layer(old, L1)->downloaded, 50);
+  /* Pulled again: a new manifest blob, a new pull that supersedes the old one. */
   add_m1(f);
   f->blobs[0].created_at = 110;
-  fake_ingest(f, "layer", L2, 5, 200, 110, 110.5);
+  fake_ingest(f, "layer", L1, 5, 100, 110, 110.5);
   assert_int_equal(pt_tracker_tick(&c->t, &fake_ops, f, 110.6), 0);
+  assert_int_equal(c->t.n_pulls, 1);
   struct pt_pull *p = pt_tracker_find(&c->t, M1);
   assert_non_null(p);
+  assert_false(p->dead);
   assert_string_equal(p->id, "aaaaaaaaaaaaaaaa-110");
+  assert_int_equal(layer(p, L1)->downloaded, 5);
 }
 
 static void test_forget_inactive(void **state)
@@ -408,7 +416,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_manifest_never_arrives, setup, teardown),
       cmocka_unit_test_setup_teardown(test_index_and_config, setup, teardown),
       cmocka_unit_test_setup_teardown(test_containerd_down, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_image_removed_before_completion_is_dropped, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_garbage_collected_pull_is_kept_until_superseded, setup, teardown),
       cmocka_unit_test_setup_teardown(test_forget_inactive, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -79,7 +79,7 @@ static const struct pt_ingest *find_ingest(const struct pt_tracker *t, const cha
 static int attributed(const struct pt_tracker *t, const char *digest)
 {
   for (struct pt_pull *p = t->pulls; p; p = p->next) {
-    if (p->completed_at > 0)
+    if (p->completed_at > 0 || p->dead)
       continue;
     if (strcmp(p->config_digest, digest) == 0 || strcmp(p->manifest_digest, digest) == 0 ||
         strcmp(p->index_digest, digest) == 0)
@@ -328,12 +328,19 @@ static int update_layer(struct pt_tracker *t, const struct pt_content_ops *ops, 
   return 0;
 }
 
-/* Returns -ENOENT when the pull's manifest is gone from the content store. */
-static int update_pull(struct pt_tracker *t, const struct pt_content_ops *ops, void *ctx,
-                       struct pt_pull *p, double now)
+static void update_pull(struct pt_tracker *t, const struct pt_content_ops *ops, void *ctx,
+                        struct pt_pull *p, double now)
 {
   if (p->completed_at > 0)
-    return 0;
+    return;
+  if (p->dead) {
+    for (size_t i = 0; i < p->n_layers; i++) {
+      struct pt_layer *l = &p->layers[i];
+      if (l->state == PT_LAYER_DOWNLOADING && now - l->updated_at > t->cfg.stall_threshold)
+        l->state = PT_LAYER_STALLED;
+    }
+    return;
+  }
   int present = 0, vanished = 0;
   double last_commit = 0;
   for (size_t i = 0; i < p->n_layers; i++) {
@@ -349,17 +356,41 @@ static int update_pull(struct pt_tracker *t, const struct pt_content_ops *ops, v
     p->completed_at = last_commit > p->started_at && last_commit <= now ? last_commit : now;
     PT_LOG_INFO("pull completed", "{s:s,s:s,s:f}", "id", p->id, "image", p->image_ref,
                 "seconds", p->completed_at - p->started_at);
-    return 0;
+    return;
   }
   if (vanished) {
-    /* Blobs went away without being committed. If the manifest went too, the
-     * image was removed (and garbage-collected) before this pull was seen to
-     * finish: whatever happens next is another pull. */
+    /* Blobs went away without being committed. If the manifest went too, its
+     * content was garbage-collected: the pull failed (containerd drops a failed
+     * pull's ingests and lease at once) or the image was removed between two
+     * polls. Whatever comes next is another pull. */
     struct pt_blob b;
-    if (ops->info(ctx, p->manifest_digest, &b) == -ENOENT)
-      return -ENOENT;
+    if (ops->info(ctx, p->manifest_digest, &b) == -ENOENT) {
+      p->dead = true;
+      PT_LOG_WARN("pull interrupted: its content was garbage-collected before it finished",
+                  "{s:s,s:s}", "id", p->id, "image", p->image_ref);
+    }
   }
-  return 0;
+}
+
+/* Drops interrupted pulls once a new pull of the same manifest has started. */
+static void drop_superseded(struct pt_tracker *t)
+{
+  struct pt_pull **pp = &t->pulls;
+  while (*pp) {
+    struct pt_pull *p = *pp, *q = NULL;
+    if (p->dead)
+      for (q = t->pulls; q; q = q->next)
+        if (q != p && !q->dead && strcmp(q->manifest_digest, p->manifest_digest) == 0)
+          break;
+    if (q) {
+      remember_finished(t, p->id);
+      *pp = p->next;
+      pull_free(p);
+      t->n_pulls--;
+    } else {
+      pp = &p->next;
+    }
+  }
 }
 
 static void expire_pulls(struct pt_tracker *t, double now)
@@ -401,20 +432,9 @@ int pt_tracker_tick(struct pt_tracker *t, const struct pt_content_ops *ops, void
     if (in->kind == PT_KIND_LAYER && !attributed(t, in->digest))
       attribute(t, ops, ctx, in->digest, now);
   }
-  struct pt_pull **pp = &t->pulls;
-  while (*pp) {
-    struct pt_pull *p = *pp;
-    if (update_pull(t, ops, ctx, p, now) == -ENOENT) {
-      PT_LOG_WARN("pull abandoned: its image was removed before it finished", "{s:s,s:s}", "id",
-                  p->id, "image", p->image_ref);
-      remember_finished(t, p->id);
-      *pp = p->next;
-      pull_free(p);
-      t->n_pulls--;
-    } else {
-      pp = &p->next;
-    }
-  }
+  for (struct pt_pull *p = t->pulls; p; p = p->next)
+    update_pull(t, ops, ctx, p, now);
+  drop_superseded(t);
   expire_pulls(t, now);
   pending_prune(t);
   return 0;

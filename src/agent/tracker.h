@@ -40,6 +40,10 @@ struct pt_pull {
   double started_at, completed_at; /* completed_at 0 while in flight */
   double last_activity;            /* last tick with an active ingest (or creation) */
   bool total_known;
+  /* Its content was garbage-collected before it finished (a failed pull, or an
+   * image removed between two polls): it is reported until superseded or
+   * forgotten, and never takes new ingests. */
+  bool dead;
   struct pt_layer *layers;
   size_t n_layers;
   struct pt_pull *next;
