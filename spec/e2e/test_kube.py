@@ -380,3 +380,152 @@ def test_custom_correlation_script_changes_the_result(stack, kube, tmp_path, cus
     else:
         assert pods_of(p) == [("shop", "web-1")]
         assert p["image"] == "127.0.0.1:5001/e2e/app:v1"
+
+
+def tracked(srv, state):
+    return srv.metric(f'pulltrace_pulls_tracked{{state="{state}"}}')
+
+
+@pytest.mark.stack(rate=512 * KIB)
+def test_kubelet_retry_supersedes_its_failed_kubelet_pull(stack, kube, cri_available):
+    # kubelet's first attempt fails before the agent sees a byte (the registry is down), so
+    # the failure is a kubelet-only pull; the retry succeeds once the registry is back. The
+    # failure must then be history on the agent's pull, not a current failure forever.
+    # (Layers big enough for the agent's polls to see the retry's ingests.)
+    app = stack.images.image("e2e/app", "v1", layers=[1 * MIB, 1 * MIB])
+    ref = stack.ref(app)
+    pod = kube.add_pod("shop", "web-3", NODE, [("web", ref)])
+    srv = server_with_kubeconfig(stack, kube)
+    events = Events(srv.url)
+    stack.agent(srv.url, node_name=NODE, env={"PULLTRACE_REPORT_INTERVAL": "500ms"})
+
+    stack.nginx.stop()
+    kube.add_event(pod, "Pulling", f'Pulling image "{ref}"')
+    r = stack.cri_pull(app, check=False)
+    assert r.returncode != 0, "a pull with the registry down must fail"
+    err = " ".join(r.stderr.split())[:300] or "connection refused"
+    failed_msg = f'Failed to pull image "{ref}": {err}'
+    kube.add_event(pod, "Failed", failed_msg, type_="Warning")
+    kube.add_event(pod, "Failed", "Error: ErrImagePull", type_="Warning")
+    backoff_msg = f'Back-off pulling image "{ref}"'
+    kube.add_event(pod, "BackOff", backoff_msg)
+    failed = wait_until(lambda: events.of("pull.failed", lambda p: p["image"] == ref and
+                                          p["error"]["reason"] == "BackOff"), 20,
+                        what="the kubelet-only failure (BackOff)")
+    kpull = failed[-1]["data"]["pull"]
+    assert kpull["source"] == "kubelet" and kpull["state"] == "failed"
+    assert kpull["resolvedError"] is None and kpull["kubelet"] is None
+    assert [p["id"] for p in srv.pulls(state="failed")] == [kpull["id"]]
+    assert tracked(srv, "failed") == 1
+
+    # kubelet retries: the registry is back and the pull goes through.
+    stack.nginx.start()
+    kube.add_event(pod, "Pulling", f'Pulling image "{ref}"')
+    t0 = time.monotonic()
+    stack.cri_pull(app)
+    took = time.monotonic() - t0
+
+    def agent_done():
+        p = find(srv, lambda p: p["manifestDigest"] == app.manifest_digest)
+        return p if p and p["state"] == "completed" else None
+    agent = wait_until(agent_done, 60, what="the agent's completed pull")
+    # The agent's completion alone resolves the failure: no kubelet Pulled event yet.
+    wait_until(lambda: not srv.pulls(state="failed"), 20, what="no current failure")
+    assert find(srv, lambda p: p["id"] == kpull["id"]) is None
+    ev = wait_until(lambda: [e for e in list(events.events) if e["event"] == "pull.evicted"
+                             and e["data"]["pullId"] == kpull["id"]], 20,
+                    what="pull.evicted of the kubelet pull")
+    assert ev[0]["data"]["reason"] == "superseded"
+    assert ev[0]["data"]["supersededBy"] == agent["id"]
+    agent = find(srv, lambda p: p["id"] == agent["id"])
+    assert agent["state"] == "completed" and agent["error"] is None
+    assert agent["resolvedError"]["reason"] == "BackOff"
+    assert agent["resolvedError"]["message"] == backoff_msg
+    assert agent["resolvedError"]["failedAt"] and agent["resolvedError"]["resolvedAt"]
+    assert pods_of(agent) == [("shop", "web-3")]
+    done = events.of("pull.completed", lambda p: p["id"] == agent["id"])
+    assert done and done[-1]["data"]["pull"]["resolvedError"]["reason"] == "BackOff"
+    m = srv.metrics()
+    assert m['pulltrace_pulls_tracked{state="failed"}'] == 0
+    assert m['pulltrace_pulls_active{state="pulling"}'] == 0
+    assert m['pulltrace_pulls_active{state="stalled"}'] == 0
+    assert m['pulltrace_pull_errors_total{reason="Failed"}'] == 1  # the failure happened
+
+    # kubelet's confirmation brings its own measure of the pull.
+    kube.add_event(pod, "Pulled", f'Successfully pulled image "{ref}" in {took:.3f}s '
+                                  f'({took + 0.25:.3f}s including waiting). Image size: '
+                                  f'{app.total_bytes} bytes.')
+    p = wait_until(lambda: find(srv, lambda x: x["id"] == agent["id"] and x["kubelet"]), 20,
+                   what="kubelet's duration on the pull")
+    assert p["kubelet"]["durationSeconds"] == pytest.approx(float(f"{took:.3f}"))
+    assert p["kubelet"]["waitingSeconds"] == pytest.approx(float(f"{took + 0.25:.3f}"))
+    assert p["kubelet"]["pulledAt"]
+    assert p["state"] == "completed" and p["resolvedError"]["reason"] == "BackOff"
+    assert wait_until(lambda: events.of("pull.progress", lambda x: x["id"] == agent["id"]
+                                        and x["kubelet"]), 20, what="the change on the stream")
+    assert len([x for x in srv.pulls() if x["image"] == ref]) == 1
+    events.close()
+
+
+@pytest.mark.stack(containerd=False, nginx=False)
+def test_already_present_is_not_a_pull_and_kubelet_success_resolves_failure(stack, kube):
+    ref = "127.0.0.1:5001/e2e/app:v1"
+    pod = kube.add_pod("shop", "web-1", NODE, [("web", ref)])
+    srv = server_with_kubeconfig(stack, kube)
+    events = Events(srv.url)
+    r = requests.post(srv.url + "/api/v1/report", json=report(NODE, "127.0.0.1/e2e/app",
+                                                              time.time() - 1), timeout=5)
+    assert r.status_code == 200, r.text
+    before = wait_until(lambda: find(srv, lambda x: x["pods"]), 20, what="a correlated pull")
+    seen = srv.metric('pulltrace_kube_events_total{outcome="new"}')
+    n_pull_events = len([e for e in list(events.events) if e["event"].startswith("pull.")])
+
+    # "already present" for the image being pulled, for another pod's image, and for a pod
+    # whose pull failed: none of them creates, changes or resolves a pull.
+    kube.add_event(pod, "Pulled", f'Container image "{ref}" already present on machine')
+    other = kube.add_pod("shop", "tool-1", NODE, [("tool", "docker.io/library/busybox:1")])
+    kube.add_event(other, "Pulled", 'Container image "docker.io/library/busybox:1" already '
+                                    'present on machine')
+    bad_ref = "registry.example:5000/e2e/tool:v3"
+    bad = kube.add_pod("batch", "job-1", NODE, [("run", bad_ref)])
+    fail_msg = f'Failed to pull image "{bad_ref}": 503 Service Unavailable'
+    kube.add_event(bad, "Failed", fail_msg, type_="Warning")
+    kpull = wait_until(lambda: find(srv, lambda x: x["image"] == bad_ref), 20,
+                       what="the kubelet-only failed pull")["id"]
+    kube.add_event(bad, "Pulled", f'Container image "{bad_ref}" already present on machine')
+    wait_until(lambda: srv.metric('pulltrace_kube_events_total{outcome="new"}') >= seen + 4, 20,
+               what="the server to receive the events")
+    pulls = srv.pulls()
+    assert sorted(p["id"] for p in pulls) == sorted([before["id"], kpull])
+    after = find(srv, lambda x: x["id"] == before["id"])
+    for k in ("state", "image", "pods", "updatedAt", "error", "kubelet", "resolvedError",
+              "downloadedBytes"):
+        assert after[k] == before[k], k
+    assert after["kubelet"] is None
+    k = find(srv, lambda x: x["id"] == kpull)
+    assert k["state"] == "failed" and k["error"]["message"] == fail_msg
+    # The only pull events since: the kubelet failure (started + failed).
+    new = [e for e in list(events.events) if e["event"].startswith("pull.")][n_pull_events:]
+    assert sorted(e["event"] for e in new) == ["pull.failed", "pull.started"]
+    assert all(e["data"]["pull"]["id"] == kpull for e in new)
+    assert tracked(srv, "failed") == 1
+
+    # kubelet's retry succeeds and no agent saw it: kubelet's word completes the pull, the
+    # failure stays as history.
+    kube.add_event(bad, "Pulled", f'Successfully pulled image "{bad_ref}" in 1.5s '
+                                  f'(2.25s including waiting). Image size: 1234 bytes.')
+    done = wait_until(lambda: events.of("pull.completed", lambda x: x["id"] == kpull), 20,
+                      what="pull.completed of the kubelet pull")
+    p = done[-1]["data"]["pull"]
+    assert p["state"] == "completed" and p["source"] == "kubelet" and p["error"] is None
+    assert p["resolvedError"]["reason"] == "Failed"
+    assert p["resolvedError"]["message"] == fail_msg
+    assert p["kubelet"]["durationSeconds"] == 1.5
+    assert p["kubelet"]["waitingSeconds"] == 2.25
+    assert srv.pulls(state="failed") == []
+    assert [x["id"] for x in srv.pulls(state="completed")] == [kpull]
+    m = srv.metrics()
+    assert m['pulltrace_pulls_tracked{state="failed"}'] == 0
+    assert m['pulltrace_pulls_tracked{state="completed"}'] == 1
+    assert m['pulltrace_pull_errors_total{reason="Failed"}'] == 1
+    events.close()

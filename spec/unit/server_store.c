@@ -359,6 +359,14 @@ static void test_kubelet_failures(void **state)
   l[0].downloaded = 40;
   report(s, "n1", "b1", 3, T0 + 6, 1, l, false, "127.0.0.1:5001/demo/app");
   assert_int_equal(p->state, PT_PULL_PULLING);
+  /* The failure is history now, not the pull's current error. */
+  assert_null(p->error_reason);
+  assert_non_null(p->resolved_reason);
+  assert_string_equal(p->resolved_reason, "Failed");
+  json_t *pj2 = pt_store_pull_json(p, false, T0 + 6);
+  assert_true(json_is_null(json_object_get(pj2, "error")));
+  assert_string_equal(json_string_value(json_object_get(json_object_get(pj2, "resolvedError"), "reason")), "Failed");
+  json_decref(pj2);
   json_decref(ev);
   assert_int_equal(pt_store_pod_delete(s, "default", "web"), 0);
   assert_int_equal(pt_store_pod_delete(s, "default", "web"), -ENOENT);
@@ -425,6 +433,240 @@ static void test_policy_hooks(void **state)
   pt_policy_destroy(pol);
 }
 
+/* A kubelet event about pod `pod` on n1, at kubelet time `at`. */
+static void kev(struct pt_store *s, const char *pod, const char *reason, const char *message, double at, double now)
+{
+  json_t *ev = json_pack("{s:s,s:s,s:s,s:s,s:s,s:f,s:f,s:i}", "namespace", "default", "pod", pod, "node", "n1",
+                         "reason", reason, "message", message, "firstTimestamp", at, "lastTimestamp", at, "count", 1);
+  assert_int_equal(pt_store_kube_event(s, ev, now), 0);
+  json_decref(ev);
+}
+
+static size_t gauge_failed(const struct pt_store *s)
+{
+  struct pt_store_gauges g;
+  pt_store_gauges(s, &g);
+  return g.pulls_failed;
+}
+
+static size_t gauge_completed(const struct pt_store *s)
+{
+  struct pt_store_gauges g;
+  pt_store_gauges(s, &g);
+  return g.pulls_completed;
+}
+
+static const json_t *member(const json_t *o, const char *a, const char *b)
+{
+  return json_object_get(json_object_get(o, a), b);
+}
+
+#define REF_V1 "127.0.0.1:5001/demo/app:v1"
+#define REF_V2 "127.0.0.1:5001/demo/app:v2"
+
+static void test_already_present_is_not_a_pull(void **state)
+{
+  struct rec r = {0};
+  struct pt_store *s = mk(&r, 0);
+  struct layer_spec l[1] = {{'a', 100, 10, "downloading"}};
+  report(s, "n1", "b1", 1, T0 + 1, 1, l, false, "127.0.0.1/demo/app");
+  const struct pt_pull *p = pt_store_pull(s, "n1/p1");
+  json_t *before = pt_store_pull_json(p, true, T0 + 2);
+  struct pt_store_gauges g0, g1;
+  pt_store_gauges(s, &g0);
+  size_t nev = r.n;
+  /* For the image being pulled, for another image, and for a pod's image no
+   * pull has: none of them creates or changes a pull. */
+  kev(s, "web", "Pulled", "Container image \"" REF_V1 "\" already present on machine", T0 + 2, T0 + 2);
+  kev(s, "web", "Pulled", "Container image \"docker.io/library/busybox:1\" already present on machine", T0 + 2,
+      T0 + 2);
+  pt_store_tick(s, T0 + 2);
+  assert_int_equal(r.n, nev);
+  pt_store_gauges(s, &g1);
+  assert_memory_equal(&g0, &g1, sizeof(g0));
+  assert_int_equal(g1.kube_events, 0); /* not even recorded */
+  json_t *after = pt_store_pull_json(p, true, T0 + 2);
+  assert_true(json_equal(before, after));
+  assert_true(json_is_null(json_object_get(after, "kubelet")));
+  json_decref(before);
+  json_decref(after);
+  /* Even after a failure: "already present" does not resolve it. */
+  kev(s, "other", "Failed", "Failed to pull image \"reg.example/x/y:1\": not found", T0 + 3, T0 + 3);
+  assert_int_equal(gauge_failed(s), 1);
+  nev = r.n;
+  kev(s, "other", "Pulled", "Container image \"reg.example/x/y:1\" already present on machine", T0 + 4, T0 + 4);
+  assert_int_equal(gauge_failed(s), 1);
+  assert_int_equal(r.n, nev);
+  rec_clear(&r);
+  pt_store_destroy(s);
+}
+
+static void test_successfully_pulled_stores_kubelets_duration(void **state)
+{
+  struct rec r = {0};
+  struct pt_store *s = mk(&r, 0);
+  struct layer_spec l[1] = {{'a', 100, 10, "downloading"}};
+  report(s, "n1", "b1", 1, T0 + 1, 1, l, false, "127.0.0.1/demo/app");
+  l[0] = (struct layer_spec){'a', 100, 100, "done"};
+  report(s, "n1", "b1", 2, T0 + 3, 1, l, true, "127.0.0.1/demo/app");
+  const struct pt_pull *p = pt_store_pull(s, "n1/p1");
+  assert_int_equal(p->state, PT_PULL_COMPLETED);
+  size_t progress = count(&r, "pull.progress");
+  /* A Pulled event for another tag-less repository, and one from long after
+   * this pull completed: neither is this pull's. */
+  kev(s, "web", "Pulled", "Successfully pulled image \"127.0.0.1:5001/demo/other:v1\" in 1s", T0 + 4, T0 + 4);
+  kev(s, "web", "Pulled", "Successfully pulled image \"" REF_V1 "\" in 2s (2s including waiting)", T0 + 900,
+      T0 + 900);
+  assert_true(p->kubelet_pulled_at <= 0);
+  assert_int_equal(count(&r, "pull.progress"), progress);
+  kev(s, "web", "Pulled",
+      "Successfully pulled image \"" REF_V1 "\" in 1.234s (1.5s including waiting). Image size: 100 bytes.",
+      T0 + 4, T0 + 4);
+  assert_true(p->kubelet_pulled_at == T0 + 4);
+  assert_int_equal(count(&r, "pull.progress"), progress + 1);
+  const json_t *pj = json_object_get(last_of(&r, "pull.progress"), "pull");
+  assert_true(json_real_value(member(pj, "kubelet", "durationSeconds")) == 1.234);
+  assert_true(json_real_value(member(pj, "kubelet", "waitingSeconds")) == 1.5);
+  assert_string_equal(json_string_value(member(pj, "kubelet", "pulledAt")), ts(T0 + 4));
+  assert_string_equal(json_string_value(json_object_get(pj, "state")), "completed");
+  /* Without durations in the message: null, not made up. */
+  report(s, "n2", "b1", 1, T0 + 1, 1, l, false, "127.0.0.1/demo/app");
+  json_t *ev = json_pack("{s:s,s:s,s:s,s:s,s:s}", "namespace", "default", "pod", "w2", "node", "n2", "reason",
+                         "Pulled", "message", "Successfully pulled image \"" REF_V1 "\"");
+  assert_int_equal(pt_store_kube_event(s, ev, T0 + 2), 0);
+  json_decref(ev);
+  json_t *j2 = pt_store_pull_json(pt_store_pull(s, "n2/p1"), false, T0 + 2);
+  assert_true(json_is_object(json_object_get(j2, "kubelet")));
+  assert_true(json_is_null(member(j2, "kubelet", "durationSeconds")));
+  assert_true(json_is_null(member(j2, "kubelet", "waitingSeconds")));
+  json_decref(j2);
+  rec_clear(&r);
+  pt_store_destroy(s);
+}
+
+static char *kubelet_pull_id(const struct rec *r)
+{
+  const json_t *d = last_of(r, "pull.failed");
+  assert_non_null(d);
+  return strdup(json_string_value(member(d, "pull", "id")));
+}
+
+static void test_kubelet_failure_superseded_by_agent_pull(void **state)
+{
+  struct rec r = {0};
+  struct pt_store *s = mk(&r, 0);
+  /* kubelet fails before the agent sees a byte, backs off, then retries. */
+  kev(s, "web", "Failed", "Failed to pull image \"" REF_V1 "\": connection refused", T0 + 1, T0 + 1);
+  char *kid = kubelet_pull_id(&r);
+  kev(s, "web", "BackOff", "Back-off pulling image \"" REF_V1 "\"", T0 + 2, T0 + 2);
+  assert_int_equal(gauge_failed(s), 1);
+  struct layer_spec l[1] = {{'a', 100, 10, "downloading"}};
+  report(s, "n1", "b1", 1, T0 + 10, 1, l, false, "127.0.0.1/demo/app");
+  /* A retry in flight does not resolve the failure yet. */
+  assert_non_null(pt_store_pull(s, kid));
+  assert_int_equal(gauge_failed(s), 1);
+  assert_int_equal(count(&r, "pull.evicted"), 0);
+  /* An unrelated tag of the repository completing on another node: no. */
+  report(s, "n2", "b1", 1, T0 + 10, 1, l, true, "127.0.0.1/demo/app");
+  assert_non_null(pt_store_pull(s, kid));
+  l[0] = (struct layer_spec){'a', 100, 100, "done"};
+  report(s, "n1", "b1", 2, T0 + 12, 1, l, true, "127.0.0.1/demo/app");
+  assert_null(pt_store_pull(s, kid));
+  assert_int_equal(gauge_failed(s), 0);
+  assert_int_equal(gauge_completed(s), 2);
+  assert_int_equal(pt_store_node(s, "n1")->pulls_active, 0);
+  const json_t *ev = last_of(&r, "pull.evicted");
+  assert_string_equal(json_string_value(json_object_get(ev, "pullId")), kid);
+  assert_string_equal(json_string_value(json_object_get(ev, "reason")), "superseded");
+  assert_string_equal(json_string_value(json_object_get(ev, "supersededBy")), "n1/p1");
+  /* The failure stays visible on the pull that made it, as history. */
+  const json_t *pj = json_object_get(last_of(&r, "pull.completed"), "pull");
+  assert_string_equal(json_string_value(json_object_get(pj, "id")), "n1/p1");
+  assert_true(json_is_null(json_object_get(pj, "error")));
+  assert_string_equal(json_string_value(member(pj, "resolvedError", "reason")), "BackOff");
+  assert_string_equal(json_string_value(member(pj, "resolvedError", "message")),
+                      "Back-off pulling image \"" REF_V1 "\"");
+  assert_string_equal(json_string_value(member(pj, "resolvedError", "failedAt")), ts(T0 + 2));
+  assert_string_equal(json_string_value(member(pj, "resolvedError", "resolvedAt")), ts(T0 + 12));
+  /* kubelet's pods moved over (no policy here to correlate). */
+  assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(pj, "pods"), 0), "name")),
+                      "web");
+  /* The counters keep the failure: it happened. */
+  const struct pt_store_counters *c = pt_store_counters(s);
+  assert_int_equal(c->pulls_failed, 1);
+  assert_int_equal(c->failed_by_reason[0], 1);
+  /* kubelet's confirmation then lands on the agent pull. */
+  kev(s, "web", "Pulled", "Successfully pulled image \"" REF_V1 "\" in 3.5s (9s including waiting)", T0 + 12,
+      T0 + 13);
+  const struct pt_pull *a = pt_store_pull(s, "n1/p1");
+  assert_true(a->kubelet_duration == 3.5 && a->kubelet_waiting == 9);
+  free(kid);
+  rec_clear(&r);
+  pt_store_destroy(s);
+}
+
+static void test_kubelet_failure_resolved_by_successfully_pulled(void **state)
+{
+  struct rec r = {0};
+  struct pt_store *s = mk(&r, 0);
+  kev(s, "web", "Failed", "Failed to pull image \"" REF_V1 "\": 503 Service Unavailable", T0 + 1, T0 + 1);
+  char *kid = kubelet_pull_id(&r);
+  /* Another tag pulled: not this failure. */
+  kev(s, "web", "Pulled", "Successfully pulled image \"" REF_V2 "\" in 1s (1s including waiting)", T0 + 5, T0 + 5);
+  assert_int_equal(pt_store_pull(s, kid)->state, PT_PULL_FAILED);
+  assert_int_equal(count(&r, "pull.completed"), 0);
+  /* No agent saw the retry: kubelet's word completes it. */
+  kev(s, "web", "Pulled", "Successfully pulled image \"" REF_V1 "\" in 2.5s (4s including waiting)", T0 + 8, T0 + 9);
+  const struct pt_pull *k = pt_store_pull(s, kid);
+  assert_int_equal(k->state, PT_PULL_COMPLETED);
+  assert_int_equal(gauge_failed(s), 0);
+  assert_int_equal(gauge_completed(s), 1);
+  assert_int_equal(pt_store_counters(s)->pulls_completed, 1);
+  const json_t *pj = json_object_get(last_of(&r, "pull.completed"), "pull");
+  assert_string_equal(json_string_value(json_object_get(pj, "id")), kid);
+  assert_string_equal(json_string_value(json_object_get(pj, "source")), "kubelet");
+  assert_true(json_is_null(json_object_get(pj, "error")));
+  assert_string_equal(json_string_value(member(pj, "resolvedError", "reason")), "Failed");
+  assert_string_equal(json_string_value(member(pj, "resolvedError", "message")),
+                      "Failed to pull image \"" REF_V1 "\": 503 Service Unavailable");
+  assert_true(json_real_value(member(pj, "kubelet", "durationSeconds")) == 2.5);
+  assert_string_equal(json_string_value(json_object_get(pj, "completedAt")), ts(T0 + 8));
+  struct pt_pull_filter f = {.state_mask = 1u << PT_PULL_FAILED};
+  json_t *a = pt_store_pulls_json(s, &f, T0 + 9);
+  assert_int_equal(json_array_size(a), 0);
+  json_decref(a);
+  /* The agent's report of that pull arrives late: one pull for the image. */
+  struct layer_spec l[1] = {{'a', 100, 100, "done"}};
+  report(s, "n1", "b1", 1, T0 + 10, 1, l, true, "127.0.0.1/demo/app");
+  assert_null(pt_store_pull(s, kid));
+  assert_int_equal(gauge_completed(s), 1);
+  const struct pt_pull *ap = pt_store_pull(s, "n1/p1");
+  assert_string_equal(ap->resolved_reason, "Failed");
+  assert_true(ap->kubelet_duration == 2.5);
+  /* The image failing again later is a new failure. */
+  kev(s, "web", "Failed", "Failed to pull image \"" REF_V1 "\": 503 again", T0 + 100, T0 + 100);
+  assert_int_equal(gauge_failed(s), 1);
+  assert_int_equal(pt_store_pull(s, kid)->state, PT_PULL_FAILED);
+  /* A historic Pulled event (from before the start) resolves nothing. */
+  json_t *ev = json_pack("{s:s,s:s,s:s,s:s,s:s,s:b}", "namespace", "default", "pod", "web", "node", "n1", "reason",
+                         "Pulled", "message", "Successfully pulled image \"" REF_V1 "\" in 1s", "historic", 1);
+  assert_int_equal(pt_store_kube_event(s, ev, T0 + 101), 0);
+  json_decref(ev);
+  assert_int_equal(pt_store_pull(s, kid)->state, PT_PULL_FAILED);
+  /* A completed kubelet-only pull failing again is failed again, not completed. */
+  kev(s, "web", "Pulled", "Successfully pulled image \"" REF_V1 "\" in 1s", T0 + 102, T0 + 102);
+  assert_int_equal(pt_store_pull(s, kid)->state, PT_PULL_COMPLETED);
+  kev(s, "web", "Failed", "Failed to pull image \"" REF_V1 "\": 503 once more", T0 + 200, T0 + 200);
+  k = pt_store_pull(s, kid);
+  assert_int_equal(k->state, PT_PULL_FAILED);
+  assert_true(k->completed_at == 0);
+  assert_true(k->kubelet_pulled_at <= 0); /* that was the previous success */
+  assert_int_equal(pt_store_counters(s)->pulls_failed, 3);
+  free(kid);
+  rec_clear(&r);
+  pt_store_destroy(s);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -436,6 +678,10 @@ int main(void)
     cmocka_unit_test(test_node_lost_and_eviction),
     cmocka_unit_test(test_pulls_are_per_node),
     cmocka_unit_test(test_kubelet_failures),
+    cmocka_unit_test(test_already_present_is_not_a_pull),
+    cmocka_unit_test(test_successfully_pulled_stores_kubelets_duration),
+    cmocka_unit_test(test_kubelet_failure_superseded_by_agent_pull),
+    cmocka_unit_test(test_kubelet_failure_resolved_by_successfully_pulled),
     cmocka_unit_test(test_filters),
     cmocka_unit_test(test_policy_hooks),
   };

@@ -222,7 +222,6 @@ static void pod_apply(struct reflector *r, const json_t *obj, bool deleted)
     json_decref(slim);
     return;
   }
-  json_object_del(slim, "resourceVersion");
   struct pod_entry *ne = malloc(sizeof(*ne) + strlen(rv) + 1);
   if (ne) {
     ne->gen = r->list_gen;
@@ -232,6 +231,9 @@ static void pod_apply(struct reflector *r, const json_t *obj, bool deleted)
     else
       free(ne);
   }
+  /* Only now: rv points into the member this frees. The store does not need
+   * it (it would only make every pod update look like a change). */
+  json_object_del(slim, "resourceVersion");
   pt_store_pod_upsert(k->store, slim);
   json_decref(slim);
 }

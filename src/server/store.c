@@ -111,6 +111,8 @@ static void pull_free(struct pt_pull *p)
   free_pods(p->pods, p->npods);
   free(p->error_reason);
   free(p->error_message);
+  free(p->resolved_reason);
+  free(p->resolved_message);
   pt_policy_rate_state_clear(&p->rate);
   free(p);
 }
@@ -307,6 +309,21 @@ json_t *pt_store_pull_json(const struct pt_pull *p, bool with_layers, double now
                                               p->error_message ? p->error_message : ""));
   else
     json_object_set_new(o, "error", json_null());
+  if (p->resolved_reason)
+    json_object_set_new(o, "resolvedError",
+                        json_pack("{s:s,s:s,s:o,s:o}", "reason", p->resolved_reason, "message",
+                                  p->resolved_message ? p->resolved_message : "", "failedAt",
+                                  jtime(p->resolved_failed_at), "resolvedAt", jtime(p->resolved_at)));
+  else
+    json_object_set_new(o, "resolvedError", json_null());
+  if (p->kubelet_pulled_at > 0)
+    json_object_set_new(o, "kubelet",
+                        json_pack("{s:o,s:o,s:o}", "pulledAt", jtime(p->kubelet_pulled_at), "durationSeconds",
+                                  p->kubelet_duration >= 0 ? json_real(p->kubelet_duration) : json_null(),
+                                  "waitingSeconds",
+                                  p->kubelet_waiting >= 0 ? json_real(p->kubelet_waiting) : json_null()));
+  else
+    json_object_set_new(o, "kubelet", json_null());
   json_object_set_new(o, "startedAt", jtime(p->started_at));
   json_object_set_new(o, "completedAt", jtime(p->completed_at));
   json_object_set_new(o, "updatedAt", jtime(p->updated_at));
@@ -556,6 +573,92 @@ static void complete_pull(struct pt_store *s, struct pt_pull *p, double now)
 }
 
 static void correlate(struct pt_store *s, struct pt_pull *p, double now, bool emit_change);
+static void normalize_image(const char *in, char *out, size_t outlen);
+
+/* Seconds of slack when matching kubelet's event times (whole seconds) with
+ * the agent's: kubelet posts an event after the runtime call returns, the
+ * agent sees the result on its next poll and reports it a tick later. */
+#define KUBELET_SLACK 30.0
+
+/* Whether pull p is of kubelet's reference ref: the same repository (the
+ * agent's imageRef has neither port nor tag) and, when correlation or kubelet
+ * named p's tag, the same tag. */
+static bool pull_is_image(const struct pt_pull *p, const char *ref)
+{
+  if (!p->image_ref || !ref)
+    return false;
+  char a[1024], b[1024];
+  normalize_image(p->image_ref, a, sizeof(a));
+  normalize_image(ref, b, sizeof(b));
+  if (strcmp(a, b) != 0)
+    return false;
+  if (!p->image || streq(p->image, p->image_ref))
+    return true; /* no tag known for p: the repository decides */
+  if (pt_kube_image_normalize(p->image, a, sizeof(a)) != 0 || pt_kube_image_normalize(ref, b, sizeof(b)) != 0)
+    return true;
+  return strcmp(a, b) == 0;
+}
+
+/* Resolves the kubelet-only pulls of a's image on a's node in favour of a,
+ * the agent pull that kubelet's retry produced. Those pulls failed (or were
+ * completed by kubelet's "Successfully pulled" before a was seen): an
+ * operator wants one row for the image that says it got pulled after all,
+ * with the earlier failure kept as history in a's resolvedError, not a
+ * failure that stays current forever next to a successful pull. So the
+ * kubelet-only pull leaves the tables (pull.evicted, reason "superseded").
+ * Returns true when a changed. */
+static bool supersede_kubelet_pulls(struct pt_store *s, struct pt_pull *a, double now)
+{
+  if (a->from_kubelet)
+    return false;
+  bool changed = false;
+  struct pull_list *l = pt_map_get(&s->by_node, a->node);
+  /* Backwards: removing v[i] moves the last entry, already visited, there. */
+  for (size_t i = l ? l->n : 0; i-- > 0;) {
+    struct pt_pull *k = l->v[i];
+    bool failed = k->state == PT_PULL_FAILED;
+    bool resolved = k->state == PT_PULL_COMPLETED && k->resolved_reason;
+    if (k == a || !k->from_kubelet || !(failed || resolved) || !pull_is_image(a, k->image))
+      continue;
+    /* An agent pull that had finished before the failure is not its retry. */
+    if (a->completed_at > 0 && a->completed_at + KUBELET_SLACK < k->started_at)
+      continue;
+    if (failed) {
+      set_str(&a->resolved_reason, k->error_reason);
+      set_str(&a->resolved_message, k->error_message);
+      a->resolved_failed_at = k->finished_at;
+    } else {
+      set_str(&a->resolved_reason, k->resolved_reason);
+      set_str(&a->resolved_message, k->resolved_message);
+      a->resolved_failed_at = k->resolved_failed_at;
+    }
+    a->resolved_at = now;
+    if (a->kubelet_pulled_at <= 0 && k->kubelet_pulled_at > 0) {
+      a->kubelet_pulled_at = k->kubelet_pulled_at;
+      a->kubelet_duration = k->kubelet_duration;
+      a->kubelet_waiting = k->kubelet_waiting;
+    }
+    if (!a->npods && k->npods) {
+      a->pods = k->pods;
+      a->npods = k->npods;
+      k->pods = NULL;
+      k->npods = 0;
+    }
+    PT_LOG_INFO("kubelet's retry succeeded: the failed kubelet pull is superseded", "{s:s,s:s,s:s,s:s?}", "pull",
+                k->id, "by", a->id, "node", a->node, "reason", a->resolved_reason);
+    json_t *ev = event_new("pull.evicted", now);
+    json_object_set_new(ev, "pullId", json_string(k->id));
+    json_object_set_new(ev, "node", json_string(k->node));
+    json_object_set_new(ev, "reason", json_string("superseded"));
+    json_object_set_new(ev, "supersededBy", json_string(a->id));
+    emit(s, ev);
+    pt_map_del(&s->pulls, k->id);
+    unindex_pull(s, k);
+    pull_free(k);
+    changed = true;
+  }
+  return changed;
+}
 
 static void apply_pull(struct pt_store *s, struct pt_node *node, const struct pt_report_pull *rp,
                        double now)
@@ -653,6 +756,13 @@ static void apply_pull(struct pt_store *s, struct pt_node *node, const struct pt
   if (old_state == PT_PULL_FAILED && !is_new && st != PT_PULL_COMPLETED && p->downloaded <= old_downloaded)
     st = PT_PULL_FAILED;
   if ((old_state == PT_PULL_LOST || old_state == PT_PULL_FAILED) && st != old_state) {
+    if (old_state == PT_PULL_FAILED && p->error_reason) {
+      /* kubelet's retry got going: its failure is history now. */
+      set_str(&p->resolved_reason, p->error_reason);
+      set_str(&p->resolved_message, p->error_message);
+      p->resolved_failed_at = p->finished_at;
+      p->resolved_at = now;
+    }
     p->lost_at = 0;
     p->finished_at = 0;
     free(p->error_reason);
@@ -676,6 +786,7 @@ static void apply_pull(struct pt_store *s, struct pt_node *node, const struct pt
     policy_emit(s, "pull.started", p, now, -1);
     if (st == PT_PULL_COMPLETED) {
       complete_pull(s, p, now);
+      supersede_kubelet_pulls(s, p, now);
       emit_pull(s, "pull.completed", p, true, now);
       policy_emit(s, "pull.completed", p, now, -1);
     } else if (st == PT_PULL_STALLED) {
@@ -686,6 +797,7 @@ static void apply_pull(struct pt_store *s, struct pt_node *node, const struct pt
   }
   if (st == PT_PULL_COMPLETED && old_state != PT_PULL_COMPLETED) {
     complete_pull(s, p, now);
+    supersede_kubelet_pulls(s, p, now);
     emit_pull(s, "pull.completed", p, true, now);
     policy_emit(s, "pull.completed", p, now, -1);
   } else if (st == PT_PULL_STALLED && old_state != PT_PULL_STALLED) {
@@ -1111,6 +1223,81 @@ static bool failure_reason(const char *r)
   return failure_reason_index(r) >= 0;
 }
 
+/* kubelet's part of a finished pull: which pull a "Successfully pulled"
+ * event confirms, its durations, and the failures it resolves. */
+static void kubelet_pulled(struct pt_store *s, const json_t *event, const char *node, const char *image,
+                           const struct pt_kube_msg *msg, double now)
+{
+  if (!image || !*image)
+    return;
+  json_t *lt = json_object_get(event, "lastTimestamp");
+  double at = json_is_number(lt) && json_number_value(lt) > 0 ? json_number_value(lt) : now;
+  double took = fmax(msg->duration, msg->waiting); /* < 0: not given */
+  struct pt_pull *a = NULL, *k = NULL;
+  const struct pull_list *l = node_pulls(s, node);
+  for (size_t i = 0; i < l->n; i++) {
+    struct pt_pull *p = l->v[i];
+    if (!pull_is_image(p, image))
+      continue;
+    if (p->from_kubelet) {
+      if (p->state == PT_PULL_FAILED)
+        k = p;
+      continue;
+    }
+    /* The agent pull kubelet just finished: one still in flight that started
+     * within the pull's duration, or one that completed about when kubelet
+     * said so. Older pulls of the image are other pulls. */
+    bool fits = false;
+    if (p->state == PT_PULL_COMPLETED)
+      fits = fabs(p->completed_at - at) <= KUBELET_SLACK;
+    else if (is_active(p))
+      fits = p->started_at <= at + KUBELET_SLACK && (took < 0 || p->started_at >= at - took - KUBELET_SLACK);
+    if (fits && (!a || p->started_at > a->started_at))
+      a = p;
+  }
+  struct pt_pull *target = a ? a : k;
+  if (!target)
+    return;
+  bool changed = false;
+  if (target->kubelet_pulled_at <= 0) {
+    target->kubelet_pulled_at = at;
+    target->kubelet_duration = msg->duration;
+    target->kubelet_waiting = msg->waiting;
+    changed = true;
+  }
+  if (a) {
+    changed |= supersede_kubelet_pulls(s, a, now);
+    if (changed) {
+      a->updated_at = now;
+      emit_pull(s, "pull.progress", a, false, now);
+    }
+  } else {
+    /* No agent saw the retry (no agent on the node, or it finished between
+     * two polls and is not reported yet): kubelet's word completes the
+     * failed kubelet-only pull, the failure becomes history. */
+    set_str(&k->resolved_reason, k->error_reason);
+    set_str(&k->resolved_message, k->error_message);
+    k->resolved_failed_at = k->finished_at;
+    k->resolved_at = now;
+    free(k->error_reason);
+    free(k->error_message);
+    k->error_reason = k->error_message = NULL;
+    k->state = PT_PULL_COMPLETED;
+    k->completed_at = at;
+    k->finished_at = now;
+    k->updated_at = now;
+    k->eta = -1;
+    s->counters.pulls_completed++;
+    PT_LOG_INFO("kubelet's retry succeeded: the failed kubelet pull is completed", "{s:s,s:s,s:s?}", "pull", k->id,
+                "node", k->node, "reason", k->resolved_reason);
+    emit_pull(s, "pull.completed", k, true, now);
+    policy_emit(s, "pull.completed", k, now, -1);
+  }
+  struct pt_node *n = pt_map_get(&s->nodes, node);
+  if (n)
+    count_node_pulls(s, n);
+}
+
 int pt_store_kube_event(struct pt_store *s, const json_t *event, double now)
 {
   const char *ns = json_string_value(json_object_get(event, "namespace"));
@@ -1119,6 +1306,13 @@ int pt_store_kube_event(struct pt_store *s, const json_t *event, double now)
   const char *message = json_string_value(json_object_get(event, "message"));
   if (!ns || !pod || !reason)
     return -EINVAL;
+  struct pt_kube_msg msg;
+  pt_kube_message_parse(reason, message, &msg);
+  /* "already present on machine" is not a pull, and it is the most frequent
+   * image event of all (every container start): recording it would only push
+   * the Pulling events that correlation needs out of the bounded list. */
+  if (msg.kind == PT_KUBE_MSG_PRESENT)
+    return 0;
   const char *node = json_string_value(json_object_get(event, "node"));
   json_t *copy = json_deep_copy(event);
   if (!copy)
@@ -1136,7 +1330,14 @@ int pt_store_kube_event(struct pt_store *s, const json_t *event, double now)
     json_array_remove(s->events, 0);
   s->kube_gen++;
   node = json_string_value(json_object_get(copy, "node"));
-  if (!node || !failure_reason(reason) || json_is_true(json_object_get(event, "historic")))
+  if (!node || json_is_true(json_object_get(event, "historic")))
+    return 0;
+  if (msg.kind == PT_KUBE_MSG_PULLED) {
+    const char *img = json_string_value(json_object_get(event, "image"));
+    kubelet_pulled(s, event, node, img ? img : msg.image, &msg, now);
+    return 0;
+  }
+  if (!failure_reason(reason))
     return 0;
 
   /* The image: an explicit member, or the quoted name in kubelet's message. */
@@ -1209,6 +1410,14 @@ int pt_store_kube_event(struct pt_store *s, const json_t *event, double now)
   if (!created && match->state == PT_PULL_FAILED && streq(match->error_reason, reason) &&
       streq(match->error_message, message))
     return 0;
+  if (match->state == PT_PULL_COMPLETED && match->from_kubelet) {
+    /* kubelet completed it once, and now the image fails again: a new
+     * failure of the same kubelet-only pull. */
+    json_t *ft = json_object_get(event, "firstTimestamp");
+    match->started_at = json_is_number(ft) ? json_number_value(ft) : now;
+    match->completed_at = 0;
+    match->kubelet_pulled_at = 0;
+  }
   bool was_failed = match->state == PT_PULL_FAILED;
   match->state = PT_PULL_FAILED;
   match->finished_at = now;

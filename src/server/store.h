@@ -69,6 +69,15 @@ struct pt_pull {
   uint64_t correlated_gen; /* kube generation the pods were computed for */
   char *error_reason, *error_message;
   uint64_t report_gen;     /* generation of the node report that last named it */
+  /* kubelet's `Successfully pulled image "X" in 1.2s (1.5s including
+   * waiting)` for this pull: kubelet_pulled_at > 0 once one matched; the
+   * durations are < 0 when the message did not give them. */
+  double kubelet_pulled_at, kubelet_duration, kubelet_waiting;
+  /* A kubelet failure of this image on this node that a later successful
+   * retry resolved: history, no longer a current failure. resolved_reason is
+   * NULL when there is none. */
+  char *resolved_reason, *resolved_message;
+  double resolved_failed_at, resolved_at;
 };
 
 struct pt_node {
@@ -184,7 +193,19 @@ int pt_store_pod_delete(struct pt_store *s, const char *ns, const char *name);
 /* Records a kubelet event. A failure reason (Failed, ErrImagePull,
  * ImagePullBackOff, BackOff, ErrImageNeverPull, InspectFailed) for an image
  * fails the matching active pull on that node with the kubelet's message, or
- * creates a kubelet-only pull in state failed when no agent pull matches. */
+ * creates a kubelet-only pull in state failed when no agent pull matches.
+ *
+ * `Successfully pulled image "X" in ...` stores kubelet's durations on the
+ * agent pull of X on that node that it confirms (active, or completed about
+ * then). A failed kubelet-only pull of X on that node is resolved: merged into
+ * that agent pull (removed with a pull.evicted whose reason is "superseded",
+ * its failure kept in the agent pull's resolvedError), or, when no agent pull
+ * matches, completed itself with the failure in resolvedError. An agent pull
+ * that completes resolves the failed kubelet-only pulls of its image the same
+ * way.
+ *
+ * `Container image "X" already present on machine` is not a pull: it is
+ * dropped without being recorded and changes nothing. */
 int pt_store_kube_event(struct pt_store *s, const json_t *event, double now);
 
 #endif
