@@ -75,6 +75,16 @@ def test_ui_kubelet_failure_and_pods(stack, server_binary, cri_available, build_
             raise
         print(f"the failed pull reached the server's API after {time.monotonic() - t0:.1f}s")
 
+        # kubelet confirms the good pull with its own duration, which the details show.
+        def ok_pull():
+            return next((p for p in requests.get(url + "/api/v1/pulls", timeout=5)
+                         .json()["pulls"] if p["image"] == ok_ref), None)
+        wait_until(lambda: (ok_pull() or {}).get("state") == "completed", 90,
+                   what="the good pull completed")
+        kube.add_event(ok_pod, "Pulled", f'Successfully pulled image "{ok_ref}" in 8.25s '
+                                         f'(8.5s including waiting)')
+        wait_until(lambda: (ok_pull() or {}).get("kubelet"), 20, what="kubelet's duration")
+
         cfg = {"url": url + "/", "okImage": ok_ref, "okPod": "shop/web-1",
                "failedImage": bad_ref, "failedPod": "batch/job-7",
                "shots": str(Path(build_dir) / "ui-screenshots"), "chromium": CHROMIUM}
@@ -86,8 +96,8 @@ def test_ui_kubelet_failure_and_pods(stack, server_binary, cri_available, build_
         for p in requests.get(url + "/api/v1/pulls", timeout=5).json()["pulls"]:
             print("server pull:", p["id"], p["image"], p["state"], p["error"], p["pods"])
         assert res.returncode == 0, f"{[m for m in msgs if 'error' in m]}\n{res.stderr[-3000:]}"
-        assert [m["phase"] for m in msgs if "phase" in m] == ["correlated", "failed", "filters",
-                                                              "done"]
+        assert [m["phase"] for m in msgs if "phase" in m] == ["correlated", "kubelet", "failed",
+                                                              "filters", "done"]
         assert srv.running()
     finally:
         kube.close()

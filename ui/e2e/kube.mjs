@@ -27,6 +27,13 @@ try {
   if (shownTag !== `:${tag}`) fail(`tag shown as "${shownTag}", want ":${tag}"`);
   phase('correlated', { pods: await okRow.locator('.c-pods').textContent() });
 
+  // kubelet's "Successfully pulled ... in 8.25s" shows in the good pull's details.
+  await okRow.click();
+  const okDetails = page.locator('[data-testid=details]');
+  await until('kubelet duration', async () => /pulled in 8s/.test((await okDetails.locator('[data-testid=d-kubelet]').textContent()) ?? ''), 15000);
+  phase('kubelet', { text: await okDetails.locator('[data-testid=d-kubelet]').textContent() });
+  await okDetails.getByLabel('Close details').click();
+
   // The kubelet's failure: a row in state failed, the message in the details.
   const failedRow = page.locator('.pull-row[data-state=failed]', { hasText: cfg.failedImage.split('/').pop() }).first();
   await failedRow.waitFor({ state: 'visible', timeout: 30000 });

@@ -27,6 +27,19 @@ export interface PullError {
   message: string;
 }
 
+/** A kubelet failure of this image on this node that a later retry got past. */
+export interface ResolvedError extends PullError {
+  failedAt: string | null;
+  resolvedAt: string | null;
+}
+
+/** What kubelet's "Successfully pulled image ... in Xs" event said. */
+export interface KubeletPulled {
+  pulledAt: string | null;
+  durationSeconds: number | null;
+  waitingSeconds: number | null;
+}
+
 export interface Pull {
   id: string;
   node: string;
@@ -36,6 +49,9 @@ export interface Pull {
   source: 'agent' | 'kubelet';
   state: PullState;
   error: PullError | null;
+  /** Absent from servers older than this UI. */
+  resolvedError?: ResolvedError | null;
+  kubelet?: KubeletPulled | null;
   startedAt: string | null;
   completedAt: string | null;
   updatedAt: string | null;

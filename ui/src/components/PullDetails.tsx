@@ -94,6 +94,12 @@ export function PullDetails({
             <p>{p.error.message}</p>
           </div>
         )}
+        {p.resolvedError && (
+          <div className="note-box" data-testid="pull-resolved-error">
+            <strong>Earlier failure, resolved by a retry: {p.resolvedError.reason}</strong>
+            <p>{p.resolvedError.message}</p>
+          </div>
+        )}
         <Bar percent={p.percent} state={p.state} label={`Progress of ${p.image ?? 'unknown image'}`} size="lg" />
         <dl className="fields">
           <Field k="progress" testid="d-percent">{formatPercent(p.percent)}</Field>
@@ -115,6 +121,11 @@ export function PullDetails({
             <span title={p.indexDigest ?? ''}>{shortDigest(p.indexDigest)}</span>
           </Field>
           <Field k="source">{p.source}</Field>
+          <Field k="kubelet says" testid="d-kubelet">
+            {p.kubelet && p.kubelet.durationSeconds != null
+              ? `pulled in ${formatDuration(p.kubelet.durationSeconds)}`
+              : DASH}
+          </Field>
           <Field k="id">
             <span className="wrap">{p.id}</span>
           </Field>
