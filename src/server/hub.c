@@ -24,6 +24,9 @@ struct client {
   struct pt_http_conn *conn;
   char *node, *ns;
   bool dropped;
+  /* Frames published during this loop pass, written at once before the loop
+   * polls again: one write per client per pass instead of one per event. */
+  struct pt_buf out;
   struct client *prev, *next;
 };
 
@@ -37,6 +40,9 @@ struct pt_hub_subscription {
 struct pt_hub {
   uv_loop_t *loop;
   uv_timer_t timer;
+  uv_prepare_t flush;
+  bool flush_pending;
+  int open_handles;
   struct pt_hub_options opts;
   pt_hub_snapshot_fn snapshot;
   void *ud;
@@ -71,6 +77,7 @@ bool pt_hub_filter_match(const char *ev_node, const char *ev_nss, const char *no
 
 static void client_free(struct client *c)
 {
+  pt_buf_close(&c->out);
   free(c->node);
   free(c->ns);
   free(c);
@@ -107,17 +114,42 @@ static void drop(struct client *c)
   pt_http_conn_close(c->conn, true);
 }
 
+static void client_flush(struct client *c)
+{
+  if (c->out.len && !c->dropped && pt_http_conn_write(c->conn, c->out.data, c->out.len) == 0)
+    c->hub->stats.bytes += c->out.len;
+  pt_buf_reset(&c->out);
+}
+
+/* Runs before the loop polls: every event published since the last pass
+ * (from timers, or from requests handled in the last poll) goes out now. */
+static void flush_cb(uv_prepare_t *h)
+{
+  struct pt_hub *hub = h->data;
+  uv_prepare_stop(&hub->flush);
+  hub->flush_pending = false;
+  for (struct client *c = hub->clients; c; c = c->next)
+    client_flush(c);
+}
+
 /* Returns false when the client was dropped (and may already be freed). */
 static bool client_send(struct client *c, const char *data, size_t len)
 {
   if (c->dropped)
     return false;
-  if (pt_http_conn_queued(c->conn) + len > c->hub->opts.client_queue_max) {
+  struct pt_hub *hub = c->hub;
+  if (pt_http_conn_queued(c->conn) + c->out.len + len > hub->opts.client_queue_max) {
     drop(c);
     return false;
   }
-  if (pt_http_conn_write(c->conn, data, len) == 0)
-    c->hub->stats.bytes += len;
+  if (pt_buf_append(&c->out, data, len) != 0) {
+    drop(c);
+    return false;
+  }
+  if (!hub->flush_pending) {
+    hub->flush_pending = true;
+    uv_prepare_start(&hub->flush, flush_cb);
+  }
   return true;
 }
 
@@ -156,14 +188,19 @@ struct pt_hub *pt_hub_create(uv_loop_t *loop, const struct pt_hub_options *opts,
   hub->ud = ud;
   uv_timer_init(loop, &hub->timer);
   hub->timer.data = hub;
+  uv_prepare_init(loop, &hub->flush);
+  hub->flush.data = hub;
+  hub->open_handles = 2;
   uint64_t ms = (uint64_t)(hub->opts.heartbeat * 1000);
   uv_timer_start(&hub->timer, heartbeat_cb, ms, ms);
   return hub;
 }
 
-static void timer_closed(uv_handle_t *h)
+static void handle_closed(uv_handle_t *h)
 {
   struct pt_hub *hub = h->data;
+  if (--hub->open_handles > 0)
+    return;
   for (size_t i = 0; i < hub->opts.ring_size; i++)
     entry_clear(&hub->ring[i]);
   free(hub->ring);
@@ -183,7 +220,8 @@ void pt_hub_destroy(struct pt_hub *hub)
     client_free(c);
   }
   uv_timer_stop(&hub->timer);
-  uv_close((uv_handle_t *)&hub->timer, timer_closed);
+  uv_close((uv_handle_t *)&hub->timer, handle_closed);
+  uv_close((uv_handle_t *)&hub->flush, handle_closed);
 }
 
 /* Filter keys of an event: its node and the namespaces of its pods. */
@@ -337,6 +375,7 @@ void pt_hub_stream_start(void *ud, struct pt_http_conn *conn)
   }
   c->hub = hub;
   c->conn = conn;
+  pt_buf_init(&c->out);
   c->node = s->node;
   c->ns = s->ns;
   s->node = s->ns = NULL;
@@ -382,6 +421,7 @@ void pt_hub_shutdown(struct pt_hub *hub, const char *comment)
   while (c) {
     struct client *next = c->next; /* closing may free c */
     if (!c->dropped) {
+      client_flush(c);
       pt_http_conn_write(c->conn, b.data, b.len);
       pt_http_conn_close(c->conn, false);
     }
