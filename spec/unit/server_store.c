@@ -605,6 +605,71 @@ static void test_kubelet_failure_superseded_by_agent_pull(void **state)
   pt_store_destroy(s);
 }
 
+/* A rollout to a tag that does not exist, beside a pull of another tag of the
+ * same repository on the node: kubelet's failure is a failed pull of its own
+ * and leaves the other tag's pull alone. */
+static void test_failure_of_another_tag_spares_the_pull_in_flight(void **state)
+{
+  struct pt_policy_options po = {0};
+  char err[1024];
+  struct pt_policy *pol = pt_policy_create(&po, err, sizeof(err));
+  assert_non_null(pol);
+  struct rec r = {0};
+  struct pt_store_options o = {.on_event = on_event, .ud = &r, .policy = pol, .node_lost_grace = 60,
+                               .history_ttl = 600};
+  struct pt_store *s = pt_store_create(&o);
+  const char *pods[][2] = {{"web-1", REF_V1}, {"web-2", REF_V2}};
+  for (int i = 0; i < 2; i++) {
+    json_t *pod = json_pack("{s:s,s:s,s:s,s:s,s:[{s:s,s:s}]}", "namespace", "default", "name", pods[i][0], "uid",
+                            pods[i][0], "node", "n1", "containers", "name", "web", "image", pods[i][1]);
+    assert_int_equal(pt_store_pod_upsert(s, pod), 0);
+    json_decref(pod);
+  }
+  kev(s, "web-1", "Pulling", "Pulling image \"" REF_V1 "\"", T0, T0);
+  struct layer_spec l[1] = {{'a', 100, 10, "downloading"}};
+  report(s, "n1", "b1", 1, T0 + 1, 1, l, false, "127.0.0.1/demo/app");
+  pt_store_tick(s, T0 + 1);
+  const struct pt_pull *p = pt_store_pull(s, "n1/p1");
+  assert_non_null(p);
+  assert_string_equal(p->image, REF_V1);
+
+  kev(s, "web-2", "Pulling", "Pulling image \"" REF_V2 "\"", T0 + 2, T0 + 2);
+  kev(s, "web-2", "Failed", "Failed to pull image \"" REF_V2 "\": rpc error: code = NotFound desc = not found",
+      T0 + 2, T0 + 2);
+  char *kid = kubelet_pull_id(&r);
+  kev(s, "web-2", "BackOff", "Back-off pulling image \"" REF_V2 "\"", T0 + 3, T0 + 3);
+  assert_int_equal(p->state, PT_PULL_PULLING);
+  assert_null(p->error_reason);
+  const struct pt_pull *k = pt_store_pull(s, kid);
+  assert_non_null(k);
+  assert_true(k->from_kubelet);
+  assert_int_equal(k->state, PT_PULL_FAILED);
+  assert_string_equal(k->image, REF_V2);
+  assert_string_equal(k->error_reason, "BackOff");
+  assert_int_equal(gauge_failed(s), 1);
+
+  /* v1 completing resolves nothing of v2's failure. */
+  l[0] = (struct layer_spec){'a', 100, 100, "done"};
+  report(s, "n1", "b1", 2, T0 + 4, 1, l, true, "127.0.0.1/demo/app");
+  assert_int_equal(p->state, PT_PULL_COMPLETED);
+  assert_null(p->resolved_reason);
+  assert_non_null(pt_store_pull(s, kid));
+  assert_int_equal(gauge_failed(s), 1);
+
+  /* A failure of a third tag is another kubelet-only pull, not v2's. */
+  kev(s, "web-2", "Failed", "Failed to pull image \"127.0.0.1:5001/demo/app:v3\": not found", T0 + 5, T0 + 5);
+  char *kid3 = kubelet_pull_id(&r);
+  assert_string_not_equal(kid3, kid);
+  assert_string_equal(pt_store_pull(s, kid)->image, REF_V2);
+  assert_string_equal(pt_store_pull(s, kid3)->image, "127.0.0.1:5001/demo/app:v3");
+  assert_int_equal(gauge_failed(s), 2);
+  free(kid);
+  free(kid3);
+  pt_store_destroy(s);
+  rec_clear(&r);
+  pt_policy_destroy(pol);
+}
+
 static void test_kubelet_failure_resolved_by_successfully_pulled(void **state)
 {
   struct rec r = {0};
@@ -682,6 +747,7 @@ int main(void)
     cmocka_unit_test(test_successfully_pulled_stores_kubelets_duration),
     cmocka_unit_test(test_kubelet_failure_superseded_by_agent_pull),
     cmocka_unit_test(test_kubelet_failure_resolved_by_successfully_pulled),
+    cmocka_unit_test(test_failure_of_another_tag_spares_the_pull_in_flight),
     cmocka_unit_test(test_filters),
     cmocka_unit_test(test_policy_hooks),
   };

@@ -1358,24 +1358,29 @@ int pt_store_kube_event(struct pt_store *s, const json_t *event, double now)
   char norm[1024];
   normalize_image(image, norm, sizeof(norm));
 
+  /* The pull of that image on the node: the same repository, and the same tag
+   * when correlation named the pull's. A rollout to a tag that does not exist
+   * must not fail the pull of another tag of the repository in flight beside
+   * it (and then leave no failed pull of its own once that pull moves on). */
   struct pt_pull *match = NULL;
   const struct pull_list *l = node_pulls(s, node);
   for (size_t i = 0; i < l->n; i++) {
     struct pt_pull *p = l->v[i];
-    if (!p->image_ref)
-      continue;
-    char pn[1024];
-    normalize_image(p->image_ref, pn, sizeof(pn));
-    if (strcmp(pn, norm) != 0 || !(is_active(p) || p->state == PT_PULL_FAILED || p->state == PT_PULL_LOST))
+    if (!pull_is_image(p, image) || !(is_active(p) || p->state == PT_PULL_FAILED || p->state == PT_PULL_LOST))
       continue;
     if (!match || p->started_at > match->started_at)
       match = p;
   }
   bool created = false;
   if (!match) {
+    /* One kubelet-only pull per node and reference (with its tag): failures
+     * of two tags of a repository are two pulls. */
+    char full[1024];
+    if (pt_kube_image_normalize(image, full, sizeof(full)) != 0)
+      snprintf(full, sizeof(full), "%s", norm);
     char id[1200];
     uint64_t h = 1469598103934665603ULL;
-    for (const char *c = norm; *c; c++)
+    for (const char *c = full; *c; c++)
       h = (h ^ (unsigned char)*c) * 1099511628211ULL;
     snprintf(id, sizeof(id), "%s/kubelet-%016llx", node, (unsigned long long)h);
     match = pt_map_get(&s->pulls, id);
