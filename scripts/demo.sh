@@ -5,8 +5,11 @@
 #
 # The demo (spec/e2e/harness/demo.py, the e2e tests' own harness) starts a private
 # containerd, docker-registry on 127.0.0.1:5000, a throttling nginx on 127.0.0.1:5001,
-# pulltrace-server on 127.0.0.1:8080 (metrics :9090) and pulltrace-agent, then pulls demo
-# images through CRI in a loop. Ctrl-C stops everything it started.
+# pulltrace-server on 127.0.0.1:8080 (metrics :9090) watching a fake Kubernetes API server
+# (HTTPS, 127.0.0.1) and pulltrace-agent, then pulls demo images through CRI in a loop, standing
+# in for kubelet: a pod and kubelet's events for each pull, and now and then a pod whose image
+# tag does not exist (a failed pull). --no-kube leaves Kubernetes out. Ctrl-C stops everything
+# it started.
 # Environment: PT_BUILD_DIR (default: build), PT_SKIP_DEPS=1, PT_SKIP_BUILD=1.
 set -euo pipefail
 

@@ -222,6 +222,51 @@ def test_receiver_stores_reports_in_order_and_fails_on_demand():
         assert rec.wait_for(lambda r: r["seq"] == 7, timeout=5, start=2)["seq"] == 7
 
 
+def test_kubeapi_watch_sends_every_change_between_bookmarks(tmp_path):
+    """The fake API server's watch loses nothing: a change made while the watch waits for
+    one is sent before a bookmark moves the watch's resourceVersion past it."""
+    import threading
+
+    from harness.kubeapi import KubeAPI
+
+    api = KubeAPI(tmp_path / "kube", bookmark_interval=0.02).start()
+    try:
+        resp = requests.get(api.url + "/api/v1/pods", stream=True, timeout=(5, 10),
+                            params={"watch": "1", "allowWatchBookmarks": "true",
+                                    "timeoutSeconds": "8"},
+                            headers={"Authorization": f"Bearer {api.token}"},
+                            verify=str(api.ca_file))
+        got = []
+
+        def read():
+            try:
+                for line in resp.iter_lines():
+                    if line:
+                        got.append(json.loads(line))
+            except (requests.RequestException, AttributeError, ValueError):
+                pass  # closed by the test
+        t = threading.Thread(target=read, daemon=True)
+        t.start()
+        wait_until(lambda: api.active_watches("pods") == 1, 5, what="the watch")
+        for i in range(30):
+            api.add_pod("ns", f"p{i}", "n", ["img"])
+            if i % 3 == 0:
+                api.delete_pod("ns", f"p{i}")
+            time.sleep(0.03)
+        want = [("ADDED", f"p{i}") for i in range(30)] + \
+            [("DELETED", f"p{i}") for i in range(0, 30, 3)]
+
+        def changes():
+            return [(e["type"], e["object"]["metadata"]["name"]) for e in list(got)
+                    if e["type"] != "BOOKMARK"]
+        wait_until(lambda: sorted(changes()) == sorted(want), 5,
+                   what=f"every change on the watch (got {len(changes())} of {len(want)})")
+        assert any(e["type"] == "BOOKMARK" for e in got)
+        resp.close()
+    finally:
+        api.close()
+
+
 def test_daemon_is_stopped_by_term_then_kill(tmp_path):
     d = Daemon("sleeper", "/bin/sleep", tmp_path / "sleep.log", args=["30"]).start()
     status, took = d.stop(timeout=5)
@@ -251,7 +296,9 @@ def test_daemon_gets_only_the_env_it_is_given(tmp_path, monkeypatch):
 @pytest.mark.parametrize("mode", ["once", "sigint"])
 def test_demo_runs_and_stops_everything(build_dir, mode):
     """scripts/demo.sh's orchestration, small and fast, on free ports: one round of pulls
-    (--once), or the endless loop stopped by SIGINT as Ctrl-C does."""
+    with Kubernetes (--once): the server's API shows the pulls with their pods and tags and
+    the failing rollout's pull failed with kubelet's message; or the endless loop without
+    Kubernetes (--no-kube) stopped by SIGINT as Ctrl-C does."""
     import os
     import re
     import sys
@@ -262,16 +309,30 @@ def test_demo_runs_and_stops_everything(build_dir, mode):
 
     if find_binary("pulltrace-agent", build_dir, required=False) is None:
         pytest.fail(f"pulltrace-agent is not built in {build_dir}")
+    with_server = find_binary("pulltrace-server", build_dir, required=False) is not None
     here = Path(__file__).resolve().parent
+    http_addr, nginx_port = f"127.0.0.1:{free_port()}", free_port()
+    # --once: slow enough (about 4 s a pull) that the agent sees every pull in flight.
+    rate = 256 << 10 if mode == "once" else 4 << 20
     argv = [sys.executable, "-m", "harness.demo", "--build-dir", str(build_dir),
-            "--scale", "0.05", "--rate", str(4 << 20), "--pause", "0",
-            "--registry-port", str(free_port()), "--nginx-port", str(free_port()),
-            "--http-addr", f"127.0.0.1:{free_port()}",
-            "--metrics-addr", f"127.0.0.1:{free_port()}"]
-    if mode == "once":
-        argv.append("--once")
+            "--scale", "0.05", "--rate", str(rate), "--pause", "2" if mode == "once" else "0",
+            "--registry-port", str(free_port()), "--nginx-port", str(nginx_port),
+            "--http-addr", http_addr, "--metrics-addr", f"127.0.0.1:{free_port()}"]
+    argv += ["--once"] if mode == "once" else ["--no-kube"]
     env = dict(os.environ, PYTHONPATH=str(here), PYTHONDONTWRITEBYTECODE="1")
     log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"pt-demo-test-{os.getpid()}.log"
+    seen = {}  # pull id -> every distinct version of it the server's API showed
+
+    def poll_api():
+        try:
+            pulls = requests.get(f"http://{http_addr}/api/v1/pulls", timeout=2).json()["pulls"]
+        except (requests.RequestException, ValueError, KeyError):
+            return
+        for p in pulls:
+            versions = seen.setdefault(p["id"], [])
+            if p not in versions:
+                versions.append(p)
+
     with open(log_path, "w+") as log:
         demo = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=here)
         try:
@@ -281,7 +342,11 @@ def test_demo_runs_and_stops_everything(build_dir, mode):
                 demo.send_signal(signal.SIGINT)
                 rc = demo.wait(timeout=30)
             else:
-                rc = demo.wait(timeout=240)
+                deadline = time.monotonic() + 240
+                while demo.poll() is None and time.monotonic() < deadline:
+                    poll_api()
+                    time.sleep(0.25)
+                rc = demo.wait(timeout=max(1, deadline - time.monotonic()))
         finally:
             if demo.poll() is None:
                 demo.kill()
@@ -301,3 +366,39 @@ def test_demo_runs_and_stops_everything(build_dir, mode):
             "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2], f"pid {pid} left running"
     workdir = re.search(r"working directory (\S+)", out).group(1)
     assert not Path(workdir).exists()
+    if mode == "sigint":
+        assert "Kubernetes" not in out, out
+        return
+    if not with_server:
+        pytest.fail(f"pulltrace-server is not built in {build_dir}: the Kubernetes part of "
+                    f"the demo needs it")
+
+    # Kubernetes on: pods and tags from the fake API server and kubelet's events.
+    assert "fake Kubernetes API server https://127.0.0.1:" in out, out
+    versions = [v for vs in seen.values() for v in vs]
+    host = f"127.0.0.1:{nginx_port}"
+    pods = {(p["namespace"], p["name"], p.get("container"))
+            for v in versions if v["image"] == f"{host}/demo/web:1.4" for p in v["pods"]}
+    assert ("shop", "web-1", "web") in pods, json.dumps(versions, indent=1)
+    assert any(v["image"] == f"{host}/demo/batch:3.1" and v["state"] == "completed" and
+               [(p["namespace"], p["name"]) for p in v["pods"]] == [("batch", "job-1")]
+               for v in versions), json.dumps(versions, indent=1)
+    # The failing rollout: kubelet's Failed event with the CRI error, then its BackOff.
+    bad_ref = f"{host}/demo/web:1.5"
+    m = re.search(r"(shop/web-\d+): Failed: (Failed to pull image .*)", out)
+    assert m, out
+    bad_pod, message = m.group(1), m.group(2)
+    assert message.startswith(f'Failed to pull image "{bad_ref}": rpc error: code = NotFound '
+                              f'desc = ') and "not found" in message, message
+    failed = [v for v in versions if v["image"] == bad_ref]
+    assert failed and all(v["state"] == "failed" and v["source"] == "kubelet" for v in failed), \
+        json.dumps(failed, indent=1)
+    assert len({v["id"] for v in failed}) == 1, json.dumps(failed, indent=1)
+    assert [f"{p['namespace']}/{p['name']}" for p in failed[0]["pods"]] == [bad_pod]
+    errors = [v["error"] for v in failed]
+    assert {"reason": "Failed", "message": message} in errors, json.dumps(errors, indent=1)
+    assert errors[-1] == {"reason": "BackOff",
+                          "message": f'Back-off pulling image "{bad_ref}"'}, errors
+    # The demo's own summary of the server's view names the pods too.
+    assert re.search(rf"completed +{re.escape(host)}/demo/web:1.4 +pods: shop/web-1", out), out
+    assert re.search(rf"failed +{re.escape(bad_ref)} +pods: {bad_pod} +error: BackOff", out), out

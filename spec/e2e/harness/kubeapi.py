@@ -15,9 +15,10 @@ Kubernetes API reference (core/v1 Pod, Event, PodList, EventList, Status):
 - A `resourceVersion` older than the compaction point gets `410 Gone` (an ERROR event carrying
   a Status with code 410 on a watch, or the HTTP status itself with `gone_mode="http"`).
 
-Test hooks: add/modify/delete pods, add or repeat events, `drop_watches()`, `compact()` (every
-older resourceVersion expires: the next watch gets 410), `restart()` (same port, same state),
-`set_token()`, and request counters.
+Test hooks: add/modify/delete pods, add, repeat or delete events, `drop_watches()`, `compact()`
+(every older resourceVersion expires: the next watch gets 410), `trim_history()` (etcd-style
+compaction of all but the newest changes), `restart()` (same port, same state), `set_token()`,
+and request counters.
 """
 
 import base64
@@ -381,6 +382,28 @@ users:
             new["lastTimestamp"] = k8s_time(at)
             return self._commit("events", "MODIFIED", new, old)
 
+    def delete_event(self, event):
+        """The event leaves the API (DELETED), as when the API server's event TTL expires."""
+        key = (event["metadata"]["namespace"], event["metadata"]["name"])
+        with self.lock:
+            old = self.objects["events"].get(key)
+            if old is None:
+                return None
+            return self._commit("events", "DELETED", json.loads(json.dumps(old)), old)
+
+    def trim_history(self, keep=1000):
+        """Forgets all but the newest `keep` changes, like etcd's periodic compaction: a
+        watch that is behind them gets 410 Gone and relists; current watches go on. Keeps a
+        long-running process (the demo) from growing without bound."""
+        with self.lock:
+            if len(self.history) <= keep:
+                return 0
+            drop = len(self.history) - keep
+            self.compacted = max(self.compacted, self.history[drop - 1][0])
+            del self.history[:drop]
+            self.lock.notify_all()
+        return drop
+
     def compact(self):
         """Every resourceVersion up to now expires: resuming from one answers 410 Gone."""
         with self.lock:
@@ -556,9 +579,12 @@ class _Handler(BaseHTTPRequestHandler):
                             elif was_in:
                                 out.append(("DELETED", obj))
                             since = rv
-                        if not out:
-                            api.lock.wait(timeout=min(0.2, max(0.0, deadline - now)))
+                    # Every change up to here was looked at. Read before waiting: a change
+                    # made during the wait is sent on the next pass, and a bookmark must
+                    # not skip past it.
                     cur = api.rv
+                    if not out:
+                        api.lock.wait(timeout=min(0.2, max(0.0, deadline - now)))
                 for typ, obj in out:
                     self._chunk({"type": typ, "object": obj})
                     if typ == "ERROR":
