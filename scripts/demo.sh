@@ -29,7 +29,8 @@ fi
 
 [[ "${PT_SKIP_DEPS:-0}" == 1 ]] || scripts/install-deps.sh demo
 if [[ "${PT_SKIP_BUILD:-0}" != 1 ]]; then
-  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+  # The demo is the UI: turn it on even if an older configure of this directory had it off.
+  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPT_BUILD_UI=ON
   cmake --build "$build" -j "$(nproc 2>/dev/null || echo 2)"
 fi
 

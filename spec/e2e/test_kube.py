@@ -440,7 +440,7 @@ def test_kubelet_retry_supersedes_its_failed_kubelet_pull(stack, kube, cri_avail
     agent = find(srv, lambda p: p["id"] == agent["id"])
     assert agent["state"] == "completed" and agent["error"] is None
     assert agent["resolvedError"]["reason"] == "BackOff"
-    assert agent["resolvedError"]["message"] == backoff_msg
+    assert agent["resolvedError"]["message"] == failed_msg  # the cause, not the back-off
     assert agent["resolvedError"]["failedAt"] and agent["resolvedError"]["resolvedAt"]
     assert pods_of(agent) == [("shop", "web-3")]
     done = events.of("pull.completed", lambda p: p["id"] == agent["id"])

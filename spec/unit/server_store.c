@@ -585,7 +585,7 @@ static void test_kubelet_failure_superseded_by_agent_pull(void **state)
   assert_true(json_is_null(json_object_get(pj, "error")));
   assert_string_equal(json_string_value(member(pj, "resolvedError", "reason")), "BackOff");
   assert_string_equal(json_string_value(member(pj, "resolvedError", "message")),
-                      "Back-off pulling image \"" REF_V1 "\"");
+                      "Failed to pull image \"" REF_V1 "\": connection refused");
   assert_string_equal(json_string_value(member(pj, "resolvedError", "failedAt")), ts(T0 + 2));
   assert_string_equal(json_string_value(member(pj, "resolvedError", "resolvedAt")), ts(T0 + 12));
   /* kubelet's pods moved over (no policy here to correlate). */
@@ -646,6 +646,13 @@ static void test_failure_of_another_tag_spares_the_pull_in_flight(void **state)
   assert_int_equal(k->state, PT_PULL_FAILED);
   assert_string_equal(k->image, REF_V2);
   assert_string_equal(k->error_reason, "BackOff");
+  /* The generic back-off message does not hide the cause. */
+  assert_string_equal(k->error_message,
+                      "Failed to pull image \"" REF_V2 "\": rpc error: code = NotFound desc = not found");
+  /* A repeated back-off changes nothing and emits nothing. */
+  size_t failed_events = count(&r, "pull.failed");
+  kev(s, "web-2", "BackOff", "Back-off pulling image \"" REF_V2 "\"", T0 + 4, T0 + 4);
+  assert_int_equal(count(&r, "pull.failed"), failed_events);
   assert_int_equal(gauge_failed(s), 1);
 
   /* v1 completing resolves nothing of v2's failure. */

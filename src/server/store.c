@@ -834,6 +834,12 @@ double pt_store_retry_after(struct pt_store *s, const char *node, double now)
   return fmax(0, (1 - n->tokens) * s->opts.report_min_interval);
 }
 
+/* kubelet's failure messages that say nothing of the cause. */
+static bool generic_failure_message(const char *m)
+{
+  return !m || strncmp(m, "Back-off pulling image", 22) == 0 || strncmp(m, "Error: ", 7) == 0;
+}
+
 static void mark_lost(struct pt_store *s, struct pt_pull *p, const char *reason, const char *msg, double now)
 {
   p->state = PT_PULL_LOST;
@@ -1412,8 +1418,15 @@ int pt_store_kube_event(struct pt_store *s, const json_t *event, double now)
         n->pulls_total++;
     }
   }
+  /* kubelet follows the failure that says why ("Failed to pull image ...: not
+   * found") with generic ones ("Error: ErrImagePull", "Back-off pulling image
+   * ..."); the reason moves on, the message keeps the cause. */
+  const char *stored = message ? message : reason;
+  if (match->state == PT_PULL_FAILED && match->error_message && generic_failure_message(stored) &&
+      !generic_failure_message(match->error_message))
+    stored = match->error_message;
   if (!created && match->state == PT_PULL_FAILED && streq(match->error_reason, reason) &&
-      streq(match->error_message, message))
+      streq(match->error_message, stored))
     return 0;
   if (match->state == PT_PULL_COMPLETED && match->from_kubelet) {
     /* kubelet completed it once, and now the image fails again: a new
@@ -1431,7 +1444,8 @@ int pt_store_kube_event(struct pt_store *s, const json_t *event, double now)
   match->eta = -1;
   match->bytes_per_sec = 0;
   set_str(&match->error_reason, reason);
-  set_str(&match->error_message, message ? message : reason);
+  if (stored != match->error_message)
+    set_str(&match->error_message, stored);
   if (!was_failed) {
     s->counters.pulls_failed++;
     s->counters.failed_by_reason[failure_reason_index(reason)]++;
