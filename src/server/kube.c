@@ -442,6 +442,18 @@ static void list_done(void *ud, const struct pt_http_response *resp)
     finish_list(r);
 }
 
+/* A request to the API server with its credentials (token, CA, client cert). */
+static struct pt_http_request api_request(const struct pt_kube *k, const char *url)
+{
+  return (struct pt_http_request){
+      .url = url,
+      .bearer_token = k->token,
+      .ca_file = k->cfg.ca_file,
+      .client_cert = k->cfg.client_cert,
+      .client_key = k->cfg.client_key,
+  };
+}
+
 static void start_list(struct reflector *r)
 {
   struct pt_kube *k = r->kube;
@@ -458,15 +470,9 @@ static void start_list(struct reflector *r)
   r->watching = false;
   char url[8192];
   build_url(r, false, url, sizeof(url));
-  struct pt_http_request req = {
-    .url = url,
-    .bearer_token = k->token,
-    .ca_file = k->cfg.ca_file,
-    .client_cert = k->cfg.client_cert,
-    .client_key = k->cfg.client_key,
-    .timeout_ms = 120000,
-    .max_body = MAX_LIST_BODY,
-  };
+  struct pt_http_request req = api_request(k, url);
+  req.timeout_ms = 120000;
+  req.max_body = MAX_LIST_BODY;
   PT_LOG_DEBUG("Kubernetes list", "{s:s}", "url", url);
   int rc = pt_httpc_request(k->httpc, &req, list_done, r, &r->req_id);
   if (rc) {
@@ -583,17 +589,11 @@ static void start_watch(struct reflector *r)
   r->watch_started = pt_clock_mono();
   char url[8192];
   build_url(r, true, url, sizeof(url));
-  struct pt_http_request req = {
-    .url = url,
-    .bearer_token = k->token,
-    .ca_file = k->cfg.ca_file,
-    .client_cert = k->cfg.client_cert,
-    .client_key = k->cfg.client_key,
-    /* The server ends the watch after timeoutSeconds; this only catches a
-     * connection that died silently. */
-    .timeout_ms = (k->opts.watch_timeout + 60) * 1000,
-    .on_data = watch_data,
-  };
+  struct pt_http_request req = api_request(k, url);
+  /* The server ends the watch after timeoutSeconds; this only catches a
+   * connection that died silently. */
+  req.timeout_ms = (k->opts.watch_timeout + 60) * 1000;
+  req.on_data = watch_data;
   PT_LOG_DEBUG("Kubernetes watch", "{s:s}", "url", url);
   int rc = pt_httpc_request(k->httpc, &req, watch_done, r, &r->req_id);
   if (rc) {

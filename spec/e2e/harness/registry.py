@@ -21,6 +21,20 @@ def _http_ok(url):
         return False
 
 
+def _start_serving(proc, url, timeout, what, log_path):
+    """Starts `proc` and waits until `url`/v2/ answers; a failure shows the log's tail."""
+    proc.start()
+
+    def ready():
+        proc.ensure_alive("starting")
+        return _http_ok(url + "/v2/")
+
+    try:
+        wait_until(ready, timeout, what=what)
+    except TimeoutError as e:
+        raise HarnessError(f"{e}; log {log_path}:\n{tail(log_path)}") from None
+
+
 class Registry:
     """`docker-registry serve CONFIG` on 127.0.0.1:`port`, storing blobs under `workdir`."""
 
@@ -71,16 +85,7 @@ health:
         env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
         self.proc = Proc("docker-registry", [DOCKER_REGISTRY, "serve", self.config_path],
                          self.log_path, env=env)
-        self.proc.start()
-
-        def ready():
-            self.proc.ensure_alive("starting")
-            return _http_ok(self.url + "/v2/")
-
-        try:
-            wait_until(ready, timeout, what="docker-registry /v2/")
-        except TimeoutError as e:
-            raise HarnessError(f"{e}; log {self.log_path}:\n{tail(self.log_path)}") from None
+        _start_serving(self.proc, self.url, timeout, "docker-registry /v2/", self.log_path)
         return self
 
     def stop(self, timeout=10.0):
@@ -201,16 +206,7 @@ http {{
             raise HarnessError(f"port 127.0.0.1:{self.port} is already in use (nginx)")
         self.proc = Proc("nginx", [NGINX, "-e", self.error_log, "-p", self.dir, "-c",
                                    self.config_path], self.log_path)
-        self.proc.start()
-
-        def ready():
-            self.proc.ensure_alive("starting")
-            return _http_ok(self.url + "/v2/")
-
-        try:
-            wait_until(ready, timeout, what="nginx to proxy /v2/")
-        except TimeoutError as e:
-            raise HarnessError(f"{e}; log {self.error_log}:\n{tail(self.error_log)}") from None
+        _start_serving(self.proc, self.url, timeout, "nginx to proxy /v2/", self.error_log)
         return self
 
     def stop(self, timeout=10.0):
