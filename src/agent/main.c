@@ -10,7 +10,7 @@ static void usage(FILE *out)
           "Runs on every Kubernetes node: polls containerd for image pulls in progress\n"
           "and reports them to pulltrace-server every interval. Configured entirely\n"
           "through the environment.\n\n");
-  pt_config_print_help(out, pt_agent_config_vars);
+  pt_config_print_help(out, "Environment", pt_agent_config_vars);
   fprintf(out, "\nDocumentation: docs/agent.md and docs/configuration.md\n");
 }
 

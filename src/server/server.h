@@ -18,9 +18,10 @@ struct pt_server_config {
   const char *log_format;
   const char *agent_token;
   const char *watch_namespaces;
+  /* Policy settings, parsed by the policy's table (pt_policy_config_vars):
+   * main.c copies them from the policy. */
   double history_ttl;
   double node_lost_grace;
-  const char *policy_dir;
   long max_body;
   long max_connections;
   double request_timeout, idle_timeout;
@@ -36,6 +37,8 @@ struct pt_server_config {
   /* Kubernetes (docs/kubernetes.md) */
   const char *kubernetes;       /* auto, on or off */
   const char *kubeconfig;       /* PULLTRACE_KUBECONFIG */
+  const char *kubeconfig_env;   /* KUBECONFIG */
+  const char *kube_service_host, *kube_service_port; /* in-cluster, set by Kubernetes */
   const char *kube_context;
   const char *kube_sa_dir;
   double kube_token_refresh;
