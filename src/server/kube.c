@@ -9,6 +9,7 @@
 #include "core/clock.h"
 #include "core/httpc.h"
 #include "core/log.h"
+#include "core/random.h"
 #include "server/map.h"
 #include "server/server.h"
 #include "server/store.h"
@@ -166,7 +167,7 @@ static void update_ready(struct pt_kube *k)
 static double jitter(double v)
 {
   /* Spread reconnects of many replicas: +-20 %. */
-  return v * (0.8 + 0.4 * ((double)rand() / (double)RAND_MAX));
+  return v * (0.8 + 0.4 * pt_random_unit());
 }
 
 static void timer_fire(uv_timer_t *t)
