@@ -1,7 +1,11 @@
-/* The C-side default decisions. They are used when no script registered a
- * hook, and whenever a hook fails or returns nonsense, so they mirror the
- * default scripts in lua/ (the correlation one without the tag
- * disambiguation by event time). */
+/* The C-side default decisions: the one default of each hook, in one place.
+ * They are used when no script registered a hook, and whenever a hook fails
+ * or returns nonsense, so they mirror the default scripts in lua/ (the
+ * correlation one without the tag disambiguation by event time). Their
+ * parameters are the built-in settings (p->set, from the policy's
+ * configuration table). The alert hooks have none: a failing handler
+ * delivers no alert. Nothing else in the server decides rate, eviction or
+ * correlation on its own. */
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>

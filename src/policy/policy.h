@@ -112,8 +112,8 @@ struct pt_policy_options {
  *
  * A zeroed struct pt_policy_options is valid too: pt_policy_create() of it
  * gives the policy a server runs with an empty environment (the built-in
- * scripts, every default; a few milliseconds), which is what the store's
- * unit tests run with. */
+ * scripts, every default; under a millisecond to create), which is what the
+ * store's unit tests run with. */
 int pt_policy_options_from_env(struct pt_policy_options *opts, char **envp, char *err,
                                size_t errlen);
 
