@@ -118,6 +118,18 @@ int pt_policy_options_from_env(struct pt_policy_options *o, char **envp, char *e
   return 0;
 }
 
+/* Appends copies of key and value to the policy's settings (room made by
+ * the caller). */
+static int copy_setting(struct vm_config *c, struct pt_policy_setting *settings, const char *key,
+                        const char *value)
+{
+  char *k = strdup(key), *v = strdup(value);
+  settings[c->n_settings].key = k;
+  settings[c->n_settings].value = v;
+  c->n_settings++;
+  return k && v ? 0 : -ENOMEM;
+}
+
 int policy_settings_init(struct pt_policy *p, const struct pt_policy_options *opts, char *err,
                          size_t errlen)
 {
@@ -131,13 +143,7 @@ int policy_settings_init(struct pt_policy *p, const struct pt_policy_options *op
   c->settings = settings;
   for (size_t i = 0; i < opts->n_settings; i++) {
     const struct pt_policy_setting *s = &opts->settings[i];
-    if (!s->key || !s->value)
-      continue;
-    char *k = strdup(s->key), *v = strdup(s->value);
-    settings[c->n_settings].key = k;
-    settings[c->n_settings].value = v;
-    c->n_settings++;
-    if (!k || !v)
+    if (s->key && s->value && copy_setting(c, settings, s->key, s->value))
       goto oom;
   }
   /* The built-in settings: parsed by the same table entries as their
@@ -153,11 +159,7 @@ int policy_settings_init(struct pt_policy *p, const struct pt_policy_options *op
       if (strcmp(settings[i].key, v->setting) == 0)
         val = settings[i].value;
     if (!val) {
-      char *k = strdup(v->setting), *d = strdup(v->def);
-      settings[c->n_settings].key = k;
-      settings[c->n_settings].value = d;
-      c->n_settings++;
-      if (!k || !d)
+      if (copy_setting(c, settings, v->setting, v->def))
         goto oom;
       val = v->def;
     }
