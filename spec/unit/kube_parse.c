@@ -13,8 +13,8 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "server/kube_config.h"
-#include "server/kube_parse.h"
+#include "kube/config.h"
+#include "kube/parse.h"
 
 static void norm_is(const char *in, const char *want)
 {

@@ -9,7 +9,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "policy/policy.h"
-#include "server/kube.h"
+#include "kube/watcher.h"
 #include "server/server.h"
 
 #ifdef PT_HAVE_UI

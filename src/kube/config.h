@@ -5,8 +5,8 @@
  * (KUBERNETES_SERVICE_HOST/_PORT with the files in PULLTRACE_KUBE_SA_DIR,
  * default /var/run/secrets/kubernetes.io/serviceaccount), then KUBECONFIG
  * (its first path). None of them: Kubernetes is off. */
-#ifndef PT_SERVER_KUBE_CONFIG_H
-#define PT_SERVER_KUBE_CONFIG_H
+#ifndef PT_KUBE_CONFIG_H
+#define PT_KUBE_CONFIG_H
 
 #include <stddef.h>
 

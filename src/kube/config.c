@@ -1,4 +1,4 @@
-#include "server/kube_config.h"
+#include "kube/config.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -1,4 +1,4 @@
-#include "server/kube.h"
+#include "kube/watcher.h"
 
 #include <errno.h>
 #include <math.h>

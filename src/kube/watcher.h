@@ -17,16 +17,16 @@
  *
  * /readyz gets a "kubernetes" check that turns ok once every reflector has
  * completed its first list. */
-#ifndef PT_SERVER_KUBE_H
-#define PT_SERVER_KUBE_H
+#ifndef PT_KUBE_WATCHER_H
+#define PT_KUBE_WATCHER_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
-#include "server/kube_config.h"
-#include "server/kube_parse.h"
+#include "kube/config.h"
+#include "kube/parse.h"
 
 struct pt_server;
 struct pt_kube;
