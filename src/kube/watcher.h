@@ -56,7 +56,7 @@ struct pt_kube_stats {
 };
 
 /* Takes over cfg (cleared on return). Does not start anything. */
-struct pt_kube *pt_kube_create(uv_loop_t *loop, struct pt_server *srv, struct pt_kube_config *cfg,
+struct pt_kube *pt_kube_create(uv_loop_t *loop, struct pt_server *srv, struct pt_kubeconfig *cfg,
                                const struct pt_kube_options *opts);
 /* Starts every reflector. Returns 0 or a negative errno. */
 int pt_kube_start(struct pt_kube *k);
