@@ -8,7 +8,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
-#include "server/kube_parse.h"
+#include "kube/parse.h"
 #include "server/map.h"
 
 const double pt_store_duration_buckets[8] = {1, 5, 10, 30, 60, 120, 300, 600};
