@@ -147,10 +147,6 @@ struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_confi
     PT_LOG_ERROR("out of memory creating the server", "{}");
     abort();
   }
-  if (policy) {
-    struct pt_policy_status st;
-    pt_policy_status(policy, &st);
-  }
   return srv;
 }
 
