@@ -42,17 +42,12 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "spec" / "e2e"))
 
-from harness import Proc, Server, find_binary, free_port, wait_until  # noqa: E402
+from harness import Proc, Server, cpu_seconds, find_binary, free_port, wait_until  # noqa: E402
 
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 TASKSET = shutil.which("taskset") or "/usr/bin/taskset"
 SERVER_CPU, LOAD_CPU = "0", "1"
-
-
-def proc_cpu(pid):
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def raise_nofile():
@@ -86,9 +81,9 @@ def wrk(url, nodes, seconds, conns, pace_ms=0, rounds=0, prefix="bench-node", ex
 
 
 def cpu_during(pid, fn):
-    c0, t0 = proc_cpu(pid), time.monotonic()
+    c0, t0 = cpu_seconds(pid), time.monotonic()
     res = fn()
-    c1, t1 = proc_cpu(pid), time.monotonic()
+    c1, t1 = cpu_seconds(pid), time.monotonic()
     return res, round(100.0 * (c1 - c0) / (t1 - t0), 1), c1 - c0
 
 

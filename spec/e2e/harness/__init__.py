@@ -11,7 +11,7 @@ from .cri import Cri, CriPull, build_dir, cri_pull_binary
 from .daemon import Daemon, find_binary, run_binary
 from .events import EventStream
 from .images import Image, ImageBuilder, Layer, Manifest
-from .proc import HarnessError, Proc, free_port, wait_until
+from .proc import HarnessError, Proc, cpu_seconds, free_port, wait_until
 from .receiver import ReportReceiver, find_pull, summarize
 from .registry import Nginx, Registry
 from .server import Metrics, Server
@@ -20,6 +20,6 @@ from .stack import Stack
 __all__ = [
     "reports", "Containerd", "Cri", "CriPull", "build_dir", "cri_pull_binary", "Daemon",
     "find_binary", "run_binary", "EventStream", "Image", "ImageBuilder", "Layer", "Manifest",
-    "HarnessError", "Proc", "free_port", "wait_until", "ReportReceiver", "find_pull",
-    "summarize", "Nginx", "Registry", "Metrics", "Server", "Stack",
+    "HarnessError", "Proc", "cpu_seconds", "free_port", "wait_until", "ReportReceiver",
+    "find_pull", "summarize", "Nginx", "Registry", "Metrics", "Server", "Stack",
 ]
