@@ -45,7 +45,6 @@ class EventStream:
             body = self.resp.read(4096)
             self.conn.close()
             raise AssertionError(f"GET {path}: {self.resp.status} {body!r}")
-        self.headers = dict(self.resp.getheaders())
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 

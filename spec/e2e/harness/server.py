@@ -46,12 +46,6 @@ class Server(Daemon):
         when it exits or does not answer in time)."""
         return super().start(ready=self.healthy, timeout=timeout)
 
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
     # -- what a client sees ------------------------------------------------------------------
     def healthy(self):
         try:
