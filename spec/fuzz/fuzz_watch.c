@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "core/image_ref.h"
-#include "server/kube_parse.h"
+#include "kube/parse.h"
 #include "store_check.h"
 
 static int on_event(void *ud, enum pt_kube_watch_type type, json_t *obj)

@@ -12,7 +12,7 @@
 
 #include "core/clock.h"
 #include "server/event.h"
-#include "server/kube_parse.h"
+#include "kube/parse.h"
 #include "server/store.h"
 
 #define T0 1800000000.0

@@ -14,7 +14,7 @@
 #include "core/hash.h"
 #include "core/image_ref.h"
 #include "core/log.h"
-#include "server/kube_parse.h"
+#include "kube/parse.h"
 #include "server/store_impl.h"
 
 #define MAX_KUBE_EVENTS 1000

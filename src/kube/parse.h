@@ -1,8 +1,8 @@
 /* Pure helpers of the Kubernetes watcher: kubelet event messages, the watch stream's line framing, and the slim copies of Pod and
  * Event objects that the store keeps. Nothing here does I/O, so unit tests and
  * the fuzzer drive it directly. */
-#ifndef PT_SERVER_KUBE_PARSE_H
-#define PT_SERVER_KUBE_PARSE_H
+#ifndef PT_KUBE_PARSE_H
+#define PT_KUBE_PARSE_H
 
 #include <jansson.h>
 #include <stdbool.h>

@@ -1,4 +1,4 @@
-#include "server/kube_parse.h"
+#include "kube/parse.h"
 
 #include <ctype.h>
 #include <errno.h>
