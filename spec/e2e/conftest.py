@@ -12,6 +12,10 @@ Fixtures:
   server_binary  Path of pulltrace-server (fails the test if it is not built).
   cri_available  True when pt-cri-pull is built; in CI (CI=true) a missing binary fails.
 
+The containerd the stack starts is the series $PT_CONTAINERD_VERSION names (1.6, the default,
+is the system's; 1.7 and 2.1 are fetched by scripts/containerd-versions.sh when missing).
+Tests marked `containerd_independent` do not depend on it.
+
 When a test fails, the tails of every component's log (containerd, registry, nginx, skopeo,
 daemons, CRI pulls) are printed with the failure. PT_KEEP_TMP=1 keeps the directories.
 """
@@ -34,6 +38,9 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "stack(**kw): arguments for the stack fixture (Stack(...) and "
         "start(containerd=, nginx=))")
+    config.addinivalue_line(
+        "markers", "containerd_independent: the test's outcome does not depend on containerd's "
+        "version (left out of the runs against other containerd series)")
 
 
 @pytest.hookimpl(hookwrapper=True)
