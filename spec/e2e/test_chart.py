@@ -195,6 +195,18 @@ def test_the_checker_finds_what_kubernetes_would_refuse(helm, mutation):
     assert chartlib.problems(objects, "pulltrace") != [], mutation
 
 
+def test_packaged_chart_renders_the_same(helm, tmp_path):
+    """What the release publishes is `helm package`'s archive: it must carry the schema and
+    the dashboard file the templates read, and render like the source tree."""
+    helm.run("package", CHART, "--destination", tmp_path)
+    (archive,) = tmp_path.glob("pulltrace-*.tgz")
+    args = ["--set", "token.value=t", "--set", "grafanaDashboard.enabled=true"]
+    r = helm.run("template", "pulltrace", archive, "--namespace", "pulltrace", *args)
+    assert [d for d in yaml.safe_load_all(r.stdout) if d] == helm.template(args)
+    r = helm.run("template", "pulltrace", archive, "--set", "server.replicas=2", check=False)
+    assert r.returncode != 0 and "replicas" in r.stderr
+
+
 def test_names_fit_kubernetes_limits_for_the_longest_release(helm):
     objects = helm.template(release=LONG)
     for o in objects:
