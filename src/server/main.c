@@ -45,13 +45,6 @@ static void usage(FILE *out)
   fprintf(out, "\nDocumentation: docs/configuration.md\n");
 }
 
-static void on_alert(void *ud, const struct pt_policy_alert *alert)
-{
-  struct app *app = ud;
-  if (app->srv)
-    pt_server_on_alert(app->srv, alert);
-}
-
 static void all_closed(void *ud)
 {
   struct app *app = ud;
@@ -142,11 +135,8 @@ int main(int argc, char **argv)
     kube_on = kr == 0;
   }
 
-  static struct app app;
-  /* The alert callback needs the server, which needs the policy: it goes
-   * through app, whose server pointer is set right after. */
-  popts.alert_cb = on_alert;
-  popts.alert_ud = &app;
+  struct app app;
+  memset(&app, 0, sizeof(app));
   uv_loop_init(&app.loop);
   app.policy = pt_policy_create(&popts, err, sizeof(err));
   if (!app.policy) {
@@ -155,12 +145,17 @@ int main(int argc, char **argv)
     pt_kubeconfig_clear(&kcfg);
     return 1;
   }
-  /* Parsed once, by the policy's table; the store's node states use them. */
-  pt_policy_setting_seconds(app.policy, "historyTTL", &cfg.history_ttl);
+  /* Parsed once, by the policy's table; the store's node states use it. */
   pt_policy_setting_seconds(app.policy, "nodeLostGrace", &cfg.node_lost_grace);
   app.srv = pt_server_create(&app.loop, &cfg, app.policy);
-  if (!app.srv)
+  if (!app.srv) {
+    fprintf(stderr, "pulltrace-server: out of memory creating the server\n");
+    pt_kubeconfig_clear(&kcfg);
+    uv_run(&app.loop, UV_RUN_DEFAULT); /* closes what was opened */
+    pt_policy_destroy(app.policy);
+    uv_loop_close(&app.loop);
     return 1;
+  }
 #ifdef PT_HAVE_UI
   pt_server_set_ui(app.srv, pt_ui_files);
 #endif
