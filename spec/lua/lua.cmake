@@ -7,7 +7,8 @@ if(BUSTED)
   # A Lua module for the lua5.4 interpreter busted runs on: it takes the Lua
   # API from the interpreter, so it links no liblua.
   add_library(pulltrace_sandbox MODULE ${CMAKE_CURRENT_LIST_DIR}/sandbox_module.c
-              ${CMAKE_SOURCE_DIR}/src/policy/sandbox.c ${CMAKE_SOURCE_DIR}/src/core/config.c
+              ${CMAKE_SOURCE_DIR}/src/policy/sandbox.c ${CMAKE_SOURCE_DIR}/src/policy/options.c
+              ${CMAKE_SOURCE_DIR}/src/core/config.c
               ${CMAKE_SOURCE_DIR}/src/core/log.c ${CMAKE_SOURCE_DIR}/src/core/clock.c)
   set_target_properties(pulltrace_sandbox PROPERTIES PREFIX "" LIBRARY_OUTPUT_DIRECTORY
                         ${CMAKE_BINARY_DIR}/spec/lua)

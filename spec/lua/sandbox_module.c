@@ -6,6 +6,7 @@
  *
  *   local sandbox = require("pulltrace_sandbox")
  *   local module, hooks = sandbox.load(name, source, settings)
+ *   local settings = sandbox.defaults() -- the built-in settings' defaults
  *
  * hooks holds what the script registered: hooks.correlate, hooks.rate,
  * hooks.evict (functions) and hooks.on[event] (a list of functions). As in
@@ -122,11 +123,25 @@ static int sb_load(lua_State *L)
   return 2;
 }
 
+/* defaults() -> {key = default} of the built-in settings, from the policy's
+ * configuration table: what the server hands scripts when nothing is set. */
+static int sb_defaults(lua_State *L)
+{
+  lua_newtable(L);
+  for (const struct pt_config_var *v = pt_policy_config_vars; v->name; v++) {
+    if (v->setting && v->def) {
+      lua_pushstring(L, v->def);
+      lua_setfield(L, -2, v->setting);
+    }
+  }
+  return 1;
+}
+
 int luaopen_pulltrace_sandbox(lua_State *L);
 int luaopen_pulltrace_sandbox(lua_State *L)
 {
   sandbox_open(L);
-  static const luaL_Reg fns[] = {{"load", sb_load}, {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"load", sb_load}, {"defaults", sb_defaults}, {NULL, NULL}};
   luaL_newlib(L, fns);
   return 1;
 }

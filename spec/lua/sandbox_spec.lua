@@ -46,6 +46,16 @@ describe("the sandbox the specs run in", function()
     assert.truthy(tostring(err):find("only be registered while the script loads", 1, true), err)
   end)
 
+  it("hands scripts the server's defaults of the built-in settings", function()
+    local _, hooks = H.load("evict.lua")
+    -- historyTTL defaults to 30m in the policy's configuration table.
+    assert.are.equal("keep", hooks.evict({ phase = "completed", finishedAt = 0 }, 1799.9))
+    assert.are.equal("evict", hooks.evict({ phase = "completed", finishedAt = 0 }, 1800))
+    local m = H.load_source("settings.lua", "return pulltrace.settings")
+    assert.are.equal("2m", m.nodeLostGrace)
+    assert.are.equal("10s", m.rateHalfLife)
+  end)
+
   it("is the server's: pulltrace-server --check-policy refuses the same script", function()
     local server = os.getenv("PT_SERVER_BINARY")
     if not server then
