@@ -2,10 +2,12 @@
 """Checks docs/configuration.md against the configuration tables, as the daemons' --help prints
 them: every variable of a daemon is in that daemon's section of the page with its default (or
 "(required)", or no value when it has none), and the page documents no variable the daemon
-does not have.
+does not have. The settings table of docs/policy.md (setting | variable | default | ...) is
+checked too: each variable exists and its default is the server's.
 
 usage: check_config_docs.py DOCS SERVER_BINARY AGENT_BINARY
 """
+import os
 import re
 import subprocess
 import sys
@@ -72,13 +74,38 @@ def check(daemon, table, documented, problems):
                             f"pulltrace-{daemon} does not have")
 
 
+def check_policy_settings(path, table, problems):
+    """The rows of docs/policy.md whose second cell is a variable: its default must match."""
+    rows = 0
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if not line.startswith("|") or len(cells) < 3:
+                continue
+            m = re.fullmatch(rf"`({NAME})`", cells[1])
+            if not m:
+                continue
+            rows += 1
+            name = m.group(1)
+            if name not in table:
+                problems.append(f"policy.md: {name} is not a pulltrace-server variable")
+            elif table[name][0] == "default" and not cells[2].startswith(f"`{table[name][1]}`"):
+                problems.append(f"policy.md: {name} defaults to {table[name][1]}, "
+                                f"documented as {cells[2]}")
+    if rows == 0:
+        problems.append(f"{path}: no settings table found")
+
+
 def main():
     if len(sys.argv) != 4:
         raise SystemExit(__doc__)
     docs_path, server, agent = sys.argv[1:]
     docs = from_docs(docs_path)
     problems = []
-    check("server", from_help(server), docs["server"], problems)
+    server_table = from_help(server)
+    check("server", server_table, docs["server"], problems)
+    check_policy_settings(os.path.join(os.path.dirname(docs_path), "policy.md"), server_table,
+                          problems)
     check("agent", from_help(agent), docs["agent"], problems)
     for p in problems:
         print(p)
