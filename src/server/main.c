@@ -9,7 +9,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "policy/policy.h"
-#include "server/kube.h"
+#include "kube/watcher.h"
 #include "server/server.h"
 
 #ifdef PT_HAVE_UI
@@ -51,13 +51,6 @@ static void usage(FILE *out)
           "  PULLTRACE_POLICY_INSTRUCTION_BUDGET  Lua instructions per hook call, 1000 to 2147483647 (default 1000000)\n"
           "  PULLTRACE_POLICY_MEMORY_LIMIT        Memory cap of the Lua VM in MiB, 1 to 4096 (default 64)\n"
           "  PULLTRACE_POLICY_SETTING_<key>       Any other setting, read by scripts as pulltrace.settings.<key>\n");
-}
-
-static void on_alert(void *ud, const struct pt_policy_alert *alert)
-{
-  struct app *app = ud;
-  if (app->srv)
-    pt_server_on_alert(app->srv, alert);
 }
 
 static void all_closed(void *ud)
@@ -125,7 +118,7 @@ int main(int argc, char **argv)
   pt_log_setup("pulltrace-server", cfg.log_level, fmt);
 
   /* Kubernetes: configuration errors stop the server before anything starts. */
-  struct pt_kube_config kcfg;
+  struct pt_kubeconfig kcfg;
   memset(&kcfg, 0, sizeof(kcfg));
   bool kube_on = false;
   const char *kmode = cfg.kubernetes ? cfg.kubernetes : "auto";
@@ -152,27 +145,30 @@ int main(int argc, char **argv)
     kube_on = kr == 0;
   }
 
-  static struct app app;
+  struct app app;
+  memset(&app, 0, sizeof(app));
   struct pt_policy_options popts;
   if (pt_policy_options_from_env(&popts, NULL, err, sizeof(err)) < 0) {
     fprintf(stderr, "pulltrace-server: configuration error: %s\n", err);
     return 2;
   }
-  /* The alert callback needs the server, which needs the policy: it goes
-   * through app, whose server pointer is set right after. */
-  popts.alert_cb = on_alert;
-  popts.alert_ud = &app;
   uv_loop_init(&app.loop);
   app.policy = pt_policy_create(&popts, err, sizeof(err));
   if (!app.policy) {
     fprintf(stderr, "pulltrace-server: policy error:\n%s\n", err);
     PT_LOG_ERROR("policy failed to load", "{s:s}", "error", err);
-    pt_kube_config_clear(&kcfg);
+    pt_kubeconfig_clear(&kcfg);
     return 1;
   }
   app.srv = pt_server_create(&app.loop, &cfg, app.policy);
-  if (!app.srv)
+  if (!app.srv) {
+    fprintf(stderr, "pulltrace-server: out of memory creating the server\n");
+    pt_kubeconfig_clear(&kcfg);
+    uv_run(&app.loop, UV_RUN_DEFAULT); /* closes what was opened */
+    pt_policy_destroy(app.policy);
+    uv_loop_close(&app.loop);
     return 1;
+  }
 #ifdef PT_HAVE_UI
   pt_server_set_ui(app.srv, pt_ui_files);
 #endif
@@ -211,7 +207,7 @@ int main(int argc, char **argv)
     PT_LOG_INFO("listening", "{s:i,s:i,s:s}", "httpPort", pt_server_http_port(app.srv), "metricsPort",
                 pt_server_metrics_port(app.srv), "version", PT_VERSION);
   } else {
-    pt_kube_config_clear(&kcfg);
+    pt_kubeconfig_clear(&kcfg);
     pt_server_shutdown(app.srv, all_closed, &app);
   }
   uv_run(&app.loop, UV_RUN_DEFAULT);

@@ -1,39 +1,13 @@
-/* Pure helpers of the Kubernetes watcher: image references, kubelet event
- * messages, the watch stream's line framing, and the slim copies of Pod and
+/* Pure helpers of the Kubernetes watcher: kubelet event messages, the watch stream's line framing, and the slim copies of Pod and
  * Event objects that the store keeps. Nothing here does I/O, so unit tests and
  * the fuzzer drive it directly. */
-#ifndef PT_SERVER_KUBE_PARSE_H
-#define PT_SERVER_KUBE_PARSE_H
+#ifndef PT_KUBE_PARSE_H
+#define PT_KUBE_PARSE_H
 
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-/* ---- image references --------------------------------------------------- */
-
-/* An image reference with the container runtime's defaults applied:
- * "nginx" -> host "docker.io", repo "library/nginx", tag "latest". */
-struct pt_kube_image {
-  char host[256];      /* lower-case registry host, with its port if any */
-  char bare_host[256]; /* the host without its port (containerd's label key form) */
-  char repo[512];
-  char tag[128];       /* "" when pinned by digest without a tag */
-  char digest[160];    /* "" unless "@sha256:..." was given */
-};
-
-/* Parses ref. Returns 0, or -EINVAL for something that is not a reference
- * (empty, whitespace, empty tag or repository, too long). */
-int pt_kube_image_parse(const char *ref, struct pt_kube_image *out);
-/* The fully qualified form "host[:port]/repo[:tag][@digest]". Returns 0,
- * -EINVAL or -ENOSPC. */
-int pt_kube_image_normalize(const char *ref, char *out, size_t len);
-/* The matching key "bare_host/repo": what the agent reports as imageRef
- * (containerd drops the port and the tag). Returns 0, -EINVAL or -ENOSPC. */
-int pt_kube_image_key(const char *ref, char *out, size_t len);
-/* True when the agent's imageRef ("127.0.0.1/demo/app") and a pod's image
- * ("127.0.0.1:5001/demo/app:v1") name the same repository. */
-bool pt_kube_image_matches(const char *agent_ref, const char *image);
 
 /* ---- kubelet event messages --------------------------------------------- */
 
@@ -119,10 +93,15 @@ json_t *pt_kube_pod_slim(const json_t *pod);
 
 /* The store's event: {"uid","namespace","pod","podUid","node","reason",
  * "message","kind","image","count","firstTimestamp","lastTimestamp",
- * "durationSeconds"?} with times as epoch seconds. node is source.host or
- * reportingInstance. NULL when the event is not about a Pod or not image
- * related. */
+ * "durationSeconds"?,"waitingSeconds"?} with times as epoch seconds. node is
+ * source.host or reportingInstance. NULL when the event is not about a Pod or
+ * not image related. */
 json_t *pt_kube_event_slim(const json_t *event);
+/* The part of pt_kube_event_slim() that reads kubelet's message, the only
+ * place it is parsed: from o's "reason" and "message", sets "kind", "image"
+ * (when the message names one), "durationSeconds" and "waitingSeconds" (when
+ * given). Returns 0, or -EINVAL when the event is not image related. */
+int pt_kube_event_classify(json_t *o);
 
 /* An event's last occurrence (lastTimestamp, series.lastObservedTime,
  * eventTime, firstTimestamp, metadata.creationTimestamp), epoch seconds; 0

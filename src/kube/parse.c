@@ -1,4 +1,4 @@
-#include "server/kube_parse.h"
+#include "kube/parse.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -8,153 +8,6 @@
 
 #include "core/clock.h"
 #include "core/config.h"
-
-/* ------------------------------------------------------------------------ */
-/* Image references                                                           */
-
-static int copy_span(char *dst, size_t cap, const char *src, size_t n)
-{
-  if (n >= cap)
-    return -EINVAL;
-  memcpy(dst, src, n);
-  dst[n] = '\0';
-  return 0;
-}
-
-/* Characters that never occur in a reference (Docker's grammar is stricter;
- * this only keeps obvious garbage out of the tables). */
-static bool bad_char(unsigned char c)
-{
-  return c <= ' ' || c == '"' || c == '\'' || c == '\\' || c >= 0x7f;
-}
-
-int pt_kube_image_parse(const char *ref, struct pt_kube_image *out)
-{
-  if (!ref || !out)
-    return -EINVAL;
-  memset(out, 0, sizeof(*out));
-  size_t n = strlen(ref);
-  if (n == 0 || n > 1000)
-    return -EINVAL;
-  for (size_t i = 0; i < n; i++)
-    if (bad_char((unsigned char)ref[i]))
-      return -EINVAL;
-
-  /* name[@digest] */
-  const char *at = strchr(ref, '@');
-  size_t name_len = at ? (size_t)(at - ref) : n;
-  if (at) {
-    if (!at[1] || strchr(at + 1, '@') || !strchr(at + 1, ':'))
-      return -EINVAL;
-    if (copy_span(out->digest, sizeof(out->digest), at + 1, strlen(at + 1)))
-      return -EINVAL;
-  }
-  if (name_len == 0)
-    return -EINVAL;
-
-  /* A tag is a colon after the last slash. */
-  const char *last_slash = NULL;
-  for (size_t i = 0; i < name_len; i++)
-    if (ref[i] == '/')
-      last_slash = ref + i;
-  const char *seg = last_slash ? last_slash + 1 : ref;
-  const char *colon = memchr(seg, ':', name_len - (size_t)(seg - ref));
-  size_t path_len = name_len;
-  if (colon) {
-    size_t tag_len = name_len - (size_t)(colon + 1 - ref);
-    if (tag_len == 0 || copy_span(out->tag, sizeof(out->tag), colon + 1, tag_len))
-      return -EINVAL;
-    path_len = (size_t)(colon - ref);
-  }
-  if (path_len == 0)
-    return -EINVAL;
-
-  /* The first component is a registry when it looks like a host. */
-  const char *first_slash = memchr(ref, '/', path_len);
-  bool has_host = false;
-  if (first_slash) {
-    size_t hl = (size_t)(first_slash - ref);
-    has_host = memchr(ref, '.', hl) || memchr(ref, ':', hl) || (hl == 9 && strncmp(ref, "localhost", 9) == 0) ||
-               ref[0] == '[';
-    for (size_t i = 0; i < hl && !has_host; i++)
-      has_host = isupper((unsigned char)ref[i]);
-  }
-  const char *repo;
-  size_t repo_len;
-  if (has_host) {
-    size_t hl = (size_t)(first_slash - ref);
-    if (hl == 0 || copy_span(out->host, sizeof(out->host), ref, hl))
-      return -EINVAL;
-    for (char *c = out->host; *c; c++)
-      *c = (char)tolower((unsigned char)*c);
-    repo = first_slash + 1;
-    repo_len = path_len - hl - 1;
-  } else {
-    snprintf(out->host, sizeof(out->host), "docker.io");
-    repo = ref;
-    repo_len = path_len;
-  }
-  if (strcmp(out->host, "index.docker.io") == 0 || strcmp(out->host, "registry-1.docker.io") == 0)
-    snprintf(out->host, sizeof(out->host), "docker.io");
-  if (repo_len == 0 || repo[0] == '/' || repo[repo_len - 1] == '/')
-    return -EINVAL;
-  bool library = strcmp(out->host, "docker.io") == 0 && !memchr(repo, '/', repo_len);
-  if (library) {
-    if (repo_len + 8 >= sizeof(out->repo))
-      return -EINVAL;
-    memcpy(out->repo, "library/", 8);
-    memcpy(out->repo + 8, repo, repo_len);
-    out->repo[repo_len + 8] = '\0';
-  } else if (copy_span(out->repo, sizeof(out->repo), repo, repo_len)) {
-    return -EINVAL;
-  }
-  if (!out->tag[0] && !out->digest[0])
-    snprintf(out->tag, sizeof(out->tag), "latest");
-
-  /* The bare host: "[::1]:5000" -> "[::1]", "reg:5000" -> "reg". */
-  snprintf(out->bare_host, sizeof(out->bare_host), "%s", out->host);
-  char *port = NULL;
-  if (out->bare_host[0] == '[') {
-    char *close = strchr(out->bare_host, ']');
-    if (close && close[1] == ':')
-      port = close + 1;
-  } else {
-    port = strchr(out->bare_host, ':');
-  }
-  if (port) {
-    for (const char *d = port + 1; *d; d++)
-      if (!isdigit((unsigned char)*d))
-        return -EINVAL;
-    *port = '\0';
-  }
-  return 0;
-}
-
-int pt_kube_image_normalize(const char *ref, char *out, size_t len)
-{
-  struct pt_kube_image im;
-  if (pt_kube_image_parse(ref, &im))
-    return -EINVAL;
-  int n = snprintf(out, len, "%s/%s%s%s%s%s", im.host, im.repo, im.tag[0] ? ":" : "", im.tag,
-                   im.digest[0] ? "@" : "", im.digest);
-  return n < 0 || (size_t)n >= len ? -ENOSPC : 0;
-}
-
-int pt_kube_image_key(const char *ref, char *out, size_t len)
-{
-  struct pt_kube_image im;
-  if (pt_kube_image_parse(ref, &im))
-    return -EINVAL;
-  int n = snprintf(out, len, "%s/%s", im.bare_host, im.repo);
-  return n < 0 || (size_t)n >= len ? -ENOSPC : 0;
-}
-
-bool pt_kube_image_matches(const char *agent_ref, const char *image)
-{
-  char a[1024], b[1024];
-  return pt_kube_image_key(agent_ref, a, sizeof(a)) == 0 && pt_kube_image_key(image, b, sizeof(b)) == 0 &&
-         strcmp(a, b) == 0;
-}
 
 /* ------------------------------------------------------------------------ */
 /* kubelet messages                                                           */
@@ -487,6 +340,22 @@ double pt_kube_event_time(const json_t *ev)
   return parse_time(json_object_get(json_object_get(ev, "metadata"), "creationTimestamp"));
 }
 
+int pt_kube_event_classify(json_t *o)
+{
+  struct pt_kube_msg msg;
+  if (pt_kube_message_parse(json_string_value(json_object_get(o, "reason")),
+                            json_string_value(json_object_get(o, "message")), &msg) != 0)
+    return -EINVAL;
+  json_object_set_new(o, "kind", json_string(pt_kube_msg_kind_name(msg.kind)));
+  if (msg.image[0])
+    json_object_set_new(o, "image", json_string(msg.image));
+  if (msg.duration >= 0)
+    json_object_set_new(o, "durationSeconds", json_real(msg.duration));
+  if (msg.waiting >= 0)
+    json_object_set_new(o, "waitingSeconds", json_real(msg.waiting));
+  return 0;
+}
+
 json_t *pt_kube_event_slim(const json_t *ev)
 {
   const json_t *md = json_object_get(ev, "metadata");
@@ -500,11 +369,14 @@ json_t *pt_kube_event_slim(const json_t *ev)
     return NULL;
   const char *reason = json_string_value(json_object_get(ev, "reason"));
   const char *message = json_string_value(json_object_get(ev, "message"));
-  struct pt_kube_msg msg;
-  if (!reason || pt_kube_message_parse(reason, message, &msg) != 0)
+  if (!reason)
     return NULL;
-  json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s}", "namespace", ns, "pod", pod, "reason", reason, "message",
-                        message ? message : "", "kind", pt_kube_msg_kind_name(msg.kind));
+  json_t *o = json_pack("{s:s,s:s,s:s,s:s}", "namespace", ns, "pod", pod, "reason", reason, "message",
+                        message ? message : "");
+  if (!o || pt_kube_event_classify(o) != 0) {
+    json_decref(o);
+    return NULL;
+  }
   set_str_if(o, "uid", json_string_value(json_object_get(md, "uid")));
   set_str_if(o, "podUid", json_string_value(json_object_get(io, "uid")));
   const char *node = path_str(ev, "source", "host");
@@ -512,8 +384,6 @@ json_t *pt_kube_event_slim(const json_t *ev)
     node = json_string_value(json_object_get(ev, "reportingInstance"));
   if (node && *node)
     json_object_set_new(o, "node", json_string(node));
-  if (msg.image[0])
-    json_object_set_new(o, "image", json_string(msg.image));
   json_int_t count = 1;
   json_t *c = json_object_get(ev, "count");
   json_t *sc = json_object_get(json_object_get(ev, "series"), "count");
@@ -528,7 +398,5 @@ json_t *pt_kube_event_slim(const json_t *ev)
     first = last;
   json_object_set_new(o, "firstTimestamp", first > 0 ? json_real(first) : json_null());
   json_object_set_new(o, "lastTimestamp", last > 0 ? json_real(last) : json_null());
-  if (msg.duration >= 0)
-    json_object_set_new(o, "durationSeconds", json_real(msg.duration));
   return o;
 }
