@@ -356,8 +356,9 @@ def test_agent_mounts_the_socket_directory(helm, tmp_path):
         sock = env_of(agent)["PULLTRACE_CONTAINERD_SOCKET"]
         assert Path(sock).parent == Path(mount["mountPath"])
         assert Path(sock).name == Path(socket).name
+        # Readiness asks containerd through the agent's own client (test_chart_agent_probe.py).
         probe = spec["containers"][0]["readinessProbe"]["exec"]["command"]
-        assert probe == ["test", "-S", sock]
+        assert probe == ["pulltrace-agent", "--check-containerd"]
 
 
 def test_security_settings_and_scheduling_defaults(helm):
