@@ -326,6 +326,49 @@ def _service_problems(o, by_kind):
     return out
 
 
+# Pod Security Standards (kubernetes.io/docs/concepts/security/pod-security-standards), the
+# checks a pod of this chart could trip; each returns the failing check's name or None.
+RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
+                      "persistentVolumeClaim", "projected", "secret"}
+
+
+def pod_security_violations(obj):
+    """{"baseline": [...], "restricted": [...]}: the checks `obj`'s pod fails at each level
+    (restricted includes baseline's)."""
+    spec = pod_spec(obj)
+    pod_sc = spec.get("securityContext") or {}
+    containers = spec.get("initContainers", []) + spec["containers"]
+    baseline, restricted = [], []
+    if any(spec.get(k) for k in ("hostNetwork", "hostPID", "hostIPC")):
+        baseline.append("host namespaces")
+    if any((c.get("securityContext") or {}).get("privileged") for c in containers):
+        baseline.append("privileged containers")
+    if any("hostPath" in v for v in spec.get("volumes", [])):
+        baseline.append("hostPath volumes")
+    if any(p.get("hostPort") for c in containers for p in c.get("ports", [])):
+        baseline.append("host ports")
+    for c in containers:
+        sc = c.get("securityContext") or {}
+        seccomp = (sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}).get("type")
+        if seccomp == "Unconfined":
+            baseline.append("seccomp Unconfined")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            restricted.append(f"{c['name']}: seccompProfile")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            restricted.append(f"{c['name']}: allowPrivilegeEscalation")
+        if sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is not True:
+            restricted.append(f"{c['name']}: runAsNonRoot")
+        if sc.get("runAsUser", pod_sc.get("runAsUser")) == 0:
+            restricted.append(f"{c['name']}: runAsUser 0")
+        caps = sc.get("capabilities") or {}
+        if "ALL" not in caps.get("drop", []) or set(caps.get("add", [])) - {"NET_BIND_SERVICE"}:
+            restricted.append(f"{c['name']}: capabilities")
+    for v in spec.get("volumes", []):
+        if not set(v) - {"name"} <= RESTRICTED_VOLUMES:
+            restricted.append(f"volume {v['name']}")
+    return {"baseline": baseline, "restricted": baseline + restricted}
+
+
 def find(objects, kind, suffix=""):
     found = [o for o in objects if o["kind"] == kind and o["metadata"]["name"].endswith(suffix)]
     assert len(found) == 1, f"{len(found)} {kind} objects named *{suffix}"

@@ -94,7 +94,7 @@ MATRIX = {
     "service-loadbalancer": {"server": {"service": {"type": "LoadBalancer"}}},
     "ports-and-settings": {
         "server": {"httpPort": 18080, "metricsPort": 19090, "historyTTL": "2h",
-                   "nodeLostGrace": "5m", "watchNamespaces": "default,prod",
+                   "nodeLostGrace": "5m", "watchNamespaces": "default, prod",
                    "alertWebhookUrl": "http://alertmanager.monitoring:9093/api/v2/alerts",
                    "extraEnv": [{"name": "PULLTRACE_SSE_BUFFER", "value": "8192"}],
                    "replicas": 0},
@@ -381,6 +381,23 @@ def test_security_settings_and_scheduling_defaults(helm):
                          "DaemonSet", "-agent"))
     assert spec["priorityClassName"] == "system-node-critical"
     assert spec["nodeSelector"] == {"kubernetes.io/os": "linux", "pool": "a"}
+
+
+def test_pod_security_levels_are_the_documented_ones(helm):
+    """docs/deployment.md: the agents need the namespace's PodSecurity level "privileged"
+    (baseline refuses hostPath, restricted also root); the server would pass "restricted"."""
+    objects = helm.template(["--set", "token.value=t"])
+    server, test_pod = find(objects, "Deployment", "-server"), find(objects, "Pod", "-test")
+    for pod in (server, test_pod):
+        assert chartlib.pod_security_violations(pod)["restricted"] == [], pod["metadata"]
+    agent = chartlib.pod_security_violations(find(objects, "DaemonSet", "-agent"))
+    assert agent["baseline"] == ["hostPath volumes"]
+    assert set(agent["restricted"]) == {"hostPath volumes", "agent: runAsNonRoot",
+                                        "agent: runAsUser 0", "volume containerd"}
+    notes = (CHART / "templates" / "NOTES.txt").read_text()
+    docs = (REPO / "docs" / "deployment.md").read_text()
+    for text in (notes, docs):
+        assert "pod-security.kubernetes.io/enforce=privileged" in text
 
 
 @pytest.mark.parametrize("values, key", [
