@@ -629,8 +629,11 @@ def test_service_monitor_and_network_policy_reach_the_metrics_port(helm, tmp_pat
     assert sm["spec"]["namespaceSelector"] == {"matchNames": ["pulltrace"]}
     np = find(objects, "NetworkPolicy", "-server")
     http, metrics = np["spec"]["ingress"]
-    agent_labels = chartlib.pod_labels(find(objects, "DaemonSet", "-agent"))
-    assert chartlib.selects(http["from"][0]["podSelector"]["matchLabels"], agent_labels)
+    # The agents and the `helm test` pod reach the http port.
+    for client in (find(objects, "DaemonSet", "-agent"), find(objects, "Pod", "-test")):
+        labels = chartlib.pod_labels(client)
+        assert any(chartlib.selects(peer["podSelector"]["matchLabels"], labels)
+                   for peer in http["from"] if "podSelector" in peer), client["kind"]
     assert metrics["ports"] == [{"port": "metrics", "protocol": "TCP"}]
     assert find(objects, "NetworkPolicy", "-agent")["spec"]["ingress"] == []
     # Without metricsFrom, the metrics port is open to any scraper.
