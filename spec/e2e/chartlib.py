@@ -198,6 +198,22 @@ def problems(objects, namespace):
             for ep in o["spec"]["endpoints"]:
                 if svcs and ep["port"] not in [p["name"] for p in svcs[0]["spec"]["ports"]]:
                     bad(f"{what}: endpoint port {ep['port']} is not a port of the Service")
+        if kind == "Ingress":
+            svcs = by_kind.get("Service", {})
+            for rule in o["spec"]["rules"]:
+                host = rule.get("host", "")
+                if host and not dns1123_subdomain(host.removeprefix("*.")):
+                    bad(f"{what}: host {host!r} is not a DNS name")
+                for p in rule["http"]["paths"]:
+                    svc = svcs.get(p["backend"]["service"]["name"])
+                    port = p["backend"]["service"]["port"]
+                    if svc is None:
+                        bad(f"{what}: backend Service {p['backend']['service']['name']} missing")
+                    elif port.get("name") not in [sp["name"] for sp in svc["spec"]["ports"]]:
+                        bad(f"{what}: backend port {port} is no port of the Service")
+                    if not p["path"].startswith("/") or p["pathType"] not in (
+                            "Prefix", "Exact", "ImplementationSpecific"):
+                        bad(f"{what}: path {p['path']!r} ({p['pathType']})")
         if kind == "NetworkPolicy":
             sel = o["spec"]["podSelector"]["matchLabels"]
             pods = [w for w in _workloads(by_kind) if selects(sel, pod_labels(w))

@@ -124,9 +124,14 @@ MATRIX = {
         "metricsFrom": [{"namespaceSelector": {"matchLabels": {
             "kubernetes.io/metadata.name": "monitoring"}}}]}},
     "network-policy-open-metrics": {"networkPolicy": {"enabled": True}},
+    "ingress": {"ingress": {"enabled": True, "className": "nginx", "host": "pulltrace.example.com",
+                            "annotations": {"cert-manager.io/cluster-issuer": "letsencrypt"},
+                            "tls": [{"secretName": "pulltrace-tls",
+                                     "hosts": ["pulltrace.example.com"]}]}},
+    "ingress-any-host": {"ingress": {"enabled": True, "path": "/", "pathType": "Exact"}},
     "no-tests": {"tests": {"enabled": False}},
 }
-MATRIX["everything"] = {k: v for case in ("policy", "monitoring", "network-policy",
+MATRIX["everything"] = {k: v for case in ("policy", "monitoring", "network-policy", "ingress",
                                           "resources-and-scheduling", "token-value")
                         for k, v in MATRIX[case].items()}
 RELEASES = ["pulltrace", "prod", LONG, "9lives", "my.release-" + "b" * 30]
@@ -618,6 +623,34 @@ def test_grafana_dashboard_queries_real_metrics(helm, real_metrics, tmp_path):
     (tmp_path / "dashboard-rules.yaml").write_text(yaml.safe_dump(rules))
     r = promtool("check", "rules", tmp_path / "dashboard-rules.yaml")
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def docs_yaml_after(heading):
+    """The first ```yaml block of docs/deployment.md's section `heading`."""
+    text = (REPO / "docs" / "deployment.md").read_text()
+    section = text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    return yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0])
+
+
+def test_ingress_of_the_docs_routes_a_path_prefix_to_the_ui(helm, tmp_path):
+    values = docs_yaml_after("Ingress")
+    args = values_file(tmp_path, "ingress-docs", values)
+    helm.lint(args)
+    objects = helm.template(args)
+    assert chartlib.problems(objects, "pulltrace") == []
+    ing = find(objects, "Ingress")
+    (rule,) = ing["spec"]["rules"]
+    (path,) = rule["http"]["paths"]
+    assert path["backend"]["service"] == {"name": find(objects, "Service")["metadata"]["name"],
+                                          "port": {"name": "http"}}
+    # The prefix the docs strip with a regex: the UI's relative URLs resolve under it.
+    assert re.match(path["path"], "/pulltrace/api/v1/pulls")
+    rewrite = ing["metadata"]["annotations"]["nginx.ingress.kubernetes.io/rewrite-target"]
+    assert re.sub(path["path"], rewrite.replace("$", "\\"), "/pulltrace/api/v1/pulls") == \
+        "/api/v1/pulls"
+    # The checker looks at Ingresses too.
+    path["backend"]["service"]["port"] = {"name": "web"}
+    assert chartlib.problems(objects, "pulltrace") != []
 
 
 def test_service_monitor_and_network_policy_reach_the_metrics_port(helm, tmp_path):
