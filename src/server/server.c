@@ -283,11 +283,6 @@ void pt_server_set_kube(struct pt_server *srv, struct pt_kube *kube)
   srv->kube = kube;
 }
 
-void pt_server_count_watch_restart(struct pt_server *srv, const char *resource)
-{
-  srv->watch_restarts[strcmp(resource, "events") == 0 ? 1 : 0]++;
-}
-
 static int severity_index(const char *s)
 {
   if (!s) return 3;

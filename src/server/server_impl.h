@@ -24,7 +24,6 @@ extern const char *const pt_reject_reason_names[PT_REJECT_COUNT];
 
 #define PT_SEVERITY_COUNT 4 /* info, warning, critical, other */
 #define PT_MAX_READY 8
-#define PT_WATCH_RESOURCES 2 /* pods, events */
 
 struct pt_ready_check {
   char name[32];
@@ -64,7 +63,6 @@ struct pt_server {
   uint64_t reports_applied, reports_stale;
   uint64_t reports_rejected[PT_REJECT_COUNT];
   uint64_t alerts[PT_SEVERITY_COUNT];
-  uint64_t watch_restarts[PT_WATCH_RESOURCES];
   uint64_t webhook_sent, webhook_failed, webhook_dropped, webhook_retries;
 
   /* webhook queue: a ring of pending alerts, one POST in flight */

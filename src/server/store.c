@@ -9,7 +9,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "kube/parse.h"
-#include "server/map.h"
+#include "core/map.h"
 
 const double pt_store_duration_buckets[8] = {1, 5, 10, 30, 60, 120, 300, 600};
 const char *const pt_store_fail_reasons[PT_STORE_FAIL_REASONS] = {

@@ -1,4 +1,4 @@
-#include "server/map.h"
+#include "core/map.h"
 
 #include <errno.h>
 #include <stdint.h>
