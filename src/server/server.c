@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/clock.h"
+#include "server/ui_dir.h"
 
 #define CFG(field) offsetof(struct pt_server_config, field)
 
@@ -134,6 +135,8 @@ struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_confi
   mopts.max_body_bytes = 4096;
   srv->metrics = pt_http_server_create(loop, &mopts, pt_server_metrics_handle, srv);
   srv->httpc = pt_httpc_create(loop);
+  if (cfg->ui_dir && *cfg->ui_dir)
+    srv->ui_dir = pt_ui_dir_create(loop, cfg->ui_dir, 1.0);
   srv->wq_cap = (size_t)(cfg->alert_queue > 0 ? cfg->alert_queue : 256);
   srv->wq = calloc(srv->wq_cap, sizeof(*srv->wq));
   uv_timer_init(loop, &srv->tick);
@@ -199,6 +202,8 @@ static void finish_shutdown(struct pt_server *srv)
   pt_server_webhook_close(srv);
   pt_httpc_destroy(srv->httpc);
   srv->httpc = NULL;
+  pt_ui_dir_destroy(srv->ui_dir);
+  srv->ui_dir = NULL;
   uv_close((uv_handle_t *)&srv->tick, handle_closed);
   uv_close((uv_handle_t *)&srv->shutdown_timer, handle_closed);
   uv_close((uv_handle_t *)&srv->webhook_timer, handle_closed);
@@ -233,6 +238,7 @@ void pt_server_destroy(struct pt_server *srv)
   if (!srv)
     return;
   pt_store_destroy(srv->store);
+  pt_ui_dir_destroy(srv->ui_dir); /* never listened: freed when the loop runs */
   free(srv->ui_etags);
   free(srv->wq);
   free(srv);
@@ -249,12 +255,8 @@ void pt_server_set_ui(struct pt_server *srv, const struct pt_embedded_file *file
   if (!n)
     return;
   srv->ui_etags = calloc(n, sizeof(*srv->ui_etags));
-  for (size_t i = 0; srv->ui_etags && i < n; i++) {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t k = 0; k < files[i].size; k++)
-      h = (h ^ files[i].data[k]) * 1099511628211ULL;
-    srv->ui_etags[i] = h;
-  }
+  for (size_t i = 0; srv->ui_etags && i < n; i++)
+    srv->ui_etags[i] = pt_ui_etag(files[i].data, files[i].size);
 }
 
 void pt_server_set_ready(struct pt_server *srv, const char *name, bool ok, const char *detail)

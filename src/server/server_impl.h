@@ -53,6 +53,7 @@ struct pt_server {
   void (*shutdown_done)(void *);
   void *shutdown_ud;
   const struct pt_embedded_file *ui;
+  struct pt_ui_dir *ui_dir; /* PULLTRACE_UI_DIR, read off the loop; NULL when unset */
   uint64_t *ui_etags;
   char default_headers[512];
   struct pt_ready_check ready[PT_MAX_READY];
