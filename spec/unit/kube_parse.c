@@ -1,6 +1,5 @@
-/* Unit tests of the Kubernetes helpers: image references, kubelet messages,
- * the watch stream framing, slim objects and the order of the configuration
- * sources. */
+/* Unit tests of the Kubernetes helpers: kubelet messages, the watch stream
+ * framing, slim objects and the order of the configuration sources. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,61 +15,6 @@
 
 #include "kube/config.h"
 #include "kube/parse.h"
-
-static void norm_is(const char *in, const char *want)
-{
-  char out[1024];
-  assert_int_equal(pt_kube_image_normalize(in, out, sizeof(out)), 0);
-  assert_string_equal(out, want);
-}
-
-static void key_is(const char *in, const char *want)
-{
-  char out[1024];
-  assert_int_equal(pt_kube_image_key(in, out, sizeof(out)), 0);
-  assert_string_equal(out, want);
-}
-
-static void test_image_normalize(void **state)
-{
-  (void)state;
-  norm_is("nginx", "docker.io/library/nginx:latest");
-  norm_is("nginx:1.25", "docker.io/library/nginx:1.25");
-  norm_is("bitnami/redis", "docker.io/bitnami/redis:latest");
-  norm_is("index.docker.io/library/nginx:1", "docker.io/library/nginx:1");
-  norm_is("Registry.Example.com/a/b:v1", "registry.example.com/a/b:v1");
-  norm_is("127.0.0.1:5001/demo/app:v1", "127.0.0.1:5001/demo/app:v1");
-  norm_is("localhost/app", "localhost/app:latest");
-  norm_is("reg:5000/a/b@sha256:abc", "reg:5000/a/b@sha256:abc");
-  norm_is("reg.io/a/b:v1@sha256:abc", "reg.io/a/b:v1@sha256:abc");
-  norm_is("reg/a/b:v1", "docker.io/reg/a/b:v1");
-  norm_is("[::1]:5000/app:v2", "[::1]:5000/app:v2");
-  key_is("127.0.0.1:5001/demo/app:v1", "127.0.0.1/demo/app");
-  key_is("nginx", "docker.io/library/nginx");
-  key_is("[::1]:5000/app:v2", "[::1]/app");
-  key_is("reg.example:443/team/app@sha256:1", "reg.example/team/app");
-
-  struct pt_kube_image im;
-  const char *bad[] = {"", " nginx", "nginx:", "a b", "reg:5000/", "/app", "app@", "reg:x5/a:v1", "\"q\""};
-  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-    assert_int_equal(pt_kube_image_parse(bad[i], &im), -EINVAL);
-  assert_int_equal(pt_kube_image_parse(NULL, &im), -EINVAL);
-  char small[8];
-  assert_int_equal(pt_kube_image_normalize("nginx", small, sizeof(small)), -ENOSPC);
-}
-
-static void test_image_matches(void **state)
-{
-  (void)state;
-  /* The agent's imageRef has neither port nor tag. */
-  assert_true(pt_kube_image_matches("127.0.0.1/demo/app", "127.0.0.1:5001/demo/app:v1"));
-  assert_true(pt_kube_image_matches("docker.io/library/nginx", "nginx"));
-  assert_true(pt_kube_image_matches("docker.io/library/nginx", "nginx:1.25@sha256:abc"));
-  assert_false(pt_kube_image_matches("127.0.0.1/demo/app", "127.0.0.1:5001/demo/other:v1"));
-  assert_false(pt_kube_image_matches("127.0.0.1/demo/app", "127.0.0.2:5001/demo/app:v1"));
-  assert_false(pt_kube_image_matches("docker.io/library/nginx", "bitnami/nginx"));
-  assert_false(pt_kube_image_matches(NULL, "nginx"));
-}
 
 static void test_messages(void **state)
 {
@@ -382,7 +326,6 @@ static void test_config_from_env(void **state)
 int main(void)
 {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_image_normalize), cmocka_unit_test(test_image_matches),
     cmocka_unit_test(test_messages),        cmocka_unit_test(test_stream_chunks),
     cmocka_unit_test(test_stream_limits),   cmocka_unit_test(test_slim_objects),
     cmocka_unit_test(test_config_from_env),

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/clock.h"
+#include "core/hash.h"
 #include "server/ui_dir.h"
 
 #define CFG(field) offsetof(struct pt_server_config, field)
@@ -255,8 +256,9 @@ void pt_server_set_ui(struct pt_server *srv, const struct pt_embedded_file *file
   if (!n)
     return;
   srv->ui_etags = calloc(n, sizeof(*srv->ui_etags));
-  for (size_t i = 0; srv->ui_etags && i < n; i++)
-    srv->ui_etags[i] = pt_ui_etag(files[i].data, files[i].size);
+  for (size_t i = 0; srv->ui_etags && i < n; i++) {
+    srv->ui_etags[i] = pt_fnv1a(PT_FNV1A_INIT, files[i].data, files[i].size);
+  }
 }
 
 void pt_server_set_ready(struct pt_server *srv, const char *name, bool ok, const char *detail)

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/hash.h"
 #include "core/log.h"
 
 #define MAX_DEPTH 16
@@ -41,22 +42,6 @@ struct pt_ui_dir {
   struct scan *scan; /* in flight */
   bool closing, timer_open;
 };
-
-#define FNV_INIT 1469598103934665603ULL
-
-/* FNV-1a, 64-bit, continued from h. */
-static uint64_t fnv(uint64_t h, const void *data, size_t size)
-{
-  const unsigned char *p = data;
-  for (size_t i = 0; i < size; i++)
-    h = (h ^ p[i]) * 1099511628211ULL;
-  return h;
-}
-
-uint64_t pt_ui_etag(const void *data, size_t size)
-{
-  return fnv(FNV_INIT, data, size);
-}
 
 static void snapshot_free(struct snapshot *s)
 {
@@ -124,7 +109,7 @@ static int add_file(struct snapshot *s, const char *rel, const char *path, size_
     return -ENOMEM;
   }
   s->files[s->n] = (struct pt_embedded_file){.name = name, .data = data, .size = size};
-  s->etags[s->n] = pt_ui_etag(data, size);
+  s->etags[s->n] = pt_fnv1a(PT_FNV1A_INIT, data, size);
   s->n++;
   s->bytes += size;
   s->files[s->n].name = NULL;
@@ -164,9 +149,9 @@ static int walk(const char *root, const char *rel, int depth, uint64_t *sig, str
     }
     if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > PT_UI_DIR_MAX_FILE)
       continue;
-    *sig = fnv(*sig, sub, strlen(sub) + 1);
+    *sig = pt_fnv1a(*sig, sub, strlen(sub) + 1);
     int64_t stamp[3] = {(int64_t)st.st_size, (int64_t)st.st_mtim.tv_sec, (int64_t)st.st_mtim.tv_nsec};
-    *sig = fnv(*sig, stamp, sizeof(stamp));
+    *sig = pt_fnv1a(*sig, stamp, sizeof(stamp));
     if (s) {
       int a = add_file(s, sub, full, (size_t)st.st_size);
       if (a == -ENOMEM || a == -E2BIG)
@@ -183,7 +168,7 @@ static void scan_run(uv_work_t *req)
 {
   struct scan *sc = req->data;
   const char *root = sc->d->dir; /* constant while the object lives */
-  uint64_t sig = FNV_INIT;
+  uint64_t sig = PT_FNV1A_INIT;
   int r = walk(root, "", 0, &sig, NULL);
   if (r) {
     sc->error = r;
@@ -192,7 +177,7 @@ static void scan_run(uv_work_t *req)
   if (sig == sc->signature)
     return; /* unchanged: nothing to read */
   struct snapshot *s = calloc(1, sizeof(*s));
-  uint64_t read_sig = FNV_INIT;
+  uint64_t read_sig = PT_FNV1A_INIT;
   r = s ? walk(root, "", 0, &read_sig, s) : -ENOMEM;
   if (r == 0 && s && !s->files) { /* an empty tree: an empty table, every file 404 */
     s->files = calloc(1, sizeof(*s->files));

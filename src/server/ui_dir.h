@@ -2,7 +2,8 @@
  * without touching the disk on the loop.
  *
  * The directory is read on libuv's thread pool into an in-memory snapshot in
- * the embedded UI's shape (a table of files with their ETags); requests are
+ * the embedded UI's shape (a table of files with their ETags, FNV-1a of the
+ * bytes as for the embedded files); requests are
  * answered from the snapshot. Every `interval` seconds the thread pool checks
  * the tree (names, sizes and modification times) and, when it changed, reads
  * it again; the new snapshot replaces the old one on the loop. So an edited
@@ -34,8 +35,5 @@ void pt_ui_dir_destroy(struct pt_ui_dir *d);
 const struct pt_embedded_file *pt_ui_dir_files(const struct pt_ui_dir *d, const uint64_t **etags);
 /* Reads done (snapshots published), including the first. */
 uint64_t pt_ui_dir_generation(const struct pt_ui_dir *d);
-
-/* The ETag value of a file's bytes (FNV-1a), for every UI source. */
-uint64_t pt_ui_etag(const void *data, size_t size);
 
 #endif
