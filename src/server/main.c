@@ -178,7 +178,9 @@ int main(int argc, char **argv)
         .watch_timeout = (long)cfg.kube_watch_timeout,
         .page_size = cfg.kube_page_size,
       };
-      app.kube = pt_kube_create(&app.loop, app.srv, &kcfg, &kopts);
+      struct pt_kube_sink sink;
+      pt_server_kube_sink(app.srv, &sink);
+      app.kube = pt_kube_create(&app.loop, &sink, &kcfg, &kopts);
       if (!app.kube || pt_kube_start(app.kube) < 0) {
         PT_LOG_ERROR("cannot start the Kubernetes watcher", "{}");
         stop_kube(&app);

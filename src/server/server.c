@@ -8,6 +8,7 @@
 #include "core/clock.h"
 #include "core/hash.h"
 #include "server/event.h"
+#include "server/ui_dir.h"
 
 #define CFG(field) offsetof(struct pt_server_config, field)
 
@@ -184,6 +185,8 @@ struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_confi
     create_failed(srv);
     return NULL;
   }
+  if (cfg->ui_dir && *cfg->ui_dir)
+    srv->ui_dir = pt_ui_dir_create(loop, cfg->ui_dir, 1.0);
   uv_timer_init(loop, &srv->tick);
   uv_timer_init(loop, &srv->shutdown_timer);
   srv->tick.data = srv->shutdown_timer.data = srv;
@@ -239,6 +242,8 @@ static void finish_shutdown(struct pt_server *srv)
   srv->httpc = NULL;
   pt_alerts_destroy(srv->alerts);
   srv->alerts = NULL;
+  pt_ui_dir_destroy(srv->ui_dir);
+  srv->ui_dir = NULL;
   uv_close((uv_handle_t *)&srv->tick, handle_closed);
   uv_close((uv_handle_t *)&srv->shutdown_timer, handle_closed);
 }
@@ -273,6 +278,7 @@ void pt_server_destroy(struct pt_server *srv)
   if (!srv)
     return;
   pt_store_destroy(srv->store);
+  pt_ui_dir_destroy(srv->ui_dir); /* never listened: freed when the loop runs */
   free(srv->ui_etags);
   free(srv);
 }
@@ -317,9 +323,4 @@ struct pt_store *pt_server_store(struct pt_server *srv)
 void pt_server_set_kube(struct pt_server *srv, struct pt_kube *kube)
 {
   srv->kube = kube;
-}
-
-void pt_server_count_watch_restart(struct pt_server *srv, const char *resource)
-{
-  srv->watch_restarts[strcmp(resource, "events") == 0 ? 1 : 0]++;
 }
