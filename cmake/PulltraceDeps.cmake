@@ -4,6 +4,8 @@ find_package(Threads REQUIRED)
 pkg_check_modules(UV REQUIRED IMPORTED_TARGET libuv)
 pkg_check_modules(CURL REQUIRED IMPORTED_TARGET libcurl)
 pkg_check_modules(JANSSON REQUIRED IMPORTED_TARGET jansson)
+# Agent reports: a streaming parser straight into typed structs (no document tree).
+pkg_check_modules(YAJL REQUIRED IMPORTED_TARGET yajl)
 # kubeconfig files (YAML) for running the server outside a cluster.
 pkg_check_modules(YAML REQUIRED IMPORTED_TARGET yaml-0.1)
 pkg_check_modules(PROTOBUFC REQUIRED IMPORTED_TARGET libprotobuf-c)

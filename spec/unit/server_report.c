@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "server/report.h"
 
@@ -173,7 +174,7 @@ static void test_every_field_wrong(void **state)
       fail_msg("mutation %zu (%s = %s): rc %d field \"%s\" error \"%s\"", i, m->path,
                m->value ? m->value : "<deleted>", rc, field, err);
     assert_true(*err);
-    assert_null(r.root);
+    assert_null(r.arena);
     assert_null(r.pulls);
     free(body);
     json_decref(root);
@@ -221,6 +222,83 @@ static void test_unknown_members_ignored(void **state)
   json_decref(root);
 }
 
+/* The streaming parser checks what a document parser does: duplicate keys at
+ * any depth, \u0000, integers beyond 64 bits, nesting depth, one value. */
+static void test_json_level_errors(void **state)
+{
+  static const char *bodies[] = {
+    "{\"futureField\":{\"a\":1,\"a\":2}}",
+    "{\"x\":[{\"k\":1,\"k\":1}]}",
+    "{\"nodeName\":\"a\\u0000b\"}",
+    "{\"seq\":99999999999999999999}",
+    "{\"seq\":1e999}",
+    "{} {}",
+    "7",
+    "\"v1\"",
+  };
+  for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+    struct pt_report r;
+    char err[256], field[160];
+    assert_int_equal(pt_report_parse(bodies[i], strlen(bodies[i]), &r, err, sizeof(err), field, sizeof(field)),
+                     -EINVAL);
+    if (strncmp(err, "invalid JSON: ", 14) != 0)
+      fail_msg("body %zu: error \"%s\"", i, err);
+    assert_string_equal(field, "");
+  }
+  char deep[5000];
+  size_t n = 0;
+  n += (size_t)snprintf(deep, sizeof(deep), "{\"x\":");
+  for (int i = 0; i < 2100; i++)
+    deep[n++] = '[';
+  for (int i = 0; i < 2100; i++)
+    deep[n++] = ']';
+  deep[n++] = '}';
+  struct pt_report r;
+  char err[256], field[160];
+  assert_int_equal(pt_report_parse(deep, n, &r, err, sizeof(err), field, sizeof(field)), -EINVAL);
+  assert_non_null(strstr(err, "depth"));
+}
+
+/* Validation follows the schema's order, not the body's: the same first error
+ * whatever order the members come in. */
+static void test_member_order(void **state)
+{
+  json_t *root = json_loads(valid, 0, NULL);
+  json_object_set_new(root, "seq", json_integer(0));
+  json_object_set_new(json_array_get(json_object_get(root, "pulls"), 0), "totalBytes", json_string("x"));
+  const char *keys[] = {"unattributed", "pulls", "timestamp", "seq", "bootId", "agentVersion", "nodeName",
+                        "schemaVersion"};
+  json_t *rev = json_object();
+  for (size_t i = 0; i < 8; i++)
+    json_object_set(rev, keys[i], json_object_get(root, keys[i]));
+  char *body = json_dumps(rev, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  struct pt_report r;
+  char err[256], field[160];
+  assert_int_equal(pt_report_parse(body, strlen(body), &r, err, sizeof(err), field, sizeof(field)), -EINVAL);
+  assert_string_equal(field, "seq");
+  assert_string_equal(err, "must be >= 1");
+  free(body);
+  json_decref(rev);
+  json_decref(root);
+}
+
+/* Arrays past their limit are counted, not kept, and rejected by size. */
+static void test_array_limits(void **state)
+{
+  json_t *root = json_loads(valid, 0, NULL);
+  json_t *u = json_object_get(root, "unattributed");
+  for (size_t i = 0; i < PT_REPORT_MAX_UNATTRIBUTED + 5; i++)
+    json_array_append_new(u, json_integer(1));
+  char *body = json_dumps(root, JSON_COMPACT);
+  struct pt_report r;
+  char err[256], field[160];
+  assert_int_equal(pt_report_parse(body, strlen(body), &r, err, sizeof(err), field, sizeof(field)), -EINVAL);
+  assert_string_equal(field, "unattributed");
+  assert_string_equal(err, "more than 2000 entries");
+  free(body);
+  json_decref(root);
+}
+
 static void test_digest(void **state)
 {
   assert_true(pt_digest_valid("sha256:abc"));
@@ -240,6 +318,9 @@ int main(void)
     cmocka_unit_test(test_whole_body),
     cmocka_unit_test(test_duplicate_pull_ids),
     cmocka_unit_test(test_unknown_members_ignored),
+    cmocka_unit_test(test_json_level_errors),
+    cmocka_unit_test(test_member_order),
+    cmocka_unit_test(test_array_limits),
     cmocka_unit_test(test_digest),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

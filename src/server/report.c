@@ -1,3 +1,16 @@
+/* The v1 report in two passes over no document tree.
+ *
+ * Pass 1 (yajl callbacks) files every member of the four object kinds the
+ * schema knows (the report, a pull, a layer, an unattributed ingest) into a
+ * typed slot: present or not, its JSON type and its value. Members the schema
+ * does not know are skipped, checked only for what a JSON parser checks
+ * (duplicate keys included). Array elements past an array's limit are
+ * counted, not stored.
+ *
+ * Pass 2 validates the slots in the schema's order, so that a body gets the
+ * same first error (message and field) whatever the order of its members,
+ * and fills the typed report. Syntax errors anywhere come first, as with a
+ * parser that reads the whole document before looking at it. */
 #include "server/report.h"
 
 #include <errno.h>
@@ -5,8 +18,446 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <yajl/yajl_parse.h>
 
 #include "core/clock.h"
+#include "core/map.h"
+
+/* ------------------------------------------------------------------------ */
+/* Arena: every string and array of one report                               */
+
+struct block {
+  struct block *next;
+  size_t used, cap;
+  max_align_t data[];
+};
+
+struct pt_report_arena {
+  struct block *head;
+};
+
+#define BLOCK_SIZE 16384
+
+static void *arena_alloc(struct pt_report_arena *a, size_t n)
+{
+  n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
+  struct block *b = a->head;
+  if (!b || b->cap - b->used < n) {
+    size_t cap = n > BLOCK_SIZE ? n : BLOCK_SIZE;
+    b = malloc(sizeof(*b) + cap);
+    if (!b)
+      return NULL;
+    b->used = 0;
+    b->cap = cap;
+    b->next = a->head;
+    a->head = b;
+  }
+  void *p = (char *)b->data + b->used;
+  b->used += n;
+  return p;
+}
+
+static void *arena_zalloc(struct pt_report_arena *a, size_t n)
+{
+  void *p = arena_alloc(a, n);
+  if (p)
+    memset(p, 0, n);
+  return p;
+}
+
+static void arena_free(struct pt_report_arena *a)
+{
+  if (!a)
+    return;
+  struct block *b = a->head;
+  while (b) {
+    struct block *next = b->next;
+    free(b);
+    b = next;
+  }
+  free(a);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Slots                                                                      */
+
+enum vtype { V_ABSENT = 0, V_NULL, V_BOOL, V_INT, V_REAL, V_STRING, V_ARRAY, V_OBJECT };
+
+struct robj;
+
+struct slot {
+  enum vtype t;
+  bool b;
+  int64_t i;
+  const char *s; /* NUL-terminated copy in the arena */
+  size_t len;
+  /* V_ARRAY of a member whose elements are kept: */
+  struct robj *head, *tail;
+  size_t count;
+};
+
+enum kind { K_REPORT = 0, K_PULL, K_LAYER, K_UNATTR, K_COUNT };
+
+#define MAX_SLOTS 10
+
+/* One object of a known kind, or a non-object element of a kept array
+ * (elem_type tells which). */
+struct robj {
+  enum vtype elem_type;
+  struct slot m[MAX_SLOTS];
+  struct robj *next;
+};
+
+enum {
+  R_SCHEMA, R_NODE, R_AGENT, R_BOOT, R_SEQ, R_TIMESTAMP, R_PULLS, R_UNATTR,
+};
+enum {
+  P_ID, P_IMAGE_REF, P_MANIFEST, P_INDEX, P_STARTED, P_COMPLETED, P_TOTAL_KNOWN, P_TOTAL, P_DOWNLOADED, P_LAYERS,
+};
+enum {
+  L_DIGEST, L_MEDIA_TYPE, L_TOTAL, L_DOWNLOADED, L_STATE, L_STARTED, L_UPDATED,
+};
+enum {
+  U_REF, U_KIND, U_DIGEST, U_TOTAL, U_DOWNLOADED, U_STARTED, U_UPDATED,
+};
+
+static const char *const member_names[K_COUNT][MAX_SLOTS + 1] = {
+  [K_REPORT] = {"schemaVersion", "nodeName", "agentVersion", "bootId", "seq", "timestamp", "pulls", "unattributed",
+                NULL},
+  [K_PULL] = {"id", "imageRef", "manifestDigest", "indexDigest", "startedAt", "completedAt", "totalKnown",
+              "totalBytes", "downloadedBytes", "layers", NULL},
+  [K_LAYER] = {"digest", "mediaType", "totalBytes", "downloadedBytes", "state", "startedAt", "updatedAt", NULL},
+  [K_UNATTR] = {"ref", "kind", "digest", "totalBytes", "downloadedBytes", "startedAt", "updatedAt", NULL},
+};
+
+/* The kept arrays: which member of which kind holds elements of which kind,
+ * and how many are kept (one more than the limit, so that validation sees
+ * the overflow; the rest are only counted). */
+static bool kept_array(enum kind k, int slot, enum kind *elem, size_t *max)
+{
+  if (k == K_REPORT && slot == R_PULLS) {
+    *elem = K_PULL;
+    *max = PT_REPORT_MAX_PULLS;
+  } else if (k == K_REPORT && slot == R_UNATTR) {
+    *elem = K_UNATTR;
+    *max = PT_REPORT_MAX_UNATTRIBUTED;
+  } else if (k == K_PULL && slot == P_LAYERS) {
+    *elem = K_LAYER;
+    *max = PT_REPORT_MAX_LAYERS;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+static int member_slot(enum kind k, const unsigned char *key, size_t len)
+{
+  for (int i = 0; member_names[k][i]; i++)
+    if (strncmp(member_names[k][i], (const char *)key, len) == 0 && member_names[k][i][len] == '\0')
+      return i;
+  return -1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Pass 1: the yajl callbacks                                                 */
+
+#define MAX_DEPTH 2048 /* as deep as jansson's parser goes */
+
+struct frame {
+  bool is_object;
+  bool known;          /* an object of `kind`, or a kept array of `kind` elements */
+  enum kind kind;
+  struct robj *obj;    /* known object */
+  int slot;            /* known object: the slot of the current key, -1 unknown */
+  struct slot *arr;    /* kept array */
+  size_t arr_max;
+  uint64_t id;         /* objects: for the duplicate-key set */
+};
+
+struct pass1 {
+  struct pt_report_arena *arena;
+  struct frame *stack;
+  size_t depth, cap;
+  struct robj *root;
+  enum vtype root_type;
+  uint64_t next_id;
+  struct pt_map unknown_keys; /* "<object id>:<key>" of keys no slot takes */
+  char error[128];            /* a JSON-level error found by a callback */
+};
+
+static int fail1(struct pass1 *p, const char *msg)
+{
+  snprintf(p->error, sizeof(p->error), "%s", msg);
+  return 0;
+}
+
+static struct frame *push(struct pass1 *p, bool is_object)
+{
+  if (p->depth >= MAX_DEPTH) {
+    fail1(p, "maximum parsing depth reached");
+    return NULL;
+  }
+  if (p->depth == p->cap) {
+    size_t cap = p->cap ? p->cap * 2 : 16;
+    struct frame *s = realloc(p->stack, cap * sizeof(*s));
+    if (!s) {
+      fail1(p, "out of memory");
+      return NULL;
+    }
+    p->stack = s;
+    p->cap = cap;
+  }
+  struct frame *f = &p->stack[p->depth++];
+  memset(f, 0, sizeof(*f));
+  f->is_object = is_object;
+  f->slot = -1;
+  if (is_object)
+    f->id = p->next_id++;
+  return f;
+}
+
+/* Where the next value goes: a slot, or nowhere (*out NULL). A new element
+ * of a kept array gets its robj here (*elem, NULL past the limit). */
+static int target(struct pass1 *p, struct slot **out, struct robj **elem, enum kind *elem_kind)
+{
+  *out = NULL;
+  *elem = NULL;
+  if (p->depth == 0)
+    return 1;
+  struct frame *f = &p->stack[p->depth - 1];
+  if (!f->known)
+    return 1;
+  if (f->is_object) {
+    if (f->slot >= 0)
+      *out = &f->obj->m[f->slot];
+    return 1;
+  }
+  f->arr->count++;
+  if (f->arr->count > f->arr_max + 1)
+    return 1;
+  struct robj *o = arena_zalloc(p->arena, sizeof(*o));
+  if (!o)
+    return fail1(p, "out of memory");
+  if (f->arr->tail)
+    f->arr->tail->next = o;
+  else
+    f->arr->head = o;
+  f->arr->tail = o;
+  *elem = o;
+  *elem_kind = f->kind;
+  return 1;
+}
+
+static int scalar(struct pass1 *p, enum vtype t, struct slot **out)
+{
+  struct robj *elem;
+  enum kind ek;
+  if (p->depth == 0)
+    return fail1(p, "'[' or '{' expected");
+  if (!target(p, out, &elem, &ek))
+    return 0;
+  if (elem)
+    elem->elem_type = t;
+  if (*out)
+    (*out)->t = t;
+  return 1;
+}
+
+static int cb_null(void *ctx)
+{
+  struct slot *s;
+  return scalar(ctx, V_NULL, &s);
+}
+
+static int cb_boolean(void *ctx, int v)
+{
+  struct slot *s;
+  if (!scalar(ctx, V_BOOL, &s))
+    return 0;
+  if (s)
+    s->b = v != 0;
+  return 1;
+}
+
+static int cb_number(void *ctx, const char *text, size_t len)
+{
+  struct pass1 *p = ctx;
+  char buf[64];
+  bool real = memchr(text, '.', len) || memchr(text, 'e', len) || memchr(text, 'E', len);
+  if (!real) {
+    /* Integers beyond int64 are a parse error, as with jansson. */
+    if (len >= sizeof(buf))
+      return fail1(p, "too big integer");
+    memcpy(buf, text, len);
+    buf[len] = '\0';
+    errno = 0;
+    long long v = strtoll(buf, NULL, 10);
+    if (errno == ERANGE)
+      return fail1(p, text[0] == '-' ? "too big negative integer" : "too big integer");
+    struct slot *s;
+    if (!scalar(p, V_INT, &s))
+      return 0;
+    if (s)
+      s->i = v;
+    return 1;
+  }
+  /* The value of a real is never used (no member is a real), but one out of
+   * a double's range is a parse error. */
+  char *copy = len < sizeof(buf) ? buf : malloc(len + 1);
+  if (!copy)
+    return fail1(p, "out of memory");
+  memcpy(copy, text, len);
+  copy[len] = '\0';
+  errno = 0;
+  strtod(copy, NULL);
+  int overflow = errno == ERANGE;
+  if (copy != buf)
+    free(copy);
+  if (overflow)
+    return fail1(p, "real number overflow");
+  struct slot *s;
+  return scalar(p, V_REAL, &s);
+}
+
+static int cb_string(void *ctx, const unsigned char *str, size_t len)
+{
+  struct pass1 *p = ctx;
+  if (memchr(str, '\0', len))
+    return fail1(p, "\\u0000 is not allowed in strings");
+  struct slot *s;
+  if (!scalar(p, V_STRING, &s))
+    return 0;
+  if (!s)
+    return 1;
+  char *c = arena_alloc(p->arena, len + 1);
+  if (!c)
+    return fail1(p, "out of memory");
+  memcpy(c, str, len);
+  c[len] = '\0';
+  s->s = c;
+  s->len = len;
+  return 1;
+}
+
+static int cb_start_map(void *ctx)
+{
+  struct pass1 *p = ctx;
+  if (p->depth == 0) {
+    p->root_type = V_OBJECT;
+    struct frame *f = push(p, true);
+    if (!f || !(p->root = arena_zalloc(p->arena, sizeof(*p->root))))
+      return p->error[0] ? 0 : fail1(p, "out of memory");
+    f->known = true;
+    f->kind = K_REPORT;
+    f->obj = p->root;
+    return 1;
+  }
+  struct slot *s;
+  struct robj *elem;
+  enum kind ek;
+  if (!target(p, &s, &elem, &ek))
+    return 0;
+  if (s)
+    s->t = V_OBJECT;
+  struct frame *f = push(p, true);
+  if (!f)
+    return 0;
+  if (elem) {
+    elem->elem_type = V_OBJECT;
+    f->known = true;
+    f->kind = ek;
+    f->obj = elem;
+  }
+  return 1;
+}
+
+static int cb_map_key(void *ctx, const unsigned char *key, size_t len)
+{
+  struct pass1 *p = ctx;
+  struct frame *f = &p->stack[p->depth - 1];
+  if (memchr(key, '\0', len))
+    return fail1(p, "\\u0000 is not allowed in object keys");
+  f->slot = f->known ? member_slot(f->kind, key, len) : -1;
+  if (f->slot >= 0) {
+    if (f->obj->m[f->slot].t != V_ABSENT)
+      return fail1(p, "duplicate object key");
+    return 1;
+  }
+  /* Keys no slot takes are rare (extensions): a set keeps their check
+   * linear however many there are. */
+  char buf[256];
+  size_t need = 24 + len;
+  char *k = need <= sizeof(buf) ? buf : malloc(need);
+  if (!k)
+    return fail1(p, "out of memory");
+  int n = snprintf(k, need, "%llu:", (unsigned long long)f->id);
+  memcpy(k + n, key, len);
+  k[n + len] = '\0';
+  int rc = 1;
+  if (pt_map_get(&p->unknown_keys, k))
+    rc = fail1(p, "duplicate object key");
+  else if (pt_map_put(&p->unknown_keys, k, p) != 0)
+    rc = fail1(p, "out of memory");
+  if (k != buf)
+    free(k);
+  return rc;
+}
+
+static int cb_end(void *ctx)
+{
+  struct pass1 *p = ctx;
+  p->depth--;
+  return 1;
+}
+
+static int cb_start_array(void *ctx)
+{
+  struct pass1 *p = ctx;
+  if (p->depth == 0) {
+    p->root_type = V_ARRAY;
+    return push(p, false) != NULL;
+  }
+  struct frame *parent = &p->stack[p->depth - 1];
+  struct slot *s;
+  struct robj *elem;
+  enum kind ek;
+  if (!target(p, &s, &elem, &ek))
+    return 0;
+  if (elem)
+    elem->elem_type = V_ARRAY;
+  enum kind k = parent->kind;
+  int slot = parent->slot;
+  struct frame *f = push(p, false);
+  if (!f)
+    return 0;
+  if (s) {
+    s->t = V_ARRAY;
+    enum kind ekind;
+    size_t max;
+    if (kept_array(k, slot, &ekind, &max)) {
+      f->known = true;
+      f->kind = ekind;
+      f->arr = s;
+      f->arr_max = max;
+    }
+  }
+  return 1;
+}
+
+static const yajl_callbacks callbacks = {
+  .yajl_null = cb_null,
+  .yajl_boolean = cb_boolean,
+  .yajl_number = cb_number,
+  .yajl_string = cb_string,
+  .yajl_start_map = cb_start_map,
+  .yajl_map_key = cb_map_key,
+  .yajl_end_map = cb_end,
+  .yajl_start_array = cb_start_array,
+  .yajl_end_array = cb_end,
+};
+
+/* ------------------------------------------------------------------------ */
+/* Pass 2: validation in the schema's order                                  */
 
 struct ctx {
   char *err;
@@ -14,6 +465,8 @@ struct ctx {
   char *field;
   size_t fieldlen;
   char path[128];
+  enum kind kind;
+  struct pt_report_arena *arena;
 };
 
 static int bad(struct ctx *c, const char *member, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -38,159 +491,162 @@ static bool printable(const char *s)
   return true;
 }
 
+#define NAME(c, k) member_names[(c)->kind][k]
+
 /* A required string (nullable when allow_null) of at most maxlen bytes. */
-static int get_str(struct ctx *c, json_t *o, const char *k, bool allow_null, size_t maxlen, const char **out)
+static int get_str(struct ctx *c, const struct robj *o, int k, bool allow_null, size_t maxlen, const char **out)
 {
-  json_t *v = json_object_get(o, k);
-  if (!v)
-    return bad(c, k, "missing member");
-  if (json_is_null(v)) {
+  const struct slot *v = &o->m[k];
+  if (v->t == V_ABSENT)
+    return bad(c, NAME(c, k), "missing member");
+  if (v->t == V_NULL) {
     if (!allow_null)
-      return bad(c, k, "must be a string, not null");
+      return bad(c, NAME(c, k), "must be a string, not null");
     *out = NULL;
     return 0;
   }
-  if (!json_is_string(v))
-    return bad(c, k, "must be a string");
-  const char *s = json_string_value(v);
-  size_t n = json_string_length(v);
-  if (n == 0)
-    return bad(c, k, "must not be empty");
-  if (n > maxlen)
-    return bad(c, k, "longer than %zu bytes", maxlen);
-  if (strlen(s) != n || !printable(s))
-    return bad(c, k, "contains control characters");
-  *out = s;
+  if (v->t != V_STRING)
+    return bad(c, NAME(c, k), "must be a string");
+  if (v->len == 0)
+    return bad(c, NAME(c, k), "must not be empty");
+  if (v->len > maxlen)
+    return bad(c, NAME(c, k), "longer than %zu bytes", maxlen);
+  if (!printable(v->s))
+    return bad(c, NAME(c, k), "contains control characters");
+  *out = v->s;
   return 0;
 }
 
-static int get_digest(struct ctx *c, json_t *o, const char *k, bool allow_null, const char **out)
+static int get_digest(struct ctx *c, const struct robj *o, int k, bool allow_null, const char **out)
 {
   int r = get_str(c, o, k, allow_null, 256, out);
   if (r)
     return r;
   if (*out && !pt_digest_valid(*out))
-    return bad(c, k, "not a digest (algorithm:hex)");
+    return bad(c, NAME(c, k), "not a digest (algorithm:hex)");
   return 0;
 }
 
-static int get_int(struct ctx *c, json_t *o, const char *k, int64_t min, int64_t *out)
+static int get_int(struct ctx *c, const struct robj *o, int k, int64_t min, int64_t *out)
 {
-  json_t *v = json_object_get(o, k);
-  if (!v)
-    return bad(c, k, "missing member");
-  if (!json_is_integer(v))
-    return bad(c, k, "must be an integer");
-  json_int_t n = json_integer_value(v);
-  if (n < min)
-    return bad(c, k, "must be >= %lld", (long long)min);
-  *out = n;
+  const struct slot *v = &o->m[k];
+  if (v->t == V_ABSENT)
+    return bad(c, NAME(c, k), "missing member");
+  if (v->t != V_INT)
+    return bad(c, NAME(c, k), "must be an integer");
+  if (v->i < min)
+    return bad(c, NAME(c, k), "must be >= %lld", (long long)min);
+  *out = v->i;
   return 0;
 }
 
-static int get_time(struct ctx *c, json_t *o, const char *k, bool allow_null, double *out)
+static int get_time(struct ctx *c, const struct robj *o, int k, bool allow_null, double *out)
 {
-  json_t *v = json_object_get(o, k);
-  if (!v)
-    return bad(c, k, "missing member");
-  if (json_is_null(v)) {
+  const struct slot *v = &o->m[k];
+  if (v->t == V_ABSENT)
+    return bad(c, NAME(c, k), "missing member");
+  if (v->t == V_NULL) {
     if (!allow_null)
-      return bad(c, k, "must be an RFC 3339 time, not null");
+      return bad(c, NAME(c, k), "must be an RFC 3339 time, not null");
     *out = 0;
     return 0;
   }
-  if (!json_is_string(v) || pt_time_parse(json_string_value(v), out) < 0)
-    return bad(c, k, "must be an RFC 3339 time");
+  if (v->t != V_STRING || pt_time_parse(v->s, out) < 0)
+    return bad(c, NAME(c, k), "must be an RFC 3339 time");
   if (*out <= 0)
-    return bad(c, k, "must be after 1970");
+    return bad(c, NAME(c, k), "must be after 1970");
   return 0;
 }
 
-static int get_array(struct ctx *c, json_t *o, const char *k, size_t max, json_t **out)
+static int get_array(struct ctx *c, const struct robj *o, int k, size_t max, const struct slot **out)
 {
-  json_t *v = json_object_get(o, k);
-  if (!v)
-    return bad(c, k, "missing member");
-  if (!json_is_array(v))
-    return bad(c, k, "must be an array");
-  if (json_array_size(v) > max)
-    return bad(c, k, "more than %zu entries", max);
+  const struct slot *v = &o->m[k];
+  if (v->t == V_ABSENT)
+    return bad(c, NAME(c, k), "missing member");
+  if (v->t != V_ARRAY)
+    return bad(c, NAME(c, k), "must be an array");
+  if (v->count > max)
+    return bad(c, NAME(c, k), "more than %zu entries", max);
   *out = v;
   return 0;
 }
 
-static int parse_layer(struct ctx *c, json_t *o, struct pt_report_layer *l)
+static int parse_layer(struct ctx *c, const struct robj *o, struct pt_report_layer *l)
 {
   int r;
-  if (!json_is_object(o))
+  c->kind = K_LAYER;
+  if (o->elem_type != V_OBJECT)
     return bad(c, NULL, "must be an object");
-  if ((r = get_digest(c, o, "digest", false, &l->digest)) ||
-      (r = get_str(c, o, "mediaType", true, 256, &l->media_type)) ||
-      (r = get_int(c, o, "totalBytes", 0, &l->total)) ||
-      (r = get_int(c, o, "downloadedBytes", 0, &l->downloaded)))
+  if ((r = get_digest(c, o, L_DIGEST, false, &l->digest)) ||
+      (r = get_str(c, o, L_MEDIA_TYPE, true, 256, &l->media_type)) ||
+      (r = get_int(c, o, L_TOTAL, 0, &l->total)) ||
+      (r = get_int(c, o, L_DOWNLOADED, 0, &l->downloaded)))
     return r;
   const char *st;
-  if ((r = get_str(c, o, "state", false, 32, &st)))
+  if ((r = get_str(c, o, L_STATE, false, 32, &st)))
     return r;
   if (pt_layer_state_parse(st, &l->state))
     return bad(c, "state", "must be one of waiting, downloading, stalled, done, cached");
-  if ((r = get_time(c, o, "startedAt", true, &l->started_at)) ||
-      (r = get_time(c, o, "updatedAt", true, &l->updated_at)))
+  if ((r = get_time(c, o, L_STARTED, true, &l->started_at)) ||
+      (r = get_time(c, o, L_UPDATED, true, &l->updated_at)))
     return r;
   if (l->total > 0 && l->downloaded > l->total)
     return bad(c, "downloadedBytes", "greater than totalBytes");
   return 0;
 }
 
-static int parse_pull(struct ctx *c, json_t *o, struct pt_report_pull *p, const char *base)
+static int parse_pull(struct ctx *c, const struct robj *o, struct pt_report_pull *p, const char *base)
 {
   int r;
-  if (!json_is_object(o))
+  c->kind = K_PULL;
+  if (o->elem_type != V_OBJECT)
     return bad(c, NULL, "must be an object");
-  if ((r = get_str(c, o, "id", false, 256, &p->id)) ||
-      (r = get_str(c, o, "imageRef", true, 1024, &p->image_ref)) ||
-      (r = get_digest(c, o, "manifestDigest", false, &p->manifest_digest)) ||
-      (r = get_digest(c, o, "indexDigest", true, &p->index_digest)) ||
-      (r = get_time(c, o, "startedAt", true, &p->started_at)) ||
-      (r = get_time(c, o, "completedAt", true, &p->completed_at)))
+  if ((r = get_str(c, o, P_ID, false, 256, &p->id)) ||
+      (r = get_str(c, o, P_IMAGE_REF, true, 1024, &p->image_ref)) ||
+      (r = get_digest(c, o, P_MANIFEST, false, &p->manifest_digest)) ||
+      (r = get_digest(c, o, P_INDEX, true, &p->index_digest)) ||
+      (r = get_time(c, o, P_STARTED, true, &p->started_at)) ||
+      (r = get_time(c, o, P_COMPLETED, true, &p->completed_at)))
     return r;
-  json_t *tk = json_object_get(o, "totalKnown");
-  if (!tk)
+  const struct slot *tk = &o->m[P_TOTAL_KNOWN];
+  if (tk->t == V_ABSENT)
     return bad(c, "totalKnown", "missing member");
-  if (!json_is_boolean(tk))
+  if (tk->t != V_BOOL)
     return bad(c, "totalKnown", "must be a boolean");
-  p->total_known = json_is_true(tk);
-  json_t *layers;
-  if ((r = get_int(c, o, "totalBytes", 0, &p->total)) ||
-      (r = get_int(c, o, "downloadedBytes", 0, &p->downloaded)) ||
-      (r = get_array(c, o, "layers", PT_REPORT_MAX_LAYERS, &layers)))
+  p->total_known = tk->b;
+  const struct slot *layers;
+  if ((r = get_int(c, o, P_TOTAL, 0, &p->total)) ||
+      (r = get_int(c, o, P_DOWNLOADED, 0, &p->downloaded)) ||
+      (r = get_array(c, o, P_LAYERS, PT_REPORT_MAX_LAYERS, &layers)))
     return r;
   if (p->total_known && p->downloaded > p->total)
     return bad(c, "downloadedBytes", "greater than totalBytes");
-  p->nlayers = json_array_size(layers);
-  p->layers = p->nlayers ? calloc(p->nlayers, sizeof(*p->layers)) : NULL;
+  p->nlayers = layers->count;
+  p->layers = p->nlayers ? arena_zalloc(c->arena, p->nlayers * sizeof(*p->layers)) : NULL;
   if (p->nlayers && !p->layers)
     return bad(c, NULL, "out of memory");
-  for (size_t i = 0; i < p->nlayers; i++) {
+  const struct robj *e = layers->head;
+  for (size_t i = 0; i < p->nlayers; i++, e = e->next) {
     snprintf(c->path, sizeof(c->path), "%s.layers[%zu]", base, i);
-    if ((r = parse_layer(c, json_array_get(layers, i), &p->layers[i])))
+    if ((r = parse_layer(c, e, &p->layers[i])))
       return r;
   }
   return 0;
 }
 
-static int parse_unattr(struct ctx *c, json_t *o, struct pt_report_unattributed *u)
+static int parse_unattr(struct ctx *c, const struct robj *o, struct pt_report_unattributed *u)
 {
   int r;
-  if (!json_is_object(o))
+  c->kind = K_UNATTR;
+  if (o->elem_type != V_OBJECT)
     return bad(c, NULL, "must be an object");
-  if ((r = get_str(c, o, "ref", false, 512, &u->ref)) ||
-      (r = get_str(c, o, "kind", false, 32, &u->kind)) ||
-      (r = get_digest(c, o, "digest", true, &u->digest)) ||
-      (r = get_int(c, o, "totalBytes", 0, &u->total)) ||
-      (r = get_int(c, o, "downloadedBytes", 0, &u->downloaded)) ||
-      (r = get_time(c, o, "startedAt", true, &u->started_at)) ||
-      (r = get_time(c, o, "updatedAt", true, &u->updated_at)))
+  if ((r = get_str(c, o, U_REF, false, 512, &u->ref)) ||
+      (r = get_str(c, o, U_KIND, false, 32, &u->kind)) ||
+      (r = get_digest(c, o, U_DIGEST, true, &u->digest)) ||
+      (r = get_int(c, o, U_TOTAL, 0, &u->total)) ||
+      (r = get_int(c, o, U_DOWNLOADED, 0, &u->downloaded)) ||
+      (r = get_time(c, o, U_STARTED, true, &u->started_at)) ||
+      (r = get_time(c, o, U_UPDATED, true, &u->updated_at)))
     return r;
   static const char *const kinds[] = {"layer", "config", "manifest", "index", "attestation", "unknown"};
   bool ok = false;
@@ -212,87 +668,127 @@ static bool node_name_valid(const char *s)
   return true;
 }
 
-int pt_report_parse(const char *body, size_t len, struct pt_report *out,
-                    char *err, size_t errlen, char *field, size_t fieldlen)
+static int validate(struct ctx *c, const struct robj *root, struct pt_report *out)
 {
-  struct ctx c = {.err = err, .errlen = errlen, .field = field, .fieldlen = fieldlen};
-  memset(out, 0, sizeof(*out));
-  err[0] = '\0';
-  field[0] = '\0';
-  json_error_t jerr;
-  json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-  if (!root) {
-    snprintf(err, errlen, "invalid JSON: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
-    return -EINVAL;
-  }
-  out->root = root;
   int r;
-  if (!json_is_object(root)) {
-    r = bad(&c, NULL, "the report must be a JSON object");
-    goto fail;
-  }
+  c->kind = K_REPORT;
   const char *sv;
-  if ((r = get_str(&c, root, "schemaVersion", false, 16, &sv)))
-    goto fail;
-  if (strcmp(sv, "v1") != 0) {
-    r = bad(&c, "schemaVersion", "unsupported schema version \"%s\" (this server reads v1)", sv);
-    goto fail;
-  }
-  json_t *pulls, *unattr;
-  if ((r = get_str(&c, root, "nodeName", false, 253, &out->node)))
-    goto fail;
-  if (!node_name_valid(out->node)) {
-    r = bad(&c, "nodeName", "must contain only letters, digits, '-', '.' and '_'");
-    goto fail;
-  }
-  if ((r = get_str(&c, root, "agentVersion", false, 64, &out->agent_version)) ||
-      (r = get_str(&c, root, "bootId", false, 128, &out->boot_id)) ||
-      (r = get_int(&c, root, "seq", 1, &out->seq)) ||
-      (r = get_time(&c, root, "timestamp", false, &out->timestamp)) ||
-      (r = get_array(&c, root, "pulls", PT_REPORT_MAX_PULLS, &pulls)) ||
-      (r = get_array(&c, root, "unattributed", PT_REPORT_MAX_UNATTRIBUTED, &unattr)))
-    goto fail;
-  out->npulls = json_array_size(pulls);
-  out->pulls = out->npulls ? calloc(out->npulls, sizeof(*out->pulls)) : NULL;
-  out->nunattributed = json_array_size(unattr);
-  out->unattributed = out->nunattributed ? calloc(out->nunattributed, sizeof(*out->unattributed)) : NULL;
-  if ((out->npulls && !out->pulls) || (out->nunattributed && !out->unattributed)) {
-    r = bad(&c, NULL, "out of memory");
-    goto fail;
-  }
-  for (size_t i = 0; i < out->npulls; i++) {
+  if ((r = get_str(c, root, R_SCHEMA, false, 16, &sv)))
+    return r;
+  if (strcmp(sv, "v1") != 0)
+    return bad(c, "schemaVersion", "unsupported schema version \"%s\" (this server reads v1)", sv);
+  const struct slot *pulls, *unattr;
+  if ((r = get_str(c, root, R_NODE, false, 253, &out->node)))
+    return r;
+  if (!node_name_valid(out->node))
+    return bad(c, "nodeName", "must contain only letters, digits, '-', '.' and '_'");
+  if ((r = get_str(c, root, R_AGENT, false, 64, &out->agent_version)) ||
+      (r = get_str(c, root, R_BOOT, false, 128, &out->boot_id)) ||
+      (r = get_int(c, root, R_SEQ, 1, &out->seq)) ||
+      (r = get_time(c, root, R_TIMESTAMP, false, &out->timestamp)) ||
+      (r = get_array(c, root, R_PULLS, PT_REPORT_MAX_PULLS, &pulls)) ||
+      (r = get_array(c, root, R_UNATTR, PT_REPORT_MAX_UNATTRIBUTED, &unattr)))
+    return r;
+  out->npulls = pulls->count;
+  out->pulls = out->npulls ? arena_zalloc(c->arena, out->npulls * sizeof(*out->pulls)) : NULL;
+  out->nunattributed = unattr->count;
+  out->unattributed =
+    out->nunattributed ? arena_zalloc(c->arena, out->nunattributed * sizeof(*out->unattributed)) : NULL;
+  if ((out->npulls && !out->pulls) || (out->nunattributed && !out->unattributed))
+    return bad(c, NULL, "out of memory");
+  const struct robj *e = pulls->head;
+  for (size_t i = 0; i < out->npulls; i++, e = e->next) {
     char base[48];
     snprintf(base, sizeof(base), "pulls[%zu]", i);
-    snprintf(c.path, sizeof(c.path), "%s", base);
-    if ((r = parse_pull(&c, json_array_get(pulls, i), &out->pulls[i], base)))
-      goto fail;
+    snprintf(c->path, sizeof(c->path), "%s", base);
+    if ((r = parse_pull(c, e, &out->pulls[i], base)))
+      return r;
     for (size_t j = 0; j < i; j++) {
       if (strcmp(out->pulls[j].id, out->pulls[i].id) == 0) {
-        snprintf(c.path, sizeof(c.path), "%s", base);
-        r = bad(&c, "id", "duplicate pull id (also pulls[%zu])", j);
-        goto fail;
+        snprintf(c->path, sizeof(c->path), "%s", base);
+        c->kind = K_PULL;
+        return bad(c, "id", "duplicate pull id (also pulls[%zu])", j);
       }
     }
   }
-  for (size_t i = 0; i < out->nunattributed; i++) {
-    snprintf(c.path, sizeof(c.path), "unattributed[%zu]", i);
-    if ((r = parse_unattr(&c, json_array_get(unattr, i), &out->unattributed[i])))
-      goto fail;
+  e = unattr->head;
+  for (size_t i = 0; i < out->nunattributed; i++, e = e->next) {
+    snprintf(c->path, sizeof(c->path), "unattributed[%zu]", i);
+    if ((r = parse_unattr(c, e, &out->unattributed[i])))
+      return r;
   }
   return 0;
-fail:
-  pt_report_free(out);
-  return r;
+}
+
+/* ------------------------------------------------------------------------ */
+
+static int parse_json(struct pass1 *p, const char *body, size_t len, char *err, size_t errlen)
+{
+  yajl_handle h = yajl_alloc(&callbacks, NULL, p);
+  if (!h) {
+    snprintf(err, errlen, "out of memory");
+    return -ENOMEM;
+  }
+  yajl_status st = yajl_parse(h, (const unsigned char *)body, len);
+  if (st == yajl_status_ok)
+    st = yajl_complete_parse(h);
+  int rc = 0;
+  if (st != yajl_status_ok) {
+    size_t at = yajl_get_bytes_consumed(h);
+    if (p->error[0]) {
+      snprintf(err, errlen, "invalid JSON: %s (byte %zu)", p->error, at);
+    } else {
+      unsigned char *msg = yajl_get_error(h, 0, (const unsigned char *)body, len);
+      char *nl = msg ? strchr((char *)msg, '\n') : NULL;
+      if (nl)
+        *nl = '\0';
+      snprintf(err, errlen, "invalid JSON: %s (byte %zu)", msg ? (const char *)msg : "syntax error", at);
+      if (msg)
+        yajl_free_error(h, msg);
+    }
+    rc = -EINVAL;
+  }
+  yajl_free(h);
+  return rc;
+}
+
+int pt_report_parse(const char *body, size_t len, struct pt_report *out,
+                    char *err, size_t errlen, char *field, size_t fieldlen)
+{
+  memset(out, 0, sizeof(*out));
+  err[0] = '\0';
+  field[0] = '\0';
+  struct pass1 p = {0};
+  pt_map_init(&p.unknown_keys);
+  p.arena = calloc(1, sizeof(*p.arena));
+  if (!p.arena) {
+    snprintf(err, errlen, "out of memory");
+    return -EINVAL;
+  }
+  int r = parse_json(&p, body, len, err, errlen);
+  free(p.stack);
+  pt_map_close(&p.unknown_keys);
+  if (r == 0 && p.root_type != V_OBJECT) {
+    snprintf(err, errlen, "the report must be a JSON object");
+    r = -EINVAL;
+  }
+  if (r == 0) {
+    struct ctx c = {.err = err, .errlen = errlen, .field = field, .fieldlen = fieldlen, .arena = p.arena};
+    r = validate(&c, p.root, out);
+  }
+  if (r) {
+    memset(out, 0, sizeof(*out));
+    arena_free(p.arena);
+    return -EINVAL;
+  }
+  out->arena = p.arena;
+  return 0;
 }
 
 void pt_report_free(struct pt_report *r)
 {
   if (!r)
     return;
-  for (size_t i = 0; r->pulls && i < r->npulls; i++)
-    free(r->pulls[i].layers);
-  free(r->pulls);
-  free(r->unattributed);
-  json_decref(r->root);
+  arena_free(r->arena);
   memset(r, 0, sizeof(*r));
 }

@@ -1,10 +1,13 @@
 /* The agent's v1 report (docs/api.md, "Agent report"): strict parsing and
  * validation into plain C values. Nothing is applied here; the store takes a
- * fully validated report or nothing. */
+ * fully validated report or nothing.
+ *
+ * The body is read by a streaming parser (yajl) straight into typed slots:
+ * no document tree is built, and every string and array of the result lives
+ * in one arena that pt_report_free() releases at once. */
 #ifndef PT_SERVER_REPORT_H
 #define PT_SERVER_REPORT_H
 
-#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -15,7 +18,7 @@
 #define PT_REPORT_MAX_LAYERS 1000
 #define PT_REPORT_MAX_UNATTRIBUTED 2000
 
-/* Strings point into the report's JSON document; times are epoch seconds,
+/* Strings and arrays live in the report's arena; times are epoch seconds,
  * 0 for null. */
 struct pt_report_layer {
   const char *digest;
@@ -44,8 +47,10 @@ struct pt_report_unattributed {
   double started_at, updated_at;
 };
 
+struct pt_report_arena;
+
 struct pt_report {
-  json_t *root;
+  struct pt_report_arena *arena; /* everything below points into it */
   const char *node;
   const char *agent_version;
   const char *boot_id;

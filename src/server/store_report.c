@@ -12,6 +12,7 @@
 #include <math.h>
 #include <stdio.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "server/store_impl.h"
 
@@ -332,6 +333,26 @@ static int prepare_report(struct pt_store *s, const struct pt_node *n, const str
   return -ENOMEM;
 }
 
+static json_t *time_or_null(double t)
+{
+  char tb[40];
+  return t > 0 ? json_string(pt_time_format(t, tb, sizeof(tb))) : json_null();
+}
+
+/* The node's unattributed ingests as reported (the members of docs/api.md). */
+static json_t *unattributed_json(const struct pt_report *r)
+{
+  json_t *a = json_array();
+  for (size_t i = 0; a && i < r->nunattributed; i++) {
+    const struct pt_report_unattributed *u = &r->unattributed[i];
+    json_array_append_new(a, json_pack("{s:s,s:s,s:s?,s:I,s:I,s:o,s:o}", "ref", u->ref, "kind", u->kind, "digest",
+                                       u->digest, "totalBytes", (json_int_t)u->total, "downloadedBytes",
+                                       (json_int_t)u->downloaded, "startedAt", time_or_null(u->started_at),
+                                       "updatedAt", time_or_null(u->updated_at)));
+  }
+  return a;
+}
+
 enum pt_apply_result pt_store_apply_report(struct pt_store *s, const struct pt_report *r, double now)
 {
   struct pt_node *n = pt_map_get(&s->nodes, r->node);
@@ -382,8 +403,10 @@ enum pt_apply_result pt_store_apply_report(struct pt_store *s, const struct pt_r
     n->state = PT_NODE_OK;
     node_changed = true;
   }
-  json_decref(n->unattributed);
-  n->unattributed = json_incref(json_object_get(r->root, "unattributed"));
+  if (r->nunattributed || (n->unattributed && json_array_size(n->unattributed))) {
+    json_decref(n->unattributed);
+    n->unattributed = unattributed_json(r);
+  }
   n->report_gen = ++s->report_gen;
 
   for (size_t i = 0; i < r->npulls; i++) {
