@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "core/clock.h"
+#include "core/json_writer.h"
 #include "core/prom.h"
 #include "server/event.h"
 #include "server/report.h"
@@ -35,12 +36,6 @@ static void reply_error(struct pt_http_resp *resp, int status, const char *msg, 
 {
   pt_http_resp_error(resp, status, msg, field);
   pt_buf_puts(&resp->headers, "Cache-Control: no-store\r\n");
-}
-
-static json_t *now_json(void)
-{
-  char tb[40];
-  return json_string(pt_time_format(pt_clock_now(), tb, sizeof(tb)));
 }
 
 /* Constant-time comparison: the time depends only on the lengths. */
@@ -130,9 +125,108 @@ static const char *qparam(const struct pt_http_req *req, const char *key, char *
   return r == 1 && *buf ? buf : NULL;
 }
 
+/* ---- lists, one page at a time ----------------------------------------------
+ *
+ * `limit` (1 to PT_LIST_MAX_LIMIT, PT_LIST_DEFAULT_LIMIT when absent) and
+ * `continue` as the Kubernetes API has them: a page bounds the time one
+ * request holds the loop however large the tables are. The continue token
+ * is opaque to clients: a prefix naming the list and the position after
+ * which the next page starts (hex of a pull's seq, or of a node's name). */
+
+#define PT_LIST_DEFAULT_LIMIT 500
+#define PT_LIST_MAX_LIMIT 1000
+
+static const char hexdigits[] = "0123456789abcdef";
+
+static void token_hex(struct pt_buf *out, const char *prefix, const void *data, size_t len)
+{
+  pt_buf_puts(out, prefix);
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = ((const unsigned char *)data)[i];
+    char two[2] = {hexdigits[c >> 4], hexdigits[c & 15]};
+    pt_buf_append(out, two, 2);
+  }
+}
+
+/* Decodes the hex after prefix into out (len bytes at most, NUL-terminated);
+ * returns the number of bytes, or -1 when the token is not of this list. */
+static int token_unhex(const char *token, const char *prefix, unsigned char *out, size_t len)
+{
+  size_t pl = strlen(prefix);
+  if (strncmp(token, prefix, pl) != 0)
+    return -1;
+  const char *h = token + pl;
+  size_t n = strlen(h);
+  if (n == 0 || n % 2 || n / 2 >= len)
+    return -1;
+  for (size_t i = 0; i < n / 2; i++) {
+    const char *a = strchr(hexdigits, h[2 * i]), *b = strchr(hexdigits, h[2 * i + 1]);
+    if (!h[2 * i] || !h[2 * i + 1] || !a || !b)
+      return -1;
+    out[i] = (unsigned char)(((a - hexdigits) << 4) | (b - hexdigits));
+  }
+  out[n / 2] = '\0';
+  return (int)(n / 2);
+}
+
+/* limit and continue; false after replying 400. */
+static bool page_params(const struct pt_http_req *req, struct pt_http_resp *resp, size_t *limit, char *cont,
+                        size_t contlen, const char **token)
+{
+  char lim[32];
+  bool bad = false;
+  const char *l = qparam(req, "limit", lim, sizeof(lim), &bad);
+  *token = qparam(req, "continue", cont, contlen, &bad);
+  if (bad) {
+    reply_error(resp, 400, "malformed query string", NULL);
+    return false;
+  }
+  *limit = PT_LIST_DEFAULT_LIMIT;
+  if (l) {
+    char *end;
+    errno = 0;
+    long v = strtol(l, &end, 10);
+    if (errno || *end || v < 1 || v > PT_LIST_MAX_LIMIT) {
+      reply_error(resp, 400, "limit must be an integer from 1 to 1000", "limit");
+      return false;
+    }
+    *limit = (size_t)v;
+  }
+  return true;
+}
+
+static void list_open(struct pt_jsonw *w, struct pt_http_resp *resp, const char *member)
+{
+  resp->status = 200;
+  resp->content_type = JSON_TYPE;
+  pt_buf_puts(&resp->headers, "Cache-Control: no-store\r\n");
+  pt_jsonw_init(w, &resp->body);
+  pt_jsonw_object_open(w);
+  pt_jsonw_key(w, "apiVersion");
+  pt_jsonw_string(w, "v1");
+  pt_jsonw_key(w, "generatedAt");
+  pt_jsonw_time(w, pt_clock_now());
+  pt_jsonw_key(w, member);
+}
+
+/* Closes the list document: "continue" when more items follow. */
+static void list_close(struct pt_jsonw *w, struct pt_http_resp *resp, const struct pt_buf *next)
+{
+  if (next->len) {
+    pt_jsonw_key(w, "continue");
+    pt_jsonw_string(w, next->data);
+  }
+  pt_jsonw_object_close(w);
+  pt_buf_puts(&resp->body, "\n");
+  if (resp->body.oom) {
+    pt_buf_reset(&resp->body);
+    reply_error(resp, 500, "out of memory", NULL);
+  }
+}
+
 static void handle_pulls(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp)
 {
-  char node[256], ns[256], image[512], state[128];
+  char node[256], ns[256], image[512], state[128], cont[128];
   bool bad = false;
   struct pt_pull_filter f = {0};
   f.node = qparam(req, "node", node, sizeof(node), &bad);
@@ -142,6 +236,20 @@ static void handle_pulls(struct pt_server *srv, const struct pt_http_req *req, s
   if (bad) {
     reply_error(resp, 400, "malformed query string", NULL);
     return;
+  }
+  size_t limit;
+  const char *token;
+  if (!page_params(req, resp, &limit, cont, sizeof(cont), &token))
+    return;
+  uint64_t after = 0;
+  if (token) {
+    unsigned char raw[9];
+    if (token_unhex(token, "p1.", raw, sizeof(raw)) != 8) {
+      reply_error(resp, 400, "malformed continue token", "continue");
+      return;
+    }
+    for (int i = 0; i < 8; i++)
+      after = after << 8 | raw[i];
   }
   if (st) {
     char *save = NULL;
@@ -154,9 +262,20 @@ static void handle_pulls(struct pt_server *srv, const struct pt_http_req *req, s
       f.state_mask |= 1u << s;
     }
   }
-  json_t *o = json_pack("{s:s,s:o,s:o}", "apiVersion", "v1", "generatedAt", now_json(), "pulls",
-                        pt_store_pulls_json(srv->store, &f, pt_clock_now()));
-  reply_json(resp, 200, o);
+  struct pt_jsonw w;
+  list_open(&w, resp, "pulls");
+  uint64_t next = 0;
+  pt_store_pulls_write(srv->store, &w, &f, after, limit, pt_clock_now(), &next);
+  struct pt_buf tok;
+  pt_buf_init(&tok);
+  if (next) {
+    unsigned char raw[8];
+    for (int i = 0; i < 8; i++)
+      raw[i] = (unsigned char)(next >> (56 - 8 * i));
+    token_hex(&tok, "p1.", raw, sizeof(raw));
+  }
+  list_close(&w, resp, &tok);
+  pt_buf_close(&tok);
 }
 
 static void handle_pull(struct pt_server *srv, const char *raw_id, struct pt_http_resp *resp)
@@ -171,20 +290,49 @@ static void handle_pull(struct pt_server *srv, const char *raw_id, struct pt_htt
     reply_error(resp, 404, "pull not found", "id");
     return;
   }
-  reply_json(resp, 200, json_pack("{s:s,s:o}", "apiVersion", "v1", "pull", pt_store_pull_json(p, true, pt_clock_now())));
+  struct pt_jsonw w;
+  resp->status = 200;
+  resp->content_type = JSON_TYPE;
+  pt_buf_puts(&resp->headers, "Cache-Control: no-store\r\n");
+  pt_jsonw_init(&w, &resp->body);
+  pt_jsonw_object_open(&w);
+  pt_jsonw_key(&w, "apiVersion");
+  pt_jsonw_string(&w, "v1");
+  pt_jsonw_key(&w, "pull");
+  pt_store_pull_write(&w, p, true, pt_clock_now());
+  pt_jsonw_object_close(&w);
+  pt_buf_puts(&resp->body, "\n");
 }
 
 static void handle_nodes(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp)
 {
-  char node[256];
+  char node[256], cont[600];
   bool bad = false;
   const char *n = qparam(req, "node", node, sizeof(node), &bad);
   if (bad) {
     reply_error(resp, 400, "malformed query string", NULL);
     return;
   }
-  reply_json(resp, 200, json_pack("{s:s,s:o,s:o}", "apiVersion", "v1", "generatedAt", now_json(), "nodes",
-                                   pt_store_nodes_json(srv->store, n)));
+  size_t limit;
+  const char *token;
+  if (!page_params(req, resp, &limit, cont, sizeof(cont), &token))
+    return;
+  unsigned char after[300];
+  if (token && token_unhex(token, "n1.", after, sizeof(after)) < 0) {
+    reply_error(resp, 400, "malformed continue token", "continue");
+    return;
+  }
+  struct pt_jsonw w;
+  list_open(&w, resp, "nodes");
+  char *next = NULL;
+  pt_store_nodes_write(srv->store, &w, n, token ? (const char *)after : NULL, limit, &next);
+  struct pt_buf tok;
+  pt_buf_init(&tok);
+  if (next)
+    token_hex(&tok, "n1.", next, strlen(next));
+  free(next);
+  list_close(&w, resp, &tok);
+  pt_buf_close(&tok);
 }
 
 char *pt_server_snapshot(void *ud, const char *node, const char *ns)
@@ -192,12 +340,23 @@ char *pt_server_snapshot(void *ud, const char *node, const char *ns)
   struct pt_server *srv = ud;
   struct pt_pull_filter f = {.node = node, .ns = ns};
   double now = pt_clock_now();
-  json_t *ev = pt_event_envelope("snapshot", now);
-  json_object_set_new(ev, "pulls", pt_store_pulls_json(srv->store, &f, now));
-  json_object_set_new(ev, "nodes", pt_store_nodes_json(srv->store, node));
-  char *text = pt_event_dump(ev, NULL);
-  json_decref(ev);
-  return text;
+  struct pt_buf b;
+  struct pt_jsonw w;
+  pt_buf_init(&b);
+  pt_jsonw_init(&w, &b);
+  pt_event_open(&w, "snapshot", now);
+  uint64_t next_pull;
+  char *next_node;
+  pt_jsonw_key(&w, "pulls");
+  pt_store_pulls_write(srv->store, &w, &f, 0, 0, now, &next_pull);
+  pt_jsonw_key(&w, "nodes");
+  pt_store_nodes_write(srv->store, &w, node, NULL, 0, &next_node);
+  pt_jsonw_object_close(&w);
+  if (b.oom) {
+    pt_buf_close(&b);
+    return NULL;
+  }
+  return pt_buf_steal(&b, NULL);
 }
 
 static void handle_events(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp)

@@ -1,8 +1,8 @@
 #include "server/event.h"
 
+#include <errno.h>
 #include <string.h>
 
-#include "core/clock.h"
 #include "server/store.h"
 
 static const char *const type_names[PT_CHANGE_TYPE_COUNT] = {
@@ -15,86 +15,115 @@ const char *pt_change_type_name(enum pt_change_type t)
   return (unsigned)t < PT_CHANGE_TYPE_COUNT ? type_names[t] : "unknown";
 }
 
-json_t *pt_event_envelope(const char *type, double time)
+void pt_event_open(struct pt_jsonw *w, const char *type, double time)
 {
-  char tb[40];
-  json_t *o = json_object();
-  json_object_set_new(o, "v", json_integer(1));
-  json_object_set_new(o, "type", json_string(type));
-  json_object_set_new(o, "time", time > 0 ? json_string(pt_time_format(time, tb, sizeof(tb))) : json_null());
-  return o;
+  pt_jsonw_object_open(w);
+  pt_jsonw_key(w, "v");
+  pt_jsonw_int(w, 1);
+  pt_jsonw_key(w, "type");
+  pt_jsonw_string(w, type);
+  pt_jsonw_key(w, "time");
+  pt_jsonw_time(w, time);
 }
 
-static json_t *layer_event(json_t *ev, const struct pt_change *c)
+static void pull_ref(struct pt_jsonw *w, const struct pt_pull *p)
+{
+  pt_jsonw_key(w, "pullId");
+  pt_jsonw_string(w, p->id);
+  pt_jsonw_key(w, "node");
+  pt_jsonw_string(w, p->node);
+}
+
+static void layer_event(struct pt_jsonw *w, const struct pt_change *c)
 {
   const struct pt_pull *p = c->pull;
-  json_object_set_new(ev, "pullId", json_string(p->id));
-  json_object_set_new(ev, "node", json_string(p->node));
-  json_object_set_new(ev, "layer", pt_store_layer_json(c->layer));
-  json_t *nss = json_array();
+  pull_ref(w, p);
+  pt_jsonw_key(w, "layer");
+  pt_store_layer_write(w, c->layer);
+  pt_jsonw_key(w, "namespaces");
+  pt_jsonw_array_open(w);
   for (size_t i = 0; i < p->npods; i++)
-    json_array_append_new(nss, json_string(p->pods[i].ns));
-  json_object_set_new(ev, "namespaces", nss);
-  return ev;
+    pt_jsonw_string(w, p->pods[i].ns);
+  pt_jsonw_array_close(w);
 }
 
-static json_t *evicted_event(json_t *ev, const struct pt_change *c)
+static void evicted_event(struct pt_jsonw *w, const struct pt_change *c)
 {
-  json_object_set_new(ev, "pullId", json_string(c->pull->id));
-  json_object_set_new(ev, "node", json_string(c->pull->node));
-  if (c->reason)
-    json_object_set_new(ev, "reason", json_string(c->reason));
-  if (c->superseded_by)
-    json_object_set_new(ev, "supersededBy", json_string(c->superseded_by->id));
-  return ev;
+  pull_ref(w, c->pull);
+  if (c->reason) {
+    pt_jsonw_key(w, "reason");
+    pt_jsonw_string(w, c->reason);
+  }
+  if (c->superseded_by) {
+    pt_jsonw_key(w, "supersededBy");
+    pt_jsonw_string(w, c->superseded_by->id);
+  }
 }
 
-static json_t *alert_event(json_t *ev, const struct pt_change *c)
+/* Alerts are rare and carry the policy's labels (a jansson object): jansson
+ * writes that member. */
+static int alert_event(struct pt_jsonw *w, const struct pt_change *c)
 {
   const struct pt_policy_alert *a = c->alert;
   const char *node = json_string_value(json_object_get(a->labels, "node"));
   const char *pull = json_string_value(json_object_get(a->labels, "pull"));
   const char *summary = a->summary ? a->summary : "";
-  json_object_set_new(ev, "alert", json_pack("{s:s,s:s,s:s,s:s,s:O,s:o,s:o,s:s?}", "name", a->name, "severity",
-                                             a->severity, "summary", summary, "description", summary, "labels",
-                                             a->labels, "pullId", pull ? json_string(pull) : json_null(), "node",
-                                             node ? json_string(node) : json_null(), "eventType", a->event_type));
-  return ev;
+  json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:O,s:o,s:o,s:s?}", "name", a->name, "severity", a->severity, "summary",
+                        summary, "description", summary, "labels", a->labels, "pullId",
+                        pull ? json_string(pull) : json_null(), "node", node ? json_string(node) : json_null(),
+                        "eventType", a->event_type);
+  char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12)) : NULL;
+  json_decref(o);
+  if (!text)
+    return -ENOMEM;
+  pt_jsonw_key(w, "alert");
+  pt_jsonw_raw(w, text, strlen(text));
+  free(text);
+  return 0;
 }
 
-json_t *pt_event_json(const struct pt_change *c)
+int pt_event_write(struct pt_buf *out, const struct pt_change *c)
 {
-  json_t *ev = pt_event_envelope(pt_change_type_name(c->type), c->time);
-  if (!ev)
-    return NULL;
+  struct pt_jsonw w;
+  pt_jsonw_init(&w, out);
+  pt_event_open(&w, pt_change_type_name(c->type), c->time);
+  int r = 0;
   switch (c->type) {
   case PT_CHANGE_PULL_STARTED:
   case PT_CHANGE_PULL_PROGRESS:
   case PT_CHANGE_PULL_COMPLETED:
   case PT_CHANGE_PULL_FAILED:
   case PT_CHANGE_PULL_STALLED:
-    json_object_set_new(ev, "pull", pt_store_pull_json(c->pull, c->with_layers, c->time));
-    return ev;
+    pt_jsonw_key(&w, "pull");
+    pt_store_pull_write(&w, c->pull, c->with_layers, c->time);
+    break;
   case PT_CHANGE_PULL_EVICTED:
-    return evicted_event(ev, c);
+    evicted_event(&w, c);
+    break;
   case PT_CHANGE_LAYER_STARTED:
   case PT_CHANGE_LAYER_PROGRESS:
   case PT_CHANGE_LAYER_COMPLETED:
-    return layer_event(ev, c);
+    layer_event(&w, c);
+    break;
   case PT_CHANGE_NODE_UPDATED:
-    json_object_set_new(ev, "node", pt_store_node_json(c->node, false));
-    return ev;
+    pt_jsonw_key(&w, "node");
+    pt_store_node_write(&w, c->node, false);
+    break;
   case PT_CHANGE_ALERT:
-    return alert_event(ev, c);
+    r = alert_event(&w, c);
+    break;
   default:
-    return ev;
+    break;
   }
+  pt_jsonw_object_close(&w);
+  return r ? r : out->oom ? -ENOMEM : 0;
 }
 
-char *pt_event_dump(const json_t *event, size_t *len)
+json_t *pt_event_json(const struct pt_change *c)
 {
-  char *s = json_dumps(event, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
-  if (len)
-    *len = s ? strlen(s) : 0;
-  return s;
+  struct pt_buf b;
+  pt_buf_init(&b);
+  json_t *v = pt_event_write(&b, c) == 0 ? json_loadb(b.data, b.len, 0, NULL) : NULL;
+  pt_buf_close(&b);
+  return v;
 }

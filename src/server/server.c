@@ -91,10 +91,9 @@ static void on_change(void *ud, const struct pt_change *c)
     pt_alerts_deliver(srv->alerts, c->alert, c->time);
   if (!srv->hub)
     return;
-  json_t *ev = pt_event_json(c);
-  char *text = ev ? pt_event_dump(ev, NULL) : NULL;
-  json_decref(ev);
-  if (!text) {
+  struct pt_buf *text = &srv->event_text;
+  pt_buf_reset(text);
+  if (pt_event_write(text, c) != 0) {
     PT_LOG_ERROR("out of memory writing an event: not sent", "{s:s}", "type", pt_change_type_name(c->type));
     return;
   }
@@ -109,9 +108,8 @@ static void on_change(void *ud, const struct pt_change *c)
     pt_buf_append(&nss, "", 1);
   }
   struct pt_hub_keys keys = {.node = c->keys.node, .nss = c->keys.namespaced ? nss.data : NULL};
-  pt_hub_publish(srv->hub, pt_change_type_name(c->type), &keys, text);
+  pt_hub_publish(srv->hub, pt_change_type_name(c->type), &keys, text->data);
   pt_buf_close(&nss);
-  free(text);
 }
 
 static void tick_cb(uv_timer_t *t)
@@ -278,6 +276,7 @@ void pt_server_destroy(struct pt_server *srv)
   if (!srv)
     return;
   pt_store_destroy(srv->store);
+  pt_buf_close(&srv->event_text);
   pt_ui_dir_destroy(srv->ui_dir); /* never listened: freed when the loop runs */
   free(srv->ui_etags);
   free(srv);

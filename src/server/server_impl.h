@@ -38,6 +38,7 @@ struct pt_server {
   struct pt_policy *policy;
   struct pt_store *store;
   struct pt_hub *hub;
+  struct pt_buf event_text; /* the event being published (reused: no allocation per event) */
   struct pt_alerts *alerts;
   struct pt_http_server *http, *metrics;
   struct pt_httpc *httpc;

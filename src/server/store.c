@@ -174,6 +174,7 @@ int store_add_pull(struct pt_store *s, struct pt_pull *p)
     store_pull_free(p);
     return -ENOMEM;
   }
+  p->seq = ++s->pull_seq;
   return 0;
 }
 

@@ -55,6 +55,7 @@ struct pt_pod_ref {
 
 struct pt_pull {
   char *id;              /* "<node>/<agent id>" */
+  uint64_t seq;          /* order of arrival in the tables (1, 2, ...): the lists' order */
   char *node;
   char *image_ref;       /* from the agent; NULL when unknown */
   char *image;           /* image_ref completed with a tag by correlation, else a copy of image_ref */
@@ -174,11 +175,29 @@ bool pt_pull_matches(const struct pt_pull *p, const struct pt_pull_filter *f);
 
 const struct pt_pull *pt_store_pull(const struct pt_store *s, const char *id);
 const struct pt_node *pt_store_node(const struct pt_store *s, const char *name);
-/* New JSON values (caller decrefs), shapes as in docs/api.md. */
+/* The JSON views of docs/api.md, written into w. */
+struct pt_jsonw;
+void pt_store_pull_write(struct pt_jsonw *w, const struct pt_pull *p, bool with_layers, double now);
+void pt_store_layer_write(struct pt_jsonw *w, const struct pt_layer *l);
+void pt_store_node_write(struct pt_jsonw *w, const struct pt_node *n, bool with_unattributed);
+
+/* Lists, one page at a time. Pulls come newest first (by seq: the order the
+ * tables received them), nodes by name. A page holds the first `limit`
+ * matching items after the position `after` (0 / NULL: from the start;
+ * limit 0: all); *next gets the position to continue from, 0 / NULL on the
+ * last page (the node name is malloc'ed). Positions stay valid whatever
+ * changes in between: items removed are skipped, pulls added later than the
+ * first page are not in the following ones. Returns the number written, or
+ * -ENOMEM. */
+int pt_store_pulls_write(const struct pt_store *s, struct pt_jsonw *w, const struct pt_pull_filter *f,
+                         uint64_t after, size_t limit, double now, uint64_t *next);
+int pt_store_nodes_write(const struct pt_store *s, struct pt_jsonw *w, const char *node_filter, const char *after,
+                         size_t limit, char **next);
+
+/* The same views as new jansson values (caller decrefs), for tests and
+ * checks: the text above, parsed back. Lists are whole. */
 json_t *pt_store_pull_json(const struct pt_pull *p, bool with_layers, double now);
-json_t *pt_store_layer_json(const struct pt_layer *l);
 json_t *pt_store_node_json(const struct pt_node *n, bool with_unattributed);
-/* Array of matching pulls, newest first. */
 json_t *pt_store_pulls_json(const struct pt_store *s, const struct pt_pull_filter *f, double now);
 json_t *pt_store_nodes_json(const struct pt_store *s, const char *node_filter);
 

@@ -30,6 +30,7 @@ struct pt_store {
   struct pt_map kube_dirty;
   json_t *events;        /* recent kubelet events, oldest first */
   uint64_t report_gen;
+  uint64_t pull_seq;     /* the last pull's seq */
   double alert_time; /* "now" of the alert hooks' call in progress */
   struct pt_store_counters counters;
 };

@@ -3,45 +3,61 @@
  * serializer (event.c) writes events with the same views. */
 #include "server/store.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 
 #include "core/clock.h"
+#include "core/json_writer.h"
 #include "server/store_impl.h"
-
-static json_t *jtime(double t)
-{
-  if (t <= 0)
-    return json_null();
-  char buf[40];
-  return json_string(pt_time_format(t, buf, sizeof(buf)));
-}
-
-static json_t *jstr(const char *s)
-{
-  return s ? json_string(s) : json_null();
-}
 
 static double round2(double v)
 {
   return round(v * 100.0) / 100.0;
 }
 
-json_t *pt_store_layer_json(const struct pt_layer *l)
+static void key_str(struct pt_jsonw *w, const char *k, const char *v)
 {
-  json_t *o = json_object();
-  json_object_set_new(o, "digest", jstr(l->digest));
-  json_object_set_new(o, "mediaType", jstr(l->media_type));
-  json_object_set_new(o, "state", json_string(pt_layer_state_name(l->state)));
-  json_object_set_new(o, "totalBytes", json_integer(l->total));
-  json_object_set_new(o, "downloadedBytes", json_integer(l->downloaded));
+  pt_jsonw_key(w, k);
+  pt_jsonw_string(w, v);
+}
+
+static void key_int(struct pt_jsonw *w, const char *k, int64_t v)
+{
+  pt_jsonw_key(w, k);
+  pt_jsonw_int(w, v);
+}
+
+static void key_time(struct pt_jsonw *w, const char *k, double t)
+{
+  pt_jsonw_key(w, k);
+  pt_jsonw_time(w, t);
+}
+
+static void key_real2(struct pt_jsonw *w, const char *k, double v)
+{
+  pt_jsonw_key(w, k);
+  pt_jsonw_real2(w, v);
+}
+
+void pt_store_layer_write(struct pt_jsonw *w, const struct pt_layer *l)
+{
+  pt_jsonw_object_open(w);
+  key_str(w, "digest", l->digest);
+  key_str(w, "mediaType", l->media_type);
+  key_str(w, "state", pt_layer_state_name(l->state));
+  key_int(w, "totalBytes", l->total);
+  key_int(w, "downloadedBytes", l->downloaded);
+  pt_jsonw_key(w, "percent");
   if (l->total > 0)
-    json_object_set_new(o, "percent", json_real(round2(100.0 * (double)l->downloaded / (double)l->total)));
+    pt_jsonw_real2(w, 100.0 * (double)l->downloaded / (double)l->total);
+  else if (l->state == PT_LAYER_DONE || l->state == PT_LAYER_CACHED)
+    pt_jsonw_real(w, 100.0);
   else
-    json_object_set_new(o, "percent", l->state == PT_LAYER_DONE || l->state == PT_LAYER_CACHED ? json_real(100.0) : json_null());
-  json_object_set_new(o, "startedAt", jtime(l->started_at));
-  json_object_set_new(o, "updatedAt", jtime(l->updated_at));
-  return o;
+    pt_jsonw_null(w);
+  key_time(w, "startedAt", l->started_at);
+  key_time(w, "updatedAt", l->updated_at);
+  pt_jsonw_object_close(w);
 }
 
 static size_t layers_done(const struct pt_pull *p)
@@ -52,98 +68,164 @@ static size_t layers_done(const struct pt_pull *p)
   return n;
 }
 
-json_t *pt_store_pull_json(const struct pt_pull *p, bool with_layers, double now)
+void pt_store_pull_write(struct pt_jsonw *w, const struct pt_pull *p, bool with_layers, double now)
 {
-  json_t *o = json_object();
-  json_object_set_new(o, "id", json_string(p->id));
-  json_object_set_new(o, "node", json_string(p->node));
-  json_object_set_new(o, "image", jstr(p->image ? p->image : p->image_ref));
-  json_object_set_new(o, "manifestDigest", jstr(p->manifest_digest));
-  json_object_set_new(o, "indexDigest", jstr(p->index_digest));
-  json_object_set_new(o, "source", json_string(p->from_kubelet ? "kubelet" : "agent"));
-  json_object_set_new(o, "state", json_string(pt_pull_state_name(p->state)));
-  if (p->error_reason)
-    json_object_set_new(o, "error", json_pack("{s:s,s:s}", "reason", p->error_reason, "message",
-                                              p->error_message ? p->error_message : ""));
-  else
-    json_object_set_new(o, "error", json_null());
-  if (p->resolved_reason)
-    json_object_set_new(o, "resolvedError",
-                        json_pack("{s:s,s:s,s:o,s:o}", "reason", p->resolved_reason, "message",
-                                  p->resolved_message ? p->resolved_message : "", "failedAt",
-                                  jtime(p->resolved_failed_at), "resolvedAt", jtime(p->resolved_at)));
-  else
-    json_object_set_new(o, "resolvedError", json_null());
-  if (p->kubelet_pulled_at > 0)
-    json_object_set_new(o, "kubelet",
-                        json_pack("{s:o,s:o,s:o}", "pulledAt", jtime(p->kubelet_pulled_at), "durationSeconds",
-                                  p->kubelet_duration >= 0 ? json_real(p->kubelet_duration) : json_null(),
-                                  "waitingSeconds",
-                                  p->kubelet_waiting >= 0 ? json_real(p->kubelet_waiting) : json_null()));
-  else
-    json_object_set_new(o, "kubelet", json_null());
-  json_object_set_new(o, "startedAt", jtime(p->started_at));
-  json_object_set_new(o, "completedAt", jtime(p->completed_at));
-  json_object_set_new(o, "updatedAt", jtime(p->updated_at));
+  pt_jsonw_object_open(w);
+  key_str(w, "id", p->id);
+  key_str(w, "node", p->node);
+  key_str(w, "image", p->image ? p->image : p->image_ref);
+  key_str(w, "manifestDigest", p->manifest_digest);
+  key_str(w, "indexDigest", p->index_digest);
+  key_str(w, "source", p->from_kubelet ? "kubelet" : "agent");
+  key_str(w, "state", pt_pull_state_name(p->state));
+  pt_jsonw_key(w, "error");
+  if (p->error_reason) {
+    pt_jsonw_object_open(w);
+    key_str(w, "reason", p->error_reason);
+    key_str(w, "message", p->error_message ? p->error_message : "");
+    pt_jsonw_object_close(w);
+  } else {
+    pt_jsonw_null(w);
+  }
+  pt_jsonw_key(w, "resolvedError");
+  if (p->resolved_reason) {
+    pt_jsonw_object_open(w);
+    key_str(w, "reason", p->resolved_reason);
+    key_str(w, "message", p->resolved_message ? p->resolved_message : "");
+    key_time(w, "failedAt", p->resolved_failed_at);
+    key_time(w, "resolvedAt", p->resolved_at);
+    pt_jsonw_object_close(w);
+  } else {
+    pt_jsonw_null(w);
+  }
+  pt_jsonw_key(w, "kubelet");
+  if (p->kubelet_pulled_at > 0) {
+    pt_jsonw_object_open(w);
+    key_time(w, "pulledAt", p->kubelet_pulled_at);
+    pt_jsonw_key(w, "durationSeconds");
+    if (p->kubelet_duration >= 0)
+      pt_jsonw_real(w, p->kubelet_duration);
+    else
+      pt_jsonw_null(w);
+    pt_jsonw_key(w, "waitingSeconds");
+    if (p->kubelet_waiting >= 0)
+      pt_jsonw_real(w, p->kubelet_waiting);
+    else
+      pt_jsonw_null(w);
+    pt_jsonw_object_close(w);
+  } else {
+    pt_jsonw_null(w);
+  }
+  key_time(w, "startedAt", p->started_at);
+  key_time(w, "completedAt", p->completed_at);
+  key_time(w, "updatedAt", p->updated_at);
   double end = p->completed_at > 0 ? p->completed_at
              : p->finished_at > 0 ? p->finished_at
              : p->lost_at > 0 ? p->lost_at : now;
+  pt_jsonw_key(w, "durationSeconds");
   if (p->started_at > 0)
-    json_object_set_new(o, "durationSeconds", json_real(round2(fmax(0, end - p->started_at))));
+    pt_jsonw_real2(w, fmax(0, end - p->started_at));
   else
-    json_object_set_new(o, "durationSeconds", json_null());
-  json_object_set_new(o, "totalKnown", json_boolean(p->total_known));
-  json_object_set_new(o, "totalBytes", json_integer(p->total));
-  json_object_set_new(o, "downloadedBytes", json_integer(p->downloaded));
+    pt_jsonw_null(w);
+  pt_jsonw_key(w, "totalKnown");
+  pt_jsonw_bool(w, p->total_known);
+  key_int(w, "totalBytes", p->total);
+  key_int(w, "downloadedBytes", p->downloaded);
+  pt_jsonw_key(w, "percent");
   if (p->total_known && p->total > 0)
-    json_object_set_new(o, "percent", json_real(round2(100.0 * (double)p->downloaded / (double)p->total)));
+    pt_jsonw_real2(w, 100.0 * (double)p->downloaded / (double)p->total);
   else if (p->total_known && p->state == PT_PULL_COMPLETED)
-    json_object_set_new(o, "percent", json_real(100.0));
+    pt_jsonw_real(w, 100.0);
   else
-    json_object_set_new(o, "percent", json_null());
-  json_object_set_new(o, "bytesPerSecond", json_real(round2(p->bytes_per_sec)));
+    pt_jsonw_null(w);
+  key_real2(w, "bytesPerSecond", p->bytes_per_sec);
+  pt_jsonw_key(w, "etaSeconds");
   if (p->state == PT_PULL_COMPLETED)
-    json_object_set_new(o, "etaSeconds", json_real(0));
+    pt_jsonw_real(w, 0);
   else if (p->eta >= 0 && pull_is_active(p))
-    json_object_set_new(o, "etaSeconds", json_real(round2(p->eta)));
+    pt_jsonw_real2(w, p->eta);
   else
-    json_object_set_new(o, "etaSeconds", json_null());
-  json_object_set_new(o, "layersTotal", json_integer((json_int_t)p->nlayers));
-  json_object_set_new(o, "layersDone", json_integer((json_int_t)layers_done(p)));
-  json_t *pods = json_array();
+    pt_jsonw_null(w);
+  key_int(w, "layersTotal", (int64_t)p->nlayers);
+  key_int(w, "layersDone", (int64_t)layers_done(p));
+  pt_jsonw_key(w, "pods");
+  pt_jsonw_array_open(w);
   for (size_t i = 0; i < p->npods; i++) {
-    json_t *po = json_pack("{s:s,s:s}", "namespace", p->pods[i].ns, "name", p->pods[i].name);
+    pt_jsonw_object_open(w);
+    key_str(w, "namespace", p->pods[i].ns);
+    key_str(w, "name", p->pods[i].name);
     if (p->pods[i].container)
-      json_object_set_new(po, "container", json_string(p->pods[i].container));
-    json_array_append_new(pods, po);
+      key_str(w, "container", p->pods[i].container);
+    pt_jsonw_object_close(w);
   }
-  json_object_set_new(o, "pods", pods);
+  pt_jsonw_array_close(w);
   if (with_layers) {
-    json_t *layers = json_array();
+    pt_jsonw_key(w, "layers");
+    pt_jsonw_array_open(w);
     for (size_t i = 0; i < p->nlayers; i++)
-      json_array_append_new(layers, pt_store_layer_json(&p->layers[i]));
-    json_object_set_new(o, "layers", layers);
+      pt_store_layer_write(w, &p->layers[i]);
+    pt_jsonw_array_close(w);
   }
-  return o;
+  pt_jsonw_object_close(w);
+}
+
+void pt_store_node_write(struct pt_jsonw *w, const struct pt_node *n, bool with_unattributed)
+{
+  pt_jsonw_object_open(w);
+  key_str(w, "name", n->name);
+  key_str(w, "state", pt_node_state_name(n->state));
+  key_str(w, "agentVersion", n->agent_version);
+  key_str(w, "bootId", n->boot_id);
+  key_int(w, "seq", n->seq);
+  key_int(w, "restarts", n->restarts);
+  key_time(w, "firstReportAt", n->first_report);
+  key_time(w, "lastReportAt", n->last_report);
+  pt_jsonw_key(w, "reportIntervalSeconds");
+  if (n->interval > 0)
+    pt_jsonw_real(w, round2(n->interval));
+  else
+    pt_jsonw_null(w);
+  key_int(w, "pullsActive", (int64_t)n->pulls_active);
+  key_int(w, "pullsTotal", (int64_t)n->pulls_total);
+  if (with_unattributed) {
+    pt_jsonw_key(w, "unattributed");
+    char *u = n->unattributed ? json_dumps(n->unattributed, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    if (u)
+      pt_jsonw_raw(w, u, strlen(u));
+    else
+      pt_jsonw_raw(w, "[]", 2);
+    free(u);
+  }
+  pt_jsonw_object_close(w);
+}
+
+/* A written view parsed back into a jansson value, for the callers that
+ * want one (tests, the fuzzer's checks): the same text the API sends. */
+static json_t *parse_back(struct pt_buf *b)
+{
+  json_t *v = b->oom ? NULL : json_loadb(b->data, b->len, 0, NULL);
+  pt_buf_close(b);
+  return v;
+}
+
+json_t *pt_store_pull_json(const struct pt_pull *p, bool with_layers, double now)
+{
+  struct pt_buf b;
+  struct pt_jsonw w;
+  pt_buf_init(&b);
+  pt_jsonw_init(&w, &b);
+  pt_store_pull_write(&w, p, with_layers, now);
+  return parse_back(&b);
 }
 
 json_t *pt_store_node_json(const struct pt_node *n, bool with_unattributed)
 {
-  json_t *o = json_object();
-  json_object_set_new(o, "name", json_string(n->name));
-  json_object_set_new(o, "state", json_string(pt_node_state_name(n->state)));
-  json_object_set_new(o, "agentVersion", jstr(n->agent_version));
-  json_object_set_new(o, "bootId", jstr(n->boot_id));
-  json_object_set_new(o, "seq", json_integer(n->seq));
-  json_object_set_new(o, "restarts", json_integer(n->restarts));
-  json_object_set_new(o, "firstReportAt", jtime(n->first_report));
-  json_object_set_new(o, "lastReportAt", jtime(n->last_report));
-  json_object_set_new(o, "reportIntervalSeconds", n->interval > 0 ? json_real(round2(n->interval)) : json_null());
-  json_object_set_new(o, "pullsActive", json_integer((json_int_t)n->pulls_active));
-  json_object_set_new(o, "pullsTotal", json_integer((json_int_t)n->pulls_total));
-  if (with_unattributed)
-    json_object_set_new(o, "unattributed", n->unattributed ? json_deep_copy(n->unattributed) : json_array());
-  return o;
+  struct pt_buf b;
+  struct pt_jsonw w;
+  pt_buf_init(&b);
+  pt_jsonw_init(&w, &b);
+  pt_store_node_write(&w, n, with_unattributed);
+  return parse_back(&b);
 }
 
 bool pt_pull_matches(const struct pt_pull *p, const struct pt_pull_filter *f)
@@ -169,47 +251,163 @@ bool pt_pull_matches(const struct pt_pull *p, const struct pt_pull_filter *f)
   return true;
 }
 
-static int cmp_pull_newest(const void *a, const void *b)
+/* A page is selected in one pass over the table: a heap keeps the `limit`
+ * best items after the position (plus one, to know whether more follow),
+ * then they are sorted. The work is linear in the table and the memory in
+ * the page, so a page of a large table never holds the loop for long. */
+struct heap {
+  const void **v;
+  size_t n, cap;
+  int (*before)(const void *a, const void *b); /* a comes before b in the list */
+};
+
+/* The root is the item that comes last in the list order. */
+static void heap_sift_down(struct heap *h, size_t i)
 {
-  const struct pt_pull *x = *(const struct pt_pull *const *)a, *y = *(const struct pt_pull *const *)b;
-  if (x->started_at != y->started_at)
-    return x->started_at < y->started_at ? 1 : -1;
-  return strcmp(x->id, y->id);
+  for (;;) {
+    size_t l = 2 * i + 1, r = l + 1, m = i;
+    if (l < h->n && h->before(h->v[m], h->v[l]))
+      m = l;
+    if (r < h->n && h->before(h->v[m], h->v[r]))
+      m = r;
+    if (m == i)
+      return;
+    const void *t = h->v[i];
+    h->v[i] = h->v[m];
+    h->v[m] = t;
+    i = m;
+  }
+}
+
+static void heap_offer(struct heap *h, const void *item)
+{
+  if (h->n < h->cap) {
+    size_t i = h->n++;
+    h->v[i] = item;
+    while (i > 0) {
+      size_t parent = (i - 1) / 2;
+      if (!h->before(h->v[parent], h->v[i]))
+        break;
+      const void *t = h->v[i];
+      h->v[i] = h->v[parent];
+      h->v[parent] = t;
+      i = parent;
+    }
+  } else if (h->before(item, h->v[0])) {
+    h->v[0] = item;
+    heap_sift_down(h, 0);
+  }
+}
+
+/* Sorts the heap in list order (heapsort: the last item goes to the end). */
+static void heap_sort(struct heap *h)
+{
+  size_t n = h->n;
+  while (h->n > 1) {
+    const void *t = h->v[0];
+    h->v[0] = h->v[h->n - 1];
+    h->v[h->n - 1] = t;
+    h->n--;
+    heap_sift_down(h, 0);
+  }
+  h->n = n;
+}
+
+static int pull_before(const void *a, const void *b)
+{
+  return ((const struct pt_pull *)a)->seq > ((const struct pt_pull *)b)->seq;
+}
+
+static int node_before(const void *a, const void *b)
+{
+  return strcmp(((const struct pt_node *)a)->name, ((const struct pt_node *)b)->name) < 0;
+}
+
+static int heap_init(struct heap *h, size_t limit, size_t table, int (*before)(const void *, const void *))
+{
+  h->n = 0;
+  h->cap = limit && limit < table ? limit + 1 : table;
+  h->before = before;
+  h->v = h->cap ? malloc(h->cap * sizeof(*h->v)) : NULL;
+  return h->cap && !h->v ? -ENOMEM : 0;
+}
+
+/* Keeps the first `limit` of the heap; returns whether there were more. */
+static bool heap_cut(struct heap *h, size_t limit)
+{
+  heap_sort(h);
+  if (!limit || h->n <= limit)
+    return false;
+  h->n = limit;
+  return true;
+}
+
+int pt_store_pulls_write(const struct pt_store *s, struct pt_jsonw *w, const struct pt_pull_filter *f,
+                         uint64_t after, size_t limit, double now, uint64_t *next)
+{
+  struct heap h;
+  *next = 0;
+  if (heap_init(&h, limit, s->pulls.count, pull_before))
+    return -ENOMEM;
+  for (struct pt_map_entry *e = pt_map_first(&s->pulls); e; e = pt_map_next(&s->pulls, e)) {
+    const struct pt_pull *p = e->value;
+    if ((!after || p->seq < after) && pt_pull_matches(p, f))
+      heap_offer(&h, p);
+  }
+  bool more = heap_cut(&h, limit);
+  pt_jsonw_array_open(w);
+  for (size_t i = 0; i < h.n; i++)
+    pt_store_pull_write(w, h.v[i], true, now);
+  pt_jsonw_array_close(w);
+  if (more)
+    *next = ((const struct pt_pull *)h.v[h.n - 1])->seq;
+  int n = (int)h.n;
+  free(h.v);
+  return n;
+}
+
+int pt_store_nodes_write(const struct pt_store *s, struct pt_jsonw *w, const char *node_filter, const char *after,
+                         size_t limit, char **next)
+{
+  struct heap h;
+  *next = NULL;
+  if (heap_init(&h, limit, s->nodes.count, node_before))
+    return -ENOMEM;
+  for (struct pt_map_entry *e = pt_map_first(&s->nodes); e; e = pt_map_next(&s->nodes, e)) {
+    const struct pt_node *n = e->value;
+    if ((!node_filter || strcmp(n->name, node_filter) == 0) && (!after || strcmp(n->name, after) > 0))
+      heap_offer(&h, n);
+  }
+  bool more = heap_cut(&h, limit);
+  pt_jsonw_array_open(w);
+  for (size_t i = 0; i < h.n; i++)
+    pt_store_node_write(w, h.v[i], true);
+  pt_jsonw_array_close(w);
+  int n = (int)h.n;
+  if (more && !(*next = strdup(((const struct pt_node *)h.v[h.n - 1])->name)))
+    n = -ENOMEM;
+  free(h.v);
+  return n;
 }
 
 json_t *pt_store_pulls_json(const struct pt_store *s, const struct pt_pull_filter *f, double now)
 {
-  json_t *arr = json_array();
-  size_t n = 0;
-  const struct pt_pull **v = s->pulls.count ? malloc(s->pulls.count * sizeof(*v)) : NULL;
-  for (struct pt_map_entry *e = pt_map_first(&s->pulls); e && v; e = pt_map_next(&s->pulls, e))
-    if (pt_pull_matches(e->value, f))
-      v[n++] = e->value;
-  if (n)
-    qsort(v, n, sizeof(*v), cmp_pull_newest);
-  for (size_t i = 0; i < n; i++)
-    json_array_append_new(arr, pt_store_pull_json(v[i], true, now));
-  free(v);
-  return arr;
-}
-
-static int cmp_node(const void *a, const void *b)
-{
-  return strcmp((*(const struct pt_node *const *)a)->name, (*(const struct pt_node *const *)b)->name);
+  struct pt_buf b;
+  struct pt_jsonw w;
+  uint64_t next;
+  pt_buf_init(&b);
+  pt_jsonw_init(&w, &b);
+  pt_store_pulls_write(s, &w, f, 0, 0, now, &next);
+  return parse_back(&b);
 }
 
 json_t *pt_store_nodes_json(const struct pt_store *s, const char *node_filter)
 {
-  json_t *arr = json_array();
-  size_t n = 0;
-  const struct pt_node **v = s->nodes.count ? malloc(s->nodes.count * sizeof(*v)) : NULL;
-  for (struct pt_map_entry *e = pt_map_first(&s->nodes); e && v; e = pt_map_next(&s->nodes, e))
-    if (!node_filter || strcmp(((struct pt_node *)e->value)->name, node_filter) == 0)
-      v[n++] = e->value;
-  if (n)
-    qsort(v, n, sizeof(*v), cmp_node);
-  for (size_t i = 0; i < n; i++)
-    json_array_append_new(arr, pt_store_node_json(v[i], true));
-  free(v);
-  return arr;
+  struct pt_buf b;
+  struct pt_jsonw w;
+  char *next;
+  pt_buf_init(&b);
+  pt_jsonw_init(&w, &b);
+  pt_store_nodes_write(s, &w, node_filter, NULL, 0, &next);
+  return parse_back(&b);
 }
