@@ -173,7 +173,11 @@ int main(int argc, char **argv)
   pt_server_set_ui(app.srv, pt_ui_files);
 #endif
   int rc = 0;
-  if (pt_server_listen(app.srv, err, sizeof(err)) < 0) {
+  if (pt_server_open_history(app.srv, err, sizeof(err)) < 0) {
+    fprintf(stderr, "pulltrace-server: history error: %s\n", err);
+    PT_LOG_ERROR("cannot open the history", "{s:s}", "error", err);
+    rc = 1;
+  } else if (pt_server_listen(app.srv, err, sizeof(err)) < 0) {
     fprintf(stderr, "pulltrace-server: %s\n", err);
     PT_LOG_ERROR("cannot listen", "{s:s}", "error", err);
     rc = 1;
