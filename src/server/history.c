@@ -272,14 +272,14 @@ static void write_batch(struct pt_history *h, struct history_item *batch)
   finish_tx(h, rc, n, mark, "writing the history");
 }
 
-static int delete_batch(sqlite3 *db, const char *sql, double bound, int64_t *deleted)
+static int delete_batch(sqlite3 *db, const char *sql, double bound, int64_t limit, int64_t *deleted)
 {
   sqlite3_stmt *st;
   int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
   if (rc != SQLITE_OK)
     return rc;
   sqlite3_bind_double(st, 1, bound);
-  sqlite3_bind_int(st, 2, RETENTION_BATCH);
+  sqlite3_bind_int64(st, 2, limit);
   rc = sqlite3_step(st);
   sqlite3_finalize(st);
   *deleted = sqlite3_changes(db);
@@ -305,9 +305,9 @@ static bool retention_step(struct pt_history *h)
   int rc = tx(h->db, "BEGIN IMMEDIATE");
   if (rc == SQLITE_OK && h->opts.retention > 0) {
     double bound = now - h->opts.retention;
-    rc = delete_batch(h->db, by_age_pulls, bound, &age_p);
+    rc = delete_batch(h->db, by_age_pulls, bound, RETENTION_BATCH, &age_p);
     if (rc == SQLITE_OK)
-      rc = delete_batch(h->db, by_age_alerts, bound, &age_a);
+      rc = delete_batch(h->db, by_age_alerts, bound, RETENTION_BATCH, &age_a);
   }
   bool over = false;
   if (rc == SQLITE_OK && h->opts.max_bytes > 0) {
@@ -316,9 +316,16 @@ static bool retention_step(struct pt_history *h)
     int64_t page = query_int(h->db, "PRAGMA page_size");
     int64_t used = (query_int(h->db, "PRAGMA page_count") - query_int(h->db, "PRAGMA freelist_count")) * page;
     if (used > h->opts.max_bytes) {
-      rc = delete_batch(h->db, by_size_pulls, INFINITY, &size_p);
+      /* About as many rows as the excess holds (by the average row), so
+       * that the history is not cut far below its limit. */
+      int64_t rows = query_int(h->db, "SELECT count(*) FROM pulls") + query_int(h->db, "SELECT count(*) FROM alerts");
+      int64_t per_row = rows > 0 ? used / rows : used;
+      int64_t n = per_row > 0 ? (used - h->opts.max_bytes) / per_row + 1 : 1;
+      if (n > RETENTION_BATCH)
+        n = RETENTION_BATCH;
+      rc = delete_batch(h->db, by_size_pulls, INFINITY, n, &size_p);
       if (rc == SQLITE_OK && size_p == 0)
-        rc = delete_batch(h->db, by_size_alerts, INFINITY, &size_a);
+        rc = delete_batch(h->db, by_size_alerts, INFINITY, n, &size_a);
       over = size_p + size_a > 0;
     }
     if (rc == SQLITE_OK)
