@@ -297,9 +297,9 @@ static bool retention_step(struct pt_history *h)
   /* By size: the oldest finished pulls first, then the oldest alerts. */
   static const char by_size_pulls[] =
     "DELETE FROM pulls WHERE seq IN (SELECT seq FROM pulls WHERE live=0 AND ended_at < ?1 "
-    "ORDER BY ended_at LIMIT ?2)";
+    "ORDER BY ended_at, seq LIMIT ?2)";
   static const char by_size_alerts[] =
-    "DELETE FROM alerts WHERE seq IN (SELECT seq FROM alerts WHERE time < ?1 ORDER BY time LIMIT ?2)";
+    "DELETE FROM alerts WHERE seq IN (SELECT seq FROM alerts WHERE time < ?1 ORDER BY time, seq LIMIT ?2)";
   double now = (double)time(NULL);
   int64_t age_p = 0, age_a = 0, size_p = 0, size_a = 0;
   int rc = tx(h->db, "BEGIN IMMEDIATE");

@@ -79,6 +79,9 @@ int main(int argc, char **argv)
    * that kills the server: libuv writes to sockets with write(2), which
    * raises SIGPIPE. */
   signal(SIGPIPE, SIG_IGN);
+  /* Likewise a history file over the file-size limit (RLIMIT_FSIZE) must be
+   * a failed write (EFBIG: the history degrades), not a signal that kills. */
+  signal(SIGXFSZ, SIG_IGN);
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       usage(stdout);
