@@ -181,11 +181,12 @@ void pt_server_metrics_render(struct pt_server *srv, struct pt_buf *out)
   gauge(out, "pulltrace_alert_webhook_queue", "Alerts waiting for webhook delivery", (double)as.webhook.queued);
 
   pt_prom_family(out, "pulltrace_kube_watch_restarts_total", "counter", "Kubernetes watch restarts, by resource");
-  labeled(out, "pulltrace_kube_watch_restarts_total", "resource", "pods", (double)srv->watch_restarts[0]);
-  labeled(out, "pulltrace_kube_watch_restarts_total", "resource", "events", (double)srv->watch_restarts[1]);
-  gauge(out, "pulltrace_kube_pods", "Pods known from the Kubernetes API", (double)g.pods);
   struct pt_kube_stats ks = {0};
   pt_kube_stats(srv->kube, &ks);
+  for (int i = 0; i < PT_KUBE_RESOURCES; i++)
+    labeled(out, "pulltrace_kube_watch_restarts_total", "resource", pt_kube_resource_name(i),
+            (double)ks.watch_restarts[i]);
+  gauge(out, "pulltrace_kube_pods", "Pods known from the Kubernetes API", (double)g.pods);
   gauge(out, "pulltrace_kube_synced", "1 once the Kubernetes pod and event caches are synced (0 also when off)",
         ks.synced ? 1 : 0);
   pt_prom_family(out, "pulltrace_kube_relists_total", "counter",

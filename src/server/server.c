@@ -8,75 +8,77 @@
 #include "core/clock.h"
 #include "core/hash.h"
 #include "server/event.h"
+#include "server/ui_dir.h"
 
 #define CFG(field) offsetof(struct pt_server_config, field)
 
 const struct pt_config_var pt_server_config_vars[] = {
   {"PULLTRACE_HTTP_ADDR", PT_CFG_ADDR, ":8080", false, CFG(http_addr), 0, 0,
-   "Listen address of the API, the event stream and the web UI (host:port or :port)"},
+   "Listen address of the API, the event stream and the web UI (host:port or :port)", NULL, NULL},
   {"PULLTRACE_METRICS_ADDR", PT_CFG_ADDR, ":9090", false, CFG(metrics_addr), 0, 0,
-   "Listen address of /metrics (Prometheus)"},
+   "Listen address of /metrics (Prometheus)", NULL, NULL},
   {"PULLTRACE_LOG_LEVEL", PT_CFG_LOGLEVEL, "info", false, CFG(log_level), 0, 0,
-   "debug, info, warn or error"},
-  {"PULLTRACE_LOG_FORMAT", PT_CFG_STRING, "json", false, CFG(log_format), 0, 0,
-   "json (one object per line) or logfmt"},
+   "debug, info, warn or error", NULL, NULL},
+  {"PULLTRACE_LOG_FORMAT", PT_CFG_ENUM, "json", false, CFG(log_format), 0, 0,
+   "json (one object per line) or logfmt", "json|logfmt", NULL},
   {"PULLTRACE_AGENT_TOKEN", PT_CFG_STRING, NULL, false, CFG(agent_token), 0, 0,
-   "Bearer token agents must send with reports; empty = no authentication"},
+   "Bearer token agents must send with reports; empty = no authentication", NULL, NULL},
   {"PULLTRACE_WATCH_NAMESPACES", PT_CFG_STRING, NULL, false, CFG(watch_namespaces), 0, 0,
-   "Comma-separated namespaces to watch for pods and events; empty = all"},
-  {"PULLTRACE_HISTORY_TTL", PT_CFG_DURATION, "30m", false, CFG(history_ttl), 0, 30 * 86400,
-   "How long finished pulls stay in the tables (default eviction policy)"},
-  {"PULLTRACE_NODE_LOST_GRACE", PT_CFG_DURATION, "2m", false, CFG(node_lost_grace), 1, 86400,
-   "Silence after which a node is lost and its in-flight pulls become lost"},
-  {"PULLTRACE_POLICY_DIR", PT_CFG_STRING, NULL, false, CFG(policy_dir), 0, 0,
-   "Directory of Lua policy scripts overriding/extending the built-in ones (reloaded on change)"},
+   "Comma-separated namespaces to watch for pods and events; empty = all", NULL, NULL},
   {"PULLTRACE_MAX_BODY", PT_CFG_INT, "1048576", false, CFG(max_body), 1024, 67108864,
-   "Largest accepted request body in bytes (agent reports)"},
+   "Largest accepted request body in bytes (agent reports)", NULL, NULL},
   {"PULLTRACE_MAX_CONNECTIONS", PT_CFG_INT, "4096", false, CFG(max_connections), 1, 1000000,
-   "Concurrent connections on the API port, event streams included"},
+   "Concurrent connections on the API port, event streams included", NULL, NULL},
   {"PULLTRACE_REQUEST_TIMEOUT", PT_CFG_DURATION, "10s", false, CFG(request_timeout), 0.1, 3600,
-   "Time a client has to send a complete request (cuts off slow clients)"},
+   "Time a client has to send a complete request (cuts off slow clients)", NULL, NULL},
   {"PULLTRACE_IDLE_TIMEOUT", PT_CFG_DURATION, "60s", false, CFG(idle_timeout), 0.1, 86400,
-   "Keep-alive connections idle longer than this are closed"},
+   "Keep-alive connections idle longer than this are closed", NULL, NULL},
   {"PULLTRACE_REPORT_MIN_INTERVAL", PT_CFG_DURATION, "100ms", false, CFG(report_min_interval), 0, 3600,
-   "Sustained minimum spacing of reports per node (burst of 10); faster ones get 429; 0 = no limit"},
+   "Sustained minimum spacing of reports per node (burst of 10); faster ones get 429; 0 = no limit", NULL, NULL},
   {"PULLTRACE_SSE_HEARTBEAT", PT_CFG_DURATION, "15s", false, CFG(sse_heartbeat), 0.05, 3600,
-   "Interval of heartbeat comments on the event stream"},
+   "Interval of heartbeat comments on the event stream", NULL, NULL},
   {"PULLTRACE_SSE_BUFFER", PT_CFG_INT, "4096", false, CFG(sse_buffer), 16, 1000000,
-   "Events kept for Last-Event-ID resumption"},
+   "Events kept for Last-Event-ID resumption", NULL, NULL},
   {"PULLTRACE_SSE_CLIENT_QUEUE", PT_CFG_INT, "1048576", false, CFG(sse_client_queue), 4096, 1073741824,
-   "Bytes queued for one event-stream client before it is dropped as too slow"},
+   "Bytes queued for one event-stream client before it is dropped as too slow", NULL, NULL},
   {"PULLTRACE_ALERT_WEBHOOK_URL", PT_CFG_STRING, NULL, false, CFG(alert_webhook_url), 0, 0,
-   "POST alerts here as Alertmanager API v2 JSON (e.g. http://alertmanager:9093/api/v2/alerts); empty = off"},
+   "POST alerts here as Alertmanager API v2 JSON (e.g. http://alertmanager:9093/api/v2/alerts); empty = off", NULL, NULL},
   {"PULLTRACE_ALERT_WEBHOOK_TIMEOUT", PT_CFG_DURATION, "5s", false, CFG(alert_webhook_timeout), 0.1, 600,
-   "Timeout of one webhook delivery attempt"},
+   "Timeout of one webhook delivery attempt", NULL, NULL},
   {"PULLTRACE_ALERT_QUEUE", PT_CFG_INT, "256", false, CFG(alert_queue), 1, 100000,
-   "Alerts waiting for webhook delivery before new ones are dropped"},
+   "Alerts waiting for webhook delivery before new ones are dropped", NULL, NULL},
   {"PULLTRACE_UI_DIR", PT_CFG_STRING, NULL, false, CFG(ui_dir), 0, 0,
-   "Serve the web UI from this directory instead of the embedded copy (development)"},
+   "Serve the web UI from this directory instead of the embedded copy (development)", NULL, NULL},
   {"PULLTRACE_SHUTDOWN_TIMEOUT", PT_CFG_DURATION, "1500ms", false, CFG(shutdown_timeout), 0, 60,
-   "On SIGTERM, time given to event-stream clients to receive the final comment"},
-  {"PULLTRACE_KUBERNETES", PT_CFG_STRING, "auto", false, CFG(kubernetes), 0, 0,
-   "auto (watch when in a cluster or a kubeconfig is given), on (fail without one) or off"},
+   "On SIGTERM, time given to event-stream clients to receive the final comment", NULL, NULL},
+  {"PULLTRACE_KUBERNETES", PT_CFG_ENUM, "auto", false, CFG(kubernetes), 0, 0,
+   "auto (watch when in a cluster or a kubeconfig is given), on (fail without one) or off",
+   "auto|on|off", NULL},
+  {"KUBERNETES_SERVICE_HOST", PT_CFG_STRING, NULL, false, CFG(kube_service_host), 0, 0,
+   "Set by Kubernetes in a pod: the API server's address (in-cluster mode)", NULL, NULL},
+  {"KUBERNETES_SERVICE_PORT", PT_CFG_STRING, NULL, false, CFG(kube_service_port), 0, 0,
+   "Set by Kubernetes in a pod: the API server's port", NULL, NULL},
   {"PULLTRACE_KUBECONFIG", PT_CFG_STRING, NULL, false, CFG(kubeconfig), 0, 0,
-   "kubeconfig file for running outside a cluster (token or client-certificate user); else KUBECONFIG"},
+   "kubeconfig file for running outside a cluster (token or client-certificate user); else KUBECONFIG", NULL, NULL},
+  {"KUBECONFIG", PT_CFG_STRING, NULL, false, CFG(kubeconfig_env), 0, 0,
+   "kubeconfig used (its first file) when neither PULLTRACE_KUBECONFIG nor the in-cluster environment is set", NULL, NULL},
   {"PULLTRACE_KUBE_CONTEXT", PT_CFG_STRING, NULL, false, CFG(kube_context), 0, 0,
-   "Context of the kubeconfig to use; empty = its current-context"},
+   "Context of the kubeconfig to use; empty = its current-context", NULL, NULL},
   {"PULLTRACE_KUBE_SA_DIR", PT_CFG_STRING, "/var/run/secrets/kubernetes.io/serviceaccount", false,
-   CFG(kube_sa_dir), 0, 0, "In-cluster service-account directory (token, ca.crt, namespace)"},
+   CFG(kube_sa_dir), 0, 0, "In-cluster service-account directory (token, ca.crt, namespace)", NULL, NULL},
   {"PULLTRACE_KUBE_TOKEN_REFRESH", PT_CFG_DURATION, "1m", false, CFG(kube_token_refresh), 1, 3600,
-   "How often the service-account token file is re-read (bound tokens rotate)"},
+   "How often the service-account token file is re-read (bound tokens rotate)", NULL, NULL},
   {"PULLTRACE_KUBE_WATCH_TIMEOUT", PT_CFG_DURATION, "5m", false, CFG(kube_watch_timeout), 1, 3600,
-   "timeoutSeconds of each watch request; the watch then resumes from its resourceVersion"},
+   "timeoutSeconds of each watch request; the watch then resumes from its resourceVersion", NULL, NULL},
   {"PULLTRACE_KUBE_PAGE_SIZE", PT_CFG_INT, "500", false, CFG(kube_page_size), 1, 100000,
-   "Objects per page when listing pods and events"},
+   "Objects per page when listing pods and events", NULL, NULL},
   {"PULLTRACE_DATA_DIR", PT_CFG_STRING, NULL, false, CFG(data_dir), 0, 0,
-   "Directory of the pull history (SQLite); empty = memory only, nothing survives a restart"},
+   "Directory of the pull history (SQLite); empty = memory only, nothing survives a restart", NULL, NULL},
   {"PULLTRACE_HISTORY_RETENTION", PT_CFG_DURATION, "7d", false, CFG(history_retention), 0, 3650 * 86400.0,
-   "How long the history keeps finished pulls and alerts; 0 = no age limit"},
+   "How long the history keeps finished pulls and alerts; 0 = no age limit", NULL, NULL},
   {"PULLTRACE_HISTORY_MAX_BYTES", PT_CFG_INT, "1073741824", false, CFG(history_max_bytes), 0, 1099511627776.0,
-   "Size the history database is kept under (oldest pulls go first); 0 = no size limit"},
-  {NULL, 0, NULL, false, 0, 0, 0, NULL},
+   "Size the history database is kept under (oldest pulls go first); 0 = no size limit", NULL, NULL},
+  {NULL, 0, NULL, false, 0, 0, 0, NULL, NULL, NULL},
 };
 
 static const char security_headers[] =
@@ -262,6 +264,8 @@ struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_confi
     create_failed(srv);
     return NULL;
   }
+  if (cfg->ui_dir && *cfg->ui_dir)
+    srv->ui_dir = pt_ui_dir_create(loop, cfg->ui_dir, 1.0);
   uv_timer_init(loop, &srv->tick);
   uv_timer_init(loop, &srv->shutdown_timer);
   srv->tick.data = srv->shutdown_timer.data = srv;
@@ -322,6 +326,8 @@ static void finish_shutdown(struct pt_server *srv)
   pt_history_close(srv->history);
   srv->history = NULL;
   pt_outbox_close(&srv->outbox);
+  pt_ui_dir_destroy(srv->ui_dir);
+  srv->ui_dir = NULL;
   uv_close((uv_handle_t *)&srv->tick, handle_closed);
   uv_close((uv_handle_t *)&srv->shutdown_timer, handle_closed);
 }
@@ -356,6 +362,7 @@ void pt_server_destroy(struct pt_server *srv)
   if (!srv)
     return;
   pt_store_destroy(srv->store);
+  pt_ui_dir_destroy(srv->ui_dir); /* never listened: freed when the loop runs */
   free(srv->ui_etags);
   free(srv);
 }
@@ -400,9 +407,4 @@ struct pt_store *pt_server_store(struct pt_server *srv)
 void pt_server_set_kube(struct pt_server *srv, struct pt_kube *kube)
 {
   srv->kube = kube;
-}
-
-void pt_server_count_watch_restart(struct pt_server *srv, const char *resource)
-{
-  srv->watch_restarts[strcmp(resource, "events") == 0 ? 1 : 0]++;
 }

@@ -18,9 +18,9 @@ struct pt_server_config {
   const char *log_format;
   const char *agent_token;
   const char *watch_namespaces;
-  double history_ttl;
+  /* A policy setting, parsed by the policy's table (pt_policy_config_vars):
+   * main.c copies it from the policy for the store's node states. */
   double node_lost_grace;
-  const char *policy_dir;
   long max_body;
   long max_connections;
   double request_timeout, idle_timeout;
@@ -36,6 +36,8 @@ struct pt_server_config {
   /* Kubernetes (docs/kubernetes.md) */
   const char *kubernetes;       /* auto, on or off */
   const char *kubeconfig;       /* PULLTRACE_KUBECONFIG */
+  const char *kubeconfig_env;   /* KUBECONFIG */
+  const char *kube_service_host, *kube_service_port; /* in-cluster, set by Kubernetes */
   const char *kube_context;
   const char *kube_sa_dir;
   double kube_token_refresh;
@@ -86,11 +88,13 @@ void pt_server_set_ui(struct pt_server *srv, const struct pt_embedded_file *file
  * its caches are synced). Up to 8 names; a later call replaces the state. */
 void pt_server_set_ready(struct pt_server *srv, const char *name, bool ok, const char *detail);
 
-/* The state tables, for a Kubernetes watcher feeding pods and events
- * (pt_store_pod_upsert, pt_store_kube_event, ...). */
+/* The state tables. */
 struct pt_store *pt_server_store(struct pt_server *srv);
-/* Counts a watch restart for pulltrace_kube_watch_restarts_total{resource}. */
-void pt_server_count_watch_restart(struct pt_server *srv, const char *resource);
+/* Where a Kubernetes watcher delivers to this server (kube_link.c): pods and
+ * kubelet events into the store, its sync state into the "kubernetes" check
+ * of /readyz. */
+struct pt_kube_sink;
+void pt_server_kube_sink(struct pt_server *srv, struct pt_kube_sink *out);
 /* The Kubernetes watcher whose statistics /metrics shows (NULL = none). The
  * server does not own it: set NULL before destroying it. */
 struct pt_kube;

@@ -27,7 +27,6 @@ enum pt_reject_reason {
 extern const char *const pt_reject_reason_names[PT_REJECT_COUNT];
 
 #define PT_MAX_READY 8
-#define PT_WATCH_RESOURCES 2 /* pods, events */
 
 struct pt_ready_check {
   char name[32];
@@ -56,6 +55,7 @@ struct pt_server {
   void (*shutdown_done)(void *);
   void *shutdown_ud;
   const struct pt_embedded_file *ui;
+  struct pt_ui_dir *ui_dir; /* PULLTRACE_UI_DIR, read off the loop; NULL when unset */
   uint64_t *ui_etags;
   char default_headers[512];
   struct pt_ready_check ready[PT_MAX_READY];
@@ -65,7 +65,6 @@ struct pt_server {
   /* counters */
   uint64_t reports_applied, reports_stale;
   uint64_t reports_rejected[PT_REJECT_COUNT];
-  uint64_t watch_restarts[PT_WATCH_RESOURCES];
 };
 
 /* api.c */
