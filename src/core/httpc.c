@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 struct xfer {
   struct pt_httpc *client;
@@ -295,6 +296,10 @@ int pt_httpc_request(struct pt_httpc *c, const struct pt_http_request *req,
     curl_easy_setopt(e, CURLOPT_SSLCERT, req->client_cert);
   if (req->client_key)
     curl_easy_setopt(e, CURLOPT_SSLKEY, req->client_key);
+  if (req->insecure_skip_verify) {
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
 
   const char *method = req->method ? req->method : "GET";
   if (strcmp(method, "GET") != 0)
@@ -310,7 +315,13 @@ int pt_httpc_request(struct pt_httpc *c, const struct pt_http_request *req,
   }
   /* curl copies header strings into the list. */
   x->headers = curl_slist_append(x->headers, "Expect:");
-  x->headers = curl_slist_append(x->headers, "Accept: application/json");
+  int own_accept = 0;
+  for (const char *const *h = req->headers; h && *h; h++) {
+    x->headers = curl_slist_append(x->headers, *h);
+    own_accept |= strncasecmp(*h, "Accept:", 7) == 0;
+  }
+  if (!own_accept)
+    x->headers = curl_slist_append(x->headers, "Accept: application/json");
   if (req->content_type) {
     char h[256];
     snprintf(h, sizeof(h), "Content-Type: %s", req->content_type);

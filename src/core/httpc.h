@@ -35,6 +35,9 @@ struct pt_http_request {
   const char *ca_file;       /* PEM CA bundle for TLS, NULL = system store */
   const char *client_cert;   /* PEM client certificate file, optional */
   const char *client_key;    /* PEM client key file, optional */
+  int insecure_skip_verify;  /* non-zero: accept any server certificate (kubeconfig's
+                                insecure-skip-tls-verify, only when the user asks for it) */
+  const char *const *headers;/* extra "Name: value" lines, NULL-terminated; optional */
   long timeout_ms;           /* whole transfer; 0 = none (streaming watches) */
   long connect_timeout_ms;   /* 0 = 10 s */
   long low_speed_time_s;     /* abort if under 1 byte/s for this long; 0 = off */
