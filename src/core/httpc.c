@@ -16,6 +16,7 @@ struct xfer {
   size_t resp_len, resp_cap, max_body;
   bool too_big;
   bool stream_abort;
+  bool buffer_errors;
   pt_httpc_data_cb on_data;
   pt_httpc_done_cb done;
   void *ud;
@@ -198,7 +199,10 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *ud)
 {
   struct xfer *x = ud;
   size_t n = size * nmemb;
-  if (x->on_data) {
+  long code = 0;
+  if (x->on_data && x->buffer_errors)
+    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
+  if (x->on_data && !(x->buffer_errors && (code < 200 || code > 299))) {
     if (x->on_data(x->ud, ptr, n) != 0) {
       x->stream_abort = true;
       return CURL_WRITEFUNC_ERROR;
@@ -271,6 +275,7 @@ int pt_httpc_request(struct pt_httpc *c, const struct pt_http_request *req,
   x->done = done;
   x->ud = ud;
   x->on_data = req->on_data;
+  x->buffer_errors = req->buffer_errors != 0;
   x->max_body = req->max_body ? req->max_body : 16u << 20;
   x->id = c->next_id++;
 

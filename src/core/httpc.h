@@ -43,6 +43,8 @@ struct pt_http_request {
   long low_speed_time_s;     /* abort if under 1 byte/s for this long; 0 = off */
   size_t max_body;           /* buffered body cap; 0 = 16 MiB */
   pt_httpc_data_cb on_data;  /* stream instead of buffering when set */
+  int buffer_errors;         /* with on_data: buffer a non-2xx body into the response
+                                (an error document) instead of streaming it */
 };
 
 struct pt_httpc *pt_httpc_create(uv_loop_t *loop);
