@@ -1,6 +1,9 @@
+# ctest: CONTAINERD=1.7 2.1
 """pulltrace-agent against a real containerd, registry and throttling nginx.
 
-Each test asserts on what an operator would see in the agent's reports. Durations are chosen
+Each test asserts on what an operator would see in the agent's reports. ctest also runs the
+file against containerd 1.7 and 2.1 (e2e.agent.containerd-<series>), without the tests whose
+outcome does not depend on containerd (marked `containerd_independent`). Durations are chosen
 so that pulls last a few seconds at the throttled rate; nothing here asserts on speed.
 """
 
@@ -221,6 +224,7 @@ def test_containerd_absent_at_start_then_appears(stack, receiver):
 
 
 @pytest.mark.stack(containerd=True, nginx=False)
+@pytest.mark.containerd_independent
 def test_backoff_while_the_server_fails_and_recovery(stack, receiver):
     receiver.fail(503)
     agent = start_agent(stack, receiver, PULLTRACE_REPORT_INTERVAL="200ms")
@@ -235,6 +239,7 @@ def test_backoff_while_the_server_fails_and_recovery(stack, receiver):
 
 
 @pytest.mark.stack(containerd=True, nginx=False)
+@pytest.mark.containerd_independent
 def test_token_is_sent_and_sigterm_exits_cleanly(stack, build_dir):
     receiver = stack.receiver(token="s3cret")
     agent = start_agent(stack, receiver, PULLTRACE_AGENT_TOKEN="s3cret")
@@ -245,6 +250,7 @@ def test_token_is_sent_and_sigterm_exits_cleanly(stack, build_dir):
     assert '"msg":"stopped"' in agent.log()
 
 
+@pytest.mark.containerd_independent
 def test_config_errors_name_the_variable(build_dir):
     binary = os.path.join(build_dir, "pulltrace-agent")
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}

@@ -6,3 +6,10 @@ if(TARGET pt_server AND CMOCKA_FOUND)
     endif()
   endforeach()
 endif()
+# The store under failing allocations: the link wraps the allocator for the
+# store's code (static library objects included).
+if(TARGET pt_server AND CMOCKA_FOUND)
+  pt_unit_test(server_store_oom SOURCES ${PT_SPEC_DIR}/unit/server_store_oom.c LIBS pt_server)
+  target_link_options(server_store_oom PRIVATE
+    -Wl,--wrap=malloc -Wl,--wrap=calloc -Wl,--wrap=realloc -Wl,--wrap=strdup)
+endif()

@@ -859,6 +859,14 @@ static bool suppressed(struct pt_policy *p, const struct alert_buf *a, double no
   return false;
 }
 
+void pt_policy_set_alert_cb(struct pt_policy *p, pt_policy_alert_cb cb, void *ud)
+{
+  if (!p)
+    return;
+  p->alert_cb = cb;
+  p->alert_ud = ud;
+}
+
 bool pt_policy_listens(const struct pt_policy *p, const char *event_type)
 {
   if (!p || !event_type)

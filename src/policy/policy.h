@@ -224,6 +224,11 @@ int pt_policy_correlate(struct pt_policy *p, const json_t *pull, const json_t *p
  * once per alertRepeat. Returns the number delivered, or a negative errno. */
 int pt_policy_emit(struct pt_policy *p, const char *event_type, const json_t *event);
 
+/* Replaces the alert callback given in the options (cb NULL: alerts are only
+ * counted). The server's store takes the alerts this way, since it exists
+ * only after the policy. */
+void pt_policy_set_alert_cb(struct pt_policy *p, pt_policy_alert_cb cb, void *ud);
+
 /* True when the running policy has a handler for event_type (or for "*"), so
  * that the caller can skip building events nobody listens to (the server's
  * frequent pull.progress). The answer may change after a reload. */

@@ -12,13 +12,14 @@
 #include "core/clock.h"
 #include "core/hash.h"
 #include "core/prom.h"
+#include "server/event.h"
 #include "server/report.h"
 #include "server/server_impl.h"
 
 #define JSON_TYPE "application/json; charset=utf-8"
 
 const char *const pt_reject_reason_names[PT_REJECT_COUNT] = {
-  "unauthorized", "unsupported_media_type", "invalid", "throttled", "too_many_nodes",
+  "unauthorized", "unsupported_media_type", "invalid", "throttled", "too_many_nodes", "out_of_memory",
 };
 
 static void reply_json(struct pt_http_resp *resp, int status, json_t *body)
@@ -113,6 +114,12 @@ static void handle_report(struct pt_server *srv, const struct pt_http_req *req, 
     srv->reports_rejected[PT_REJECT_TOO_MANY_NODES]++;
     reply_error(resp, 503, "too many nodes", "nodeName");
     break;
+  case PT_APPLY_NOMEM:
+    /* Nothing was applied: the agent sends its full state again. */
+    srv->reports_rejected[PT_REJECT_NO_MEMORY]++;
+    pt_buf_puts(&resp->headers, "Retry-After: 1\r\n");
+    reply_error(resp, 503, "out of memory: report not applied", NULL);
+    break;
   }
   pt_report_free(&r);
 }
@@ -183,12 +190,17 @@ static void handle_nodes(struct pt_server *srv, const struct pt_http_req *req, s
                                    pt_store_nodes_json(srv->store, n)));
 }
 
-json_t *pt_server_snapshot(void *ud, const char *node, const char *ns)
+char *pt_server_snapshot(void *ud, const char *node, const char *ns)
 {
   struct pt_server *srv = ud;
   struct pt_pull_filter f = {.node = node, .ns = ns};
-  return json_pack("{s:o,s:o}", "pulls", pt_store_pulls_json(srv->store, &f, pt_clock_now()), "nodes",
-                   pt_store_nodes_json(srv->store, node));
+  double now = pt_clock_now();
+  json_t *ev = pt_event_envelope("snapshot", now);
+  json_object_set_new(ev, "pulls", pt_store_pulls_json(srv->store, &f, now));
+  json_object_set_new(ev, "nodes", pt_store_nodes_json(srv->store, node));
+  char *text = pt_event_dump(ev, NULL);
+  json_decref(ev);
+  return text;
 }
 
 static void handle_events(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp)
@@ -225,23 +237,18 @@ static void handle_readyz(struct pt_server *srv, struct pt_http_resp *resp)
 {
   json_t *checks = json_array();
   bool ok = true;
-  if (srv->policy) {
-    struct pt_policy_status st;
-    pt_policy_status(srv->policy, &st);
-    char detail[2300];
-    if (st.last_reload == 0)
-      snprintf(detail, sizeof(detail), "%zu scripts loaded; last reload failed, old policy kept: %s",
-               st.n_scripts, st.error);
-    else
-      snprintf(detail, sizeof(detail), "%zu scripts loaded", st.n_scripts);
-    json_t *c = json_pack("{s:s,s:b,s:s}", "name", "policy", "ok", st.loaded, "detail", detail);
-    json_object_set_new(c, "status", pt_policy_status_json(srv->policy));
-    json_array_append_new(checks, c);
-    ok &= st.loaded;
-  } else {
-    json_array_append_new(checks, json_pack("{s:s,s:b,s:s}", "name", "policy", "ok", 0, "detail", "no policy"));
-    ok = false;
-  }
+  struct pt_policy_status st;
+  pt_policy_status(srv->policy, &st);
+  char detail[2300];
+  if (st.last_reload == 0)
+    snprintf(detail, sizeof(detail), "%zu scripts loaded; last reload failed, old policy kept: %s", st.n_scripts,
+             st.error);
+  else
+    snprintf(detail, sizeof(detail), "%zu scripts loaded", st.n_scripts);
+  json_t *c = json_pack("{s:s,s:b,s:s}", "name", "policy", "ok", st.loaded, "detail", detail);
+  json_object_set_new(c, "status", pt_policy_status_json(srv->policy));
+  json_array_append_new(checks, c);
+  ok &= st.loaded;
   for (size_t i = 0; i < srv->nready; i++) {
     json_array_append_new(checks, json_pack("{s:s,s:b,s:s}", "name", srv->ready[i].name, "ok",
                                             srv->ready[i].ok, "detail", srv->ready[i].detail));

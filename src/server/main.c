@@ -53,13 +53,6 @@ static void usage(FILE *out)
           "  PULLTRACE_POLICY_SETTING_<key>       Any other setting, read by scripts as pulltrace.settings.<key>\n");
 }
 
-static void on_alert(void *ud, const struct pt_policy_alert *alert)
-{
-  struct app *app = ud;
-  if (app->srv)
-    pt_server_on_alert(app->srv, alert);
-}
-
 static void all_closed(void *ud)
 {
   struct app *app = ud;
@@ -152,16 +145,13 @@ int main(int argc, char **argv)
     kube_on = kr == 0;
   }
 
-  static struct app app;
+  struct app app;
+  memset(&app, 0, sizeof(app));
   struct pt_policy_options popts;
   if (pt_policy_options_from_env(&popts, NULL, err, sizeof(err)) < 0) {
     fprintf(stderr, "pulltrace-server: configuration error: %s\n", err);
     return 2;
   }
-  /* The alert callback needs the server, which needs the policy: it goes
-   * through app, whose server pointer is set right after. */
-  popts.alert_cb = on_alert;
-  popts.alert_ud = &app;
   uv_loop_init(&app.loop);
   app.policy = pt_policy_create(&popts, err, sizeof(err));
   if (!app.policy) {
@@ -171,8 +161,14 @@ int main(int argc, char **argv)
     return 1;
   }
   app.srv = pt_server_create(&app.loop, &cfg, app.policy);
-  if (!app.srv)
+  if (!app.srv) {
+    fprintf(stderr, "pulltrace-server: out of memory creating the server\n");
+    pt_kubeconfig_clear(&kcfg);
+    uv_run(&app.loop, UV_RUN_DEFAULT); /* closes what was opened */
+    pt_policy_destroy(app.policy);
+    uv_loop_close(&app.loop);
     return 1;
+  }
 #ifdef PT_HAVE_UI
   pt_server_set_ui(app.srv, pt_ui_files);
 #endif

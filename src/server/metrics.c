@@ -129,28 +129,27 @@ void pt_server_metrics_render(struct pt_server *srv, struct pt_buf *out)
     labeled(out, "pulltrace_policy_seconds_total", "hook", pt_policy_hook_name(i), pc.seconds[i]);
   pt_prom_family(out, "pulltrace_policy_errors_total", "counter",
                  "Policy hook errors, by hook, script and reason (runtime, budget, memory, invalid_return)");
-  if (srv->policy) {
-    struct err_ctx ec = {out};
-    pt_policy_foreach_error(srv->policy, policy_error, &ec);
-  }
+  struct err_ctx ec = {out};
+  pt_policy_foreach_error(srv->policy, policy_error, &ec);
   pt_prom_family(out, "pulltrace_policy_reloads_total", "counter", "Policy reloads, by result");
   labeled(out, "pulltrace_policy_reloads_total", "result", "success", (double)pc.reloads_ok);
   labeled(out, "pulltrace_policy_reloads_total", "result", "failure", (double)pc.reloads_failed);
   gauge(out, "pulltrace_policy_memory_bytes", "Heap of the running Lua VM", (double)pc.memory_bytes);
 
+  struct pt_alerts_stats as;
+  pt_alerts_stats(srv->alerts, &as);
   pt_prom_family(out, "pulltrace_alerts_total", "counter", "Alerts raised by the policy, by severity");
-  static const char *const sev[] = {"info", "warning", "critical", "other"};
-  for (int i = 0; i < PT_SEVERITY_COUNT; i++)
-    labeled(out, "pulltrace_alerts_total", "severity", sev[i], (double)srv->alerts[i]);
+  for (int i = 0; i < PT_ALERT_SEVERITIES; i++)
+    labeled(out, "pulltrace_alerts_total", "severity", pt_alert_severity_names[i], (double)as.by_severity[i]);
   counter(out, "pulltrace_alerts_suppressed_total", "Repeated alerts suppressed within the repeat interval",
           (double)pc.alerts_suppressed);
   pt_prom_family(out, "pulltrace_alert_webhook_deliveries_total", "counter",
                  "Alerts handed to the webhook, by result (sent, dropped after retries or a full queue)");
-  labeled(out, "pulltrace_alert_webhook_deliveries_total", "result", "sent", (double)srv->webhook_sent);
-  labeled(out, "pulltrace_alert_webhook_deliveries_total", "result", "dropped", (double)srv->webhook_dropped);
+  labeled(out, "pulltrace_alert_webhook_deliveries_total", "result", "sent", (double)as.webhook.sent);
+  labeled(out, "pulltrace_alert_webhook_deliveries_total", "result", "dropped", (double)as.webhook.dropped);
   counter(out, "pulltrace_alert_webhook_failures_total", "Failed webhook requests (each is retried)",
-          (double)srv->webhook_failed);
-  gauge(out, "pulltrace_alert_webhook_queue", "Alerts waiting for webhook delivery", (double)srv->wq_len);
+          (double)as.webhook.failed);
+  gauge(out, "pulltrace_alert_webhook_queue", "Alerts waiting for webhook delivery", (double)as.webhook.queued);
 
   pt_prom_family(out, "pulltrace_kube_watch_restarts_total", "counter", "Kubernetes watch restarts, by resource");
   labeled(out, "pulltrace_kube_watch_restarts_total", "resource", "pods", (double)srv->watch_restarts[0]);

@@ -7,6 +7,7 @@
 
 #include "core/clock.h"
 #include "core/hash.h"
+#include "server/event.h"
 
 #define CFG(field) offsetof(struct pt_server_config, field)
 
@@ -79,11 +80,36 @@ static const char security_headers[] =
   "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'\r\n"
   "Referrer-Policy: no-referrer\r\n";
 
-static void on_store_event(void *ud, const char *type, json_t *data)
+/* The store's change records, at the edge: an alert also goes to delivery,
+ * every change is serialized once and handed to the hub with its keys. */
+static void on_change(void *ud, const struct pt_change *c)
 {
   struct pt_server *srv = ud;
-  if (srv->hub)
-    pt_hub_publish(srv->hub, type, data);
+  if (c->type == PT_CHANGE_ALERT && srv->alerts)
+    pt_alerts_deliver(srv->alerts, c->alert, c->time);
+  if (!srv->hub)
+    return;
+  json_t *ev = pt_event_json(c);
+  char *text = ev ? pt_event_dump(ev, NULL) : NULL;
+  json_decref(ev);
+  if (!text) {
+    PT_LOG_ERROR("out of memory writing an event: not sent", "{s:s}", "type", pt_change_type_name(c->type));
+    return;
+  }
+  /* The namespaces as the hub wants them: NUL-separated, ending with "". */
+  struct pt_buf nss;
+  pt_buf_init(&nss);
+  if (c->keys.namespaced) {
+    for (size_t i = 0; i < c->keys.npods; i++)
+      pt_buf_append(&nss, c->keys.pods[i].ns, strlen(c->keys.pods[i].ns) + 1);
+    if (c->keys.ns)
+      pt_buf_append(&nss, c->keys.ns, strlen(c->keys.ns) + 1);
+    pt_buf_append(&nss, "", 1);
+  }
+  struct pt_hub_keys keys = {.node = c->keys.node, .nss = c->keys.namespaced ? nss.data : NULL};
+  pt_hub_publish(srv->hub, pt_change_type_name(c->type), &keys, text);
+  pt_buf_close(&nss);
+  free(text);
 }
 
 static void tick_cb(uv_timer_t *t)
@@ -92,9 +118,25 @@ static void tick_cb(uv_timer_t *t)
   pt_store_tick(srv->store, pt_clock_now());
 }
 
+/* Frees what pt_server_create() made before it failed; handles that were
+ * opened close in the loop. */
+static void create_failed(struct pt_server *srv)
+{
+  PT_LOG_ERROR("out of memory creating the server", "{}");
+  pt_store_destroy(srv->store);
+  pt_hub_destroy(srv->hub);
+  pt_http_server_destroy(srv->http);
+  pt_http_server_destroy(srv->metrics);
+  pt_alerts_destroy(srv->alerts);
+  pt_httpc_destroy(srv->httpc);
+  free(srv);
+}
+
 struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_config *cfg,
                                    struct pt_policy *policy)
 {
+  if (!policy)
+    return NULL;
   struct pt_server *srv = calloc(1, sizeof(*srv));
   if (!srv)
     return NULL;
@@ -107,11 +149,9 @@ struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_confi
     .policy = policy,
     .node_lost_grace = cfg->node_lost_grace,
     .report_min_interval = cfg->report_min_interval,
-    .history_ttl = cfg->history_ttl,
-    .on_event = on_store_event,
+    .on_change = on_change,
     .ud = srv,
   };
-  srv->store = pt_store_create(&so);
   /* Event ids start from the clock so that they keep increasing across
    * restarts: a client resuming with an id from an earlier process never
    * matches a wrong event, it gets a snapshot. */
@@ -121,7 +161,6 @@ struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_confi
     .heartbeat = cfg->sse_heartbeat,
     .first_id = (uint64_t)(srv->started_at * 1000.0) * 1000ULL,
   };
-  srv->hub = pt_hub_create(loop, &ho, pt_server_snapshot, srv);
   struct pt_http_server_options hopts = {
     .max_body_bytes = (size_t)cfg->max_body,
     .max_connections = (size_t)cfg->max_connections,
@@ -129,27 +168,25 @@ struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_confi
     .idle_timeout = cfg->idle_timeout,
     .default_headers = srv->default_headers,
   };
-  srv->http = pt_http_server_create(loop, &hopts, pt_server_api_handle, srv);
   struct pt_http_server_options mopts = hopts;
   mopts.max_connections = 64;
   mopts.max_body_bytes = 4096;
-  srv->metrics = pt_http_server_create(loop, &mopts, pt_server_metrics_handle, srv);
-  srv->httpc = pt_httpc_create(loop);
-  srv->wq_cap = (size_t)(cfg->alert_queue > 0 ? cfg->alert_queue : 256);
-  srv->wq = calloc(srv->wq_cap, sizeof(*srv->wq));
+  struct pt_alerts_options ao = {
+    .webhook_url = cfg->alert_webhook_url,
+    .webhook_timeout = cfg->alert_webhook_timeout,
+    .webhook_queue = (size_t)(cfg->alert_queue > 0 ? cfg->alert_queue : 256),
+  };
+  if (!(srv->store = pt_store_create(&so)) || !(srv->hub = pt_hub_create(loop, &ho, pt_server_snapshot, srv)) ||
+      !(srv->http = pt_http_server_create(loop, &hopts, pt_server_api_handle, srv)) ||
+      !(srv->metrics = pt_http_server_create(loop, &mopts, pt_server_metrics_handle, srv)) ||
+      !(srv->httpc = pt_httpc_create(loop)) || !(srv->alerts = pt_alerts_create(loop, srv->httpc, &ao))) {
+    create_failed(srv);
+    return NULL;
+  }
   uv_timer_init(loop, &srv->tick);
   uv_timer_init(loop, &srv->shutdown_timer);
-  uv_timer_init(loop, &srv->webhook_timer);
-  srv->tick.data = srv->shutdown_timer.data = srv->webhook_timer.data = srv;
-  srv->handles_open = 3;
-  if (!srv->store || !srv->hub || !srv->http || !srv->metrics || !srv->httpc || !srv->wq) {
-    PT_LOG_ERROR("out of memory creating the server", "{}");
-    abort();
-  }
-  if (policy) {
-    struct pt_policy_status st;
-    pt_policy_status(policy, &st);
-  }
+  srv->tick.data = srv->shutdown_timer.data = srv;
+  srv->handles_open = 2;
   return srv;
 }
 
@@ -197,12 +234,12 @@ static void finish_shutdown(struct pt_server *srv)
   srv->http = NULL;
   pt_http_server_destroy(srv->metrics);
   srv->metrics = NULL;
-  pt_server_webhook_close(srv);
-  pt_httpc_destroy(srv->httpc);
+  pt_httpc_destroy(srv->httpc); /* a request in flight ends here, cancelled */
   srv->httpc = NULL;
+  pt_alerts_destroy(srv->alerts);
+  srv->alerts = NULL;
   uv_close((uv_handle_t *)&srv->tick, handle_closed);
   uv_close((uv_handle_t *)&srv->shutdown_timer, handle_closed);
-  uv_close((uv_handle_t *)&srv->webhook_timer, handle_closed);
 }
 
 static void shutdown_poll(uv_timer_t *t)
@@ -226,6 +263,7 @@ void pt_server_shutdown(struct pt_server *srv, void (*done)(void *ud), void *ud)
   pt_http_server_stop(srv->http);
   pt_http_server_stop(srv->metrics);
   pt_hub_shutdown(srv->hub, "server shutting down");
+  pt_alerts_stop(srv->alerts);
   uv_timer_start(&srv->shutdown_timer, shutdown_poll, 0, 20);
 }
 
@@ -235,7 +273,6 @@ void pt_server_destroy(struct pt_server *srv)
     return;
   pt_store_destroy(srv->store);
   free(srv->ui_etags);
-  free(srv->wq);
   free(srv);
 }
 
@@ -284,51 +321,4 @@ void pt_server_set_kube(struct pt_server *srv, struct pt_kube *kube)
 void pt_server_count_watch_restart(struct pt_server *srv, const char *resource)
 {
   srv->watch_restarts[strcmp(resource, "events") == 0 ? 1 : 0]++;
-}
-
-static int severity_index(const char *s)
-{
-  if (!s) return 3;
-  if (strcmp(s, "info") == 0) return 0;
-  if (strcmp(s, "warning") == 0) return 1;
-  if (strcmp(s, "critical") == 0) return 2;
-  return 3;
-}
-
-void pt_server_on_alert(void *ud, const struct pt_policy_alert *a)
-{
-  struct pt_server *srv = ud;
-  double now = pt_clock_now();
-  char tb[40];
-  pt_time_format(now, tb, sizeof(tb));
-  srv->alerts[severity_index(a->severity)]++;
-  PT_LOG_WARN("alert", "{s:s,s:s,s:s,s:O,s:s?,s:s?}", "alert", a->name, "severity", a->severity,
-              "summary", a->summary ? a->summary : "", "labels", a->labels, "event", a->event_type,
-              "script", a->script);
-  const char *node = json_string_value(json_object_get(a->labels, "node"));
-  const char *pull = json_string_value(json_object_get(a->labels, "pull"));
-  if (srv->hub) {
-    json_t *ev = json_object();
-    json_object_set_new(ev, "v", json_integer(1));
-    json_object_set_new(ev, "type", json_string("alert"));
-    json_object_set_new(ev, "time", json_string(tb));
-    json_object_set_new(ev, "alert", json_pack("{s:s,s:s,s:s,s:s,s:O,s:o,s:o,s:s?}",
-      "name", a->name, "severity", a->severity, "summary", a->summary ? a->summary : "",
-      "description", a->summary ? a->summary : "", "labels", a->labels,
-      "pullId", pull ? json_string(pull) : json_null(), "node", node ? json_string(node) : json_null(),
-      "eventType", a->event_type));
-    pt_hub_publish(srv->hub, "alert", ev);
-    json_decref(ev);
-  }
-  if (srv->cfg.alert_webhook_url && *srv->cfg.alert_webhook_url && !srv->shutting_down) {
-    json_t *labels = json_pack("{s:s,s:s}", "alertname", a->name, "severity", a->severity);
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)a->labels, k, v)
-      if (json_is_string(v))
-        json_object_set(labels, k, v);
-    json_t *am = json_pack("{s:o,s:{s:s},s:s,s:s}", "labels", labels, "annotations", "summary",
-                           a->summary ? a->summary : "", "startsAt", tb, "generatorURL", "");
-    pt_server_webhook_enqueue(srv, am);
-  }
 }

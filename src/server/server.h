@@ -48,8 +48,10 @@ extern const struct pt_config_var pt_server_config_vars[];
 
 struct pt_server;
 
-/* Creates the server around an already created policy (the server does not
- * own it: destroy it after pt_server_destroy()). Nothing listens yet. */
+/* Creates the server around an already created policy (required; the server
+ * does not own it: destroy it after pt_server_destroy()). The server's store
+ * takes the policy's alerts. Nothing listens yet. NULL without a policy or
+ * without memory (then run the loop once to close what was opened). */
 struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_config *cfg,
                                    struct pt_policy *policy);
 /* Binds both listeners. Returns 0 or a negative libuv error with a message in err. */
@@ -62,9 +64,6 @@ int pt_server_metrics_port(const struct pt_server *srv);
 void pt_server_shutdown(struct pt_server *srv, void (*done)(void *ud), void *ud);
 /* Frees a server that never listened or whose shutdown completed. */
 void pt_server_destroy(struct pt_server *srv);
-
-/* The policy's alert callback (pass srv as alert_ud). */
-void pt_server_on_alert(void *srv, const struct pt_policy_alert *alert);
 
 /* ---- hooks for other parts of the server -------------------------------- */
 

@@ -1,5 +1,5 @@
-/* Private to src/server: the server object shared by server.c, api.c,
- * alerts.c and metrics.c. */
+/* Private to src/server: the server object shared by server.c, api.c and
+ * metrics.c. */
 #ifndef PT_SERVER_SERVER_IMPL_H
 #define PT_SERVER_SERVER_IMPL_H
 
@@ -8,6 +8,7 @@
 #include "core/buf.h"
 #include "core/http_server.h"
 #include "core/httpc.h"
+#include "server/alerts.h"
 #include "server/hub.h"
 #include "server/server.h"
 #include "server/store.h"
@@ -18,11 +19,11 @@ enum pt_reject_reason {
   PT_REJECT_INVALID,
   PT_REJECT_THROTTLED,
   PT_REJECT_TOO_MANY_NODES,
+  PT_REJECT_NO_MEMORY,
   PT_REJECT_COUNT,
 };
 extern const char *const pt_reject_reason_names[PT_REJECT_COUNT];
 
-#define PT_SEVERITY_COUNT 4 /* info, warning, critical, other */
 #define PT_MAX_READY 8
 #define PT_WATCH_RESOURCES 2 /* pods, events */
 
@@ -32,22 +33,18 @@ struct pt_ready_check {
   char detail[256];
 };
 
-struct pt_webhook_item {
-  char *json; /* one Alertmanager alert object */
-};
-
 struct pt_server {
   uv_loop_t *loop;
   struct pt_server_config cfg;
   struct pt_policy *policy;
   struct pt_store *store;
   struct pt_hub *hub;
+  struct pt_alerts *alerts;
   struct pt_http_server *http, *metrics;
   struct pt_httpc *httpc;
   struct pt_kube *kube;   /* NULL when Kubernetes is off; owned by main */
   uv_timer_t tick;
   uv_timer_t shutdown_timer;
-  uv_timer_t webhook_timer;
   int handles_open;
   bool shutting_down;
   double shutdown_started;
@@ -63,26 +60,14 @@ struct pt_server {
   /* counters */
   uint64_t reports_applied, reports_stale;
   uint64_t reports_rejected[PT_REJECT_COUNT];
-  uint64_t alerts[PT_SEVERITY_COUNT];
   uint64_t watch_restarts[PT_WATCH_RESOURCES];
-  uint64_t webhook_sent, webhook_failed, webhook_dropped, webhook_retries;
-
-  /* webhook queue: a ring of pending alerts, one POST in flight */
-  struct pt_webhook_item *wq;
-  size_t wq_cap, wq_head, wq_len;
-  size_t wq_inflight;     /* alerts in the request in flight */
-  int wq_attempt;
-  bool wq_busy;
 };
 
 /* api.c */
 void pt_server_api_handle(void *srv, const struct pt_http_req *req, struct pt_http_resp *resp);
 void pt_server_metrics_handle(void *srv, const struct pt_http_req *req, struct pt_http_resp *resp);
-json_t *pt_server_snapshot(void *srv, const char *node, const char *ns);
+char *pt_server_snapshot(void *srv, const char *node, const char *ns);
 /* metrics.c */
 void pt_server_metrics_render(struct pt_server *srv, struct pt_buf *out);
-/* alerts.c */
-void pt_server_webhook_enqueue(struct pt_server *srv, json_t *alert);
-void pt_server_webhook_close(struct pt_server *srv);
 
 #endif

@@ -31,10 +31,11 @@ import threading
 import time
 import uuid
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from .httpd import JsonHandler
 from .proc import free_port
 
 RESOURCES = ("pods", "events")
@@ -430,21 +431,12 @@ users:
                        if resource is None or w.handler.resource == resource)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     api = None  # set per server
-    protocol_version = "HTTP/1.1"
     resource = None
 
     def log_message(self, fmt, *args):
         self.api.log("http", line=fmt % args)
-
-    def _send_json(self, code, body):
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def do_GET(self):
         api = self.api
@@ -456,7 +448,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("Authorization", "") != f"Bearer {api.token}":
             with api.lock:
                 api.counts["unauthorized"] += 1
-            return self._send_json(401, status(401, "Unauthorized", "Unauthorized"))
+            return self.send_json(401, status(401, "Unauthorized", "Unauthorized"))
         ns = None
         if len(parts) == 3 and parts[:2] == ["api", "v1"] and parts[2] in RESOURCES:
             resource = parts[2]
@@ -464,13 +456,13 @@ class _Handler(BaseHTTPRequestHandler):
                 parts[4] in RESOURCES:
             ns, resource = parts[3], parts[4]
         else:
-            return self._send_json(404, status(404, "NotFound", "the server could not find "
+            return self.send_json(404, status(404, "NotFound", "the server could not find "
                                                                "the requested resource"))
         self.resource = resource
         try:
             terms = parse_selector(resource, q.get("fieldSelector"))
         except BadSelector as e:
-            return self._send_json(400, status(400, "BadRequest", str(e)))
+            return self.send_json(400, status(400, "BadRequest", str(e)))
         if q.get("watch") in ("1", "true"):
             return self._watch(resource, ns, terms, q)
         return self._list(resource, ns, terms, q)
@@ -487,11 +479,11 @@ class _Handler(BaseHTTPRequestHandler):
                 tok = json.loads(base64.b64decode(q["continue"]))
                 start, rv = int(tok["start"]), int(tok["rv"])
             except (ValueError, KeyError):
-                return self._send_json(400, status(400, "BadRequest", "invalid continue token"))
+                return self.send_json(400, status(400, "BadRequest", "invalid continue token"))
             if rv <= api.compacted:
                 with api.lock:
                     api.counts["gone"] += 1
-                return self._send_json(410, status(410, "Expired", "The provided continue "
+                return self.send_json(410, status(410, "Expired", "The provided continue "
                                                    "parameter is too old"))
         limit = int(q.get("limit") or 0)
         page = items[start:start + limit] if limit > 0 else items[start:]
@@ -507,7 +499,7 @@ class _Handler(BaseHTTPRequestHandler):
             o.pop("kind", None)
             o.pop("apiVersion", None)
             out.append(o)
-        self._send_json(200, {"kind": kind, "apiVersion": "v1", "metadata": md, "items": out})
+        self.send_json(200, {"kind": kind, "apiVersion": "v1", "metadata": md, "items": out})
 
     def _chunk(self, obj):
         data = (json.dumps(obj) + "\n").encode()
@@ -524,13 +516,13 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 since = int(rv_text) if rv_text not in ("", "0") else None
             except ValueError:
-                return self._send_json(400, status(400, "BadRequest", "invalid resourceVersion"))
+                return self.send_json(400, status(400, "BadRequest", "invalid resourceVersion"))
             gone = since is not None and since < api.compacted
             if gone:
                 api.counts["gone"] += 1
         msg = f"too old resource version: {since} ({api.compacted})"
         if gone and api.gone_mode == "http":
-            return self._send_json(410, status(410, "Expired", msg))
+            return self.send_json(410, status(410, "Expired", msg))
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
