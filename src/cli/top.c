@@ -131,7 +131,9 @@ static void line_end(struct pt_buf *o)
 static void draw(struct top *t)
 {
   const struct pt_term *term = t->term;
-  int W = term->width, H = term->height;
+  /* The last column stays empty: "erase to end of line" after a character there would
+   * erase that character (the cursor does not move past the margin). */
+  int W = term->width - 1, H = term->height;
   struct pt_buf o;
   pt_buf_init(&o);
   pt_buf_puts(&o, "\033[H");
@@ -189,7 +191,9 @@ static void draw(struct top *t)
   line_end(&o);
 
   /* Columns: the other dimension's name, pod, bar, numbers, state. */
-  int numw = 52; /* " 100% 1023.9 MiB/1023.9 MiB   1023.9 MiB/s  ETA 59m  " */
+  /* " 100%" [" 1023.9 MiB/1023.9 MiB"] "  1023.9 MiB/s" "  ETA 59m  ": sizes only when wide. */
+  bool sizes = W >= 110;
+  int numw = sizes ? 52 : 29;
   int statew = 10;
   int barw = W >= 150 ? 30 : W >= 120 ? 20 : 12;
   int rest = W - 2 - numw - statew;
@@ -266,7 +270,11 @@ static void draw(struct top *t)
       pt_fmt_age(v->eta_seconds, eta, sizeof(eta));
     else
       snprintf(eta, sizeof(eta), "-");
-    snprintf(nums, sizeof(nums), " %s %10s/%-10s %12s  ETA %-5s", pct, done, v->percent >= 0 ? total : "?", speed, eta);
+    if (sizes)
+      snprintf(nums, sizeof(nums), " %s %10s/%-10s %12s  ETA %-5s", pct, done, v->percent >= 0 ? total : "?", speed,
+               eta);
+    else
+      snprintf(nums, sizeof(nums), " %s %12s  ETA %-5s", pct, speed, eta);
     pt_buf_printf(&o, "%-*s", numw, nums);
     pt_buf_printf(&o, " %s%s%s%s", is_failed || is_stalled ? pt_term_sgr(term, PT_C_BOLD) : "", pt_term_sgr(term, col),
                   v->state, pt_term_sgr(term, PT_C_RESET));
