@@ -2,7 +2,7 @@
 """pulltrace-server under load: report ingest, event-stream fan-out, memory.
 
 Usage: /usr/bin/python3 bench/server/bench_server.py [BUILD_DIR] [SCENARIO...]
-       SCENARIO: ingest paced nginx fanout100 fanout1000 memory (default: all)
+       SCENARIO: saturation ingest nginx paced fanout100 fanout1000 memory (default: all)
 
 Every scenario starts a fresh pulltrace-server on free 127.0.0.1 ports, pinned to CPU 0
 (`taskset -c 0`); the load tools (wrk with bench/server/report.lua, bench/server/sse_clients.py)
@@ -11,6 +11,8 @@ NODES nodes x 5 pulls x 8 layers (~11 KiB each), pulls progressing and completin
 runs with PULLTRACE_REPORT_MIN_INTERVAL=0 (no per-node 429s: the load tool sends faster than
 one report per node per 100 ms), PULLTRACE_KUBERNETES=off and PULLTRACE_LOG_LEVEL=warn.
 
+  saturation  ingest and nginx in turn, 4 x 10 s each: the CPU ratio per pair (the machine's
+              other load changes between pairs; each ratio compares neighbours)
   ingest      wrk -t1 -c16 for 15 s, 500 nodes, as fast as the server answers
   nginx       the same wrk command against nginx answering 204 to every POST (same core)
   paced       500 nodes each reporting once a second (wrk -c500 with a 1 s delay) for 20 s:
@@ -87,10 +89,10 @@ def cpu_during(pid, fn):
     return res, round(100.0 * (c1 - c0) / (t1 - t0), 1), c1 - c0
 
 
-def scenario_ingest(build, work):
+def scenario_ingest(build, work, seconds=15):
     srv = start_server(build, work, "ingest")
     try:
-        res, cpu, cpu_s = cpu_during(srv.pid, lambda: wrk(srv.url + "/api/v1/report", 500, 15, 16))
+        res, cpu, cpu_s = cpu_during(srv.pid, lambda: wrk(srv.url + "/api/v1/report", 500, seconds, 16))
         m = srv.metrics()
         applied = m.value("pulltrace_agent_reports_total", {"result": "applied"})
         return {"scenario": "ingest", "nodes": 500, "pulls_per_report": 5, "layers_per_pull": 8,
@@ -105,7 +107,7 @@ def scenario_ingest(build, work):
         srv.stop()
 
 
-def scenario_nginx(build, work):
+def scenario_nginx(build, work, seconds=15):
     port = free_port()
     d = Path(work) / "nginx"
     (d / "logs").mkdir(parents=True, exist_ok=True)
@@ -139,7 +141,7 @@ http {{
         kids = Path(f"/proc/{p.pid}/task/{p.pid}/children").read_text().split()
         worker = int(kids[0])
         res, cpu, cpu_s = cpu_during(worker, lambda: wrk(f"http://127.0.0.1:{port}/api/v1/report",
-                                                         500, 15, 16))
+                                                         500, seconds, 16))
         # wrk's own core is the limit here (it builds every report body in Lua): the CPU
         # time nginx spends per request is the figure to compare.
         return {"scenario": "nginx-204", "requests_per_sec": res["rps"],
@@ -234,7 +236,32 @@ def scenario_memory(build, work):
         srv.stop()
 
 
+def scenario_saturation(build, work, rounds=4, seconds=10):
+    """ingest and nginx in turn, `rounds` times: the machine's other load changes
+    over minutes, so each pulltrace figure is set beside the nginx figure taken
+    right after it, and the ratios are reported per pair."""
+    pairs = []
+    for _ in range(rounds):
+        ing = scenario_ingest(build, work, seconds)
+        ngx = scenario_nginx(build, work, seconds)
+        pairs.append({"pulltrace_us_per_report": ing["server_cpu_us_per_report"],
+                      "nginx_us_per_request": ngx["worker_cpu_us_per_request"],
+                      "ratio": round(ing["server_cpu_us_per_report"] /
+                                     max(0.1, ngx["worker_cpu_us_per_request"]), 2),
+                      "pulltrace_reports_per_sec": ing["reports_per_sec"],
+                      "pulltrace_server_cpu_percent": ing["server_cpu_percent"],
+                      "pulltrace_latency_us": ing["latency_us"],
+                      "events_per_report": round(ing["events_published"] / max(1, ing["applied"]), 2),
+                      "non2xx": ing["non2xx"]})
+    ratios = [p["ratio"] for p in pairs]
+    return {"scenario": "saturation", "rounds": rounds, "seconds": seconds, "pairs": pairs,
+            "ratio_min": min(ratios), "ratio_max": max(ratios),
+            "ratio_median": sorted(ratios)[len(ratios) // 2],
+            "wrk": f"wrk -t1 -c16 -d{seconds}s ... report.lua URL -- 500 5 8 0 bench-node"}
+
+
 SCENARIOS = {
+    "saturation": scenario_saturation,
     "ingest": scenario_ingest,
     "nginx": scenario_nginx,
     "paced": scenario_paced,

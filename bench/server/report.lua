@@ -7,7 +7,7 @@
 -- in flight. Every request is the next report of the thread's next node (round robin), with
 -- seq + 1 and its pulls moved one step on: a pull takes STEPS reports from its first byte to
 -- completedAt (the last report names completedAt), then the node starts a new pull in its
--- place, so the server sees pull.started ... layer.progress ... pull.completed and the
+-- place, so the server sees pull.started ... pull.progress ... pull.completed and the
 -- tables grow with completed pulls until their TTL. Report sizes are those of a real agent
 -- (~11 KiB for 5 pulls x 8 layers).
 --

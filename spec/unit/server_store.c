@@ -23,6 +23,14 @@ struct rec {
   size_t n;
 };
 
+/* The state of layer i in an event's pull, or NULL when the event has no
+ * layers. */
+static const char *event_layer_state(const json_t *ev, size_t i)
+{
+  const json_t *layers = json_object_get(json_object_get(ev, "pull"), "layers");
+  return layers ? json_string_value(json_object_get(json_array_get(layers, i), "state")) : NULL;
+}
+
 static void on_change(void *ud, const struct pt_change *c)
 {
   struct rec *r = ud;
@@ -165,20 +173,36 @@ static void test_lifecycle(void **state)
   assert_int_equal(p->state, PT_PULL_PULLING);
   assert_int_equal(p->downloaded, 100);
 
+  /* One event per pull per report: a layer that moved rides in the pull's
+   * event (with its layers). */
   l[1] = (struct layer_spec){'b', 200, 80, "downloading"};
+  size_t before = r.n;
   assert_int_equal(report(s, "n1", "b1", 2, T0 + 2, 2, l, false, NULL), PT_APPLY_APPLIED);
-  assert_int_equal(count(&r, "layer.started"), 1);
+  assert_int_equal(r.n - before, 1);
   assert_int_equal(count(&r, "pull.progress"), 1);
+  assert_string_equal(event_layer_state(last_of(&r, "pull.progress"), 1), "downloading");
   assert_true(p->bytes_per_sec > 0);
 
   l[1] = (struct layer_spec){'b', 200, 150, "downloading"};
+  before = r.n;
   report(s, "n1", "b1", 3, T0 + 3, 2, l, false, NULL);
-  assert_int_equal(count(&r, "layer.progress"), 1);
+  assert_int_equal(r.n - before, 1);
+  assert_int_equal(count(&r, "pull.progress"), 2);
+  assert_int_equal(json_integer_value(json_object_get(
+                     json_array_get(json_object_get(json_object_get(last_of(&r, "pull.progress"), "pull"), "layers"), 1),
+                     "downloadedBytes")), 150);
+
+  /* No layer moved (only the rate, as time passed): the event leaves the
+   * layers out. */
+  before = r.n;
+  report(s, "n1", "b1", 4, T0 + 3.2, 2, l, false, NULL);
+  assert_int_equal(r.n - before, 1);
+  assert_null(event_layer_state(last_of(&r, "pull.progress"), 1));
 
   l[1] = (struct layer_spec){'b', 200, 200, "done"};
-  report(s, "n1", "b1", 4, T0 + 4, 2, l, true, NULL);
-  assert_int_equal(count(&r, "layer.completed"), 1);
+  report(s, "n1", "b1", 5, T0 + 4, 2, l, true, NULL);
   assert_int_equal(count(&r, "pull.completed"), 1);
+  assert_string_equal(event_layer_state(last_of(&r, "pull.completed"), 1), "done");
   assert_int_equal(p->state, PT_PULL_COMPLETED);
   const struct pt_store_counters *c = pt_store_counters(s);
   assert_int_equal(c->pulls_completed, 1);
@@ -188,7 +212,7 @@ static void test_lifecycle(void **state)
 
   /* Leaving the report after completion: still completed, no failure. */
   size_t failed_before = count(&r, "pull.failed");
-  report(s, "n1", "b1", 5, T0 + 5, -1, NULL, false, NULL);
+  report(s, "n1", "b1", 6, T0 + 5, -1, NULL, false, NULL);
   assert_int_equal(p->state, PT_PULL_COMPLETED);
   assert_int_equal(count(&r, "pull.failed"), failed_before);
 

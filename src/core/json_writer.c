@@ -3,18 +3,23 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 void pt_jsonw_init(struct pt_jsonw *w, struct pt_buf *out)
 {
   memset(w, 0, sizeof(*w));
   w->out = out;
-  w->time_secs = -1;
 }
 
 static void put(struct pt_jsonw *w, const char *s, size_t n)
 {
-  pt_buf_append(w->out, s, n);
+  struct pt_buf *b = w->out;
+  if (b->data && b->len + n < b->cap) { /* the common case, inline */
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return;
+  }
+  pt_buf_append(b, s, n);
 }
 
 /* Before a value or a member: the separator from the previous one. */
@@ -56,7 +61,7 @@ static void quoted(struct pt_jsonw *w, const char *s)
   put(w, "\"", 1);
   const char *run = s;
   for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    if (*p >= 0x20 && *p != '"' && *p != '\\')
+    if (*p >= 0x20 && *p != '"' && *p != '\\') /* most characters: one branch each */
       continue;
     put(w, run, (size_t)((const char *)p - run));
     char esc[6] = {'\\', (char)*p, 0, 0, 0, 0};
@@ -185,9 +190,32 @@ void pt_jsonw_null(struct pt_jsonw *w)
   w->comma = true;
 }
 
+/* Days since 1970-01-01 to a civil date (the proleptic Gregorian calendar;
+ * H. Hinnant's civil_from_days): integer steps, no gmtime or printf on the
+ * hot path. */
+static void civil(int64_t days, int64_t *y, unsigned *m, unsigned *d)
+{
+  days += 719468;
+  int64_t era = (days >= 0 ? days : days - 146096) / 146097;
+  unsigned doe = (unsigned)(days - era * 146097);
+  unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  unsigned mp = (5 * doy + 2) / 153;
+  *d = doy - (153 * mp + 2) / 5 + 1;
+  *m = mp < 10 ? mp + 3 : mp - 9;
+  *y = (int64_t)yoe + era * 400 + (*m <= 2);
+}
+
+static char *two(char *p, unsigned v)
+{
+  p[0] = (char)('0' + v / 10 % 10);
+  p[1] = (char)('0' + v % 10);
+  return p + 2;
+}
+
 void pt_jsonw_time(struct pt_jsonw *w, double t)
 {
-  if (!(t > 0) || !isfinite(t)) {
+  if (!(t > 0) || !isfinite(t) || t >= 253402300800.0) { /* year 10000 and later: not RFC 3339 */
     pt_jsonw_null(w);
     return;
   }
@@ -195,28 +223,30 @@ void pt_jsonw_time(struct pt_jsonw *w, double t)
   int ms = (int)((t - (double)secs) * 1000.0);
   if (ms > 999)
     ms = 999;
-  if (secs != w->time_secs) {
-    /* The times of one document are mostly in the same second. */
-    time_t tt = (time_t)secs;
-    struct tm tm;
-    gmtime_r(&tt, &tm);
-    snprintf(w->time_prefix, sizeof(w->time_prefix), "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-    w->time_secs = secs;
-  }
-  char buf[80];
-  size_t n = strlen(w->time_prefix);
-  buf[0] = '"';
-  memcpy(buf + 1, w->time_prefix, n);
-  n++;
-  buf[n++] = '.';
-  buf[n++] = (char)('0' + ms / 100);
-  buf[n++] = (char)('0' + ms / 10 % 10);
-  buf[n++] = (char)('0' + ms % 10);
-  buf[n++] = 'Z';
-  buf[n++] = '"';
+  int64_t y;
+  unsigned mo, d, sod = (unsigned)(secs % 86400);
+  civil(secs / 86400, &y, &mo, &d);
+  char buf[32], *p = buf;
+  *p++ = '"';
+  p = two(p, (unsigned)(y / 100));
+  p = two(p, (unsigned)(y % 100));
+  *p++ = '-';
+  p = two(p, mo);
+  *p++ = '-';
+  p = two(p, d);
+  *p++ = 'T';
+  p = two(p, sod / 3600);
+  *p++ = ':';
+  p = two(p, sod / 60 % 60);
+  *p++ = ':';
+  p = two(p, sod % 60);
+  *p++ = '.';
+  *p++ = (char)('0' + ms / 100);
+  p = two(p, (unsigned)ms % 100);
+  *p++ = 'Z';
+  *p++ = '"';
   sep(w);
-  put(w, buf, n);
+  put(w, buf, (size_t)(p - buf));
   w->comma = true;
 }
 

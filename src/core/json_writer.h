@@ -18,8 +18,6 @@
 struct pt_jsonw {
   struct pt_buf *out;
   bool comma;          /* the next member or element needs a ',' first */
-  int64_t time_secs;   /* the second last formatted by pt_jsonw_time... */
-  char time_prefix[64];/* ...as "YYYY-MM-DDTHH:MM:SS" */
 };
 
 void pt_jsonw_init(struct pt_jsonw *w, struct pt_buf *out);
@@ -38,7 +36,8 @@ void pt_jsonw_real(struct pt_jsonw *w, double v);
 void pt_jsonw_real2(struct pt_jsonw *w, double v);
 void pt_jsonw_bool(struct pt_jsonw *w, bool v);
 void pt_jsonw_null(struct pt_jsonw *w);
-/* RFC 3339 UTC with milliseconds of epoch seconds; null when t <= 0. */
+/* RFC 3339 UTC with milliseconds of epoch seconds (as pt_time_format);
+ * null when t <= 0 or not a time of years 1970 to 9999. */
 void pt_jsonw_time(struct pt_jsonw *w, double t);
 /* A complete JSON value written elsewhere (e.g. by jansson). */
 void pt_jsonw_raw(struct pt_jsonw *w, const char *json, size_t len);

@@ -23,9 +23,6 @@ enum pt_change_type {
   PT_CHANGE_PULL_FAILED,   /* failed, or lost (state tells) */
   PT_CHANGE_PULL_STALLED,
   PT_CHANGE_PULL_EVICTED,  /* left the tables (reason "superseded" or none) */
-  PT_CHANGE_LAYER_STARTED,
-  PT_CHANGE_LAYER_PROGRESS,
-  PT_CHANGE_LAYER_COMPLETED,
   PT_CHANGE_NODE_UPDATED,
   PT_CHANGE_ALERT,         /* an alert of the policy's alert hooks */
   PT_CHANGE_TYPE_COUNT,
@@ -51,13 +48,16 @@ struct pt_change_keys {
   const char *ns;                /* ...and/or this one namespace */
 };
 
+/* A report makes at most one pull.* record per pull (pull.progress, or the
+ * transition it brought); when a layer moved, the record carries the pull's
+ * layers (with_layers), so that a rollout of N nodes costs N events per
+ * report round, not one per layer. */
 struct pt_change {
   enum pt_change_type type;
   double time;
   struct pt_change_keys keys;
-  const struct pt_pull *pull;    /* pull.* and layer.* */
+  const struct pt_pull *pull;    /* pull.* */
   bool with_layers;              /* pull.*: the pull's layers are part of the event */
-  const struct pt_layer *layer;  /* layer.* */
   const struct pt_node *node;    /* node.updated */
   const char *reason;            /* pull.evicted: "superseded", or NULL */
   const struct pt_pull *superseded_by;         /* pull.evicted with reason "superseded" */

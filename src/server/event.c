@@ -6,8 +6,8 @@
 #include "server/store.h"
 
 static const char *const type_names[PT_CHANGE_TYPE_COUNT] = {
-  "pull.started",  "pull.progress",  "pull.completed",  "pull.failed", "pull.stalled", "pull.evicted",
-  "layer.started", "layer.progress", "layer.completed", "node.updated", "alert",
+  "pull.started", "pull.progress", "pull.completed", "pull.failed",
+  "pull.stalled", "pull.evicted",  "node.updated",   "alert",
 };
 
 const char *pt_change_type_name(enum pt_change_type t)
@@ -32,19 +32,6 @@ static void pull_ref(struct pt_jsonw *w, const struct pt_pull *p)
   pt_jsonw_string(w, p->id);
   pt_jsonw_key(w, "node");
   pt_jsonw_string(w, p->node);
-}
-
-static void layer_event(struct pt_jsonw *w, const struct pt_change *c)
-{
-  const struct pt_pull *p = c->pull;
-  pull_ref(w, p);
-  pt_jsonw_key(w, "layer");
-  pt_store_layer_write(w, c->layer);
-  pt_jsonw_key(w, "namespaces");
-  pt_jsonw_array_open(w);
-  for (size_t i = 0; i < p->npods; i++)
-    pt_jsonw_string(w, p->pods[i].ns);
-  pt_jsonw_array_close(w);
 }
 
 static void evicted_event(struct pt_jsonw *w, const struct pt_change *c)
@@ -99,11 +86,6 @@ int pt_event_write(struct pt_buf *out, const struct pt_change *c)
     break;
   case PT_CHANGE_PULL_EVICTED:
     evicted_event(&w, c);
-    break;
-  case PT_CHANGE_LAYER_STARTED:
-  case PT_CHANGE_LAYER_PROGRESS:
-  case PT_CHANGE_LAYER_COMPLETED:
-    layer_event(&w, c);
     break;
   case PT_CHANGE_NODE_UPDATED:
     pt_jsonw_key(&w, "node");

@@ -152,9 +152,11 @@ static bool kept_array(enum kind k, int slot, enum kind *elem, size_t *max)
 
 static int member_slot(enum kind k, const unsigned char *key, size_t len)
 {
-  for (int i = 0; member_names[k][i]; i++)
-    if (strncmp(member_names[k][i], (const char *)key, len) == 0 && member_names[k][i][len] == '\0')
+  for (int i = 0; member_names[k][i]; i++) {
+    const char *name = member_names[k][i];
+    if (name[0] == (char)key[0] && memcmp(name, key, len) == 0 && name[len] == '\0')
       return i;
+  }
   return -1;
 }
 
@@ -285,15 +287,19 @@ static int cb_number(void *ctx, const char *text, size_t len)
   char buf[64];
   bool real = memchr(text, '.', len) || memchr(text, 'e', len) || memchr(text, 'E', len);
   if (!real) {
-    /* Integers beyond int64 are a parse error, as with jansson. */
-    if (len >= sizeof(buf))
-      return fail1(p, "too big integer");
-    memcpy(buf, text, len);
-    buf[len] = '\0';
-    errno = 0;
-    long long v = strtoll(buf, NULL, 10);
-    if (errno == ERANGE)
-      return fail1(p, text[0] == '-' ? "too big negative integer" : "too big integer");
+    /* The lexer gave -?[0-9]+. Integers beyond int64 are a parse error, as
+     * with jansson. */
+    bool neg = text[0] == '-';
+    uint64_t u = 0;
+    for (size_t i = neg; i < len; i++) {
+      unsigned d = (unsigned)(text[i] - '0');
+      if (u > (UINT64_MAX - d) / 10)
+        return fail1(p, neg ? "too big negative integer" : "too big integer");
+      u = u * 10 + d;
+    }
+    if (u > (uint64_t)INT64_MAX + neg)
+      return fail1(p, neg ? "too big negative integer" : "too big integer");
+    int64_t v = neg ? (int64_t)(0 - u) : (int64_t)u;
     struct slot *s;
     if (!scalar(p, V_INT, &s))
       return 0;
@@ -459,15 +465,34 @@ static const yajl_callbacks callbacks = {
 /* ------------------------------------------------------------------------ */
 /* Pass 2: validation in the schema's order                                  */
 
+/* Where validation is: the path of an error ("pulls[2].layers[0]") is only
+ * written when there is one. */
 struct ctx {
   char *err;
   size_t errlen;
   char *field;
   size_t fieldlen;
-  char path[128];
-  enum kind kind;
+  enum kind kind;     /* the object being validated */
+  size_t pull, layer, unattr;
   struct pt_report_arena *arena;
 };
+
+static void path_of(const struct ctx *c, char *out, size_t len)
+{
+  switch (c->kind) {
+  case K_PULL:
+    snprintf(out, len, "pulls[%zu]", c->pull);
+    break;
+  case K_LAYER:
+    snprintf(out, len, "pulls[%zu].layers[%zu]", c->pull, c->layer);
+    break;
+  case K_UNATTR:
+    snprintf(out, len, "unattributed[%zu]", c->unattr);
+    break;
+  default:
+    out[0] = '\0';
+  }
+}
 
 static int bad(struct ctx *c, const char *member, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int bad(struct ctx *c, const char *member, const char *fmt, ...)
@@ -476,10 +501,12 @@ static int bad(struct ctx *c, const char *member, const char *fmt, ...)
   va_start(ap, fmt);
   vsnprintf(c->err, c->errlen, fmt, ap);
   va_end(ap);
-  if (member && *c->path)
-    snprintf(c->field, c->fieldlen, "%s.%s", c->path, member);
+  char path[128];
+  path_of(c, path, sizeof(path));
+  if (member && *path)
+    snprintf(c->field, c->fieldlen, "%s.%s", path, member);
   else
-    snprintf(c->field, c->fieldlen, "%s", member ? member : c->path);
+    snprintf(c->field, c->fieldlen, "%s", member ? member : path);
   return -EINVAL;
 }
 
@@ -595,7 +622,7 @@ static int parse_layer(struct ctx *c, const struct robj *o, struct pt_report_lay
   return 0;
 }
 
-static int parse_pull(struct ctx *c, const struct robj *o, struct pt_report_pull *p, const char *base)
+static int parse_pull(struct ctx *c, const struct robj *o, struct pt_report_pull *p)
 {
   int r;
   c->kind = K_PULL;
@@ -627,7 +654,7 @@ static int parse_pull(struct ctx *c, const struct robj *o, struct pt_report_pull
     return bad(c, NULL, "out of memory");
   const struct robj *e = layers->head;
   for (size_t i = 0; i < p->nlayers; i++, e = e->next) {
-    snprintf(c->path, sizeof(c->path), "%s.layers[%zu]", base, i);
+    c->layer = i;
     if ((r = parse_layer(c, e, &p->layers[i])))
       return r;
   }
@@ -698,14 +725,11 @@ static int validate(struct ctx *c, const struct robj *root, struct pt_report *ou
     return bad(c, NULL, "out of memory");
   const struct robj *e = pulls->head;
   for (size_t i = 0; i < out->npulls; i++, e = e->next) {
-    char base[48];
-    snprintf(base, sizeof(base), "pulls[%zu]", i);
-    snprintf(c->path, sizeof(c->path), "%s", base);
-    if ((r = parse_pull(c, e, &out->pulls[i], base)))
+    c->pull = i;
+    if ((r = parse_pull(c, e, &out->pulls[i])))
       return r;
     for (size_t j = 0; j < i; j++) {
       if (strcmp(out->pulls[j].id, out->pulls[i].id) == 0) {
-        snprintf(c->path, sizeof(c->path), "%s", base);
         c->kind = K_PULL;
         return bad(c, "id", "duplicate pull id (also pulls[%zu])", j);
       }
@@ -713,7 +737,7 @@ static int validate(struct ctx *c, const struct robj *root, struct pt_report *ou
   }
   e = unattr->head;
   for (size_t i = 0; i < out->nunattributed; i++, e = e->next) {
-    snprintf(c->path, sizeof(c->path), "unattributed[%zu]", i);
+    c->unattr = i;
     if ((r = parse_unattr(c, e, &out->unattributed[i])))
       return r;
   }

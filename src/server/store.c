@@ -260,13 +260,6 @@ void store_emit_pull(struct pt_store *s, enum pt_change_type t, const struct pt_
   store_emit(s, &c);
 }
 
-void store_emit_layer(struct pt_store *s, enum pt_change_type t, const struct pt_pull *p, const struct pt_layer *l,
-                      double now)
-{
-  struct pt_change c = {.type = t, .time = now, .keys = pull_keys(p), .pull = p, .layer = l};
-  store_emit(s, &c);
-}
-
 void store_emit_node(struct pt_store *s, const struct pt_node *n, double now)
 {
   struct pt_change c = {.type = PT_CHANGE_NODE_UPDATED, .time = now, .keys = {.node = n->name}, .node = n};

@@ -81,8 +81,6 @@ void store_complete_pull(struct pt_store *s, struct pt_pull *p, double now);
 
 /* Change records with the pull's keys. */
 void store_emit_pull(struct pt_store *s, enum pt_change_type t, const struct pt_pull *p, bool layers, double now);
-void store_emit_layer(struct pt_store *s, enum pt_change_type t, const struct pt_pull *p, const struct pt_layer *l,
-                      double now);
 void store_emit_node(struct pt_store *s, const struct pt_node *n, double now);
 void store_emit_evicted(struct pt_store *s, const struct pt_pull *p, const struct pt_pull *by, double now);
 void store_emit(struct pt_store *s, const struct pt_change *c);

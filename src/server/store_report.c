@@ -56,6 +56,11 @@ struct copy {
 struct prepared {
   struct pt_pull *p;
   bool is_new;
+  /* The report names the pull's layers in the same order with the same
+   * digests and media types (every report but the first, usually): they are
+   * updated in place, nothing is allocated. Otherwise `layers` is the new
+   * array. */
+  bool same_layers;
   struct pt_layer *layers;
   struct copy image_ref, image, manifest_digest, index_digest;
 };
@@ -121,7 +126,11 @@ static int prepare_pull(struct pt_store *s, const struct pt_node *node, const st
     pp->p = p;
     pp->is_new = true;
   }
-  if (rp->nlayers) {
+  pp->same_layers = !pp->is_new && pp->p->nlayers == rp->nlayers;
+  for (size_t i = 0; pp->same_layers && i < rp->nlayers; i++)
+    pp->same_layers = strcmp(pp->p->layers[i].digest, rp->layers[i].digest) == 0 &&
+                      store_streq(pp->p->layers[i].media_type, rp->layers[i].media_type);
+  if (rp->nlayers && !pp->same_layers) {
     pp->layers = calloc(rp->nlayers, sizeof(*pp->layers));
     if (!pp->layers)
       return -ENOMEM;
@@ -169,41 +178,42 @@ static const struct pt_layer *find_layer(const struct pt_pull *p, size_t hint, c
   return NULL;
 }
 
-/* New layers, change records for the ones that moved, and bytes really
- * fetched. Returns true when a layer changed. */
-static bool commit_layers(struct pt_store *s, struct prepared *pp, const struct pt_report_pull *rp, double now)
+/* The report's layers into the pull, and the bytes really fetched. Returns
+ * true when a layer moved (state or bytes): the pull's one event of this
+ * report then carries its layers. */
+static bool commit_layers(struct pt_store *s, struct prepared *pp, const struct pt_report_pull *rp)
 {
   struct pt_pull *p = pp->p;
   bool changed = !pp->is_new && p->nlayers != rp->nlayers;
   for (size_t i = 0; i < rp->nlayers; i++) {
     const struct pt_report_layer *rl = &rp->layers[i];
-    struct pt_layer *nlay = &pp->layers[i];
+    struct pt_layer old, *nlay;
+    const struct pt_layer *ol;
+    if (pp->same_layers) {
+      old = p->layers[i];
+      ol = &old;
+      nlay = &p->layers[i];
+    } else {
+      ol = pp->is_new ? NULL : find_layer(p, i, rl->digest);
+      nlay = &pp->layers[i];
+    }
+    int64_t before = ol ? ol->downloaded : 0;
+    if (rl->state != PT_LAYER_CACHED && rl->downloaded > before)
+      s->counters.bytes += (uint64_t)(rl->downloaded - before);
+    if (!pp->is_new && (!ol || ol->state != rl->state || ol->downloaded != rl->downloaded || ol->total != rl->total))
+      changed = true;
     nlay->state = rl->state;
     nlay->total = rl->total;
     nlay->downloaded = rl->downloaded;
     nlay->started_at = rl->started_at;
     nlay->updated_at = rl->updated_at;
-    const struct pt_layer *ol = pp->is_new ? NULL : find_layer(p, i, rl->digest);
-    int64_t before = ol ? ol->downloaded : 0;
-    if (rl->state != PT_LAYER_CACHED && rl->downloaded > before)
-      s->counters.bytes += (uint64_t)(rl->downloaded - before);
-    if (pp->is_new)
-      continue;
-    enum pt_layer_state os = ol ? ol->state : PT_LAYER_WAITING;
-    if (!ol || os != rl->state || ol->downloaded != rl->downloaded || ol->total != rl->total) {
-      changed = true;
-      if (rl->state == PT_LAYER_DONE && os != PT_LAYER_DONE)
-        store_emit_layer(s, PT_CHANGE_LAYER_COMPLETED, p, nlay, now);
-      else if (os == PT_LAYER_WAITING && rl->state != PT_LAYER_WAITING)
-        store_emit_layer(s, PT_CHANGE_LAYER_STARTED, p, nlay, now);
-      else
-        store_emit_layer(s, PT_CHANGE_LAYER_PROGRESS, p, nlay, now);
-    }
   }
-  store_free_layers(p->layers, p->nlayers);
-  p->layers = pp->layers;
-  p->nlayers = rp->nlayers;
-  pp->layers = NULL;
+  if (!pp->same_layers) {
+    store_free_layers(p->layers, p->nlayers);
+    p->layers = pp->layers;
+    p->nlayers = rp->nlayers;
+    pp->layers = NULL;
+  }
   return changed;
 }
 
@@ -257,7 +267,8 @@ static void commit_pull(struct pt_store *s, struct pt_node *node, struct prepare
   }
   enum pt_pull_state old_state = p->state;
   int64_t old_downloaded = p->downloaded;
-  bool changed = commit_layers(s, pp, rp, now) || is_new;
+  bool layers_moved = commit_layers(s, pp, rp);
+  bool changed = layers_moved || is_new;
 
   if (pp->image_ref.differs) {
     copy_commit(&p->image, &pp->image);
@@ -303,10 +314,10 @@ static void commit_pull(struct pt_store *s, struct pt_node *node, struct prepare
     completed(s, p, now);
   } else if (st == PT_PULL_STALLED && old_state != PT_PULL_STALLED) {
     s->counters.stalls++;
-    store_emit_pull(s, PT_CHANGE_PULL_STALLED, p, false, now);
+    store_emit_pull(s, PT_CHANGE_PULL_STALLED, p, layers_moved, now);
     store_policy_emit(s, "pull.stalled", p, now, 0);
   } else if (changed || st != old_state) {
-    store_emit_pull(s, PT_CHANGE_PULL_PROGRESS, p, false, now);
+    store_emit_pull(s, PT_CHANGE_PULL_PROGRESS, p, layers_moved, now);
     store_policy_emit(s, "pull.progress", p, now, -1);
   }
 }

@@ -199,6 +199,10 @@ class Draft {
         const prev = this.s.pulls.get(p.id);
         const next: Pull = !p.layers && prev?.layers ? { ...p, layers: prev.layers } : p;
         this.pulls().set(p.id, next);
+        // A layer that moved rides in its pull's event (with the pull's layers).
+        if (p.layers && prev?.layers) {
+          for (const text of describeLayerChanges(prev.layers, p.layers)) this.note(p.id, { id: ev.id, time, type: ev.type, text });
+        }
         const text = describePullChange(ev.type, prev, next);
         if (text) this.note(p.id, { id: ev.id, time, type: ev.type, text });
         return;
@@ -208,26 +212,6 @@ class Draft {
         if (!id) return;
         if (this.s.pulls.has(id)) this.pulls().delete(id);
         if (this.s.history.has(id)) this.history().delete(id);
-        return;
-      }
-      case 'layer.started':
-      case 'layer.progress':
-      case 'layer.completed': {
-        const id: string | undefined = d.pullId;
-        const layer: Layer | undefined = d.layer;
-        if (!id || !layer || typeof layer.digest !== 'string') return;
-        const prev = this.s.pulls.get(id);
-        if (!prev) return;
-        const layers = prev.layers ? prev.layers.slice() : [];
-        const i = layers.findIndex((l) => l.digest === layer.digest);
-        const before = i >= 0 ? layers[i] : undefined;
-        if (i >= 0) layers[i] = layer;
-        else layers.push(layer);
-        this.pulls().set(id, { ...prev, layers });
-        if (ev.type !== 'layer.progress' || (before && before.state !== layer.state && layer.state === 'stalled')) {
-          const verb = ev.type === 'layer.started' ? 'started' : ev.type === 'layer.completed' ? 'done' : 'stalled';
-          this.note(id, { id: ev.id, time, type: ev.type, text: `layer ${shortId(layer.digest)} ${verb}` });
-        }
         return;
       }
       case 'node.updated': {
@@ -257,6 +241,20 @@ class Draft {
 function shortId(d: string): string {
   const i = d.indexOf(':');
   return (i >= 0 ? d.slice(i + 1) : d).slice(0, 12);
+}
+
+/** Notes for the layers that started, finished or stalled between two views of a pull. */
+function describeLayerChanges(before: Layer[], after: Layer[]): string[] {
+  const old = new Map(before.map((l) => [l.digest, l.state]));
+  const out: string[] = [];
+  for (const l of after) {
+    const was = old.get(l.digest) ?? 'waiting';
+    if (was === l.state) continue;
+    if (l.state === 'done') out.push(`layer ${shortId(l.digest)} done`);
+    else if (l.state === 'stalled') out.push(`layer ${shortId(l.digest)} stalled`);
+    else if (was === 'waiting' && l.state === 'downloading') out.push(`layer ${shortId(l.digest)} started`);
+  }
+  return out;
 }
 
 function describePullChange(type: string, prev: Pull | undefined, next: Pull): string | null {

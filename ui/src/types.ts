@@ -65,7 +65,7 @@ export interface Pull {
   layersTotal: number;
   layersDone: number;
   pods: PodRef[];
-  /** Present in snapshots, pull.started/completed/failed and GET /api/v1/pulls/{id}. */
+  /** Present in snapshots, pull.started/completed/failed, pull.progress/stalled when a layer moved, and GET /api/v1/pulls/{id}. */
   layers?: Layer[];
 }
 

@@ -28,24 +28,25 @@ describe('snapshot and events', () => {
     expect(s.pulls.get(p.id)?.downloadedBytes).toBe(2000);
     expect(s.pulls.get(p.id)?.layers).toHaveLength(3);
 
-    s = reducer(s, ev(13, 'layer.progress', { pullId: p.id, node: 'node-a', layer: { ...L2, downloadedBytes: 600, percent: 60 } }));
+    // A layer that moved comes with the pull's layers in its pull.progress.
+    s = reducer(s, ev(13, 'pull.progress', { pull: pull({ layers: [L1, { ...L2, downloadedBytes: 600, percent: 60 }, L3] }) }));
     expect(s.pulls.get(p.id)?.layers?.[1].downloadedBytes).toBe(600);
-    s = reducer(s, ev(14, 'layer.completed', { pullId: p.id, node: 'node-a', layer: { ...L2, state: 'done', downloadedBytes: 1000, percent: 100 } }));
+    s = reducer(s, ev(14, 'pull.progress', { pull: pull({ layers: [L1, { ...L2, state: 'done', downloadedBytes: 1000, percent: 100 }, L3] }) }));
     expect(s.pulls.get(p.id)?.layers?.[1].state).toBe('done');
 
     s = reducer(s, ev(15, 'pull.completed', { pull: pull({ state: 'completed', downloadedBytes: 3000, percent: 100, etaSeconds: 0, layers: [L1, { ...L2, state: 'done' }, { ...L3, state: 'done' }] }) }));
     expect(s.pulls.get(p.id)?.state).toBe('completed');
     const hist = s.history.get(p.id)!.map((h) => h.text);
-    expect(hist).toEqual(['pull started', `layer ${'2'.repeat(12)} done`, 'pull completed']);
+    expect(hist).toEqual(['pull started', `layer ${'2'.repeat(12)} done`, `layer ${'3'.repeat(12)} done`, 'pull completed']);
   });
 
-  it('appends a layer it did not know and ignores layer events of unknown pulls', () => {
-    let s = run([ev(1, 'snapshot', { pulls: [pull({ layers: [L1] })] })]);
-    s = reducer(s, ev(2, 'layer.started', { pullId: pull().id, layer: L2 }));
-    expect(s.pulls.get(pull().id)?.layers?.map((l) => l.digest)).toEqual([L1.digest, L2.digest]);
-    const before = s;
-    s = reducer(s, ev(3, 'layer.started', { pullId: 'node-b/nope', layer: L2 }));
-    expect(s.pulls).toBe(before.pulls);
+  it('notes layers that start or stall from the layers of a pull event', () => {
+    let s = run([ev(1, 'snapshot', { pulls: [pull({ layers: [L1, { ...L2, state: 'waiting' }] })] })]);
+    s = reducer(s, ev(2, 'pull.progress', { pull: pull({ layers: [L1, L2, L3] }) }));
+    expect(s.pulls.get(pull().id)?.layers?.map((l) => l.digest)).toEqual([L1.digest, L2.digest, L3.digest]);
+    s = reducer(s, ev(3, 'pull.stalled', { pull: pull({ state: 'stalled', layers: [L1, { ...L2, state: 'stalled' }, L3] }) }));
+    const hist = s.history.get(pull().id)!.map((h) => h.text);
+    expect(hist).toEqual([`layer ${'2'.repeat(12)} started`, `layer ${'2'.repeat(12)} stalled`, 'pull stalled']);
   });
 
   it('a failed pull keeps the kubelet message', () => {
