@@ -186,7 +186,7 @@ def test_ui_thousands_of_pulls(stack, server_binary, build_dir):
     url = server.url
     nodes, per_node, active = 50, 60, 6
     with FakeAgents(server, nodes, per_node, active) as agents:
-        pulls = requests.get(url + "/api/v1/pulls", timeout=10).json()["pulls"]
+        pulls = server.pulls()
         assert len(pulls) == nodes * per_node
         shots = Path(build_dir) / "ui-screenshots"
         cfg = {"url": url + "/", "total": nodes * per_node, "nodes": nodes,

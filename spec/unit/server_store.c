@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "core/clock.h"
+#include "core/json_writer.h"
 #include "server/event.h"
 #include "kube/parse.h"
 #include "server/store.h"
@@ -329,6 +330,143 @@ static void test_node_lost_and_eviction(void **state)
   /* The node reports again: ok. */
   report(s, "n1", "b1", 2, T0 + 700, -1, NULL, false, NULL);
   assert_int_equal(pt_store_node(s, "n1")->state, PT_NODE_OK);
+  rec_clear(&r);
+  pt_store_destroy(s);
+}
+
+/* One page of the pulls list as a JSON array (and the position after it). */
+static json_t *pulls_page(struct pt_store *s, const struct pt_pull_filter *f, uint64_t after, size_t limit,
+                          double now, uint64_t *next)
+{
+  struct pt_buf b;
+  struct pt_jsonw w;
+  pt_buf_init(&b);
+  pt_jsonw_init(&w, &b);
+  int n = pt_store_pulls_write(s, &w, f, after, limit, now, next);
+  json_t *a = json_loadb(b.data, b.len, 0, NULL);
+  pt_buf_close(&b);
+  assert_non_null(a);
+  assert_int_equal(n, (int)json_array_size(a));
+  return a;
+}
+
+/* "pn03/p1" -> 3 */
+static int page_node_no(json_t *a, size_t i)
+{
+  return atoi(json_string_value(json_object_get(json_array_get(a, i), "node")) + 2);
+}
+
+/* Lists come in pages: newest first, a position that stays valid while the
+ * tables change (removed pulls skipped, pulls added later not in the later
+ * pages), filters applied before paging, nodes by name. */
+static void test_paging(void **state)
+{
+  struct rec r = {0};
+  struct pt_store *s = mk(&r, 0);
+  struct layer_spec l[1] = {{'a', 100, 10, "downloading"}};
+  struct layer_spec done[1] = {{'a', 100, 100, "done"}};
+  char name[16];
+  for (int i = 0; i < 25; i++) {
+    snprintf(name, sizeof(name), "pn%02d", i);
+    report(s, name, "b", 1, T0, 1, l, false, NULL);
+  }
+  uint64_t next = 0;
+  json_t *all = pulls_page(s, NULL, 0, 0, T0, &next);
+  assert_int_equal(json_array_size(all), 25);
+  assert_int_equal(next, 0);
+  for (size_t i = 0; i < 25; i++)
+    assert_int_equal(page_node_no(all, i), 24 - (int)i); /* newest first */
+  json_decref(all);
+
+  json_t *p1 = pulls_page(s, NULL, 0, 10, T0, &next);
+  assert_int_equal(json_array_size(p1), 10);
+  assert_int_equal(page_node_no(p1, 0), 24);
+  assert_int_equal(page_node_no(p1, 9), 15);
+  assert_true(next > 0);
+  json_decref(p1);
+
+  /* Between the pages: pn10 and pn03 complete and are evicted, a new node
+   * starts a pull. */
+  report(s, "pn10", "b", 2, T0 + 1, 1, done, true, NULL);
+  report(s, "pn03", "b", 2, T0 + 1, 1, done, true, NULL);
+  report(s, "pn99", "b", 1, T0 + 1, 1, l, false, NULL);
+  pt_store_tick(s, T0 + 1 + 601);
+  assert_null(pt_store_pull(s, "pn10/p1"));
+  assert_null(pt_store_pull(s, "pn03/p1"));
+  json_t *p2 = pulls_page(s, NULL, next, 10, T0 + 602, &next);
+  static const int want2[] = {14, 13, 12, 11, 9, 8, 7, 6, 5, 4};
+  assert_int_equal(json_array_size(p2), 10);
+  for (size_t i = 0; i < 10; i++)
+    assert_int_equal(page_node_no(p2, i), want2[i]);
+  assert_true(next > 0);
+  json_decref(p2);
+  json_t *p3 = pulls_page(s, NULL, next, 10, T0 + 602, &next);
+  assert_int_equal(json_array_size(p3), 3);
+  assert_int_equal(page_node_no(p3, 2), 0);
+  assert_int_equal(next, 0); /* the last page */
+  json_decref(p3);
+
+  /* A filter applies before paging: pages of the lost pulls only. */
+  struct pt_pull_filter f = {.state_mask = 1u << PT_PULL_LOST};
+  size_t seen = 0;
+  next = 0;
+  do {
+    json_t *pg = pulls_page(s, &f, next, 4, T0 + 602, &next);
+    for (size_t i = 0; i < json_array_size(pg); i++)
+      assert_string_equal(json_string_value(json_object_get(json_array_get(pg, i), "state")), "lost");
+    seen += json_array_size(pg);
+    assert_true(json_array_size(pg) <= 4);
+    json_decref(pg);
+  } while (next);
+  assert_int_equal(seen, 24); /* every pull left, lost with its silent node */
+
+  /* Nodes: by name, in pages. */
+  struct pt_buf b;
+  struct pt_jsonw w;
+  char *after = NULL, *nn = NULL;
+  size_t nodes = 0;
+  char prev[16] = "";
+  do {
+    pt_buf_init(&b);
+    pt_jsonw_init(&w, &b);
+    assert_true(pt_store_nodes_write(s, &w, NULL, after, 7, &nn) <= 7);
+    json_t *a = json_loadb(b.data, b.len, 0, NULL);
+    for (size_t i = 0; i < json_array_size(a); i++, nodes++) {
+      const char *n = json_string_value(json_object_get(json_array_get(a, i), "name"));
+      assert_true(strcmp(prev, n) < 0);
+      snprintf(prev, sizeof(prev), "%s", n);
+    }
+    json_decref(a);
+    pt_buf_close(&b);
+    free(after);
+    after = nn;
+  } while (after);
+  assert_int_equal(nodes, 26);
+  rec_clear(&r);
+  pt_store_destroy(s);
+}
+
+/* The tick in slices does what one tick does, a bounded number of pulls at a
+ * time. */
+static void test_tick_slices(void **state)
+{
+  struct rec r = {0};
+  struct pt_store *s = mk(&r, 0);
+  struct layer_spec done[1] = {{'a', 100, 100, "done"}};
+  char name[16];
+  for (int i = 0; i < 40; i++) {
+    snprintf(name, sizeof(name), "sn%02d", i);
+    report(s, name, "b", 1, T0, 1, done, true, NULL);
+  }
+  size_t evicted = count(&r, "pull.evicted"), slices = 0;
+  while (pt_store_tick_slice(s, T0 + 700, 3))
+    slices++;
+  assert_true(slices >= 5); /* 40 pulls, about 3 a slice */
+  assert_int_equal(count(&r, "pull.evicted") - evicted, 40);
+  assert_int_equal(pt_store_node(s, "sn00")->state, PT_NODE_LOST); /* the nodes, too */
+  assert_false(pt_store_tick_slice(s, T0 + 701, 3)); /* nothing left */
+  char err[256];
+  assert_int_equal(pt_store_check(s, err, sizeof(err)), 0);
   rec_clear(&r);
   pt_store_destroy(s);
 }
@@ -852,6 +990,8 @@ int main(void)
     cmocka_unit_test(test_throttle),
     cmocka_unit_test(test_node_lost_and_eviction),
     cmocka_unit_test(test_pulls_are_per_node),
+    cmocka_unit_test(test_paging),
+    cmocka_unit_test(test_tick_slices),
     cmocka_unit_test(test_kubelet_failures),
     cmocka_unit_test(test_already_present_is_not_a_pull),
     cmocka_unit_test(test_successfully_pulled_stores_kubelets_duration),

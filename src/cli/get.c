@@ -1,4 +1,4 @@
-/* get pulls: one request to GET /api/v1/pulls with the filters, printed as a
+/* get pulls: GET /api/v1/pulls with the filters (every page), printed as a
  * kubectl-style table or as the API's own document. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,7 +136,7 @@ int pt_cmd_get(struct pt_cli *cli)
   add_param(&path, "image", cli->image);
   add_param(&path, "state", cli->state);
   struct get_result g = {0};
-  if (pt_conn_get(&conn, PT_TARGET_PULLTRACE, path.data, got, &g) != 0)
+  if (pt_conn_get_list(&conn, path.data, "pulls", got, &g) != 0)
     snprintf(g.err, sizeof(g.err), "cannot start the request");
   uv_run(&loop, UV_RUN_DEFAULT);
   if (g.doc) {

@@ -90,9 +90,20 @@ static void quoted(struct pt_jsonw *w, const char *s)
 
 void pt_jsonw_key(struct pt_jsonw *w, const char *key)
 {
+  char buf[64];
+  size_t n = strlen(key);
   sep(w);
-  quoted(w, key);
-  put(w, ":", 1);
+  if (n + 3 > sizeof(buf)) {
+    quoted(w, key);
+    put(w, ":", 1);
+  } else {
+    /* Member names are the program's own: one append, no escaping. */
+    buf[0] = '"';
+    memcpy(buf + 1, key, n);
+    buf[n + 1] = '"';
+    buf[n + 2] = ':';
+    put(w, buf, n + 3);
+  }
   w->comma = false;
 }
 

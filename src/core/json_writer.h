@@ -26,7 +26,8 @@ void pt_jsonw_object_open(struct pt_jsonw *w);
 void pt_jsonw_object_close(struct pt_jsonw *w);
 void pt_jsonw_array_open(struct pt_jsonw *w);
 void pt_jsonw_array_close(struct pt_jsonw *w);
-/* A member's name; its value follows. */
+/* A member's name (the program's own: written as is, no escaping); its
+ * value follows. */
 void pt_jsonw_key(struct pt_jsonw *w, const char *key);
 
 void pt_jsonw_string(struct pt_jsonw *w, const char *s); /* NULL: null */

@@ -115,6 +115,18 @@ void pt_server_metrics_render(struct pt_server *srv, struct pt_buf *out)
   };
   pt_prom_histogram_write(out, "pulltrace_pull_duration_seconds", NULL, &h);
   counter(out, "pulltrace_pull_bytes_total", "Bytes downloaded by pulls (cached layers excluded)", (double)c->bytes);
+  if (srv->loop_metrics_on) {
+    const struct pt_loop_metrics *lm = &srv->loop_metrics;
+    pt_prom_family(out, "pulltrace_loop_iteration_seconds", "histogram",
+                   "Time the event loop was busy per iteration (between two polls, less the waiting)");
+    struct pt_prom_histogram lh = {
+      .nbuckets = PT_LOOP_METRICS_BUCKETS, .bounds = pt_loop_metrics_bounds, .counts = (uint64_t *)lm->counts,
+      .count = lm->count, .sum = lm->sum,
+    };
+    pt_prom_histogram_write(out, "pulltrace_loop_iteration_seconds", NULL, &lh);
+    gauge(out, "pulltrace_loop_iteration_max_seconds", "The longest loop iteration since the server started",
+          lm->max);
+  }
 
   pt_prom_family(out, "pulltrace_agent_reports_total", "counter", "Agent reports received, by result");
   uint64_t rejected = 0;

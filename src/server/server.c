@@ -149,6 +149,18 @@ static void on_change(void *ud, const struct pt_change *c)
   pt_buf_close(&nss);
 }
 
+/* The store's periodic work, a slice per loop iteration: with 100,000 pulls
+ * (each an eviction-hook call) it takes many milliseconds, which must not
+ * hold requests and event-stream writes for that long. */
+#define SWEEP_SLICE 1000
+
+static void sweep_cb(uv_timer_t *t)
+{
+  struct pt_server *srv = t->data;
+  if (pt_store_tick_slice(srv->store, pt_clock_now(), SWEEP_SLICE))
+    uv_timer_start(&srv->sweep, sweep_cb, 0, 0);
+}
+
 static void tick_cb(uv_timer_t *t)
 {
   struct pt_server *srv = t->data;
@@ -160,7 +172,8 @@ static void tick_cb(uv_timer_t *t)
                 (json_int_t)n);
     pt_outbox_release(&srv->outbox, UINT64_MAX, publish, srv);
   }
-  pt_store_tick(srv->store, pt_clock_now());
+  if (!uv_is_active((uv_handle_t *)&srv->sweep))
+    sweep_cb(&srv->sweep);
 }
 
 static int restore_pull(void *ud, const json_t *record)
@@ -265,9 +278,14 @@ struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_confi
   if (cfg->ui_dir && *cfg->ui_dir)
     srv->ui_dir = pt_ui_dir_create(loop, cfg->ui_dir, 1.0);
   uv_timer_init(loop, &srv->tick);
+  uv_timer_init(loop, &srv->sweep);
   uv_timer_init(loop, &srv->shutdown_timer);
-  srv->tick.data = srv->shutdown_timer.data = srv;
-  srv->handles_open = 2;
+  srv->tick.data = srv->sweep.data = srv->shutdown_timer.data = srv;
+  srv->handles_open = 3;
+  if (pt_loop_metrics_init(&srv->loop_metrics, loop) == 0) {
+    srv->handles_open++;
+    srv->loop_metrics_on = true;
+  }
   return srv;
 }
 
@@ -306,6 +324,13 @@ static void handle_closed(uv_handle_t *h)
     srv->shutdown_done(srv->shutdown_ud);
 }
 
+static void loop_metrics_closed(uv_handle_t *h)
+{
+  struct pt_server *srv = (struct pt_server *)((char *)h - offsetof(struct pt_server, loop_metrics.prepare));
+  if (--srv->handles_open == 0 && srv->shutdown_done)
+    srv->shutdown_done(srv->shutdown_ud);
+}
+
 static void finish_shutdown(struct pt_server *srv)
 {
   uv_timer_stop(&srv->shutdown_timer);
@@ -327,7 +352,10 @@ static void finish_shutdown(struct pt_server *srv)
   pt_ui_dir_destroy(srv->ui_dir);
   srv->ui_dir = NULL;
   uv_close((uv_handle_t *)&srv->tick, handle_closed);
+  uv_close((uv_handle_t *)&srv->sweep, handle_closed);
   uv_close((uv_handle_t *)&srv->shutdown_timer, handle_closed);
+  if (srv->loop_metrics_on)
+    pt_loop_metrics_close(&srv->loop_metrics, loop_metrics_closed);
 }
 
 static void shutdown_poll(uv_timer_t *t)
@@ -348,6 +376,7 @@ void pt_server_shutdown(struct pt_server *srv, void (*done)(void *ud), void *ud)
   srv->shutdown_ud = ud;
   srv->shutdown_started = pt_clock_mono();
   uv_timer_stop(&srv->tick);
+  uv_timer_stop(&srv->sweep);
   pt_http_server_stop(srv->http);
   pt_http_server_stop(srv->metrics);
   pt_hub_shutdown(srv->hub, "server shutting down");

@@ -7,6 +7,7 @@
 
 #include "core/buf.h"
 #include "core/http_server.h"
+#include "core/loop_metrics.h"
 #include "core/httpc.h"
 #include "server/alerts.h"
 #include "server/history.h"
@@ -49,6 +50,9 @@ struct pt_server {
   struct pt_outbox outbox;    /* events waiting for the history's commit */
   uint64_t outbox_released_late; /* events sent before their commit (a slow disk) */
   uv_timer_t tick;
+  uv_timer_t sweep;       /* the rest of the store's tick, a slice per iteration */
+  struct pt_loop_metrics loop_metrics;
+  bool loop_metrics_on;
   uv_timer_t shutdown_timer;
   int handles_open;
   bool shutting_down;

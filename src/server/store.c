@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "core/log.h"
@@ -348,34 +349,60 @@ static void tick_nodes(struct pt_store *s, double now)
   }
 }
 
-void pt_store_tick(struct pt_store *s, double now)
+/* One pull of the sweep: the policy's eviction decision (collected in
+ * *evict, applied after the slice), node-lost marking, stall alerts. */
+static void sweep_pull(struct pt_store *s, struct pt_pull *p, double now, struct pull_list *evict)
 {
-  tick_nodes(s, now);
-  /* Pulls: eviction decisions and stall alerts. Evictions are collected
-   * first: the table must not change while it is iterated. */
-  size_t cap = s->pulls.count, nevict = 0;
-  char **evict = cap ? calloc(cap, sizeof(*evict)) : NULL;
-  for (struct pt_map_entry *e = pt_map_first(&s->pulls); e; e = pt_map_next(&s->pulls, e)) {
-    struct pt_pull *p = e->value;
-    struct pt_node *n = pt_map_get(&s->nodes, p->node);
-    enum pt_policy_evict_decision d = store_evict_decision(s, p, n, now);
-    if (d == PT_POLICY_EVICT && evict) {
-      evict[nevict++] = p->id;
-      continue;
+  struct pt_node *n = pt_map_get(&s->nodes, p->node);
+  enum pt_policy_evict_decision d = store_evict_decision(s, p, n, now);
+  if (d == PT_POLICY_EVICT) {
+    if (evict->n == evict->cap) {
+      size_t cap = evict->cap ? evict->cap * 2 : 64;
+      struct pt_pull **v = realloc(evict->v, cap * sizeof(*v));
+      if (!v)
+        return; /* without memory: evicted by a later sweep */
+      evict->v = v;
+      evict->cap = cap;
     }
-    if (d == PT_POLICY_MARK_LOST && pull_is_active(p)) {
-      store_mark_lost(s, p, "node-lost", "the node stopped reporting", now);
-      if (n)
-        store_count_node_pulls(s, n);
-      continue;
-    }
-    if (p->state == PT_PULL_STALLED && p->stalled_since > 0)
-      store_policy_emit(s, "pull.stalled", p, now, now - p->stalled_since);
+    evict->v[evict->n++] = p;
+    return;
   }
-  for (size_t i = 0; i < nevict; i++) {
-    struct pt_pull *p = pt_map_get(&s->pulls, evict[i]);
-    if (!p)
-      continue;
+  if (d == PT_POLICY_MARK_LOST && pull_is_active(p)) {
+    store_mark_lost(s, p, "node-lost", "the node stopped reporting", now);
+    if (n)
+      store_count_node_pulls(s, n);
+    return;
+  }
+  if (p->state == PT_PULL_STALLED && p->stalled_since > 0)
+    store_policy_emit(s, "pull.stalled", p, now, now - p->stalled_since);
+}
+
+bool pt_store_tick_slice(struct pt_store *s, double now, size_t max_pulls)
+{
+  struct store_sweep *sw = &s->sweep;
+  if (!sw->active) {
+    tick_nodes(s, now);
+    sw->active = true;
+    sw->bucket = 0;
+    sw->nbuckets = s->pulls.nbuckets;
+  }
+  if (sw->nbuckets != s->pulls.nbuckets) {
+    /* The table grew since the last slice: its buckets moved, start over
+     * (a pull may be looked at twice in this sweep, none is missed). */
+    sw->bucket = 0;
+    sw->nbuckets = s->pulls.nbuckets;
+  }
+  /* Evictions are collected first: the table must not change while it is
+   * walked. A slice ends at a bucket's end. */
+  struct pull_list evict = {0};
+  size_t visited = 0;
+  while (sw->bucket < sw->nbuckets && visited < max_pulls) {
+    for (struct pt_map_entry *e = s->pulls.buckets[sw->bucket]; e; e = e->next, visited++)
+      sweep_pull(s, e->value, now, &evict);
+    sw->bucket++;
+  }
+  for (size_t i = 0; i < evict.n; i++) {
+    struct pt_pull *p = evict.v[i];
     s->counters.pulls_evicted++;
     store_emit_evicted(s, p, NULL, now);
     /* A policy may evict a pull in flight: its node counts one less. */
@@ -384,8 +411,18 @@ void pt_store_tick(struct pt_store *s, double now)
     if (n)
       store_count_node_pulls(s, n);
   }
-  free(evict);
+  free(evict.v);
+  if (sw->bucket < sw->nbuckets)
+    return true;
+  sw->active = false;
   store_kube_recorrelate(s, now);
+  return false;
+}
+
+void pt_store_tick(struct pt_store *s, double now)
+{
+  while (pt_store_tick_slice(s, now, SIZE_MAX))
+    ;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -163,6 +163,12 @@ double pt_store_retry_after(struct pt_store *s, const char *node, double now);
  * alerts, re-correlation of the pulls on the nodes whose pods or kubelet
  * events changed. Call every second or so. */
 void pt_store_tick(struct pt_store *s, double now);
+/* The same work in slices of about max_pulls pulls (each one a call of the
+ * policy's eviction hook), so that a large table (100,000 pulls of history)
+ * never holds the loop for long: returns true while the tick has more to do
+ * (call again soon, e.g. on the next loop iteration), false once it is done.
+ * The first slice of a tick does the nodes. */
+bool pt_store_tick_slice(struct pt_store *s, double now, size_t max_pulls);
 
 /* --- queries -------------------------------------------------------------- */
 

@@ -31,6 +31,13 @@ struct pt_store {
   json_t *events;        /* recent kubelet events, oldest first */
   uint64_t report_gen;
   uint64_t pull_seq;     /* the last pull's seq */
+  /* The tick's walk over the pulls, possibly in slices (pt_store_tick_slice):
+   * the next bucket of the pulls table, and its bucket count when the walk
+   * began. */
+  struct store_sweep {
+    bool active;
+    size_t bucket, nbuckets;
+  } sweep;
   double alert_time; /* "now" of the alert hooks' call in progress */
   struct pt_store_counters counters;
 };

@@ -73,9 +73,20 @@ class Server(Daemon):
                                           headers=headers, timeout=timeout, **kw)
 
     def pulls(self, **params):
-        """GET /api/v1/pulls with `params` as the query: the list of pulls."""
-        return requests.get(self.url + "/api/v1/pulls", params=params,
-                            timeout=5).json()["pulls"]
+        """GET /api/v1/pulls with `params` as the query: the list of pulls, every page
+        of it (the server pages its lists: `limit`, `continue`)."""
+        return self.list_all("pulls", **params)
+
+    def list_all(self, member, **params):
+        """Every item of GET /api/v1/<member> (pulls, nodes), following the continue
+        tokens page after page."""
+        items, query = [], dict(params)
+        while True:
+            doc = requests.get(f"{self.url}/api/v1/{member}", params=query, timeout=10).json()
+            items += doc[member]
+            if not doc.get("continue"):
+                return items
+            query = dict(params, limit=query.get("limit", 1000), **{"continue": doc["continue"]})
 
     def find(self, pred, **params):
         """The first pull of pulls(**params) for which pred(pull) is true, or None."""
