@@ -471,6 +471,88 @@ static void test_tick_slices(void **state)
   pt_store_destroy(s);
 }
 
+/* The summaries of a rollout (pulls of an image across nodes) since the
+ * records recorded from `from`: their image -> rollout object. */
+static const json_t *summary_of(struct rec *r, size_t from, const char *image)
+{
+  for (size_t i = r->n; i-- > from;) {
+    const json_t *ro = json_object_get(r->data[i], "rollout");
+    if (strcmp(r->types[i], "rollout.summary") == 0 && strcmp(json_string_value(json_object_get(ro, "image")), image) == 0)
+      return ro;
+  }
+  return NULL;
+}
+
+static int64_t member_int(const json_t *o, const char *k)
+{
+  return json_integer_value(json_object_get(o, k));
+}
+
+/* A rollout: one summary per image that changed, per publish; the newest
+ * pull of each node counts, by its state. */
+static void test_rollout_summaries(void **state)
+{
+  struct rec r = {0};
+  struct pt_store *s = mk(&r, 0);
+  struct layer_spec moving[1] = {{'a', 100, 40, "downloading"}};
+  struct layer_spec none[1] = {{'a', 100, 0, "waiting"}};
+  struct layer_spec done[1] = {{'a', 100, 100, "done"}};
+  report(s, "r1", "b", 1, T0, 1, moving, false, "reg/app:v2");
+  report(s, "r2", "b", 1, T0, 1, none, false, "reg/app:v2");
+  report(s, "r3", "b", 1, T0, 1, done, true, "reg/app:v2");
+  report(s, "r4", "b", 1, T0, 1, moving, false, "reg/db:v1");
+  size_t from = r.n;
+  pt_store_rollouts_publish(s, T0 + 1);
+  assert_int_equal(count(&r, "rollout.summary"), 2);
+  const json_t *app = summary_of(&r, from, "reg/app:v2");
+  assert_non_null(app);
+  assert_int_equal(member_int(app, "nodes"), 3);
+  assert_int_equal(member_int(app, "done"), 1);
+  assert_int_equal(member_int(app, "pulling"), 1);
+  assert_int_equal(member_int(app, "waiting"), 1);
+  assert_int_equal(member_int(app, "failed"), 0);
+  assert_int_equal(member_int(app, "totalBytes"), 300);
+  assert_int_equal(member_int(app, "downloadedBytes"), 140);
+
+  /* Nothing changed: nothing published. */
+  pt_store_rollouts_publish(s, T0 + 2);
+  assert_int_equal(count(&r, "rollout.summary"), 2);
+
+  /* r2 starts, r1's pull leaves its report (lost): one summary, of app. */
+  report(s, "r2", "b", 2, T0 + 2, 1, moving, false, "reg/app:v2");
+  report(s, "r1", "b", 2, T0 + 2, -1, NULL, false, NULL);
+  from = r.n;
+  pt_store_rollouts_publish(s, T0 + 3);
+  assert_int_equal(count(&r, "rollout.summary"), 3);
+  app = summary_of(&r, from, "reg/app:v2");
+  assert_int_equal(member_int(app, "pulling"), 1);
+  assert_int_equal(member_int(app, "waiting"), 0);
+  assert_int_equal(member_int(app, "failed"), 1);
+
+  /* The rollouts in flight, as the snapshot has them. */
+  struct pt_buf b;
+  struct pt_jsonw w;
+  pt_buf_init(&b);
+  pt_jsonw_init(&w, &b);
+  assert_int_equal(pt_store_rollouts_write(s, &w, NULL), 2);
+  pt_buf_reset(&b);
+  pt_jsonw_init(&w, &b);
+  assert_int_equal(pt_store_rollouts_write(s, &w, "db"), 1);
+  pt_buf_close(&b);
+
+  /* Every pull of db leaves the tables: so does its rollout. */
+  report(s, "r4", "b", 2, T0 + 3, 1, done, true, "reg/db:v1");
+  pt_store_tick(s, T0 + 3 + 700);
+  assert_null(pt_store_pull(s, "r4/p1"));
+  pt_store_rollouts_publish(s, T0 + 704);
+  pt_buf_init(&b);
+  pt_jsonw_init(&w, &b);
+  assert_int_equal(pt_store_rollouts_write(s, &w, "db"), 0);
+  pt_buf_close(&b);
+  rec_clear(&r);
+  pt_store_destroy(s);
+}
+
 /* Pulls are indexed per node: a report or a kubelet event only touches its
  * own node's pulls, also after evictions. */
 static void test_pulls_are_per_node(void **state)
@@ -992,6 +1074,7 @@ int main(void)
     cmocka_unit_test(test_pulls_are_per_node),
     cmocka_unit_test(test_paging),
     cmocka_unit_test(test_tick_slices),
+    cmocka_unit_test(test_rollout_summaries),
     cmocka_unit_test(test_kubelet_failures),
     cmocka_unit_test(test_already_present_is_not_a_pull),
     cmocka_unit_test(test_successfully_pulled_stores_kubelets_duration),

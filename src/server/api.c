@@ -350,10 +350,13 @@ static void handle_nodes(struct pt_server *srv, const struct pt_http_req *req, s
   pt_buf_close(&tok);
 }
 
-char *pt_server_snapshot(void *ud, const char *node, const char *ns)
+/* The snapshot holds what the subscriber's types ask for: the pulls for
+ * pull.* events, the nodes for node.updated, the rollouts in flight for
+ * rollout.summary (all three without types). */
+char *pt_server_snapshot(void *ud, const struct pt_hub_filter *filter)
 {
   struct pt_server *srv = ud;
-  struct pt_pull_filter f = {.node = node, .ns = ns};
+  struct pt_pull_filter f = {.node = filter->node, .ns = filter->ns, .image = filter->image};
   double now = pt_clock_now();
   struct pt_buf b;
   struct pt_jsonw w;
@@ -361,11 +364,28 @@ char *pt_server_snapshot(void *ud, const char *node, const char *ns)
   pt_jsonw_init(&w, &b);
   pt_event_open(&w, "snapshot", now);
   uint64_t next_pull;
-  char *next_node;
+  char *next_node = NULL;
   pt_jsonw_key(&w, "pulls");
-  pt_store_pulls_write(srv->store, &w, &f, 0, 0, now, &next_pull);
+  if (pt_hub_filter_wants(filter, "pull.progress")) {
+    pt_store_pulls_write(srv->store, &w, &f, 0, 0, now, &next_pull);
+  } else {
+    pt_jsonw_array_open(&w);
+    pt_jsonw_array_close(&w);
+  }
   pt_jsonw_key(&w, "nodes");
-  pt_store_nodes_write(srv->store, &w, node, NULL, 0, &next_node);
+  if (pt_hub_filter_wants(filter, "node.updated")) {
+    pt_store_nodes_write(srv->store, &w, filter->node, NULL, 0, &next_node);
+  } else {
+    pt_jsonw_array_open(&w);
+    pt_jsonw_array_close(&w);
+  }
+  pt_jsonw_key(&w, "rollouts");
+  if (pt_hub_filter_wants(filter, "rollout.summary")) {
+    pt_store_rollouts_write(srv->store, &w, filter->image);
+  } else {
+    pt_jsonw_array_open(&w);
+    pt_jsonw_array_close(&w);
+  }
   pt_jsonw_object_close(&w);
   if (b.oom) {
     pt_buf_close(&b);
@@ -374,17 +394,44 @@ char *pt_server_snapshot(void *ud, const char *node, const char *ns)
   return pt_buf_steal(&b, NULL);
 }
 
+/* "pull.*,rollout.summary" into a NUL-separated list ending with "";
+ * false when a name is not one an event type can have. */
+static bool parse_types(char *s, size_t cap)
+{
+  size_t len = strlen(s);
+  if (len + 2 > cap)
+    return false;
+  s[len + 1] = '\0';
+  for (char *t = s; *t; t += strlen(t) + 1) {
+    char *comma = strchr(t, ',');
+    if (comma)
+      *comma = '\0';
+    size_t n = strlen(t);
+    if (n == 0 || strspn(t, "abcdefghijklmnopqrstuvwxyz.*") != n || (strchr(t, '*') && strchr(t, '*') != t + n - 1))
+      return false;
+  }
+  return true;
+}
+
 static void handle_events(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp)
 {
-  char node[256], ns[256], last[64];
+  char node[256], ns[256], image[512], types[256], last[64];
   bool bad = false;
-  const char *n = qparam(req, "node", node, sizeof(node), &bad);
-  const char *s = qparam(req, "namespace", ns, sizeof(ns), &bad);
+  struct pt_hub_filter f = {0};
+  f.node = (char *)qparam(req, "node", node, sizeof(node), &bad);
+  f.ns = (char *)qparam(req, "namespace", ns, sizeof(ns), &bad);
+  f.image = (char *)qparam(req, "image", image, sizeof(image), &bad);
+  f.types = (char *)qparam(req, "types", types, sizeof(types) - 1, &bad);
   const char *l = pt_http_req_header(req, "last-event-id");
   if (!l)
     l = qparam(req, "lastEventId", last, sizeof(last), &bad);
   if (bad) {
     reply_error(resp, 400, "malformed query string", NULL);
+    return;
+  }
+  if (f.types && !parse_types(types, sizeof(types))) {
+    reply_error(resp, 400, "types must be a comma-separated list of event types (a prefix may end with .*)",
+                "types");
     return;
   }
   if (srv->shutting_down) {
@@ -396,7 +443,7 @@ static void handle_events(struct pt_server *srv, const struct pt_http_req *req, 
   pt_buf_puts(&resp->headers, "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n");
   if (req->head)
     return;
-  resp->stream_ud = pt_hub_subscription_new(srv->hub, n, s, l);
+  resp->stream_ud = pt_hub_subscription_new(srv->hub, &f, l);
   if (!resp->stream_ud) {
     reply_error(resp, 500, "out of memory", NULL);
     return;

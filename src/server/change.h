@@ -25,14 +25,17 @@ enum pt_change_type {
   PT_CHANGE_PULL_EVICTED,  /* left the tables (reason "superseded" or none) */
   PT_CHANGE_NODE_UPDATED,
   PT_CHANGE_ALERT,         /* an alert of the policy's alert hooks */
+  PT_CHANGE_ROLLOUT_SUMMARY, /* the figures of an image's rollout (pt_store_rollouts_publish) */
   PT_CHANGE_TYPE_COUNT,
 };
 
-/* The SSE event type: "pull.started", ..., "node.updated", "alert". */
+/* The SSE event type: "pull.started", ..., "node.updated", "alert",
+ * "rollout.summary". */
 const char *pt_change_type_name(enum pt_change_type t);
 
 struct pt_pull;
 struct pt_layer;
+struct pt_rollout_summary;
 struct pt_node;
 struct pt_pod_ref;
 
@@ -41,7 +44,7 @@ struct pt_pod_ref;
  * changes whose namespaces include it and those that are not namespaced. */
 struct pt_change_keys {
   const char *node;              /* NULL: not tied to a node */
-  const char *image;             /* the pull's image, NULL when none */
+  const char *image;             /* the pull's (or rollout's) image, NULL when none */
   bool namespaced;               /* false: reaches every namespace filter */
   const struct pt_pod_ref *pods; /* namespaced by these pods' namespaces... */
   size_t npods;
@@ -62,6 +65,7 @@ struct pt_change {
   const char *reason;            /* pull.evicted: "superseded", or NULL */
   const struct pt_pull *superseded_by;         /* pull.evicted with reason "superseded" */
   const struct pt_policy_alert *alert;         /* alert */
+  const struct pt_rollout_summary *rollout;    /* rollout.summary */
 };
 
 /* Receives each change, in order. */

@@ -7,7 +7,7 @@
 
 static const char *const type_names[PT_CHANGE_TYPE_COUNT] = {
   "pull.started", "pull.progress", "pull.completed", "pull.failed",
-  "pull.stalled", "pull.evicted",  "node.updated",   "alert",
+  "pull.stalled", "pull.evicted",  "node.updated",   "alert", "rollout.summary",
 };
 
 const char *pt_change_type_name(enum pt_change_type t)
@@ -93,6 +93,10 @@ int pt_event_write(struct pt_buf *out, const struct pt_change *c)
     break;
   case PT_CHANGE_ALERT:
     r = alert_event(&w, c);
+    break;
+  case PT_CHANGE_ROLLOUT_SUMMARY:
+    pt_jsonw_key(&w, "rollout");
+    pt_store_rollout_write(&w, c->rollout);
     break;
   default:
     break;

@@ -14,14 +14,16 @@ struct entry {
   uint64_t id;
   char *frame;
   size_t len;
-  char *node;   /* filter keys, may be NULL */
+  const char *type; /* static */
+  char *node;   /* routing keys, may be NULL */
   char *nss;    /* NUL-separated namespaces ending with an empty string, or NULL */
+  char *image;
 };
 
 struct client {
   struct pt_hub *hub;
   struct pt_http_conn *conn;
-  char *node, *ns;
+  struct pt_hub_filter filter;
   bool dropped;
   /* Frames published during this loop pass, written at once before the loop
    * polls again: one write per client per pass instead of one per event. */
@@ -31,7 +33,7 @@ struct client {
 
 struct pt_hub_subscription {
   struct pt_hub *hub;
-  char *node, *ns;
+  struct pt_hub_filter filter;
   bool has_last;
   uint64_t last;
 };
@@ -58,27 +60,90 @@ static void entry_clear(struct entry *e)
   free(e->frame);
   free(e->node);
   free(e->nss);
+  free(e->image);
   memset(e, 0, sizeof(*e));
 }
 
-bool pt_hub_filter_match(const char *ev_node, const char *ev_nss, const char *node, const char *ns)
+static size_t list_len(const char *l)
 {
-  if (node && ev_node && strcmp(node, ev_node) != 0)
-    return false;
-  if (ns && ev_nss) {
-    for (const char *p = ev_nss; *p; p += strlen(p) + 1)
-      if (strcmp(p, ns) == 0)
-        return true;
-    return false;
+  size_t len = 0;
+  while (l[len])
+    len += strlen(l + len) + 1;
+  return len + 1;
+}
+
+bool pt_hub_filter_wants(const struct pt_hub_filter *f, const char *type)
+{
+  if (!f->types)
+    return true;
+  for (const char *t = f->types; *t; t += strlen(t) + 1) {
+    size_t n = strlen(t);
+    if (n >= 2 && t[n - 2] == '.' && t[n - 1] == '*' ? strncmp(type, t, n - 1) == 0 : strcmp(type, t) == 0)
+      return true;
   }
-  return true;
+  return false;
+}
+
+bool pt_hub_filter_match(const struct pt_hub_filter *f, const char *type, const struct pt_hub_keys *k)
+{
+  if (f->node && k->node && strcmp(f->node, k->node) != 0)
+    return false;
+  if (f->image && k->image && !strstr(k->image, f->image))
+    return false;
+  if (f->ns && k->nss) {
+    bool found = false;
+    for (const char *p = k->nss; *p && !found; p += strlen(p) + 1)
+      found = strcmp(p, f->ns) == 0;
+    if (!found)
+      return false;
+  }
+  return pt_hub_filter_wants(f, type);
+}
+
+static int copy_member(char **dst, const char *src)
+{
+  *dst = src && *src ? strdup(src) : NULL;
+  return src && *src && !*dst ? -ENOMEM : 0;
+}
+
+int pt_hub_filter_copy(struct pt_hub_filter *dst, const struct pt_hub_filter *src)
+{
+  memset(dst, 0, sizeof(*dst));
+  if (!src)
+    return 0;
+  if (copy_member(&dst->node, src->node) || copy_member(&dst->ns, src->ns) || copy_member(&dst->image, src->image))
+    goto oom;
+  if (src->types && *src->types) {
+    size_t n = list_len(src->types);
+    if (!(dst->types = malloc(n)))
+      goto oom;
+    memcpy(dst->types, src->types, n);
+  }
+  return 0;
+oom:
+  pt_hub_filter_clear(dst);
+  return -ENOMEM;
+}
+
+void pt_hub_filter_clear(struct pt_hub_filter *f)
+{
+  free(f->node);
+  free(f->ns);
+  free(f->image);
+  free(f->types);
+  memset(f, 0, sizeof(*f));
+}
+
+/* An entry's keys as the filter reads them. */
+static struct pt_hub_keys entry_keys(const struct entry *e)
+{
+  return (struct pt_hub_keys){.node = e->node, .nss = e->nss, .image = e->image};
 }
 
 static void client_free(struct client *c)
 {
   pt_buf_close(&c->out);
-  free(c->node);
-  free(c->ns);
+  pt_hub_filter_clear(&c->filter);
   free(c);
 }
 
@@ -264,31 +329,36 @@ uint64_t pt_hub_publish(struct pt_hub *hub, const char *type, const struct pt_hu
   }
   e->id = id;
   e->frame = pt_buf_steal(&b, &e->len);
+  e->type = type;
   e->node = keys && keys->node ? strdup(keys->node) : NULL;
   e->nss = keys ? pt_hub_nss_copy(keys->nss) : NULL;
+  e->image = keys && keys->image ? strdup(keys->image) : NULL;
   hub->stats.events++;
   hub->stats.last_id = id;
   if (!e->frame)
     return id;
+  struct pt_hub_keys ek = entry_keys(e);
   struct client *c = hub->clients;
   while (c) {
     struct client *next = c->next; /* a drop frees c */
-    if (pt_hub_filter_match(e->node, e->nss, c->node, c->ns))
+    if (pt_hub_filter_match(&c->filter, type, &ek))
       client_send(c, e->frame, e->len);
     c = next;
   }
   return id;
 }
 
-struct pt_hub_subscription *pt_hub_subscription_new(struct pt_hub *hub, const char *node, const char *ns,
+struct pt_hub_subscription *pt_hub_subscription_new(struct pt_hub *hub, const struct pt_hub_filter *filter,
                                                     const char *last_event_id)
 {
   struct pt_hub_subscription *s = calloc(1, sizeof(*s));
   if (!s)
     return NULL;
   s->hub = hub;
-  s->node = node && *node ? strdup(node) : NULL;
-  s->ns = ns && *ns ? strdup(ns) : NULL;
+  if (pt_hub_filter_copy(&s->filter, filter)) {
+    free(s);
+    return NULL;
+  }
   if (last_event_id && *last_event_id) {
     char *end;
     errno = 0;
@@ -303,7 +373,7 @@ struct pt_hub_subscription *pt_hub_subscription_new(struct pt_hub *hub, const ch
 
 static void send_snapshot(struct pt_hub *hub, struct client *c)
 {
-  char *js = hub->snapshot ? hub->snapshot(hub->ud, c->node, c->ns) : NULL;
+  char *js = hub->snapshot ? hub->snapshot(hub->ud, &c->filter) : NULL;
   struct pt_buf b;
   pt_buf_init(&b);
   pt_sse_format_event(&b, hub->next_id - 1, "snapshot", js ? js : "{}");
@@ -332,9 +402,8 @@ void pt_hub_stream_start(void *ud, struct pt_http_conn *conn)
   c->hub = hub;
   c->conn = conn;
   pt_buf_init(&c->out);
-  c->node = s->node;
-  c->ns = s->ns;
-  s->node = s->ns = NULL;
+  c->filter = s->filter;
+  memset(&s->filter, 0, sizeof(s->filter));
   c->next = hub->clients;
   if (hub->clients)
     hub->clients->prev = c;
@@ -354,7 +423,8 @@ void pt_hub_stream_start(void *ud, struct pt_http_conn *conn)
     hub->stats.resumed++;
     for (size_t i = 0; i < hub->count; i++) {
       struct entry *e = &hub->ring[(hub->head + i) % hub->opts.ring_size];
-      if (e->id > s->last && e->frame && pt_hub_filter_match(e->node, e->nss, c->node, c->ns) &&
+      struct pt_hub_keys ek = entry_keys(e);
+      if (e->id > s->last && e->frame && pt_hub_filter_match(&c->filter, e->type, &ek) &&
           !client_send(c, e->frame, e->len))
         break;
     }
@@ -362,8 +432,7 @@ void pt_hub_stream_start(void *ud, struct pt_http_conn *conn)
     send_snapshot(hub, c);
   }
 out:
-  free(s->node);
-  free(s->ns);
+  pt_hub_filter_clear(&s->filter);
   free(s);
 }
 

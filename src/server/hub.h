@@ -14,17 +14,28 @@
 
 #include "core/http_server.h"
 
-/* Writes the complete data of a "snapshot" event for the given filters
- * (either may be NULL): malloc'ed JSON text, or NULL. */
-typedef char *(*pt_hub_snapshot_fn)(void *ud, const char *node, const char *ns);
-
 /* The routing keys of an event: the hub delivers it to the subscribers whose
  * filters it matches (pt_hub_filter_match) and knows nothing else about it. */
 struct pt_hub_keys {
-  const char *node; /* NULL: reaches every node filter */
-  const char *nss;  /* namespaces, NUL-separated and ending with "" (an empty
-                       list is ""); NULL: reaches every namespace filter */
+  const char *node;  /* NULL: reaches every node filter */
+  const char *nss;   /* namespaces, NUL-separated and ending with "" (an empty
+                        list is ""); NULL: reaches every namespace filter */
+  const char *image; /* NULL: reaches every image filter */
 };
+
+/* What a subscriber asked for (GET /api/v1/events's query); NULL members
+ * filter nothing. */
+struct pt_hub_filter {
+  char *node;   /* the events of this node (and those of no node) */
+  char *ns;     /* the events of this namespace (and those not namespaced) */
+  char *image;  /* the events whose image contains this (and those of no image) */
+  char *types;  /* event types, NUL-separated and ending with "": an exact
+                   type, or a prefix ending with ".*" ("pull.*") */
+};
+
+/* Writes the complete data of a "snapshot" event for a subscriber's filter:
+ * malloc'ed JSON text, or NULL. */
+typedef char *(*pt_hub_snapshot_fn)(void *ud, const struct pt_hub_filter *filter);
 
 struct pt_hub_options {
   size_t ring_size;        /* events kept for resumption; 4096 when 0 */
@@ -50,8 +61,9 @@ struct pt_hub *pt_hub_create(uv_loop_t *loop, const struct pt_hub_options *opts,
  * its timer is closed. Accepts NULL. */
 void pt_hub_destroy(struct pt_hub *hub);
 
-/* Numbers, frames, stores and sends one event: data is its JSON text, keys
- * (copied) say whom it is for. Returns the event id. */
+/* Numbers, frames, stores and sends one event: type is a static string (the
+ * event type), data its JSON text, keys (copied) say whom it is for. Returns
+ * the event id. */
 uint64_t pt_hub_publish(struct pt_hub *hub, const char *type, const struct pt_hub_keys *keys, const char *data);
 
 /* The id the next event gets. Before the first event, the next id may be
@@ -66,7 +78,7 @@ char *pt_hub_nss_copy(const char *nss);
 /* Context of a client about to start streaming (allocated by
  * pt_hub_subscription_new(), owned by the hub afterwards). */
 struct pt_hub_subscription;
-struct pt_hub_subscription *pt_hub_subscription_new(struct pt_hub *hub, const char *node, const char *ns,
+struct pt_hub_subscription *pt_hub_subscription_new(struct pt_hub *hub, const struct pt_hub_filter *filter,
                                                     const char *last_event_id);
 /* A pt_http_stream_start_cb: pass it with the subscription as ud. */
 void pt_hub_stream_start(void *subscription, struct pt_http_conn *conn);
@@ -76,8 +88,14 @@ void pt_hub_stream_start(void *subscription, struct pt_http_conn *conn);
 void pt_hub_shutdown(struct pt_hub *hub, const char *comment);
 void pt_hub_stats(const struct pt_hub *hub, struct pt_hub_stats *out);
 
-/* Exposed for tests: true when the event with these filter keys is for a
- * client with these filters. nss is a NUL-separated list ending with "". */
-bool pt_hub_filter_match(const char *ev_node, const char *ev_nss, const char *node, const char *ns);
+/* True when an event of this type with these keys is for a subscriber with
+ * this filter. */
+bool pt_hub_filter_match(const struct pt_hub_filter *filter, const char *type, const struct pt_hub_keys *keys);
+/* True when the filter lets events of this type through (its types only). */
+bool pt_hub_filter_wants(const struct pt_hub_filter *filter, const char *type);
+/* A copy of a filter (members copied; NULL and "" become NULL), and its
+ * release. Return 0 or -ENOMEM. */
+int pt_hub_filter_copy(struct pt_hub_filter *dst, const struct pt_hub_filter *src);
+void pt_hub_filter_clear(struct pt_hub_filter *f);
 
 #endif

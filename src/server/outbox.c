@@ -11,6 +11,7 @@ struct outbox_event {
   const char *type;
   char *node;
   char *nss;     /* as in struct pt_hub_keys, or NULL */
+  char *image;
   char *data;
 };
 
@@ -18,6 +19,7 @@ static void event_free(struct outbox_event *e)
 {
   free(e->node);
   free(e->nss);
+  free(e->image);
   free(e->data);
   free(e);
 }
@@ -51,7 +53,10 @@ int pt_outbox_push(struct pt_outbox *ob, uint64_t mark, double queued_at, const 
     e->node = strdup(keys->node);
   if (keys && keys->nss)
     e->nss = pt_hub_nss_copy(keys->nss);
-  if (!e->data || (keys && keys->node && !e->node) || (keys && keys->nss && !e->nss)) {
+  if (keys && keys->image)
+    e->image = strdup(keys->image);
+  if (!e->data || (keys && keys->node && !e->node) || (keys && keys->nss && !e->nss) ||
+      (keys && keys->image && !e->image)) {
     event_free(e);
     return -ENOMEM;
   }
@@ -72,7 +77,7 @@ void pt_outbox_release(struct pt_outbox *ob, uint64_t mark, pt_outbox_publish_fn
     if (!ob->head)
       ob->tail = NULL;
     ob->count--;
-    struct pt_hub_keys keys = {.node = e->node, .nss = e->nss};
+    struct pt_hub_keys keys = {.node = e->node, .nss = e->nss, .image = e->image};
     fn(ud, e->type, &keys, e->data);
     event_free(e);
   }

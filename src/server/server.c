@@ -137,7 +137,8 @@ static void on_change(void *ud, const struct pt_change *c)
       pt_buf_append(&nss, c->keys.ns, strlen(c->keys.ns) + 1);
     pt_buf_append(&nss, "", 1);
   }
-  struct pt_hub_keys keys = {.node = c->keys.node, .nss = c->keys.namespaced ? nss.data : NULL};
+  struct pt_hub_keys keys = {.node = c->keys.node, .nss = c->keys.namespaced ? nss.data : NULL,
+                             .image = c->keys.image};
   const char *type = pt_change_type_name(c->type);
   uint64_t mark = srv->history ? pt_history_mark(srv->history) : 0;
   if (mark > (srv->history ? pt_history_committed(srv->history) : 0)) {
@@ -174,6 +175,9 @@ static void tick_cb(uv_timer_t *t)
   }
   if (!uv_is_active((uv_handle_t *)&srv->sweep))
     sweep_cb(&srv->sweep);
+  /* At most one rollout.summary per image a second: a rollout on thousands
+   * of nodes reads as one line per image. */
+  pt_store_rollouts_publish(srv->store, pt_clock_now());
 }
 
 static int restore_pull(void *ud, const json_t *record)

@@ -75,7 +75,7 @@ struct pt_server {
 /* api.c */
 void pt_server_api_handle(void *srv, const struct pt_http_req *req, struct pt_http_resp *resp);
 void pt_server_metrics_handle(void *srv, const struct pt_http_req *req, struct pt_http_resp *resp);
-char *pt_server_snapshot(void *srv, const char *node, const char *ns);
+char *pt_server_snapshot(void *srv, const struct pt_hub_filter *filter);
 /* For the routes outside api.c: the JSON answers and the query parameters
  * of api.c (pt_server_qparam: NULL when absent, *bad set when malformed). */
 void pt_server_reply_json(struct pt_http_resp *resp, int status, json_t *body);

@@ -181,6 +181,7 @@ int store_add_pull(struct pt_store *s, struct pt_pull *p)
 
 void store_remove_pull(struct pt_store *s, struct pt_pull *p)
 {
+  store_rollout_untrack(s, p);
   pt_map_del(&s->pulls, p->id);
   unindex_pull(s, p);
   store_pull_free(p);
@@ -206,6 +207,7 @@ struct pt_store *pt_store_create(const struct pt_store_options *opts)
   pt_map_init(&s->pods);
   pt_map_init(&s->by_node);
   pt_map_init(&s->kube_dirty);
+  pt_map_init(&s->rollouts);
   s->events = json_array();
   if (!s->events) {
     free(s);
@@ -220,6 +222,7 @@ void pt_store_destroy(struct pt_store *s)
   if (!s)
     return;
   pt_policy_set_alert_cb(s->opts.policy, NULL, NULL);
+  store_rollouts_close(s);
   for (struct pt_map_entry *e = pt_map_first(&s->pulls); e; e = pt_map_next(&s->pulls, e))
     store_pull_free(e->value);
   for (struct pt_map_entry *e = pt_map_first(&s->nodes); e; e = pt_map_next(&s->nodes, e))
@@ -255,8 +258,9 @@ static struct pt_change_keys pull_keys(const struct pt_pull *p)
                                  .namespaced = true, .pods = p->pods, .npods = p->npods};
 }
 
-void store_emit_pull(struct pt_store *s, enum pt_change_type t, const struct pt_pull *p, bool layers, double now)
+void store_emit_pull(struct pt_store *s, enum pt_change_type t, struct pt_pull *p, bool layers, double now)
 {
+  store_rollout_track(s, p);
   struct pt_change c = {.type = t, .time = now, .keys = pull_keys(p), .pull = p, .with_layers = layers};
   store_emit(s, &c);
 }

@@ -74,6 +74,7 @@ struct pt_pull {
   size_t nlayers;
   struct pt_pod_ref *pods;
   size_t npods;
+  struct store_rollout *rollout; /* the rollout of its image it counts in (store_rollout.c), or NULL */
   char *error_reason, *error_message;
   uint64_t report_gen;     /* generation of the node report that last named it */
   /* kubelet's `Successfully pulled image "X" in 1.2s (1.5s including
@@ -140,6 +141,8 @@ struct pt_store_gauges {
 };
 
 struct pt_store;
+struct pt_jsonw;
+struct store_rollout;
 
 /* NULL without a policy or without memory. */
 struct pt_store *pt_store_create(const struct pt_store_options *opts);
@@ -170,6 +173,31 @@ void pt_store_tick(struct pt_store *s, double now);
  * The first slice of a tick does the nodes. */
 bool pt_store_tick_slice(struct pt_store *s, double now, size_t max_pulls);
 
+/* --- rollouts ------------------------------------------------------------- */
+
+/* The pulls of one image across the nodes (store_rollout.c): the newest pull
+ * of the image on each node. */
+struct pt_rollout_summary {
+  const char *image;
+  size_t nodes;       /* nodes with a pull of the image */
+  size_t done, pulling, stalled, failed, waiting; /* by the state of each node's pull:
+                         completed; pulling with bytes; stalled; failed or lost;
+                         pulling without a byte yet */
+  int64_t bytes_total;      /* sum of the pulls' totals, where known */
+  int64_t bytes_downloaded;
+  double bytes_per_sec;     /* sum of the rates of the pulls in flight */
+  double eta;               /* the longest ETA of the pulls in flight; < 0 unknown */
+  double started_at, updated_at;
+};
+
+/* A rollout.summary change record for each image whose pulls changed since
+ * the last call: the caller's period bounds the rate (one a second). */
+void pt_store_rollouts_publish(struct pt_store *s, double now);
+/* The last summaries of the rollouts in flight (a node pulling, stalled or
+ * waiting), whose image contains image_filter (NULL: all), as a JSON array.
+ * Returns how many. */
+int pt_store_rollouts_write(const struct pt_store *s, struct pt_jsonw *w, const char *image_filter);
+
 /* --- queries -------------------------------------------------------------- */
 
 struct pt_pull_filter {
@@ -183,10 +211,10 @@ bool pt_pull_matches(const struct pt_pull *p, const struct pt_pull_filter *f);
 const struct pt_pull *pt_store_pull(const struct pt_store *s, const char *id);
 const struct pt_node *pt_store_node(const struct pt_store *s, const char *name);
 /* The JSON views of docs/api.md, written into w. */
-struct pt_jsonw;
 void pt_store_pull_write(struct pt_jsonw *w, const struct pt_pull *p, bool with_layers, double now);
 void pt_store_layer_write(struct pt_jsonw *w, const struct pt_layer *l);
 void pt_store_node_write(struct pt_jsonw *w, const struct pt_node *n, bool with_unattributed);
+void pt_store_rollout_write(struct pt_jsonw *w, const struct pt_rollout_summary *r);
 
 /* Lists, one page at a time. Pulls come newest first (by seq: the order the
  * tables received them), nodes by name. A page holds the first `limit`

@@ -24,6 +24,7 @@ struct pt_store {
   struct pt_map nodes;   /* name -> struct pt_node */
   struct pt_map pods;    /* "ns/name" -> json_t */
   struct pt_map by_node; /* node name -> struct pull_list: that node's pulls (borrowed) */
+  struct pt_map rollouts; /* image -> struct store_rollout (store_rollout.c) */
   /* Nodes whose pods or kubelet events changed since the last tick: only
    * their pulls can correlate differently (correlation looks at the pull's
    * node only). Values are unused (non-NULL). */
@@ -87,10 +88,18 @@ void store_mark_lost(struct pt_store *s, struct pt_pull *p, const char *reason, 
 void store_complete_pull(struct pt_store *s, struct pt_pull *p, double now);
 
 /* Change records with the pull's keys. */
-void store_emit_pull(struct pt_store *s, enum pt_change_type t, const struct pt_pull *p, bool layers, double now);
+void store_emit_pull(struct pt_store *s, enum pt_change_type t, struct pt_pull *p, bool layers, double now);
 void store_emit_node(struct pt_store *s, const struct pt_node *n, double now);
 void store_emit_evicted(struct pt_store *s, const struct pt_pull *p, const struct pt_pull *by, double now);
 void store_emit(struct pt_store *s, const struct pt_change *c);
+
+/* --- store_rollout.c: the pulls of an image across the nodes -------------- */
+/* Files a pull that changed under its image (or moves it when its image
+ * changed); called for every pull.* change record. */
+void store_rollout_track(struct pt_store *s, struct pt_pull *p);
+/* Takes a pull out of its rollout (it leaves the tables). */
+void store_rollout_untrack(struct pt_store *s, struct pt_pull *p);
+void store_rollouts_close(struct pt_store *s);
 
 /* --- store_policy.c: the policy's decisions ------------------------------- */
 void store_rate_update(struct pt_store *s, struct pt_pull *p, double now);

@@ -199,6 +199,29 @@ void pt_store_node_write(struct pt_jsonw *w, const struct pt_node *n, bool with_
   pt_jsonw_object_close(w);
 }
 
+void pt_store_rollout_write(struct pt_jsonw *w, const struct pt_rollout_summary *r)
+{
+  pt_jsonw_object_open(w);
+  key_str(w, "image", r->image);
+  key_int(w, "nodes", (int64_t)r->nodes);
+  key_int(w, "done", (int64_t)r->done);
+  key_int(w, "pulling", (int64_t)r->pulling);
+  key_int(w, "stalled", (int64_t)r->stalled);
+  key_int(w, "failed", (int64_t)r->failed);
+  key_int(w, "waiting", (int64_t)r->waiting);
+  key_int(w, "totalBytes", r->bytes_total);
+  key_int(w, "downloadedBytes", r->bytes_downloaded);
+  key_real2(w, "bytesPerSecond", r->bytes_per_sec);
+  pt_jsonw_key(w, "etaSeconds");
+  if (r->eta >= 0)
+    pt_jsonw_real2(w, r->eta);
+  else
+    pt_jsonw_null(w);
+  key_time(w, "startedAt", r->started_at);
+  key_time(w, "updatedAt", r->updated_at);
+  pt_jsonw_object_close(w);
+}
+
 /* A written view parsed back into a jansson value, for the callers that
  * want one (tests, the fuzzer's checks): the same text the API sends. */
 static json_t *parse_back(struct pt_buf *b)
