@@ -22,6 +22,12 @@ one report per node per 100 ms), PULLTRACE_KUBERNETES=off and PULLTRACE_LOG_LEVE
               a second (20 s)
   memory      1,000 nodes x 5 pulls x 8 layers in flight = 5,000 pulls: RSS, and the size
               and time of GET /api/v1/pulls
+  tables      100,000 pulls (5,000 nodes x 20 pulls x 8 layers): resident memory per pull,
+              then paging through GET /api/v1/pulls with limit=1000: loop iterations over 10 ms
+  rollout     5,000 nodes each reporting one pull of one image (8 layers, moving) once a second
+              for 70 s (wrk -c5000 with bench/server/rollout.lua), default rate limit: server
+              CPU, report latency, rejections, loop iterations over 10 ms, the pulls in the API
+              and the rollout's summaries on the event stream
 
 Prints one JSON object per scenario (and writes them to bench-server.json in the build dir).
 Nothing here is a test: the figures go to docs/performance.md.
@@ -65,12 +71,12 @@ def start_server(build, work, scenario, **env):
                   wrap=[TASKSET, "-c", SERVER_CPU]).start(timeout=10)
 
 
-def wrk(url, nodes, seconds, conns, pace_ms=0, rounds=0, prefix="bench-node", extra_env=None):
+def wrk(url, nodes, seconds, conns, pace_ms=0, rounds=0, prefix="bench-node", extra_env=None, pulls=5):
     env = dict(os.environ, PT_THREADS="1", PT_PACE_MS=str(pace_ms), PT_ROUNDS=str(rounds))
     env.update(extra_env or {})
     argv = ["taskset", "-c", LOAD_CPU, WRK, "-t1", f"-c{conns}", f"-d{seconds}s", "--latency",
             "--timeout", "10s", "-s", str(HERE / "report.lua"), url, "--",
-            str(nodes), "5", "8", str(pace_ms), prefix]
+            str(nodes), str(pulls), "8", str(pace_ms), prefix]
     out = subprocess.run(argv, capture_output=True, text=True, env=env, preexec_fn=raise_nofile,
                          timeout=seconds + 120)
     m = re.search(r"^WRK_JSON (.*)$", out.stdout, re.M)
@@ -107,16 +113,21 @@ def scenario_ingest(build, work, seconds=15):
         srv.stop()
 
 
-def scenario_nginx(build, work, seconds=15):
-    port = free_port()
-    d = Path(work) / "nginx"
-    (d / "logs").mkdir(parents=True, exist_ok=True)
-    conf = d / "nginx.conf"
-    conf.write_text(f"""daemon off;
+class Nginx204:
+    """nginx answering 204 to every request, one worker pinned to SERVER_CPU: the reference
+    beside pulltrace-server (same requests, same core)."""
+
+    def __init__(self, work, connections=4096):
+        self.port = free_port()
+        d = Path(work) / f"nginx-{self.port}"
+        (d / "logs").mkdir(parents=True, exist_ok=True)
+        conf = d / "nginx.conf"
+        conf.write_text(f"""daemon off;
 worker_processes 1;
+worker_rlimit_nofile {connections + 100};
 pid {d}/nginx.pid;
 error_log {d}/logs/error.log warn;
-events {{ worker_connections 4096; }}
+events {{ worker_connections {connections}; }}
 http {{
   access_log off;
   client_body_temp_path {d}/body;
@@ -126,22 +137,33 @@ http {{
   scgi_temp_path {d}/scgi;
   client_max_body_size 2m;
   client_body_buffer_size 1m;
+  keepalive_requests 1000000;
   server {{
-    listen 127.0.0.1:{port};
+    listen 127.0.0.1:{self.port};
     location / {{ return 204; }}
   }}
 }}
 """)
-    p = Proc("nginx", ["taskset", "-c", SERVER_CPU, NGINX, "-p", str(d), "-c", str(conf)],
-             d / "logs" / "stdout.log").start()
-    try:
+        self.proc = Proc("nginx", ["taskset", "-c", SERVER_CPU, NGINX, "-p", str(d), "-c", str(conf)],
+                         d / "logs" / "stdout.log")
+
+    def __enter__(self):
+        self.proc.start()
         wait_until(lambda: subprocess.run(["curl", "-s", "-o", "/dev/null", "-X", "POST",
-                                           f"http://127.0.0.1:{port}/"]).returncode == 0,
+                                           f"http://127.0.0.1:{self.port}/"]).returncode == 0,
                    10, what="nginx")
-        kids = Path(f"/proc/{p.pid}/task/{p.pid}/children").read_text().split()
-        worker = int(kids[0])
-        res, cpu, cpu_s = cpu_during(worker, lambda: wrk(f"http://127.0.0.1:{port}/api/v1/report",
-                                                         500, seconds, 16))
+        kids = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+        self.worker = int(kids[0])
+        self.url = f"http://127.0.0.1:{self.port}"
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.stop()
+
+
+def scenario_nginx(build, work, seconds=15):
+    with Nginx204(work) as ngx:
+        res, cpu, cpu_s = cpu_during(ngx.worker, lambda: wrk(ngx.url + "/api/v1/report", 500, seconds, 16))
         # wrk's own core is the limit here (it builds every report body in Lua): the CPU
         # time nginx spends per request is the figure to compare.
         return {"scenario": "nginx-204", "requests_per_sec": res["rps"],
@@ -149,8 +171,6 @@ http {{
                 "worker_cpu_us_per_request": round(1e6 * cpu_s / max(1, res["requests"]), 1),
                 "latency_us": res["latency_us"], "mean_body_bytes": res["mean_body_bytes"],
                 "wrk": res["command"]}
-    finally:
-        p.stop()
 
 
 def scenario_paced(build, work):
@@ -210,6 +230,76 @@ def fanout(build, work, clients, nodes, seconds=20):
         srv.stop()
 
 
+def loop_iterations_over(m, seconds):
+    """Loop iterations longer than `seconds` (a bucket bound) in a metrics scrape."""
+    total = m.value("pulltrace_loop_iteration_seconds_count") or 0
+    upto = m.value("pulltrace_loop_iteration_seconds_bucket", {"le": f"{seconds:g}"}) or 0
+    return total - upto
+
+
+def rollout_wrk(url, nodes, seconds, layers, image):
+    env = dict(os.environ, PT_THREADS="1")
+    argv = ["taskset", "-c", LOAD_CPU, WRK, "-t1", f"-c{nodes}", f"-d{seconds}s", "--latency",
+            "--timeout", "10s", "-s", str(HERE / "rollout.lua"), url + "/api/v1/report", "--",
+            str(nodes), str(layers), "45", "rollout-node", image]
+    out = subprocess.run(argv, capture_output=True, text=True, env=env, preexec_fn=raise_nofile,
+                         timeout=seconds + 120)
+    m = re.search(r"^WRK_JSON (.*)$", out.stdout, re.M)
+    if not m:
+        raise RuntimeError(f"wrk failed: {out.stdout}\n{out.stderr}")
+    res = json.loads(m.group(1))
+    res["command"] = " ".join(argv[3:])
+    return res
+
+
+def scenario_rollout(build, work, nodes=5000, seconds=70, layers=8):
+    """NODES agents each reporting one pull of one image (LAYERS layers, moving) once a
+    second (bench/server/rollout.lua), with the default rate limit; the server's CPU, the
+    report latency, rejections, and the pulls seen through the API and the event stream.
+    Then the same load against nginx answering 204 on the same core: the latency the
+    machine itself gives at that moment."""
+    image = "registry.example.com/platform/node-agent:v2"
+    with Nginx204(work, connections=nodes + 100) as ngx:
+        ref = rollout_wrk(ngx.url, nodes, min(seconds, 30), layers, image)
+    reference = {"latency_us": ref["latency_us"], "non2xx": ref["non2xx"], "seconds": min(seconds, 30)}
+    srv = start_server(build, work, "rollout", PULLTRACE_REPORT_MIN_INTERVAL="100ms",
+                       PULLTRACE_MAX_CONNECTIONS=str(nodes + 1000))
+    try:
+        summaries = srv.events(path="/api/v1/events?types=rollout.summary")
+        one_node = srv.events(path="/api/v1/events?node=rollout-node-00001&types=pull.*")
+        m0 = srv.metrics()
+        c0, t0 = cpu_seconds(srv.pid), time.monotonic()
+        res = rollout_wrk(srv.url, nodes, seconds, layers, image)
+        c1, t1 = cpu_seconds(srv.pid), time.monotonic()
+        m = srv.metrics()
+        time.sleep(1.5)  # the last summary
+        rollout = [e["data"]["rollout"] for e in summaries.events if e["event"] == "rollout.summary"
+                   and e["data"]["rollout"]["image"] == image]
+        node_events = [e["event"] for e in one_node.events if e["event"] != "snapshot"]
+        summaries.close()
+        one_node.close()
+        visible = srv.pulls(image=image)
+        rejected = {r: m.value("pulltrace_agent_reports_rejected_total", {"reason": r}) or 0
+                    for r in ("throttled", "invalid", "too_many_nodes", "out_of_memory")}
+        return {"scenario": "rollout", "nodes": nodes, "layers": layers, "seconds": seconds,
+                "reports": res["requests"], "reports_per_sec": round(res["requests"] / (res["duration_us"] / 1e6), 1),
+                "non2xx": res["non2xx"], "errors": {k: res[k] for k in ("connect_errors", "read_errors",
+                                                                         "write_errors", "timeouts")},
+                "rejected": rejected, "latency_us": res["latency_us"], "mean_body_bytes": res["mean_body_bytes"],
+                "server_cpu_percent": round(100.0 * (c1 - c0) / (t1 - t0), 1),
+                "events_per_sec": round((m.value("pulltrace_sse_events_total") -
+                                         m0.value("pulltrace_sse_events_total")) / (t1 - t0), 1),
+                "loop_iterations_over_10ms": loop_iterations_over(m, 0.01) - loop_iterations_over(m0, 0.01),
+                "loop_iteration_max_cpu_ms": round(1000 * m.value("pulltrace_loop_iteration_max_seconds"), 1),
+                "loop_iteration_max_wall_ms": round(1000 * m.value("pulltrace_loop_iteration_wall_max_seconds"), 1),
+                "pulls_visible_in_api": len(visible), "summaries_received": len(rollout),
+                "last_summary": rollout[-1] if rollout else None,
+                "events_of_one_node": len(node_events), "rss_kib_after": srv.rss_kib(),
+                "nginx_204_same_load": reference, "wrk": res["command"]}
+    finally:
+        srv.stop()
+
+
 def scenario_memory(build, work):
     srv = start_server(build, work, "memory")
     try:
@@ -260,7 +350,61 @@ def scenario_saturation(build, work, rounds=4, seconds=10):
             "wrk": f"wrk -t1 -c16 -d{seconds}s ... report.lua URL -- 500 5 8 0 bench-node"}
 
 
+def scenario_tables(build, work, nodes=5000, pulls=20):
+    """NODES x PULLS pulls of 8 layers in the tables (100,000 by default, one report of
+    each node: bench/server/report.lua with PT_ROUNDS=1): the server's resident memory per
+    pull; then a client pages through GET /api/v1/pulls (limit=1000) and
+    /api/v1/nodes while the tick walks the tables: loop iterations over 10 ms meanwhile."""
+    srv = start_server(build, work, "tables")
+    try:
+        rss0 = srv.rss_kib()
+        res = wrk(srv.url + "/api/v1/report", nodes, 600, 8, rounds=1, prefix="tbl-node",
+                  pulls=pulls)
+        m = srv.metrics()
+        tracked = sum(m.value("pulltrace_pulls_tracked", {"state": s}) or 0
+                      for s in ("pulling", "stalled", "completed", "failed", "lost"))
+        time.sleep(2)  # a tick or two over the full tables
+        rss1 = srv.rss_kib()
+        m0 = srv.metrics()
+        t0 = time.monotonic()
+        pages, items, size, token, slowest = 0, 0, 0, None, 0.0
+        while True:
+            params = {"limit": 1000, **({"continue": token} if token else {})}
+            s0 = time.monotonic()
+            r = requests.get(srv.url + "/api/v1/pulls", params=params, timeout=60)
+            slowest = max(slowest, time.monotonic() - s0)
+            doc = r.json()
+            pages += 1
+            items += len(doc["pulls"])
+            size += len(r.content)
+            token = doc.get("continue")
+            if not token:
+                break
+        paging_s = time.monotonic() - t0
+        nodes_seen = len(srv.list_all("nodes", limit=1000))
+        default = requests.get(srv.url + "/api/v1/pulls", timeout=60)
+        m1 = srv.metrics()
+        return {"scenario": "tables", "pulls_tracked": tracked, "layers_per_pull": 8,
+                "rss_kib_empty": rss0, "rss_kib_full": rss1,
+                "kib_per_pull": round((rss1 - rss0) / max(1, tracked), 2),
+                "rss_mib_full": round(rss1 / 1024, 1),
+                "pages": pages, "pulls_paged": items, "paged_bytes": size,
+                "paging_seconds": round(paging_s, 2), "slowest_page_ms": round(1000 * slowest, 1),
+                "nodes_paged": nodes_seen,
+                "default_page_pulls": len(default.json()["pulls"]), "default_page_bytes": len(default.content),
+                "loop_iterations_while_paging": (m1.value("pulltrace_loop_iteration_seconds_count") or 0) -
+                                                (m0.value("pulltrace_loop_iteration_seconds_count") or 0),
+                "loop_iterations_over_10ms_while_paging": loop_iterations_over(m1, 0.01) -
+                                                          loop_iterations_over(m0, 0.01),
+                "loop_iteration_max_cpu_ms": round(1000 * m1.value("pulltrace_loop_iteration_max_seconds"), 1),
+                "loop_iteration_max_wall_ms": round(1000 * m1.value("pulltrace_loop_iteration_wall_max_seconds"), 1),
+                "wrk": "PT_ROUNDS=1 " + res["command"]}
+    finally:
+        srv.stop()
+
+
 SCENARIOS = {
+    "tables": scenario_tables,
     "saturation": scenario_saturation,
     "ingest": scenario_ingest,
     "nginx": scenario_nginx,
@@ -268,6 +412,7 @@ SCENARIOS = {
     "fanout100": lambda b, w: fanout(b, w, 100, 20),
     "fanout1000": lambda b, w: fanout(b, w, 1000, 2),
     "memory": scenario_memory,
+    "rollout": scenario_rollout,
 }
 
 

@@ -29,8 +29,10 @@ static void fuzz_on_change(void *ud, const struct pt_change *c)
     fuzz_fail("a pull is superseded by one that is not in the table");
   if (c->node && pt_store_node(fuzz_store, c->node->name) != c->node)
     fuzz_fail("a change record names a node that is not in the table");
-  if (c->layer && !c->pull)
-    fuzz_fail("a layer change without its pull");
+  if (c->type == PT_CHANGE_ROLLOUT_SUMMARY && (!c->rollout || !c->rollout->image || c->rollout->nodes == 0 ||
+                                                c->rollout->done + c->rollout->pulling + c->rollout->stalled +
+                                                    c->rollout->failed + c->rollout->waiting != c->rollout->nodes))
+    fuzz_fail("a rollout summary whose nodes are not the sum of their states");
   if (c->type == PT_CHANGE_ALERT && !c->alert)
     fuzz_fail("an alert change without its alert");
   json_t *ev = pt_event_json(c);

@@ -1,31 +1,45 @@
 #include "core/loop_metrics.h"
 
 #include <string.h>
+#include <time.h>
 
 const double pt_loop_metrics_bounds[PT_LOOP_METRICS_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025,
                                                                 0.05,  0.1,    0.25,  1};
 
-/* Runs just before each poll: the time since the previous one, less what
- * the poll itself waited, is the work of one iteration. */
+static uint64_t thread_cpu_ns(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Runs just before each poll: the CPU time of the loop's thread since the
+ * previous one is the work of one iteration (the poll's waiting costs
+ * none); the wall time since then, less what the poll waited, is how long
+ * the loop was away, the time the machine took the CPU from it included. */
 static void prepare_cb(uv_prepare_t *h)
 {
   struct pt_loop_metrics *m = h->data;
-  uint64_t now = uv_hrtime(), idle = uv_metrics_idle_time(m->loop);
+  uint64_t now = uv_hrtime(), idle = uv_metrics_idle_time(m->loop), cpu = thread_cpu_ns();
   if (m->last_ns) {
+    double work = (double)(cpu - m->last_cpu_ns) / 1e9;
     uint64_t span = now - m->last_ns, waited = idle - m->last_idle_ns;
-    double busy = (double)(span > waited ? span - waited : 0) / 1e9;
+    double away = (double)(span > waited ? span - waited : 0) / 1e9;
     size_t i = 0;
-    while (i < PT_LOOP_METRICS_BUCKETS && busy > pt_loop_metrics_bounds[i])
+    while (i < PT_LOOP_METRICS_BUCKETS && work > pt_loop_metrics_bounds[i])
       i++;
     if (i < PT_LOOP_METRICS_BUCKETS)
       m->counts[i]++;
     m->count++;
-    m->sum += busy;
-    if (busy > m->max)
-      m->max = busy;
+    m->sum += work;
+    if (work > m->max)
+      m->max = work;
+    if (away > m->wall_max)
+      m->wall_max = away;
   }
   m->last_ns = now;
   m->last_idle_ns = idle;
+  m->last_cpu_ns = cpu;
 }
 
 int pt_loop_metrics_init(struct pt_loop_metrics *m, uv_loop_t *loop)

@@ -118,14 +118,17 @@ void pt_server_metrics_render(struct pt_server *srv, struct pt_buf *out)
   if (srv->loop_metrics_on) {
     const struct pt_loop_metrics *lm = &srv->loop_metrics;
     pt_prom_family(out, "pulltrace_loop_iteration_seconds", "histogram",
-                   "Time the event loop was busy per iteration (between two polls, less the waiting)");
+                   "CPU time of the event loop per iteration (between two polls for I/O)");
     struct pt_prom_histogram lh = {
       .nbuckets = PT_LOOP_METRICS_BUCKETS, .bounds = pt_loop_metrics_bounds, .counts = (uint64_t *)lm->counts,
       .count = lm->count, .sum = lm->sum,
     };
     pt_prom_histogram_write(out, "pulltrace_loop_iteration_seconds", NULL, &lh);
-    gauge(out, "pulltrace_loop_iteration_max_seconds", "The longest loop iteration since the server started",
+    gauge(out, "pulltrace_loop_iteration_max_seconds", "The most CPU time of one loop iteration since the start",
           lm->max);
+    gauge(out, "pulltrace_loop_iteration_wall_max_seconds",
+          "The longest wall time the loop was away from its poll since the start (other processes' time included)",
+          lm->wall_max);
   }
 
   pt_prom_family(out, "pulltrace_agent_reports_total", "counter", "Agent reports received, by result");

@@ -154,7 +154,7 @@ static int member_slot(enum kind k, const unsigned char *key, size_t len)
 {
   for (int i = 0; member_names[k][i]; i++) {
     const char *name = member_names[k][i];
-    if (name[0] == (char)key[0] && memcmp(name, key, len) == 0 && name[len] == '\0')
+    if (strlen(name) == len && memcmp(name, key, len) == 0)
       return i;
   }
   return -1;
