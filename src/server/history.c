@@ -456,8 +456,11 @@ static int open_db(struct pt_history *h, char *err, size_t errlen)
              h->path, (long long)version, SCHEMA_VERSION);
     return -1;
   }
-  /* auto_vacuum only takes effect on an empty database: set it first. */
-  if (version == 0 && exec_checked(h, "PRAGMA auto_vacuum=INCREMENTAL", "cannot set up", err, errlen))
+  /* auto_vacuum and the page size only take effect on an empty database:
+   * set them first. A stored pull is 1 to 3 KiB: 16 KiB pages hold several,
+   * where 4 KiB pages would hold one and leave the rest empty. */
+  if (version == 0 &&
+      exec_checked(h, "PRAGMA page_size=16384; PRAGMA auto_vacuum=INCREMENTAL", "cannot set up", err, errlen))
     return -1;
   rc = sqlite3_prepare_v2(h->db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
   if (rc == SQLITE_OK) {
