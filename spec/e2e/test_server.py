@@ -226,3 +226,50 @@ def test_real_agent_real_pull(stack, server_binary, cri_available):
         s.close()
     finally:
         srv.stop()
+
+
+@pytest.mark.stack(rate=256 * KIB)
+def test_node_that_stops_reporting_is_forgotten(stack, server_binary, cri_available):
+    """A node that leaves the cluster (its agent stops reporting mid-pull) goes lost, its
+    pull is marked lost and then evicted, and the node is forgotten: it leaves
+    /api/v1/nodes and pulltrace_agents{state="lost"}, and the stream says node.removed."""
+    srv = stack.server(token=TOKEN, env={
+        "PULLTRACE_KUBERNETES": "off", "PULLTRACE_NODE_LOST_GRACE": "3s",
+        "PULLTRACE_HISTORY_TTL": "4s"})
+    s = srv.events()
+    try:
+        app = stack.images.image("e2e/gone", "v1", layers=[4 * MIB])
+        s.wait(lambda e: e["event"] == "snapshot")
+        agent = stack.agent(srv.url, node_name="scaled-away",
+                            env={"PULLTRACE_AGENT_TOKEN": TOKEN, "PULLTRACE_REPORT_INTERVAL": "500ms"})
+        stack.cri_pull(app, background=True)
+        started = s.wait(lambda e: e["event"] == "pull.started" and
+                         e["data"]["pull"]["manifestDigest"] == app.manifest_digest, timeout=60)
+        pull_id = started["data"]["pull"]["id"]
+        assert srv.metric("pulltrace_agents", {"state": "ok"}) == 1
+        agent.stop()
+
+        lost = s.wait(lambda e: e["event"] == "node.updated" and
+                      e["data"]["node"]["name"] == "scaled-away" and
+                      e["data"]["node"]["state"] == "lost", timeout=30, what="node lost")
+        failed = s.wait(lambda e: e["event"] == "pull.failed" and
+                        e["data"]["pull"]["id"] == pull_id, timeout=30, what="pull lost")
+        assert failed["data"]["pull"]["state"] == "lost"
+        assert failed["data"]["pull"]["error"]["reason"] == "node-lost"
+        # Lost, with a pull still in the tables: the node stays until the pull is evicted
+        # (the order of the events below), then it is forgotten.
+        evicted = s.wait(lambda e: e["event"] == "pull.evicted" and e["data"]["pullId"] == pull_id,
+                         timeout=30, what="the lost pull evicted")
+        removed = s.wait(lambda e: e["event"] == "node.removed", timeout=30, what="node.removed")
+        assert removed["data"]["node"] == "scaled-away"
+        assert lost["id"] < failed["id"] < evicted["id"] < removed["id"]
+        assert requests.get(srv.url + "/api/v1/nodes", timeout=5).json()["nodes"] == []
+        m = srv.metrics()
+        assert m.value("pulltrace_agents", {"state": "lost"}) == 0
+        assert m.value("pulltrace_agents_forgotten_total") == 1
+        assert m.value("pulltrace_agents_max") == 100000
+        assert any(r.get("msg") == "node forgotten" and r.get("node") == "scaled-away"
+                   for r in srv.log_json())
+    finally:
+        s.close()
+        srv.stop()

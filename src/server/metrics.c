@@ -104,6 +104,10 @@ void pt_server_metrics_render(struct pt_server *srv, struct pt_buf *out)
   labeled(out, "pulltrace_agents", "state", "ok", (double)g.nodes_ok);
   labeled(out, "pulltrace_agents", "state", "lagging", (double)g.nodes_lagging);
   labeled(out, "pulltrace_agents", "state", "lost", (double)g.nodes_lost);
+  gauge(out, "pulltrace_agents_max", "Nodes the server keeps (PULLTRACE_MAX_NODES); reports of new nodes beyond it "
+        "are rejected with reason too_many_nodes", (double)pt_store_max_nodes(srv->store));
+  counter(out, "pulltrace_agents_forgotten_total", "Lost nodes forgotten once their last pull was evicted",
+          (double)c->nodes_forgotten);
   counter(out, "pulltrace_agent_restarts_total", "New bootIds seen from known nodes", (double)c->node_restarts);
 
   gauge(out, "pulltrace_sse_clients_active", "Connected event-stream clients", (double)hs.clients);

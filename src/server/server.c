@@ -35,6 +35,8 @@ const struct pt_config_var pt_server_config_vars[] = {
    "Keep-alive connections idle longer than this are closed", NULL, NULL},
   {"PULLTRACE_REPORT_MIN_INTERVAL", PT_CFG_DURATION, "100ms", false, CFG(report_min_interval), 0, 3600,
    "Sustained minimum spacing of reports per node (burst of 10); faster ones get 429; 0 = no limit", NULL, NULL},
+  {"PULLTRACE_MAX_NODES", PT_CFG_INT, "100000", false, CFG(max_nodes), 1, 10000000,
+   "Nodes the server keeps; a report from a new node beyond it gets 503 \"too many nodes\"", NULL, NULL},
   {"PULLTRACE_SSE_HEARTBEAT", PT_CFG_DURATION, "15s", false, CFG(sse_heartbeat), 0.05, 3600,
    "Interval of heartbeat comments on the event stream", NULL, NULL},
   {"PULLTRACE_SSE_BUFFER", PT_CFG_INT, "4096", false, CFG(sse_buffer), 16, 1000000,
@@ -151,6 +153,7 @@ struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_confi
     .policy = policy,
     .node_lost_grace = cfg->node_lost_grace,
     .report_min_interval = cfg->report_min_interval,
+    .max_nodes = (size_t)cfg->max_nodes,
     .on_change = on_change,
     .ud = srv,
   };

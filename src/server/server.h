@@ -25,6 +25,7 @@ struct pt_server_config {
   long max_connections;
   double request_timeout, idle_timeout;
   double report_min_interval;
+  long max_nodes;
   double sse_heartbeat;
   long sse_buffer;
   long sse_client_queue;
