@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from harness import Server, reports
+from harness import Server, reports, wait_until
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -272,4 +272,60 @@ def test_node_that_stops_reporting_is_forgotten(stack, server_binary, cri_availa
                    for r in srv.log_json())
     finally:
         s.close()
+        srv.stop()
+
+
+def test_broken_policy_at_start_runs_the_defaults(server_binary, workdir):
+    """A broken script in PULLTRACE_POLICY_DIR at start: the server runs the built-in defaults
+    instead of exiting (a crash loop under Kubernetes), says so on /readyz (still ready), in a
+    metric and a log line naming script, line and message; the fixed script is reloaded and
+    takes over. --check-policy stays strict."""
+    policy = Path(workdir) / "policy"
+    policy.mkdir()
+    (policy / "zz-team.lua").write_text("-- the team's alerts\n\nlocal = 3\n")
+    r = subprocess.run([str(server_binary), "--check-policy", str(policy)], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 1 and "zz-team.lua:3:" in r.stdout + r.stderr, r
+
+    srv = start_server(server_binary, workdir, PULLTRACE_KUBERNETES="off",
+                       PULLTRACE_POLICY_DIR=str(policy))
+    try:
+        ready = requests.get(srv.url + "/readyz", timeout=5)
+        assert ready.status_code == 200, ready.text
+        check = next(c for c in ready.json()["checks"] if c["name"] == "policy")
+        assert check["ok"] is True
+        assert "failed to load at startup, running the built-in defaults" in check["detail"]
+        assert "zz-team.lua:3: <name> expected near '='" in check["detail"]
+        assert check["status"]["defaultsOnly"] is True
+        assert check["status"]["lastReload"] == "failed"
+        assert {s["origin"] for s in check["status"]["scripts"]} == {"builtin"}
+        m = srv.metrics()
+        assert m.value("pulltrace_policy_defaults_only") == 1
+        assert m.value("pulltrace_policy_load_error", {
+            "script": "zz-team.lua", "line": "3", "message": "<name> expected near '='"}) == 1
+        assert m.value("pulltrace_policy_reloads_total", {"result": "failure"}) == 1
+        logged = [x for x in srv.log_json()
+                  if x.get("msg") == "policy failed to load at startup, running the built-in defaults"]
+        assert len(logged) == 1 and logged[0]["level"] == "error"
+        assert (logged[0]["script"], logged[0]["line"]) == ("zz-team.lua", 3)
+        assert logged[0]["message"] == "<name> expected near '='"
+        # The built-in defaults work: a report is applied and the pull tracked.
+        assert srv.post(report("node-p", 1, 100)).json()["status"] == "applied"
+
+        # The fix is picked up by the reload watch and takes over.
+        (policy / "zz-team.lua").write_text("local team = 'payments'\n")
+
+        def fixed():
+            c = next(c for c in requests.get(srv.url + "/readyz", timeout=5).json()["checks"]
+                     if c["name"] == "policy")
+            return c if c["status"]["lastReload"] == "ok" else None
+        check = wait_until(fixed, 60, what="the fixed policy reloaded")
+        assert check["status"]["defaultsOnly"] is False
+        assert check["detail"].endswith("scripts loaded")
+        assert any(s["name"] == "zz-team.lua" for s in check["status"]["scripts"])
+        m = srv.metrics()
+        assert m.value("pulltrace_policy_defaults_only") == 0
+        assert not [k for k in m.samples if k[0] == "pulltrace_policy_load_error"]
+        assert m.value("pulltrace_policy_reloads_total", {"result": "success"}) == 1
+    finally:
         srv.stop()

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/clock.h"
+#include "core/log.h"
 #include "policy/internal.h"
 
 #define MAX_STATE_BYTES (64u * 1024)
@@ -36,6 +37,41 @@ void policy_free(struct pt_policy *p)
   free(p->sent);
   free((char *)p->vmc.dir);
   free(p);
+}
+
+/* The directory's scripts failed to build (err says why): runs the built-in
+ * scripts alone and records the failure as a failed reload would, so that
+ * /readyz, the metrics and the watch treat it the same way (the failed
+ * scripts' hash is the one tried, so only a changed directory is built
+ * again). Returns 0, or -1 when even the defaults do not build. */
+static int start_with_defaults(struct pt_policy *p, char *err, size_t errlen)
+{
+  char why[sizeof(p->reload_error)];
+  snprintf(why, sizeof(why), "%s", err);
+  /* The hash of what failed (policy_build computes it before compiling; 0
+   * for an unreadable directory). */
+  uint64_t tried = p->dir_hash;
+  struct vm_config builtin = p->vmc;
+  builtin.dir = NULL;
+  if (policy_build(&builtin, NULL, 0, &p->vm, &p->dir_hash, err, errlen))
+    return -1;
+  /* The VM keeps a pointer to its configuration: the policy's own, whose
+   * directory stays set for the reloads. */
+  p->vm->cfg = &p->vmc;
+  p->dir_hash = 0;
+  p->tried_hash = tried;
+  double now = pt_clock_now();
+  p->loaded_at = p->last_reload_at = now;
+  p->last_reload = 0;
+  p->defaults_only = true;
+  p->counters.reloads_failed++;
+  snprintf(p->reload_error, sizeof(p->reload_error), "%s", why);
+  struct pt_policy_status st;
+  pt_policy_status(p, &st);
+  PT_LOG_ERROR("policy failed to load at startup, running the built-in defaults",
+               "{s:s, s:s, s:i, s:s, s:s}", "dir", p->vmc.dir, "script", st.error_script, "line", st.error_line,
+               "message", st.error_message, "error", why);
+  return 0;
 }
 
 struct pt_policy *pt_policy_create(const struct pt_policy_options *opts, char *err, size_t errlen)
@@ -68,9 +104,13 @@ struct pt_policy *pt_policy_create(const struct pt_policy_options *opts, char *e
   if (policy_settings_init(p, opts, err, errlen))
     goto fail;
   /* The first build runs on the caller's thread: startup waits for it
-   * anyway, and a bad policy must stop the server before it listens. */
-  if (policy_build(c, NULL, 0, &p->vm, &p->dir_hash, err, errlen))
-    goto fail;
+   * anyway, and without defaults_on_error a bad policy must stop the server
+   * before it listens. */
+  if (policy_build(c, NULL, 0, &p->vm, &p->dir_hash, err, errlen)) {
+    if (!opts->defaults_on_error || !c->dir || start_with_defaults(p, err, errlen))
+      goto fail;
+    return p;
+  }
   p->loaded_at = pt_clock_now();
   p->tried_hash = p->dir_hash;
   return p;

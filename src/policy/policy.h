@@ -100,6 +100,13 @@ struct pt_policy_options {
   /* Skip the built-in scripts (tests and operators who replace everything).
    * The C defaults still apply when no hook is registered. */
   bool no_builtin;
+  /* When the directory's scripts do not load at creation (a syntax error, an
+   * error while a script runs at load, a limit, an unreadable directory), run
+   * the built-in scripts (the compiled-in defaults) instead of failing, with
+   * the error kept in the status exactly as for a failed reload; the next good
+   * version of the directory is picked up by the reload watch. A bad setting
+   * still fails creation. The server sets it; --check-policy never does. */
+  bool defaults_on_error;
   pt_policy_alert_cb alert_cb; /* may be NULL: alerts are then only counted */
   void *alert_ud;
 };
@@ -291,6 +298,15 @@ struct pt_policy_status {
   char error[2048];       /* why the last reload failed, "" otherwise */
   size_t n_scripts;       /* scripts in the running policy */
   bool reloading;         /* a reload is being built on the thread pool */
+  /* The directory's scripts failed at creation and the built-in defaults run
+   * (defaults_on_error), until a reload succeeds. */
+  bool defaults_only;
+  /* The first error of `error` taken apart ("script:line: message"): script
+   * is "" and line 0 when the error names no script (an unreadable
+   * directory), message is then the whole first line. */
+  char error_script[128];
+  int error_line;
+  char error_message[512];
 };
 void pt_policy_status(const struct pt_policy *p, struct pt_policy_status *out);
 

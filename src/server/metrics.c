@@ -1,6 +1,7 @@
 /* The Prometheus exposition of /metrics. Every label set is bounded: states,
  * results, reasons, hooks, severities, script file names; never pull ids or
  * node names. */
+#include <stdio.h>
 #include <string.h>
 
 #include "core/prom.h"
@@ -139,6 +140,24 @@ void pt_server_metrics_render(struct pt_server *srv, struct pt_buf *out)
   labeled(out, "pulltrace_policy_reloads_total", "result", "success", (double)pc.reloads_ok);
   labeled(out, "pulltrace_policy_reloads_total", "result", "failure", (double)pc.reloads_failed);
   gauge(out, "pulltrace_policy_memory_bytes", "Heap of the running Lua VM", (double)pc.memory_bytes);
+  struct pt_policy_status ps;
+  pt_policy_status(srv->policy, &ps);
+  gauge(out, "pulltrace_policy_defaults_only",
+        "1 while the policy directory failed to load at startup and the built-in defaults run", ps.defaults_only);
+  pt_prom_family(out, "pulltrace_policy_load_error", "gauge",
+                 "1 while the last load of the policy directory (startup or reload) failed: the first error's "
+                 "script, line and message");
+  if (ps.last_reload == 0) {
+    char line[16];
+    snprintf(line, sizeof(line), "%d", ps.error_line);
+    struct pt_buf l;
+    pt_buf_init(&l);
+    pt_prom_label(&l, "script", ps.error_script);
+    pt_prom_label(&l, "line", ps.error_line > 0 ? line : "");
+    pt_prom_label(&l, "message", ps.error_message);
+    pt_prom_sample(out, "pulltrace_policy_load_error", l.data, 1);
+    pt_buf_close(&l);
+  }
 
   struct pt_alerts_stats as;
   pt_alerts_stats(srv->alerts, &as);
