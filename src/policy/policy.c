@@ -610,21 +610,45 @@ static void free_alerts(struct emit_ctx *x)
   x->n = 0;
 }
 
+char *pt_policy_alert_key(const char *name, const json_t *labels)
+{
+  char *lj = json_dumps(labels, JSON_COMPACT | JSON_SORT_KEYS);
+  if (!lj)
+    return NULL;
+  size_t len = strlen(name) + strlen(lj) + 2;
+  char *key = malloc(len);
+  if (key)
+    snprintf(key, len, "%s\x1f%s", name, lj);
+  free(lj);
+  return key;
+}
+
+void pt_policy_alert_forget(struct pt_policy *p, const char *name, const json_t *labels)
+{
+  if (!p || !name || !labels)
+    return;
+  char *key = pt_policy_alert_key(name, labels);
+  if (!key)
+    return;
+  size_t w = 0;
+  for (size_t i = 0; i < p->n_sent; i++) {
+    if (strcmp(p->sent[i].key, key) == 0) {
+      free(p->sent[i].key);
+      continue;
+    }
+    p->sent[w++] = p->sent[i];
+  }
+  p->n_sent = w;
+  free(key);
+}
+
 /* True when the same alert went out less than alertRepeat ago; otherwise
  * remembers it as sent now. */
 static bool suppressed(struct pt_policy *p, const struct alert_buf *a, double now)
 {
-  char *labels = json_dumps(a->labels, JSON_COMPACT | JSON_SORT_KEYS);
-  if (!labels)
+  char *key = pt_policy_alert_key(a->name, a->labels);
+  if (!key)
     return false;
-  size_t len = strlen(a->name) + strlen(labels) + 2;
-  char *key = malloc(len);
-  if (!key) {
-    free(labels);
-    return false;
-  }
-  snprintf(key, len, "%s\x1f%s", a->name, labels);
-  free(labels);
   /* Forget what expired; keeps the table bounded by the alert rate. */
   size_t w = 0;
   bool found = false;

@@ -244,6 +244,15 @@ int pt_policy_correlate(struct pt_policy *p, const json_t *pull, const json_t *p
  * once per alertRepeat. Returns the number delivered, or a negative errno. */
 int pt_policy_emit(struct pt_policy *p, const char *event_type, const json_t *event);
 
+/* The identity of an alert: "<name>\x1f<labels as sorted compact JSON>", the
+ * key of de-duplication (free() it; NULL without memory). */
+char *pt_policy_alert_key(const char *name, const json_t *labels);
+
+/* The condition of an alert cleared (the server resolved it): the same alert
+ * (name and labels) is delivered again at once the next time a hook returns
+ * it, instead of being suppressed until alertRepeat has passed. */
+void pt_policy_alert_forget(struct pt_policy *p, const char *name, const json_t *labels);
+
 /* Replaces the alert callback given in the options (cb NULL: alerts are only
  * counted). The server's store takes the alerts this way, since it exists
  * only after the policy. */

@@ -56,7 +56,7 @@ struct pt_change {
   enum pt_change_type type;
   double time;
   struct pt_change_keys keys;
-  const struct pt_pull *pull;    /* pull.* and layer.* */
+  const struct pt_pull *pull;    /* pull.* and layer.*; alert: the pull whose event raised it */
   bool with_layers;              /* pull.*: the pull's layers are part of the event */
   const struct pt_layer *layer;  /* layer.* */
   const struct pt_node *node;    /* node.updated, node.removed */

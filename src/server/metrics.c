@@ -164,6 +164,10 @@ void pt_server_metrics_render(struct pt_server *srv, struct pt_buf *out)
   pt_prom_family(out, "pulltrace_alerts_total", "counter", "Alerts raised by the policy, by severity");
   for (int i = 0; i < PT_ALERT_SEVERITIES; i++)
     labeled(out, "pulltrace_alerts_total", "severity", pt_alert_severity_names[i], (double)as.by_severity[i]);
+  gauge(out, "pulltrace_alerts_active", "Alerts whose condition holds (the pull that raised them is still in that state)",
+        (double)as.active);
+  counter(out, "pulltrace_alerts_resolved_total", "Alerts whose condition cleared (sent once more with endsAt)",
+          (double)as.resolved);
   counter(out, "pulltrace_alerts_suppressed_total", "Repeated alerts suppressed within the repeat interval",
           (double)pc.alerts_suppressed);
   pt_prom_family(out, "pulltrace_alert_webhook_deliveries_total", "counter",

@@ -47,6 +47,8 @@ const struct pt_config_var pt_server_config_vars[] = {
    "POST alerts here as Alertmanager API v2 JSON (e.g. http://alertmanager:9093/api/v2/alerts); empty = off", NULL, NULL},
   {"PULLTRACE_ALERT_WEBHOOK_TIMEOUT", PT_CFG_DURATION, "5s", false, CFG(alert_webhook_timeout), 0.1, 600,
    "Timeout of one webhook delivery attempt", NULL, NULL},
+  {"PULLTRACE_ALERT_RESEND", PT_CFG_DURATION, "1m", false, CFG(alert_resend), 1, 3600,
+   "While an alert is active it is re-sent to the webhook this often, with endsAt 4 intervals ahead", NULL, NULL},
   {"PULLTRACE_ALERT_QUEUE", PT_CFG_INT, "256", false, CFG(alert_queue), 1, 100000,
    "Alerts waiting for webhook delivery before new ones are dropped", NULL, NULL},
   {"PULLTRACE_UI_DIR", PT_CFG_STRING, NULL, false, CFG(ui_dir), 0, 0,
@@ -84,13 +86,44 @@ static const char security_headers[] =
   "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'\r\n"
   "Referrer-Policy: no-referrer\r\n";
 
+/* Alerts live while the pull whose event raised them stays in the state it
+ * had then (alerts.h): every pull change is shown to them. */
+static void track_alerts(struct pt_server *srv, const struct pt_change *c)
+{
+  switch (c->type) {
+  case PT_CHANGE_ALERT:
+    pt_alerts_deliver(srv->alerts, c->alert, c->pull ? c->pull->id : NULL,
+                      c->pull ? pt_pull_state_name(c->pull->state) : NULL, c->time);
+    break;
+  case PT_CHANGE_PULL_STARTED:
+  case PT_CHANGE_PULL_PROGRESS:
+  case PT_CHANGE_PULL_COMPLETED:
+  case PT_CHANGE_PULL_FAILED:
+  case PT_CHANGE_PULL_STALLED:
+    pt_alerts_pull_changed(srv->alerts, c->pull->id, pt_pull_state_name(c->pull->state), c->time);
+    break;
+  case PT_CHANGE_PULL_EVICTED:
+    pt_alerts_pull_changed(srv->alerts, c->pull->id, NULL, c->time);
+    break;
+  default:
+    break;
+  }
+}
+
+/* A resolved alert may be raised again at once (not only after alertRepeat). */
+static void alert_resolved(void *ud, const char *name, const json_t *labels)
+{
+  struct pt_server *srv = ud;
+  pt_policy_alert_forget(srv->policy, name, labels);
+}
+
 /* The store's change records, at the edge: an alert also goes to delivery,
  * every change is serialized once and handed to the hub with its keys. */
 static void on_change(void *ud, const struct pt_change *c)
 {
   struct pt_server *srv = ud;
-  if (c->type == PT_CHANGE_ALERT && srv->alerts)
-    pt_alerts_deliver(srv->alerts, c->alert, c->time);
+  if (srv->alerts)
+    track_alerts(srv, c);
   if (!srv->hub)
     return;
   json_t *ev = pt_event_json(c);
@@ -180,6 +213,9 @@ struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_confi
     .webhook_url = cfg->alert_webhook_url,
     .webhook_timeout = cfg->alert_webhook_timeout,
     .webhook_queue = (size_t)(cfg->alert_queue > 0 ? cfg->alert_queue : 256),
+    .resend = cfg->alert_resend,
+    .on_resolved = alert_resolved,
+    .ud = srv,
   };
   if (!(srv->store = pt_store_create(&so)) || !(srv->hub = pt_hub_create(loop, &ho, pt_server_snapshot, srv)) ||
       !(srv->http = pt_http_server_create(loop, &hopts, pt_server_api_handle, srv)) ||

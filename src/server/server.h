@@ -31,6 +31,7 @@ struct pt_server_config {
   long sse_client_queue;
   const char *alert_webhook_url;
   double alert_webhook_timeout;
+  double alert_resend;
   long alert_queue;
   const char *ui_dir;
   double shutdown_timeout;

@@ -204,7 +204,9 @@ void store_policy_emit(struct pt_store *s, const char *type, const struct pt_pul
   /* The alerts the hooks return come back through store_on_policy_alert()
    * during this call, stamped with this time. */
   s->alert_time = now;
+  s->alert_pull = p;
   pt_policy_emit(s->opts.policy, type, ev);
+  s->alert_pull = NULL;
   json_decref(ev);
 }
 
@@ -215,6 +217,7 @@ void store_on_policy_alert(void *ud, const struct pt_policy_alert *a)
   struct pt_change c = {
     .type = PT_CHANGE_ALERT,
     .time = s->alert_time,
+    .pull = s->alert_pull,
     .keys = {.node = json_string_value(json_object_get(a->labels, "node")),
              .image = json_string_value(json_object_get(a->labels, "image")), .namespaced = ns != NULL, .ns = ns},
     .alert = a,
