@@ -14,8 +14,10 @@ struct resolved {
   char last[64];
 };
 
-static void on_resolved(void *ud, const char *name, const json_t *labels)
+static void on_resolved(void *ud, const char *name, const json_t *labels, const json_t *context, double time)
 {
+  (void)context;
+  (void)time;
   struct resolved *r = ud;
   r->n++;
   snprintf(r->last, sizeof(r->last), "%s/%s", name, json_string_value(json_object_get(labels, "pull")));
@@ -23,7 +25,7 @@ static void on_resolved(void *ud, const char *name, const json_t *labels)
 
 static struct pt_policy_alert alert(const char *name, json_t *labels)
 {
-  return (struct pt_policy_alert){name, "warning", "summary", labels, "pull.stalled", "alerts.lua"};
+  return (struct pt_policy_alert){name, "warning", "summary", labels, "pull.stalled", "alerts.lua", NULL};
 }
 
 static void test_lifetime_follows_the_pull(void **state)
@@ -37,10 +39,10 @@ static void test_lifetime_follows_the_pull(void **state)
   assert_non_null(a);
   json_t *l1 = json_pack("{s:s}", "pull", "n/p1"), *l2 = json_pack("{s:s}", "pull", "n/p2");
   struct pt_policy_alert s1 = alert("PullStalled", l1), f2 = alert("PullFailed", l2);
-  pt_alerts_deliver(a, &s1, "n/p1", "stalled", 100);
-  pt_alerts_deliver(a, &f2, "n/p2", "failed", 100);
+  pt_alerts_deliver(a, &s1, "n/p1", "stalled", NULL, 100);
+  pt_alerts_deliver(a, &f2, "n/p2", "failed", NULL, 100);
   /* Raised again while active: still one. */
-  pt_alerts_deliver(a, &s1, "n/p1", "stalled", 160);
+  pt_alerts_deliver(a, &s1, "n/p1", "stalled", NULL, 160);
   struct pt_alerts_stats st;
   pt_alerts_stats(a, &st);
   assert_int_equal(st.active, 2);
@@ -70,9 +72,9 @@ static void test_lifetime_follows_the_pull(void **state)
 
   /* The same alert raised again is active again; an alert no pull raised is
    * not tracked. */
-  pt_alerts_deliver(a, &s1, "n/p1", "stalled", 200);
+  pt_alerts_deliver(a, &s1, "n/p1", "stalled", NULL, 200);
   struct pt_policy_alert loose = alert("Loose", l2);
-  pt_alerts_deliver(a, &loose, NULL, NULL, 200);
+  pt_alerts_deliver(a, &loose, NULL, NULL, NULL, 200);
   pt_alerts_stats(a, &st);
   assert_int_equal(st.active, 1);
 

@@ -481,6 +481,7 @@ int pt_policy_correlate(struct pt_policy *p, const json_t *pull, const json_t *p
 struct alert_buf {
   char *name, *severity, *summary;
   json_t *labels;
+  json_t *kube_event; /* the validated kubernetesEvent with its defaults, or NULL */
 };
 
 struct emit_ctx {
@@ -503,6 +504,73 @@ static bool label_name_ok(const char *s, size_t len)
       return false;
   }
   return true;
+}
+
+/* An Event reason: UpperCamelCase letters and digits, as Kubernetes' own. */
+static bool event_reason_ok(const char *s)
+{
+  if (!s || !(*s >= 'A' && *s <= 'Z'))
+    return false;
+  for (; *s; s++)
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9')))
+      return false;
+  return true;
+}
+
+/* The optional string member k of the table at idx: *out is NULL when it is
+ * absent, false when it is present but not a string of 1..max bytes. */
+static bool opt_str(lua_State *L, int idx, const char *k, size_t max, const char **out)
+{
+  /* Left on the stack (the caller resets it) so that the string stays valid. */
+  int t = rawfield(L, idx, k);
+  *out = t == LUA_TNIL ? NULL : short_str(L, -1, max);
+  return t == LUA_TNIL || *out;
+}
+
+/* An alert's kubernetesEvent (docs/policy.md): true for every default, or a
+ * table {reason, type, note, action, resolvedReason, resolvedNote}. Fills
+ * the defaults from the alert; returns a reason when invalid. */
+static const char *take_kube_event(lua_State *L, int idx, const char *name, const char *sev, const char *summary,
+                                   json_t **out)
+{
+  int t = lua_type(L, idx);
+  if (t == LUA_TNIL || (t == LUA_TBOOLEAN && !lua_toboolean(L, idx)))
+    return NULL;
+  const char *reason = NULL, *type = NULL, *note = NULL, *action = NULL, *rreason = NULL, *rnote = NULL;
+  if (t == LUA_TTABLE) {
+    if (!opt_str(L, idx, "reason", 128, &reason) || !opt_str(L, idx, "type", 16, &type) ||
+        !opt_str(L, idx, "note", 1024, &note) || !opt_str(L, idx, "action", 128, &action) ||
+        !opt_str(L, idx, "resolvedReason", 128, &rreason) || !opt_str(L, idx, "resolvedNote", 1024, &rnote))
+      return "kubernetesEvent members must be strings (reason and action up to 128 bytes, notes up to 1024)";
+  } else if (t != LUA_TBOOLEAN) {
+    return "kubernetesEvent must be true or a table {reason, type, note, action, resolvedReason, resolvedNote}";
+  }
+  if (!reason)
+    reason = name;
+  if (!event_reason_ok(reason) || (rreason && !event_reason_ok(rreason)))
+    return "kubernetesEvent reasons must be UpperCamelCase letters and digits, e.g. \"PullStalled\"";
+  if (!type)
+    type = strcmp(sev, "info") == 0 ? "Normal" : "Warning";
+  if (strcmp(type, "Normal") && strcmp(type, "Warning"))
+    return "kubernetesEvent type must be \"Normal\" or \"Warning\"";
+  if (rnote && !rreason)
+    return "kubernetesEvent resolvedNote needs a resolvedReason";
+  /* A note is at most 1 kB in the API: a long summary is cut. */
+  char cut[1025];
+  if (!note) {
+    snprintf(cut, sizeof(cut), "%s", *summary ? summary : name);
+    note = cut;
+  }
+  json_t *ev = json_pack("{s:s,s:s,s:s,s:s}", "reason", reason, "type", type, "note", note, "action",
+                         action ? action : "Pulling");
+  if (!ev)
+    return "kubernetesEvent note must be UTF-8";
+  if (rreason) {
+    json_object_set_new(ev, "resolvedReason", json_string(rreason));
+    json_object_set_new(ev, "resolvedNote", rnote ? json_string(rnote) : json_string(rreason));
+  }
+  *out = ev;
+  return NULL;
 }
 
 /* Validates the alert table at idx into x->alerts; returns a reason or NULL. */
@@ -553,6 +621,10 @@ static const char *take_alert(lua_State *L, int idx, struct emit_ctx *x)
       lua_pop(L, 1);
     }
   }
+  rawfield(L, idx, "kubernetesEvent");
+  const char *why = take_kube_event(L, lua_gettop(L), name, sev, summary, &a->kube_event);
+  if (why)
+    return why;
   a->name = strdup(name);
   a->severity = strdup(sev);
   a->summary = strdup(summary);
@@ -606,6 +678,7 @@ static void free_alerts(struct emit_ctx *x)
     free(x->alerts[i].severity);
     free(x->alerts[i].summary);
     json_decref(x->alerts[i].labels);
+    json_decref(x->alerts[i].kube_event);
   }
   x->n = 0;
 }
@@ -745,7 +818,7 @@ int pt_policy_emit(struct pt_policy *p, const char *event_type, const json_t *ev
       delivered++;
       if (p->alert_cb) {
         struct pt_policy_alert out = {a->name, a->severity, a->summary, a->labels,
-                                      event_type, h->script};
+                                      event_type, h->script, a->kube_event};
         p->alert_cb(p->alert_ud, &out);
       }
     }

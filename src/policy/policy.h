@@ -67,6 +67,10 @@ struct pt_policy_alert {
   const json_t *labels;   /* object whose values are all strings; never NULL */
   const char *event_type; /* the event that produced it, e.g. "pull.stalled" */
   const char *script;     /* the script whose handler returned it */
+  /* The alert's kubernetesEvent, validated with its defaults filled in:
+   * {"reason","type","note","action"} and optionally "resolvedReason",
+   * "resolvedNote"; NULL when the alert asks for none. */
+  const json_t *kube_event;
 };
 
 /* Receives each validated alert. The pointers live only during the call. */

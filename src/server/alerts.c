@@ -19,6 +19,7 @@ struct active {
   char *pull_id;    /* the pull whose event raised it */
   char *state;      /* that pull's state then */
   json_t *am;       /* its Alertmanager object, without endsAt */
+  json_t *context;  /* the deliverer's, for on_resolved; may be NULL */
 };
 
 struct pt_alerts {
@@ -117,6 +118,7 @@ static void active_free(struct active *x)
   free(x->pull_id);
   free(x->state);
   json_decref(x->am);
+  json_decref(x->context);
   free(x);
 }
 
@@ -133,10 +135,12 @@ static void pull_count(struct pt_alerts *a, const char *pull_id, int delta)
  * its latest event. Without memory it is not tracked (it then expires by
  * its endsAt). */
 static void track(struct pt_alerts *a, const char *key, const struct pt_policy_alert *alert, json_t *am,
-                  const char *pull_id, const char *pull_state)
+                  const char *pull_id, const char *pull_state, const json_t *context)
 {
   struct active *x = pt_map_get(&a->active, key);
   if (x) {
+    json_decref(x->context);
+    x->context = json_incref((json_t *)context);
     pull_count(a, x->pull_id, -1);
     free(x->pull_id);
     free(x->state);
@@ -160,6 +164,7 @@ static void track(struct pt_alerts *a, const char *key, const struct pt_policy_a
     return;
   }
   x->am = json_incref(am);
+  x->context = json_incref((json_t *)context);
   pull_count(a, pull_id, 1);
   if (a->webhook && !a->stopped && !uv_is_active((uv_handle_t *)&a->resend)) {
     uint64_t ms = (uint64_t)(a->opts.resend * 1000);
@@ -168,7 +173,7 @@ static void track(struct pt_alerts *a, const char *key, const struct pt_policy_a
 }
 
 void pt_alerts_deliver(struct pt_alerts *a, const struct pt_policy_alert *alert, const char *pull_id,
-                       const char *pull_state, double time)
+                       const char *pull_state, const json_t *context, double time)
 {
   a->by_severity[severity_index(alert->severity)]++;
   PT_LOG_WARN("alert", "{s:s,s:s,s:s,s:O,s:s?,s:s?}", "alert", alert->name, "severity", alert->severity, "summary",
@@ -177,7 +182,7 @@ void pt_alerts_deliver(struct pt_alerts *a, const struct pt_policy_alert *alert,
   json_t *am = alertmanager_json(alert, time);
   char *key = pull_id && pull_state ? pt_policy_alert_key(alert->name, alert->labels) : NULL;
   if (key && am)
-    track(a, key, alert, am, pull_id, pull_state);
+    track(a, key, alert, am, pull_id, pull_state, context);
   send_alert(a, am, ends_ahead(a, time));
   json_decref(am);
   free(key);
@@ -194,7 +199,7 @@ static void resolve(struct pt_alerts *a, const char *key, double time)
   PT_LOG_INFO("alert resolved", "{s:s,s:O,s:s}", "alert", x->name, "labels", x->labels, "pull", x->pull_id);
   send_alert(a, x->am, time);
   if (a->opts.on_resolved)
-    a->opts.on_resolved(a->opts.ud, x->name, x->labels);
+    a->opts.on_resolved(a->opts.ud, x->name, x->labels, x->context, time);
   active_free(x);
   if (a->active.count == 0)
     uv_timer_stop(&a->resend);

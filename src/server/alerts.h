@@ -35,8 +35,10 @@ extern const char *const pt_alert_severity_names[PT_ALERT_SEVERITIES];
 /* endsAt of an active alert: this many resend intervals ahead. */
 #define PT_ALERTS_ENDS_AFTER 4
 
-/* An alert that resolved: its name and labels (borrowed, for the call). */
-typedef void (*pt_alerts_resolved_fn)(void *ud, const char *name, const json_t *labels);
+/* An alert that resolved at time: its name and labels, and the context its
+ * deliverer gave it (NULL without one); all borrowed, for the call. */
+typedef void (*pt_alerts_resolved_fn)(void *ud, const char *name, const json_t *labels, const json_t *context,
+                                      double time);
 
 struct pt_alerts_options {
   const char *webhook_url;   /* NULL or "": no webhook; borrowed */
@@ -63,9 +65,10 @@ struct pt_alerts *pt_alerts_create(uv_loop_t *loop, struct pt_httpc *httpc, cons
  * an alert is sent once and expires by its endsAt): counted, logged, handed
  * to the webhook, and tracked while active. Raised again while active (the
  * policy repeats an alert after alertRepeat), it is counted and logged again
- * and follows the pull of the new event. */
+ * and follows the pull of the new event. context (may be NULL; a reference
+ * is taken) is kept with the active alert and handed to on_resolved. */
 void pt_alerts_deliver(struct pt_alerts *a, const struct pt_policy_alert *alert, const char *pull_id,
-                       const char *pull_state, double time);
+                       const char *pull_state, const json_t *context, double time);
 /* A pull changed: now in state (NULL: it left the tables). Resolves, at
  * time, the active alerts it raised in another state. Cheap for a pull
  * without alerts (one hash lookup). */

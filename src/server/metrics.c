@@ -236,6 +236,15 @@ void pt_server_metrics_render(struct pt_server *srv, struct pt_buf *out)
 
   history_metrics(srv, out);
 
+  pt_prom_family(out, "pulltrace_kube_event_writes_total", "counter",
+                 "Kubernetes Events written on pods, by result (created, patched = a repeat counted in its series, "
+                 "failed, throttled = over a per-minute bound, skipped = not the leader or no Kubernetes)");
+  struct pt_kube_events_stats kes;
+  pt_kube_events_stats(srv->kube_events, &kes);
+  for (int i = 0; i < PT_KEV_RESULTS; i++)
+    labeled(out, "pulltrace_kube_event_writes_total", "result", pt_kube_event_result_names[i],
+            (double)kes.results[i]);
+
   struct pt_http_server_stats st = {0};
   if (srv->http)
     pt_http_server_stats(srv->http, &st);
