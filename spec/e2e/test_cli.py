@@ -351,6 +351,7 @@ class Tmux:
     """A private tmux server (its own socket) with one window running `command`."""
 
     def __init__(self, dir_, command, env, width=120, height=30):
+        Path(dir_).mkdir(parents=True, exist_ok=True)
         self.sock = str(Path(dir_) / "tmux.sock")
         self.env = dict(env)
         self.run("new-session", "-d", "-x", str(width), "-y", str(height), "-s", "cli",
@@ -406,13 +407,22 @@ def test_top_in_a_terminal(env):
         # A pull in flight shows up live with its bar, speed and ETA.
         p2 = kube.add_pod(NS, "batch-1", NODE, [("job", stack.ref(slow))])
         kube.add_event(p2, "Pulling", f'Pulling image "{stack.ref(slow)}"')
+        # watch on a terminal: one bar per pull, redrawn in place.
+        wt = Tmux(stack.dir / "w", f"{env.binary} watch pod/batch-1 -n {NS}; echo EXIT:$?",
+                  shell_env, width=110, height=8)
         h = stack.cri_pull(slow, background=True)
-        live = tmux.wait(lambda s: "pulling" in s and "shop/batch-1" in s and "ETA" in s,
-                         "the live pull on top's screen")
+
+        def moving(s):
+            row = next((x for x in s.splitlines() if "shop/batch-1" in x), "")
+            return "pulling" in row and "█" in row and " 0%" not in row
+        live = tmux.wait(moving, "the live pull on top's screen")
         capture("top.txt", live)
         row = next(line for line in live.splitlines() if "shop/batch-1" in line)
-        assert "█" in row or "░" in row
-        assert "/s" in row
+        assert "/s" in row and "ETA" in row
+        w = wt.wait(lambda s: "█" in s and "ETA" in s, "watch's progress bar")
+        capture("watch-tty.txt", w)
+        assert w.splitlines()[0] == f"Waiting for the image pulls of pod/batch-1 in namespace {NS}"
+        assert f"{stack.ref(slow)} on {NODE}" in w
         # Colours: the state in its colour (cyan while pulling, green once completed).
         assert "\x1b[36mpulling" in tmux.screen(escapes=True)
         # g groups by node, / filters, resizing redraws to the new width.
@@ -426,6 +436,12 @@ def test_top_in_a_terminal(env):
         tmux.wait(lambda s: max(len(x) for x in s.splitlines()) <= 90 and "shop/api-1" in s,
                   "the redraw at 90 columns")
         h.wait(timeout=120)
+        wt.wait(lambda s: "EXIT:0" in s, "watch's end")
+        w = wt.screen(history=True)
+        capture("watch-tty-done.txt", w)
+        assert "pod/batch-1: every image is there (1 image, 1 pod)" in w
+        assert w.count(stack.ref(slow)) == 1  # the bar was redrawn in place
+        wt.close()
         tmux.wait(lambda s: s.count("completed") >= 3, "both pulls completed")  # + title
         # q gives the screen back as it was.
         tmux.keys("q")
