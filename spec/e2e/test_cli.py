@@ -451,7 +451,7 @@ def test_top_in_a_terminal(env):
         assert "BEFORE-TOP\nEXIT:0" in tmux.screen(history=True)
         # NO_COLOR: no colours, also on a terminal.
         tmux.close()
-        tmux = Tmux(stack.dir, f"exec {env.binary} top", dict(shell_env, NO_COLOR="1"))
+        tmux = Tmux(stack.dir / "nc", f"exec {env.binary} top", dict(shell_env, NO_COLOR="1"))
         tmux.wait(lambda s: "completed" in s, "top without colours")
         assert "\x1b[3" not in tmux.screen(escapes=True)
         tmux.keys("C-c")  # Ctrl-C quits and restores the screen too
