@@ -200,6 +200,21 @@ def test_proxy_errors_are_the_api_servers(stack, kube, build_dir):
                                                                 token="wrong"))
     r = bad.run("get", "pulls", check=False)
     assert r.returncode == 1 and "unauthorized (HTTP 401)" in r.stderr and "bad" in r.stderr
+    # Without the cluster's CA the API server's certificate is refused, unless the user
+    # asks (the flag, or the kubeconfig's insecure-skip-tls-verify).
+    noca = stack.dir / "noca"
+    text = kube.write_kubeconfig(path=noca).read_text()
+    noca.write_text("\n".join(x for x in text.splitlines()
+                               if "certificate-authority-data" not in x) + "\n")
+    r = cli.run("get", "pulls", "--kubeconfig", noca, check=False)
+    assert r.returncode == 1 and "cannot reach pulltrace-server" in r.stderr
+    assert "certificate" in r.stderr, r.stderr
+    r = cli.run("get", "pulls", "--kubeconfig", noca, "--insecure-skip-tls-verify", check=False)
+    assert "error trying to reach service" in r.stderr, r.stderr
+    noca.write_text(noca.read_text().replace(f"server: {kube.url}",
+                                             f"server: {kube.url}\n    insecure-skip-tls-verify: true"))
+    r = cli.run("get", "pulls", "--kubeconfig", noca, check=False)
+    assert "error trying to reach service" in r.stderr, r.stderr
     # Bad flags and kubeconfigs are clear errors.
     r = cli.run("get", "pulls", "-o", "xml", check=False)
     assert r.returncode == 1 and 'unknown format "xml"' in r.stderr
