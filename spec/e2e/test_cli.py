@@ -369,13 +369,31 @@ class Tmux:
         Path(dir_).mkdir(parents=True, exist_ok=True)
         self.sock = str(Path(dir_) / "tmux.sock")
         self.env = dict(env)
-        self.run("new-session", "-d", "-x", str(width), "-y", str(height), "-s", "cli",
-                 "sh", "-c", command)
-        self.run("set-option", "-t", "cli", "remain-on-exit", "on")
+        # A busy machine can make the first start fail: it is then tried again (for a
+        # state, not a time).
+        args = ["new-session", "-d", "-x", str(width), "-y", str(height), "-s", "cli",
+                "sh", "-c", command]
+        last = [None]
+
+        def started():
+            last[0] = subprocess.run(["tmux", "-S", self.sock, *args], capture_output=True,
+                                     text=True, env=self.env, timeout=60)
+            return last[0].returncode == 0 or self.alive()
+        try:
+            wait_until(started, 60, what="tmux's session")
+        except TimeoutError:
+            raise AssertionError(f"tmux new-session failed: {last[0].stderr}") from None
+
+    def alive(self):
+        return subprocess.run(["tmux", "-S", self.sock, "has-session", "-t", "cli"],
+                              capture_output=True, env=self.env, timeout=60).returncode == 0
 
     def run(self, *args):
-        return subprocess.run(["tmux", "-S", self.sock, *args], capture_output=True, text=True,
-                              env=self.env, timeout=30, check=True)
+        r = subprocess.run(["tmux", "-S", self.sock, *args], capture_output=True, text=True,
+                           env=self.env, timeout=60)
+        if r.returncode != 0:
+            raise AssertionError(f"tmux {' '.join(args)} failed ({r.returncode}): {r.stderr}")
+        return r
 
     def screen(self, escapes=False, history=False):
         return self.run("capture-pane", "-p", "-t", "cli", *(["-e"] if escapes else []),
@@ -412,7 +430,10 @@ def test_top_in_a_terminal(env):
     env.kubelet_pull(p1, done)
     env.completed(done)
     shell_env = dict(env.cli.env, TERM="xterm-256color")
-    tmux = Tmux(stack.dir, f"echo BEFORE-TOP; {env.binary} top; echo EXIT:$?", shell_env)
+    # The shell stays after top (tmux does not always show the last output of a pane whose
+    # processes all ended) and says how top ended.
+    tmux = Tmux(stack.dir, f"echo BEFORE-TOP; {env.binary} top; echo EXIT:$?; sleep 600",
+                shell_env)
     try:
         tmux.wait(lambda s: "completed" in s and "IMAGE " in s, "top's first screen")
         s = tmux.screen()
@@ -423,8 +444,8 @@ def test_top_in_a_terminal(env):
         p2 = kube.add_pod(NS, "batch-1", NODE, [("job", stack.ref(slow))])
         kube.add_event(p2, "Pulling", f'Pulling image "{stack.ref(slow)}"')
         # watch on a terminal: one bar per pull, redrawn in place.
-        wt = Tmux(stack.dir / "w", f"{env.binary} watch pod/batch-1 -n {NS}; echo EXIT:$?",
-                  shell_env, width=110, height=8)
+        wt = Tmux(stack.dir / "w", f"{env.binary} watch pod/batch-1 -n {NS}; echo EXIT:$?; "
+                  "sleep 600", shell_env, width=110, height=8)
         h = stack.cri_pull(slow, background=True)
 
         def moving(s):
@@ -466,11 +487,12 @@ def test_top_in_a_terminal(env):
         assert "BEFORE-TOP\nEXIT:0" in tmux.screen(history=True)
         # NO_COLOR: no colours, also on a terminal.
         tmux.close()
-        tmux = Tmux(stack.dir / "nc", f"exec {env.binary} top", dict(shell_env, NO_COLOR="1"))
+        tmux = Tmux(stack.dir / "nc", f"{env.binary} top; echo EXIT:$?; sleep 600",
+                    dict(shell_env, NO_COLOR="1"))
         tmux.wait(lambda s: "completed" in s, "top without colours")
         assert "\x1b[3" not in tmux.screen(escapes=True)
         tmux.keys("C-c")  # Ctrl-C quits and restores the screen too
-        s = tmux.wait(lambda s: "Pane is dead (status 0" in s, "top's exit on Ctrl-C")
+        s = tmux.wait(lambda s: "EXIT:0" in s, "top's exit on Ctrl-C")
         assert "pulltrace top" not in s
     finally:
         tmux.close()
