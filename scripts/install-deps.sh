@@ -13,7 +13,7 @@ build=(build-essential cmake pkg-config libuv1-dev liblua5.4-dev lua5.4 lua-cjso
        libjansson-dev libyaml-dev libsqlite3-dev)
 components=(containerd runc docker-registry skopeo umoci nginx-light openssl)
 docs=(mkdocs mkdocs-material python3-pymdownx)
-test=(libcmocka-dev lua-busted shellcheck python3-pytest python3-requests python3-jsonschema python3-yaml clang
+test=(libcmocka-dev lua-busted shellcheck python3-pytest python3-requests python3-jsonschema python3-yaml tmux clang
       libclang-rt-14-dev prometheus prometheus-alertmanager chromium "${components[@]}" "${docs[@]}")
 demo=(python3-requests wrk "${components[@]}")  # wrk: bench/server
 
