@@ -20,7 +20,7 @@
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$root"
+cd "$root" || exit 1
 
 jobs=$(nproc 2>/dev/null || echo 2)
 build=${PT_BUILD_DIR:-build}

@@ -6,8 +6,9 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "core/image_ref.h"
 #include "core/log.h"
-#include "server/kube_parse.h"
+#include "kube/parse.h"
 #include "server/store.h"
 
 static int on_event(void *ud, enum pt_kube_watch_type type, json_t *obj)
@@ -28,9 +29,9 @@ static int on_event(void *ud, enum pt_kube_watch_type type, json_t *obj)
     const char *image = json_string_value(json_object_get(ev, "image"));
     if (image) {
       char buf[1100];
-      pt_kube_image_normalize(image, buf, sizeof(buf));
-      pt_kube_image_key(image, buf, sizeof(buf));
-      (void)pt_kube_image_matches("127.0.0.1/demo/app", image);
+      pt_image_ref_normalize(image, buf, sizeof(buf));
+      pt_image_ref_key(image, buf, sizeof(buf));
+      (void)pt_image_ref_matches("127.0.0.1/demo/app", image);
     }
     pt_store_kube_event(store, ev, 1800000000.0);
     json_decref(ev);

@@ -1,5 +1,9 @@
 # Unit tests of the Kubernetes watcher's helpers (image references, kubelet
-# messages, watch stream framing, slim objects, kubeconfig).
+# messages, watch stream framing, slim objects, configuration order) and of the
+# shared kubeconfig module.
 if(TARGET pt_server AND CMOCKA_FOUND)
   pt_unit_test(kube_parse SOURCES ${PT_SPEC_DIR}/unit/kube_parse.c LIBS pt_server)
+endif()
+if(TARGET pt_kubeconfig AND CMOCKA_FOUND)
+  pt_unit_test(kubeconfig SOURCES ${PT_SPEC_DIR}/unit/kubeconfig.c LIBS pt_kubeconfig)
 endif()

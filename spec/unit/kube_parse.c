@@ -1,5 +1,5 @@
-/* Unit tests of the Kubernetes helpers: image references, kubelet messages,
- * the watch stream framing, slim objects and kubeconfig loading. */
+/* Unit tests of the Kubernetes helpers: kubelet messages, the watch stream
+ * framing, slim objects and the order of the configuration sources. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,63 +13,8 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "server/kube_config.h"
-#include "server/kube_parse.h"
-
-static void norm_is(const char *in, const char *want)
-{
-  char out[1024];
-  assert_int_equal(pt_kube_image_normalize(in, out, sizeof(out)), 0);
-  assert_string_equal(out, want);
-}
-
-static void key_is(const char *in, const char *want)
-{
-  char out[1024];
-  assert_int_equal(pt_kube_image_key(in, out, sizeof(out)), 0);
-  assert_string_equal(out, want);
-}
-
-static void test_image_normalize(void **state)
-{
-  (void)state;
-  norm_is("nginx", "docker.io/library/nginx:latest");
-  norm_is("nginx:1.25", "docker.io/library/nginx:1.25");
-  norm_is("bitnami/redis", "docker.io/bitnami/redis:latest");
-  norm_is("index.docker.io/library/nginx:1", "docker.io/library/nginx:1");
-  norm_is("Registry.Example.com/a/b:v1", "registry.example.com/a/b:v1");
-  norm_is("127.0.0.1:5001/demo/app:v1", "127.0.0.1:5001/demo/app:v1");
-  norm_is("localhost/app", "localhost/app:latest");
-  norm_is("reg:5000/a/b@sha256:abc", "reg:5000/a/b@sha256:abc");
-  norm_is("reg.io/a/b:v1@sha256:abc", "reg.io/a/b:v1@sha256:abc");
-  norm_is("reg/a/b:v1", "docker.io/reg/a/b:v1");
-  norm_is("[::1]:5000/app:v2", "[::1]:5000/app:v2");
-  key_is("127.0.0.1:5001/demo/app:v1", "127.0.0.1/demo/app");
-  key_is("nginx", "docker.io/library/nginx");
-  key_is("[::1]:5000/app:v2", "[::1]/app");
-  key_is("reg.example:443/team/app@sha256:1", "reg.example/team/app");
-
-  struct pt_kube_image im;
-  const char *bad[] = {"", " nginx", "nginx:", "a b", "reg:5000/", "/app", "app@", "reg:x5/a:v1", "\"q\""};
-  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-    assert_int_equal(pt_kube_image_parse(bad[i], &im), -EINVAL);
-  assert_int_equal(pt_kube_image_parse(NULL, &im), -EINVAL);
-  char small[8];
-  assert_int_equal(pt_kube_image_normalize("nginx", small, sizeof(small)), -ENOSPC);
-}
-
-static void test_image_matches(void **state)
-{
-  (void)state;
-  /* The agent's imageRef has neither port nor tag. */
-  assert_true(pt_kube_image_matches("127.0.0.1/demo/app", "127.0.0.1:5001/demo/app:v1"));
-  assert_true(pt_kube_image_matches("docker.io/library/nginx", "nginx"));
-  assert_true(pt_kube_image_matches("docker.io/library/nginx", "nginx:1.25@sha256:abc"));
-  assert_false(pt_kube_image_matches("127.0.0.1/demo/app", "127.0.0.1:5001/demo/other:v1"));
-  assert_false(pt_kube_image_matches("127.0.0.1/demo/app", "127.0.0.2:5001/demo/app:v1"));
-  assert_false(pt_kube_image_matches("docker.io/library/nginx", "bitnami/nginx"));
-  assert_false(pt_kube_image_matches(NULL, "nginx"));
-}
+#include "kube/config.h"
+#include "kube/parse.h"
 
 static void test_messages(void **state)
 {
@@ -302,7 +247,9 @@ static void write_text(const char *path, const char *text)
   fclose(f);
 }
 
-static void test_kubeconfig(void **state)
+/* The order of the server's configuration sources and what it refuses
+ * (core/kubeconfig.h reads each source; spec/unit/kubeconfig.c tests that). */
+static void test_config_from_env(void **state)
 {
   (void)state;
   char dir[] = "/tmp/pt-kube-unit-XXXXXX";
@@ -314,82 +261,56 @@ static void test_kubeconfig(void **state)
   write_text(ca, "PEM\n");
   write_text(tok, "  file-token\n");
   write_text(path,
-             "apiVersion: v1\nkind: Config\ncurrent-context: dev\n"
-             "clusters:\n- name: c1\n  cluster:\n    server: https://10.0.0.1:6443/\n"
-             "    certificate-authority: ca.crt\n"
-             "- name: c2\n  cluster: {server: 'https://c2:443', certificate-authority-data: UEVNIGRhdGEK}\n"
-             "contexts:\n- name: dev\n  context: {cluster: c1, user: u1, namespace: team}\n"
-             "- {name: other, context: {cluster: c2, user: u2}}\n"
-             "- {name: certs, context: {cluster: c2, user: u3}}\n"
-             "- {name: exec, context: {cluster: c2, user: u4}}\n"
-             "users:\n- name: u1\n  user:\n    token: \"abc\"\n"
-             "- name: u2\n  user: {tokenFile: token}\n"
-             "- name: u3\n  user: {client-certificate-data: Q0VSVAo=, client-key-data: S0VZCg==}\n"
-             "- name: u4\n  user: {exec: {command: aws}}\n");
-  struct pt_kube_config c;
+             "current-context: dev\n"
+             "clusters:\n- {name: c1, cluster: {server: 'https://10.0.0.1:6443', certificate-authority: ca.crt}}\n"
+             "- {name: c3, cluster: {server: 'https://c3:443', insecure-skip-tls-verify: true}}\n"
+             "contexts:\n- {name: dev, context: {cluster: c1, user: u1}}\n"
+             "- {name: insecure, context: {cluster: c3, user: u1}}\n"
+             "users:\n- {name: u1, user: {token: abc}}\n");
+  struct pt_kubeconfig c;
   char err[512];
-  assert_int_equal(pt_kube_config_load_kubeconfig(&c, path, NULL, err, sizeof(err)), 0);
-  assert_string_equal(c.server, "https://10.0.0.1:6443");
-  assert_string_equal(c.ca_file, ca);
-  assert_string_equal(c.token, "abc");
-  assert_string_equal(c.namespace, "team");
-  char *t;
-  assert_int_equal(pt_kube_config_token(&c, &t), 0);
-  assert_string_equal(t, "abc");
-  free(t);
-  pt_kube_config_clear(&c);
 
-  assert_int_equal(pt_kube_config_load_kubeconfig(&c, path, "other", err, sizeof(err)), 0);
-  assert_string_equal(c.token_file, tok);
-  assert_int_equal(pt_kube_config_token(&c, &t), 0);
-  assert_string_equal(t, "file-token");
-  free(t);
-  /* The inline CA became a private file. */
-  char *tmpdir = strdup(c.tmpdir);
-  FILE *f = fopen(c.ca_file, "r");
-  assert_non_null(f);
-  char buf[64] = "";
-  assert_non_null(fgets(buf, sizeof(buf), f));
-  fclose(f);
-  assert_string_equal(buf, "PEM data\n");
-  pt_kube_config_clear(&c);
-  assert_int_equal(access(tmpdir, F_OK), -1); /* removed */
-  free(tmpdir);
-
-  assert_int_equal(pt_kube_config_load_kubeconfig(&c, path, "certs", err, sizeof(err)), 0);
-  assert_non_null(c.client_cert);
-  assert_non_null(c.client_key);
-  pt_kube_config_clear(&c);
-
-  assert_int_equal(pt_kube_config_load_kubeconfig(&c, path, "exec", err, sizeof(err)), -EINVAL);
-  assert_non_null(strstr(err, "not supported"));
-  assert_int_equal(pt_kube_config_load_kubeconfig(&c, path, "missing", err, sizeof(err)), -EINVAL);
-  assert_non_null(strstr(err, "\"missing\" not found"));
-  write_text(path, "clusters: [unclosed\n");
-  assert_int_equal(pt_kube_config_load_kubeconfig(&c, path, NULL, err, sizeof(err)), -EINVAL);
-  assert_non_null(strstr(err, "YAML error"));
-
-  /* In-cluster, and the precedence of the environment. */
-  struct pt_kube_env env = {.service_host = "10.96.0.1", .service_port = "443", .sa_dir = dir};
+  /* In-cluster wins over KUBECONFIG; PULLTRACE_KUBECONFIG wins over both. */
+  struct pt_kube_env env = {.service_host = "10.96.0.1", .service_port = "443", .sa_dir = dir,
+                            .kubeconfig = path};
   assert_int_equal(pt_kube_config_from_env(&env, &c, err, sizeof(err)), 0);
   assert_string_equal(c.server, "https://10.96.0.1:443");
   assert_string_equal(c.token_file, tok);
   assert_string_equal(c.source, "in-cluster");
-  pt_kube_config_clear(&c);
-  env.service_host = "fd00::1";
+  pt_kubeconfig_clear(&c);
+  env.pulltrace_kubeconfig = path;
   assert_int_equal(pt_kube_config_from_env(&env, &c, err, sizeof(err)), 0);
-  assert_string_equal(c.server, "https://[fd00::1]:443");
-  pt_kube_config_clear(&c);
+  assert_string_equal(c.server, "https://10.0.0.1:6443");
+  pt_kubeconfig_clear(&c);
+  env.pulltrace_kubeconfig = NULL;
   env.sa_dir = "/nonexistent";
   assert_int_equal(pt_kube_config_from_env(&env, &c, err, sizeof(err)), -EINVAL);
   assert_non_null(strstr(err, "PULLTRACE_KUBE_SA_DIR"));
+
+  /* KUBECONFIG: its first path. */
+  char list[600];
+  snprintf(list, sizeof(list), "%s:/nonexistent/config", path);
+  struct pt_kube_env kc = {.kubeconfig = list};
+  assert_int_equal(pt_kube_config_from_env(&kc, &c, err, sizeof(err)), 0);
+  assert_string_equal(c.token, "abc");
+  pt_kubeconfig_clear(&c);
+
+  /* The server never turns certificate checks off. */
+  kc.context = "insecure";
+  assert_int_equal(pt_kube_config_from_env(&kc, &c, err, sizeof(err)), -EINVAL);
+  assert_non_null(strstr(err, "KUBECONFIG: "));
+  assert_non_null(strstr(err, "insecure-skip-tls-verify is not supported"));
+  assert_null(c.server);
+
+  /* No context: the message names the variable that chooses one. */
+  write_text(path, "clusters: []\n");
+  struct pt_kube_env pk = {.pulltrace_kubeconfig = path};
+  assert_int_equal(pt_kube_config_from_env(&pk, &c, err, sizeof(err)), -EINVAL);
+  assert_non_null(strstr(err, "PULLTRACE_KUBECONFIG: "));
+  assert_non_null(strstr(err, "set PULLTRACE_KUBE_CONTEXT"));
+
   struct pt_kube_env none = {0};
   assert_int_equal(pt_kube_config_from_env(&none, &c, err, sizeof(err)), -ENOENT);
-
-  unsigned char out[16];
-  assert_int_equal(pt_kube_base64_decode("aGk=", out), 2);
-  assert_memory_equal(out, "hi", 2);
-  assert_int_equal(pt_kube_base64_decode("a*==", out), -EINVAL);
 
   unlink(path);
   unlink(ca);
@@ -405,10 +326,9 @@ static void test_kubeconfig(void **state)
 int main(void)
 {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_image_normalize), cmocka_unit_test(test_image_matches),
     cmocka_unit_test(test_messages),        cmocka_unit_test(test_stream_chunks),
     cmocka_unit_test(test_stream_limits),   cmocka_unit_test(test_slim_objects),
-    cmocka_unit_test(test_kubeconfig),
+    cmocka_unit_test(test_config_from_env),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

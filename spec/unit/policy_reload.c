@@ -286,9 +286,29 @@ static void reloading_cb(void *ud, const struct pt_policy_alert *a)
   r->rc = pt_policy_reload(r->p);
 }
 
+/* Runs the loop until no reload is being built any more; then the policy
+ * must have finished exactly `want` reloads (good or bad). */
+static void wait_reloads(uv_loop_t *loop, struct pt_policy *p, uint64_t want)
+{
+  struct pt_policy_status st;
+  for (int i = 0; i < 100000; i++) {
+    pt_policy_status(p, &st);
+    if (!st.reloading)
+      break;
+    uv_run(loop, UV_RUN_ONCE);
+  }
+  pt_policy_status(p, &st);
+  assert_false(st.reloading);
+  struct pt_policy_counters c;
+  pt_policy_counters(p, &c);
+  assert_int_equal(c.reloads_ok + c.reloads_failed, want);
+}
+
 static void test_reload_from_alert_callback_is_deferred(void **state)
 {
   (void)state;
+  uv_loop_t loop;
+  assert_int_equal(uv_loop_init(&loop), 0);
   char *dir = tdir_new();
   tdir_write(dir, "a.lua",
              "pulltrace.on('x', function() return {name = 'A', severity = 'info', summary = ''} end)\n"
@@ -297,16 +317,110 @@ static void test_reload_from_alert_callback_is_deferred(void **state)
   struct pt_policy_options o = topts(dir);
   o.alert_cb = reloading_cb;
   o.alert_ud = &r;
+  o.reload_poll = -1;
   char err[512];
   r.p = pt_policy_create(&o, err, sizeof(err));
   assert_non_null(r.p);
-  /* Both handlers of the old VM run; the reload happens afterwards. */
+  assert_int_equal(pt_policy_watch(r.p, &loop), 0);
+  /* Both handlers of the old VM run; the reload is only scheduled by the
+   * callback, and swapped in by the loop afterwards. */
   assert_int_equal(pt_policy_emit(r.p, "x", NULL), 2);
   assert_int_equal(r.rc, 0);
   struct pt_policy_counters c;
   pt_policy_counters(r.p, &c);
+  assert_int_equal(c.reloads_ok, 0);
+  wait_reloads(&loop, r.p, 1);
+  pt_policy_counters(r.p, &c);
   assert_int_equal(c.reloads_ok, 1);
   pt_policy_destroy(r.p);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  tdir_remove(dir);
+}
+
+/* Without a loop a reload runs on the caller's thread, so it cannot run from
+ * inside a hook call. */
+static void test_reload_without_loop_refused_inside_a_call(void **state)
+{
+  (void)state;
+  char *dir = tdir_new();
+  tdir_write(dir, "a.lua",
+             "pulltrace.on('x', function() return {name = 'A', severity = 'info', summary = ''} end)\n");
+  struct reload_in_cb r = {NULL, 1};
+  struct pt_policy_options o = topts(dir);
+  o.alert_cb = reloading_cb;
+  o.alert_ud = &r;
+  char err[512];
+  r.p = pt_policy_create(&o, err, sizeof(err));
+  assert_non_null(r.p);
+  assert_int_equal(pt_policy_emit(r.p, "x", NULL), 1);
+  assert_int_equal(r.rc, -EBUSY);
+  struct pt_policy_counters c;
+  pt_policy_counters(r.p, &c);
+  assert_int_equal(c.reloads_ok + c.reloads_failed, 0);
+  pt_policy_destroy(r.p);
+  tdir_remove(dir);
+}
+
+/* With a loop, a reload is a job: the scripts are read and compiled on the
+ * thread pool, the old VM answers until the loop swaps the new one in, a bad
+ * reload keeps the old one, and requests during a build are merged. */
+static void test_reload_with_loop_is_built_off_the_loop(void **state)
+{
+  (void)state;
+  uv_loop_t loop;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  char *dir = tdir_new();
+  tdir_write(dir, "r.lua", v1);
+  struct pt_policy_options o = topts(dir);
+  o.reload_poll = -1;
+  o.reload_debounce = 60; /* no watcher-triggered reload in this test */
+  char err[1024];
+  struct pt_policy *p = pt_policy_create(&o, err, sizeof(err));
+  assert_non_null(p);
+  assert_int_equal(pt_policy_watch(p, &loop), 0);
+
+  tdir_write(dir, "r.lua", v2);
+  assert_int_equal(pt_policy_reload(p), 0);
+  /* Scheduled, not run: nothing changes until the loop runs. */
+  struct pt_policy_status st;
+  pt_policy_status(p, &st);
+  assert_true(st.reloading);
+  assert_true(current_rate(p) == 1);
+  wait_reloads(&loop, p, 1);
+  assert_true(current_rate(p) == 2);
+
+  /* A bad script: the job fails, the running VM stays, the status says why. */
+  tdir_write(dir, "r.lua", "pulltrace.rate(function() return {bytesPerSec = 3} end)\nbroken(\n");
+  assert_int_equal(pt_policy_reload(p), 0);
+  wait_reloads(&loop, p, 2);
+  assert_true(current_rate(p) == 2);
+  pt_policy_status(p, &st);
+  assert_int_equal(st.last_reload, 0);
+  assert_non_null(strstr(st.error, "r.lua:3:"));
+
+  /* Three requests while one is being built: they are merged into one
+   * more job, which finds the scripts unchanged and builds nothing. */
+  tdir_write(dir, "r.lua", "pulltrace.rate(function() return {bytesPerSec = 4} end)\n");
+  assert_int_equal(pt_policy_reload(p), 0);
+  assert_int_equal(pt_policy_reload(p), 0);
+  assert_int_equal(pt_policy_reload(p), 0);
+  wait_reloads(&loop, p, 3);
+  assert_true(current_rate(p) == 4);
+  struct pt_policy_counters c;
+  pt_policy_counters(p, &c);
+  assert_int_equal(c.reloads_ok, 2);
+  assert_int_equal(c.reloads_failed, 1);
+  pt_policy_status(p, &st);
+  assert_int_equal(st.last_reload, 1);
+  assert_string_equal(st.error, "");
+
+  /* Destroyed with a build in flight: the loop finishes it and frees all
+   * (the sanitizer build checks that nothing leaks). */
+  assert_int_equal(pt_policy_reload(p), 0);
+  pt_policy_destroy(p);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(uv_loop_close(&loop), 0);
   tdir_remove(dir);
 }
 
@@ -423,6 +537,8 @@ int main(void)
       cmocka_unit_test(test_configmap_symlink_swap),
       cmocka_unit_test(test_poll_catches_changes_without_events),
       cmocka_unit_test(test_reload_from_alert_callback_is_deferred),
+      cmocka_unit_test(test_reload_without_loop_refused_inside_a_call),
+      cmocka_unit_test(test_reload_with_loop_is_built_off_the_loop),
       cmocka_unit_test(test_check_policy),
       cmocka_unit_test(test_docs_examples),
   };

@@ -57,7 +57,7 @@ static void add_m1(struct fake_content *f)
   fake_label(m, "containerd.io/gc.ref.content.l.2", L3);
 }
 
-static struct pt_layer *layer(struct pt_pull *p, const char *d)
+static struct pt_tracked_layer *layer(struct pt_tracked_pull *p, const char *d)
 {
   for (size_t i = 0; i < p->n_layers; i++)
     if (strcmp(p->layers[i].digest, d) == 0)
@@ -75,7 +75,7 @@ static void test_lifecycle(void **state)
   fake_ingest(f, "layer", L2, 40, 200, 100.5, 101);
 
   assert_int_equal(pt_tracker_tick(&c->t, &fake_ops, f, 101.2), 0);
-  struct pt_pull *p = pt_tracker_find(&c->t, M1);
+  struct pt_tracked_pull *p = pt_tracker_find(&c->t, M1);
   assert_non_null(p);
   assert_string_equal(p->id, "aaaaaaaaaaaaaaaa-100");
   assert_string_equal(p->image_ref, "127.0.0.1/demo/app");
@@ -131,7 +131,7 @@ static void test_lifecycle(void **state)
   fake_add_blob(f, L1, 50, NULL);
   fake_ingest(f, "layer", L2, 1, 200, 115, 115);
   assert_int_equal(pt_tracker_tick(&c->t, &fake_ops, f, 115.5), 0);
-  struct pt_pull *again = pt_tracker_find(&c->t, M1);
+  struct pt_tracked_pull *again = pt_tracker_find(&c->t, M1);
   assert_non_null(again);
   assert_string_equal(again->id, "aaaaaaaaaaaaaaaa-115");
   assert_true(again->started_at == 115.5);
@@ -153,7 +153,7 @@ static void test_repull_while_completed_pull_lingers(void **state)
   fake_end_ingest(f, L3);
   fake_add_blob(f, L3, 102, NULL);
   assert_int_equal(pt_tracker_tick(&c->t, &fake_ops, f, 102.1), 0);
-  struct pt_pull *first = pt_tracker_find(&c->t, M1);
+  struct pt_tracked_pull *first = pt_tracker_find(&c->t, M1);
   assert_true(first->completed_at > 0);
   /* Removed (layers garbage-collected, manifest kept) and pulled again within
    * the linger time: the completed pull stays completed, a new one starts. */
@@ -161,7 +161,7 @@ static void test_repull_while_completed_pull_lingers(void **state)
   fake_ingest(f, "layer", L1, 5, 100, 103, 103.5);
   assert_int_equal(pt_tracker_tick(&c->t, &fake_ops, f, 103.6), 0);
   assert_int_equal(c->t.n_pulls, 2);
-  struct pt_pull *second = pt_tracker_find(&c->t, M1);
+  struct pt_tracked_pull *second = pt_tracker_find(&c->t, M1);
   assert_ptr_not_equal(second, first);
   assert_string_not_equal(second->id, first->id);
   assert_true(first->completed_at > 0);
@@ -197,7 +197,7 @@ static void test_stalled_then_resumed(void **state)
   add_m1(f);
   fake_ingest(f, "layer", L1, 50, 100, 100, 101);
   assert_int_equal(pt_tracker_tick(&c->t, &fake_ops, f, 101.5), 0);
-  struct pt_pull *p = pt_tracker_find(&c->t, M1);
+  struct pt_tracked_pull *p = pt_tracker_find(&c->t, M1);
   assert_int_equal(layer(p, L1)->state, PT_LAYER_DOWNLOADING);
   /* updated_at frozen at 101: stalled once the threshold (5 s) has passed. */
   assert_int_equal(pt_tracker_tick(&c->t, &fake_ops, f, 105.9), 0);
@@ -228,7 +228,7 @@ static void test_shared_layer_and_newest_manifest(void **state)
   fake_ingest(f, "layer", L3, 5, 300, 200, 200.5);
   assert_int_equal(pt_tracker_tick(&c->t, &fake_ops, f, 200.6), 0);
   assert_null(pt_tracker_find(&c->t, M1));
-  struct pt_pull *p2 = pt_tracker_find(&c->t, M2);
+  struct pt_tracked_pull *p2 = pt_tracker_find(&c->t, M2);
   assert_non_null(p2);
   assert_int_equal(layer(p2, L3)->state, PT_LAYER_DOWNLOADING);
   assert_int_equal(layer(p2, L4)->state, PT_LAYER_WAITING);
@@ -252,7 +252,7 @@ static void test_two_pulls_share_an_ingest(void **state)
   fake_ingest(f, "layer", L3, 30, 300, 101, 101.5);
   fake_ingest(f, "layer", L4, 40, 400, 101, 101.5);
   assert_int_equal(pt_tracker_tick(&c->t, &fake_ops, f, 101.6), 0);
-  struct pt_pull *p1 = pt_tracker_find(&c->t, M1), *p2 = pt_tracker_find(&c->t, M2);
+  struct pt_tracked_pull *p1 = pt_tracker_find(&c->t, M1), *p2 = pt_tracker_find(&c->t, M2);
   assert_non_null(p1);
   assert_non_null(p2);
   assert_int_equal(layer(p1, L3)->state, PT_LAYER_DOWNLOADING);
@@ -326,7 +326,7 @@ static void test_index_and_config(void **state)
   fake_ingest(f, "layer", L1, 1, 100, 100, 100);
   fake_ingest(f, "config", CF, 1, 10, 100, 100);
   assert_int_equal(pt_tracker_tick(&c->t, &fake_ops, f, 100.1), 0);
-  struct pt_pull *p = pt_tracker_find(&c->t, M1);
+  struct pt_tracked_pull *p = pt_tracker_find(&c->t, M1);
   assert_non_null(p);
   assert_string_equal(p->index_digest, IX);
   json_t *un = pt_tracker_unattributed_json(&c->t);
@@ -364,7 +364,7 @@ static void test_garbage_collected_pull_is_kept_until_superseded(void **state)
   fake_end_ingest(f, L1);
   fake_truncate(f, 0);
   assert_int_equal(pt_tracker_tick(&c->t, &fake_ops, f, 101.6), 0);
-  struct pt_pull *old = pt_tracker_find(&c->t, M1);
+  struct pt_tracked_pull *old = pt_tracker_find(&c->t, M1);
   assert_non_null(old); /* still reported: an operator sees where it stopped */
   assert_true(old->dead);
   assert_int_equal(pt_tracker_tick(&c->t, &fake_ops, f, 106), 0);
@@ -376,7 +376,7 @@ static void test_garbage_collected_pull_is_kept_until_superseded(void **state)
   fake_ingest(f, "layer", L1, 5, 100, 110, 110.5);
   assert_int_equal(pt_tracker_tick(&c->t, &fake_ops, f, 110.6), 0);
   assert_int_equal(c->t.n_pulls, 1);
-  struct pt_pull *p = pt_tracker_find(&c->t, M1);
+  struct pt_tracked_pull *p = pt_tracker_find(&c->t, M1);
   assert_non_null(p);
   assert_false(p->dead);
   assert_string_equal(p->id, "aaaaaaaaaaaaaaaa-110");

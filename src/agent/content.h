@@ -58,7 +58,5 @@ struct pt_content_ops {
  * digest empty). */
 int pt_ingest_ref_parse(const char *ref, enum pt_ingest_kind *kind, char *digest, size_t len);
 const char *pt_ingest_kind_name(enum pt_ingest_kind kind);
-/* "sha256:<64 hex>" or "sha512:<128 hex>", lowercase. */
-int pt_digest_valid(const char *digest);
 
 #endif

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/model.h"
+
 static const char *const image_types[] = {
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v2+json",
@@ -32,7 +34,7 @@ static int parse_descriptor(json_t *d, struct pt_descriptor *out, const char *wh
     return -EINVAL;
   }
   json_t *dg = json_object_get(d, "digest");
-  if (!json_is_string(dg) || !pt_digest_valid(json_string_value(dg))) {
+  if (!json_is_string(dg) || !pt_digest_registered(json_string_value(dg))) {
     snprintf(err, errlen, "%s[%zu].digest: missing or not a sha256/sha512 digest", what, i);
     return -EINVAL;
   }

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "agent/content.h"
+#include "core/model.h"
 
 static const struct {
   const char *prefix;
@@ -25,24 +26,6 @@ const char *pt_ingest_kind_name(enum pt_ingest_kind kind)
   }
 }
 
-int pt_digest_valid(const char *d)
-{
-  size_t hexlen;
-  if (strncmp(d, "sha256:", 7) == 0)
-    hexlen = 64;
-  else if (strncmp(d, "sha512:", 7) == 0)
-    hexlen = 128;
-  else
-    return 0;
-  const char *h = d + 7;
-  for (size_t i = 0; i < hexlen; i++) {
-    char c = h[i];
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-      return 0;
-  }
-  return h[hexlen] == '\0';
-}
-
 int pt_ingest_ref_parse(const char *ref, enum pt_ingest_kind *kind, char *digest, size_t len)
 {
   *kind = PT_KIND_UNKNOWN;
@@ -52,7 +35,7 @@ int pt_ingest_ref_parse(const char *ref, enum pt_ingest_kind *kind, char *digest
     size_t pl = strlen(kinds[i].prefix);
     if (strncmp(ref, kinds[i].prefix, pl) == 0) {
       const char *d = ref + pl;
-      if (!pt_digest_valid(d) || strlen(d) >= len)
+      if (!pt_digest_registered(d) || strlen(d) >= len)
         return -EINVAL;
       *kind = kinds[i].kind;
       snprintf(digest, len, "%s", d);

@@ -17,17 +17,6 @@
 #define MAX_PENDING 256
 #define MAX_FINISHED 256
 
-const char *pt_layer_state_name(enum pt_layer_state s)
-{
-  switch (s) {
-  case PT_LAYER_DOWNLOADING: return "downloading";
-  case PT_LAYER_STALLED: return "stalled";
-  case PT_LAYER_DONE: return "done";
-  case PT_LAYER_CACHED: return "cached";
-  default: return "waiting";
-  }
-}
-
 void pt_tracker_init(struct pt_tracker *t, const struct pt_tracker_config *cfg)
 {
   memset(t, 0, sizeof(*t));
@@ -38,7 +27,7 @@ void pt_tracker_init(struct pt_tracker *t, const struct pt_tracker_config *cfg)
     t->cfg.forget_after = 600;
 }
 
-static void pull_free(struct pt_pull *p)
+static void pull_free(struct pt_tracked_pull *p)
 {
   free(p->layers);
   free(p);
@@ -47,7 +36,7 @@ static void pull_free(struct pt_pull *p)
 void pt_tracker_close(struct pt_tracker *t)
 {
   while (t->pulls) {
-    struct pt_pull *n = t->pulls->next;
+    struct pt_tracked_pull *n = t->pulls->next;
     pull_free(t->pulls);
     t->pulls = n;
   }
@@ -57,9 +46,9 @@ void pt_tracker_close(struct pt_tracker *t)
   memset(t, 0, sizeof(*t));
 }
 
-struct pt_pull *pt_tracker_find(const struct pt_tracker *t, const char *manifest_digest)
+struct pt_tracked_pull *pt_tracker_find(const struct pt_tracker *t, const char *manifest_digest)
 {
-  for (struct pt_pull *p = t->pulls; p; p = p->next)
+  for (struct pt_tracked_pull *p = t->pulls; p; p = p->next)
     if (strcmp(p->manifest_digest, manifest_digest) == 0)
       return p;
   return NULL;
@@ -78,7 +67,7 @@ static const struct pt_ingest *find_ingest(const struct pt_tracker *t, const cha
  * being pulled again (after it was removed), which is a new pull. */
 static int attributed(const struct pt_tracker *t, const char *digest)
 {
-  for (struct pt_pull *p = t->pulls; p; p = p->next) {
+  for (struct pt_tracked_pull *p = t->pulls; p; p = p->next) {
     if (p->completed_at > 0 || p->dead)
       continue;
     if (strcmp(p->config_digest, digest) == 0 || strcmp(p->manifest_digest, digest) == 0 ||
@@ -172,7 +161,7 @@ static const struct pt_blob *newest(const struct pt_blob *v, size_t n)
 
 static int id_taken(const struct pt_tracker *t, const char *id)
 {
-  for (struct pt_pull *p = t->pulls; p; p = p->next)
+  for (struct pt_tracked_pull *p = t->pulls; p; p = p->next)
     if (strcmp(p->id, id) == 0)
       return 1;
   return was_finished(t, id);
@@ -216,7 +205,7 @@ static int create_pull(struct pt_tracker *t, const struct pt_content_ops *ops, v
     pt_manifest_free(&m);
     return -EINVAL;
   }
-  struct pt_pull *p = calloc(1, sizeof(*p));
+  struct pt_tracked_pull *p = calloc(1, sizeof(*p));
   if (!p) {
     pt_manifest_free(&m);
     return -ENOMEM;
@@ -287,7 +276,7 @@ static void attribute(struct pt_tracker *t, const struct pt_content_ops *ops, vo
 
 /* Returns 1 when the layer's ingest went away without its blob appearing. */
 static int update_layer(struct pt_tracker *t, const struct pt_content_ops *ops, void *ctx,
-                        struct pt_pull *p, struct pt_layer *l, double now)
+                        struct pt_tracked_pull *p, struct pt_tracked_layer *l, double now)
 {
   const struct pt_ingest *in = find_ingest(t, l->digest);
   if (in) {
@@ -329,13 +318,13 @@ static int update_layer(struct pt_tracker *t, const struct pt_content_ops *ops, 
 }
 
 static void update_pull(struct pt_tracker *t, const struct pt_content_ops *ops, void *ctx,
-                        struct pt_pull *p, double now)
+                        struct pt_tracked_pull *p, double now)
 {
   if (p->completed_at > 0)
     return;
   if (p->dead) {
     for (size_t i = 0; i < p->n_layers; i++) {
-      struct pt_layer *l = &p->layers[i];
+      struct pt_tracked_layer *l = &p->layers[i];
       if (l->state == PT_LAYER_DOWNLOADING && now - l->updated_at > t->cfg.stall_threshold)
         l->state = PT_LAYER_STALLED;
     }
@@ -344,7 +333,7 @@ static void update_pull(struct pt_tracker *t, const struct pt_content_ops *ops, 
   int present = 0, vanished = 0;
   double last_commit = 0;
   for (size_t i = 0; i < p->n_layers; i++) {
-    struct pt_layer *l = &p->layers[i];
+    struct pt_tracked_layer *l = &p->layers[i];
     vanished += update_layer(t, ops, ctx, p, l, now);
     if (l->state == PT_LAYER_DONE || l->state == PT_LAYER_CACHED) {
       present++;
@@ -375,9 +364,9 @@ static void update_pull(struct pt_tracker *t, const struct pt_content_ops *ops, 
 /* Drops interrupted pulls once a new pull of the same manifest has started. */
 static void drop_superseded(struct pt_tracker *t)
 {
-  struct pt_pull **pp = &t->pulls;
+  struct pt_tracked_pull **pp = &t->pulls;
   while (*pp) {
-    struct pt_pull *p = *pp, *q = NULL;
+    struct pt_tracked_pull *p = *pp, *q = NULL;
     if (p->dead)
       for (q = t->pulls; q; q = q->next)
         if (q != p && !q->dead && strcmp(q->manifest_digest, p->manifest_digest) == 0)
@@ -395,9 +384,9 @@ static void drop_superseded(struct pt_tracker *t)
 
 static void expire_pulls(struct pt_tracker *t, double now)
 {
-  struct pt_pull **pp = &t->pulls;
+  struct pt_tracked_pull **pp = &t->pulls;
   while (*pp) {
-    struct pt_pull *p = *pp;
+    struct pt_tracked_pull *p = *pp;
     int drop = 0;
     if (p->completed_at > 0 && now - p->completed_at > t->cfg.linger)
       drop = 1;
@@ -432,7 +421,7 @@ int pt_tracker_tick(struct pt_tracker *t, const struct pt_content_ops *ops, void
     if (in->kind == PT_KIND_LAYER && !attributed(t, in->digest))
       attribute(t, ops, ctx, in->digest, now);
   }
-  for (struct pt_pull *p = t->pulls; p; p = p->next)
+  for (struct pt_tracked_pull *p = t->pulls; p; p = p->next)
     update_pull(t, ops, ctx, p, now);
   drop_superseded(t);
   expire_pulls(t, now);
@@ -454,11 +443,11 @@ static json_t *str_or_null(const char *s)
 json_t *pt_tracker_pulls_json(const struct pt_tracker *t)
 {
   json_t *arr = json_array();
-  for (const struct pt_pull *p = t->pulls; p; p = p->next) {
+  for (const struct pt_tracked_pull *p = t->pulls; p; p = p->next) {
     json_t *layers = json_array();
     json_int_t total = 0, done = 0;
     for (size_t i = 0; i < p->n_layers; i++) {
-      const struct pt_layer *l = &p->layers[i];
+      const struct pt_tracked_layer *l = &p->layers[i];
       total += l->total;
       done += l->downloaded;
       json_array_append_new(

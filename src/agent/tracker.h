@@ -14,16 +14,9 @@
 #include <stdint.h>
 
 #include "agent/content.h"
+#include "core/model.h"
 
-enum pt_layer_state {
-  PT_LAYER_WAITING = 0,
-  PT_LAYER_DOWNLOADING,
-  PT_LAYER_STALLED,
-  PT_LAYER_DONE,
-  PT_LAYER_CACHED,
-};
-
-struct pt_layer {
+struct pt_tracked_layer {
   char digest[PT_DIGEST_MAX];
   char media_type[128];
   int64_t total, downloaded;
@@ -31,7 +24,7 @@ struct pt_layer {
   double started_at, updated_at; /* from the ingest; 0 = never seen */
 };
 
-struct pt_pull {
+struct pt_tracked_pull {
   char id[64];
   char image_ref[PT_IMAGE_REF_MAX];
   char manifest_digest[PT_DIGEST_MAX];
@@ -44,9 +37,9 @@ struct pt_pull {
    * image removed between two polls): it is reported until superseded or
    * forgotten, and never takes new ingests. */
   bool dead;
-  struct pt_layer *layers;
+  struct pt_tracked_layer *layers;
   size_t n_layers;
-  struct pt_pull *next;
+  struct pt_tracked_pull *next;
 };
 
 struct pt_tracker_config {
@@ -58,7 +51,7 @@ struct pt_tracker_config {
 
 struct pt_tracker {
   struct pt_tracker_config cfg;
-  struct pt_pull *pulls;
+  struct pt_tracked_pull *pulls;
   size_t n_pulls;
   /* The last poll's ingests, for the unattributed list. */
   struct pt_ingest *ingests;
@@ -85,7 +78,6 @@ int pt_tracker_tick(struct pt_tracker *t, const struct pt_content_ops *ops, void
 json_t *pt_tracker_pulls_json(const struct pt_tracker *t);
 json_t *pt_tracker_unattributed_json(const struct pt_tracker *t);
 
-const char *pt_layer_state_name(enum pt_layer_state s);
-struct pt_pull *pt_tracker_find(const struct pt_tracker *t, const char *manifest_digest);
+struct pt_tracked_pull *pt_tracker_find(const struct pt_tracker *t, const char *manifest_digest);
 
 #endif

@@ -2,12 +2,12 @@
  * hook, and whenever a hook fails or returns nonsense, so they mirror the
  * default scripts in lua/ (the correlation one without the tag
  * disambiguation by event time). */
-#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/image_ref.h"
 #include "policy/internal.h"
 
 /* Below this speed an ETA is meaningless; the same constant as lua/rate.lua. */
@@ -71,94 +71,7 @@ enum pt_policy_evict_decision fallback_evict(const struct pt_policy *p,
   }
 }
 
-/* ---- image references ---------------------------------------------------- */
-
-struct imgref {
-  char host[256];
-  char bare[256]; /* host without port */
-  char repo[512];
-  char tag[136];
-  char digest[200];
-};
-
-/* Copies src into dst of size cap; false when it does not fit. */
-static bool copy(char *dst, size_t cap, const char *src)
-{
-  size_t n = strlen(src);
-  if (n >= cap)
-    return false;
-  memcpy(dst, src, n + 1);
-  return true;
-}
-
-/* Parses with Docker's defaults; the same rules as M.parse in lua/correlate.lua. */
-static bool parse_ref(const char *ref, struct imgref *r)
-{
-  memset(r, 0, sizeof(*r));
-  if (!ref || !*ref || strlen(ref) >= 1024)
-    return false;
-  for (const char *c = ref; *c; c++)
-    if (isspace((unsigned char)*c))
-      return false;
-  char name[1024];
-  snprintf(name, sizeof(name), "%s", ref);
-  char *at = strchr(name, '@');
-  if (at) {
-    if (at == name || !at[1] || !copy(r->digest, sizeof(r->digest), at + 1))
-      return false;
-    *at = '\0';
-  }
-  char *slash = strrchr(name, '/');
-  char *colon = strrchr(slash ? slash + 1 : name, ':');
-  if (colon) {
-    if (!colon[1] || !copy(r->tag, sizeof(r->tag), colon + 1))
-      return false;
-    *colon = '\0';
-  }
-  char *first = strchr(name, '/');
-  const char *repo = name;
-  if (first) {
-    *first = '\0';
-    if (strpbrk(name, ".:") || strcmp(name, "localhost") == 0 || name[0] == '[') {
-      if (!copy(r->host, sizeof(r->host), name))
-        return false;
-      repo = first + 1;
-    } else {
-      *first = '/';
-    }
-  }
-  if (!r->host[0])
-    snprintf(r->host, sizeof(r->host), "docker.io");
-  for (char *c = r->host; *c; c++)
-    *c = (char)tolower((unsigned char)*c);
-  if (strcmp(r->host, "index.docker.io") == 0 || strcmp(r->host, "registry-1.docker.io") == 0)
-    snprintf(r->host, sizeof(r->host), "docker.io");
-  if (!*repo)
-    return false;
-  bool library = strcmp(r->host, "docker.io") == 0 && !strchr(repo, '/');
-  if (library)
-    memcpy(r->repo, "library/", 9);
-  if (!copy(r->repo + (library ? 8 : 0), sizeof(r->repo) - (library ? 8 : 0), repo))
-    return false;
-  if (!r->tag[0] && !r->digest[0])
-    snprintf(r->tag, sizeof(r->tag), "latest");
-  memcpy(r->bare, r->host, sizeof(r->bare));
-  char *port = strrchr(r->bare, ':');
-  char *bracket = strrchr(r->bare, ']');
-  if (port && (!bracket || port > bracket)) {
-    bool digits = port[1] != '\0';
-    for (char *c = port + 1; *c; c++)
-      digits = digits && isdigit((unsigned char)*c);
-    if (digits)
-      *port = '\0';
-  }
-  return true;
-}
-
-static bool same_repo(const struct imgref *a, const struct imgref *b)
-{
-  return strcmp(a->bare, b->bare) == 0 && strcmp(a->repo, b->repo) == 0;
-}
+/* ---- correlation ---------------------------------------------------------- */
 
 static int add_target(struct pt_policy_correlation *out, const char *ns, const char *pod,
                       const char *container)
@@ -190,8 +103,8 @@ static double num(const json_t *o, const char *k)
 int fallback_correlate(const json_t *pull, const json_t *pods, const json_t *events,
                        struct pt_policy_correlation *out)
 {
-  struct imgref want, img;
-  if (!parse_ref(json_string_value(json_object_get(pull, "imageRef")), &want))
+  struct pt_image_ref want, img;
+  if (pt_image_ref_parse(json_string_value(json_object_get(pull, "imageRef")), &want))
     return 0;
   const char *node = json_string_value(json_object_get(pull, "node"));
   const char *mdig = json_string_value(json_object_get(pull, "manifestDigest"));
@@ -209,8 +122,8 @@ int fallback_correlate(const json_t *pull, const json_t *pods, const json_t *eve
       const json_t *c;
       json_array_foreach(json_object_get(pod, lists[l]), j, c) {
         const char *cname = json_string_value(json_object_get(c, "name"));
-        if (!parse_ref(json_string_value(json_object_get(c, "image")), &img) ||
-            !same_repo(&img, &want))
+        if (pt_image_ref_parse(json_string_value(json_object_get(c, "image")), &img) ||
+            !pt_image_ref_same_repo(&img, &want))
           continue;
         if (img.digest[0] && (mdig || idig) &&
             !((mdig && strcmp(img.digest, mdig) == 0) || (idig && strcmp(img.digest, idig) == 0)))
@@ -249,7 +162,7 @@ int fallback_correlate(const json_t *pull, const json_t *pods, const json_t *eve
     double t = num(ev, "lastTimestamp");
     if (t <= 0)
       t = num(ev, "firstTimestamp");
-    if (parse_ref(buf, &img) && same_repo(&img, &want) && t > best_t) {
+    if (pt_image_ref_parse(buf, &img) == 0 && pt_image_ref_same_repo(&img, &want) && t > best_t) {
       best_t = t;
       best = ref;
       best_len = (size_t)(q - ref);

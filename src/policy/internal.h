@@ -4,7 +4,6 @@
 #define PT_POLICY_INTERNAL_H
 
 #include <lua.h>
-#include <sys/types.h>
 
 #include "policy/policy.h"
 
@@ -31,11 +30,24 @@ struct handler {
   int ref; /* registry reference of the function */
 };
 
+/* What a VM is built from. Fixed by pt_policy_create() and read-only from
+ * then on, so that a reload can build a VM on the thread pool while the loop
+ * thread keeps calling hooks. */
+struct vm_config {
+  const char *dir;                      /* override directory or NULL */
+  bool no_builtin;
+  const struct pt_policy_setting *settings; /* what scripts see as pulltrace.settings */
+  size_t n_settings;
+  uint64_t budget;
+  double load_deadline;
+  size_t memory_limit;
+};
+
 /* One Lua VM with everything loaded into it. Reloads build a new one and
  * swap it in, so a VM is immutable after loading (apart from Lua state). */
 struct vm {
   lua_State *L;
-  struct pt_policy *p;
+  const struct vm_config *cfg;
   size_t mem_used, mem_limit;
   bool mem_refused;
   uint64_t budget;
@@ -64,25 +76,21 @@ struct call_result {
  * static description when the hook's return is not acceptable. */
 typedef void (*vm_body_fn)(lua_State *L, void *ctx, const char **invalid);
 
+struct reload_job;
+struct pt_watch;
+
 struct pt_policy {
   struct vm *vm;
-  char *dir;
-  struct pt_policy_setting *settings; /* deep copies */
-  size_t n_settings;
-  uint64_t budget;
-  double load_deadline;
-  size_t memory_limit;
+  struct vm_config vmc; /* its strings and settings are owned here */
   double debounce, poll;
-  bool no_builtin;
   pt_policy_alert_cb alert_cb;
   void *alert_ud;
 
   /* C defaults from the settings. */
   double history_ttl, node_lost_grace, rate_half_life, stall_alert_after, alert_repeat;
 
-  /* Reentrancy guard: reloads asked for during a call run after it. */
+  /* Hook calls running (a reload without a loop cannot run during one). */
   int depth;
-  bool reload_pending;
 
   /* Status. */
   int last_reload;
@@ -114,22 +122,19 @@ struct pt_policy {
   /* Check mode writes hook errors here too. */
   FILE *check_report;
 
-  /* Watching. */
+  /* Reloads (reload.c). With a loop they are built on its thread pool. */
   uv_loop_t *loop;
-  bool watching;
-  int closing;
-  uv_fs_event_t fs_event;
-  bool fs_event_active;
-  uv_timer_t debounce_timer;
-  uv_timer_t poll_timer;
-  uint64_t dir_hash;   /* scripts of the running VM */
-  uint64_t tried_hash; /* scripts of the last reload the watcher tried */
-  dev_t dir_dev;
-  ino_t dir_ino;
+  struct pt_watch *watch;
+  struct reload_job *job; /* the build in flight, or NULL */
+  bool again;               /* another reload was asked for during it */
+  bool destroyed;           /* pt_policy_destroy() ran while a build was in flight */
+  uint64_t dir_hash;        /* scripts of the running VM */
+  uint64_t tried_hash;      /* scripts of the last reload tried */
 };
 
 /* vm.c */
-struct vm *vm_create(struct pt_policy *p, const struct script_set *scripts, char *err,
+/* Builds a VM; safe on any thread (it reads only cfg and scripts). */
+struct vm *vm_create(const struct vm_config *cfg, const struct script_set *scripts, char *err,
                      size_t errlen);
 void vm_destroy(struct vm *vm);
 /* Runs body in protected mode with the instruction budget; `script` names the
@@ -163,10 +168,19 @@ int fallback_correlate(const json_t *pull, const json_t *pods, const json_t *eve
 /* policy.c */
 void policy_record_error(struct pt_policy *p, enum pt_policy_hook hook, const char *script,
                          const struct call_result *res);
-int policy_build(struct pt_policy *p, struct vm **out, char *err, size_t errlen);
+/* Frees everything; the watcher and any build in flight must be gone. */
+void policy_free(struct pt_policy *p);
 
-/* watch.c */
-void watch_close(struct pt_policy *p);
-bool watch_active(const struct pt_policy *p);
+/* reload.c */
+/* Reads the scripts of cfg and builds a VM from them; safe on any thread.
+ * *hash identifies the scripts read (0 when they could not be read). When
+ * that hash is one of skip[0..n_skip), nothing is built: returns 0 with *out
+ * NULL. Otherwise returns 0 with the VM, or a negative errno with the reason
+ * in err. */
+int policy_build(const struct vm_config *cfg, const uint64_t *skip, size_t n_skip,
+                 struct vm **out, uint64_t *hash, char *err, size_t errlen);
+/* pt_policy_destroy()'s part: stops the watcher and the build in flight.
+ * Returns true when a build is still running: its completion frees p. */
+bool reload_stop(struct pt_policy *p);
 
 #endif

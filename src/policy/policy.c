@@ -158,9 +158,9 @@ int pt_policy_options_from_env(struct pt_policy_options *o, char **envp, char *e
 
 static const char *setting(const struct pt_policy *p, const char *key)
 {
-  for (size_t i = 0; i < p->n_settings; i++)
-    if (strcmp(p->settings[i].key, key) == 0)
-      return p->settings[i].value;
+  for (size_t i = 0; i < p->vmc.n_settings; i++)
+    if (strcmp(p->vmc.settings[i].key, key) == 0)
+      return p->vmc.settings[i].value;
   return NULL;
 }
 
@@ -178,44 +178,21 @@ static int duration_setting(struct pt_policy *p, const char *key, const char *de
   return 0;
 }
 
-int policy_build(struct pt_policy *p, struct vm **out, char *err, size_t errlen)
-{
-  struct script_set s = {0};
-  int rc = 0;
-  if (!p->no_builtin && (rc = script_set_builtin(&s))) {
-    snprintf(err, errlen, "out of memory");
-    goto out;
-  }
-  if (p->dir && (rc = script_set_add_dir(&s, p->dir, err, errlen)))
-    goto out;
-  uint64_t hash = script_set_hash(&s);
-  struct vm *vm = vm_create(p, &s, err, errlen);
-  if (!vm) {
-    rc = -EINVAL;
-    goto out;
-  }
-  *out = vm;
-  p->dir_hash = hash;
-out:
-  script_set_free(&s);
-  return rc;
-}
-
-static void free_policy(struct pt_policy *p)
+void policy_free(struct pt_policy *p)
 {
   vm_destroy(p->vm);
-  for (size_t i = 0; i < p->n_settings; i++) {
-    free((char *)p->settings[i].key);
-    free((char *)p->settings[i].value);
+  for (size_t i = 0; i < p->vmc.n_settings; i++) {
+    free((char *)p->vmc.settings[i].key);
+    free((char *)p->vmc.settings[i].value);
   }
-  free(p->settings);
+  free((struct pt_policy_setting *)p->vmc.settings);
   for (size_t i = 0; i < p->n_errs; i++)
     free(p->errs[i].script);
   free(p->errs);
   for (size_t i = 0; i < p->n_sent; i++)
     free(p->sent[i].key);
   free(p->sent);
-  free(p->dir);
+  free((char *)p->vmc.dir);
   free(p);
 }
 
@@ -231,28 +208,31 @@ struct pt_policy *pt_policy_create(const struct pt_policy_options *opts, char *e
   if (!p)
     goto oom;
   p->last_reload = -1;
-  p->budget = opts->instruction_budget ? opts->instruction_budget : 1000000;
-  if (p->budget > INT_MAX)
-    p->budget = INT_MAX;
-  p->load_deadline = opts->load_deadline > 0 ? opts->load_deadline : 2.0;
-  p->memory_limit = opts->memory_limit ? opts->memory_limit : (size_t)64 << 20;
+  struct vm_config *c = &p->vmc;
+  c->budget = opts->instruction_budget ? opts->instruction_budget : 1000000;
+  if (c->budget > INT_MAX)
+    c->budget = INT_MAX;
+  c->load_deadline = opts->load_deadline > 0 ? opts->load_deadline : 2.0;
+  c->memory_limit = opts->memory_limit ? opts->memory_limit : (size_t)64 << 20;
+  c->no_builtin = opts->no_builtin;
   p->debounce = opts->reload_debounce > 0 ? opts->reload_debounce : 0.5;
   p->poll = opts->reload_poll == 0 ? 30.0 : opts->reload_poll;
-  p->no_builtin = opts->no_builtin;
   p->alert_cb = opts->alert_cb;
   p->alert_ud = opts->alert_ud;
-  if (opts->dir && !(p->dir = strdup(opts->dir)))
+  if (opts->dir && !(c->dir = strdup(opts->dir)))
     goto oom;
-  if (opts->n_settings && !(p->settings = calloc(opts->n_settings, sizeof(*p->settings))))
+  struct pt_policy_setting *settings = NULL;
+  if (opts->n_settings && !(settings = calloc(opts->n_settings, sizeof(*settings))))
     goto oom;
+  c->settings = settings;
   for (size_t i = 0; i < opts->n_settings; i++) {
     const struct pt_policy_setting *s = &opts->settings[i];
     if (!s->key || !s->value)
       continue;
     char *k = strdup(s->key), *v = strdup(s->value);
-    p->settings[p->n_settings].key = k;
-    p->settings[p->n_settings].value = v;
-    p->n_settings++;
+    settings[c->n_settings].key = k;
+    settings[c->n_settings].value = v;
+    c->n_settings++;
     if (!k || !v)
       goto oom;
   }
@@ -262,7 +242,9 @@ struct pt_policy *pt_policy_create(const struct pt_policy_options *opts, char *e
       duration_setting(p, "stallAlertAfter", "2m", false, &p->stall_alert_after, err, errlen) ||
       duration_setting(p, "alertRepeat", "1h", false, &p->alert_repeat, err, errlen))
     goto fail;
-  if (policy_build(p, &p->vm, err, errlen))
+  /* The first build runs on the caller's thread: startup waits for it
+   * anyway, and a bad policy must stop the server before it listens. */
+  if (policy_build(c, NULL, 0, &p->vm, &p->dir_hash, err, errlen))
     goto fail;
   p->loaded_at = pt_clock_now();
   p->tried_hash = p->dir_hash;
@@ -271,7 +253,7 @@ oom:
   snprintf(err, errlen, "out of memory");
 fail:
   if (p)
-    free_policy(p);
+    policy_free(p);
   return NULL;
 }
 
@@ -279,19 +261,10 @@ void pt_policy_destroy(struct pt_policy *p)
 {
   if (!p)
     return;
-  if (watch_active(p)) {
-    /* The memory goes in the last close callback. */
-    watch_close(p);
-    return;
-  }
-  free_policy(p);
-}
-
-/* Called by watch.c once every handle is closed. */
-void policy_free_after_close(struct pt_policy *p);
-void policy_free_after_close(struct pt_policy *p)
-{
-  free_policy(p);
+  /* A build in flight on the thread pool cannot be stopped half-way; its
+   * completion frees the policy. */
+  if (!reload_stop(p))
+    policy_free(p);
 }
 
 /* ---- errors and counters -------------------------------------------------- */
@@ -369,14 +342,6 @@ static int run_hook(struct pt_policy *p, enum pt_policy_hook hook, const char *s
     policy_record_error(p, hook, script, &res);
   free(res.trace);
   return res.status;
-}
-
-static void run_pending_reload(struct pt_policy *p)
-{
-  if (p->reload_pending && p->depth == 0) {
-    p->reload_pending = false;
-    pt_policy_reload(p);
-  }
 }
 
 /* ---- helpers for bodies --------------------------------------------------- */
@@ -527,7 +492,6 @@ int pt_policy_rate(struct pt_policy *p, const struct pt_policy_rate_sample *samp
   } else {
     free(x.new_state);
   }
-  run_pending_reload(p);
   return 0;
 }
 
@@ -584,7 +548,6 @@ int pt_policy_evict(struct pt_policy *p, const struct pt_policy_evict_input *in,
       x.out = PT_POLICY_KEEP;
     *out = x.out;
   }
-  run_pending_reload(p);
   return 0;
 }
 
@@ -695,7 +658,6 @@ int pt_policy_correlate(struct pt_policy *p, const json_t *pull, const json_t *p
     struct correlate_ctx x = {.vm = vm, .pull = pull, .pods = pods, .events = events, .out = out};
     int rc = run_hook(p, PT_POLICY_HOOK_CORRELATE, vm->slot_script[SLOT_CORRELATE],
                       correlate_body, &x);
-    run_pending_reload(p);
     if (rc == 0)
       return 0;
     pt_policy_correlation_clear(out);
@@ -917,7 +879,7 @@ int pt_policy_emit(struct pt_policy *p, const char *event_type, const json_t *ev
   int delivered = 0;
   struct vm *vm = p->vm;
   /* The VM cannot change while its handlers run: a reload asked for from the
-   * alert callback waits until the end. */
+   * alert callback is built meanwhile and swapped in on the loop later. */
   p->depth++;
   for (size_t i = 0; i < vm->n_handlers; i++) {
     const struct handler *h = &vm->handlers[i];
@@ -954,41 +916,7 @@ int pt_policy_emit(struct pt_policy *p, const char *event_type, const json_t *ev
     free(x);
   }
   p->depth--;
-  run_pending_reload(p);
   return delivered;
-}
-
-/* ---- reload ------------------------------------------------------------------ */
-
-int pt_policy_reload(struct pt_policy *p)
-{
-  if (!p)
-    return -EINVAL;
-  if (p->depth > 0) {
-    p->reload_pending = true;
-    return 0;
-  }
-  char err[sizeof(p->reload_error)];
-  struct vm *vm = NULL;
-  p->last_reload_at = pt_clock_now();
-  int rc = policy_build(p, &vm, err, sizeof(err));
-  if (rc) {
-    p->counters.reloads_failed++;
-    p->last_reload = 0;
-    snprintf(p->reload_error, sizeof(p->reload_error), "%s", err);
-    PT_LOG_ERROR("policy reload failed, keeping the running policy", "{s:s, s:s}", "dir",
-                 p->dir ? p->dir : "", "error", err);
-    return rc;
-  }
-  vm_destroy(p->vm);
-  p->vm = vm;
-  p->counters.reloads_ok++;
-  p->last_reload = 1;
-  p->reload_error[0] = '\0';
-  p->loaded_at = p->last_reload_at;
-  PT_LOG_INFO("policy reloaded", "{s:s, s:I}", "dir", p->dir ? p->dir : "", "scripts",
-              (json_int_t)vm->scripts.n);
-  return 0;
 }
 
 /* ---- status and counters ------------------------------------------------------- */
@@ -1004,6 +932,7 @@ void pt_policy_status(const struct pt_policy *p, struct pt_policy_status *out)
   out->last_reload_at = p->last_reload_at;
   snprintf(out->error, sizeof(out->error), "%s", p->reload_error);
   out->n_scripts = p->vm ? p->vm->scripts.n : 0;
+  out->reloading = p->job != NULL;
 }
 
 static json_t *time_or_null(double t)

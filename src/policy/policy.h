@@ -21,9 +21,10 @@
  * RFC 3339 strings, so that scripts can do arithmetic on them.
  *
  * Threading: a struct pt_policy belongs to one thread (the server's loop
- * thread). Calls are not re-entrant: a hook cannot call back into the host,
- * and a reload requested from inside the alert callback is deferred until
- * the current call returns. */
+ * thread). Calls are not re-entrant: a hook cannot call back into the host.
+ * Once pt_policy_watch() gave it a loop, reloads are built on that loop's
+ * thread pool and swapped in on the loop between callbacks, never inside a
+ * hook call. */
 #ifndef PT_POLICY_POLICY_H
 #define PT_POLICY_POLICY_H
 
@@ -114,9 +115,10 @@ int pt_policy_options_from_env(struct pt_policy_options *opts, char **envp, char
 struct pt_policy *pt_policy_create(const struct pt_policy_options *opts, char *err,
                                    size_t errlen);
 
-/* Accepts NULL. If pt_policy_watch() was called, the libuv handles are closed
- * here and the memory is released in their close callbacks: run the loop
- * (uv_run) once more before uv_loop_close(). */
+/* Accepts NULL. After pt_policy_watch() the watcher's handles are closed
+ * and a reload still compiling on the thread pool is waited for by the loop,
+ * which releases the memory: run the loop (uv_run) once more before
+ * uv_loop_close(). */
 void pt_policy_destroy(struct pt_policy *p);
 
 /* Loads and validates a directory the way the server would (built-in
@@ -229,16 +231,26 @@ bool pt_policy_listens(const struct pt_policy *p, const char *event_type);
 
 /* ---- Reload ------------------------------------------------------------ */
 
-/* Watches opts->dir with uv_fs_event (Kubernetes ConfigMap mounts swap a
- * `..data` symlink, which shows up as events on the directory) plus a
- * periodic content check, and reloads after the debounce when the scripts'
- * contents changed. Returns 0, -EINVAL without a directory, or a libuv
- * error. */
+/* Gives the policy its loop: from now on reloads run off it (read and
+ * compiled on the loop's thread pool, swapped in on the loop), and opts->dir
+ * is watched (policy/watch.h: ConfigMap symlink swaps, a periodic check every
+ * reload_poll); a change schedules a reload, which builds only when the
+ * scripts' contents differ from the running ones and from the last failed
+ * attempt. Returns 0; -EINVAL without a directory or when already watching;
+ * or the error of the directory watch, in which case the periodic check still
+ * runs. */
 int pt_policy_watch(struct pt_policy *p, uv_loop_t *loop);
 
 /* Builds a complete new VM from the built-in scripts and the directory and
  * swaps it in; on failure the running policy stays and the error is kept in
- * the status. Returns 0 or a negative errno (-EINVAL for a bad script). */
+ * the status, the log and the reload counters.
+ * With a loop (pt_policy_watch) the reload is scheduled: returns 0 at once
+ * and the old VM answers until the loop swaps the new one in (requests made
+ * while one is being built are merged into one more build after it, which
+ * builds only if the scripts changed meanwhile).
+ * Without a loop (tools, tests) it runs now and returns 0 or a negative
+ * errno (-EINVAL for a bad script), or -EBUSY when called from inside a hook
+ * call (the alert callback). */
 int pt_policy_reload(struct pt_policy *p);
 
 /* ---- Status and counters (for /readyz and /metrics) -------------------- */
@@ -260,6 +272,7 @@ struct pt_policy_status {
   double last_reload_at;  /* when the last reload was attempted (0 = never) */
   char error[2048];       /* why the last reload failed, "" otherwise */
   size_t n_scripts;       /* scripts in the running policy */
+  bool reloading;         /* a reload is being built on the thread pool */
 };
 void pt_policy_status(const struct pt_policy *p, struct pt_policy_status *out);
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/embed.h"
+#include "core/hash.h"
 #include "policy/internal.h"
 
 /* Generated from the .lua files in lua/ by pt_embed_files(). */
@@ -202,17 +203,13 @@ out:
  * scripts is skipped. */
 uint64_t script_set_hash(const struct script_set *s)
 {
-  uint64_t h = 1469598103934665603ull;
+  uint64_t h = PT_FNV1A_INIT;
   for (size_t i = 0; i < s->n; i++) {
-    const char *parts[2] = {s->v[i].name, s->v[i].origin};
-    for (int k = 0; k < 2; k++)
-      for (const unsigned char *c = (const unsigned char *)parts[k]; ; c++) {
-        h = (h ^ *c) * 1099511628211ull;
-        if (!*c)
-          break;
-      }
-    for (size_t j = 0; j < s->v[i].len; j++)
-      h = (h ^ (unsigned char)s->v[i].source[j]) * 1099511628211ull;
+    /* Each name and origin with its NUL, so that ("ab","c") and ("a","bc")
+     * differ. */
+    h = pt_fnv1a(h, s->v[i].name, strlen(s->v[i].name) + 1);
+    h = pt_fnv1a(h, s->v[i].origin, strlen(s->v[i].origin) + 1);
+    h = pt_fnv1a(h, s->v[i].source, s->v[i].len);
   }
   return h;
 }

@@ -510,10 +510,10 @@ static void push_env(lua_State *L, struct vm *vm, const char *name)
   luaL_setfuncs(L, api, 1);
   lua_pushcfunction(L, api_duration);
   lua_setfield(L, -2, "duration");
-  lua_createtable(L, 0, (int)vm->p->n_settings);
-  for (size_t i = 0; i < vm->p->n_settings; i++) {
-    lua_pushstring(L, vm->p->settings[i].value);
-    lua_setfield(L, -2, vm->p->settings[i].key);
+  lua_createtable(L, 0, (int)vm->cfg->n_settings);
+  for (size_t i = 0; i < vm->cfg->n_settings; i++) {
+    lua_pushstring(L, vm->cfg->settings[i].value);
+    lua_setfield(L, -2, vm->cfg->settings[i].key);
   }
   lua_setfield(L, -2, "settings");
   lua_setfield(L, env, "pulltrace");
@@ -598,7 +598,7 @@ static void append(char *err, size_t errlen, const char *line)
   snprintf(err + used, errlen - used, "%s%s", used ? "\n" : "", line);
 }
 
-struct vm *vm_create(struct pt_policy *p, const struct script_set *scripts, char *err,
+struct vm *vm_create(const struct vm_config *cfg, const struct script_set *scripts, char *err,
                      size_t errlen)
 {
   if (errlen)
@@ -608,9 +608,9 @@ struct vm *vm_create(struct pt_policy *p, const struct script_set *scripts, char
     append(err, errlen, "out of memory");
     return NULL;
   }
-  vm->p = p;
-  vm->mem_limit = p->memory_limit;
-  vm->budget = p->budget;
+  vm->cfg = cfg;
+  vm->mem_limit = cfg->memory_limit;
+  vm->budget = cfg->budget;
   for (int i = 0; i < SLOT_COUNT; i++)
     vm->slot_ref[i] = LUA_NOREF;
   vm->enc_ref = vm->dec_ref = LUA_NOREF;
@@ -623,7 +623,7 @@ struct vm *vm_create(struct pt_policy *p, const struct script_set *scripts, char
   *(struct vm **)lua_getextraspace(vm->L) = vm;
 
   vm->loading = true;
-  vm->deadline = pt_clock_mono() + p->load_deadline;
+  vm->deadline = pt_clock_mono() + cfg->load_deadline;
   lua_sethook(vm->L, count_hook, LUA_MASKCOUNT, LOAD_HOOK_COUNT);
   struct call_result res;
   vm_call(vm, "(host)", init_body, vm, &res);

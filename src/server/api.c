@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/clock.h"
+#include "core/hash.h"
 #include "core/prom.h"
 #include "server/report.h"
 #include "server/server_impl.h"
@@ -317,9 +318,7 @@ static bool serve_ui_dir(struct pt_server *srv, const struct pt_http_req *req, s
     free(data);
     return false;
   }
-  uint64_t h = 1469598103934665603ULL;
-  for (ssize_t i = 0; i < got; i++)
-    h = (h ^ (unsigned char)data[i]) * 1099511628211ULL;
+  uint64_t h = pt_fnv1a(PT_FNV1A_INIT, data, (size_t)got);
   serve_bytes(req, resp, rel, data, (size_t)got, h);
   free(data);
   return true;

@@ -9,7 +9,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "policy/policy.h"
-#include "server/kube.h"
+#include "kube/watcher.h"
 #include "server/server.h"
 
 #ifdef PT_HAVE_UI
@@ -125,7 +125,7 @@ int main(int argc, char **argv)
   pt_log_setup("pulltrace-server", cfg.log_level, fmt);
 
   /* Kubernetes: configuration errors stop the server before anything starts. */
-  struct pt_kube_config kcfg;
+  struct pt_kubeconfig kcfg;
   memset(&kcfg, 0, sizeof(kcfg));
   bool kube_on = false;
   const char *kmode = cfg.kubernetes ? cfg.kubernetes : "auto";
@@ -167,7 +167,7 @@ int main(int argc, char **argv)
   if (!app.policy) {
     fprintf(stderr, "pulltrace-server: policy error:\n%s\n", err);
     PT_LOG_ERROR("policy failed to load", "{s:s}", "error", err);
-    pt_kube_config_clear(&kcfg);
+    pt_kubeconfig_clear(&kcfg);
     return 1;
   }
   app.srv = pt_server_create(&app.loop, &cfg, app.policy);
@@ -211,7 +211,7 @@ int main(int argc, char **argv)
     PT_LOG_INFO("listening", "{s:i,s:i,s:s}", "httpPort", pt_server_http_port(app.srv), "metricsPort",
                 pt_server_metrics_port(app.srv), "version", PT_VERSION);
   } else {
-    pt_kube_config_clear(&kcfg);
+    pt_kubeconfig_clear(&kcfg);
     pt_server_shutdown(app.srv, all_closed, &app);
   }
   uv_run(&app.loop, UV_RUN_DEFAULT);

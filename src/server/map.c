@@ -1,5 +1,7 @@
 #include "server/map.h"
 
+#include "core/hash.h"
+
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -7,13 +9,7 @@
 
 static size_t hash_str(const char *s)
 {
-  /* FNV-1a, 64-bit. */
-  uint64_t h = 1469598103934665603ULL;
-  for (; *s; s++) {
-    h ^= (unsigned char)*s;
-    h *= 1099511628211ULL;
-  }
-  return (size_t)h;
+  return (size_t)pt_fnv1a_str(PT_FNV1A_INIT, s);
 }
 
 void pt_map_init(struct pt_map *m)

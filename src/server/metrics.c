@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "core/prom.h"
-#include "server/kube.h"
+#include "kube/watcher.h"
 #include "server/server_impl.h"
 
 static void labeled(struct pt_buf *out, const char *name, const char *label, const char *value, double v)

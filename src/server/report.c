@@ -8,51 +8,6 @@
 
 #include "core/clock.h"
 
-static const char *const layer_states[] = {"waiting", "downloading", "stalled", "done", "cached"};
-
-const char *pt_layer_state_name(enum pt_layer_state s)
-{
-  return (unsigned)s < 5 ? layer_states[s] : "waiting";
-}
-
-int pt_layer_state_parse(const char *s, enum pt_layer_state *out)
-{
-  for (int i = 0; i < 5; i++) {
-    if (strcmp(s, layer_states[i]) == 0) {
-      *out = (enum pt_layer_state)i;
-      return 0;
-    }
-  }
-  return -EINVAL;
-}
-
-bool pt_digest_valid(const char *s)
-{
-  /* algorithm := component ([+._-] component)*, component := [a-z0-9]+;
-   * encoded := [a-zA-Z0-9=_-]+ */
-  const char *colon = strchr(s, ':');
-  if (!colon || colon == s || strlen(s) > 256)
-    return false;
-  bool prev_sep = true;
-  for (const char *p = s; p < colon; p++) {
-    if ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')) {
-      prev_sep = false;
-    } else if (strchr("+._-", *p) && !prev_sep) {
-      prev_sep = true;
-    } else {
-      return false;
-    }
-  }
-  if (prev_sep || !colon[1])
-    return false;
-  for (const char *p = colon + 1; *p; p++) {
-    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-          *p == '=' || *p == '_' || *p == '-'))
-      return false;
-  }
-  return true;
-}
-
 struct ctx {
   char *err;
   size_t errlen;

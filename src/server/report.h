@@ -9,20 +9,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/model.h"
+
 #define PT_REPORT_MAX_PULLS 2000
 #define PT_REPORT_MAX_LAYERS 1000
 #define PT_REPORT_MAX_UNATTRIBUTED 2000
-
-enum pt_layer_state {
-  PT_LAYER_WAITING = 0,
-  PT_LAYER_DOWNLOADING,
-  PT_LAYER_STALLED,
-  PT_LAYER_DONE,
-  PT_LAYER_CACHED,
-};
-const char *pt_layer_state_name(enum pt_layer_state s);
-/* Returns 0 or -EINVAL. */
-int pt_layer_state_parse(const char *s, enum pt_layer_state *out);
 
 /* Strings point into the report's JSON document; times are epoch seconds,
  * 0 for null. */
@@ -72,8 +63,5 @@ struct pt_report {
 int pt_report_parse(const char *body, size_t len, struct pt_report *out,
                     char *err, size_t errlen, char *field, size_t fieldlen);
 void pt_report_free(struct pt_report *r);
-
-/* True for "algorithm:encoded" digests as in the OCI image spec. */
-bool pt_digest_valid(const char *s);
 
 #endif

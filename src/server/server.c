@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/clock.h"
+#include "core/hash.h"
 
 #define CFG(field) offsetof(struct pt_server_config, field)
 
@@ -250,10 +251,7 @@ void pt_server_set_ui(struct pt_server *srv, const struct pt_embedded_file *file
     return;
   srv->ui_etags = calloc(n, sizeof(*srv->ui_etags));
   for (size_t i = 0; srv->ui_etags && i < n; i++) {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t k = 0; k < files[i].size; k++)
-      h = (h ^ files[i].data[k]) * 1099511628211ULL;
-    srv->ui_etags[i] = h;
+    srv->ui_etags[i] = pt_fnv1a(PT_FNV1A_INIT, files[i].data, files[i].size);
   }
 }
 

@@ -7,8 +7,10 @@
 #include <string.h>
 
 #include "core/clock.h"
+#include "core/hash.h"
+#include "core/image_ref.h"
 #include "core/log.h"
-#include "server/kube_parse.h"
+#include "kube/parse.h"
 #include "server/map.h"
 
 const double pt_store_duration_buckets[8] = {1, 5, 10, 30, 60, 120, 300, 600};
@@ -594,7 +596,7 @@ static bool pull_is_image(const struct pt_pull *p, const char *ref)
     return false;
   if (!p->image || streq(p->image, p->image_ref))
     return true; /* no tag known for p: the repository decides */
-  if (pt_kube_image_normalize(p->image, a, sizeof(a)) != 0 || pt_kube_image_normalize(ref, b, sizeof(b)) != 0)
+  if (pt_image_ref_normalize(p->image, a, sizeof(a)) != 0 || pt_image_ref_normalize(ref, b, sizeof(b)) != 0)
     return true;
   return strcmp(a, b) == 0;
 }
@@ -1212,7 +1214,7 @@ int pt_store_pod_delete(struct pt_store *s, const char *ns, const char *name)
  * it) and no tag. */
 static void normalize_image(const char *in, char *out, size_t outlen)
 {
-  if (pt_kube_image_key(in, out, outlen) != 0)
+  if (pt_image_ref_key(in, out, outlen) != 0)
     snprintf(out, outlen, "%s", in);
 }
 
@@ -1382,12 +1384,10 @@ int pt_store_kube_event(struct pt_store *s, const json_t *event, double now)
     /* One kubelet-only pull per node and reference (with its tag): failures
      * of two tags of a repository are two pulls. */
     char full[1024];
-    if (pt_kube_image_normalize(image, full, sizeof(full)) != 0)
+    if (pt_image_ref_normalize(image, full, sizeof(full)) != 0)
       snprintf(full, sizeof(full), "%s", norm);
     char id[1200];
-    uint64_t h = 1469598103934665603ULL;
-    for (const char *c = full; *c; c++)
-      h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+    uint64_t h = pt_fnv1a_str(PT_FNV1A_INIT, full);
     snprintf(id, sizeof(id), "%s/kubelet-%016llx", node, (unsigned long long)h);
     match = pt_map_get(&s->pulls, id);
     if (!match) {

@@ -1,4 +1,4 @@
-#include "server/kube.h"
+#include "kube/watcher.h"
 
 #include <errno.h>
 #include <math.h>
@@ -56,7 +56,7 @@ struct pt_kube {
   uv_loop_t *loop;
   struct pt_server *srv;
   struct pt_store *store;
-  struct pt_kube_config cfg;
+  struct pt_kubeconfig cfg;
   struct pt_kube_options opts;
   char *namespaces;
   struct pt_httpc *httpc;
@@ -132,7 +132,7 @@ static void build_url(struct reflector *r, bool watch, char *url, size_t cap)
 static void refresh_token(struct pt_kube *k)
 {
   char *tok = NULL;
-  int r = pt_kube_config_token(&k->cfg, &tok);
+  int r = pt_kubeconfig_token(&k->cfg, &tok);
   if (r) {
     PT_LOG_WARN("cannot read the Kubernetes token; keeping the previous one", "{s:s,s:s}", "file",
                 k->cfg.token_file ? k->cfg.token_file : "", "error", strerror(-r));
@@ -619,7 +619,7 @@ static void token_tick(uv_timer_t *t)
   count_cached(k);
 }
 
-struct pt_kube *pt_kube_create(uv_loop_t *loop, struct pt_server *srv, struct pt_kube_config *cfg,
+struct pt_kube *pt_kube_create(uv_loop_t *loop, struct pt_server *srv, struct pt_kubeconfig *cfg,
                                const struct pt_kube_options *opts)
 {
   struct pt_kube *k = calloc(1, sizeof(*k));
@@ -666,7 +666,7 @@ struct pt_kube *pt_kube_create(uv_loop_t *loop, struct pt_server *srv, struct pt
     pt_httpc_destroy(k->httpc);
     free(k->refl);
     free(k->namespaces);
-    pt_kube_config_clear(&k->cfg);
+    pt_kubeconfig_clear(&k->cfg);
     free(k);
     return NULL;
   }
@@ -721,7 +721,7 @@ static void maybe_free(struct pt_kube *k)
   free(k->refl);
   free(k->namespaces);
   free(k->token);
-  pt_kube_config_clear(&k->cfg);
+  pt_kubeconfig_clear(&k->cfg);
   free(k);
 }
 

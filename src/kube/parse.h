@@ -1,39 +1,13 @@
-/* Pure helpers of the Kubernetes watcher: image references, kubelet event
- * messages, the watch stream's line framing, and the slim copies of Pod and
+/* Pure helpers of the Kubernetes watcher: kubelet event messages, the watch stream's line framing, and the slim copies of Pod and
  * Event objects that the store keeps. Nothing here does I/O, so unit tests and
  * the fuzzer drive it directly. */
-#ifndef PT_SERVER_KUBE_PARSE_H
-#define PT_SERVER_KUBE_PARSE_H
+#ifndef PT_KUBE_PARSE_H
+#define PT_KUBE_PARSE_H
 
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-/* ---- image references --------------------------------------------------- */
-
-/* An image reference with the container runtime's defaults applied:
- * "nginx" -> host "docker.io", repo "library/nginx", tag "latest". */
-struct pt_kube_image {
-  char host[256];      /* lower-case registry host, with its port if any */
-  char bare_host[256]; /* the host without its port (containerd's label key form) */
-  char repo[512];
-  char tag[128];       /* "" when pinned by digest without a tag */
-  char digest[160];    /* "" unless "@sha256:..." was given */
-};
-
-/* Parses ref. Returns 0, or -EINVAL for something that is not a reference
- * (empty, whitespace, empty tag or repository, too long). */
-int pt_kube_image_parse(const char *ref, struct pt_kube_image *out);
-/* The fully qualified form "host[:port]/repo[:tag][@digest]". Returns 0,
- * -EINVAL or -ENOSPC. */
-int pt_kube_image_normalize(const char *ref, char *out, size_t len);
-/* The matching key "bare_host/repo": what the agent reports as imageRef
- * (containerd drops the port and the tag). Returns 0, -EINVAL or -ENOSPC. */
-int pt_kube_image_key(const char *ref, char *out, size_t len);
-/* True when the agent's imageRef ("127.0.0.1/demo/app") and a pod's image
- * ("127.0.0.1:5001/demo/app:v1") name the same repository. */
-bool pt_kube_image_matches(const char *agent_ref, const char *image);
 
 /* ---- kubelet event messages --------------------------------------------- */
 

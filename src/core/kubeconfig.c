@@ -1,4 +1,4 @@
-#include "server/kube_config.h"
+#include "core/kubeconfig.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -21,17 +21,7 @@ static bool set(const char *s)
   return s && *s;
 }
 
-void pt_kube_env_get(struct pt_kube_env *env)
-{
-  env->pulltrace_kubeconfig = getenv("PULLTRACE_KUBECONFIG");
-  env->kubeconfig = getenv("KUBECONFIG");
-  env->context = getenv("PULLTRACE_KUBE_CONTEXT");
-  env->sa_dir = getenv("PULLTRACE_KUBE_SA_DIR");
-  env->service_host = getenv("KUBERNETES_SERVICE_HOST");
-  env->service_port = getenv("KUBERNETES_SERVICE_PORT");
-}
-
-void pt_kube_config_clear(struct pt_kube_config *c)
+void pt_kubeconfig_clear(struct pt_kubeconfig *c)
 {
   if (!c)
     return;
@@ -90,7 +80,7 @@ static char *trim(char *s)
   return s;
 }
 
-int pt_kube_config_token(const struct pt_kube_config *c, char **out)
+int pt_kubeconfig_token(const struct pt_kubeconfig *c, char **out)
 {
   *out = NULL;
   if (c->token_file) {
@@ -110,7 +100,7 @@ int pt_kube_config_token(const struct pt_kube_config *c, char **out)
   return 0;
 }
 
-int pt_kube_config_in_cluster(struct pt_kube_config *c, const char *host, const char *port,
+int pt_kubeconfig_in_cluster(struct pt_kubeconfig *c, const char *host, const char *port,
                               const char *sa_dir, char *err, size_t errlen)
 {
   memset(c, 0, sizeof(*c));
@@ -138,21 +128,21 @@ int pt_kube_config_in_cluster(struct pt_kube_config *c, const char *host, const 
   c->ca_file = strdup(buf);
   c->source = strdup("in-cluster");
   if (!c->server || !c->token_file || !c->ca_file || !c->source) {
-    pt_kube_config_clear(c);
+    pt_kubeconfig_clear(c);
     return -ENOMEM;
   }
   if (access(c->ca_file, R_OK) != 0) {
     snprintf(err, errlen, "PULLTRACE_KUBE_SA_DIR: cannot read %s: %s", c->ca_file, strerror(errno));
-    pt_kube_config_clear(c);
+    pt_kubeconfig_clear(c);
     return -EINVAL;
   }
   char *tok = NULL;
-  int r = pt_kube_config_token(c, &tok);
+  int r = pt_kubeconfig_token(c, &tok);
   if (r || !tok || !*tok) {
     snprintf(err, errlen, "PULLTRACE_KUBE_SA_DIR: cannot read the token %s: %s", c->token_file,
              r ? strerror(-r) : "empty file");
     free(tok);
-    pt_kube_config_clear(c);
+    pt_kubeconfig_clear(c);
     return -EINVAL;
   }
   free(tok);
@@ -168,7 +158,7 @@ int pt_kube_config_in_cluster(struct pt_kube_config *c, const char *host, const 
 /* ------------------------------------------------------------------------ */
 /* kubeconfig                                                                 */
 
-long pt_kube_base64_decode(const char *in, unsigned char *out)
+long pt_kubeconfig_base64_decode(const char *in, unsigned char *out)
 {
   unsigned acc = 0;
   int bits = 0;
@@ -254,7 +244,7 @@ static char *resolve(const char *dir, const char *p)
 }
 
 /* Writes base64 data to tmpdir/name (0600) and returns its path. */
-static int write_data(struct pt_kube_config *c, const char *name, const char *b64, char **out, char *err,
+static int write_data(struct pt_kubeconfig *c, const char *name, const char *b64, char **out, char *err,
                       size_t errlen, const char *member)
 {
   if (!c->tmpdir) {
@@ -272,7 +262,7 @@ static int write_data(struct pt_kube_config *c, const char *name, const char *b6
   unsigned char *data = malloc(strlen(b64) * 3 / 4 + 3);
   if (!data)
     return -ENOMEM;
-  long n = pt_kube_base64_decode(b64, data);
+  long n = pt_kubeconfig_base64_decode(b64, data);
   if (n < 0) {
     free(data);
     snprintf(err, errlen, "%s: invalid base64", member);
@@ -300,7 +290,7 @@ static int write_data(struct pt_kube_config *c, const char *name, const char *b6
 }
 
 /* A file member or its -data variant (the latter wins, as in client-go). */
-static int file_member(struct pt_kube_config *c, yaml_document_t *doc, yaml_node_t *m, const char *dir,
+static int file_member(struct pt_kubeconfig *c, yaml_document_t *doc, yaml_node_t *m, const char *dir,
                        const char *key, const char *tmpname, char **out, char *err, size_t errlen)
 {
   char dkey[64];
@@ -321,7 +311,7 @@ static int file_member(struct pt_kube_config *c, yaml_document_t *doc, yaml_node
   return 0;
 }
 
-int pt_kube_config_load_kubeconfig(struct pt_kube_config *c, const char *path, const char *context,
+int pt_kubeconfig_load(struct pt_kubeconfig *c, const char *path, const char *context,
                                    char *err, size_t errlen)
 {
   memset(c, 0, sizeof(*c));
@@ -361,7 +351,8 @@ int pt_kube_config_load_kubeconfig(struct pt_kube_config *c, const char *path, c
   }
   const char *ctx_name = set(context) ? context : scalar(map_get(&doc, root, "current-context"));
   if (!set(ctx_name)) {
-    snprintf(err, errlen, "%s: no current-context (set PULLTRACE_KUBE_CONTEXT)", path);
+    snprintf(err, errlen, "%s: no current-context", path);
+    r = -ESRCH;
     goto out;
   }
   yaml_node_t *ctx = named(&doc, root, "contexts", "context", ctx_name);
@@ -383,10 +374,7 @@ int pt_kube_config_load_kubeconfig(struct pt_kube_config *c, const char *path, c
     goto out;
   }
   const char *insecure = scalar(map_get(&doc, cluster, "insecure-skip-tls-verify"));
-  if (insecure && strcmp(insecure, "true") == 0) {
-    snprintf(err, errlen, "%s: insecure-skip-tls-verify is not supported; give the cluster's CA", path);
-    goto out;
-  }
+  c->insecure_skip_tls_verify = insecure && strcmp(insecure, "true") == 0;
   c->server = strdup(server);
   size_t sl = strlen(c->server);
   while (sl > 0 && c->server[sl - 1] == '/')
@@ -441,32 +429,6 @@ out:
   yaml_parser_delete(&parser);
   free(text);
   if (r)
-    pt_kube_config_clear(c);
+    pt_kubeconfig_clear(c);
   return r;
-}
-
-int pt_kube_config_from_env(const struct pt_kube_env *env, struct pt_kube_config *c, char *err,
-                            size_t errlen)
-{
-  memset(c, 0, sizeof(*c));
-  char ebuf[1024];
-  int r;
-  if (set(env->pulltrace_kubeconfig)) {
-    if ((r = pt_kube_config_load_kubeconfig(c, env->pulltrace_kubeconfig, env->context, ebuf, sizeof(ebuf))))
-      snprintf(err, errlen, "PULLTRACE_KUBECONFIG: %s", ebuf);
-    return r;
-  }
-  if (set(env->service_host))
-    return pt_kube_config_in_cluster(c, env->service_host, env->service_port, env->sa_dir, err, errlen);
-  if (set(env->kubeconfig)) {
-    char first[4096];
-    snprintf(first, sizeof(first), "%s", env->kubeconfig);
-    first[strcspn(first, ":")] = '\0';
-    if (!*first)
-      return -ENOENT;
-    if ((r = pt_kube_config_load_kubeconfig(c, first, env->context, ebuf, sizeof(ebuf))))
-      snprintf(err, errlen, "KUBECONFIG: %s", ebuf);
-    return r;
-  }
-  return -ENOENT;
 }

@@ -17,16 +17,16 @@
  *
  * /readyz gets a "kubernetes" check that turns ok once every reflector has
  * completed its first list. */
-#ifndef PT_SERVER_KUBE_H
-#define PT_SERVER_KUBE_H
+#ifndef PT_KUBE_WATCHER_H
+#define PT_KUBE_WATCHER_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
-#include "server/kube_config.h"
-#include "server/kube_parse.h"
+#include "kube/config.h"
+#include "kube/parse.h"
 
 struct pt_server;
 struct pt_kube;
@@ -56,7 +56,7 @@ struct pt_kube_stats {
 };
 
 /* Takes over cfg (cleared on return). Does not start anything. */
-struct pt_kube *pt_kube_create(uv_loop_t *loop, struct pt_server *srv, struct pt_kube_config *cfg,
+struct pt_kube *pt_kube_create(uv_loop_t *loop, struct pt_server *srv, struct pt_kubeconfig *cfg,
                                const struct pt_kube_options *opts);
 /* Starts every reflector. Returns 0 or a negative errno. */
 int pt_kube_start(struct pt_kube *k);
