@@ -67,11 +67,19 @@ tree=$(GIT_INDEX_FILE=$work_index git -C "$root" write-tree)
 rm -f "$work_index"
 revision=$(git -C "$root" rev-parse HEAD)
 [[ $tree == "$(git -C "$root" rev-parse 'HEAD^{tree}')" ]] || revision+=-dirty
-key="$tree-$tag"
+# The cache key: every file of that tree the build can see (top-level names that
+# .dockerignore leaves out, e.g. the tests and docs, do not count) and the tag. A later
+# commit that changes none of them reuses the image, whose revision label then names the
+# first commit with these exact sources.
+key=$({ git -C "$root" ls-tree -r "$tree" |
+          awk -F '\t' -v ignore="$(sed -n 's#^/\{0,1\}\([A-Za-z0-9._-]*\)/\{0,1\}$#\1#p' "$root/.dockerignore")" '
+            BEGIN { n = split(ignore, names, "\n"); for (i = 1; i <= n; i++) skip[names[i]] = 1 }
+            { split($2, part, "/"); if (!(part[1] in skip)) print }'
+        echo "$tag"; } | sha256sum | cut -c1-32)
 
 built="$cache/built/$key/pulltrace.tar"
 if [[ -s $built ]]; then
-  echo "images.sh: $name for tree $tree is cached"
+  echo "images.sh: $name for these sources ($key) is cached"
   cp "$built" "$output/pulltrace.tar"
   echo "images.sh: wrote $output/pulltrace.tar ($name)"
   exit 0
@@ -153,7 +161,8 @@ git -C "$root" archive "$tree" | tar -x -C "$ctx"
 secret=()
 # Lets npm trust what this machine trusts (e.g. an HTTPS-inspecting proxy's CA); the
 # Dockerfile reads it as a build secret, so it never lands in a layer.
-[[ -s /etc/ssl/certs/ca-certificates.crt ]] && secret=(--secret id=ca-certificates,src=/etc/ssl/certs/ca-certificates.crt)
+ca_bundle=/etc/ssl/certs/ca-certificates.crt
+[[ -s $ca_bundle ]] && secret=(--secret "id=ca-certificates,src=$ca_bundle")
 
 echo "images.sh: building $name (tree $tree, revision $revision)"
 t0=$(date +%s)
@@ -168,5 +177,8 @@ mv "$built.tmp" "$built"
 # layer in full).
 "${buildah[@]}" rmi "$name" >/dev/null
 "${buildah[@]}" rmi --prune >/dev/null 2>&1 || true
+# Images of older sources: the three newest stay.
+find "$cache/built" -mindepth 1 -maxdepth 1 -type d -printf '%T@ %p\n' | sort -rn | tail -n +4 |
+  cut -d' ' -f2- | xargs -r rm -rf
 cp "$built" "$output/pulltrace.tar"
 echo "images.sh: wrote $output/pulltrace.tar ($name, built in $(( $(date +%s) - t0 ))s)"
