@@ -62,10 +62,12 @@ RUN apt-get update -q \
  && apt-get install -y -q --no-install-recommends \
       ca-certificates curl libcurl4 libgrpc29 libjansson4 liblua5.4-0 libprotobuf-c1 libuv1 \
       libyaml-0-2 lua-cjson \
- && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log \
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log \
  && useradd --uid 65532 --user-group --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin pulltrace
 COPY --from=build /out/ /
+COPY LICENSE /usr/share/doc/pulltrace/LICENSE
 RUN for b in /usr/local/bin/pulltrace-server /usr/local/bin/pulltrace-agent; do \
       if ldd "$b" | grep 'not found'; then \
         echo "runtime: $b needs a library the runtime stage does not install" >&2; exit 1; \

@@ -10,21 +10,22 @@
 # debian:trixie) are made by mmdebstrap from this machine's own Debian mirror (read from
 # its apt sources) and committed under those names in a buildah storage of the script's
 # own; then `buildah bud --isolation chroot --pull-never` runs the Dockerfile. The build
-# context is the working tree's files as git sees them (tracked and untracked, not ignored).
+# context is the working tree's files as git sees them (tracked and untracked, not ignored),
+# so it needs a git checkout.
 #   --cache DIR   base tarballs, buildah's storage and built images (default: build-images/
-#                 at the top of the repository). A built image is kept under the hash of the
-#                 source tree it was built from, so a rerun on the same tree only copies it.
-#                 Remove DIR to start over (new base images, e.g. after Debian updates).
+#                 at the top of the repository). A built image is kept under a hash of the
+#                 files the build sees (.dockerignore's paths do not count), so a rerun on the
+#                 same sources only copies it. Remove DIR to start over (new base images).
 #   --tag TAG     the image's tag in the archive (default: the chart's appVersion).
 # Installs buildah, mmdebstrap, skopeo and uidmap when missing. Needs root, or sudo.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-usage() { sed -n '2,19s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,20s/^# \{0,1\}//p' "$0"; }
 die() { echo "images.sh: $*" >&2; exit 1; }
 
 [[ ${1:-} == -h || ${1:-} == --help ]] && { usage; exit 0; }
-[[ ${1:-} == build ]] || { usage >&2; exit 2; }
+[[ ${1:-} == build ]] || { echo "images.sh: unknown command '${1:-}'" >&2; usage >&2; exit 2; }
 shift
 output="" cache="$root/build-images" tag=""
 while [[ $# -gt 0 ]]; do
@@ -67,14 +68,16 @@ tree=$(GIT_INDEX_FILE=$work_index git -C "$root" write-tree)
 rm -f "$work_index"
 revision=$(git -C "$root" rev-parse HEAD)
 [[ $tree == "$(git -C "$root" rev-parse 'HEAD^{tree}')" ]] || revision+=-dirty
-# The cache key: every file of that tree the build can see (top-level names that
-# .dockerignore leaves out, e.g. the tests and docs, do not count) and the tag. A later
+# The cache key: every file of that tree the build can see (the plain paths .dockerignore
+# leaves out, e.g. the tests, the docs and this script, do not count) and the tag. A later
 # commit that changes none of them reuses the image, whose revision label then names the
 # first commit with these exact sources.
 key=$({ git -C "$root" ls-tree -r "$tree" |
-          awk -F '\t' -v ignore="$(sed -n 's#^/\{0,1\}\([A-Za-z0-9._-]*\)/\{0,1\}$#\1#p' "$root/.dockerignore")" '
-            BEGIN { n = split(ignore, names, "\n"); for (i = 1; i <= n; i++) skip[names[i]] = 1 }
-            { split($2, part, "/"); if (!(part[1] in skip)) print }'
+          awk -F '\t' -v ignore="$(sed -n 's#^/\{0,1\}\([A-Za-z0-9._/-]*[A-Za-z0-9._-]\)/\{0,1\}$#\1#p' "$root/.dockerignore")" '
+            BEGIN { n = split(ignore, paths, "\n") }
+            { for (i = 1; i <= n; i++)
+                if ($2 == paths[i] || index($2, paths[i] "/") == 1) next
+              print }'
         echo "$tag"; } | sha256sum | cut -c1-32)
 
 built="$cache/built/$key/pulltrace.tar"
