@@ -24,6 +24,7 @@ enum pt_change_type {
   PT_CHANGE_PULL_STALLED,
   PT_CHANGE_PULL_EVICTED,  /* left the tables (reason "superseded" or none) */
   PT_CHANGE_NODE_UPDATED,
+  PT_CHANGE_NODE_REMOVED,  /* a lost node without pulls left the tables */
   PT_CHANGE_ALERT,         /* an alert of the policy's alert hooks */
   PT_CHANGE_ROLLOUT_SUMMARY, /* the figures of an image's rollout (pt_store_rollouts_publish) */
   PT_CHANGE_TYPE_COUNT,
@@ -59,9 +60,9 @@ struct pt_change {
   enum pt_change_type type;
   double time;
   struct pt_change_keys keys;
-  const struct pt_pull *pull;    /* pull.* */
+  const struct pt_pull *pull;    /* pull.*; alert: the pull whose event raised it */
   bool with_layers;              /* pull.*: the pull's layers are part of the event */
-  const struct pt_node *node;    /* node.updated */
+  const struct pt_node *node;    /* node.updated, node.removed */
   const char *reason;            /* pull.evicted: "superseded", or NULL */
   const struct pt_pull *superseded_by;         /* pull.evicted with reason "superseded" */
   const struct pt_policy_alert *alert;         /* alert */

@@ -6,8 +6,8 @@
 #include "server/store.h"
 
 static const char *const type_names[PT_CHANGE_TYPE_COUNT] = {
-  "pull.started", "pull.progress", "pull.completed", "pull.failed",
-  "pull.stalled", "pull.evicted",  "node.updated",   "alert", "rollout.summary",
+  "pull.started", "pull.progress", "pull.completed", "pull.failed", "pull.stalled",
+  "pull.evicted", "node.updated",  "node.removed",   "alert",       "rollout.summary",
 };
 
 const char *pt_change_type_name(enum pt_change_type t)
@@ -90,6 +90,10 @@ int pt_event_write(struct pt_buf *out, const struct pt_change *c)
   case PT_CHANGE_NODE_UPDATED:
     pt_jsonw_key(&w, "node");
     pt_store_node_write(&w, c->node, false);
+    break;
+  case PT_CHANGE_NODE_REMOVED:
+    pt_jsonw_key(&w, "node");
+    pt_jsonw_string(&w, c->node->name);
     break;
   case PT_CHANGE_ALERT:
     r = alert_event(&w, c);

@@ -40,6 +40,7 @@ struct pt_store {
     size_t bucket, nbuckets;
   } sweep;
   double alert_time; /* "now" of the alert hooks' call in progress */
+  const struct pt_pull *alert_pull; /* the pull whose event the hooks are given */
   struct pt_store_counters counters;
 };
 
