@@ -2,11 +2,11 @@
 """pulltrace-server under load: report ingest, event-stream fan-out, memory.
 
 Usage: /usr/bin/python3 bench/server/bench_server.py [BUILD_DIR] [SCENARIO...]
-       SCENARIO: saturation ingest nginx paced fanout100 fanout1000 memory tables rollout
+       SCENARIO: saturation ingest nginx paced fanout100 fanout1000 fanout10000 memory tables rollout
                  ingest-history paced-history history-size (default: all)
 
 Every scenario starts a fresh pulltrace-server on free 127.0.0.1 ports, pinned to CPU 0
-(`taskset -c 0`); the load tools (wrk with bench/server/report.lua, bench/server/sse_clients.py)
+(`taskset -c 0`); the load tools (wrk with bench/server/report.lua, bench-sse-fanout)
 run pinned to CPU 1, so "one core" means the server's. Reports are those of a real agent:
 NODES nodes x 5 pulls x 8 layers (~11 KiB each), pulls progressing and completing. The server
 runs with PULLTRACE_REPORT_MIN_INTERVAL=0 (no per-node 429s: the load tool sends faster than
@@ -21,6 +21,8 @@ one report per node per 100 ms), PULLTRACE_KUBERNETES=off and PULLTRACE_LOG_LEVE
   fanout100   100 event-stream clients while 20 nodes report once a second (20 s)
   fanout1000  1,000 event-stream clients: memory per client, then 2 nodes reporting once
               a second (20 s)
+  fanout10000 10,000 event-stream clients (bench-sse-fanout, a C client on one libuv loop:
+              the client is not the bottleneck), then 2 nodes reporting once a second (20 s)
   memory      1,000 nodes x 5 pulls x 8 layers in flight = 5,000 pulls: RSS, and the size
               and time of GET /api/v1/pulls
   tables      100,000 pulls (5,000 nodes x 20 pulls x 8 layers): resident memory per pull,
@@ -261,17 +263,17 @@ def scenario_history_size(build, work, pulls=100_000, per_report=50, nodes=100):
             "generate_seconds": round(wall, 1), **figures}
 
 
-def fanout(build, work, clients, nodes, seconds=20):
+def fanout(build, work, clients, nodes, seconds=20, path="/api/v1/events"):
     srv = start_server(build, work, f"fanout{clients}", PULLTRACE_MAX_CONNECTIONS=clients + 1000)
     try:
         rss0 = srv.rss_kib()
         ready = Path(work) / f"sse-ready-{clients}"
-        sse = subprocess.Popen(["taskset", "-c", LOAD_CPU, "/usr/bin/python3",
-                                str(HERE / "sse_clients.py"), str(srv.port), str(clients),
-                                str(seconds + 2), str(ready)],
+        client = find_binary("bench-sse-fanout", build)
+        sse = subprocess.Popen(["taskset", "-c", LOAD_CPU, str(client), str(srv.port), str(clients),
+                                str(seconds + 2), str(ready), path],
                                stdout=subprocess.PIPE, text=True, preexec_fn=raise_nofile)
         try:
-            wait_until(ready.exists, 60, what="SSE clients connected")
+            wait_until(ready.exists, 180, what="SSE clients connected")
             time.sleep(1)
             rss1 = srv.rss_kib()
             m0 = srv.metrics()
@@ -299,7 +301,8 @@ def fanout(build, work, clients, nodes, seconds=20):
                 "rss_kib_no_clients": rss0, "rss_kib_with_clients": rss1,
                 "rss_kib_per_client": round((rss1 - rss0) / clients, 1),
                 "rss_kib_after": srv.rss_kib(),
-                "command": f"sse_clients.py PORT {clients} {seconds + 2} + "
+                "clients_with_snapshot": got["with_snapshot"], "clients_open_at_end": got["open_at_end"],
+                "command": f"bench-sse-fanout PORT {clients} {seconds + 2} READY {path} + "
                            f"PT_PACE_MS=1000 {res['command']}"}
     finally:
         srv.stop()
@@ -486,6 +489,7 @@ SCENARIOS = {
     "paced": scenario_paced,
     "fanout100": lambda b, w: fanout(b, w, 100, 20),
     "fanout1000": lambda b, w: fanout(b, w, 1000, 2),
+    "fanout10000": lambda b, w: fanout(b, w, 10000, 2),
     "memory": scenario_memory,
     "rollout": scenario_rollout,
     "ingest-history": lambda b, w: scenario_ingest(b, w, history=True),

@@ -380,12 +380,23 @@ static void tick_nodes(struct pt_store *s, double now)
   free(forget);
 }
 
+/* A pull that is not in flight (completed, failed, lost) changes no more;
+ * only time brings its eviction closer. The eviction hook is asked about it
+ * this often rather than every tick, so that a large history costs little:
+ * "only what changes costs anything". */
+#define EVICT_RECHECK_SECONDS 10.0
+
 /* One pull of the sweep: the policy's eviction decision (collected in
  * *evict, applied after the slice), node-lost marking, stall alerts. */
 static void sweep_pull(struct pt_store *s, struct pt_pull *p, double now, struct pull_list *evict)
 {
+  bool active = pull_is_active(p);
+  if (!active && now < p->evict_check_at)
+    return;
   struct pt_node *n = pt_map_get(&s->nodes, p->node);
   enum pt_policy_evict_decision d = store_evict_decision(s, p, n, now);
+  if (!active && d != PT_POLICY_EVICT)
+    p->evict_check_at = now + EVICT_RECHECK_SECONDS;
   if (d == PT_POLICY_EVICT) {
     if (evict->n == evict->cap) {
       size_t cap = evict->cap ? evict->cap * 2 : 64;

@@ -77,6 +77,7 @@ struct pt_pull {
   struct store_rollout *rollout; /* the rollout of its image it counts in (store_rollout.c), or NULL */
   char *error_reason, *error_message;
   uint64_t report_gen;     /* generation of the node report that last named it */
+  double evict_check_at;   /* not in flight: the tick asks the eviction hook again from then on */
   /* kubelet's `Successfully pulled image "X" in 1.2s (1.5s including
    * waiting)` for this pull: kubelet_pulled_at > 0 once one matched; the
    * durations are < 0 when the message did not give them. */
@@ -169,7 +170,9 @@ size_t pt_store_max_nodes(const struct pt_store *s);
 /* Periodic work: node lagging/lost, forgetting a lost node once the eviction
  * policy removed its last pull, eviction through the policy, stall
  * alerts, re-correlation of the pulls on the nodes whose pods or kubelet
- * events changed. Call every second or so. */
+ * events changed. Call every second or so. The eviction hook is asked about
+ * every pull in flight each time, about a pull that is not (completed,
+ * failed, lost) every 10 s. */
 void pt_store_tick(struct pt_store *s, double now);
 /* The same work in slices of about max_pulls pulls (each one a call of the
  * policy's eviction hook), so that a large table (100,000 pulls of history)
