@@ -80,12 +80,12 @@ def start_server(build, work, scenario, **env):
                   wrap=[TASKSET, "-c", SERVER_CPU]).start(timeout=10)
 
 
-def wrk(url, nodes, seconds, conns, pace_ms=0, rounds=0, prefix="bench-node", extra_env=None, pulls=5):
-    env = dict(os.environ, PT_THREADS="1", PT_PACE_MS=str(pace_ms), PT_ROUNDS=str(rounds))
-    env.update(extra_env or {})
+def run_wrk(script, url, seconds, conns, args, env=None):
+    """wrk -t1 pinned to LOAD_CPU with one of the agent scripts: its WRK_JSON summary, the
+    command line and the requests per second."""
+    env = dict(os.environ, PT_THREADS="1", **(env or {}))
     argv = ["taskset", "-c", LOAD_CPU, WRK, "-t1", f"-c{conns}", f"-d{seconds}s", "--latency",
-            "--timeout", "10s", "-s", str(HERE / "report.lua"), url, "--",
-            str(nodes), str(pulls), "8", str(pace_ms), prefix]
+            "--timeout", "10s", "-s", str(HERE / script), url, "--", *[str(a) for a in args]]
     out = subprocess.run(argv, capture_output=True, text=True, env=env, preexec_fn=raise_nofile,
                          timeout=seconds + 120)
     m = re.search(r"^WRK_JSON (.*)$", out.stdout, re.M)
@@ -95,6 +95,11 @@ def wrk(url, nodes, seconds, conns, pace_ms=0, rounds=0, prefix="bench-node", ex
     res["command"] = " ".join(argv[3:])
     res["rps"] = round(res["requests"] / (res["duration_us"] / 1e6), 1)
     return res
+
+
+def wrk(url, nodes, seconds, conns, pace_ms=0, rounds=0, prefix="bench-node", pulls=5):
+    return run_wrk("report.lua", url, seconds, conns, [nodes, pulls, 8, pace_ms, prefix],
+                   {"PT_PACE_MS": str(pace_ms), "PT_ROUNDS": str(rounds)})
 
 
 def cpu_during(pid, fn):
@@ -316,18 +321,8 @@ def loop_iterations_over(m, seconds):
 
 
 def rollout_wrk(url, nodes, seconds, layers, image):
-    env = dict(os.environ, PT_THREADS="1")
-    argv = ["taskset", "-c", LOAD_CPU, WRK, "-t1", f"-c{nodes}", f"-d{seconds}s", "--latency",
-            "--timeout", "10s", "-s", str(HERE / "rollout.lua"), url + "/api/v1/report", "--",
-            str(nodes), str(layers), "45", "rollout-node", image]
-    out = subprocess.run(argv, capture_output=True, text=True, env=env, preexec_fn=raise_nofile,
-                         timeout=seconds + 120)
-    m = re.search(r"^WRK_JSON (.*)$", out.stdout, re.M)
-    if not m:
-        raise RuntimeError(f"wrk failed: {out.stdout}\n{out.stderr}")
-    res = json.loads(m.group(1))
-    res["command"] = " ".join(argv[3:])
-    return res
+    return run_wrk("rollout.lua", url + "/api/v1/report", seconds, nodes,
+                   [nodes, layers, 45, "rollout-node", image])
 
 
 def scenario_rollout(build, work, nodes=5000, seconds=70, layers=8):

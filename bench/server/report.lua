@@ -16,35 +16,20 @@
 -- PREFIX: node name prefix (default "bench-node"), so that runs need not share nodes.
 -- The summary (done()) is one JSON line starting with "WRK_JSON ".
 
+package.path = (debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "?.lua;" .. package.path
+local agent = require("wrk_agent")
+
 local STEPS = 30
 local MIB = 1048576
 
 local pace = tonumber(os.getenv("PT_PACE_MS") or "0") or 0
-
-local nthreads = 0
-local threads = {}
-
-function setup(thread)
-  nthreads = nthreads + 1
-  thread:set("tid", nthreads)
-  table.insert(threads, thread)
-end
 
 local nodes = {}
 local cursor = 0
 local npulls, nlayers = 5, 8
 local token = os.getenv("PT_TOKEN")
 
-local function hex(n)
-  local t = {}
-  for i = 1, n do t[i] = string.format("%x", math.random(0, 15)) end
-  return table.concat(t)
-end
-
-local function rfc3339(t)
-  local ms = math.floor((t - math.floor(t)) * 1000)
-  return os.date("!%Y-%m-%dT%H:%M:%S", math.floor(t)) .. string.format(".%03dZ", ms)
-end
+local hex, rfc3339 = agent.hex, agent.rfc3339
 
 local function new_pull(node, slot, gen, now)
   local p = {
@@ -72,8 +57,7 @@ function init(args)
   -- Nodes tid, tid + T, tid + 2T, ...: disjoint between threads (PT_THREADS = T).
   local T = tonumber(os.getenv("PT_THREADS") or "1")
   for i = tid, n, T do
-    local node = {name = string.format("%s-%04d", prefix, i), seq = 0, boot = hex(8) .. "-" ..
-                  hex(4) .. "-" .. hex(4) .. "-" .. hex(4) .. "-" .. hex(12), pulls = {}, gen = 0}
+    local node = {name = string.format("%s-%04d", prefix, i), seq = 0, boot = agent.boot_id(), pulls = {}, gen = 0}
     for s = 1, npulls do
       node.gen = node.gen + 1
       local p = new_pull(node, s, node.gen, now)
@@ -170,21 +154,4 @@ if pace > 0 then
   function delay()
     return math.floor(pace * (0.9 + 0.2 * math.random()))
   end
-end
-
-function done(summary, latency, requests)
-  local codes = summary.errors.status
-  local n, b = 0, 0
-  for _, t in ipairs(threads) do
-    n = n + (t:get("sent_n") or 0)
-    b = b + (t:get("sent_bytes") or 0)
-  end
-  io.write(string.format('WRK_JSON {"requests":%d,"duration_us":%d,"bytes":%d,' ..
-    '"non2xx":%d,"connect_errors":%d,"read_errors":%d,"write_errors":%d,"timeouts":%d,' ..
-    '"mean_body_bytes":%.0f,' ..
-    '"latency_us":{"p50":%d,"p90":%d,"p99":%d,"p999":%d,"max":%d,"mean":%.1f}}\n',
-    summary.requests, summary.duration, summary.bytes, codes, summary.errors.connect,
-    summary.errors.read, summary.errors.write, summary.errors.timeout,
-    n > 0 and b / n or 0, latency:percentile(50), latency:percentile(90), latency:percentile(99),
-    latency:percentile(99.9), latency.max, latency.mean))
 end

@@ -15,32 +15,17 @@
 -- report. Reports are a real agent's (~3 KiB for 8 layers: digests, media types, times).
 -- The summary (done()) is one JSON line starting with "WRK_JSON ", as report.lua's.
 
+package.path = (debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "?.lua;" .. package.path
+local agent = require("wrk_agent")
+
 local MIB = 1048576
-
-local nthreads = 0
-local threads = {}
-
-function setup(thread)
-  nthreads = nthreads + 1
-  thread:set("tid", nthreads)
-  table.insert(threads, thread)
-end
 
 local nodes = {}
 local cursor = 0
 local nlayers, steps = 8, 45
 local image, manifest, layers = nil, nil, {}
 
-local function hex(n)
-  local t = {}
-  for i = 1, n do t[i] = string.format("%x", math.random(0, 15)) end
-  return table.concat(t)
-end
-
-local function rfc3339(t)
-  local ms = math.floor((t - math.floor(t)) * 1000)
-  return os.date("!%Y-%m-%dT%H:%M:%S", math.floor(t)) .. string.format(".%03dZ", ms)
-end
+local hex, rfc3339 = agent.hex, agent.rfc3339
 
 -- The digests are those of the image: the same on every node (derived from the image name,
 -- so that every wrk thread and every run agrees).
@@ -70,7 +55,7 @@ function init(args)
   for i = tid, n, T do
     nodes[#nodes + 1] = {
       name = string.format("%s-%05d", prefix, i), seq = 0, step = 0,
-      boot = hex(8) .. "-" .. hex(4) .. "-" .. hex(4) .. "-" .. hex(4) .. "-" .. hex(12),
+      boot = agent.boot_id(),
       speed = 0.6 + 0.8 * math.random(), stall = math.random() < 0.01,
       id = hex(16) .. "-" .. tostring(now), started = now, linger = 0,
     }
@@ -152,20 +137,4 @@ function delay()
   delays = delays + 1
   if delays <= #nodes then return math.random(0, 999) end
   return math.floor(1000 * (0.9 + 0.2 * math.random()))
-end
-
-function done(summary, latency, requests)
-  local n, b = 0, 0
-  for _, t in ipairs(threads) do
-    n = n + (t:get("sent_n") or 0)
-    b = b + (t:get("sent_bytes") or 0)
-  end
-  io.write(string.format('WRK_JSON {"requests":%d,"duration_us":%d,"bytes":%d,' ..
-    '"non2xx":%d,"connect_errors":%d,"read_errors":%d,"write_errors":%d,"timeouts":%d,' ..
-    '"mean_body_bytes":%.0f,' ..
-    '"latency_us":{"p50":%d,"p90":%d,"p99":%d,"p999":%d,"max":%d,"mean":%.1f}}\n',
-    summary.requests, summary.duration, summary.bytes, summary.errors.status, summary.errors.connect,
-    summary.errors.read, summary.errors.write, summary.errors.timeout,
-    n > 0 and b / n or 0, latency:percentile(50), latency:percentile(90), latency:percentile(99),
-    latency:percentile(99.9), latency.max, latency.mean))
 end

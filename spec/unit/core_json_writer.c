@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <cmocka.h>
 #include <jansson.h>
 
@@ -41,6 +42,31 @@ static void test_times_match_the_clock_format(void **state)
       fail_msg("%.3f: %s != %s", t, b.data, quoted);
     pt_buf_close(&b);
   }
+}
+
+/* What the writer writes, pt_time_parse reads back (to the millisecond), and
+ * it computes what timegm() does, also for days that roll over. */
+static void test_times_round_trip(void **state)
+{
+  for (double t = 0.25; t < 80 * 365.25 * 86400; t += 86400 * 3 + 3599.5) {
+    struct pt_buf b;
+    struct pt_jsonw w;
+    pt_buf_init(&b);
+    pt_jsonw_init(&w, &b);
+    pt_jsonw_time(&w, t);
+    b.data[b.len - 1] = '\0'; /* the closing quote */
+    double back;
+    assert_int_equal(pt_time_parse(b.data + 1, &back), 0);
+    if (back < t - 0.001 || back > t + 0.001)
+      fail_msg("%s: %.3f != %.3f", b.data + 1, back, t);
+    pt_buf_close(&b);
+  }
+  double v;
+  assert_int_equal(pt_time_parse("2026-02-31T00:00:60Z", &v), 0);
+  struct tm tm = {.tm_year = 126, .tm_mon = 1, .tm_mday = 31, .tm_sec = 60};
+  assert_true(v == (double)timegm(&tm));
+  assert_int_equal(pt_time_parse("1969-12-31T23:59:59.5+01:00", &v), 0);
+  assert_true(v == -3600.5);
 }
 
 static void test_document(void **state)
@@ -94,6 +120,7 @@ int main(void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_times_match_the_clock_format),
+    cmocka_unit_test(test_times_round_trip),
     cmocka_unit_test(test_document),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

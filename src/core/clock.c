@@ -90,14 +90,16 @@ int pt_time_parse(const char *s, double *out)
   }
   if (*p)
     return -EINVAL;
-  struct tm tm = {0};
-  tm.tm_year = y - 1900;
-  tm.tm_mon = mo - 1;
-  tm.tm_mday = d;
-  tm.tm_hour = h;
-  tm.tm_min = mi;
-  tm.tm_sec = se;
-  time_t t = timegm(&tm);
-  *out = (double)t - (double)offset + frac;
+  /* Days since 1970-01-01 of the civil date (H. Hinnant's days_from_civil):
+   * what timegm() computes, without its normalisation machinery; a report
+   * carries dozens of times. Out-of-range days roll over as with timegm(). */
+  int yy = y - (mo <= 2);
+  int era = (yy >= 0 ? yy : yy - 399) / 400;
+  unsigned yoe = (unsigned)(yy - era * 400);
+  unsigned doy = (unsigned)((153 * (mo > 2 ? mo - 3 : mo + 9) + 2) / 5 + d - 1);
+  unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  long days = (long)era * 146097 + (long)doe - 719468;
+  double t = (double)days * 86400.0 + h * 3600.0 + mi * 60.0 + se;
+  *out = t - (double)offset + frac;
   return 0;
 }

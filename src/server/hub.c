@@ -52,6 +52,7 @@ struct pt_hub {
   uint64_t next_id;
   struct client *clients;
   struct pt_hub_stats stats;
+  uint64_t last_reader_ms; /* uv_now when the last client left; 0 before the first */
   bool shutting;
 };
 
@@ -164,6 +165,7 @@ static void on_conn_closed(void *ud, struct pt_http_conn *conn)
   struct pt_hub *hub = c->hub;
   unlink_client(hub, c);
   hub->stats.clients--;
+  hub->last_reader_ms = uv_now(hub->loop);
   client_free(c);
 }
 
@@ -346,6 +348,23 @@ uint64_t pt_hub_publish(struct pt_hub *hub, const char *type, const struct pt_hu
     c = next;
   }
   return id;
+}
+
+uint64_t pt_hub_skip(struct pt_hub *hub)
+{
+  for (size_t i = 0; i < hub->count; i++)
+    entry_clear(&hub->ring[(hub->head + i) % hub->opts.ring_size]);
+  hub->head = hub->count = 0;
+  uint64_t id = hub->next_id++;
+  hub->stats.events++;
+  hub->stats.last_id = id;
+  return id;
+}
+
+bool pt_hub_has_readers(const struct pt_hub *hub)
+{
+  return hub->stats.clients > 0 ||
+         (hub->last_reader_ms && uv_now(hub->loop) - hub->last_reader_ms < PT_HUB_RESUME_WINDOW * 1000);
 }
 
 struct pt_hub_subscription *pt_hub_subscription_new(struct pt_hub *hub, const struct pt_hub_filter *filter,

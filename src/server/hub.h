@@ -66,6 +66,16 @@ void pt_hub_destroy(struct pt_hub *hub);
  * the event id. */
 uint64_t pt_hub_publish(struct pt_hub *hub, const char *type, const struct pt_hub_keys *keys, const char *data);
 
+/* Whether events are worth writing: a client is connected, or one left less
+ * than PT_HUB_RESUME_WINDOW seconds ago (it may come back and resume). */
+#define PT_HUB_RESUME_WINDOW 60
+bool pt_hub_has_readers(const struct pt_hub *hub);
+/* Numbers an event without writing it (when pt_hub_has_readers() is false):
+ * the ring forgets the events it held, so a client resuming from before
+ * this event gets a snapshot and loses nothing. An event nobody reads then
+ * costs no serialisation. Returns its id. */
+uint64_t pt_hub_skip(struct pt_hub *hub);
+
 /* The id the next event gets. Before the first event, the next id may be
  * raised (to continue the sequence of an earlier process); later calls are
  * ignored. */

@@ -345,6 +345,23 @@ static int cb_string(void *ctx, const unsigned char *str, size_t len)
   return 1;
 }
 
+/* A container value (not the document itself): its type goes where the
+ * value goes, and it gets a frame. *kind and *slot say what held it (read
+ * before the push, which may move the stack). */
+static struct frame *open_container(struct pass1 *p, enum vtype t, struct robj **elem, enum kind *ek,
+                                    enum kind *kind, int *slot, struct slot **s)
+{
+  if (!target(p, s, elem, ek))
+    return NULL;
+  if (*s)
+    (*s)->t = t;
+  if (*elem)
+    (*elem)->elem_type = t;
+  *kind = p->stack[p->depth - 1].kind;
+  *slot = p->stack[p->depth - 1].slot;
+  return push(p, t == V_OBJECT);
+}
+
 static int cb_start_map(void *ctx)
 {
   struct pass1 *p = ctx;
@@ -360,16 +377,12 @@ static int cb_start_map(void *ctx)
   }
   struct slot *s;
   struct robj *elem;
-  enum kind ek;
-  if (!target(p, &s, &elem, &ek))
-    return 0;
-  if (s)
-    s->t = V_OBJECT;
-  struct frame *f = push(p, true);
+  enum kind ek, k;
+  int slot;
+  struct frame *f = open_container(p, V_OBJECT, &elem, &ek, &k, &slot, &s);
   if (!f)
     return 0;
   if (elem) {
-    elem->elem_type = V_OBJECT;
     f->known = true;
     f->kind = ek;
     f->obj = elem;
@@ -423,29 +436,20 @@ static int cb_start_array(void *ctx)
     p->root_type = V_ARRAY;
     return push(p, false) != NULL;
   }
-  struct frame *parent = &p->stack[p->depth - 1];
   struct slot *s;
   struct robj *elem;
-  enum kind ek;
-  if (!target(p, &s, &elem, &ek))
-    return 0;
-  if (elem)
-    elem->elem_type = V_ARRAY;
-  enum kind k = parent->kind;
-  int slot = parent->slot;
-  struct frame *f = push(p, false);
+  enum kind ek, k;
+  int slot;
+  struct frame *f = open_container(p, V_ARRAY, &elem, &ek, &k, &slot, &s);
   if (!f)
     return 0;
-  if (s) {
-    s->t = V_ARRAY;
-    enum kind ekind;
-    size_t max;
-    if (kept_array(k, slot, &ekind, &max)) {
-      f->known = true;
-      f->kind = ekind;
-      f->arr = s;
-      f->arr_max = max;
-    }
+  enum kind ekind;
+  size_t max;
+  if (s && kept_array(k, slot, &ekind, &max)) {
+    f->known = true;
+    f->kind = ekind;
+    f->arr = s;
+    f->arr_max = max;
   }
   return 1;
 }

@@ -192,6 +192,16 @@ static void on_change(void *ud, const struct pt_change *c)
     pt_history_record(srv->history, c);
   if (!srv->hub)
     return;
+  uint64_t mark = srv->history ? pt_history_mark(srv->history) : 0;
+  bool held = mark > (srv->history ? pt_history_committed(srv->history) : 0);
+  if (!held && !pt_hub_has_readers(srv->hub)) {
+    /* Nobody to send it to, nor back soon: numbered, not written (a late
+     * resume gets a snapshot). */
+    if (srv->history)
+      pt_history_reserve_event_ids(srv->history, pt_hub_next_id(srv->hub));
+    pt_hub_skip(srv->hub);
+    return;
+  }
   struct pt_buf *text = &srv->event_text;
   pt_buf_reset(text);
   if (pt_event_write(text, c) != 0) {
@@ -211,8 +221,7 @@ static void on_change(void *ud, const struct pt_change *c)
   struct pt_hub_keys keys = {.node = c->keys.node, .nss = c->keys.namespaced ? nss.data : NULL,
                              .image = c->keys.image};
   const char *type = pt_change_type_name(c->type);
-  uint64_t mark = srv->history ? pt_history_mark(srv->history) : 0;
-  if (mark > (srv->history ? pt_history_committed(srv->history) : 0)) {
+  if (held) {
     if (pt_outbox_push(&srv->outbox, mark, pt_clock_mono(), type, &keys, text->data) < 0)
       PT_LOG_ERROR("out of memory holding an event: not sent", "{s:s}", "type", type);
   } else {

@@ -40,11 +40,53 @@ const char *pt_node_state_name(enum pt_node_state s)
 /* ------------------------------------------------------------------------ */
 /* Records                                                                    */
 
-void store_free_layers(struct pt_layer *l, size_t n)
+struct media_type {
+  size_t refs;
+  char name[];
+};
+
+const char *store_media_type_ref(struct pt_store *s, const char *media_type, bool *failed)
+{
+  if (!media_type)
+    return NULL;
+  if (!s) {
+    char *own = strdup(media_type);
+    *failed |= !own;
+    return own;
+  }
+  struct media_type *m = pt_map_get(&s->media_types, media_type);
+  if (!m) {
+    size_t n = strlen(media_type) + 1;
+    if (!(m = malloc(sizeof(*m) + n)) || pt_map_put(&s->media_types, media_type, m)) {
+      free(m);
+      *failed = true;
+      return NULL;
+    }
+    m->refs = 0;
+    memcpy(m->name, media_type, n);
+  }
+  m->refs++;
+  return m->name;
+}
+
+void store_media_type_unref(struct pt_store *s, const char *media_type)
+{
+  if (!s) {
+    free((char *)media_type);
+    return;
+  }
+  struct media_type *m = media_type ? pt_map_get(&s->media_types, media_type) : NULL;
+  if (m && --m->refs == 0) {
+    pt_map_del(&s->media_types, media_type);
+    free(m);
+  }
+}
+
+void store_free_layers(struct pt_store *s, struct pt_layer *l, size_t n)
 {
   for (size_t i = 0; i < n; i++) {
     free(l[i].digest);
-    free(l[i].media_type);
+    store_media_type_unref(s, l[i].media_type);
   }
   free(l);
 }
@@ -59,7 +101,7 @@ void store_free_pods(struct pt_pod_ref *p, size_t n)
   free(p);
 }
 
-void store_pull_free(struct pt_pull *p)
+void store_pull_free(struct pt_store *s, struct pt_pull *p)
 {
   if (!p)
     return;
@@ -69,7 +111,7 @@ void store_pull_free(struct pt_pull *p)
   free(p->image);
   free(p->manifest_digest);
   free(p->index_digest);
-  store_free_layers(p->layers, p->nlayers);
+  store_free_layers(s, p->layers, p->nlayers);
   store_free_pods(p->pods, p->npods);
   free(p->error_reason);
   free(p->error_message);
@@ -167,12 +209,12 @@ static void unindex_pull(struct pt_store *s, const struct pt_pull *p)
 int store_add_pull(struct pt_store *s, struct pt_pull *p)
 {
   if (pt_map_put(&s->pulls, p->id, p)) {
-    store_pull_free(p);
+    store_pull_free(s, p);
     return -ENOMEM;
   }
   if (index_pull(s, p)) {
     pt_map_del(&s->pulls, p->id);
-    store_pull_free(p);
+    store_pull_free(s, p);
     return -ENOMEM;
   }
   p->seq = ++s->pull_seq;
@@ -184,7 +226,7 @@ void store_remove_pull(struct pt_store *s, struct pt_pull *p)
   store_rollout_untrack(s, p);
   pt_map_del(&s->pulls, p->id);
   unindex_pull(s, p);
-  store_pull_free(p);
+  store_pull_free(s, p);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -208,6 +250,7 @@ struct pt_store *pt_store_create(const struct pt_store_options *opts)
   pt_map_init(&s->by_node);
   pt_map_init(&s->kube_dirty);
   pt_map_init(&s->rollouts);
+  pt_map_init(&s->media_types);
   s->events = json_array();
   if (!s->events) {
     free(s);
@@ -224,7 +267,7 @@ void pt_store_destroy(struct pt_store *s)
   pt_policy_set_alert_cb(s->opts.policy, NULL, NULL);
   store_rollouts_close(s);
   for (struct pt_map_entry *e = pt_map_first(&s->pulls); e; e = pt_map_next(&s->pulls, e))
-    store_pull_free(e->value);
+    store_pull_free(s, e->value);
   for (struct pt_map_entry *e = pt_map_first(&s->nodes); e; e = pt_map_next(&s->nodes, e))
     node_free(e->value);
   for (struct pt_map_entry *e = pt_map_first(&s->pods); e; e = pt_map_next(&s->pods, e))
@@ -239,6 +282,8 @@ void pt_store_destroy(struct pt_store *s)
   pt_map_close(&s->nodes);
   pt_map_close(&s->pods);
   pt_map_close(&s->kube_dirty);
+  /* Every layer gave its reference back with its pull. */
+  pt_map_close(&s->media_types);
   json_decref(s->events);
   free(s);
 }

@@ -43,7 +43,7 @@ const char *pt_node_state_name(enum pt_node_state s);
 
 struct pt_layer {
   char *digest;
-  char *media_type;
+  const char *media_type;  /* shared by the layers of every pull (store_media_type_ref) */
   enum pt_layer_state state;
   int64_t total, downloaded;
   double started_at, updated_at;

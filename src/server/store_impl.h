@@ -25,6 +25,10 @@ struct pt_store {
   struct pt_map pods;    /* "ns/name" -> json_t */
   struct pt_map by_node; /* node name -> struct pull_list: that node's pulls (borrowed) */
   struct pt_map rollouts; /* image -> struct store_rollout (store_rollout.c) */
+  /* Media types, one copy each however many layers name them (a handful of
+   * strings, ~50 bytes each, in every layer of every pull): media type ->
+   * struct media_type, counted references. */
+  struct pt_map media_types;
   /* Nodes whose pods or kubelet events changed since the last tick: only
    * their pulls can correlate differently (correlation looks at the pull's
    * node only). Values are unused (non-NULL). */
@@ -70,8 +74,13 @@ static inline bool pull_is_active(const struct pt_pull *p)
 }
 
 /* --- store.c: tables, index, lifecycle ----------------------------------- */
-void store_pull_free(struct pt_pull *p);
-void store_free_layers(struct pt_layer *l, size_t n);
+void store_pull_free(struct pt_store *s, struct pt_pull *p);
+void store_free_layers(struct pt_store *s, struct pt_layer *l, size_t n);
+/* The shared copy of a media type, one more reference to it (NULL for NULL,
+ * and without memory: *failed is set). Without a store (s NULL: a pull read
+ * from the history for a query) the layer owns a copy of its own. */
+const char *store_media_type_ref(struct pt_store *s, const char *media_type, bool *failed);
+void store_media_type_unref(struct pt_store *s, const char *media_type);
 void store_free_pods(struct pt_pod_ref *p, size_t n);
 /* A new node in the table, or NULL without memory. */
 struct pt_node *store_add_node(struct pt_store *s, const char *name, double now);

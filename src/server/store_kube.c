@@ -359,7 +359,7 @@ static struct pt_pull *kubelet_only_pull(struct pt_store *s, const json_t *event
     p->pods[0].name = store_strdup(json_string_value(json_object_get(event, "pod")));
   }
   if (!p->id || !p->node || !p->image_ref || !p->image || !p->pods || !p->pods[0].ns || !p->pods[0].name) {
-    store_pull_free(p);
+    store_pull_free(s, p);
     return NULL;
   }
   p->from_kubelet = true;

@@ -102,7 +102,7 @@ static double num_at(const json_t *a, size_t i)
   return json_is_number(v) ? json_number_value(v) : 0;
 }
 
-static int restore_layers(struct pt_pull *p, const json_t *arr, const json_t *types)
+static int restore_layers(struct pt_store *s, struct pt_pull *p, const json_t *arr, const json_t *types)
 {
   size_t n = json_array_size(arr);
   if (!n)
@@ -120,7 +120,9 @@ static int restore_layers(struct pt_pull *p, const json_t *arr, const json_t *ty
       json_integer_value(type) >= 0 ? json_string_value(json_array_get(types, (size_t)json_integer_value(type))) : NULL;
     if (!digest || json_array_size(lj) != 7)
       return -EINVAL;
-    if (!(l->digest = strdup(digest)) || (media_type && !(l->media_type = strdup(media_type))))
+    bool failed = false;
+    l->media_type = store_media_type_ref(s, media_type, &failed);
+    if (failed || !(l->digest = strdup(digest)))
       return -ENOMEM;
     if (pt_layer_state_parse(str_or_empty(json_array_get(lj, 2)), &l->state) < 0)
       return -EINVAL;
@@ -179,7 +181,7 @@ static int restore_fields(struct pt_pull *p, const json_t *rec)
   p->bytes_per_sec = json_number_value(json_object_get(rec, "bytesPerSecond"));
   const json_t *eta = json_object_get(rec, "eta");
   p->eta = json_is_number(eta) ? json_number_value(eta) : -1;
-  if ((r = restore_layers(p, json_object_get(rec, "layers"), json_object_get(rec, "mediaTypes"))) || (r = restore_pods(p, json_object_get(rec, "pods"))))
+  if ((r = restore_layers(NULL, p, json_object_get(rec, "layers"), json_object_get(rec, "mediaTypes"))) || (r = restore_pods(p, json_object_get(rec, "pods"))))
     return r;
   const json_t *err = json_object_get(rec, "error");
   if (json_is_object(err) && ((r = get_str(err, "reason", true, &p->error_reason)) ||
@@ -205,7 +207,7 @@ struct pt_pull *pt_pull_from_record(const json_t *rec, int *err)
   struct pt_pull *p = json_is_object(rec) ? calloc(1, sizeof(*p)) : NULL;
   int r = !json_is_object(rec) ? -EINVAL : !p ? -ENOMEM : restore_fields(p, rec);
   if (r < 0) {
-    store_pull_free(p);
+    store_pull_free(NULL, p);
     p = NULL;
   }
   if (err)
@@ -215,7 +217,7 @@ struct pt_pull *pt_pull_from_record(const json_t *rec, int *err)
 
 void pt_pull_free(struct pt_pull *p)
 {
-  store_pull_free(p);
+  store_pull_free(NULL, p);
 }
 
 int pt_store_restore_pull(struct pt_store *s, const json_t *rec, double now)
@@ -224,8 +226,23 @@ int pt_store_restore_pull(struct pt_store *s, const json_t *rec, double now)
   struct pt_pull *p = pt_pull_from_record(rec, &r);
   if (!p)
     return r;
+  /* Into the store: its layers share the store's media types. */
+  for (size_t i = 0; i < p->nlayers; i++) {
+    bool failed = false;
+    const char *shared = store_media_type_ref(s, p->layers[i].media_type, &failed);
+    if (failed) {
+      for (size_t k = 0; k < i; k++)
+        store_media_type_unref(s, p->layers[k].media_type);
+      for (size_t k = 0; k < i; k++)
+        p->layers[k].media_type = NULL; /* given back above; the rest are the pull's own */
+      store_pull_free(NULL, p);
+      return -ENOMEM;
+    }
+    free((char *)p->layers[i].media_type);
+    p->layers[i].media_type = shared;
+  }
   if (pt_map_get(&s->pulls, p->id)) {
-    store_pull_free(p);
+    store_pull_free(s, p);
     return -EEXIST;
   }
   /* A pull in flight gets the node's grace period from now: its agent has

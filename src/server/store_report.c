@@ -85,9 +85,9 @@ static bool copy_commit(char **dst, struct copy *c)
   return true;
 }
 
-static void prepared_clear(struct prepared *pp, size_t nlayers)
+static void prepared_clear(struct pt_store *s, struct prepared *pp, size_t nlayers)
 {
-  store_free_layers(pp->layers, pp->layers ? nlayers : 0);
+  store_free_layers(s, pp->layers, pp->layers ? nlayers : 0);
   free(pp->image_ref.value);
   free(pp->image.value);
   free(pp->manifest_digest.value);
@@ -118,7 +118,7 @@ static int prepare_pull(struct pt_store *s, const struct pt_node *node, const st
     p->node = strdup(node->name);
     p->eta = -1;
     if (!p->id || !p->node) {
-      store_pull_free(p);
+      store_pull_free(s, p);
       return -ENOMEM;
     }
     if (store_add_pull(s, p))
@@ -136,8 +136,9 @@ static int prepare_pull(struct pt_store *s, const struct pt_node *node, const st
       return -ENOMEM;
     for (size_t i = 0; i < rp->nlayers; i++) {
       pp->layers[i].digest = strdup(rp->layers[i].digest);
-      pp->layers[i].media_type = store_strdup(rp->layers[i].media_type);
-      if (!pp->layers[i].digest || (rp->layers[i].media_type && !pp->layers[i].media_type))
+      bool failed = false;
+      pp->layers[i].media_type = store_media_type_ref(s, rp->layers[i].media_type, &failed);
+      if (!pp->layers[i].digest || failed)
         return -ENOMEM;
     }
   }
@@ -209,7 +210,7 @@ static bool commit_layers(struct pt_store *s, struct prepared *pp, const struct 
     nlay->updated_at = rl->updated_at;
   }
   if (!pp->same_layers) {
-    store_free_layers(p->layers, p->nlayers);
+    store_free_layers(s, p->layers, p->nlayers);
     p->layers = pp->layers;
     p->nlayers = rp->nlayers;
     pp->layers = NULL;
@@ -339,7 +340,7 @@ static int prepare_report(struct pt_store *s, const struct pt_node *n, const str
   for (size_t k = 0; k <= i && k < r->npulls; k++) {
     if (pp[k].is_new)
       store_remove_pull(s, pp[k].p);
-    prepared_clear(&pp[k], r->pulls[k].nlayers);
+    prepared_clear(s, &pp[k], r->pulls[k].nlayers);
   }
   return -ENOMEM;
 }
@@ -422,7 +423,7 @@ enum pt_apply_result pt_store_apply_report(struct pt_store *s, const struct pt_r
 
   for (size_t i = 0; i < r->npulls; i++) {
     commit_pull(s, n, &pp[i], &r->pulls[i], now);
-    prepared_clear(&pp[i], r->pulls[i].nlayers);
+    prepared_clear(s, &pp[i], r->pulls[i].nlayers);
   }
   free(pp);
 
