@@ -200,6 +200,46 @@ static const char bad_script[] =
     "          imageRef = 'x:1'}\n"
     "end)\n";
 
+/* The state a rate hook returns comes back to it on the next call: a flat
+ * table of numbers and booleans as it was (integers stay integers), anything
+ * else through JSON. */
+static const char *state_script =
+    "pulltrace.rate(function(sample, state)\n"
+    "  if not state then\n"
+    "    if sample.downloadedBytes == 1 then return {bytesPerSec = 0}, {i = 2, f = 0.5, b = true} end\n"
+    "    return {bytesPerSec = 0}, {nested = {x = 3}, list = {1, 2}}\n"
+    "  end\n"
+    "  if state.nested then return {bytesPerSec = state.nested.x + state.list[2]}, state end\n"
+    "  local int = math.type(state.i) == 'integer' and 100 or 0\n"
+    "  return {bytesPerSec = state.i + state.f + (state.b and 10 or 0) + int}, state\n"
+    "end)\n";
+
+static void test_rate_state_round_trip(void **state)
+{
+  (void)state;
+  char err[1024];
+  struct pt_policy *p = load_one(state_script, err, sizeof(err));
+  if (!p)
+    fail_msg("%s", err);
+  struct pt_policy_rate_state flat = {0}, nested = {0};
+  rate_once(p, 10, 1, 1000, &flat);
+  assert_true(flat.state_packed);
+  struct pt_policy_rate_result r = rate_once(p, 11, 1, 1000, &flat);
+  assert_false(r.fallback);
+  assert_true(r.bytes_per_sec == 112.5);
+  char *js = pt_policy_rate_state_json(&flat);
+  assert_string_equal(js, "{\"b\":true,\"f\":0.5,\"i\":2}");
+  free(js);
+  rate_once(p, 10, 2, 1000, &nested);
+  assert_false(nested.state_packed);
+  r = rate_once(p, 11, 2, 1000, &nested);
+  assert_false(r.fallback);
+  assert_true(r.bytes_per_sec == 5);
+  pt_policy_rate_state_clear(&flat);
+  pt_policy_rate_state_clear(&nested);
+  pt_policy_destroy(p);
+}
+
 static void test_errors_and_invalid_returns_fall_back(void **state)
 {
   (void)state;
@@ -208,11 +248,13 @@ static void test_errors_and_invalid_returns_fall_back(void **state)
   if (!p)
     fail_msg("%s", err);
   struct pt_policy_rate_state st = {0};
-  /* A good call first: its state is kept as JSON. */
+  /* A good call first: its state is kept. */
   struct pt_policy_rate_result r = rate_once(p, 10, 100, 1000, &st);
   assert_false(r.fallback);
   assert_true(r.bytes_per_sec == 42 && r.eta_seconds == 7);
-  assert_string_equal(st.script_state, "{\"n\":1}");
+  char *js = pt_policy_rate_state_json(&st);
+  assert_string_equal(js, "{\"n\":1}");
+  free(js);
   for (int b = 1; b <= 8; b++) {
     r = rate_once(p, 10 + b, b, 1000, &st);
     if (!r.fallback)
@@ -220,9 +262,13 @@ static void test_errors_and_invalid_returns_fall_back(void **state)
     assert_true(r.bytes_per_sec >= 0 && isfinite(r.bytes_per_sec));
   }
   /* Failed calls leave the state as it was. */
-  assert_string_equal(st.script_state, "{\"n\":1}");
+  js = pt_policy_rate_state_json(&st);
+  assert_string_equal(js, "{\"n\":1}");
+  free(js);
   r = rate_once(p, 30, 100, 1000, &st);
-  assert_string_equal(st.script_state, "{\"n\":2}");
+  js = pt_policy_rate_state_json(&st);
+  assert_string_equal(js, "{\"n\":2}");
+  free(js);
   pt_policy_rate_state_clear(&st);
 
   json_t *s = pt_policy_status_json(p);
@@ -574,6 +620,7 @@ int main(void)
       cmocka_unit_test(test_builtin_defaults),
       cmocka_unit_test(test_c_fallbacks_without_hooks),
       cmocka_unit_test(test_errors_and_invalid_returns_fall_back),
+      cmocka_unit_test(test_rate_state_round_trip),
       cmocka_unit_test(test_error_breakdown),
       cmocka_unit_test(test_default_alerts_and_dedup),
       cmocka_unit_test(test_alert_validation),

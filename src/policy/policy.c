@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/buf.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "policy/internal.h"
@@ -216,12 +217,127 @@ void pt_policy_rate_state_clear(struct pt_policy_rate_state *st)
   memset(st, 0, sizeof(*st));
 }
 
+/* The packed state: [count] then per member [key length][key][type] and,
+ * for a number, its 8 bytes ('i' integer, 'd' float; 't', 'f' booleans).
+ * JSON through cjson cost a printf per number and a parse per call. */
+#define PACK_MAX_MEMBERS 32
+
+static bool pack_state(lua_State *L, int idx, struct pt_buf *out)
+{
+  idx = lua_absindex(L, idx);
+  if (lua_type(L, idx) != LUA_TTABLE)
+    return false;
+  if (lua_getmetatable(L, idx)) {
+    lua_pop(L, 1);
+    return false;
+  }
+  unsigned char n = 0;
+  pt_buf_append(out, &n, 1);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    size_t klen;
+    int vt = lua_type(L, -1);
+    if (lua_type(L, -2) != LUA_TSTRING || n == PACK_MAX_MEMBERS ||
+        (vt != LUA_TNUMBER && vt != LUA_TBOOLEAN)) {
+      lua_pop(L, 2);
+      return false;
+    }
+    const char *k = lua_tolstring(L, -2, &klen);
+    if (klen == 0 || klen > 255) {
+      lua_pop(L, 2);
+      return false;
+    }
+    unsigned char kl = (unsigned char)klen;
+    pt_buf_append(out, &kl, 1);
+    pt_buf_append(out, k, klen);
+    if (vt == LUA_TBOOLEAN) {
+      pt_buf_append(out, lua_toboolean(L, -1) ? "t" : "f", 1);
+    } else if (lua_isinteger(L, -1)) {
+      lua_Integer v = lua_tointeger(L, -1);
+      pt_buf_append(out, "i", 1);
+      pt_buf_append(out, &v, sizeof(v));
+    } else {
+      lua_Number v = lua_tonumber(L, -1);
+      pt_buf_append(out, "d", 1);
+      pt_buf_append(out, &v, sizeof(v));
+    }
+    n++;
+    lua_pop(L, 1);
+  }
+  if (out->oom)
+    return false;
+  out->data[0] = (char)n;
+  return true;
+}
+
+static void unpack_state(lua_State *L, const char *p, size_t len)
+{
+  const char *end = p + len;
+  unsigned char n = (unsigned char)*p++;
+  lua_createtable(L, 0, n);
+  for (unsigned i = 0; i < n && p < end; i++) {
+    size_t kl = (unsigned char)*p++;
+    lua_pushlstring(L, p, kl);
+    p += kl;
+    char t = *p++;
+    if (t == 'i' || t == 'd') {
+      if (t == 'i') {
+        lua_Integer v;
+        memcpy(&v, p, sizeof(v));
+        lua_pushinteger(L, v);
+      } else {
+        lua_Number v;
+        memcpy(&v, p, sizeof(v));
+        lua_pushnumber(L, v);
+      }
+      p += 8;
+    } else {
+      lua_pushboolean(L, t == 't');
+    }
+    lua_rawset(L, -3);
+  }
+}
+
+char *pt_policy_rate_state_json(const struct pt_policy_rate_state *st)
+{
+  if (!st || !st->script_state)
+    return NULL;
+  if (!st->state_packed)
+    return strdup(st->script_state);
+  json_t *o = json_object();
+  const char *p = st->script_state;
+  unsigned char n = (unsigned char)*p++;
+  for (unsigned i = 0; o && i < n; i++) {
+    char key[256];
+    size_t kl = (unsigned char)*p++;
+    memcpy(key, p, kl);
+    key[kl] = '\0';
+    p += kl;
+    char t = *p++;
+    json_t *v;
+    if (t == 'i' || t == 'd') {
+      lua_Integer iv;
+      lua_Number dv;
+      memcpy(t == 'i' ? (void *)&iv : (void *)&dv, p, 8);
+      v = t == 'i' ? json_integer((json_int_t)iv) : json_real(dv);
+      p += 8;
+    } else {
+      v = json_boolean(t == 't');
+    }
+    json_object_set_new(o, key, v);
+  }
+  char *s = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+  json_decref(o);
+  return s;
+}
+
 struct rate_ctx {
   struct vm *vm;
   const struct pt_policy_rate_sample *s;
-  const char *state;
+  const struct pt_policy_rate_state *state;
   struct pt_policy_rate_result out;
-  char *new_state;
+  struct pt_buf new_state;
+  bool new_packed, has_new;
 };
 
 static void rate_body(lua_State *L, void *c, const char **invalid)
@@ -243,10 +359,12 @@ static void rate_body(lua_State *L, void *c, const char **invalid)
   lua_setfield(L, -2, "stalled");
   lua_pushboolean(L, s->completed);
   lua_setfield(L, -2, "completed");
-  if (x->state)
-    vm_decode(x->vm, L, x->state);
-  else
+  if (!x->state->script_state)
     lua_pushnil(L);
+  else if (x->state->state_packed)
+    unpack_state(L, x->state->script_state, x->state->state_len);
+  else
+    vm_decode(x->vm, L, x->state->script_state);
   lua_call(L, 2, 2);
   int res = lua_absindex(L, -2), st = lua_absindex(L, -1);
   if (lua_type(L, res) != LUA_TTABLE) {
@@ -266,13 +384,17 @@ static void rate_body(lua_State *L, void *c, const char **invalid)
     return;
   }
   if (!lua_isnil(L, st)) {
+    x->has_new = true;
+    if ((x->new_packed = pack_state(L, st, &x->new_state)))
+      return;
+    pt_buf_reset(&x->new_state);
     size_t len;
     const char *json = vm_encode(x->vm, L, st, &len);
     if (len > MAX_STATE_BYTES) {
       *invalid = "the state is larger than 64 KiB";
       return;
     }
-    if (!(x->new_state = strndup(json, len)))
+    if (pt_buf_append(&x->new_state, json, len))
       luaL_error(L, "out of memory");
   }
 }
@@ -288,15 +410,21 @@ int pt_policy_rate(struct pt_policy *p, const struct pt_policy_rate_sample *samp
   struct vm *vm = p->vm;
   if (vm->slot_ref[SLOT_RATE] == LUA_NOREF)
     return 0;
-  struct rate_ctx x = {.vm = vm, .s = sample, .state = st->script_state};
+  struct rate_ctx x = {.vm = vm, .s = sample, .state = st};
+  pt_buf_init(&x.new_state);
   if (run_hook(p, PT_POLICY_HOOK_RATE, vm->slot_script[SLOT_RATE], rate_body, &x) == 0) {
     *out = x.out;
     out->fallback = false;
     free(st->script_state);
-    st->script_state = x.new_state;
-  } else {
-    free(x.new_state);
+    st->script_state = NULL;
+    st->state_len = 0;
+    st->state_packed = false;
+    if (x.has_new && !x.new_state.oom) {
+      st->state_packed = x.new_packed;
+      st->script_state = pt_buf_steal(&x.new_state, &st->state_len);
+    }
   }
+  pt_buf_close(&x.new_state);
   return 0;
 }
 

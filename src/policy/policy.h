@@ -161,12 +161,21 @@ int pt_policy_check(const struct pt_policy_options *opts, FILE *report);
  * Zero-initialise it when the pull appears; release with
  * pt_policy_rate_state_clear() when the pull leaves. It survives reloads. */
 struct pt_policy_rate_state {
-  char *script_state; /* the hook's returned state, serialised as JSON */
+  /* The hook's returned state, kept in C (so that it survives reloads): a
+   * flat table of numbers and booleans (what a rate hook keeps, every report
+   * of every pull in flight) packed as key/value pairs; anything else as
+   * JSON. */
+  char *script_state;
+  size_t state_len;
+  bool state_packed;
   /* The C default's own EWMA, always updated so a fallback is continuous. */
   double c_time, c_bytes, c_rate;
   bool c_primed;
 };
 void pt_policy_rate_state_clear(struct pt_policy_rate_state *st);
+/* The state as JSON text (malloc'ed; NULL when there is none or without
+ * memory): for status and tests. */
+char *pt_policy_rate_state_json(const struct pt_policy_rate_state *st);
 
 struct pt_policy_rate_sample {
   const char *pull_id;
