@@ -97,10 +97,23 @@ static void handle_report(struct pt_server *srv, const struct pt_http_req *req, 
   double now = pt_clock_now();
   enum pt_apply_result res = pt_store_apply_report(srv->store, &r, now);
   switch (res) {
-  case PT_APPLY_APPLIED:
+  case PT_APPLY_APPLIED: {
+    /* The answer to every report of every agent: written, not built. */
     srv->reports_applied++;
-    reply_json(resp, 200, json_pack("{s:s,s:I}", "status", "applied", "pulls", (json_int_t)r.npulls));
+    struct pt_jsonw w;
+    resp->status = 200;
+    resp->content_type = JSON_TYPE;
+    pt_buf_puts(&resp->headers, "Cache-Control: no-store\r\n");
+    pt_jsonw_init(&w, &resp->body);
+    pt_jsonw_object_open(&w);
+    pt_jsonw_key(&w, "status");
+    pt_jsonw_string(&w, "applied");
+    pt_jsonw_key(&w, "pulls");
+    pt_jsonw_int(&w, (int64_t)r.npulls);
+    pt_jsonw_object_close(&w);
+    pt_buf_puts(&resp->body, "\n");
     break;
+  }
   case PT_APPLY_STALE:
     srv->reports_stale++;
     reply_json(resp, 200, json_pack("{s:s,s:s}", "status", "ignored", "reason", "stale seq"));

@@ -152,9 +152,11 @@ static bool kept_array(enum kind k, int slot, enum kind *elem, size_t *max)
 
 static int member_slot(enum kind k, const unsigned char *key, size_t len)
 {
+  if (len == 0)
+    return -1;
   for (int i = 0; member_names[k][i]; i++) {
     const char *name = member_names[k][i];
-    if (strlen(name) == len && memcmp(name, key, len) == 0)
+    if (name[0] == (char)key[0] && strlen(name) == len && memcmp(name, key, len) == 0)
       return i;
   }
   return -1;

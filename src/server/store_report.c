@@ -97,11 +97,17 @@ static void prepared_clear(struct pt_store *s, struct prepared *pp, size_t nlaye
 
 static void pull_key(const struct pt_node *node, const struct pt_report_pull *rp, char *key, size_t len)
 {
-  size_t nl = strlen(node->name);
-  if (strncmp(rp->id, node->name, nl) == 0 && rp->id[nl] == '/')
-    snprintf(key, len, "%s", rp->id);
-  else
+  /* Both parts are validated (node <= 253, id <= 256 bytes): they fit. */
+  size_t nl = strlen(node->name), il = strlen(rp->id);
+  if (strncmp(rp->id, node->name, nl) == 0 && rp->id[nl] == '/' && il < len) {
+    memcpy(key, rp->id, il + 1);
+  } else if (nl + 1 + il < len) {
+    memcpy(key, node->name, nl);
+    key[nl] = '/';
+    memcpy(key + nl + 1, rp->id, il + 1);
+  } else {
     snprintf(key, len, "%s/%s", node->name, rp->id);
+  }
 }
 
 static int prepare_pull(struct pt_store *s, const struct pt_node *node, const struct pt_report_pull *rp,
