@@ -2,7 +2,8 @@
 """pulltrace-server under load: report ingest, event-stream fan-out, memory.
 
 Usage: /usr/bin/python3 bench/server/bench_server.py [BUILD_DIR] [SCENARIO...]
-       SCENARIO: saturation ingest nginx paced fanout100 fanout1000 fanout10000 memory tables rollout
+       SCENARIO: saturation ingest ingest-reader nginx paced fanout100 fanout1000 fanout10000
+                 fanout10000-summaries memory tables rollout
                  ingest-history paced-history history-size (default: all)
 
 Every scenario starts a fresh pulltrace-server on free 127.0.0.1 ports, pinned to CPU 0
@@ -15,6 +16,9 @@ one report per node per 100 ms), PULLTRACE_KUBERNETES=off and PULLTRACE_LOG_LEVE
   saturation  ingest and nginx in turn, 4 x 10 s each: the CPU ratio per pair (the machine's
               other load changes between pairs; each ratio compares neighbours)
   ingest      wrk -t1 -c16 for 15 s, 500 nodes, as fast as the server answers
+  ingest-reader
+              the same with one event-stream client reading the full stream (every event
+              written and sent; without a reader the server numbers events but skips writing)
   nginx       the same wrk command against nginx answering 204 to every POST (same core)
   paced       500 nodes each reporting once a second (wrk -c500 with a 1 s delay) for 20 s:
               latency at the realistic rate and the server's CPU
@@ -23,6 +27,8 @@ one report per node per 100 ms), PULLTRACE_KUBERNETES=off and PULLTRACE_LOG_LEVE
               a second (20 s)
   fanout10000 10,000 event-stream clients (bench-sse-fanout, a C client on one libuv loop:
               the client is not the bottleneck), then 2 nodes reporting once a second (20 s)
+  fanout10000-summaries
+              the same, the clients subscribed to rollout summaries only (types=rollout.summary)
   memory      1,000 nodes x 5 pulls x 8 layers in flight = 5,000 pulls: RSS, and the size
               and time of GET /api/v1/pulls
   tables      100,000 pulls (5,000 nodes x 20 pulls x 8 layers): resident memory per pull,
@@ -47,6 +53,7 @@ import os
 import re
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -80,26 +87,36 @@ def start_server(build, work, scenario, **env):
                   wrap=[TASKSET, "-c", SERVER_CPU]).start(timeout=10)
 
 
-def run_wrk(script, url, seconds, conns, args, env=None):
+def run_wrk(script, url, seconds, conns, args, env=None, done=None):
     """wrk -t1 pinned to LOAD_CPU with one of the agent scripts: its WRK_JSON summary, the
-    command line and the requests per second."""
+    command line and the requests per second. With `done` (a function), wrk is stopped
+    (SIGINT: it prints its summary) as soon as done() is true, checked twice a second:
+    wrk's threads can stop early, its main thread waits out the duration."""
     env = dict(os.environ, PT_THREADS="1", **(env or {}))
     argv = ["taskset", "-c", LOAD_CPU, WRK, "-t1", f"-c{conns}", f"-d{seconds}s", "--latency",
             "--timeout", "10s", "-s", str(HERE / script), url, "--", *[str(a) for a in args]]
-    out = subprocess.run(argv, capture_output=True, text=True, env=env, preexec_fn=raise_nofile,
-                         timeout=seconds + 120)
-    m = re.search(r"^WRK_JSON (.*)$", out.stdout, re.M)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=raise_nofile)
+    if done:
+        t0 = time.monotonic()
+        while proc.poll() is None and time.monotonic() - t0 < seconds:
+            if done():
+                proc.send_signal(signal.SIGINT)
+                break
+            time.sleep(0.5)
+    stdout, stderr = proc.communicate(timeout=seconds + 120)
+    m = re.search(r"^WRK_JSON (.*)$", stdout, re.M)
     if not m:
-        raise RuntimeError(f"wrk failed: {out.stdout}\n{out.stderr}")
+        raise RuntimeError(f"wrk failed: {stdout}\n{stderr}")
     res = json.loads(m.group(1))
     res["command"] = " ".join(argv[3:])
     res["rps"] = round(res["requests"] / (res["duration_us"] / 1e6), 1)
     return res
 
 
-def wrk(url, nodes, seconds, conns, pace_ms=0, rounds=0, prefix="bench-node", pulls=5):
+def wrk(url, nodes, seconds, conns, pace_ms=0, rounds=0, prefix="bench-node", pulls=5, done=None):
     return run_wrk("report.lua", url, seconds, conns, [nodes, pulls, 8, pace_ms, prefix],
-                   {"PT_PACE_MS": str(pace_ms), "PT_ROUNDS": str(rounds)})
+                   {"PT_PACE_MS": str(pace_ms), "PT_ROUNDS": str(rounds)}, done)
 
 
 def cpu_during(pid, fn):
@@ -399,6 +416,34 @@ def scenario_memory(build, work):
         srv.stop()
 
 
+def scenario_ingest_reader(build, work, seconds=15, clients=1):
+    """ingest with event-stream clients connected to the full stream (bench-sse-fanout):
+    every event is written, framed and sent, as when a UI is open."""
+    srv = start_server(build, work, "ingest-reader")
+    try:
+        ready = Path(work) / "ingest-reader-ready"
+        sse = subprocess.Popen(["taskset", "-c", LOAD_CPU, str(find_binary("bench-sse-fanout", build)),
+                                str(srv.port), str(clients), str(seconds + 3), str(ready)],
+                               stdout=subprocess.PIPE, text=True, preexec_fn=raise_nofile)
+        try:
+            wait_until(ready.exists, 60, what="the event-stream client")
+            res, cpu, cpu_s = cpu_during(srv.pid, lambda: wrk(srv.url + "/api/v1/report", 500, seconds, 16))
+            out, _ = sse.communicate(timeout=120)
+        finally:
+            if sse.poll() is None:
+                sse.kill()
+                sse.wait()
+        got = json.loads(re.search(r"^SSE_JSON (.*)$", out, re.M).group(1))
+        m = srv.metrics()
+        applied = m.value("pulltrace_agent_reports_total", {"result": "applied"})
+        return {"scenario": "ingest-reader", "clients": clients, "reports_per_sec": res["rps"],
+                "server_cpu_percent": cpu, "server_cpu_us_per_report": round(1e6 * cpu_s / max(1, applied), 1),
+                "events_received_per_client": got["events"] / max(1, clients),
+                "delivery_delay_ms": got["delay_ms"], "latency_us": res["latency_us"], "wrk": res["command"]}
+    finally:
+        srv.stop()
+
+
 def scenario_saturation(build, work, rounds=4, seconds=10):
     """ingest and nginx in turn, `rounds` times: the machine's other load changes
     over minutes, so each pulltrace figure is set beside the nginx figure taken
@@ -427,12 +472,15 @@ def scenario_tables(build, work, nodes=5000, pulls=20):
     """NODES x PULLS pulls of 8 layers in the tables (100,000 by default, one report of
     each node: bench/server/report.lua with PT_ROUNDS=1): the server's resident memory per
     pull; then a client pages through GET /api/v1/pulls (limit=1000) and
-    /api/v1/nodes while the tick walks the tables: loop iterations over 10 ms meanwhile."""
-    srv = start_server(build, work, "tables")
+    /api/v1/nodes while the tick walks the tables: loop iterations over 10 ms meanwhile.
+    The nodes report once: a node-lost grace of an hour keeps them from being lost (and
+    100,000 pulls from failing at once) while the scenario runs."""
+    srv = start_server(build, work, "tables", PULLTRACE_NODE_LOST_GRACE="1h")
     try:
         rss0 = srv.rss_kib()
         res = wrk(srv.url + "/api/v1/report", nodes, 600, 8, rounds=1, prefix="tbl-node",
-                  pulls=pulls)
+                  pulls=pulls, done=lambda: (srv.metrics().value("pulltrace_agent_reports_total",
+                                                                {"result": "applied"}) or 0) >= nodes)
         m = srv.metrics()
         tracked = sum(m.value("pulltrace_pulls_tracked", {"state": s}) or 0
                       for s in ("pulling", "stalled", "completed", "failed", "lost"))
@@ -480,11 +528,13 @@ SCENARIOS = {
     "tables": scenario_tables,
     "saturation": scenario_saturation,
     "ingest": scenario_ingest,
+    "ingest-reader": scenario_ingest_reader,
     "nginx": scenario_nginx,
     "paced": scenario_paced,
     "fanout100": lambda b, w: fanout(b, w, 100, 20),
     "fanout1000": lambda b, w: fanout(b, w, 1000, 2),
     "fanout10000": lambda b, w: fanout(b, w, 10000, 2),
+    "fanout10000-summaries": lambda b, w: fanout(b, w, 10000, 2, path="/api/v1/events?types=rollout.summary"),
     "memory": scenario_memory,
     "rollout": scenario_rollout,
     "ingest-history": lambda b, w: scenario_ingest(b, w, history=True),

@@ -40,6 +40,62 @@ const char *pt_node_state_name(enum pt_node_state s)
 /* ------------------------------------------------------------------------ */
 /* Records                                                                    */
 
+static const char sha256_prefix[] = "sha256:";
+#define SHA256_TEXT_LEN (sizeof(sha256_prefix) - 1 + 64)
+
+static int hexval(char c)
+{
+  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* The 32 bytes of "sha256:<64 lowercase hex>"; false for any other text. */
+static bool sha256_bytes(const char *digest, unsigned char out[32])
+{
+  if (strncmp(digest, sha256_prefix, sizeof(sha256_prefix) - 1) != 0 || strlen(digest) != SHA256_TEXT_LEN)
+    return false;
+  const char *h = digest + sizeof(sha256_prefix) - 1;
+  for (size_t i = 0; i < 32; i++) {
+    int hi = hexval(h[2 * i]), lo = hexval(h[2 * i + 1]);
+    if (hi < 0 || lo < 0)
+      return false;
+    out[i] = (unsigned char)(hi << 4 | lo);
+  }
+  return true;
+}
+
+int store_layer_set_digest(struct pt_layer *l, const char *digest)
+{
+  if (sha256_bytes(digest, l->sha256)) {
+    l->digest = NULL;
+    return 0;
+  }
+  l->digest = strdup(digest);
+  return l->digest ? 0 : -ENOMEM;
+}
+
+bool store_layer_digest_is(const struct pt_layer *l, const char *digest)
+{
+  if (l->digest)
+    return strcmp(l->digest, digest) == 0;
+  unsigned char b[32];
+  return sha256_bytes(digest, b) && memcmp(b, l->sha256, 32) == 0;
+}
+
+const char *pt_layer_digest(const struct pt_layer *l, char buf[PT_DIGEST_TEXT_MAX])
+{
+  static const char hex[] = "0123456789abcdef";
+  if (l->digest)
+    return l->digest;
+  memcpy(buf, sha256_prefix, sizeof(sha256_prefix) - 1);
+  char *p = buf + sizeof(sha256_prefix) - 1;
+  for (size_t i = 0; i < 32; i++) {
+    *p++ = hex[l->sha256[i] >> 4];
+    *p++ = hex[l->sha256[i] & 15];
+  }
+  *p = '\0';
+  return buf;
+}
+
 struct media_type {
   size_t refs;
   char name[];

@@ -41,13 +41,21 @@ int pt_pull_state_parse(const char *s, enum pt_pull_state *out);
 enum pt_node_state { PT_NODE_OK = 0, PT_NODE_LAGGING, PT_NODE_LOST };
 const char *pt_node_state_name(enum pt_node_state s);
 
+/* A layer's digest is kept as its 32 bytes when it is "sha256:" and 64
+ * lowercase hex digits (nearly always), as text otherwise: a history of
+ * 100,000 pulls of 8 layers holds 800,000 of them. */
+#define PT_DIGEST_TEXT_MAX 264 /* a digest's text with its NUL (digests are validated to 256 bytes) */
 struct pt_layer {
-  char *digest;
+  unsigned char sha256[32]; /* when digest is NULL */
+  char *digest;             /* any other digest */
   const char *media_type;  /* shared by the layers of every pull (store_media_type_ref) */
   enum pt_layer_state state;
   int64_t total, downloaded;
   double started_at, updated_at;
 };
+
+/* The layer's digest as text: l->digest, or written into buf. */
+const char *pt_layer_digest(const struct pt_layer *l, char buf[PT_DIGEST_TEXT_MAX]);
 
 struct pt_pod_ref {
   char *ns, *name, *container;

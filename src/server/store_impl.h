@@ -76,6 +76,11 @@ static inline bool pull_is_active(const struct pt_pull *p)
 /* --- store.c: tables, index, lifecycle ----------------------------------- */
 void store_pull_free(struct pt_store *s, struct pt_pull *p);
 void store_free_layers(struct pt_store *s, struct pt_layer *l, size_t n);
+/* Sets a new layer's digest (its bytes, or a copy of the text); -ENOMEM. */
+int store_layer_set_digest(struct pt_layer *l, const char *digest);
+/* Whether the layer's digest is this text. */
+bool store_layer_digest_is(const struct pt_layer *l, const char *digest);
+
 /* The shared copy of a media type, one more reference to it (NULL for NULL,
  * and without memory: *failed is set). Without a store (s NULL: a pull read
  * from the history for a query) the layer owns a copy of its own. */

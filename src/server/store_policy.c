@@ -34,8 +34,9 @@ static json_t *policy_pull_json(const struct pt_pull *p)
   json_object_set_new(o, "downloadedBytes", json_integer(p->downloaded));
   json_object_set_new(o, "totalKnown", json_boolean(p->total_known));
   json_t *layers = json_array();
+  char db[PT_DIGEST_TEXT_MAX];
   for (size_t i = 0; i < p->nlayers; i++)
-    json_array_append_new(layers, json_pack("{s:s,s:s,s:I,s:I,s:o}", "digest", p->layers[i].digest,
+    json_array_append_new(layers, json_pack("{s:s,s:s,s:I,s:I,s:o}", "digest", pt_layer_digest(&p->layers[i], db),
                                             "state", pt_layer_state_name(p->layers[i].state),
                                             "totalBytes", (json_int_t)p->layers[i].total,
                                             "downloadedBytes", (json_int_t)p->layers[i].downloaded,

@@ -50,7 +50,8 @@ json_t *pt_store_pull_record(const struct pt_pull *p)
       type = (json_int_t)json_array_size(types);
       json_array_append_new(types, json_string(l->media_type));
     }
-    json_array_append_new(layers, json_pack("[s,I,s,I,I,f,f]", l->digest, type, pt_layer_state_name(l->state),
+    char db[PT_DIGEST_TEXT_MAX];
+    json_array_append_new(layers, json_pack("[s,I,s,I,I,f,f]", pt_layer_digest(l, db), type, pt_layer_state_name(l->state),
                                             (json_int_t)l->total, (json_int_t)l->downloaded, l->started_at,
                                             l->updated_at));
   }
@@ -122,7 +123,7 @@ static int restore_layers(struct pt_store *s, struct pt_pull *p, const json_t *a
       return -EINVAL;
     bool failed = false;
     l->media_type = store_media_type_ref(s, media_type, &failed);
-    if (failed || !(l->digest = strdup(digest)))
+    if (failed || store_layer_set_digest(l, digest))
       return -ENOMEM;
     if (pt_layer_state_parse(str_or_empty(json_array_get(lj, 2)), &l->state) < 0)
       return -EINVAL;

@@ -134,17 +134,17 @@ static int prepare_pull(struct pt_store *s, const struct pt_node *node, const st
   }
   pp->same_layers = !pp->is_new && pp->p->nlayers == rp->nlayers;
   for (size_t i = 0; pp->same_layers && i < rp->nlayers; i++)
-    pp->same_layers = strcmp(pp->p->layers[i].digest, rp->layers[i].digest) == 0 &&
+    pp->same_layers = store_layer_digest_is(&pp->p->layers[i], rp->layers[i].digest) &&
                       store_streq(pp->p->layers[i].media_type, rp->layers[i].media_type);
   if (rp->nlayers && !pp->same_layers) {
     pp->layers = calloc(rp->nlayers, sizeof(*pp->layers));
     if (!pp->layers)
       return -ENOMEM;
     for (size_t i = 0; i < rp->nlayers; i++) {
-      pp->layers[i].digest = strdup(rp->layers[i].digest);
+      int dr = store_layer_set_digest(&pp->layers[i], rp->layers[i].digest);
       bool failed = false;
       pp->layers[i].media_type = store_media_type_ref(s, rp->layers[i].media_type, &failed);
-      if (!pp->layers[i].digest || failed)
+      if (dr || failed)
         return -ENOMEM;
     }
   }
@@ -177,10 +177,10 @@ static enum pt_pull_state derive_state(const struct pt_report_pull *rp)
 
 static const struct pt_layer *find_layer(const struct pt_pull *p, size_t hint, const char *digest)
 {
-  if (hint < p->nlayers && strcmp(p->layers[hint].digest, digest) == 0)
+  if (hint < p->nlayers && store_layer_digest_is(&p->layers[hint], digest))
     return &p->layers[hint];
   for (size_t i = 0; i < p->nlayers; i++)
-    if (strcmp(p->layers[i].digest, digest) == 0)
+    if (store_layer_digest_is(&p->layers[i], digest))
       return &p->layers[i];
   return NULL;
 }

@@ -43,7 +43,8 @@ static void key_real2(struct pt_jsonw *w, const char *k, double v)
 void pt_store_layer_write(struct pt_jsonw *w, const struct pt_layer *l)
 {
   pt_jsonw_object_open(w);
-  key_str(w, "digest", l->digest);
+  char db[PT_DIGEST_TEXT_MAX];
+  key_str(w, "digest", pt_layer_digest(l, db));
   key_str(w, "mediaType", l->media_type);
   key_str(w, "state", pt_layer_state_name(l->state));
   key_int(w, "totalBytes", l->total);
