@@ -10,6 +10,7 @@
 #include "core/json_writer.h"
 #include "core/prom.h"
 #include "server/event.h"
+#include "server/list_stream.h"
 #include "server/report.h"
 #include "server/server_impl.h"
 #include "server/ui_dir.h"
@@ -159,39 +160,6 @@ static const char *qparam(const struct pt_http_req *req, const char *key, char *
 #define PT_LIST_DEFAULT_LIMIT 500
 #define PT_LIST_MAX_LIMIT 1000
 
-static const char hexdigits[] = "0123456789abcdef";
-
-static void token_hex(struct pt_buf *out, const char *prefix, const void *data, size_t len)
-{
-  pt_buf_puts(out, prefix);
-  for (size_t i = 0; i < len; i++) {
-    unsigned char c = ((const unsigned char *)data)[i];
-    char two[2] = {hexdigits[c >> 4], hexdigits[c & 15]};
-    pt_buf_append(out, two, 2);
-  }
-}
-
-/* Decodes the hex after prefix into out (len bytes at most, NUL-terminated);
- * returns the number of bytes, or -1 when the token is not of this list. */
-static int token_unhex(const char *token, const char *prefix, unsigned char *out, size_t len)
-{
-  size_t pl = strlen(prefix);
-  if (strncmp(token, prefix, pl) != 0)
-    return -1;
-  const char *h = token + pl;
-  size_t n = strlen(h);
-  if (n == 0 || n % 2 || n / 2 >= len)
-    return -1;
-  for (size_t i = 0; i < n / 2; i++) {
-    const char *a = strchr(hexdigits, h[2 * i]), *b = strchr(hexdigits, h[2 * i + 1]);
-    if (!h[2 * i] || !h[2 * i + 1] || !a || !b)
-      return -1;
-    out[i] = (unsigned char)(((a - hexdigits) << 4) | (b - hexdigits));
-  }
-  out[n / 2] = '\0';
-  return (int)(n / 2);
-}
-
 /* limit and continue; false after replying 400. */
 static bool page_params(const struct pt_http_req *req, struct pt_http_resp *resp, size_t *limit, char *cont,
                         size_t contlen, const char **token)
@@ -272,7 +240,7 @@ static void handle_pulls(struct pt_server *srv, const struct pt_http_req *req, s
   uint64_t after = 0;
   if (token) {
     unsigned char raw[9];
-    if (token_unhex(token, "p1.", raw, sizeof(raw)) != 8) {
+    if (pt_list_token_read(token, "p1.", raw, sizeof(raw)) != 8) {
       reply_error(resp, 400, "malformed continue token", "continue");
       return;
     }
@@ -290,20 +258,18 @@ static void handle_pulls(struct pt_server *srv, const struct pt_http_req *req, s
       f.state_mask |= 1u << s;
     }
   }
-  struct pt_jsonw w;
-  list_open(&w, resp, "pulls");
-  uint64_t next = 0;
-  pt_store_pulls_write(srv->store, &w, &f, after, limit, pt_clock_now(), &next);
-  struct pt_buf tok;
-  pt_buf_init(&tok);
-  if (next) {
-    unsigned char raw[8];
-    for (int i = 0; i < 8; i++)
-      raw[i] = (unsigned char)(next >> (56 - 8 * i));
-    token_hex(&tok, "p1.", raw, sizeof(raw));
+  /* Written in chunks, one per loop iteration (list_stream.c). */
+  resp->status = 200;
+  resp->content_type = JSON_TYPE;
+  pt_buf_puts(&resp->headers, "Cache-Control: no-store\r\n");
+  if (req->head)
+    return;
+  resp->stream_ud = pt_list_stream_new(srv->loop, srv->store, &f, after, limit);
+  if (!resp->stream_ud) {
+    reply_error(resp, 500, "out of memory", NULL);
+    return;
   }
-  list_close(&w, resp, &tok);
-  pt_buf_close(&tok);
+  resp->stream_start = pt_list_stream_start;
 }
 
 static void handle_pull(struct pt_server *srv, const char *raw_id, struct pt_http_resp *resp)
@@ -346,7 +312,7 @@ static void handle_nodes(struct pt_server *srv, const struct pt_http_req *req, s
   if (!page_params(req, resp, &limit, cont, sizeof(cont), &token))
     return;
   unsigned char after[300];
-  if (token && token_unhex(token, "n1.", after, sizeof(after)) < 0) {
+  if (token && pt_list_token_read(token, "n1.", after, sizeof(after)) < 0) {
     reply_error(resp, 400, "malformed continue token", "continue");
     return;
   }
@@ -357,7 +323,7 @@ static void handle_nodes(struct pt_server *srv, const struct pt_http_req *req, s
   struct pt_buf tok;
   pt_buf_init(&tok);
   if (next)
-    token_hex(&tok, "n1.", next, strlen(next));
+    pt_list_token_write(&tok, "n1.", next, strlen(next));
   free(next);
   list_close(&w, resp, &tok);
   pt_buf_close(&tok);

@@ -244,6 +244,10 @@ int pt_store_pulls_write(const struct pt_store *s, struct pt_jsonw *w, const str
                          uint64_t after, size_t limit, double now, uint64_t *next);
 int pt_store_nodes_write(const struct pt_store *s, struct pt_jsonw *w, const char *node_filter, const char *after,
                          size_t limit, char **next);
+/* The pulls of such a page as the elements of an array the caller opened
+ * (and closes): pages written in parts. */
+int pt_store_pulls_items(const struct pt_store *s, struct pt_jsonw *w, const struct pt_pull_filter *f,
+                         uint64_t after, size_t limit, double now, uint64_t *next);
 
 /* The same views as new jansson values (caller decrefs), for tests and
  * checks: the text above, parsed back. Lists are whole. */

@@ -366,7 +366,7 @@ static bool heap_cut(struct heap *h, size_t limit)
   return true;
 }
 
-int pt_store_pulls_write(const struct pt_store *s, struct pt_jsonw *w, const struct pt_pull_filter *f,
+int pt_store_pulls_items(const struct pt_store *s, struct pt_jsonw *w, const struct pt_pull_filter *f,
                          uint64_t after, size_t limit, double now, uint64_t *next)
 {
   struct heap h;
@@ -379,14 +379,21 @@ int pt_store_pulls_write(const struct pt_store *s, struct pt_jsonw *w, const str
       heap_offer(&h, p);
   }
   bool more = heap_cut(&h, limit);
-  pt_jsonw_array_open(w);
   for (size_t i = 0; i < h.n; i++)
     pt_store_pull_write(w, h.v[i], true, now);
-  pt_jsonw_array_close(w);
   if (more)
     *next = ((const struct pt_pull *)h.v[h.n - 1])->seq;
   int n = (int)h.n;
   free(h.v);
+  return n;
+}
+
+int pt_store_pulls_write(const struct pt_store *s, struct pt_jsonw *w, const struct pt_pull_filter *f,
+                         uint64_t after, size_t limit, double now, uint64_t *next)
+{
+  pt_jsonw_array_open(w);
+  int n = pt_store_pulls_items(s, w, f, after, limit, now, next);
+  pt_jsonw_array_close(w);
   return n;
 }
 
