@@ -385,15 +385,16 @@ static void test_lost_node_forgotten(void **state)
   pt_store_destroy(s);
 }
 
-/* One page of the pulls list as a JSON array (and the position after it). */
-static json_t *pulls_page(struct pt_store *s, const struct pt_pull_filter *f, uint64_t after, size_t limit,
-                          double now, uint64_t *next)
+/* One page of the pulls list as a JSON array; *at moves past it, *more says
+ * whether pulls follow. */
+static json_t *pulls_page(struct pt_store *s, const struct pt_pull_filter *f, struct pt_pull_cursor *at,
+                          size_t limit, double now, bool *more)
 {
   struct pt_buf b;
   struct pt_jsonw w;
   pt_buf_init(&b);
   pt_jsonw_init(&w, &b);
-  int n = pt_store_pulls_write(s, &w, f, after, limit, now, next);
+  int n = pt_store_pulls_write(s, &w, f, at, limit, now, more);
   json_t *a = json_loadb(b.data, b.len, 0, NULL);
   pt_buf_close(&b);
   assert_non_null(a);
@@ -421,19 +422,21 @@ static void test_paging(void **state)
     snprintf(name, sizeof(name), "pn%02d", i);
     report(s, name, "b", 1, T0, 1, l, false, NULL);
   }
-  uint64_t next = 0;
-  json_t *all = pulls_page(s, NULL, 0, 0, T0, &next);
+  struct pt_pull_cursor at = {0};
+  bool more = true;
+  json_t *all = pulls_page(s, NULL, &at, 0, T0, &more);
   assert_int_equal(json_array_size(all), 25);
-  assert_int_equal(next, 0);
+  assert_false(more);
   for (size_t i = 0; i < 25; i++)
     assert_int_equal(page_node_no(all, i), 24 - (int)i); /* newest first */
   json_decref(all);
 
-  json_t *p1 = pulls_page(s, NULL, 0, 10, T0, &next);
+  memset(&at, 0, sizeof(at));
+  json_t *p1 = pulls_page(s, NULL, &at, 10, T0, &more);
   assert_int_equal(json_array_size(p1), 10);
   assert_int_equal(page_node_no(p1, 0), 24);
   assert_int_equal(page_node_no(p1, 9), 15);
-  assert_true(next > 0);
+  assert_true(more);
   json_decref(p1);
 
   /* Between the pages: pn10 and pn03 complete and are evicted, a new node
@@ -444,36 +447,59 @@ static void test_paging(void **state)
   pt_store_tick(s, T0 + 1 + 601);
   assert_null(pt_store_pull(s, "pn10/p1"));
   assert_null(pt_store_pull(s, "pn03/p1"));
-  json_t *p2 = pulls_page(s, NULL, next, 10, T0 + 602, &next);
+  json_t *p2 = pulls_page(s, NULL, &at, 10, T0 + 602, &more);
   static const int want2[] = {14, 13, 12, 11, 9, 8, 7, 6, 5, 4};
   assert_int_equal(json_array_size(p2), 10);
   for (size_t i = 0; i < 10; i++)
     assert_int_equal(page_node_no(p2, i), want2[i]);
-  assert_true(next > 0);
+  assert_true(more);
   json_decref(p2);
-  json_t *p3 = pulls_page(s, NULL, next, 10, T0 + 602, &next);
+  /* The pull at the position leaves the tables before the next page: the
+   * page starts with the next older one all the same. */
+  struct pt_pull_cursor gone = at;
+  json_t *p3 = pulls_page(s, NULL, &at, 10, T0 + 602, &more);
   assert_int_equal(json_array_size(p3), 3);
   assert_int_equal(page_node_no(p3, 2), 0);
-  assert_int_equal(next, 0); /* the last page */
+  assert_false(more); /* the last page */
   json_decref(p3);
+  snprintf(gone.id, sizeof(gone.id), "no/such-pull");
+  json_t *p3b = pulls_page(s, NULL, &gone, 10, T0 + 602, &more);
+  assert_int_equal(json_array_size(p3b), 3);
+  assert_int_equal(page_node_no(p3b, 0), 2);
+  json_decref(p3b);
 
   /* A filter applies before paging: pages of the lost pulls only. */
   struct pt_pull_filter f = {.state_mask = 1u << PT_PULL_LOST};
   size_t seen = 0;
-  next = 0;
+  memset(&at, 0, sizeof(at));
   do {
-    json_t *pg = pulls_page(s, &f, next, 4, T0 + 602, &next);
+    json_t *pg = pulls_page(s, &f, &at, 4, T0 + 602, &more);
     for (size_t i = 0; i < json_array_size(pg); i++)
       assert_string_equal(json_string_value(json_object_get(json_array_get(pg, i), "state")), "lost");
     seen += json_array_size(pg);
     assert_true(json_array_size(pg) <= 4);
     json_decref(pg);
-  } while (next);
+  } while (more);
   assert_int_equal(seen, 24); /* every pull left, lost with its silent node */
 
-  /* Nodes: by name, in pages. */
+  /* A bounded look: a selective filter over a large table is walked a few
+   * pulls at a time, and the walks together give the whole answer. */
+  struct pt_pull_filter one = {.node = "pn05"};
+  memset(&at, 0, sizeof(at));
+  size_t found = 0, walks = 0;
   struct pt_buf b;
   struct pt_jsonw w;
+  do {
+    pt_buf_init(&b);
+    pt_jsonw_init(&w, &b);
+    found += (size_t)pt_store_pulls_items(s, &w, &one, &at, 10, 3, T0 + 602, &more);
+    pt_buf_close(&b);
+    walks++;
+  } while (more);
+  assert_int_equal(found, 1);
+  assert_true(walks >= 8);
+
+  /* Nodes: by name, in pages. */
   char *after = NULL, *nn = NULL;
   size_t nodes = 0;
   char prev[16] = "";

@@ -222,7 +222,7 @@ const char *pt_server_qparam(const struct pt_http_req *req, const char *key, cha
 
 static void handle_pulls(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp)
 {
-  char node[256], ns[256], image[512], state[128], cont[128];
+  char node[256], ns[256], image[512], state[128], cont[1300];
   bool bad = false;
   struct pt_pull_filter f = {0};
   f.node = qparam(req, "node", node, sizeof(node), &bad);
@@ -237,15 +237,10 @@ static void handle_pulls(struct pt_server *srv, const struct pt_http_req *req, s
   const char *token;
   if (!page_params(req, resp, &limit, cont, sizeof(cont), &token))
     return;
-  uint64_t after = 0;
-  if (token) {
-    unsigned char raw[9];
-    if (pt_list_token_read(token, "p1.", raw, sizeof(raw)) != 8) {
-      reply_error(resp, 400, "malformed continue token", "continue");
-      return;
-    }
-    for (int i = 0; i < 8; i++)
-      after = after << 8 | raw[i];
+  struct pt_pull_cursor after = {0};
+  if (token && pt_list_pulls_token_read(token, &after) < 0) {
+    reply_error(resp, 400, "malformed continue token", "continue");
+    return;
   }
   if (st) {
     char *save = NULL;
@@ -264,7 +259,7 @@ static void handle_pulls(struct pt_server *srv, const struct pt_http_req *req, s
   pt_buf_puts(&resp->headers, "Cache-Control: no-store\r\n");
   if (req->head)
     return;
-  resp->stream_ud = pt_list_stream_new(srv->loop, srv->store, &f, after, limit);
+  resp->stream_ud = pt_list_stream_new(srv->loop, srv->store, &f, &after, limit);
   if (!resp->stream_ud) {
     reply_error(resp, 500, "out of memory", NULL);
     return;
@@ -342,11 +337,12 @@ char *pt_server_snapshot(void *ud, const struct pt_hub_filter *filter)
   pt_buf_init(&b);
   pt_jsonw_init(&w, &b);
   pt_event_open(&w, "snapshot", now);
-  uint64_t next_pull;
+  struct pt_pull_cursor at = {0};
+  bool more;
   char *next_node = NULL;
   pt_jsonw_key(&w, "pulls");
   if (pt_hub_filter_wants(filter, "pull.progress")) {
-    pt_store_pulls_write(srv->store, &w, &f, 0, 0, now, &next_pull);
+    pt_store_pulls_write(srv->store, &w, &f, &at, 0, now, &more);
   } else {
     pt_jsonw_array_open(&w);
     pt_jsonw_array_close(&w);

@@ -40,17 +40,28 @@ int pt_list_token_read(const char *token, const char *prefix, unsigned char *out
   return (int)(n / 2);
 }
 
-const char *pt_list_continue_token(uint64_t seq, char *buf, size_t len)
+void pt_list_pulls_token(struct pt_buf *out, const struct pt_pull_cursor *at)
 {
-  unsigned char raw[8];
+  unsigned char raw[8 + sizeof(at->id)];
+  size_t idlen = strlen(at->id);
   for (int i = 0; i < 8; i++)
-    raw[i] = (unsigned char)(seq >> (56 - 8 * i));
-  struct pt_buf b;
-  pt_buf_init(&b);
-  pt_list_token_write(&b, "p1.", raw, sizeof(raw));
-  snprintf(buf, len, "%s", b.data ? b.data : "");
-  pt_buf_close(&b);
-  return buf;
+    raw[i] = (unsigned char)(at->seq >> (56 - 8 * i));
+  memcpy(raw + 8, at->id, idlen);
+  pt_list_token_write(out, "p1.", raw, 8 + idlen);
+}
+
+int pt_list_pulls_token_read(const char *token, struct pt_pull_cursor *at)
+{
+  unsigned char raw[8 + sizeof(at->id)];
+  int n = pt_list_token_read(token, "p1.", raw, sizeof(raw));
+  if (n < 8)
+    return -1;
+  at->seq = 0;
+  for (int i = 0; i < 8; i++)
+    at->seq = at->seq << 8 | raw[i];
+  memcpy(at->id, raw + 8, (size_t)n - 8);
+  at->id[n - 8] = '\0';
+  return at->seq ? 0 : -1;
 }
 
 struct pt_list_stream {
@@ -60,7 +71,7 @@ struct pt_list_stream {
   uv_timer_t timer;
   struct pt_pull_filter filter;
   char *node, *ns, *image;   /* the filter's copies */
-  uint64_t after;            /* the last pull written (its seq), 0 before the first */
+  struct pt_pull_cursor at;  /* the last pull looked at */
   size_t left;               /* pulls still to write in this page */
   struct pt_buf out;
   struct pt_jsonw w;         /* one writer for the whole page: commas across chunks */
@@ -108,16 +119,15 @@ static void chunk_cb(uv_timer_t *t)
     return;
   }
   size_t want = s->left < PT_LIST_STREAM_CHUNK ? s->left : PT_LIST_STREAM_CHUNK;
-  uint64_t next = 0;
-  int n = pt_store_pulls_items(s->store, &s->w, &s->filter, s->after, want, pt_clock_now(), &next);
+  bool more = false;
+  int n = pt_store_pulls_items(s->store, &s->w, &s->filter, &s->at, want, PT_LIST_STREAM_VISIT, pt_clock_now(),
+                               &more);
   if (n < 0 || s->out.oom) {
     pt_http_conn_close(s->conn, true); /* without memory: the client sees a cut answer */
     return;
   }
   s->left -= (size_t)n;
-  bool more = next != 0;
   if (more && s->left > 0) {
-    s->after = next;
     send_out(s);
     uv_timer_start(&s->timer, chunk_cb, 0, 0);
     return;
@@ -125,9 +135,12 @@ static void chunk_cb(uv_timer_t *t)
   pt_jsonw_array_close(&s->w);
   if (more) {
     /* The page is full and pulls follow: the position after its last one. */
-    char tok[32];
+    struct pt_buf tok;
+    pt_buf_init(&tok);
+    pt_list_pulls_token(&tok, &s->at);
     pt_jsonw_key(&s->w, "continue");
-    pt_jsonw_string(&s->w, pt_list_continue_token(next, tok, sizeof(tok)));
+    pt_jsonw_string(&s->w, tok.data ? tok.data : "");
+    pt_buf_close(&tok);
   }
   pt_jsonw_object_close(&s->w);
   pt_buf_puts(&s->out, "\n");
@@ -136,7 +149,7 @@ static void chunk_cb(uv_timer_t *t)
 }
 
 struct pt_list_stream *pt_list_stream_new(uv_loop_t *loop, struct pt_store *store, const struct pt_pull_filter *f,
-                                          uint64_t after, size_t limit)
+                                          const struct pt_pull_cursor *after, size_t limit)
 {
   struct pt_list_stream *s = calloc(1, sizeof(*s));
   if (!s)
@@ -154,7 +167,8 @@ struct pt_list_stream *pt_list_stream_new(uv_loop_t *loop, struct pt_store *stor
   s->filter.node = s->node;
   s->filter.ns = s->ns;
   s->filter.image = s->image;
-  s->after = after;
+  if (after)
+    s->at = *after;
   s->left = limit;
   pt_buf_init(&s->out);
   pt_jsonw_init(&s->w, &s->out);

@@ -1,10 +1,11 @@
 /* GET /api/v1/pulls written in chunks: a page of up to 1,000 pulls with
  * their layers is megabytes of JSON, more than one loop iteration should
  * spend. The answer is a streamed (chunked) response; each loop iteration
- * selects and writes the next PT_LIST_STREAM_CHUNK pulls after the last one
- * written, as a client paging with a small limit would, so pulls removed
- * meanwhile are skipped and pulls added meanwhile are not in the page. A
- * client that reads slowly holds the writing, not memory. */
+ * writes the next PT_LIST_STREAM_CHUNK pulls after the last one looked at
+ * (looking at PT_LIST_STREAM_VISIT at most, for selective filters), as a
+ * client paging with a small limit would, so pulls removed meanwhile are
+ * skipped and pulls added meanwhile are not in the page. A client that
+ * reads slowly holds the writing, not memory. */
 #ifndef PT_SERVER_LIST_STREAM_H
 #define PT_SERVER_LIST_STREAM_H
 
@@ -15,6 +16,7 @@
 #include "server/store.h"
 
 #define PT_LIST_STREAM_CHUNK 100
+#define PT_LIST_STREAM_VISIT 5000
 
 /* Continue tokens of the lists (opaque to clients): a prefix naming the
  * list ("p1." pulls, "n1." nodes) and the hex of the position, a pull's seq
@@ -24,15 +26,17 @@ void pt_list_token_write(struct pt_buf *out, const char *prefix, const void *dat
  * NUL-terminated); returns the byte count, or -1 when the token is not one
  * of this list. */
 int pt_list_token_read(const char *token, const char *prefix, unsigned char *out, size_t len);
-/* A pulls token for seq, into buf. */
-const char *pt_list_continue_token(uint64_t seq, char *buf, size_t len);
+/* A pulls token: the position (seq and id) after which the next page starts. */
+void pt_list_pulls_token(struct pt_buf *out, const struct pt_pull_cursor *at);
+/* Reads one; -1 when it is not a pulls token. */
+int pt_list_pulls_token_read(const char *token, struct pt_pull_cursor *at);
 
 struct pt_list_stream;
 
 /* The page of pulls matching f (copied) after position `after` (0: from
  * the start), at most limit of them; NULL without memory. */
 struct pt_list_stream *pt_list_stream_new(uv_loop_t *loop, struct pt_store *store, const struct pt_pull_filter *f,
-                                          uint64_t after, size_t limit);
+                                          const struct pt_pull_cursor *after, size_t limit);
 /* A pt_http_stream_start_cb: pass it with the stream as ud. */
 void pt_list_stream_start(void *stream, struct pt_http_conn *conn);
 

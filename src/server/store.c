@@ -274,12 +274,29 @@ int store_add_pull(struct pt_store *s, struct pt_pull *p)
     return -ENOMEM;
   }
   p->seq = ++s->pull_seq;
+  p->older = s->newest;
+  p->newer = NULL;
+  if (s->newest)
+    s->newest->newer = p;
+  else
+    s->oldest = p;
+  s->newest = p;
   return 0;
 }
 
 void store_remove_pull(struct pt_store *s, struct pt_pull *p)
 {
   store_rollout_untrack(s, p);
+  if (p->seq) { /* in the list (store_add_pull succeeded) */
+    if (p->newer)
+      p->newer->older = p->older;
+    else
+      s->newest = p->older;
+    if (p->older)
+      p->older->newer = p->newer;
+    else
+      s->oldest = p->newer;
+  }
   pt_map_del(&s->pulls, p->id);
   unindex_pull(s, p);
   store_pull_free(s, p);

@@ -64,6 +64,7 @@ struct pt_pod_ref {
 struct pt_pull {
   char *id;              /* "<node>/<agent id>" */
   uint64_t seq;          /* order of arrival in the tables (1, 2, ...): the lists' order */
+  struct pt_pull *older, *newer; /* the pulls in that order (the store's list) */
   char *node;
   char *image_ref;       /* from the agent; NULL when unknown */
   char *image;           /* image_ref completed with a tag by correlation, else a copy of image_ref */
@@ -233,21 +234,32 @@ void pt_store_node_write(struct pt_jsonw *w, const struct pt_node *n, bool with_
 void pt_store_rollout_write(struct pt_jsonw *w, const struct pt_rollout_summary *r);
 
 /* Lists, one page at a time. Pulls come newest first (by seq: the order the
- * tables received them), nodes by name. A page holds the first `limit`
- * matching items after the position `after` (0 / NULL: from the start;
- * limit 0: all); *next gets the position to continue from, 0 / NULL on the
- * last page (the node name is malloc'ed). Positions stay valid whatever
- * changes in between: items removed are skipped, pulls added later than the
- * first page are not in the following ones. Returns the number written, or
- * -ENOMEM. */
+ * tables received them; the store keeps them in that order), nodes by name.
+ * A page holds the first `limit` matching items after a position (limit 0:
+ * all). Positions stay valid whatever changes in between: items removed are
+ * skipped, pulls added later than the position are newer and so not after
+ * it. */
+
+/* A position in the pulls: the last pull looked at (seq 0: before the
+ * newest). */
+struct pt_pull_cursor {
+  uint64_t seq;
+  char id[600];
+};
+/* Writes the matching pulls after *at as elements of an array the caller
+ * opened, looking at max_visit pulls at most (SIZE_MAX: no bound) so that a
+ * selective filter over a large table never holds the loop for long; *at
+ * becomes the last pull looked at. Returns the number written (or -ENOMEM)
+ * and sets *more when pulls remain after *at. */
+int pt_store_pulls_items(const struct pt_store *s, struct pt_jsonw *w, const struct pt_pull_filter *f,
+                         struct pt_pull_cursor *at, size_t limit, size_t max_visit, double now, bool *more);
+/* A whole page as a JSON array; *at as above. */
 int pt_store_pulls_write(const struct pt_store *s, struct pt_jsonw *w, const struct pt_pull_filter *f,
-                         uint64_t after, size_t limit, double now, uint64_t *next);
+                         struct pt_pull_cursor *at, size_t limit, double now, bool *more);
+/* Nodes: `after` a name (NULL: from the start); *next gets the name to
+ * continue from (malloc'ed), NULL on the last page. */
 int pt_store_nodes_write(const struct pt_store *s, struct pt_jsonw *w, const char *node_filter, const char *after,
                          size_t limit, char **next);
-/* The pulls of such a page as the elements of an array the caller opened
- * (and closes): pages written in parts. */
-int pt_store_pulls_items(const struct pt_store *s, struct pt_jsonw *w, const struct pt_pull_filter *f,
-                         uint64_t after, size_t limit, double now, uint64_t *next);
 
 /* The same views as new jansson values (caller decrefs), for tests and
  * checks: the text above, parsed back. Lists are whole. */

@@ -36,6 +36,7 @@ struct pt_store {
   json_t *events;        /* recent kubelet events, oldest first */
   uint64_t report_gen;
   uint64_t pull_seq;     /* the last pull's seq */
+  struct pt_pull *newest, *oldest; /* the pulls by seq (pt_pull.older/newer) */
   /* The tick's walk over the pulls, possibly in slices (pt_store_tick_slice):
    * the next bucket of the pulls table, and its bucket count when the walk
    * began. */

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "core/clock.h"
@@ -275,7 +276,7 @@ bool pt_pull_matches(const struct pt_pull *p, const struct pt_pull_filter *f)
   return true;
 }
 
-/* A page is selected in one pass over the table: a heap keeps the `limit`
+/* A page of nodes is selected in one pass over the table: a heap keeps the `limit`
  * best items after the position (plus one, to know whether more follow),
  * then they are sorted. The work is linear in the table and the memory in
  * the page, so a page of a large table never holds the loop for long. */
@@ -337,11 +338,6 @@ static void heap_sort(struct heap *h)
   h->n = n;
 }
 
-static int pull_before(const void *a, const void *b)
-{
-  return ((const struct pt_pull *)a)->seq > ((const struct pt_pull *)b)->seq;
-}
-
 static int node_before(const void *a, const void *b)
 {
   return strcmp(((const struct pt_node *)a)->name, ((const struct pt_node *)b)->name) < 0;
@@ -366,33 +362,45 @@ static bool heap_cut(struct heap *h, size_t limit)
   return true;
 }
 
-int pt_store_pulls_items(const struct pt_store *s, struct pt_jsonw *w, const struct pt_pull_filter *f,
-                         uint64_t after, size_t limit, double now, uint64_t *next)
+/* The first pull after a position: the older neighbour of the pull there,
+ * or, when that pull left the tables, the newest one older than it. */
+static const struct pt_pull *cursor_next(const struct pt_store *s, const struct pt_pull_cursor *at)
 {
-  struct heap h;
-  *next = 0;
-  if (heap_init(&h, limit, s->pulls.count, pull_before))
-    return -ENOMEM;
-  for (struct pt_map_entry *e = pt_map_first(&s->pulls); e; e = pt_map_next(&s->pulls, e)) {
-    const struct pt_pull *p = e->value;
-    if ((!after || p->seq < after) && pt_pull_matches(p, f))
-      heap_offer(&h, p);
+  if (!at || !at->seq)
+    return s->newest;
+  const struct pt_pull *p = pt_map_get(&s->pulls, at->id);
+  if (p && p->seq == at->seq)
+    return p->older;
+  for (p = s->newest; p && p->seq >= at->seq; p = p->older)
+    ;
+  return p;
+}
+
+int pt_store_pulls_items(const struct pt_store *s, struct pt_jsonw *w, const struct pt_pull_filter *f,
+                         struct pt_pull_cursor *at, size_t limit, size_t max_visit, double now, bool *more)
+{
+  const struct pt_pull *p = cursor_next(s, at), *last = NULL;
+  size_t n = 0, visited = 0;
+  for (; p && (!limit || n < limit) && visited < max_visit; p = p->older, visited++) {
+    last = p;
+    if (pt_pull_matches(p, f)) {
+      pt_store_pull_write(w, p, true, now);
+      n++;
+    }
   }
-  bool more = heap_cut(&h, limit);
-  for (size_t i = 0; i < h.n; i++)
-    pt_store_pull_write(w, h.v[i], true, now);
-  if (more)
-    *next = ((const struct pt_pull *)h.v[h.n - 1])->seq;
-  int n = (int)h.n;
-  free(h.v);
-  return n;
+  *more = p != NULL;
+  if (last) {
+    at->seq = last->seq;
+    snprintf(at->id, sizeof(at->id), "%s", last->id);
+  }
+  return (int)n;
 }
 
 int pt_store_pulls_write(const struct pt_store *s, struct pt_jsonw *w, const struct pt_pull_filter *f,
-                         uint64_t after, size_t limit, double now, uint64_t *next)
+                         struct pt_pull_cursor *at, size_t limit, double now, bool *more)
 {
   pt_jsonw_array_open(w);
-  int n = pt_store_pulls_items(s, w, f, after, limit, now, next);
+  int n = pt_store_pulls_items(s, w, f, at, limit, SIZE_MAX, now, more);
   pt_jsonw_array_close(w);
   return n;
 }
@@ -425,10 +433,11 @@ json_t *pt_store_pulls_json(const struct pt_store *s, const struct pt_pull_filte
 {
   struct pt_buf b;
   struct pt_jsonw w;
-  uint64_t next;
+  struct pt_pull_cursor at = {0};
+  bool more;
   pt_buf_init(&b);
   pt_jsonw_init(&w, &b);
-  pt_store_pulls_write(s, &w, f, 0, 0, now, &next);
+  pt_store_pulls_write(s, &w, f, &at, 0, now, &more);
   return parse_back(&b);
 }
 
