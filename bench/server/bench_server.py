@@ -502,7 +502,9 @@ def scenario_tables(build, work, nodes=5000, pulls=20):
             if not token:
                 break
         paging_s = time.monotonic() - t0
+        m_pulls = srv.metrics()
         nodes_seen = len(srv.list_all("nodes", limit=1000))
+        m_nodes = srv.metrics()
         default = requests.get(srv.url + "/api/v1/pulls", timeout=60)
         m1 = srv.metrics()
         return {"scenario": "tables", "pulls_tracked": tracked, "layers_per_pull": 8,
@@ -517,6 +519,8 @@ def scenario_tables(build, work, nodes=5000, pulls=20):
                                                 (m0.value("pulltrace_loop_iteration_seconds_count") or 0),
                 "loop_iterations_over_10ms_while_paging": loop_iterations_over(m1, 0.01) -
                                                           loop_iterations_over(m0, 0.01),
+                "of_which_pulls_pages": loop_iterations_over(m_pulls, 0.01) - loop_iterations_over(m0, 0.01),
+                "of_which_nodes_pages": loop_iterations_over(m_nodes, 0.01) - loop_iterations_over(m_pulls, 0.01),
                 "loop_iteration_max_cpu_ms": round(1000 * m1.value("pulltrace_loop_iteration_max_seconds"), 1),
                 "loop_iteration_max_wall_ms": round(1000 * m1.value("pulltrace_loop_iteration_wall_max_seconds"), 1),
                 "wrk": "PT_ROUNDS=1 " + res["command"]}

@@ -129,7 +129,9 @@ static void chunk_cb(uv_timer_t *t)
   s->left -= (size_t)n;
   if (more && s->left > 0) {
     send_out(s);
-    uv_timer_start(&s->timer, chunk_cb, 0, 0);
+    /* 1 ms, not 0: a timer due at once would run again in the same pass over
+     * the loop's timers, and the chunks would add up to one long iteration. */
+    uv_timer_start(&s->timer, chunk_cb, 1, 0);
     return;
   }
   pt_jsonw_array_close(&s->w);

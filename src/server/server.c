@@ -233,13 +233,15 @@ static void on_change(void *ud, const struct pt_change *c)
 /* The store's periodic work, a slice per loop iteration: with 100,000 pulls
  * (each an eviction-hook call) it takes many milliseconds, which must not
  * hold requests and event-stream writes for that long. */
-#define SWEEP_SLICE 1000
+#define SWEEP_SLICE 250
 
 static void sweep_cb(uv_timer_t *t)
 {
   struct pt_server *srv = t->data;
+  /* 1 ms, not 0: a timer due at once would run again in the same pass over
+   * the loop's timers, and the slices would add up to one long iteration. */
   if (pt_store_tick_slice(srv->store, pt_clock_now(), SWEEP_SLICE))
-    uv_timer_start(&srv->sweep, sweep_cb, 0, 0);
+    uv_timer_start(&srv->sweep, sweep_cb, 1, 0);
 }
 
 static void tick_cb(uv_timer_t *t)
