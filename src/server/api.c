@@ -49,6 +49,27 @@ void pt_server_reply_error(struct pt_http_resp *resp, int status, const char *ms
   reply_error(resp, status, msg, field);
 }
 
+/* A 200 JSON answer written member by member: opens its object (the caller
+ * adds members) and closes it. */
+static void json_answer_open(struct pt_http_resp *resp, struct pt_jsonw *w)
+{
+  resp->status = 200;
+  resp->content_type = JSON_TYPE;
+  pt_buf_puts(&resp->headers, "Cache-Control: no-store\r\n");
+  pt_jsonw_init(w, &resp->body);
+  pt_jsonw_object_open(w);
+}
+
+static void json_answer_close(struct pt_http_resp *resp, struct pt_jsonw *w)
+{
+  pt_jsonw_object_close(w);
+  pt_buf_puts(&resp->body, "\n");
+  if (resp->body.oom) {
+    pt_buf_reset(&resp->body);
+    reply_error(resp, 500, "out of memory", NULL);
+  }
+}
+
 /* Constant-time comparison: the time depends only on the lengths. */
 static bool token_equal(const char *given, size_t glen, const char *want)
 {
@@ -102,17 +123,12 @@ static void handle_report(struct pt_server *srv, const struct pt_http_req *req, 
     /* The answer to every report of every agent: written, not built. */
     srv->reports_applied++;
     struct pt_jsonw w;
-    resp->status = 200;
-    resp->content_type = JSON_TYPE;
-    pt_buf_puts(&resp->headers, "Cache-Control: no-store\r\n");
-    pt_jsonw_init(&w, &resp->body);
-    pt_jsonw_object_open(&w);
+    json_answer_open(resp, &w);
     pt_jsonw_key(&w, "status");
     pt_jsonw_string(&w, "applied");
     pt_jsonw_key(&w, "pulls");
     pt_jsonw_int(&w, (int64_t)r.npulls);
-    pt_jsonw_object_close(&w);
-    pt_buf_puts(&resp->body, "\n");
+    json_answer_close(resp, &w);
     break;
   }
   case PT_APPLY_STALE:
@@ -188,11 +204,7 @@ static bool page_params(const struct pt_http_req *req, struct pt_http_resp *resp
 
 static void list_open(struct pt_jsonw *w, struct pt_http_resp *resp, const char *member)
 {
-  resp->status = 200;
-  resp->content_type = JSON_TYPE;
-  pt_buf_puts(&resp->headers, "Cache-Control: no-store\r\n");
-  pt_jsonw_init(w, &resp->body);
-  pt_jsonw_object_open(w);
+  json_answer_open(resp, w);
   pt_jsonw_key(w, "apiVersion");
   pt_jsonw_string(w, "v1");
   pt_jsonw_key(w, "generatedAt");
@@ -207,12 +219,7 @@ static void list_close(struct pt_jsonw *w, struct pt_http_resp *resp, const stru
     pt_jsonw_key(w, "continue");
     pt_jsonw_string(w, next->data);
   }
-  pt_jsonw_object_close(w);
-  pt_buf_puts(&resp->body, "\n");
-  if (resp->body.oom) {
-    pt_buf_reset(&resp->body);
-    reply_error(resp, 500, "out of memory", NULL);
-  }
+  json_answer_close(resp, w);
 }
 
 const char *pt_server_qparam(const struct pt_http_req *req, const char *key, char *buf, size_t len, bool *bad)
@@ -280,17 +287,12 @@ static void handle_pull(struct pt_server *srv, const char *raw_id, struct pt_htt
     return;
   }
   struct pt_jsonw w;
-  resp->status = 200;
-  resp->content_type = JSON_TYPE;
-  pt_buf_puts(&resp->headers, "Cache-Control: no-store\r\n");
-  pt_jsonw_init(&w, &resp->body);
-  pt_jsonw_object_open(&w);
+  json_answer_open(resp, &w);
   pt_jsonw_key(&w, "apiVersion");
   pt_jsonw_string(&w, "v1");
   pt_jsonw_key(&w, "pull");
   pt_store_pull_write(&w, p, true, pt_clock_now());
-  pt_jsonw_object_close(&w);
-  pt_buf_puts(&resp->body, "\n");
+  json_answer_close(resp, &w);
 }
 
 static void handle_nodes(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp)
