@@ -285,29 +285,41 @@ def scenario_history_size(build, work, pulls=100_000, per_report=50, nodes=100):
             "generate_seconds": round(wall, 1), **figures}
 
 
+def with_sse_clients(build, work, srv, clients, seconds, path, load):
+    """`clients` event-stream clients (bench-sse-fanout on LOAD_CPU) connected to srv;
+    once all have their snapshot, load() runs. Returns load()'s result and the clients'
+    SSE_JSON summary."""
+    ready = Path(work) / f"sse-ready-{srv.port}"
+    sse = subprocess.Popen(["taskset", "-c", LOAD_CPU, str(find_binary("bench-sse-fanout", build)),
+                            str(srv.port), str(clients), str(seconds), str(ready), path],
+                           stdout=subprocess.PIPE, text=True, preexec_fn=raise_nofile)
+    try:
+        wait_until(ready.exists, 180, what="SSE clients connected")
+        res = load()
+        out, _ = sse.communicate(timeout=120)
+    finally:
+        if sse.poll() is None:
+            sse.kill()
+            sse.wait()
+    return res, json.loads(re.search(r"^SSE_JSON (.*)$", out, re.M).group(1))
+
+
 def fanout(build, work, clients, nodes, seconds=20, path="/api/v1/events"):
     srv = start_server(build, work, f"fanout{clients}", PULLTRACE_MAX_CONNECTIONS=clients + 1000)
     try:
         rss0 = srv.rss_kib()
-        ready = Path(work) / f"sse-ready-{clients}"
-        client = find_binary("bench-sse-fanout", build)
-        sse = subprocess.Popen(["taskset", "-c", LOAD_CPU, str(client), str(srv.port), str(clients),
-                                str(seconds + 2), str(ready), path],
-                               stdout=subprocess.PIPE, text=True, preexec_fn=raise_nofile)
-        try:
-            wait_until(ready.exists, 180, what="SSE clients connected")
+        marks = {}
+
+        def load():
             time.sleep(1)
-            rss1 = srv.rss_kib()
-            m0 = srv.metrics()
-            res, cpu, _ = cpu_during(srv.pid, lambda: wrk(srv.url + "/api/v1/report", nodes,
-                                                          seconds, nodes, pace_ms=1000))
-            m1 = srv.metrics()
-            out, _ = sse.communicate(timeout=120)
-        finally:
-            if sse.poll() is None:
-                sse.kill()
-                sse.wait()
-        got = json.loads(re.search(r"^SSE_JSON (.*)$", out, re.M).group(1))
+            marks["rss1"] = srv.rss_kib()
+            marks["m0"] = srv.metrics()
+            r = cpu_during(srv.pid, lambda: wrk(srv.url + "/api/v1/report", nodes, seconds, nodes, pace_ms=1000))
+            marks["m1"] = srv.metrics()
+            return r
+
+        (res, cpu, _), got = with_sse_clients(build, work, srv, clients, seconds + 2, path, load)
+        rss1, m0, m1 = marks["rss1"], marks["m0"], marks["m1"]
         published = m1.value("pulltrace_sse_events_total") - \
             m0.value("pulltrace_sse_events_total")
         wall = res["duration_us"] / 1e6
@@ -421,19 +433,9 @@ def scenario_ingest_reader(build, work, seconds=15, clients=1):
     every event is written, framed and sent, as when a UI is open."""
     srv = start_server(build, work, "ingest-reader")
     try:
-        ready = Path(work) / "ingest-reader-ready"
-        sse = subprocess.Popen(["taskset", "-c", LOAD_CPU, str(find_binary("bench-sse-fanout", build)),
-                                str(srv.port), str(clients), str(seconds + 3), str(ready)],
-                               stdout=subprocess.PIPE, text=True, preexec_fn=raise_nofile)
-        try:
-            wait_until(ready.exists, 60, what="the event-stream client")
-            res, cpu, cpu_s = cpu_during(srv.pid, lambda: wrk(srv.url + "/api/v1/report", 500, seconds, 16))
-            out, _ = sse.communicate(timeout=120)
-        finally:
-            if sse.poll() is None:
-                sse.kill()
-                sse.wait()
-        got = json.loads(re.search(r"^SSE_JSON (.*)$", out, re.M).group(1))
+        (res, cpu, cpu_s), got = with_sse_clients(
+            build, work, srv, clients, seconds + 3, "/api/v1/events",
+            lambda: cpu_during(srv.pid, lambda: wrk(srv.url + "/api/v1/report", 500, seconds, 16)))
         m = srv.metrics()
         applied = m.value("pulltrace_agent_reports_total", {"result": "applied"})
         return {"scenario": "ingest-reader", "clients": clients, "reports_per_sec": res["rps"],

@@ -43,24 +43,38 @@ const char *pt_node_state_name(enum pt_node_state s)
 static const char sha256_prefix[] = "sha256:";
 #define SHA256_TEXT_LEN (sizeof(sha256_prefix) - 1 + 64)
 
-static int hexval(char c)
-{
-  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
+/* Lowercase hex digits' values plus one (0: not one). Every report compares
+ * dozens of digests with the layers'. */
+static const unsigned char hex1[256] = {
+  ['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6, ['6'] = 7, ['7'] = 8, ['8'] = 9, ['9'] = 10,
+  ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+};
 
-/* The 32 bytes of "sha256:<64 lowercase hex>"; false for any other text. */
-static bool sha256_bytes(const char *digest, unsigned char out[32])
+/* The hex part of "sha256:<64 lowercase hex>", or NULL for any other text. */
+static const unsigned char *sha256_hex(const char *digest)
 {
   if (strncmp(digest, sha256_prefix, sizeof(sha256_prefix) - 1) != 0 || strlen(digest) != SHA256_TEXT_LEN)
-    return false;
-  const char *h = digest + sizeof(sha256_prefix) - 1;
-  for (size_t i = 0; i < 32; i++) {
-    int hi = hexval(h[2 * i]), lo = hexval(h[2 * i + 1]);
-    if (hi < 0 || lo < 0)
+    return NULL;
+  return (const unsigned char *)digest + sizeof(sha256_prefix) - 1;
+}
+
+/* Byte i of a hex text (-1 when not two hex digits). */
+static int hex_byte(const unsigned char *h, size_t i)
+{
+  unsigned hi = hex1[h[2 * i]], lo = hex1[h[2 * i + 1]];
+  return hi && lo ? (int)((hi - 1) << 4 | (lo - 1)) : -1;
+}
+
+static bool sha256_bytes(const char *digest, unsigned char out[32])
+{
+  const unsigned char *h = sha256_hex(digest);
+  for (size_t i = 0; h && i < 32; i++) {
+    int b = hex_byte(h, i);
+    if (b < 0)
       return false;
-    out[i] = (unsigned char)(hi << 4 | lo);
+    out[i] = (unsigned char)b;
   }
-  return true;
+  return h != NULL;
 }
 
 int store_layer_set_digest(struct pt_layer *l, const char *digest)
@@ -77,8 +91,11 @@ bool store_layer_digest_is(const struct pt_layer *l, const char *digest)
 {
   if (l->digest)
     return strcmp(l->digest, digest) == 0;
-  unsigned char b[32];
-  return sha256_bytes(digest, b) && memcmp(b, l->sha256, 32) == 0;
+  const unsigned char *h = sha256_hex(digest);
+  for (size_t i = 0; h && i < 32; i++)
+    if (hex_byte(h, i) != l->sha256[i]) /* also -1 for a non-hex digit */
+      return false;
+  return h != NULL;
 }
 
 const char *pt_layer_digest(const struct pt_layer *l, char buf[PT_DIGEST_TEXT_MAX])
