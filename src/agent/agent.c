@@ -29,8 +29,18 @@ const struct pt_config_var pt_agent_config_vars[] = {
      offsetof(struct pt_agent_config, log_level), 0, 0, "debug, info, warn or error", NULL, NULL},
     {"PULLTRACE_LOG_FORMAT", PT_CFG_ENUM, "json", false,
      offsetof(struct pt_agent_config, log_format), 0, 0, "json or logfmt", "json|logfmt", NULL},
+    {"PULLTRACE_AGENT_AUTH", PT_CFG_ENUM, "token", false, offsetof(struct pt_agent_config, auth), 0, 0,
+     "token (send PULLTRACE_AGENT_TOKEN) or kubernetes (send the pod's projected service-account token "
+     "from PULLTRACE_AGENT_TOKEN_FILE); must match the server's", "token|kubernetes", NULL},
     {"PULLTRACE_AGENT_TOKEN", PT_CFG_STRING, NULL, false, offsetof(struct pt_agent_config, token),
-     0, 0, "Bearer token sent with every report (must match the server's)", NULL, NULL},
+     0, 0, "With PULLTRACE_AGENT_AUTH=token: bearer token sent with every report (must match the server's)", NULL,
+     NULL},
+    {"PULLTRACE_AGENT_TOKEN_FILE", PT_CFG_STRING, "/var/run/secrets/pulltrace/token", false,
+     offsetof(struct pt_agent_config, token_file), 0, 4096,
+     "With PULLTRACE_AGENT_AUTH=kubernetes: the projected service-account token (audience pulltrace)", NULL, NULL},
+    {"PULLTRACE_AGENT_TOKEN_REFRESH", PT_CFG_DURATION, "1m", false,
+     offsetof(struct pt_agent_config, token_refresh), 0.1, 3600,
+     "With PULLTRACE_AGENT_AUTH=kubernetes: how often the token file is re-read (kubelet rotates it)", NULL, NULL},
     {"PULLTRACE_SERVER_CA", PT_CFG_STRING, NULL, false,
      offsetof(struct pt_agent_config, server_ca), 0, 0,
      "PEM CA bundle to verify an https:// server URL (default: system store)", NULL, NULL},
@@ -50,7 +60,13 @@ int pt_agent_config_load(struct pt_agent_config *cfg, const char *(*getenv_fn)(c
                          char *err, size_t errlen)
 {
   memset(cfg, 0, sizeof(*cfg));
-  return pt_config_load(pt_agent_config_vars, cfg, getenv_fn, err, errlen);
+  int r = pt_config_load(pt_agent_config_vars, cfg, getenv_fn, err, errlen);
+  if (r == 0 && strcmp(cfg->auth, "kubernetes") == 0 && cfg->token && *cfg->token) {
+    snprintf(err, errlen, "PULLTRACE_AGENT_TOKEN: set, but PULLTRACE_AGENT_AUTH is kubernetes (the agent sends "
+                          "its service-account token): remove one of them");
+    return -EINVAL;
+  }
+  return r;
 }
 
 static void read_boot_id(char *out, size_t len)
@@ -103,6 +119,10 @@ static void send_done(void *ud, const struct pt_http_response *r)
   a->reports_failed++;
   if (a->stopping)
     return;
+  /* A rotated service-account token: read the file now rather than at the
+   * next refresh. */
+  if (r->status == 401)
+    pt_agent_token_refresh(&a->token);
   bool retryable = r->result != 0 || r->status >= 500 || r->status == 429 || r->status == 0;
   if (retryable) {
     a->send_backoff = a->send_backoff == 0 ? a->cfg.report_interval : a->send_backoff * 2;
@@ -139,7 +159,7 @@ static void try_send(struct pt_agent *a)
       .body = body,
       .body_len = strlen(body),
       .content_type = "application/json",
-      .bearer_token = a->cfg.token,
+      .bearer_token = pt_agent_token_get(&a->token),
       .ca_file = a->cfg.server_ca,
       .timeout_ms = (long)(timeout * 1000),
       .connect_timeout_ms = 3000,
@@ -241,6 +261,10 @@ int pt_agent_init(struct pt_agent *a, uv_loop_t *loop, const struct pt_agent_con
   a->http = pt_httpc_create(loop);
   if (!a->http)
     return -ENOMEM;
+  bool sa = strcmp(cfg->auth ? cfg->auth : "token", "kubernetes") == 0;
+  if (pt_agent_token_init(&a->token, loop, sa ? NULL : cfg->token, sa ? cfg->token_file : NULL,
+                          cfg->token_refresh) < 0)
+    return -ENOMEM;
   uv_timer_init(loop, &a->tick);
   a->tick.data = a;
   a->work.data = a;
@@ -271,6 +295,7 @@ void pt_agent_stop(struct pt_agent *a)
   uv_close((uv_handle_t *)&a->sigint, NULL);
   pt_httpc_destroy(a->http);
   a->http = NULL;
+  pt_agent_token_stop(&a->token);
 }
 
 void pt_agent_close(struct pt_agent *a)
@@ -279,5 +304,6 @@ void pt_agent_close(struct pt_agent *a)
   free(a->work_report);
   a->pending = a->work_report = NULL;
   pt_tracker_close(&a->tracker);
+  pt_agent_token_close(&a->token);
   pt_containerd_close(&a->ctrd);
 }

@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "agent/containerd.h"
+#include "agent/token.h"
 #include "agent/tracker.h"
 #include "core/config.h"
 #include "core/httpc.h"
@@ -21,6 +22,9 @@ struct pt_agent_config {
   enum pt_log_level log_level;
   const char *log_format;
   const char *token;
+  const char *auth;          /* token or kubernetes */
+  const char *token_file;    /* with kubernetes: the projected service-account token */
+  double token_refresh;
   const char *server_ca;
   double report_interval;
   double stall_threshold;
@@ -42,6 +46,7 @@ struct pt_agent {
 
   struct pt_containerd ctrd;
   struct pt_tracker tracker;
+  struct pt_agent_token token;
   uv_timer_t tick;
   uv_work_t work;
   bool work_busy;

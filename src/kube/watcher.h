@@ -31,6 +31,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "core/httpc.h"
 #include "kube/config.h"
 #include "kube/parse.h"
 
@@ -90,6 +91,17 @@ int pt_kube_start(struct pt_kube *k);
  * called any more. Accepts NULL. */
 void pt_kube_destroy(struct pt_kube *k);
 void pt_kube_stats(const struct pt_kube *k, struct pt_kube_stats *out);
+
+/* A request of another part of the server (a TokenReview, ...) to the API
+ * server the watcher talks to, with the watcher's current credentials (its
+ * re-read token, CA, client certificate). path starts with "/"; a body (JSON)
+ * makes it a POST. done runs exactly once, on the loop (with -ECANCELED when
+ * the watcher is destroyed first). Returns 0 (and *id for
+ * pt_kube_api_cancel()) or a negative errno (-ESHUTDOWN once closing; done
+ * is then not called). */
+int pt_kube_api_call(struct pt_kube *k, const char *path, const char *body, long timeout_ms,
+                     pt_httpc_done_cb done, void *ud, uint64_t *id);
+void pt_kube_api_cancel(struct pt_kube *k, uint64_t id);
 const char *pt_kube_resource_name(enum pt_kube_resource r);
 
 #endif

@@ -137,6 +137,11 @@ int main(int argc, char **argv)
     }
     kube_on = kr == 0;
   }
+  if (pt_server_auth_validate(&cfg, kube_on, err, sizeof(err)) < 0) {
+    fprintf(stderr, "pulltrace-server: configuration error: %s\n", err);
+    pt_kubeconfig_clear(&kcfg);
+    return 2;
+  }
 
   struct app app;
   memset(&app, 0, sizeof(app));

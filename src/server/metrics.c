@@ -28,6 +28,45 @@ static void gauge(struct pt_buf *out, const char *name, const char *help, double
   pt_prom_sample(out, name, NULL, v);
 }
 
+/* The token checks of docs/security.md: families always present (zeros
+ * when a mode is off), so dashboards and alerts need no special case. */
+static void auth_metrics(struct pt_server *srv, struct pt_buf *out)
+{
+  struct pt_authn_stats st[2];
+  const char *who[2] = {"agent", "reader"};
+  pt_authn_stats(srv->agent_authn, &st[0]);
+  pt_authn_stats(srv->read_authn, &st[1]);
+  pt_prom_family(out, "pulltrace_auth_reviews_total", "counter",
+                 "Reviews sent to the Kubernetes API server, by client kind and review (token, access)");
+  for (int i = 0; i < 2; i++) {
+    struct pt_buf l;
+    pt_buf_init(&l);
+    pt_prom_label(&l, "client", who[i]);
+    pt_prom_label(&l, "review", "token");
+    pt_prom_sample(out, "pulltrace_auth_reviews_total", l.data, (double)st[i].reviews);
+    pt_buf_reset(&l);
+    pt_prom_label(&l, "client", who[i]);
+    pt_prom_label(&l, "review", "access");
+    pt_prom_sample(out, "pulltrace_auth_reviews_total", l.data, (double)st[i].access_reviews);
+    pt_buf_close(&l);
+  }
+  pt_prom_family(out, "pulltrace_auth_review_errors_total", "counter",
+                 "Reviews the Kubernetes API server did not answer usefully (the client got 503), by client kind");
+  for (int i = 0; i < 2; i++)
+    labeled(out, "pulltrace_auth_review_errors_total", "client", who[i], (double)st[i].review_errors);
+  pt_prom_family(out, "pulltrace_auth_cache_hits_total", "counter", "Token checks answered from the cache, by client kind");
+  for (int i = 0; i < 2; i++)
+    labeled(out, "pulltrace_auth_cache_hits_total", "client", who[i], (double)st[i].cache_hits);
+  pt_prom_family(out, "pulltrace_auth_cache_tokens", "gauge", "Tokens in the check cache, by client kind");
+  for (int i = 0; i < 2; i++)
+    labeled(out, "pulltrace_auth_cache_tokens", "client", who[i], (double)st[i].cached);
+  pt_prom_family(out, "pulltrace_read_requests_refused_total", "counter",
+                 "Read requests refused by PULLTRACE_READ_AUTH, by reason");
+  for (int i = 0; i < PT_READ_REFUSAL_COUNT; i++)
+    labeled(out, "pulltrace_read_requests_refused_total", "reason", pt_read_refusal_names[i],
+            (double)srv->reads_refused[i]);
+}
+
 struct err_ctx {
   struct pt_buf *out;
 };
@@ -208,6 +247,7 @@ void pt_server_metrics_render(struct pt_server *srv, struct pt_buf *out)
   labeled(out, "pulltrace_kube_events_total", "outcome", "duplicate", (double)ks.events_duplicate);
 
   history_metrics(srv, out);
+  auth_metrics(srv, out);
 
   struct pt_http_server_stats st = {0};
   if (srv->http)

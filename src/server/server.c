@@ -23,6 +23,20 @@ const struct pt_config_var pt_server_config_vars[] = {
    "json (one object per line) or logfmt", "json|logfmt", NULL},
   {"PULLTRACE_AGENT_TOKEN", PT_CFG_STRING, NULL, false, CFG(agent_token), 0, 0,
    "Bearer token agents must send with reports; empty = no authentication", NULL, NULL},
+  {"PULLTRACE_AGENT_AUTH", PT_CFG_ENUM, "token", false, CFG(agent_auth), 0, 0,
+   "How agents prove who they are: token (the shared PULLTRACE_AGENT_TOKEN) or kubernetes (their pod's "
+   "service-account token, checked by TokenReview; a report must name the pod's node)", "token|kubernetes", NULL},
+  {"PULLTRACE_AGENT_SERVICE_ACCOUNT", PT_CFG_STRING, NULL, false, CFG(agent_service_account), 0, 253,
+   "With PULLTRACE_AGENT_AUTH=kubernetes: the agents' service account as NAMESPACE:NAME (required then)", NULL, NULL},
+  {"PULLTRACE_AGENT_AUDIENCE", PT_CFG_STRING, "pulltrace", false, CFG(agent_audience), 0, 253,
+   "With PULLTRACE_AGENT_AUTH=kubernetes: the audience the agents' projected tokens are made for", NULL, NULL},
+  {"PULLTRACE_READ_AUTH", PT_CFG_ENUM, "off", false, CFG(read_auth), 0, 0,
+   "off (anyone reaching the port reads) or kubernetes (the API and event stream need a bearer token allowed to "
+   "get pulls.pulltrace.io, checked by TokenReview and SubjectAccessReview)", "off|kubernetes", NULL},
+  {"PULLTRACE_AUTH_CACHE_TTL", PT_CFG_DURATION, "5m", false, CFG(auth_cache_ttl), 1, 86400,
+   "Longest time an accepted token (and its access review) is cached; never past the token's expiry", NULL, NULL},
+  {"PULLTRACE_AUTH_CACHE_SIZE", PT_CFG_INT, "10000", false, CFG(auth_cache_size), 16, 1000000,
+   "Tokens remembered per cache (agents, readers); the oldest go first", NULL, NULL},
   {"PULLTRACE_WATCH_NAMESPACES", PT_CFG_STRING, NULL, false, CFG(watch_namespaces), 0, 0,
    "Comma-separated namespaces to watch for pods and events; empty = all", NULL, NULL},
   {"PULLTRACE_MAX_BODY", PT_CFG_INT, "1048576", false, CFG(max_body), 1024, 67108864,
@@ -209,6 +223,7 @@ static void create_failed(struct pt_server *srv)
   pt_http_server_destroy(srv->metrics);
   pt_alerts_destroy(srv->alerts);
   pt_httpc_destroy(srv->httpc);
+  pt_server_auth_close(srv);
   free(srv);
 }
 
@@ -260,7 +275,8 @@ struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_confi
   if (!(srv->store = pt_store_create(&so)) || !(srv->hub = pt_hub_create(loop, &ho, pt_server_snapshot, srv)) ||
       !(srv->http = pt_http_server_create(loop, &hopts, pt_server_api_handle, srv)) ||
       !(srv->metrics = pt_http_server_create(loop, &mopts, pt_server_metrics_handle, srv)) ||
-      !(srv->httpc = pt_httpc_create(loop)) || !(srv->alerts = pt_alerts_create(loop, srv->httpc, &ao))) {
+      !(srv->httpc = pt_httpc_create(loop)) || !(srv->alerts = pt_alerts_create(loop, srv->httpc, &ao)) ||
+      pt_server_auth_init(srv) < 0) {
     create_failed(srv);
     return NULL;
   }
@@ -361,6 +377,7 @@ void pt_server_destroy(struct pt_server *srv)
 {
   if (!srv)
     return;
+  pt_server_auth_close(srv);
   pt_store_destroy(srv->store);
   pt_ui_dir_destroy(srv->ui_dir); /* never listened: freed when the loop runs */
   free(srv->ui_etags);
@@ -406,5 +423,7 @@ struct pt_store *pt_server_store(struct pt_server *srv)
 
 void pt_server_set_kube(struct pt_server *srv, struct pt_kube *kube)
 {
+  if (!kube)
+    pt_server_auth_kube_gone(srv);
   srv->kube = kube;
 }

@@ -17,6 +17,13 @@ struct pt_server_config {
   enum pt_log_level log_level;
   const char *log_format;
   const char *agent_token;
+  /* Who may report and read (docs/security.md) */
+  const char *agent_auth;            /* token or kubernetes */
+  const char *agent_service_account; /* NAMESPACE:NAME */
+  const char *agent_audience;
+  const char *read_auth;             /* off or kubernetes */
+  double auth_cache_ttl;
+  long auth_cache_size;
   const char *watch_namespaces;
   /* A policy setting, parsed by the policy's table (pt_policy_config_vars):
    * main.c copies it from the policy for the store's node states. */
@@ -51,6 +58,11 @@ struct pt_server_config {
 
 /* The table behind pt_config_load() and --help. */
 extern const struct pt_config_var pt_server_config_vars[];
+
+/* Checks the combination of the authentication settings (PULLTRACE_AGENT_AUTH,
+ * PULLTRACE_READ_AUTH, ...) once Kubernetes is known to be on (kube_on) or
+ * off. Returns 0 or -EINVAL with "VARIABLE: reason" in err. */
+int pt_server_auth_validate(const struct pt_server_config *cfg, bool kube_on, char *err, size_t errlen);
 
 struct pt_server;
 

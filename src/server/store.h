@@ -225,6 +225,8 @@ void pt_pull_free(struct pt_pull *p);
  * the affected node on the next tick. */
 int pt_store_pod_upsert(struct pt_store *s, const json_t *pod);
 int pt_store_pod_delete(struct pt_store *s, const char *ns, const char *name);
+/* The pod ns/name as last upserted (borrowed), or NULL. */
+const json_t *pt_store_pod(const struct pt_store *s, const char *ns, const char *name);
 /* Records a kubelet event. A failure reason (Failed, ErrImagePull,
  * ImagePullBackOff, BackOff, ErrImageNeverPull, InspectFailed) for an image
  * fails the matching active pull on that node with the kubelet's message, or

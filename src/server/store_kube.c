@@ -116,6 +116,14 @@ int pt_store_pod_delete(struct pt_store *s, const char *ns, const char *name)
   return 0;
 }
 
+const json_t *pt_store_pod(const struct pt_store *s, const char *ns, const char *name)
+{
+  char key[512];
+  if ((size_t)snprintf(key, sizeof(key), "%s/%s", ns, name) >= sizeof(key))
+    return NULL;
+  return pt_map_get(&s->pods, key);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Matching kubelet's references with pulls                                   */
 

@@ -23,6 +23,20 @@ Kubernetes API reference (core/v1 Pod, Event, PodList, EventList, Status):
   the endpoint does not answer); workloads (Deployment, StatefulSet, DaemonSet, ReplicaSet,
   Job) by name, with their `spec.selector`.
 
+- For pulltrace-server's token checks (docs/security.md): `POST
+  /apis/authentication.k8s.io/v1/tokenreviews` answers 201 with the TokenReview and its
+  status as the API server fills it: for a projected service-account token made by
+  `issue_sa_token()` (a JWT with `exp`, `aud` and the kubernetes.io claims) the username
+  `system:serviceaccount:NS:NAME`, the groups, and the bound-token `extra` keys
+  `authentication.kubernetes.io/pod-name`, `pod-uid`, `credential-id` and, unless the token is
+  made with `node_claims=False` (API servers before 1.30), `node-name` and `node-uid`;
+  `status.audiences` is the intersection of `spec.audiences` (default: the API server's own)
+  with the token's; an unknown, expired, revoked or wrong-audience token, or one whose pod is
+  gone, is `authenticated: false` with an `error`. `POST
+  /apis/authorization.k8s.io/v1/subjectaccessreviews` answers `status.allowed` from a rule
+  table (`allow()`), as RBAC would. Creating either review needs a rule granting the caller
+  `create` on it (403 Forbidden Status otherwise), as the API server's RBAC does.
+
 Test hooks: add/modify/delete pods, add, repeat or delete events, `drop_watches()`, `compact()`
 (every older resourceVersion expires: the next watch gets 410), `trim_history()` (etcd-style
 compaction of all but the newest changes), `restart()` (same port, same state), `set_token()`,
@@ -161,6 +175,10 @@ class KubeAPI:
         self.services = {}                          # (ns, name) -> Service
         self.endpoints = {}                         # (ns, name) -> [(ip, {port name: port})]
         self.workloads = {}                         # (api path, ns, resource, name) -> object
+        self.sa_tokens = {}                         # issued service-account tokens -> claims
+        self.revoked = set()
+        self.rules = []                             # RBAC-like grants for reviews (allow())
+        self.reviews = {"tokenreviews": [], "subjectaccessreviews": []}  # request bodies
         self.httpd = None
         self.thread = None
         self.ca_file = self.dir / "ca.crt"
@@ -504,6 +522,111 @@ users:
             self.workloads[(api, namespace, resource, name)] = obj
         return obj
 
+    # -- token and access reviews -----------------------------------------------------------
+    API_AUDIENCE = "https://kubernetes.default.svc.cluster.local"
+
+    def issue_sa_token(self, namespace, service_account, pod=None, audiences=("pulltrace",),
+                       expires_in=3600, node_claims=True, node=None):
+        """A projected service-account token as kubelet gets it from the TokenRequest API: a
+        JWT (signature bytes made up: only this server checks it) bound to the pod
+        `namespace/pod` (and its node, from the pod's spec.nodeName unless `node` is given)."""
+        now = int(time.time())
+        claims = {"aud": list(audiences), "exp": now + int(expires_in), "iat": now, "nbf": now,
+                  "iss": self.API_AUDIENCE,
+                  "jti": str(uuid.uuid4()),
+                  "sub": f"system:serviceaccount:{namespace}:{service_account}",
+                  "kubernetes.io": {"namespace": namespace,
+                                    "serviceaccount": {"name": service_account,
+                                                       "uid": str(uuid.uuid5(uuid.NAMESPACE_URL,
+                                                                             f"{namespace}/{service_account}"))}}}
+        if pod is not None:
+            with self.lock:
+                obj = self.objects["pods"].get((namespace, pod))
+            if obj is None:
+                raise KeyError(f"no pod {namespace}/{pod}")
+            claims["kubernetes.io"]["pod"] = {"name": pod, "uid": obj["metadata"]["uid"]}
+            node = node or obj["spec"].get("nodeName")
+            if node_claims and node:
+                claims["kubernetes.io"]["node"] = {
+                    "name": node, "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, "node/" + node))}
+
+        def b64(d):
+            return base64.urlsafe_b64encode(d).rstrip(b"=").decode()
+        token = ".".join([b64(json.dumps({"alg": "RS256", "kid": "e2e"}).encode()),
+                          b64(json.dumps(claims).encode()), b64(uuid.uuid4().bytes * 8)])
+        with self.lock:
+            self.sa_tokens[token] = claims
+        return token
+
+    def revoke(self, token):
+        """The token no longer authenticates (as a bound token whose secret or pod is gone)."""
+        with self.lock:
+            self.revoked.add(token)
+
+    def allow(self, verb, api_group, resource, user=None, group=None):
+        """A grant as an RBAC (Cluster)RoleBinding gives it: `user` or members of `group` may
+        `verb` `resource` in `api_group` ("*" matches any)."""
+        with self.lock:
+            self.rules.append({"user": user, "group": group, "verb": verb,
+                               "apiGroup": api_group, "resource": resource})
+
+    def allowed(self, user, groups, verb, api_group, resource):
+        with self.lock:
+            rules = list(self.rules)
+        for r in rules:
+            who = (r["user"] is not None and r["user"] == user) or \
+                (r["group"] is not None and r["group"] in groups)
+            if who and r["verb"] in ("*", verb) and r["apiGroup"] in ("*", api_group) and \
+                    r["resource"] in ("*", resource):
+                return True
+        return False
+
+    def token_review(self, token, audiences):
+        """status of a TokenReview of `token` for `audiences` (None = the API server's)."""
+        wanted = list(audiences) if audiences else [self.API_AUDIENCE]
+        with self.lock:
+            claims = self.sa_tokens.get(token)
+            revoked = token in self.revoked
+            user = self.tokens.get(token) or ("e2e-user" if token == self.token else None)
+        if revoked or (claims is None and user is None):
+            return {"user": {}, "error": "[invalid bearer token, token lookup failed]"}
+        if claims is None:
+            aud = [a for a in wanted if a == self.API_AUDIENCE]
+            if not aud:
+                return {"user": {}, "error": "[invalid bearer token, token audiences "
+                                             f"{json.dumps([self.API_AUDIENCE])} is invalid for the "
+                                             f"target audiences {json.dumps(wanted)}]"}
+            return {"authenticated": True, "audiences": aud,
+                    "user": {"username": user, "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, user)),
+                             "groups": ["system:authenticated"]}}
+        if claims["exp"] <= time.time():
+            return {"user": {}, "error": "[invalid bearer token, service account token has expired]"}
+        aud = [a for a in wanted if a in claims["aud"]]
+        if not aud:
+            return {"user": {}, "error": "[invalid bearer token, token audiences "
+                                         f"{json.dumps(claims['aud'])} is invalid for the target "
+                                         f"audiences {json.dumps(wanted)}]"}
+        k = claims["kubernetes.io"]
+        ns, sa = k["namespace"], k["serviceaccount"]["name"]
+        extra = {"authentication.kubernetes.io/credential-id": ["JTI=" + claims["jti"]]}
+        if "pod" in k:
+            with self.lock:
+                obj = self.objects["pods"].get((ns, k["pod"]["name"]))
+            if obj is None or obj["metadata"]["uid"] != k["pod"]["uid"]:
+                return {"user": {}, "error": f'[invalid bearer token, pod "{k["pod"]["name"]}" '
+                                             f'not found]'}
+            extra["authentication.kubernetes.io/pod-name"] = [k["pod"]["name"]]
+            extra["authentication.kubernetes.io/pod-uid"] = [k["pod"]["uid"]]
+        if "node" in k:
+            extra["authentication.kubernetes.io/node-name"] = [k["node"]["name"]]
+            extra["authentication.kubernetes.io/node-uid"] = [k["node"]["uid"]]
+        return {"authenticated": True, "audiences": aud,
+                "user": {"username": f"system:serviceaccount:{ns}:{sa}",
+                         "uid": k["serviceaccount"]["uid"],
+                         "groups": ["system:serviceaccounts", f"system:serviceaccounts:{ns}",
+                                    "system:authenticated"],
+                         "extra": extra}}
+
     def active_watches(self, resource=None):
         with self.lock:
             return sum(1 for w in self.watches
@@ -550,6 +673,54 @@ class _Handler(JsonHandler):
         if q.get("watch") in ("1", "true"):
             return self._watch(resource, ns, terms, q)
         return self._list(resource, ns, terms, q)
+
+    def do_POST(self):
+        """TokenReview and SubjectAccessReview (create)."""
+        api = self.api
+        url = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        with api.lock:
+            api.requests.append(("POST", url.path, {}))
+        user = self._user()
+        if user is None:
+            with api.lock:
+                api.counts["unauthorized"] += 1
+            return self.send_json(401, status(401, "Unauthorized", "Unauthorized"))
+        kinds = {"/apis/authentication.k8s.io/v1/tokenreviews":
+                 ("authentication.k8s.io", "tokenreviews", "TokenReview"),
+                 "/apis/authorization.k8s.io/v1/subjectaccessreviews":
+                 ("authorization.k8s.io", "subjectaccessreviews", "SubjectAccessReview")}
+        if url.path not in kinds:
+            return self.send_json(404, status(404, "NotFound", "the server could not find the "
+                                                               "requested resource"))
+        group, resource, kind = kinds[url.path]
+        if not api.allowed(user, ["system:authenticated"], "create", group, resource):
+            return self.send_json(403, status(
+                403, "Forbidden", f'{resource}.{group} is forbidden: User "{user}" cannot create '
+                                  f'resource "{resource}" in API group "{group}" at the cluster scope'))
+        try:
+            body = json.loads(raw)
+            if body.get("kind") != kind or body.get("apiVersion") != f"{group}/v1":
+                raise ValueError(f"expected {kind} {group}/v1")
+            spec = body["spec"]
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            return self.send_json(400, status(400, "BadRequest", f"bad {kind}: {e}"))
+        with api.lock:
+            api.reviews[resource].append(body)
+        if resource == "tokenreviews":
+            st = api.token_review(spec.get("token", ""), spec.get("audiences"))
+        else:
+            attrs = spec.get("resourceAttributes") or {}
+            ok = api.allowed(spec.get("user"), spec.get("groups") or [], attrs.get("verb"),
+                             attrs.get("group", ""), attrs.get("resource"))
+            st = {"allowed": ok}
+            if ok:
+                st["reason"] = "RBAC: allowed by the e2e rule table"
+        out = {"kind": kind, "apiVersion": f"{group}/v1",
+               "metadata": {"creationTimestamp": None}, "spec": spec, "status": st}
+        api.log("review", kind=kind, status=st)
+        return self.send_json(201, out)
 
     def _list(self, resource, ns, terms, q):
         api = self.api

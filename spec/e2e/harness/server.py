@@ -81,9 +81,10 @@ class Server(Daemon):
         """The first pull of pulls(**params) for which pred(pull) is true, or None."""
         return next((p for p in self.pulls(**params) if pred(p)), None)
 
-    def events(self, last_id=None):
-        """A new reader of the event stream (close() it, or use it in a `with`)."""
-        return EventStream(self.url, last_id=last_id)
+    def events(self, last_id=None, headers=None):
+        """A new reader of the event stream (close() it, or use it in a `with`); `headers`
+        are added to its request."""
+        return EventStream(self.url, last_id=last_id, headers=headers)
 
     def metrics(self):
         """One scrape of the metrics endpoint."""
