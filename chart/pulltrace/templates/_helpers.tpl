@@ -102,7 +102,8 @@ together instead of answering each other with 401. For an existing Secret it is 
 the chart can look it up.
 */}}
 {{- define "pulltrace.tokenChecksum" -}}
-{{- if .Values.token.existingSecret -}}
+{{- if ne .Values.agentAuth "token" -}}
+{{- else if .Values.token.existingSecret -}}
 {{- $s := lookup "v1" "Secret" .Release.Namespace .Values.token.existingSecret -}}
 {{- if and $s $s.data (index $s.data .Values.token.existingSecretKey) -}}
 {{- index $s.data .Values.token.existingSecretKey | sha256sum -}}
@@ -110,6 +111,11 @@ the chart can look it up.
 {{- else -}}
 {{- include "pulltrace.tokenData" . | sha256sum -}}
 {{- end -}}
+{{- end -}}
+
+{{/* Where the agent's projected service-account token is mounted (agentAuth: kubernetes). */}}
+{{- define "pulltrace.agentTokenDir" -}}
+/var/run/secrets/pulltrace
 {{- end -}}
 
 {{- define "pulltrace.serverUrl" -}}
