@@ -60,6 +60,18 @@ def start_agent(stack, srv, token_file, node=NODE, **env):
     return stack.agent(srv, node_name=node, env=full)
 
 
+def running_agent(stack, kube, token=None, **env):
+    """The server, and the real agent on NODE sending the token of its own pod (or `token`);
+    returns (server, the agent's pod, the token file)."""
+    grant_reviews(kube)
+    pod = agent_pod(kube, NODE)
+    token_file = stack.dir / "agent-token"
+    write_token(token_file, token or kube.issue_sa_token(NS, SA, pod=pod))
+    srv = identity_server(stack, kube)
+    start_agent(stack, srv, token_file, **env)
+    return srv, pod, token_file
+
+
 def nodes(srv):
     r = requests.get(srv.url + "/api/v1/nodes", timeout=5)
     r.raise_for_status()
@@ -87,12 +99,7 @@ def a_report(node, seq=1):
 @pytest.mark.containerd_independent
 @pytest.mark.stack(nginx=False)
 def test_agent_with_its_nodes_token_reports_and_the_answer_is_cached(stack, kube):
-    grant_reviews(kube)
-    pod = agent_pod(kube, NODE)
-    token_file = stack.dir / "agent-token"
-    write_token(token_file, kube.issue_sa_token(NS, SA, pod=pod))
-    srv = identity_server(stack, kube)
-    start_agent(stack, srv, token_file)
+    srv, _, _ = running_agent(stack, kube)
 
     wait_until(lambda: NODE in nodes(srv), 30, what="the agent's node in /api/v1/nodes")
     wait_until(lambda: (srv.metric("pulltrace_agent_reports_total", {"result": "applied"}) or 0) >= 6,
@@ -195,13 +202,7 @@ def test_server_without_review_rights_answers_503_not_401(stack, kube):
 @pytest.mark.containerd_independent
 @pytest.mark.stack(nginx=False)
 def test_agent_picks_up_a_rotated_token(stack, kube):
-    grant_reviews(kube)
-    pod = agent_pod(kube, NODE)
-    token_file = stack.dir / "agent-token"
-    first = kube.issue_sa_token(NS, SA, pod=pod)
-    write_token(token_file, first)
-    srv = identity_server(stack, kube)
-    start_agent(stack, srv, token_file, PULLTRACE_AGENT_TOKEN_REFRESH="500ms")
+    srv, pod, token_file = running_agent(stack, kube, PULLTRACE_AGENT_TOKEN_REFRESH="500ms")
     wait_until(lambda: NODE in nodes(srv), 30, what="the agent's node")
 
     # kubelet rotates the token: the agent re-reads the file and sends the new one.
@@ -217,12 +218,8 @@ def test_agent_picks_up_a_rotated_token(stack, kube):
 @pytest.mark.stack(nginx=False)
 def test_agent_rereads_its_token_when_refused(stack, kube):
     # A refresh interval far beyond the test: only the 401 makes the agent read again.
-    grant_reviews(kube)
-    pod = agent_pod(kube, NODE)
-    token_file = stack.dir / "agent-token"
-    write_token(token_file, "stale-token")
-    srv = identity_server(stack, kube)
-    start_agent(stack, srv, token_file, PULLTRACE_AGENT_TOKEN_REFRESH="1h")
+    srv, pod, token_file = running_agent(stack, kube, token="stale-token",
+                                         PULLTRACE_AGENT_TOKEN_REFRESH="1h")
     wait_until(lambda: rejected(srv, "unauthorized") >= 1, 30, what="a refused report")
     write_token(token_file, kube.issue_sa_token(NS, SA, pod=pod))
     wait_until(lambda: NODE in nodes(srv), 30, what="the agent's node after the new token")
