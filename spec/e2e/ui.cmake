@@ -2,7 +2,7 @@
 # and the browser tests spec/e2e/test_ui.py, test_ui_kube.py and test_ui_auth.py (registered as
 # e2e.ui, e2e.ui_kube and e2e.ui_auth by e2e.cmake; labelled here too). They need ui/node_modules,
 # which building the `ui` target installs (npm ci).
-if(PT_BUILD_UI AND TARGET pt_ui)
+if(PT_BUILD_UI AND TARGET pt_ui AND PT_NPM)
   add_test(NAME ui.vitest
            COMMAND ${PT_NPM} test --silent
            WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}/ui)

@@ -924,39 +924,35 @@ void pt_kube_destroy(struct pt_kube *k)
   uv_close((uv_handle_t *)&k->token_timer, token_timer_closed);
 }
 
+int pt_kube_request(struct pt_kube *k, const char *method, const char *path, const char *body, size_t body_len,
+                    const char *content_type, pt_httpc_done_cb done, void *ud, uint64_t *id)
+{
+  if (!k || !path || !done)
+    return -EINVAL;
+  if (k->closing || !k->httpc)
+    return -ESHUTDOWN;
+  char url[4096];
+  if ((size_t)snprintf(url, sizeof(url), "%s%s", k->cfg.server, path) >= sizeof(url))
+    return -ENAMETOOLONG;
+  struct pt_http_request req = api_request(k, url);
+  req.method = method;
+  req.body = body;
+  req.body_len = body_len;
+  req.content_type = content_type;
+  req.timeout_ms = 30000;
+  req.max_body = 1 << 20;
+  return pt_httpc_request(k->httpc, &req, done, ud, id);
+}
+
+void pt_kube_cancel(struct pt_kube *k, uint64_t id)
+{
+  if (k && k->httpc)
+    pt_httpc_cancel(k->httpc, id);
+}
+
 void pt_kube_stats(const struct pt_kube *k, struct pt_kube_stats *out)
 {
   memset(out, 0, sizeof(*out));
   if (k)
     *out = k->st;
-}
-
-int pt_kube_api_call(struct pt_kube *k, const char *path, const char *body, long timeout_ms,
-                     pt_httpc_done_cb done, void *ud, uint64_t *id)
-{
-  if (!k || k->closing || !k->httpc)
-    return -ESHUTDOWN;
-  size_t n = strlen(k->cfg.server) + strlen(path) + 1;
-  char *url = malloc(n);
-  if (!url)
-    return -ENOMEM;
-  snprintf(url, n, "%s%s", k->cfg.server, path);
-  struct pt_http_request req = api_request(k, url);
-  if (body) {
-    req.method = "POST";
-    req.body = body;
-    req.body_len = strlen(body);
-    req.content_type = "application/json";
-  }
-  req.timeout_ms = timeout_ms;
-  req.max_body = 1u << 20;
-  int r = pt_httpc_request(k->httpc, &req, done, ud, id);
-  free(url);
-  return r;
-}
-
-void pt_kube_api_cancel(struct pt_kube *k, uint64_t id)
-{
-  if (k && k->httpc)
-    pt_httpc_cancel(k->httpc, id);
 }

@@ -91,17 +91,18 @@ int pt_kube_start(struct pt_kube *k);
  * called any more. Accepts NULL. */
 void pt_kube_destroy(struct pt_kube *k);
 void pt_kube_stats(const struct pt_kube *k, struct pt_kube_stats *out);
-
-/* A request of another part of the server (a TokenReview, ...) to the API
- * server the watcher talks to, with the watcher's current credentials (its
- * re-read token, CA, client certificate). path starts with "/"; a body (JSON)
- * makes it a POST. done runs exactly once, on the loop (with -ECANCELED when
- * the watcher is destroyed first). Returns 0 (and *id for
- * pt_kube_api_cancel()) or a negative errno (-ESHUTDOWN once closing; done
- * is then not called). */
-int pt_kube_api_call(struct pt_kube *k, const char *path, const char *body, long timeout_ms,
-                     pt_httpc_done_cb done, void *ud, uint64_t *id);
-void pt_kube_api_cancel(struct pt_kube *k, uint64_t id);
+/* One more request to the API server with the watcher's credentials (its
+ * token, CA and client certificate), for writers such as the Kubernetes
+ * Events and the token reviews of pulltrace-server: method and path ("/apis/..."; the server's URL
+ * is prepended), an optional body with its content type. done runs exactly
+ * once, on the loop (with -ECANCELED when the watcher is destroyed first).
+ * Returns 0 (and, when id is not NULL, an id for pt_kube_cancel()),
+ * -ESHUTDOWN once the watcher is closing, or another negative errno. */
+int pt_kube_request(struct pt_kube *k, const char *method, const char *path, const char *body, size_t body_len,
+                    const char *content_type, pt_httpc_done_cb done, void *ud, uint64_t *id);
+/* Cancels a request of pt_kube_request() (id from its last argument): its done
+ * callback runs now with -ECANCELED. Unknown ids are ignored. */
+void pt_kube_cancel(struct pt_kube *k, uint64_t id);
 const char *pt_kube_resource_name(enum pt_kube_resource r);
 
 #endif

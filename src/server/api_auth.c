@@ -13,7 +13,6 @@
 #include "kube/watcher.h"
 #include "server/server_impl.h"
 
-#define REVIEW_TIMEOUT_MS 10000
 #define TOKEN_COOKIE "pulltrace_token"
 
 /* What a reader needs (docs/security.md): `get` on the virtual resource
@@ -61,13 +60,13 @@ static int kube_post(void *ud, const char *path, const char *body, pt_httpc_done
   struct pt_server *srv = ud;
   if (!srv->kube)
     return -ENOTCONN;
-  return pt_kube_api_call(srv->kube, path, body, REVIEW_TIMEOUT_MS, done, done_ud, id);
+  return pt_kube_request(srv->kube, "POST", path, body, strlen(body), "application/json", done, done_ud, id);
 }
 
 static void kube_cancel(void *ud, uint64_t id)
 {
   struct pt_server *srv = ud;
-  pt_kube_api_cancel(srv->kube, id);
+  pt_kube_cancel(srv->kube, id);
 }
 
 int pt_server_auth_init(struct pt_server *srv)
