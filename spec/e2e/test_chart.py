@@ -209,6 +209,11 @@ def check_identity(objects, values, namespace):
         assert verbs[("authentication.k8s.io", "tokenreviews")] == {"create"}
     read = values.get("readAuth", {}).get("enabled", False)
     assert senv["PULLTRACE_READ_AUTH"] == ("kubernetes" if read else "off")
+    if read:
+        assert senv["PULLTRACE_READ_AUDIENCE"] == values["readAuth"].get("audience",
+                                                                          "pulltrace-reader")
+    else:
+        assert "PULLTRACE_READ_AUDIENCE" not in senv
     readers = [o for o in objects if o["kind"] in ("ClusterRole", "ClusterRoleBinding") and
                o["metadata"]["name"].endswith("-reader")]
     if read:

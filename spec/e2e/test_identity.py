@@ -279,3 +279,30 @@ def test_readers_need_a_token_allowed_to_get_pulls(stack, kube):
     assert m.value("pulltrace_read_requests_refused_total", {"reason": "unauthenticated"}) >= 2
     assert m.value("pulltrace_read_requests_refused_total", {"reason": "forbidden"}) >= 2
     assert m.value("pulltrace_auth_reviews_total", {"client": "reader", "review": "access"}) >= 2
+
+
+@pytest.mark.containerd_independent
+@pytest.mark.stack(containerd=False, nginx=False)
+def test_readers_audience_keeps_cluster_tokens_out(stack, kube):
+    # PULLTRACE_READ_AUDIENCE (the chart's readAuth.audience): only tokens made for Pulltrace,
+    # which the API server itself would refuse, are accepted; a token of the API server's
+    # own audience (a credential for the whole cluster) is not.
+    grant_reviews(kube)
+    kube.add_token("cluster-token", "alice")
+    kube.allow(*READ, user="system:serviceaccount:team:dashboard")
+    kube.allow(*READ, user="alice")
+    kube.add_pod("team", "dashboard-1", NODE, [("ui", "dashboard:1")], phase="Running")
+    srv = identity_server(stack, kube, PULLTRACE_AGENT_AUTH="token",
+                          PULLTRACE_READ_AUTH="kubernetes", PULLTRACE_READ_AUDIENCE="pulltrace-reader")
+    api = srv.url + "/api/v1/nodes"
+
+    r = requests.get(api, timeout=5)
+    assert r.status_code == 401 and "--audience pulltrace-reader" in r.json()["error"]
+    r = requests.get(api, headers={"Authorization": "Bearer cluster-token"}, timeout=5)
+    assert r.status_code == 401 and "audience" in r.json()["error"]
+    made = kube.issue_sa_token("team", "dashboard", pod="dashboard-1", audiences=["pulltrace-reader"])
+    r = requests.get(api, headers={"Authorization": f"Bearer {made}"}, timeout=5)
+    assert r.status_code == 200
+    with kube.lock:
+        reviews = [b["spec"] for b in kube.reviews["tokenreviews"]]
+    assert reviews and all(s["audiences"] == ["pulltrace-reader"] for s in reviews)

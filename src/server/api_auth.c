@@ -90,6 +90,7 @@ int pt_server_auth_init(struct pt_server *srv)
   }
   if (cfg->read_auth && strcmp(cfg->read_auth, "kubernetes") == 0) {
     struct pt_authn_options o = {
+      .audience = cfg->read_audience,
       .access = &read_access,
       .ttl = cfg->auth_cache_ttl,
       .max_entries = (size_t)cfg->auth_cache_size,
@@ -285,9 +286,13 @@ void pt_server_auth_run(struct pt_server *srv, struct pt_authn *a, const struct 
                         struct pt_http_resp *resp, pt_server_route route)
 {
   bool reader = a == srv->read_authn;
-  char token[8192];
+  char token[8192], why[400] = "missing bearer token";
   const char *tok = request_token(req, reader, token, sizeof(token));
-  struct pt_authn_result res = {.status = PT_AUTHN_UNAUTHENTICATED, .reason = "missing bearer token"};
+  const char *aud = srv->cfg.read_audience;
+  if (reader && aud && *aud)
+    snprintf(why, sizeof(why), "missing bearer token: send one made for the audience \"%.100s\" "
+             "(kubectl create token SERVICEACCOUNT --audience %.100s)", aud, aud);
+  struct pt_authn_result res = {.status = PT_AUTHN_UNAUTHENTICATED, .reason = why};
   if (!tok)
     return refuse(srv, a, &res, resp);
   struct gate *g = calloc(1, sizeof(*g));

@@ -33,6 +33,9 @@ const struct pt_config_var pt_server_config_vars[] = {
   {"PULLTRACE_READ_AUTH", PT_CFG_ENUM, "off", false, CFG(read_auth), 0, 0,
    "off (anyone reaching the port reads) or kubernetes (the API and event stream need a bearer token allowed to "
    "get pulls.pulltrace.io, checked by TokenReview and SubjectAccessReview)", "off|kubernetes", NULL},
+  {"PULLTRACE_READ_AUDIENCE", PT_CFG_STRING, NULL, false, CFG(read_audience), 0, 253,
+   "With PULLTRACE_READ_AUTH=kubernetes: accept only reader tokens made for this audience (kubectl create token "
+   "--audience), useless against the API server; empty = the API server's own audiences", NULL, NULL},
   {"PULLTRACE_AUTH_CACHE_TTL", PT_CFG_DURATION, "5m", false, CFG(auth_cache_ttl), 1, 86400,
    "Longest time an accepted token (and its access review) is cached; never past the token's expiry", NULL, NULL},
   {"PULLTRACE_AUTH_CACHE_SIZE", PT_CFG_INT, "10000", false, CFG(auth_cache_size), 16, 1000000,

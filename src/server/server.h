@@ -22,6 +22,7 @@ struct pt_server_config {
   const char *agent_service_account; /* NAMESPACE:NAME */
   const char *agent_audience;
   const char *read_auth;             /* off or kubernetes */
+  const char *read_audience;         /* empty = the API server's audiences */
   double auth_cache_ttl;
   long auth_cache_size;
   const char *watch_namespaces;

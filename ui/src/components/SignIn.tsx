@@ -17,7 +17,8 @@ export function SignIn({ error }: { error: AuthError }) {
       ) : (
         <p>
           This server shows pulls only to Kubernetes users allowed to <span className="mono">get</span>{' '}
-          <span className="mono">pulls.pulltrace.io</span>.{signedIn ? ` The saved token was refused: ${error.reason}.` : ''}
+          <span className="mono">pulls.pulltrace.io</span>. {signedIn ? 'The saved token was refused' : 'The server says'}:{' '}
+          <span className="mono">{error.reason}</span>.
         </p>
       )}
       <form
@@ -48,10 +49,13 @@ export function SignIn({ error }: { error: AuthError }) {
         </div>
       </form>
       <p className="muted">
-        A token for a service account bound to the reader role:{' '}
-        <span className="mono">kubectl create token SERVICEACCOUNT -n NAMESPACE --duration 8h</span>. Or skip the
-        browser: <span className="mono">kubectl pulltrace top</span>, or the API server's service proxy (
-        <span className="mono">kubectl proxy</span>). The token stays in this browser (a cookie for this page only).
+        Use a token made for this, not your own cluster credentials (this server receives the token): for a service
+        account bound to the reader role,{' '}
+        <span className="mono">kubectl create token SERVICEACCOUNT -n NAMESPACE --audience AUDIENCE --duration 8h</span>{' '}
+        (the audience the server names, if it names one). The token
+        stays in this browser (a cookie for this page only). In a terminal,{' '}
+        <span className="mono">kubectl pulltrace top</span> shows the same pulls where the cluster lets it through
+        the API server's service proxy.
       </p>
     </section>
   );
