@@ -468,6 +468,14 @@ def test_top_in_a_terminal(env):
         tmux.wait(lambda s: "shop/api-1" in s and "shop/batch-1" not in s, "the filter")
         tmux.keys("Escape")
         tmux.wait(lambda s: "shop/batch-1" in s, "the filter cleared")
+        # c hides the completed pulls (and shows them again), s changes the order.
+        tmux.keys("c")
+        tmux.wait(lambda s: "shop/api-1" not in s and "shop/batch-1" in s and
+                  "completed: hidden (c)" in s, "completed pulls hidden")
+        tmux.keys("c", "s")
+        tmux.wait(lambda s: "shop/api-1" in s and "sort: progress (s)" in s, "sorting by progress")
+        s = tmux.screen()
+        assert s.index("shop/batch-1") < s.index("shop/api-1")  # least progress first
         tmux.run("resize-window", "-t", "cli", "-x", "90", "-y", "20")
         tmux.wait(lambda s: max(len(x) for x in s.splitlines()) <= 90 and "shop/api-1" in s,
                   "the redraw at 90 columns")
