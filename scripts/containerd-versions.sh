@@ -25,7 +25,7 @@ all_series=(1.7 2.1)
 
 cache=${PT_CONTAINERD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pulltrace/containerd}
 
-usage() { sed -n '2,16s/^# \{0,1\}//p' "$0"; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 die() { echo "containerd-versions: $*" >&2; exit 1; }
 
 # The URIs of the machine's Debian archive: the apt sources entry whose suites include the
@@ -193,7 +193,7 @@ case "$cmd" in
     check_series "$2"
     if [[ $2 == 1.6 ]]; then echo /usr/bin; else locked fetch "$2"; fi ;;
   fetch|[0-9]*)
-    [[ $cmd == fetch ]] && shift
+    if [[ $# -gt 0 && $1 == fetch ]]; then shift; fi
     [[ $# -eq 0 ]] && set -- "${all_series[@]}"
     series=()
     for s in "$@"; do check_series "$s"; [[ $s == 1.6 ]] || series+=("$s"); done

@@ -198,6 +198,22 @@ def problems(objects, namespace):
             for ep in o["spec"]["endpoints"]:
                 if svcs and ep["port"] not in [p["name"] for p in svcs[0]["spec"]["ports"]]:
                     bad(f"{what}: endpoint port {ep['port']} is not a port of the Service")
+        if kind == "Ingress":
+            svcs = by_kind.get("Service", {})
+            for rule in o["spec"]["rules"]:
+                host = rule.get("host", "")
+                if host and not dns1123_subdomain(host.removeprefix("*.")):
+                    bad(f"{what}: host {host!r} is not a DNS name")
+                for p in rule["http"]["paths"]:
+                    svc = svcs.get(p["backend"]["service"]["name"])
+                    port = p["backend"]["service"]["port"]
+                    if svc is None:
+                        bad(f"{what}: backend Service {p['backend']['service']['name']} missing")
+                    elif port.get("name") not in [sp["name"] for sp in svc["spec"]["ports"]]:
+                        bad(f"{what}: backend port {port} is no port of the Service")
+                    if not p["path"].startswith("/") or p["pathType"] not in (
+                            "Prefix", "Exact", "ImplementationSpecific"):
+                        bad(f"{what}: path {p['path']!r} ({p['pathType']})")
         if kind == "NetworkPolicy":
             sel = o["spec"]["podSelector"]["matchLabels"]
             pods = [w for w in _workloads(by_kind) if selects(sel, pod_labels(w))
@@ -324,6 +340,49 @@ def _service_problems(o, by_kind):
     if o["spec"].get("type") not in ("ClusterIP", "NodePort", "LoadBalancer"):
         out.append(f"type {o['spec'].get('type')}")
     return out
+
+
+# Pod Security Standards (kubernetes.io/docs/concepts/security/pod-security-standards), the
+# checks a pod of this chart could trip; each returns the failing check's name or None.
+RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
+                      "persistentVolumeClaim", "projected", "secret"}
+
+
+def pod_security_violations(obj):
+    """{"baseline": [...], "restricted": [...]}: the checks `obj`'s pod fails at each level
+    (restricted includes baseline's)."""
+    spec = pod_spec(obj)
+    pod_sc = spec.get("securityContext") or {}
+    containers = spec.get("initContainers", []) + spec["containers"]
+    baseline, restricted = [], []
+    if any(spec.get(k) for k in ("hostNetwork", "hostPID", "hostIPC")):
+        baseline.append("host namespaces")
+    if any((c.get("securityContext") or {}).get("privileged") for c in containers):
+        baseline.append("privileged containers")
+    if any("hostPath" in v for v in spec.get("volumes", [])):
+        baseline.append("hostPath volumes")
+    if any(p.get("hostPort") for c in containers for p in c.get("ports", [])):
+        baseline.append("host ports")
+    for c in containers:
+        sc = c.get("securityContext") or {}
+        seccomp = (sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}).get("type")
+        if seccomp == "Unconfined":
+            baseline.append("seccomp Unconfined")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            restricted.append(f"{c['name']}: seccompProfile")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            restricted.append(f"{c['name']}: allowPrivilegeEscalation")
+        if sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is not True:
+            restricted.append(f"{c['name']}: runAsNonRoot")
+        if sc.get("runAsUser", pod_sc.get("runAsUser")) == 0:
+            restricted.append(f"{c['name']}: runAsUser 0")
+        caps = sc.get("capabilities") or {}
+        if "ALL" not in caps.get("drop", []) or set(caps.get("add", [])) - {"NET_BIND_SERVICE"}:
+            restricted.append(f"{c['name']}: capabilities")
+    for v in spec.get("volumes", []):
+        if not set(v) - {"name"} <= RESTRICTED_VOLUMES:
+            restricted.append(f"volume {v['name']}")
+    return {"baseline": baseline, "restricted": baseline + restricted}
 
 
 def find(objects, kind, suffix=""):

@@ -94,7 +94,7 @@ MATRIX = {
     "service-loadbalancer": {"server": {"service": {"type": "LoadBalancer"}}},
     "ports-and-settings": {
         "server": {"httpPort": 18080, "metricsPort": 19090, "historyTTL": "2h",
-                   "nodeLostGrace": "5m", "watchNamespaces": "default,prod",
+                   "nodeLostGrace": "5m", "watchNamespaces": "default, prod",
                    "alertWebhookUrl": "http://alertmanager.monitoring:9093/api/v2/alerts",
                    "extraEnv": [{"name": "PULLTRACE_SSE_BUFFER", "value": "8192"}],
                    "replicas": 0},
@@ -124,9 +124,14 @@ MATRIX = {
         "metricsFrom": [{"namespaceSelector": {"matchLabels": {
             "kubernetes.io/metadata.name": "monitoring"}}}]}},
     "network-policy-open-metrics": {"networkPolicy": {"enabled": True}},
+    "ingress": {"ingress": {"enabled": True, "className": "nginx", "host": "pulltrace.example.com",
+                            "annotations": {"cert-manager.io/cluster-issuer": "letsencrypt"},
+                            "tls": [{"secretName": "pulltrace-tls",
+                                     "hosts": ["pulltrace.example.com"]}]}},
+    "ingress-any-host": {"ingress": {"enabled": True, "path": "/", "pathType": "Exact"}},
     "no-tests": {"tests": {"enabled": False}},
 }
-MATRIX["everything"] = {k: v for case in ("policy", "monitoring", "network-policy",
+MATRIX["everything"] = {k: v for case in ("policy", "monitoring", "network-policy", "ingress",
                                           "resources-and-scheduling", "token-value")
                         for k, v in MATRIX[case].items()}
 RELEASES = ["pulltrace", "prod", LONG, "9lives", "my.release-" + "b" * 30]
@@ -356,8 +361,9 @@ def test_agent_mounts_the_socket_directory(helm, tmp_path):
         sock = env_of(agent)["PULLTRACE_CONTAINERD_SOCKET"]
         assert Path(sock).parent == Path(mount["mountPath"])
         assert Path(sock).name == Path(socket).name
+        # Readiness asks containerd through the agent's own client (test_chart_agent_probe.py).
         probe = spec["containers"][0]["readinessProbe"]["exec"]["command"]
-        assert probe == ["test", "-S", sock]
+        assert probe == ["pulltrace-agent", "--check-containerd"]
 
 
 def test_security_settings_and_scheduling_defaults(helm):
@@ -380,6 +386,23 @@ def test_security_settings_and_scheduling_defaults(helm):
                          "DaemonSet", "-agent"))
     assert spec["priorityClassName"] == "system-node-critical"
     assert spec["nodeSelector"] == {"kubernetes.io/os": "linux", "pool": "a"}
+
+
+def test_pod_security_levels_are_the_documented_ones(helm):
+    """docs/deployment.md: the agents need the namespace's PodSecurity level "privileged"
+    (baseline refuses hostPath, restricted also root); the server would pass "restricted"."""
+    objects = helm.template(["--set", "token.value=t"])
+    server, test_pod = find(objects, "Deployment", "-server"), find(objects, "Pod", "-test")
+    for pod in (server, test_pod):
+        assert chartlib.pod_security_violations(pod)["restricted"] == [], pod["metadata"]
+    agent = chartlib.pod_security_violations(find(objects, "DaemonSet", "-agent"))
+    assert agent["baseline"] == ["hostPath volumes"]
+    assert set(agent["restricted"]) == {"hostPath volumes", "agent: runAsNonRoot",
+                                        "agent: runAsUser 0", "volume containerd"}
+    notes = (CHART / "templates" / "NOTES.txt").read_text()
+    docs = (REPO / "docs" / "deployment.md").read_text()
+    for text in (notes, docs):
+        assert "pod-security.kubernetes.io/enforce=privileged" in text
 
 
 @pytest.mark.parametrize("values, key", [
@@ -602,6 +625,34 @@ def test_grafana_dashboard_queries_real_metrics(helm, real_metrics, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def docs_yaml_after(heading):
+    """The first ```yaml block of docs/deployment.md's section `heading`."""
+    text = (REPO / "docs" / "deployment.md").read_text()
+    section = text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    return yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0])
+
+
+def test_ingress_of_the_docs_routes_a_path_prefix_to_the_ui(helm, tmp_path):
+    values = docs_yaml_after("Ingress")
+    args = values_file(tmp_path, "ingress-docs", values)
+    helm.lint(args)
+    objects = helm.template(args)
+    assert chartlib.problems(objects, "pulltrace") == []
+    ing = find(objects, "Ingress")
+    (rule,) = ing["spec"]["rules"]
+    (path,) = rule["http"]["paths"]
+    assert path["backend"]["service"] == {"name": find(objects, "Service")["metadata"]["name"],
+                                          "port": {"name": "http"}}
+    # The prefix the docs strip with a regex: the UI's relative URLs resolve under it.
+    assert re.match(path["path"], "/pulltrace/api/v1/pulls")
+    rewrite = ing["metadata"]["annotations"]["nginx.ingress.kubernetes.io/rewrite-target"]
+    assert re.sub(path["path"], rewrite.replace("$", "\\"), "/pulltrace/api/v1/pulls") == \
+        "/api/v1/pulls"
+    # The checker looks at Ingresses too.
+    path["backend"]["service"]["port"] = {"name": "web"}
+    assert chartlib.problems(objects, "pulltrace") != []
+
+
 def test_service_monitor_and_network_policy_reach_the_metrics_port(helm, tmp_path):
     args = values_file(tmp_path, "everything", MATRIX["everything"])
     objects = helm.template(args)
@@ -611,8 +662,11 @@ def test_service_monitor_and_network_policy_reach_the_metrics_port(helm, tmp_pat
     assert sm["spec"]["namespaceSelector"] == {"matchNames": ["pulltrace"]}
     np = find(objects, "NetworkPolicy", "-server")
     http, metrics = np["spec"]["ingress"]
-    agent_labels = chartlib.pod_labels(find(objects, "DaemonSet", "-agent"))
-    assert chartlib.selects(http["from"][0]["podSelector"]["matchLabels"], agent_labels)
+    # The agents and the `helm test` pod reach the http port.
+    for client in (find(objects, "DaemonSet", "-agent"), find(objects, "Pod", "-test")):
+        labels = chartlib.pod_labels(client)
+        assert any(chartlib.selects(peer["podSelector"]["matchLabels"], labels)
+                   for peer in http["from"] if "podSelector" in peer), client["kind"]
     assert metrics["ports"] == [{"port": "metrics", "protocol": "TCP"}]
     assert find(objects, "NetworkPolicy", "-agent")["spec"]["ingress"] == []
     # Without metricsFrom, the metrics port is open to any scraper.

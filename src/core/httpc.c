@@ -79,6 +79,7 @@ static void finish(struct xfer *x, CURLcode code)
   }
   r.body = x->resp ? x->resp : "";
   r.body_len = x->resp_len;
+  r.xfer = x;
 
   curl_multi_remove_handle(c->multi, x->easy);
   if (x->prev)
@@ -96,6 +97,14 @@ static void finish(struct xfer *x, CURLcode code)
   free(x->body);
   free(x->resp);
   free(x);
+}
+
+char *pt_httpc_take_body(const struct pt_http_response *resp)
+{
+  struct xfer *x = resp->xfer;
+  char *body = x->resp ? x->resp : strdup("");
+  x->resp = NULL; /* finish() frees nothing now */
+  return body;
 }
 
 static void check_done(struct pt_httpc *c)

@@ -19,6 +19,7 @@ struct pt_http_response {
   const char *error;    /* human-readable transport error, or NULL */
   const char *body;     /* buffered body, NUL-terminated (empty when streamed) */
   size_t body_len;
+  void *xfer;           /* private: for pt_httpc_take_body() */
 };
 
 /* Called for each chunk of a streamed body; return non-zero to abort the request. */
@@ -59,6 +60,11 @@ int pt_httpc_request(struct pt_httpc *c, const struct pt_http_request *req,
 /* Cancels a request still in flight; its done callback runs with -ECANCELED
  * before this returns. Unknown ids are ignored. */
 void pt_httpc_cancel(struct pt_httpc *c, uint64_t id);
+/* Inside a done callback: takes over the buffered body, so that a big one can
+ * be handed to another thread without a copy. Returns it (NUL-terminated,
+ * resp->body_len bytes; free() it), or NULL when out of memory. resp->body
+ * stays valid as long as the caller keeps the returned buffer. */
+char *pt_httpc_take_body(const struct pt_http_response *resp);
 /* Number of requests in flight. */
 size_t pt_httpc_active(const struct pt_httpc *c);
 

@@ -56,10 +56,13 @@ class Containerd:
     `mirrors` are registry hosts ("127.0.0.1:5001") that the CRI plugin pulls from over plain
     HTTP, through a `certs.d/<host>/hosts.toml` each. `bin_dir` holds containerd, its shim and
     ctr (default: `containerd_bin_dir()`, the series $PT_CONTAINERD_VERSION names).
+    `layer_chunk` (bytes, containerd 2.1 and later) makes it fetch a layer in chunks of that
+    size over parallel connections, as an operator can configure it
+    (`concurrent_layer_fetch_buffer`); None keeps the default, one request per layer.
     """
 
     def __init__(self, workdir, mirrors=(), snapshotter="overlayfs", log_level="info",
-                 bin_dir=None):
+                 bin_dir=None, layer_chunk=None):
         self.dir = Path(workdir)
         self.root = self.dir / "root"
         self.state = self.dir / "state"
@@ -76,8 +79,16 @@ class Containerd:
         self.binary = self.bin_dir / "containerd"
         self.ctr_binary = self.bin_dir / "ctr"
         self.version = containerd_version(self.bin_dir)
+        if layer_chunk and self.version < (2, 1):
+            raise HarnessError(f"containerd {self.version_text} fetches a layer in one request "
+                               "(parallel chunks came in 2.1)")
+        self.layer_chunk = layer_chunk
         self.proc = None
         self.namespace = NAMESPACE
+
+    @property
+    def version_text(self):
+        return ".".join(map(str, self.version))
 
     # -- configuration -------------------------------------------------------------------
     def write_config(self):
@@ -137,7 +148,17 @@ disabled_plugins = [
 
 [plugins."io.containerd.cri.v1.images"]
   snapshotter = {_toml_str(self.snapshotter)}
+"""
+            if self.layer_chunk:
+                # CRI pulls through the transfer service since 2.0; both carry the setting.
+                cfg += f"""  concurrent_layer_fetch_buffer = {int(self.layer_chunk)}
+  max_concurrent_downloads = 3
 
+[plugins."io.containerd.transfer.v1.local"]
+  concurrent_layer_fetch_buffer = {int(self.layer_chunk)}
+  max_concurrent_downloads = 3
+"""
+            cfg += f"""
 [plugins."io.containerd.cri.v1.images".registry]
   config_path = {_toml_str(self.certs_dir)}
 """

@@ -22,13 +22,14 @@ class Stack:
     registry_port/nginx_port: fixed ports (the demo uses 5000/5001); None = free ports, so
         tests can run beside a demo.
     rate/small_rate/small_max_digits: nginx's per-connection throttle (see `Nginx`).
+    snapshotter/layer_chunk: passed to `Containerd`.
     workdir: a directory to use; None = a new one under /tmp (short: socket paths are
         limited to 107 bytes). It is removed by close() unless keep=True or PT_KEEP_TMP=1.
     """
 
     def __init__(self, workdir=None, registry_port=None, nginx_port=None, rate=0,
                  small_rate=None, small_max_digits=5, build=None, keep=None,
-                 snapshotter="overlayfs"):
+                 snapshotter="overlayfs", layer_chunk=None):
         from .registry import Nginx, Registry
         self.own_dir = workdir is None
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="pt-e2e-", dir="/tmp"))
@@ -40,7 +41,7 @@ class Stack:
                            upstream_port=self.registry.port, rate=rate,
                            small_rate=small_rate, small_max_digits=small_max_digits)
         self.containerd = Containerd(self.dir / "containerd", mirrors=[self.nginx.host],
-                                     snapshotter=snapshotter)
+                                     snapshotter=snapshotter, layer_chunk=layer_chunk)
         self.images = ImageBuilder(self.dir / "images", self.registry.host)
         self.cri = Cri(self.containerd.socket, self.dir / "cri",
                        binary=os.environ.get("PT_CRI_PULL") or
