@@ -73,10 +73,11 @@ class Env:
     """Server (watching the fake API), agent, the chart's Service in front of the server,
     and a CLI with a token kubeconfig."""
 
-    def __init__(self, stack, kube, build_dir):
+    def __init__(self, stack, kube, build_dir, env=None):
         self.stack, self.kube = stack, kube
-        self.srv = stack.server(env={"PULLTRACE_SSE_HEARTBEAT": "500ms",
-                                     "PULLTRACE_KUBECONFIG": kube.write_kubeconfig()})
+        self.srv = stack.server(env=dict({"PULLTRACE_SSE_HEARTBEAT": "500ms",
+                                          "PULLTRACE_KUBECONFIG": kube.write_kubeconfig()},
+                                         **(env or {})))
         self.srv.wait_kube_ready(20)
         stack.agent(self.srv.url, node_name=NODE, env={"PULLTRACE_REPORT_INTERVAL": "500ms"})
         # What the chart renders: Service pulltrace-server, port "http" 8080 -> the pod's
@@ -360,6 +361,67 @@ def test_watch_fails_with_kubelets_message(env):
     assert "\x1b" not in err  # not a terminal
 
 
+# -- history and stats -----------------------------------------------------------------------
+
+@pytest.mark.stack(rate=1 * MIB)
+def test_history_and_stats(stack, kube, build_dir, cri_available):
+    data = stack.dir / "data"
+    data.mkdir()
+    env = Env(stack, kube, build_dir, env={"PULLTRACE_DATA_DIR": data})
+    cli, srv = env.cli, env.srv
+    app = stack.images.image("e2e/app", "v1", layers=[1 * MIB, 512 * KIB])
+    pod = kube.add_pod(NS, "web-1", NODE, [("web", stack.ref(app))])
+    env.kubelet_pull(pod, app)
+    p = env.completed(app)
+    ref = f"{stack.pull_host}/e2e/app:does-not-exist"
+    bad = kube.add_pod(NS, "web-2", NODE, [("web", ref)])
+    kube.add_event(bad, "Pulling", f'Pulling image "{ref}"')
+    r = stack.cri_pull(ref, check=False)
+    assert r.returncode != 0
+    kube.add_event(bad, "Failed", f'Failed to pull image "{ref}": not found', type_="Warning")
+
+    def rest(path, **params):
+        import requests
+        return requests.get(srv.url + path, params=params, timeout=10).json()
+
+    def both():
+        h = rest("/api/v1/history", namespace=NS)["pulls"]
+        return h if {x["state"] for x in h} == {"completed", "failed"} else None
+    wait_until(both, 60, what="both pulls in the history")
+
+    out = json.loads(cli.run("history", "-n", NS, "-o", "json").stdout)
+    assert same(out["pulls"], rest("/api/v1/history", namespace=NS)["pulls"]) is True
+    assert "continue" not in out.get("metadata", {})
+    # --limit reads only what it needs; pages are joined (one pull per page here).
+    one = json.loads(cli.run("history", "-n", NS, "--limit", "1", "-o", "json").stdout)
+    assert [x["id"] for x in one["pulls"]] == [out["pulls"][0]["id"]]
+    table = cli.run("history", "-n", NS).stdout
+    capture("history.txt", table)
+    head = table.splitlines()[0].split()
+    assert head == ["POD", "NODE", "IMAGE", "STATE", "SIZE", "DURATION", "AGE"]
+    assert any(line.split()[:4] == ["web-1", NODE, stack.ref(app), "completed"]
+               for line in table.splitlines())
+    assert any(line.split()[:4] == ["web-2", NODE, ref, "failed"] for line in table.splitlines())
+    failed = cli.run("history", "-n", NS, "--state", "failed", "-o", "wide").stdout
+    assert p["id"] not in failed and "not found" in failed
+    # stats: the same figures as the REST API's.
+    st = json.loads(cli.run("stats", "-n", NS, "-o", "json").stdout)
+    assert st["images"] == rest("/api/v1/history/stats", namespace=NS)["images"]
+    stats = cli.run("stats", "-n", NS, "-o", "wide").stdout
+    capture("stats.txt", stats)
+    lines = stats.splitlines()
+    assert lines[0].split() == ["IMAGE", "PULLS", "COMPLETED", "FAILED", "P50", "P95", "MAX",
+                                "DOWNLOADED", "CACHED", "FAILURES"]
+    good = next(x for x in lines if x.startswith(stack.ref(app) + " "))
+    assert good.split()[1:4] == ["1", "1", "0"]
+    worse = next(x for x in lines if x.startswith(ref + " "))
+    assert worse.split()[1:4] == ["1", "0", "1"] and worse.split()[-1] == "Failed=1"
+    # A server without a data directory says so.
+    plain = Cli(env.binary, stack.dir / "home", env.kubeconfig)
+    r = plain.run("stats", "--server", stack.server().url, check=False)
+    assert r.returncode == 1 and "keeps no history" in r.stderr
+
+
 # -- top -------------------------------------------------------------------------------------
 
 class Tmux:
@@ -571,7 +633,7 @@ def test_real_kubectl_runs_it_as_a_plugin(env, build_dir):
 def test_help_and_completion(build_dir, tmp_path):
     binary = str(find_binary("kubectl-pulltrace", build_dir))
     envv = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}
-    for cmd in ("get", "top", "watch"):
+    for cmd in ("get", "top", "watch", "history", "stats"):
         r = subprocess.run([binary, cmd, "--help"], capture_output=True, text=True, env=envv)
         assert r.returncode == 0 and "--pulltrace-namespace" in r.stdout
         assert f"kubectl pulltrace {cmd}" in r.stdout
@@ -588,8 +650,9 @@ def test_help_and_completion(build_dir, tmp_path):
                f"COMP_CWORD={len(words) - 1}; _kubectl_pulltrace; echo \"${{COMPREPLY[*]}}\"")
         return subprocess.run(["bash", "--norc", "-c", cmd], capture_output=True, text=True,
                               env=envv, check=True).stdout.split()
-    assert complete("kubectl-pulltrace", "") == ["get", "top", "watch", "completion", "version",
-                                                 "--help"]
+    assert complete("kubectl-pulltrace", "") == ["get", "top", "watch", "history", "stats",
+                                                 "completion", "version", "--help"]
+    assert "--since" in complete("kubectl-pulltrace", "stats", "--s")
     assert complete("kubectl-pulltrace", "get", "") == ["pulls"]
     assert complete("kubectl-pulltrace", "get", "pulls", "-o", "") == ["wide", "json", "yaml"]
     assert "deployment/" in complete("kubectl-pulltrace", "watch", "")
