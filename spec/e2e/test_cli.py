@@ -392,7 +392,7 @@ def test_history_and_stats(stack, kube, build_dir, cri_available):
     out = json.loads(cli.run("history", "-n", NS, "-o", "json").stdout)
     assert same(out["pulls"], rest("/api/v1/history", namespace=NS)["pulls"]) is True
     assert "continue" not in out.get("metadata", {})
-    # --limit reads only what it needs; pages are joined (one pull per page here).
+    # --limit reads only what it needs (a page of one here).
     one = json.loads(cli.run("history", "-n", NS, "--limit", "1", "-o", "json").stdout)
     assert [x["id"] for x in one["pulls"]] == [out["pulls"][0]["id"]]
     table = cli.run("history", "-n", NS).stdout
