@@ -491,6 +491,14 @@ def test_top_in_a_terminal(env):
     p1 = kube.add_pod(NS, "api-1", NODE, [("api", stack.ref(done))])
     env.kubelet_pull(p1, done)
     env.completed(done)
+    # A failed pull (a tag never pushed): red, with kubelet's message under it.
+    missing = f"{stack.pull_host}/e2e/app:missing"
+    p0 = kube.add_pod(NS, "old-1", NODE, [("old", missing)])
+    kube.add_event(p0, "Pulling", f'Pulling image "{missing}"')
+    assert stack.cri_pull(missing, check=False).returncode != 0
+    kube.add_event(p0, "Failed", f'Failed to pull image "{missing}": not found', type_="Warning")
+    wait_until(lambda: env.srv.find(lambda p: p["image"] == missing and p["state"] == "failed"),
+               30, what="the failed pull")
     shell_env = dict(env.cli.env, TERM="xterm-256color")
     # The shell stays after top (tmux does not always show the last output of a pane whose
     # processes all ended) and says how top ended.
@@ -499,8 +507,12 @@ def test_top_in_a_terminal(env):
     try:
         tmux.wait(lambda s: "completed" in s and "IMAGE " in s, "top's first screen")
         s = tmux.screen()
-        assert s.splitlines()[0].startswith(" pulltrace top   1 pulls: 0 pulling")
+        assert s.splitlines()[0].startswith(" pulltrace top   2 pulls: 0 pulling, 0 stalled, "
+                                            "1 failed, 1 completed")
         assert f"IMAGE {stack.ref(done)}" in s and "shop/api-1" in s and "100%" in s
+        assert f'    Failed: Failed to pull image "{missing}": not found' in s
+        colored = tmux.screen(escapes=True)
+        assert "\x1b[31m" in colored.split("shop/old-1", 1)[1].split("\n", 1)[0]  # red row
         assert "BEFORE-TOP" not in s  # the alternate screen
         # A pull in flight shows up live with its bar, speed and ETA.
         p2 = kube.add_pod(NS, "batch-1", NODE, [("job", stack.ref(slow))])
@@ -525,19 +537,19 @@ def test_top_in_a_terminal(env):
         assert "\x1b[36mpulling" in tmux.screen(escapes=True)
         # g groups by node, / filters, resizing redraws to the new width.
         tmux.keys("g")
-        tmux.wait(lambda s: f"NODE {NODE}  (2 pulls" in s, "grouping by node")
+        tmux.wait(lambda s: f"NODE {NODE}  (3 pulls" in s, "grouping by node")
         tmux.keys("/", "api", "Enter")
         tmux.wait(lambda s: "shop/api-1" in s and "shop/batch-1" not in s, "the filter")
         tmux.keys("Escape")
         tmux.wait(lambda s: "shop/batch-1" in s, "the filter cleared")
         # c hides the completed pulls (and shows them again), s changes the order.
         tmux.keys("c")
-        tmux.wait(lambda s: "shop/api-1" not in s and "shop/batch-1" in s and
-                  "completed: hidden (c)" in s, "completed pulls hidden")
+        tmux.wait(lambda s: "shop/api-1" not in s and "shop/batch-1" in s and "shop/old-1" in s
+                  and "completed: hidden (c)" in s, "completed pulls hidden")
         tmux.keys("c", "s")
         tmux.wait(lambda s: "shop/api-1" in s and "sort: progress (s)" in s, "sorting by progress")
         s = tmux.screen()
-        assert s.index("shop/batch-1") < s.index("shop/api-1")  # least progress first
+        assert s.index("shop/old-1") < s.index("shop/batch-1") < s.index("shop/api-1")
         tmux.run("resize-window", "-t", "cli", "-x", "90", "-y", "20")
         tmux.wait(lambda s: max(len(x) for x in s.splitlines()) <= 90 and "shop/api-1" in s,
                   "the redraw at 90 columns")
@@ -548,7 +560,8 @@ def test_top_in_a_terminal(env):
         assert "pod/batch-1: every image is there (1 image, 1 pod)" in w
         assert w.count(stack.ref(slow)) == 1  # the bar was redrawn in place
         wt.close()
-        tmux.wait(lambda s: s.count("completed") >= 3, "both pulls completed")  # + title
+        tmux.wait(lambda s: sum(1 for x in s.splitlines() if "shop/" in x and "completed" in x)
+                  == 2, "both pulls completed")
         # q gives the screen back as it was.
         tmux.keys("q")
         s = tmux.wait(lambda s: "EXIT:0" in s, "top's exit")
