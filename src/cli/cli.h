@@ -51,6 +51,11 @@ int pt_cli_fetch(struct pt_cli *cli, pt_cli_path_fn build, const char *member, l
 int pt_cli_check_listing(const struct pt_cli *cli);
 /* Prints doc for -o json or -o yaml; returns false for another format. */
 bool pt_cli_print_document(const struct pt_cli *cli, const json_t *doc, int *rc);
+/* A listing command: checks the flags, fetches, prints -o json / -o yaml or
+ * calls table() with the document and the namespace in effect. Returns the
+ * exit status. */
+typedef void (*pt_cli_table_fn)(const struct pt_cli *cli, const json_t *doc, const char *ns);
+int pt_cli_list(struct pt_cli *cli, pt_cli_path_fn build, const char *member, long limit, pt_cli_table_fn table);
 /* The table of pulls (get pulls, history): ns is the namespace in effect
  * without -A; history shows durations instead of progress. */
 void pt_cli_print_pulls(const struct pt_cli *cli, const json_t *pulls, const char *ns, bool history);

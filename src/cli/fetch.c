@@ -117,3 +117,17 @@ bool pt_cli_print_document(const struct pt_cli *cli, const json_t *doc, int *rc)
     return false;
   return true;
 }
+
+int pt_cli_list(struct pt_cli *cli, pt_cli_path_fn build, const char *member, long limit, pt_cli_table_fn table)
+{
+  json_t *doc;
+  char *ns = NULL;
+  if (pt_cli_check_listing(cli) || pt_cli_fetch(cli, build, member, limit, &doc, &ns))
+    return PT_EXIT_FAILED;
+  int rc = PT_EXIT_OK;
+  if (!pt_cli_print_document(cli, doc, &rc))
+    table(cli, doc, ns);
+  json_decref(doc);
+  free(ns);
+  return rc;
+}

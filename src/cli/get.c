@@ -112,16 +112,12 @@ int pt_cli_check_listing(const struct pt_cli *cli)
   return 0;
 }
 
+static void table(const struct pt_cli *cli, const json_t *doc, const char *ns)
+{
+  pt_cli_print_pulls(cli, json_object_get(doc, "pulls"), ns, false);
+}
+
 int pt_cmd_get(struct pt_cli *cli)
 {
-  json_t *doc;
-  char *ns = NULL;
-  if (pt_cli_check_listing(cli) || pt_cli_fetch(cli, pulls_path, "pulls", 0, &doc, &ns))
-    return PT_EXIT_FAILED;
-  int rc = PT_EXIT_OK;
-  if (!pt_cli_print_document(cli, doc, &rc))
-    pt_cli_print_pulls(cli, json_object_get(doc, "pulls"), ns, false);
-  json_decref(doc);
-  free(ns);
-  return rc;
+  return pt_cli_list(cli, pulls_path, "pulls", 0, table);
 }

@@ -37,22 +37,14 @@ static void stats_path(const struct pt_cli *cli, const struct pt_conn *conn, str
   filters(cli, conn, path);
 }
 
+static void history_table(const struct pt_cli *cli, const json_t *doc, const char *ns)
+{
+  pt_cli_print_pulls(cli, json_object_get(doc, "pulls"), ns, true);
+}
+
 int pt_cmd_history(struct pt_cli *cli)
 {
-  json_t *doc;
-  char *ns = NULL;
-  if (cli->limit < 0) {
-    pt_cli_error(cli, "--limit must be positive");
-    return PT_EXIT_FAILED;
-  }
-  if (pt_cli_check_listing(cli) || pt_cli_fetch(cli, history_path, "pulls", cli->limit, &doc, &ns))
-    return PT_EXIT_FAILED;
-  int rc = PT_EXIT_OK;
-  if (!pt_cli_print_document(cli, doc, &rc))
-    pt_cli_print_pulls(cli, json_object_get(doc, "pulls"), ns, true);
-  json_decref(doc);
-  free(ns);
-  return rc;
+  return pt_cli_list(cli, history_path, "pulls", cli->limit, history_table);
 }
 
 static void percentile(const json_t *d, const char *k, char *buf, size_t len)
@@ -64,18 +56,8 @@ static void percentile(const json_t *d, const char *k, char *buf, size_t len)
     snprintf(buf, len, "-");
 }
 
-int pt_cmd_stats(struct pt_cli *cli)
+static void stats_table(const struct pt_cli *cli, const json_t *doc, const char *ns)
 {
-  json_t *doc;
-  char *ns = NULL;
-  if (pt_cli_check_listing(cli) || pt_cli_fetch(cli, stats_path, "images", 0, &doc, &ns))
-    return PT_EXIT_FAILED;
-  int rc = PT_EXIT_OK;
-  if (pt_cli_print_document(cli, doc, &rc)) {
-    json_decref(doc);
-    free(ns);
-    return rc;
-  }
   bool wide = cli->output && strcmp(cli->output, "wide") == 0;
   static const char *const head[] = {"IMAGE", "PULLS", "COMPLETED", "FAILED", "P50", "P95", "MAX",
                                      "DOWNLOADED", "CACHED", "FAILURES"};
@@ -122,7 +104,9 @@ int pt_cmd_stats(struct pt_cli *cli)
   else
     pt_table_print(&t, stdout);
   pt_table_close(&t);
-  json_decref(doc);
-  free(ns);
-  return rc;
+}
+
+int pt_cmd_stats(struct pt_cli *cli)
+{
+  return pt_cli_list(cli, stats_path, "images", 0, stats_table);
 }
