@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "core/clock.h"
 #include "core/httpc.h"
 #include "core/log.h"
 #include "core/map.h"
@@ -96,20 +96,6 @@ void pt_kube_events_set_leader(struct pt_kube_events *ke, pt_kube_events_leader_
     return;
   ke->is_leader = fn;
   ke->leader_ud = ud;
-}
-
-/* The API's MicroTime: RFC 3339 with microseconds, UTC. */
-static const char *micro_time(double t, char *buf, size_t len)
-{
-  time_t secs = (time_t)floor(t);
-  long us = (long)((t - (double)secs) * 1e6);
-  if (us > 999999)
-    us = 999999;
-  struct tm tm;
-  gmtime_r(&secs, &tm);
-  size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
-  snprintf(buf + n, len - n, ".%06ldZ", us);
-  return buf;
 }
 
 /* Takes one token of b (refilled at rate per minute, up to rate); false when
@@ -256,7 +242,7 @@ static void send_patch(struct pt_kube_events *ke, const char *key, struct series
   snprintf(path, sizeof(path), "/apis/events.k8s.io/v1/namespaces/%s/events/%s", s->ns, s->name);
   s->dirty = false;
   json_t *body = json_pack("{s:{s:I,s:s}}", "series", "count", (json_int_t)s->count, "lastObservedTime",
-                           micro_time(now, tb, sizeof(tb)));
+                           pt_time_format_us(now, tb, sizeof(tb)));
   if (write_event(ke, key, true, "PATCH", path, body, "application/merge-patch+json") < 0) {
     count(ke, PT_KEV_FAILED);
     series_free(pt_map_del(&ke->series, key));
@@ -275,7 +261,7 @@ static void create(struct pt_kube_events *ke, const char *key, struct series *s,
     json_object_set_new(regarding, "uid", json_string(uid));
   json_t *body = json_pack("{s:s,s:s,s:{s:s,s:s},s:s,s:s,s:s,s:s,s:s,s:o,s:s,s:s}", "apiVersion",
                            "events.k8s.io/v1", "kind", "Event", "metadata", "name", s->name, "namespace", s->ns,
-                           "eventTime", micro_time(now, tb, sizeof(tb)), "reportingController",
+                           "eventTime", pt_time_format_us(now, tb, sizeof(tb)), "reportingController",
                            PT_KUBE_EVENTS_CONTROLLER, "reportingInstance", ke->instance, "action", action, "reason",
                            reason, "regarding", regarding, "note", note, "type", type);
   if (!body || write_event(ke, key, false, "POST", path, body, "application/json") < 0) {
