@@ -1,15 +1,14 @@
 /* libFuzzer: the Kubernetes watch stream. The input is split into chunks at
  * positions taken from its first bytes (like network reads), every event is
  * slimmed as a pod and as a kubelet event, and the events go into a store,
- * as the watcher does. */
+ * as the watcher does, with the store's invariants checked after each. */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "core/image_ref.h"
-#include "core/log.h"
 #include "kube/parse.h"
-#include "server/store.h"
+#include "store_check.h"
 
 static int on_event(void *ud, enum pt_kube_watch_type type, json_t *obj)
 {
@@ -41,12 +40,7 @@ static int on_event(void *ud, enum pt_kube_watch_type type, json_t *obj)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-  static struct pt_store *store;
-  if (!store) {
-    pt_log_setup("fuzz", PT_LOG_ERROR, PT_LOG_JSON);
-    struct pt_store_options o = {0};
-    store = pt_store_create(&o);
-  }
+  struct pt_store *store = fuzz_store_get();
   struct pt_kube_stream st;
   pt_kube_stream_init(&st, 1 << 16);
   size_t chunk = size ? (size_t)data[0] % 64 + 1 : 1;
@@ -66,8 +60,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   msg[n] = '\0';
   struct pt_kube_msg m;
   pt_kube_message_parse("Pulled", msg, &m);
-  struct pt_kube_image im;
-  pt_kube_image_parse(msg, &im);
+  struct pt_image_ref im;
+  if (pt_image_ref_parse(msg, &im) == 0) {
+    /* What parses normalizes, and the normal form parses to itself. */
+    char full[1100], again[1100];
+    if (pt_image_ref_normalize(msg, full, sizeof(full)) != 0 ||
+        pt_image_ref_normalize(full, again, sizeof(again)) != 0 || strcmp(full, again) != 0)
+      fuzz_fail("an image reference does not normalize to a fixed point");
+  }
   pt_store_tick(store, 1800000001.0);
+  fuzz_store_check();
   return 0;
 }

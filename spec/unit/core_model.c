@@ -104,7 +104,9 @@ static void test_image_grammar(void **state)
   assert_string_equal(im.bare_host, "localhost");
   assert_string_equal(im.repo, "app");
   assert_int_equal(pt_image_ref_parse("Reg/app", &im), 0);
-  assert_string_equal(im.host, "reg");
+  assert_string_equal(im.host, "Reg");
+  assert_string_equal(im.bare_host, "reg");
+  norm_is("Reg/app", "Reg/app:latest"); /* lower case would make it docker.io/reg/app */
   assert_int_equal(pt_image_ref_parse("registry-1.docker.io/nginx", &im), 0);
   assert_string_equal(im.host, "docker.io");
   assert_string_equal(im.repo, "library/nginx");

@@ -263,7 +263,10 @@ static void test_server_end_to_end(void **state)
   setenv("PULLTRACE_METRICS_ADDR", "127.0.0.1:0", 1);
   setenv("PULLTRACE_AGENT_TOKEN", "s3cret", 1);
   assert_int_equal(pt_config_load(pt_server_config_vars, &cfg, NULL, err, sizeof(err)), 0);
-  c.srv = pt_server_create(&c.loop, &cfg, NULL);
+  struct pt_policy_options po = {0};
+  struct pt_policy *policy = pt_policy_create(&po, err, sizeof(err));
+  assert_non_null(policy);
+  c.srv = pt_server_create(&c.loop, &cfg, policy);
   assert_non_null(c.srv);
   assert_int_equal(pt_server_listen(c.srv, err, sizeof(err)), 0);
   c.port = pt_server_http_port(c.srv);
@@ -275,6 +278,7 @@ static void test_server_end_to_end(void **state)
   uv_run(&c.loop, UV_RUN_DEFAULT);
   pthread_join(th, NULL);
   pt_server_destroy(c.srv);
+  pt_policy_destroy(policy);
   assert_int_equal(uv_loop_close(&c.loop), 0);
   if (c.failures)
     fail_msg("%d check(s) failed; first: %s", c.failures, c.why);

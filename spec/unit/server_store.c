@@ -1,4 +1,6 @@
-/* State transitions of the store, driven by reports and a test clock. */
+/* State transitions of the store, driven by reports and a test clock, with
+ * the real default policy (the built-in scripts) as in the server. Events are
+ * the store's change records written by the server's serializer. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,6 +11,8 @@
 #include <cmocka.h>
 
 #include "core/clock.h"
+#include "server/event.h"
+#include "kube/parse.h"
 #include "server/store.h"
 
 #define T0 1800000000.0
@@ -19,14 +23,46 @@ struct rec {
   size_t n;
 };
 
-static void on_event(void *ud, const char *type, json_t *data)
+static void on_change(void *ud, const struct pt_change *c)
 {
   struct rec *r = ud;
   if (r->n < 256) {
-    snprintf(r->types[r->n], sizeof(r->types[0]), "%s", type);
-    r->data[r->n] = json_incref(data);
+    snprintf(r->types[r->n], sizeof(r->types[0]), "%s", pt_change_type_name(c->type));
+    r->data[r->n] = pt_event_json(c);
     r->n++;
   }
+}
+
+/* The default policy with the test's TTL and grace, shared by the tests
+ * (group setup). */
+static struct pt_policy *policy;
+
+static int policy_setup(void **state)
+{
+  struct pt_policy_options po = {0};
+  po.settings[0] = (struct pt_policy_setting){"historyTTL", "600s"};
+  po.settings[1] = (struct pt_policy_setting){"nodeLostGrace", "60s"};
+  po.n_settings = 2;
+  char err[1024];
+  policy = pt_policy_create(&po, err, sizeof(err));
+  return policy ? 0 : -1;
+}
+
+static int policy_teardown(void **state)
+{
+  pt_policy_destroy(policy);
+  return 0;
+}
+
+/* A kubelet event as the watcher hands it over: kubelet's message read once
+ * into kind, image and durations (pt_kube_event_slim's part). */
+static int kube_event(struct pt_store *s, const json_t *ev, double now)
+{
+  json_t *slim = json_deep_copy(ev);
+  assert_int_equal(pt_kube_event_classify(slim), 0);
+  int rc = pt_store_kube_event(s, slim, now);
+  json_decref(slim);
+  return rc;
 }
 
 static void rec_clear(struct rec *r)
@@ -111,7 +147,7 @@ static enum pt_apply_result report(struct pt_store *s, const char *node, const c
 
 static struct pt_store *mk(struct rec *r, double min_interval)
 {
-  struct pt_store_options o = {.on_event = on_event, .ud = r, .node_lost_grace = 60, .history_ttl = 600,
+  struct pt_store_options o = {.on_change = on_change, .ud = r, .policy = policy, .node_lost_grace = 60,
                                .report_min_interval = min_interval};
   return pt_store_create(&o);
 }
@@ -309,7 +345,7 @@ static void test_pulls_are_per_node(void **state)
   assert_int_equal(pt_store_pod_upsert(s, pod), 0);
   json_t *ev = json_pack("{s:s,s:s,s:s,s:s}", "namespace", "default", "pod", "web", "reason", "Failed", "message",
                          "Failed to pull image \"127.0.0.1:5001/demo/app:v1\": unexpected EOF");
-  assert_int_equal(pt_store_kube_event(s, ev, T0 + 801), 0);
+  assert_int_equal(kube_event(s, ev, T0 + 801), 0);
   json_decref(ev);
   json_decref(pod);
   assert_int_equal(pt_store_pull(s, "n1/p1")->state, PT_PULL_FAILED);
@@ -328,7 +364,7 @@ static void test_kubelet_failures(void **state)
   assert_int_equal(pt_store_pod_upsert(s, pod), 0);
   json_t *ev = json_pack("{s:s,s:s,s:s,s:s}", "namespace", "default", "pod", "web", "reason", "Failed", "message",
                          "Failed to pull image \"nginx:1.25\": rpc error: not found");
-  assert_int_equal(pt_store_kube_event(s, ev, T0 + 1), 0);
+  assert_int_equal(kube_event(s, ev, T0 + 1), 0);
   assert_int_equal(count(&r, "pull.failed"), 1);
   const json_t *d = last_of(&r, "pull.failed");
   const json_t *pj = json_object_get(d, "pull");
@@ -338,7 +374,7 @@ static void test_kubelet_failures(void **state)
   assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(pj, "pods"), 0), "namespace")),
                       "default");
   /* The same event again changes nothing. */
-  assert_int_equal(pt_store_kube_event(s, ev, T0 + 2), 0);
+  assert_int_equal(kube_event(s, ev, T0 + 2), 0);
   assert_int_equal(count(&r, "pull.failed"), 1);
   json_decref(ev);
 
@@ -347,7 +383,7 @@ static void test_kubelet_failures(void **state)
   report(s, "n1", "b1", 1, T0 + 3, 1, l, false, "127.0.0.1:5001/demo/app");
   ev = json_pack("{s:s,s:s,s:s,s:s,s:s}", "namespace", "default", "pod", "web", "node", "n1", "reason", "Failed",
                  "message", "Failed to pull image \"127.0.0.1:5001/demo/app:v1\": connection reset");
-  pt_store_kube_event(s, ev, T0 + 4);
+  kube_event(s, ev, T0 + 4);
   const struct pt_pull *p = pt_store_pull(s, "n1/p1");
   assert_int_equal(p->state, PT_PULL_FAILED);
   assert_string_equal(p->error_reason, "Failed");
@@ -414,7 +450,7 @@ static void test_policy_hooks(void **state)
   struct pt_policy *pol = pt_policy_create(&po, err, sizeof(err));
   assert_non_null(pol);
   struct rec r = {0};
-  struct pt_store_options o = {.on_event = on_event, .ud = &r, .policy = pol};
+  struct pt_store_options o = {.on_change = on_change, .ud = &r, .policy = pol};
   struct pt_store *s = pt_store_create(&o);
   struct layer_spec l[1] = {{'a', 1000, 0, "downloading"}};
   for (int i = 1; i <= 5; i++) {
@@ -438,7 +474,7 @@ static void kev(struct pt_store *s, const char *pod, const char *reason, const c
 {
   json_t *ev = json_pack("{s:s,s:s,s:s,s:s,s:s,s:f,s:f,s:i}", "namespace", "default", "pod", pod, "node", "n1",
                          "reason", reason, "message", message, "firstTimestamp", at, "lastTimestamp", at, "count", 1);
-  assert_int_equal(pt_store_kube_event(s, ev, now), 0);
+  assert_int_equal(kube_event(s, ev, now), 0);
   json_decref(ev);
 }
 
@@ -533,7 +569,7 @@ static void test_successfully_pulled_stores_kubelets_duration(void **state)
   report(s, "n2", "b1", 1, T0 + 1, 1, l, false, "127.0.0.1/demo/app");
   json_t *ev = json_pack("{s:s,s:s,s:s,s:s,s:s}", "namespace", "default", "pod", "w2", "node", "n2", "reason",
                          "Pulled", "message", "Successfully pulled image \"" REF_V1 "\"");
-  assert_int_equal(pt_store_kube_event(s, ev, T0 + 2), 0);
+  assert_int_equal(kube_event(s, ev, T0 + 2), 0);
   json_decref(ev);
   json_t *j2 = pt_store_pull_json(pt_store_pull(s, "n2/p1"), false, T0 + 2);
   assert_true(json_is_object(json_object_get(j2, "kubelet")));
@@ -588,7 +624,7 @@ static void test_kubelet_failure_superseded_by_agent_pull(void **state)
                       "Failed to pull image \"" REF_V1 "\": connection refused");
   assert_string_equal(json_string_value(member(pj, "resolvedError", "failedAt")), ts(T0 + 2));
   assert_string_equal(json_string_value(member(pj, "resolvedError", "resolvedAt")), ts(T0 + 12));
-  /* kubelet's pods moved over (no policy here to correlate). */
+  /* kubelet's pods moved over (no pods known here to correlate). */
   assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(pj, "pods"), 0), "name")),
                       "web");
   /* The counters keep the failure: it happened. */
@@ -615,8 +651,7 @@ static void test_failure_of_another_tag_spares_the_pull_in_flight(void **state)
   struct pt_policy *pol = pt_policy_create(&po, err, sizeof(err));
   assert_non_null(pol);
   struct rec r = {0};
-  struct pt_store_options o = {.on_event = on_event, .ud = &r, .policy = pol, .node_lost_grace = 60,
-                               .history_ttl = 600};
+  struct pt_store_options o = {.on_change = on_change, .ud = &r, .policy = pol, .node_lost_grace = 60};
   struct pt_store *s = pt_store_create(&o);
   const char *pods[][2] = {{"web-1", REF_V1}, {"web-2", REF_V2}};
   for (int i = 0; i < 2; i++) {
@@ -722,7 +757,7 @@ static void test_kubelet_failure_resolved_by_successfully_pulled(void **state)
   /* A historic Pulled event (from before the start) resolves nothing. */
   json_t *ev = json_pack("{s:s,s:s,s:s,s:s,s:s,s:b}", "namespace", "default", "pod", "web", "node", "n1", "reason",
                          "Pulled", "message", "Successfully pulled image \"" REF_V1 "\" in 1s", "historic", 1);
-  assert_int_equal(pt_store_kube_event(s, ev, T0 + 101), 0);
+  assert_int_equal(kube_event(s, ev, T0 + 101), 0);
   json_decref(ev);
   assert_int_equal(pt_store_pull(s, kid)->state, PT_PULL_FAILED);
   /* A completed kubelet-only pull failing again is failed again, not completed. */
@@ -735,6 +770,50 @@ static void test_kubelet_failure_resolved_by_successfully_pulled(void **state)
   assert_true(k->kubelet_pulled_at <= 0); /* that was the previous success */
   assert_int_equal(pt_store_counters(s)->pulls_failed, 3);
   free(kid);
+  rec_clear(&r);
+  pt_store_destroy(s);
+}
+
+/* A Kubernetes change re-correlates the pulls of its node only (correlation
+ * looks at the pull's node alone), not every pull without pods. */
+static void test_kube_change_recorrelates_its_node_only(void **state)
+{
+  struct rec r = {0};
+  struct pt_store *s = mk(&r, 0);
+  struct layer_spec l[1] = {{'a', 100, 10, "downloading"}};
+  const char *nodes[] = {"n1", "n2"};
+  for (int i = 0; i < 2; i++) {
+    /* A pod on each node whose image is not the pull's: the pulls keep no pods. */
+    json_t *pod = json_pack("{s:s,s:s,s:s,s:s,s:[{s:s,s:s}]}", "namespace", "default", "name", nodes[i], "uid",
+                            nodes[i], "node", nodes[i], "containers", "name", "c", "image", "reg.example/other:1");
+    assert_int_equal(pt_store_pod_upsert(s, pod), 0);
+    json_decref(pod);
+    report(s, nodes[i], "b1", 1, T0 + 1, 1, l, false, "127.0.0.1/demo/app");
+  }
+  pt_store_tick(s, T0 + 1);
+  struct pt_policy_counters before, after;
+  pt_policy_counters(policy, &before);
+  pt_store_tick(s, T0 + 2); /* nothing changed: no correlation */
+  pt_policy_counters(policy, &after);
+  assert_int_equal(after.calls[PT_POLICY_HOOK_CORRELATE], before.calls[PT_POLICY_HOOK_CORRELATE]);
+  /* A pod of n2 changes: n2's pull is correlated again, n1's is not. */
+  json_t *pod = json_pack("{s:s,s:s,s:s,s:s,s:[{s:s,s:s}]}", "namespace", "default", "name", "n2", "uid", "n2",
+                          "node", "n2", "containers", "name", "c", "image", "reg.example/other:2");
+  assert_int_equal(pt_store_pod_upsert(s, pod), 0);
+  json_decref(pod);
+  pt_store_tick(s, T0 + 3);
+  pt_policy_counters(policy, &before);
+  assert_int_equal(before.calls[PT_POLICY_HOOK_CORRELATE], after.calls[PT_POLICY_HOOK_CORRELATE] + 1);
+  /* A kubelet event of n1: n1's pull only. */
+  json_t *ev = json_pack("{s:s,s:s,s:s,s:s,s:s}", "namespace", "default", "pod", "n1", "node", "n1", "reason",
+                         "Pulling", "message", "Pulling image \"reg.example/other:1\"");
+  assert_int_equal(kube_event(s, ev, T0 + 4), 0);
+  json_decref(ev);
+  pt_store_tick(s, T0 + 4);
+  pt_policy_counters(policy, &after);
+  assert_int_equal(after.calls[PT_POLICY_HOOK_CORRELATE], before.calls[PT_POLICY_HOOK_CORRELATE] + 1);
+  char err[256];
+  assert_int_equal(pt_store_check(s, err, sizeof(err)), 0);
   rec_clear(&r);
   pt_store_destroy(s);
 }
@@ -757,6 +836,7 @@ int main(void)
     cmocka_unit_test(test_failure_of_another_tag_spares_the_pull_in_flight),
     cmocka_unit_test(test_filters),
     cmocka_unit_test(test_policy_hooks),
+    cmocka_unit_test(test_kube_change_recorrelates_its_node_only),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return cmocka_run_group_tests(tests, policy_setup, policy_teardown);
 }

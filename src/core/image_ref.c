@@ -162,17 +162,24 @@ int pt_image_ref_parse(const char *ref, struct pt_image_ref *out)
   size_t repo_len = name_len;
   if (first_slash) {
     size_t hl = (size_t)(first_slash - ref);
-    bool is_domain = memchr(ref, '.', hl) || memchr(ref, ':', hl) || (hl == 9 && strncmp(ref, "localhost", 9) == 0);
+    bool looks_like_host =
+      memchr(ref, '.', hl) || memchr(ref, ':', hl) || (hl == 9 && strncmp(ref, "localhost", 9) == 0);
+    bool is_domain = looks_like_host;
     for (size_t i = 0; i < hl && !is_domain; i++)
       is_domain = isupper((unsigned char)ref[i]);
     if (is_domain) {
       size_t bare_len;
       if (!domain_valid(ref, hl, &bare_len) || copy_span(out->host, sizeof(out->host), ref, hl))
         return -EINVAL;
-      for (char *c = out->host; *c; c++)
-        *c = (char)tolower((unsigned char)*c);
       memcpy(out->bare_host, out->host, bare_len);
       out->bare_host[bare_len] = '\0';
+      /* Host names are case-insensitive: the matching key is lower case, and
+       * so is the normal form, except for a domain that only its upper case
+       * makes one ("Reg/app"), which lower case would turn into a path. */
+      for (char *c = out->bare_host; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+      for (char *c = out->host; looks_like_host && *c; c++)
+        *c = (char)tolower((unsigned char)*c);
       repo = first_slash + 1;
       repo_len = name_len - hl - 1;
     }

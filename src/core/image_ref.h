@@ -5,7 +5,8 @@
  *   name      := [domain "/"] path-component ("/" path-component)*
  *
  * The first component is a registry domain when it contains "." or ":", is
- * "localhost", or has an upper-case letter; otherwise the domain is
+ * "localhost", or has an upper-case letter (then its case is kept: lower case
+ * would make it a path); otherwise the domain is
  * "docker.io" (also for "index.docker.io" and "registry-1.docker.io") and a
  * single-component path gets "library/". Without tag and digest the tag is
  * "latest". Path components are lower-case [a-z0-9] joined by ".", "_", "__"
@@ -22,8 +23,8 @@
 #include <stddef.h>
 
 struct pt_image_ref {
-  char host[256];      /* lower-case registry host, with its port if any */
-  char bare_host[256]; /* the host without its port (containerd's label key form) */
+  char host[256];      /* registry host with its port if any, lower case (see above) */
+  char bare_host[256]; /* lower case, without the port (containerd's label key form) */
   char repo[272];      /* "library/nginx" */
   char tag[129];       /* "" when pinned by digest without a tag */
   char digest[257];    /* "" unless "@algorithm:encoded" was given */

@@ -340,6 +340,22 @@ double pt_kube_event_time(const json_t *ev)
   return parse_time(json_object_get(json_object_get(ev, "metadata"), "creationTimestamp"));
 }
 
+int pt_kube_event_classify(json_t *o)
+{
+  struct pt_kube_msg msg;
+  if (pt_kube_message_parse(json_string_value(json_object_get(o, "reason")),
+                            json_string_value(json_object_get(o, "message")), &msg) != 0)
+    return -EINVAL;
+  json_object_set_new(o, "kind", json_string(pt_kube_msg_kind_name(msg.kind)));
+  if (msg.image[0])
+    json_object_set_new(o, "image", json_string(msg.image));
+  if (msg.duration >= 0)
+    json_object_set_new(o, "durationSeconds", json_real(msg.duration));
+  if (msg.waiting >= 0)
+    json_object_set_new(o, "waitingSeconds", json_real(msg.waiting));
+  return 0;
+}
+
 json_t *pt_kube_event_slim(const json_t *ev)
 {
   const json_t *md = json_object_get(ev, "metadata");
@@ -353,11 +369,14 @@ json_t *pt_kube_event_slim(const json_t *ev)
     return NULL;
   const char *reason = json_string_value(json_object_get(ev, "reason"));
   const char *message = json_string_value(json_object_get(ev, "message"));
-  struct pt_kube_msg msg;
-  if (!reason || pt_kube_message_parse(reason, message, &msg) != 0)
+  if (!reason)
     return NULL;
-  json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s}", "namespace", ns, "pod", pod, "reason", reason, "message",
-                        message ? message : "", "kind", pt_kube_msg_kind_name(msg.kind));
+  json_t *o = json_pack("{s:s,s:s,s:s,s:s}", "namespace", ns, "pod", pod, "reason", reason, "message",
+                        message ? message : "");
+  if (!o || pt_kube_event_classify(o) != 0) {
+    json_decref(o);
+    return NULL;
+  }
   set_str_if(o, "uid", json_string_value(json_object_get(md, "uid")));
   set_str_if(o, "podUid", json_string_value(json_object_get(io, "uid")));
   const char *node = path_str(ev, "source", "host");
@@ -365,8 +384,6 @@ json_t *pt_kube_event_slim(const json_t *ev)
     node = json_string_value(json_object_get(ev, "reportingInstance"));
   if (node && *node)
     json_object_set_new(o, "node", json_string(node));
-  if (msg.image[0])
-    json_object_set_new(o, "image", json_string(msg.image));
   json_int_t count = 1;
   json_t *c = json_object_get(ev, "count");
   json_t *sc = json_object_get(json_object_get(ev, "series"), "count");
@@ -381,7 +398,5 @@ json_t *pt_kube_event_slim(const json_t *ev)
     first = last;
   json_object_set_new(o, "firstTimestamp", first > 0 ? json_real(first) : json_null());
   json_object_set_new(o, "lastTimestamp", last > 0 ? json_real(last) : json_null());
-  if (msg.duration >= 0)
-    json_object_set_new(o, "durationSeconds", json_real(msg.duration));
   return o;
 }

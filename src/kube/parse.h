@@ -93,10 +93,15 @@ json_t *pt_kube_pod_slim(const json_t *pod);
 
 /* The store's event: {"uid","namespace","pod","podUid","node","reason",
  * "message","kind","image","count","firstTimestamp","lastTimestamp",
- * "durationSeconds"?} with times as epoch seconds. node is source.host or
- * reportingInstance. NULL when the event is not about a Pod or not image
- * related. */
+ * "durationSeconds"?,"waitingSeconds"?} with times as epoch seconds. node is
+ * source.host or reportingInstance. NULL when the event is not about a Pod or
+ * not image related. */
 json_t *pt_kube_event_slim(const json_t *event);
+/* The part of pt_kube_event_slim() that reads kubelet's message, the only
+ * place it is parsed: from o's "reason" and "message", sets "kind", "image"
+ * (when the message names one), "durationSeconds" and "waitingSeconds" (when
+ * given). Returns 0, or -EINVAL when the event is not image related. */
+int pt_kube_event_classify(json_t *o);
 
 /* An event's last occurrence (lastTimestamp, series.lastObservedTime,
  * eventTime, firstTimestamp, metadata.creationTimestamp), epoch seconds; 0

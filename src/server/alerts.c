@@ -1,118 +1,91 @@
-/* Alert webhook delivery: a bounded queue, one POST in flight carrying up to
- * 64 alerts as an Alertmanager API v2 body (a JSON array of alerts), retried
- * with exponential backoff. */
-#include <errno.h>
+#include "server/alerts.h"
+
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/clock.h"
-#include "server/server_impl.h"
+#include "core/log.h"
 
-#define BATCH 64
-#define MAX_ATTEMPTS 5
+const char *const pt_alert_severity_names[PT_ALERT_SEVERITIES] = {"info", "warning", "critical", "other"};
 
-static void send_next(struct pt_server *srv);
+struct pt_alerts {
+  uint64_t by_severity[PT_ALERT_SEVERITIES];
+  struct pt_webhook *webhook; /* NULL without a URL */
+  bool stopped;
+};
 
-static void pop(struct pt_server *srv, size_t n)
+static int severity_index(const char *s)
 {
-  for (size_t i = 0; i < n && srv->wq_len; i++) {
-    free(srv->wq[srv->wq_head].json);
-    srv->wq[srv->wq_head].json = NULL;
-    srv->wq_head = (srv->wq_head + 1) % srv->wq_cap;
-    srv->wq_len--;
-  }
+  for (int i = 0; s && i < PT_ALERT_SEVERITIES - 1; i++)
+    if (strcmp(s, pt_alert_severity_names[i]) == 0)
+      return i;
+  return PT_ALERT_SEVERITIES - 1;
 }
 
-static void retry_cb(uv_timer_t *t)
+struct pt_alerts *pt_alerts_create(uv_loop_t *loop, struct pt_httpc *httpc, const struct pt_alerts_options *opts)
 {
-  send_next(t->data);
+  struct pt_alerts *a = calloc(1, sizeof(*a));
+  if (!a)
+    return NULL;
+  if (opts->webhook_url && *opts->webhook_url) {
+    struct pt_webhook_options wo = {
+      .url = opts->webhook_url, .timeout = opts->webhook_timeout, .queue_max = opts->webhook_queue};
+    a->webhook = pt_webhook_create(loop, httpc, &wo);
+    if (!a->webhook) {
+      free(a);
+      return NULL;
+    }
+  }
+  return a;
 }
 
-static void done_cb(void *ud, const struct pt_http_response *resp)
+/* Alertmanager API v2's alert object: the alert's labels with alertname and
+ * severity, its summary as an annotation. */
+static json_t *alertmanager_json(const struct pt_policy_alert *alert, double time)
 {
-  struct pt_server *srv = ud;
-  srv->wq_busy = false;
-  if (resp->result == -ECANCELED || srv->shutting_down)
-    return;
-  size_t n = srv->wq_inflight;
-  if (resp->result == 0 && resp->status >= 200 && resp->status < 300) {
-    srv->webhook_sent += n;
-    srv->wq_attempt = 0;
-    pop(srv, n);
-    send_next(srv);
-    return;
-  }
-  srv->webhook_failed++;
-  srv->wq_attempt++;
-  PT_LOG_WARN("alert webhook delivery failed", "{s:s,s:I,s:s,s:i}", "url", srv->cfg.alert_webhook_url,
-              "status", (json_int_t)resp->status, "error", resp->error ? resp->error : "",
-              "attempt", srv->wq_attempt);
-  if (srv->wq_attempt >= MAX_ATTEMPTS) {
-    srv->webhook_dropped += n;
-    srv->wq_attempt = 0;
-    pop(srv, n);
-    send_next(srv);
-    return;
-  }
-  srv->webhook_retries++;
-  uint64_t delay = 1000ULL << (srv->wq_attempt - 1);
-  uv_timer_start(&srv->webhook_timer, retry_cb, delay, 0);
+  char tb[40];
+  json_t *labels = json_pack("{s:s,s:s}", "alertname", alert->name, "severity", alert->severity);
+  const char *k;
+  json_t *v;
+  json_object_foreach((json_t *)alert->labels, k, v)
+    if (json_is_string(v))
+      json_object_set(labels, k, v);
+  return json_pack("{s:o,s:{s:s},s:s,s:s}", "labels", labels, "annotations", "summary",
+                   alert->summary ? alert->summary : "", "startsAt", pt_time_format(time, tb, sizeof(tb)),
+                   "generatorURL", "");
 }
 
-static void send_next(struct pt_server *srv)
+void pt_alerts_deliver(struct pt_alerts *a, const struct pt_policy_alert *alert, double time)
 {
-  if (srv->wq_busy || !srv->wq_len || srv->shutting_down || !srv->httpc)
-    return;
-  size_t n = srv->wq_len < BATCH ? srv->wq_len : BATCH;
-  struct pt_buf b;
-  pt_buf_init(&b);
-  pt_buf_puts(&b, "[");
-  for (size_t i = 0; i < n; i++) {
-    if (i)
-      pt_buf_puts(&b, ",");
-    pt_buf_puts(&b, srv->wq[(srv->wq_head + i) % srv->wq_cap].json);
-  }
-  pt_buf_puts(&b, "]");
-  struct pt_http_request req = {
-    .method = "POST",
-    .url = srv->cfg.alert_webhook_url,
-    .body = b.data,
-    .body_len = b.len,
-    .content_type = "application/json",
-    .timeout_ms = (long)(srv->cfg.alert_webhook_timeout * 1000),
-    .max_body = 65536,
-  };
-  srv->wq_inflight = n;
-  srv->wq_busy = true;
-  if (pt_httpc_request(srv->httpc, &req, done_cb, srv, NULL) < 0) {
-    srv->wq_busy = false;
-    srv->webhook_failed++;
-    uv_timer_start(&srv->webhook_timer, retry_cb, 1000, 0);
-  }
-  pt_buf_close(&b);
+  a->by_severity[severity_index(alert->severity)]++;
+  PT_LOG_WARN("alert", "{s:s,s:s,s:s,s:O,s:s?,s:s?}", "alert", alert->name, "severity", alert->severity, "summary",
+              alert->summary ? alert->summary : "", "labels", alert->labels, "event", alert->event_type, "script",
+              alert->script);
+  if (a->webhook && !a->stopped)
+    pt_webhook_enqueue(a->webhook, alertmanager_json(alert, time));
 }
 
-void pt_server_webhook_enqueue(struct pt_server *srv, json_t *alert)
+void pt_alerts_stop(struct pt_alerts *a)
 {
-  char *js = json_dumps(alert, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
-  json_decref(alert);
-  if (!js)
-    return;
-  if (srv->wq_len == srv->wq_cap) {
-    /* The oldest alerts may be in flight: drop the new one instead. */
-    srv->webhook_dropped++;
-    free(js);
-    return;
-  }
-  srv->wq[(srv->wq_head + srv->wq_len) % srv->wq_cap].json = js;
-  srv->wq_len++;
-  send_next(srv);
+  a->stopped = true;
+  pt_webhook_stop(a->webhook);
 }
 
-void pt_server_webhook_close(struct pt_server *srv)
+void pt_alerts_stats(const struct pt_alerts *a, struct pt_alerts_stats *out)
 {
-  uv_timer_stop(&srv->webhook_timer);
-  if (srv->wq_len)
-    PT_LOG_WARN("alerts not delivered at shutdown", "{s:I}", "count", (json_int_t)srv->wq_len);
-  pop(srv, srv->wq_len);
+  memset(out, 0, sizeof(*out));
+  if (!a)
+    return;
+  memcpy(out->by_severity, a->by_severity, sizeof(out->by_severity));
+  if (a->webhook)
+    pt_webhook_stats(a->webhook, &out->webhook);
+}
+
+void pt_alerts_destroy(struct pt_alerts *a)
+{
+  if (!a)
+    return;
+  pt_webhook_destroy(a->webhook);
+  free(a);
 }

@@ -1,24 +1,22 @@
 /* Routes of the API port (REST, SSE, health, UI) and of the metrics port. */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "core/clock.h"
-#include "core/hash.h"
 #include "core/prom.h"
+#include "server/event.h"
 #include "server/report.h"
 #include "server/server_impl.h"
+#include "server/ui_dir.h"
 
 #define JSON_TYPE "application/json; charset=utf-8"
 
 const char *const pt_reject_reason_names[PT_REJECT_COUNT] = {
-  "unauthorized", "unsupported_media_type", "invalid", "throttled", "too_many_nodes",
+  "unauthorized", "unsupported_media_type", "invalid", "throttled", "too_many_nodes", "out_of_memory",
 };
 
 static void reply_json(struct pt_http_resp *resp, int status, json_t *body)
@@ -37,6 +35,16 @@ static void reply_error(struct pt_http_resp *resp, int status, const char *msg, 
 {
   pt_http_resp_error(resp, status, msg, field);
   pt_buf_puts(&resp->headers, "Cache-Control: no-store\r\n");
+}
+
+void pt_server_reply_json(struct pt_http_resp *resp, int status, json_t *body)
+{
+  reply_json(resp, status, body);
+}
+
+void pt_server_reply_error(struct pt_http_resp *resp, int status, const char *msg, const char *field)
+{
+  reply_error(resp, status, msg, field);
 }
 
 static json_t *now_json(void)
@@ -113,6 +121,12 @@ static void handle_report(struct pt_server *srv, const struct pt_http_req *req, 
     srv->reports_rejected[PT_REJECT_TOO_MANY_NODES]++;
     reply_error(resp, 503, "too many nodes", "nodeName");
     break;
+  case PT_APPLY_NOMEM:
+    /* Nothing was applied: the agent sends its full state again. */
+    srv->reports_rejected[PT_REJECT_NO_MEMORY]++;
+    pt_buf_puts(&resp->headers, "Retry-After: 1\r\n");
+    reply_error(resp, 503, "out of memory: report not applied", NULL);
+    break;
   }
   pt_report_free(&r);
 }
@@ -124,6 +138,11 @@ static const char *qparam(const struct pt_http_req *req, const char *key, char *
   if (r < 0)
     *bad = true;
   return r == 1 && *buf ? buf : NULL;
+}
+
+const char *pt_server_qparam(const struct pt_http_req *req, const char *key, char *buf, size_t len, bool *bad)
+{
+  return qparam(req, key, buf, len, bad);
 }
 
 static void handle_pulls(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp)
@@ -183,12 +202,17 @@ static void handle_nodes(struct pt_server *srv, const struct pt_http_req *req, s
                                    pt_store_nodes_json(srv->store, n)));
 }
 
-json_t *pt_server_snapshot(void *ud, const char *node, const char *ns)
+char *pt_server_snapshot(void *ud, const char *node, const char *ns)
 {
   struct pt_server *srv = ud;
   struct pt_pull_filter f = {.node = node, .ns = ns};
-  return json_pack("{s:o,s:o}", "pulls", pt_store_pulls_json(srv->store, &f, pt_clock_now()), "nodes",
-                   pt_store_nodes_json(srv->store, node));
+  double now = pt_clock_now();
+  json_t *ev = pt_event_envelope("snapshot", now);
+  json_object_set_new(ev, "pulls", pt_store_pulls_json(srv->store, &f, now));
+  json_object_set_new(ev, "nodes", pt_store_nodes_json(srv->store, node));
+  char *text = pt_event_dump(ev, NULL);
+  json_decref(ev);
+  return text;
 }
 
 static void handle_events(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp)
@@ -225,27 +249,32 @@ static void handle_readyz(struct pt_server *srv, struct pt_http_resp *resp)
 {
   json_t *checks = json_array();
   bool ok = true;
-  if (srv->policy) {
-    struct pt_policy_status st;
-    pt_policy_status(srv->policy, &st);
-    char detail[2300];
-    if (st.last_reload == 0)
-      snprintf(detail, sizeof(detail), "%zu scripts loaded; last reload failed, old policy kept: %s",
-               st.n_scripts, st.error);
-    else
-      snprintf(detail, sizeof(detail), "%zu scripts loaded", st.n_scripts);
-    json_t *c = json_pack("{s:s,s:b,s:s}", "name", "policy", "ok", st.loaded, "detail", detail);
-    json_object_set_new(c, "status", pt_policy_status_json(srv->policy));
-    json_array_append_new(checks, c);
-    ok &= st.loaded;
-  } else {
-    json_array_append_new(checks, json_pack("{s:s,s:b,s:s}", "name", "policy", "ok", 0, "detail", "no policy"));
-    ok = false;
-  }
+  struct pt_policy_status st;
+  pt_policy_status(srv->policy, &st);
+  char detail[2300];
+  if (st.last_reload == 0)
+    snprintf(detail, sizeof(detail), "%zu scripts loaded; last reload failed, old policy kept: %s", st.n_scripts,
+             st.error);
+  else
+    snprintf(detail, sizeof(detail), "%zu scripts loaded", st.n_scripts);
+  json_t *c = json_pack("{s:s,s:b,s:s}", "name", "policy", "ok", st.loaded, "detail", detail);
+  json_object_set_new(c, "status", pt_policy_status_json(srv->policy));
+  json_array_append_new(checks, c);
+  ok &= st.loaded;
   for (size_t i = 0; i < srv->nready; i++) {
     json_array_append_new(checks, json_pack("{s:s,s:b,s:s}", "name", srv->ready[i].name, "ok",
                                             srv->ready[i].ok, "detail", srv->ready[i].detail));
     ok &= srv->ready[i].ok;
+  }
+  if (srv->history) {
+    /* Degraded history does not make the server unready: the live view
+     * works, and taking the replica out of service would lose it too. */
+    struct pt_history_stats hs;
+    pt_history_stats(srv->history, &hs);
+    char hd[400];
+    snprintf(hd, sizeof(hd), hs.degraded ? "degraded: %s" : "ok", hs.last_error);
+    json_array_append_new(checks, json_pack("{s:s,s:b,s:s,s:b}", "name", "history", "ok", true, "detail", hd,
+                                            "degraded", hs.degraded));
   }
   if (srv->shutting_down)
     ok = false;
@@ -297,39 +326,13 @@ static bool safe_rel_path(const char *p)
   return true;
 }
 
-static bool serve_ui_dir(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp,
-                         const char *rel)
+/* A file of a UI table (embedded, or the snapshot of PULLTRACE_UI_DIR). */
+static bool serve_file(const struct pt_embedded_file *files, const uint64_t *etags,
+                       const struct pt_http_req *req, struct pt_http_resp *resp, const char *rel)
 {
-  /* Development override: files are read at request time (small, local). */
-  char path[4096];
-  snprintf(path, sizeof(path), "%s/%s", srv->cfg.ui_dir, rel);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return false;
-  struct stat st;
-  if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > 32 * 1024 * 1024) {
-    close(fd);
-    return false;
-  }
-  char *data = malloc((size_t)st.st_size + 1);
-  ssize_t got = data ? read(fd, data, (size_t)st.st_size) : -1;
-  close(fd);
-  if (got != st.st_size) {
-    free(data);
-    return false;
-  }
-  uint64_t h = pt_fnv1a(PT_FNV1A_INIT, data, (size_t)got);
-  serve_bytes(req, resp, rel, data, (size_t)got, h);
-  free(data);
-  return true;
-}
-
-static bool serve_embedded(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp,
-                           const char *rel)
-{
-  for (size_t i = 0; srv->ui && srv->ui[i].name; i++) {
-    if (strcmp(srv->ui[i].name, rel) == 0) {
-      serve_bytes(req, resp, rel, srv->ui[i].data, srv->ui[i].size, srv->ui_etags ? srv->ui_etags[i] : 0);
+  for (size_t i = 0; files && files[i].name; i++) {
+    if (strcmp(files[i].name, rel) == 0) {
+      serve_bytes(req, resp, rel, files[i].data, files[i].size, etags ? etags[i] : 0);
       return true;
     }
   }
@@ -354,14 +357,22 @@ static void handle_ui(struct pt_server *srv, const struct pt_http_req *req, stru
   if (!*rel)
     snprintf(rel, sizeof(rel), "index.html");
   bool has_ext = strchr(strrchr(rel, '/') ? strrchr(rel, '/') : rel, '.') != NULL;
-  bool have_ui = (srv->cfg.ui_dir && *srv->cfg.ui_dir) || srv->ui;
-  if (srv->cfg.ui_dir && *srv->cfg.ui_dir) {
-    if (serve_ui_dir(srv, req, resp, rel) || (!has_ext && serve_ui_dir(srv, req, resp, "index.html")))
+  bool from_dir = srv->cfg.ui_dir && *srv->cfg.ui_dir;
+  bool have_ui = from_dir || srv->ui;
+  const uint64_t *etags = srv->ui_etags;
+  const struct pt_embedded_file *files = srv->ui;
+  if (from_dir) {
+    /* The directory is read on the thread pool; only its first read can
+     * still be under way. */
+    files = pt_ui_dir_files(srv->ui_dir, &etags);
+    if (!files) {
+      pt_buf_puts(&resp->headers, "Retry-After: 1\r\n");
+      reply_error(resp, 503, "the web UI directory is being read", NULL);
       return;
-  } else if (srv->ui) {
-    if (serve_embedded(srv, req, resp, rel) || (!has_ext && serve_embedded(srv, req, resp, "index.html")))
-      return;
+    }
   }
+  if (serve_file(files, etags, req, resp, rel) || (!has_ext && serve_file(files, etags, req, resp, "index.html")))
+    return;
   if (!have_ui && strcmp(rel, "index.html") == 0) {
     resp->status = 200;
     resp->content_type = "text/html; charset=utf-8";
@@ -414,6 +425,8 @@ void pt_server_api_handle(void *ud, const struct pt_http_req *req, struct pt_htt
       return handle_nodes(srv, req, resp);
     if (strcmp(path, "/api/v1/events") == 0)
       return handle_events(srv, req, resp);
+    if (strncmp(path, "/api/v1/history", 15) == 0 && pt_server_history_handle(srv, req, resp))
+      return;
     return reply_error(resp, 404, "not found", NULL);
   }
   if (!get_like(req))

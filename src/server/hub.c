@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "core/buf.h"
-#include "core/clock.h"
 #include "core/log.h"
 #include "core/sse.h"
 
@@ -224,70 +223,36 @@ void pt_hub_destroy(struct pt_hub *hub)
   uv_close((uv_handle_t *)&hub->flush, handle_closed);
 }
 
-/* Filter keys of an event: its node and the namespaces of its pods. */
-static void filter_keys(const json_t *data, char **node, char **nss)
+char *pt_hub_nss_copy(const char *nss)
 {
-  *node = NULL;
-  *nss = NULL;
-  const json_t *pull = json_object_get(data, "pull");
-  const json_t *alert = json_object_get(data, "alert");
-  const json_t *n = json_object_get(data, "node");
-  const char *ns = NULL;
-  if (json_is_object(pull))
-    ns = json_string_value(json_object_get(pull, "node"));
-  else if (json_is_string(n))
-    ns = json_string_value(n);
-  else if (json_is_object(n))
-    ns = json_string_value(json_object_get(n, "name"));
-  else if (json_is_object(alert))
-    ns = json_string_value(json_object_get(alert, "node"));
-  if (ns)
-    *node = strdup(ns);
-
-  struct pt_buf b;
-  pt_buf_init(&b);
-  bool have = false;
-  if (json_is_object(pull)) {
-    have = true;
-    size_t i;
-    json_t *pod;
-    json_array_foreach(json_object_get(pull, "pods"), i, pod) {
-      const char *s = json_string_value(json_object_get(pod, "namespace"));
-      if (s)
-        pt_buf_append(&b, s, strlen(s) + 1);
-    }
-  } else if (json_is_array(json_object_get(data, "namespaces"))) {
-    have = true;
-    size_t i;
-    json_t *v;
-    json_array_foreach(json_object_get(data, "namespaces"), i, v) {
-      const char *s = json_string_value(v);
-      if (s)
-        pt_buf_append(&b, s, strlen(s) + 1);
-    }
-  } else if (json_is_object(alert)) {
-    const char *s = json_string_value(json_object_get(json_object_get(alert, "labels"), "namespace"));
-    if (s) {
-      have = true;
-      pt_buf_append(&b, s, strlen(s) + 1);
-    }
-  }
-  if (have) {
-    pt_buf_append(&b, "", 1);
-    *nss = pt_buf_steal(&b, NULL);
-  } else {
-    pt_buf_close(&b);
-  }
+  if (!nss)
+    return NULL;
+  size_t len = 0;
+  while (nss[len])
+    len += strlen(nss + len) + 1;
+  char *c = malloc(len + 1);
+  if (c)
+    memcpy(c, nss, len + 1);
+  return c;
 }
 
-uint64_t pt_hub_publish(struct pt_hub *hub, const char *type, const json_t *data)
+void pt_hub_set_next_id(struct pt_hub *hub, uint64_t id)
+{
+  if (id > hub->next_id && hub->count == 0)
+    hub->next_id = id;
+}
+
+uint64_t pt_hub_next_id(const struct pt_hub *hub)
+{
+  return hub->next_id;
+}
+
+uint64_t pt_hub_publish(struct pt_hub *hub, const char *type, const struct pt_hub_keys *keys, const char *data)
 {
   uint64_t id = hub->next_id++;
-  char *js = json_dumps(data, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
   struct pt_buf b;
   pt_buf_init(&b);
-  pt_sse_format_event(&b, id, type, js ? js : "{}");
-  free(js);
+  pt_sse_format_event(&b, id, type, data ? data : "{}");
   struct entry *e;
   if (hub->count == hub->opts.ring_size) {
     e = &hub->ring[hub->head];
@@ -299,7 +264,8 @@ uint64_t pt_hub_publish(struct pt_hub *hub, const char *type, const json_t *data
   }
   e->id = id;
   e->frame = pt_buf_steal(&b, &e->len);
-  filter_keys(data, &e->node, &e->nss);
+  e->node = keys && keys->node ? strdup(keys->node) : NULL;
+  e->nss = keys ? pt_hub_nss_copy(keys->nss) : NULL;
   hub->stats.events++;
   hub->stats.last_id = id;
   if (!e->frame)
@@ -337,17 +303,7 @@ struct pt_hub_subscription *pt_hub_subscription_new(struct pt_hub *hub, const ch
 
 static void send_snapshot(struct pt_hub *hub, struct client *c)
 {
-  json_t *data = json_object();
-  json_object_set_new(data, "v", json_integer(1));
-  json_object_set_new(data, "type", json_string("snapshot"));
-  char tb[40];
-  json_object_set_new(data, "time", json_string(pt_time_format(pt_clock_now(), tb, sizeof(tb))));
-  json_t *body = hub->snapshot ? hub->snapshot(hub->ud, c->node, c->ns) : NULL;
-  if (body)
-    json_object_update(data, body);
-  json_decref(body);
-  char *js = json_dumps(data, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
-  json_decref(data);
+  char *js = hub->snapshot ? hub->snapshot(hub->ud, c->node, c->ns) : NULL;
   struct pt_buf b;
   pt_buf_init(&b);
   pt_sse_format_event(&b, hub->next_id - 1, "snapshot", js ? js : "{}");

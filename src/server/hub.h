@@ -7,7 +7,6 @@
 #ifndef PT_SERVER_HUB_H
 #define PT_SERVER_HUB_H
 
-#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -15,9 +14,17 @@
 
 #include "core/http_server.h"
 
-/* Builds the data of a "snapshot" event for the given filters (either may be
- * NULL). Returns a new reference; the hub adds "v", "type" and "time". */
-typedef json_t *(*pt_hub_snapshot_fn)(void *ud, const char *node, const char *ns);
+/* Writes the complete data of a "snapshot" event for the given filters
+ * (either may be NULL): malloc'ed JSON text, or NULL. */
+typedef char *(*pt_hub_snapshot_fn)(void *ud, const char *node, const char *ns);
+
+/* The routing keys of an event: the hub delivers it to the subscribers whose
+ * filters it matches (pt_hub_filter_match) and knows nothing else about it. */
+struct pt_hub_keys {
+  const char *node; /* NULL: reaches every node filter */
+  const char *nss;  /* namespaces, NUL-separated and ending with "" (an empty
+                       list is ""); NULL: reaches every namespace filter */
+};
 
 struct pt_hub_options {
   size_t ring_size;        /* events kept for resumption; 4096 when 0 */
@@ -43,9 +50,18 @@ struct pt_hub *pt_hub_create(uv_loop_t *loop, const struct pt_hub_options *opts,
  * its timer is closed. Accepts NULL. */
 void pt_hub_destroy(struct pt_hub *hub);
 
-/* Numbers, frames, stores and sends one event. data must be an object; the hub
- * reads (never changes) it. Returns the event id. */
-uint64_t pt_hub_publish(struct pt_hub *hub, const char *type, const json_t *data);
+/* Numbers, frames, stores and sends one event: data is its JSON text, keys
+ * (copied) say whom it is for. Returns the event id. */
+uint64_t pt_hub_publish(struct pt_hub *hub, const char *type, const struct pt_hub_keys *keys, const char *data);
+
+/* The id the next event gets. Before the first event, the next id may be
+ * raised (to continue the sequence of an earlier process); later calls are
+ * ignored. */
+uint64_t pt_hub_next_id(const struct pt_hub *hub);
+void pt_hub_set_next_id(struct pt_hub *hub, uint64_t id);
+/* A copy of a NUL-separated namespace list (struct pt_hub_keys.nss), or NULL
+ * for NULL or without memory. */
+char *pt_hub_nss_copy(const char *nss);
 
 /* Context of a client about to start streaming (allocated by
  * pt_hub_subscription_new(), owned by the hub afterwards). */

@@ -44,6 +44,35 @@ static void policy_error(void *ud, const char *hook, const char *script, const c
   pt_buf_close(&l);
 }
 
+/* Shown only with a data directory (docs/history.md). */
+static void history_metrics(struct pt_server *srv, struct pt_buf *out)
+{
+  if (!srv->history)
+    return;
+  struct pt_history_stats s;
+  pt_history_stats(srv->history, &s);
+  counter(out, "pulltrace_history_records_written_total", "Records (pulls, alerts) committed to the history",
+          (double)s.records_written);
+  counter(out, "pulltrace_history_transactions_total", "Transactions committed by the history writer",
+          (double)s.transactions);
+  counter(out, "pulltrace_history_write_errors_total", "History transactions that failed (disk full, I/O error)",
+          (double)s.errors);
+  counter(out, "pulltrace_history_records_dropped_total",
+          "Records lost with a failed transaction or a full write queue", (double)s.records_dropped);
+  pt_prom_family(out, "pulltrace_history_deleted_total", "counter", "Rows removed by retention, by reason");
+  labeled(out, "pulltrace_history_deleted_total", "reason", "age", (double)s.deleted_age);
+  labeled(out, "pulltrace_history_deleted_total", "reason", "size", (double)s.deleted_size);
+  gauge(out, "pulltrace_history_queue_depth", "Records waiting for the history writer", (double)s.queue_depth);
+  gauge(out, "pulltrace_history_database_bytes", "Size of the history database file", (double)s.db_bytes);
+  gauge(out, "pulltrace_history_degraded",
+        "1 while history writes fail (the live view goes on, finished pulls are not kept)", s.degraded ? 1 : 0);
+  gauge(out, "pulltrace_history_events_waiting", "Events held until the history commits their records",
+        (double)srv->outbox.count);
+  counter(out, "pulltrace_history_events_late_total",
+          "Events sent before their records were committed because the writer was late",
+          (double)srv->outbox_released_late);
+}
+
 void pt_server_metrics_render(struct pt_server *srv, struct pt_buf *out)
 {
   const struct pt_store_counters *c = pt_store_counters(srv->store);
@@ -129,35 +158,35 @@ void pt_server_metrics_render(struct pt_server *srv, struct pt_buf *out)
     labeled(out, "pulltrace_policy_seconds_total", "hook", pt_policy_hook_name(i), pc.seconds[i]);
   pt_prom_family(out, "pulltrace_policy_errors_total", "counter",
                  "Policy hook errors, by hook, script and reason (runtime, budget, memory, invalid_return)");
-  if (srv->policy) {
-    struct err_ctx ec = {out};
-    pt_policy_foreach_error(srv->policy, policy_error, &ec);
-  }
+  struct err_ctx ec = {out};
+  pt_policy_foreach_error(srv->policy, policy_error, &ec);
   pt_prom_family(out, "pulltrace_policy_reloads_total", "counter", "Policy reloads, by result");
   labeled(out, "pulltrace_policy_reloads_total", "result", "success", (double)pc.reloads_ok);
   labeled(out, "pulltrace_policy_reloads_total", "result", "failure", (double)pc.reloads_failed);
   gauge(out, "pulltrace_policy_memory_bytes", "Heap of the running Lua VM", (double)pc.memory_bytes);
 
+  struct pt_alerts_stats as;
+  pt_alerts_stats(srv->alerts, &as);
   pt_prom_family(out, "pulltrace_alerts_total", "counter", "Alerts raised by the policy, by severity");
-  static const char *const sev[] = {"info", "warning", "critical", "other"};
-  for (int i = 0; i < PT_SEVERITY_COUNT; i++)
-    labeled(out, "pulltrace_alerts_total", "severity", sev[i], (double)srv->alerts[i]);
+  for (int i = 0; i < PT_ALERT_SEVERITIES; i++)
+    labeled(out, "pulltrace_alerts_total", "severity", pt_alert_severity_names[i], (double)as.by_severity[i]);
   counter(out, "pulltrace_alerts_suppressed_total", "Repeated alerts suppressed within the repeat interval",
           (double)pc.alerts_suppressed);
   pt_prom_family(out, "pulltrace_alert_webhook_deliveries_total", "counter",
                  "Alerts handed to the webhook, by result (sent, dropped after retries or a full queue)");
-  labeled(out, "pulltrace_alert_webhook_deliveries_total", "result", "sent", (double)srv->webhook_sent);
-  labeled(out, "pulltrace_alert_webhook_deliveries_total", "result", "dropped", (double)srv->webhook_dropped);
+  labeled(out, "pulltrace_alert_webhook_deliveries_total", "result", "sent", (double)as.webhook.sent);
+  labeled(out, "pulltrace_alert_webhook_deliveries_total", "result", "dropped", (double)as.webhook.dropped);
   counter(out, "pulltrace_alert_webhook_failures_total", "Failed webhook requests (each is retried)",
-          (double)srv->webhook_failed);
-  gauge(out, "pulltrace_alert_webhook_queue", "Alerts waiting for webhook delivery", (double)srv->wq_len);
+          (double)as.webhook.failed);
+  gauge(out, "pulltrace_alert_webhook_queue", "Alerts waiting for webhook delivery", (double)as.webhook.queued);
 
   pt_prom_family(out, "pulltrace_kube_watch_restarts_total", "counter", "Kubernetes watch restarts, by resource");
-  labeled(out, "pulltrace_kube_watch_restarts_total", "resource", "pods", (double)srv->watch_restarts[0]);
-  labeled(out, "pulltrace_kube_watch_restarts_total", "resource", "events", (double)srv->watch_restarts[1]);
-  gauge(out, "pulltrace_kube_pods", "Pods known from the Kubernetes API", (double)g.pods);
   struct pt_kube_stats ks = {0};
   pt_kube_stats(srv->kube, &ks);
+  for (int i = 0; i < PT_KUBE_RESOURCES; i++)
+    labeled(out, "pulltrace_kube_watch_restarts_total", "resource", pt_kube_resource_name(i),
+            (double)ks.watch_restarts[i]);
+  gauge(out, "pulltrace_kube_pods", "Pods known from the Kubernetes API", (double)g.pods);
   gauge(out, "pulltrace_kube_synced", "1 once the Kubernetes pod and event caches are synced (0 also when off)",
         ks.synced ? 1 : 0);
   pt_prom_family(out, "pulltrace_kube_relists_total", "counter",
@@ -177,6 +206,8 @@ void pt_server_metrics_render(struct pt_server *srv, struct pt_buf *out)
   labeled(out, "pulltrace_kube_events_total", "outcome", "new", (double)ks.events_applied);
   labeled(out, "pulltrace_kube_events_total", "outcome", "historic", (double)ks.events_historic);
   labeled(out, "pulltrace_kube_events_total", "outcome", "duplicate", (double)ks.events_duplicate);
+
+  history_metrics(srv, out);
 
   struct pt_http_server_stats st = {0};
   if (srv->http)

@@ -3,10 +3,16 @@
  *
  * The store is plain C data keyed by hash tables; it never does I/O. It
  * applies validated agent reports, derives per-pull figures through the
- * policy (rate/ETA, correlation, eviction), and describes every change as an
- * event (type + JSON data as documented in docs/api.md) through the on_event
- * callback, which the server turns into SSE frames. Alert-worthy events are
- * also handed to the policy's alert hooks (pt_policy_emit).
+ * policy (rate/ETA, correlation, eviction), and describes every change as a
+ * typed change record (server/change.h) through the on_change callback; the
+ * server serializes them for the event stream. Alert-worthy changes are also
+ * handed to the policy's alert hooks, whose alerts come back out of the store
+ * as PT_CHANGE_ALERT records.
+ *
+ * Its parts, one job per file: store.c (tables, the per-node index and the
+ * pulls' lifecycle), store_report.c (agent reports and their rate limit),
+ * store_kube.c (pods and kubelet events), store_policy.c (the calls into the
+ * policy), store_views.c (the JSON views of docs/api.md).
  *
  * Times are epoch seconds passed in by the caller ("now"), so tests drive the
  * clock. */
@@ -19,6 +25,7 @@
 #include <stdint.h>
 
 #include "policy/policy.h"
+#include "server/change.h"
 #include "server/report.h"
 
 enum pt_pull_state {
@@ -66,7 +73,6 @@ struct pt_pull {
   size_t nlayers;
   struct pt_pod_ref *pods;
   size_t npods;
-  uint64_t correlated_gen; /* kube generation the pods were computed for */
   char *error_reason, *error_message;
   uint64_t report_gen;     /* generation of the node report that last named it */
   /* kubelet's `Successfully pulled image "X" in 1.2s (1.5s including
@@ -93,18 +99,17 @@ struct pt_node {
   size_t pulls_active, pulls_total;
 };
 
-/* Called for every change; data is borrowed (incref to keep it). */
-typedef void (*pt_store_event_fn)(void *ud, const char *type, json_t *data);
-
 struct pt_store_options {
-  struct pt_policy *policy;     /* NULL: built-in minimal C behaviour (tests) */
+  /* Required: rate, eviction and correlation are the policy's decisions (its
+   * C defaults in src/policy/fallback.c when a hook fails). The store
+   * receives the policy's alerts (pt_policy_set_alert_cb) while it uses it. */
+  struct pt_policy *policy;
   double node_lost_grace;       /* node lost after this silence; 120 s when 0 */
   double lag_intervals;         /* lagging after this many intervals; 3 when 0 */
   double report_min_interval;   /* rate limit per node; 0 = no limit */
   double report_burst;          /* bucket size; 10 when 0 */
   size_t max_nodes;             /* 10000 when 0 */
-  double history_ttl;           /* only used without a policy; 1800 s when 0 */
-  pt_store_event_fn on_event;
+  pt_change_fn on_change;       /* every change, in order; may be NULL */
   void *ud;
 };
 
@@ -114,6 +119,8 @@ extern const char *const pt_store_fail_reasons[PT_STORE_FAIL_REASONS];
 
 struct pt_store_counters {
   uint64_t pulls_started, pulls_completed, pulls_failed, pulls_lost, pulls_evicted;
+  uint64_t pulls_superseded;   /* kubelet-only pulls merged into the agent pull of their retry */
+  uint64_t pulls_restored;     /* put back from the history at startup (pt_store_restore_pull) */
   uint64_t failed_by_reason[PT_STORE_FAIL_REASONS]; /* pulls_failed by kubelet reason */
   uint64_t bytes;              /* bytes downloaded (cached layers excluded) */
   uint64_t stalls;             /* transitions to stalled */
@@ -133,23 +140,27 @@ struct pt_store_gauges {
 
 struct pt_store;
 
+/* NULL without a policy or without memory. */
 struct pt_store *pt_store_create(const struct pt_store_options *opts);
+/* Accepts NULL. Gives the policy's alert callback back (NULL). */
 void pt_store_destroy(struct pt_store *s);
-void pt_store_set_policy(struct pt_store *s, struct pt_policy *policy);
 
 enum pt_apply_result {
   PT_APPLY_APPLIED = 0,
   PT_APPLY_STALE,      /* same bootId, seq not newer: ignored */
   PT_APPLY_THROTTLED,  /* too frequent: rejected, nothing applied */
   PT_APPLY_FULL,       /* a new node over max_nodes: rejected */
+  PT_APPLY_NOMEM,      /* out of memory: rejected, nothing applied */
 };
-/* Replaces the node's state with a validated report. */
+/* Replaces the node's state with a validated report, entirely or not at all:
+ * everything the report needs is allocated before the first change. */
 enum pt_apply_result pt_store_apply_report(struct pt_store *s, const struct pt_report *r, double now);
 /* Seconds until the node may report again (for Retry-After). */
 double pt_store_retry_after(struct pt_store *s, const char *node, double now);
 
 /* Periodic work: node lagging/lost, eviction through the policy, stall
- * alerts, re-correlation after Kubernetes changes. Call every second or so. */
+ * alerts, re-correlation of the pulls on the nodes whose pods or kubelet
+ * events changed. Call every second or so. */
 void pt_store_tick(struct pt_store *s, double now);
 
 /* --- queries -------------------------------------------------------------- */
@@ -173,19 +184,43 @@ json_t *pt_store_pulls_json(const struct pt_store *s, const struct pt_pull_filte
 json_t *pt_store_nodes_json(const struct pt_store *s, const char *node_filter);
 
 const struct pt_store_counters *pt_store_counters(const struct pt_store *s);
+/* Checks the store's invariants: every pull indexed once under its node and
+ * nothing else in the index, nodes' active counts, the pull count against
+ * started + restored - evicted - superseded. Returns 0, or -EFAULT with the first broken
+ * one in err. For tests and fuzzers: it walks every table. */
+int pt_store_check(const struct pt_store *s, char *err, size_t errlen);
 void pt_store_gauges(const struct pt_store *s, struct pt_store_gauges *out);
+
+/* --- persistence (server/history.h) ---------------------------------------
+ *
+ * The persisted form of a pull: a new JSON object with every field of the
+ * record (times as epoch seconds), or NULL without memory. */
+json_t *pt_store_pull_record(const struct pt_pull *p);
+/* Puts a pull back into the tables from its persisted form, without a change
+ * record (it is part of the next snapshot). A pull in flight keeps its state
+ * until its agent reports it again (then it continues under the same id with
+ * no second pull.started) or its node stays silent for the lost grace.
+ * Returns 0, -EINVAL for a malformed record, -EEXIST when the id is taken or
+ * -ENOMEM. */
+int pt_store_restore_pull(struct pt_store *s, const json_t *record, double now);
+/* A pull of its own (outside any store) from a persisted record, e.g. to
+ * show it with pt_store_pull_json(); NULL with *err set (-EINVAL, -ENOMEM). */
+struct pt_pull *pt_pull_from_record(const json_t *record, int *err);
+void pt_pull_free(struct pt_pull *p);
 
 /* --- Kubernetes data (for a watcher) --------------------------------------
  *
  * pod: {"namespace","name","uid","node","containers":[{"name","image"}],
  *       "initContainers":[...], ...} as the policy's correlation hook reads it
  *       (extra members pass through to the scripts).
- * event: {"namespace","pod","node","reason","message","firstTimestamp",
- *         "lastTimestamp","count"} with times as epoch seconds; "node" may
- *         be omitted when the pod is known. "image" (the reference kubelet
- *         named) is used when present; "historic": true (an event from before
- *         the server started) records it for correlation only, it never
- *         creates or fails a pull.
+ * event: the watcher's slim event (pt_kube_event_slim): {"namespace","pod",
+ *         "node","reason","message","kind","image","durationSeconds",
+ *         "waitingSeconds","firstTimestamp","lastTimestamp","count"} with
+ *         times as epoch seconds; "node" may be omitted when the pod is
+ *         known. kubelet's message is parsed once, by the watcher: the store
+ *         reads its kind, image and durations from those members. "historic":
+ *         true (an event from before the server started) records it for
+ *         correlation only, it never creates or fails a pull.
  * Both are copied. Changes make the store re-run correlation for the pulls of
  * the affected node on the next tick. */
 int pt_store_pod_upsert(struct pt_store *s, const json_t *pod);

@@ -1,0 +1,111 @@
+/* Private to the store's files (store*.c): the tables, the per-node index and
+ * the helpers the parts share. Nothing outside the store includes this. */
+#ifndef PT_SERVER_STORE_IMPL_H
+#define PT_SERVER_STORE_IMPL_H
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/map.h"
+#include "server/store.h"
+
+/* The pulls of one node (agent and kubelet ones, also for nodes without an
+ * agent), so that the work of a report or a kubelet event is proportional to
+ * that node's pulls rather than to every pull in the tables (the history of a
+ * big cluster holds many thousands). */
+struct pull_list {
+  struct pt_pull **v;
+  size_t n, cap;
+};
+
+struct pt_store {
+  struct pt_store_options opts;
+  struct pt_map pulls;   /* id -> struct pt_pull */
+  struct pt_map nodes;   /* name -> struct pt_node */
+  struct pt_map pods;    /* "ns/name" -> json_t */
+  struct pt_map by_node; /* node name -> struct pull_list: that node's pulls (borrowed) */
+  /* Nodes whose pods or kubelet events changed since the last tick: only
+   * their pulls can correlate differently (correlation looks at the pull's
+   * node only). Values are unused (non-NULL). */
+  struct pt_map kube_dirty;
+  json_t *events;        /* recent kubelet events, oldest first */
+  uint64_t report_gen;
+  double alert_time; /* "now" of the alert hooks' call in progress */
+  struct pt_store_counters counters;
+};
+
+static inline char *store_strdup(const char *s)
+{
+  return s ? strdup(s) : NULL;
+}
+
+static inline bool store_streq(const char *a, const char *b)
+{
+  return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* Replaces *dst with a copy of src; returns true when the value changed. */
+static inline bool store_set_str(char **dst, const char *src)
+{
+  if (store_streq(*dst, src))
+    return false;
+  free(*dst);
+  *dst = store_strdup(src);
+  return true;
+}
+
+static inline bool pull_is_active(const struct pt_pull *p)
+{
+  return p->state == PT_PULL_PULLING || p->state == PT_PULL_STALLED;
+}
+
+/* --- store.c: tables, index, lifecycle ----------------------------------- */
+void store_pull_free(struct pt_pull *p);
+void store_free_layers(struct pt_layer *l, size_t n);
+void store_free_pods(struct pt_pod_ref *p, size_t n);
+/* A new node in the table, or NULL without memory. */
+struct pt_node *store_add_node(struct pt_store *s, const char *name, double now);
+void store_remove_node(struct pt_store *s, struct pt_node *n);
+/* The node's pulls (an empty list when it has none). */
+const struct pull_list *store_node_pulls(const struct pt_store *s, const char *node);
+/* Inserts a new pull in the tables and the index; on failure the pull is
+ * freed and -ENOMEM returned. */
+int store_add_pull(struct pt_store *s, struct pt_pull *p);
+/* Takes the pull out of the tables and the index and frees it. */
+void store_remove_pull(struct pt_store *s, struct pt_pull *p);
+void store_count_node_pulls(struct pt_store *s, struct pt_node *n);
+void store_mark_lost(struct pt_store *s, struct pt_pull *p, const char *reason, const char *msg, double now);
+/* A pull reached completed: counters and the duration histogram. */
+void store_complete_pull(struct pt_store *s, struct pt_pull *p, double now);
+
+/* Change records with the pull's keys. */
+void store_emit_pull(struct pt_store *s, enum pt_change_type t, const struct pt_pull *p, bool layers, double now);
+void store_emit_layer(struct pt_store *s, enum pt_change_type t, const struct pt_pull *p, const struct pt_layer *l,
+                      double now);
+void store_emit_node(struct pt_store *s, const struct pt_node *n, double now);
+void store_emit_evicted(struct pt_store *s, const struct pt_pull *p, const struct pt_pull *by, double now);
+void store_emit(struct pt_store *s, const struct pt_change *c);
+
+/* --- store_policy.c: the policy's decisions ------------------------------- */
+void store_rate_update(struct pt_store *s, struct pt_pull *p, double now);
+enum pt_policy_evict_decision store_evict_decision(struct pt_store *s, const struct pt_pull *p,
+                                                   const struct pt_node *n, double now);
+/* Re-runs correlation; emits pull.progress when the pods or the image changed
+ * and emit_change is set. */
+void store_correlate(struct pt_store *s, struct pt_pull *p, double now, bool emit_change);
+/* Hands a pull event to the policy's alert hooks (stalled_seconds < 0: none). */
+void store_policy_emit(struct pt_store *s, const char *type, const struct pt_pull *p, double now,
+                       double stalled_seconds);
+/* The policy's alerts come back through here as PT_CHANGE_ALERT records. */
+void store_on_policy_alert(void *store, const struct pt_policy_alert *alert);
+
+/* --- store_kube.c: kubelet reconciliation -------------------------------- */
+/* Resolves the failed kubelet-only pulls of agent pull a's image on its node
+ * in a's favour; returns true when a changed. */
+bool store_supersede_kubelet_pulls(struct pt_store *s, struct pt_pull *a, double now);
+/* Marks a node's pulls for re-correlation on the next tick. */
+int store_kube_touch(struct pt_store *s, const char *node);
+/* Re-correlates the pulls of the nodes touched since the last call. */
+void store_kube_recorrelate(struct pt_store *s, double now);
+
+#endif
