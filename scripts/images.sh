@@ -169,7 +169,7 @@ ca_bundle=/etc/ssl/certs/ca-certificates.crt
 
 echo "images.sh: building $name (tree $tree, revision $revision)"
 t0=$(date +%s)
-"${buildah[@]}" bud --isolation chroot --pull-never --layers=false --rm "${secret[@]}" \
+"${buildah[@]}" bud --isolation chroot --pull-never --layers=false --force-rm "${secret[@]}" \
   --build-arg VERSION="$app_version" --build-arg REVISION="$revision" \
   -t "$name" -f "$ctx/Dockerfile" "$ctx"
 mkdir -p "$(dirname "$built")"
