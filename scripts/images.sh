@@ -57,6 +57,9 @@ output=$(cd "$output" && pwd)
 # One build at a time per cache (the storage and the tarballs are shared).
 exec 9>"$cache/.lock"
 flock 9
+# buildah's and mmdebstrap's temporary files too (buildah defaults to /var/tmp).
+export TMPDIR="$cache/tmp"
+mkdir -p "$TMPDIR"
 
 # The source tree's identity: the tree object of HEAD, or, when the working tree differs,
 # the tree git would record for it (tracked and untracked files, ignored ones left out),
