@@ -14,8 +14,8 @@ build=(build-essential cmake pkg-config libuv1-dev liblua5.4-dev lua5.4 lua-cjso
 components=(containerd runc docker-registry skopeo umoci nginx-light openssl)
 docs=(mkdocs mkdocs-material python3-pymdownx)
 images=(buildah mmdebstrap skopeo uidmap)  # scripts/images.sh: the Dockerfile without a Docker engine
-test=(libcmocka-dev lua-busted shellcheck python3-pytest python3-requests python3-jsonschema python3-yaml clang
-      libclang-rt-14-dev prometheus chromium "${components[@]}" "${docs[@]}" "${images[@]}")
+test=(libcmocka-dev lua-busted shellcheck python3-pytest python3-requests python3-jsonschema python3-yaml tmux clang
+      libclang-rt-14-dev prometheus prometheus-alertmanager chromium "${components[@]}" "${docs[@]}" "${images[@]}")
 demo=(python3-requests wrk "${components[@]}")  # wrk: bench/server
 
 usage() { sed -n '2,7s/^# \{0,1\}//p' "$0"; }
