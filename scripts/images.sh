@@ -75,8 +75,13 @@ revision=$(git -C "$root" rev-parse HEAD)
 # leaves out, e.g. the tests, the docs and this script, do not count) and the tag. A later
 # commit that changes none of them reuses the image, whose revision label then names the
 # first commit with these exact sources.
+# A `!` exception could bring back a file under such a path: then every file counts.
+ignored=""
+if [[ -r $root/.dockerignore ]] && ! grep -q '^[[:space:]]*!' "$root/.dockerignore"; then
+  ignored=$(sed -n 's#^/\{0,1\}\([A-Za-z0-9._/-]*[A-Za-z0-9._-]\)/\{0,1\}$#\1#p' "$root/.dockerignore")
+fi
 key=$({ git -C "$root" ls-tree -r "$tree" |
-          awk -F '\t' -v ignore="$(sed -n 's#^/\{0,1\}\([A-Za-z0-9._/-]*[A-Za-z0-9._-]\)/\{0,1\}$#\1#p' "$root/.dockerignore")" '
+          awk -F '\t' -v ignore="$ignored" '
             BEGIN { n = split(ignore, paths, "\n") }
             { for (i = 1; i <= n; i++)
                 if ($2 == paths[i] || index($2, paths[i] "/") == 1) next
