@@ -97,18 +97,17 @@ static void on_change(void *ud, const struct pt_change *c)
     return;
   }
   /* The namespaces as the hub wants them: NUL-separated, ending with "". */
-  struct pt_buf nss;
-  pt_buf_init(&nss);
+  struct pt_buf *nss = &srv->nss;
+  pt_buf_reset(nss);
   if (c->keys.namespaced) {
     for (size_t i = 0; i < c->keys.npods; i++)
-      pt_buf_append(&nss, c->keys.pods[i].ns, strlen(c->keys.pods[i].ns) + 1);
+      pt_buf_append(nss, c->keys.pods[i].ns, strlen(c->keys.pods[i].ns) + 1);
     if (c->keys.ns)
-      pt_buf_append(&nss, c->keys.ns, strlen(c->keys.ns) + 1);
-    pt_buf_append(&nss, "", 1);
+      pt_buf_append(nss, c->keys.ns, strlen(c->keys.ns) + 1);
+    pt_buf_append(nss, "", 1);
   }
-  struct pt_hub_keys keys = {.node = c->keys.node, .nss = c->keys.namespaced ? nss.data : NULL};
+  struct pt_hub_keys keys = {.node = c->keys.node, .nss = c->keys.namespaced && !nss->oom ? nss->data : NULL};
   pt_hub_publish(srv->hub, pt_change_type_name(c->type), &keys, text);
-  pt_buf_close(&nss);
   free(text);
 }
 
@@ -129,6 +128,7 @@ static void create_failed(struct pt_server *srv)
   pt_http_server_destroy(srv->metrics);
   pt_alerts_destroy(srv->alerts);
   pt_httpc_destroy(srv->httpc);
+  pt_buf_close(&srv->nss);
   free(srv);
 }
 
@@ -144,6 +144,7 @@ struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_confi
   srv->cfg = *cfg;
   srv->policy = policy;
   srv->started_at = pt_clock_now();
+  pt_buf_init(&srv->nss);
   snprintf(srv->default_headers, sizeof(srv->default_headers), "%s", security_headers);
   struct pt_store_options so = {
     .policy = policy,
@@ -273,6 +274,7 @@ void pt_server_destroy(struct pt_server *srv)
     return;
   pt_store_destroy(srv->store);
   free(srv->ui_etags);
+  pt_buf_close(&srv->nss);
   free(srv);
 }
 

@@ -40,6 +40,7 @@ struct pt_server {
   struct pt_store *store;
   struct pt_hub *hub;
   struct pt_alerts *alerts;
+  struct pt_buf nss; /* scratch: an event's namespaces for the hub, reused */
   struct pt_http_server *http, *metrics;
   struct pt_httpc *httpc;
   struct pt_kube *kube;   /* NULL when Kubernetes is off; owned by main */
