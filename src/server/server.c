@@ -89,7 +89,7 @@ static void on_change(void *ud, const struct pt_change *c)
     pt_alerts_deliver(srv->alerts, c->alert, c->time);
   if (!srv->hub)
     return;
-  json_t *ev = pt_event_json(c);
+  json_t *ev = pt_event_json(c, &srv->event_time);
   char *text = ev ? pt_event_dump(ev, NULL) : NULL;
   json_decref(ev);
   if (!text) {
