@@ -57,7 +57,8 @@ function M.failed()
   end
 end
 
-pulltrace.on("pull.stalled", M.stalled(pulltrace.duration(pulltrace.settings.stallAlertAfter or "2m")))
+-- The host always sets the built-in settings (their defaults live in its configuration table).
+pulltrace.on("pull.stalled", M.stalled(pulltrace.duration(pulltrace.settings.stallAlertAfter)))
 pulltrace.on("pull.failed", M.failed())
 
 return M

@@ -36,7 +36,8 @@ function M.new(ttl, grace)
   end
 end
 
+-- The host always sets the built-in settings (their defaults live in its configuration table).
 local s = pulltrace.settings
-pulltrace.evict(M.new(pulltrace.duration(s.historyTTL or "30m"), pulltrace.duration(s.nodeLostGrace or "2m")))
+pulltrace.evict(M.new(pulltrace.duration(s.historyTTL), pulltrace.duration(s.nodeLostGrace)))
 
 return M

@@ -56,6 +56,7 @@ function M.new(half_life)
   end
 end
 
-pulltrace.rate(M.new(pulltrace.duration(pulltrace.settings.rateHalfLife or "10s")))
+-- The host always sets the built-in settings (their defaults live in its configuration table).
+pulltrace.rate(M.new(pulltrace.duration(pulltrace.settings.rateHalfLife)))
 
 return M

@@ -13,7 +13,6 @@ Usage: /usr/bin/python3 bench/agent/bench_agent.py [BUILD_DIR]   (prints JSON)
 """
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -22,15 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "spec" / "e2e"))
 
-from harness import Stack, wait_until  # noqa: E402
+from harness import Stack, cpu_seconds, wait_until  # noqa: E402
 
 IMAGES, LAYERS, LAYER_BYTES, RATE, WINDOW = 17, 3, 2 << 20, 16 << 10, 20.0
-
-
-def proc_cpu(pid):
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / tick
 
 
 def proc_mem(pid):
@@ -56,9 +49,9 @@ def main():
                    60, interval=0.5, what="ingests active")
         time.sleep(2)
         ingests_before = len(stack.containerd.active_ingests())
-        n0, c0 = len(receiver.reports), proc_cpu(agent.pid)
+        n0, c0 = len(receiver.reports), cpu_seconds(agent.pid)
         time.sleep(WINDOW)
-        n1, c1 = len(receiver.reports), proc_cpu(agent.pid)
+        n1, c1 = len(receiver.reports), cpu_seconds(agent.pid)
         mem = proc_mem(agent.pid)
         ingests_after = len(stack.containerd.active_ingests())
         last = receiver.reports[-1]

@@ -42,23 +42,12 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "spec" / "e2e"))
 
-from harness import Proc, find_binary, free_port, wait_until  # noqa: E402
+from harness import Proc, Server, cpu_seconds, find_binary, free_port, wait_until  # noqa: E402
 
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+TASKSET = shutil.which("taskset") or "/usr/bin/taskset"
 SERVER_CPU, LOAD_CPU = "0", "1"
-
-
-def proc_cpu(pid):
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def proc_rss_kib(pid):
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return None
 
 
 def raise_nofile():
@@ -66,47 +55,12 @@ def raise_nofile():
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def metric(text, name, labels=""):
-    m = re.search(r"^" + re.escape(name + (("{" + labels + "}") if labels else "")) + r" (\S+)$",
-                  text, re.M)
-    return float(m.group(1)) if m else None
-
-
-class Server:
-    def __init__(self, build, workdir, **env):
-        self.port, self.mport = free_port(), free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        binary = find_binary("pulltrace-server", build)
-        full = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-                "PULLTRACE_HTTP_ADDR": f"127.0.0.1:{self.port}",
-                "PULLTRACE_METRICS_ADDR": f"127.0.0.1:{self.mport}",
-                "PULLTRACE_LOG_LEVEL": "warn", "PULLTRACE_KUBERNETES": "off",
-                "PULLTRACE_REPORT_MIN_INTERVAL": "0"}
-        full.update({k: str(v) for k, v in env.items()})
-        self.proc = Proc("pulltrace-server", ["taskset", "-c", SERVER_CPU, binary],
-                         Path(workdir) / f"server-{self.port}.log", env=full)
-
-    def start(self):
-        self.proc.start()
-        wait_until(self._ready, 10, what="pulltrace-server")
-        return self
-
-    def _ready(self):
-        self.proc.ensure_alive()
-        try:
-            return requests.get(self.url + "/healthz", timeout=1).ok
-        except requests.RequestException:
-            return False
-
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def metrics(self):
-        return requests.get(f"http://127.0.0.1:{self.mport}/metrics", timeout=10).text
-
-    def stop(self):
-        self.proc.stop()
+def start_server(build, work, scenario, **env):
+    """pulltrace-server pinned to SERVER_CPU, its log in `work`."""
+    return Server(find_binary("pulltrace-server", build), Path(work) / f"server-{scenario}.log",
+                  env=dict({"PULLTRACE_LOG_LEVEL": "warn", "PULLTRACE_KUBERNETES": "off",
+                            "PULLTRACE_REPORT_MIN_INTERVAL": "0"}, **env),
+                  wrap=[TASKSET, "-c", SERVER_CPU]).start(timeout=10)
 
 
 def wrk(url, nodes, seconds, conns, pace_ms=0, rounds=0, prefix="bench-node", extra_env=None):
@@ -127,26 +81,26 @@ def wrk(url, nodes, seconds, conns, pace_ms=0, rounds=0, prefix="bench-node", ex
 
 
 def cpu_during(pid, fn):
-    c0, t0 = proc_cpu(pid), time.monotonic()
+    c0, t0 = cpu_seconds(pid), time.monotonic()
     res = fn()
-    c1, t1 = proc_cpu(pid), time.monotonic()
+    c1, t1 = cpu_seconds(pid), time.monotonic()
     return res, round(100.0 * (c1 - c0) / (t1 - t0), 1), c1 - c0
 
 
 def scenario_ingest(build, work):
-    srv = Server(build, work).start()
+    srv = start_server(build, work, "ingest")
     try:
         res, cpu, cpu_s = cpu_during(srv.pid, lambda: wrk(srv.url + "/api/v1/report", 500, 15, 16))
-        text = srv.metrics()
-        applied = metric(text, "pulltrace_agent_reports_total", 'result="applied"')
+        m = srv.metrics()
+        applied = m.value("pulltrace_agent_reports_total", {"result": "applied"})
         return {"scenario": "ingest", "nodes": 500, "pulls_per_report": 5, "layers_per_pull": 8,
                 "reports_per_sec": res["rps"], "latency_us": res["latency_us"],
                 "non2xx": res["non2xx"], "mean_body_bytes": res["mean_body_bytes"],
                 "server_cpu_percent": cpu,
                 "server_cpu_us_per_report": round(1e6 * cpu_s / max(1, applied), 1),
-                "applied": applied, "pulls_in_tables": metric(text, "pulltrace_pulls_total"),
-                "events_published": metric(text, "pulltrace_sse_events_total"),
-                "rss_kib_after": proc_rss_kib(srv.pid), "wrk": res["command"]}
+                "applied": applied, "pulls_in_tables": m.value("pulltrace_pulls_total"),
+                "events_published": m.value("pulltrace_sse_events_total"),
+                "rss_kib_after": srv.rss_kib(), "wrk": res["command"]}
     finally:
         srv.stop()
 
@@ -198,22 +152,22 @@ http {{
 
 
 def scenario_paced(build, work):
-    srv = Server(build, work).start()
+    srv = start_server(build, work, "paced")
     try:
         res, cpu, _ = cpu_during(srv.pid, lambda: wrk(srv.url + "/api/v1/report", 500, 20, 500,
                                                       pace_ms=1000))
         return {"scenario": "paced", "nodes": 500, "reports_per_sec": res["rps"],
                 "latency_us": res["latency_us"], "non2xx": res["non2xx"],
-                "server_cpu_percent": cpu, "rss_kib_after": proc_rss_kib(srv.pid),
+                "server_cpu_percent": cpu, "rss_kib_after": srv.rss_kib(),
                 "wrk": "PT_PACE_MS=1000 " + res["command"]}
     finally:
         srv.stop()
 
 
 def fanout(build, work, clients, nodes, seconds=20):
-    srv = Server(build, work, PULLTRACE_MAX_CONNECTIONS=clients + 1000).start()
+    srv = start_server(build, work, f"fanout{clients}", PULLTRACE_MAX_CONNECTIONS=clients + 1000)
     try:
-        rss0 = proc_rss_kib(srv.pid)
+        rss0 = srv.rss_kib()
         ready = Path(work) / f"sse-ready-{clients}"
         sse = subprocess.Popen(["taskset", "-c", LOAD_CPU, "/usr/bin/python3",
                                 str(HERE / "sse_clients.py"), str(srv.port), str(clients),
@@ -222,7 +176,7 @@ def fanout(build, work, clients, nodes, seconds=20):
         try:
             wait_until(ready.exists, 60, what="SSE clients connected")
             time.sleep(1)
-            rss1 = proc_rss_kib(srv.pid)
+            rss1 = srv.rss_kib()
             m0 = srv.metrics()
             res, cpu, _ = cpu_during(srv.pid, lambda: wrk(srv.url + "/api/v1/report", nodes,
                                                           seconds, nodes, pace_ms=1000))
@@ -233,8 +187,8 @@ def fanout(build, work, clients, nodes, seconds=20):
                 sse.kill()
                 sse.wait()
         got = json.loads(re.search(r"^SSE_JSON (.*)$", out, re.M).group(1))
-        published = metric(m1, "pulltrace_sse_events_total") - \
-            metric(m0, "pulltrace_sse_events_total")
+        published = m1.value("pulltrace_sse_events_total") - \
+            m0.value("pulltrace_sse_events_total")
         wall = res["duration_us"] / 1e6
         return {"scenario": f"fanout{clients}", "clients": clients, "nodes": nodes,
                 "reports_per_sec": res["rps"],
@@ -242,12 +196,12 @@ def fanout(build, work, clients, nodes, seconds=20):
                 "events_delivered_per_sec": got["events_per_sec"],
                 "delivered_bytes_per_sec": round(got["bytes"] / got["seconds"]),
                 "delivery_delay_ms": got["delay_ms"],
-                "clients_dropped": metric(m1, "pulltrace_sse_clients_dropped_total"),
+                "clients_dropped": m1.value("pulltrace_sse_clients_dropped_total"),
                 "clients_closed_seen_by_client": got["closed_by_server"],
                 "server_cpu_percent": cpu, "report_latency_us": res["latency_us"],
                 "rss_kib_no_clients": rss0, "rss_kib_with_clients": rss1,
                 "rss_kib_per_client": round((rss1 - rss0) / clients, 1),
-                "rss_kib_after": proc_rss_kib(srv.pid),
+                "rss_kib_after": srv.rss_kib(),
                 "command": f"sse_clients.py PORT {clients} {seconds + 2} + "
                            f"PT_PACE_MS=1000 {res['command']}"}
     finally:
@@ -255,15 +209,15 @@ def fanout(build, work, clients, nodes, seconds=20):
 
 
 def scenario_memory(build, work):
-    srv = Server(build, work).start()
+    srv = start_server(build, work, "memory")
     try:
-        rss0 = proc_rss_kib(srv.pid)
+        rss0 = srv.rss_kib()
         # One report per node: 1,000 nodes x 5 pulls in flight.
         res = wrk(srv.url + "/api/v1/report", 1000, 60, 4, rounds=1, prefix="mem-node")
-        text = srv.metrics()
-        tracked = sum(metric(text, "pulltrace_pulls_tracked", f'state="{s}"') or 0
+        m = srv.metrics()
+        tracked = sum(m.value("pulltrace_pulls_tracked", {"state": s}) or 0
                       for s in ("pulling", "stalled", "completed", "failed", "lost"))
-        rss1 = proc_rss_kib(srv.pid)
+        rss1 = srv.rss_kib()
         t0 = time.monotonic()
         n, size = 0, 0
         while time.monotonic() - t0 < 5:

@@ -11,7 +11,6 @@ millisecond resolution), clients closed by the server, and bytes read.
 """
 
 import json
-import os
 import resource
 import selectors
 import socket

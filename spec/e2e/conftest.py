@@ -6,9 +6,15 @@ Fixtures:
                  ports, in a fresh /tmp dir); configure it per test with
                  @pytest.mark.stack(rate=..., small_rate=..., containerd=False, ...).
   receiver       a started ReportReceiver on the stack (ephemeral port).
+  kube           a started fake Kubernetes API server (harness/kubeapi.py) in the stack's
+                 directory.
   agent_binary   Path of pulltrace-agent (fails the test if it is not built).
   server_binary  Path of pulltrace-server (fails the test if it is not built).
   cri_available  True when pt-cri-pull is built; in CI (CI=true) a missing binary fails.
+
+The containerd the stack starts is the series $PT_CONTAINERD_VERSION names (1.6, the default,
+is the system's; 1.7 and 2.1 are fetched by scripts/containerd-versions.sh when missing).
+Tests marked `containerd_independent` do not depend on it.
 
 When a test fails, the tails of every component's log (containerd, registry, nginx, skopeo,
 daemons, CRI pulls) are printed with the failure. PT_KEEP_TMP=1 keeps the directories.
@@ -23,6 +29,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import Stack, build_dir as _build_dir, find_binary  # noqa: E402
+from harness.kubeapi import KubeAPI  # noqa: E402
 
 STACK_START_KEYS = ("containerd", "nginx")
 
@@ -31,6 +38,9 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "stack(**kw): arguments for the stack fixture (Stack(...) and "
         "start(containerd=, nginx=))")
+    config.addinivalue_line(
+        "markers", "containerd_independent: the test's outcome does not depend on containerd's "
+        "version (left out of the runs against other containerd series)")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -77,20 +87,28 @@ def receiver(stack):
     return stack.receiver()
 
 
+@pytest.fixture
+def kube(stack):
+    api = KubeAPI(stack.dir / "kubeapi").start()
+    yield api
+    api.close()
+
+
+def _built(build_dir, name):
+    p = find_binary(name, build_dir, required=False)
+    if p is None:
+        pytest.fail(f"{name} is not built in {build_dir}")
+    return p
+
+
 @pytest.fixture(scope="session")
 def agent_binary(build_dir):
-    p = find_binary("pulltrace-agent", build_dir, required=False)
-    if p is None:
-        pytest.fail(f"pulltrace-agent is not built in {build_dir}")
-    return p
+    return _built(build_dir, "pulltrace-agent")
 
 
 @pytest.fixture(scope="session")
 def server_binary(build_dir):
-    p = find_binary("pulltrace-server", build_dir, required=False)
-    if p is None:
-        pytest.fail(f"pulltrace-server is not built in {build_dir}")
-    return p
+    return _built(build_dir, "pulltrace-server")
 
 
 @pytest.fixture

@@ -3,7 +3,11 @@
 # build (CONFIGURE_DEPENDS). They run serially: each starts containerd, a registry and nginx
 # and throttles downloads, which needs the machine's attention on 2 cores to stay
 # deterministic.
-# Per-file settings: a line `# ctest: TIMEOUT=<seconds>` in the file overrides the timeout.
+# Per-file settings: a line `# ctest: TIMEOUT=<seconds>` in the file overrides the timeout; a
+# line `# ctest: CONTAINERD=1.7 2.1` also runs the file against those containerd series (as
+# e2e.<name>.containerd-<series>, fetched by scripts/containerd-versions.sh when missing),
+# leaving out the tests marked `containerd_independent`. The plain e2e.<name> runs on the
+# system's containerd 1.6, or on the series $PT_CONTAINERD_VERSION names.
 set(PT_PYTHON /usr/bin/python3 CACHE FILEPATH "Python with python3-pytest and python3-requests")
 
 file(GLOB pt_e2e_tests CONFIGURE_DEPENDS ${PT_SPEC_DIR}/e2e/test_*.py)
@@ -22,6 +26,20 @@ foreach(pt_file ${pt_e2e_tests})
   set_tests_properties(e2e.${pt_name} PROPERTIES
     LABELS e2e TIMEOUT ${pt_timeout} RUN_SERIAL TRUE
     ENVIRONMENT "PT_BUILD_DIR=${CMAKE_BINARY_DIR};PYTHONDONTWRITEBYTECODE=1")
+  file(STRINGS ${pt_file} pt_opts REGEX "^# ctest: CONTAINERD=")
+  if(pt_opts)
+    string(REGEX REPLACE "^# ctest: CONTAINERD=" "" pt_series "${pt_opts}")
+    separate_arguments(pt_series UNIX_COMMAND "${pt_series}")
+    foreach(pt_v ${pt_series})
+      add_test(NAME e2e.${pt_name}.containerd-${pt_v}
+               COMMAND ${PT_PYTHON} -m pytest -x -q -p no:cacheprovider -rs
+                       -m "not containerd_independent" ${pt_file}
+               WORKING_DIRECTORY ${PT_SPEC_DIR}/e2e)
+      set_tests_properties(e2e.${pt_name}.containerd-${pt_v} PROPERTIES
+        LABELS "e2e;containerd" TIMEOUT ${pt_timeout} RUN_SERIAL TRUE
+        ENVIRONMENT "PT_BUILD_DIR=${CMAKE_BINARY_DIR};PYTHONDONTWRITEBYTECODE=1;PT_CONTAINERD_VERSION=${pt_v}")
+    endforeach()
+  endif()
 endforeach()
 
 # Documentation tier: the MkDocs site must build without a warning.

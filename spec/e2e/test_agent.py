@@ -1,6 +1,9 @@
+# ctest: CONTAINERD=1.7 2.1
 """pulltrace-agent against a real containerd, registry and throttling nginx.
 
-Each test asserts on what an operator would see in the agent's reports. Durations are chosen
+Each test asserts on what an operator would see in the agent's reports. ctest also runs the
+file against containerd 1.7 and 2.1 (e2e.agent.containerd-<series>), without the tests whose
+outcome does not depend on containerd (marked `containerd_independent`). Durations are chosen
 so that pulls last a few seconds at the throttled rate; nothing here asserts on speed.
 """
 
@@ -15,6 +18,7 @@ import jsonschema
 import pytest
 
 from harness import find_pull, wait_until
+from harness.containerd import containerd_bin_dir, containerd_version
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "schemas" /
                      "report-v1.json").read_text())
@@ -129,9 +133,11 @@ def test_removed_and_pulled_again_is_a_new_pull(stack, receiver):
 
 @pytest.mark.stack(rate=256 * KIB)
 def test_multi_arch_index_resolves_to_the_platform_manifest(stack, receiver):
+    # With attestation manifests, as BuildKit builds images: containerd labels the index
+    # with every child (m.0 ... m.3), fetched or not, and CRI fetches only the platform's.
     img = stack.images.index("e2e/multi", "v2",
                              platforms={"amd64": [768 * KIB, 512 * KIB],
-                                        "arm64": [256 * KIB]})
+                                        "arm64": [256 * KIB]}, attestations=True)
     start_agent(stack, receiver)
     stack.cri_pull(img, background=True)
     amd64 = img.for_arch("amd64")
@@ -144,10 +150,90 @@ def test_multi_arch_index_resolves_to_the_platform_manifest(stack, receiver):
     done = receiver.wait_for(
         lambda r: (find_pull(r, manifest_digest=amd64.digest) or {}).get("completedAt"),
         timeout=60, what="completion")
-    # The other platform's manifest is never reported as a pull.
-    assert not any(find_pull(r, manifest_digest=img.for_arch("arm64").digest)
-                   for r in receiver.snapshot())
+    # No other manifest of the index (the other platform, the attestations) is reported as
+    # a pull.
+    others = [m.digest for m in img.manifests if m.digest != amd64.digest]
+    assert len(others) == 3
+    assert not any(find_pull(r, manifest_digest=d) for r in receiver.snapshot() for d in others)
     assert find_pull(done, manifest_digest=amd64.digest)["downloadedBytes"] == amd64.total_bytes
+
+
+@pytest.mark.stack(rate=512 * KIB)
+def test_attestations_of_an_all_platforms_pull_stay_unattributed(stack, receiver):
+    """containerd's own client with --all-platforms fetches the attestation manifests too;
+    2.x names their in-toto blobs' ingests `attestation-sha256:...` (1.x `unknown-`) and
+    labels the manifests `gc.ref.content.<i>`, not `l.<i>`. Each platform is a pull; the
+    statements are never layers of a pull, only unattributed ingests while in flight."""
+    # At 512 KiB/s every blob here takes seconds: several reports see it in flight (nginx
+    # sends the first second's worth of a response at once).
+    statement = 2 * MIB
+    img = stack.images.index("e2e/attested", "v1",
+                             platforms={"amd64": [1536 * KIB], "arm64": [MIB + 512 * KIB]},
+                             attestations=True, statement_bytes=statement)
+    platforms = [m for m in img.manifests if m.architecture != "unknown"]
+    statements = {m.layers[0].digest for m in img.manifests if m.architecture == "unknown"}
+    assert len(platforms) == 2 and len(statements) == 2
+    start_agent(stack, receiver)
+    receiver.wait_count(2)
+    argv = stack.containerd.ctr_argv("content", "fetch", "--plain-http", "--all-platforms",
+                                     stack.ref(img))
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    done = receiver.wait_for(
+        lambda rep: all((find_pull(rep, manifest_digest=m.digest) or {}).get("completedAt")
+                        for m in platforms),
+        timeout=30, what="both platforms completed")
+    for m in platforms:
+        p = find_pull(done, manifest_digest=m.digest)
+        assert p["indexDigest"] == img.index_digest
+        assert p["downloadedBytes"] == p["totalBytes"] == m.total_bytes
+    reports = receiver.snapshot()
+    kind = "attestation" if stack.containerd.version >= (2, 0) else "unknown"
+    seen = {u["digest"]: u for rep in reports for u in rep["unattributed"]
+            if u["digest"] in statements}
+    assert seen, "no report showed an attestation statement in flight"
+    assert {u["kind"] for u in seen.values()} == {kind}
+    assert all(u["ref"].startswith(f"{kind}-sha256:") for u in seen.values())
+    attestation_manifests = {m.digest for m in img.manifests if m.architecture == "unknown"}
+    for rep in reports:
+        for p in rep["pulls"]:
+            assert p["manifestDigest"] not in attestation_manifests
+            assert not statements & {l["digest"] for l in p["layers"]}
+
+
+@pytest.fixture
+def parallel_chunks():
+    """Skips unless the containerd under test can fetch one layer in parallel chunks."""
+    version = containerd_version(containerd_bin_dir())
+    if version < (2, 1):
+        pytest.skip(f"containerd {'.'.join(map(str, version))} fetches a layer in one request")
+
+
+@pytest.mark.stack(rate=512 * KIB, layer_chunk=MIB)
+def test_a_layer_fetched_in_parallel_chunks_progresses_and_completes(parallel_chunks, stack,
+                                                                      receiver):
+    # containerd 2.1 with concurrent_layer_fetch_buffer set (as some distributions ship it)
+    # downloads ranges of one layer over several connections and writes them in order, so
+    # the ingest's offset moves in bursts.
+    img = stack.images.image("e2e/chunked", "v1", layers=[6 * MIB, 256 * KIB])
+    big = img.layers[0]
+    start_agent(stack, receiver, PULLTRACE_STALL_THRESHOLD="10s")
+    receiver.wait_count(2)
+    pull = stack.cri_pull(img, background=True)
+    done = receiver.wait_for(
+        lambda r: (find_pull(r, manifest_digest=img.manifest_digest) or {}).get("completedAt"),
+        timeout=90, what="completion")
+    assert pull.result(timeout=60).returncode == 0
+    ranges = stack.nginx.requests_for(rf"GET /v2/{img.name}/blobs/{big.digest} .* 206 ")
+    assert len(ranges) > 1, stack.nginx.requests_for(big.digest)
+    p = find_pull(done, manifest_digest=img.manifest_digest)
+    assert p["downloadedBytes"] == p["totalBytes"] == img.total_bytes
+    assert all(l["state"] == "done" for l in p["layers"])
+    seen = [find_pull(r, manifest_digest=img.manifest_digest)["layers"][0]["downloadedBytes"]
+            for r in reports_with(receiver, img.manifest_digest)]
+    assert seen == sorted(seen)
+    assert all(d <= big.size for d in seen)
+    assert any(0 < d < big.size for d in seen), seen
 
 
 @pytest.fixture(params=["kill", "freeze"])
@@ -221,6 +307,7 @@ def test_containerd_absent_at_start_then_appears(stack, receiver):
 
 
 @pytest.mark.stack(containerd=True, nginx=False)
+@pytest.mark.containerd_independent
 def test_backoff_while_the_server_fails_and_recovery(stack, receiver):
     receiver.fail(503)
     agent = start_agent(stack, receiver, PULLTRACE_REPORT_INTERVAL="200ms")
@@ -235,6 +322,7 @@ def test_backoff_while_the_server_fails_and_recovery(stack, receiver):
 
 
 @pytest.mark.stack(containerd=True, nginx=False)
+@pytest.mark.containerd_independent
 def test_token_is_sent_and_sigterm_exits_cleanly(stack, build_dir):
     receiver = stack.receiver(token="s3cret")
     agent = start_agent(stack, receiver, PULLTRACE_AGENT_TOKEN="s3cret")
@@ -245,6 +333,7 @@ def test_token_is_sent_and_sigterm_exits_cleanly(stack, build_dir):
     assert '"msg":"stopped"' in agent.log()
 
 
+@pytest.mark.containerd_independent
 def test_config_errors_name_the_variable(build_dir):
     binary = os.path.join(build_dir, "pulltrace-agent")
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}

@@ -15,16 +15,18 @@ containerd 1.6 writes a download in 1 MiB chunks, so an ingest's offset only mov
 stall threshold (2 s). Nothing here asserts on speed."""
 # ctest: TIMEOUT=300
 
-import time
+import json
+import re
+from datetime import datetime
 
 import pytest
 import requests
 
-from alertlib import EventStream, ServerOnStack, WebhookReceiver, check_alertmanager_v2
 from harness import wait_until
 
 MIB = 1024 * 1024
 NODE = "alert-node"
+ALERTS_PATH = "/api/v2/alerts"   # Alertmanager API v2
 
 # Replaces the built-in alerts.lua (same file name): no PullStalled/PullFailed, but one
 # alert of the team's own, labelled from a setting.
@@ -65,30 +67,58 @@ def agent_env():
     return {"PULLTRACE_REPORT_INTERVAL": "500ms", "PULLTRACE_STALL_THRESHOLD": "2s"}
 
 
+LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def check_alertmanager_v2(body):
+    """Asserts that `body` is what Alertmanager's POST /api/v2/alerts accepts: a JSON array
+    of postableAlert objects (labels required, string-valued; annotations string-valued;
+    startsAt/endsAt RFC 3339 date-times; generatorURL a string)."""
+    assert isinstance(body, list) and body, body
+    for a in body:
+        assert set(a) <= {"labels", "annotations", "startsAt", "endsAt", "generatorURL"}, a
+        assert isinstance(a["labels"], dict) and a["labels"].get("alertname"), a
+        for k, v in list(a["labels"].items()) + list(a.get("annotations", {}).items()):
+            assert LABEL_NAME.match(k) and isinstance(v, str), (k, v)
+        for k in ("startsAt", "endsAt"):
+            if k in a:
+                datetime.fromisoformat(a[k].replace("Z", "+00:00"))
+        if "generatorURL" in a:
+            assert isinstance(a["generatorURL"], str)
+
+
+def alerts_received(hook):
+    """Every alert object of the webhook requests answered with 200."""
+    return [a for body in hook.snapshot() for a in body]
+
+
 @pytest.mark.stack(rate=2 * MIB)
 def test_stalled_pull_alert_reaches_every_sink(stack, cri_available, tmp_path):
-    hook_a = WebhookReceiver(fail_first=1, fail_status=503)
-    hook_b = WebhookReceiver()
+    hook_a = stack.receiver(path=ALERTS_PATH)
+    hook_a.fail(503, count=1)
+    hook_b = stack.receiver(path=ALERTS_PATH)
     streams = []
     try:
         # Server A: the built-in policy, the stall alert after 2 s.
-        a = ServerOnStack(stack, env={
+        a = stack.server(env={
+            "PULLTRACE_KUBERNETES": "off",
             "PULLTRACE_STALL_ALERT_AFTER": "2s",
-            "PULLTRACE_ALERT_WEBHOOK_URL": hook_a.url,
+            "PULLTRACE_ALERT_WEBHOOK_URL": hook_a.endpoint,
             "PULLTRACE_ALERT_WEBHOOK_TIMEOUT": "3s"})
         # Server B: an operator directory replacing the default alerts.
         policy = tmp_path / "policy"
         policy.mkdir()
         (policy / "alerts.lua").write_text(TEAM_ALERTS)
         (policy / "zz-progress.lua").write_text(PROGRESS_ALERT)
-        b = ServerOnStack(stack, env={
+        b = stack.server(env={
+            "PULLTRACE_KUBERNETES": "off",
             "PULLTRACE_STALL_ALERT_AFTER": "1s",
             "PULLTRACE_POLICY_DIR": str(policy),
             "PULLTRACE_POLICY_SETTING_team": "payments",
-            "PULLTRACE_ALERT_WEBHOOK_URL": hook_b.url})
+            "PULLTRACE_ALERT_WEBHOOK_URL": hook_b.endpoint})
         ready = requests.get(b.url + "/readyz", timeout=5).json()
         assert ready["status"] == "ready", ready
-        sa, sb = EventStream(a.url), EventStream(b.url)
+        sa, sb = a.events(), b.events()
         streams += [sa, sb]
         sa.wait(lambda e: e["event"] == "snapshot")
         sb.wait(lambda e: e["event"] == "snapshot")
@@ -106,7 +136,7 @@ def test_stalled_pull_alert_reaches_every_sink(stack, cri_available, tmp_path):
         sa.wait(moving(sa), timeout=60, what="bytes moving on A")
         sb.wait(moving(sb), timeout=60, what="bytes moving on B")
         stack.nginx.freeze()
-        frozen_after = max(e["id"] for e in sa.events)
+        frozen_after = sa.last_id()
 
         # --- server A: the default PullStalled alert --------------------------------------
         stalled = sa.wait(lambda e: e["event"] == "pull.stalled" and e["id"] > frozen_after,
@@ -134,11 +164,11 @@ def test_stalled_pull_alert_reaches_every_sink(stack, cri_available, tmp_path):
         assert logged[0]["script"] == "alerts.lua" and logged[0]["event"] == "pull.stalled"
 
         # The webhook: the first POST answered 503, the same body retried and accepted.
-        reqs = hook_a.wait_requests(2)
-        (t1, path1, hdr1, body1, st1), (t2, path2, _, body2, st2) = reqs[:2]
-        assert (st1, st2) == (503, 200)
-        assert path1 == path2 == "/api/v2/alerts"
-        assert hdr1["Content-Type"].startswith("application/json")
+        first, second = hook_a.wait_attempts(2, timeout=30)[:2]
+        body1, body2 = json.loads(first.body), json.loads(second.body)
+        assert (first.status, second.status) == (503, 200)
+        assert first.path == second.path == "/api/v2/alerts"
+        assert first.headers["Content-Type"].startswith("application/json")
         assert body1 == body2
         check_alertmanager_v2(body1)
         assert len(body1) == 1
@@ -147,22 +177,21 @@ def test_stalled_pull_alert_reaches_every_sink(stack, cri_available, tmp_path):
                                 "node": NODE, "image": f"127.0.0.1/{img.name}",
                                 "pull": pull["id"]}
         assert am["annotations"]["summary"] == al["summary"]
-        assert t2 > t1
+        assert second.time > first.time
 
         # The metrics; repeats of the same alert are suppressed (PULLTRACE_ALERT_REPEAT, 1h).
         wait_until(lambda: a.metric("pulltrace_alert_webhook_deliveries_total",
                                     {"result": "sent"}) == 1, 10, what="delivery counted")
         wait_until(lambda: (a.metric("pulltrace_alerts_suppressed_total") or 0) >= 1, 15,
                    what="a repeat suppressed")
-        text = a.metrics()
-        from alertlib import metric_value as mv
-        assert mv(text, "pulltrace_alerts_total", {"severity": "warning"}) == 1
-        assert mv(text, "pulltrace_alerts_total", {"severity": "critical"}) == 0
-        assert mv(text, "pulltrace_alert_webhook_failures_total") == 1
-        assert mv(text, "pulltrace_alert_webhook_deliveries_total", {"result": "dropped"}) == 0
-        assert mv(text, "pulltrace_pulls_active", {"state": "stalled"}) == 1
-        assert mv(text, "pulltrace_pull_stalls_total") >= 1
-        assert mv(text, "pulltrace_policy_fallbacks_total", {"hook": "alert"}) == 0
+        m = a.metrics()
+        assert m.value("pulltrace_alerts_total", {"severity": "warning"}) == 1
+        assert m.value("pulltrace_alerts_total", {"severity": "critical"}) == 0
+        assert m.value("pulltrace_alert_webhook_failures_total") == 1
+        assert m.value("pulltrace_alert_webhook_deliveries_total", {"result": "dropped"}) == 0
+        assert m.value("pulltrace_pulls_active", {"state": "stalled"}) == 1
+        assert m.value("pulltrace_pull_stalls_total") >= 1
+        assert m.value("pulltrace_policy_fallbacks_total", {"hook": "alert"}) == 0
         assert len(sa.of("alert")) == 1
         assert any("alert webhook delivery failed" == r.get("msg") and r.get("status") == 503
                    for r in a.log_json())
@@ -180,15 +209,15 @@ def test_stalled_pull_alert_reaches_every_sink(stack, cri_available, tmp_path):
                                and e["data"]["alert"]["name"] == "PullMoving",
                                timeout=5, what="the progress alert on B")["data"]["alert"]
         assert moving_alert["severity"] == "info" and moving_alert["eventType"] == "pull.progress"
-        hook_b.wait_requests(1)
+        hook_b.wait_attempts(1, timeout=30)
         wait_until(lambda: {"TeamImagePullStuck", "PullMoving"} <=
-                   {x["labels"]["alertname"] for x in hook_b.alerts()}, 15,
+                   {x["labels"]["alertname"] for x in alerts_received(hook_b)}, 15,
                    what="B's alerts on its webhook")
         names_b = {e["data"]["alert"]["name"] for e in sb.of("alert")}
         assert names_b == {"TeamImagePullStuck", "PullMoving"}, names_b
-        assert "PullStalled" not in {x["labels"]["alertname"] for x in hook_b.alerts()}
-        for _, _, _, body, _ in hook_b.requests:
-            check_alertmanager_v2(body)
+        assert "PullStalled" not in {x["labels"]["alertname"] for x in alerts_received(hook_b)}
+        for attempt in hook_b.attempts:
+            check_alertmanager_v2(json.loads(attempt.body))
         assert b.metric("pulltrace_alerts_total", {"severity": "warning"}) == 0
         assert b.metric("pulltrace_alerts_total", {"severity": "critical"}) == 1
         assert b.metric("pulltrace_policy_fallbacks_total", {"hook": "alert"}) == 0
@@ -199,5 +228,3 @@ def test_stalled_pull_alert_reaches_every_sink(stack, cri_available, tmp_path):
     finally:
         for s in streams:
             s.close()
-        hook_a.stop()
-        hook_b.stop()

@@ -222,6 +222,52 @@ def test_receiver_stores_reports_in_order_and_fails_on_demand():
         assert rec.wait_for(lambda r: r["seq"] == 7, timeout=5, start=2)["seq"] == 7
 
 
+def test_event_stream_reader_splits_events_as_the_sse_format_says():
+    """harness.EventStream on a stream written here, cut into chunks at awkward places: a
+    comment, data over two lines and two chunks, CRLF line ends, a block without `event`
+    (type "message"), `data:` without a space, then the end of the stream."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    from harness import EventStream
+    from harness.httpd import JsonHandler
+
+    parts = [b": hello\n\n", b'id: 1\nevent: a\ndata: {"x":\n', b"data: 1}\n\n",
+             b"id: 2\r\nda", b"ta: [2]\r\n\r\n", b"event: b\nid: 3\ndata:{}\n\n"]
+
+    class Handler(JsonHandler):
+        def do_GET(self):
+            assert self.headers["Last-Event-ID"] == "7"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for p in parts:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(p), p))
+                self.wfile.flush()
+                time.sleep(0.05)
+            self.wfile.write(b"0\r\n\r\n")
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True)
+    t.start()
+    try:
+        s = EventStream(f"http://127.0.0.1:{httpd.server_address[1]}", last_id=7)
+        s.wait_end(timeout=10)
+        assert s.events == [{"id": 1, "event": "a", "data": {"x": 1}},
+                            {"id": 2, "event": "message", "data": [2]},
+                            {"id": 3, "event": "b", "data": {}}]
+        assert s.comments == ["hello"]
+        assert s.of("a") == s.events[:1] and s.last_id() == 3
+        with pytest.raises(AssertionError):
+            s.wait(lambda e: e["event"] == "c", timeout=1)
+        s.close()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 def test_kubeapi_watch_sends_every_change_between_bookmarks(tmp_path):
     """The fake API server's watch loses nothing: a change made while the watch waits for
     one is sent before a bookmark moves the watch's resourceVersion past it."""

@@ -4,16 +4,11 @@ the fake API, pulls go through CRI PullImage on the real containerd.
 Nothing here asserts on speed: every wait is for a state, with a generous deadline."""
 # ctest: TIMEOUT=900
 
-import json
-import threading
 import time
-from datetime import datetime, timezone
 
 import pytest
-import requests
 
-from harness import wait_until
-from harness.kubeapi import KubeAPI
+from harness import reports, wait_until
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -22,102 +17,29 @@ NODE = "e2e-node"
 
 # -- helpers ---------------------------------------------------------------------------------
 
-class Server:
-    """pulltrace-server started on the stack (stopped by stack.close())."""
-
-    def __init__(self, stack, env):
-        from harness import free_port
-        self.port, self.mport = free_port(), free_port()
-        full = {"PULLTRACE_HTTP_ADDR": f"127.0.0.1:{self.port}",
-                "PULLTRACE_METRICS_ADDR": f"127.0.0.1:{self.mport}",
-                "PULLTRACE_LOG_LEVEL": "debug", "PULLTRACE_SSE_HEARTBEAT": "500ms"}
-        full.update({k: str(v) for k, v in env.items()})
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.daemon = stack.daemon("pulltrace-server", env=full, ready=self._alive)
-
-    def _alive(self):
-        try:
-            return requests.get(self.url + "/healthz", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    def kube_ready(self):
-        r = requests.get(self.url + "/readyz", timeout=5).json()
-        return any(c["name"] == "kubernetes" and c["ok"] for c in r["checks"])
-
-    def pulls(self, **params):
-        return requests.get(self.url + "/api/v1/pulls", params=params, timeout=5).json()["pulls"]
-
-    def metrics(self):
-        text = requests.get(f"http://127.0.0.1:{self.mport}/metrics", timeout=5).text
-        out = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                out[name] = float(value)
-        return out
-
-    def metric(self, name):
-        return self.metrics().get(name, 0.0)
+def start_server(stack, env):
+    return stack.server(env=dict({"PULLTRACE_SSE_HEARTBEAT": "500ms"}, **env))
 
 
-class Events:
-    """The server's SSE stream, read by a thread into a list."""
-
-    def __init__(self, url):
-        self.events = []
-        self.resp = requests.get(url + "/api/v1/events", stream=True, timeout=(5, 60),
-                                 headers={"Accept": "text/event-stream"})
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self):
-        ev = {}
-        try:
-            for raw in self.resp.iter_lines(decode_unicode=True):
-                if raw is None:
-                    continue
-                if raw == "":
-                    if "event" in ev:
-                        ev["data"] = json.loads(ev.get("data", "null"))
-                        self.events.append(ev)
-                    ev = {}
-                elif not raw.startswith(":"):
-                    k, _, v = raw.partition(": ")
-                    ev[k] = ev[k] + "\n" + v if k == "data" and k in ev else v
-        except Exception:  # closed by the test
-            pass
-
-    def of(self, type_, pred=lambda p: True):
-        return [e for e in list(self.events) if e["event"] == type_ and "pull" in e["data"]
-                and pred(e["data"]["pull"])]
-
-    def close(self):
-        self.resp.close()
+def kubelet_pull_fails(stack, kube, pod, ref):
+    """kubelet's CRI pull of `ref` for `pod`, which must fail, and kubelet's two Failed
+    events about it; returns the first one's message (the CRI error)."""
+    r = stack.cri_pull(ref, check=False)
+    assert r.returncode != 0, f"the pull of {ref} must fail"
+    err = " ".join(r.stderr.split())[:400] or "no error text"
+    message = f'Failed to pull image "{ref}": {err}'
+    kube.add_event(pod, "Failed", message, type_="Warning")
+    kube.add_event(pod, "Failed", "Error: ErrImagePull", type_="Warning")
+    return message
 
 
 def pods_of(pull):
     return sorted((p["namespace"], p["name"]) for p in pull["pods"])
 
 
-def find(server, pred, **params):
-    for p in server.pulls(**params):
-        if pred(p):
-            return p
-    return None
-
-
-@pytest.fixture
-def kube(stack):
-    api = KubeAPI(stack.dir / "kubeapi").start()
-    yield api
-    api.close()
-
-
 def server_with_kubeconfig(stack, kube, **env):
-    srv = Server(stack, dict(PULLTRACE_KUBECONFIG=kube.write_kubeconfig(), **env))
-    wait_until(srv.kube_ready, 20, what="the kubernetes readiness check")
-    return srv
+    srv = start_server(stack, dict(PULLTRACE_KUBECONFIG=kube.write_kubeconfig(), **env))
+    return srv.wait_kube_ready(20)
 
 
 # -- tests -----------------------------------------------------------------------------------
@@ -129,7 +51,7 @@ def test_kubelet_pull_names_pod_tag_and_namespace(stack, kube, cri_available):
     pod = kube.add_pod("shop", "web-1", NODE, [("web", ref)])
     kube.add_pod("shop", "other", NODE, [("db", "docker.io/library/postgres:16")])
     srv = server_with_kubeconfig(stack, kube)
-    events = Events(srv.url)
+    events = srv.events()
     stack.agent(srv.url, node_name=NODE, env={"PULLTRACE_REPORT_INTERVAL": "500ms"})
 
     kube.add_event(pod, "Pulling", f'Pulling image "{ref}"')
@@ -141,7 +63,7 @@ def test_kubelet_pull_names_pod_tag_and_namespace(stack, kube, cri_available):
                                   f'{app.total_bytes} bytes.')
 
     def done():
-        p = find(srv, lambda p: p["manifestDigest"] == app.manifest_digest)
+        p = srv.find(lambda p: p["manifestDigest"] == app.manifest_digest)
         return p if p and p["state"] == "completed" and p["pods"] else None
     p = wait_until(done, 60, what="the completed, correlated pull")
     assert pods_of(p) == [("shop", "web-1")]
@@ -157,8 +79,8 @@ def test_kubelet_pull_names_pod_tag_and_namespace(stack, kube, cri_available):
     assert any(pods_of(e["data"]["pull"]) == [("shop", "web-1")]
                for e in events.of("pull.completed", lambda x: x["id"] == p["id"]))
     m = srv.metrics()
-    assert m['pulltrace_kube_synced'] == 1
-    assert m['pulltrace_kube_objects_cached{resource="pods"}'] == 2
+    assert m.value("pulltrace_kube_synced") == 1
+    assert m.value("pulltrace_kube_objects_cached", {"resource": "pods"}) == 2
     events.close()
 
 
@@ -172,15 +94,10 @@ def test_missing_tag_is_a_failed_pull_with_kubelets_message(stack, kube, cri_ava
     kube.add_event(old_pod, "Failed", f'Failed to pull image "{old_ref}": old', type_="Warning",
                    at=time.time() - 600)
     srv = server_with_kubeconfig(stack, kube)
-    events = Events(srv.url)
+    events = srv.events()
     pod = kube.add_pod("shop", "web-2", NODE, [("web", ref)])
     kube.add_event(pod, "Pulling", f'Pulling image "{ref}"')
-    r = stack.cri_pull(ref, check=False)
-    assert r.returncode != 0, "pulling a tag that does not exist must fail"
-    err = " ".join(r.stderr.split())[:400] or "not found"
-    message = f'Failed to pull image "{ref}": {err}'
-    kube.add_event(pod, "Failed", message, type_="Warning")
-    kube.add_event(pod, "Failed", "Error: ErrImagePull", type_="Warning")
+    message = kubelet_pull_fails(stack, kube, pod, ref)
 
     failed = wait_until(lambda: events.of("pull.failed", lambda p: p["image"] == ref), 20,
                         what="pull.failed on the stream")
@@ -188,18 +105,18 @@ def test_missing_tag_is_a_failed_pull_with_kubelets_message(stack, kube, cri_ava
     assert p["state"] == "failed" and p["source"] == "kubelet"
     assert p["error"] == {"reason": "Failed", "message": message}
     assert pods_of(p) == [("shop", "web-2")]
-    api = find(srv, lambda x: x["id"] == p["id"], state="failed")
+    api = srv.find(lambda x: x["id"] == p["id"], state="failed")
     assert api is not None and api["error"]["message"] == message
     assert pods_of(api) == [("shop", "web-2")]
     assert [x["id"] for x in srv.pulls(namespace="shop", state="failed")] == [p["id"]]
-    assert srv.metric('pulltrace_pull_errors_total{reason="Failed"}') == 1
+    assert srv.metric("pulltrace_pull_errors_total", {"reason": "Failed"}) == 1
     # kubelet's back-off keeps the pull failed, with the latest reason.
     kube.add_event(pod, "BackOff", f'Back-off pulling image "{ref}"')
     wait_until(lambda: events.of("pull.failed", lambda x: x["id"] == p["id"] and
                                  x["error"]["reason"] == "BackOff"), 20, what="BackOff")
     assert len([x for x in srv.pulls() if x["image"] == ref]) == 1
     assert not any("old" in (x["image"] or "") for x in srv.pulls())
-    assert srv.metric('pulltrace_kube_events_total{outcome="historic"}') >= 1
+    assert srv.metric("pulltrace_kube_events_total", {"outcome": "historic"}) >= 1
     events.close()
 
 
@@ -218,7 +135,7 @@ def test_two_images_at_once_on_one_node_are_told_apart(stack, kube, cri_availabl
 
     kube.add_event(pa, "Pulling", f'Pulling image "{stack.ref(v1)}"', container="app")
     h1 = stack.cri_pull(v1, background=True)
-    wait_until(lambda: find(srv, lambda p: p["manifestDigest"] == v1.manifest_digest), 30,
+    wait_until(lambda: srv.find(lambda p: p["manifestDigest"] == v1.manifest_digest), 30,
                what="the first pull")
     time.sleep(3)  # kubelet timestamps have second precision: keep the Pulling events apart
     kube.add_event(pb, "Pulling", f'Pulling image "{stack.ref(v2)}"', container="app")
@@ -229,9 +146,9 @@ def test_two_images_at_once_on_one_node_are_told_apart(stack, kube, cri_availabl
         assert h.result(timeout=120).returncode == 0
 
     def both():
-        p1 = find(srv, lambda p: p["manifestDigest"] == v1.manifest_digest)
-        p2 = find(srv, lambda p: p["manifestDigest"] == v2.manifest_digest)
-        p3 = find(srv, lambda p: p["manifestDigest"] == other.manifest_digest)
+        p1 = srv.find(lambda p: p["manifestDigest"] == v1.manifest_digest)
+        p2 = srv.find(lambda p: p["manifestDigest"] == v2.manifest_digest)
+        p3 = srv.find(lambda p: p["manifestDigest"] == other.manifest_digest)
         if all(p and p["state"] == "completed" and p["pods"] for p in (p1, p2, p3)):
             return p1, p2, p3
         return None
@@ -247,9 +164,9 @@ def test_two_images_at_once_on_one_node_are_told_apart(stack, kube, cri_availabl
 @pytest.mark.stack(containerd=False, nginx=False)
 def test_drops_410_and_restarts_lose_and_duplicate_nothing(stack, kube, tmp_path):
     sa = kube.write_service_account(tmp_path / "sa")
-    srv = Server(stack, dict(kube.in_cluster_env(sa), PULLTRACE_KUBE_TOKEN_REFRESH="1s"))
-    wait_until(srv.kube_ready, 20, what="the kubernetes readiness check")
-    events = Events(srv.url)
+    srv = start_server(stack, dict(kube.in_cluster_env(sa), PULLTRACE_KUBE_TOKEN_REFRESH="1s"))
+    srv.wait_kube_ready(20)
+    events = srv.events()
     pods = {}
     expected = []
 
@@ -267,12 +184,12 @@ def test_drops_410_and_restarts_lose_and_duplicate_nothing(stack, kube, tmp_path
     fail(1)
     seen(expected[-1])
     # 1. The API server drops every watch; a change made meanwhile still arrives.
-    restarts = srv.metric('pulltrace_kube_watch_restarts_total{resource="events"}')
+    restarts = srv.metric("pulltrace_kube_watch_restarts_total", {"resource": "events"})
     assert kube.drop_watches() >= 2
     fail(2)
     seen(expected[-1])
-    wait_until(lambda: srv.metric('pulltrace_kube_watch_restarts_total{resource="events"}')
-               > restarts, 20, what="a watch restart")
+    wait_until(lambda: srv.metric("pulltrace_kube_watch_restarts_total",
+                                  {"resource": "events"}) > restarts, 20, what="a watch restart")
     # 2. Compaction: resuming from the old resourceVersion answers 410 -> relist. A pod
     # deleted meanwhile disappears, the events listed again are not delivered twice.
     lists = dict(kube.counts["list"])
@@ -283,8 +200,8 @@ def test_drops_410_and_restarts_lose_and_duplicate_nothing(stack, kube, tmp_path
     wait_until(lambda: kube.counts["list"]["events"] > lists["events"] and
                kube.counts["list"]["pods"] > lists["pods"], 20, what="a relist")
     assert kube.counts["gone"] >= 1
-    wait_until(lambda: srv.metric('pulltrace_kube_relists_total{resource="pods"}') >= 1, 20,
-               what="the relist metric")
+    wait_until(lambda: srv.metric("pulltrace_kube_relists_total", {"resource": "pods"}) >= 1,
+               20, what="the relist metric")
     wait_until(lambda: srv.metric("pulltrace_kube_pods") == 2, 20, what="the deleted pod to go")
     # 3. The API server restarts; changes made while it was down arrive after it is back,
     # through a relist (history compacted while down) or a resumed watch.
@@ -315,30 +232,17 @@ def test_drops_410_and_restarts_lose_and_duplicate_nothing(stack, kube, tmp_path
     failed = srv.pulls(state="failed")
     assert sorted(p["image"] for p in failed) == sorted(expected)
     m = srv.metrics()
-    assert m['pulltrace_pull_errors_total{reason="Failed"}'] == len(expected)
-    assert m['pulltrace_kube_events_total{outcome="new"}'] == len(expected)
+    assert m.value("pulltrace_pull_errors_total", {"reason": "Failed"}) == len(expected)
+    assert m.value("pulltrace_kube_events_total", {"outcome": "new"}) == len(expected)
     # f3, f4, f5 remain; the pod watch recovers from the rotation on its own back-off.
     wait_until(lambda: srv.metric("pulltrace_kube_pods") == 3, 60, what="the pods after rotation")
     events.close()
 
 
 def report(node, image_ref, started):
-    def ts(t):
-        d = datetime.fromtimestamp(t, tz=timezone.utc)
-        return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{d.microsecond // 1000:03d}Z"
-    return {
-        "schemaVersion": "v1", "nodeName": node, "agentVersion": "e2e", "bootId": "boot-1",
-        "seq": 1, "timestamp": ts(time.time()),
-        "pulls": [{
-            "id": f"{node}/p1", "imageRef": image_ref,
-            "manifestDigest": "sha256:" + "c" * 64, "indexDigest": None,
-            "startedAt": ts(started), "completedAt": None,
-            "totalKnown": True, "totalBytes": 2000, "downloadedBytes": 500,
-            "layers": [{"digest": "sha256:" + "b" * 64, "mediaType": None, "totalBytes": 2000,
-                        "downloadedBytes": 500, "state": "downloading",
-                        "startedAt": None, "updatedAt": None}]}],
-        "unattributed": [],
-    }
+    return reports.report(node, 1, pulls=[reports.pull(
+        f"{node}/p1", image_ref, "sha256:" + "c" * 64, started=started,
+        layers=[reports.layer("sha256:" + "b" * 64, 2000, 500)])])
 
 
 CUSTOM_CORRELATE = """
@@ -370,10 +274,9 @@ def test_custom_correlation_script_changes_the_result(stack, kube, tmp_path, cus
         (d / "correlate.lua").write_text(CUSTOM_CORRELATE)
         env["PULLTRACE_POLICY_DIR"] = d
     srv = server_with_kubeconfig(stack, kube, **env)
-    r = requests.post(srv.url + "/api/v1/report", json=report(NODE, "127.0.0.1/e2e/app",
-                                                              time.time() - 1), timeout=5)
+    r = srv.post(report(NODE, "127.0.0.1/e2e/app", time.time() - 1))
     assert r.status_code == 200, r.text
-    p = wait_until(lambda: find(srv, lambda x: x["pods"]), 20, what="a correlated pull")
+    p = wait_until(lambda: srv.find(lambda x: x["pods"]), 20, what="a correlated pull")
     if custom:
         assert pods_of(p) == [("batch", "job-1")]
         assert p["image"] == "custom.example/127.0.0.1/e2e/app:pinned"
@@ -383,7 +286,7 @@ def test_custom_correlation_script_changes_the_result(stack, kube, tmp_path, cus
 
 
 def tracked(srv, state):
-    return srv.metric(f'pulltrace_pulls_tracked{{state="{state}"}}')
+    return srv.metric("pulltrace_pulls_tracked", {"state": state})
 
 
 @pytest.mark.stack(rate=512 * KIB)
@@ -396,17 +299,12 @@ def test_kubelet_retry_supersedes_its_failed_kubelet_pull(stack, kube, cri_avail
     ref = stack.ref(app)
     pod = kube.add_pod("shop", "web-3", NODE, [("web", ref)])
     srv = server_with_kubeconfig(stack, kube)
-    events = Events(srv.url)
+    events = srv.events()
     stack.agent(srv.url, node_name=NODE, env={"PULLTRACE_REPORT_INTERVAL": "500ms"})
 
     stack.nginx.stop()
     kube.add_event(pod, "Pulling", f'Pulling image "{ref}"')
-    r = stack.cri_pull(app, check=False)
-    assert r.returncode != 0, "a pull with the registry down must fail"
-    err = " ".join(r.stderr.split())[:300] or "connection refused"
-    failed_msg = f'Failed to pull image "{ref}": {err}'
-    kube.add_event(pod, "Failed", failed_msg, type_="Warning")
-    kube.add_event(pod, "Failed", "Error: ErrImagePull", type_="Warning")
+    failed_msg = kubelet_pull_fails(stack, kube, pod, ref)
     backoff_msg = f'Back-off pulling image "{ref}"'
     kube.add_event(pod, "BackOff", backoff_msg)
     failed = wait_until(lambda: events.of("pull.failed", lambda p: p["image"] == ref and
@@ -426,18 +324,18 @@ def test_kubelet_retry_supersedes_its_failed_kubelet_pull(stack, kube, cri_avail
     took = time.monotonic() - t0
 
     def agent_done():
-        p = find(srv, lambda p: p["manifestDigest"] == app.manifest_digest)
+        p = srv.find(lambda p: p["manifestDigest"] == app.manifest_digest)
         return p if p and p["state"] == "completed" else None
     agent = wait_until(agent_done, 60, what="the agent's completed pull")
     # The agent's completion alone resolves the failure: no kubelet Pulled event yet.
     wait_until(lambda: not srv.pulls(state="failed"), 20, what="no current failure")
-    assert find(srv, lambda p: p["id"] == kpull["id"]) is None
+    assert srv.find(lambda p: p["id"] == kpull["id"]) is None
     ev = wait_until(lambda: [e for e in list(events.events) if e["event"] == "pull.evicted"
                              and e["data"]["pullId"] == kpull["id"]], 20,
                     what="pull.evicted of the kubelet pull")
     assert ev[0]["data"]["reason"] == "superseded"
     assert ev[0]["data"]["supersededBy"] == agent["id"]
-    agent = find(srv, lambda p: p["id"] == agent["id"])
+    agent = srv.find(lambda p: p["id"] == agent["id"])
     assert agent["state"] == "completed" and agent["error"] is None
     assert agent["resolvedError"]["reason"] == "BackOff"
     assert agent["resolvedError"]["message"] == failed_msg  # the cause, not the back-off
@@ -446,16 +344,16 @@ def test_kubelet_retry_supersedes_its_failed_kubelet_pull(stack, kube, cri_avail
     done = events.of("pull.completed", lambda p: p["id"] == agent["id"])
     assert done and done[-1]["data"]["pull"]["resolvedError"]["reason"] == "BackOff"
     m = srv.metrics()
-    assert m['pulltrace_pulls_tracked{state="failed"}'] == 0
-    assert m['pulltrace_pulls_active{state="pulling"}'] == 0
-    assert m['pulltrace_pulls_active{state="stalled"}'] == 0
-    assert m['pulltrace_pull_errors_total{reason="Failed"}'] == 1  # the failure happened
+    assert m.value("pulltrace_pulls_tracked", {"state": "failed"}) == 0
+    assert m.value("pulltrace_pulls_active", {"state": "pulling"}) == 0
+    assert m.value("pulltrace_pulls_active", {"state": "stalled"}) == 0
+    assert m.value("pulltrace_pull_errors_total", {"reason": "Failed"}) == 1  # the failure happened
 
     # kubelet's confirmation brings its own measure of the pull.
     kube.add_event(pod, "Pulled", f'Successfully pulled image "{ref}" in {took:.3f}s '
                                   f'({took + 0.25:.3f}s including waiting). Image size: '
                                   f'{app.total_bytes} bytes.')
-    p = wait_until(lambda: find(srv, lambda x: x["id"] == agent["id"] and x["kubelet"]), 20,
+    p = wait_until(lambda: srv.find(lambda x: x["id"] == agent["id"] and x["kubelet"]), 20,
                    what="kubelet's duration on the pull")
     assert p["kubelet"]["durationSeconds"] == pytest.approx(float(f"{took:.3f}"))
     assert p["kubelet"]["waitingSeconds"] == pytest.approx(float(f"{took + 0.25:.3f}"))
@@ -472,12 +370,11 @@ def test_already_present_is_not_a_pull_and_kubelet_success_resolves_failure(stac
     ref = "127.0.0.1:5001/e2e/app:v1"
     pod = kube.add_pod("shop", "web-1", NODE, [("web", ref)])
     srv = server_with_kubeconfig(stack, kube)
-    events = Events(srv.url)
-    r = requests.post(srv.url + "/api/v1/report", json=report(NODE, "127.0.0.1/e2e/app",
-                                                              time.time() - 1), timeout=5)
+    events = srv.events()
+    r = srv.post(report(NODE, "127.0.0.1/e2e/app", time.time() - 1))
     assert r.status_code == 200, r.text
-    before = wait_until(lambda: find(srv, lambda x: x["pods"]), 20, what="a correlated pull")
-    seen = srv.metric('pulltrace_kube_events_total{outcome="new"}')
+    before = wait_until(lambda: srv.find(lambda x: x["pods"]), 20, what="a correlated pull")
+    seen = srv.metric("pulltrace_kube_events_total", {"outcome": "new"})
     n_pull_events = len([e for e in list(events.events) if e["event"].startswith("pull.")])
 
     # "already present" for the image being pulled, for another pod's image, and for a pod
@@ -490,19 +387,19 @@ def test_already_present_is_not_a_pull_and_kubelet_success_resolves_failure(stac
     bad = kube.add_pod("batch", "job-1", NODE, [("run", bad_ref)])
     fail_msg = f'Failed to pull image "{bad_ref}": 503 Service Unavailable'
     kube.add_event(bad, "Failed", fail_msg, type_="Warning")
-    kpull = wait_until(lambda: find(srv, lambda x: x["image"] == bad_ref), 20,
+    kpull = wait_until(lambda: srv.find(lambda x: x["image"] == bad_ref), 20,
                        what="the kubelet-only failed pull")["id"]
     kube.add_event(bad, "Pulled", f'Container image "{bad_ref}" already present on machine')
-    wait_until(lambda: srv.metric('pulltrace_kube_events_total{outcome="new"}') >= seen + 4, 20,
-               what="the server to receive the events")
+    wait_until(lambda: srv.metric("pulltrace_kube_events_total", {"outcome": "new"})
+               >= seen + 4, 20, what="the server to receive the events")
     pulls = srv.pulls()
     assert sorted(p["id"] for p in pulls) == sorted([before["id"], kpull])
-    after = find(srv, lambda x: x["id"] == before["id"])
+    after = srv.find(lambda x: x["id"] == before["id"])
     for k in ("state", "image", "pods", "updatedAt", "error", "kubelet", "resolvedError",
               "downloadedBytes"):
         assert after[k] == before[k], k
     assert after["kubelet"] is None
-    k = find(srv, lambda x: x["id"] == kpull)
+    k = srv.find(lambda x: x["id"] == kpull)
     assert k["state"] == "failed" and k["error"]["message"] == fail_msg
     # The only pull events since: the kubelet failure (started + failed).
     new = [e for e in list(events.events) if e["event"].startswith("pull.")][n_pull_events:]
@@ -525,7 +422,7 @@ def test_already_present_is_not_a_pull_and_kubelet_success_resolves_failure(stac
     assert srv.pulls(state="failed") == []
     assert [x["id"] for x in srv.pulls(state="completed")] == [kpull]
     m = srv.metrics()
-    assert m['pulltrace_pulls_tracked{state="failed"}'] == 0
-    assert m['pulltrace_pulls_tracked{state="completed"}'] == 1
-    assert m['pulltrace_pull_errors_total{reason="Failed"}'] == 1
+    assert m.value("pulltrace_pulls_tracked", {"state": "failed"}) == 0
+    assert m.value("pulltrace_pulls_tracked", {"state": "completed"}) == 1
+    assert m.value("pulltrace_pull_errors_total", {"reason": "Failed"}) == 1
     events.close()

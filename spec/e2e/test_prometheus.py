@@ -11,7 +11,6 @@ import subprocess
 import pytest
 import requests
 
-from alertlib import ServerOnStack, metric_value
 from harness import free_port, wait_until
 
 KIB = 1024
@@ -63,8 +62,8 @@ class Prometheus:
 
 @pytest.mark.stack(rate=1 * MIB)
 def test_prometheus_scrapes_a_real_pull(stack, cri_available):
-    srv = ServerOnStack(stack)
-    prom = Prometheus(stack, f"127.0.0.1:{srv.mport}")
+    srv = stack.server(env={"PULLTRACE_KUBERNETES": "off"})
+    prom = Prometheus(stack, srv.metrics_addr)
     wait_until(lambda: prom.scalar('up{job="pulltrace"}') == 1, 30, what="the first scrape")
     targets = requests.get(prom.url + "/api/v1/targets", timeout=5).json()["data"]
     [target] = targets["activeTargets"]
@@ -83,8 +82,7 @@ def test_prometheus_scrapes_a_real_pull(stack, cri_available):
     assert p["downloadedBytes"] == p["totalBytes"] == img.total_bytes
     duration = p["durationSeconds"]
     assert duration > 0
-    text = srv.metrics()
-    applied = metric_value(text, "pulltrace_agent_reports_total", {"result": "applied"})
+    applied = srv.metric("pulltrace_agent_reports_total", {"result": "applied"})
     assert applied >= 2
 
     # Prometheus catches up with the frozen counters.
@@ -120,7 +118,7 @@ def test_prometheus_scrapes_a_real_pull(stack, cri_available):
         assert meta[name][0]["help"], name
 
     # The lint on the server's exposition.
-    out = subprocess.run([PROMTOOL, "check", "metrics"], input=srv.metrics(),
+    out = subprocess.run([PROMTOOL, "check", "metrics"], input=srv.metrics().text,
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and out.stdout.strip() == "" and out.stderr.strip() == "", \
         out.stdout + out.stderr

@@ -11,40 +11,22 @@ import time
 
 import requests
 
-from harness import Daemon, free_port, wait_until
+from harness import Server, reports, wait_until
 
 
 def report(node, seq, layers=60):
-    ts = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
-    return {
-        "schemaVersion": "v1", "nodeName": node, "agentVersion": "e2e", "bootId": "boot-1",
-        "seq": seq, "timestamp": ts,
-        "pulls": [{
-            "id": "p1", "imageRef": "127.0.0.1/e2e/" + "x" * 400,
-            "manifestDigest": "sha256:" + "c" * 64, "indexDigest": None,
-            "startedAt": ts, "completedAt": None, "totalKnown": True,
-            "totalBytes": layers * 10 ** 9, "downloadedBytes": layers * seq,
-            "layers": [{"digest": f"sha256:{i:064x}", "mediaType": "m" * 200,
-                        "totalBytes": 10 ** 9, "downloadedBytes": seq, "state": "downloading",
-                        "startedAt": ts, "updatedAt": ts} for i in range(layers)]}],
-        "unattributed": [],
-    }
+    now = time.time()
+    return reports.report(node, seq, pulls=[reports.pull(
+        "p1", "127.0.0.1/e2e/" + "x" * 400, "sha256:" + "c" * 64, started=now, layers=[
+            reports.layer(reports.sha256(i), 10 ** 9, seq, state="downloading",
+                          media_type="m" * 200, started=now, updated=now)
+            for i in range(layers)])])
 
 
 def test_clients_vanishing_mid_write_do_not_kill_the_server(server_binary, tmp_path):
-    port, mport = free_port(), free_port()
-    url = f"http://127.0.0.1:{port}"
-
-    def ready():
-        try:
-            return requests.get(url + "/healthz", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-    d = Daemon("pulltrace-server", server_binary, tmp_path / "server.log", env={
-        "PULLTRACE_HTTP_ADDR": f"127.0.0.1:{port}", "PULLTRACE_METRICS_ADDR": f"127.0.0.1:{mport}",
+    srv = Server(server_binary, tmp_path / "server.log", env={
         "PULLTRACE_KUBERNETES": "off", "PULLTRACE_REPORT_MIN_INTERVAL": "0",
-        "PULLTRACE_LOG_LEVEL": "info"})
-    d.start(ready=ready)
+        "PULLTRACE_LOG_LEVEL": "info"}).start()
     try:
         stop = threading.Event()
         posted = []
@@ -55,7 +37,7 @@ def test_clients_vanishing_mid_write_do_not_kill_the_server(server_binary, tmp_p
             with requests.Session() as sess:
                 while not stop.is_set():
                     seq += 1
-                    r = sess.post(url + "/api/v1/report", json=report("node-a", seq), timeout=10)
+                    r = srv.post(report("node-a", seq), session=sess, timeout=10)
                     posted.append(r.status_code)
         feeder = threading.Thread(target=feed, daemon=True)
         feeder.start()
@@ -64,7 +46,7 @@ def test_clients_vanishing_mid_write_do_not_kill_the_server(server_binary, tmp_p
                 # Clients that subscribe and never read: their socket buffers fill up.
                 socks = []
                 for _ in range(100):
-                    s = socket.create_connection(("127.0.0.1", port))
+                    s = socket.create_connection(("127.0.0.1", srv.port))
                     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
                     s.sendall(b"GET /api/v1/events HTTP/1.1\r\nHost: t\r\n\r\n")
                     socks.append(s)
@@ -76,16 +58,15 @@ def test_clients_vanishing_mid_write_do_not_kill_the_server(server_binary, tmp_p
                         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     s.close()
                 time.sleep(0.3)
-                assert d.running(), f"round {rnd}: server died with status {d.proc.poll()}"
+                assert srv.running(), f"round {rnd}: server died with status {srv.proc.poll()}"
         finally:
             stop.set()
             feeder.join(timeout=15)
         assert posted and set(posted) == {200}, set(posted)
-        wait_until(lambda: "pulltrace_sse_clients_active 0" in
-                   requests.get(f"http://127.0.0.1:{mport}/metrics", timeout=5).text,
+        wait_until(lambda: "pulltrace_sse_clients_active 0" in srv.metrics().text,
                    10, what="every client gone")
-        assert requests.get(url + "/healthz", timeout=5).status_code == 200
-        assert d.running()
+        assert requests.get(srv.url + "/healthz", timeout=5).status_code == 200
+        assert srv.running()
     finally:
-        status, _ = d.stop()
+        status, _ = srv.stop()
     assert status == 0, f"exit status {status}"

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from harness import free_port
+from harness import reports
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -39,39 +39,31 @@ def need(cond, why):
         pytest.fail(why)
 
 
-def start_server(stack, port, mport):
-    env = {
-        "PULLTRACE_HTTP_ADDR": f"127.0.0.1:{port}",
-        "PULLTRACE_METRICS_ADDR": f"127.0.0.1:{mport}",
-        "PULLTRACE_LOG_LEVEL": "debug",
-        "PULLTRACE_NODE_LOST_GRACE": "3s",
-    }
-
-    def ready():
-        try:
-            return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    return stack.daemon("pulltrace-server", env=env, ready=ready, timeout=15)
-
-
-@pytest.mark.stack(rate=96 * KIB)
-def test_ui_in_chromium(stack, server_binary, cri_available, build_dir):
+def need_browser():
+    """The path of node, once node, playwright-core and Chromium are known to be there."""
     node = shutil.which("node")
     need(node, "node is not installed")
     need((UI_DIR / "node_modules" / "playwright-core").is_dir(),
          "ui/node_modules is missing: build the `ui` target first (it runs npm ci)")
     need(Path(CHROMIUM).is_file(), f"{CHROMIUM} is missing: apt-get install chromium")
+    return node
 
-    port, mport = free_port(), free_port()
-    server = start_server(stack, port, mport)
-    url = f"http://127.0.0.1:{port}/"
+
+def start_server(stack):
+    return stack.server(env={"PULLTRACE_NODE_LOST_GRACE": "3s"})
+
+
+@pytest.mark.stack(rate=96 * KIB)
+def test_ui_in_chromium(stack, server_binary, cri_available, build_dir):
+    node = need_browser()
+
+    server = start_server(stack)
+    url = server.url + "/"
     index = requests.get(url, timeout=5)
     need(index.status_code == 200 and '<div id="root">' in index.text,
          "pulltrace-server does not serve the built UI (configured with PT_BUILD_UI=OFF?)")
 
-    agent = stack.agent(f"http://127.0.0.1:{port}", node_name="ui-node", env={
+    agent = stack.agent(server, node_name="ui-node", env={
         "PULLTRACE_REPORT_INTERVAL": "500ms", "PULLTRACE_STALL_THRESHOLD": "15s"})
     # Two layers of 4 MiB at 96 KiB/s per connection: about 40 s in flight, longer than
     # the browser script needs to reach its last phase.
@@ -102,7 +94,7 @@ def test_ui_in_chromium(stack, server_binary, cri_available, build_dir):
             if msg["phase"] == "restart-server":
                 server.stop()
                 time.sleep(1.5)  # long enough for the page to notice
-                server = start_server(stack, port, mport)
+                server.start()  # on the same addresses
             elif msg["phase"] == "stop-agent":
                 agent.stop()
         rc = proc.wait(timeout=30)
@@ -125,18 +117,14 @@ def test_ui_in_chromium(stack, server_binary, cri_available, build_dir):
 
 # ---- many pulls ----------------------------------------------------------------------
 
-def _ts(t):
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
-
-
 class FakeAgents:
     """Agent-shaped reports for many nodes posted to the real server: each node first
     reports `per_node` pulls of which `active` are in flight, then keeps reporting only
     those, a bit further each second (completed pulls left the report and stay completed
     on the server)."""
 
-    def __init__(self, url, nodes, per_node, active):
-        self.url, self.nodes, self.per_node, self.active = url, nodes, per_node, active
+    def __init__(self, server, nodes, per_node, active):
+        self.server, self.nodes, self.per_node, self.active = server, nodes, per_node, active
         self.seq = {}
         self.start = time.time() - 60
         self.stop_event = threading.Event()
@@ -144,32 +132,28 @@ class FakeAgents:
         self.errors = []
 
     def pull(self, node, i, now, tick):
-        digest = f"sha256:{(node * 1000 + i):064x}"
+        digest = reports.sha256(node * 1000 + i)
         layer_total = 4 * MIB
         active = i < self.active
         done = min(layer_total, (tick * 64 + i * 37) * KIB % layer_total) if active else layer_total
         started = self.start + i
-        return {
-            "id": f"{digest[7:23]}-{int(started)}", "imageRef": f"127.0.0.1/scale/app-{i % 25}",
-            "manifestDigest": digest, "indexDigest": None,
-            "startedAt": _ts(started), "completedAt": None if active else _ts(started + 20),
-            "totalKnown": True, "totalBytes": layer_total, "downloadedBytes": done,
-            "layers": [{"digest": f"sha256:{(node * 1000 + i + 500000):064x}",
-                        "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                        "totalBytes": layer_total, "downloadedBytes": done,
-                        "state": "downloading" if active else "done",
-                        "startedAt": _ts(started), "updatedAt": _ts(now)}],
-        }
+        return reports.pull(
+            f"{digest[7:23]}-{int(started)}", f"127.0.0.1/scale/app-{i % 25}", digest,
+            started=started, completed=None if active else started + 20, layers=[
+                reports.layer(reports.sha256(node * 1000 + i + 500000), layer_total, done,
+                              state="downloading" if active else "done",
+                              media_type="application/vnd.oci.image.layer.v1.tar+gzip",
+                              started=started, updated=now)])
 
     def post(self, node, tick, first):
         now = time.time()
         name = f"scale-node-{node:02d}"
         self.seq[name] = self.seq.get(name, 0) + 1
         count = self.per_node if first else self.active
-        body = {"schemaVersion": "v1", "nodeName": name, "agentVersion": "scale", "bootId": "scale-boot",
-                "seq": self.seq[name], "timestamp": _ts(now),
-                "pulls": [self.pull(node, i, now, tick) for i in range(count)], "unattributed": []}
-        r = requests.post(self.url + "/api/v1/report", json=body, timeout=10)
+        body = reports.report(name, self.seq[name], boot="scale-boot", agent_version="scale",
+                              timestamp=now,
+                              pulls=[self.pull(node, i, now, tick) for i in range(count)])
+        r = self.server.post(body, timeout=10)
         if r.status_code != 200:
             self.errors.append(f"{r.status_code} {r.text}")
 
@@ -197,16 +181,11 @@ class FakeAgents:
 
 @pytest.mark.stack(containerd=False, nginx=False)
 def test_ui_thousands_of_pulls(stack, server_binary, build_dir):
-    node = shutil.which("node")
-    need(node, "node is not installed")
-    need((UI_DIR / "node_modules" / "playwright-core").is_dir(),
-         "ui/node_modules is missing: build the `ui` target first (it runs npm ci)")
-    need(Path(CHROMIUM).is_file(), f"{CHROMIUM} is missing: apt-get install chromium")
-    port, mport = free_port(), free_port()
-    start_server(stack, port, mport)
-    url = f"http://127.0.0.1:{port}"
+    node = need_browser()
+    server = start_server(stack)
+    url = server.url
     nodes, per_node, active = 50, 60, 6
-    with FakeAgents(url, nodes, per_node, active) as agents:
+    with FakeAgents(server, nodes, per_node, active) as agents:
         pulls = requests.get(url + "/api/v1/pulls", timeout=10).json()["pulls"]
         assert len(pulls) == nodes * per_node
         shots = Path(build_dir) / "ui-screenshots"

@@ -1,44 +1,35 @@
--- Loads a default policy script outside the server, with a stand-in for the
--- `pulltrace` module that records what the script registers. The default
--- scripts are pure functions of their inputs, so this is all they need.
+-- Loads a default policy script the way the server does: inside the server's sandbox
+-- (src/policy/sandbox.c through the pulltrace_sandbox module that the build makes in
+-- build/spec/lua; ctest sets LUA_CPATH_5_4 to find it). A script that uses io, require or an
+-- undefined global fails here as it fails in the server.
 local H = {}
 
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
 H.root = here .. "/../.."
 
--- Go-style durations, as the host's pulltrace.duration() accepts them.
-function H.duration(s)
-  if s == "0" then return 0 end
-  local units = { ns = 1e-9, us = 1e-6, ms = 1e-3, s = 1, m = 60, h = 3600 }
-  local total, rest = 0, s
-  assert(type(s) == "string" and s ~= "", "invalid duration")
-  while rest ~= "" do
-    local num, unit, tail = rest:match("^([%d%.]+)(%a+)(.*)$")
-    assert(num and units[unit], "invalid duration " .. s)
-    total = total + tonumber(num) * units[unit]
-    rest = tail
-  end
-  return total
+local ok, sandbox = pcall(require, "pulltrace_sandbox")
+if not ok then
+  error("the pulltrace_sandbox module is missing: build the project and run the specs through " ..
+        "ctest (ctest -R lua.policy), or set LUA_CPATH_5_4=<build>/spec/lua/?.so;;\n" .. sandbox)
 end
 
+-- Loads source as the script `name`; returns what the chunk returned and the hooks it
+-- registered ({correlate =, rate =, evict =, on = {[event] = {fn, ...}}}). Like the server, it
+-- hands the script every built-in setting: the spec's value, else the server's default.
+function H.load_source(name, source, settings)
+  local all = sandbox.defaults()
+  for k, v in pairs(settings or {}) do
+    all[k] = v
+  end
+  return sandbox.load(name, source, all)
+end
+
+-- Loads lua/<name>, the default script compiled into the server.
 function H.load(name, settings)
-  local hooks = { on = {} }
-  local api = {
-    settings = settings or {},
-    duration = H.duration,
-    log = function() end,
-    correlate = function(fn) hooks.correlate = fn end,
-    rate = function(fn) hooks.rate = fn end,
-    evict = function(fn) hooks.evict = fn end,
-    on = function(ev, fn)
-      hooks.on[ev] = hooks.on[ev] or {}
-      table.insert(hooks.on[ev], fn)
-    end,
-  }
-  local env = setmetatable({ pulltrace = api }, { __index = _G })
-  local chunk = assert(loadfile(H.root .. "/lua/" .. name, "t", env))
-  local module = chunk()
-  return module, hooks
+  local f = assert(io.open(H.root .. "/lua/" .. name, "rb"))
+  local source = f:read("a")
+  f:close()
+  return H.load_source(name, source, settings)
 end
 
 return H

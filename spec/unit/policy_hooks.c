@@ -475,6 +475,52 @@ static void test_settings_reach_scripts(void **state)
   tdir_remove(dir);
 }
 
+/* The built-in settings come from the policy's configuration table: their
+ * defaults are valid, scripts see them when nothing sets them, and C reads
+ * the parsed values. */
+static void test_builtin_settings_defaults(void **state)
+{
+  (void)state;
+  char *empty[] = {NULL};
+  struct pt_policy_options o;
+  char err[512];
+  assert_int_equal(pt_policy_options_from_env(&o, empty, err, sizeof(err)), 0);
+  assert_int_equal(o.n_settings, 0);
+  assert_int_equal(o.instruction_budget, 1000000);
+  assert_int_equal(o.memory_limit, (size_t)64 << 20);
+  assert_null(o.dir);
+
+  char *dir = tdir_new();
+  tdir_write(dir, "s.lua",
+             "assert(pulltrace.settings.historyTTL == '30m', 'historyTTL')\n"
+             "assert(pulltrace.settings.nodeLostGrace == '45s', 'nodeLostGrace')\n"
+             "assert(pulltrace.settings.rateHalfLife == '10s', 'rateHalfLife')\n"
+             "assert(pulltrace.settings.stallAlertAfter == '2m', 'stallAlertAfter')\n"
+             "assert(pulltrace.settings.alertRepeat == '1h', 'alertRepeat')\n");
+  o = topts(dir);
+  o.settings[0] = (struct pt_policy_setting){"nodeLostGrace", "45s"};
+  o.n_settings = 1;
+  struct pt_policy *p = pt_policy_create(&o, err, sizeof(err));
+  if (!p)
+    fail_msg("%s", err);
+  double v = 0;
+  assert_int_equal(pt_policy_setting_seconds(p, "historyTTL", &v), 0);
+  assert_true(v == 1800);
+  assert_int_equal(pt_policy_setting_seconds(p, "nodeLostGrace", &v), 0);
+  assert_true(v == 45);
+  assert_int_equal(pt_policy_setting_seconds(p, "alertRepeat", &v), 0);
+  assert_true(v == 3600);
+  assert_int_equal(pt_policy_setting_seconds(p, "team", &v), -ENOENT);
+  pt_policy_destroy(p);
+
+  /* A bad built-in setting given by a caller names the setting and the
+   * variable it comes from. */
+  o.settings[0] = (struct pt_policy_setting){"historyTTL", "forever"};
+  assert_null(pt_policy_create(&o, err, sizeof(err)));
+  assert_non_null(strstr(err, "policy setting historyTTL (PULLTRACE_HISTORY_TTL: invalid duration"));
+  tdir_remove(dir);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -485,6 +531,7 @@ int main(void)
       cmocka_unit_test(test_default_alerts_and_dedup),
       cmocka_unit_test(test_alert_validation),
       cmocka_unit_test(test_options_from_env),
+      cmocka_unit_test(test_builtin_settings_defaults),
       cmocka_unit_test(test_settings_reach_scripts),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

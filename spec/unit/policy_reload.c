@@ -1,11 +1,13 @@
-/* Startup errors, explicit reloads, the ConfigMap symlink swap seen through
- * the directory watch, and the --check-policy mode. */
+/* Startup errors, explicit reloads (at once without a loop, built off the
+ * loop with one), the ConfigMap symlink swap seen through the directory
+ * watch, the watcher on its own, and the --check-policy mode. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 #include <sys/stat.h>
 
+#include "policy/watch.h"
 #include "policy_util.h"
 
 static const char v1[] = "pulltrace.rate(function() return {bytesPerSec = 1} end)\n";
@@ -424,6 +426,55 @@ static void test_reload_with_loop_is_built_off_the_loop(void **state)
   tdir_remove(dir);
 }
 
+/* ---- the directory watcher on its own ------------------------------------ */
+
+static void count_cb(void *ud)
+{
+  (*(int *)ud)++;
+}
+
+/* Runs the loop until *n reaches want (at most 100,000 iterations). */
+static void run_until(uv_loop_t *loop, const int *n, int want)
+{
+  for (int i = 0; i < 100000 && *n < want; i++)
+    uv_run(loop, UV_RUN_ONCE);
+  assert_true(*n >= want);
+}
+
+static void test_watch_object(void **state)
+{
+  (void)state;
+  uv_loop_t loop;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  char *dir = tdir_new();
+
+  /* Events in the directory: one callback after the debounce. */
+  int n = 0;
+  struct pt_watch *w = pt_watch_create(&loop, dir, 0.05, -1, count_cb, &n);
+  assert_non_null(w);
+  assert_int_equal(pt_watch_start(w), 0);
+  tdir_write(dir, "a.lua", "-- 1\n");
+  tdir_write(dir, "b.lua", "-- 2\n");
+  run_until(&loop, &n, 1);
+  pt_watch_destroy(w);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+
+  /* A directory that does not exist yet: start says why, and the periodic
+   * tick still calls back (and starts watching once it appears). */
+  char missing[4200];
+  snprintf(missing, sizeof(missing), "%s/later", dir);
+  n = 0;
+  w = pt_watch_create(&loop, missing, 0.05, 0.05, count_cb, &n);
+  assert_non_null(w);
+  assert_int_equal(pt_watch_start(w), -ENOENT);
+  run_until(&loop, &n, 2);
+  pt_watch_destroy(w);
+  pt_watch_destroy(NULL);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  tdir_remove(dir);
+}
+
 static char *check(const char *dir, int *rc)
 {
   char *buf = NULL;
@@ -539,6 +590,7 @@ int main(void)
       cmocka_unit_test(test_reload_from_alert_callback_is_deferred),
       cmocka_unit_test(test_reload_without_loop_refused_inside_a_call),
       cmocka_unit_test(test_reload_with_loop_is_built_off_the_loop),
+      cmocka_unit_test(test_watch_object),
       cmocka_unit_test(test_check_policy),
       cmocka_unit_test(test_docs_examples),
   };

@@ -1,4 +1,4 @@
-/* Core helpers: RFC 3339 times, addresses, log levels, and the HTTP client
+/* Core helpers: RFC 3339 times, addresses, log levels, jitter, and the HTTP client
  * against a local socket that is closed (the request must fail cleanly and the
  * loop must close). */
 #include <setjmp.h>
@@ -8,11 +8,14 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "core/clock.h"
 #include "core/config.h"
 #include "core/httpc.h"
 #include "core/log.h"
+#include "core/random.h"
 
 static void test_time_roundtrip(void **state)
 {
@@ -98,6 +101,44 @@ static void test_httpc_refused_and_cancel(void **state)
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* Back-off jitter: uniform in [0, 1), and not the same sequence in every
+ * process (rand() without a seed gave every replica the same jitter). */
+static void test_random_per_process(void **state)
+{
+  (void)state;
+  double sum = 0, lo = 1, hi = 0;
+  for (int i = 0; i < 10000; i++) {
+    double v = pt_random_unit();
+    assert_true(v >= 0 && v < 1);
+    sum += v;
+    lo = v < lo ? v : lo;
+    hi = v > hi ? v : hi;
+  }
+  /* Mean of 10,000 uniform draws: 0.5 with a standard deviation of 0.003. */
+  assert_true(sum / 10000 > 0.45 && sum / 10000 < 0.55);
+  assert_true(lo < 0.01 && hi > 0.99);
+
+  /* Two processes started from the same state (a fork, the closest thing to
+   * two replicas) draw different values. */
+  int fds[2];
+  assert_int_equal(pipe(fds), 0);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    double v = pt_random_unit();
+    _exit(write(fds[1], &v, sizeof(v)) == (ssize_t)sizeof(v) ? 0 : 1);
+  }
+  double mine = pt_random_unit(), theirs = -1;
+  assert_int_equal(read(fds[0], &theirs, sizeof(theirs)), (ssize_t)sizeof(theirs));
+  int status;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  close(fds[0]);
+  close(fds[1]);
+  assert_true(theirs >= 0 && theirs < 1);
+  assert_true(mine != theirs);
+}
+
 int main(void)
 {
   pt_log_setup("test", PT_LOG_ERROR, PT_LOG_JSON);
@@ -105,6 +146,7 @@ int main(void)
       cmocka_unit_test(test_time_roundtrip),
       cmocka_unit_test(test_addr),
       cmocka_unit_test(test_log_levels),
+      cmocka_unit_test(test_random_per_process),
       cmocka_unit_test(test_httpc_refused_and_cancel),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

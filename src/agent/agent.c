@@ -15,63 +15,42 @@
 
 const struct pt_config_var pt_agent_config_vars[] = {
     {"PULLTRACE_NODE_NAME", PT_CFG_STRING, NULL, true,
-     offsetof(struct pt_agent_config, node_name), 0, 0,
-     "Kubernetes node this agent runs on (the downward API's spec.nodeName)"},
-    {"PULLTRACE_SERVER_URL", PT_CFG_STRING, NULL, true,
-     offsetof(struct pt_agent_config, server_url), 0, 0,
-     "Base URL of pulltrace-server, e.g. http://pulltrace-server:8080"},
+     offsetof(struct pt_agent_config, node_name), 0, 253,
+     "Kubernetes node this agent runs on (the downward API's spec.nodeName)", NULL, NULL},
+    {"PULLTRACE_SERVER_URL", PT_CFG_URL, NULL, true,
+     offsetof(struct pt_agent_config, server_url), 0, 1900,
+     "Base URL of pulltrace-server, e.g. http://pulltrace-server:8080", NULL, NULL},
     {"PULLTRACE_CONTAINERD_SOCKET", PT_CFG_STRING, "/run/containerd/containerd.sock", false,
-     offsetof(struct pt_agent_config, containerd_socket), 0, 0, "containerd's gRPC socket"},
+     offsetof(struct pt_agent_config, containerd_socket), 0, 0, "containerd's gRPC socket", NULL, NULL},
     {"PULLTRACE_CONTAINERD_NAMESPACE", PT_CFG_STRING, "k8s.io", false,
      offsetof(struct pt_agent_config, containerd_namespace), 0, 0,
-     "containerd namespace to watch (kubelet's is k8s.io)"},
+     "containerd namespace to watch (kubelet's is k8s.io)", NULL, NULL},
     {"PULLTRACE_LOG_LEVEL", PT_CFG_LOGLEVEL, "info", false,
-     offsetof(struct pt_agent_config, log_level), 0, 0, "debug, info, warn or error"},
-    {"PULLTRACE_LOG_FORMAT", PT_CFG_STRING, "json", false,
-     offsetof(struct pt_agent_config, log_format), 0, 0, "json or logfmt"},
+     offsetof(struct pt_agent_config, log_level), 0, 0, "debug, info, warn or error", NULL, NULL},
+    {"PULLTRACE_LOG_FORMAT", PT_CFG_ENUM, "json", false,
+     offsetof(struct pt_agent_config, log_format), 0, 0, "json or logfmt", "json|logfmt", NULL},
     {"PULLTRACE_AGENT_TOKEN", PT_CFG_STRING, NULL, false, offsetof(struct pt_agent_config, token),
-     0, 0, "Bearer token sent with every report (must match the server's)"},
+     0, 0, "Bearer token sent with every report (must match the server's)", NULL, NULL},
     {"PULLTRACE_SERVER_CA", PT_CFG_STRING, NULL, false,
      offsetof(struct pt_agent_config, server_ca), 0, 0,
-     "PEM CA bundle to verify an https:// server URL (default: system store)"},
+     "PEM CA bundle to verify an https:// server URL (default: system store)", NULL, NULL},
     {"PULLTRACE_REPORT_INTERVAL", PT_CFG_DURATION, "1s", false,
      offsetof(struct pt_agent_config, report_interval), 0.1, 3600,
-     "How often containerd is polled and a report sent (Go duration)"},
+     "How often containerd is polled and a report sent (Go duration)", NULL, NULL},
     {"PULLTRACE_STALL_THRESHOLD", PT_CFG_DURATION, "30s", false,
      offsetof(struct pt_agent_config, stall_threshold), 0.5, 86400,
-     "A layer whose ingest has not moved for this long is stalled"},
+     "A layer whose ingest has not moved for this long is stalled", NULL, NULL},
     {"PULLTRACE_COMPLETED_LINGER", PT_CFG_DURATION, "30s", false,
      offsetof(struct pt_agent_config, completed_linger), 0, 86400,
-     "How long a completed pull stays in the reports"},
-    {NULL, 0, NULL, false, 0, 0, 0, NULL},
+     "How long a completed pull stays in the reports", NULL, NULL},
+    {NULL, 0, NULL, false, 0, 0, 0, NULL, NULL, NULL},
 };
 
 int pt_agent_config_load(struct pt_agent_config *cfg, const char *(*getenv_fn)(const char *),
                          char *err, size_t errlen)
 {
   memset(cfg, 0, sizeof(*cfg));
-  int rc = pt_config_load(pt_agent_config_vars, cfg, getenv_fn, err, errlen);
-  if (rc)
-    return rc;
-  if (strncmp(cfg->server_url, "http://", 7) != 0 && strncmp(cfg->server_url, "https://", 8) != 0) {
-    snprintf(err, errlen, "PULLTRACE_SERVER_URL: must start with http:// or https:// (got \"%s\")",
-             cfg->server_url);
-    return -EINVAL;
-  }
-  if (strlen(cfg->server_url) > 1900) {
-    snprintf(err, errlen, "PULLTRACE_SERVER_URL: too long");
-    return -EINVAL;
-  }
-  if (strcmp(cfg->log_format, "json") != 0 && strcmp(cfg->log_format, "logfmt") != 0) {
-    snprintf(err, errlen, "PULLTRACE_LOG_FORMAT: must be json or logfmt (got \"%s\")",
-             cfg->log_format);
-    return -EINVAL;
-  }
-  if (strlen(cfg->node_name) > 253) {
-    snprintf(err, errlen, "PULLTRACE_NODE_NAME: longer than 253 characters");
-    return -EINVAL;
-  }
-  return 0;
+  return pt_config_load(pt_agent_config_vars, cfg, getenv_fn, err, errlen);
 }
 
 static void read_boot_id(char *out, size_t len)

@@ -44,6 +44,7 @@ int pt_duration_parse(const char *s, double *out_seconds)
     else if (*p == 's') { unit = 1; p++; }
     else if (*p == 'm') { unit = 60; p++; }
     else if (*p == 'h') { unit = 3600; p++; }
+    else if (*p == 'd') { unit = 86400; p++; } /* not Go's: for retention periods ("7d") */
     else return -EINVAL;
     total += v * unit;
   }
@@ -101,6 +102,158 @@ static int parse_bool(const char *s, bool *out)
   return -EINVAL;
 }
 
+static bool is_choice(const char *choices, const char *val)
+{
+  size_t n = strlen(val);
+  for (const char *c = choices; c && *c;) {
+    size_t len = strcspn(c, "|");
+    if (len == n && strncmp(c, val, n) == 0)
+      return true;
+    c += len + (c[len] == '|');
+  }
+  return false;
+}
+
+/* "a|b|c" as "a, b or c". */
+static void choice_list(const char *choices, char *out, size_t outlen)
+{
+  out[0] = '\0';
+  size_t used = 0;
+  for (const char *c = choices; c && *c && used < outlen;) {
+    size_t len = strcspn(c, "|");
+    bool last = c[len] != '|';
+    int n = snprintf(out + used, outlen - used, "%s%.*s", used == 0 ? "" : last ? " or " : ", ",
+                     (int)len, c);
+    if (n < 0)
+      break;
+    used += (size_t)n;
+    c += len + !last;
+  }
+}
+
+int pt_config_parse(const struct pt_config_var *v, const char *val, void *fieldp, char *err,
+                    size_t errlen)
+{
+  char *field = fieldp;
+  bool bounded = v->min != 0 || v->max != 0;
+  switch (v->type) {
+  case PT_CFG_STRING:
+    if (v->max > 0 && strlen(val) > v->max) {
+      snprintf(err, errlen, "%s: longer than %.0f characters", v->name, v->max);
+      return -EINVAL;
+    }
+    *(const char **)field = val;
+    break;
+  case PT_CFG_URL:
+    if (strncmp(val, "http://", 7) != 0 && strncmp(val, "https://", 8) != 0) {
+      snprintf(err, errlen, "%s: must start with http:// or https:// (got \"%s\")", v->name, val);
+      return -EINVAL;
+    }
+    if (v->max > 0 && strlen(val) > v->max) {
+      snprintf(err, errlen, "%s: longer than %.0f characters", v->name, v->max);
+      return -EINVAL;
+    }
+    *(const char **)field = val;
+    break;
+  case PT_CFG_ENUM:
+    if (!is_choice(v->choices, val)) {
+      char list[256];
+      choice_list(v->choices, list, sizeof(list));
+      snprintf(err, errlen, "%s: must be %s (got \"%s\")", v->name, list, val);
+      return -EINVAL;
+    }
+    *(const char **)field = val;
+    break;
+  case PT_CFG_DURATION: {
+    double d;
+    if (pt_duration_parse(val, &d)) {
+      snprintf(err, errlen, "%s: invalid duration \"%s\" (use e.g. 500ms, 2s, 1m30s)", v->name, val);
+      return -EINVAL;
+    }
+    if (bounded && (d < v->min || d > v->max)) {
+      snprintf(err, errlen, "%s: %s is out of range (%gs to %gs)", v->name, val, v->min, v->max);
+      return -EINVAL;
+    }
+    *(double *)field = d;
+    break;
+  }
+  case PT_CFG_INT: {
+    char *end;
+    errno = 0;
+    long n = strtol(val, &end, 10);
+    if (errno || *end || end == val) {
+      snprintf(err, errlen, "%s: invalid integer \"%s\"", v->name, val);
+      return -EINVAL;
+    }
+    if (bounded && (n < v->min || n > v->max)) {
+      snprintf(err, errlen, "%s: %ld is out of range (%.0f to %.0f)", v->name, n, v->min, v->max);
+      return -EINVAL;
+    }
+    *(long *)field = n;
+    break;
+  }
+  case PT_CFG_BOOL:
+    if (parse_bool(val, (bool *)field)) {
+      snprintf(err, errlen, "%s: invalid boolean \"%s\" (use true or false)", v->name, val);
+      return -EINVAL;
+    }
+    break;
+  case PT_CFG_LOGLEVEL: {
+    enum pt_log_level lvl;
+    if (pt_log_level_parse(val, &lvl)) {
+      snprintf(err, errlen, "%s: invalid log level \"%s\" (use debug, info, warn or error)", v->name, val);
+      return -EINVAL;
+    }
+    *(enum pt_log_level *)field = lvl;
+    break;
+  }
+  case PT_CFG_ADDR:
+    if (pt_addr_parse(val, (struct pt_addr *)field)) {
+      snprintf(err, errlen, "%s: invalid address \"%s\" (use host:port or :port)", v->name, val);
+      return -EINVAL;
+    }
+    break;
+  case PT_CFG_PREFIX:
+    break;
+  }
+  return 0;
+}
+
+typedef const char *(*lookup_fn)(void *ud, const char *name);
+
+static int load(const struct pt_config_var *vars, void *cfg, lookup_fn lookup, void *ud, char *err,
+                size_t errlen)
+{
+  for (const struct pt_config_var *v = vars; v->name; v++) {
+    if (v->type == PT_CFG_PREFIX)
+      continue;
+    const char *val = lookup(ud, v->name);
+    if (!val || !*val) {
+      if (v->required) {
+        snprintf(err, errlen, "%s: required but not set", v->name);
+        return -EINVAL;
+      }
+      val = v->def;
+    }
+    char *field = (char *)cfg + v->offset;
+    if (!val) {
+      if (v->type == PT_CFG_STRING || v->type == PT_CFG_URL || v->type == PT_CFG_ENUM)
+        *(const char **)field = NULL;
+      continue;
+    }
+    int rc = pt_config_parse(v, val, field, err, errlen);
+    if (rc)
+      return rc;
+  }
+  return 0;
+}
+
+static const char *lookup_fn_call(void *ud, const char *name)
+{
+  const char *(*fn)(const char *) = *(const char *(**)(const char *))ud;
+  return fn(name);
+}
+
 static const char *std_getenv(const char *name)
 {
   return getenv(name);
@@ -111,85 +264,38 @@ int pt_config_load(const struct pt_config_var *vars, void *cfg,
 {
   if (!getenv_fn)
     getenv_fn = std_getenv;
-  for (const struct pt_config_var *v = vars; v->name; v++) {
-    const char *val = getenv_fn(v->name);
-    if (!val || !*val) {
-      if (v->required) {
-        snprintf(err, errlen, "%s: required but not set", v->name);
-        return -EINVAL;
-      }
-      val = v->def;
-    }
-    char *field = (char *)cfg + v->offset;
-    if (!val) {
-      if (v->type == PT_CFG_STRING)
-        *(const char **)field = NULL;
-      continue;
-    }
-    bool bounded = v->min != 0 || v->max != 0;
-    switch (v->type) {
-    case PT_CFG_STRING:
-      *(const char **)field = val;
-      break;
-    case PT_CFG_DURATION: {
-      double d;
-      if (pt_duration_parse(val, &d)) {
-        snprintf(err, errlen, "%s: invalid duration \"%s\" (use e.g. 500ms, 2s, 1m30s)", v->name, val);
-        return -EINVAL;
-      }
-      if (bounded && (d < v->min || d > v->max)) {
-        snprintf(err, errlen, "%s: %s is out of range (%gs to %gs)", v->name, val, v->min, v->max);
-        return -EINVAL;
-      }
-      *(double *)field = d;
-      break;
-    }
-    case PT_CFG_INT: {
-      char *end;
-      errno = 0;
-      long n = strtol(val, &end, 10);
-      if (errno || *end || end == val) {
-        snprintf(err, errlen, "%s: invalid integer \"%s\"", v->name, val);
-        return -EINVAL;
-      }
-      if (bounded && (n < v->min || n > v->max)) {
-        snprintf(err, errlen, "%s: %ld is out of range (%.0f to %.0f)", v->name, n, v->min, v->max);
-        return -EINVAL;
-      }
-      *(long *)field = n;
-      break;
-    }
-    case PT_CFG_BOOL:
-      if (parse_bool(val, (bool *)field)) {
-        snprintf(err, errlen, "%s: invalid boolean \"%s\" (use true or false)", v->name, val);
-        return -EINVAL;
-      }
-      break;
-    case PT_CFG_LOGLEVEL: {
-      enum pt_log_level lvl;
-      if (pt_log_level_parse(val, &lvl)) {
-        snprintf(err, errlen, "%s: invalid log level \"%s\" (use debug, info, warn or error)", v->name, val);
-        return -EINVAL;
-      }
-      *(enum pt_log_level *)field = lvl;
-      break;
-    }
-    case PT_CFG_ADDR:
-      if (pt_addr_parse(val, (struct pt_addr *)field)) {
-        snprintf(err, errlen, "%s: invalid address \"%s\" (use host:port or :port)", v->name, val);
-        return -EINVAL;
-      }
-      break;
-    }
-  }
-  return 0;
+  return load(vars, cfg, lookup_fn_call, &getenv_fn, err, errlen);
 }
 
-void pt_config_print_help(FILE *out, const struct pt_config_var *vars)
+extern char **environ;
+
+const char *pt_config_getenv(char *const *envp, const char *name)
 {
-  fprintf(out, "Environment:\n");
+  size_t n = strlen(name);
+  for (char *const *e = envp ? envp : environ; e && *e; e++)
+    if (strncmp(*e, name, n) == 0 && (*e)[n] == '=')
+      return *e + n + 1;
+  return NULL;
+}
+
+static const char *lookup_envp(void *ud, const char *name)
+{
+  return pt_config_getenv(ud, name);
+}
+
+int pt_config_load_envp(const struct pt_config_var *vars, void *cfg, char *const *envp,
+                        char *err, size_t errlen)
+{
+  return load(vars, cfg, lookup_envp, (void *)(envp ? envp : environ), err, errlen);
+}
+
+void pt_config_print_help(FILE *out, const char *title, const struct pt_config_var *vars)
+{
+  fprintf(out, "%s:\n", title);
   for (const struct pt_config_var *v = vars; v->name; v++) {
-    fprintf(out, "  %-32s %s", v->name, v->help ? v->help : "");
+    char name[80];
+    snprintf(name, sizeof(name), "%s%s", v->name, v->type == PT_CFG_PREFIX ? "<key>" : "");
+    fprintf(out, "  %-36s %s", name, v->help ? v->help : "");
     if (v->required)
       fprintf(out, " (required)");
     else if (v->def && *v->def)

@@ -19,6 +19,7 @@ struct pt_http_response {
   const char *error;    /* human-readable transport error, or NULL */
   const char *body;     /* buffered body, NUL-terminated (empty when streamed) */
   size_t body_len;
+  void *xfer;           /* private: for pt_httpc_take_body() */
 };
 
 /* Called for each chunk of a streamed body; return non-zero to abort the request. */
@@ -35,11 +36,16 @@ struct pt_http_request {
   const char *ca_file;       /* PEM CA bundle for TLS, NULL = system store */
   const char *client_cert;   /* PEM client certificate file, optional */
   const char *client_key;    /* PEM client key file, optional */
+  int insecure_skip_verify;  /* non-zero: accept any server certificate (kubeconfig's
+                                insecure-skip-tls-verify, only when the user asks for it) */
+  const char *const *headers;/* extra "Name: value" lines, NULL-terminated; optional */
   long timeout_ms;           /* whole transfer; 0 = none (streaming watches) */
   long connect_timeout_ms;   /* 0 = 10 s */
   long low_speed_time_s;     /* abort if under 1 byte/s for this long; 0 = off */
   size_t max_body;           /* buffered body cap; 0 = 16 MiB */
   pt_httpc_data_cb on_data;  /* stream instead of buffering when set */
+  int buffer_errors;         /* with on_data: buffer a non-2xx body into the response
+                                (an error document) instead of streaming it */
 };
 
 struct pt_httpc *pt_httpc_create(uv_loop_t *loop);
@@ -54,6 +60,11 @@ int pt_httpc_request(struct pt_httpc *c, const struct pt_http_request *req,
 /* Cancels a request still in flight; its done callback runs with -ECANCELED
  * before this returns. Unknown ids are ignored. */
 void pt_httpc_cancel(struct pt_httpc *c, uint64_t id);
+/* Inside a done callback: takes over the buffered body, so that a big one can
+ * be handed to another thread without a copy. Returns it (NUL-terminated,
+ * resp->body_len bytes; free() it), or NULL when out of memory. resp->body
+ * stays valid as long as the caller keeps the returned buffer. */
+char *pt_httpc_take_body(const struct pt_http_response *resp);
 /* Number of requests in flight. */
 size_t pt_httpc_active(const struct pt_httpc *c);
 

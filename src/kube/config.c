@@ -11,16 +11,6 @@ static bool set(const char *s)
   return s && *s;
 }
 
-void pt_kube_env_get(struct pt_kube_env *env)
-{
-  env->pulltrace_kubeconfig = getenv("PULLTRACE_KUBECONFIG");
-  env->kubeconfig = getenv("KUBECONFIG");
-  env->context = getenv("PULLTRACE_KUBE_CONTEXT");
-  env->sa_dir = getenv("PULLTRACE_KUBE_SA_DIR");
-  env->service_host = getenv("KUBERNETES_SERVICE_HOST");
-  env->service_port = getenv("KUBERNETES_SERVICE_PORT");
-}
-
 /* The server verifies the API server's certificate always: a kubeconfig that
  * turns that off is refused rather than silently weakened. */
 static int load_file(const char *path, const char *context, struct pt_kubeconfig *c, char *err,

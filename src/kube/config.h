@@ -13,7 +13,8 @@
 
 #include "core/kubeconfig.h"
 
-/* The environment the configuration comes from (NULL or "" = unset). */
+/* The environment the configuration comes from (NULL or "" = unset), as the
+ * server's configuration table (pt_server_config_vars) read it. */
 struct pt_kube_env {
   const char *pulltrace_kubeconfig; /* PULLTRACE_KUBECONFIG */
   const char *kubeconfig;           /* KUBECONFIG (colon-separated; the first file is used) */
@@ -22,9 +23,6 @@ struct pt_kube_env {
   const char *service_host;         /* KUBERNETES_SERVICE_HOST */
   const char *service_port;         /* KUBERNETES_SERVICE_PORT */
 };
-
-/* Fills env from getenv(). */
-void pt_kube_env_get(struct pt_kube_env *env);
 
 /* Returns 0 with cfg filled, -ENOENT when nothing configures Kubernetes, or
  * -EINVAL / another negative errno with "VARIABLE or file: reason" in err.

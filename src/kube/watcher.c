@@ -9,9 +9,8 @@
 #include "core/clock.h"
 #include "core/httpc.h"
 #include "core/log.h"
-#include "server/map.h"
-#include "server/server.h"
-#include "server/store.h"
+#include "core/map.h"
+#include "core/random.h"
 
 /* Pods that finished can no longer wait for an image: the API server leaves
  * them out (and sends DELETED when one finishes), which keeps the cache to
@@ -32,6 +31,8 @@ struct seen_event {
   double last;
 };
 
+struct list_work;
+
 struct reflector {
   struct pt_kube *kube;
   enum pt_kube_resource res;
@@ -39,7 +40,8 @@ struct reflector {
   char rv[128];        /* resourceVersion to watch from */
   char *cont;          /* continue token of the list in progress */
   uint64_t req_id;
-  bool in_flight;
+  struct list_work *work; /* a list page being parsed on the thread pool */
+  bool in_flight;         /* a request, or the parse of its answer, is under way */
   bool listing, watching;
   bool synced;         /* first list completed */
   bool need_relist;    /* an ERROR event / 410 asked for a relist */
@@ -52,20 +54,28 @@ struct reflector {
   struct pt_map objs;  /* pods: "ns/name" -> pod_entry; events: uid -> seen_event */
 };
 
+struct token_work {
+  uv_work_t req;
+  struct pt_kube *kube;
+  char *token;
+  int result;
+};
+
 struct pt_kube {
   uv_loop_t *loop;
-  struct pt_server *srv;
-  struct pt_store *store;
+  struct pt_kube_sink sink;
   struct pt_kubeconfig cfg;
   struct pt_kube_options opts;
   char *namespaces;
   struct pt_httpc *httpc;
   char *token;
+  struct token_work *token_work; /* a token file read on the thread pool */
   uv_timer_t token_timer;
   struct reflector *refl;
   size_t nrefl;
   double started_at;
   int open_handles;
+  int pending_work; /* thread-pool requests whose after-work has not run */
   bool closing;
   bool ready;
   struct pt_kube_stats st;
@@ -129,17 +139,55 @@ static void build_url(struct reflector *r, bool watch, char *url, size_t cap)
   append_escaped(url, cap, r->res == PT_KUBE_PODS ? POD_FIELD_SELECTOR : EVENT_FIELD_SELECTOR);
 }
 
+static void maybe_free(struct pt_kube *k);
+
+/* Runs on the thread pool: k->cfg does not change while the watcher lives. */
+static void token_read(uv_work_t *req)
+{
+  struct token_work *tw = req->data;
+  tw->result = pt_kubeconfig_token(&tw->kube->cfg, &tw->token);
+}
+
+static void token_read_done(uv_work_t *req, int status)
+{
+  struct token_work *tw = req->data;
+  struct pt_kube *k = tw->kube;
+  k->token_work = NULL;
+  k->pending_work--;
+  if (!k->closing && status == 0) {
+    if (tw->result) {
+      PT_LOG_WARN("cannot read the Kubernetes token; keeping the previous one", "{s:s,s:s}", "file",
+                  k->cfg.token_file, "error", strerror(-tw->result));
+    } else if (tw->token) {
+      /* Requests already started keep the token they were sent with. */
+      free(k->token);
+      k->token = tw->token;
+      tw->token = NULL;
+    }
+  }
+  free(tw->token);
+  free(tw);
+  maybe_free(k);
+}
+
+/* Re-reads the token file (projected service-account tokens rotate) on the
+ * thread pool; the next requests use the new token. A static token never
+ * changes: nothing to do. */
 static void refresh_token(struct pt_kube *k)
 {
-  char *tok = NULL;
-  int r = pt_kubeconfig_token(&k->cfg, &tok);
-  if (r) {
-    PT_LOG_WARN("cannot read the Kubernetes token; keeping the previous one", "{s:s,s:s}", "file",
-                k->cfg.token_file ? k->cfg.token_file : "", "error", strerror(-r));
+  if (!k->cfg.token_file || k->token_work || k->closing)
+    return;
+  struct token_work *tw = calloc(1, sizeof(*tw));
+  if (!tw)
+    return;
+  tw->kube = k;
+  tw->req.data = tw;
+  if (uv_queue_work(k->loop, &tw->req, token_read, token_read_done) != 0) {
+    free(tw);
     return;
   }
-  free(k->token);
-  k->token = tok;
+  k->token_work = tw;
+  k->pending_work++;
 }
 
 static void update_ready(struct pt_kube *k)
@@ -159,14 +207,14 @@ static void update_ready(struct pt_kube *k)
                 (int)k->st.pods_cached);
   k->ready = ok;
   k->st.synced = ok;
-  if (k->srv)
-    pt_server_set_ready(k->srv, "kubernetes", ok, detail);
+  if (k->sink.ready)
+    k->sink.ready(k->sink.ud, ok, detail);
 }
 
 static double jitter(double v)
 {
   /* Spread reconnects of many replicas: +-20 %. */
-  return v * (0.8 + 0.4 * ((double)rand() / (double)RAND_MAX));
+  return v * (0.8 + 0.4 * pt_random_unit());
 }
 
 static void timer_fire(uv_timer_t *t)
@@ -195,12 +243,10 @@ static void retry_later(struct reflector *r, bool at_once)
 /* ------------------------------------------------------------------------ */
 /* Objects                                                                    */
 
-static void pod_apply(struct reflector *r, const json_t *obj, bool deleted)
+/* Applies a slim pod (pt_kube_pod_slim()); takes over slim. */
+static void pod_apply(struct reflector *r, json_t *slim, bool deleted)
 {
   struct pt_kube *k = r->kube;
-  json_t *slim = pt_kube_pod_slim(obj);
-  if (!slim)
-    return;
   char key[600];
   snprintf(key, sizeof(key), "%s/%s", json_string_value(json_object_get(slim, "namespace")),
            json_string_value(json_object_get(slim, "name")));
@@ -208,8 +254,9 @@ static void pod_apply(struct reflector *r, const json_t *obj, bool deleted)
   if (deleted) {
     if (e) {
       free(pt_map_del(&r->objs, key));
-      pt_store_pod_delete(k->store, json_string_value(json_object_get(slim, "namespace")),
-                          json_string_value(json_object_get(slim, "name")));
+      if (k->sink.pod_delete)
+        k->sink.pod_delete(k->sink.ud, json_string_value(json_object_get(slim, "namespace")),
+                           json_string_value(json_object_get(slim, "name")));
     }
     json_decref(slim);
     return;
@@ -231,10 +278,11 @@ static void pod_apply(struct reflector *r, const json_t *obj, bool deleted)
     else
       free(ne);
   }
-  /* Only now: rv points into the member this frees. The store does not need
+  /* Only now: rv points into the member this frees. The sink does not need
    * it (it would only make every pod update look like a change). */
   json_object_del(slim, "resourceVersion");
-  pt_store_pod_upsert(k->store, slim);
+  if (k->sink.pod_upsert)
+    k->sink.pod_upsert(k->sink.ud, slim);
   json_decref(slim);
 }
 
@@ -261,20 +309,22 @@ static void prune_events(struct reflector *r, double now)
   }
 }
 
-static void event_apply(struct reflector *r, const json_t *obj, bool from_list)
+/* An event's de-duplication key: its uid, else "namespace/name". */
+static json_t *event_key(const json_t *slim, const json_t *obj)
+{
+  const char *uid = json_string_value(json_object_get(slim, "uid"));
+  if (uid)
+    return json_string(uid);
+  const char *name = json_string_value(json_object_get(json_object_get(obj, "metadata"), "name"));
+  const char *ns = json_string_value(json_object_get(slim, "namespace"));
+  return json_sprintf("%s/%s", ns ? ns : "", name ? name : "");
+}
+
+/* Applies a slim event (pt_kube_event_slim()) under its key (event_key());
+ * takes over slim. */
+static void event_apply(struct reflector *r, json_t *slim, const char *uid, bool from_list)
 {
   struct pt_kube *k = r->kube;
-  json_t *slim = pt_kube_event_slim(obj);
-  if (!slim)
-    return;
-  const char *uid = json_string_value(json_object_get(slim, "uid"));
-  char key[600];
-  if (!uid) {
-    const char *name = json_string_value(json_object_get(json_object_get(obj, "metadata"), "name"));
-    snprintf(key, sizeof(key), "%s/%s", json_string_value(json_object_get(slim, "namespace")),
-             name ? name : "");
-    uid = key;
-  }
   int64_t count = (int64_t)json_integer_value(json_object_get(slim, "count"));
   json_t *lt = json_object_get(slim, "lastTimestamp");
   double last = json_is_number(lt) ? json_number_value(lt) : 0;
@@ -315,7 +365,8 @@ static void event_apply(struct reflector *r, const json_t *obj, bool from_list)
                json_string_value(json_object_get(slim, "pod")), "reason",
                json_string_value(json_object_get(slim, "reason")), "image",
                json_string_value(json_object_get(slim, "image")), "historic", historic);
-  pt_store_kube_event(k->store, slim, pt_clock_now());
+  if (k->sink.kube_event)
+    k->sink.kube_event(k->sink.ud, slim, pt_clock_now());
   json_decref(slim);
 }
 
@@ -359,7 +410,8 @@ static void finish_list(struct reflector *r)
       char *slash = strchr(dead[i], '/');
       if (slash) {
         *slash = '\0';
-        pt_store_pod_delete(k->store, dead[i], slash + 1);
+        if (k->sink.pod_delete)
+          k->sink.pod_delete(k->sink.ud, dead[i], slash + 1);
       }
       free(dead[i]);
     }
@@ -383,6 +435,117 @@ static void finish_list(struct reflector *r)
   start_watch(r);
 }
 
+/* A list page, parsed and cut into slim objects on the thread pool, so that
+ * the loop never parses a body of up to MAX_LIST_BODY. */
+struct list_work {
+  uv_work_t req;
+  struct reflector *r;
+  enum pt_kube_resource res;
+  char *body;
+  size_t len;
+  /* Results: [slim, key] pairs for events, slim objects for pods. */
+  json_t *objs;
+  char *rv, *cont;
+  char error[200]; /* non-empty when the body is not a list */
+};
+
+static void list_parse(uv_work_t *req)
+{
+  struct list_work *w = req->data;
+  json_error_t jerr;
+  json_t *root = json_loadb(w->body, w->len, 0, &jerr);
+  free(w->body);
+  w->body = NULL;
+  json_t *items = json_object_get(root, "items");
+  json_t *md = json_object_get(root, "metadata");
+  const char *rv = json_string_value(json_object_get(md, "resourceVersion"));
+  if (!json_is_array(items) || !rv) {
+    snprintf(w->error, sizeof(w->error), "%s", root ? "no items or metadata.resourceVersion" : jerr.text);
+    json_decref(root);
+    return;
+  }
+  const char *cont = json_string_value(json_object_get(md, "continue"));
+  w->rv = strdup(rv);
+  w->cont = cont && *cont ? strdup(cont) : NULL;
+  w->objs = json_array();
+  if (!w->rv || (cont && *cont && !w->cont) || !w->objs) {
+    snprintf(w->error, sizeof(w->error), "out of memory");
+    json_decref(root);
+    return;
+  }
+  size_t i;
+  json_t *item;
+  json_array_foreach(items, i, item) {
+    if (w->res == PT_KUBE_PODS) {
+      json_t *slim = pt_kube_pod_slim(item);
+      if (slim)
+        json_array_append_new(w->objs, slim);
+    } else {
+      json_t *slim = pt_kube_event_slim(item);
+      if (slim)
+        json_array_append_new(w->objs, json_pack("[oo]", slim, event_key(slim, item)));
+    }
+  }
+  json_decref(root);
+}
+
+static void list_work_free(struct list_work *w)
+{
+  free(w->body);
+  json_decref(w->objs);
+  free(w->rv);
+  free(w->cont);
+  free(w);
+}
+
+static void list_failed(struct reflector *r)
+{
+  r->listing = false;
+  r->need_relist = true;
+  retry_later(r, false);
+}
+
+static void list_parsed(uv_work_t *req, int status)
+{
+  struct list_work *w = req->data;
+  struct reflector *r = w->r;
+  struct pt_kube *k = r->kube;
+  r->work = NULL;
+  r->in_flight = false;
+  k->pending_work--;
+  if (k->closing || status != 0) {
+    list_work_free(w);
+    maybe_free(k);
+    return;
+  }
+  if (w->error[0]) {
+    k->st.errors[r->res]++;
+    PT_LOG_WARN("Kubernetes list answer is not a list", "{s:s,s:s}", "resource", resource_names[r->res],
+                "error", w->error);
+    list_work_free(w);
+    list_failed(r);
+    return;
+  }
+  size_t i;
+  json_t *obj;
+  json_array_foreach(w->objs, i, obj) {
+    if (r->res == PT_KUBE_PODS)
+      pod_apply(r, json_incref(obj), false);
+    else
+      event_apply(r, json_incref(json_array_get(obj, 0)), json_string_value(json_array_get(obj, 1)), true);
+  }
+  free(r->cont);
+  r->cont = w->cont;
+  w->cont = NULL;
+  if (!r->cont)
+    snprintf(r->rv, sizeof(r->rv), "%s", w->rv);
+  list_work_free(w);
+  if (r->cont)
+    start_list(r);
+  else
+    finish_list(r);
+}
+
 static void list_done(void *ud, const struct pt_http_response *resp)
 {
   struct reflector *r = ud;
@@ -402,44 +565,33 @@ static void list_done(void *ud, const struct pt_http_response *resp)
     PT_LOG_WARN("Kubernetes list failed", "{s:s,s:s,s:i,s:s}", "resource", resource_names[r->res],
                 "namespace", r->ns ? r->ns : "*", "status", (int)resp->status, "error",
                 resp->error ? resp->error : (resp->body_len < 300 ? resp->body : "HTTP error"));
-    r->listing = false;
-    r->need_relist = true;
-    retry_later(r, false);
+    list_failed(r);
     return;
   }
-  json_error_t jerr;
-  json_t *root = json_loadb(resp->body, resp->body_len, 0, &jerr);
-  json_t *items = json_object_get(root, "items");
-  json_t *md = json_object_get(root, "metadata");
-  const char *rv = json_string_value(json_object_get(md, "resourceVersion"));
-  if (!json_is_array(items) || !rv) {
+  struct list_work *w = calloc(1, sizeof(*w));
+  if (w) {
+    w->len = resp->body_len;
+    w->body = pt_httpc_take_body(resp);
+  }
+  if (!w || !w->body) {
+    free(w);
     k->st.errors[r->res]++;
-    PT_LOG_WARN("Kubernetes list answer is not a list", "{s:s,s:s}", "resource", resource_names[r->res],
-                "error", root ? "no items or metadata.resourceVersion" : jerr.text);
-    json_decref(root);
-    r->listing = false;
-    r->need_relist = true;
-    retry_later(r, false);
+    PT_LOG_WARN("Kubernetes list answer dropped: out of memory", "{s:s}", "resource", resource_names[r->res]);
+    list_failed(r);
     return;
   }
-  size_t i;
-  json_t *item;
-  json_array_foreach(items, i, item) {
-    if (r->res == PT_KUBE_PODS)
-      pod_apply(r, item, false);
-    else
-      event_apply(r, item, true);
+  w->r = r;
+  w->res = r->res;
+  w->req.data = w;
+  if (uv_queue_work(k->loop, &w->req, list_parse, list_parsed) != 0) {
+    list_work_free(w);
+    k->st.errors[r->res]++;
+    list_failed(r);
+    return;
   }
-  const char *cont = json_string_value(json_object_get(md, "continue"));
-  free(r->cont);
-  r->cont = cont && *cont ? strdup(cont) : NULL;
-  if (!r->cont)
-    snprintf(r->rv, sizeof(r->rv), "%s", rv);
-  json_decref(root);
-  if (r->cont)
-    start_list(r);
-  else
-    finish_list(r);
+  r->work = w;
+  r->in_flight = true; /* the page is not done until it is applied */
+  k->pending_work++;
 }
 
 /* A request to the API server with its credentials (token, CA, client cert). */
@@ -494,10 +646,19 @@ static int watch_event(void *ud, enum pt_kube_watch_type type, json_t *obj)
   case PT_KUBE_ADDED:
   case PT_KUBE_MODIFIED:
   case PT_KUBE_DELETED:
-    if (r->res == PT_KUBE_PODS)
-      pod_apply(r, obj, type == PT_KUBE_DELETED);
-    else if (type != PT_KUBE_DELETED)
-      event_apply(r, obj, false);
+    if (r->res == PT_KUBE_PODS) {
+      json_t *slim = pt_kube_pod_slim(obj);
+      if (slim)
+        pod_apply(r, slim, type == PT_KUBE_DELETED);
+    } else if (type != PT_KUBE_DELETED) {
+      json_t *slim = pt_kube_event_slim(obj);
+      json_t *key = slim ? event_key(slim, obj) : NULL;
+      if (key)
+        event_apply(r, slim, json_string_value(key), false);
+      else
+        json_decref(slim);
+      json_decref(key);
+    }
     note_rv(r, obj);
     count_cached(k);
     return 0;
@@ -546,8 +707,6 @@ static void watch_done(void *ud, const struct pt_http_response *resp)
   for (size_t i = 0; i < k->nrefl; i++)
     k->st.stream_bad_lines += k->refl[i].stream.bad;
   k->st.watch_restarts[r->res]++;
-  if (k->srv)
-    pt_server_count_watch_restart(k->srv, resource_names[r->res]);
   double lasted = pt_clock_mono() - r->watch_started;
   if (resp->status == 410)
     r->need_relist = true;
@@ -619,15 +778,15 @@ static void token_tick(uv_timer_t *t)
   count_cached(k);
 }
 
-struct pt_kube *pt_kube_create(uv_loop_t *loop, struct pt_server *srv, struct pt_kubeconfig *cfg,
+struct pt_kube *pt_kube_create(uv_loop_t *loop, const struct pt_kube_sink *sink, struct pt_kubeconfig *cfg,
                                const struct pt_kube_options *opts)
 {
   struct pt_kube *k = calloc(1, sizeof(*k));
   if (!k)
     return NULL;
   k->loop = loop;
-  k->srv = srv;
-  k->store = srv ? pt_server_store(srv) : NULL;
+  if (sink)
+    k->sink = *sink;
   k->cfg = *cfg;
   memset(cfg, 0, sizeof(*cfg));
   if (opts)
@@ -685,7 +844,11 @@ struct pt_kube *pt_kube_create(uv_loop_t *loop, struct pt_server *srv, struct pt
   k->token_timer.data = k;
   k->open_handles++;
   k->started_at = pt_clock_now();
-  refresh_token(k);
+  /* The first token is read here, at startup before the loop runs; every
+   * later read happens on the thread pool (refresh_token()). */
+  if (pt_kubeconfig_token(&k->cfg, &k->token) != 0)
+    PT_LOG_WARN("cannot read the Kubernetes token yet; retrying in the background", "{s:s}", "file",
+                k->cfg.token_file ? k->cfg.token_file : "");
   return k;
 }
 
@@ -707,7 +870,7 @@ int pt_kube_start(struct pt_kube *k)
 
 static void maybe_free(struct pt_kube *k)
 {
-  if (k->open_handles > 0)
+  if (k->open_handles > 0 || k->pending_work > 0)
     return;
   for (size_t i = 0; i < k->nrefl; i++) {
     struct reflector *r = &k->refl[i];
@@ -749,9 +912,14 @@ void pt_kube_destroy(struct pt_kube *k)
   pt_httpc_destroy(k->httpc);
   k->httpc = NULL;
   for (size_t i = 0; i < k->nrefl; i++) {
+    /* A parse already running finishes; its after-work sees closing. */
+    if (k->refl[i].work)
+      uv_cancel((uv_req_t *)&k->refl[i].work->req);
     uv_timer_stop(&k->refl[i].timer);
     uv_close((uv_handle_t *)&k->refl[i].timer, refl_timer_closed);
   }
+  if (k->token_work)
+    uv_cancel((uv_req_t *)&k->token_work->req);
   uv_timer_stop(&k->token_timer);
   uv_close((uv_handle_t *)&k->token_timer, token_timer_closed);
 }

@@ -1,7 +1,9 @@
 /* The Kubernetes watcher of pulltrace-server: lists then watches pods and
  * kubelet events (all namespaces, or each of PULLTRACE_WATCH_NAMESPACES) over
- * the core HTTP client, and feeds slim copies into the server's store, where
- * the policy's correlation hook uses them.
+ * the core HTTP client, and hands slim copies to its sink (pulltrace-server's
+ * store, where the policy's correlation hook uses them). It knows nothing of
+ * the server: the sink's callbacks and its readiness callback are all it
+ * calls.
  *
  * Per resource and namespace a reflector runs: list (paginated) -> watch from
  * the list's resourceVersion with allowWatchBookmarks -> on a normal end
@@ -15,8 +17,12 @@
  * correlation (a Pulling event of a pull in flight) but marked "historic":
  * they never create or fail a pull.
  *
- * /readyz gets a "kubernetes" check that turns ok once every reflector has
- * completed its first list. */
+ * The readiness callback turns ok once every reflector has completed its first
+ * list (pulltrace-server shows it as the "kubernetes" check of /readyz).
+ *
+ * The loop never parses a list: its body (up to 256 MiB) is parsed and cut
+ * into slim objects on libuv's thread pool, and only the slim objects come
+ * back to the loop. The token file is re-read on the thread pool too. */
 #ifndef PT_KUBE_WATCHER_H
 #define PT_KUBE_WATCHER_H
 
@@ -28,8 +34,26 @@
 #include "kube/config.h"
 #include "kube/parse.h"
 
-struct pt_server;
+#include <jansson.h>
+
 struct pt_kube;
+
+/* Where the watcher delivers what it learns; every callback runs on the loop
+ * and gets borrowed objects (copy what you keep). Any callback may be NULL. */
+struct pt_kube_sink {
+  void *ud;
+  /* A pod was added or changed: the slim pod of pt_kube_pod_slim() without
+   * its resourceVersion. */
+  void (*pod_upsert)(void *ud, const json_t *pod);
+  void (*pod_delete)(void *ud, const char *ns, const char *name);
+  /* An image-related kubelet event: pt_kube_event_slim(), plus
+   * "historic": true when it happened before the watcher started (context
+   * for correlation, never a new pull or failure). */
+  void (*kube_event)(void *ud, const json_t *event, double now);
+  /* Sync state changed: ok once every first list is done; detail says what
+   * is missing. */
+  void (*ready)(void *ud, bool ok, const char *detail);
+};
 
 enum pt_kube_resource { PT_KUBE_PODS = 0, PT_KUBE_EVENTS, PT_KUBE_RESOURCES };
 
@@ -55,13 +79,15 @@ struct pt_kube_stats {
   size_t pods_cached, events_cached;    /* objects the watcher remembers */
 };
 
-/* Takes over cfg (cleared on return). Does not start anything. */
-struct pt_kube *pt_kube_create(uv_loop_t *loop, struct pt_server *srv, struct pt_kubeconfig *cfg,
+/* Takes over cfg (cleared on return) and copies sink. Reads the token once
+ * (startup, before the loop runs). Does not start anything. */
+struct pt_kube *pt_kube_create(uv_loop_t *loop, const struct pt_kube_sink *sink, struct pt_kubeconfig *cfg,
                                const struct pt_kube_options *opts);
 /* Starts every reflector. Returns 0 or a negative errno. */
 int pt_kube_start(struct pt_kube *k);
-/* Cancels requests and closes the handles; memory is freed in their close
- * callbacks (run the loop afterwards). Accepts NULL. */
+/* Cancels requests and work and closes the handles; memory is freed in their
+ * close and after-work callbacks (run the loop afterwards). The sink is not
+ * called any more. Accepts NULL. */
 void pt_kube_destroy(struct pt_kube *k);
 void pt_kube_stats(const struct pt_kube *k, struct pt_kube_stats *out);
 const char *pt_kube_resource_name(enum pt_kube_resource r);

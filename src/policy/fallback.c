@@ -1,7 +1,11 @@
-/* The C-side default decisions. They are used when no script registered a
- * hook, and whenever a hook fails or returns nonsense, so they mirror the
- * default scripts in lua/ (the correlation one without the tag
- * disambiguation by event time). */
+/* The C-side default decisions: the one default of each hook, in one place.
+ * They are used when no script registered a hook, and whenever a hook fails
+ * or returns nonsense, so they mirror the default scripts in lua/ (the
+ * correlation one without the tag disambiguation by event time). Their
+ * parameters are the built-in settings (p->set, from the policy's
+ * configuration table). The alert hooks have none: a failing handler
+ * delivers no alert. Nothing else in the server decides rate, eviction or
+ * correlation on its own. */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -30,7 +34,7 @@ void fallback_rate(const struct pt_policy *p, const struct pt_policy_rate_sample
     if (st->c_rate < 0)
       st->c_rate = inst;
     else
-      st->c_rate += (1 - exp2(-dt / p->rate_half_life)) * (inst - st->c_rate);
+      st->c_rate += (1 - exp2(-dt / p->set.rate_half_life)) * (inst - st->c_rate);
     st->c_time = s->now;
     st->c_bytes = bytes;
   }
@@ -56,15 +60,15 @@ enum pt_policy_evict_decision fallback_evict(const struct pt_policy *p,
   case PT_POLICY_PULL_FAILED: {
     double since = in->finished_at > 0 ? in->finished_at
                    : in->last_seen_at > 0 ? in->last_seen_at : now;
-    return now - since >= p->history_ttl ? PT_POLICY_EVICT : PT_POLICY_KEEP;
+    return now - since >= p->set.history_ttl ? PT_POLICY_EVICT : PT_POLICY_KEEP;
   }
   case PT_POLICY_PULL_LOST: {
     double since = in->lost_at > 0 ? in->lost_at : in->last_seen_at > 0 ? in->last_seen_at : now;
-    return now - since >= p->history_ttl ? PT_POLICY_EVICT : PT_POLICY_KEEP;
+    return now - since >= p->set.history_ttl ? PT_POLICY_EVICT : PT_POLICY_KEEP;
   }
   default: {
     double last = in->node_last_report > 0 ? in->node_last_report : in->last_seen_at;
-    if (last > 0 && now - last >= p->node_lost_grace)
+    if (last > 0 && now - last >= p->set.node_lost_grace)
       return PT_POLICY_MARK_LOST;
     return PT_POLICY_KEEP;
   }

@@ -30,6 +30,16 @@ struct handler {
   int ref; /* registry reference of the function */
 };
 
+/* The policy's variables once parsed (pt_policy_config_vars in options.c
+ * describes them, and where each lands here). */
+struct policy_env {
+  const char *dir;
+  long budget, memory_mib;
+  struct policy_settings {
+    double history_ttl, node_lost_grace, rate_half_life, stall_alert_after, alert_repeat;
+  } set;
+};
+
 /* What a VM is built from. Fixed by pt_policy_create() and read-only from
  * then on, so that a reload can build a VM on the thread pool while the loop
  * thread keeps calling hooks. */
@@ -86,8 +96,9 @@ struct pt_policy {
   pt_policy_alert_cb alert_cb;
   void *alert_ud;
 
-  /* C defaults from the settings. */
-  double history_ttl, node_lost_grace, rate_half_life, stall_alert_after, alert_repeat;
+  /* The built-in settings, parsed: what the C defaults (fallback.c) and
+   * alert de-duplication use. */
+  struct policy_settings set;
 
   /* Hook calls running (a reload without a loop cannot run during one). */
   int depth;
@@ -170,6 +181,15 @@ void policy_record_error(struct pt_policy *p, enum pt_policy_hook hook, const ch
                          const struct call_result *res);
 /* Frees everything; the watcher and any build in flight must be gone. */
 void policy_free(struct pt_policy *p);
+
+/* options.c */
+/* The defaults of every policy variable. */
+void policy_env_defaults(struct policy_env *e);
+/* Copies opts' settings into p, adds the built-in ones that are missing with
+ * their defaults, and parses those into p->set. Returns 0 or a negative
+ * errno with "policy setting <key> (...)" in err. */
+int policy_settings_init(struct pt_policy *p, const struct pt_policy_options *opts, char *err,
+                         size_t errlen);
 
 /* reload.c */
 /* Reads the scripts of cfg and builds a VM from them; safe on any thread.

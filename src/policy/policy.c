@@ -1,5 +1,6 @@
-/* The policy host's public API: creation, hook calls with validation and
- * fallback, alert delivery, reload, status and counters. */
+/* The policy host's public API: creation, and the hook calls with their
+ * validation and fallback, alert delivery included. Reloads are in
+ * reload.c, configuration in options.c, status and counters in status.c. */
 #include <errno.h>
 #include <lauxlib.h>
 #include <limits.h>
@@ -8,175 +9,16 @@
 #include <string.h>
 
 #include "core/clock.h"
-#include "core/config.h"
-#include "core/log.h"
 #include "policy/internal.h"
-
-extern char **environ;
 
 #define MAX_STATE_BYTES (64u * 1024)
 #define MAX_TARGETS 1024
 #define MAX_ALERTS_PER_CALL 64
 #define MAX_LABELS 32
 #define MAX_SENT 4096
-#define MAX_ERR_ENTRIES 256
-/* Repeated errors of one hook and script are logged once a minute. */
-#define ERROR_LOG_INTERVAL 60.0
 
-static const char *const hook_names[] = {"correlate", "rate", "evict", "alert"};
-static const char *const reason_names[] = {"runtime", "budget", "memory", "invalid_return"};
-
-const char *pt_policy_hook_name(enum pt_policy_hook hook)
-{
-  return (unsigned)hook < PT_POLICY_HOOK_COUNT ? hook_names[hook] : "unknown";
-}
-
-/* ---- options -------------------------------------------------------------- */
-
-static const struct {
-  const char *env, *key;
-} env_settings[] = {
-    {"PULLTRACE_HISTORY_TTL", "historyTTL"},
-    {"PULLTRACE_NODE_LOST_GRACE", "nodeLostGrace"},
-    {"PULLTRACE_RATE_HALF_LIFE", "rateHalfLife"},
-    {"PULLTRACE_STALL_ALERT_AFTER", "stallAlertAfter"},
-    {"PULLTRACE_ALERT_REPEAT", "alertRepeat"},
-};
-#define N_ENV_SETTINGS (sizeof(env_settings) / sizeof(env_settings[0]))
-
-static const char *find_env(char **envp, const char *name)
-{
-  size_t n = strlen(name);
-  for (char **e = envp; e && *e; e++)
-    if (strncmp(*e, name, n) == 0 && (*e)[n] == '=')
-      return *e + n + 1;
-  return NULL;
-}
-
-static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
-{
-  char *end;
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (errno || end == s || *end || s[0] == '-' || v < min || v > max)
-    return -EINVAL;
-  *out = v;
-  return 0;
-}
-
-static int set_setting(struct pt_policy_options *o, const char *key, const char *value)
-{
-  for (size_t i = 0; i < o->n_settings; i++) {
-    if (strcmp(o->settings[i].key, key) == 0) {
-      o->settings[i].value = value;
-      return 0;
-    }
-  }
-  if (o->n_settings == PT_POLICY_MAX_SETTINGS)
-    return -E2BIG;
-  o->settings[o->n_settings].key = key;
-  o->settings[o->n_settings].value = value;
-  o->n_settings++;
-  return 0;
-}
-
-int pt_policy_options_from_env(struct pt_policy_options *o, char **envp, char *err, size_t errlen)
-{
-  memset(o, 0, sizeof(*o));
-  if (!envp)
-    envp = environ;
-  const char *v;
-  if ((v = find_env(envp, "PULLTRACE_POLICY_DIR")) && *v)
-    o->dir = v;
-  if ((v = find_env(envp, "PULLTRACE_POLICY_INSTRUCTION_BUDGET")) && *v) {
-    uint64_t n;
-    if (parse_u64(v, 1000, INT_MAX, &n)) {
-      snprintf(err, errlen, "PULLTRACE_POLICY_INSTRUCTION_BUDGET: \"%s\" is not an integer "
-               "from 1000 to %d", v, INT_MAX);
-      return -EINVAL;
-    }
-    o->instruction_budget = n;
-  }
-  if ((v = find_env(envp, "PULLTRACE_POLICY_MEMORY_LIMIT")) && *v) {
-    uint64_t n;
-    if (parse_u64(v, 1, 4096, &n)) {
-      snprintf(err, errlen, "PULLTRACE_POLICY_MEMORY_LIMIT: \"%s\" is not a number of MiB "
-               "from 1 to 4096", v);
-      return -EINVAL;
-    }
-    o->memory_limit = (size_t)n << 20;
-  }
-  for (size_t i = 0; i < N_ENV_SETTINGS; i++) {
-    if (!(v = find_env(envp, env_settings[i].env)) || !*v)
-      continue;
-    double d;
-    if (pt_duration_parse(v, &d)) {
-      snprintf(err, errlen, "%s: invalid duration \"%s\" (use e.g. 500ms, 2s, 1m30s)",
-               env_settings[i].env, v);
-      return -EINVAL;
-    }
-    /* The half-life divides: zero would be caught later by policy_build, but
-     * without the variable's name (and as a policy error, not a configuration
-     * error). */
-    if (d <= 0 && strcmp(env_settings[i].key, "rateHalfLife") == 0) {
-      snprintf(err, errlen, "%s: invalid duration \"%s\" (must be above zero)",
-               env_settings[i].env, v);
-      return -EINVAL;
-    }
-    set_setting(o, env_settings[i].key, v);
-  }
-  static const char prefix[] = "PULLTRACE_POLICY_SETTING_";
-  for (char **e = envp; *e; e++) {
-    if (strncmp(*e, prefix, sizeof(prefix) - 1) != 0)
-      continue;
-    const char *key = *e + sizeof(prefix) - 1;
-    const char *eq = strchr(key, '=');
-    size_t klen = eq ? (size_t)(eq - key) : 0;
-    bool ok = klen > 0 && klen < sizeof(o->key_storage[0]);
-    for (size_t i = 0; ok && i < klen; i++)
-      ok = key[i] == '_' || (key[i] >= 'a' && key[i] <= 'z') || (key[i] >= 'A' && key[i] <= 'Z') ||
-           (key[i] >= '0' && key[i] <= '9');
-    if (!ok) {
-      snprintf(err, errlen, "%.*s: the setting name must be 1-63 letters, digits or _",
-               (int)(eq ? (size_t)(eq - *e) : strlen(*e)), *e);
-      return -EINVAL;
-    }
-    size_t slot = o->n_settings;
-    if (slot == PT_POLICY_MAX_SETTINGS) {
-      snprintf(err, errlen, "%.*s: more than %d policy settings", (int)(eq - *e), *e,
-               PT_POLICY_MAX_SETTINGS);
-      return -EINVAL;
-    }
-    memcpy(o->key_storage[slot], key, klen);
-    o->key_storage[slot][klen] = '\0';
-    set_setting(o, o->key_storage[slot], eq + 1);
-  }
-  return 0;
-}
 
 /* ---- creation ------------------------------------------------------------- */
-
-static const char *setting(const struct pt_policy *p, const char *key)
-{
-  for (size_t i = 0; i < p->vmc.n_settings; i++)
-    if (strcmp(p->vmc.settings[i].key, key) == 0)
-      return p->vmc.settings[i].value;
-  return NULL;
-}
-
-static int duration_setting(struct pt_policy *p, const char *key, const char *def, bool positive,
-                            double *out, char *err, size_t errlen)
-{
-  const char *v = setting(p, key);
-  if (!v)
-    v = def;
-  if (pt_duration_parse(v, out) || (positive && *out <= 0)) {
-    snprintf(err, errlen, "policy setting %s: invalid duration \"%s\"%s", key, v,
-             positive ? " (must be above zero)" : "");
-    return -EINVAL;
-  }
-  return 0;
-}
 
 void policy_free(struct pt_policy *p)
 {
@@ -208,12 +50,14 @@ struct pt_policy *pt_policy_create(const struct pt_policy_options *opts, char *e
   if (!p)
     goto oom;
   p->last_reload = -1;
+  struct policy_env defaults;
+  policy_env_defaults(&defaults);
   struct vm_config *c = &p->vmc;
-  c->budget = opts->instruction_budget ? opts->instruction_budget : 1000000;
+  c->budget = opts->instruction_budget ? opts->instruction_budget : (uint64_t)defaults.budget;
   if (c->budget > INT_MAX)
     c->budget = INT_MAX;
   c->load_deadline = opts->load_deadline > 0 ? opts->load_deadline : 2.0;
-  c->memory_limit = opts->memory_limit ? opts->memory_limit : (size_t)64 << 20;
+  c->memory_limit = opts->memory_limit ? opts->memory_limit : (size_t)defaults.memory_mib << 20;
   c->no_builtin = opts->no_builtin;
   p->debounce = opts->reload_debounce > 0 ? opts->reload_debounce : 0.5;
   p->poll = opts->reload_poll == 0 ? 30.0 : opts->reload_poll;
@@ -221,26 +65,7 @@ struct pt_policy *pt_policy_create(const struct pt_policy_options *opts, char *e
   p->alert_ud = opts->alert_ud;
   if (opts->dir && !(c->dir = strdup(opts->dir)))
     goto oom;
-  struct pt_policy_setting *settings = NULL;
-  if (opts->n_settings && !(settings = calloc(opts->n_settings, sizeof(*settings))))
-    goto oom;
-  c->settings = settings;
-  for (size_t i = 0; i < opts->n_settings; i++) {
-    const struct pt_policy_setting *s = &opts->settings[i];
-    if (!s->key || !s->value)
-      continue;
-    char *k = strdup(s->key), *v = strdup(s->value);
-    settings[c->n_settings].key = k;
-    settings[c->n_settings].value = v;
-    c->n_settings++;
-    if (!k || !v)
-      goto oom;
-  }
-  if (duration_setting(p, "historyTTL", "30m", false, &p->history_ttl, err, errlen) ||
-      duration_setting(p, "nodeLostGrace", "2m", false, &p->node_lost_grace, err, errlen) ||
-      duration_setting(p, "rateHalfLife", "10s", true, &p->rate_half_life, err, errlen) ||
-      duration_setting(p, "stallAlertAfter", "2m", false, &p->stall_alert_after, err, errlen) ||
-      duration_setting(p, "alertRepeat", "1h", false, &p->alert_repeat, err, errlen))
+  if (policy_settings_init(p, opts, err, errlen))
     goto fail;
   /* The first build runs on the caller's thread: startup waits for it
    * anyway, and a bad policy must stop the server before it listens. */
@@ -265,66 +90,6 @@ void pt_policy_destroy(struct pt_policy *p)
    * completion frees the policy. */
   if (!reload_stop(p))
     policy_free(p);
-}
-
-/* ---- errors and counters -------------------------------------------------- */
-
-void policy_record_error(struct pt_policy *p, enum pt_policy_hook hook, const char *script,
-                         const struct call_result *res)
-{
-  if (!script)
-    script = "?";
-  p->counters.errors[hook]++;
-  snprintf(p->last_error, sizeof(p->last_error), "%s", res->msg);
-  snprintf(p->last_error_hook, sizeof(p->last_error_hook), "%s", hook_names[hook]);
-  p->last_error_at = pt_clock_now();
-
-  struct err_entry *e = NULL;
-  for (size_t i = 0; i < p->n_errs; i++) {
-    if (p->errs[i].hook == hook && p->errs[i].reason == res->reason &&
-        strcmp(p->errs[i].script, script) == 0) {
-      e = &p->errs[i];
-      break;
-    }
-  }
-  if (!e && p->n_errs < MAX_ERR_ENTRIES) {
-    if (p->n_errs == p->cap_errs) {
-      size_t cap = p->cap_errs ? p->cap_errs * 2 : 8;
-      struct err_entry *n = realloc(p->errs, cap * sizeof(*n));
-      if (n) {
-        p->errs = n;
-        p->cap_errs = cap;
-      }
-    }
-    char *name = p->n_errs < p->cap_errs ? strdup(script) : NULL;
-    if (name) {
-      e = &p->errs[p->n_errs++];
-      memset(e, 0, sizeof(*e));
-      e->hook = hook;
-      e->reason = res->reason;
-      e->script = name;
-      e->last_logged = -ERROR_LOG_INTERVAL;
-    }
-  }
-  /* Check mode lists each distinct failure once. */
-  if (p->check_report && (!e || e->count == 0 || strcmp(e->script, script) != 0))
-    fprintf(p->check_report, "error: %s hook: %s\n", hook_names[hook], res->msg);
-  double now = pt_clock_mono();
-  if (e) {
-    e->count++;
-    if (now - e->last_logged < ERROR_LOG_INTERVAL) {
-      e->unlogged++;
-      return;
-    }
-    e->last_logged = now;
-  }
-  PT_LOG_WARN("policy hook failed, using the default decision",
-              "{s:s, s:s, s:s, s:s, s:s, s:I}", "hook", hook_names[hook], "script", script,
-              "reason", reason_names[res->reason], "error", res->msg, "traceback",
-              res->trace ? res->trace : res->msg, "suppressed",
-              (json_int_t)(e ? e->unlogged : 0));
-  if (e)
-    e->unlogged = 0;
 }
 
 /* Runs one protected hook call with timing; on error records it. */
@@ -824,7 +589,7 @@ static bool suppressed(struct pt_policy *p, const struct alert_buf *a, double no
   size_t w = 0;
   bool found = false;
   for (size_t i = 0; i < p->n_sent; i++) {
-    if (now - p->sent[i].at >= p->alert_repeat) {
+    if (now - p->sent[i].at >= p->set.alert_repeat) {
       free(p->sent[i].key);
       continue;
     }
@@ -925,73 +690,4 @@ int pt_policy_emit(struct pt_policy *p, const char *event_type, const json_t *ev
   }
   p->depth--;
   return delivered;
-}
-
-/* ---- status and counters ------------------------------------------------------- */
-
-void pt_policy_status(const struct pt_policy *p, struct pt_policy_status *out)
-{
-  memset(out, 0, sizeof(*out));
-  if (!p)
-    return;
-  out->loaded = p->vm != NULL;
-  out->last_reload = p->last_reload;
-  out->loaded_at = p->loaded_at;
-  out->last_reload_at = p->last_reload_at;
-  snprintf(out->error, sizeof(out->error), "%s", p->reload_error);
-  out->n_scripts = p->vm ? p->vm->scripts.n : 0;
-  out->reloading = p->job != NULL;
-}
-
-static json_t *time_or_null(double t)
-{
-  char buf[40];
-  return t > 0 ? json_string(pt_time_format(t, buf, sizeof(buf))) : json_null();
-}
-
-json_t *pt_policy_status_json(const struct pt_policy *p)
-{
-  if (!p)
-    return NULL;
-  static const char *const lr[] = {"failed", "ok"};
-  json_t *scripts = json_array(), *hooks = json_object(), *alerts = json_array();
-  const struct vm *vm = p->vm;
-  for (size_t i = 0; i < vm->scripts.n; i++)
-    json_array_append_new(scripts, json_pack("{s:s, s:s}", "name", vm->scripts.v[i].name,
-                                             "origin", vm->scripts.v[i].origin));
-  for (int i = 0; i < SLOT_COUNT; i++)
-    json_object_set_new(hooks, hook_names[i],
-                        vm->slot_script[i] ? json_string(vm->slot_script[i]) : json_null());
-  for (size_t i = 0; i < vm->n_handlers; i++)
-    json_array_append_new(alerts, json_pack("{s:s, s:s}", "event", vm->handlers[i].event_type,
-                                            "script", vm->handlers[i].script));
-  json_object_set_new(hooks, "alerts", alerts);
-  json_t *last_error = p->last_error[0]
-                           ? json_pack("{s:s, s:s, s:o}", "hook", p->last_error_hook, "message",
-                                       p->last_error, "at", time_or_null(p->last_error_at))
-                           : json_null();
-  return json_pack("{s:b, s:s, s:s?, s:o, s:o, s:o, s:o, s:o, s:I}", "loaded", vm != NULL,
-                   "lastReload", p->last_reload < 0 ? "none" : lr[p->last_reload != 0], "error",
-                   p->reload_error[0] ? p->reload_error : NULL, "loadedAt",
-                   time_or_null(p->loaded_at), "lastReloadAt", time_or_null(p->last_reload_at),
-                   "scripts", scripts, "hooks", hooks, "lastHookError", last_error,
-                   "memoryBytes", (json_int_t)vm->mem_used);
-}
-
-void pt_policy_counters(const struct pt_policy *p, struct pt_policy_counters *out)
-{
-  memset(out, 0, sizeof(*out));
-  if (!p)
-    return;
-  *out = p->counters;
-  out->memory_bytes = p->vm ? p->vm->mem_used : 0;
-}
-
-void pt_policy_foreach_error(const struct pt_policy *p, pt_policy_error_fn fn, void *ud)
-{
-  if (!p || !fn)
-    return;
-  for (size_t i = 0; i < p->n_errs; i++)
-    fn(ud, hook_names[p->errs[i].hook], p->errs[i].script, reason_names[p->errs[i].reason],
-       p->errs[i].count);
 }

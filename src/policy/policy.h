@@ -35,20 +35,24 @@
 #include <stdio.h>
 #include <uv.h>
 
+#include "core/config.h"
+
 struct pt_policy;
+
+/* The policy's environment variables (docs/configuration.md): the override
+ * directory, the built-in settings, the VM's limits and the
+ * PULLTRACE_POLICY_SETTING_<key> family. pulltrace-server --help prints it. */
+extern const struct pt_config_var pt_policy_config_vars[];
 
 /* ---- Creation ---------------------------------------------------------- */
 
 /* Settings the operator passes to the scripts, readable there as
- * pulltrace.settings.<key> (strings). The built-in keys are also parsed by C
- * for the C-side defaults, so a bad value is a creation error:
- *   historyTTL       PULLTRACE_HISTORY_TTL        "30m"  duration
- *   nodeLostGrace    PULLTRACE_NODE_LOST_GRACE    "2m"   duration
- *   rateHalfLife     PULLTRACE_RATE_HALF_LIFE     "10s"  duration
- *   stallAlertAfter  PULLTRACE_STALL_ALERT_AFTER  "2m"   duration
- *   alertRepeat      PULLTRACE_ALERT_REPEAT       "1h"   duration
- * and PULLTRACE_POLICY_SETTING_<key>=<value> adds any other key for the
- * operator's own scripts. */
+ * pulltrace.settings.<key> (strings). The built-in ones (historyTTL,
+ * nodeLostGrace, rateHalfLife, stallAlertAfter, alertRepeat: the entries of
+ * pt_policy_config_vars that name a setting) are also parsed by C for the
+ * C-side defaults, so a bad value is a creation error, and scripts always see
+ * them, with their defaults when not given. PULLTRACE_POLICY_SETTING_<key>=
+ * <value> adds any other key for the operator's own scripts. */
 struct pt_policy_setting {
   const char *key;
   const char *value;
@@ -100,13 +104,22 @@ struct pt_policy_options {
   void *alert_ud;
 };
 
-/* Fills opts from the environment (envp like `environ`; NULL = environ):
- * PULLTRACE_POLICY_DIR, PULLTRACE_POLICY_INSTRUCTION_BUDGET,
- * PULLTRACE_POLICY_MEMORY_LIMIT (MiB) and the settings listed above. Zeroes
- * opts first, so set alert_cb afterwards. The strings point into envp.
- * Returns 0 or -EINVAL with "VARIABLE: reason" in err. */
+/* Fills opts from the environment (envp like `environ`; NULL = environ)
+ * through pt_policy_config_vars: the directory, the limits, and the settings
+ * the environment sets. Zeroes opts first, so set alert_cb afterwards. The
+ * strings point into envp. Returns 0 or -EINVAL with "VARIABLE: reason" in
+ * err.
+ *
+ * A zeroed struct pt_policy_options is valid too: pt_policy_create() of it
+ * gives the policy a server runs with an empty environment (the built-in
+ * scripts, every default; under a millisecond to create), which is what the
+ * store's unit tests run with. */
 int pt_policy_options_from_env(struct pt_policy_options *opts, char **envp, char *err,
                                size_t errlen);
+
+/* The value in seconds of a built-in duration setting (e.g. "nodeLostGrace")
+ * of p, as its C default uses it. Returns 0, or -ENOENT for another key. */
+int pt_policy_setting_seconds(const struct pt_policy *p, const char *key, double *out);
 
 /* Builds the VM and loads the built-in and directory scripts. On any error
  * (bad setting, unreadable directory, syntax or runtime error while loading,

@@ -1,20 +1,17 @@
 /* Routes of the API port (REST, SSE, health, UI) and of the metrics port. */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "core/clock.h"
-#include "core/hash.h"
 #include "core/prom.h"
 #include "server/event.h"
 #include "server/report.h"
 #include "server/server_impl.h"
+#include "server/ui_dir.h"
 
 #define JSON_TYPE "application/json; charset=utf-8"
 
@@ -38,6 +35,16 @@ static void reply_error(struct pt_http_resp *resp, int status, const char *msg, 
 {
   pt_http_resp_error(resp, status, msg, field);
   pt_buf_puts(&resp->headers, "Cache-Control: no-store\r\n");
+}
+
+void pt_server_reply_json(struct pt_http_resp *resp, int status, json_t *body)
+{
+  reply_json(resp, status, body);
+}
+
+void pt_server_reply_error(struct pt_http_resp *resp, int status, const char *msg, const char *field)
+{
+  reply_error(resp, status, msg, field);
 }
 
 static json_t *now_json(void)
@@ -131,6 +138,11 @@ static const char *qparam(const struct pt_http_req *req, const char *key, char *
   if (r < 0)
     *bad = true;
   return r == 1 && *buf ? buf : NULL;
+}
+
+const char *pt_server_qparam(const struct pt_http_req *req, const char *key, char *buf, size_t len, bool *bad)
+{
+  return qparam(req, key, buf, len, bad);
 }
 
 static void handle_pulls(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp)
@@ -254,6 +266,16 @@ static void handle_readyz(struct pt_server *srv, struct pt_http_resp *resp)
                                             srv->ready[i].ok, "detail", srv->ready[i].detail));
     ok &= srv->ready[i].ok;
   }
+  if (srv->history) {
+    /* Degraded history does not make the server unready: the live view
+     * works, and taking the replica out of service would lose it too. */
+    struct pt_history_stats hs;
+    pt_history_stats(srv->history, &hs);
+    char hd[400];
+    snprintf(hd, sizeof(hd), hs.degraded ? "degraded: %s" : "ok", hs.last_error);
+    json_array_append_new(checks, json_pack("{s:s,s:b,s:s,s:b}", "name", "history", "ok", true, "detail", hd,
+                                            "degraded", hs.degraded));
+  }
   if (srv->shutting_down)
     ok = false;
   reply_json(resp, ok ? 200 : 503, json_pack("{s:s,s:o}", "status", ok ? "ready" : "not ready", "checks", checks));
@@ -304,39 +326,13 @@ static bool safe_rel_path(const char *p)
   return true;
 }
 
-static bool serve_ui_dir(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp,
-                         const char *rel)
+/* A file of a UI table (embedded, or the snapshot of PULLTRACE_UI_DIR). */
+static bool serve_file(const struct pt_embedded_file *files, const uint64_t *etags,
+                       const struct pt_http_req *req, struct pt_http_resp *resp, const char *rel)
 {
-  /* Development override: files are read at request time (small, local). */
-  char path[4096];
-  snprintf(path, sizeof(path), "%s/%s", srv->cfg.ui_dir, rel);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return false;
-  struct stat st;
-  if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > 32 * 1024 * 1024) {
-    close(fd);
-    return false;
-  }
-  char *data = malloc((size_t)st.st_size + 1);
-  ssize_t got = data ? read(fd, data, (size_t)st.st_size) : -1;
-  close(fd);
-  if (got != st.st_size) {
-    free(data);
-    return false;
-  }
-  uint64_t h = pt_fnv1a(PT_FNV1A_INIT, data, (size_t)got);
-  serve_bytes(req, resp, rel, data, (size_t)got, h);
-  free(data);
-  return true;
-}
-
-static bool serve_embedded(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp,
-                           const char *rel)
-{
-  for (size_t i = 0; srv->ui && srv->ui[i].name; i++) {
-    if (strcmp(srv->ui[i].name, rel) == 0) {
-      serve_bytes(req, resp, rel, srv->ui[i].data, srv->ui[i].size, srv->ui_etags ? srv->ui_etags[i] : 0);
+  for (size_t i = 0; files && files[i].name; i++) {
+    if (strcmp(files[i].name, rel) == 0) {
+      serve_bytes(req, resp, rel, files[i].data, files[i].size, etags ? etags[i] : 0);
       return true;
     }
   }
@@ -361,14 +357,22 @@ static void handle_ui(struct pt_server *srv, const struct pt_http_req *req, stru
   if (!*rel)
     snprintf(rel, sizeof(rel), "index.html");
   bool has_ext = strchr(strrchr(rel, '/') ? strrchr(rel, '/') : rel, '.') != NULL;
-  bool have_ui = (srv->cfg.ui_dir && *srv->cfg.ui_dir) || srv->ui;
-  if (srv->cfg.ui_dir && *srv->cfg.ui_dir) {
-    if (serve_ui_dir(srv, req, resp, rel) || (!has_ext && serve_ui_dir(srv, req, resp, "index.html")))
+  bool from_dir = srv->cfg.ui_dir && *srv->cfg.ui_dir;
+  bool have_ui = from_dir || srv->ui;
+  const uint64_t *etags = srv->ui_etags;
+  const struct pt_embedded_file *files = srv->ui;
+  if (from_dir) {
+    /* The directory is read on the thread pool; only its first read can
+     * still be under way. */
+    files = pt_ui_dir_files(srv->ui_dir, &etags);
+    if (!files) {
+      pt_buf_puts(&resp->headers, "Retry-After: 1\r\n");
+      reply_error(resp, 503, "the web UI directory is being read", NULL);
       return;
-  } else if (srv->ui) {
-    if (serve_embedded(srv, req, resp, rel) || (!has_ext && serve_embedded(srv, req, resp, "index.html")))
-      return;
+    }
   }
+  if (serve_file(files, etags, req, resp, rel) || (!has_ext && serve_file(files, etags, req, resp, "index.html")))
+    return;
   if (!have_ui && strcmp(rel, "index.html") == 0) {
     resp->status = 200;
     resp->content_type = "text/html; charset=utf-8";
@@ -421,6 +425,8 @@ void pt_server_api_handle(void *ud, const struct pt_http_req *req, struct pt_htt
       return handle_nodes(srv, req, resp);
     if (strcmp(path, "/api/v1/events") == 0)
       return handle_events(srv, req, resp);
+    if (strncmp(path, "/api/v1/history", 15) == 0 && pt_server_history_handle(srv, req, resp))
+      return;
     return reply_error(resp, 404, "not found", NULL);
   }
   if (!get_like(req))

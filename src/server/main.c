@@ -39,18 +39,10 @@ static void usage(FILE *out)
           "Usage: pulltrace-server [--help] [--version] [--check-policy DIR]\n\n"
           "Receives pulltrace-agent reports and serves the REST API, the event stream,\n"
           "the web UI and Prometheus metrics. Configuration comes from the environment:\n\n");
-  pt_config_print_help(out, pt_server_config_vars);
-  /* Parsed by the policy host (pt_policy_options_from_env), not by the table
-   * above; listed here so that --help names every variable. */
-  fprintf(out,
-          "\nPolicy (docs/policy.md; PULLTRACE_HISTORY_TTL and PULLTRACE_NODE_LOST_GRACE above are\n"
-          "policy settings too):\n"
-          "  PULLTRACE_RATE_HALF_LIFE             Half-life of the default rate hook's moving average (default 10s)\n"
-          "  PULLTRACE_STALL_ALERT_AFTER          Stalled time before the default PullStalled alert (default 2m)\n"
-          "  PULLTRACE_ALERT_REPEAT               The same alert (name and labels) is delivered at most once per this (default 1h)\n"
-          "  PULLTRACE_POLICY_INSTRUCTION_BUDGET  Lua instructions per hook call, 1000 to 2147483647 (default 1000000)\n"
-          "  PULLTRACE_POLICY_MEMORY_LIMIT        Memory cap of the Lua VM in MiB, 1 to 4096 (default 64)\n"
-          "  PULLTRACE_POLICY_SETTING_<key>       Any other setting, read by scripts as pulltrace.settings.<key>\n");
+  pt_config_print_help(out, "Environment", pt_server_config_vars);
+  fputc('\n', out);
+  pt_config_print_help(out, "Policy (docs/policy.md)", pt_policy_config_vars);
+  fprintf(out, "\nDocumentation: docs/configuration.md\n");
 }
 
 static void all_closed(void *ud)
@@ -79,6 +71,9 @@ int main(int argc, char **argv)
    * that kills the server: libuv writes to sockets with write(2), which
    * raises SIGPIPE. */
   signal(SIGPIPE, SIG_IGN);
+  /* Likewise a history file over the file-size limit (RLIMIT_FSIZE) must be
+   * a failed write (EFBIG: the history degrades), not a signal that kills. */
+  signal(SIGXFSZ, SIG_IGN);
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       usage(stdout);
@@ -108,30 +103,28 @@ int main(int argc, char **argv)
     fprintf(stderr, "pulltrace-server: configuration error: %s\n", err);
     return 2;
   }
-  enum pt_log_format fmt = PT_LOG_JSON;
-  if (cfg.log_format && strcmp(cfg.log_format, "logfmt") == 0)
-    fmt = PT_LOG_LOGFMT;
-  else if (cfg.log_format && strcmp(cfg.log_format, "json") != 0) {
-    fprintf(stderr, "pulltrace-server: configuration error: PULLTRACE_LOG_FORMAT: must be json or logfmt\n");
+  pt_log_setup("pulltrace-server", cfg.log_level,
+               strcmp(cfg.log_format, "logfmt") == 0 ? PT_LOG_LOGFMT : PT_LOG_JSON);
+  struct pt_policy_options popts;
+  if (pt_policy_options_from_env(&popts, NULL, err, sizeof(err)) < 0) {
+    fprintf(stderr, "pulltrace-server: configuration error: %s\n", err);
     return 2;
   }
-  pt_log_setup("pulltrace-server", cfg.log_level, fmt);
 
   /* Kubernetes: configuration errors stop the server before anything starts. */
   struct pt_kubeconfig kcfg;
   memset(&kcfg, 0, sizeof(kcfg));
   bool kube_on = false;
-  const char *kmode = cfg.kubernetes ? cfg.kubernetes : "auto";
-  if (strcmp(kmode, "auto") != 0 && strcmp(kmode, "on") != 0 && strcmp(kmode, "off") != 0) {
-    fprintf(stderr, "pulltrace-server: configuration error: PULLTRACE_KUBERNETES: must be auto, on or off\n");
-    return 2;
-  }
+  const char *kmode = cfg.kubernetes;
   if (strcmp(kmode, "off") != 0) {
-    struct pt_kube_env kenv;
-    pt_kube_env_get(&kenv);
-    kenv.pulltrace_kubeconfig = cfg.kubeconfig;
-    kenv.context = cfg.kube_context;
-    kenv.sa_dir = cfg.kube_sa_dir;
+    struct pt_kube_env kenv = {
+      .pulltrace_kubeconfig = cfg.kubeconfig,
+      .kubeconfig = cfg.kubeconfig_env,
+      .context = cfg.kube_context,
+      .sa_dir = cfg.kube_sa_dir,
+      .service_host = cfg.kube_service_host,
+      .service_port = cfg.kube_service_port,
+    };
     int kr = pt_kube_config_from_env(&kenv, &kcfg, err, sizeof(err));
     if (kr == -ENOENT && strcmp(kmode, "on") == 0) {
       fprintf(stderr, "pulltrace-server: configuration error: PULLTRACE_KUBERNETES: on, but neither "
@@ -147,11 +140,6 @@ int main(int argc, char **argv)
 
   struct app app;
   memset(&app, 0, sizeof(app));
-  struct pt_policy_options popts;
-  if (pt_policy_options_from_env(&popts, NULL, err, sizeof(err)) < 0) {
-    fprintf(stderr, "pulltrace-server: configuration error: %s\n", err);
-    return 2;
-  }
   uv_loop_init(&app.loop);
   app.policy = pt_policy_create(&popts, err, sizeof(err));
   if (!app.policy) {
@@ -160,6 +148,8 @@ int main(int argc, char **argv)
     pt_kubeconfig_clear(&kcfg);
     return 1;
   }
+  /* Parsed once, by the policy's table; the store's node states use it. */
+  pt_policy_setting_seconds(app.policy, "nodeLostGrace", &cfg.node_lost_grace);
   app.srv = pt_server_create(&app.loop, &cfg, app.policy);
   if (!app.srv) {
     fprintf(stderr, "pulltrace-server: out of memory creating the server\n");
@@ -173,7 +163,11 @@ int main(int argc, char **argv)
   pt_server_set_ui(app.srv, pt_ui_files);
 #endif
   int rc = 0;
-  if (pt_server_listen(app.srv, err, sizeof(err)) < 0) {
+  if (pt_server_open_history(app.srv, err, sizeof(err)) < 0) {
+    fprintf(stderr, "pulltrace-server: history error: %s\n", err);
+    PT_LOG_ERROR("cannot open the history", "{s:s}", "error", err);
+    rc = 1;
+  } else if (pt_server_listen(app.srv, err, sizeof(err)) < 0) {
     fprintf(stderr, "pulltrace-server: %s\n", err);
     PT_LOG_ERROR("cannot listen", "{s:s}", "error", err);
     rc = 1;
@@ -191,7 +185,9 @@ int main(int argc, char **argv)
         .watch_timeout = (long)cfg.kube_watch_timeout,
         .page_size = cfg.kube_page_size,
       };
-      app.kube = pt_kube_create(&app.loop, app.srv, &kcfg, &kopts);
+      struct pt_kube_sink sink;
+      pt_server_kube_sink(app.srv, &sink);
+      app.kube = pt_kube_create(&app.loop, &sink, &kcfg, &kopts);
       if (!app.kube || pt_kube_start(app.kube) < 0) {
         PT_LOG_ERROR("cannot start the Kubernetes watcher", "{}");
         stop_kube(&app);

@@ -8,69 +8,77 @@
 #include "core/clock.h"
 #include "core/hash.h"
 #include "server/event.h"
+#include "server/ui_dir.h"
 
 #define CFG(field) offsetof(struct pt_server_config, field)
 
 const struct pt_config_var pt_server_config_vars[] = {
   {"PULLTRACE_HTTP_ADDR", PT_CFG_ADDR, ":8080", false, CFG(http_addr), 0, 0,
-   "Listen address of the API, the event stream and the web UI (host:port or :port)"},
+   "Listen address of the API, the event stream and the web UI (host:port or :port)", NULL, NULL},
   {"PULLTRACE_METRICS_ADDR", PT_CFG_ADDR, ":9090", false, CFG(metrics_addr), 0, 0,
-   "Listen address of /metrics (Prometheus)"},
+   "Listen address of /metrics (Prometheus)", NULL, NULL},
   {"PULLTRACE_LOG_LEVEL", PT_CFG_LOGLEVEL, "info", false, CFG(log_level), 0, 0,
-   "debug, info, warn or error"},
-  {"PULLTRACE_LOG_FORMAT", PT_CFG_STRING, "json", false, CFG(log_format), 0, 0,
-   "json (one object per line) or logfmt"},
+   "debug, info, warn or error", NULL, NULL},
+  {"PULLTRACE_LOG_FORMAT", PT_CFG_ENUM, "json", false, CFG(log_format), 0, 0,
+   "json (one object per line) or logfmt", "json|logfmt", NULL},
   {"PULLTRACE_AGENT_TOKEN", PT_CFG_STRING, NULL, false, CFG(agent_token), 0, 0,
-   "Bearer token agents must send with reports; empty = no authentication"},
+   "Bearer token agents must send with reports; empty = no authentication", NULL, NULL},
   {"PULLTRACE_WATCH_NAMESPACES", PT_CFG_STRING, NULL, false, CFG(watch_namespaces), 0, 0,
-   "Comma-separated namespaces to watch for pods and events; empty = all"},
-  {"PULLTRACE_HISTORY_TTL", PT_CFG_DURATION, "30m", false, CFG(history_ttl), 0, 30 * 86400,
-   "How long finished pulls stay in the tables (default eviction policy)"},
-  {"PULLTRACE_NODE_LOST_GRACE", PT_CFG_DURATION, "2m", false, CFG(node_lost_grace), 1, 86400,
-   "Silence after which a node is lost and its in-flight pulls become lost"},
-  {"PULLTRACE_POLICY_DIR", PT_CFG_STRING, NULL, false, CFG(policy_dir), 0, 0,
-   "Directory of Lua policy scripts overriding/extending the built-in ones (reloaded on change)"},
+   "Comma-separated namespaces to watch for pods and events; empty = all", NULL, NULL},
   {"PULLTRACE_MAX_BODY", PT_CFG_INT, "1048576", false, CFG(max_body), 1024, 67108864,
-   "Largest accepted request body in bytes (agent reports)"},
+   "Largest accepted request body in bytes (agent reports)", NULL, NULL},
   {"PULLTRACE_MAX_CONNECTIONS", PT_CFG_INT, "4096", false, CFG(max_connections), 1, 1000000,
-   "Concurrent connections on the API port, event streams included"},
+   "Concurrent connections on the API port, event streams included", NULL, NULL},
   {"PULLTRACE_REQUEST_TIMEOUT", PT_CFG_DURATION, "10s", false, CFG(request_timeout), 0.1, 3600,
-   "Time a client has to send a complete request (cuts off slow clients)"},
+   "Time a client has to send a complete request (cuts off slow clients)", NULL, NULL},
   {"PULLTRACE_IDLE_TIMEOUT", PT_CFG_DURATION, "60s", false, CFG(idle_timeout), 0.1, 86400,
-   "Keep-alive connections idle longer than this are closed"},
+   "Keep-alive connections idle longer than this are closed", NULL, NULL},
   {"PULLTRACE_REPORT_MIN_INTERVAL", PT_CFG_DURATION, "100ms", false, CFG(report_min_interval), 0, 3600,
-   "Sustained minimum spacing of reports per node (burst of 10); faster ones get 429; 0 = no limit"},
+   "Sustained minimum spacing of reports per node (burst of 10); faster ones get 429; 0 = no limit", NULL, NULL},
   {"PULLTRACE_SSE_HEARTBEAT", PT_CFG_DURATION, "15s", false, CFG(sse_heartbeat), 0.05, 3600,
-   "Interval of heartbeat comments on the event stream"},
+   "Interval of heartbeat comments on the event stream", NULL, NULL},
   {"PULLTRACE_SSE_BUFFER", PT_CFG_INT, "4096", false, CFG(sse_buffer), 16, 1000000,
-   "Events kept for Last-Event-ID resumption"},
+   "Events kept for Last-Event-ID resumption", NULL, NULL},
   {"PULLTRACE_SSE_CLIENT_QUEUE", PT_CFG_INT, "1048576", false, CFG(sse_client_queue), 4096, 1073741824,
-   "Bytes queued for one event-stream client before it is dropped as too slow"},
+   "Bytes queued for one event-stream client before it is dropped as too slow", NULL, NULL},
   {"PULLTRACE_ALERT_WEBHOOK_URL", PT_CFG_STRING, NULL, false, CFG(alert_webhook_url), 0, 0,
-   "POST alerts here as Alertmanager API v2 JSON (e.g. http://alertmanager:9093/api/v2/alerts); empty = off"},
+   "POST alerts here as Alertmanager API v2 JSON (e.g. http://alertmanager:9093/api/v2/alerts); empty = off", NULL, NULL},
   {"PULLTRACE_ALERT_WEBHOOK_TIMEOUT", PT_CFG_DURATION, "5s", false, CFG(alert_webhook_timeout), 0.1, 600,
-   "Timeout of one webhook delivery attempt"},
+   "Timeout of one webhook delivery attempt", NULL, NULL},
   {"PULLTRACE_ALERT_QUEUE", PT_CFG_INT, "256", false, CFG(alert_queue), 1, 100000,
-   "Alerts waiting for webhook delivery before new ones are dropped"},
+   "Alerts waiting for webhook delivery before new ones are dropped", NULL, NULL},
   {"PULLTRACE_UI_DIR", PT_CFG_STRING, NULL, false, CFG(ui_dir), 0, 0,
-   "Serve the web UI from this directory instead of the embedded copy (development)"},
+   "Serve the web UI from this directory instead of the embedded copy (development)", NULL, NULL},
   {"PULLTRACE_SHUTDOWN_TIMEOUT", PT_CFG_DURATION, "1500ms", false, CFG(shutdown_timeout), 0, 60,
-   "On SIGTERM, time given to event-stream clients to receive the final comment"},
-  {"PULLTRACE_KUBERNETES", PT_CFG_STRING, "auto", false, CFG(kubernetes), 0, 0,
-   "auto (watch when in a cluster or a kubeconfig is given), on (fail without one) or off"},
+   "On SIGTERM, time given to event-stream clients to receive the final comment", NULL, NULL},
+  {"PULLTRACE_KUBERNETES", PT_CFG_ENUM, "auto", false, CFG(kubernetes), 0, 0,
+   "auto (watch when in a cluster or a kubeconfig is given), on (fail without one) or off",
+   "auto|on|off", NULL},
+  {"KUBERNETES_SERVICE_HOST", PT_CFG_STRING, NULL, false, CFG(kube_service_host), 0, 0,
+   "Set by Kubernetes in a pod: the API server's address (in-cluster mode)", NULL, NULL},
+  {"KUBERNETES_SERVICE_PORT", PT_CFG_STRING, NULL, false, CFG(kube_service_port), 0, 0,
+   "Set by Kubernetes in a pod: the API server's port", NULL, NULL},
   {"PULLTRACE_KUBECONFIG", PT_CFG_STRING, NULL, false, CFG(kubeconfig), 0, 0,
-   "kubeconfig file for running outside a cluster (token or client-certificate user); else KUBECONFIG"},
+   "kubeconfig file for running outside a cluster (token or client-certificate user); else KUBECONFIG", NULL, NULL},
+  {"KUBECONFIG", PT_CFG_STRING, NULL, false, CFG(kubeconfig_env), 0, 0,
+   "kubeconfig used (its first file) when neither PULLTRACE_KUBECONFIG nor the in-cluster environment is set", NULL, NULL},
   {"PULLTRACE_KUBE_CONTEXT", PT_CFG_STRING, NULL, false, CFG(kube_context), 0, 0,
-   "Context of the kubeconfig to use; empty = its current-context"},
+   "Context of the kubeconfig to use; empty = its current-context", NULL, NULL},
   {"PULLTRACE_KUBE_SA_DIR", PT_CFG_STRING, "/var/run/secrets/kubernetes.io/serviceaccount", false,
-   CFG(kube_sa_dir), 0, 0, "In-cluster service-account directory (token, ca.crt, namespace)"},
+   CFG(kube_sa_dir), 0, 0, "In-cluster service-account directory (token, ca.crt, namespace)", NULL, NULL},
   {"PULLTRACE_KUBE_TOKEN_REFRESH", PT_CFG_DURATION, "1m", false, CFG(kube_token_refresh), 1, 3600,
-   "How often the service-account token file is re-read (bound tokens rotate)"},
+   "How often the service-account token file is re-read (bound tokens rotate)", NULL, NULL},
   {"PULLTRACE_KUBE_WATCH_TIMEOUT", PT_CFG_DURATION, "5m", false, CFG(kube_watch_timeout), 1, 3600,
-   "timeoutSeconds of each watch request; the watch then resumes from its resourceVersion"},
+   "timeoutSeconds of each watch request; the watch then resumes from its resourceVersion", NULL, NULL},
   {"PULLTRACE_KUBE_PAGE_SIZE", PT_CFG_INT, "500", false, CFG(kube_page_size), 1, 100000,
-   "Objects per page when listing pods and events"},
-  {NULL, 0, NULL, false, 0, 0, 0, NULL},
+   "Objects per page when listing pods and events", NULL, NULL},
+  {"PULLTRACE_DATA_DIR", PT_CFG_STRING, NULL, false, CFG(data_dir), 0, 0,
+   "Directory of the pull history (SQLite); empty = memory only, nothing survives a restart", NULL, NULL},
+  {"PULLTRACE_HISTORY_RETENTION", PT_CFG_DURATION, "7d", false, CFG(history_retention), 0, 3650 * 86400.0,
+   "How long the history keeps finished pulls and alerts; 0 = no age limit", NULL, NULL},
+  {"PULLTRACE_HISTORY_MAX_BYTES", PT_CFG_INT, "1073741824", false, CFG(history_max_bytes), 0, 1099511627776.0,
+   "Size the history database is kept under (oldest pulls go first); 0 = no size limit", NULL, NULL},
+  {NULL, 0, NULL, false, 0, 0, 0, NULL, NULL, NULL},
 };
 
 static const char security_headers[] =
@@ -80,13 +88,37 @@ static const char security_headers[] =
   "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'\r\n"
   "Referrer-Policy: no-referrer\r\n";
 
+/* Events wait this long at most for the history's commit: a stalled disk
+ * must not freeze the live view. */
+#define OUTBOX_MAX_WAIT 2.0
+
+static void publish(void *ud, const char *type, const struct pt_hub_keys *keys, const char *data)
+{
+  struct pt_server *srv = ud;
+  if (!srv->hub)
+    return;
+  if (srv->history)
+    pt_history_reserve_event_ids(srv->history, pt_hub_next_id(srv->hub));
+  pt_hub_publish(srv->hub, type, keys, data);
+}
+
+static void on_history_commit(void *ud, uint64_t mark)
+{
+  struct pt_server *srv = ud;
+  pt_outbox_release(&srv->outbox, mark, publish, srv);
+}
+
 /* The store's change records, at the edge: an alert also goes to delivery,
- * every change is serialized once and handed to the hub with its keys. */
+ * the history queues what it keeps, and every change is serialized once and
+ * handed to the hub with its keys (through the outbox while the history has
+ * records of it to commit). */
 static void on_change(void *ud, const struct pt_change *c)
 {
   struct pt_server *srv = ud;
   if (c->type == PT_CHANGE_ALERT && srv->alerts)
     pt_alerts_deliver(srv->alerts, c->alert, c->time);
+  if (srv->history)
+    pt_history_record(srv->history, c);
   if (!srv->hub)
     return;
   json_t *ev = pt_event_json(c, &srv->event_time);
@@ -107,14 +139,62 @@ static void on_change(void *ud, const struct pt_change *c)
     pt_buf_append(nss, "", 1);
   }
   struct pt_hub_keys keys = {.node = c->keys.node, .nss = c->keys.namespaced && !nss->oom ? nss->data : NULL};
-  pt_hub_publish(srv->hub, pt_change_type_name(c->type), &keys, text);
+  const char *type = pt_change_type_name(c->type);
+  uint64_t mark = srv->history ? pt_history_mark(srv->history) : 0;
+  if (mark > (srv->history ? pt_history_committed(srv->history) : 0)) {
+    if (pt_outbox_push(&srv->outbox, mark, pt_clock_mono(), type, &keys, text) < 0)
+      PT_LOG_ERROR("out of memory holding an event: not sent", "{s:s}", "type", type);
+  } else {
+    publish(srv, type, &keys, text);
+  }
   free(text);
 }
 
 static void tick_cb(uv_timer_t *t)
 {
   struct pt_server *srv = t->data;
+  double oldest = pt_outbox_oldest(&srv->outbox);
+  if (oldest > 0 && pt_clock_mono() - oldest > OUTBOX_MAX_WAIT) {
+    size_t n = srv->outbox.count;
+    srv->outbox_released_late += n;
+    PT_LOG_WARN("history commit is late: events sent before their records are on disk", "{s:I}", "events",
+                (json_int_t)n);
+    pt_outbox_release(&srv->outbox, UINT64_MAX, publish, srv);
+  }
   pt_store_tick(srv->store, pt_clock_now());
+}
+
+static int restore_pull(void *ud, const json_t *record)
+{
+  struct pt_server *srv = ud;
+  return pt_store_restore_pull(srv->store, record, pt_clock_now());
+}
+
+int pt_server_open_history(struct pt_server *srv, char *err, size_t errlen)
+{
+  if (!srv->cfg.data_dir || !*srv->cfg.data_dir)
+    return 0;
+  struct pt_history_options o = {
+    .dir = srv->cfg.data_dir,
+    .retention = srv->cfg.history_retention,
+    .max_bytes = srv->cfg.history_max_bytes,
+  };
+  srv->history = pt_history_open(srv->loop, &o, err, errlen);
+  if (!srv->history)
+    return -EIO;
+  long n = pt_history_load_live(srv->history, restore_pull, srv, err, errlen);
+  if (n < 0)
+    return (int)n;
+  /* Above every id an earlier process used: its reservation, or the clock
+   * (when that reservation did not reach the disk). */
+  uint64_t first = pt_history_first_event_id(srv->history);
+  if (first > pt_hub_next_id(srv->hub))
+    pt_hub_set_next_id(srv->hub, first);
+  pt_history_reserve_event_ids(srv->history, pt_hub_next_id(srv->hub));
+  pt_history_set_commit_cb(srv->history, on_history_commit, srv);
+  PT_LOG_INFO("history opened", "{s:s,s:I,s:I}", "dataDir", srv->cfg.data_dir, "pullsRestored", (json_int_t)n,
+              "nextEventId", (json_int_t)pt_hub_next_id(srv->hub));
+  return 0;
 }
 
 /* Frees what pt_server_create() made before it failed; handles that were
@@ -145,6 +225,7 @@ struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_confi
   srv->policy = policy;
   srv->started_at = pt_clock_now();
   pt_buf_init(&srv->nss);
+  pt_outbox_init(&srv->outbox);
   snprintf(srv->default_headers, sizeof(srv->default_headers), "%s", security_headers);
   struct pt_store_options so = {
     .policy = policy,
@@ -184,6 +265,8 @@ struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_confi
     create_failed(srv);
     return NULL;
   }
+  if (cfg->ui_dir && *cfg->ui_dir)
+    srv->ui_dir = pt_ui_dir_create(loop, cfg->ui_dir, 1.0);
   uv_timer_init(loop, &srv->tick);
   uv_timer_init(loop, &srv->shutdown_timer);
   srv->tick.data = srv->shutdown_timer.data = srv;
@@ -239,6 +322,13 @@ static void finish_shutdown(struct pt_server *srv)
   srv->httpc = NULL;
   pt_alerts_destroy(srv->alerts);
   srv->alerts = NULL;
+  /* Whatever is queued is written before the history closes; events still
+   * waiting for it have no clients left to go to. */
+  pt_history_close(srv->history);
+  srv->history = NULL;
+  pt_outbox_close(&srv->outbox);
+  pt_ui_dir_destroy(srv->ui_dir);
+  srv->ui_dir = NULL;
   uv_close((uv_handle_t *)&srv->tick, handle_closed);
   uv_close((uv_handle_t *)&srv->shutdown_timer, handle_closed);
 }
@@ -273,6 +363,7 @@ void pt_server_destroy(struct pt_server *srv)
   if (!srv)
     return;
   pt_store_destroy(srv->store);
+  pt_ui_dir_destroy(srv->ui_dir); /* never listened: freed when the loop runs */
   free(srv->ui_etags);
   pt_buf_close(&srv->nss);
   free(srv);
@@ -318,9 +409,4 @@ struct pt_store *pt_server_store(struct pt_server *srv)
 void pt_server_set_kube(struct pt_server *srv, struct pt_kube *kube)
 {
   srv->kube = kube;
-}
-
-void pt_server_count_watch_restart(struct pt_server *srv, const char *resource)
-{
-  srv->watch_restarts[strcmp(resource, "events") == 0 ? 1 : 0]++;
 }

@@ -18,9 +18,9 @@ struct pt_server_config {
   const char *log_format;
   const char *agent_token;
   const char *watch_namespaces;
-  double history_ttl;
+  /* A policy setting, parsed by the policy's table (pt_policy_config_vars):
+   * main.c copies it from the policy for the store's node states. */
   double node_lost_grace;
-  const char *policy_dir;
   long max_body;
   long max_connections;
   double request_timeout, idle_timeout;
@@ -36,11 +36,17 @@ struct pt_server_config {
   /* Kubernetes (docs/kubernetes.md) */
   const char *kubernetes;       /* auto, on or off */
   const char *kubeconfig;       /* PULLTRACE_KUBECONFIG */
+  const char *kubeconfig_env;   /* KUBECONFIG */
+  const char *kube_service_host, *kube_service_port; /* in-cluster, set by Kubernetes */
   const char *kube_context;
   const char *kube_sa_dir;
   double kube_token_refresh;
   double kube_watch_timeout;
   long kube_page_size;
+  /* History (docs/history.md) */
+  const char *data_dir;         /* empty = memory only */
+  double history_retention;
+  long history_max_bytes;
 };
 
 /* The table behind pt_config_load() and --help. */
@@ -54,6 +60,12 @@ struct pt_server;
  * without memory (then run the loop once to close what was opened). */
 struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_config *cfg,
                                    struct pt_policy *policy);
+/* With cfg->data_dir: opens the history (server/history.h), puts the pulls
+ * that were in the tables back, and continues the event-id sequence. Call
+ * after pt_server_create() and before pt_server_listen(). Returns 0 (also
+ * without a data directory) or a negative errno with a message in err (a
+ * corrupt database, an unwritable directory, ...). */
+int pt_server_open_history(struct pt_server *srv, char *err, size_t errlen);
 /* Binds both listeners. Returns 0 or a negative libuv error with a message in err. */
 int pt_server_listen(struct pt_server *srv, char *err, size_t errlen);
 int pt_server_http_port(const struct pt_server *srv);
@@ -76,11 +88,13 @@ void pt_server_set_ui(struct pt_server *srv, const struct pt_embedded_file *file
  * its caches are synced). Up to 8 names; a later call replaces the state. */
 void pt_server_set_ready(struct pt_server *srv, const char *name, bool ok, const char *detail);
 
-/* The state tables, for a Kubernetes watcher feeding pods and events
- * (pt_store_pod_upsert, pt_store_kube_event, ...). */
+/* The state tables. */
 struct pt_store *pt_server_store(struct pt_server *srv);
-/* Counts a watch restart for pulltrace_kube_watch_restarts_total{resource}. */
-void pt_server_count_watch_restart(struct pt_server *srv, const char *resource);
+/* Where a Kubernetes watcher delivers to this server (kube_link.c): pods and
+ * kubelet events into the store, its sync state into the "kubernetes" check
+ * of /readyz. */
+struct pt_kube_sink;
+void pt_server_kube_sink(struct pt_server *srv, struct pt_kube_sink *out);
 /* The Kubernetes watcher whose statistics /metrics shows (NULL = none). The
  * server does not own it: set NULL before destroying it. */
 struct pt_kube;

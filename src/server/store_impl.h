@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/map.h"
+#include "core/map.h"
 #include "server/store.h"
 
 /* The pulls of one node (agent and kubelet ones, also for nodes without an

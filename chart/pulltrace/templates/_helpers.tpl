@@ -1,29 +1,122 @@
-{{- define "pulltrace.fullname" -}}
-{{- if contains .Chart.Name .Release.Name -}}
-{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
-{{- else -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
-{{- end -}}
+{{/*
+Names. Every object is "<fullname>-<component>"; the longest suffix is "-dashboard" (10), so
+the base is cut to 53 characters and every name stays a valid DNS-1035 label (63 characters,
+starts with a letter): release names may start with a digit or contain dots, Service names may not.
+*/}}
+{{- define "pulltrace.name" -}}
+{{- .Values.nameOverride | default .Chart.Name | trunc 53 | trimSuffix "-" -}}
 {{- end -}}
 
+{{- define "pulltrace.fullname" -}}
+{{- $name := include "pulltrace.name" . -}}
+{{- $full := "" -}}
+{{- if .Values.fullnameOverride -}}
+{{- $full = .Values.fullnameOverride -}}
+{{- else if contains $name .Release.Name -}}
+{{- $full = .Release.Name -}}
+{{- else -}}
+{{- $full = printf "%s-%s" .Release.Name $name -}}
+{{- end -}}
+{{- $full = regexReplaceAll "[^a-z0-9-]" (lower $full) "-" -}}
+{{- if not (regexMatch "^[a-z]" $full) -}}
+{{- $full = printf "%s-%s" $name $full -}}
+{{- end -}}
+{{- $full | trunc 53 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Cluster-scoped objects also carry the namespace: one release name in two namespaces. */}}
+{{- define "pulltrace.clusterName" -}}
+{{- printf "%s-%s-server" .Release.Namespace (include "pulltrace.fullname" .) -}}
+{{- end -}}
+
+{{- define "pulltrace.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels of every object; pass (dict "root" $ "component" "server") for a component's. */}}
 {{- define "pulltrace.labels" -}}
-app.kubernetes.io/name: {{ .Chart.Name }}
-app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- $root := .root | default . -}}
+helm.sh/chart: {{ include "pulltrace.chart" $root }}
+app.kubernetes.io/name: {{ include "pulltrace.name" $root }}
+app.kubernetes.io/instance: {{ $root.Release.Name }}
+app.kubernetes.io/version: {{ $root.Chart.AppVersion | trunc 63 | quote }}
+app.kubernetes.io/managed-by: {{ $root.Release.Service }}
+app.kubernetes.io/part-of: pulltrace
+{{- if .component }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
 {{- end -}}
 
 {{- define "pulltrace.selector" -}}
-app.kubernetes.io/name: {{ .root.Chart.Name }}
+app.kubernetes.io/name: {{ include "pulltrace.name" .root }}
 app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{- define "pulltrace.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}
+{{- end -}}
 
+{{/* Kubernetes runs the daemons on Linux nodes only; the user's selector is merged in. */}}
+{{- define "pulltrace.nodeSelector" -}}
+{{- toYaml (merge (dict) . (dict "kubernetes.io/os" "linux")) -}}
+{{- end -}}
+
+{{/*
+The agents' bearer token. One value per render, shared by the Secret and the pods' checksum:
+token.value; else the token of the chart's Secret already in the cluster (lookup, helm
+install/upgrade); else a new random one. `helm template` cannot look up, so GitOps tools that
+render with it must use token.existingSecret or token.value (docs/deployment.md).
+*/}}
 {{- define "pulltrace.tokenSecret" -}}
 {{- .Values.token.existingSecret | default (printf "%s-token" (include "pulltrace.fullname" .)) -}}
+{{- end -}}
+
+{{- define "pulltrace.tokenSecretKey" -}}
+{{- if .Values.token.existingSecret -}}{{ .Values.token.existingSecretKey }}{{- else -}}token{{- end -}}
+{{- end -}}
+
+{{- define "pulltrace.tokenData" -}}
+{{- if .Values.token.value -}}
+{{- .Values.token.value | b64enc -}}
+{{- else -}}
+{{- $old := lookup "v1" "Secret" .Release.Namespace (include "pulltrace.tokenSecret" .) -}}
+{{- if and $old $old.data (index $old.data "token") -}}
+{{- index $old.data "token" -}}
+{{- else -}}
+{{- if not (hasKey .Values.token "generatedOnce") -}}
+{{- $_ := set .Values.token "generatedOnce" (randAlphaNum 40 | b64enc) -}}
+{{- end -}}
+{{- .Values.token.generatedOnce -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+A checksum of the token on both pod templates: when the token changes, server and agents roll
+together instead of answering each other with 401. For an existing Secret it is known only when
+the chart can look it up.
+*/}}
+{{- define "pulltrace.tokenChecksum" -}}
+{{- if .Values.token.existingSecret -}}
+{{- $s := lookup "v1" "Secret" .Release.Namespace .Values.token.existingSecret -}}
+{{- if and $s $s.data (index $s.data .Values.token.existingSecretKey) -}}
+{{- index $s.data .Values.token.existingSecretKey | sha256sum -}}
+{{- end -}}
+{{- else -}}
+{{- include "pulltrace.tokenData" . | sha256sum -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "pulltrace.serverUrl" -}}
+http://{{ include "pulltrace.fullname" . }}-server.{{ .Release.Namespace }}.svc:{{ .Values.server.httpPort }}
+{{- end -}}
+
+{{/* containerd's socket as the agent sees it: the host directory is mounted at /run/containerd. */}}
+{{- define "pulltrace.agentSocket" -}}
+/run/containerd/{{ base .Values.agent.containerdSocket }}
 {{- end -}}

@@ -1,9 +1,12 @@
-"""A private containerd daemon (Debian's containerd 1.6) with the CRI plugin.
+"""A private containerd daemon with the CRI plugin: Debian bookworm's 1.6, or the 1.7 and 2.1
+that clusters run, fetched by scripts/containerd-versions.sh (see `containerd_bin_dir`).
 
 Everything lives in the daemon's own directory: root, state, sockets, the CRI registry
 `certs.d` and empty CNI directories, so it never touches a system containerd.
 """
 
+import os
+import re
 import shutil
 import subprocess
 import time
@@ -11,9 +14,36 @@ from pathlib import Path
 
 from .proc import HarnessError, Proc, tail, unix_socket_ready, wait_until
 
-CONTAINERD = "/usr/bin/containerd"
-CTR = "/usr/bin/ctr"
+SYSTEM_BIN = Path("/usr/bin")
 NAMESPACE = "k8s.io"
+SERIES = ("1.6", "1.7", "2.1")
+FETCH_SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "containerd-versions.sh"
+
+
+def containerd_bin_dir(series=None):
+    """The directory holding containerd, its runc shim and ctr for a series ("1.6", "1.7",
+    "2.1"; default: $PT_CONTAINERD_VERSION, else 1.6). 1.6 is the system's /usr/bin; the
+    others are fetched into a cache by scripts/containerd-versions.sh when missing."""
+    series = series or os.environ.get("PT_CONTAINERD_VERSION") or "1.6"
+    if series not in SERIES:
+        raise HarnessError(f"unknown containerd series {series!r} (known: {', '.join(SERIES)})")
+    if series == "1.6":
+        return SYSTEM_BIN
+    r = subprocess.run([str(FETCH_SCRIPT), "path", series], capture_output=True, text=True,
+                       timeout=600)
+    if r.returncode != 0:
+        raise HarnessError(f"containerd {series} could not be fetched: {r.stderr.strip()}")
+    return Path(r.stdout.strip().splitlines()[-1])
+
+
+def containerd_version(bin_dir):
+    """(major, minor, patch) of the containerd in `bin_dir`, from `containerd --version`."""
+    r = subprocess.run([str(Path(bin_dir) / "containerd"), "--version"], capture_output=True,
+                       text=True, timeout=30)
+    m = re.search(r" v?(\d+)\.(\d+)\.(\d+)", r.stdout)
+    if r.returncode != 0 or not m:
+        raise HarnessError(f"{bin_dir}/containerd --version: {r.stdout}{r.stderr}".strip())
+    return tuple(int(x) for x in m.groups())
 
 
 def _toml_str(value):
@@ -24,10 +54,15 @@ class Containerd:
     """containerd running as root in `workdir`.
 
     `mirrors` are registry hosts ("127.0.0.1:5001") that the CRI plugin pulls from over plain
-    HTTP, through a `certs.d/<host>/hosts.toml` each.
+    HTTP, through a `certs.d/<host>/hosts.toml` each. `bin_dir` holds containerd, its shim and
+    ctr (default: `containerd_bin_dir()`, the series $PT_CONTAINERD_VERSION names).
+    `layer_chunk` (bytes, containerd 2.1 and later) makes it fetch a layer in chunks of that
+    size over parallel connections, as an operator can configure it
+    (`concurrent_layer_fetch_buffer`); None keeps the default, one request per layer.
     """
 
-    def __init__(self, workdir, mirrors=(), snapshotter="overlayfs", log_level="info"):
+    def __init__(self, workdir, mirrors=(), snapshotter="overlayfs", log_level="info",
+                 bin_dir=None, layer_chunk=None):
         self.dir = Path(workdir)
         self.root = self.dir / "root"
         self.state = self.dir / "state"
@@ -40,8 +75,20 @@ class Containerd:
         self.snapshotter = snapshotter
         self.log_level = log_level
         self.mirrors = list(mirrors)
+        self.bin_dir = Path(bin_dir) if bin_dir else containerd_bin_dir()
+        self.binary = self.bin_dir / "containerd"
+        self.ctr_binary = self.bin_dir / "ctr"
+        self.version = containerd_version(self.bin_dir)
+        if layer_chunk and self.version < (2, 1):
+            raise HarnessError(f"containerd {self.version_text} fetches a layer in one request "
+                               "(parallel chunks came in 2.1)")
+        self.layer_chunk = layer_chunk
         self.proc = None
         self.namespace = NAMESPACE
+
+    @property
+    def version_text(self):
+        return ".".join(map(str, self.version))
 
     # -- configuration -------------------------------------------------------------------
     def write_config(self):
@@ -51,7 +98,10 @@ class Containerd:
         for host in self.mirrors:
             self.add_plain_http_host(host)
         d = self.dir
-        cfg = f"""version = 2
+        # containerd 2.x reads (and 1.x does not know) configuration version 3, where the CRI
+        # plugin is split into an images and a runtime plugin.
+        v3 = self.version[0] >= 2
+        cfg = f"""version = {3 if v3 else 2}
 root = {_toml_str(self.root)}
 state = {_toml_str(self.state)}
 disabled_plugins = [
@@ -80,7 +130,40 @@ disabled_plugins = [
 [plugins."io.containerd.grpc.v1.cri"]
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
+"""
+        if v3:
+            cfg += f"""
+# NRI is on by default in 2.x, with a socket in the system's /var/run/nri.
+[plugins."io.containerd.nri.v1.nri"]
+  disable = true
+
+[plugins."io.containerd.cri.v1.runtime"]
   enable_selinux = false
+  disable_apparmor = true
+  restrict_oom_score_adj = true
+
+[plugins."io.containerd.cri.v1.runtime".cni]
+  bin_dirs = [{_toml_str(d / "cni/bin")}]
+  conf_dir = {_toml_str(d / "cni/net.d")}
+
+[plugins."io.containerd.cri.v1.images"]
+  snapshotter = {_toml_str(self.snapshotter)}
+"""
+            if self.layer_chunk:
+                # CRI pulls through the transfer service since 2.0; both carry the setting.
+                cfg += f"""  concurrent_layer_fetch_buffer = {int(self.layer_chunk)}
+  max_concurrent_downloads = 3
+
+[plugins."io.containerd.transfer.v1.local"]
+  concurrent_layer_fetch_buffer = {int(self.layer_chunk)}
+  max_concurrent_downloads = 3
+"""
+            cfg += f"""
+[plugins."io.containerd.cri.v1.images".registry]
+  config_path = {_toml_str(self.certs_dir)}
+"""
+        else:
+            cfg += f"""  enable_selinux = false
   disable_apparmor = true
   restrict_oom_score_adj = true
 
@@ -111,8 +194,10 @@ disabled_plugins = [
     def start(self, timeout=30.0):
         if not self.config_path.exists():
             self.write_config()
-        self.proc = Proc("containerd", [CONTAINERD, "--config", self.config_path],
-                         self.log_path)
+        # containerd finds its runc shim on PATH: its own version's, next to it.
+        env = dict(os.environ, PATH=f"{self.bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}")
+        self.proc = Proc("containerd", [self.binary, "--config", self.config_path],
+                         self.log_path, env=env)
         self.proc.start()
 
         def ready():
@@ -160,7 +245,7 @@ disabled_plugins = [
 
     # -- ctr helpers ---------------------------------------------------------------------
     def ctr_argv(self, *args, namespace=None):
-        return [CTR, "--address", str(self.socket), "--namespace",
+        return [str(self.ctr_binary), "--address", str(self.socket), "--namespace",
                 namespace or self.namespace, *[str(a) for a in args]]
 
     def ctr(self, *args, check=True, timeout=120, namespace=None):

@@ -340,46 +340,27 @@ def start_kube(stack, args):
 
 
 def start_server(stack, args, kube=None):
-    """pulltrace-server if it is built and stays up; returns its URL or None."""
+    """pulltrace-server if it is built and stays up; returns it (a `Server`) or None."""
     binary = find_binary("pulltrace-server", stack.build_dir, required=False)
     if binary is None:
         return None
-    env = {"PULLTRACE_HTTP_ADDR": args.http_addr,
-           "PULLTRACE_METRICS_ADDR": args.metrics_addr,
-           "PULLTRACE_LOG_LEVEL": "info",
-           "PULLTRACE_KUBERNETES": "on" if kube else "off"}
+    env = {"PULLTRACE_LOG_LEVEL": "info", "PULLTRACE_KUBERNETES": "on" if kube else "off"}
     if kube:
         env["PULLTRACE_KUBECONFIG"] = str(kube.dir / "kubeconfig")
-    url = f"http://{args.http_addr}"
-
-    def healthy():
-        try:
-            return requests.get(url + "/healthz", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
     try:
-        stack.daemon("pulltrace-server", env=env, binary=binary, ready=healthy, timeout=15)
+        server = stack.server(env=env, binary=binary, http_addr=args.http_addr,
+                              metrics_addr=args.metrics_addr)
     except HarnessError as e:
         log(f"pulltrace-server did not start, using the report printer instead:\n{e}")
         return None
-    log(f"pulltrace-server up (pid {stack.daemons[-1].pid}), log {stack.daemons[-1].log_path}")
+    log(f"pulltrace-server up (pid {server.pid}), log {server.log_path}")
     if kube:
-        def kube_synced():
-            try:
-                checks = requests.get(url + "/readyz", timeout=1).json().get("checks", [])
-            except (requests.RequestException, ValueError):
-                return False
-            return any(c.get("name") == "kubernetes" and c.get("ok") for c in checks)
-        deadline = time.monotonic() + 20
-        while not kube_synced():
-            if time.monotonic() > deadline:
-                log("warning: pulltrace-server has not synced with the Kubernetes API in 20 s")
-                break
-            time.sleep(0.2)
-        else:
+        try:
+            server.wait_kube_ready(20)
             log("pulltrace-server watches pods and events on the fake Kubernetes API")
-    return url
+        except TimeoutError:
+            log("warning: pulltrace-server has not synced with the Kubernetes API in 20 s")
+    return server
 
 
 class Printer:
@@ -418,19 +399,19 @@ def run(args):
         if not args.no_server and not args.no_kube and \
                 find_binary("pulltrace-server", stack.build_dir, required=False) is not None:
             kube = start_kube(stack, args)
-        url = None if args.no_server else start_server(stack, args, kube)
-        if url is None:
-            receiver = stack.receiver(on_report=Printer())
-            url = receiver.url
-            log(f"pulltrace-server not available: agent reports go to a printer at {url}")
+        server = None if args.no_server else start_server(stack, args, kube)
+        sink = server   # where the agent reports
+        if server is None:
+            sink = stack.receiver(on_report=Printer())
+            log(f"pulltrace-server not available: agent reports go to a printer at {sink.url}")
             kube = None
         kubelet = Kubelet(kube, args.node_name) if kube else None
         agent_bin = find_binary("pulltrace-agent", stack.build_dir, required=False)
         if agent_bin is None:
             raise HarnessError(f"pulltrace-agent is not built in {stack.build_dir}")
-        agent = stack.agent(url, node_name=args.node_name,
+        agent = stack.agent(sink, node_name=args.node_name,
                             env={"PULLTRACE_LOG_LEVEL": "info"})
-        log(f"pulltrace-agent (pid {agent.pid}) -> {url}, log {agent.log_path}")
+        log(f"pulltrace-agent (pid {agent.pid}) -> {sink.url}, log {agent.log_path}")
 
         # The base image stays on the node, so its layer shows as cached in demo/web.
         log(f"pulling {base.ref(stack.pull_host)} (its layer is shared with demo/web)")
@@ -445,13 +426,13 @@ def run(args):
         puller.finished(h)
         if pod:
             kubelet.pulled(pod, ref, time.monotonic() - t, base.total_bytes)
-        if url.endswith(args.http_addr):
+        if server:
             log(f"open http://{args.http_addr} (UI and API), metrics on "
                 f"http://{args.metrics_addr}/metrics")
         log("pulling the demo images in a loop; Ctrl-C stops everything")
         loop(stack, puller, images, args, kubelet)
-        if args.once and url.endswith(args.http_addr):
-            server_summary(url, kubelet is not None)
+        if args.once and server:
+            server_summary(server, kubelet is not None)
     finally:
         # A second Ctrl-C must not cut the cleanup short and leave daemons behind.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -525,21 +506,21 @@ def loop(stack, puller, images, args, kubelet=None):
             failing.stop()
 
 
-def server_summary(url, kube, timeout=15.0):
+def server_summary(server, kube, timeout=15.0):
     """--once: waits (briefly) until the server has seen every pull finish, then prints its
     view, one line a pull, as the UI shows it."""
     deadline = time.monotonic() + timeout
     pulls = []
     while time.monotonic() < deadline:
         try:
-            pulls = requests.get(url + "/api/v1/pulls", timeout=2).json().get("pulls", [])
-        except (requests.RequestException, ValueError):
+            pulls = server.pulls()
+        except (requests.RequestException, ValueError, KeyError):
             pulls = []
         done = pulls and all(p.get("state") in ("completed", "failed") for p in pulls)
         if done and (not kube or all(p.get("pods") for p in pulls)):
             break
         time.sleep(0.5)
-    log(f"the server's view ({url}/api/v1/pulls):")
+    log(f"the server's view ({server.url}/api/v1/pulls):")
     for p in sorted(pulls, key=lambda p: p.get("startedAt") or ""):
         pods = ",".join(f"{x.get('namespace')}/{x.get('name')}" for x in p.get("pods") or [])
         line = f"  {p.get('state'):<9} {p.get('image') or p.get('imageRef')}  pods: {pods or '-'}"

@@ -25,6 +25,7 @@ MT_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 MT_CONFIG = "application/vnd.oci.image.config.v1+json"
 MT_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MT_INDEX = "application/vnd.oci.image.index.v1+json"
+MT_IN_TOTO = "application/vnd.in-toto+json"
 
 CHUNK = 1 << 20
 
@@ -74,6 +75,7 @@ class Manifest:
     architecture: str = "amd64"
     variant: str = None
     media_type: str = MT_MANIFEST
+    annotations: dict = None           # on its descriptor in an index
 
     @property
     def total_bytes(self):
@@ -90,6 +92,8 @@ class Manifest:
             d["platform"] = {"architecture": self.architecture, "os": self.os}
             if self.variant:
                 d["platform"]["variant"] = self.variant
+            if self.annotations:
+                d["annotations"] = dict(self.annotations)
         return d
 
 
@@ -248,16 +252,52 @@ class ImageBuilder:
             self.push(img)
         return img
 
-    def index(self, name, tag="latest", platforms=None, push=True):
+    def attestation(self, subject, statement_bytes=4096):
+        """An attestation manifest for the platform manifest `subject`, as BuildKit adds to
+        an index: platform unknown/unknown, an in-toto statement as its one layer, and the
+        annotations that name the subject."""
+        statement = json.dumps({
+            "_type": "https://in-toto.io/Statement/v0.1",
+            "predicateType": "https://slsa.dev/provenance/v0.2",
+            "subject": [{"name": "pulltrace-e2e", "digest": {"sha256": subject.digest[7:]}}],
+            "predicate": {"padding": os.urandom(statement_bytes // 2).hex()},
+        }, sort_keys=True).encode()
+        digest, size, path = self._store(statement)
+        layer = Layer(digest=digest, size=size, diff_id=digest, path=path,
+                      content_bytes=size, media_type=MT_IN_TOTO)
+        config_data = json.dumps({"architecture": "unknown", "os": "unknown", "config": {},
+                                  "rootfs": {"type": "layers", "diff_ids": [digest]}},
+                                 sort_keys=True).encode()
+        config_digest, config_size, _ = self._store(config_data)
+        data = json.dumps({
+            "schemaVersion": 2, "mediaType": MT_MANIFEST,
+            "config": {"mediaType": MT_CONFIG, "digest": config_digest, "size": config_size},
+            "layers": [dict(layer.descriptor(), annotations={
+                "in-toto.io/predicate-type": "https://slsa.dev/provenance/v0.2"})],
+        }, sort_keys=True).encode()
+        m_digest, m_size, _ = self._store(data)
+        return Manifest(digest=m_digest, size=m_size, data=data, config_digest=config_digest,
+                        config_size=config_size, config_data=config_data, layers=[layer],
+                        os="unknown", architecture="unknown",
+                        annotations={"vnd.docker.reference.digest": subject.digest,
+                                     "vnd.docker.reference.type": "attestation-manifest"})
+
+    def index(self, name, tag="latest", platforms=None, push=True, attestations=False,
+              statement_bytes=4096):
         """A multi-arch image: an OCI index over one manifest per platform.
 
         platforms: {"amd64": [layers or sizes], "arm64": [...]} (default: two small layers
-        each); "arm64" gets variant v8.
+        each); "arm64" gets variant v8. attestations: each platform manifest also gets an
+        attestation manifest in the index (see `attestation`), as images built by BuildKit
+        have (with statements of about `statement_bytes`); `Image.manifests` lists them with
+        architecture "unknown".
         """
         platforms = platforms or {"amd64": [1 << 20, 256 << 10], "arm64": [1 << 20, 256 << 10]}
         manifests = [self.manifest(lays, architecture=arch,
                                    variant="v8" if arch == "arm64" else None)
                      for arch, lays in platforms.items()]
+        if attestations:
+            manifests += [self.attestation(m, statement_bytes) for m in list(manifests)]
         index = {"schemaVersion": 2, "mediaType": MT_INDEX,
                  "manifests": [m.descriptor(with_platform=True) for m in manifests]}
         data = json.dumps(index, sort_keys=True).encode()

@@ -61,6 +61,13 @@ def unix_socket_ready(path):
         s.close()
 
 
+def cpu_seconds(pid):
+    """User + system CPU time process `pid` has used so far, from /proc, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()  # the name in (...) may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def tail(path, max_bytes=20000):
     """The end of a log file, or a note when it does not exist."""
     try:

@@ -1,14 +1,18 @@
-"""A stand-in for pulltrace-server's ingest endpoint: stores every report the agent POSTs.
+"""A stand-in for an endpoint that receives JSON POSTs: pulltrace-server's report ingest
+(every report the agent POSTs), or an Alertmanager webhook (every alert batch the server
+POSTs).
 
-Tests read the reports in order, wait for one that satisfies a predicate, and make the
-endpoint fail on demand (5xx, or a closed connection) to exercise the agent's backoff.
+Tests read the bodies in order, wait for one that satisfies a predicate, and make the
+endpoint fail on demand (5xx) to exercise the sender's backoff and retries.
 """
 
 import json
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
+
+from .httpd import JsonHandler
 
 REPORT_PATH = "/api/v1/report"
 
@@ -34,11 +38,13 @@ class _Failure:
 class ReportReceiver:
     """HTTP server on 127.0.0.1 (ephemeral port by default), one thread per request.
 
-    `reports` holds the parsed JSON of every accepted POST /api/v1/report, in arrival order;
-    `attempts` every request, including refused ones, with arrival times.
+    `reports` holds the parsed JSON of every accepted POST to `path` (the agent's
+    /api/v1/report unless told otherwise), in arrival order; `attempts` every request,
+    including refused ones, with arrival times and bodies.
     """
 
-    def __init__(self, port=0, token=None, on_report=None):
+    def __init__(self, port=0, token=None, on_report=None, path=REPORT_PATH):
+        self.path = path
         self.token = token
         self.on_report = on_report
         self.reports = []
@@ -47,32 +53,20 @@ class ReportReceiver:
         self._cond = threading.Condition()
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, fmt, *args):
-                pass
-
-            def _send(self, status, body=b"{}"):
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
+        class Handler(JsonHandler):
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 status, reply, report = receiver._handle(self.path, dict(self.headers), body)
-                self._send(status, reply)
+                self.send_json(status, reply)
                 if report is not None and receiver.on_report:
                     receiver.on_report(report)
 
             def do_GET(self):
                 if self.path == "/healthz":
-                    self._send(200, b'{"status":"ok"}')
+                    self.send_json(200, b'{"status":"ok"}')
                 else:
-                    self._send(404, b'{"error":"not found"}')
+                    self.send_json(404, b'{"error":"not found"}')
 
         self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
@@ -87,6 +81,11 @@ class ReportReceiver:
     def url(self):
         """Base URL for PULLTRACE_SERVER_URL."""
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def endpoint(self):
+        """The full URL POSTs go to (e.g. for PULLTRACE_ALERT_WEBHOOK_URL)."""
+        return self.url + self.path
 
     def start(self):
         self.thread = threading.Thread(target=self.server.serve_forever,
@@ -123,7 +122,7 @@ class ReportReceiver:
         now = time.monotonic()
         with self._cond:
             status, reply, report = 200, b'{"status":"ok"}', None
-            if path != REPORT_PATH:
+            if path != self.path:
                 status, reply = 404, b'{"error":"not found"}'
             elif self.token is not None and \
                     headers.get("Authorization") != f"Bearer {self.token}":
@@ -179,25 +178,21 @@ class ReportReceiver:
 
     def wait_count(self, n, timeout=10.0):
         """Waits until at least `n` reports were accepted; returns them."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while len(self.reports) < n:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"{len(self.reports)} of {n} reports in {timeout}s")
-                self._cond.wait(left)
-            return list(self.reports)
+        return self._wait_len(self.reports, n, timeout, "reports")
 
     def wait_attempts(self, n, timeout=10.0):
         """Waits until at least `n` requests arrived (accepted or not); returns them."""
+        return self._wait_len(self.attempts, n, timeout, "requests")
+
+    def _wait_len(self, items, n, timeout, what):
         deadline = time.monotonic() + timeout
         with self._cond:
-            while len(self.attempts) < n:
+            while len(items) < n:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(f"{len(self.attempts)} of {n} requests in {timeout}s")
+                    raise TimeoutError(f"{len(items)} of {n} {what} in {timeout}s")
                 self._cond.wait(left)
-            return list(self.attempts)
+            return list(items)
 
 
 def find_pull(report, manifest_digest=None, image_ref=None):

@@ -35,7 +35,19 @@ def _start_serving(proc, url, timeout, what, log_path):
         raise HarnessError(f"{e}; log {log_path}:\n{tail(log_path)}") from None
 
 
-class Registry:
+class _Local:
+    """A component listening on 127.0.0.1:`self.port`."""
+
+    @property
+    def host(self):
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self):
+        return f"http://{self.host}"
+
+
+class Registry(_Local):
     """`docker-registry serve CONFIG` on 127.0.0.1:`port`, storing blobs under `workdir`."""
 
     def __init__(self, workdir, port=5000):
@@ -45,14 +57,6 @@ class Registry:
         self.log_path = self.dir / "registry.log"
         self.storage = self.dir / "storage"
         self.proc = None
-
-    @property
-    def host(self):
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def url(self):
-        return f"http://{self.host}"
 
     def write_config(self):
         self.storage.mkdir(parents=True, exist_ok=True)
@@ -112,7 +116,7 @@ health:
         return r.status_code == 200
 
 
-class Nginx:
+class Nginx(_Local):
     """nginx-light on 127.0.0.1:`port` proxying to `upstream_port`, throttling downloads.
 
     rate: bytes per second per connection for every response (0 = unlimited).
@@ -138,14 +142,6 @@ class Nginx:
         self.access_log = self.dir / "access.log"
         self.pid_path = self.dir / "nginx.pid"
         self.proc = None
-
-    @property
-    def host(self):
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def url(self):
-        return f"http://{self.host}"
 
     def write_config(self):
         d = self.dir

@@ -13,6 +13,7 @@ from .daemon import Daemon, find_binary
 from .images import Image, ImageBuilder
 from .proc import free_port, tail
 from .receiver import ReportReceiver
+from .server import Server
 
 
 class Stack:
@@ -21,13 +22,14 @@ class Stack:
     registry_port/nginx_port: fixed ports (the demo uses 5000/5001); None = free ports, so
         tests can run beside a demo.
     rate/small_rate/small_max_digits: nginx's per-connection throttle (see `Nginx`).
+    snapshotter/layer_chunk: passed to `Containerd`.
     workdir: a directory to use; None = a new one under /tmp (short: socket paths are
         limited to 107 bytes). It is removed by close() unless keep=True or PT_KEEP_TMP=1.
     """
 
     def __init__(self, workdir=None, registry_port=None, nginx_port=None, rate=0,
                  small_rate=None, small_max_digits=5, build=None, keep=None,
-                 snapshotter="overlayfs"):
+                 snapshotter="overlayfs", layer_chunk=None):
         from .registry import Nginx, Registry
         self.own_dir = workdir is None
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="pt-e2e-", dir="/tmp"))
@@ -39,7 +41,7 @@ class Stack:
                            upstream_port=self.registry.port, rate=rate,
                            small_rate=small_rate, small_max_digits=small_max_digits)
         self.containerd = Containerd(self.dir / "containerd", mirrors=[self.nginx.host],
-                                     snapshotter=snapshotter)
+                                     snapshotter=snapshotter, layer_chunk=layer_chunk)
         self.images = ImageBuilder(self.dir / "images", self.registry.host)
         self.cri = Cri(self.containerd.socket, self.dir / "cri",
                        binary=os.environ.get("PT_CRI_PULL") or
@@ -68,25 +70,11 @@ class Stack:
     def close(self):
         """Stops everything this stack started, newest first, each by its PID."""
         errors = []
-        for h in self.cri.background:
-            try:
-                h.stop()
-            except Exception as e:  # keep stopping the rest
-                errors.append(e)
-        for d in reversed(self.daemons):
-            try:
-                d.stop()
-            except Exception as e:
-                errors.append(e)
-        for r in reversed(self.receivers):
-            try:
-                r.stop()
-            except Exception as e:
-                errors.append(e)
-        for comp in reversed(self.started):
+        for comp in [*self.cri.background, *reversed(self.daemons), *reversed(self.receivers),
+                     *reversed(self.started)]:
             try:
                 comp.stop()
-            except Exception as e:
+            except Exception as e:  # keep stopping the rest
                 errors.append(e)
         self.started.clear()
         if not self.keep and self.own_dir:
@@ -131,15 +119,27 @@ class Stack:
         self.receivers.append(r)
         return r
 
+    def _log_path(self, name):
+        """logs/<name>.log, then <name>.1.log, ... for further daemons of that name."""
+        n = sum(1 for d in self.daemons if d.name == name)
+        return self.dir / "logs" / (f"{name}.log" if n == 0 else f"{name}.{n}.log")
+
     def daemon(self, name, args=(), env=None, binary=None, ready=None, timeout=10.0):
-        """Starts build-dir program `name` (e.g. pulltrace-server) with `env`; stopped by
+        """Starts build-dir program `name` (e.g. pulltrace-agent) with `env`; stopped by
         close()."""
         binary = binary or find_binary(name, self.build_dir)
-        n = sum(1 for d in self.daemons if d.name == name)
-        log = self.dir / "logs" / (f"{name}.log" if n == 0 else f"{name}.{n}.log")
-        d = Daemon(name, binary, log, args=args, env=env)
+        d = Daemon(name, binary, self._log_path(name), args=args, env=env)
         self.daemons.append(d)
         return d.start(ready=ready, timeout=timeout)
+
+    def server(self, env=None, token=None, http_addr=None, metrics_addr=None, binary=None,
+               timeout=15.0):
+        """A started pulltrace-server (see `Server`), stopped by close()."""
+        srv = Server(binary or find_binary("pulltrace-server", self.build_dir),
+                     self._log_path("pulltrace-server"), env=env, token=token,
+                     http_addr=http_addr, metrics_addr=metrics_addr)
+        self.daemons.append(srv)
+        return srv.start(timeout=timeout)
 
     def agent_env(self, server_url, node_name="e2e-node", **extra):
         """The agent's environment pointed at this stack's containerd and `server_url`."""
@@ -154,8 +154,9 @@ class Stack:
         return env
 
     def agent(self, server_url, node_name="e2e-node", env=None, args=()):
-        """Starts pulltrace-agent reporting to `server_url` (a URL or a ReportReceiver)."""
-        url = server_url.url if isinstance(server_url, ReportReceiver) else server_url
+        """Starts pulltrace-agent reporting to `server_url` (a URL, a ReportReceiver or a
+        Server)."""
+        url = server_url if isinstance(server_url, str) else server_url.url
         full = self.agent_env(url, node_name=node_name)
         full.update({k: str(v) for k, v in (env or {}).items()})
         return self.daemon("pulltrace-agent", args=args, env=full)

@@ -1,4 +1,4 @@
-#include "server/map.h"
+#include "core/map.h"
 
 #include "core/hash.h"
 

@@ -1,7 +1,7 @@
 /* String-keyed hash table (separate chaining, power-of-two buckets, grows at
  * load factor 1). Keys are copied; values are borrowed pointers. */
-#ifndef PT_SERVER_MAP_H
-#define PT_SERVER_MAP_H
+#ifndef PT_CORE_MAP_H
+#define PT_CORE_MAP_H
 
 #include <stddef.h>
 
