@@ -68,16 +68,17 @@ class Agent:
         return r.json()
 
 
-def history(server, **params):
-    r = requests.get(server.url + "/api/v1/history", params=params, timeout=10)
+def history(server, session=requests, **params):
+    r = session.get(server.url + "/api/v1/history", params=params, timeout=10)
     assert r.status_code == 200, r.text
     return r.json()
 
 
 def all_history(server, **params):
     out, cont = [], None
+    session = requests.Session()
     while True:
-        page = history(server, **params, **({"continue": cont} if cont else {}))
+        page = history(server, session, **params, **({"continue": cont} if cont else {}))
         out += page["pulls"]
         cont = page["metadata"].get("continue")
         if not cont:
@@ -158,7 +159,14 @@ def test_restart_keeps_pulls_ids_and_events(server_binary, workdir, how):
     assert started == []
     assert completed == ["node-a/inflight"]
 
-    # The history API: every pull, paged; statistics of the image.
+    # The alert the lost pull raised before the restart (the default PullFailed) is history.
+    alerts = requests.get(s2.url + "/api/v1/history/alerts", params={"node": "node-a"},
+                          timeout=10).json()["alerts"]
+    assert [(a["name"], a["labels"]["pull"]) for a in alerts] == [("PullFailed", "node-a/vanishes")]
+    assert alerts[0]["severity"] == "critical" and alerts[0]["eventType"] == "pull.failed"
+
+    # The history API: every pull, paged (one keep-alive connection: a deferred answer gives
+    # the connection back); statistics of the image.
     pulls = all_history(s2, limit=1)
     assert [p["id"] for p in pulls] == ["node-a/vanishes", "node-a/inflight", "node-a/done"]
     assert history(s2, state="lost")["pulls"][0]["error"]["reason"] == "lost"
@@ -208,7 +216,8 @@ def test_retention_by_age(server_binary, workdir):
               PULLTRACE_HISTORY_RETENTION="2s")
     agent = Agent("node-a")
     finished_pulls(agent, s, 20, "old")
-    assert len(all_history(s)) == 20
+    # The history shows a pull once its record is committed, a few ms after the report.
+    wait_until(lambda: len(all_history(s)) == 20, 30, what="the 20 pulls in the history")
     wait_until(lambda: (s.metric("pulltrace_history_deleted_total", {"reason": "age"}) or 0) >= 20,
                60, interval=0.5, what="retention by age")
     assert all_history(s) == []

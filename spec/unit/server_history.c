@@ -146,6 +146,11 @@ static void test_restore_and_event_ids(void **state)
   assert_int_equal(first, 1);
   double t = 1800000000.0;
   json_t *want = record("n1/p1", "n1", "reg/app:1", "completed", t, t + 12.5, 4096, "shop", NULL);
+  /* kubelet's timing and a failure a retry resolved are part of it. */
+  json_object_set_new(want, "kubelet", json_pack("[f,f,f]", t + 13, 3.25, 4.5));
+  json_object_set_new(want, "resolvedError", json_pack("{s:s,s:s,s:f,s:f}", "reason", "ErrImagePull", "message",
+                                                       "rpc error: connection reset", "failedAt", t - 60,
+                                                       "resolvedAt", t));
   json_t *want2 = record("n1/p2", "n1", "reg/db:2", "pulling", t + 1, 0, 10, NULL, NULL);
   record_change(f->h, PT_CHANGE_PULL_COMPLETED, json_incref(want));
   record_change(f->h, PT_CHANGE_PULL_STARTED, json_incref(want2));
@@ -180,6 +185,9 @@ static void test_restore_and_event_ids(void **state)
   json_t *a = pt_store_pull_json(p, true, t + 100), *b = pt_store_pull_json(orig, true, t + 100);
   assert_true(json_equal(a, b));
   assert_int_equal(json_real_value(json_object_get(a, "durationSeconds")) * 10, 125);
+  assert_true(json_real_value(json_object_get(json_object_get(a, "kubelet"), "durationSeconds")) == 3.25);
+  assert_string_equal(json_string_value(json_object_get(json_object_get(a, "resolvedError"), "message")),
+                      "rpc error: connection reset");
   char cerr[256];
   assert_int_equal(pt_store_check(s, cerr, sizeof(cerr)), 0);
   assert_int_equal(pt_store_counters(s)->pulls_restored, 1);
