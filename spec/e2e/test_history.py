@@ -3,7 +3,8 @@ SIGTERM and kill -9 (the same pulls, ids, times and figures; no second pull.star
 pull.completed; event ids that keep increasing; a Last-Event-ID from before the restart gets a
 snapshot), the history API, retention by age and by size, a corrupt database, an unwritable
 data directory, and a full disk at runtime. Agents are stood in for by synthetic reports
-(harness/reports.py). Nothing here asserts on speed."""
+(harness/reports.py), except in the last test: the real agent, containerd and a CRI pull across
+a kill -9 of the server. Nothing here asserts on speed."""
 # ctest: TIMEOUT=600
 
 import os
@@ -19,9 +20,10 @@ import requests
 
 from harness import Server, reports
 from harness.daemon import run_binary
-from harness.proc import wait_until
+from harness.proc import free_port, wait_until
 
-pytestmark = pytest.mark.containerd_independent
+KIB = 1024
+MIB = 1024 * KIB
 
 IMAGE = "registry.example/shop/api:1.4.2"
 
@@ -90,6 +92,7 @@ def stable(pull):
     return {k: v for k, v in pull.items() if k not in ("bytesPerSecond", "etaSeconds")}
 
 
+@pytest.mark.containerd_independent
 @pytest.mark.parametrize("how", ["sigterm", "kill9"])
 def test_restart_keeps_pulls_ids_and_events(server_binary, workdir, how):
     s = start(server_binary, workdir, "first")
@@ -179,6 +182,7 @@ def test_restart_keeps_pulls_ids_and_events(server_binary, workdir, how):
     s2.stop()
 
 
+@pytest.mark.containerd_independent
 def test_history_api_errors(server_binary, workdir):
     s = start(server_binary, workdir, "server")
     for params, field in (({"limit": "0"}, "limit"), ({"since": "yesterday"}, "since"),
@@ -209,6 +213,7 @@ def finished_pulls(agent, server, n, prefix, message_bytes=0):
         agent.pulls.clear()
 
 
+@pytest.mark.containerd_independent
 def test_retention_by_age(server_binary, workdir):
     # Finished pulls leave the tables after 3 s (eviction), then the history (they ended 5 s
     # before they were reported, more than the retention's 2 s).
@@ -224,6 +229,7 @@ def test_retention_by_age(server_binary, workdir):
     s.stop()
 
 
+@pytest.mark.containerd_independent
 def test_retention_by_size(server_binary, workdir):
     limit = 400_000
     s = start(server_binary, workdir, "server", PULLTRACE_HISTORY_TTL="1s",
@@ -241,6 +247,7 @@ def test_retention_by_size(server_binary, workdir):
     s.stop()
 
 
+@pytest.mark.containerd_independent
 def test_corrupt_database_is_a_clear_startup_error(server_binary, workdir):
     db = workdir / "data" / "history.db"
     db.write_bytes(b"this is not an SQLite database\n" * 200)
@@ -254,6 +261,7 @@ def test_corrupt_database_is_a_clear_startup_error(server_binary, workdir):
     assert db.read_bytes() == b"this is not an SQLite database\n" * 200
 
 
+@pytest.mark.containerd_independent
 def test_unwritable_data_dir_is_a_clear_startup_error(server_binary, workdir):
     data = workdir / "data"
     env = {"PULLTRACE_DATA_DIR": str(data), "PULLTRACE_KUBERNETES": "off",
@@ -274,6 +282,7 @@ def test_unwritable_data_dir_is_a_clear_startup_error(server_binary, workdir):
     assert not (data / "history.db").exists()
 
 
+@pytest.mark.containerd_independent
 def test_full_disk_degrades_history_not_the_live_view(server_binary, workdir):
     # The file-size limit stands in for a full volume: writes past it fail (EFBIG).
     full = {"PULLTRACE_DATA_DIR": str(workdir / "data"), "PULLTRACE_KUBERNETES": "off",
@@ -301,3 +310,42 @@ def test_full_disk_degrades_history_not_the_live_view(server_binary, workdir):
     assert any(line.get("msg", "").startswith("history write failed") for line in s.log_json())
     status, _ = s.stop()
     assert status == 0
+
+
+@pytest.mark.stack(rate=512 * KIB)
+def test_real_pull_across_a_kill9(stack, server_binary, cri_available, workdir):
+    """The real agent and containerd: the server is killed mid-pull and restarted on its data
+    directory; the pull continues under the same id, announced started once and completed once,
+    with the time it started before the kill."""
+    if not cri_available:
+        pytest.skip("pt-cri-pull not built")
+    addr = f"127.0.0.1:{free_port()}"
+    env = {"PULLTRACE_DATA_DIR": str(workdir / "data"), "PULLTRACE_KUBERNETES": "off"}
+    srv = stack.server(env=env, http_addr=addr)
+    app = stack.images.image("e2e/history", "v1", layers=[1 * MIB, 1536 * KIB])
+    stream = srv.events()
+    stack.agent(srv.url, node_name="e2e-node", env={"PULLTRACE_REPORT_INTERVAL": "500ms"})
+    pull = stack.cri_pull(app, background=True)
+    mine = lambda e: e["event"].startswith("pull.") and "pull" in e["data"] and \
+        e["data"]["pull"]["manifestDigest"] == app.manifest_digest  # noqa: E731
+    started = stream.wait(lambda e: e["event"] == "pull.started" and mine(e), timeout=60)
+    before = started["data"]["pull"]
+    stream.close()
+    srv.kill()
+
+    srv2 = stack.server(env=env, http_addr=addr)
+    stream = srv2.events()
+    done = stream.wait(lambda e: e["event"] == "pull.completed" and mine(e), timeout=120)
+    assert pull.result(timeout=60).returncode == 0
+    after = done["data"]["pull"]
+    assert after["id"] == before["id"] and after["startedAt"] == before["startedAt"]
+    assert after["downloadedBytes"] == after["totalBytes"] == app.total_bytes
+    time.sleep(1.5)  # a few more reports of the completed pull
+    stream.close()
+    mine_events = [e["event"] for e in stream.events if mine(e)]
+    assert "pull.started" not in mine_events
+    assert mine_events.count("pull.completed") == 1
+    assert [p["id"] for p in srv2.pulls(node="e2e-node")] == [before["id"]]
+    wait_until(lambda: [p["state"] for p in history(srv2, node="e2e-node")["pulls"]] == ["completed"],
+               30, what="the completed pull in the history")
+    srv2.stop()
