@@ -233,7 +233,10 @@ static void finish_tx(struct pt_history *h, int rc, size_t nrecords, uint64_t ma
   if (rc == SQLITE_OK) {
     h->stats.transactions++;
     h->stats.records_written += nrecords;
-    h->stats.degraded = false;
+    /* Only records written prove that writes work again: a retention pass
+     * that deleted nothing wrote nothing. */
+    if (nrecords > 0)
+      h->stats.degraded = false;
   } else {
     h->stats.errors++;
     h->stats.records_dropped += nrecords;
