@@ -30,7 +30,7 @@ static void on_commit(void *ud, uint64_t mark)
   f->committed = mark;
 }
 
-static struct pt_history *open_history(struct fixture *f, const struct pt_history_options *extra)
+static struct pt_history *open_history(struct fixture *f, const struct pt_history_options *extra, bool start_later)
 {
   struct pt_history_options o = {.dir = f->dir};
   if (extra) {
@@ -41,6 +41,8 @@ static struct pt_history *open_history(struct fixture *f, const struct pt_histor
   struct pt_history *h = pt_history_open(&f->loop, &o, err, sizeof(err));
   if (!h)
     fail_msg("open: %s", err);
+  if (!start_later && pt_history_start(h, err, sizeof(err)) != 0)
+    fail_msg("start: %s", err);
   pt_history_set_commit_cb(h, on_commit, f);
   return h;
 }
@@ -141,7 +143,7 @@ static int collect(void *ud, const json_t *rec)
 static void test_restore_and_event_ids(void **state)
 {
   struct fixture *f = *state;
-  f->h = open_history(f, NULL);
+  f->h = open_history(f, NULL, false);
   uint64_t first = pt_history_first_event_id(f->h);
   assert_int_equal(first, 1);
   double t = 1800000000.0;
@@ -163,11 +165,13 @@ static void test_restore_and_event_ids(void **state)
   uv_run(&f->loop, UV_RUN_DEFAULT);
 
   f->committed = 0;
-  f->h = open_history(f, NULL);
+  f->h = open_history(f, NULL, true);
   assert_true(pt_history_first_event_id(f->h) > first + 5000);
   struct restored r = {json_array()};
   char err[256];
   assert_int_equal(pt_history_load_live(f->h, collect, &r, err, sizeof(err)), 2);
+  assert_int_equal(pt_history_start(f->h, err, sizeof(err)), 0);
+  assert_int_equal(pt_history_load_live(f->h, collect, &r, err, sizeof(err)), -EBUSY);
   assert_true(json_equal(json_array_get(r.records, 0), want));
   assert_true(json_equal(json_array_get(r.records, 1), want2));
 
@@ -235,7 +239,7 @@ static json_t *list(struct fixture *f, const struct pt_history_filter *flt, size
 static void test_list_paging_and_stats(void **state)
 {
   struct fixture *f = *state;
-  f->h = open_history(f, NULL);
+  f->h = open_history(f, NULL, false);
   double now = pt_clock_now();
   /* Seven pulls of one image ending 1..7 s after their start, one failed,
    * one lost, one of another image on another node. */
@@ -330,7 +334,7 @@ static void test_retention_by_age(void **state)
 {
   struct fixture *f = *state;
   struct pt_history_options o = {.retention = 3600, .retention_interval = 0.05};
-  f->h = open_history(f, &o);
+  f->h = open_history(f, &o, false);
   double now = pt_clock_now();
   /* 1200 old pulls (more than one retention batch), evicted; one old pull
    * still in the tables; one recent pull. */
@@ -367,7 +371,7 @@ static void test_retention_by_size(void **state)
   struct fixture *f = *state;
   int64_t max = 256 * 1024;
   struct pt_history_options o = {.max_bytes = max, .retention_interval = 0.05};
-  f->h = open_history(f, &o);
+  f->h = open_history(f, &o, false);
   double now = pt_clock_now();
   /* About 2 MB of records: a big message in each. */
   char msg[2048];
@@ -412,7 +416,7 @@ static void test_corrupt_database(void **state)
 static void test_one_process_per_directory(void **state)
 {
   struct fixture *f = *state;
-  f->h = open_history(f, NULL);
+  f->h = open_history(f, NULL, false);
   struct pt_history_options o = {.dir = f->dir};
   char err[512];
   assert_null(pt_history_open(&f->loop, &o, err, sizeof(err)));
@@ -432,7 +436,7 @@ static bool degraded_is(struct fixture *f, void *ud)
 static void test_failed_write_degrades_then_recovers(void **state)
 {
   struct fixture *f = *state;
-  f->h = open_history(f, NULL);
+  f->h = open_history(f, NULL, false);
   /* Another connection takes the alerts table away: the next alert's
    * transaction fails as a full disk would. */
   sqlite3 *db;

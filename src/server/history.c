@@ -410,6 +410,12 @@ static void async_cb(uv_async_t *a)
 
 static void history_free(struct pt_history *h)
 {
+  /* Records of a history whose writer never started. */
+  while (h->head) {
+    struct history_item *next = h->head->next;
+    item_free(h->head);
+    h->head = next;
+  }
   sqlite3_close(h->rdb);
   sqlite3_close(h->db);
   uv_mutex_destroy(&h->mu);
@@ -600,14 +606,20 @@ struct pt_history *pt_history_open(uv_loop_t *loop, const struct pt_history_opti
   uv_async_init(loop, &h->async, async_cb);
   h->async.data = h;
   h->refs = 1;
-  if (uv_thread_create(&h->thread, writer_main, h) != 0) {
-    snprintf(err, errlen, "cannot start the history writer thread");
-    h->closing = true;
-    uv_close((uv_handle_t *)&h->async, async_closed);
-    return NULL;
+  return h;
+}
+
+int pt_history_start(struct pt_history *h, char *err, size_t errlen)
+{
+  if (h->thread_running)
+    return 0;
+  int r = uv_thread_create(&h->thread, writer_main, h);
+  if (r != 0) {
+    snprintf(err, errlen, "cannot start the history writer thread: %s", uv_strerror(r));
+    return r;
   }
   h->thread_running = true;
-  return h;
+  return 0;
 }
 
 void pt_history_close(struct pt_history *h)
@@ -631,15 +643,16 @@ void pt_history_close(struct pt_history *h)
 long pt_history_load_live(struct pt_history *h, int (*fn)(void *ud, const json_t *record), void *ud, char *err,
                           size_t errlen)
 {
-  /* Runs before the writer has anything to do; the writer's connection is
-   * used under the queue's lock so that the two never overlap. */
-  uv_mutex_lock(&h->mu);
+  /* Before pt_history_start(): the writer's connection is this thread's. */
+  if (h->thread_running) {
+    snprintf(err, errlen, "the history's pulls are read before its writer starts");
+    return -EBUSY;
+  }
   sqlite3_stmt *st;
   long n = 0;
   int rc = sqlite3_prepare_v2(h->db, "SELECT id, record FROM pulls WHERE live=1 ORDER BY seq", -1, &st, NULL);
   if (rc != SQLITE_OK) {
     history_error(err, errlen, "cannot read the history", h->path, h->db, rc);
-    uv_mutex_unlock(&h->mu);
     return -EIO;
   }
   size_t nrejected = 0;
@@ -675,7 +688,6 @@ long pt_history_load_live(struct pt_history *h, int (*fn)(void *ud, const json_t
     free(rejected[i]);
   }
   free(rejected);
-  uv_mutex_unlock(&h->mu);
   return n;
 }
 

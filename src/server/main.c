@@ -50,6 +50,10 @@ static void all_closed(void *ud)
   struct app *app = ud;
   uv_close((uv_handle_t *)&app->sigterm, NULL);
   uv_close((uv_handle_t *)&app->sigint, NULL);
+  /* The server (its store holds the policy's alert callback) goes before the
+   * policy, whose handles still need this loop to close. */
+  pt_server_destroy(app->srv);
+  app->srv = NULL;
   pt_policy_destroy(app->policy);
   app->policy = NULL;
 }

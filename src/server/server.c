@@ -186,6 +186,9 @@ int pt_server_open_history(struct pt_server *srv, char *err, size_t errlen)
   long n = pt_history_load_live(srv->history, restore_pull, srv, err, errlen);
   if (n < 0)
     return (int)n;
+  int r = pt_history_start(srv->history, err, errlen);
+  if (r < 0)
+    return r;
   /* Above every id an earlier process used: its reservation, or the clock
    * (when that reservation did not reach the disk). */
   uint64_t first = pt_history_first_event_id(srv->history);
