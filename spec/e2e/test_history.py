@@ -190,6 +190,12 @@ def test_history_api_errors(server_binary, workdir):
         r = requests.get(s.url + "/api/v1/history", params=params, timeout=5)
         assert r.status_code == 400 and r.json()["field"] == field, (params, r.text)
     assert requests.get(s.url + "/api/v1/history/alerts", timeout=5).json()["alerts"] == []
+    # HEAD gets the headers of the deferred answer, and the connection serves the next request.
+    session = requests.Session()
+    head = session.head(s.url + "/api/v1/history", timeout=5)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["Content-Type"].startswith("application/json")
+    assert session.get(s.url + "/api/v1/history", timeout=5).json()["pulls"] == []
     s.stop()
     plain = Server(server_binary, workdir / "plain.log", env={"PULLTRACE_KUBERNETES": "off"}).start()
     r = requests.get(plain.url + "/api/v1/history", timeout=5)

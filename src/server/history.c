@@ -318,8 +318,8 @@ static bool retention_step(struct pt_history *h)
   }
   bool over = false;
   if (rc == SQLITE_OK && h->opts.max_bytes > 0) {
-    /* Free pages go back to the file system first (auto_vacuum is
-     * incremental); rows go only when the pages in use are over the limit. */
+    /* Rows go only when the pages in use are over the limit: free pages
+     * are reused first. */
     int64_t page = query_int(h->db, "PRAGMA page_size");
     int64_t used = (query_int(h->db, "PRAGMA page_count") - query_int(h->db, "PRAGMA freelist_count")) * page;
     if (used > h->opts.max_bytes) {
@@ -335,9 +335,11 @@ static bool retention_step(struct pt_history *h)
         rc = delete_batch(h->db, by_size_alerts, INFINITY, n, &size_a);
       over = size_p + size_a > 0;
     }
-    if (rc == SQLITE_OK)
-      rc = tx(h->db, "PRAGMA incremental_vacuum");
   }
+  /* Deleted rows' pages go back to the file system (auto_vacuum is
+   * incremental), so the file shrinks with the history. */
+  if (rc == SQLITE_OK && age_p + age_a + size_p + size_a > 0)
+    rc = tx(h->db, "PRAGMA incremental_vacuum");
   if (rc == SQLITE_OK)
     rc = tx(h->db, "COMMIT");
   if (rc != SQLITE_OK && !sqlite3_get_autocommit(h->db))
