@@ -196,6 +196,12 @@ def test_history_api_errors(server_binary, workdir):
     assert head.status_code == 200 and head.content == b""
     assert head.headers["Content-Type"].startswith("application/json")
     assert session.get(s.url + "/api/v1/history", timeout=5).json()["pulls"] == []
+    # The history's metrics pass promtool's lint.
+    text = s.metrics().text
+    assert "pulltrace_history_database_bytes" in text
+    lint = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                          text=True, timeout=30)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
     s.stop()
     plain = Server(server_binary, workdir / "plain.log", env={"PULLTRACE_KUBERNETES": "off"}).start()
     r = requests.get(plain.url + "/api/v1/history", timeout=5)
