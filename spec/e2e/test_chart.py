@@ -238,6 +238,16 @@ def test_cluster_scoped_names_differ_between_namespaces(helm):
     assert a != b
 
 
+def test_server_reads_pods_and_events_and_writes_only_events(helm):
+    """The server's ClusterRole: read pods and kubelet's events; write nothing but
+    events.k8s.io Events (create, and patch for the series of a repeat)."""
+    rules = find(helm.template(), "ClusterRole")["rules"]
+    assert rules == [
+        {"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+    ]
+
+
 def test_policy_scripts_reach_the_configmap_byte_for_byte(helm, tmp_path):
     scripts = MATRIX["policy"]["policy"]["scripts"]
     args = values_file(tmp_path, "policy", MATRIX["policy"])

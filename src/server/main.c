@@ -145,6 +145,11 @@ int main(int argc, char **argv)
   struct app app;
   memset(&app, 0, sizeof(app));
   uv_loop_init(&app.loop);
+  /* A broken script in the directory does not stop the server (that would
+   * crash-loop it under Kubernetes, losing every pull in memory): it starts
+   * with the built-in defaults and shows the failure (docs/policy.md). Bad
+   * settings still stop it, like any configuration error. */
+  popts.defaults_on_error = true;
   app.policy = pt_policy_create(&popts, err, sizeof(err));
   if (!app.policy) {
     fprintf(stderr, "pulltrace-server: policy error:\n%s\n", err);

@@ -25,11 +25,13 @@ struct pt_server_config {
   long max_connections;
   double request_timeout, idle_timeout;
   double report_min_interval;
+  long max_nodes;
   double sse_heartbeat;
   long sse_buffer;
   long sse_client_queue;
   const char *alert_webhook_url;
   double alert_webhook_timeout;
+  double alert_resend;
   long alert_queue;
   const char *ui_dir;
   double shutdown_timeout;
@@ -43,6 +45,7 @@ struct pt_server_config {
   double kube_token_refresh;
   double kube_watch_timeout;
   long kube_page_size;
+  long kube_events_per_minute, kube_events_per_pod;
   /* History (docs/history.md) */
   const char *data_dir;         /* empty = memory only */
   double history_retention;
@@ -99,5 +102,9 @@ void pt_server_kube_sink(struct pt_server *srv, struct pt_kube_sink *out);
  * server does not own it: set NULL before destroying it. */
 struct pt_kube;
 void pt_server_set_kube(struct pt_server *srv, struct pt_kube *kube);
+/* Side effects that must happen once across replicas (Kubernetes Events)
+ * are delivered only while fn(ud) answers true; without a check (NULL, the
+ * default) this server delivers them. */
+void pt_server_set_leader_check(struct pt_server *srv, bool (*fn)(void *ud), void *ud);
 
 #endif
