@@ -295,6 +295,30 @@ def test_unwritable_data_dir_is_a_clear_startup_error(server_binary, workdir):
 
 
 @pytest.mark.containerd_independent
+def test_read_only_database_is_a_clear_startup_error(server_binary, workdir):
+    data = workdir / "data"
+    start(server_binary, workdir, "first").stop()
+    db = data / "history.db"
+    env = {"PULLTRACE_DATA_DIR": str(data), "PULLTRACE_KUBERNETES": "off",
+           "PULLTRACE_HTTP_ADDR": "127.0.0.1:0", "PULLTRACE_METRICS_ADDR": "127.0.0.1:0",
+           "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    if os.geteuid() == 0:
+        # The directory is nobody's to write, the database file stays root's (0644).
+        os.chmod(workdir, 0o755)
+        os.chmod(data, 0o777)
+        os.chmod(data / "history.lock", 0o666)
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(server_binary)]
+    else:
+        os.chmod(db, 0o444)
+        cmd = [str(server_binary)]
+    before = db.read_bytes()
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=30)
+    assert r.returncode == 1, r.stderr
+    assert "history error" in r.stderr and str(db) in r.stderr and "readonly" in r.stderr
+    assert db.read_bytes() == before
+
+
+@pytest.mark.containerd_independent
 def test_full_disk_degrades_history_not_the_live_view(server_binary, workdir):
     # The file-size limit stands in for a full volume: writes past it fail (EFBIG).
     full = {"PULLTRACE_DATA_DIR": str(workdir / "data"), "PULLTRACE_KUBERNETES": "off",

@@ -530,9 +530,10 @@ static int reserve_first_ids(struct pt_history *h, char *err, size_t errlen)
   if (rc == SQLITE_OK)
     rc = tx(h->db, "COMMIT");
   if (rc != SQLITE_OK) {
+    /* The message first: a rollback resets it. */
+    history_error(err, errlen, "cannot write the history database", h->path, h->db, rc);
     if (!sqlite3_get_autocommit(h->db))
       tx(h->db, "ROLLBACK");
-    history_error(err, errlen, "cannot write the history database", h->path, h->db, rc);
     return -1;
   }
   return 0;
@@ -564,7 +565,7 @@ static int lock_dir(struct pt_history *h, char *err, size_t errlen)
   snprintf(path, sizeof(path), "%s/history.lock", h->opts.dir);
   h->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (h->lock_fd < 0) {
-    snprintf(err, errlen, "PULLTRACE_DATA_DIR: cannot create %s: %s", path, strerror(errno));
+    snprintf(err, errlen, "PULLTRACE_DATA_DIR: cannot open or create %s: %s", path, strerror(errno));
     return -1;
   }
   if (flock(h->lock_fd, LOCK_EX | LOCK_NB) < 0) {
