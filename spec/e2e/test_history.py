@@ -2,7 +2,7 @@
 SIGTERM and kill -9 (the same pulls, ids, times and figures; no second pull.started or
 pull.completed; event ids that keep increasing; a Last-Event-ID from before the restart gets a
 snapshot), the history API, retention by age and by size, a corrupt database, an unwritable
-data directory, and a full disk at runtime. Agents are stood in for by synthetic reports
+data directory, a read-only database file, and a full disk at runtime. Agents are stood in for by synthetic reports
 (harness/reports.py), except in the last test: the real agent, containerd and a CRI pull across
 a kill -9 of the server. Nothing here asserts on speed."""
 # ctest: TIMEOUT=600
