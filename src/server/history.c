@@ -861,6 +861,13 @@ static struct history_item *id_item(enum item_kind kind, const char *id)
   return it;
 }
 
+void pt_history_save_pull(struct pt_history *h, const struct pt_pull *p)
+{
+  struct history_item *it = pull_item(p);
+  if (it)
+    enqueue(h, it);
+}
+
 void pt_history_record(struct pt_history *h, const struct pt_change *c)
 {
   struct history_item *it = NULL;

@@ -91,6 +91,10 @@ void pt_history_reserve_event_ids(struct pt_history *h, uint64_t next_id);
  * superseded it); alerts are appended. Layer and node changes and the
  * progress of pulls in flight write nothing. */
 void pt_history_record(struct pt_history *h, const struct pt_change *c);
+/* Queues the current state of a pull, whatever it is (at shutdown, so that
+ * the pulls in flight come back with their last figures). */
+struct pt_pull;
+void pt_history_save_pull(struct pt_history *h, const struct pt_pull *p);
 /* The mark of the last queued record, and of the last committed one. */
 uint64_t pt_history_mark(const struct pt_history *h);
 uint64_t pt_history_committed(const struct pt_history *h);

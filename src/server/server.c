@@ -400,6 +400,12 @@ static void handle_closed(uv_handle_t *h)
     srv->shutdown_done(srv->shutdown_ud);
 }
 
+static void save_if_active(void *history, const struct pt_pull *p)
+{
+  if (p->state == PT_PULL_PULLING || p->state == PT_PULL_STALLED)
+    pt_history_save_pull(history, p);
+}
+
 static void finish_shutdown(struct pt_server *srv)
 {
   uv_timer_stop(&srv->shutdown_timer);
@@ -415,8 +421,11 @@ static void finish_shutdown(struct pt_server *srv)
   srv->alerts = NULL;
   pt_kube_events_destroy(srv->kube_events);
   srv->kube_events = NULL;
-  /* Whatever is queued is written before the history closes; events still
-   * waiting for it have no clients left to go to. */
+  /* The pulls in flight as they are now (reports do not write their
+   * progress), then whatever is queued, before the history closes; events
+   * still waiting for it have no clients left to go to. */
+  if (srv->history)
+    pt_store_foreach_pull(srv->store, save_if_active, srv->history);
   pt_history_close(srv->history);
   srv->history = NULL;
   pt_outbox_close(&srv->outbox);
