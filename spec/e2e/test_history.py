@@ -19,7 +19,6 @@ import pytest
 import requests
 
 from harness import Server, reports
-from harness.daemon import run_binary
 from harness.proc import free_port, wait_until
 
 KIB = 1024
@@ -262,14 +261,24 @@ def test_retention_by_size(server_binary, workdir):
     s.stop()
 
 
+def run_until_exit(server_binary, data, as_nobody=False):
+    """pulltrace-server on the data directory `data` until it exits (these runs fail at
+    startup); with as_nobody, as the user nobody (root, who runs these tests in CI, may write
+    anywhere)."""
+    env = {"PULLTRACE_DATA_DIR": str(data), "PULLTRACE_KUBERNETES": "off",
+           "PULLTRACE_HTTP_ADDR": "127.0.0.1:0", "PULLTRACE_METRICS_ADDR": "127.0.0.1:0",
+           "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    cmd = [str(server_binary)]
+    if as_nobody:
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=30)
+
+
 @pytest.mark.containerd_independent
 def test_corrupt_database_is_a_clear_startup_error(server_binary, workdir):
     db = workdir / "data" / "history.db"
     db.write_bytes(b"this is not an SQLite database\n" * 200)
-    r = run_binary(server_binary, env={"PULLTRACE_DATA_DIR": str(workdir / "data"),
-                                       "PULLTRACE_KUBERNETES": "off",
-                                       "PULLTRACE_HTTP_ADDR": "127.0.0.1:0",
-                                       "PULLTRACE_METRICS_ADDR": "127.0.0.1:0"})
+    r = run_until_exit(server_binary, workdir / "data")
     assert r.returncode == 1
     assert "history error" in r.stderr and str(db) in r.stderr and "not a database" in r.stderr
     # Nothing was overwritten.
@@ -279,18 +288,14 @@ def test_corrupt_database_is_a_clear_startup_error(server_binary, workdir):
 @pytest.mark.containerd_independent
 def test_unwritable_data_dir_is_a_clear_startup_error(server_binary, workdir):
     data = workdir / "data"
-    env = {"PULLTRACE_DATA_DIR": str(data), "PULLTRACE_KUBERNETES": "off",
-           "PULLTRACE_HTTP_ADDR": "127.0.0.1:0", "PULLTRACE_METRICS_ADDR": "127.0.0.1:0",
-           "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-    if os.geteuid() == 0:
-        # root writes anywhere: run the server as nobody on a directory of root's.
+    root = os.geteuid() == 0
+    if root:
+        # A directory of root's, the server as nobody.
         os.chmod(workdir, 0o755)
         os.chmod(data, 0o755)
-        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(server_binary)]
     else:
         os.chmod(data, 0o555)
-        cmd = [str(server_binary)]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=30)
+    r = run_until_exit(server_binary, data, as_nobody=root)
     os.chmod(data, 0o755)
     assert r.returncode == 1, r.stderr
     assert "PULLTRACE_DATA_DIR" in r.stderr and "not writable" in r.stderr and str(data) in r.stderr
@@ -302,20 +307,16 @@ def test_read_only_database_is_a_clear_startup_error(server_binary, workdir):
     data = workdir / "data"
     start(server_binary, workdir, "first").stop()
     db = data / "history.db"
-    env = {"PULLTRACE_DATA_DIR": str(data), "PULLTRACE_KUBERNETES": "off",
-           "PULLTRACE_HTTP_ADDR": "127.0.0.1:0", "PULLTRACE_METRICS_ADDR": "127.0.0.1:0",
-           "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-    if os.geteuid() == 0:
+    root = os.geteuid() == 0
+    if root:
         # The directory is nobody's to write, the database file stays root's (0644).
         os.chmod(workdir, 0o755)
         os.chmod(data, 0o777)
         os.chmod(data / "history.lock", 0o666)
-        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(server_binary)]
     else:
         os.chmod(db, 0o444)
-        cmd = [str(server_binary)]
     before = db.read_bytes()
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=30)
+    r = run_until_exit(server_binary, data, as_nobody=root)
     assert r.returncode == 1, r.stderr
     assert "history error" in r.stderr and str(db) in r.stderr and "readonly" in r.stderr
     assert db.read_bytes() == before
