@@ -9,7 +9,6 @@ a kill -9 of the server. Nothing here asserts on speed."""
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -35,11 +34,25 @@ def workdir():
     shutil.rmtree(d, ignore_errors=True)
 
 
-def start(binary, workdir, name, **env):
-    full = {"PULLTRACE_DATA_DIR": str(workdir / "data"), "PULLTRACE_KUBERNETES": "off",
-            "PULLTRACE_REPORT_MIN_INTERVAL": "0"}
-    full.update(env)
-    return Server(binary, workdir / f"{name}.log", env=full).start()
+@pytest.fixture
+def launch(server_binary, workdir):
+    """Starts pulltrace-server `name` (log `name`.log) on the test's data directory (none with
+    data=False), `env` added; every server it started is stopped when the test ends, also
+    when it fails."""
+    started = []
+
+    def _launch(name, data=True, wrap=(), **env):
+        full = {"PULLTRACE_KUBERNETES": "off", "PULLTRACE_REPORT_MIN_INTERVAL": "0"}
+        if data:
+            full["PULLTRACE_DATA_DIR"] = str(workdir / "data")
+        full.update(env)
+        s = Server(server_binary, workdir / f"{name}.log", env=full, wrap=wrap)
+        started.append(s)
+        return s.start()
+    yield _launch
+    for s in started:
+        if s.running():
+            s.stop()
 
 
 class Agent:
@@ -93,8 +106,8 @@ def stable(pull):
 
 @pytest.mark.containerd_independent
 @pytest.mark.parametrize("how", ["sigterm", "kill9"])
-def test_restart_keeps_pulls_ids_and_events(server_binary, workdir, how):
-    s = start(server_binary, workdir, "first")
+def test_restart_keeps_pulls_ids_and_events(launch, how):
+    s = launch("first")
     agent = Agent("node-a")
     t0 = time.time() - 30
     stream = s.events()
@@ -121,7 +134,7 @@ def test_restart_keeps_pulls_ids_and_events(server_binary, workdir, how):
         status, _ = s.stop()
         assert status == 0
 
-    s2 = start(server_binary, workdir, "second")
+    s2 = launch("second")
     after = {p["id"]: p for p in s2.pulls()}
     assert set(after) == set(before)
     for pid in ("node-a/done", "node-a/vanishes"):
@@ -185,8 +198,8 @@ def test_restart_keeps_pulls_ids_and_events(server_binary, workdir, how):
 
 
 @pytest.mark.containerd_independent
-def test_history_api_errors(server_binary, workdir):
-    s = start(server_binary, workdir, "server")
+def test_history_api_errors(launch):
+    s = launch("server")
     for params, field in (({"limit": "0"}, "limit"), ({"since": "yesterday"}, "since"),
                           ({"state": "paused"}, "state"), ({"continue": "x"}, "continue")):
         r = requests.get(s.url + "/api/v1/history", params=params, timeout=5)
@@ -205,7 +218,7 @@ def test_history_api_errors(server_binary, workdir):
                           text=True, timeout=30)
     assert lint.returncode == 0, lint.stdout + lint.stderr
     s.stop()
-    plain = Server(server_binary, workdir / "plain.log", env={"PULLTRACE_KUBERNETES": "off"}).start()
+    plain = launch("plain", data=False)
     r = requests.get(plain.url + "/api/v1/history", timeout=5)
     assert r.status_code == 404 and "PULLTRACE_DATA_DIR" in r.json()["error"]
     assert plain.metric("pulltrace_history_degraded") is None
@@ -228,10 +241,10 @@ def finished_pulls(agent, server, n, prefix, message_bytes=0):
 
 
 @pytest.mark.containerd_independent
-def test_retention_by_age(server_binary, workdir):
+def test_retention_by_age(launch):
     # Finished pulls leave the tables after 3 s (eviction), then the history (they ended 5 s
     # before they were reported, more than the retention's 2 s).
-    s = start(server_binary, workdir, "server", PULLTRACE_HISTORY_TTL="3s",
+    s = launch("server", PULLTRACE_HISTORY_TTL="3s",
               PULLTRACE_HISTORY_RETENTION="2s")
     agent = Agent("node-a")
     finished_pulls(agent, s, 20, "old")
@@ -244,9 +257,9 @@ def test_retention_by_age(server_binary, workdir):
 
 
 @pytest.mark.containerd_independent
-def test_retention_by_size(server_binary, workdir):
+def test_retention_by_size(launch):
     limit = 400_000
-    s = start(server_binary, workdir, "server", PULLTRACE_HISTORY_TTL="1s",
+    s = launch("server", PULLTRACE_HISTORY_TTL="1s",
               PULLTRACE_HISTORY_MAX_BYTES=str(limit))
     agent = Agent("node-a")
     finished_pulls(agent, s, 600, "p", message_bytes=900)
@@ -303,9 +316,9 @@ def test_unwritable_data_dir_is_a_clear_startup_error(server_binary, workdir):
 
 
 @pytest.mark.containerd_independent
-def test_read_only_database_is_a_clear_startup_error(server_binary, workdir):
+def test_read_only_database_is_a_clear_startup_error(server_binary, workdir, launch):
     data = workdir / "data"
-    start(server_binary, workdir, "first").stop()
+    launch("first").stop()
     db = data / "history.db"
     root = os.geteuid() == 0
     if root:
@@ -323,12 +336,9 @@ def test_read_only_database_is_a_clear_startup_error(server_binary, workdir):
 
 
 @pytest.mark.containerd_independent
-def test_full_disk_degrades_history_not_the_live_view(server_binary, workdir):
+def test_full_disk_degrades_history_not_the_live_view(launch):
     # The file-size limit stands in for a full volume: writes past it fail (EFBIG).
-    full = {"PULLTRACE_DATA_DIR": str(workdir / "data"), "PULLTRACE_KUBERNETES": "off",
-            "PULLTRACE_REPORT_MIN_INTERVAL": "0"}
-    s = Server(server_binary, workdir / "server.log", env=full,
-               wrap=["prlimit", "--fsize=300000"]).start()
+    s = launch("server", wrap=["prlimit", "--fsize=300000"])
     agent = Agent("node-a")
     stream = s.events()
     finished_pulls(agent, s, 400, "p", message_bytes=900)
