@@ -256,6 +256,9 @@ int pt_server_open_history(struct pt_server *srv, char *err, size_t errlen)
   long n = pt_history_load_live(srv->history, restore_pull, srv, err, errlen);
   if (n < 0)
     return (int)n;
+  int r = pt_history_start(srv->history, err, errlen);
+  if (r < 0)
+    return r;
   /* Above every id an earlier process used: its reservation, or the clock
    * (when that reservation did not reach the disk). */
   uint64_t first = pt_history_first_event_id(srv->history);
@@ -398,6 +401,12 @@ static void handle_closed(uv_handle_t *h)
     srv->shutdown_done(srv->shutdown_ud);
 }
 
+static void save_if_active(void *history, const struct pt_pull *p)
+{
+  if (p->state == PT_PULL_PULLING || p->state == PT_PULL_STALLED)
+    pt_history_save_pull(history, p);
+}
+
 static void finish_shutdown(struct pt_server *srv)
 {
   uv_timer_stop(&srv->shutdown_timer);
@@ -413,8 +422,11 @@ static void finish_shutdown(struct pt_server *srv)
   srv->alerts = NULL;
   pt_kube_events_destroy(srv->kube_events);
   srv->kube_events = NULL;
-  /* Whatever is queued is written before the history closes; events still
-   * waiting for it have no clients left to go to. */
+  /* The pulls in flight as they are now (reports do not write their
+   * progress), then whatever is queued, before the history closes; events
+   * still waiting for it have no clients left to go to. */
+  if (srv->history)
+    pt_store_foreach_pull(srv->store, save_if_active, srv->history);
   pt_history_close(srv->history);
   srv->history = NULL;
   pt_outbox_close(&srv->outbox);
