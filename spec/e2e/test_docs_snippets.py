@@ -13,7 +13,8 @@ the chart and the daemons (docs/docs-checks.md):
 - lua: compiles (`luac5.4 -p`); the `-- policy/` examples are also run by unit.policy_reload.
 
 The troubleshooting page's quoted log messages and /readyz details are checked against the
-sources too, and the alert table of metrics.md against the chart's PrometheusRule."""
+sources too, the alert table of metrics.md against the chart's PrometheusRule, and the
+policy's input tables against what the real server hands a script."""
 # ctest: TIMEOUT=600
 
 import json
@@ -21,13 +22,14 @@ import re
 import shlex
 import shutil
 import subprocess
-from pathlib import Path
+import time
 
 import jsonschema
 import pytest
 import yaml
 
 import chartlib
+from harness import reports, wait_until
 from chartlib import CHART, REPO, Helm
 from docblocks import DOCS, blocks, operator_blocks
 # The real server's exposition, and the check the chart's rules and dashboard already pass.
@@ -291,3 +293,126 @@ def test_lua_block_compiles(block, tmp_path):
 def test_blocks_are_found():
     langs = {b.lang for b in operator_blocks()}
     assert {"sh", "yaml", "promql", "json", "lua"} <= langs, langs
+
+
+# ---- the policy's inputs ---------------------------------------------------------------------
+
+INPUTS_SCRIPT = r"""
+-- Logs the member names of every hook input it sees.
+local function keys(t)
+  local k = {}
+  for n in pairs(t or {}) do k[#k + 1] = n end
+  table.sort(k)
+  return table.concat(k, ",")
+end
+
+pulltrace.correlate(function(pull, pods, events)
+  local pod = pods[1] or {}
+  pulltrace.log("info", "docs-inputs", {hook = "correlate", pull = keys(pull),
+    layer = keys((pull.layers or {})[1]), pod = keys(pod),
+    container = keys((pod.containers or {})[1]), event = keys(events[1])})
+  return {matches = {{namespace = pod.namespace, pod = pod.name}}}
+end)
+
+pulltrace.on("*", function(ev)
+  pulltrace.log("info", "docs-inputs", {hook = "alert", event = keys(ev), pull = keys(ev.pull),
+    pod = keys(((ev.pull or {}).pods or {})[1]), layer = keys(((ev.pull or {}).layers or {})[1])})
+end)
+"""
+
+
+def documented_members(section, anchor):
+    """Member names of the first table after `anchor` in a section of policy.md: the
+    backticked names of its first column, and the {{a, b}} lists of its meanings by row."""
+    text = (DOCS / "policy.md").read_text()
+    part = text.split(anchor, 1)[1]
+    rows = []
+    for line in part.splitlines()[1:]:
+        if line.strip().startswith("|"):
+            rows.append(line.strip())
+        elif rows:
+            break
+    names, nested = set(), {}
+    for row in rows[2:]:
+        first, meaning = row.split("|")[1], "|".join(row.split("|")[2:])
+        for n in re.findall(r"`(\w+)`", first):
+            names.add(n)
+            m = re.search(r"\{\{([\w, ]+)\}", meaning)
+            if m:
+                nested[n] = {x.strip() for x in m.group(1).split(",")}
+    assert names, f"no table after {anchor!r}"
+    return names, nested
+
+
+def split_keys(s):
+    return set(filter(None, (s or "").split(",")))
+
+
+@pytest.mark.stack(containerd=False, nginx=False)
+def test_policy_inputs_are_the_documented_ones(stack, kube, tmp_path):
+    """A script that logs the members of every input it gets, on the real server fed by the
+    fake API server and agent reports: every member is in policy.md's tables, and every member
+    the tables list for the correlation is given."""
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    (policy / "zz-inputs.lua").write_text(INPUTS_SCRIPT)
+    ref = "127.0.0.1:5000/docs/app:v1"
+    pod = kube.add_pod("shop", "web-1", "docs-node", [("web", ref)])
+    kube.add_event(pod, "Pulled", f'Successfully pulled image "{ref}" in 1.2s (1.5s including '
+                                  'waiting). Image size: 2048 bytes.')
+    srv = stack.server(env={"PULLTRACE_KUBECONFIG": kube.write_kubeconfig(),
+                            "PULLTRACE_POLICY_DIR": str(policy)}).wait_kube_ready(20)
+    now = time.time()
+    layers = [reports.layer(reports.sha256(1), 1024, 1024, updated=now),
+              reports.layer(reports.sha256(2), 1024, 512, updated=now)]
+    p = reports.pull("p1", "127.0.0.1/docs/app", reports.sha256(3), layers, started=now - 5,
+                     index_digest=reports.sha256(4))
+    r = srv.post(reports.report("docs-node", 1, [p]))
+    assert r.status_code == 200, r.text
+    layers[1] = reports.layer(reports.sha256(2), 1024, 1024, updated=now + 1)
+    p2 = reports.pull("p1", "127.0.0.1/docs/app", reports.sha256(3), layers, started=now - 5,
+                      completed=now + 1, index_digest=reports.sha256(4))
+    assert srv.post(reports.report("docs-node", 2, [p2])).status_code == 200
+    # A pull that appears complete (a small image between two reports): its correlation has
+    # completedAt.
+    q = reports.pull("p2", "127.0.0.1/docs/app", reports.sha256(5),
+                     [reports.layer(reports.sha256(6), 512, 512, updated=now)], started=now - 1,
+                     completed=now, index_digest=reports.sha256(4))
+    assert srv.post(reports.report("docs-node", 3, [p2, q])).status_code == 200
+
+    def seen():
+        lines = [x for x in srv.log_json() if x.get("msg") == "docs-inputs"]
+        hooks = {x["hook"] for x in lines}
+        events = {x.get("event") for x in lines if x["hook"] == "alert"}
+        done = all(any("completedAt" in split_keys(x.get("pull")) for x in lines
+                       if x["hook"] == hook) for hook in ("alert", "correlate"))
+        return lines if hooks == {"correlate", "alert"} and done and len(events) >= 1 else None
+    lines = wait_until(seen, 30, what="the hooks' inputs in the log")
+
+    pull_doc, pull_nested = documented_members("", "- `pull`, the same table")
+    pod_doc, pod_nested = documented_members("", "- `pods`, the pods known")
+    event_doc, _ = documented_members("", "- `events`, kubelet's recent")
+    alert_doc, alert_nested = documented_members("", "- The `event` table")
+    corr = [x for x in lines if x["hook"] == "correlate"]
+    got = {k: set().union(*(split_keys(x.get(k)) for x in corr))
+           for k in ("pull", "layer", "pod", "container", "event")}
+    # Nothing the hooks receive is undocumented ...
+    assert got["pull"] <= pull_doc, got["pull"] - pull_doc
+    assert got["layer"] <= pull_nested["layers"], got["layer"] - pull_nested["layers"]
+    assert got["pod"] <= pod_doc, got["pod"] - pod_doc
+    assert got["container"] <= pod_nested["containers"]
+    assert got["event"] <= event_doc, got["event"] - event_doc
+    # ... and everything documented is given (with this pull, pod and event every member is set).
+    assert pull_doc <= got["pull"], pull_doc - got["pull"]
+    assert pull_nested["layers"] <= got["layer"], pull_nested["layers"] - got["layer"]
+    assert pod_doc <= got["pod"], pod_doc - got["pod"]
+    assert pod_nested["containers"] <= got["container"]
+    assert event_doc <= got["event"], event_doc - got["event"]
+    # The alert handlers' event: its members are documented, its pull is the correlation's.
+    alerts = [x for x in lines if x["hook"] == "alert"]
+    ev_keys = set().union(*(split_keys(x.get("event")) for x in alerts))
+    assert ev_keys <= alert_doc, ev_keys - alert_doc
+    assert set().union(*(split_keys(x.get("pull")) for x in alerts)) <= pull_doc
+    assert set().union(*(split_keys(x.get("pod")) for x in alerts)) <= pull_nested["pods"]
+    # Only a stalled or failed pull's members are missing here.
+    assert alert_doc - ev_keys <= {"stalledSeconds", "reason", "message"}, alert_doc - ev_keys
