@@ -14,7 +14,8 @@ the chart and the daemons (docs/docs-checks.md):
 
 The troubleshooting page's quoted log messages and /readyz details are checked against the
 sources too, the alert table of metrics.md against the chart's PrometheusRule, and the
-policy's input tables against what the real server hands a script."""
+policy's input tables against what the real server hands a script. Links between pages must
+name headings that exist (MkDocs 1.4 checks only that the pages do)."""
 # ctest: TIMEOUT=600
 
 import json
@@ -416,3 +417,35 @@ def test_policy_inputs_are_the_documented_ones(stack, kube, tmp_path):
     assert set().union(*(split_keys(x.get("pod")) for x in alerts)) <= pull_nested["pods"]
     # Only a stalled or failed pull's members are missing here.
     assert alert_doc - ev_keys <= {"stalledSeconds", "reason", "message"}, alert_doc - ev_keys
+
+
+# ---- links between pages ---------------------------------------------------------------------
+
+def heading_anchors(page):
+    """The ids MkDocs gives the headings of docs/<page> (Python-Markdown's toc slugify)."""
+    from markdown.extensions.toc import slugify
+    text = re.sub(r"```.*?```", "", (DOCS / page).read_text(), flags=re.S)
+    seen, out = {}, set()
+    for h in re.findall(r"^#{1,6} (.+)$", text, re.M):
+        h = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", h.replace("`", ""))
+        slug = slugify(h, "-")
+        if slug in seen:
+            seen[slug] += 1
+            slug = f"{slug}_{seen[slug]}"
+        else:
+            seen[slug] = 0
+        out.add(slug)
+    return out
+
+
+def test_links_name_headings_that_exist():
+    """`page.md#anchor` links of every page (MkDocs 1.4 checks the pages, not the anchors)."""
+    pages = sorted(p.name for p in DOCS.glob("*.md"))
+    anchors = {p: heading_anchors(p) for p in pages}
+    broken = []
+    for page in pages:
+        for m in re.finditer(r"\]\(([a-z0-9_-]*\.md)?#([^)\s]+)\)", (DOCS / page).read_text()):
+            target = m.group(1) or page
+            if target in anchors and m.group(2) not in anchors[target]:
+                broken.append(f"docs/{page}: {target}#{m.group(2)}")
+    assert broken == []
