@@ -449,3 +449,23 @@ def test_links_name_headings_that_exist():
             if target in anchors and m.group(2) not in anchors[target]:
                 broken.append(f"docs/{page}: {target}#{m.group(2)}")
     assert broken == []
+
+
+def test_a_copy_of_the_default_correlation_extends_it(build_dir, tmp_path):
+    """policy.md: copy lua/correlate.lua into the directory as correlate.lua and change the
+    copy. The copy, changed as the page suggests (pods of a namespace left out), passes the
+    strict check."""
+    from harness import find_binary
+    script = (REPO / "lua" / "correlate.lua").read_text()
+    anchor = "function M.correlate(pull, pods, events)\n"
+    assert anchor in script
+    script = script.replace(anchor, anchor + """  local kept = {}
+  for _, p in ipairs(pods or {}) do
+    if p.namespace ~= "batch" then kept[#kept + 1] = p end
+  end
+  pods = kept
+""")
+    (tmp_path / "correlate.lua").write_text(script)
+    r = subprocess.run([str(find_binary("pulltrace-server", build_dir)), "--check-policy",
+                        str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("ok:"), r.stdout + r.stderr
