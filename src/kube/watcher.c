@@ -924,6 +924,12 @@ void pt_kube_destroy(struct pt_kube *k)
   uv_close((uv_handle_t *)&k->token_timer, token_timer_closed);
 }
 
+const char *pt_kube_request(const struct pt_kube *k, struct pt_http_request *req)
+{
+  *req = api_request(k, NULL);
+  return k->cfg.server;
+}
+
 void pt_kube_stats(const struct pt_kube *k, struct pt_kube_stats *out)
 {
   memset(out, 0, sizeof(*out));

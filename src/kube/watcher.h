@@ -90,6 +90,13 @@ int pt_kube_start(struct pt_kube *k);
  * called any more. Accepts NULL. */
 void pt_kube_destroy(struct pt_kube *k);
 void pt_kube_stats(const struct pt_kube *k, struct pt_kube_stats *out);
+/* For another client of the same API server as the same user (the leader
+ * lease): a request carrying the current credentials (token, CA, client
+ * certificate; set its url and the rest), and the API server's base URL as
+ * the return value. Borrowed strings: start the request at once (the HTTP
+ * client copies them), and never after pt_kube_destroy(). */
+struct pt_http_request;
+const char *pt_kube_request(const struct pt_kube *k, struct pt_http_request *req);
 const char *pt_kube_resource_name(enum pt_kube_resource r);
 
 #endif

@@ -13,6 +13,8 @@ struct pt_alerts {
   uint64_t by_severity[PT_ALERT_SEVERITIES];
   struct pt_webhook *webhook; /* NULL without a URL */
   bool stopped;
+  bool follower;
+  uint64_t not_leader;
 };
 
 static int severity_index(const char *s)
@@ -62,8 +64,19 @@ void pt_alerts_deliver(struct pt_alerts *a, const struct pt_policy_alert *alert,
   PT_LOG_WARN("alert", "{s:s,s:s,s:s,s:O,s:s?,s:s?}", "alert", alert->name, "severity", alert->severity, "summary",
               alert->summary ? alert->summary : "", "labels", alert->labels, "event", alert->event_type, "script",
               alert->script);
-  if (a->webhook && !a->stopped)
-    pt_webhook_enqueue(a->webhook, alertmanager_json(alert, time));
+  if (!a->webhook || a->stopped)
+    return;
+  if (a->follower) {
+    a->not_leader++;
+    return;
+  }
+  pt_webhook_enqueue(a->webhook, alertmanager_json(alert, time));
+}
+
+void pt_alerts_set_leader(struct pt_alerts *a, bool leader)
+{
+  if (a)
+    a->follower = !leader;
 }
 
 void pt_alerts_stop(struct pt_alerts *a)
@@ -78,6 +91,7 @@ void pt_alerts_stats(const struct pt_alerts *a, struct pt_alerts_stats *out)
   if (!a)
     return;
   memcpy(out->by_severity, a->by_severity, sizeof(out->by_severity));
+  out->not_leader = a->not_leader;
   if (a->webhook)
     pt_webhook_stats(a->webhook, &out->webhook);
 }

@@ -5,6 +5,7 @@
 #ifndef PT_SERVER_ALERTS_H
 #define PT_SERVER_ALERTS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -24,6 +25,7 @@ struct pt_alerts_options {
 
 struct pt_alerts_stats {
   uint64_t by_severity[PT_ALERT_SEVERITIES];
+  uint64_t not_leader;             /* not handed to the webhook: another replica leads */
   struct pt_webhook_stats webhook; /* zero without a webhook */
 };
 
@@ -33,6 +35,10 @@ struct pt_alerts;
 struct pt_alerts *pt_alerts_create(uv_loop_t *loop, struct pt_httpc *httpc, const struct pt_alerts_options *opts);
 /* One alert raised at time: counted, logged, handed to the webhook. */
 void pt_alerts_deliver(struct pt_alerts *a, const struct pt_policy_alert *alert, double time);
+/* Only the leader among replicas delivers (docs/ha.md): a follower counts and
+ * logs alerts (the event stream still carries them) but hands none to the
+ * webhook. A new alerts object leads. */
+void pt_alerts_set_leader(struct pt_alerts *a, bool leader);
 /* Stops webhook delivery (shutdown); later alerts are only counted and logged. */
 void pt_alerts_stop(struct pt_alerts *a);
 void pt_alerts_stats(const struct pt_alerts *a, struct pt_alerts_stats *out);

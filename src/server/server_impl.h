@@ -42,6 +42,8 @@ struct pt_server {
   struct pt_http_server *http, *metrics;
   struct pt_httpc *httpc;
   struct pt_kube *kube;   /* NULL when Kubernetes is off; owned by main */
+  struct pt_lease *lease; /* NULL when leader election is off; owned by main */
+  bool leader;            /* delivers side effects (pt_server_set_leader) */
   uv_timer_t tick;
   uv_timer_t shutdown_timer;
   int handles_open;
