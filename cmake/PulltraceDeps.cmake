@@ -6,6 +6,8 @@ pkg_check_modules(CURL REQUIRED IMPORTED_TARGET libcurl)
 pkg_check_modules(JANSSON REQUIRED IMPORTED_TARGET jansson)
 # kubeconfig files (YAML) for running the server outside a cluster.
 pkg_check_modules(YAML REQUIRED IMPORTED_TARGET yaml-0.1)
+# The server's pull history (PULLTRACE_DATA_DIR, docs/history.md).
+pkg_check_modules(SQLITE3 REQUIRED IMPORTED_TARGET sqlite3)
 pkg_check_modules(PROTOBUFC REQUIRED IMPORTED_TARGET libprotobuf-c)
 pkg_check_modules(GRPC REQUIRED IMPORTED_TARGET grpc)
 pkg_check_modules(LUA REQUIRED IMPORTED_TARGET lua5.4)

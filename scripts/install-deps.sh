@@ -10,7 +10,7 @@ set -euo pipefail
 
 build=(build-essential cmake pkg-config libuv1-dev liblua5.4-dev lua5.4 lua-cjson-dev lua-cjson
        libgrpc-dev protobuf-c-compiler libprotobuf-c-dev node-llhttp libcurl4-openssl-dev
-       libjansson-dev libyaml-dev)
+       libjansson-dev libyaml-dev libsqlite3-dev)
 components=(containerd runc docker-registry skopeo umoci nginx-light openssl)
 docs=(mkdocs mkdocs-material python3-pymdownx)
 test=(libcmocka-dev lua-busted shellcheck python3-pytest python3-requests python3-jsonschema python3-yaml clang

@@ -44,6 +44,7 @@ int pt_duration_parse(const char *s, double *out_seconds)
     else if (*p == 's') { unit = 1; p++; }
     else if (*p == 'm') { unit = 60; p++; }
     else if (*p == 'h') { unit = 3600; p++; }
+    else if (*p == 'd') { unit = 86400; p++; } /* not Go's: for retention periods ("7d") */
     else return -EINVAL;
     total += v * unit;
   }

@@ -18,7 +18,7 @@
 
 enum pt_config_type {
   PT_CFG_STRING,   /* const char * (points into the environment or the default) */
-  PT_CFG_DURATION, /* double seconds, Go syntax: "500ms", "2s", "1m30s", "1h" */
+  PT_CFG_DURATION, /* double seconds, Go syntax: "500ms", "2s", "1m30s", "1h", plus "d" (days) */
   PT_CFG_INT,      /* long */
   PT_CFG_BOOL,     /* bool: true/false/1/0/yes/no */
   PT_CFG_LOGLEVEL, /* enum pt_log_level */
@@ -48,7 +48,7 @@ struct pt_config_var {
                           one (the policy's pulltrace.settings.<setting>) */
 };
 
-/* Parses a Go-style duration ("300ms", "1.5s", "2m", "1h30m", "0"). Negative
+/* Parses a Go-style duration ("300ms", "1.5s", "2m", "1h30m", "0"), plus "7d" (days). Negative
  * durations are rejected. Returns 0 or -EINVAL. */
 int pt_duration_parse(const char *s, double *out_seconds);
 

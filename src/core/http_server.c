@@ -14,7 +14,7 @@
 /* ------------------------------------------------------------------------ */
 /* Server                                                                     */
 
-enum conn_state { CONN_READING, CONN_STREAMING, CONN_CLOSING };
+enum conn_state { CONN_READING, CONN_DEFERRED, CONN_STREAMING, CONN_CLOSING };
 
 struct pt_http_conn {
   struct pt_http_server *srv;
@@ -27,6 +27,7 @@ struct pt_http_conn {
   bool continue_sent;
   bool chunked;           /* streaming with chunked transfer-encoding */
   bool handles_closing;
+  bool deferred_keep, deferred_head; /* of the request a deferred answer is for */
   struct pt_http_parser parser;
   size_t queued;
   pt_http_conn_close_cb close_cb;
@@ -135,6 +136,7 @@ static void shutdown_cb(uv_shutdown_t *req, int status)
 }
 
 static void arm_timer(struct pt_http_conn *c, double seconds);
+static void send_error(struct pt_http_conn *c, int status, const char *reason);
 
 void pt_http_conn_close(struct pt_http_conn *c, bool abort)
 {
@@ -163,6 +165,13 @@ static void timer_cb(uv_timer_t *t)
   struct pt_http_conn *c = t->data;
   if (c->state == CONN_CLOSING) {
     conn_really_close(c);
+    return;
+  }
+  if (c->state == CONN_DEFERRED) {
+    /* The answer did not come in time: the owner hears of it through the
+     * close callback. */
+    c->srv->stats.timeouts++;
+    send_error(c, 503, "the answer took too long");
     return;
   }
   if (c->state != CONN_READING)
@@ -227,7 +236,14 @@ static void dispatch(struct pt_http_conn *c)
   if (!resp.status)
     resp.status = 200;
   bool keep = req.keep_alive && !resp.close && !srv->listener_closed;
-  if (resp.stream_start && !req.head) {
+  if (resp.defer) {
+    c->state = CONN_DEFERRED;
+    c->deferred_keep = keep;
+    c->deferred_head = req.head;
+    /* The request deadline also bounds the wait for the answer. */
+    arm_timer(c, srv->opts.request_timeout);
+    resp.defer(resp.stream_ud, c);
+  } else if (resp.stream_start && !req.head) {
     bool http11 = c->parser.ll.http_major == 1 && c->parser.ll.http_minor >= 1;
     if (http11)
       pt_buf_puts(&resp.headers, "Transfer-Encoding: chunked\r\n");
@@ -251,6 +267,31 @@ static void dispatch(struct pt_http_conn *c)
     send_response(c, &resp, keep, req.head);
   }
   pt_http_resp_close(&resp);
+}
+
+/* The connection waits for its next request. */
+static void next_request(struct pt_http_conn *c)
+{
+  pt_http_parser_next(&c->parser);
+  c->in_request = false;
+  c->continue_sent = false;
+  arm_timer(c, c->srv->opts.idle_timeout);
+}
+
+int pt_http_conn_respond(struct pt_http_conn *c, struct pt_http_resp *resp)
+{
+  if (c->state != CONN_DEFERRED)
+    return -EPIPE;
+  c->state = CONN_READING;
+  c->close_cb = NULL;
+  c->close_ud = NULL;
+  if (!resp->status)
+    resp->status = 200;
+  bool keep = c->deferred_keep && !resp->close && !c->srv->listener_closed;
+  send_response(c, resp, keep, c->deferred_head);
+  if (c->state == CONN_READING)
+    next_request(c);
+  return 0;
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -293,12 +334,8 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     d += used;
     n -= used;
     dispatch(c);
-    if (c->state == CONN_READING) {
-      pt_http_parser_next(&c->parser);
-      c->in_request = false;
-      c->continue_sent = false;
-      arm_timer(c, c->srv->opts.idle_timeout);
-    }
+    if (c->state == CONN_READING)
+      next_request(c);
   }
 }
 

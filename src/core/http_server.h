@@ -58,7 +58,13 @@ struct pt_http_resp {
   struct pt_buf body;
   bool close;               /* close the connection after this response */
   pt_http_stream_start_cb stream_start; /* set to make this a streaming response */
-  void *stream_ud;
+  /* Set to answer later (work done off the loop): called with the
+   * connection, which then waits for pt_http_conn_respond(); its close
+   * callback (pt_http_conn_set_close_cb) says when the client went away or
+   * the request deadline passed first (the client then gets a 503). Bytes a
+   * client pipelines behind a deferred request are not read. */
+  pt_http_stream_start_cb defer;
+  void *stream_ud;                      /* ud of stream_start or defer */
 };
 
 typedef void (*pt_http_handler)(void *ud, const struct pt_http_req *req, struct pt_http_resp *resp);
@@ -160,5 +166,8 @@ size_t pt_http_conn_queued(const struct pt_http_conn *conn);
  * close callback runs later, from the loop. */
 void pt_http_conn_close(struct pt_http_conn *conn, bool abort);
 const char *pt_http_conn_peer(const struct pt_http_conn *conn);
+/* Sends the answer of a deferred request (resp->defer) and returns the
+ * connection to keep-alive. Returns -EPIPE when it is not waiting for one. */
+int pt_http_conn_respond(struct pt_http_conn *conn, struct pt_http_resp *resp);
 
 #endif

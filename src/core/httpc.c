@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 struct xfer {
   struct pt_httpc *client;
@@ -15,6 +16,7 @@ struct xfer {
   size_t resp_len, resp_cap, max_body;
   bool too_big;
   bool stream_abort;
+  bool buffer_errors;
   pt_httpc_data_cb on_data;
   pt_httpc_done_cb done;
   void *ud;
@@ -206,7 +208,10 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *ud)
 {
   struct xfer *x = ud;
   size_t n = size * nmemb;
-  if (x->on_data) {
+  long code = 0;
+  if (x->on_data && x->buffer_errors)
+    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
+  if (x->on_data && !(x->buffer_errors && (code < 200 || code > 299))) {
     if (x->on_data(x->ud, ptr, n) != 0) {
       x->stream_abort = true;
       return CURL_WRITEFUNC_ERROR;
@@ -279,6 +284,7 @@ int pt_httpc_request(struct pt_httpc *c, const struct pt_http_request *req,
   x->done = done;
   x->ud = ud;
   x->on_data = req->on_data;
+  x->buffer_errors = req->buffer_errors != 0;
   x->max_body = req->max_body ? req->max_body : 16u << 20;
   x->id = c->next_id++;
 
@@ -304,6 +310,10 @@ int pt_httpc_request(struct pt_httpc *c, const struct pt_http_request *req,
     curl_easy_setopt(e, CURLOPT_SSLCERT, req->client_cert);
   if (req->client_key)
     curl_easy_setopt(e, CURLOPT_SSLKEY, req->client_key);
+  if (req->insecure_skip_verify) {
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
 
   const char *method = req->method ? req->method : "GET";
   if (strcmp(method, "GET") != 0)
@@ -319,7 +329,13 @@ int pt_httpc_request(struct pt_httpc *c, const struct pt_http_request *req,
   }
   /* curl copies header strings into the list. */
   x->headers = curl_slist_append(x->headers, "Expect:");
-  x->headers = curl_slist_append(x->headers, "Accept: application/json");
+  int own_accept = 0;
+  for (const char *const *h = req->headers; h && *h; h++) {
+    x->headers = curl_slist_append(x->headers, *h);
+    own_accept |= strncasecmp(*h, "Accept:", 7) == 0;
+  }
+  if (!own_accept)
+    x->headers = curl_slist_append(x->headers, "Accept: application/json");
   if (req->content_type) {
     char h[256];
     snprintf(h, sizeof(h), "Content-Type: %s", req->content_type);

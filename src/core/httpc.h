@@ -36,11 +36,16 @@ struct pt_http_request {
   const char *ca_file;       /* PEM CA bundle for TLS, NULL = system store */
   const char *client_cert;   /* PEM client certificate file, optional */
   const char *client_key;    /* PEM client key file, optional */
+  int insecure_skip_verify;  /* non-zero: accept any server certificate (kubeconfig's
+                                insecure-skip-tls-verify, only when the user asks for it) */
+  const char *const *headers;/* extra "Name: value" lines, NULL-terminated; optional */
   long timeout_ms;           /* whole transfer; 0 = none (streaming watches) */
   long connect_timeout_ms;   /* 0 = 10 s */
   long low_speed_time_s;     /* abort if under 1 byte/s for this long; 0 = off */
   size_t max_body;           /* buffered body cap; 0 = 16 MiB */
   pt_httpc_data_cb on_data;  /* stream instead of buffering when set */
+  int buffer_errors;         /* with on_data: buffer a non-2xx body into the response
+                                (an error document) instead of streaming it */
 };
 
 struct pt_httpc *pt_httpc_create(uv_loop_t *loop);

@@ -1,4 +1,5 @@
 #include "core/kubeconfig.h"
+#include "core/kubeconfig_exec.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -33,6 +34,7 @@ void pt_kubeconfig_clear(struct pt_kubeconfig *c)
   free(c->client_key);
   free(c->namespace);
   free(c->source);
+  pt_kube_exec_destroy(c->exec);
   if (c->tmpdir) {
     /* Only files this module wrote live there. */
     static const char *const names[] = {"ca.crt", "client.crt", "client.key"};
@@ -80,9 +82,30 @@ static char *trim(char *s)
   return s;
 }
 
+int pt_kubeconfig_credential(const struct pt_kubeconfig *c, bool refresh, char **out, char *err,
+                             size_t errlen)
+{
+  *out = NULL;
+  if (c->exec)
+    return pt_kube_exec_token(c->exec, refresh, out, err, errlen);
+  int r = pt_kubeconfig_token(c, out);
+  if (r)
+    snprintf(err, errlen, "cannot read the token file %s: %s", c->token_file, strerror(-r));
+  return r;
+}
+
+unsigned pt_kubeconfig_exec_runs(const struct pt_kubeconfig *c)
+{
+  return pt_kube_exec_runs(c->exec);
+}
+
 int pt_kubeconfig_token(const struct pt_kubeconfig *c, char **out)
 {
   *out = NULL;
+  if (c->exec) {
+    char err[512];
+    return pt_kube_exec_token(c->exec, false, out, err, sizeof(err));
+  }
   if (c->token_file) {
     char *buf;
     int r = read_file(c->token_file, &buf, 64 * 1024);
@@ -311,124 +334,294 @@ static int file_member(struct pt_kubeconfig *c, yaml_document_t *doc, yaml_node_
   return 0;
 }
 
-int pt_kubeconfig_load(struct pt_kubeconfig *c, const char *path, const char *context,
-                                   char *err, size_t errlen)
+/* One parsed kubeconfig file of a merged set. */
+struct kfile {
+  const char *path;
+  char dir[4096];
+  yaml_document_t doc;
+  yaml_node_t *root;
+};
+
+/* The `inner` mapping of the first entry named `name` in `list` over the files
+ * in order (kubectl's merge: the first definition wins); *which = its file. */
+static yaml_node_t *find(struct kfile *f, size_t n, const char *list, const char *inner, const char *name,
+                         struct kfile **which)
+{
+  for (size_t i = 0; i < n; i++) {
+    yaml_node_t *v = named(&f[i].doc, f[i].root, list, inner, name);
+    if (v) {
+      *which = &f[i];
+      return v;
+    }
+  }
+  return NULL;
+}
+
+/* A list of scalars (exec args) or of {name, value} mappings (exec env) as a
+ * NULL-terminated array of borrowed or new strings. */
+static char **strings(yaml_document_t *doc, yaml_node_t *seq, bool pairs)
+{
+  size_t n = seq && seq->type == YAML_SEQUENCE_NODE
+                 ? (size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start) : 0;
+  char **out = calloc(n + 1, sizeof(*out));
+  if (!out)
+    return NULL;
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    yaml_node_t *e = yaml_document_get_node(doc, seq->data.sequence.items.start[i]);
+    if (!pairs) {
+      const char *v = scalar(e);
+      if (v && !(out[k++] = strdup(v)))
+        goto fail;
+      continue;
+    }
+    const char *name = scalar(map_get(doc, e, "name")), *value = scalar(map_get(doc, e, "value"));
+    if (!set(name))
+      continue;
+    size_t len = strlen(name) + (value ? strlen(value) : 0) + 2;
+    if (!(out[k] = malloc(len)))
+      goto fail;
+    snprintf(out[k++], len, "%s=%s", name, value ? value : "");
+  }
+  return out;
+fail:
+  for (size_t i = 0; i < k; i++)
+    free(out[i]);
+  free(out);
+  return NULL;
+}
+
+static int load_exec(struct pt_kubeconfig *c, const struct pt_kubeconfig_options *o, struct kfile *uf,
+                     yaml_node_t *exec, char *err, size_t errlen)
+{
+  yaml_document_t *doc = &uf->doc;
+  char **args = strings(doc, map_get(doc, exec, "args"), false);
+  char **env = strings(doc, map_get(doc, exec, "env"), true);
+  const char *pci = scalar(map_get(doc, exec, "provideClusterInfo"));
+  struct pt_kube_exec_config x = {
+    .api_version = scalar(map_get(doc, exec, "apiVersion")),
+    .command = scalar(map_get(doc, exec, "command")),
+    .dir = uf->dir,
+    .args = (const char *const *)args,
+    .env = (const char *const *)env,
+    .interactive_mode = scalar(map_get(doc, exec, "interactiveMode")),
+    .install_hint = scalar(map_get(doc, exec, "installHint")),
+    .provide_cluster_info = pci && strcmp(pci, "true") == 0,
+    .server = c->server,
+    .ca_file = c->ca_file,
+    .insecure_skip_tls_verify = c->insecure_skip_tls_verify,
+    .cache_dir = o->cache_dir,
+  };
+  int r = 0;
+  if (!args || !env)
+    r = -ENOMEM;
+  else if (!(c->exec = pt_kube_exec_create(&x, err, errlen)))
+    r = -EINVAL;
+  for (size_t i = 0; args && args[i]; i++)
+    free(args[i]);
+  for (size_t i = 0; env && env[i]; i++)
+    free(env[i]);
+  free(args);
+  free(env);
+  return r;
+}
+
+int pt_kubeconfig_open(struct pt_kubeconfig *c, const struct pt_kubeconfig_options *o, char *err,
+                       size_t errlen)
 {
   memset(c, 0, sizeof(*c));
-  char *text = NULL;
-  int r = read_file(path, &text, 4u << 20);
-  if (r) {
-    snprintf(err, errlen, "cannot read %s: %s", path, strerror(-r));
-    return r == -ENOENT ? -EINVAL : r;
+  if (o->nfiles == 0) {
+    snprintf(err, errlen, "no kubeconfig file given");
+    return -EINVAL;
   }
-  char dir[4096];
-  snprintf(dir, sizeof(dir), "%s", path);
-  char *slash = strrchr(dir, '/');
-  if (slash)
-    *slash = '\0';
-  else
-    snprintf(dir, sizeof(dir), ".");
-
-  yaml_parser_t parser;
-  yaml_document_t doc;
-  bool have_doc = false;
-  r = -EINVAL;
-  if (!yaml_parser_initialize(&parser)) {
-    free(text);
+  struct kfile *files = calloc(o->nfiles, sizeof(*files));
+  if (!files)
     return -ENOMEM;
+  size_t n = 0;
+  int r = -EINVAL;
+  char paths[1024] = "";
+  for (size_t i = 0; i < o->nfiles; i++) {
+    const char *path = o->files[i];
+    char *text = NULL;
+    int rr = read_file(path, &text, 4u << 20);
+    if (rr == -ENOENT && o->skip_missing)
+      continue;
+    if (rr) {
+      snprintf(err, errlen, "cannot read %s: %s", path, strerror(-rr));
+      r = rr == -ENOENT ? -EINVAL : rr;
+      goto out;
+    }
+    struct kfile *f = &files[n];
+    f->path = path;
+    snprintf(f->dir, sizeof(f->dir), "%s", path);
+    char *slash = strrchr(f->dir, '/');
+    if (slash)
+      *slash = '\0';
+    else
+      snprintf(f->dir, sizeof(f->dir), ".");
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser)) {
+      free(text);
+      r = -ENOMEM;
+      goto out;
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, strlen(text));
+    bool ok = yaml_parser_load(&parser, &f->doc);
+    if (!ok)
+      snprintf(err, errlen, "%s:%zu: YAML error: %s", path, parser.problem_mark.line + 1,
+               parser.problem ? parser.problem : "unknown");
+    yaml_parser_delete(&parser);
+    free(text);
+    if (!ok)
+      goto out;
+    n++;
+    f->root = yaml_document_get_root_node(&f->doc);
+    /* An empty file is an empty config (kubectl accepts it). */
+    if (f->root && f->root->type != YAML_MAPPING_NODE) {
+      snprintf(err, errlen, "%s: not a kubeconfig (expected a mapping)", path);
+      goto out;
+    }
+    size_t used = strlen(paths);
+    snprintf(paths + used, sizeof(paths) - used, "%s%s", used ? ":" : "", path);
   }
-  yaml_parser_set_input_string(&parser, (const unsigned char *)text, strlen(text));
-  if (!yaml_parser_load(&parser, &doc)) {
-    snprintf(err, errlen, "%s:%zu: YAML error: %s", path, parser.problem_mark.line + 1,
-             parser.problem ? parser.problem : "unknown");
+  if (n == 0) {
+    snprintf(err, errlen, "none of the kubeconfig files exists (%s%s)", o->files[0], o->nfiles > 1 ? ", ..." : "");
     goto out;
   }
-  have_doc = true;
-  yaml_node_t *root = yaml_document_get_root_node(&doc);
-  if (!root || root->type != YAML_MAPPING_NODE) {
-    snprintf(err, errlen, "%s: not a kubeconfig (expected a mapping)", path);
-    goto out;
+  const char *ctx_name = set(o->context) ? o->context : NULL;
+  for (size_t i = 0; !ctx_name && i < n; i++) {
+    const char *cc = scalar(map_get(&files[i].doc, files[i].root, "current-context"));
+    if (set(cc))
+      ctx_name = cc;
   }
-  const char *ctx_name = set(context) ? context : scalar(map_get(&doc, root, "current-context"));
-  if (!set(ctx_name)) {
-    snprintf(err, errlen, "%s: no current-context", path);
+  if (!ctx_name) {
+    snprintf(err, errlen, "%s: no current-context", paths);
     r = -ESRCH;
     goto out;
   }
-  yaml_node_t *ctx = named(&doc, root, "contexts", "context", ctx_name);
+  struct kfile *cf, *kf, *uf;
+  yaml_node_t *ctx = find(files, n, "contexts", "context", ctx_name, &cf);
   if (!ctx) {
-    snprintf(err, errlen, "%s: context \"%s\" not found", path, ctx_name);
+    snprintf(err, errlen, "%s: context \"%s\" not found", paths, ctx_name);
     goto out;
   }
-  const char *cluster_name = scalar(map_get(&doc, ctx, "cluster"));
-  const char *user_name = scalar(map_get(&doc, ctx, "user"));
-  yaml_node_t *cluster = named(&doc, root, "clusters", "cluster", cluster_name);
+  const char *cluster_name = scalar(map_get(&cf->doc, ctx, "cluster"));
+  const char *user_name = scalar(map_get(&cf->doc, ctx, "user"));
+  yaml_node_t *cluster = find(files, n, "clusters", "cluster", cluster_name, &kf);
   if (!cluster) {
-    snprintf(err, errlen, "%s: cluster \"%s\" of context \"%s\" not found", path,
+    snprintf(err, errlen, "%s: cluster \"%s\" of context \"%s\" not found", paths,
              cluster_name ? cluster_name : "", ctx_name);
     goto out;
   }
-  const char *server = scalar(map_get(&doc, cluster, "server"));
+  const char *server = scalar(map_get(&kf->doc, cluster, "server"));
   if (!set(server) || (strncmp(server, "https://", 8) != 0 && strncmp(server, "http://", 7) != 0)) {
-    snprintf(err, errlen, "%s: cluster \"%s\" has no http(s) server URL", path, cluster_name);
+    snprintf(err, errlen, "%s: cluster \"%s\" has no http(s) server URL", kf->path, cluster_name);
     goto out;
   }
-  const char *insecure = scalar(map_get(&doc, cluster, "insecure-skip-tls-verify"));
+  const char *insecure = scalar(map_get(&kf->doc, cluster, "insecure-skip-tls-verify"));
   c->insecure_skip_tls_verify = insecure && strcmp(insecure, "true") == 0;
   c->server = strdup(server);
+  if (!c->server) {
+    r = -ENOMEM;
+    goto out;
+  }
   size_t sl = strlen(c->server);
   while (sl > 0 && c->server[sl - 1] == '/')
     c->server[--sl] = '\0';
   char ebuf[512] = "";
-  if ((r = file_member(c, &doc, cluster, dir, "certificate-authority", "ca.crt", &c->ca_file, ebuf,
+  if ((r = file_member(c, &kf->doc, cluster, kf->dir, "certificate-authority", "ca.crt", &c->ca_file, ebuf,
                        sizeof(ebuf)))) {
-    snprintf(err, errlen, "%s: cluster \"%s\": %s", path, cluster_name, ebuf);
+    snprintf(err, errlen, "%s: cluster \"%s\": %s", kf->path, cluster_name, ebuf);
     goto out;
   }
   r = -EINVAL;
-  yaml_node_t *user = user_name ? named(&doc, root, "users", "user", user_name) : NULL;
+  yaml_node_t *user = user_name ? find(files, n, "users", "user", user_name, &uf) : NULL;
   if (user_name && !user) {
-    snprintf(err, errlen, "%s: user \"%s\" of context \"%s\" not found", path, user_name, ctx_name);
+    snprintf(err, errlen, "%s: user \"%s\" of context \"%s\" not found", paths, user_name, ctx_name);
     goto out;
   }
   if (user) {
-    if (map_get(&doc, user, "exec") || map_get(&doc, user, "auth-provider")) {
-      snprintf(err, errlen, "%s: user \"%s\": exec and auth-provider credentials are not supported; "
-               "use a token, tokenFile or client certificate", path, user_name);
+    yaml_node_t *exec = map_get(&uf->doc, user, "exec");
+    if ((exec && !o->allow_exec) || map_get(&uf->doc, user, "auth-provider")) {
+      snprintf(err, errlen, "%s: user \"%s\": %s credentials are not supported; "
+               "use a token, tokenFile or client certificate", uf->path, user_name,
+               exec && !o->allow_exec ? "exec and auth-provider" : "auth-provider (removed from kubectl; use its exec plugin)");
       goto out;
     }
-    const char *tok = scalar(map_get(&doc, user, "token"));
-    const char *tokfile = scalar(map_get(&doc, user, "tokenFile"));
+    const char *tok = scalar(map_get(&uf->doc, user, "token"));
+    const char *tokfile = scalar(map_get(&uf->doc, user, "tokenFile"));
     if (set(tok))
       c->token = strdup(tok);
     else if (set(tokfile))
-      c->token_file = resolve(dir, tokfile);
-    if ((r = file_member(c, &doc, user, dir, "client-certificate", "client.crt", &c->client_cert, ebuf,
+      c->token_file = resolve(uf->dir, tokfile);
+    if ((r = file_member(c, &uf->doc, user, uf->dir, "client-certificate", "client.crt", &c->client_cert, ebuf,
                          sizeof(ebuf))) ||
-        (r = file_member(c, &doc, user, dir, "client-key", "client.key", &c->client_key, ebuf,
+        (r = file_member(c, &uf->doc, user, uf->dir, "client-key", "client.key", &c->client_key, ebuf,
                          sizeof(ebuf)))) {
-      snprintf(err, errlen, "%s: user \"%s\": %s", path, user_name, ebuf);
+      snprintf(err, errlen, "%s: user \"%s\": %s", uf->path, user_name, ebuf);
       goto out;
     }
     r = -EINVAL;
     if (!c->client_cert != !c->client_key) {
       snprintf(err, errlen, "%s: user \"%s\": a client certificate needs its key (and the other way round)",
-               path, user_name);
+               uf->path, user_name);
+      goto out;
+    }
+    if (exec && (r = load_exec(c, o, uf, exec, ebuf, sizeof(ebuf)))) {
+      snprintf(err, errlen, "%s: user \"%s\": %s", uf->path, user_name, ebuf);
       goto out;
     }
   }
-  const char *ns = scalar(map_get(&doc, ctx, "namespace"));
+  const char *ns = scalar(map_get(&cf->doc, ctx, "namespace"));
   c->namespace = xstrdup(set(ns) ? ns : NULL);
-  char src[4400];
-  snprintf(src, sizeof(src), "kubeconfig %s (context %s)", path, ctx_name);
+  char src[1200];
+  snprintf(src, sizeof(src), "kubeconfig %s (context %s)", paths, ctx_name);
   c->source = strdup(src);
-  r = 0;
+  r = c->source ? 0 : -ENOMEM;
 out:
-  if (have_doc)
-    yaml_document_delete(&doc);
-  yaml_parser_delete(&parser);
-  free(text);
+  for (size_t i = 0; i < n; i++)
+    yaml_document_delete(&files[i].doc);
+  free(files);
   if (r)
     pt_kubeconfig_clear(c);
   return r;
+}
+
+int pt_kubeconfig_load(struct pt_kubeconfig *c, const char *path, const char *context, char *err,
+                       size_t errlen)
+{
+  const char *files[] = {path};
+  struct pt_kubeconfig_options o = {.files = files, .nfiles = 1, .context = context};
+  return pt_kubeconfig_open(c, &o, err, errlen);
+}
+
+int pt_kubeconfig_split_list(const char *list, char ***out, size_t *n)
+{
+  *n = 0;
+  size_t cap = 1;
+  for (const char *p = list; *p; p++)
+    cap += *p == ':';
+  char **v = calloc(cap + 1, sizeof(*v));
+  if (!v)
+    return -ENOMEM;
+  const char *p = list;
+  while (*p) {
+    size_t len = strcspn(p, ":");
+    if (len && !(v[(*n)++] = strndup(p, len))) {
+      pt_kubeconfig_free_list(v);
+      return -ENOMEM;
+    }
+    p += len;
+    if (*p == ':')
+      p++;
+  }
+  *out = v;
+  return 0;
+}
+
+void pt_kubeconfig_free_list(char **list)
+{
+  for (size_t i = 0; list && list[i]; i++)
+    free(list[i]);
+  free(list);
 }

@@ -13,6 +13,8 @@
 
 #define PT_KUBE_SA_DIR_DEFAULT "/var/run/secrets/kubernetes.io/serviceaccount"
 
+struct pt_kube_exec; /* an exec credential plugin and its cached token (kubeconfig_exec.c) */
+
 struct pt_kubeconfig {
   char *server;      /* "https://host:port" without a trailing slash */
   char *ca_file;     /* PEM bundle, NULL = system store */
@@ -24,6 +26,21 @@ struct pt_kubeconfig {
   char *source;      /* "in-cluster" or "kubeconfig <path> (context <name>)" */
   char *tmpdir;      /* private directory of files decoded from *-data members */
   bool insecure_skip_tls_verify; /* the cluster asks for it; each caller decides whether to honour it */
+  struct pt_kube_exec *exec;     /* the user's exec credential plugin, or NULL */
+};
+
+/* What pt_kubeconfig_open() reads. */
+struct pt_kubeconfig_options {
+  const char *const *files; /* kubeconfig files, merged as kubectl merges $KUBECONFIG: for
+                               every cluster, user and context name (and current-context)
+                               the first file that defines it wins */
+  size_t nfiles;
+  bool skip_missing;        /* ignore files that do not exist (a $KUBECONFIG list); at least
+                               one must exist */
+  const char *context;      /* NULL or "" = current-context */
+  bool allow_exec;          /* run exec credential plugins; refused (as by the server) when false */
+  const char *cache_dir;    /* where exec tokens that carry an expirationTimestamp are kept
+                               between runs (created 0700), NULL = in memory only */
 };
 
 /* In-cluster configuration from host, port ("" = 443) and the service-account
@@ -40,14 +57,30 @@ int pt_kubeconfig_in_cluster(struct pt_kubeconfig *cfg, const char *host, const 
  * always with "path: reason" in err. */
 int pt_kubeconfig_load(struct pt_kubeconfig *cfg, const char *path, const char *context, char *err,
                        size_t errlen);
+/* The general form of pt_kubeconfig_load(): several files, exec plugins.
+ * Same return values; err names the file a problem is in. */
+int pt_kubeconfig_open(struct pt_kubeconfig *cfg, const struct pt_kubeconfig_options *opt, char *err,
+                       size_t errlen);
+/* Splits a $KUBECONFIG list (':'-separated, empty elements dropped) into a
+ * NULL-terminated array of new strings in *out; free with pt_kubeconfig_free_list(). */
+int pt_kubeconfig_split_list(const char *list, char ***out, size_t *n);
+void pt_kubeconfig_free_list(char **list);
 /* Frees the members and removes tmpdir. Accepts a cleared struct. */
 void pt_kubeconfig_clear(struct pt_kubeconfig *cfg);
 
-/* The bearer token to send now: the token file's current content (trimmed),
- * else the static token. Returns a new string (NULL when the user has no
- * token) in *out; 0 or a negative errno when the file cannot be read. Reads a
- * file: the server calls it on the thread pool. */
+/* The bearer token to send now: the exec plugin's (cached until its
+ * expirationTimestamp), the token file's current content (trimmed), else the
+ * static token. Returns a new string (NULL when the user has no token) in
+ * *out; 0 or a negative errno when the file cannot be read or the plugin
+ * fails. Reads a file or runs a program: the server calls it on the thread
+ * pool. */
 int pt_kubeconfig_token(const struct pt_kubeconfig *cfg, char **out);
+/* The same with the reason of a failure in err; refresh = true forgets a
+ * cached exec token first (after the API server answered 401 to it). */
+int pt_kubeconfig_credential(const struct pt_kubeconfig *cfg, bool refresh, char **out, char *err,
+                             size_t errlen);
+/* How many times the exec plugin ran in this process (for messages and tests). */
+unsigned pt_kubeconfig_exec_runs(const struct pt_kubeconfig *cfg);
 
 /* Standard and URL-safe base64 decoding (padding optional, whitespace
  * skipped). Returns the decoded length or -EINVAL. out needs

@@ -37,6 +37,16 @@ static void reply_error(struct pt_http_resp *resp, int status, const char *msg, 
   pt_buf_puts(&resp->headers, "Cache-Control: no-store\r\n");
 }
 
+void pt_server_reply_json(struct pt_http_resp *resp, int status, json_t *body)
+{
+  reply_json(resp, status, body);
+}
+
+void pt_server_reply_error(struct pt_http_resp *resp, int status, const char *msg, const char *field)
+{
+  reply_error(resp, status, msg, field);
+}
+
 static json_t *now_json(void)
 {
   char tb[40];
@@ -128,6 +138,11 @@ static const char *qparam(const struct pt_http_req *req, const char *key, char *
   if (r < 0)
     *bad = true;
   return r == 1 && *buf ? buf : NULL;
+}
+
+const char *pt_server_qparam(const struct pt_http_req *req, const char *key, char *buf, size_t len, bool *bad)
+{
+  return qparam(req, key, buf, len, bad);
 }
 
 static void handle_pulls(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp)
@@ -250,6 +265,16 @@ static void handle_readyz(struct pt_server *srv, struct pt_http_resp *resp)
     json_array_append_new(checks, json_pack("{s:s,s:b,s:s}", "name", srv->ready[i].name, "ok",
                                             srv->ready[i].ok, "detail", srv->ready[i].detail));
     ok &= srv->ready[i].ok;
+  }
+  if (srv->history) {
+    /* Degraded history does not make the server unready: the live view
+     * works, and taking the replica out of service would lose it too. */
+    struct pt_history_stats hs;
+    pt_history_stats(srv->history, &hs);
+    char hd[400];
+    snprintf(hd, sizeof(hd), hs.degraded ? "degraded: %s" : "ok", hs.last_error);
+    json_array_append_new(checks, json_pack("{s:s,s:b,s:s,s:b}", "name", "history", "ok", true, "detail", hd,
+                                            "degraded", hs.degraded));
   }
   if (srv->shutting_down)
     ok = false;
@@ -401,6 +426,8 @@ void pt_server_api_handle(void *ud, const struct pt_http_req *req, struct pt_htt
       return handle_nodes(srv, req, resp);
     if (strcmp(path, "/api/v1/events") == 0)
       return handle_events(srv, req, resp);
+    if (strncmp(path, "/api/v1/history", 15) == 0 && pt_server_history_handle(srv, req, resp))
+      return;
     return reply_error(resp, 404, "not found", NULL);
   }
   if (!get_like(req))

@@ -223,7 +223,7 @@ void pt_hub_destroy(struct pt_hub *hub)
   uv_close((uv_handle_t *)&hub->flush, handle_closed);
 }
 
-static char *copy_nss(const char *nss)
+char *pt_hub_nss_copy(const char *nss)
 {
   if (!nss)
     return NULL;
@@ -234,6 +234,17 @@ static char *copy_nss(const char *nss)
   if (c)
     memcpy(c, nss, len + 1);
   return c;
+}
+
+void pt_hub_set_next_id(struct pt_hub *hub, uint64_t id)
+{
+  if (id > hub->next_id && hub->count == 0)
+    hub->next_id = id;
+}
+
+uint64_t pt_hub_next_id(const struct pt_hub *hub)
+{
+  return hub->next_id;
 }
 
 uint64_t pt_hub_publish(struct pt_hub *hub, const char *type, const struct pt_hub_keys *keys, const char *data)
@@ -254,7 +265,7 @@ uint64_t pt_hub_publish(struct pt_hub *hub, const char *type, const struct pt_hu
   e->id = id;
   e->frame = pt_buf_steal(&b, &e->len);
   e->node = keys && keys->node ? strdup(keys->node) : NULL;
-  e->nss = keys ? copy_nss(keys->nss) : NULL;
+  e->nss = keys ? pt_hub_nss_copy(keys->nss) : NULL;
   hub->stats.events++;
   hub->stats.last_id = id;
   if (!e->frame)

@@ -54,6 +54,15 @@ void pt_hub_destroy(struct pt_hub *hub);
  * (copied) say whom it is for. Returns the event id. */
 uint64_t pt_hub_publish(struct pt_hub *hub, const char *type, const struct pt_hub_keys *keys, const char *data);
 
+/* The id the next event gets. Before the first event, the next id may be
+ * raised (to continue the sequence of an earlier process); later calls are
+ * ignored. */
+uint64_t pt_hub_next_id(const struct pt_hub *hub);
+void pt_hub_set_next_id(struct pt_hub *hub, uint64_t id);
+/* A copy of a NUL-separated namespace list (struct pt_hub_keys.nss), or NULL
+ * for NULL or without memory. */
+char *pt_hub_nss_copy(const char *nss);
+
 /* Context of a client about to start streaming (allocated by
  * pt_hub_subscription_new(), owned by the hub afterwards). */
 struct pt_hub_subscription;

@@ -118,6 +118,9 @@ int main(int argc, char **argv)
    * that kills the server: libuv writes to sockets with write(2), which
    * raises SIGPIPE. */
   signal(SIGPIPE, SIG_IGN);
+  /* Likewise a history file over the file-size limit (RLIMIT_FSIZE) must be
+   * a failed write (EFBIG: the history degrades), not a signal that kills. */
+  signal(SIGXFSZ, SIG_IGN);
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       usage(stdout);
@@ -226,7 +229,11 @@ int main(int argc, char **argv)
   pt_server_set_ui(app.srv, pt_ui_files);
 #endif
   int rc = 0;
-  if (pt_server_listen(app.srv, err, sizeof(err)) < 0) {
+  if (pt_server_open_history(app.srv, err, sizeof(err)) < 0) {
+    fprintf(stderr, "pulltrace-server: history error: %s\n", err);
+    PT_LOG_ERROR("cannot open the history", "{s:s}", "error", err);
+    rc = 1;
+  } else if (pt_server_listen(app.srv, err, sizeof(err)) < 0) {
     fprintf(stderr, "pulltrace-server: %s\n", err);
     PT_LOG_ERROR("cannot listen", "{s:s}", "error", err);
     rc = 1;

@@ -45,6 +45,35 @@ static void policy_error(void *ud, const char *hook, const char *script, const c
   pt_buf_close(&l);
 }
 
+/* Shown only with a data directory (docs/history.md). */
+static void history_metrics(struct pt_server *srv, struct pt_buf *out)
+{
+  if (!srv->history)
+    return;
+  struct pt_history_stats s;
+  pt_history_stats(srv->history, &s);
+  counter(out, "pulltrace_history_records_written_total", "Records (pulls, alerts) committed to the history",
+          (double)s.records_written);
+  counter(out, "pulltrace_history_transactions_total", "Transactions committed by the history writer",
+          (double)s.transactions);
+  counter(out, "pulltrace_history_write_errors_total", "History transactions that failed (disk full, I/O error)",
+          (double)s.errors);
+  counter(out, "pulltrace_history_records_dropped_total",
+          "Records lost with a failed transaction or a full write queue", (double)s.records_dropped);
+  pt_prom_family(out, "pulltrace_history_deleted_total", "counter", "Rows removed by retention, by reason");
+  labeled(out, "pulltrace_history_deleted_total", "reason", "age", (double)s.deleted_age);
+  labeled(out, "pulltrace_history_deleted_total", "reason", "size", (double)s.deleted_size);
+  gauge(out, "pulltrace_history_queue_depth", "Records waiting for the history writer", (double)s.queue_depth);
+  gauge(out, "pulltrace_history_database_bytes", "Size of the history database file", (double)s.db_bytes);
+  gauge(out, "pulltrace_history_degraded",
+        "1 while history writes fail (the live view goes on, finished pulls are not kept)", s.degraded ? 1 : 0);
+  gauge(out, "pulltrace_history_events_waiting", "Events held until the history commits their records",
+        (double)srv->outbox.count);
+  counter(out, "pulltrace_history_events_late_total",
+          "Events sent before their records were committed because the writer was late",
+          (double)srv->outbox_released_late);
+}
+
 void pt_server_metrics_render(struct pt_server *srv, struct pt_buf *out)
 {
   const struct pt_store_counters *c = pt_store_counters(srv->store);
@@ -194,6 +223,8 @@ void pt_server_metrics_render(struct pt_server *srv, struct pt_buf *out)
   labeled(out, "pulltrace_kube_events_total", "outcome", "new", (double)ks.events_applied);
   labeled(out, "pulltrace_kube_events_total", "outcome", "historic", (double)ks.events_historic);
   labeled(out, "pulltrace_kube_events_total", "outcome", "duplicate", (double)ks.events_duplicate);
+
+  history_metrics(srv, out);
 
   struct pt_http_server_stats st = {0};
   if (srv->http)

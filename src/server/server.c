@@ -88,6 +88,12 @@ const struct pt_config_var pt_server_config_vars[] = {
    "Time between two reads or renewals of the Lease (shorter than the renew deadline)", NULL, NULL},
   {"POD_NAME", PT_CFG_STRING, NULL, false, CFG(pod_name), 0, 253,
    "This replica's identity in the Lease (the downward API's metadata.name); empty = the host name", NULL, NULL},
+  {"PULLTRACE_DATA_DIR", PT_CFG_STRING, NULL, false, CFG(data_dir), 0, 0,
+   "Directory of the pull history (SQLite); empty = memory only, nothing survives a restart", NULL, NULL},
+  {"PULLTRACE_HISTORY_RETENTION", PT_CFG_DURATION, "7d", false, CFG(history_retention), 0, 3650 * 86400.0,
+   "How long the history keeps finished pulls and alerts; 0 = no age limit", NULL, NULL},
+  {"PULLTRACE_HISTORY_MAX_BYTES", PT_CFG_INT, "1073741824", false, CFG(history_max_bytes), 0, 1099511627776.0,
+   "Size the history database is kept under (oldest pulls go first); 0 = no size limit", NULL, NULL},
   {NULL, 0, NULL, false, 0, 0, 0, NULL, NULL, NULL},
 };
 
@@ -98,13 +104,37 @@ static const char security_headers[] =
   "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'\r\n"
   "Referrer-Policy: no-referrer\r\n";
 
+/* Events wait this long at most for the history's commit: a stalled disk
+ * must not freeze the live view. */
+#define OUTBOX_MAX_WAIT 2.0
+
+static void publish(void *ud, const char *type, const struct pt_hub_keys *keys, const char *data)
+{
+  struct pt_server *srv = ud;
+  if (!srv->hub)
+    return;
+  if (srv->history)
+    pt_history_reserve_event_ids(srv->history, pt_hub_next_id(srv->hub));
+  pt_hub_publish(srv->hub, type, keys, data);
+}
+
+static void on_history_commit(void *ud, uint64_t mark)
+{
+  struct pt_server *srv = ud;
+  pt_outbox_release(&srv->outbox, mark, publish, srv);
+}
+
 /* The store's change records, at the edge: an alert also goes to delivery,
- * every change is serialized once and handed to the hub with its keys. */
+ * the history queues what it keeps, and every change is serialized once and
+ * handed to the hub with its keys (through the outbox while the history has
+ * records of it to commit). */
 static void on_change(void *ud, const struct pt_change *c)
 {
   struct pt_server *srv = ud;
   if (c->type == PT_CHANGE_ALERT && srv->alerts)
     pt_alerts_deliver(srv->alerts, c->alert, c->time);
+  if (srv->history)
+    pt_history_record(srv->history, c);
   if (!srv->hub)
     return;
   json_t *ev = pt_event_json(c);
@@ -125,7 +155,14 @@ static void on_change(void *ud, const struct pt_change *c)
     pt_buf_append(&nss, "", 1);
   }
   struct pt_hub_keys keys = {.node = c->keys.node, .nss = c->keys.namespaced ? nss.data : NULL};
-  pt_hub_publish(srv->hub, pt_change_type_name(c->type), &keys, text);
+  const char *type = pt_change_type_name(c->type);
+  uint64_t mark = srv->history ? pt_history_mark(srv->history) : 0;
+  if (mark > (srv->history ? pt_history_committed(srv->history) : 0)) {
+    if (pt_outbox_push(&srv->outbox, mark, pt_clock_mono(), type, &keys, text) < 0)
+      PT_LOG_ERROR("out of memory holding an event: not sent", "{s:s}", "type", type);
+  } else {
+    publish(srv, type, &keys, text);
+  }
   pt_buf_close(&nss);
   free(text);
 }
@@ -133,7 +170,48 @@ static void on_change(void *ud, const struct pt_change *c)
 static void tick_cb(uv_timer_t *t)
 {
   struct pt_server *srv = t->data;
+  double oldest = pt_outbox_oldest(&srv->outbox);
+  if (oldest > 0 && pt_clock_mono() - oldest > OUTBOX_MAX_WAIT) {
+    size_t n = srv->outbox.count;
+    srv->outbox_released_late += n;
+    PT_LOG_WARN("history commit is late: events sent before their records are on disk", "{s:I}", "events",
+                (json_int_t)n);
+    pt_outbox_release(&srv->outbox, UINT64_MAX, publish, srv);
+  }
   pt_store_tick(srv->store, pt_clock_now());
+}
+
+static int restore_pull(void *ud, const json_t *record)
+{
+  struct pt_server *srv = ud;
+  return pt_store_restore_pull(srv->store, record, pt_clock_now());
+}
+
+int pt_server_open_history(struct pt_server *srv, char *err, size_t errlen)
+{
+  if (!srv->cfg.data_dir || !*srv->cfg.data_dir)
+    return 0;
+  struct pt_history_options o = {
+    .dir = srv->cfg.data_dir,
+    .retention = srv->cfg.history_retention,
+    .max_bytes = srv->cfg.history_max_bytes,
+  };
+  srv->history = pt_history_open(srv->loop, &o, err, errlen);
+  if (!srv->history)
+    return -EIO;
+  long n = pt_history_load_live(srv->history, restore_pull, srv, err, errlen);
+  if (n < 0)
+    return (int)n;
+  /* Above every id an earlier process used: its reservation, or the clock
+   * (when that reservation did not reach the disk). */
+  uint64_t first = pt_history_first_event_id(srv->history);
+  if (first > pt_hub_next_id(srv->hub))
+    pt_hub_set_next_id(srv->hub, first);
+  pt_history_reserve_event_ids(srv->history, pt_hub_next_id(srv->hub));
+  pt_history_set_commit_cb(srv->history, on_history_commit, srv);
+  PT_LOG_INFO("history opened", "{s:s,s:I,s:I}", "dataDir", srv->cfg.data_dir, "pullsRestored", (json_int_t)n,
+              "nextEventId", (json_int_t)pt_hub_next_id(srv->hub));
+  return 0;
 }
 
 /* Frees what pt_server_create() made before it failed; handles that were
@@ -163,6 +241,7 @@ struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_confi
   srv->policy = policy;
   srv->started_at = pt_clock_now();
   srv->leader = true;
+  pt_outbox_init(&srv->outbox);
   snprintf(srv->default_headers, sizeof(srv->default_headers), "%s", security_headers);
   struct pt_store_options so = {
     .policy = policy,
@@ -259,6 +338,11 @@ static void finish_shutdown(struct pt_server *srv)
   srv->httpc = NULL;
   pt_alerts_destroy(srv->alerts);
   srv->alerts = NULL;
+  /* Whatever is queued is written before the history closes; events still
+   * waiting for it have no clients left to go to. */
+  pt_history_close(srv->history);
+  srv->history = NULL;
+  pt_outbox_close(&srv->outbox);
   pt_ui_dir_destroy(srv->ui_dir);
   srv->ui_dir = NULL;
   uv_close((uv_handle_t *)&srv->tick, handle_closed);

@@ -48,6 +48,10 @@ struct pt_server_config {
   const char *lease_name, *lease_namespace;
   double lease_duration, lease_renew_deadline, lease_retry_period;
   const char *pod_name;         /* POD_NAME: the holderIdentity */
+  /* History (docs/history.md) */
+  const char *data_dir;         /* empty = memory only */
+  double history_retention;
+  long history_max_bytes;
 };
 
 /* The table behind pt_config_load() and --help. */
@@ -61,6 +65,12 @@ struct pt_server;
  * without memory (then run the loop once to close what was opened). */
 struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_config *cfg,
                                    struct pt_policy *policy);
+/* With cfg->data_dir: opens the history (server/history.h), puts the pulls
+ * that were in the tables back, and continues the event-id sequence. Call
+ * after pt_server_create() and before pt_server_listen(). Returns 0 (also
+ * without a data directory) or a negative errno with a message in err (a
+ * corrupt database, an unwritable directory, ...). */
+int pt_server_open_history(struct pt_server *srv, char *err, size_t errlen);
 /* Binds both listeners. Returns 0 or a negative libuv error with a message in err. */
 int pt_server_listen(struct pt_server *srv, char *err, size_t errlen);
 int pt_server_http_port(const struct pt_server *srv);

@@ -9,7 +9,9 @@
 #include "core/http_server.h"
 #include "core/httpc.h"
 #include "server/alerts.h"
+#include "server/history.h"
 #include "server/hub.h"
+#include "server/outbox.h"
 #include "server/server.h"
 #include "server/store.h"
 
@@ -44,6 +46,9 @@ struct pt_server {
   struct pt_kube *kube;   /* NULL when Kubernetes is off; owned by main */
   struct pt_lease *lease; /* NULL when leader election is off; owned by main */
   bool leader;            /* delivers side effects (pt_server_set_leader) */
+  struct pt_history *history; /* NULL without PULLTRACE_DATA_DIR */
+  struct pt_outbox outbox;    /* events waiting for the history's commit */
+  uint64_t outbox_released_late; /* events sent before their commit (a slow disk) */
   uv_timer_t tick;
   uv_timer_t shutdown_timer;
   int handles_open;
@@ -68,6 +73,13 @@ struct pt_server {
 void pt_server_api_handle(void *srv, const struct pt_http_req *req, struct pt_http_resp *resp);
 void pt_server_metrics_handle(void *srv, const struct pt_http_req *req, struct pt_http_resp *resp);
 char *pt_server_snapshot(void *srv, const char *node, const char *ns);
+/* For the routes outside api.c: the JSON answers and the query parameters
+ * of api.c (pt_server_qparam: NULL when absent, *bad set when malformed). */
+void pt_server_reply_json(struct pt_http_resp *resp, int status, json_t *body);
+void pt_server_reply_error(struct pt_http_resp *resp, int status, const char *msg, const char *field);
+const char *pt_server_qparam(const struct pt_http_req *req, const char *key, char *buf, size_t len, bool *bad);
+/* api_history.c: /api/v1/history...; false when the path is not one of them. */
+bool pt_server_history_handle(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp);
 /* metrics.c */
 void pt_server_metrics_render(struct pt_server *srv, struct pt_buf *out);
 

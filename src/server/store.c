@@ -465,10 +465,10 @@ int pt_store_check(const struct pt_store *s, char *err, size_t errlen)
       BROKEN("node %s counts %zu active pulls, its index has %zu", n->name, n->pulls_active, active);
   }
   const struct pt_store_counters *c = &s->counters;
-  if (c->pulls_started != s->pulls.count + c->pulls_evicted + c->pulls_superseded)
-    BROKEN("%llu pulls started, but %zu in the table + %llu evicted + %llu superseded",
-           (unsigned long long)c->pulls_started, s->pulls.count, (unsigned long long)c->pulls_evicted,
-           (unsigned long long)c->pulls_superseded);
+  if (c->pulls_started + c->pulls_restored != s->pulls.count + c->pulls_evicted + c->pulls_superseded)
+    BROKEN("%llu pulls started + %llu restored, but %zu in the table + %llu evicted + %llu superseded",
+           (unsigned long long)c->pulls_started, (unsigned long long)c->pulls_restored, s->pulls.count,
+           (unsigned long long)c->pulls_evicted, (unsigned long long)c->pulls_superseded);
   return 0;
 #undef BROKEN
 }

@@ -120,6 +120,7 @@ extern const char *const pt_store_fail_reasons[PT_STORE_FAIL_REASONS];
 struct pt_store_counters {
   uint64_t pulls_started, pulls_completed, pulls_failed, pulls_lost, pulls_evicted;
   uint64_t pulls_superseded;   /* kubelet-only pulls merged into the agent pull of their retry */
+  uint64_t pulls_restored;     /* put back from the history at startup (pt_store_restore_pull) */
   uint64_t failed_by_reason[PT_STORE_FAIL_REASONS]; /* pulls_failed by kubelet reason */
   uint64_t bytes;              /* bytes downloaded (cached layers excluded) */
   uint64_t stalls;             /* transitions to stalled */
@@ -185,10 +186,27 @@ json_t *pt_store_nodes_json(const struct pt_store *s, const char *node_filter);
 const struct pt_store_counters *pt_store_counters(const struct pt_store *s);
 /* Checks the store's invariants: every pull indexed once under its node and
  * nothing else in the index, nodes' active counts, the pull count against
- * started - evicted - superseded. Returns 0, or -EFAULT with the first broken
+ * started + restored - evicted - superseded. Returns 0, or -EFAULT with the first broken
  * one in err. For tests and fuzzers: it walks every table. */
 int pt_store_check(const struct pt_store *s, char *err, size_t errlen);
 void pt_store_gauges(const struct pt_store *s, struct pt_store_gauges *out);
+
+/* --- persistence (server/history.h) ---------------------------------------
+ *
+ * The persisted form of a pull: a new JSON object with every field of the
+ * record (times as epoch seconds), or NULL without memory. */
+json_t *pt_store_pull_record(const struct pt_pull *p);
+/* Puts a pull back into the tables from its persisted form, without a change
+ * record (it is part of the next snapshot). A pull in flight keeps its state
+ * until its agent reports it again (then it continues under the same id with
+ * no second pull.started) or its node stays silent for the lost grace.
+ * Returns 0, -EINVAL for a malformed record, -EEXIST when the id is taken or
+ * -ENOMEM. */
+int pt_store_restore_pull(struct pt_store *s, const json_t *record, double now);
+/* A pull of its own (outside any store) from a persisted record, e.g. to
+ * show it with pt_store_pull_json(); NULL with *err set (-EINVAL, -ENOMEM). */
+struct pt_pull *pt_pull_from_record(const json_t *record, int *err);
+void pt_pull_free(struct pt_pull *p);
 
 /* --- Kubernetes data (for a watcher) --------------------------------------
  *

