@@ -130,6 +130,7 @@ MATRIX = {
                                      "hosts": ["pulltrace.example.com"]}]}},
     "ingress-any-host": {"ingress": {"enabled": True, "path": "/", "pathType": "Exact"}},
     "no-tests": {"tests": {"enabled": False}},
+    "replicas": {"server": {"replicas": 3}},
 }
 MATRIX["everything"] = {k: v for case in ("policy", "monitoring", "network-policy", "ingress",
                                           "resources-and-scheduling", "token-value")
@@ -146,15 +147,21 @@ def test_lint_and_render_every_value_set(helm, case, tmp_path):
         assert chartlib.problems(objects, "pulltrace-system") == [], (case, release)
         kinds = {o["kind"] for o in objects}
         assert {"Deployment", "DaemonSet", "Service", "ConfigMap", "ServiceAccount",
-                "ClusterRole", "ClusterRoleBinding"} <= kinds
+                "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"} <= kinds
         server = find(objects, "Deployment", "-server")
         agent = find(objects, "DaemonSet", "-agent")
         service = find(objects, "Service", "-server")
-        # Agents report to the Service that selects the server, on its http port.
+        replicas = find(objects, "Service", "-replicas")
+        # Agents report to every server replica: to the headless Service that selects the
+        # servers, on their http port.
+        assert replicas["spec"]["clusterIP"] == "None"
+        assert replicas["spec"]["selector"] == service["spec"]["selector"]
         port = next(p["port"] for p in service["spec"]["ports"] if p["name"] == "http")
+        assert next(p["port"] for p in replicas["spec"]["ports"] if p["name"] == "http") == port
         assert env_of(agent)["PULLTRACE_SERVER_URL"] == (
-            f"http://{service['metadata']['name']}.pulltrace-system.svc:{port}")
+            f"http://{replicas['metadata']['name']}.pulltrace-system.svc:{port}")
         assert env_of(server)["PULLTRACE_HTTP_ADDR"] == f":{port}"
+        assert_leader_election(objects, server, "pulltrace-system")
         # Server and agents read the same token from the same Secret key.
         assert env_of(server)["PULLTRACE_AGENT_TOKEN"] == env_of(agent)["PULLTRACE_AGENT_TOKEN"]
         assert pod_annotations(server).get("checksum/token") == \
@@ -162,14 +169,37 @@ def test_lint_and_render_every_value_set(helm, case, tmp_path):
         assert not any(k.startswith("checksum/policy") for k in pod_annotations(server))
 
 
+def assert_leader_election(objects, server, namespace):
+    """The server elects a leader on a Lease its Role lets it get, create and update, in the
+    release's namespace, with the pod's name as its identity."""
+    env = env_of(server)
+    assert env["PULLTRACE_LEADER_ELECTION"] == "on"
+    assert env["PULLTRACE_LEASE_NAMESPACE"] == namespace
+    assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    role, binding = find(objects, "Role", "-lease"), find(objects, "RoleBinding", "-lease")
+    verbs = set()
+    for rule in role["rules"]:
+        assert rule["apiGroups"] == ["coordination.k8s.io"] and rule["resources"] == ["leases"]
+        if "resourceNames" in rule:
+            assert rule["resourceNames"] == [env["PULLTRACE_LEASE_NAME"]]
+        verbs |= set(rule["verbs"])
+    assert verbs == {"get", "create", "update"}
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": role["metadata"]["name"]}
+    assert binding["subjects"] == [{"kind": "ServiceAccount",
+                                    "name": pod_spec(server)["serviceAccountName"],
+                                    "namespace": namespace}]
+
+
 MUTATIONS = {
-    "service name too long": lambda o: find(o, "Service")["metadata"].update(name="s" * 64),
-    "service name starts with a digit": lambda o: find(o, "Service")["metadata"].update(
-        name="9-server"),
-    "selector misses the pods": lambda o: find(o, "Service")["spec"]["selector"].update(
-        {"app.kubernetes.io/component": "agent-x"}),
-    "targetPort names no port": lambda o: find(o, "Service")["spec"]["ports"][0].update(
-        targetPort="web"),
+    "service name too long": lambda o: find(o, "Service", "-server")["metadata"].update(
+        name="s" * 64),
+    "service name starts with a digit": lambda o: find(o, "Service", "-server")[
+        "metadata"].update(name="9-server"),
+    "selector misses the pods": lambda o: find(o, "Service", "-server")["spec"][
+        "selector"].update({"app.kubernetes.io/component": "agent-x"}),
+    "targetPort names no port": lambda o: find(o, "Service", "-server")["spec"]["ports"][
+        0].update(targetPort="web"),
     "label value too long": lambda o: find(o, "ConfigMap")["metadata"]["labels"].update(
         {"app.kubernetes.io/instance": "x" * 64}),
     "deployment selector": lambda o: find(o, "Deployment")["spec"]["selector"]["matchLabels"]
@@ -208,7 +238,7 @@ def test_packaged_chart_renders_the_same(helm, tmp_path):
     args = ["--set", "token.value=t", "--set", "grafanaDashboard.enabled=true"]
     r = helm.run("template", "pulltrace", archive, "--namespace", "pulltrace", *args)
     assert [d for d in yaml.safe_load_all(r.stdout) if d] == helm.template(args)
-    r = helm.run("template", "pulltrace", archive, "--set", "server.replicas=2", check=False)
+    r = helm.run("template", "pulltrace", archive, "--set", "server.replicas=-1", check=False)
     assert r.returncode != 0 and "replicas" in r.stderr
 
 
@@ -380,12 +410,45 @@ def test_security_settings_and_scheduling_defaults(helm):
     assert sc["runAsUser"] == 0 and sc["capabilities"] == {"drop": ["ALL"]}
     assert pod_spec(agent)["automountServiceAccountToken"] is False
     assert pod_spec(agent)["tolerations"] == [{"operator": "Exists"}]
-    assert server["spec"]["replicas"] == 1 and server["spec"]["strategy"]["type"] == "Recreate"
+    assert server["spec"]["replicas"] == 1
+    # A new server starts (and gets the agents' reports) before an old one stops.
+    assert server["spec"]["strategy"] == {"type": "RollingUpdate",
+                                          "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    assert "affinity" not in pod_spec(server)
+    assert "sessionAffinity" not in find(objects, "Service", "-server")["spec"]
     spec = pod_spec(find(helm.template(["--set", "agent.priorityClassName=system-node-critical",
                                         "--set", "agent.nodeSelector.pool=a"]),
                          "DaemonSet", "-agent"))
     assert spec["priorityClassName"] == "system-node-critical"
     assert spec["nodeSelector"] == {"kubernetes.io/os": "linux", "pool": "a"}
+
+
+def test_two_replicas_spread_elect_and_get_every_report(helm):
+    """server.replicas=2 (docs/ha.md): both replicas behind the headless Service the agents
+    resolve, spread over nodes where possible, one Lease between them, and readers kept on
+    one replica (event ids are per replica)."""
+    objects = helm.template(["--set", "server.replicas=2"])
+    assert chartlib.problems(objects, "pulltrace") == []
+    server = find(objects, "Deployment", "-server")
+    assert server["spec"]["replicas"] == 2
+    assert_leader_election(objects, server, "pulltrace")
+    anti = pod_spec(server)["affinity"]["podAntiAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+    assert anti["topologyKey"] == "kubernetes.io/hostname"
+    assert anti["labelSelector"]["matchLabels"] == server["spec"]["selector"]["matchLabels"]
+    assert find(objects, "Service", "-server")["spec"]["sessionAffinity"] == "ClientIP"
+    replicas = find(objects, "Service", "-replicas")
+    assert replicas["spec"]["clusterIP"] == "None"
+    assert env_of(find(objects, "DaemonSet", "-agent"))["PULLTRACE_SERVER_URL"].startswith(
+        f"http://{replicas['metadata']['name']}.pulltrace.svc:")
+    # An affinity of the operator's own replaces the default spread.
+    objects = helm.template(["--set", "server.replicas=2", "--set",
+                             "server.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuring"
+                             "Execution.nodeSelectorTerms[0].matchExpressions[0].key=pool",
+                             "--set", "server.affinity.nodeAffinity.requiredDuringScheduling"
+                             "IgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0]"
+                             ".operator=Exists"])
+    assert list(pod_spec(find(objects, "Deployment", "-server"))["affinity"]) == ["nodeAffinity"]
 
 
 def test_pod_security_levels_are_the_documented_ones(helm):
@@ -406,7 +469,7 @@ def test_pod_security_levels_are_the_documented_ones(helm):
 
 
 @pytest.mark.parametrize("values, key", [
-    (["--set", "server.replicas=2"], "replicas"),
+    (["--set", "server.replicas=-1"], "replicas"),
     (["--set", "policy.settings.bad-key=1"], "bad-key"),
     (["--set", "policy.settings.rateHalfLife=soon"], "rateHalfLife"),
     (["--set", "policy.settings.list={a,b}"], "list"),
@@ -641,7 +704,8 @@ def test_ingress_of_the_docs_routes_a_path_prefix_to_the_ui(helm, tmp_path):
     ing = find(objects, "Ingress")
     (rule,) = ing["spec"]["rules"]
     (path,) = rule["http"]["paths"]
-    assert path["backend"]["service"] == {"name": find(objects, "Service")["metadata"]["name"],
+    service = find(objects, "Service", "-server")
+    assert path["backend"]["service"] == {"name": service["metadata"]["name"],
                                           "port": {"name": "http"}}
     # The prefix the docs strip with a regex: the UI's relative URLs resolve under it.
     assert re.match(path["path"], "/pulltrace/api/v1/pulls")
@@ -692,9 +756,11 @@ def test_rendered_configuration_starts_the_real_daemons(helm, build_dir, tmp_pat
     env = {k: v for k, v in env_of(find(objects, "Deployment", "-server")).items()
            if isinstance(v, str)}
     port, mport = free_port(), free_port()
+    # No API server here: Kubernetes is off, and so is the leader election that needs it
+    # (test_ha.py runs it against the fake API server).
     env.update(PULLTRACE_HTTP_ADDR=f"127.0.0.1:{port}", PULLTRACE_METRICS_ADDR=f"127.0.0.1:{mport}",
                PULLTRACE_POLICY_DIR=str(policy_dir), PULLTRACE_KUBERNETES="off",
-               PULLTRACE_AGENT_TOKEN="t")
+               PULLTRACE_LEADER_ELECTION="off", PULLTRACE_AGENT_TOKEN="t")
     server = Daemon("pulltrace-server", find_binary("pulltrace-server", build_dir),
                     tmp_path / "server.log", env=env)
     server.start(ready=lambda: _get(f"http://127.0.0.1:{port}/readyz") is not None, timeout=30)
