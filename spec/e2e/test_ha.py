@@ -5,10 +5,16 @@ Nothing here asserts on speed: every wait is for a state, with a generous deadli
 timings are shortened so that expiries happen within the waits."""
 # ctest: TIMEOUT=900
 
+import json
+
 import pytest
 import requests
 
 from harness import wait_until
+
+MIB = 1024 * 1024
+NODE = "ha-node"
+ALERTS_PATH = "/api/v2/alerts"   # Alertmanager API v2
 
 NS = "default"          # the kubeconfig context's namespace: the Lease's default namespace
 LEASE = "pulltrace-server"
@@ -147,3 +153,154 @@ def test_leader_election_configuration_errors(stack, server_binary):
     assert r.returncode == 2 and "PULLTRACE_LEADER_ELECTION" in r.stderr
     r = run_binary(server_binary, env={"PULLTRACE_LEADER_ELECTION": "sometimes"})
     assert r.returncode == 2 and "PULLTRACE_LEADER_ELECTION" in r.stderr
+
+
+# -- failover on the real containerd stack ----------------------------------------------------
+
+def pull_on(srv, digest):
+    """The pull of that manifest on `srv`, or None (also while it is down)."""
+    try:
+        return srv.find(lambda p: p["manifestDigest"] == digest)
+    except (requests.RequestException, ValueError, KeyError):
+        return None
+
+
+def history_digests(srv, **params):
+    """{manifest digest: state} of every pull in `srv`'s history (all pages)."""
+    out, cont = {}, None
+    while True:
+        q = dict(params, limit=1000, **({"continue": cont} if cont else {}))
+        r = requests.get(srv.url + "/api/v1/history", params=q, timeout=10)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        for p in body["pulls"]:
+            out[p["manifestDigest"]] = p["state"]
+        cont = body["metadata"].get("continue")
+        if not cont:
+            return out
+
+
+def log_json(daemon):
+    """A daemon's JSON log lines, parsed."""
+    out = []
+    for line in daemon.log_lines():
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+    return out
+
+
+def stalled_alerts(hook, digest_pull_ids):
+    """The PullStalled alerts the webhook accepted for these pull ids."""
+    return [a for body in hook.snapshot() for a in body
+            if a["labels"]["alertname"] == "PullStalled"
+            and a["labels"].get("pull") in digest_pull_ids]
+
+
+@pytest.mark.stack(rate=2 * MIB)
+def test_leader_killed_mid_pull_survivor_goes_on_alert_once_history_back(
+        stack, kube, cri_available, tmp_path):
+    hook = stack.receiver(path=ALERTS_PATH)
+
+    def env(name):
+        (tmp_path / name).mkdir()
+        return {"PULLTRACE_DATA_DIR": str(tmp_path / name),
+                "PULLTRACE_STALL_ALERT_AFTER": "2s",
+                "PULLTRACE_ALERT_WEBHOOK_URL": hook.endpoint}
+    a = replica(stack, kube, "pulltrace-a", **env("a"))
+    b = replica(stack, kube, "pulltrace-b", **env("b"))
+    name = {id(a): "pulltrace-a", id(b): "pulltrace-b"}
+    # One agent, both replicas: the comma-separated form of PULLTRACE_SERVER_URL (two
+    # servers on one loopback address and two ports; a headless Service's name resolving to
+    # two addresses is covered by the agent's unit tests).
+    agent = stack.agent(f"{a.url},{b.url}", node_name=NODE,
+                        env={"PULLTRACE_REPORT_INTERVAL": "500ms",
+                             "PULLTRACE_STALL_THRESHOLD": "2s"})
+    leader = the_leader([a, b])
+    survivor = b if leader is a else a
+
+    # A pull that finishes while both run: both have it, in their tables and their history.
+    before = stack.images.image("e2e/ha-before", "v1", layers=[1 * MIB, 1 * MIB])
+    stack.cri_pull(before)
+    for srv in (a, b):
+        wait_until(lambda: (pull_on(srv, before.manifest_digest) or {}).get("state") ==
+                   "completed", 60, what="the first pull completed on both replicas")
+        wait_until(lambda: history_digests(srv).get(before.manifest_digest) == "completed",
+                   30, what="the first pull in both histories")
+    reporting = [l for l in log_json(agent) if l.get("msg") == "reporting to server"]
+    assert {l["url"] for l in reporting} == {a.url + "/api/v1/report",
+                                             b.url + "/api/v1/report"}
+
+    # The big pull: bytes move on both replicas.
+    big = stack.images.image("e2e/ha-big", "v1", layers=[16 * MIB, 16 * MIB, 16 * MIB])
+    stack.cri_pull(big, background=True)
+    sb = survivor.events()
+    sb.wait(lambda e: e["event"] == "snapshot")
+
+    def moving_on(srv):
+        p = pull_on(srv, big.manifest_digest)
+        return p if p and 0 < p["downloadedBytes"] < big.total_bytes else None
+    wait_until(lambda: moving_on(leader) and moving_on(survivor), 60,
+               what="bytes moving on both replicas")
+
+    # kill -9 the leader mid-pull: no release, the Lease still names it.
+    leader.kill()
+    assert holder(kube) == name[id(leader)]
+    at_kill = moving_on(survivor)["downloadedBytes"]
+    # The pull keeps progressing on the survivor, which the agent keeps reporting to
+    # while the dead replica's target backs off.
+    wait_until(lambda: (pull_on(survivor, big.manifest_digest) or {}).get(
+        "downloadedBytes", 0) > at_kill, 60, what="progress on the survivor")
+    wait_until(lambda: any(l.get("msg") == "report failed; retrying with backoff" and
+                           l.get("url") == leader.url + "/api/v1/report"
+                           for l in log_json(agent)), 30, what="the agent backing off")
+    # The survivor takes over once the lease expired.
+    wait_until(lambda: is_leader(survivor), 60, what="the survivor leading")
+    assert holder(kube) == name[id(survivor)]
+    assert survivor.metric("pulltrace_leader") == 1
+
+    # The killed replica restarts on its data dir: a follower now, its history has what it
+    # had, and it learns the pull in flight from the agent again.
+    leader.start()
+    wait_until(lambda: leader.metric("pulltrace_leader") == 0 and
+               name[id(survivor)] in next(c["detail"] for c in readyz(leader)["checks"]
+                                          if c["name"] == "leader"), 30,
+               what="the restarted replica following")
+    assert history_digests(leader).get(before.manifest_digest) == "completed"
+    wait_until(lambda: moving_on(leader), 60, what="the pull in flight on the restarted replica")
+
+    # An alert after the failover: the registry proxy freezes, the pull stalls on both
+    # replicas, both raise PullStalled; only the leader delivers it.
+    stack.nginx.freeze()
+    try:
+        wait_until(lambda: survivor.metric("pulltrace_alert_webhook_deliveries_total",
+                                           {"result": "sent"}) == 1, 60,
+                   what="the leader delivering the alert")
+        wait_until(lambda: leader.metric("pulltrace_alert_webhook_deliveries_total",
+                                         {"result": "not_leader"}) == 1, 60,
+                   what="the follower raising it and leaving it to the leader")
+    finally:
+        stack.nginx.thaw()
+    ids = {p["id"] for p in (pull_on(a, big.manifest_digest), pull_on(b, big.manifest_digest))}
+    delivered = stalled_alerts(hook, ids)
+    assert len(delivered) == 1, json.dumps(hook.snapshot())
+    assert delivered[0]["labels"]["node"] == NODE
+    assert leader.metric("pulltrace_alerts_total", {"severity": "warning"}) == 1
+    alert_ev = sb.wait(lambda e: e["event"] == "alert", 30, what="the alert on the stream")
+    assert alert_ev["data"]["alert"]["name"] == "PullStalled"
+
+    # Thawed, the pull completes; both histories have both pulls.
+    for srv in (leader, survivor):
+        wait_until(lambda: (pull_on(srv, big.manifest_digest) or {}).get("state") ==
+                   "completed", 120, what="the big pull completed")
+        wait_until(lambda: history_digests(srv) == {before.manifest_digest: "completed",
+                                                    big.manifest_digest: "completed"}, 30,
+                   what="both pulls in the history")
+    # The follower's alert history has the alert it raised but did not deliver.
+    alerts = requests.get(leader.url + "/api/v1/history/alerts", timeout=10).json()["alerts"]
+    assert [x["name"] for x in alerts] == ["PullStalled"]
+    # Exactly once, still: nothing was delivered twice meanwhile.
+    assert len(stalled_alerts(hook, ids)) == 1
+    sb.close()
