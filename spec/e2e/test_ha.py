@@ -70,11 +70,14 @@ def test_one_leader_release_on_sigterm_takeover_after_kill(stack, kube):
     assert lease["spec"]["holderIdentity"] == name[lead]
     assert lease["spec"]["leaseDurationSeconds"] == 3
     assert lease["spec"]["renewTime"] and lease["spec"]["acquireTime"]
-    # /readyz and the metrics of both say who leads; a follower is ready too.
+    # /readyz and the metrics of both say who leads (once the follower's first round read
+    # the Lease); a follower is ready too.
+    def leader_check(srv):
+        return next(c for c in readyz(srv)["checks"] if c["name"] == "leader")
+    wait_until(lambda: name[lead] in leader_check(other)["detail"], 30,
+               what="the follower naming the leader")
     r = readyz(other)
-    assert r["status"] == "ready" and r["leader"] is False
-    check = next(c for c in r["checks"] if c["name"] == "leader")
-    assert check["ok"] and name[lead] in check["detail"]
+    assert r["status"] == "ready" and r["leader"] is False and leader_check(other)["ok"]
     assert lead.metric("pulltrace_leader") == 1 and other.metric("pulltrace_leader") == 0
     assert lead.metric("pulltrace_leader_changes_total", {"change": "acquired"}) == 1
     # The leader keeps renewing: the record changes while it leads.
@@ -180,18 +183,6 @@ def history_digests(srv, **params):
             return out
 
 
-def log_json(daemon):
-    """A daemon's JSON log lines, parsed."""
-    out = []
-    for line in daemon.log_lines():
-        if line.startswith("{"):
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
-    return out
-
-
 def stalled_alerts(hook, digest_pull_ids):
     """The PullStalled alerts the webhook accepted for these pull ids."""
     return [a for body in hook.snapshot() for a in body
@@ -229,7 +220,7 @@ def test_leader_killed_mid_pull_survivor_goes_on_alert_once_history_back(
                    "completed", 60, what="the first pull completed on both replicas")
         wait_until(lambda: history_digests(srv).get(before.manifest_digest) == "completed",
                    30, what="the first pull in both histories")
-    reporting = [l for l in log_json(agent) if l.get("msg") == "reporting to server"]
+    reporting = [l for l in agent.log_json() if l.get("msg") == "reporting to server"]
     assert {l["url"] for l in reporting} == {a.url + "/api/v1/report",
                                              b.url + "/api/v1/report"}
 
@@ -255,7 +246,7 @@ def test_leader_killed_mid_pull_survivor_goes_on_alert_once_history_back(
         "downloadedBytes", 0) > at_kill, 60, what="progress on the survivor")
     wait_until(lambda: any(l.get("msg") == "report failed; retrying with backoff" and
                            l.get("url") == leader.url + "/api/v1/report"
-                           for l in log_json(agent)), 30, what="the agent backing off")
+                           for l in agent.log_json()), 30, what="the agent backing off")
     # The survivor takes over once the lease expired.
     wait_until(lambda: is_leader(survivor), 60, what="the survivor leading")
     assert holder(kube) == name[id(survivor)]
@@ -304,3 +295,44 @@ def test_leader_killed_mid_pull_survivor_goes_on_alert_once_history_back(
     # Exactly once, still: nothing was delivered twice meanwhile.
     assert len(stalled_alerts(hook, ids)) == 1
     sb.close()
+
+
+@pytest.mark.stack(rate=2 * MIB)
+def test_alert_raised_while_nobody_leads_is_delivered_by_the_new_leader(
+        stack, kube, cri_available):
+    """After a kill -9 nobody delivers until the lease expires. An alert the survivor raises
+    in that gap, as a follower, is kept and delivered once it takes over."""
+    hook = stack.receiver(path=ALERTS_PATH)
+    # A lease long enough for the alert to come before the takeover.
+    slow = {"PULLTRACE_LEASE_DURATION": "20s", "PULLTRACE_LEASE_RENEW_DEADLINE": "10s",
+            "PULLTRACE_LEASE_RETRY_PERIOD": "1s", "PULLTRACE_STALL_ALERT_AFTER": "2s",
+            "PULLTRACE_ALERT_WEBHOOK_URL": hook.endpoint}
+    a = replica(stack, kube, "pulltrace-a", **slow)
+    b = replica(stack, kube, "pulltrace-b", **slow)
+    stack.agent(f"{a.url},{b.url}", node_name=NODE,
+                env={"PULLTRACE_REPORT_INTERVAL": "500ms", "PULLTRACE_STALL_THRESHOLD": "2s"})
+    leader = the_leader([a, b])
+    survivor = b if leader is a else a
+    img = stack.images.image("e2e/ha-gap", "v1", layers=[16 * MIB, 16 * MIB])
+    stack.cri_pull(img, background=True)
+    wait_until(lambda: (pull_on(survivor, img.manifest_digest) or {}).get(
+        "downloadedBytes", 0) > 0, 60, what="bytes moving")
+    leader.kill()
+    stack.nginx.freeze()
+    try:
+        # Raised by the survivor while it still follows the dead replica's Lease.
+        wait_until(lambda: survivor.metric("pulltrace_alert_webhook_deliveries_total",
+                                           {"result": "not_leader"}) == 1, 60,
+                   what="the alert raised by the follower")
+        assert not is_leader(survivor)
+        assert hook.snapshot() == []
+        wait_until(lambda: is_leader(survivor), 60, what="the takeover")
+        wait_until(lambda: survivor.metric("pulltrace_alert_webhook_deliveries_total",
+                                           {"result": "sent"}) == 1, 30,
+                   what="the kept alert delivered")
+    finally:
+        stack.nginx.thaw()
+    assert survivor.metric("pulltrace_alert_webhook_deliveries_total",
+                           {"result": "after_takeover"}) == 1
+    pull_id = pull_on(survivor, img.manifest_digest)["id"]
+    assert len(stalled_alerts(hook, {pull_id})) == 1, json.dumps(hook.snapshot())

@@ -38,8 +38,11 @@ struct pt_lease_options {
   double renew_deadline;     /* a leader not renewed for this long stops leading */
   double retry_period;       /* time between two rounds */
   /* Leadership changed (on the loop). holder: who holds the lease now as far
-   * as this replica knows ("" = nobody). */
-  void (*changed)(void *ud, bool leader, const char *holder);
+   * as this replica knows ("" = nobody). since, when it became the leader: the
+   * wall-clock time (Unix seconds) after which the previous leader may have
+   * delivered nothing — when this replica last saw its record change, less a
+   * retry period; 0 when there was no Lease. */
+  void (*changed)(void *ud, bool leader, const char *holder, double since);
   void *ud;
 };
 

@@ -14,7 +14,14 @@ struct pt_alerts {
   struct pt_webhook *webhook; /* NULL without a URL */
   bool stopped;
   bool follower;
-  uint64_t not_leader;
+  uint64_t not_leader, after_takeover;
+  /* A follower's recent alerts, oldest first, for a takeover. */
+  struct kept {
+    double time;
+    json_t *alert;      /* Alertmanager's object */
+  } *kept;
+  size_t nkept, cap;
+  double backlog_seconds;
 };
 
 static int severity_index(const char *s)
@@ -30,6 +37,8 @@ struct pt_alerts *pt_alerts_create(uv_loop_t *loop, struct pt_httpc *httpc, cons
   struct pt_alerts *a = calloc(1, sizeof(*a));
   if (!a)
     return NULL;
+  a->cap = opts->webhook_queue ? opts->webhook_queue : 256;
+  a->backlog_seconds = opts->backlog_seconds;
   if (opts->webhook_url && *opts->webhook_url) {
     struct pt_webhook_options wo = {
       .url = opts->webhook_url, .timeout = opts->webhook_timeout, .queue_max = opts->webhook_queue};
@@ -58,6 +67,24 @@ static json_t *alertmanager_json(const struct pt_policy_alert *alert, double tim
                    "generatorURL", "");
 }
 
+/* Keeps a follower's alert (taken over): the oldest goes when the backlog is
+ * full, and those older than backlog_seconds go first. */
+static void keep(struct pt_alerts *a, json_t *alert, double time)
+{
+  if (!alert)
+    return;
+  if (!a->kept && !(a->kept = calloc(a->cap, sizeof(*a->kept)))) {
+    json_decref(alert);
+    return;
+  }
+  size_t old = 0;
+  while (old < a->nkept && (a->kept[old].time < time - a->backlog_seconds || a->nkept - old >= a->cap))
+    json_decref(a->kept[old++].alert);
+  memmove(a->kept, a->kept + old, (a->nkept - old) * sizeof(*a->kept));
+  a->nkept -= old;
+  a->kept[a->nkept++] = (struct kept){.time = time, .alert = alert};
+}
+
 void pt_alerts_deliver(struct pt_alerts *a, const struct pt_policy_alert *alert, double time)
 {
   a->by_severity[severity_index(alert->severity)]++;
@@ -68,15 +95,33 @@ void pt_alerts_deliver(struct pt_alerts *a, const struct pt_policy_alert *alert,
     return;
   if (a->follower) {
     a->not_leader++;
+    keep(a, alertmanager_json(alert, time), time);
     return;
   }
   pt_webhook_enqueue(a->webhook, alertmanager_json(alert, time));
 }
 
-void pt_alerts_set_leader(struct pt_alerts *a, bool leader)
+void pt_alerts_set_leader(struct pt_alerts *a, bool leader, double since)
 {
-  if (a)
-    a->follower = !leader;
+  if (!a)
+    return;
+  a->follower = !leader;
+  if (!leader)
+    return;
+  size_t handed = 0;
+  for (size_t i = 0; i < a->nkept; i++) {
+    if (a->kept[i].time >= since && a->webhook && !a->stopped) {
+      pt_webhook_enqueue(a->webhook, a->kept[i].alert);
+      handed++;
+    } else {
+      json_decref(a->kept[i].alert);
+    }
+  }
+  a->nkept = 0;
+  a->after_takeover += handed;
+  if (handed)
+    PT_LOG_INFO("leader: delivering alerts raised since the previous leader was last seen", "{s:I}", "count",
+                (json_int_t)handed);
 }
 
 void pt_alerts_stop(struct pt_alerts *a)
@@ -92,6 +137,7 @@ void pt_alerts_stats(const struct pt_alerts *a, struct pt_alerts_stats *out)
     return;
   memcpy(out->by_severity, a->by_severity, sizeof(out->by_severity));
   out->not_leader = a->not_leader;
+  out->after_takeover = a->after_takeover;
   if (a->webhook)
     pt_webhook_stats(a->webhook, &out->webhook);
 }
@@ -101,5 +147,8 @@ void pt_alerts_destroy(struct pt_alerts *a)
   if (!a)
     return;
   pt_webhook_destroy(a->webhook);
+  for (size_t i = 0; i < a->nkept; i++)
+    json_decref(a->kept[i].alert);
+  free(a->kept);
   free(a);
 }

@@ -21,11 +21,13 @@ struct pt_alerts_options {
   const char *webhook_url;   /* NULL or "": no webhook; borrowed */
   double webhook_timeout;    /* seconds */
   size_t webhook_queue;      /* 256 when 0 */
+  double backlog_seconds;    /* how long a follower keeps alerts for a takeover */
 };
 
 struct pt_alerts_stats {
   uint64_t by_severity[PT_ALERT_SEVERITIES];
   uint64_t not_leader;             /* not handed to the webhook: another replica leads */
+  uint64_t after_takeover;         /* kept as a follower, handed to the webhook on a takeover */
   struct pt_webhook_stats webhook; /* zero without a webhook */
 };
 
@@ -37,8 +39,11 @@ struct pt_alerts *pt_alerts_create(uv_loop_t *loop, struct pt_httpc *httpc, cons
 void pt_alerts_deliver(struct pt_alerts *a, const struct pt_policy_alert *alert, double time);
 /* Only the leader among replicas delivers (docs/ha.md): a follower counts and
  * logs alerts (the event stream still carries them) but hands none to the
- * webhook. A new alerts object leads. */
-void pt_alerts_set_leader(struct pt_alerts *a, bool leader);
+ * webhook; it keeps those of the last backlog_seconds (up to the queue size).
+ * On becoming the leader it hands over the kept alerts raised at or after
+ * since (Unix seconds; 0 = all), which the previous leader may have missed.
+ * A new alerts object leads. */
+void pt_alerts_set_leader(struct pt_alerts *a, bool leader, double since);
 /* Stops webhook delivery (shutdown); later alerts are only counted and logged. */
 void pt_alerts_stop(struct pt_alerts *a);
 void pt_alerts_stats(const struct pt_alerts *a, struct pt_alerts_stats *out);

@@ -83,9 +83,9 @@ static void on_signal(uv_signal_t *h, int signum)
     lease_released(app);
 }
 
-static void leader_changed(void *ud, bool leader, const char *holder)
+static void leader_changed(void *ud, bool leader, const char *holder, double since)
 {
-  pt_server_set_leader(ud, leader, holder);
+  pt_server_set_leader(ud, leader, holder, since);
 }
 
 /* PULLTRACE_LEADER_ELECTION and the lease's timing; err names the variable. */
@@ -277,7 +277,7 @@ int main(int argc, char **argv)
       };
       /* A follower until the lease says otherwise: two replicas starting
        * together must not both deliver. */
-      pt_server_set_leader(app.srv, false, "");
+      pt_server_set_leader(app.srv, false, "", 0);
       app.lease = app.kube ? pt_lease_create(&app.loop, app.kube, &lo) : NULL;
       if (app.lease) {
         pt_server_set_lease(app.srv, app.lease);

@@ -175,10 +175,12 @@ void pt_server_metrics_render(struct pt_server *srv, struct pt_buf *out)
           (double)pc.alerts_suppressed);
   pt_prom_family(out, "pulltrace_alert_webhook_deliveries_total", "counter",
                  "Alerts handed to the webhook, by result (sent, dropped after retries or a full queue, "
-                 "not_leader = left to the leading replica)");
+                 "not_leader = left to the leading replica, after_takeover = such alerts handed over by a "
+                 "replica that became the leader)");
   labeled(out, "pulltrace_alert_webhook_deliveries_total", "result", "sent", (double)as.webhook.sent);
   labeled(out, "pulltrace_alert_webhook_deliveries_total", "result", "dropped", (double)as.webhook.dropped);
   labeled(out, "pulltrace_alert_webhook_deliveries_total", "result", "not_leader", (double)as.not_leader);
+  labeled(out, "pulltrace_alert_webhook_deliveries_total", "result", "after_takeover", (double)as.after_takeover);
   counter(out, "pulltrace_alert_webhook_failures_total", "Failed webhook requests (each is retried)",
           (double)as.webhook.failed);
   gauge(out, "pulltrace_alert_webhook_queue", "Alerts waiting for webhook delivery", (double)as.webhook.queued);

@@ -273,6 +273,10 @@ struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_confi
     .webhook_url = cfg->alert_webhook_url,
     .webhook_timeout = cfg->alert_webhook_timeout,
     .webhook_queue = (size_t)(cfg->alert_queue > 0 ? cfg->alert_queue : 256),
+    /* A new leader delivers what it raised as a follower since the previous
+     * leader was last seen; a lease duration and a renew deadline cover the
+     * longest gap, from its last renewal to the takeover. */
+    .backlog_seconds = cfg->lease_duration + cfg->lease_renew_deadline,
   };
   if (!(srv->store = pt_store_create(&so)) || !(srv->hub = pt_hub_create(loop, &ho, pt_server_snapshot, srv)) ||
       !(srv->http = pt_http_server_create(loop, &hopts, pt_server_api_handle, srv)) ||
@@ -426,10 +430,10 @@ void pt_server_set_kube(struct pt_server *srv, struct pt_kube *kube)
   srv->kube = kube;
 }
 
-void pt_server_set_leader(struct pt_server *srv, bool leader, const char *holder)
+void pt_server_set_leader(struct pt_server *srv, bool leader, const char *holder, double since)
 {
   srv->leader = leader;
-  pt_alerts_set_leader(srv->alerts, leader);
+  pt_alerts_set_leader(srv->alerts, leader, since);
   char detail[256];
   if (leader)
     snprintf(detail, sizeof(detail), "leader: this replica delivers alert webhooks");

@@ -107,10 +107,10 @@ void pt_server_set_kube(struct pt_server *srv, struct pt_kube *kube);
 /* Whether this replica delivers side effects (alert webhooks). A server is
  * the leader until told otherwise (leader election off: it is alone); with
  * election on, main makes it a follower until its lease is acquired. holder:
- * the lease's holder as known ("" = nobody). Shown on /readyz ("leader"
- * check, always ok: followers serve everything else) and /metrics
- * (pulltrace_leader). */
-void pt_server_set_leader(struct pt_server *srv, bool leader, const char *holder);
+ * the lease's holder as known ("" = nobody); since: see pt_alerts_set_leader().
+ * Shown on /readyz ("leader" check, always ok: followers serve everything
+ * else) and /metrics (pulltrace_leader). */
+void pt_server_set_leader(struct pt_server *srv, bool leader, const char *holder, double since);
 /* The lease whose statistics /metrics shows (NULL = none); not owned: set
  * NULL before destroying it. */
 struct pt_lease;
