@@ -39,8 +39,36 @@ function M.stalled(threshold)
       summary = string.format("pull of %s on %s has made no progress for %s",
         labels.image, labels.node, fmt_duration(stalled)),
       labels = labels,
+      -- Written on the pull's pods, where `kubectl describe pod` shows it: kubelet only
+      -- says "Pulling" while the download hangs.
+      kubernetesEvent = {
+        reason = "PullStalled",
+        note = M.stall_note(event),
+        resolvedReason = "PullResumed",
+        resolvedNote = string.format("pull of %s on %s is receiving bytes again", labels.image, labels.node),
+      },
     }
   end
+end
+
+-- Which layer stalled and how long it has gone without a byte (from the layer's last
+-- progress, else from when the pull turned stalled).
+function M.stall_note(event)
+  local pull = event.pull or {}
+  local image = pull.image or pull.imageRef or "unknown"
+  for _, l in ipairs(pull.layers or {}) do
+    if l.state == "stalled" then
+      local idle = event.stalledSeconds or 0
+      if type(l.updatedAt) == "number" and type(event.time) == "number" then
+        idle = math.max(idle, event.time - l.updatedAt)
+      end
+      return string.format("layer %s of %s has received no byte for %s (%d of %d bytes)",
+        string.sub(l.digest or "?", 1, 19), image, fmt_duration(idle), l.downloadedBytes or 0,
+        l.totalBytes or 0)
+    end
+  end
+  return string.format("pull of %s has received no byte for %s", image,
+    fmt_duration(event.stalledSeconds or 0))
 end
 
 function M.failed()

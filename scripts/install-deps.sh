@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs Pulltrace's dependencies from Debian bookworm packages (idempotent).
 #
-#   scripts/install-deps.sh [GROUP...]     GROUP: build test demo docs ui all (default: all)
+#   scripts/install-deps.sh [GROUP...]     GROUP: build test demo docs ui images all (default: all)
 #
 # Only missing packages are installed; when nothing is missing, apt is not touched at all
 # (no `apt-get update`). Package services are not started on install (policy-rc.d). Needs
@@ -13,8 +13,9 @@ build=(build-essential cmake pkg-config libuv1-dev liblua5.4-dev lua5.4 lua-cjso
        libjansson-dev libyaml-dev libsqlite3-dev)
 components=(containerd runc docker-registry skopeo umoci nginx-light openssl)
 docs=(mkdocs mkdocs-material python3-pymdownx)
-test=(libcmocka-dev lua-busted shellcheck python3-pytest python3-requests python3-jsonschema python3-yaml clang
-      libclang-rt-14-dev prometheus chromium "${components[@]}" "${docs[@]}")
+images=(buildah mmdebstrap skopeo uidmap)  # scripts/images.sh: the Dockerfile without a Docker engine
+test=(libcmocka-dev lua-busted shellcheck python3-pytest python3-requests python3-jsonschema python3-yaml tmux clang
+      libclang-rt-14-dev prometheus prometheus-alertmanager chromium "${components[@]}" "${docs[@]}" "${images[@]}")
 demo=(python3-requests wrk "${components[@]}")  # wrk: bench/server
 
 usage() { sed -n '2,7s/^# \{0,1\}//p' "$0"; }
@@ -29,7 +30,8 @@ for group in "$@"; do
     demo) want+=("${build[@]}" "${demo[@]}"); want_ui=1 ;;
     docs) want+=("${docs[@]}") ;;
     ui) want_ui=1 ;;
-    all) want+=("${build[@]}" "${test[@]}" "${demo[@]}" "${docs[@]}"); want_ui=1 ;;
+    images) want+=("${images[@]}") ;;
+    all) want+=("${build[@]}" "${test[@]}" "${demo[@]}" "${docs[@]}" "${images[@]}"); want_ui=1 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "install-deps: unknown group '$group'" >&2; usage >&2; exit 2 ;;
   esac

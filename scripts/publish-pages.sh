@@ -33,7 +33,7 @@ else
   git -C "$pages" rm -rq --cached . >/dev/null 2>&1 || true
   git -C "$pages" clean -fdxq
 fi
-trap 'git worktree remove --force "$pages" >/dev/null 2>&1; git branch -D "pages-$$" >/dev/null 2>&1; rm -rf "$work"' EXIT
+trap 'git worktree remove --force "$pages" >/dev/null 2>&1 || true; git branch -D "pages-$$" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 touch "$pages/.nojekyll"   # serve files and folders starting with "_" as they are
 
 case "$kind" in

@@ -2,7 +2,8 @@
 """pulltrace-server under load: report ingest, event-stream fan-out, memory.
 
 Usage: /usr/bin/python3 bench/server/bench_server.py [BUILD_DIR] [SCENARIO...]
-       SCENARIO: ingest paced nginx fanout100 fanout1000 memory (default: all)
+       SCENARIO: ingest paced nginx fanout100 fanout1000 memory ingest-history paced-history
+                 history-size (default: all)
 
 Every scenario starts a fresh pulltrace-server on free 127.0.0.1 ports, pinned to CPU 0
 (`taskset -c 0`); the load tools (wrk with bench/server/report.lua, bench/server/sse_clients.py)
@@ -20,6 +21,12 @@ one report per node per 100 ms), PULLTRACE_KUBERNETES=off and PULLTRACE_LOG_LEVE
               a second (20 s)
   memory      1,000 nodes x 5 pulls x 8 layers in flight = 5,000 pulls: RSS, and the size
               and time of GET /api/v1/pulls
+  ingest-history, paced-history
+              ingest and paced with PULLTRACE_DATA_DIR (the history's writer thread runs on
+              the server's core too): the cost of persistence
+  history-size
+              100,000 finished pulls of 8 layers through POST /api/v1/report (50 a report):
+              the size of history.db
 
 Prints one JSON object per scenario (and writes them to bench-server.json in the build dir).
 Nothing here is a test: the figures go to docs/performance.md.
@@ -42,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "spec" / "e2e"))
 
-from harness import Proc, Server, cpu_seconds, find_binary, free_port, wait_until  # noqa: E402
+from harness import Proc, Server, cpu_seconds, find_binary, free_port, reports, wait_until  # noqa: E402
 
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -87,20 +94,38 @@ def cpu_during(pid, fn):
     return res, round(100.0 * (c1 - c0) / (t1 - t0), 1), c1 - c0
 
 
-def scenario_ingest(build, work):
-    srv = start_server(build, work, "ingest")
+def data_dir(work, scenario):
+    """A fresh PULLTRACE_DATA_DIR for a scenario with the history on."""
+    d = Path(work) / f"data-{scenario}"
+    d.mkdir()
+    return {"PULLTRACE_DATA_DIR": str(d)}
+
+
+def history_figures(srv):
+    m = srv.metrics()
+    return {"history_records_written": m.value("pulltrace_history_records_written_total"),
+            "history_transactions": m.value("pulltrace_history_transactions_total"),
+            "history_write_errors": m.value("pulltrace_history_write_errors_total"),
+            "history_db_bytes": m.value("pulltrace_history_database_bytes"),
+            "events_sent_late": m.value("pulltrace_history_events_late_total")}
+
+
+def scenario_ingest(build, work, history=False):
+    name = "ingest-history" if history else "ingest"
+    srv = start_server(build, work, name, **(data_dir(work, name) if history else {}))
     try:
         res, cpu, cpu_s = cpu_during(srv.pid, lambda: wrk(srv.url + "/api/v1/report", 500, 15, 16))
         m = srv.metrics()
         applied = m.value("pulltrace_agent_reports_total", {"result": "applied"})
-        return {"scenario": "ingest", "nodes": 500, "pulls_per_report": 5, "layers_per_pull": 8,
+        extra = history_figures(srv) if history else {}
+        return {"scenario": name, "nodes": 500, "pulls_per_report": 5, "layers_per_pull": 8,
                 "reports_per_sec": res["rps"], "latency_us": res["latency_us"],
                 "non2xx": res["non2xx"], "mean_body_bytes": res["mean_body_bytes"],
                 "server_cpu_percent": cpu,
                 "server_cpu_us_per_report": round(1e6 * cpu_s / max(1, applied), 1),
                 "applied": applied, "pulls_in_tables": m.value("pulltrace_pulls_total"),
                 "events_published": m.value("pulltrace_sse_events_total"),
-                "rss_kib_after": srv.rss_kib(), "wrk": res["command"]}
+                "rss_kib_after": srv.rss_kib(), "wrk": res["command"], **extra}
     finally:
         srv.stop()
 
@@ -151,17 +176,67 @@ http {{
         p.stop()
 
 
-def scenario_paced(build, work):
-    srv = start_server(build, work, "paced")
+def scenario_paced(build, work, history=False):
+    name = "paced-history" if history else "paced"
+    srv = start_server(build, work, name, **(data_dir(work, name) if history else {}))
     try:
-        res, cpu, _ = cpu_during(srv.pid, lambda: wrk(srv.url + "/api/v1/report", 500, 20, 500,
-                                                      pace_ms=1000))
-        return {"scenario": "paced", "nodes": 500, "reports_per_sec": res["rps"],
+        res, cpu, cpu_s = cpu_during(srv.pid, lambda: wrk(srv.url + "/api/v1/report", 500, 20, 500,
+                                                          pace_ms=1000))
+        applied = srv.metric("pulltrace_agent_reports_total", {"result": "applied"})
+        extra = history_figures(srv) if history else {}
+        return {"scenario": name, "nodes": 500, "reports_per_sec": res["rps"],
                 "latency_us": res["latency_us"], "non2xx": res["non2xx"],
-                "server_cpu_percent": cpu, "rss_kib_after": srv.rss_kib(),
-                "wrk": "PT_PACE_MS=1000 " + res["command"]}
+                "server_cpu_percent": cpu,
+                "server_cpu_us_per_report": round(1e6 * cpu_s / max(1, applied), 1),
+                "rss_kib_after": srv.rss_kib(),
+                "wrk": "PT_PACE_MS=1000 " + res["command"], **extra}
     finally:
         srv.stop()
+
+
+def scenario_history_size(build, work, pulls=100_000, per_report=50, nodes=100):
+    """The history's size per 100,000 finished pulls: reports of `per_report` completed pulls
+    of 8 layers each (new ids every report, as many nodes), through the real report path;
+    PULLTRACE_HISTORY_TTL=1s so they leave the tables and live on in the history only."""
+    d = data_dir(work, "history-size")
+    srv = start_server(build, work, "history-size", PULLTRACE_HISTORY_TTL="1s",
+                       PULLTRACE_MAX_BODY="4194304", **d)
+    session = requests.Session()
+    try:
+        t0 = time.monotonic()
+        seq = {}
+        for r in range(pulls // per_report):
+            node = f"size-node-{r % nodes}"
+            seq[node] = seq.get(node, 0) + 1
+            now = time.time()
+            batch = []
+            for i in range(per_report):
+                n = r * per_report + i
+                layers = [reports.layer(reports.sha256(n * 8 + k), 3_000_000 + k * 1000,
+                                        3_000_000 + k * 1000,
+                                        media_type="application/vnd.oci.image.layer.v1.tar+gzip",
+                                        started=now - 20, updated=now - 1) for k in range(8)]
+                batch.append(reports.pull(f"{node}/pull-{n}", f"registry.example.com/team-{n % 50}/"
+                                          f"service-{n % 400}:v{n % 7}", reports.sha256(10**9 + n),
+                                          layers, started=now - 20, completed=now - 1))
+            resp = session.post(srv.url + "/api/v1/report",
+                                json=reports.report(node, seq[node], batch), timeout=60)
+            resp.raise_for_status()
+        wall = time.monotonic() - t0
+        wait_until(lambda: srv.metric("pulltrace_history_records_written_total") >= pulls
+                   and srv.metric("pulltrace_history_queue_depth") == 0, 600, interval=1,
+                   what="the history writer")
+        figures = history_figures(srv)
+    finally:
+        srv.stop()
+    db = Path(d["PULLTRACE_DATA_DIR"]) / "history.db"
+    # After a clean stop SQLite has checkpointed the WAL into the database file.
+    size = db.stat().st_size
+    wal = db.with_name("history.db-wal")
+    return {"scenario": "history-size", "pulls": pulls, "layers_per_pull": 8,
+            "db_bytes": size, "wal_bytes_after_stop": wal.stat().st_size if wal.exists() else 0,
+            "bytes_per_pull": round(size / pulls), "mib_per_100k_pulls": round(size / pulls * 1e5 / 2**20, 1),
+            "generate_seconds": round(wall, 1), **figures}
 
 
 def fanout(build, work, clients, nodes, seconds=20):
@@ -241,6 +316,9 @@ SCENARIOS = {
     "fanout100": lambda b, w: fanout(b, w, 100, 20),
     "fanout1000": lambda b, w: fanout(b, w, 1000, 2),
     "memory": scenario_memory,
+    "ingest-history": lambda b, w: scenario_ingest(b, w, history=True),
+    "paced-history": lambda b, w: scenario_paced(b, w, history=True),
+    "history-size": scenario_history_size,
 }
 
 

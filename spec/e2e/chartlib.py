@@ -130,7 +130,7 @@ def pod_annotations(obj):
     return obj["spec"]["template"]["metadata"].get("annotations") or {}
 
 
-WORKLOADS = ("Deployment", "DaemonSet", "Pod")
+WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Pod")
 
 
 def problems(objects, namespace):
@@ -261,6 +261,18 @@ def _workload_problems(o, by_kind):
     volumes = {v["name"]: v for v in spec.get("volumes", [])}
     if len(volumes) != len(spec.get("volumes", [])):
         bad("duplicate volume names")
+    if o["kind"] == "StatefulSet":
+        if o["spec"].get("serviceName") not in by_kind.get("Service", {}):
+            bad(f"serviceName {o['spec'].get('serviceName')} is not a rendered Service")
+        for t in o["spec"].get("volumeClaimTemplates", []):
+            name = t["metadata"]["name"]
+            if name in volumes:
+                bad(f"claim template {name} has the name of a volume")
+            if not t["spec"].get("accessModes") or \
+                    not t["spec"].get("resources", {}).get("requests", {}).get("storage"):
+                bad(f"claim template {name} without accessModes or storage request")
+            # Each pod gets a claim of this name: mounts may name it like a volume.
+            volumes[name] = {"persistentVolumeClaim": {"claimName": name}}
     for v in volumes.values():
         if "configMap" in v and v["configMap"]["name"] not in by_kind.get("ConfigMap", {}):
             bad(f"volume {v['name']} mounts a ConfigMap not rendered")

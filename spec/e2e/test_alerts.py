@@ -5,6 +5,10 @@ Alertmanager-style webhook that fails first and is retried. A second server fed 
 agent from the same containerd runs an operator policy directory whose scripts replace the
 default alerts, and raises its own alerts instead.
 
+A third test runs Debian's Alertmanager (privately, on 127.0.0.1, a null receiver, clustering
+off): the stalled pull's alert is active there while the pull stays stalled (re-sent with
+endsAt ahead), and resolved once nginx is thawed and the pull moves again.
+
 Why freeze and not kill: when nginx is killed, containerd fails the CRI pull at once and
 deletes the partial ingests, so nothing stays stalled (the agent then shows the layers as
 waiting again). A frozen nginx keeps the connections open with no byte moving, which is what
@@ -16,13 +20,15 @@ stall threshold (2 s). Nothing here asserts on speed."""
 # ctest: TIMEOUT=300
 
 import json
+import os
 import re
-from datetime import datetime
+import shutil
+from datetime import datetime, timezone
 
 import pytest
 import requests
 
-from harness import wait_until
+from harness import free_port, wait_until
 
 MIB = 1024 * 1024
 NODE = "alert-node"
@@ -228,3 +234,105 @@ def test_stalled_pull_alert_reaches_every_sink(stack, cri_available, tmp_path):
     finally:
         for s in streams:
             s.close()
+
+
+ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
+
+
+class Alertmanager:
+    """Debian's prometheus-alertmanager on 127.0.0.1 with a null receiver and no cluster
+    listener, in the stack's directory; stopped with the stack (by PID)."""
+
+    def __init__(self, stack):
+        self.dir = stack.dir / "alertmanager"
+        (self.dir / "data").mkdir(parents=True)
+        cfg = self.dir / "alertmanager.yml"
+        cfg.write_text('route:\n  receiver: "null"\n  group_wait: 1s\nreceivers:\n  - name: "null"\n')
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+        def ready():
+            try:
+                return requests.get(self.url + "/-/ready", timeout=1).status_code == 200
+            except requests.RequestException:
+                return False
+        self.daemon = stack.daemon(
+            "alertmanager", binary=ALERTMANAGER, ready=ready, timeout=30,
+            args=[f"--config.file={cfg}", f"--storage.path={self.dir / 'data'}",
+                  f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address=",
+                  "--log.level=warn"])
+
+    def alerts(self, **labels):
+        """GET /api/v2/alerts (the alerts not resolved), filtered on `labels`."""
+        r = requests.get(self.url + "/api/v2/alerts", timeout=5,
+                         params={"filter": [f'{k}="{v}"' for k, v in labels.items()]})
+        r.raise_for_status()
+        return r.json()
+
+    def received(self, status):
+        """alertmanager_alerts_received_total{status} (firing or resolved), summed."""
+        text = requests.get(self.url + "/metrics", timeout=5).text
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("alertmanager_alerts_received_total{")
+                   and f'status="{status}"' in line)
+
+
+@pytest.mark.stack(rate=2 * MIB)
+def test_alert_is_active_in_alertmanager_then_resolved(stack, cri_available):
+    if not os.access(ALERTMANAGER, os.X_OK):
+        pytest.fail(f"{ALERTMANAGER} is missing: scripts/install-deps.sh test installs it")
+    am = Alertmanager(stack)
+    srv = stack.server(env={
+        "PULLTRACE_KUBERNETES": "off",
+        "PULLTRACE_STALL_ALERT_AFTER": "1s",
+        "PULLTRACE_ALERT_RESEND": "2s",
+        "PULLTRACE_ALERT_WEBHOOK_URL": am.url + ALERTS_PATH})
+    s = srv.events()
+    try:
+        s.wait(lambda e: e["event"] == "snapshot")
+        img = stack.images.image("e2e/am", "v1", layers=[12 * MIB, 10 * MIB])
+        stack.agent(srv.url, node_name=NODE, env=agent_env())
+        stack.cri_pull(img, background=True)
+        s.wait(lambda e: (e["event"] in ("pull.started", "pull.progress")
+                          and e["data"]["pull"]["manifestDigest"] == img.manifest_digest
+                          and 0 < e["data"]["pull"]["downloadedBytes"] < img.total_bytes),
+               timeout=60, what="bytes moving")
+        stack.nginx.freeze()
+        alert = s.wait(lambda e: e["event"] == "alert", timeout=60, what="the stall alert")
+        pull_id = alert["data"]["alert"]["pullId"]
+        assert alert["data"]["alert"]["name"] == "PullStalled"
+
+        # Active in Alertmanager, with an endsAt ahead, and kept firing by re-sends while the
+        # pull stays stalled.
+        firing = wait_until(lambda: am.alerts(alertname="PullStalled", pull=pull_id), 30,
+                            what="the alert in Alertmanager")
+        assert len(firing) == 1
+        a = firing[0]
+        assert a["status"]["state"] == "active"
+        assert a["labels"] == {"alertname": "PullStalled", "severity": "warning", "node": NODE,
+                               "image": f"127.0.0.1/{img.name}", "pull": pull_id}
+        assert "has made no progress" in a["annotations"]["summary"]
+        ends = datetime.fromisoformat(a["endsAt"].replace("Z", "+00:00"))
+        assert ends > datetime.now(timezone.utc)
+        wait_until(lambda: am.received("firing") >= 3, 60, what="re-sends while stalled")
+        assert srv.metric("pulltrace_pulls_active", {"state": "stalled"}) == 1
+        still = am.alerts(alertname="PullStalled", pull=pull_id)
+        assert len(still) == 1 and still[0]["status"]["state"] == "active"
+        assert srv.metric("pulltrace_alerts_active") == 1
+
+        # The pull moves again: the alert is sent resolved and leaves Alertmanager's list
+        # (which holds only unresolved alerts); without the resolution the re-sends would
+        # keep it there.
+        stack.nginx.thaw()
+        s.wait(lambda e: e["event"] == "pull.progress" and e["data"]["pull"]["id"] == pull_id
+               and e["data"]["pull"]["state"] == "pulling", timeout=60, what="the pull moving")
+        wait_until(lambda: am.received("resolved") >= 1, 30, what="the resolved alert received")
+        wait_until(lambda: not am.alerts(alertname="PullStalled", pull=pull_id), 30,
+                   what="the alert resolved in Alertmanager")
+        assert srv.metric("pulltrace_alerts_resolved_total") == 1
+        assert srv.metric("pulltrace_alerts_active") == 0
+        resolved = [r for r in srv.log_json() if r.get("msg") == "alert resolved"]
+        assert len(resolved) == 1 and resolved[0]["labels"]["pull"] == pull_id
+        assert srv.metric("pulltrace_alert_webhook_deliveries_total", {"result": "dropped"}) == 0
+    finally:
+        s.close()

@@ -131,9 +131,15 @@ MATRIX = {
     "ingress-any-host": {"ingress": {"enabled": True, "path": "/", "pathType": "Exact"}},
     "no-tests": {"tests": {"enabled": False}},
     "replicas": {"server": {"replicas": 3}},
+    "persistence": {"persistence": {"enabled": True, "size": "10Gi", "storageClass": "fast-ssd",
+                                    "mountPath": "/data", "retention": "14d",
+                                    "maxBytes": 8000000000}},
+    "persistence-emptydir": {"persistence": {"enabled": True, "emptyDir": True, "size": "500Mi",
+                                             "maxBytes": 400000000}},
+    "replicas-persistence": {"server": {"replicas": 2}, "persistence": {"enabled": True}},
 }
 MATRIX["everything"] = {k: v for case in ("policy", "monitoring", "network-policy", "ingress",
-                                          "resources-and-scheduling", "token-value")
+                                          "resources-and-scheduling", "token-value", "persistence")
                         for k, v in MATRIX[case].items()}
 RELEASES = ["pulltrace", "prod", LONG, "9lives", "my.release-" + "b" * 30]
 
@@ -146,9 +152,9 @@ def test_lint_and_render_every_value_set(helm, case, tmp_path):
         objects = helm.template(args, release=release, namespace="pulltrace-system")
         assert chartlib.problems(objects, "pulltrace-system") == [], (case, release)
         kinds = {o["kind"] for o in objects}
-        assert {"Deployment", "DaemonSet", "Service", "ConfigMap", "ServiceAccount",
+        assert {"DaemonSet", "Service", "ConfigMap", "ServiceAccount",
                 "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"} <= kinds
-        server = find(objects, "Deployment", "-server")
+        server = server_of(objects)
         agent = find(objects, "DaemonSet", "-agent")
         service = find(objects, "Service", "-server")
         replicas = find(objects, "Service", "-replicas")
@@ -261,6 +267,16 @@ def test_cluster_scoped_names_differ_between_namespaces(helm):
     a = find(helm.template(namespace="team-a"), "ClusterRole")["metadata"]["name"]
     b = find(helm.template(namespace="team-b"), "ClusterRole")["metadata"]["name"]
     assert a != b
+
+
+def test_server_reads_pods_and_events_and_writes_only_events(helm):
+    """The server's ClusterRole: read pods and kubelet's events; write nothing but
+    events.k8s.io Events (create, and patch for the series of a repeat)."""
+    rules = find(helm.template(), "ClusterRole")["rules"]
+    assert rules == [
+        {"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+    ]
 
 
 def test_policy_scripts_reach_the_configmap_byte_for_byte(helm, tmp_path):
@@ -484,11 +500,61 @@ def test_pod_security_levels_are_the_documented_ones(helm):
     (["--set", "server.watchNamespaces=Prod"], "watchNamespaces"),
     (["--set", "sever.replicas=1"], "sever"),
     (["--set", "tokn.value=x"], "tokn"),
+    (["--set", "persistence.size=lots"], "size"),
+    (["--set", "persistence.retention=a week"], "retention"),
+    (["--set", "persistence.maxBytes=-1"], "maxBytes"),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_schema_refuses_bad_values_at_install_time(helm, values, key):
     r = helm.template(values, check=False)
     assert r.returncode != 0, f"{values} rendered"
     assert "schema" in r.stderr and key in r.stderr, r.stderr
+
+
+def server_of(objects):
+    """The server's workload: a Deployment, or a StatefulSet when the history has a claim."""
+    found = [o for o in objects if o["kind"] in ("Deployment", "StatefulSet")
+             and o["metadata"]["name"].endswith("-server")]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_persistence_gives_the_server_a_volume_of_its_own(helm):
+    """persistence: a StatefulSet whose pod has its own claim (another replica would get
+    another), mounted where PULLTRACE_DATA_DIR points and writable by the server's group;
+    with emptyDir the server stays a Deployment; without, no data directory at all."""
+    objects = helm.template(["--set", "persistence.enabled=true",
+                             "--set", "persistence.storageClass=fast-ssd"])
+    sts = find(objects, "StatefulSet", "-server")
+    assert not any(o["kind"] == "Deployment" for o in objects)
+    # The governing Service of its pods is the headless one the agents resolve.
+    assert sts["spec"]["serviceName"] == find(objects, "Service", "-replicas")["metadata"]["name"]
+    assert sts["spec"]["podManagementPolicy"] == "Parallel"
+    claim = sts["spec"]["volumeClaimTemplates"][0]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    assert claim["spec"]["storageClassName"] == "fast-ssd"
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    spec = pod_spec(sts)
+    env = env_of(sts)
+    mount = next(m for m in spec["containers"][0]["volumeMounts"]
+                 if m["name"] == claim["metadata"]["name"])
+    assert env["PULLTRACE_DATA_DIR"] == mount["mountPath"] == "/var/lib/pulltrace"
+    assert env["PULLTRACE_HISTORY_RETENTION"] == "7d"
+    assert env["PULLTRACE_HISTORY_MAX_BYTES"] == "1610612736"
+    assert spec["securityContext"]["fsGroup"] == spec["securityContext"]["runAsGroup"]
+    assert chartlib.pod_security_violations(sts)["restricted"] == []
+    # No class: the cluster's default.
+    sts = find(helm.template(["--set", "persistence.enabled=true"]), "StatefulSet", "-server")
+    assert "storageClassName" not in sts["spec"]["volumeClaimTemplates"][0]["spec"]
+
+    objects = helm.template(["--set", "persistence.enabled=true", "--set", "persistence.emptyDir=true"])
+    dep = find(objects, "Deployment", "-server")
+    vol = next(v for v in pod_spec(dep)["volumes"] if v["name"] == "data")
+    assert vol["emptyDir"] == {"sizeLimit": "2Gi"}
+    assert env_of(dep)["PULLTRACE_DATA_DIR"] == "/var/lib/pulltrace"
+
+    dep = find(helm.template(), "Deployment", "-server")
+    assert "PULLTRACE_DATA_DIR" not in env_of(dep)
+    assert "fsGroup" not in pod_spec(dep)["securityContext"]
 
 
 def test_notes_name_the_service_and_the_port(build_dir, tmp_path):
@@ -753,14 +819,18 @@ def test_rendered_configuration_starts_the_real_daemons(helm, build_dir, tmp_pat
         "10-indented.lua": "  -- indented first line\nlocal x = 1\nreturn nil\n"}
     for name, text in scripts.items():
         (policy_dir / name).write_text(text)
-    env = {k: v for k, v in env_of(find(objects, "Deployment", "-server")).items()
-           if isinstance(v, str)}
+    env = {k: v for k, v in env_of(server_of(objects)).items() if isinstance(v, str)}
     port, mport = free_port(), free_port()
+    # The history's volume, as the server sees it; here, a directory of our own.
+    assert env["PULLTRACE_DATA_DIR"] == MATRIX["persistence"]["persistence"]["mountPath"]
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
     # No API server here: Kubernetes is off, and so is the leader election that needs it
     # (test_ha.py runs it against the fake API server).
     env.update(PULLTRACE_HTTP_ADDR=f"127.0.0.1:{port}", PULLTRACE_METRICS_ADDR=f"127.0.0.1:{mport}",
                PULLTRACE_POLICY_DIR=str(policy_dir), PULLTRACE_KUBERNETES="off",
-               PULLTRACE_LEADER_ELECTION="off", PULLTRACE_AGENT_TOKEN="t")
+               PULLTRACE_LEADER_ELECTION="off", PULLTRACE_AGENT_TOKEN="t",
+               PULLTRACE_DATA_DIR=str(data_dir))
     server = Daemon("pulltrace-server", find_binary("pulltrace-server", build_dir),
                     tmp_path / "server.log", env=env)
     server.start(ready=lambda: _get(f"http://127.0.0.1:{port}/readyz") is not None, timeout=30)
@@ -769,6 +839,9 @@ def test_rendered_configuration_starts_the_real_daemons(helm, build_dir, tmp_pat
         policy = next(c for c in ready["checks"] if c["name"] == "policy")
         loaded = {s["name"] for s in policy["status"]["scripts"] if s["origin"] != "builtin"}
         assert set(scripts) <= loaded, policy
+        history = next(c for c in ready["checks"] if c["name"] == "history")
+        assert history["ok"] and history["detail"] == "ok"
+        assert (data_dir / "history.db").exists()
     finally:
         server.stop()
 
@@ -815,7 +888,7 @@ def test_every_setting_the_chart_passes_is_known_to_the_daemon(helm, build_dir, 
     agent_help = help_text(build_dir, "pulltrace-agent")
     args = values_file(tmp_path, "everything", MATRIX["everything"])
     objects = helm.template(args)
-    server_vars = set(env_of(find(objects, "Deployment", "-server")))
+    server_vars = set(env_of(server_of(objects)))
     agent_vars = set(env_of(find(objects, "DaemonSet", "-agent")))
     assert "PULLTRACE_AGENT_TOKEN" in server_vars and "PULLTRACE_AGENT_TOKEN" in agent_vars
     assert "PULLTRACE_POLICY_SETTING_<key>" in server_help

@@ -200,6 +200,21 @@ def test_proxy_errors_are_the_api_servers(stack, kube, build_dir):
                                                                 token="wrong"))
     r = bad.run("get", "pulls", check=False)
     assert r.returncode == 1 and "unauthorized (HTTP 401)" in r.stderr and "bad" in r.stderr
+    # Without the cluster's CA the API server's certificate is refused, unless the user
+    # asks (the flag, or the kubeconfig's insecure-skip-tls-verify).
+    noca = stack.dir / "noca"
+    text = kube.write_kubeconfig(path=noca).read_text()
+    noca.write_text("\n".join(x for x in text.splitlines()
+                               if "certificate-authority-data" not in x) + "\n")
+    r = cli.run("get", "pulls", "--kubeconfig", noca, check=False)
+    assert r.returncode == 1 and "cannot reach pulltrace-server" in r.stderr
+    assert "certificate" in r.stderr, r.stderr
+    r = cli.run("get", "pulls", "--kubeconfig", noca, "--insecure-skip-tls-verify", check=False)
+    assert "error trying to reach service" in r.stderr, r.stderr
+    noca.write_text(noca.read_text().replace(f"server: {kube.url}",
+                                             f"server: {kube.url}\n    insecure-skip-tls-verify: true"))
+    r = cli.run("get", "pulls", "--kubeconfig", noca, check=False)
+    assert "error trying to reach service" in r.stderr, r.stderr
     # Bad flags and kubeconfigs are clear errors.
     r = cli.run("get", "pulls", "-o", "xml", check=False)
     assert r.returncode == 1 and 'unknown format "xml"' in r.stderr
@@ -351,15 +366,34 @@ class Tmux:
     """A private tmux server (its own socket) with one window running `command`."""
 
     def __init__(self, dir_, command, env, width=120, height=30):
+        Path(dir_).mkdir(parents=True, exist_ok=True)
         self.sock = str(Path(dir_) / "tmux.sock")
         self.env = dict(env)
-        self.run("new-session", "-d", "-x", str(width), "-y", str(height), "-s", "cli",
-                 "sh", "-c", command)
-        self.run("set-option", "-t", "cli", "remain-on-exit", "on")
+        # A busy machine can make the first start fail: it is then tried again (for a
+        # state, not a time).
+        args = ["new-session", "-d", "-x", str(width), "-y", str(height), "-s", "cli",
+                "sh", "-c", command]
+        last = [None]
+
+        def started():
+            last[0] = subprocess.run(["tmux", "-S", self.sock, *args], capture_output=True,
+                                     text=True, env=self.env, timeout=60)
+            return last[0].returncode == 0 or self.alive()
+        try:
+            wait_until(started, 60, what="tmux's session")
+        except TimeoutError:
+            raise AssertionError(f"tmux new-session failed: {last[0].stderr}") from None
+
+    def alive(self):
+        return subprocess.run(["tmux", "-S", self.sock, "has-session", "-t", "cli"],
+                              capture_output=True, env=self.env, timeout=60).returncode == 0
 
     def run(self, *args):
-        return subprocess.run(["tmux", "-S", self.sock, *args], capture_output=True, text=True,
-                              env=self.env, timeout=30, check=True)
+        r = subprocess.run(["tmux", "-S", self.sock, *args], capture_output=True, text=True,
+                           env=self.env, timeout=60)
+        if r.returncode != 0:
+            raise AssertionError(f"tmux {' '.join(args)} failed ({r.returncode}): {r.stderr}")
+        return r
 
     def screen(self, escapes=False, history=False):
         return self.run("capture-pane", "-p", "-t", "cli", *(["-e"] if escapes else []),
@@ -396,7 +430,10 @@ def test_top_in_a_terminal(env):
     env.kubelet_pull(p1, done)
     env.completed(done)
     shell_env = dict(env.cli.env, TERM="xterm-256color")
-    tmux = Tmux(stack.dir, f"echo BEFORE-TOP; {env.binary} top; echo EXIT:$?", shell_env)
+    # The shell stays after top (tmux does not always show the last output of a pane whose
+    # processes all ended) and says how top ended.
+    tmux = Tmux(stack.dir, f"echo BEFORE-TOP; {env.binary} top; echo EXIT:$?; sleep 600",
+                shell_env)
     try:
         tmux.wait(lambda s: "completed" in s and "IMAGE " in s, "top's first screen")
         s = tmux.screen()
@@ -406,13 +443,22 @@ def test_top_in_a_terminal(env):
         # A pull in flight shows up live with its bar, speed and ETA.
         p2 = kube.add_pod(NS, "batch-1", NODE, [("job", stack.ref(slow))])
         kube.add_event(p2, "Pulling", f'Pulling image "{stack.ref(slow)}"')
+        # watch on a terminal: one bar per pull, redrawn in place.
+        wt = Tmux(stack.dir / "w", f"{env.binary} watch pod/batch-1 -n {NS}; echo EXIT:$?; "
+                  "sleep 600", shell_env, width=110, height=8)
         h = stack.cri_pull(slow, background=True)
-        live = tmux.wait(lambda s: "pulling" in s and "shop/batch-1" in s and "ETA" in s,
-                         "the live pull on top's screen")
+
+        def moving(s):
+            row = next((x for x in s.splitlines() if "shop/batch-1" in x), "")
+            return "pulling" in row and "█" in row and " 0%" not in row
+        live = tmux.wait(moving, "the live pull on top's screen")
         capture("top.txt", live)
         row = next(line for line in live.splitlines() if "shop/batch-1" in line)
-        assert "█" in row or "░" in row
-        assert "/s" in row
+        assert "/s" in row and "ETA" in row
+        w = wt.wait(lambda s: "█" in s and "ETA" in s, "watch's progress bar")
+        capture("watch-tty.txt", w)
+        assert w.splitlines()[0] == f"Waiting for the image pulls of pod/batch-1 in namespace {NS}"
+        assert f"{stack.ref(slow)} on {NODE}" in w
         # Colours: the state in its colour (cyan while pulling, green once completed).
         assert "\x1b[36mpulling" in tmux.screen(escapes=True)
         # g groups by node, / filters, resizing redraws to the new width.
@@ -426,6 +472,12 @@ def test_top_in_a_terminal(env):
         tmux.wait(lambda s: max(len(x) for x in s.splitlines()) <= 90 and "shop/api-1" in s,
                   "the redraw at 90 columns")
         h.wait(timeout=120)
+        wt.wait(lambda s: "EXIT:0" in s, "watch's end")
+        w = wt.screen(history=True)
+        capture("watch-tty-done.txt", w)
+        assert "pod/batch-1: every image is there (1 image, 1 pod)" in w
+        assert w.count(stack.ref(slow)) == 1  # the bar was redrawn in place
+        wt.close()
         tmux.wait(lambda s: s.count("completed") >= 3, "both pulls completed")  # + title
         # q gives the screen back as it was.
         tmux.keys("q")
@@ -435,11 +487,12 @@ def test_top_in_a_terminal(env):
         assert "BEFORE-TOP\nEXIT:0" in tmux.screen(history=True)
         # NO_COLOR: no colours, also on a terminal.
         tmux.close()
-        tmux = Tmux(stack.dir, f"exec {env.binary} top", dict(shell_env, NO_COLOR="1"))
+        tmux = Tmux(stack.dir / "nc", f"{env.binary} top; echo EXIT:$?; sleep 600",
+                    dict(shell_env, NO_COLOR="1"))
         tmux.wait(lambda s: "completed" in s, "top without colours")
         assert "\x1b[3" not in tmux.screen(escapes=True)
         tmux.keys("C-c")  # Ctrl-C quits and restores the screen too
-        s = tmux.wait(lambda s: "Pane is dead (status 0" in s, "top's exit on Ctrl-C")
+        s = tmux.wait(lambda s: "EXIT:0" in s, "top's exit on Ctrl-C")
         assert "pulltrace top" not in s
     finally:
         tmux.close()

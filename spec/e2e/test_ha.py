@@ -183,11 +183,11 @@ def history_digests(srv, **params):
             return out
 
 
-def stalled_alerts(hook, digest_pull_ids):
-    """The PullStalled alerts the webhook accepted for these pull ids."""
+def stalled_alerts(hook, pull_ids):
+    """The PullStalled notifications the webhook accepted for these pull ids, in order."""
     return [a for body in hook.snapshot() for a in body
             if a["labels"]["alertname"] == "PullStalled"
-            and a["labels"].get("pull") in digest_pull_ids]
+            and a["labels"].get("pull") in pull_ids]
 
 
 @pytest.mark.stack(rate=2 * MIB)
@@ -197,8 +197,10 @@ def test_leader_killed_mid_pull_survivor_goes_on_alert_once_history_back(
 
     def env(name):
         (tmp_path / name).mkdir()
+        # No periodic re-send within the test: every notification is a firing or a
+        # resolution.
         return {"PULLTRACE_DATA_DIR": str(tmp_path / name),
-                "PULLTRACE_STALL_ALERT_AFTER": "2s",
+                "PULLTRACE_STALL_ALERT_AFTER": "2s", "PULLTRACE_ALERT_RESEND": "1h",
                 "PULLTRACE_ALERT_WEBHOOK_URL": hook.endpoint}
     a = replica(stack, kube, "pulltrace-a", **env("a"))
     b = replica(stack, kube, "pulltrace-b", **env("b"))
@@ -272,12 +274,14 @@ def test_leader_killed_mid_pull_survivor_goes_on_alert_once_history_back(
         wait_until(lambda: leader.metric("pulltrace_alert_webhook_deliveries_total",
                                          {"result": "not_leader"}) == 1, 60,
                    what="the follower raising it and leaving it to the leader")
+        ids = {p["id"] for p in (pull_on(a, big.manifest_digest),
+                                 pull_on(b, big.manifest_digest))}
+        # One firing notification, from the leader.
+        delivered = stalled_alerts(hook, ids)
+        assert len(delivered) == 1, json.dumps(hook.snapshot())
+        assert delivered[0]["labels"]["node"] == NODE
     finally:
         stack.nginx.thaw()
-    ids = {p["id"] for p in (pull_on(a, big.manifest_digest), pull_on(b, big.manifest_digest))}
-    delivered = stalled_alerts(hook, ids)
-    assert len(delivered) == 1, json.dumps(hook.snapshot())
-    assert delivered[0]["labels"]["node"] == NODE
     assert leader.metric("pulltrace_alerts_total", {"severity": "warning"}) == 1
     alert_ev = sb.wait(lambda e: e["event"] == "alert", 30, what="the alert on the stream")
     assert alert_ev["data"]["alert"]["name"] == "PullStalled"
@@ -292,8 +296,13 @@ def test_leader_killed_mid_pull_survivor_goes_on_alert_once_history_back(
     # The follower's alert history has the alert it raised but did not deliver.
     alerts = requests.get(leader.url + "/api/v1/history/alerts", timeout=10).json()["alerts"]
     assert [x["name"] for x in alerts] == ["PullStalled"]
-    # Exactly once, still: nothing was delivered twice meanwhile.
-    assert len(stalled_alerts(hook, ids)) == 1
+    # Resumed, the alert resolved: the leader sent it once more, with an endsAt of then
+    # (earlier than the firing one's); the follower sent nothing, still.
+    wait_until(lambda: len(stalled_alerts(hook, ids)) == 2, 30, what="the resolution")
+    firing, resolved = stalled_alerts(hook, ids)
+    assert resolved["labels"] == firing["labels"]
+    assert resolved["endsAt"] < firing["endsAt"]
+    assert leader.metric("pulltrace_alert_webhook_deliveries_total", {"result": "sent"}) == 0
     sb.close()
 
 

@@ -7,6 +7,7 @@ Nothing here asserts on speed: every wait is for a state, with a generous deadli
 import time
 
 import pytest
+import requests
 
 from harness import reports, wait_until
 
@@ -35,6 +36,14 @@ def kubelet_pull_fails(stack, kube, pod, ref):
 
 def pods_of(pull):
     return sorted((p["namespace"], p["name"]) for p in pull["pods"])
+
+
+def kube_get(kube, path, **params):
+    """GET of the fake API server as a client with its token and CA would do it."""
+    r = requests.get(kube.url + path, params=params, verify=str(kube.ca_file), timeout=10,
+                     headers={"Authorization": f"Bearer {kube.token}"})
+    r.raise_for_status()
+    return r.json()
 
 
 def server_with_kubeconfig(stack, kube, **env):
@@ -426,3 +435,80 @@ def test_already_present_is_not_a_pull_and_kubelet_success_resolves_failure(stac
     assert m.value("pulltrace_pulls_tracked", {"state": "completed"}) == 1
     assert m.value("pulltrace_pull_errors_total", {"reason": "Failed"}) == 1
     events.close()
+
+
+@pytest.mark.stack(rate=2 * MIB)
+def test_stalled_pull_is_an_event_on_its_pod(stack, kube, cri_available):
+    """A pull stalled through a frozen registry proxy shows as a Kubernetes Event on its pod
+    (events.k8s.io/v1, as `kubectl describe pod` lists them: regarding the Pod by uid); thawed,
+    a PullResumed Event follows; stalled again, the first Event's series counts the repeat
+    (PATCH) instead of a new Event."""
+    app = stack.images.image("e2e/frozen", "v1", layers=[24 * MIB, 24 * MIB])
+    ref = stack.ref(app)
+    pod = kube.add_pod("shop", "web-1", NODE, [("web", ref)])
+    srv = server_with_kubeconfig(stack, kube, PULLTRACE_STALL_ALERT_AFTER="1s")
+    events = srv.events()
+    try:
+        stack.agent(srv.url, node_name=NODE, env={"PULLTRACE_REPORT_INTERVAL": "500ms",
+                                                  "PULLTRACE_STALL_THRESHOLD": "2s"})
+        kube.add_event(pod, "Pulling", f'Pulling image "{ref}"')
+        stack.cri_pull(app, background=True)
+        moving = events.wait(lambda e: e["event"] in ("pull.started", "pull.progress")
+                             and e["data"]["pull"]["manifestDigest"] == app.manifest_digest
+                             and pods_of(e["data"]["pull"]) == [("shop", "web-1")]
+                             and 0 < e["data"]["pull"]["downloadedBytes"] < app.total_bytes,
+                             timeout=60, what="bytes moving for shop/web-1")
+        pull_id = moving["data"]["pull"]["id"]
+        stack.nginx.freeze()
+
+        stalled = wait_until(lambda: kube.events_v1_list("shop", "PullStalled"), 60,
+                             what="a PullStalled Event")
+        assert len(stalled) == 1
+        ev = stalled[0]
+        assert ev["apiVersion"] == "events.k8s.io/v1" and ev["kind"] == "Event"
+        assert ev["metadata"]["namespace"] == "shop"
+        assert ev["metadata"]["name"].startswith("web-1.")
+        assert ev["regarding"] == {"apiVersion": "v1", "kind": "Pod", "namespace": "shop",
+                                   "name": "web-1", "uid": pod["metadata"]["uid"]}
+        assert ev["reportingController"] == "pulltrace.io/server"
+        assert ev["reportingInstance"]
+        assert ev["action"] == "Pulling" and ev["type"] == "Warning"
+        assert ev["note"].startswith("layer sha256:")
+        assert f"of {ref} has received no byte for" in ev["note"]
+        assert "series" not in ev
+
+        # The same Event through the API as kubectl reads it (a field selector on the pod).
+        listed = kube_get(kube, "/apis/events.k8s.io/v1/namespaces/shop/events",
+                          fieldSelector="regarding.name=web-1,reason=PullStalled")
+        assert listed["kind"] == "EventList" and listed["apiVersion"] == "events.k8s.io/v1"
+        assert [i["metadata"]["name"] for i in listed["items"]] == [ev["metadata"]["name"]]
+
+        stack.nginx.thaw()
+        resumed = wait_until(lambda: kube.events_v1_list("shop", "PullResumed"), 60,
+                             what="a PullResumed Event")
+        assert len(resumed) == 1
+        assert resumed[0]["type"] == "Normal"
+        assert resumed[0]["regarding"]["uid"] == pod["metadata"]["uid"]
+        assert "receiving bytes again" in resumed[0]["note"]
+
+        # Stalled again while the pull is still under way: a repeat, counted in the first
+        # Event's series.
+        stack.nginx.freeze()
+        assert not events.of("pull.completed", pull=lambda p: p["id"] == pull_id), \
+            "the pull completed before it could stall again: make the image bigger"
+        again = wait_until(lambda: [e for e in kube.events_v1_list("shop", "PullStalled")
+                                    if e.get("series", {}).get("count") == 2], 60,
+                           what="the PullStalled series counting the repeat")
+        assert len(kube.events_v1_list("shop", "PullStalled")) == 1
+        assert again[0]["metadata"]["name"] == ev["metadata"]["name"]
+        assert again[0]["note"] == ev["note"]
+        assert again[0]["series"]["lastObservedTime"] > ev["eventTime"]
+        patches = [w for w in kube.event_writes if w[0] == "PATCH"]
+        assert patches and patches[-1][2] == "application/merge-patch+json"
+        stack.nginx.thaw()
+        m = srv.metrics()
+        assert m.value("pulltrace_kube_event_writes_total", {"result": "created"}) == 2
+        assert m.value("pulltrace_kube_event_writes_total", {"result": "failed"}) == 0
+        assert m.value("pulltrace_kube_event_writes_total", {"result": "skipped"}) == 0
+    finally:
+        events.close()

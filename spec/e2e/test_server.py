@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from harness import Server, reports
+from harness import Server, reports, wait_until
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -224,5 +224,108 @@ def test_real_agent_real_pull(stack, server_binary, cri_available):
         api = requests.get(srv.url + "/api/v1/pulls?node=e2e-node&state=completed", timeout=5).json()
         assert any(x["manifestDigest"] == app.manifest_digest for x in api["pulls"])
         s.close()
+    finally:
+        srv.stop()
+
+
+@pytest.mark.stack(rate=256 * KIB)
+def test_node_that_stops_reporting_is_forgotten(stack, server_binary, cri_available):
+    """A node that leaves the cluster (its agent stops reporting mid-pull) goes lost, its
+    pull is marked lost and then evicted, and the node is forgotten: it leaves
+    /api/v1/nodes and pulltrace_agents{state="lost"}, and the stream says node.removed."""
+    srv = stack.server(token=TOKEN, env={
+        "PULLTRACE_KUBERNETES": "off", "PULLTRACE_NODE_LOST_GRACE": "3s",
+        "PULLTRACE_HISTORY_TTL": "4s"})
+    s = srv.events()
+    try:
+        app = stack.images.image("e2e/gone", "v1", layers=[4 * MIB])
+        s.wait(lambda e: e["event"] == "snapshot")
+        agent = stack.agent(srv.url, node_name="scaled-away",
+                            env={"PULLTRACE_AGENT_TOKEN": TOKEN, "PULLTRACE_REPORT_INTERVAL": "500ms"})
+        stack.cri_pull(app, background=True)
+        started = s.wait(lambda e: e["event"] == "pull.started" and
+                         e["data"]["pull"]["manifestDigest"] == app.manifest_digest, timeout=60)
+        pull_id = started["data"]["pull"]["id"]
+        assert srv.metric("pulltrace_agents", {"state": "ok"}) == 1
+        agent.stop()
+
+        lost = s.wait(lambda e: e["event"] == "node.updated" and
+                      e["data"]["node"]["name"] == "scaled-away" and
+                      e["data"]["node"]["state"] == "lost", timeout=30, what="node lost")
+        failed = s.wait(lambda e: e["event"] == "pull.failed" and
+                        e["data"]["pull"]["id"] == pull_id, timeout=30, what="pull lost")
+        assert failed["data"]["pull"]["state"] == "lost"
+        assert failed["data"]["pull"]["error"]["reason"] == "node-lost"
+        # Lost, with a pull still in the tables: the node stays until the pull is evicted
+        # (the order of the events below), then it is forgotten.
+        evicted = s.wait(lambda e: e["event"] == "pull.evicted" and e["data"]["pullId"] == pull_id,
+                         timeout=30, what="the lost pull evicted")
+        removed = s.wait(lambda e: e["event"] == "node.removed", timeout=30, what="node.removed")
+        assert removed["data"]["node"] == "scaled-away"
+        assert lost["id"] < failed["id"] < evicted["id"] < removed["id"]
+        assert requests.get(srv.url + "/api/v1/nodes", timeout=5).json()["nodes"] == []
+        m = srv.metrics()
+        assert m.value("pulltrace_agents", {"state": "lost"}) == 0
+        assert m.value("pulltrace_agents_forgotten_total") == 1
+        assert m.value("pulltrace_agents_max") == 100000
+        assert any(r.get("msg") == "node forgotten" and r.get("node") == "scaled-away"
+                   for r in srv.log_json())
+    finally:
+        s.close()
+        srv.stop()
+
+
+def test_broken_policy_at_start_runs_the_defaults(server_binary, workdir):
+    """A broken script in PULLTRACE_POLICY_DIR at start: the server runs the built-in defaults
+    instead of exiting (a crash loop under Kubernetes), says so on /readyz (still ready), in a
+    metric and a log line naming script, line and message; the fixed script is reloaded and
+    takes over. --check-policy stays strict."""
+    policy = Path(workdir) / "policy"
+    policy.mkdir()
+    (policy / "zz-team.lua").write_text("-- the team's alerts\n\nlocal = 3\n")
+    r = subprocess.run([str(server_binary), "--check-policy", str(policy)], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 1 and "zz-team.lua:3:" in r.stdout + r.stderr, r
+
+    srv = start_server(server_binary, workdir, PULLTRACE_KUBERNETES="off",
+                       PULLTRACE_POLICY_DIR=str(policy))
+    try:
+        ready = requests.get(srv.url + "/readyz", timeout=5)
+        assert ready.status_code == 200, ready.text
+        check = next(c for c in ready.json()["checks"] if c["name"] == "policy")
+        assert check["ok"] is True
+        assert "failed to load at startup, running the built-in defaults" in check["detail"]
+        assert "zz-team.lua:3: <name> expected near '='" in check["detail"]
+        assert check["status"]["defaultsOnly"] is True
+        assert check["status"]["lastReload"] == "failed"
+        assert {s["origin"] for s in check["status"]["scripts"]} == {"builtin"}
+        m = srv.metrics()
+        assert m.value("pulltrace_policy_defaults_only") == 1
+        assert m.value("pulltrace_policy_load_error", {
+            "script": "zz-team.lua", "line": "3", "message": "<name> expected near '='"}) == 1
+        assert m.value("pulltrace_policy_reloads_total", {"result": "failure"}) == 1
+        logged = [x for x in srv.log_json()
+                  if x.get("msg") == "policy failed to load at startup, running the built-in defaults"]
+        assert len(logged) == 1 and logged[0]["level"] == "error"
+        assert (logged[0]["script"], logged[0]["line"]) == ("zz-team.lua", 3)
+        assert logged[0]["message"] == "<name> expected near '='"
+        # The built-in defaults work: a report is applied and the pull tracked.
+        assert srv.post(report("node-p", 1, 100)).json()["status"] == "applied"
+
+        # The fix is picked up by the reload watch and takes over.
+        (policy / "zz-team.lua").write_text("local team = 'payments'\n")
+
+        def fixed():
+            c = next(c for c in requests.get(srv.url + "/readyz", timeout=5).json()["checks"]
+                     if c["name"] == "policy")
+            return c if c["status"]["lastReload"] == "ok" else None
+        check = wait_until(fixed, 60, what="the fixed policy reloaded")
+        assert check["status"]["defaultsOnly"] is False
+        assert check["detail"].endswith("scripts loaded")
+        assert any(s["name"] == "zz-team.lua" for s in check["status"]["scripts"])
+        m = srv.metrics()
+        assert m.value("pulltrace_policy_defaults_only") == 0
+        assert not [k for k in m.samples if k[0] == "pulltrace_policy_load_error"]
+        assert m.value("pulltrace_policy_reloads_total", {"result": "success"}) == 1
     finally:
         srv.stop()

@@ -1,7 +1,7 @@
 # Web UI tiers (label `ui`): the Vitest suite (reducer, stream parser, formatting, filters)
 # and the browser tests spec/e2e/test_ui.py and test_ui_kube.py (registered as e2e.ui and
 # e2e.ui_kube by e2e.cmake; labelled here too). Both need ui/node_modules, which building the `ui` target installs (npm ci).
-if(PT_BUILD_UI AND TARGET pt_ui)
+if(PT_BUILD_UI AND TARGET pt_ui AND PT_NPM)
   add_test(NAME ui.vitest
            COMMAND ${PT_NPM} test --silent
            WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}/ui)

@@ -19,6 +19,30 @@ describe("default alert hooks", function()
     assert.truthy(a.summary:find("no progress for 2m0s", 1, true))
   end)
 
+  it("asks for a Kubernetes Event naming the stalled layer and its time without a byte", function()
+    local fn = hooks.on["pull.stalled"][1]
+    local stalled = { id = "n/p", node = "n", imageRef = "127.0.0.1/demo/app", layers = {
+      { digest = "sha256:" .. string.rep("a", 64), state = "done", totalBytes = 10, downloadedBytes = 10 },
+      { digest = "sha256:" .. string.rep("b", 64), state = "stalled", totalBytes = 2048,
+        downloadedBytes = 1024, updatedAt = 1000 },
+    } }
+    local a = fn({ pull = stalled, stalledSeconds = 120, time = 1150 })
+    local k = a.kubernetesEvent
+    assert.are.equal("PullStalled", k.reason)
+    assert.are.equal("PullResumed", k.resolvedReason)
+    assert.are.equal("layer sha256:bbbbbbbbbbbb of 127.0.0.1/demo/app has received no byte for 2m30s "
+      .. "(1024 of 2048 bytes)", k.note)
+    assert.truthy(k.resolvedNote:find("receiving bytes again", 1, true))
+    -- Without a stalled layer (or its time) the pull's stalled time is used.
+    assert.are.equal("pull of 127.0.0.1/demo/app has received no byte for 2m0s",
+      M.stall_note({ pull = pull, stalledSeconds = 120 }))
+  end)
+
+  it("asks for no Kubernetes Event on a failure (kubelet reports those)", function()
+    local a = hooks.on["pull.failed"][1]({ pull = pull, reason = "lost" })
+    assert.is_nil(a.kubernetesEvent)
+  end)
+
   it("uses the configured threshold", function()
     local fn = M.stalled(30)
     assert.is_nil(fn({ pull = pull, stalledSeconds = 29 }))

@@ -314,6 +314,7 @@ static void test_error_breakdown(void **state)
 struct alerts_seen {
   int n;
   char name[8][64], severity[8][16], summary[8][256], node[8][64];
+  char kube[8][512]; /* the kubernetesEvent as sorted JSON, "" without one */
 };
 
 static void alert_cb(void *ud, const struct pt_policy_alert *a)
@@ -326,6 +327,9 @@ static void alert_cb(void *ud, const struct pt_policy_alert *a)
   snprintf(s->summary[s->n], 256, "%s", a->summary);
   const char *node = json_string_value(json_object_get(a->labels, "node"));
   snprintf(s->node[s->n], 64, "%s", node ? node : "");
+  char *kube = a->kube_event ? json_dumps(a->kube_event, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+  snprintf(s->kube[s->n], 512, "%s", kube ? kube : "");
+  free(kube);
   s->n++;
 }
 
@@ -396,6 +400,49 @@ static void test_alert_validation(void **state)
   assert_int_equal(c.calls[PT_POLICY_HOOK_ALERT], 3);
   assert_int_equal(c.errors[PT_POLICY_HOOK_ALERT], 2);
   assert_int_equal(pt_policy_emit(p, "y", ev), 0);
+  json_decref(ev);
+  pt_policy_destroy(p);
+  tdir_remove(dir);
+}
+
+static void test_alert_kubernetes_event(void **state)
+{
+  (void)state;
+  struct alerts_seen seen = {0};
+  char *dir = tdir_new();
+  tdir_write(dir, "k.lua",
+             "pulltrace.on('x', function(ev) return {\n"
+             "  {name = 'Defaults', severity = 'warning', summary = 'it hangs', kubernetesEvent = true},\n"
+             "  {name = 'Info', severity = 'info', summary = 'fyi', kubernetesEvent = {note = 'n'}},\n"
+             "  {name = 'Full', severity = 'critical', summary = 's', kubernetesEvent = {reason = 'PullStalled',\n"
+             "    type = 'Normal', note = 'layer x', action = 'Waiting', resolvedReason = 'PullResumed',\n"
+             "    resolvedNote = 'moves'}},\n"
+             "  {name = 'None', severity = 'info', summary = 's', kubernetesEvent = false},\n"
+             "  {name = 'BadType', severity = 'info', summary = 's', kubernetesEvent = {type = 'Error'}},\n"
+             "  {name = 'BadReason', severity = 'info', summary = 's', kubernetesEvent = {reason = 'pull stalled'}},\n"
+             "  {name = 'NoResolvedReason', severity = 'info', summary = 's', kubernetesEvent = {resolvedNote = 'x'}},\n"
+             "  {name = 'LongNote', severity = 'info', summary = 's', kubernetesEvent = {note = string.rep('x', 1025)}},\n"
+             "} end)\n");
+  struct pt_policy_options o = topts(dir);
+  o.alert_cb = alert_cb;
+  o.alert_ud = &seen;
+  char err[1024];
+  struct pt_policy *p = pt_policy_create(&o, err, sizeof(err));
+  if (!p)
+    fail_msg("%s", err);
+  json_t *ev = json_object();
+  assert_int_equal(pt_policy_emit(p, "x", ev), 4);
+  assert_int_equal(seen.n, 4);
+  assert_string_equal(seen.kube[0],
+                      "{\"action\":\"Pulling\",\"note\":\"it hangs\",\"reason\":\"Defaults\",\"type\":\"Warning\"}");
+  assert_string_equal(seen.kube[1], "{\"action\":\"Pulling\",\"note\":\"n\",\"reason\":\"Info\",\"type\":\"Normal\"}");
+  assert_string_equal(seen.kube[2], "{\"action\":\"Waiting\",\"note\":\"layer x\",\"reason\":\"PullStalled\","
+                                    "\"resolvedNote\":\"moves\",\"resolvedReason\":\"PullResumed\",\"type\":\"Normal\"}");
+  assert_string_equal(seen.name[3], "None");
+  assert_string_equal(seen.kube[3], "");
+  struct pt_policy_counters c;
+  pt_policy_counters(p, &c);
+  assert_int_equal(c.errors[PT_POLICY_HOOK_ALERT], 1); /* the invalid entries, counted once per call */
   json_decref(ev);
   pt_policy_destroy(p);
   tdir_remove(dir);
@@ -530,6 +577,7 @@ int main(void)
       cmocka_unit_test(test_error_breakdown),
       cmocka_unit_test(test_default_alerts_and_dedup),
       cmocka_unit_test(test_alert_validation),
+    cmocka_unit_test(test_alert_kubernetes_event),
       cmocka_unit_test(test_options_from_env),
       cmocka_unit_test(test_builtin_settings_defaults),
       cmocka_unit_test(test_settings_reach_scripts),

@@ -53,6 +53,74 @@ static void test_startup_errors_name_file_and_line(void **state)
   assert_non_null(strstr(err, "/nonexistent/pulltrace-policy: No such file or directory"));
 }
 
+/* The server's start (defaults_on_error): a broken directory runs the
+ * built-in defaults with the failure in the status, and the next good version
+ * takes over; bad settings still fail. */
+static void test_startup_failure_runs_the_defaults(void **state)
+{
+  (void)state;
+  char *dir = tdir_new();
+  tdir_write(dir, "a.lua", v1);
+  tdir_write(dir, "c.lua", "\n\nlocal = 3\n");
+  struct pt_policy_options o = topts(dir);
+  o.defaults_on_error = true;
+  char err[2048];
+  struct pt_policy *p = pt_policy_create(&o, err, sizeof(err));
+  if (!p)
+    fail_msg("%s", err);
+  assert_true(current_rate(p) == -1); /* a.lua is not running: the C default answers */
+  struct pt_policy_status st;
+  pt_policy_status(p, &st);
+  assert_true(st.loaded && st.defaults_only);
+  assert_int_equal(st.last_reload, 0);
+  assert_string_equal(st.error_script, "c.lua");
+  assert_int_equal(st.error_line, 3);
+  assert_string_equal(st.error_message, "<name> expected near '='");
+  assert_non_null(strstr(st.error, "c.lua:3:"));
+  json_t *js = pt_policy_status_json(p);
+  assert_true(json_is_true(json_object_get(js, "defaultsOnly")));
+  assert_string_equal(json_string_value(json_object_get(js, "lastReload")), "failed");
+  json_decref(js);
+  struct pt_policy_counters c;
+  pt_policy_counters(p, &c);
+  assert_int_equal(c.reloads_failed, 1);
+
+  /* The fix takes over. */
+  tdir_write(dir, "c.lua", "return 1\n");
+  assert_int_equal(pt_policy_reload(p), 0);
+  assert_true(current_rate(p) == 1);
+  pt_policy_status(p, &st);
+  assert_false(st.defaults_only);
+  assert_int_equal(st.last_reload, 1);
+  assert_string_equal(st.error_script, "");
+  pt_policy_destroy(p);
+
+  /* Without the option the same directory stops creation. */
+  tdir_write(dir, "c.lua", "\n\nlocal = 3\n");
+  o.defaults_on_error = false;
+  assert_null(pt_policy_create(&o, err, sizeof(err)));
+  tdir_remove(dir);
+
+  /* A missing directory: no script to name. */
+  o = topts("/nonexistent/pulltrace-policy");
+  o.defaults_on_error = true;
+  p = pt_policy_create(&o, err, sizeof(err));
+  assert_non_null(p);
+  pt_policy_status(p, &st);
+  assert_true(st.defaults_only);
+  assert_string_equal(st.error_script, "");
+  assert_int_equal(st.error_line, 0);
+  assert_non_null(strstr(st.error_message, "No such file or directory"));
+  pt_policy_destroy(p);
+
+  /* A bad setting is a configuration error, not a script's. */
+  o = topts(NULL);
+  o.defaults_on_error = true;
+  o.settings[0] = (struct pt_policy_setting){"historyTTL", "soon"};
+  o.n_settings = 1;
+  assert_null(pt_policy_create(&o, err, sizeof(err)));
+}
+
 static void test_override_replaces_builtin_by_name(void **state)
 {
   (void)state;
@@ -583,6 +651,7 @@ int main(void)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_startup_errors_name_file_and_line),
+      cmocka_unit_test(test_startup_failure_runs_the_defaults),
       cmocka_unit_test(test_override_replaces_builtin_by_name),
       cmocka_unit_test(test_reload_keeps_old_on_failure),
       cmocka_unit_test(test_configmap_symlink_swap),

@@ -89,15 +89,15 @@ static json_t *record(const char *id, const char *node, const char *image, const
                       double ended, int64_t bytes, const char *ns, const char *reason)
 {
   bool completed = strcmp(state, "completed") == 0;
-  json_t *r = json_pack("{s:s,s:s,s:s,s:s,s:n,s:n,s:b,s:s,s:[f,f,f,f,f,f,f],s:b,s:I,s:I,s:f,s:f,s:[{s:s,s:n,s:s,"
-                        "s:I,s:I,s:f,s:f}],s:[],s:n,s:[f,f,f],s:n}",
-                        "id", id, "node", node, "imageRef", image, "image", image, "manifestDigest", "indexDigest",
+  json_t *r = json_pack("{s:s,s:s,s:s,s:n,s:n,s:n,s:b,s:s,s:[f,f,f,f,f,f,f],s:b,s:I,s:I,s:f,s:f,s:[],s:[[s,i,s,I,I,"
+                        "f,f]],s:[],s:n,s:[f,f,f],s:n}",
+                        "id", id, "node", node, "imageRef", image, "image", "manifestDigest", "indexDigest",
                         "fromKubelet", 0, "state", state, "times", started, completed ? ended : 0.0, ended, ended,
                         ended, strcmp(state, "lost") == 0 ? ended : 0.0, 0.0, "totalKnown", 1, "total",
                         (json_int_t)bytes, "downloaded", (json_int_t)bytes, "bytesPerSecond", 10.0, "eta", 0.0,
-                        "layers", "digest", "sha256:aaaa", "mediaType", "state", completed ? "done" : "downloading",
-                        "total", (json_int_t)bytes, "downloaded", (json_int_t)bytes, "startedAt", started,
-                        "updatedAt", ended, "pods", "error", "kubelet", 0.0, -1.0, -1.0, "resolvedError");
+                        "mediaTypes", "layers", "sha256:aaaa", -1, completed ? "done" : "downloading", (json_int_t)bytes,
+                        (json_int_t)bytes, started, ended, "pods", "error", "kubelet", 0.0, -1.0, -1.0,
+                        "resolvedError");
   if (ns)
     json_array_append_new(json_object_get(r, "pods"),
                           json_pack("{s:s,s:s,s:n}", "namespace", ns, "name", "web-1", "container"));

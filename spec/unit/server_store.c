@@ -302,9 +302,60 @@ static void test_node_lost_and_eviction(void **state)
   pt_store_tick(s, T0 + 61 + 601);
   assert_null(pt_store_pull(s, "n1/p1"));
   assert_int_equal(count(&r, "pull.evicted"), 1);
-  /* The node reports again: ok. */
+  /* The node reports again before a tick forgot it: ok. */
   report(s, "n1", "b1", 2, T0 + 700, -1, NULL, false, NULL);
   assert_int_equal(pt_store_node(s, "n1")->state, PT_NODE_OK);
+  assert_int_equal(count(&r, "node.removed"), 0);
+  rec_clear(&r);
+  pt_store_destroy(s);
+}
+
+/* A lost node is forgotten once its last pull is evicted, and not before;
+ * the node limit counts only the nodes in the tables. */
+static void test_lost_node_forgotten(void **state)
+{
+  struct rec r = {0};
+  struct pt_store_options o = {.on_change = on_change, .ud = &r, .policy = policy, .node_lost_grace = 60,
+                               .max_nodes = 2};
+  struct pt_store *s = pt_store_create(&o);
+  assert_int_equal(pt_store_max_nodes(s), 2);
+  struct layer_spec l[1] = {{'a', 100, 10, "downloading"}};
+  assert_int_equal(report(s, "n1", "b1", 1, T0, 1, l, false, NULL), PT_APPLY_APPLIED);
+  assert_int_equal(report(s, "n2", "b2", 1, T0, -1, NULL, false, NULL), PT_APPLY_APPLIED);
+  assert_int_equal(report(s, "n3", "b3", 1, T0, -1, NULL, false, NULL), PT_APPLY_FULL);
+  /* Both go lost; n2 has no pull and is forgotten on the next tick, n1
+   * keeps its lost pull (and its place) until the pull is evicted. */
+  pt_store_tick(s, T0 + 61);
+  assert_int_equal(pt_store_node(s, "n1")->state, PT_NODE_LOST);
+  assert_int_equal(pt_store_node(s, "n2")->state, PT_NODE_LOST);
+  pt_store_tick(s, T0 + 62);
+  assert_null(pt_store_node(s, "n2"));
+  assert_non_null(pt_store_node(s, "n1"));
+  assert_int_equal(count(&r, "node.removed"), 1);
+  assert_string_equal(json_string_value(json_object_get(last_of(&r, "node.removed"), "node")), "n2");
+  assert_int_equal(pt_store_counters(s)->nodes_forgotten, 1);
+  struct pt_store_gauges g;
+  pt_store_gauges(s, &g);
+  assert_int_equal(g.nodes_lost, 1);
+  json_t *nodes = pt_store_nodes_json(s, NULL);
+  assert_int_equal(json_array_size(nodes), 1);
+  json_decref(nodes);
+  /* Its place is free again. */
+  assert_int_equal(report(s, "n3", "b3", 1, T0 + 62, -1, NULL, false, NULL), PT_APPLY_APPLIED);
+  /* n1's pull is evicted historyTTL after it was marked lost; the tick
+   * after that forgets n1. */
+  pt_store_tick(s, T0 + 61 + 600);
+  assert_null(pt_store_pull(s, "n1/p1"));
+  assert_non_null(pt_store_node(s, "n1"));
+  pt_store_tick(s, T0 + 61 + 601);
+  assert_null(pt_store_node(s, "n1"));
+  assert_int_equal(pt_store_counters(s)->nodes_forgotten, 3); /* n1, and n3 lost meanwhile */
+  char err[256];
+  assert_int_equal(pt_store_check(s, err, sizeof(err)), 0);
+  /* A forgotten node that reports again is new. */
+  assert_int_equal(report(s, "n1", "b1", 2, T0 + 700, -1, NULL, false, NULL), PT_APPLY_APPLIED);
+  assert_int_equal(pt_store_node(s, "n1")->state, PT_NODE_OK);
+  assert_int_equal(pt_store_node(s, "n1")->restarts, 0);
   rec_clear(&r);
   pt_store_destroy(s);
 }
@@ -827,6 +878,7 @@ int main(void)
     cmocka_unit_test(test_stalled),
     cmocka_unit_test(test_throttle),
     cmocka_unit_test(test_node_lost_and_eviction),
+    cmocka_unit_test(test_lost_node_forgotten),
     cmocka_unit_test(test_pulls_are_per_node),
     cmocka_unit_test(test_kubelet_failures),
     cmocka_unit_test(test_already_present_is_not_a_pull),

@@ -394,43 +394,50 @@ static int start(struct pt_conn_req *q)
   return r;
 }
 
-int pt_conn_get(struct pt_conn *c, enum pt_target t, const char *path, pt_conn_json_cb cb, void *ud)
+static struct pt_conn_req *req_new(struct pt_conn *c, enum pt_target t, const char *path, void *ud)
 {
   struct pt_conn_req *q = calloc(1, sizeof(*q));
   if (!q || !(q->path = strdup(path))) {
     free(q);
-    return -ENOMEM;
+    return NULL;
   }
   q->c = c;
   q->target = t;
-  q->json_cb = cb;
   q->ud = ud;
+  return q;
+}
+
+static int req_start(struct pt_conn_req *q)
+{
   int r = start(q);
   if (r)
     req_free(q);
   return r;
 }
 
+int pt_conn_get(struct pt_conn *c, enum pt_target t, const char *path, pt_conn_json_cb cb, void *ud)
+{
+  struct pt_conn_req *q = req_new(c, t, path, ud);
+  if (!q)
+    return -ENOMEM;
+  q->json_cb = cb;
+  return req_start(q);
+}
+
 int pt_conn_stream(struct pt_conn *c, const char *path, const char *last_event_id, pt_httpc_data_cb on_data,
                    pt_conn_done_cb done, void *ud, uint64_t *id)
 {
-  struct pt_conn_req *q = calloc(1, sizeof(*q));
-  if (!q || !(q->path = strdup(path)) || (last_event_id && !(q->last_id = strdup(last_event_id)))) {
+  struct pt_conn_req *q = req_new(c, PT_TARGET_PULLTRACE, path, ud);
+  if (!q || (last_event_id && !(q->last_id = strdup(last_event_id)))) {
     if (q)
-      free(q->path);
-    free(q);
+      req_free(q);
     return -ENOMEM;
   }
-  q->c = c;
-  q->target = PT_TARGET_PULLTRACE;
   q->stream = true;
   q->data_cb = on_data;
   q->done_cb = done;
-  q->ud = ud;
-  int r = start(q);
-  if (r)
-    req_free(q);
-  else if (id)
+  int r = req_start(q);
+  if (r == 0 && id)
     *id = q->http_id;
   return r;
 }

@@ -141,8 +141,7 @@ void pt_cli_error(const struct pt_cli *cli, const char *fmt, ...)
 }
 
 static const char completion_bash[] =
-  "# bash completion for kubectl-pulltrace (and `kubectl pulltrace` through kubectl's\n"
-  "# plugin completion: save it as kubectl_complete-pulltrace on PATH, see docs/cli.md).\n"
+  "# bash completion for kubectl-pulltrace: source <(kubectl-pulltrace completion bash)\n"
   "_kubectl_pulltrace() {\n"
   "  local cur prev words cword\n"
   "  _init_completion -n =: 2>/dev/null || { cur=${COMP_WORDS[COMP_CWORD]}; prev=${COMP_WORDS[COMP_CWORD-1]}; "

@@ -128,6 +128,17 @@ static void line_end(struct pt_buf *o)
   pt_buf_puts(o, "\033[K\r\n");
 }
 
+/* A whole line: text cut to the width, in colour c. */
+static void fitted_line(struct pt_buf *o, const struct pt_term *term, const char *text, int width, enum pt_color c)
+{
+  struct pt_buf f;
+  pt_buf_init(&f);
+  pt_fmt_fit(&f, text, width, term->utf8);
+  pt_buf_printf(o, "%s%s%s", pt_term_sgr(term, c), f.data ? f.data : "", pt_term_sgr(term, PT_C_RESET));
+  pt_buf_close(&f);
+  line_end(o);
+}
+
 static void draw(struct top *t)
 {
   const struct pt_term *term = t->term;
@@ -183,12 +194,7 @@ static void draw(struct top *t)
   snprintf(keys, sizeof(keys), " group: %s (g)   sort: %s (s)   completed: %s (c)   filter (/): %s%s%s   q quit",
            t->by_node ? "node" : "image", sort_names[t->sort], t->hide_completed ? "hidden" : "shown",
            t->editing ? "" : "", t->filter[0] || t->editing ? t->filter : "-", t->editing ? "_" : "");
-  struct pt_buf kl;
-  pt_buf_init(&kl);
-  pt_fmt_fit(&kl, keys, W, term->utf8);
-  pt_buf_printf(&o, "%s%s%s", pt_term_sgr(term, PT_C_DIM), kl.data ? kl.data : "", pt_term_sgr(term, PT_C_RESET));
-  pt_buf_close(&kl);
-  line_end(&o);
+  fitted_line(&o, term, keys, W, PT_C_DIM);
 
   /* Columns: the other dimension's name, pod, bar, numbers, state. */
   /* " 100%" [" 1023.9 MiB/1023.9 MiB"] "  1023.9 MiB/s" "  ETA 59m  ": sizes only when wide. */
@@ -231,12 +237,7 @@ static void draw(struct top *t)
       pt_fmt_rate(grate, gr, sizeof(gr));
       snprintf(head, sizeof(head), "%s %s  (%zu pull%s, %s)", t->by_node ? "NODE" : "IMAGE", cur, count,
                count == 1 ? "" : "s", gr);
-      struct pt_buf hl;
-      pt_buf_init(&hl);
-      pt_fmt_fit(&hl, head, W, term->utf8);
-      pt_buf_printf(&o, "%s%s%s", pt_term_sgr(term, PT_C_BOLD), hl.data ? hl.data : "", pt_term_sgr(term, PT_C_RESET));
-      pt_buf_close(&hl);
-      line_end(&o);
+      fitted_line(&o, term, head, W, PT_C_BOLD);
       line++;
     }
     const struct pt_pull_view *v = &r->v;
@@ -284,10 +285,7 @@ static void draw(struct top *t)
     if (is_failed && v->error_message && line < max_lines) {
       char msg[1200];
       snprintf(msg, sizeof(msg), "    %s: %s", v->error_reason ? v->error_reason : "error", v->error_message);
-      pt_buf_reset(&cell);
-      pt_fmt_fit(&cell, msg, W, term->utf8);
-      pt_buf_printf(&o, "%s%s%s", pt_term_sgr(term, PT_C_RED), cell.data ? cell.data : "", pt_term_sgr(term, PT_C_RESET));
-      line_end(&o);
+      fitted_line(&o, term, msg, W, PT_C_RED);
       line++;
     }
     pt_buf_close(&cell);

@@ -280,7 +280,9 @@ static void draw(struct watch *w)
       progress_text(it, tail, sizeof(tail));
       if (it->state == IT_STALLED)
         snprintf(tail + strlen(tail), sizeof(tail) - strlen(tail), "  stalled");
-      barw = t->width >= 100 ? 24 : t->width >= 70 ? 12 : 0;
+      /* The bar takes what the label leaves, up to 24 cells; under 8 it is left out. */
+      barw = t->width - 2 - pt_fmt_cells(label) - 3 - pt_fmt_cells(tail) - 3 - 1;
+      barw = barw > 24 ? 24 : barw < 8 ? (t->width >= 60 ? 8 : 0) : barw;
     } else if (it->state == IT_FAILED) {
       snprintf(tail, sizeof(tail), "failed");
     } else {

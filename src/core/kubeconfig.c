@@ -385,9 +385,7 @@ static char **strings(yaml_document_t *doc, yaml_node_t *seq, bool pairs)
   }
   return out;
 fail:
-  for (size_t i = 0; i < k; i++)
-    free(out[i]);
-  free(out);
+  pt_kubeconfig_free_list(out);
   return NULL;
 }
 
@@ -417,12 +415,8 @@ static int load_exec(struct pt_kubeconfig *c, const struct pt_kubeconfig_options
     r = -ENOMEM;
   else if (!(c->exec = pt_kube_exec_create(&x, err, errlen)))
     r = -EINVAL;
-  for (size_t i = 0; args && args[i]; i++)
-    free(args[i]);
-  for (size_t i = 0; env && env[i]; i++)
-    free(env[i]);
-  free(args);
-  free(env);
+  pt_kubeconfig_free_list(args);
+  pt_kubeconfig_free_list(env);
   return r;
 }
 

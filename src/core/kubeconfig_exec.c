@@ -14,6 +14,7 @@
 #include "core/clock.h"
 #include "core/hash.h"
 #include "core/json.h"
+#include "core/kubeconfig.h"
 
 #define EXEC_V1 "client.authentication.k8s.io/v1"
 #define EXEC_V1BETA1 "client.authentication.k8s.io/v1beta1"
@@ -42,20 +43,11 @@ static char **copy_list(const char *const *in)
     return NULL;
   for (size_t i = 0; i < n; i++) {
     if (!(out[i] = strdup(in[i]))) {
-      for (size_t j = 0; j < i; j++)
-        free(out[j]);
-      free(out);
+      pt_kubeconfig_free_list(out);
       return NULL;
     }
   }
   return out;
-}
-
-static void free_list(char **l)
-{
-  for (size_t i = 0; l && l[i]; i++)
-    free(l[i]);
-  free(l);
 }
 
 void pt_kube_exec_destroy(struct pt_kube_exec *x)
@@ -69,8 +61,8 @@ void pt_kube_exec_destroy(struct pt_kube_exec *x)
   free(x->server);
   free(x->ca_file);
   free(x->cache_dir);
-  free_list(x->args);
-  free_list(x->env);
+  pt_kubeconfig_free_list(x->args);
+  pt_kubeconfig_free_list(x->env);
   free(x->token);
   free(x);
 }

@@ -23,7 +23,7 @@ struct pt_lease {
   uv_timer_t timer;
   char *name, *ns, *identity;
   double duration, renew_deadline, retry_period;
-  void (*changed)(void *ud, bool leader, const char *holder, double since);
+  void (*changed)(void *ud, bool leader, const char *holder);
   void *ud;
 
   enum step step;        /* the request in flight */
@@ -36,7 +36,6 @@ struct pt_lease {
   json_t *observed;
   char observed_key[512];
   double observed_at;
-  double since;          /* for changed() when a write makes this replica the leader */
   char holder[256];
 
   void (*release_done)(void *ud);
@@ -99,7 +98,7 @@ static void set_leader(struct pt_lease *l, bool leader, const char *holder)
                 *holder ? holder : "(none)");
   }
   if (l->changed)
-    l->changed(l->ud, leader, holder, leader ? l->since : 0);
+    l->changed(l->ud, leader, holder);
 }
 
 /* A leader that could not renew for the renew deadline stops leading before
@@ -146,7 +145,7 @@ static void done_cb(void *ud, const struct pt_http_response *r);
 static int send_request(struct pt_lease *l, enum step step, const char *method, json_t *body)
 {
   struct pt_http_request req;
-  const char *base = pt_kube_request(l->kube, &req);
+  const char *base = pt_kube_credentials(l->kube, &req);
   char *url = lease_url(l, base, step == STEP_CREATE);
   char *text = body ? pt_json_dump(body) : NULL;
   int rc = -ENOMEM;
@@ -187,7 +186,6 @@ static json_t *holder_spec(struct pt_lease *l, const json_t *old, const char *id
 
 static void try_create(struct pt_lease *l)
 {
-  l->since = 0; /* no Lease: nobody led */
   json_t *body = json_pack("{s:s,s:s,s:{s:s,s:s},s:o}", "apiVersion", "coordination.k8s.io/v1", "kind", "Lease",
                            "metadata", "name", l->name, "namespace", l->ns, "spec",
                            holder_spec(l, NULL, l->identity, lround(l->duration)));
@@ -226,10 +224,6 @@ static void decide(struct pt_lease *l)
     set_leader(l, false, holder);
     return;
   }
-  /* Taking over (or back): the previous holder was seen doing its job until
-   * its record last changed, which was written up to a retry period before. */
-  if (!l->leader)
-    l->since = pt_clock_now() - (pt_clock_mono() - l->observed_at) - l->retry_period;
   if (*holder && !mine)
     PT_LOG_INFO("leader election: the lease expired; taking over", "{s:s,s:s,s:s,s:f}", "lease", l->name,
                 "namespace", l->ns, "previousHolder", holder, "leaseDurationSeconds", duration);

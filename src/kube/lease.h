@@ -1,6 +1,7 @@
 /* Leader election on a coordination.k8s.io/v1 Lease, the way client-go's
  * leaderelection package does it, so that among several pulltrace-server
- * replicas exactly one delivers side effects (alert webhooks).
+ * replicas exactly one delivers side effects (alert webhooks, Kubernetes
+ * Events).
  *
  * Every retry period the candidate reads the Lease (GET). Missing (404): it
  * creates it holding it (POST; 409 AlreadyExists = another replica was
@@ -18,7 +19,7 @@
  * takes over at its next round instead of waiting for the lease to expire.
  *
  * It talks to the API server through the watcher's credentials
- * (pt_kube_request()) with its own HTTP client; nothing blocks the loop (a
+ * (pt_kube_credentials()) with its own HTTP client; nothing blocks the loop (a
  * Lease is a few hundred bytes of JSON). */
 #ifndef PT_KUBE_LEASE_H
 #define PT_KUBE_LEASE_H
@@ -38,11 +39,8 @@ struct pt_lease_options {
   double renew_deadline;     /* a leader not renewed for this long stops leading */
   double retry_period;       /* time between two rounds */
   /* Leadership changed (on the loop). holder: who holds the lease now as far
-   * as this replica knows ("" = nobody). since, when it became the leader: the
-   * wall-clock time (Unix seconds) after which the previous leader may have
-   * delivered nothing — when this replica last saw its record change, less a
-   * retry period; 0 when there was no Lease. */
-  void (*changed)(void *ud, bool leader, const char *holder, double since);
+   * as this replica knows ("" = nobody). */
+  void (*changed)(void *ud, bool leader, const char *holder);
   void *ud;
 };
 

@@ -924,10 +924,30 @@ void pt_kube_destroy(struct pt_kube *k)
   uv_close((uv_handle_t *)&k->token_timer, token_timer_closed);
 }
 
-const char *pt_kube_request(const struct pt_kube *k, struct pt_http_request *req)
+const char *pt_kube_credentials(const struct pt_kube *k, struct pt_http_request *req)
 {
   *req = api_request(k, NULL);
   return k->cfg.server;
+}
+
+int pt_kube_request(struct pt_kube *k, const char *method, const char *path, const char *body, size_t body_len,
+                    const char *content_type, pt_httpc_done_cb done, void *ud)
+{
+  if (!k || !path || !done)
+    return -EINVAL;
+  if (k->closing || !k->httpc)
+    return -ESHUTDOWN;
+  char url[4096];
+  if ((size_t)snprintf(url, sizeof(url), "%s%s", k->cfg.server, path) >= sizeof(url))
+    return -ENAMETOOLONG;
+  struct pt_http_request req = api_request(k, url);
+  req.method = method;
+  req.body = body;
+  req.body_len = body_len;
+  req.content_type = content_type;
+  req.timeout_ms = 30000;
+  req.max_body = 1 << 20;
+  return pt_httpc_request(k->httpc, &req, done, ud, NULL);
 }
 
 void pt_kube_stats(const struct pt_kube *k, struct pt_kube_stats *out)

@@ -105,6 +105,7 @@ struct pt_policy {
 
   /* Status. */
   int last_reload;
+  bool defaults_only; /* the directory failed at creation: built-in scripts run */
   double loaded_at, last_reload_at;
   char reload_error[2048];
   char last_error[1024];

@@ -27,7 +27,7 @@ const struct pt_config_var pt_policy_config_vars[] = {
   {"PULLTRACE_STALL_ALERT_AFTER", PT_CFG_DURATION, "2m", false, ENV(set.stall_alert_after), 0, 0,
    "Stalled time before the default PullStalled alert", NULL, "stallAlertAfter"},
   {"PULLTRACE_ALERT_REPEAT", PT_CFG_DURATION, "1h", false, ENV(set.alert_repeat), 0, 0,
-   "The same alert (name and labels) is delivered at most once per this", NULL, "alertRepeat"},
+   "While active, the same alert (name and labels) is delivered at most once per this", NULL, "alertRepeat"},
   {"PULLTRACE_POLICY_INSTRUCTION_BUDGET", PT_CFG_INT, "1000000", false, ENV(budget), 1000, INT_MAX,
    "Lua instructions per hook call; over it the call falls back to the default decision", NULL,
    NULL},

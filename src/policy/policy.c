@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/clock.h"
+#include "core/log.h"
 #include "policy/internal.h"
 
 #define MAX_STATE_BYTES (64u * 1024)
@@ -36,6 +37,41 @@ void policy_free(struct pt_policy *p)
   free(p->sent);
   free((char *)p->vmc.dir);
   free(p);
+}
+
+/* The directory's scripts failed to build (err says why): runs the built-in
+ * scripts alone and records the failure as a failed reload would, so that
+ * /readyz, the metrics and the watch treat it the same way (the failed
+ * scripts' hash is the one tried, so only a changed directory is built
+ * again). Returns 0, or -1 when even the defaults do not build. */
+static int start_with_defaults(struct pt_policy *p, char *err, size_t errlen)
+{
+  char why[sizeof(p->reload_error)];
+  snprintf(why, sizeof(why), "%s", err);
+  /* The hash of what failed (policy_build computes it before compiling; 0
+   * for an unreadable directory). */
+  uint64_t tried = p->dir_hash;
+  struct vm_config builtin = p->vmc;
+  builtin.dir = NULL;
+  if (policy_build(&builtin, NULL, 0, &p->vm, &p->dir_hash, err, errlen))
+    return -1;
+  /* The VM keeps a pointer to its configuration: the policy's own, whose
+   * directory stays set for the reloads. */
+  p->vm->cfg = &p->vmc;
+  p->dir_hash = 0;
+  p->tried_hash = tried;
+  double now = pt_clock_now();
+  p->loaded_at = p->last_reload_at = now;
+  p->last_reload = 0;
+  p->defaults_only = true;
+  p->counters.reloads_failed++;
+  snprintf(p->reload_error, sizeof(p->reload_error), "%s", why);
+  struct pt_policy_status st;
+  pt_policy_status(p, &st);
+  PT_LOG_ERROR("policy failed to load at startup, running the built-in defaults",
+               "{s:s, s:s, s:i, s:s, s:s}", "dir", p->vmc.dir, "script", st.error_script, "line", st.error_line,
+               "message", st.error_message, "error", why);
+  return 0;
 }
 
 struct pt_policy *pt_policy_create(const struct pt_policy_options *opts, char *err, size_t errlen)
@@ -68,9 +104,13 @@ struct pt_policy *pt_policy_create(const struct pt_policy_options *opts, char *e
   if (policy_settings_init(p, opts, err, errlen))
     goto fail;
   /* The first build runs on the caller's thread: startup waits for it
-   * anyway, and a bad policy must stop the server before it listens. */
-  if (policy_build(c, NULL, 0, &p->vm, &p->dir_hash, err, errlen))
-    goto fail;
+   * anyway, and without defaults_on_error a bad policy must stop the server
+   * before it listens. */
+  if (policy_build(c, NULL, 0, &p->vm, &p->dir_hash, err, errlen)) {
+    if (!opts->defaults_on_error || !c->dir || start_with_defaults(p, err, errlen))
+      goto fail;
+    return p;
+  }
   p->loaded_at = pt_clock_now();
   p->tried_hash = p->dir_hash;
   return p;
@@ -441,6 +481,7 @@ int pt_policy_correlate(struct pt_policy *p, const json_t *pull, const json_t *p
 struct alert_buf {
   char *name, *severity, *summary;
   json_t *labels;
+  json_t *kube_event; /* the validated kubernetesEvent with its defaults, or NULL */
 };
 
 struct emit_ctx {
@@ -463,6 +504,73 @@ static bool label_name_ok(const char *s, size_t len)
       return false;
   }
   return true;
+}
+
+/* An Event reason: UpperCamelCase letters and digits, as Kubernetes' own. */
+static bool event_reason_ok(const char *s)
+{
+  if (!s || !(*s >= 'A' && *s <= 'Z'))
+    return false;
+  for (; *s; s++)
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9')))
+      return false;
+  return true;
+}
+
+/* The optional string member k of the table at idx: *out is NULL when it is
+ * absent, false when it is present but not a string of 1..max bytes. */
+static bool opt_str(lua_State *L, int idx, const char *k, size_t max, const char **out)
+{
+  /* Left on the stack (the caller resets it) so that the string stays valid. */
+  int t = rawfield(L, idx, k);
+  *out = t == LUA_TNIL ? NULL : short_str(L, -1, max);
+  return t == LUA_TNIL || *out;
+}
+
+/* An alert's kubernetesEvent (docs/policy.md): true for every default, or a
+ * table {reason, type, note, action, resolvedReason, resolvedNote}. Fills
+ * the defaults from the alert; returns a reason when invalid. */
+static const char *take_kube_event(lua_State *L, int idx, const char *name, const char *sev, const char *summary,
+                                   json_t **out)
+{
+  int t = lua_type(L, idx);
+  if (t == LUA_TNIL || (t == LUA_TBOOLEAN && !lua_toboolean(L, idx)))
+    return NULL;
+  const char *reason = NULL, *type = NULL, *note = NULL, *action = NULL, *rreason = NULL, *rnote = NULL;
+  if (t == LUA_TTABLE) {
+    if (!opt_str(L, idx, "reason", 128, &reason) || !opt_str(L, idx, "type", 16, &type) ||
+        !opt_str(L, idx, "note", 1024, &note) || !opt_str(L, idx, "action", 128, &action) ||
+        !opt_str(L, idx, "resolvedReason", 128, &rreason) || !opt_str(L, idx, "resolvedNote", 1024, &rnote))
+      return "kubernetesEvent members must be strings (reason and action up to 128 bytes, notes up to 1024)";
+  } else if (t != LUA_TBOOLEAN) {
+    return "kubernetesEvent must be true or a table {reason, type, note, action, resolvedReason, resolvedNote}";
+  }
+  if (!reason)
+    reason = name;
+  if (!event_reason_ok(reason) || (rreason && !event_reason_ok(rreason)))
+    return "kubernetesEvent reasons must be UpperCamelCase letters and digits, e.g. \"PullStalled\"";
+  if (!type)
+    type = strcmp(sev, "info") == 0 ? "Normal" : "Warning";
+  if (strcmp(type, "Normal") && strcmp(type, "Warning"))
+    return "kubernetesEvent type must be \"Normal\" or \"Warning\"";
+  if (rnote && !rreason)
+    return "kubernetesEvent resolvedNote needs a resolvedReason";
+  /* A note is at most 1 kB in the API: a long summary is cut. */
+  char cut[1025];
+  if (!note) {
+    snprintf(cut, sizeof(cut), "%s", *summary ? summary : name);
+    note = cut;
+  }
+  json_t *ev = json_pack("{s:s,s:s,s:s,s:s}", "reason", reason, "type", type, "note", note, "action",
+                         action ? action : "Pulling");
+  if (!ev)
+    return "kubernetesEvent note must be UTF-8";
+  if (rreason) {
+    json_object_set_new(ev, "resolvedReason", json_string(rreason));
+    json_object_set_new(ev, "resolvedNote", rnote ? json_string(rnote) : json_string(rreason));
+  }
+  *out = ev;
+  return NULL;
 }
 
 /* Validates the alert table at idx into x->alerts; returns a reason or NULL. */
@@ -513,6 +621,10 @@ static const char *take_alert(lua_State *L, int idx, struct emit_ctx *x)
       lua_pop(L, 1);
     }
   }
+  rawfield(L, idx, "kubernetesEvent");
+  const char *why = take_kube_event(L, lua_gettop(L), name, sev, summary, &a->kube_event);
+  if (why)
+    return why;
   a->name = strdup(name);
   a->severity = strdup(sev);
   a->summary = strdup(summary);
@@ -566,25 +678,50 @@ static void free_alerts(struct emit_ctx *x)
     free(x->alerts[i].severity);
     free(x->alerts[i].summary);
     json_decref(x->alerts[i].labels);
+    json_decref(x->alerts[i].kube_event);
   }
   x->n = 0;
+}
+
+char *pt_policy_alert_key(const char *name, const json_t *labels)
+{
+  char *lj = json_dumps(labels, JSON_COMPACT | JSON_SORT_KEYS);
+  if (!lj)
+    return NULL;
+  size_t len = strlen(name) + strlen(lj) + 2;
+  char *key = malloc(len);
+  if (key)
+    snprintf(key, len, "%s\x1f%s", name, lj);
+  free(lj);
+  return key;
+}
+
+void pt_policy_alert_forget(struct pt_policy *p, const char *name, const json_t *labels)
+{
+  if (!p || !name || !labels)
+    return;
+  char *key = pt_policy_alert_key(name, labels);
+  if (!key)
+    return;
+  size_t w = 0;
+  for (size_t i = 0; i < p->n_sent; i++) {
+    if (strcmp(p->sent[i].key, key) == 0) {
+      free(p->sent[i].key);
+      continue;
+    }
+    p->sent[w++] = p->sent[i];
+  }
+  p->n_sent = w;
+  free(key);
 }
 
 /* True when the same alert went out less than alertRepeat ago; otherwise
  * remembers it as sent now. */
 static bool suppressed(struct pt_policy *p, const struct alert_buf *a, double now)
 {
-  char *labels = json_dumps(a->labels, JSON_COMPACT | JSON_SORT_KEYS);
-  if (!labels)
+  char *key = pt_policy_alert_key(a->name, a->labels);
+  if (!key)
     return false;
-  size_t len = strlen(a->name) + strlen(labels) + 2;
-  char *key = malloc(len);
-  if (!key) {
-    free(labels);
-    return false;
-  }
-  snprintf(key, len, "%s\x1f%s", a->name, labels);
-  free(labels);
   /* Forget what expired; keeps the table bounded by the alert rate. */
   size_t w = 0;
   bool found = false;
@@ -681,7 +818,7 @@ int pt_policy_emit(struct pt_policy *p, const char *event_type, const json_t *ev
       delivered++;
       if (p->alert_cb) {
         struct pt_policy_alert out = {a->name, a->severity, a->summary, a->labels,
-                                      event_type, h->script};
+                                      event_type, h->script, a->kube_event};
         p->alert_cb(p->alert_ud, &out);
       }
     }

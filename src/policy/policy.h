@@ -67,6 +67,10 @@ struct pt_policy_alert {
   const json_t *labels;   /* object whose values are all strings; never NULL */
   const char *event_type; /* the event that produced it, e.g. "pull.stalled" */
   const char *script;     /* the script whose handler returned it */
+  /* The alert's kubernetesEvent, validated with its defaults filled in:
+   * {"reason","type","note","action"} and optionally "resolvedReason",
+   * "resolvedNote"; NULL when the alert asks for none. */
+  const json_t *kube_event;
 };
 
 /* Receives each validated alert. The pointers live only during the call. */
@@ -100,6 +104,13 @@ struct pt_policy_options {
   /* Skip the built-in scripts (tests and operators who replace everything).
    * The C defaults still apply when no hook is registered. */
   bool no_builtin;
+  /* When the directory's scripts do not load at creation (a syntax error, an
+   * error while a script runs at load, a limit, an unreadable directory), run
+   * the built-in scripts (the compiled-in defaults) instead of failing, with
+   * the error kept in the status exactly as for a failed reload; the next good
+   * version of the directory is picked up by the reload watch. A bad setting
+   * still fails creation. The server sets it; --check-policy never does. */
+  bool defaults_on_error;
   pt_policy_alert_cb alert_cb; /* may be NULL: alerts are then only counted */
   void *alert_ud;
 };
@@ -237,6 +248,15 @@ int pt_policy_correlate(struct pt_policy *p, const json_t *pull, const json_t *p
  * once per alertRepeat. Returns the number delivered, or a negative errno. */
 int pt_policy_emit(struct pt_policy *p, const char *event_type, const json_t *event);
 
+/* The identity of an alert: "<name>\x1f<labels as sorted compact JSON>", the
+ * key of de-duplication (free() it; NULL without memory). */
+char *pt_policy_alert_key(const char *name, const json_t *labels);
+
+/* The condition of an alert cleared (the server resolved it): the same alert
+ * (name and labels) is delivered again at once the next time a hook returns
+ * it, instead of being suppressed until alertRepeat has passed. */
+void pt_policy_alert_forget(struct pt_policy *p, const char *name, const json_t *labels);
+
 /* Replaces the alert callback given in the options (cb NULL: alerts are only
  * counted). The server's store takes the alerts this way, since it exists
  * only after the policy. */
@@ -291,6 +311,15 @@ struct pt_policy_status {
   char error[2048];       /* why the last reload failed, "" otherwise */
   size_t n_scripts;       /* scripts in the running policy */
   bool reloading;         /* a reload is being built on the thread pool */
+  /* The directory's scripts failed at creation and the built-in defaults run
+   * (defaults_on_error), until a reload succeeds. */
+  bool defaults_only;
+  /* The first error of `error` taken apart ("script:line: message"): script
+   * is "" and line 0 when the error names no script (an unreadable
+   * directory), message is then the whole first line. */
+  char error_script[128];
+  int error_line;
+  char error_message[512];
 };
 void pt_policy_status(const struct pt_policy *p, struct pt_policy_status *out);
 

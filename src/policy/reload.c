@@ -73,8 +73,11 @@ static void finish(struct pt_policy *p, int rc, struct vm *vm, uint64_t hash, co
     p->counters.reloads_failed++;
     p->last_reload = 0;
     snprintf(p->reload_error, sizeof(p->reload_error), "%s", err);
-    PT_LOG_ERROR("policy reload failed, keeping the running policy", "{s:s, s:s}", "dir",
-                 p->vmc.dir ? p->vmc.dir : "", "error", err);
+    struct pt_policy_status st;
+    pt_policy_status(p, &st);
+    PT_LOG_ERROR("policy reload failed, keeping the running policy", "{s:s, s:s, s:i, s:s, s:s}", "dir",
+                 p->vmc.dir ? p->vmc.dir : "", "script", st.error_script, "line", st.error_line, "message",
+                 st.error_message, "error", err);
     return;
   }
   vm_destroy(p->vm);
@@ -82,6 +85,7 @@ static void finish(struct pt_policy *p, int rc, struct vm *vm, uint64_t hash, co
   p->dir_hash = hash;
   p->counters.reloads_ok++;
   p->last_reload = 1;
+  p->defaults_only = false;
   p->reload_error[0] = '\0';
   p->loaded_at = at;
   PT_LOG_INFO("policy reloaded", "{s:s, s:I}", "dir", p->vmc.dir ? p->vmc.dir : "", "scripts",

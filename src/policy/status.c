@@ -82,6 +82,25 @@ void policy_record_error(struct pt_policy *p, enum pt_policy_hook hook, const ch
 
 /* ---- status and counters ------------------------------------------------------- */
 
+/* The first line of a build error, "script:line: message" as vm.c writes
+ * it, into its parts; a line of another shape is all message. */
+static void split_error(const char *err, struct pt_policy_status *out)
+{
+  size_t len = strcspn(err, "\n");
+  const char *colon = memchr(err, ':', len);
+  char *end = NULL;
+  long line = colon ? strtol(colon + 1, &end, 10) : 0;
+  if (colon && colon > err && (size_t)(colon - err) < sizeof(out->error_script) && end != colon + 1 &&
+      *end == ':' && line > 0 && line < 1000000000) {
+    snprintf(out->error_script, sizeof(out->error_script), "%.*s", (int)(colon - err), err);
+    out->error_line = (int)line;
+    const char *msg = end + 1 + (end[1] == ' ');
+    snprintf(out->error_message, sizeof(out->error_message), "%.*s", (int)(err + len - msg), msg);
+    return;
+  }
+  snprintf(out->error_message, sizeof(out->error_message), "%.*s", (int)len, err);
+}
+
 void pt_policy_status(const struct pt_policy *p, struct pt_policy_status *out)
 {
   memset(out, 0, sizeof(*out));
@@ -94,6 +113,8 @@ void pt_policy_status(const struct pt_policy *p, struct pt_policy_status *out)
   snprintf(out->error, sizeof(out->error), "%s", p->reload_error);
   out->n_scripts = p->vm ? p->vm->scripts.n : 0;
   out->reloading = p->job != NULL;
+  out->defaults_only = p->defaults_only;
+  split_error(p->reload_error, out);
 }
 
 static json_t *time_or_null(double t)
@@ -123,7 +144,8 @@ json_t *pt_policy_status_json(const struct pt_policy *p)
                            ? json_pack("{s:s, s:s, s:o}", "hook", p->last_error_hook, "message",
                                        p->last_error, "at", time_or_null(p->last_error_at))
                            : json_null();
-  return json_pack("{s:b, s:s, s:s?, s:o, s:o, s:o, s:o, s:o, s:I}", "loaded", vm != NULL,
+  return json_pack("{s:b, s:b, s:s, s:s?, s:o, s:o, s:o, s:o, s:o, s:I}", "loaded", vm != NULL,
+                   "defaultsOnly", p->defaults_only,
                    "lastReload", p->last_reload < 0 ? "none" : lr[p->last_reload != 0], "error",
                    p->reload_error[0] ? p->reload_error : NULL, "loadedAt",
                    time_or_null(p->loaded_at), "lastReloadAt", time_or_null(p->last_reload_at),

@@ -252,7 +252,13 @@ static void handle_readyz(struct pt_server *srv, struct pt_http_resp *resp)
   struct pt_policy_status st;
   pt_policy_status(srv->policy, &st);
   char detail[2300];
-  if (st.last_reload == 0)
+  /* Running the defaults after a failed start is ready: they are a complete
+   * policy, and failing readiness would take the API, the UI and the agents'
+   * reports away over a script error (docs/policy.md). The detail says it. */
+  if (st.defaults_only)
+    snprintf(detail, sizeof(detail), "%zu scripts loaded; the policy directory failed to load at startup, "
+             "running the built-in defaults: %s", st.n_scripts, st.error);
+  else if (st.last_reload == 0)
     snprintf(detail, sizeof(detail), "%zu scripts loaded; last reload failed, old policy kept: %s", st.n_scripts,
              st.error);
   else

@@ -27,6 +27,7 @@ enum pt_change_type {
   PT_CHANGE_LAYER_PROGRESS,
   PT_CHANGE_LAYER_COMPLETED,
   PT_CHANGE_NODE_UPDATED,
+  PT_CHANGE_NODE_REMOVED,  /* a lost node without pulls left the tables */
   PT_CHANGE_ALERT,         /* an alert of the policy's alert hooks */
   PT_CHANGE_TYPE_COUNT,
 };
@@ -55,10 +56,10 @@ struct pt_change {
   enum pt_change_type type;
   double time;
   struct pt_change_keys keys;
-  const struct pt_pull *pull;    /* pull.* and layer.* */
+  const struct pt_pull *pull;    /* pull.* and layer.*; alert: the pull whose event raised it */
   bool with_layers;              /* pull.*: the pull's layers are part of the event */
   const struct pt_layer *layer;  /* layer.* */
-  const struct pt_node *node;    /* node.updated */
+  const struct pt_node *node;    /* node.updated, node.removed */
   const char *reason;            /* pull.evicted: "superseded", or NULL */
   const struct pt_pull *superseded_by;         /* pull.evicted with reason "superseded" */
   const struct pt_policy_alert *alert;         /* alert */

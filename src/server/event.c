@@ -7,7 +7,7 @@
 
 static const char *const type_names[PT_CHANGE_TYPE_COUNT] = {
   "pull.started",  "pull.progress",  "pull.completed",  "pull.failed", "pull.stalled", "pull.evicted",
-  "layer.started", "layer.progress", "layer.completed", "node.updated", "alert",
+  "layer.started", "layer.progress", "layer.completed", "node.updated", "node.removed", "alert",
 };
 
 const char *pt_change_type_name(enum pt_change_type t)
@@ -83,6 +83,9 @@ json_t *pt_event_json(const struct pt_change *c)
     return layer_event(ev, c);
   case PT_CHANGE_NODE_UPDATED:
     json_object_set_new(ev, "node", pt_store_node_json(c->node, false));
+    return ev;
+  case PT_CHANGE_NODE_REMOVED:
+    json_object_set_new(ev, "node", json_string(c->node->name));
     return ev;
   case PT_CHANGE_ALERT:
     return alert_event(ev, c);

@@ -25,6 +25,7 @@ struct pt_history {
   uv_cond_t cond;
   struct history_item *head, *tail;
   size_t queued;
+  double head_queued_at; /* monotonic time the first queued record arrived */
   bool stop;
   uint64_t committed;    /* mark of the last record the writer finished */
   struct pt_history_stats stats;

@@ -83,9 +83,9 @@ static void on_signal(uv_signal_t *h, int signum)
     lease_released(app);
 }
 
-static void leader_changed(void *ud, bool leader, const char *holder, double since)
+static void leader_changed(void *ud, bool leader, const char *holder)
 {
-  pt_server_set_leader(ud, leader, holder, since);
+  pt_server_set_leader(ud, leader, holder);
 }
 
 /* PULLTRACE_LEADER_ELECTION and the lease's timing; err names the variable. */
@@ -207,6 +207,11 @@ int main(int argc, char **argv)
   struct app app;
   memset(&app, 0, sizeof(app));
   uv_loop_init(&app.loop);
+  /* A broken script in the directory does not stop the server (that would
+   * crash-loop it under Kubernetes, losing every pull in memory): it starts
+   * with the built-in defaults and shows the failure (docs/policy.md). Bad
+   * settings still stop it, like any configuration error. */
+  popts.defaults_on_error = true;
   app.policy = pt_policy_create(&popts, err, sizeof(err));
   if (!app.policy) {
     fprintf(stderr, "pulltrace-server: policy error:\n%s\n", err);
@@ -277,13 +282,13 @@ int main(int argc, char **argv)
       };
       /* A follower until the lease says otherwise: two replicas starting
        * together must not both deliver. */
-      pt_server_set_leader(app.srv, false, "", 0);
+      pt_server_set_leader(app.srv, false, "");
       app.lease = app.kube ? pt_lease_create(&app.loop, app.kube, &lo) : NULL;
       if (app.lease) {
         pt_server_set_lease(app.srv, app.lease);
         pt_lease_start(app.lease);
       } else {
-        PT_LOG_ERROR("cannot start leader election: this replica delivers no alert webhooks", "{}");
+        PT_LOG_ERROR("cannot start leader election: this replica delivers no alert webhooks and no Kubernetes Events", "{}");
       }
     }
     uv_signal_start(&app.sigterm, on_signal, SIGTERM);

@@ -1,6 +1,7 @@
 /* The Prometheus exposition of /metrics. Every label set is bounded: states,
  * results, reasons, hooks, severities, script file names; never pull ids or
  * node names. */
+#include <stdio.h>
 #include <string.h>
 
 #include "core/prom.h"
@@ -134,6 +135,10 @@ void pt_server_metrics_render(struct pt_server *srv, struct pt_buf *out)
   labeled(out, "pulltrace_agents", "state", "ok", (double)g.nodes_ok);
   labeled(out, "pulltrace_agents", "state", "lagging", (double)g.nodes_lagging);
   labeled(out, "pulltrace_agents", "state", "lost", (double)g.nodes_lost);
+  gauge(out, "pulltrace_agents_max", "Nodes the server keeps (PULLTRACE_MAX_NODES); reports of new nodes beyond it "
+        "are rejected with reason too_many_nodes", (double)pt_store_max_nodes(srv->store));
+  counter(out, "pulltrace_agents_forgotten_total", "Lost nodes forgotten once their last pull was evicted",
+          (double)c->nodes_forgotten);
   counter(out, "pulltrace_agent_restarts_total", "New bootIds seen from known nodes", (double)c->node_restarts);
 
   gauge(out, "pulltrace_sse_clients_active", "Connected event-stream clients", (double)hs.clients);
@@ -165,12 +170,34 @@ void pt_server_metrics_render(struct pt_server *srv, struct pt_buf *out)
   labeled(out, "pulltrace_policy_reloads_total", "result", "success", (double)pc.reloads_ok);
   labeled(out, "pulltrace_policy_reloads_total", "result", "failure", (double)pc.reloads_failed);
   gauge(out, "pulltrace_policy_memory_bytes", "Heap of the running Lua VM", (double)pc.memory_bytes);
+  struct pt_policy_status ps;
+  pt_policy_status(srv->policy, &ps);
+  gauge(out, "pulltrace_policy_defaults_only",
+        "1 while the policy directory failed to load at startup and the built-in defaults run", ps.defaults_only);
+  pt_prom_family(out, "pulltrace_policy_load_error", "gauge",
+                 "1 while the last load of the policy directory (startup or reload) failed: the first error's "
+                 "script, line and message");
+  if (ps.last_reload == 0) {
+    char line[16];
+    snprintf(line, sizeof(line), "%d", ps.error_line);
+    struct pt_buf l;
+    pt_buf_init(&l);
+    pt_prom_label(&l, "script", ps.error_script);
+    pt_prom_label(&l, "line", ps.error_line > 0 ? line : "");
+    pt_prom_label(&l, "message", ps.error_message);
+    pt_prom_sample(out, "pulltrace_policy_load_error", l.data, 1);
+    pt_buf_close(&l);
+  }
 
   struct pt_alerts_stats as;
   pt_alerts_stats(srv->alerts, &as);
   pt_prom_family(out, "pulltrace_alerts_total", "counter", "Alerts raised by the policy, by severity");
   for (int i = 0; i < PT_ALERT_SEVERITIES; i++)
     labeled(out, "pulltrace_alerts_total", "severity", pt_alert_severity_names[i], (double)as.by_severity[i]);
+  gauge(out, "pulltrace_alerts_active", "Alerts whose condition holds (the pull that raised them is still in that state)",
+        (double)as.active);
+  counter(out, "pulltrace_alerts_resolved_total", "Alerts whose condition cleared (sent once more with endsAt)",
+          (double)as.resolved);
   counter(out, "pulltrace_alerts_suppressed_total", "Repeated alerts suppressed within the repeat interval",
           (double)pc.alerts_suppressed);
   pt_prom_family(out, "pulltrace_alert_webhook_deliveries_total", "counter",
@@ -227,6 +254,15 @@ void pt_server_metrics_render(struct pt_server *srv, struct pt_buf *out)
   labeled(out, "pulltrace_kube_events_total", "outcome", "duplicate", (double)ks.events_duplicate);
 
   history_metrics(srv, out);
+
+  pt_prom_family(out, "pulltrace_kube_event_writes_total", "counter",
+                 "Kubernetes Events written on pods, by result (created, patched = a repeat counted in its series, "
+                 "failed, throttled = over a per-minute bound, skipped = not the leader or no Kubernetes)");
+  struct pt_kube_events_stats kes;
+  pt_kube_events_stats(srv->kube_events, &kes);
+  for (int i = 0; i < PT_KEV_RESULTS; i++)
+    labeled(out, "pulltrace_kube_event_writes_total", "result", pt_kube_event_result_names[i],
+            (double)kes.results[i]);
 
   struct pt_http_server_stats st = {0};
   if (srv->http)

@@ -35,6 +35,8 @@ const struct pt_config_var pt_server_config_vars[] = {
    "Keep-alive connections idle longer than this are closed", NULL, NULL},
   {"PULLTRACE_REPORT_MIN_INTERVAL", PT_CFG_DURATION, "100ms", false, CFG(report_min_interval), 0, 3600,
    "Sustained minimum spacing of reports per node (burst of 10); faster ones get 429; 0 = no limit", NULL, NULL},
+  {"PULLTRACE_MAX_NODES", PT_CFG_INT, "100000", false, CFG(max_nodes), 1, 10000000,
+   "Nodes the server keeps; a report from a new node beyond it gets 503 \"too many nodes\"", NULL, NULL},
   {"PULLTRACE_SSE_HEARTBEAT", PT_CFG_DURATION, "15s", false, CFG(sse_heartbeat), 0.05, 3600,
    "Interval of heartbeat comments on the event stream", NULL, NULL},
   {"PULLTRACE_SSE_BUFFER", PT_CFG_INT, "4096", false, CFG(sse_buffer), 16, 1000000,
@@ -45,6 +47,8 @@ const struct pt_config_var pt_server_config_vars[] = {
    "POST alerts here as Alertmanager API v2 JSON (e.g. http://alertmanager:9093/api/v2/alerts); empty = off", NULL, NULL},
   {"PULLTRACE_ALERT_WEBHOOK_TIMEOUT", PT_CFG_DURATION, "5s", false, CFG(alert_webhook_timeout), 0.1, 600,
    "Timeout of one webhook delivery attempt", NULL, NULL},
+  {"PULLTRACE_ALERT_RESEND", PT_CFG_DURATION, "1m", false, CFG(alert_resend), 1, 3600,
+   "While an alert is active it is re-sent to the webhook this often, with endsAt 4 intervals ahead", NULL, NULL},
   {"PULLTRACE_ALERT_QUEUE", PT_CFG_INT, "256", false, CFG(alert_queue), 1, 100000,
    "Alerts waiting for webhook delivery before new ones are dropped", NULL, NULL},
   {"PULLTRACE_UI_DIR", PT_CFG_STRING, NULL, false, CFG(ui_dir), 0, 0,
@@ -73,7 +77,7 @@ const struct pt_config_var pt_server_config_vars[] = {
   {"PULLTRACE_KUBE_PAGE_SIZE", PT_CFG_INT, "500", false, CFG(kube_page_size), 1, 100000,
    "Objects per page when listing pods and events", NULL, NULL},
   {"PULLTRACE_LEADER_ELECTION", PT_CFG_ENUM, "auto", false, CFG(leader_election), 0, 0,
-   "Elect the replica that delivers alert webhooks with a Lease: auto (on in a pod, i.e. in-cluster), on or off",
+   "Elect the replica that delivers alert webhooks and Kubernetes Events with a Lease: auto (on in a pod), on or off",
    "auto|on|off", NULL},
   {"PULLTRACE_LEASE_NAME", PT_CFG_STRING, "pulltrace-server", false, CFG(lease_name), 0, 253,
    "Name of the coordination.k8s.io Lease the replicas compete for", NULL, NULL},
@@ -83,11 +87,15 @@ const struct pt_config_var pt_server_config_vars[] = {
   {"PULLTRACE_LEASE_DURATION", PT_CFG_DURATION, "15s", false, CFG(lease_duration), 1, 3600,
    "A lease not renewed for this long is taken over by another replica (whole seconds)", NULL, NULL},
   {"PULLTRACE_LEASE_RENEW_DEADLINE", PT_CFG_DURATION, "10s", false, CFG(lease_renew_deadline), 0.1, 3600,
-   "A leader that cannot renew for this long stops delivering (shorter than the lease duration)", NULL, NULL},
+   "A leader that cannot renew for this long stops delivering side effects (shorter than the lease duration)", NULL, NULL},
   {"PULLTRACE_LEASE_RETRY_PERIOD", PT_CFG_DURATION, "2s", false, CFG(lease_retry_period), 0.05, 3600,
    "Time between two reads or renewals of the Lease (shorter than the renew deadline)", NULL, NULL},
   {"POD_NAME", PT_CFG_STRING, NULL, false, CFG(pod_name), 0, 253,
    "This replica's identity in the Lease (the downward API's metadata.name); empty = the host name", NULL, NULL},
+  {"PULLTRACE_KUBE_EVENTS_PER_MINUTE", PT_CFG_INT, "60", false, CFG(kube_events_per_minute), 0, 100000,
+   "Kubernetes Events written on pods per minute at most (alerts asking for one); 0 = none", NULL, NULL},
+  {"PULLTRACE_KUBE_EVENTS_PER_POD", PT_CFG_INT, "5", false, CFG(kube_events_per_pod), 1, 1000,
+   "Kubernetes Events written on one pod per minute at most", NULL, NULL},
   {"PULLTRACE_DATA_DIR", PT_CFG_STRING, NULL, false, CFG(data_dir), 0, 0,
    "Directory of the pull history (SQLite); empty = memory only, nothing survives a restart", NULL, NULL},
   {"PULLTRACE_HISTORY_RETENTION", PT_CFG_DURATION, "7d", false, CFG(history_retention), 0, 3650 * 86400.0,
@@ -103,6 +111,69 @@ static const char security_headers[] =
   "Content-Security-Policy: default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
   "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'\r\n"
   "Referrer-Policy: no-referrer\r\n";
+
+/* An alert that asks for a Kubernetes Event (its kubernetesEvent) gets one on
+ * each pod of its pull (with the pod's uid, so that `kubectl describe pod`
+ * lists it). Returns what its resolution needs ({"kube", "regarding"}), or
+ * NULL. */
+static json_t *kube_event_raised(struct pt_server *srv, const struct pt_change *c)
+{
+  const json_t *ke = c->alert->kube_event;
+  if (!ke || !c->pull || !c->pull->npods || !srv->kube_events)
+    return NULL;
+  json_t *regarding = json_array();
+  for (size_t i = 0; i < c->pull->npods; i++) {
+    const struct pt_pod_ref *r = &c->pull->pods[i];
+    const json_t *pod = pt_store_pod(srv->store, r->ns, r->name);
+    const char *uid = json_string_value(json_object_get(pod, "uid"));
+    json_array_append_new(regarding, json_pack("{s:s,s:s,s:s?}", "namespace", r->ns, "name", r->name, "uid", uid));
+  }
+  pt_kube_events_emit(srv->kube_events, json_string_value(json_object_get(ke, "reason")),
+                      json_string_value(json_object_get(ke, "type")), json_string_value(json_object_get(ke, "note")),
+                      json_string_value(json_object_get(ke, "action")), regarding, c->time);
+  return json_pack("{s:O,s:o}", "kube", ke, "regarding", regarding);
+}
+
+/* Alerts live while the pull whose event raised them stays in the state it
+ * had then (alerts.h): every pull change is shown to them. */
+static void track_alerts(struct pt_server *srv, const struct pt_change *c)
+{
+  switch (c->type) {
+  case PT_CHANGE_ALERT: {
+    json_t *context = kube_event_raised(srv, c);
+    pt_alerts_deliver(srv->alerts, c->alert, c->pull ? c->pull->id : NULL,
+                      c->pull ? pt_pull_state_name(c->pull->state) : NULL, context, c->time);
+    json_decref(context);
+    break;
+  }
+  case PT_CHANGE_PULL_STARTED:
+  case PT_CHANGE_PULL_PROGRESS:
+  case PT_CHANGE_PULL_COMPLETED:
+  case PT_CHANGE_PULL_FAILED:
+  case PT_CHANGE_PULL_STALLED:
+    pt_alerts_pull_changed(srv->alerts, c->pull->id, pt_pull_state_name(c->pull->state), c->time);
+    break;
+  case PT_CHANGE_PULL_EVICTED:
+    pt_alerts_pull_changed(srv->alerts, c->pull->id, NULL, c->time);
+    break;
+  default:
+    break;
+  }
+}
+
+/* A resolved alert may be raised again at once (not only after alertRepeat),
+ * and its pods get the resolvedReason Event its kubernetesEvent asked for. */
+static void alert_resolved(void *ud, const char *name, const json_t *labels, const json_t *context, double time)
+{
+  struct pt_server *srv = ud;
+  pt_policy_alert_forget(srv->policy, name, labels);
+  const json_t *ke = json_object_get(context, "kube");
+  const char *reason = json_string_value(json_object_get(ke, "resolvedReason"));
+  if (reason)
+    pt_kube_events_emit(srv->kube_events, reason, "Normal", json_string_value(json_object_get(ke, "resolvedNote")),
+                        json_string_value(json_object_get(ke, "action")), json_object_get(context, "regarding"),
+                        time);
+}
 
 /* Events wait this long at most for the history's commit: a stalled disk
  * must not freeze the live view. */
@@ -131,8 +202,8 @@ static void on_history_commit(void *ud, uint64_t mark)
 static void on_change(void *ud, const struct pt_change *c)
 {
   struct pt_server *srv = ud;
-  if (c->type == PT_CHANGE_ALERT && srv->alerts)
-    pt_alerts_deliver(srv->alerts, c->alert, c->time);
+  if (srv->alerts)
+    track_alerts(srv, c);
   if (srv->history)
     pt_history_record(srv->history, c);
   if (!srv->hub)
@@ -224,8 +295,15 @@ static void create_failed(struct pt_server *srv)
   pt_http_server_destroy(srv->http);
   pt_http_server_destroy(srv->metrics);
   pt_alerts_destroy(srv->alerts);
+  pt_kube_events_destroy(srv->kube_events);
   pt_httpc_destroy(srv->httpc);
   free(srv);
+}
+
+/* The Kubernetes Events' question: is this replica the one that writes? */
+static bool is_leader(void *ud)
+{
+  return ((struct pt_server *)ud)->leader;
 }
 
 struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_config *cfg,
@@ -247,6 +325,7 @@ struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_confi
     .policy = policy,
     .node_lost_grace = cfg->node_lost_grace,
     .report_min_interval = cfg->report_min_interval,
+    .max_nodes = (size_t)cfg->max_nodes,
     .on_change = on_change,
     .ud = srv,
   };
@@ -273,11 +352,24 @@ struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_confi
     .webhook_url = cfg->alert_webhook_url,
     .webhook_timeout = cfg->alert_webhook_timeout,
     .webhook_queue = (size_t)(cfg->alert_queue > 0 ? cfg->alert_queue : 256),
-    /* A new leader delivers what it raised as a follower since the previous
-     * leader was last seen; a lease duration and a renew deadline cover the
-     * longest gap, from its last renewal to the takeover. */
-    .backlog_seconds = cfg->lease_duration + cfg->lease_renew_deadline,
+    .resend = cfg->alert_resend,
+    .on_resolved = alert_resolved,
+    .ud = srv,
   };
+  /* reportingInstance: the host name, which in a pod is the pod's name. */
+  char host[256] = "";
+  size_t hlen = sizeof(host);
+  uv_os_gethostname(host, &hlen);
+  struct pt_kube_events_options keo = {
+    .instance = host,
+    .per_minute = (double)cfg->kube_events_per_minute,
+    .per_pod_per_minute = (double)cfg->kube_events_per_pod,
+  };
+  if (cfg->kube_events_per_minute > 0 && !(srv->kube_events = pt_kube_events_create(&keo))) {
+    create_failed(srv);
+    return NULL;
+  }
+  pt_kube_events_set_leader(srv->kube_events, is_leader, srv);
   if (!(srv->store = pt_store_create(&so)) || !(srv->hub = pt_hub_create(loop, &ho, pt_server_snapshot, srv)) ||
       !(srv->http = pt_http_server_create(loop, &hopts, pt_server_api_handle, srv)) ||
       !(srv->metrics = pt_http_server_create(loop, &mopts, pt_server_metrics_handle, srv)) ||
@@ -342,6 +434,8 @@ static void finish_shutdown(struct pt_server *srv)
   srv->httpc = NULL;
   pt_alerts_destroy(srv->alerts);
   srv->alerts = NULL;
+  pt_kube_events_destroy(srv->kube_events);
+  srv->kube_events = NULL;
   /* Whatever is queued is written before the history closes; events still
    * waiting for it have no clients left to go to. */
   pt_history_close(srv->history);
@@ -428,18 +522,19 @@ struct pt_store *pt_server_store(struct pt_server *srv)
 void pt_server_set_kube(struct pt_server *srv, struct pt_kube *kube)
 {
   srv->kube = kube;
+  pt_kube_events_set_kube(srv->kube_events, kube);
 }
 
-void pt_server_set_leader(struct pt_server *srv, bool leader, const char *holder, double since)
+void pt_server_set_leader(struct pt_server *srv, bool leader, const char *holder)
 {
   srv->leader = leader;
-  pt_alerts_set_leader(srv->alerts, leader, since);
+  pt_alerts_set_leader(srv->alerts, leader);
   char detail[256];
   if (leader)
-    snprintf(detail, sizeof(detail), "leader: this replica delivers alert webhooks");
+    snprintf(detail, sizeof(detail), "leader: this replica delivers alert webhooks and Kubernetes Events");
   else
-    snprintf(detail, sizeof(detail), "follower: %s%s delivers alert webhooks", *holder ? "replica " : "no replica",
-             holder);
+    snprintf(detail, sizeof(detail), "follower: %s%s delivers alert webhooks and Kubernetes Events",
+             *holder ? "replica " : "no replica", holder);
   pt_server_set_ready(srv, "leader", true, detail);
 }
 

@@ -25,11 +25,13 @@ struct pt_server_config {
   long max_connections;
   double request_timeout, idle_timeout;
   double report_min_interval;
+  long max_nodes;
   double sse_heartbeat;
   long sse_buffer;
   long sse_client_queue;
   const char *alert_webhook_url;
   double alert_webhook_timeout;
+  double alert_resend;
   long alert_queue;
   const char *ui_dir;
   double shutdown_timeout;
@@ -48,6 +50,7 @@ struct pt_server_config {
   const char *lease_name, *lease_namespace;
   double lease_duration, lease_renew_deadline, lease_retry_period;
   const char *pod_name;         /* POD_NAME: the holderIdentity */
+  long kube_events_per_minute, kube_events_per_pod;
   /* History (docs/history.md) */
   const char *data_dir;         /* empty = memory only */
   double history_retention;
@@ -104,13 +107,14 @@ void pt_server_kube_sink(struct pt_server *srv, struct pt_kube_sink *out);
  * server does not own it: set NULL before destroying it. */
 struct pt_kube;
 void pt_server_set_kube(struct pt_server *srv, struct pt_kube *kube);
-/* Whether this replica delivers side effects (alert webhooks). A server is
- * the leader until told otherwise (leader election off: it is alone); with
+/* Whether this replica delivers the side effects that must happen once
+ * across replicas (alert webhooks, Kubernetes Events). A server is the
+ * leader until told otherwise (leader election off: it is alone); with
  * election on, main makes it a follower until its lease is acquired. holder:
- * the lease's holder as known ("" = nobody); since: see pt_alerts_set_leader().
- * Shown on /readyz ("leader" check, always ok: followers serve everything
- * else) and /metrics (pulltrace_leader). */
-void pt_server_set_leader(struct pt_server *srv, bool leader, const char *holder, double since);
+ * the lease's holder as known ("" = nobody). Shown on /readyz ("leader"
+ * check, always ok: followers serve everything else) and /metrics
+ * (pulltrace_leader). */
+void pt_server_set_leader(struct pt_server *srv, bool leader, const char *holder);
 /* The lease whose statistics /metrics shows (NULL = none); not owned: set
  * NULL before destroying it. */
 struct pt_lease;

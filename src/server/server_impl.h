@@ -11,6 +11,7 @@
 #include "server/alerts.h"
 #include "server/history.h"
 #include "server/hub.h"
+#include "server/kube_events.h"
 #include "server/outbox.h"
 #include "server/server.h"
 #include "server/store.h"
@@ -46,6 +47,7 @@ struct pt_server {
   struct pt_kube *kube;   /* NULL when Kubernetes is off; owned by main */
   struct pt_lease *lease; /* NULL when leader election is off; owned by main */
   bool leader;            /* delivers side effects (pt_server_set_leader) */
+  struct pt_kube_events *kube_events; /* NULL when PULLTRACE_KUBE_EVENTS_PER_MINUTE is 0 */
   struct pt_history *history; /* NULL without PULLTRACE_DATA_DIR */
   struct pt_outbox outbox;    /* events waiting for the history's commit */
   uint64_t outbox_released_late; /* events sent before their commit (a slow disk) */

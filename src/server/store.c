@@ -336,10 +336,34 @@ void store_complete_pull(struct pt_store *s, struct pt_pull *p, double now)
 /* ------------------------------------------------------------------------ */
 /* Periodic work                                                              */
 
+/* A lost node with no pull left in the tables is forgotten: autoscaling adds
+ * and removes nodes all day, and a node that left the cluster must not stay
+ * in /api/v1/nodes and pulltrace_agents{state="lost"} forever (nor hold a
+ * place under max_nodes). Its pulls decide how long it stays: once the
+ * eviction policy removed the last of them nothing more is known about it.
+ * A node that reports again later is simply new. */
+static void forget_node(struct pt_store *s, struct pt_node *n, double now)
+{
+  PT_LOG_INFO("node forgotten", "{s:s,s:f}", "node", n->name, "silenceSeconds", now - n->last_report);
+  struct pt_change c = {.type = PT_CHANGE_NODE_REMOVED, .time = now, .keys = {.node = n->name}, .node = n};
+  store_emit(s, &c);
+  s->counters.nodes_forgotten++;
+  store_remove_node(s, n);
+}
+
 static void tick_nodes(struct pt_store *s, double now)
 {
+  /* Collected first: the table must not change while it is iterated. Without
+   * memory for the list, forgetting waits for a later tick. */
+  size_t nforget = 0;
+  struct pt_node **forget = s->nodes.count ? calloc(s->nodes.count, sizeof(*forget)) : NULL;
   for (struct pt_map_entry *e = pt_map_first(&s->nodes); e; e = pt_map_next(&s->nodes, e)) {
     struct pt_node *n = e->value;
+    if (n->state == PT_NODE_LOST && store_node_pulls(s, n->name)->n == 0) {
+      if (forget)
+        forget[nforget++] = n;
+      continue;
+    }
     double silence = now - n->last_report;
     double interval = n->interval > 0 ? n->interval : 1;
     enum pt_node_state st = silence >= s->opts.node_lost_grace ? PT_NODE_LOST
@@ -352,6 +376,9 @@ static void tick_nodes(struct pt_store *s, double now)
       store_emit_node(s, n, now);
     }
   }
+  for (size_t i = 0; i < nforget; i++)
+    forget_node(s, forget[i], now);
+  free(forget);
 }
 
 void pt_store_tick(struct pt_store *s, double now)
@@ -405,6 +432,11 @@ const struct pt_pull *pt_store_pull(const struct pt_store *s, const char *id)
 const struct pt_node *pt_store_node(const struct pt_store *s, const char *name)
 {
   return pt_map_get(&s->nodes, name);
+}
+
+size_t pt_store_max_nodes(const struct pt_store *s)
+{
+  return s->opts.max_nodes;
 }
 
 const struct pt_store_counters *pt_store_counters(const struct pt_store *s)

@@ -108,7 +108,7 @@ struct pt_store_options {
   double lag_intervals;         /* lagging after this many intervals; 3 when 0 */
   double report_min_interval;   /* rate limit per node; 0 = no limit */
   double report_burst;          /* bucket size; 10 when 0 */
-  size_t max_nodes;             /* 10000 when 0 */
+  size_t max_nodes;             /* nodes in the tables (PULLTRACE_MAX_NODES); 10000 when 0 */
   pt_change_fn on_change;       /* every change, in order; may be NULL */
   void *ud;
 };
@@ -125,6 +125,7 @@ struct pt_store_counters {
   uint64_t bytes;              /* bytes downloaded (cached layers excluded) */
   uint64_t stalls;             /* transitions to stalled */
   uint64_t node_restarts;
+  uint64_t nodes_forgotten;    /* lost nodes removed once their last pull was evicted */
   /* pulltrace_pull_duration_seconds of completed pulls */
   uint64_t duration_counts[8];
   uint64_t duration_count;
@@ -158,7 +159,11 @@ enum pt_apply_result pt_store_apply_report(struct pt_store *s, const struct pt_r
 /* Seconds until the node may report again (for Retry-After). */
 double pt_store_retry_after(struct pt_store *s, const char *node, double now);
 
-/* Periodic work: node lagging/lost, eviction through the policy, stall
+/* The node limit in effect (max_nodes, its default applied). */
+size_t pt_store_max_nodes(const struct pt_store *s);
+
+/* Periodic work: node lagging/lost, forgetting a lost node once the eviction
+ * policy removed its last pull, eviction through the policy, stall
  * alerts, re-correlation of the pulls on the nodes whose pods or kubelet
  * events changed. Call every second or so. */
 void pt_store_tick(struct pt_store *s, double now);
@@ -225,6 +230,8 @@ void pt_pull_free(struct pt_pull *p);
  * the affected node on the next tick. */
 int pt_store_pod_upsert(struct pt_store *s, const json_t *pod);
 int pt_store_pod_delete(struct pt_store *s, const char *ns, const char *name);
+/* The pod as the watcher gave it (borrowed), or NULL when unknown. */
+const json_t *pt_store_pod(const struct pt_store *s, const char *ns, const char *name);
 /* Records a kubelet event. A failure reason (Failed, ErrImagePull,
  * ImagePullBackOff, BackOff, ErrImageNeverPull, InspectFailed) for an image
  * fails the matching active pull on that node with the kubelet's message, or

@@ -31,6 +31,7 @@ struct pt_store {
   json_t *events;        /* recent kubelet events, oldest first */
   uint64_t report_gen;
   double alert_time; /* "now" of the alert hooks' call in progress */
+  const struct pt_pull *alert_pull; /* the pull whose event the hooks are given */
   struct pt_store_counters counters;
 };
 

@@ -102,6 +102,13 @@ int pt_store_pod_upsert(struct pt_store *s, const json_t *pod)
   return 0;
 }
 
+const json_t *pt_store_pod(const struct pt_store *s, const char *ns, const char *name)
+{
+  char key[512];
+  snprintf(key, sizeof(key), "%s/%s", ns, name);
+  return pt_map_get(&s->pods, key);
+}
+
 int pt_store_pod_delete(struct pt_store *s, const char *ns, const char *name)
 {
   char key[512];

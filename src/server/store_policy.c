@@ -35,10 +35,13 @@ static json_t *policy_pull_json(const struct pt_pull *p)
   json_object_set_new(o, "totalKnown", json_boolean(p->total_known));
   json_t *layers = json_array();
   for (size_t i = 0; i < p->nlayers; i++)
-    json_array_append_new(layers, json_pack("{s:s,s:s,s:I,s:I}", "digest", p->layers[i].digest,
+    json_array_append_new(layers, json_pack("{s:s,s:s,s:I,s:I,s:o}", "digest", p->layers[i].digest,
                                             "state", pt_layer_state_name(p->layers[i].state),
                                             "totalBytes", (json_int_t)p->layers[i].total,
-                                            "downloadedBytes", (json_int_t)p->layers[i].downloaded));
+                                            "downloadedBytes", (json_int_t)p->layers[i].downloaded,
+                                            "updatedAt", p->layers[i].updated_at > 0
+                                                             ? json_real(p->layers[i].updated_at)
+                                                             : json_null()));
   json_object_set_new(o, "layers", layers);
   json_t *pods = json_array();
   for (size_t i = 0; i < p->npods; i++)
@@ -204,7 +207,9 @@ void store_policy_emit(struct pt_store *s, const char *type, const struct pt_pul
   /* The alerts the hooks return come back through store_on_policy_alert()
    * during this call, stamped with this time. */
   s->alert_time = now;
+  s->alert_pull = p;
   pt_policy_emit(s->opts.policy, type, ev);
+  s->alert_pull = NULL;
   json_decref(ev);
 }
 
@@ -215,6 +220,7 @@ void store_on_policy_alert(void *ud, const struct pt_policy_alert *a)
   struct pt_change c = {
     .type = PT_CHANGE_ALERT,
     .time = s->alert_time,
+    .pull = s->alert_pull,
     .keys = {.node = json_string_value(json_object_get(a->labels, "node")),
              .image = json_string_value(json_object_get(a->labels, "image")), .namespaced = ns != NULL, .ns = ns},
     .alert = a,

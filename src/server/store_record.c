@@ -22,7 +22,8 @@ json_t *pt_store_pull_record(const struct pt_pull *p)
   json_object_set_new(o, "id", json_string(p->id));
   json_object_set_new(o, "node", json_string(p->node));
   json_object_set_new(o, "imageRef", jstr(p->image_ref));
-  json_object_set_new(o, "image", jstr(p->image));
+  /* The image is kept only when correlation gave it a tag imageRef lacks. */
+  json_object_set_new(o, "image", store_streq(p->image, p->image_ref) ? json_null() : jstr(p->image));
   json_object_set_new(o, "manifestDigest", jstr(p->manifest_digest));
   json_object_set_new(o, "indexDigest", jstr(p->index_digest));
   json_object_set_new(o, "fromKubelet", json_boolean(p->from_kubelet));
@@ -35,14 +36,25 @@ json_t *pt_store_pull_record(const struct pt_pull *p)
   json_object_set_new(o, "downloaded", json_integer(p->downloaded));
   json_object_set_new(o, "bytesPerSecond", json_real(p->bytes_per_sec));
   json_object_set_new(o, "eta", json_real(p->eta));
-  json_t *layers = json_array();
+  /* A row per layer, not an object (the member names would be a third of
+   * a stored pull), and each media type once: layers name theirs by its
+   * index in mediaTypes (-1: none). */
+  json_t *layers = json_array(), *types = json_array();
   for (size_t i = 0; i < p->nlayers; i++) {
     const struct pt_layer *l = &p->layers[i];
-    json_array_append_new(layers, json_pack("{s:s,s:o,s:s,s:I,s:I,s:f,s:f}", "digest", l->digest, "mediaType",
-                                            jstr(l->media_type), "state", pt_layer_state_name(l->state), "total",
-                                            (json_int_t)l->total, "downloaded", (json_int_t)l->downloaded,
-                                            "startedAt", l->started_at, "updatedAt", l->updated_at));
+    json_int_t type = -1;
+    for (size_t k = 0; l->media_type && type < 0 && k < json_array_size(types); k++)
+      if (strcmp(json_string_value(json_array_get(types, k)), l->media_type) == 0)
+        type = (json_int_t)k;
+    if (l->media_type && type < 0) {
+      type = (json_int_t)json_array_size(types);
+      json_array_append_new(types, json_string(l->media_type));
+    }
+    json_array_append_new(layers, json_pack("[s,I,s,I,I,f,f]", l->digest, type, pt_layer_state_name(l->state),
+                                            (json_int_t)l->total, (json_int_t)l->downloaded, l->started_at,
+                                            l->updated_at));
   }
+  json_object_set_new(o, "mediaTypes", types);
   json_object_set_new(o, "layers", layers);
   json_t *pods = json_array();
   for (size_t i = 0; i < p->npods; i++)
@@ -90,7 +102,7 @@ static double num_at(const json_t *a, size_t i)
   return json_is_number(v) ? json_number_value(v) : 0;
 }
 
-static int restore_layers(struct pt_pull *p, const json_t *arr)
+static int restore_layers(struct pt_pull *p, const json_t *arr, const json_t *types)
 {
   size_t n = json_array_size(arr);
   if (!n)
@@ -102,15 +114,20 @@ static int restore_layers(struct pt_pull *p, const json_t *arr)
   for (size_t i = 0; i < n; i++) {
     const json_t *lj = json_array_get(arr, i);
     struct pt_layer *l = &p->layers[i];
-    int r;
-    if ((r = get_str(lj, "digest", true, &l->digest)) || (r = get_str(lj, "mediaType", false, &l->media_type)))
-      return r;
-    if (pt_layer_state_parse(str_or_empty(json_object_get(lj, "state")), &l->state) < 0)
+    const char *digest = json_string_value(json_array_get(lj, 0));
+    const json_t *type = json_array_get(lj, 1);
+    const char *media_type =
+      json_integer_value(type) >= 0 ? json_string_value(json_array_get(types, (size_t)json_integer_value(type))) : NULL;
+    if (!digest || json_array_size(lj) != 7)
       return -EINVAL;
-    l->total = json_integer_value(json_object_get(lj, "total"));
-    l->downloaded = json_integer_value(json_object_get(lj, "downloaded"));
-    l->started_at = json_number_value(json_object_get(lj, "startedAt"));
-    l->updated_at = json_number_value(json_object_get(lj, "updatedAt"));
+    if (!(l->digest = strdup(digest)) || (media_type && !(l->media_type = strdup(media_type))))
+      return -ENOMEM;
+    if (pt_layer_state_parse(str_or_empty(json_array_get(lj, 2)), &l->state) < 0)
+      return -EINVAL;
+    l->total = json_integer_value(json_array_get(lj, 3));
+    l->downloaded = json_integer_value(json_array_get(lj, 4));
+    l->started_at = num_at(lj, 5);
+    l->updated_at = num_at(lj, 6);
   }
   return 0;
 }
@@ -139,6 +156,7 @@ static int restore_fields(struct pt_pull *p, const json_t *rec)
   int r;
   if ((r = get_str(rec, "id", true, &p->id)) || (r = get_str(rec, "node", true, &p->node)) ||
       (r = get_str(rec, "imageRef", false, &p->image_ref)) || (r = get_str(rec, "image", false, &p->image)) ||
+      (!p->image && p->image_ref && !(p->image = strdup(p->image_ref)) && (r = -ENOMEM)) ||
       (r = get_str(rec, "manifestDigest", false, &p->manifest_digest)) ||
       (r = get_str(rec, "indexDigest", false, &p->index_digest)))
     return r;
@@ -161,7 +179,7 @@ static int restore_fields(struct pt_pull *p, const json_t *rec)
   p->bytes_per_sec = json_number_value(json_object_get(rec, "bytesPerSecond"));
   const json_t *eta = json_object_get(rec, "eta");
   p->eta = json_is_number(eta) ? json_number_value(eta) : -1;
-  if ((r = restore_layers(p, json_object_get(rec, "layers"))) || (r = restore_pods(p, json_object_get(rec, "pods"))))
+  if ((r = restore_layers(p, json_object_get(rec, "layers"), json_object_get(rec, "mediaTypes"))) || (r = restore_pods(p, json_object_get(rec, "pods"))))
     return r;
   const json_t *err = json_object_get(rec, "error");
   if (json_is_object(err) && ((r = get_str(err, "reason", true, &p->error_reason)) ||

@@ -236,6 +236,11 @@ class Draft {
         this.nodes().set(n.name, n);
         return;
       }
+      case 'node.removed': {
+        const name: string | undefined = d.node;
+        if (typeof name === 'string' && this.s.nodes.has(name)) this.nodes().delete(name);
+        return;
+      }
       case 'alert': {
         const a: Alert | undefined = d.alert;
         if (!a) return;

@@ -28,6 +28,19 @@ Kubernetes API reference (core/v1 Pod, Event, PodList, EventList, Status):
   the endpoint does not answer); workloads (Deployment, StatefulSet, DaemonSet, ReplicaSet,
   Job) by name, with their `spec.selector`.
 
+- Also for the server's Events on pods: `events.k8s.io/v1` Events, created with `POST
+  /apis/events.k8s.io/v1/namespaces/{ns}/events` (validated as the API server validates
+  them: eventTime, reportingController, reportingInstance, action, reason and type required,
+  type Normal or Warning, note at most 1 kB, regarding in the Event's namespace, series count
+  at least 2 with a lastObservedTime; 201 with uid, resourceVersion and creationTimestamp,
+  409 AlreadyExists, 422 Invalid), updated with `PATCH .../events/{name}` (merge patch; the
+  fields the API server keeps immutable answer 422), listed with `GET
+  /apis/events.k8s.io/v1[/namespaces/{ns}]/events` (an EventList of that group, with
+  `fieldSelector` on `regarding.name`, `regarding.namespace`, `reason`,
+  `reportingController`) and read with `GET .../events/{name}`. They are kept apart from the
+  core/v1 events the watcher lists (the real API server shows both through one storage; the
+  server ignores reasons that are not kubelet's anyway).
+
 Test hooks: add/modify/delete pods, add, repeat or delete events, `drop_watches()`, `compact()`
 (every older resourceVersion expires: the next watch gets 410), `trim_history()` (etcd-style
 compaction of all but the newest changes), `restart()` (same port, same state), `set_token()`,
@@ -181,6 +194,8 @@ class KubeAPI:
         self.key_file = self.dir / "server.key"
         self.log_path = self.dir / "kubeapi.log"
         self._uid = itertools.count(1)
+        self.events_v1 = {}                         # (ns, name) -> events.k8s.io/v1 Event
+        self.event_writes = []                      # (method, path, content type, body)
 
     # -- certificates and configuration files -------------------------------------------
     def _openssl(self, *args):
@@ -530,6 +545,14 @@ users:
             self.workloads[(api, namespace, resource, name)] = obj
         return obj
 
+    def events_v1_list(self, namespace=None, reason=None):
+        """The events.k8s.io/v1 Events written so far (copies), oldest first."""
+        with self.lock:
+            out = [json.loads(json.dumps(o)) for (ns, _), o in self.events_v1.items()
+                   if (namespace is None or ns == namespace)
+                   and (reason is None or o.get("reason") == reason)]
+        return sorted(out, key=lambda o: int(o["metadata"]["resourceVersion"]))
+
     def active_watches(self, resource=None):
         with self.lock:
             return sum(1 for w in self.watches
@@ -559,6 +582,9 @@ class _Handler(JsonHandler):
             api.users.append(user)
         if parts[:4] == LEASE_PREFIX:
             return self._lease("GET", parts)
+        where = self._events_v1_path(url)
+        if where:
+            return self._events_v1_get(where, q)
         if self._get_one(url, parts):
             return
         ns = None
@@ -723,27 +749,15 @@ class _Handler(JsonHandler):
         self.close_connection = True
 
     # -- coordination.k8s.io/v1 Leases -----------------------------------------------------
-    def do_POST(self):
-        self._lease_write("POST")
-
     def do_PUT(self):
         self._lease_write("PUT")
 
     def _lease_write(self, method):
-        api = self.api
         url = urlsplit(self.path)
         parts = [unquote(p) for p in url.path.strip("/").split("/")]
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        with api.lock:
-            api.requests.append((method, url.path, {}))
-        user = self._user()
-        if user is None:
-            with api.lock:
-                api.counts["unauthorized"] += 1
-            return self.send_json(401, status(401, "Unauthorized", "Unauthorized"))
-        with api.lock:
-            api.users.append(user)
+        body = self._body()
+        if self._authenticate(method, url) is None:
+            return
         if parts[:4] != LEASE_PREFIX:
             return self.send_json(405, status(405, "MethodNotAllowed",
                                               "the server does not allow this method on the "
@@ -871,6 +885,143 @@ class _Handler(JsonHandler):
                 resourceVersion=out["metadata"]["resourceVersion"])
         return self.send_json(code, out)
     # -- kubectl-pulltrace's part: who is asking, single objects, the service proxy -------
+    # -- events.k8s.io/v1 ---------------------------------------------------------------
+    def _authenticate(self, method, url):
+        api = self.api
+        with api.lock:
+            api.requests.append((method, url.path, {}))
+        user = self._user()
+        if user is None:
+            with api.lock:
+                api.counts["unauthorized"] += 1
+            self.send_json(401, status(401, "Unauthorized", "Unauthorized"))
+        return user
+
+    def _body(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n else b""
+
+    def _events_v1_path(self, url):
+        """(namespace or None, name or None) of an events.k8s.io/v1 path, or False."""
+        parts = [unquote(p) for p in url.path.strip("/").split("/")]
+        if parts[:3] != ["apis", "events.k8s.io", "v1"]:
+            return False
+        rest = parts[3:]
+        if rest == ["events"]:
+            return None, None
+        if len(rest) in (3, 4) and rest[0] == "namespaces" and rest[2] == "events":
+            return rest[1], (rest[3] if len(rest) == 4 else None)
+        return False
+
+    def do_POST(self):
+        if self.path.startswith("/" + "/".join(LEASE_PREFIX[:3]) + "/"):
+            return self._lease_write("POST")
+        url = urlsplit(self.path)
+        where = self._events_v1_path(url)
+        body = self._body()
+        if self._authenticate("POST", url) is None:
+            return
+        if not where or where[0] is None or where[1] is not None:
+            return self.send_json(405 if where else 404, status(
+                405 if where else 404, "MethodNotAllowed" if where else "NotFound",
+                "the server does not allow this method on the requested resource"))
+        api = self.api
+        with api.lock:
+            api.event_writes.append(("POST", url.path, self.headers.get("Content-Type"), body))
+        try:
+            ev = json.loads(body)
+        except ValueError:
+            return self.send_json(400, status(400, "BadRequest", "invalid JSON body"))
+        ns = where[0]
+        problems = _event_v1_problems(ev, ns)
+        if problems:
+            return self.send_json(422, _invalid(ev.get("metadata", {}).get("name", ""), problems))
+        name = ev["metadata"]["name"]
+        with api.lock:
+            if (ns, name) in api.events_v1:
+                body = status(409, "AlreadyExists", f'events.events.k8s.io "{name}" already exists')
+                body["details"] = {"name": name, "group": "events.k8s.io", "kind": "events"}
+                return self.send_json(409, body)
+            api.rv += 1
+            ev["metadata"].update({"namespace": ns, "uid": str(uuid.uuid4()),
+                                   "resourceVersion": str(api.rv),
+                                   "creationTimestamp": k8s_time()})
+            api.events_v1[(ns, name)] = ev
+            out = json.loads(json.dumps(ev))
+        api.log("event created", namespace=ns, name=name, reason=ev.get("reason"))
+        self.send_json(201, out)
+
+    def do_PATCH(self):
+        url = urlsplit(self.path)
+        where = self._events_v1_path(url)
+        body = self._body()
+        if self._authenticate("PATCH", url) is None:
+            return
+        if not where or where[0] is None or where[1] is None:
+            return self.send_json(404, status(404, "NotFound", "the server could not find "
+                                                               "the requested resource"))
+        api = self.api
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+        with api.lock:
+            api.event_writes.append(("PATCH", url.path, ctype, body))
+        if ctype not in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
+            return self.send_json(415, status(415, "UnsupportedMediaType",
+                                              f'the body of the request was in an unknown '
+                                              f'format - accepted media types include: '
+                                              f'application/merge-patch+json, '
+                                              f'application/strategic-merge-patch+json'))
+        try:
+            patch = json.loads(body)
+        except ValueError:
+            return self.send_json(400, status(400, "BadRequest", "invalid JSON body"))
+        ns, name = where
+        with api.lock:
+            old = api.events_v1.get((ns, name))
+            if old is None:
+                return self.send_json(404, not_found("events.events.k8s.io", name))
+            new = _merge_patch(json.loads(json.dumps(old)), patch)
+            problems = _event_v1_problems(new, ns)
+            problems += [f"{k}: Invalid value: field is immutable" for k in EVENT_V1_IMMUTABLE
+                         if new.get(k) != old.get(k)]
+            if problems:
+                return self.send_json(422, _invalid(name, problems))
+            api.rv += 1
+            new["metadata"]["resourceVersion"] = str(api.rv)
+            api.events_v1[(ns, name)] = new
+            out = json.loads(json.dumps(new))
+        api.log("event patched", namespace=ns, name=name, series=new.get("series"))
+        self.send_json(200, out)
+
+    def _events_v1_get(self, where, q):
+        api = self.api
+        ns, name = where
+        if name is not None:
+            with api.lock:
+                obj = api.events_v1.get((ns, name))
+                obj = json.loads(json.dumps(obj)) if obj else None
+            if obj is None:
+                return self.send_json(404, not_found("events.events.k8s.io", name))
+            return self.send_json(200, obj)
+        terms = []
+        for term in filter(None, (q.get("fieldSelector") or "").split(",")):
+            k, _, v = term.partition("=")
+            k, v = k.rstrip("!="), v.lstrip("=")
+            if k not in EVENT_V1_FIELDS:
+                return self.send_json(400, status(400, "BadRequest", f'"{k}" is not a known '
+                                                  f'field selector: only "{", ".join(EVENT_V1_FIELDS)}"'))
+            terms.append((k, v, "!=" in term))
+        with api.lock:
+            items = [json.loads(json.dumps(o)) for (n, _), o in sorted(api.events_v1.items())
+                     if ns is None or n == ns]
+            rv = api.rv
+        items = [o for o in items
+                 if all((EVENT_V1_FIELDS[k](o) == v) != neg for k, v, neg in terms)]
+        for o in items:
+            o.pop("kind", None)
+            o.pop("apiVersion", None)
+        self.send_json(200, {"kind": "EventList", "apiVersion": "events.k8s.io/v1",
+                             "metadata": {"resourceVersion": str(rv)}, "items": items})
+
     def _user(self):
         """The authenticated user: a known bearer token, else a client certificate of the CA."""
         api = self.api
@@ -983,6 +1134,84 @@ class _Handler(JsonHandler):
             self.close_connection = True
         finally:
             backend.close()
+
+
+EVENT_V1_FIELDS = {
+    "metadata.name": lambda o: o["metadata"]["name"],
+    "metadata.namespace": lambda o: o["metadata"]["namespace"],
+    "regarding.name": lambda o: o.get("regarding", {}).get("name", ""),
+    "regarding.namespace": lambda o: o.get("regarding", {}).get("namespace", ""),
+    "regarding.kind": lambda o: o.get("regarding", {}).get("kind", ""),
+    "regarding.uid": lambda o: o.get("regarding", {}).get("uid", ""),
+    "reason": lambda o: o.get("reason", ""),
+    "reportingController": lambda o: o.get("reportingController", ""),
+    "type": lambda o: o.get("type", ""),
+}
+# What the API server keeps unchanged on an update of an events.k8s.io/v1 Event.
+EVENT_V1_IMMUTABLE = ("regarding", "related", "reason", "note", "type", "eventTime", "action",
+                      "reportingController", "reportingInstance")
+_QUALIFIED = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                        r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_MICRO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)$")
+
+
+def _event_v1_problems(ev, ns):
+    """What the API server's validation of an events.k8s.io/v1 Event finds wrong."""
+    p = []
+    md = ev.get("metadata") or {}
+    if ev.get("apiVersion") != "events.k8s.io/v1" or ev.get("kind") != "Event":
+        p.append("apiVersion, kind: must be events.k8s.io/v1 Event")
+    if not md.get("name"):
+        p.append("metadata.name: Required value")
+    if md.get("namespace") not in (None, ns):
+        p.append("metadata.namespace: does not match the namespace of the request")
+    if not _MICRO.match(str(ev.get("eventTime") or "")):
+        p.append("eventTime: Required value")
+    rc = ev.get("reportingController") or ""
+    if not rc or not _QUALIFIED.match(rc) or len(rc) > 253:
+        p.append("reportingController: Invalid value: must be a qualified name")
+    if not ev.get("reportingInstance") or len(ev["reportingInstance"]) > 128:
+        p.append("reportingInstance: Required value (at most 128 bytes)")
+    for k in ("action", "reason"):
+        if not ev.get(k) or len(ev[k]) > 128:
+            p.append(f"{k}: Required value (at most 128 bytes)")
+    if ev.get("type") not in ("Normal", "Warning"):
+        p.append('type: Unsupported value: supported values: "Normal", "Warning"')
+    if len((ev.get("note") or "").encode()) > 1024:
+        p.append("note: Too long: must have at most 1024 bytes")
+    reg = ev.get("regarding") or {}
+    if not reg.get("kind") or not reg.get("name"):
+        p.append("regarding: Required value")
+    elif reg.get("namespace") not in (None, "", ns):
+        p.append("regarding.namespace: Invalid value: does not match event.namespace")
+    series = ev.get("series")
+    if series is not None:
+        if not isinstance(series.get("count"), int) or series["count"] < 2:
+            p.append("series.count: Invalid value: should be at least 2")
+        if not _MICRO.match(str(series.get("lastObservedTime") or "")):
+            p.append("series.lastObservedTime: Required value")
+    return p
+
+
+def _invalid(name, problems):
+    body = status(422, "Invalid", f'Event.events.k8s.io "{name}" is invalid: ' + ", ".join(problems))
+    body["details"] = {"name": name, "group": "events.k8s.io", "kind": "Event",
+                       "causes": [{"message": m} for m in problems]}
+    return body
+
+
+def _merge_patch(target, patch):
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return patch
+    if not isinstance(target, dict):
+        target = {}
+    for k, v in patch.items():
+        if v is None:
+            target.pop(k, None)
+        else:
+            target[k] = _merge_patch(target.get(k), v)
+    return target
 
 
 def not_found(resource, name):

@@ -1,0 +1,192 @@
+"""The GitHub workflows, checked where they cannot run.
+
+The workflows run only on GitHub; here every workflow is parsed, every script it calls must
+exist, the jobs must chain as the release process promises (image, then chart, then the
+GitHub Release; docs and charts sharing one gh-pages concurrency group that never cancels),
+the image job must build the root Dockerfile with arguments the Dockerfile declares, and the
+release scripts the workflows call run against a local git remote with the same Helm the
+chart tests use.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+BUILD = Path(os.environ.get("PT_BUILD_DIR", ROOT / "build"))
+
+
+def load(name):
+    with open(ROOT / ".github" / "workflows" / name) as f:
+        return yaml.safe_load(f)
+
+
+def on_of(wf):
+    # PyYAML (YAML 1.1) reads the key `on` as the boolean True.
+    return wf.get("on", wf.get(True))
+
+
+def steps(wf):
+    for job_name, job in wf["jobs"].items():
+        for step in job.get("steps", []):
+            yield job_name, step
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, capture_output=True, text=True, **kw)
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_workflow_shape(path):
+    wf = yaml.safe_load(path.read_text())
+    assert wf.get("name"), f"{path.name}: no name"
+    assert on_of(wf), f"{path.name}: no trigger"
+    jobs = wf["jobs"]
+    for name, job in jobs.items():
+        assert "runs-on" in job, f"{path.name}: job {name} has no runs-on"
+        assert job.get("steps"), f"{path.name}: job {name} has no steps"
+        for need in [job["needs"]] if isinstance(job.get("needs"), str) else job.get("needs", []):
+            assert need in jobs, f"{path.name}: job {name} needs unknown job {need}"
+        for step in job["steps"]:
+            assert ("run" in step) != ("uses" in step), f"{path.name}: {name}: step {step}"
+            if "uses" in step:
+                assert re.fullmatch(r"[\w.-]+/[\w./-]+@v\d+", step["uses"]), \
+                    f"{path.name}: {name}: action not pinned to a major version: {step['uses']}"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_scripts_called_exist(path):
+    wf = yaml.safe_load(path.read_text())
+    for job, step in steps(wf):
+        for script in re.findall(r"(?<![\w/])((?:\.ci|scripts)/[\w./-]+)", step.get("run", "")):
+            assert (ROOT / script).is_file(), f"{path.name}: {job} calls missing {script}"
+            assert run(["bash", "-n", str(ROOT / script)]).returncode == 0, f"{script}: syntax"
+
+
+def test_release_chain():
+    wf = load("release.yml")
+    jobs = wf["jobs"]
+    assert on_of(wf)["push"]["tags"], "release runs on tags"
+    assert set(jobs["image"]["needs"]) >= {"test", "version"}
+    assert "image" in jobs["chart"]["needs"]
+    assert "chart" in jobs["release"]["needs"], "the GitHub Release waits for the chart index"
+    chart_steps = " ".join(s.get("run", "") for s in jobs["chart"]["steps"])
+    assert "helm push" in chart_steps and "oci://ghcr.io/" in chart_steps
+    assert "publish-pages.sh chart" in chart_steps
+    # The last step of the chart job waits until Pages serves the new version.
+    assert "charts/index.yaml" in jobs["chart"]["steps"][-1]["run"]
+
+
+def test_gh_pages_writers_share_a_group_that_never_cancels():
+    writers = [load("release.yml")["jobs"]["chart"], load("docs.yml")["jobs"]["deploy"]]
+    for job in writers:
+        assert job["concurrency"] == {"group": "gh-pages", "cancel-in-progress": False}
+    assert "publish-pages.sh docs" in " ".join(
+        s.get("run", "") for s in load("docs.yml")["jobs"]["deploy"]["steps"])
+
+
+def test_image_job_builds_the_root_dockerfile():
+    job = load("release.yml")["jobs"]["image"]
+    build = next(s for s in job["steps"] if s.get("uses", "").startswith("docker/build-push-action"))
+    w = build["with"]
+    assert w["file"] == "Dockerfile" and w["context"] == "."
+    assert set(w["platforms"].split(",")) == {"linux/amd64", "linux/arm64"}
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    declared = set(re.findall(r"^\s*ARG\s+(\w+)", dockerfile, re.M))
+    passed = {line.split("=", 1)[0].strip() for line in w["build-args"].splitlines() if line.strip()}
+    assert passed <= declared, f"build args the Dockerfile does not declare: {passed - declared}"
+    # The chart's default image is what the release pushes.
+    values = yaml.safe_load((ROOT / "chart/pulltrace/values.yaml").read_text())
+    assert values["image"]["repository"].rsplit("/", 1)[-1] == w["tags"].rsplit("/", 1)[-1].split(":")[0]
+
+
+def test_shellcheck_release_scripts():
+    scripts = [ROOT / "scripts/release-version.sh", ROOT / "scripts/publish-pages.sh"]
+    r = run(["shellcheck", "-S", "warning", *map(str, scripts)])
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def chart_field(name):
+    text = (ROOT / "chart/pulltrace/Chart.yaml").read_text()
+    return yaml.safe_load(text)[name]
+
+
+def test_release_version_checks_the_tag_against_the_chart():
+    script = str(ROOT / "scripts/release-version.sh")
+    version = chart_field("version")
+    ok = run(["bash", script, f"v{version}", "SomeOwner"])
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.split() == [f"version={version}", "owner=someowner"]
+    wrong = run(["bash", script, "v99.0.0", "o"])
+    assert wrong.returncode == 1 and "99.0.0" in wrong.stderr
+    assert run(["bash", script, "release-1", "o"]).returncode == 1
+
+
+@pytest.fixture(scope="module")
+def helm():
+    tools = BUILD / "tools"
+    r = run(["bash", str(ROOT / "scripts/fetch-helm.sh"), str(tools)])
+    assert r.returncode == 0, r.stderr
+    return tools / "helm"
+
+
+def git(cwd, *args):
+    r = run(["git", "-C", str(cwd), *args])
+    assert r.returncode == 0, f"git {args}: {r.stderr}"
+    return r.stdout
+
+
+def test_publish_pages_keeps_docs_and_every_chart_version(tmp_path, helm):
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(remote))
+    # A clone of the project with the bare repository as its origin, like a CI checkout.
+    work = tmp_path / "work"
+    git(tmp_path, "clone", "-q", str(ROOT), str(work))
+    git(work, "remote", "set-url", "origin", str(remote))
+    env = dict(os.environ, PATH=f"{helm.parent}:{os.environ['PATH']}")
+    script = str(ROOT / "scripts/publish-pages.sh")  # the checkout under test, run in the clone
+    url = "https://example.invalid/pulltrace/charts"
+
+    site = tmp_path / "site"
+    (site / "api").mkdir(parents=True)
+    (site / "index.html").write_text("site v1")
+    (site / "api" / "index.html").write_text("api")
+    r = run(["bash", script, "docs", str(site)], cwd=work, env=env)
+    assert r.returncode == 0, r.stderr
+
+    for version in ("0.1.0", "0.2.0"):
+        dist = tmp_path / f"dist-{version}"
+        r = run([str(helm), "package", str(work / "chart/pulltrace"), "--version", version,
+                 "--app-version", version, "-d", str(dist)], env=env)
+        assert r.returncode == 0, r.stderr
+        r = run(["bash", script, "chart", str(dist / f"pulltrace-{version}.tgz"), url], cwd=work, env=env)
+        assert r.returncode == 0, r.stderr
+
+    # The site is redeployed without the api page: the old page goes, the charts stay.
+    shutil.rmtree(site / "api")
+    (site / "index.html").write_text("site v2")
+    r = run(["bash", script, "docs", str(site)], cwd=work, env=env)
+    assert r.returncode == 0, r.stderr
+
+    check = tmp_path / "check"
+    git(tmp_path, "clone", "-q", "--branch", "gh-pages", str(remote), str(check))
+    assert (check / "index.html").read_text() == "site v2"
+    assert not (check / "api").exists()
+    assert (check / ".nojekyll").exists()
+    index = yaml.safe_load((check / "charts" / "index.yaml").read_text())
+    entries = index["entries"]["pulltrace"]
+    assert sorted(e["version"] for e in entries) == ["0.1.0", "0.2.0"]
+    for e in entries:
+        assert e["urls"] == [f"{url}/pulltrace-{e['version']}.tgz"]
+        assert (check / "charts" / f"pulltrace-{e['version']}.tgz").is_file()
+    # The branch is history, not a force-pushed snapshot: four publications, four commits.
+    assert len(git(check, "log", "--oneline").splitlines()) == 4
+    # Nothing is left behind in the project's checkout.
+    assert "gh-pages" not in git(work, "worktree", "list")
+    assert git(work, "status", "--porcelain") == ""
