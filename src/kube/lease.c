@@ -263,12 +263,11 @@ static void done_cb(void *ud, const struct pt_http_response *r)
     return;
   if (l->releasing) {
     /* The request that was in flight when the release was asked may have
-     * renewed the lease: release the record it returned. */
+     * renewed the lease: release the record it returned (release_now()
+     * checks that it is still ours). */
     json_t *lease = answer_lease(r);
-    if (lease && step != STEP_GET)
+    if (lease)
       observe(l, lease);
-    else
-      json_decref(lease);
     l->releasing = false;
     release_now(l);
     return;
