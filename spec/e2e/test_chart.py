@@ -695,6 +695,10 @@ def test_prometheus_rules_fire_on_the_series_they_watch(helm, tmp_path):
              "values": "0x30"},
             {"series": f'pulltrace_policy_load_error{{script="zz.lua",line="3",'
                        f'message="unexpected symbol",{ident}}}', "values": "1x30"},
+            # Two replicas: the first leads until minute 5, then nobody does.
+            {"series": f'pulltrace_leader{{{ident}}}', "values": "1x5 0x25"},
+            {"series": 'pulltrace_leader{namespace="pt",job="pt-server",'
+                       'instance="10.0.0.2:9090",pod="pt-server-2"}', "values": "0x30"},
         ],
         "alert_rule_test": [
             {"eval_time": "4m", "alertname": "PulltracePullStalled", "exp_alerts": []},
@@ -715,6 +719,11 @@ def test_prometheus_rules_fire_on_the_series_they_watch(helm, tmp_path):
                                 "hook": "alert", "script": "90-x.lua", "reason": "runtime"},
                  "exp_annotations": _annotations(helm, "PulltracePolicyErrors", "")}]},
             {"eval_time": "20m", "alertname": "PulltracePolicyReloadFailed", "exp_alerts": []},
+            {"eval_time": "4m", "alertname": "PulltraceNoLeader", "exp_alerts": []},
+            {"eval_time": "9m", "alertname": "PulltraceNoLeader", "exp_alerts": []},
+            {"eval_time": "12m", "alertname": "PulltraceNoLeader", "exp_alerts": [
+                {"exp_labels": {"severity": "warning", "namespace": "pt", "job": "pt-server"},
+                 "exp_annotations": _annotations(helm, "PulltraceNoLeader", "0")}]},
             {"eval_time": "3m", "alertname": "PulltracePolicyNotLoaded", "exp_alerts": []},
             {"eval_time": "6m", "alertname": "PulltracePolicyNotLoaded", "exp_alerts": [
                 {"exp_labels": {"severity": "warning", "namespace": "pt", "job": "pt-server",
