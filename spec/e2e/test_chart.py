@@ -138,11 +138,13 @@ MATRIX = {
                                      "hosts": ["pulltrace.example.com"]}]}},
     "ingress-any-host": {"ingress": {"enabled": True, "path": "/", "pathType": "Exact"}},
     "no-tests": {"tests": {"enabled": False}},
+    "replicas": {"server": {"replicas": 3}},
     "persistence": {"persistence": {"enabled": True, "size": "10Gi", "storageClass": "fast-ssd",
                                     "mountPath": "/data", "retention": "14d",
                                     "maxBytes": 8000000000}},
     "persistence-emptydir": {"persistence": {"enabled": True, "emptyDir": True, "size": "500Mi",
                                              "maxBytes": 400000000}},
+    "replicas-persistence": {"server": {"replicas": 2}, "persistence": {"enabled": True}},
 }
 MATRIX["everything"] = {k: v for case in ("policy", "monitoring", "network-policy", "ingress",
                                           "resources-and-scheduling", "read-auth", "persistence")
@@ -159,16 +161,22 @@ def test_lint_and_render_every_value_set(helm, case, tmp_path):
         assert chartlib.problems(objects, "pulltrace-system") == [], (case, release)
         kinds = {o["kind"] for o in objects}
         assert {"DaemonSet", "Service", "ConfigMap", "ServiceAccount",
-                "ClusterRole", "ClusterRoleBinding"} <= kinds
+                "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"} <= kinds
         server = server_of(objects)
         agent = find(objects, "DaemonSet", "-agent")
         service = find(objects, "Service", "-server")
-        # Agents report to the Service that selects the server, on its http port.
+        replicas = find(objects, "Service", "-replicas")
+        # Agents report to every server replica: to the headless Service that selects the
+        # servers, on their http port.
+        assert replicas["spec"]["clusterIP"] == "None"
+        assert replicas["spec"]["selector"] == service["spec"]["selector"]
         port = next(p["port"] for p in service["spec"]["ports"] if p["name"] == "http")
+        assert next(p["port"] for p in replicas["spec"]["ports"] if p["name"] == "http") == port
         assert env_of(agent)["PULLTRACE_SERVER_URL"] == (
-            f"http://{service['metadata']['name']}.pulltrace-system.svc:{port}")
+            f"http://{replicas['metadata']['name']}.pulltrace-system.svc:{port}")
         assert env_of(server)["PULLTRACE_HTTP_ADDR"] == f":{port}"
         check_identity(objects, MATRIX[case], "pulltrace-system")
+        assert_leader_election(objects, server, "pulltrace-system")
         assert not any(k.startswith("checksum/policy") for k in pod_annotations(server))
 
 
@@ -230,14 +238,37 @@ def check_identity(objects, values, namespace):
         assert ("authorization.k8s.io", "subjectaccessreviews") not in verbs
 
 
+def assert_leader_election(objects, server, namespace):
+    """The server elects a leader on a Lease its Role lets it get, create and update, in the
+    release's namespace, with the pod's name as its identity."""
+    env = env_of(server)
+    assert env["PULLTRACE_LEADER_ELECTION"] == "on"
+    assert env["PULLTRACE_LEASE_NAMESPACE"] == namespace
+    assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    role, binding = find(objects, "Role", "-lease"), find(objects, "RoleBinding", "-lease")
+    verbs = set()
+    for rule in role["rules"]:
+        assert rule["apiGroups"] == ["coordination.k8s.io"] and rule["resources"] == ["leases"]
+        if "resourceNames" in rule:
+            assert rule["resourceNames"] == [env["PULLTRACE_LEASE_NAME"]]
+        verbs |= set(rule["verbs"])
+    assert verbs == {"get", "create", "update"}
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": role["metadata"]["name"]}
+    assert binding["subjects"] == [{"kind": "ServiceAccount",
+                                    "name": pod_spec(server)["serviceAccountName"],
+                                    "namespace": namespace}]
+
+
 MUTATIONS = {
-    "service name too long": lambda o: find(o, "Service")["metadata"].update(name="s" * 64),
-    "service name starts with a digit": lambda o: find(o, "Service")["metadata"].update(
-        name="9-server"),
-    "selector misses the pods": lambda o: find(o, "Service")["spec"]["selector"].update(
-        {"app.kubernetes.io/component": "agent-x"}),
-    "targetPort names no port": lambda o: find(o, "Service")["spec"]["ports"][0].update(
-        targetPort="web"),
+    "service name too long": lambda o: find(o, "Service", "-server")["metadata"].update(
+        name="s" * 64),
+    "service name starts with a digit": lambda o: find(o, "Service", "-server")[
+        "metadata"].update(name="9-server"),
+    "selector misses the pods": lambda o: find(o, "Service", "-server")["spec"][
+        "selector"].update({"app.kubernetes.io/component": "agent-x"}),
+    "targetPort names no port": lambda o: find(o, "Service", "-server")["spec"]["ports"][
+        0].update(targetPort="web"),
     "label value too long": lambda o: find(o, "ConfigMap")["metadata"]["labels"].update(
         {"app.kubernetes.io/instance": "x" * 64}),
     "deployment selector": lambda o: find(o, "Deployment")["spec"]["selector"]["matchLabels"]
@@ -277,7 +308,7 @@ def test_packaged_chart_renders_the_same(helm, tmp_path):
     args = ["--set", "token.value=t", "--set", "grafanaDashboard.enabled=true"]
     r = helm.run("template", "pulltrace", archive, "--namespace", "pulltrace", *args)
     assert [d for d in yaml.safe_load_all(r.stdout) if d] == helm.template(args)
-    r = helm.run("template", "pulltrace", archive, "--set", "server.replicas=2", check=False)
+    r = helm.run("template", "pulltrace", archive, "--set", "server.replicas=-1", check=False)
     assert r.returncode != 0 and "replicas" in r.stderr
 
 
@@ -471,12 +502,45 @@ def test_security_settings_and_scheduling_defaults(helm):
     assert sc["runAsUser"] == 0 and sc["capabilities"] == {"drop": ["ALL"]}
     assert pod_spec(agent)["automountServiceAccountToken"] is False
     assert pod_spec(agent)["tolerations"] == [{"operator": "Exists"}]
-    assert server["spec"]["replicas"] == 1 and server["spec"]["strategy"]["type"] == "Recreate"
+    assert server["spec"]["replicas"] == 1
+    # A new server starts (and gets the agents' reports) before an old one stops.
+    assert server["spec"]["strategy"] == {"type": "RollingUpdate",
+                                          "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    assert "affinity" not in pod_spec(server)
+    assert "sessionAffinity" not in find(objects, "Service", "-server")["spec"]
     spec = pod_spec(find(helm.template(["--set", "agent.priorityClassName=system-node-critical",
                                         "--set", "agent.nodeSelector.pool=a"]),
                          "DaemonSet", "-agent"))
     assert spec["priorityClassName"] == "system-node-critical"
     assert spec["nodeSelector"] == {"kubernetes.io/os": "linux", "pool": "a"}
+
+
+def test_two_replicas_spread_elect_and_get_every_report(helm):
+    """server.replicas=2 (docs/ha.md): both replicas behind the headless Service the agents
+    resolve, spread over nodes where possible, one Lease between them, and readers kept on
+    one replica (event ids are per replica)."""
+    objects = helm.template(["--set", "server.replicas=2"])
+    assert chartlib.problems(objects, "pulltrace") == []
+    server = find(objects, "Deployment", "-server")
+    assert server["spec"]["replicas"] == 2
+    assert_leader_election(objects, server, "pulltrace")
+    anti = pod_spec(server)["affinity"]["podAntiAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+    assert anti["topologyKey"] == "kubernetes.io/hostname"
+    assert anti["labelSelector"]["matchLabels"] == server["spec"]["selector"]["matchLabels"]
+    assert find(objects, "Service", "-server")["spec"]["sessionAffinity"] == "ClientIP"
+    replicas = find(objects, "Service", "-replicas")
+    assert replicas["spec"]["clusterIP"] == "None"
+    assert env_of(find(objects, "DaemonSet", "-agent"))["PULLTRACE_SERVER_URL"].startswith(
+        f"http://{replicas['metadata']['name']}.pulltrace.svc:")
+    # An affinity of the operator's own replaces the default spread.
+    objects = helm.template(["--set", "server.replicas=2", "--set",
+                             "server.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuring"
+                             "Execution.nodeSelectorTerms[0].matchExpressions[0].key=pool",
+                             "--set", "server.affinity.nodeAffinity.requiredDuringScheduling"
+                             "IgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0]"
+                             ".operator=Exists"])
+    assert list(pod_spec(find(objects, "Deployment", "-server"))["affinity"]) == ["nodeAffinity"]
 
 
 def test_pod_security_levels_are_the_documented_ones(helm):
@@ -497,7 +561,7 @@ def test_pod_security_levels_are_the_documented_ones(helm):
 
 
 @pytest.mark.parametrize("values, key", [
-    (["--set", "server.replicas=2"], "replicas"),
+    (["--set", "server.replicas=-1"], "replicas"),
     (["--set", "policy.settings.bad-key=1"], "bad-key"),
     (["--set", "policy.settings.rateHalfLife=soon"], "rateHalfLife"),
     (["--set", "policy.settings.list={a,b}"], "list"),
@@ -538,7 +602,9 @@ def test_persistence_gives_the_server_a_volume_of_its_own(helm):
                              "--set", "persistence.storageClass=fast-ssd"])
     sts = find(objects, "StatefulSet", "-server")
     assert not any(o["kind"] == "Deployment" for o in objects)
-    assert sts["spec"]["serviceName"] == find(objects, "Service", "-server")["metadata"]["name"]
+    # The governing Service of its pods is the headless one the agents resolve.
+    assert sts["spec"]["serviceName"] == find(objects, "Service", "-replicas")["metadata"]["name"]
+    assert sts["spec"]["podManagementPolicy"] == "Parallel"
     claim = sts["spec"]["volumeClaimTemplates"][0]
     assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
     assert claim["spec"]["storageClassName"] == "fast-ssd"
@@ -705,6 +771,10 @@ def test_prometheus_rules_fire_on_the_series_they_watch(helm, tmp_path):
              "values": "0x30"},
             {"series": f'pulltrace_policy_load_error{{script="zz.lua",line="3",'
                        f'message="unexpected symbol",{ident}}}', "values": "1x30"},
+            # Two replicas: the first leads until minute 5, then nobody does.
+            {"series": f'pulltrace_leader{{{ident}}}', "values": "1x5 0x25"},
+            {"series": 'pulltrace_leader{namespace="pt",job="pt-server",'
+                       'instance="10.0.0.2:9090",pod="pt-server-2"}', "values": "0x30"},
         ],
         "alert_rule_test": [
             {"eval_time": "4m", "alertname": "PulltracePullStalled", "exp_alerts": []},
@@ -725,6 +795,11 @@ def test_prometheus_rules_fire_on_the_series_they_watch(helm, tmp_path):
                                 "hook": "alert", "script": "90-x.lua", "reason": "runtime"},
                  "exp_annotations": _annotations(helm, "PulltracePolicyErrors", "")}]},
             {"eval_time": "20m", "alertname": "PulltracePolicyReloadFailed", "exp_alerts": []},
+            {"eval_time": "4m", "alertname": "PulltraceNoLeader", "exp_alerts": []},
+            {"eval_time": "9m", "alertname": "PulltraceNoLeader", "exp_alerts": []},
+            {"eval_time": "12m", "alertname": "PulltraceNoLeader", "exp_alerts": [
+                {"exp_labels": {"severity": "warning", "namespace": "pt", "job": "pt-server"},
+                 "exp_annotations": _annotations(helm, "PulltraceNoLeader", "0")}]},
             {"eval_time": "3m", "alertname": "PulltracePolicyNotLoaded", "exp_alerts": []},
             {"eval_time": "6m", "alertname": "PulltracePolicyNotLoaded", "exp_alerts": [
                 {"exp_labels": {"severity": "warning", "namespace": "pt", "job": "pt-server",
@@ -793,7 +868,8 @@ def test_ingress_of_the_docs_routes_a_path_prefix_to_the_ui(helm, tmp_path):
     ing = find(objects, "Ingress")
     (rule,) = ing["spec"]["rules"]
     (path,) = rule["http"]["paths"]
-    assert path["backend"]["service"] == {"name": find(objects, "Service")["metadata"]["name"],
+    service = find(objects, "Service", "-server")
+    assert path["backend"]["service"] == {"name": service["metadata"]["name"],
                                           "port": {"name": "http"}}
     # The prefix the docs strip with a regex: the UI's relative URLs resolve under it.
     assert re.match(path["path"], "/pulltrace/api/v1/pulls")
@@ -869,7 +945,8 @@ def run_rendered_daemons(objects, kube, build_dir, tmp_path):
     assert env["PULLTRACE_DATA_DIR"] == MATRIX["persistence"]["persistence"]["mountPath"]
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    # The in-cluster API address and files, here the fake API server's.
+    # The in-cluster API address and files, here the fake API server's (which also holds
+    # the Lease of the leader election the chart turns on).
     env.update(PULLTRACE_HTTP_ADDR=f"127.0.0.1:{port}", PULLTRACE_METRICS_ADDR=f"127.0.0.1:{mport}",
                PULLTRACE_POLICY_DIR=str(policy_dir), PULLTRACE_DATA_DIR=str(data_dir),
                **kube.in_cluster_env(kube.write_service_account(tmp_path / "sa")))

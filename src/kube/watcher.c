@@ -924,6 +924,12 @@ void pt_kube_destroy(struct pt_kube *k)
   uv_close((uv_handle_t *)&k->token_timer, token_timer_closed);
 }
 
+const char *pt_kube_credentials(const struct pt_kube *k, struct pt_http_request *req)
+{
+  *req = api_request(k, NULL);
+  return k->cfg.server;
+}
+
 int pt_kube_request(struct pt_kube *k, const char *method, const char *path, const char *body, size_t body_len,
                     const char *content_type, pt_httpc_done_cb done, void *ud, uint64_t *id)
 {

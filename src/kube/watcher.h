@@ -103,6 +103,14 @@ int pt_kube_request(struct pt_kube *k, const char *method, const char *path, con
 /* Cancels a request of pt_kube_request() (id from its last argument): its done
  * callback runs now with -ECANCELED. Unknown ids are ignored. */
 void pt_kube_cancel(struct pt_kube *k, uint64_t id);
+/* For a client of its own to the same API server as the same user (the
+ * leader lease, which needs its own timeouts and cancellation): a request
+ * carrying the current credentials (token, CA, client
+ * certificate; set its url and the rest), and the API server's base URL as
+ * the return value. Borrowed strings: start the request at once (the HTTP
+ * client copies them), and never after pt_kube_destroy(). */
+struct pt_http_request;
+const char *pt_kube_credentials(const struct pt_kube *k, struct pt_http_request *req);
 const char *pt_kube_resource_name(enum pt_kube_resource r);
 
 #endif

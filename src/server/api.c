@@ -292,7 +292,8 @@ static void handle_readyz(struct pt_server *srv, struct pt_http_resp *resp)
   }
   if (srv->shutting_down)
     ok = false;
-  reply_json(resp, ok ? 200 : 503, json_pack("{s:s,s:o}", "status", ok ? "ready" : "not ready", "checks", checks));
+  reply_json(resp, ok ? 200 : 503,
+             json_pack("{s:s,s:b,s:o}", "status", ok ? "ready" : "not ready", "leader", srv->leader, "checks", checks));
 }
 
 /* ---- UI ------------------------------------------------------------------ */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/prom.h"
+#include "kube/lease.h"
 #include "kube/watcher.h"
 #include "server/server_impl.h"
 
@@ -239,12 +240,30 @@ void pt_server_metrics_render(struct pt_server *srv, struct pt_buf *out)
   counter(out, "pulltrace_alerts_suppressed_total", "Repeated alerts suppressed within the repeat interval",
           (double)pc.alerts_suppressed);
   pt_prom_family(out, "pulltrace_alert_webhook_deliveries_total", "counter",
-                 "Alerts handed to the webhook, by result (sent, dropped after retries or a full queue)");
+                 "Alerts handed to the webhook, by result (sent, dropped after retries or a full queue, "
+                 "not_leader = left to the leading replica, after_takeover = such alerts handed over by a "
+                 "replica that became the leader)");
   labeled(out, "pulltrace_alert_webhook_deliveries_total", "result", "sent", (double)as.webhook.sent);
   labeled(out, "pulltrace_alert_webhook_deliveries_total", "result", "dropped", (double)as.webhook.dropped);
+  labeled(out, "pulltrace_alert_webhook_deliveries_total", "result", "not_leader", (double)as.not_leader);
+  labeled(out, "pulltrace_alert_webhook_deliveries_total", "result", "after_takeover", (double)as.after_takeover);
   counter(out, "pulltrace_alert_webhook_failures_total", "Failed webhook requests (each is retried)",
           (double)as.webhook.failed);
   gauge(out, "pulltrace_alert_webhook_queue", "Alerts waiting for webhook delivery", (double)as.webhook.queued);
+
+  gauge(out, "pulltrace_leader",
+        "1 when this replica delivers side effects (holds the Lease, or leader election is off), else 0",
+        srv->leader ? 1 : 0);
+  struct pt_lease_stats ls;
+  pt_lease_stats(srv->lease, &ls);
+  pt_prom_family(out, "pulltrace_leader_changes_total", "counter",
+                 "Leadership changes of this replica, by change (acquired, lost = not renewed in time)");
+  labeled(out, "pulltrace_leader_changes_total", "change", "acquired", (double)ls.acquired);
+  labeled(out, "pulltrace_leader_changes_total", "change", "lost", (double)ls.lost);
+  pt_prom_family(out, "pulltrace_lease_requests_failed_total", "counter",
+                 "Lease requests that failed, by reason (conflict = another replica wrote first, error)");
+  labeled(out, "pulltrace_lease_requests_failed_total", "reason", "conflict", (double)ls.conflicts);
+  labeled(out, "pulltrace_lease_requests_failed_total", "reason", "error", (double)ls.errors);
 
   pt_prom_family(out, "pulltrace_kube_watch_restarts_total", "counter", "Kubernetes watch restarts, by resource");
   struct pt_kube_stats ks = {0};

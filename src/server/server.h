@@ -53,6 +53,11 @@ struct pt_server_config {
   double kube_token_refresh;
   double kube_watch_timeout;
   long kube_page_size;
+  /* Leader election (docs/ha.md) */
+  const char *leader_election;  /* auto, on or off */
+  const char *lease_name, *lease_namespace;
+  double lease_duration, lease_renew_deadline, lease_retry_period;
+  const char *pod_name;         /* POD_NAME: the holderIdentity */
   long kube_events_per_minute, kube_events_per_pod;
   /* History (docs/history.md) */
   const char *data_dir;         /* empty = memory only */
@@ -115,9 +120,17 @@ void pt_server_kube_sink(struct pt_server *srv, struct pt_kube_sink *out);
  * server does not own it: set NULL before destroying it. */
 struct pt_kube;
 void pt_server_set_kube(struct pt_server *srv, struct pt_kube *kube);
-/* Side effects that must happen once across replicas (Kubernetes Events)
- * are delivered only while fn(ud) answers true; without a check (NULL, the
- * default) this server delivers them. */
-void pt_server_set_leader_check(struct pt_server *srv, bool (*fn)(void *ud), void *ud);
+/* Whether this replica delivers the side effects that must happen once
+ * across replicas (alert webhooks, Kubernetes Events). A server is the
+ * leader until told otherwise (leader election off: it is alone); with
+ * election on, main makes it a follower until its lease is acquired. holder:
+ * the lease's holder as known ("" = nobody). Shown on /readyz ("leader"
+ * check, always ok: followers serve everything else) and /metrics
+ * (pulltrace_leader). */
+void pt_server_set_leader(struct pt_server *srv, bool leader, const char *holder);
+/* The lease whose statistics /metrics shows (NULL = none); not owned: set
+ * NULL before destroying it. */
+struct pt_lease;
+void pt_server_set_lease(struct pt_server *srv, struct pt_lease *lease);
 
 #endif

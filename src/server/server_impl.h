@@ -61,6 +61,8 @@ struct pt_server {
   struct pt_http_server *http, *metrics;
   struct pt_httpc *httpc;
   struct pt_kube *kube;   /* NULL when Kubernetes is off; owned by main */
+  struct pt_lease *lease; /* NULL when leader election is off; owned by main */
+  bool leader;            /* delivers side effects (pt_server_set_leader) */
   struct pt_kube_events *kube_events; /* NULL when PULLTRACE_KUBE_EVENTS_PER_MINUTE is 0 */
   struct pt_history *history; /* NULL without PULLTRACE_DATA_DIR */
   struct pt_outbox outbox;    /* events waiting for the history's commit */

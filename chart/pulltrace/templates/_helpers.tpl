@@ -118,8 +118,9 @@ the chart can look it up.
 /var/run/secrets/pulltrace
 {{- end -}}
 
+{{/* Where agents report: the headless Service, whose name resolves to every server replica. */}}
 {{- define "pulltrace.serverUrl" -}}
-http://{{ include "pulltrace.fullname" . }}-server.{{ .Release.Namespace }}.svc:{{ .Values.server.httpPort }}
+http://{{ include "pulltrace.fullname" . }}-replicas.{{ .Release.Namespace }}.svc:{{ .Values.server.httpPort }}
 {{- end -}}
 
 {{/* containerd's socket as the agent sees it: the host directory is mounted at /run/containerd. */}}

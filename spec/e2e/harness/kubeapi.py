@@ -14,6 +14,11 @@ Kubernetes API reference (core/v1 Pod, Event, PodList, EventList, Status):
   selector is sent as DELETED, one that starts matching as ADDED (as the API server does).
 - A `resourceVersion` older than the compaction point gets `410 Gone` (an ERROR event carrying
   a Status with code 410 on a watch, or the HTTP status itself with `gone_mode="http"`).
+- coordination.k8s.io/v1 Leases (leader election): `GET`/`PUT` on
+  `/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}` and `POST` on `.../leases`.
+  An update must carry `metadata.resourceVersion` (422 Invalid without it, as Leases allow
+  no unconditional update) and a stale one is a `409 Conflict` Status; creating an existing
+  Lease is `409 AlreadyExists`, reading or updating a missing one `404 NotFound`.
 - Also for kubectl-pulltrace: client certificates signed by the CA authenticate as their CN
   (`make_client_cert()`), more bearer tokens (`add_token()`); `GET .../pods/{name}`; the
   pod list's `labelSelector` (`a=b`, `a==b`, `a!=b`, `a in (x,y)`, `a notin (x,y)`, `a`,
@@ -52,7 +57,8 @@ Kubernetes API reference (core/v1 Pod, Event, PodList, EventList, Status):
 Test hooks: add/modify/delete pods, add, repeat or delete events, `drop_watches()`, `compact()`
 (every older resourceVersion expires: the next watch gets 410), `trim_history()` (etcd-style
 compaction of all but the newest changes), `restart()` (same port, same state), `set_token()`,
-and request counters.
+`lease()` (a Lease as stored), `interfere_lease()` (another client's write lands between a
+client's read and its update: the update conflicts), and request counters.
 """
 
 import base64
@@ -80,6 +86,9 @@ REVIEWS = {"/apis/authentication.k8s.io/v1/tokenreviews":
            ("authentication.k8s.io", "tokenreviews", "TokenReview"),
            "/apis/authorization.k8s.io/v1/subjectaccessreviews":
            ("authorization.k8s.io", "subjectaccessreviews", "SubjectAccessReview")}
+LEASE_PREFIX = ["apis", "coordination.k8s.io", "v1", "namespaces"]
+# metav1.MicroTime as the API server parses it (RFC 3339, fractional seconds optional).
+MICRO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
 
 # Field labels the real API server accepts for these resources (a subset).
 FIELDS = {
@@ -186,7 +195,11 @@ class KubeAPI:
         self.watches = set()
         self.requests = []                          # (method, path, query dict)
         self.counts = {"list": {r: 0 for r in RESOURCES}, "watch": {r: 0 for r in RESOURCES},
-                       "unauthorized": 0, "gone": 0, "proxy": 0}
+                       "unauthorized": 0, "gone": 0, "proxy": 0,
+                       "lease": {"get": 0, "create": 0, "update": 0, "conflict": 0,
+                                 "not_found": 0}}
+        self.leases = {}                            # (ns, name) -> Lease
+        self.lease_interference = {}                # (ns, name) -> updates still to disturb
         self.tokens = {}                            # more bearer tokens -> user name
         self.users = []                             # the user of every authenticated request
         self.services = {}                          # (ns, name) -> Service
@@ -499,6 +512,19 @@ users:
     def set_token(self, token):
         self.token = token
 
+    def lease(self, namespace, name):
+        """A copy of the Lease as stored, or None."""
+        with self.lock:
+            obj = self.leases.get((namespace, name))
+            return json.loads(json.dumps(obj)) if obj else None
+
+    def interfere_lease(self, namespace, name, times=1):
+        """The next `times` updates of the Lease each meet another client's write that landed
+        after the updater read it: the object's resourceVersion moves on (its content stays)
+        and the update gets 409 Conflict, as on a real API server."""
+        with self.lock:
+            self.lease_interference[(namespace, name)] = times
+
     def add_token(self, token, user="token-user"):
         """Another bearer token the server accepts (e.g. the one an exec plugin returns)."""
         self.tokens[token] = user
@@ -681,6 +707,8 @@ class _Handler(JsonHandler):
             return self.send_json(401, status(401, "Unauthorized", "Unauthorized"))
         with api.lock:
             api.users.append(user)
+        if parts[:4] == LEASE_PREFIX:
+            return self._lease("GET", parts)
         where = self._events_v1_path(url)
         if where:
             return self._events_v1_get(where, q)
@@ -878,6 +906,142 @@ class _Handler(JsonHandler):
             pass
         self.close_connection = True
 
+    # -- coordination.k8s.io/v1 Leases -----------------------------------------------------
+    def do_PUT(self):
+        self._lease_write("PUT")
+
+    def _lease_write(self, method):
+        url = urlsplit(self.path)
+        parts = [unquote(p) for p in url.path.strip("/").split("/")]
+        body = self._body()
+        if self._authenticate(method, url) is None:
+            return
+        if parts[:4] != LEASE_PREFIX:
+            return self.send_json(405, status(405, "MethodNotAllowed",
+                                              "the server does not allow this method on the "
+                                              "requested resource"))
+        try:
+            obj = json.loads(body)
+            if not isinstance(obj, dict):
+                raise ValueError("not an object")
+        except ValueError as e:
+            return self.send_json(400, status(400, "BadRequest",
+                                              f"the body of the request was in an unknown "
+                                              f"format: {e}"))
+        return self._lease(method, parts, obj)
+
+    def _lease(self, method, parts, obj=None):
+        """GET/PUT .../namespaces/{ns}/leases/{name} and POST .../namespaces/{ns}/leases."""
+        api = self.api
+        if len(parts) == 6 and parts[5] == "leases" and method == "POST":
+            ns, name = parts[4], (obj.get("metadata") or {}).get("name", "")
+        elif len(parts) == 7 and parts[5] == "leases" and method in ("GET", "PUT"):
+            ns, name = parts[4], parts[6]
+        else:
+            return self.send_json(404, status(404, "NotFound", "the server could not find "
+                                                               "the requested resource"))
+        details = {"name": name, "group": "coordination.k8s.io", "kind": "leases"}
+
+        def fail(code, reason, message):
+            st = status(code, reason, message)
+            st["details"] = details
+            return self.send_json(code, st)
+
+        key = (ns, name)
+        if method == "GET":
+            with api.lock:
+                api.counts["lease"]["get"] += 1
+                cur = api.leases.get(key)
+                if cur is None:
+                    api.counts["lease"]["not_found"] += 1
+                cur = json.loads(json.dumps(cur)) if cur else None
+            if cur is None:
+                return fail(404, "NotFound", f'leases.coordination.k8s.io "{name}" not found')
+            return self.send_json(200, cur)
+
+        md = obj.get("metadata") or {}
+        spec = obj.get("spec") or {}
+        if md.get("namespace") not in (None, "", ns):
+            return fail(400, "BadRequest", "the namespace of the provided object does not match "
+                                           "the namespace sent on the request")
+        if not name:
+            return fail(422, "Invalid", "Lease.coordination.k8s.io \"\" is invalid: "
+                                        "metadata.name: Required value: name or generateName "
+                                        "is required")
+        if method == "PUT" and md.get("name") != name:
+            return fail(400, "BadRequest", f"the name of the object ({md.get('name')}) does not "
+                                           f"match the name on the URL ({name})")
+        problems = []
+        d = spec.get("leaseDurationSeconds")
+        if d is not None and (not isinstance(d, int) or d <= 0):
+            problems.append(f"spec.leaseDurationSeconds: Invalid value: {d}: must be greater "
+                            f"than 0")
+        t = spec.get("leaseTransitions")
+        if t is not None and (not isinstance(t, int) or t < 0):
+            problems.append(f"spec.leaseTransitions: Invalid value: {t}: must be greater than "
+                            f"or equal to 0")
+        for f in ("acquireTime", "renewTime"):
+            v = spec.get(f)
+            if v is not None and not (isinstance(v, str) and MICRO_TIME.match(v)):
+                return fail(400, "BadRequest", f"parsing time {json.dumps(v)}: cannot parse "
+                                               f"as RFC 3339 (spec.{f})")
+        if method == "PUT" and not md.get("resourceVersion"):
+            problems.append("metadata.resourceVersion: Invalid value: 0x0: must be specified "
+                            "for an update")
+        if problems:
+            return fail(422, "Invalid", f'Lease.coordination.k8s.io "{name}" is invalid: '
+                                        f'{", ".join(problems)}')
+        keep = ("holderIdentity", "leaseDurationSeconds", "acquireTime", "renewTime",
+                "leaseTransitions", "strategy", "preferredHolder")
+        with api.lock:
+            cur = api.leases.get(key)
+            if method == "POST":
+                api.counts["lease"]["create"] += 1
+                if cur is not None:
+                    api.counts["lease"]["conflict"] += 1
+                    code, reason = 409, "AlreadyExists"
+                    message = f'leases.coordination.k8s.io "{name}" already exists'
+                else:
+                    api.rv += 1
+                    new = {"kind": "Lease", "apiVersion": "coordination.k8s.io/v1",
+                           "metadata": {"name": name, "namespace": ns,
+                                        "uid": str(uuid.uuid4()),
+                                        "resourceVersion": str(api.rv),
+                                        "creationTimestamp": k8s_time()},
+                           "spec": {k: v for k, v in spec.items() if k in keep}}
+                    api.leases[key] = new
+                    code = 201
+            else:
+                api.counts["lease"]["update"] += 1
+                if cur is not None and api.lease_interference.get(key, 0) > 0:
+                    # Another client's write lands first.
+                    api.lease_interference[key] -= 1
+                    api.rv += 1
+                    cur["metadata"]["resourceVersion"] = str(api.rv)
+                if cur is None:
+                    api.counts["lease"]["not_found"] += 1
+                    code, reason = 404, "NotFound"
+                    message = f'leases.coordination.k8s.io "{name}" not found'
+                elif md.get("resourceVersion") != cur["metadata"]["resourceVersion"]:
+                    api.counts["lease"]["conflict"] += 1
+                    code, reason = 409, "Conflict"
+                    message = (f'Operation cannot be fulfilled on leases.coordination.k8s.io '
+                               f'"{name}": the object has been modified; please apply your '
+                               f'changes to the latest version and try again')
+                else:
+                    api.rv += 1
+                    new = json.loads(json.dumps(cur))
+                    new["metadata"]["resourceVersion"] = str(api.rv)
+                    new["spec"] = {k: v for k, v in spec.items() if k in keep}
+                    api.leases[key] = new
+                    code = 200
+            out = json.loads(json.dumps(api.leases[key])) if code in (200, 201) else None
+        if out is None:
+            return fail(code, reason, message)
+        api.log("lease " + ("created" if code == 201 else "updated"), namespace=ns, name=name,
+                holder=out["spec"].get("holderIdentity"),
+                resourceVersion=out["metadata"]["resourceVersion"])
+        return self.send_json(code, out)
     # -- kubectl-pulltrace's part: who is asking, single objects, the service proxy -------
     # -- events.k8s.io/v1 ---------------------------------------------------------------
     def _authenticate(self, method, url):
@@ -925,6 +1089,8 @@ class _Handler(JsonHandler):
             if user is not None:
                 self._review(url, body, user)
             return
+        if self.path.startswith("/" + "/".join(LEASE_PREFIX[:3]) + "/"):
+            return self._lease_write("POST")
         req = self._write_request("POST")
         if req is None:
             return
