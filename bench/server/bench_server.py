@@ -500,7 +500,7 @@ def scenario_tables(build, work, nodes=5000, pulls=20):
             pages += 1
             items += len(doc["pulls"])
             size += len(r.content)
-            token = doc.get("continue")
+            token = doc["metadata"].get("continue")
             if not token:
                 break
         paging_s = time.monotonic() - t0

@@ -42,13 +42,13 @@ static void got_page(void *ud, json_t *doc, long status, const char *err)
     l->doc = json_incref(doc);
   else
     json_array_extend(json_object_get(l->doc, l->member), items);
-  const char *token = json_string_value(json_object_get(doc, "continue"));
+  const char *token = json_string_value(json_object_get(json_object_get(doc, "metadata"), "continue"));
   if (token && *token && request_page(l, token) == 0)
     return;
   if (token && *token) {
     l->cb(l->ud, NULL, 0, "cannot start the request of the next page");
   } else {
-    json_object_del(l->doc, "continue");
+    json_object_del(json_object_get(l->doc, "metadata"), "continue");
     l->cb(l->ud, l->doc, status, NULL);
   }
   list_free(l);

@@ -40,6 +40,17 @@ int pt_list_token_read(const char *token, const char *prefix, unsigned char *out
   return (int)(n / 2);
 }
 
+void pt_list_metadata(struct pt_jsonw *w, const char *token)
+{
+  pt_jsonw_key(w, "metadata");
+  pt_jsonw_object_open(w);
+  if (token) {
+    pt_jsonw_key(w, "continue");
+    pt_jsonw_string(w, token);
+  }
+  pt_jsonw_object_close(w);
+}
+
 void pt_list_pulls_token(struct pt_buf *out, const struct pt_pull_cursor *at)
 {
   unsigned char raw[8 + sizeof(at->id)];
@@ -135,15 +146,13 @@ static void chunk_cb(uv_timer_t *t)
     return;
   }
   pt_jsonw_array_close(&s->w);
-  if (more) {
-    /* The page is full and pulls follow: the position after its last one. */
-    struct pt_buf tok;
-    pt_buf_init(&tok);
+  /* When the page is full and pulls follow: the position after its last one. */
+  struct pt_buf tok;
+  pt_buf_init(&tok);
+  if (more)
     pt_list_pulls_token(&tok, &s->at);
-    pt_jsonw_key(&s->w, "continue");
-    pt_jsonw_string(&s->w, tok.data ? tok.data : "");
-    pt_buf_close(&tok);
-  }
+  pt_list_metadata(&s->w, more && tok.data ? tok.data : NULL);
+  pt_buf_close(&tok);
   pt_jsonw_object_close(&s->w);
   pt_buf_puts(&s->out, "\n");
   send_out(s);

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "core/http_server.h"
+#include "core/json_writer.h"
 #include "server/store.h"
 
 #define PT_LIST_STREAM_CHUNK 100
@@ -26,6 +27,9 @@ void pt_list_token_write(struct pt_buf *out, const char *prefix, const void *dat
  * NUL-terminated); returns the byte count, or -1 when the token is not one
  * of this list. */
 int pt_list_token_read(const char *token, const char *prefix, unsigned char *out, size_t len);
+/* A list's "metadata" member: {"continue": token} when more items follow,
+ * {} on the last page. */
+void pt_list_metadata(struct pt_jsonw *w, const char *token);
 /* A pulls token: the position (seq and id) after which the next page starts. */
 void pt_list_pulls_token(struct pt_buf *out, const struct pt_pull_cursor *at);
 /* Reads one; -1 when it is not a pulls token. */
