@@ -77,14 +77,21 @@ static bool authorized(struct pt_server *srv, const struct pt_http_req *req)
   return token_equal(tok, strlen(tok), want);
 }
 
+/* Answers 401 and returns true when the report's token is wrong. */
+static bool refuse_unauthorized(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp)
+{
+  if (authorized(srv, req))
+    return false;
+  srv->reports_rejected[PT_REJECT_UNAUTHORIZED]++;
+  pt_buf_puts(&resp->headers, "WWW-Authenticate: Bearer realm=\"pulltrace\"\r\n");
+  reply_error(resp, 401, "missing or invalid bearer token", NULL);
+  return true;
+}
+
 static void handle_report(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp)
 {
-  if (!authorized(srv, req)) {
-    srv->reports_rejected[PT_REJECT_UNAUTHORIZED]++;
-    pt_buf_puts(&resp->headers, "WWW-Authenticate: Bearer realm=\"pulltrace\"\r\n");
-    reply_error(resp, 401, "missing or invalid bearer token", NULL);
+  if (refuse_unauthorized(srv, req, resp))
     return;
-  }
   const char *ct = pt_http_req_header(req, "content-type");
   if (!ct || strncasecmp(ct, "application/json", 16) != 0 || (ct[16] && ct[16] != ';' && ct[16] != ' ')) {
     srv->reports_rejected[PT_REJECT_UNSUPPORTED_MEDIA]++;
@@ -405,6 +412,12 @@ static void not_allowed(struct pt_http_resp *resp, const char *allow)
 {
   pt_buf_printf(&resp->headers, "Allow: %s\r\n", allow);
   reply_error(resp, 405, "method not allowed", NULL);
+}
+
+void pt_server_api_check_head(void *ud, const struct pt_http_req *req, struct pt_http_resp *resp)
+{
+  if (strcmp(req->path, "/api/v1/report") == 0 && method_is(req, "POST"))
+    refuse_unauthorized(ud, req, resp);
 }
 
 void pt_server_api_handle(void *ud, const struct pt_http_req *req, struct pt_http_resp *resp)

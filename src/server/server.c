@@ -23,6 +23,13 @@ const struct pt_config_var pt_server_config_vars[] = {
    "json (one object per line) or logfmt", "json|logfmt", NULL},
   {"PULLTRACE_AGENT_TOKEN", PT_CFG_STRING, NULL, false, CFG(agent_token), 0, 0,
    "Bearer token agents must send with reports; empty = no authentication", NULL, NULL},
+  {"PULLTRACE_TLS_CERT", PT_CFG_STRING, NULL, false, CFG(tls_cert), 0, 0,
+   "PEM certificate (then its chain) for TLS on the API port; with PULLTRACE_TLS_KEY; empty = plain HTTP", NULL, NULL},
+  {"PULLTRACE_TLS_KEY", PT_CFG_STRING, NULL, false, CFG(tls_key), 0, 0,
+   "PEM private key of PULLTRACE_TLS_CERT", NULL, NULL},
+  {"PULLTRACE_TLS_RELOAD_INTERVAL", PT_CFG_DURATION, "10s", false, CFG(tls_reload_interval), 0.1, 3600,
+   "How often the certificate and key files are checked for changes (a changed pair is loaded; a bad one keeps the old)",
+   NULL, NULL},
   {"PULLTRACE_WATCH_NAMESPACES", PT_CFG_STRING, NULL, false, CFG(watch_namespaces), 0, 0,
    "Comma-separated namespaces to watch for pods and events; empty = all", NULL, NULL},
   {"PULLTRACE_MAX_BODY", PT_CFG_INT, "1048576", false, CFG(max_body), 1024, 67108864,
@@ -321,8 +328,10 @@ struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_confi
     .request_timeout = cfg->request_timeout,
     .idle_timeout = cfg->idle_timeout,
     .default_headers = srv->default_headers,
+    .check_head = pt_server_api_check_head,
   };
   struct pt_http_server_options mopts = hopts;
+  mopts.check_head = NULL;
   mopts.max_connections = 64;
   mopts.max_body_bytes = 4096;
   struct pt_alerts_options ao = {
@@ -364,6 +373,18 @@ struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_confi
 
 int pt_server_listen(struct pt_server *srv, char *err, size_t errlen)
 {
+  const char *cert = srv->cfg.tls_cert, *key = srv->cfg.tls_key;
+  bool has_cert = cert && *cert, has_key = key && *key;
+  if (has_cert != has_key) {
+    snprintf(err, errlen, "%s is set but %s is not: TLS needs both", has_cert ? "PULLTRACE_TLS_CERT" : "PULLTRACE_TLS_KEY",
+             has_cert ? "PULLTRACE_TLS_KEY" : "PULLTRACE_TLS_CERT");
+    return -EINVAL;
+  }
+  if (has_cert) {
+    if (!(srv->tls = pt_tls_ctx_create(srv->loop, cert, key, srv->cfg.tls_reload_interval, err, errlen)))
+      return -EINVAL;
+    pt_http_server_use_tls(srv->http, srv->tls);
+  }
   int r = pt_http_server_listen(srv->http, srv->cfg.http_addr.host, srv->cfg.http_addr.port);
   if (r < 0) {
     snprintf(err, errlen, "PULLTRACE_HTTP_ADDR: cannot listen on %s:%d: %s",
@@ -406,6 +427,8 @@ static void finish_shutdown(struct pt_server *srv)
   srv->http = NULL;
   pt_http_server_destroy(srv->metrics);
   srv->metrics = NULL;
+  pt_tls_ctx_destroy(srv->tls); /* connections hold their own reference */
+  srv->tls = NULL;
   pt_httpc_destroy(srv->httpc); /* a request in flight ends here, cancelled */
   srv->httpc = NULL;
   pt_alerts_destroy(srv->alerts);
@@ -454,6 +477,7 @@ void pt_server_destroy(struct pt_server *srv)
     return;
   pt_store_destroy(srv->store);
   pt_ui_dir_destroy(srv->ui_dir); /* never listened: freed when the loop runs */
+  pt_tls_ctx_destroy(srv->tls);
   free(srv->ui_etags);
   free(srv);
 }

@@ -18,6 +18,9 @@ struct pt_server_config {
   const char *log_format;
   const char *agent_token;
   const char *watch_namespaces;
+  /* TLS on the API port (docs/security.md): both paths or neither */
+  const char *tls_cert, *tls_key;
+  double tls_reload_interval;
   /* A policy setting, parsed by the policy's table (pt_policy_config_vars):
    * main.c copies it from the policy for the store's node states. */
   double node_lost_grace;

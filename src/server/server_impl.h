@@ -8,6 +8,7 @@
 #include "core/buf.h"
 #include "core/http_server.h"
 #include "core/httpc.h"
+#include "core/tls.h"
 #include "server/alerts.h"
 #include "server/history.h"
 #include "server/hub.h"
@@ -44,6 +45,7 @@ struct pt_server {
   struct pt_alerts *alerts;
   struct pt_http_server *http, *metrics;
   struct pt_httpc *httpc;
+  struct pt_tls_ctx *tls; /* NULL without PULLTRACE_TLS_CERT */
   struct pt_kube *kube;   /* NULL when Kubernetes is off; owned by main */
   struct pt_kube_events *kube_events; /* NULL when PULLTRACE_KUBE_EVENTS_PER_MINUTE is 0 */
   struct pt_history *history; /* NULL without PULLTRACE_DATA_DIR */
@@ -71,6 +73,10 @@ struct pt_server {
 
 /* api.c */
 void pt_server_api_handle(void *srv, const struct pt_http_req *req, struct pt_http_resp *resp);
+/* Refuses a request from its head, before its body is read (the http
+ * server's check_head): an agent report without a valid token gets its 401
+ * before it uploads the report. */
+void pt_server_api_check_head(void *srv, const struct pt_http_req *req, struct pt_http_resp *resp);
 void pt_server_metrics_handle(void *srv, const struct pt_http_req *req, struct pt_http_resp *resp);
 char *pt_server_snapshot(void *srv, const char *node, const char *ns);
 /* For the routes outside api.c: the JSON answers and the query parameters
