@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -25,6 +26,7 @@ struct pt_tls_ctx {
   /* A load in the thread pool: its result, handed back to the loop. */
   uv_work_t work;
   bool loading;
+  bool again;             /* a file changed while loading: load once more */
   SSL_CTX *loaded;
   double loaded_not_after;
   char load_error[256];
@@ -92,11 +94,16 @@ static SSL_CTX *load_pair(const char *cert_path, const char *key_path, double *n
     snprintf(what, sizeof(what), "PULLTRACE_TLS_CERT %s: not a readable PEM certificate", cert_path);
     goto fail;
   }
-  if (SSL_CTX_use_PrivateKey_file(ssl, key_path, SSL_FILETYPE_PEM) != 1) {
+  BIO *kb = BIO_new_file(key_path, "r");
+  EVP_PKEY *key = kb ? PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL) : NULL;
+  BIO_free(kb);
+  if (!key) {
     snprintf(what, sizeof(what), "PULLTRACE_TLS_KEY %s: not a readable PEM private key", key_path);
     goto fail;
   }
-  if (SSL_CTX_check_private_key(ssl) != 1) {
+  int used = SSL_CTX_use_PrivateKey(ssl, key);
+  EVP_PKEY_free(key);
+  if (used != 1 || SSL_CTX_check_private_key(ssl) != 1) {
     snprintf(what, sizeof(what), "PULLTRACE_TLS_KEY %s does not match the certificate in %s", key_path, cert_path);
     goto fail;
   }
@@ -139,12 +146,33 @@ static void load_done(uv_work_t *w, int status)
     maybe_free(ctx);
     return;
   }
+  if (ctx->again && !ctx->loaded) {
+    /* The files were changing under the load (a certificate written before
+     * its key): judge the pair once both are written. */
+    ctx->again = false;
+    pt_tls_ctx_reload(ctx);
+    return;
+  }
   if (status < 0 || !ctx->loaded) {
     ctx->stats.reload_errors++;
     snprintf(ctx->stats.last_error, sizeof(ctx->stats.last_error), "%s",
              status < 0 ? uv_strerror(status) : ctx->load_error);
     PT_LOG_ERROR("TLS certificate or key changed but cannot be used: keeping the previous pair", "{s:s}",
                  "error", ctx->stats.last_error);
+    return;
+  }
+  if (ctx->again) {
+    ctx->again = false;
+    SSL_CTX_free(ctx->loaded);
+    ctx->loaded = NULL;
+    pt_tls_ctx_reload(ctx);
+    return;
+  }
+  /* Both files of one rotation change: the second look finds the pair in
+   * use already. */
+  if (X509_cmp(SSL_CTX_get0_certificate(ctx->loaded), SSL_CTX_get0_certificate(ctx->ssl)) == 0) {
+    SSL_CTX_free(ctx->loaded);
+    ctx->loaded = NULL;
     return;
   }
   SSL_CTX_free(ctx->ssl);
@@ -176,11 +204,8 @@ static void poll_cb(uv_fs_poll_t *h, int status, const uv_stat_t *prev, const uv
    * when it is back; only a present file is worth loading. */
   if (status < 0)
     return;
-  if (pt_tls_ctx_reload(ctx) == -EBUSY) {
-    /* The load in flight may have read the older file: check again when it
-     * is done, through the next change or the next poll of the other file. */
-    PT_LOG_DEBUG("TLS files changed during a reload", "{s:s}", "cert", ctx->cert_path);
-  }
+  if (pt_tls_ctx_reload(ctx) == -EBUSY)
+    ctx->again = true; /* the load in flight may have read the older file */
 }
 
 static void poll_closed(uv_handle_t *h)
