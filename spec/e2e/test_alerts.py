@@ -250,14 +250,8 @@ class Alertmanager:
         cfg.write_text('route:\n  receiver: "null"\n  group_wait: 1s\nreceivers:\n  - name: "null"\n')
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-
-        def ready():
-            try:
-                return requests.get(self.url + "/-/ready", timeout=1).status_code == 200
-            except requests.RequestException:
-                return False
-        self.daemon = stack.daemon(
-            "alertmanager", binary=ALERTMANAGER, ready=ready, timeout=30,
+        self.daemon = stack.http_daemon(
+            "alertmanager", ALERTMANAGER, url=self.url,
             args=[f"--config.file={cfg}", f"--storage.path={self.dir / 'data'}",
                   f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address=",
                   "--log.level=warn"])

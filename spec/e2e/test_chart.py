@@ -608,7 +608,8 @@ def test_prometheus_rules_pass_promtool_and_name_real_metrics(helm, real_metrics
     assert r.returncode == 0, r.stdout + r.stderr
     alerts = {rule["alert"] for g in spec["groups"] for rule in g["rules"]}
     assert {"PulltracePullStalled", "PulltracePullsFailing", "PulltraceAgentsNotReporting",
-            "PulltraceNoAgents", "PulltracePolicyErrors", "PulltracePolicyReloadFailed"} <= alerts
+            "PulltraceNoAgents", "PulltracePolicyErrors", "PulltracePolicyReloadFailed",
+            "PulltracePolicyNotLoaded"} <= alerts
     exprs = [rule["expr"] for g in spec["groups"] for rule in g["rules"]]
     check_queries_against_metrics(exprs, real_metrics)
 
@@ -633,6 +634,8 @@ def test_prometheus_rules_fire_on_the_series_they_watch(helm, tmp_path):
                        f'reason="runtime",{ident}}}', "values": "0 0 2x10"},
             {"series": f'pulltrace_policy_reloads_total{{result="failure",{ident}}}',
              "values": "0x30"},
+            {"series": f'pulltrace_policy_load_error{{script="zz.lua",line="3",'
+                       f'message="unexpected symbol",{ident}}}', "values": "1x30"},
         ],
         "alert_rule_test": [
             {"eval_time": "4m", "alertname": "PulltracePullStalled", "exp_alerts": []},
@@ -653,6 +656,16 @@ def test_prometheus_rules_fire_on_the_series_they_watch(helm, tmp_path):
                                 "hook": "alert", "script": "90-x.lua", "reason": "runtime"},
                  "exp_annotations": _annotations(helm, "PulltracePolicyErrors", "")}]},
             {"eval_time": "20m", "alertname": "PulltracePolicyReloadFailed", "exp_alerts": []},
+            {"eval_time": "3m", "alertname": "PulltracePolicyNotLoaded", "exp_alerts": []},
+            {"eval_time": "6m", "alertname": "PulltracePolicyNotLoaded", "exp_alerts": [
+                {"exp_labels": {"severity": "warning", "namespace": "pt", "job": "pt-server",
+                                "script": "zz.lua", "line": "3", "message": "unexpected symbol"},
+                 "exp_annotations": {
+                     "summary": "The policy directory does not load",
+                     "description": _annotations(helm, "PulltracePolicyNotLoaded", "")[
+                         "description"].replace("{{ $labels.script }}", "zz.lua").replace(
+                         "{{ $labels.line }}", "3").replace("{{ $labels.message }}",
+                                                            "unexpected symbol")}}]},
         ]}]}
     (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests))
     r = promtool("test", "rules", "tests.yaml", cwd=tmp_path)

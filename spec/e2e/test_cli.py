@@ -73,10 +73,11 @@ class Env:
     """Server (watching the fake API), agent, the chart's Service in front of the server,
     and a CLI with a token kubeconfig."""
 
-    def __init__(self, stack, kube, build_dir):
+    def __init__(self, stack, kube, build_dir, env=None):
         self.stack, self.kube = stack, kube
-        self.srv = stack.server(env={"PULLTRACE_SSE_HEARTBEAT": "500ms",
-                                     "PULLTRACE_KUBECONFIG": kube.write_kubeconfig()})
+        self.srv = stack.server(env=dict({"PULLTRACE_SSE_HEARTBEAT": "500ms",
+                                          "PULLTRACE_KUBECONFIG": kube.write_kubeconfig()},
+                                         **(env or {})))
         self.srv.wait_kube_ready(20)
         stack.agent(self.srv.url, node_name=NODE, env={"PULLTRACE_REPORT_INTERVAL": "500ms"})
         # What the chart renders: Service pulltrace-server, port "http" 8080 -> the pod's
@@ -360,6 +361,67 @@ def test_watch_fails_with_kubelets_message(env):
     assert "\x1b" not in err  # not a terminal
 
 
+# -- history and stats -----------------------------------------------------------------------
+
+@pytest.mark.stack(rate=1 * MIB)
+def test_history_and_stats(stack, kube, build_dir, cri_available):
+    data = stack.dir / "data"
+    data.mkdir()
+    env = Env(stack, kube, build_dir, env={"PULLTRACE_DATA_DIR": data})
+    cli, srv = env.cli, env.srv
+    app = stack.images.image("e2e/app", "v1", layers=[1 * MIB, 512 * KIB])
+    pod = kube.add_pod(NS, "web-1", NODE, [("web", stack.ref(app))])
+    env.kubelet_pull(pod, app)
+    p = env.completed(app)
+    ref = f"{stack.pull_host}/e2e/app:does-not-exist"
+    bad = kube.add_pod(NS, "web-2", NODE, [("web", ref)])
+    kube.add_event(bad, "Pulling", f'Pulling image "{ref}"')
+    r = stack.cri_pull(ref, check=False)
+    assert r.returncode != 0
+    kube.add_event(bad, "Failed", f'Failed to pull image "{ref}": not found', type_="Warning")
+
+    def rest(path, **params):
+        import requests
+        return requests.get(srv.url + path, params=params, timeout=10).json()
+
+    def both():
+        h = rest("/api/v1/history", namespace=NS)["pulls"]
+        return h if {x["state"] for x in h} == {"completed", "failed"} else None
+    wait_until(both, 60, what="both pulls in the history")
+
+    out = json.loads(cli.run("history", "-n", NS, "-o", "json").stdout)
+    assert same(out["pulls"], rest("/api/v1/history", namespace=NS)["pulls"]) is True
+    assert "continue" not in out.get("metadata", {})
+    # --limit reads only what it needs (a page of one here).
+    one = json.loads(cli.run("history", "-n", NS, "--limit", "1", "-o", "json").stdout)
+    assert [x["id"] for x in one["pulls"]] == [out["pulls"][0]["id"]]
+    table = cli.run("history", "-n", NS).stdout
+    capture("history.txt", table)
+    head = table.splitlines()[0].split()
+    assert head == ["POD", "NODE", "IMAGE", "STATE", "SIZE", "DURATION", "AGE"]
+    assert any(line.split()[:4] == ["web-1", NODE, stack.ref(app), "completed"]
+               for line in table.splitlines())
+    assert any(line.split()[:4] == ["web-2", NODE, ref, "failed"] for line in table.splitlines())
+    failed = cli.run("history", "-n", NS, "--state", "failed", "-o", "wide").stdout
+    assert p["id"] not in failed and "not found" in failed
+    # stats: the same figures as the REST API's.
+    st = json.loads(cli.run("stats", "-n", NS, "-o", "json").stdout)
+    assert st["images"] == rest("/api/v1/history/stats", namespace=NS)["images"]
+    stats = cli.run("stats", "-n", NS, "-o", "wide").stdout
+    capture("stats.txt", stats)
+    lines = stats.splitlines()
+    assert lines[0].split() == ["IMAGE", "PULLS", "COMPLETED", "FAILED", "P50", "P95", "MAX",
+                                "DOWNLOADED", "CACHED", "FAILURES"]
+    good = next(x for x in lines if x.startswith(stack.ref(app) + " "))
+    assert good.split()[1:4] == ["1", "1", "0"]
+    worse = next(x for x in lines if x.startswith(ref + " "))
+    assert worse.split()[1:4] == ["1", "0", "1"] and worse.split()[-1] == "Failed=1"
+    # A server without a data directory says so.
+    plain = Cli(env.binary, stack.dir / "home", env.kubeconfig)
+    r = plain.run("stats", "--server", stack.server().url, check=False)
+    assert r.returncode == 1 and "keeps no history" in r.stderr
+
+
 # -- top -------------------------------------------------------------------------------------
 
 class Tmux:
@@ -429,6 +491,14 @@ def test_top_in_a_terminal(env):
     p1 = kube.add_pod(NS, "api-1", NODE, [("api", stack.ref(done))])
     env.kubelet_pull(p1, done)
     env.completed(done)
+    # A failed pull (a tag never pushed): red, with kubelet's message under it.
+    missing = f"{stack.pull_host}/e2e/app:missing"
+    p0 = kube.add_pod(NS, "old-1", NODE, [("old", missing)])
+    kube.add_event(p0, "Pulling", f'Pulling image "{missing}"')
+    assert stack.cri_pull(missing, check=False).returncode != 0
+    kube.add_event(p0, "Failed", f'Failed to pull image "{missing}": not found', type_="Warning")
+    wait_until(lambda: env.srv.find(lambda p: p["image"] == missing and p["state"] == "failed"),
+               30, what="the failed pull")
     shell_env = dict(env.cli.env, TERM="xterm-256color")
     # The shell stays after top (tmux does not always show the last output of a pane whose
     # processes all ended) and says how top ended.
@@ -437,8 +507,12 @@ def test_top_in_a_terminal(env):
     try:
         tmux.wait(lambda s: "completed" in s and "IMAGE " in s, "top's first screen")
         s = tmux.screen()
-        assert s.splitlines()[0].startswith(" pulltrace top   1 pulls: 0 pulling")
+        assert s.splitlines()[0].startswith(" pulltrace top   2 pulls: 0 pulling, 0 stalled, "
+                                            "1 failed, 1 completed")
         assert f"IMAGE {stack.ref(done)}" in s and "shop/api-1" in s and "100%" in s
+        assert f'    Failed: Failed to pull image "{missing}": not found' in s
+        colored = tmux.screen(escapes=True)
+        assert "\x1b[31m" in colored.split("shop/old-1", 1)[1].split("\n", 1)[0]  # red row
         assert "BEFORE-TOP" not in s  # the alternate screen
         # A pull in flight shows up live with its bar, speed and ETA.
         p2 = kube.add_pod(NS, "batch-1", NODE, [("job", stack.ref(slow))])
@@ -457,17 +531,29 @@ def test_top_in_a_terminal(env):
         assert "/s" in row and "ETA" in row
         w = wt.wait(lambda s: "█" in s and "ETA" in s, "watch's progress bar")
         capture("watch-tty.txt", w)
+        # A narrower terminal: the next lines fit it (SIGWINCH).
+        wt.run("resize-window", "-t", "cli", "-x", "72", "-y", "8")
+        wt.wait(lambda s: any(x.startswith(("•", "✔")) and ("ETA" in x or "pulled" in x) and
+                              len(x) <= 71 for x in s.splitlines()), "watch at 72 columns")
         assert w.splitlines()[0] == f"Waiting for the image pulls of pod/batch-1 in namespace {NS}"
         assert f"{stack.ref(slow)} on {NODE}" in w
         # Colours: the state in its colour (cyan while pulling, green once completed).
         assert "\x1b[36mpulling" in tmux.screen(escapes=True)
         # g groups by node, / filters, resizing redraws to the new width.
         tmux.keys("g")
-        tmux.wait(lambda s: f"NODE {NODE}  (2 pulls" in s, "grouping by node")
+        tmux.wait(lambda s: f"NODE {NODE}  (3 pulls" in s, "grouping by node")
         tmux.keys("/", "api", "Enter")
         tmux.wait(lambda s: "shop/api-1" in s and "shop/batch-1" not in s, "the filter")
         tmux.keys("Escape")
         tmux.wait(lambda s: "shop/batch-1" in s, "the filter cleared")
+        # c hides the completed pulls (and shows them again), s changes the order.
+        tmux.keys("c")
+        tmux.wait(lambda s: "shop/api-1" not in s and "shop/batch-1" in s and "shop/old-1" in s
+                  and "completed: hidden (c)" in s, "completed pulls hidden")
+        tmux.keys("c", "s")
+        tmux.wait(lambda s: "shop/api-1" in s and "sort: progress (s)" in s, "sorting by progress")
+        s = tmux.screen()
+        assert s.index("shop/old-1") < s.index("shop/batch-1") < s.index("shop/api-1")
         tmux.run("resize-window", "-t", "cli", "-x", "90", "-y", "20")
         tmux.wait(lambda s: max(len(x) for x in s.splitlines()) <= 90 and "shop/api-1" in s,
                   "the redraw at 90 columns")
@@ -476,9 +562,11 @@ def test_top_in_a_terminal(env):
         w = wt.screen(history=True)
         capture("watch-tty-done.txt", w)
         assert "pod/batch-1: every image is there (1 image, 1 pod)" in w
-        assert w.count(stack.ref(slow)) == 1  # the bar was redrawn in place
+        # Redrawn in place: one block before the resize, one after.
+        assert sum(1 for x in w.splitlines() if x.startswith(("•", "✔"))) <= 2, w
         wt.close()
-        tmux.wait(lambda s: s.count("completed") >= 3, "both pulls completed")  # + title
+        tmux.wait(lambda s: sum(1 for x in s.splitlines() if "shop/" in x and "completed" in x)
+                  == 2, "both pulls completed")
         # q gives the screen back as it was.
         tmux.keys("q")
         s = tmux.wait(lambda s: "EXIT:0" in s, "top's exit")
@@ -563,7 +651,7 @@ def test_real_kubectl_runs_it_as_a_plugin(env, build_dir):
 def test_help_and_completion(build_dir, tmp_path):
     binary = str(find_binary("kubectl-pulltrace", build_dir))
     envv = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}
-    for cmd in ("get", "top", "watch"):
+    for cmd in ("get", "top", "watch", "history", "stats"):
         r = subprocess.run([binary, cmd, "--help"], capture_output=True, text=True, env=envv)
         assert r.returncode == 0 and "--pulltrace-namespace" in r.stdout
         assert f"kubectl pulltrace {cmd}" in r.stdout
@@ -580,8 +668,9 @@ def test_help_and_completion(build_dir, tmp_path):
                f"COMP_CWORD={len(words) - 1}; _kubectl_pulltrace; echo \"${{COMPREPLY[*]}}\"")
         return subprocess.run(["bash", "--norc", "-c", cmd], capture_output=True, text=True,
                               env=envv, check=True).stdout.split()
-    assert complete("kubectl-pulltrace", "") == ["get", "top", "watch", "completion", "version",
-                                                 "--help"]
+    assert complete("kubectl-pulltrace", "") == ["get", "top", "watch", "history", "stats",
+                                                 "completion", "version", "--help"]
+    assert "--since" in complete("kubectl-pulltrace", "stats", "--s")
     assert complete("kubectl-pulltrace", "get", "") == ["pulls"]
     assert complete("kubectl-pulltrace", "get", "pulls", "-o", "") == ["wide", "json", "yaml"]
     assert "deployment/" in complete("kubectl-pulltrace", "watch", "")

@@ -31,14 +31,8 @@ class Prometheus:
             f"    static_configs:\n      - targets: ['{target}']\n")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-
-        def ready():
-            try:
-                return requests.get(self.url + "/-/ready", timeout=1).status_code == 200
-            except requests.RequestException:
-                return False
-        self.daemon = stack.daemon(
-            "prometheus", binary=PROMETHEUS, ready=ready, timeout=30,
+        self.daemon = stack.http_daemon(
+            "prometheus", PROMETHEUS, url=self.url,
             args=[f"--config.file={cfg}", f"--storage.tsdb.path={self.dir / 'data'}",
                   f"--web.listen-address=127.0.0.1:{self.port}",
                   "--storage.tsdb.retention.time=1h", "--log.level=warn"])

@@ -42,6 +42,11 @@ static void test_units(void **state)
   assert_string_equal(pt_fmt_age(3 * 86400 + 4 * 3600, b, sizeof(b)), "3d4h");
   assert_string_equal(pt_fmt_age(400 * 86400, b, sizeof(b)), "400d");
   assert_string_equal(pt_fmt_age(-1, b, sizeof(b)), "-");
+  /* Durations: tenths under ten seconds. */
+  assert_string_equal(pt_fmt_seconds(0.54, b, sizeof(b)), "0.5s");
+  assert_string_equal(pt_fmt_seconds(9.94, b, sizeof(b)), "9.9s");
+  assert_string_equal(pt_fmt_seconds(75, b, sizeof(b)), "75s");
+  assert_string_equal(pt_fmt_seconds(-1, b, sizeof(b)), "-");
 }
 
 static void test_bars_and_fitting(void **state)

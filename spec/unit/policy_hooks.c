@@ -333,6 +333,19 @@ static void alert_cb(void *ud, const struct pt_policy_alert *a)
   s->n++;
 }
 
+/* A policy of dir's scripts alone whose alerts land in seen. */
+static struct pt_policy *alerting(const char *dir, struct alerts_seen *seen)
+{
+  struct pt_policy_options o = topts(dir);
+  o.alert_cb = alert_cb;
+  o.alert_ud = seen;
+  char err[1024];
+  struct pt_policy *p = pt_policy_create(&o, err, sizeof(err));
+  if (!p)
+    fail_msg("%s", err);
+  return p;
+}
+
 static void test_default_alerts_and_dedup(void **state)
 {
   (void)state;
@@ -381,13 +394,7 @@ static void test_alert_validation(void **state)
              "} end)\n"
              "pulltrace.on('*', function(ev, t) if t == 'x' then error('wild') end end)\n"
              "pulltrace.on('x', function(ev) return {name = 'Second', severity = 'warning', summary = ev.what} end)\n");
-  struct pt_policy_options o = topts(dir);
-  o.alert_cb = alert_cb;
-  o.alert_ud = &seen;
-  char err[1024];
-  struct pt_policy *p = pt_policy_create(&o, err, sizeof(err));
-  if (!p)
-    fail_msg("%s", err);
+  struct pt_policy *p = alerting(dir, &seen);
   json_t *ev = json_pack("{s:s}", "what", "hello");
   /* The failing "*" handler does not stop the others. */
   assert_int_equal(pt_policy_emit(p, "x", ev), 2);
@@ -423,13 +430,7 @@ static void test_alert_kubernetes_event(void **state)
              "  {name = 'NoResolvedReason', severity = 'info', summary = 's', kubernetesEvent = {resolvedNote = 'x'}},\n"
              "  {name = 'LongNote', severity = 'info', summary = 's', kubernetesEvent = {note = string.rep('x', 1025)}},\n"
              "} end)\n");
-  struct pt_policy_options o = topts(dir);
-  o.alert_cb = alert_cb;
-  o.alert_ud = &seen;
-  char err[1024];
-  struct pt_policy *p = pt_policy_create(&o, err, sizeof(err));
-  if (!p)
-    fail_msg("%s", err);
+  struct pt_policy *p = alerting(dir, &seen);
   json_t *ev = json_object();
   assert_int_equal(pt_policy_emit(p, "x", ev), 4);
   assert_int_equal(seen.n, 4);

@@ -55,6 +55,15 @@ char *pt_fmt_age(double seconds, char *buf, size_t len)
   return buf;
 }
 
+char *pt_fmt_seconds(double seconds, char *buf, size_t len)
+{
+  if (seconds >= 0 && seconds < 10)
+    snprintf(buf, len, "%.1fs", seconds);
+  else
+    pt_fmt_age(seconds, buf, len);
+  return buf;
+}
+
 void pt_fmt_bar(struct pt_buf *out, double f, int width, bool utf8)
 {
   if (width <= 0)

@@ -16,6 +16,8 @@ char *pt_fmt_bytes(double bytes, char *buf, size_t len);
 char *pt_fmt_rate(double bytes_per_second, char *buf, size_t len);
 /* kubectl's age style: "45s", "3m12s", "2h5m", "3d4h", "400d"; "-" when negative. */
 char *pt_fmt_age(double seconds, char *buf, size_t len);
+/* A duration: "0.8s", "9.5s" under ten seconds, then as pt_fmt_age(). */
+char *pt_fmt_seconds(double seconds, char *buf, size_t len);
 /* A progress bar of `width` cells for fraction 0..1: "█" cells with an eighths
  * cell at the edge on a UTF-8 terminal, "#" and "." otherwise. */
 void pt_fmt_bar(struct pt_buf *out, double fraction, int width, bool utf8);

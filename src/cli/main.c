@@ -13,15 +13,18 @@
 #include "cli/cli.h"
 #include "core/config.h"
 
-enum cmd { CMD_NONE, CMD_GET, CMD_TOP, CMD_WATCH, CMD_COMPLETION, CMD_VERSION, CMD_HELP };
+enum cmd { CMD_NONE, CMD_GET, CMD_TOP, CMD_WATCH, CMD_HISTORY, CMD_STATS, CMD_COMPLETION, CMD_VERSION, CMD_HELP };
 #define C_GET (1u << CMD_GET)
 #define C_TOP (1u << CMD_TOP)
 #define C_WATCH (1u << CMD_WATCH)
-#define C_CONN (C_GET | C_TOP | C_WATCH)
+#define C_HISTORY (1u << CMD_HISTORY)
+#define C_STATS (1u << CMD_STATS)
+#define C_LIST (C_GET | C_HISTORY | C_STATS)
+#define C_CONN (C_GET | C_TOP | C_WATCH | C_HISTORY | C_STATS)
 
 enum opt_id {
   O_KUBECONFIG = 256, O_CONTEXT, O_PT_NS, O_PT_SVC, O_SERVER, O_INSECURE, O_REQ_TIMEOUT, O_NODE, O_IMAGE,
-  O_STATE, O_NO_HEADERS, O_GROUP_BY, O_TIMEOUT,
+  O_STATE, O_NO_HEADERS, O_GROUP_BY, O_TIMEOUT, O_POD, O_SINCE, O_UNTIL, O_LIMIT,
 };
 
 struct flag {
@@ -38,12 +41,16 @@ static const struct flag flags[] = {
   {{"server", required_argument, NULL, O_SERVER}, C_CONN},
   {{"insecure-skip-tls-verify", no_argument, NULL, O_INSECURE}, C_CONN},
   {{"request-timeout", required_argument, NULL, O_REQ_TIMEOUT}, C_CONN},
-  {{"all-namespaces", no_argument, NULL, 'A'}, C_GET | C_TOP},
-  {{"node", required_argument, NULL, O_NODE}, C_GET | C_TOP},
-  {{"image", required_argument, NULL, O_IMAGE}, C_GET | C_TOP},
-  {{"state", required_argument, NULL, O_STATE}, C_GET},
-  {{"output", required_argument, NULL, 'o'}, C_GET},
-  {{"no-headers", no_argument, NULL, O_NO_HEADERS}, C_GET},
+  {{"all-namespaces", no_argument, NULL, 'A'}, C_LIST | C_TOP},
+  {{"node", required_argument, NULL, O_NODE}, C_LIST | C_TOP},
+  {{"image", required_argument, NULL, O_IMAGE}, C_LIST | C_TOP},
+  {{"state", required_argument, NULL, O_STATE}, C_GET | C_HISTORY},
+  {{"output", required_argument, NULL, 'o'}, C_LIST},
+  {{"no-headers", no_argument, NULL, O_NO_HEADERS}, C_LIST},
+  {{"pod", required_argument, NULL, O_POD}, C_HISTORY | C_STATS},
+  {{"since", required_argument, NULL, O_SINCE}, C_HISTORY | C_STATS},
+  {{"until", required_argument, NULL, O_UNTIL}, C_HISTORY | C_STATS},
+  {{"limit", required_argument, NULL, O_LIMIT}, C_HISTORY},
   {{"group-by", required_argument, NULL, O_GROUP_BY}, C_TOP},
   {{"selector", required_argument, NULL, 'l'}, C_WATCH},
   {{"timeout", required_argument, NULL, O_TIMEOUT}, C_WATCH},
@@ -73,6 +80,8 @@ static void usage_main(FILE *f)
           "  get pulls     list pulls (kubectl-style table, or -o wide|json|yaml)\n"
           "  top           live full-screen view of the pulls, grouped by image or node\n"
           "  watch         wait until the image pulls of pods are done (for CI/CD pipelines)\n"
+          "  history       finished pulls from the server's history (PULLTRACE_DATA_DIR)\n"
+          "  stats         per image: pulls, failures, duration percentiles, bytes (from the history)\n"
           "  completion    print a shell completion script (bash)\n"
           "  version       print the version\n\n"
           "Use \"kubectl pulltrace COMMAND --help\" for a command's flags.\n\n%s", conn_help);
@@ -120,6 +129,39 @@ static void usage(enum cmd c, FILE *f)
             "Exit status: 0 every image is pulled (or was already present), 1 a pull failed\n"
             "(kubelet's message is printed), 2 --timeout passed, 3 any other error.\n\n%s", conn_help);
     break;
+  case CMD_HISTORY:
+    fprintf(f,
+            "List the pulls the server's history keeps (finished ones and those in flight),\n"
+            "newest first. Needs pulltrace-server with PULLTRACE_DATA_DIR.\n\n"
+            "Usage: kubectl pulltrace history [flags]\n\n"
+            "Flags:\n"
+            "  -A, --all-namespaces     pulls of pods in every namespace, and pulls no pod is known for\n"
+            "      --node=NAME          only pulls on this node\n"
+            "      --image=TEXT         only pulls whose image contains TEXT\n"
+            "      --pod=[NS/]NAME      only pulls for this pod\n"
+            "      --state=STATE[,...]  completed, failed, lost (or pulling, stalled)\n"
+            "      --since=TIME         started at or after TIME (RFC 3339, or a duration ago: 24h)\n"
+            "      --until=TIME         started before TIME\n"
+            "      --limit=N            at most N pulls (default: all, read page by page)\n"
+            "  -o, --output=FORMAT      wide, json or yaml (json and yaml are the REST API's document)\n"
+            "      --no-headers         no header line in the table\n\n%s", conn_help);
+    break;
+  case CMD_STATS:
+    fprintf(f,
+            "Per image, the pulls that ended in a window: how many, how many failed and why,\n"
+            "duration percentiles, bytes downloaded, the share found cached. Needs\n"
+            "pulltrace-server with PULLTRACE_DATA_DIR.\n\n"
+            "Usage: kubectl pulltrace stats [flags]\n\n"
+            "Flags:\n"
+            "  -A, --all-namespaces     pulls of pods in every namespace, and pulls no pod is known for\n"
+            "      --node=NAME          only pulls on this node\n"
+            "      --image=TEXT         only images containing TEXT\n"
+            "      --pod=[NS/]NAME      only pulls for this pod\n"
+            "      --since=TIME         the window's start (default: 24h ago)\n"
+            "      --until=TIME         the window's end (default: now)\n"
+            "  -o, --output=FORMAT      wide (adds the failures by reason), json or yaml\n"
+            "      --no-headers         no header line in the table\n\n%s", conn_help);
+    break;
   case CMD_COMPLETION:
     fprintf(f, "Print a completion script.\n\nUsage: kubectl-pulltrace completion bash\n\n"
                "  source <(kubectl-pulltrace completion bash)\n");
@@ -150,7 +192,7 @@ static const char completion_bash[] =
   "--insecure-skip-tls-verify --request-timeout --help'\n"
   "  local cmd='' i\n"
   "  for ((i = 1; i < cword; i++)); do\n"
-  "    case ${words[i]} in get|top|watch|completion|version) cmd=${words[i]}; break;; esac\n"
+  "    case ${words[i]} in get|top|watch|history|stats|completion|version) cmd=${words[i]}; break;; esac\n"
   "  done\n"
   "  case $prev in\n"
   "    -o|--output) COMPREPLY=($(compgen -W 'wide json yaml' -- \"$cur\")); return;;\n"
@@ -160,10 +202,10 @@ static const char completion_bash[] =
   "    --context) COMPREPLY=($(compgen -W \"$(kubectl config get-contexts -o name 2>/dev/null)\" -- \"$cur\")); "
   "return;;\n"
   "    -n|--namespace|--pulltrace-namespace|--pulltrace-service|--server|--request-timeout|--node|--image|"
-  "-l|--selector|--timeout) return;;\n"
+  "-l|--selector|--timeout|--pod|--since|--until|--limit) return;;\n"
   "  esac\n"
   "  case $cmd in\n"
-  "    '') COMPREPLY=($(compgen -W 'get top watch completion version --help' -- \"$cur\"));;\n"
+  "    '') COMPREPLY=($(compgen -W 'get top watch history stats completion version --help' -- \"$cur\"));;\n"
   "    get)\n"
   "      if [[ $cur == -* ]]; then\n"
   "        COMPREPLY=($(compgen -W \"$conn -A --all-namespaces --node --image --state -o --output --no-headers\" "
@@ -174,6 +216,10 @@ static const char completion_bash[] =
   "      if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W \"$conn -l --selector --timeout\" -- \"$cur\"))\n"
   "      else COMPREPLY=($(compgen -W 'pod/ deployment/ statefulset/ daemonset/ replicaset/ job/ "
   "replicationcontroller/' -- \"$cur\")); compopt -o nospace 2>/dev/null; fi;;\n"
+  "    history) COMPREPLY=($(compgen -W \"$conn -A --all-namespaces --node --image --pod --state --since --until "
+  "--limit -o --output --no-headers\" -- \"$cur\"));;\n"
+  "    stats) COMPREPLY=($(compgen -W \"$conn -A --all-namespaces --node --image --pod --since --until -o --output "
+  "--no-headers\" -- \"$cur\"));;\n"
   "    completion) COMPREPLY=($(compgen -W 'bash' -- \"$cur\"));;\n"
   "  esac\n"
   "}\n"
@@ -184,7 +230,8 @@ static enum cmd command_of(const char *w)
   static const struct {
     const char *name;
     enum cmd c;
-  } cmds[] = {{"get", CMD_GET}, {"top", CMD_TOP}, {"watch", CMD_WATCH}, {"completion", CMD_COMPLETION},
+  } cmds[] = {{"get", CMD_GET}, {"top", CMD_TOP}, {"watch", CMD_WATCH}, {"history", CMD_HISTORY},
+              {"stats", CMD_STATS}, {"completion", CMD_COMPLETION},
               {"version", CMD_VERSION}, {"help", CMD_HELP}};
   for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
     if (strcmp(w, cmds[i].name) == 0)
@@ -248,6 +295,18 @@ int main(int argc, char **argv)
       }
       cli.timeout_s = d;
       break;
+    case O_POD: cli.pod = optarg; break;
+    case O_SINCE: cli.since = optarg; break;
+    case O_UNTIL: cli.until = optarg; break;
+    case O_LIMIT: {
+      char *end;
+      cli.limit = strtol(optarg, &end, 10);
+      if (*end || cli.limit <= 0) {
+        pt_cli_error(&cli, "--limit: \"%s\" is not a positive number", optarg);
+        return PT_EXIT_FAILED;
+      }
+      break;
+    }
     case 'h': help = true; break;
     case ':':
       pt_cli_error(&cli, "flag %s needs a value", argv[optind - 1]);
@@ -297,6 +356,13 @@ int main(int argc, char **argv)
     return pt_cmd_top(&cli);
   case CMD_WATCH:
     return pt_cmd_watch(&cli);
+  case CMD_HISTORY:
+  case CMD_STATS:
+    if (cli.nargs) {
+      pt_cli_error(&cli, "%s takes no arguments\nSee 'kubectl pulltrace %s --help'.", words[0], words[0]);
+      return PT_EXIT_FAILED;
+    }
+    return c == CMD_HISTORY ? pt_cmd_history(&cli) : pt_cmd_stats(&cli);
   case CMD_COMPLETION:
     if (cli.nargs != 1 || strcmp(cli.args[0], "bash") != 0) {
       pt_cli_error(&cli, "usage: kubectl-pulltrace completion bash");

@@ -36,6 +36,7 @@ void pt_pull_view(const json_t *p, struct pt_pull_view *v)
   v->eta_seconds = num(p, "etaSeconds", -1);
   v->started_at = when(p, "startedAt");
   v->completed_at = when(p, "completedAt");
+  v->duration_seconds = num(p, "durationSeconds", -1);
   v->layers_total = (long)num(p, "layersTotal", 0);
   v->layers_done = (long)num(p, "layersDone", 0);
   v->pods = json_object_get(p, "pods");

@@ -16,6 +16,7 @@ struct pt_pull_view {
   double bytes_per_second;  /* -1 = unknown */
   double eta_seconds;       /* -1 = unknown */
   double started_at, completed_at; /* Unix seconds, 0 = unknown */
+  double duration_seconds;  /* -1 = unknown */
   long layers_total, layers_done;
   size_t npods;
   const json_t *pods;       /* the "pods" array */

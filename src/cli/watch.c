@@ -44,7 +44,7 @@ struct watch {
   uv_loop_t loop;
   struct pt_conn conn;
   uv_timer_t tick, deadline;
-  uv_signal_t sigint, sigterm;
+  uv_signal_t sigint, sigterm, winch;
   const struct pt_workload_kind *kind;
   const char *name;
   char *what;            /* "deployment/web", "pods -l app=web" */
@@ -78,6 +78,7 @@ static void finish(struct watch *w, int rc)
   uv_timer_stop(&w->deadline);
   uv_signal_stop(&w->sigint);
   uv_signal_stop(&w->sigterm);
+  uv_signal_stop(&w->winch);
   uv_timer_start(&w->tick, close_conn, 0, 0);
 }
 
@@ -520,6 +521,13 @@ static void on_deadline(uv_timer_t *t)
 static void on_signal(uv_signal_t *s, int signum)
 {
   struct watch *w = s->data;
+  if (signum == SIGWINCH) {
+    /* The next round draws to the new width, below what is on the screen: terminals
+     * rewrap or cut the old lines, so how many rows they take now is not known. */
+    pt_term_size(&w->cli->term);
+    w->drawn = 0;
+    return;
+  }
   finish(w, 128 + signum);
 }
 
@@ -556,9 +564,11 @@ int pt_cmd_watch(struct pt_cli *cli)
   uv_timer_init(&w->loop, &w->deadline);
   uv_signal_init(&w->loop, &w->sigint);
   uv_signal_init(&w->loop, &w->sigterm);
-  w->tick.data = w->deadline.data = w->sigint.data = w->sigterm.data = w;
+  uv_signal_init(&w->loop, &w->winch);
+  w->tick.data = w->deadline.data = w->sigint.data = w->sigterm.data = w->winch.data = w;
   uv_signal_start(&w->sigint, on_signal, SIGINT);
   uv_signal_start(&w->sigterm, on_signal, SIGTERM);
+  uv_signal_start(&w->winch, on_signal, SIGWINCH);
   if (cli->timeout_s > 0)
     uv_timer_start(&w->deadline, on_deadline, (uint64_t)(cli->timeout_s * 1000), 0);
   uv_timer_start(&w->tick, on_tick, 1000, 1000);
@@ -586,6 +596,7 @@ int pt_cmd_watch(struct pt_cli *cli)
   uv_close((uv_handle_t *)&w->deadline, NULL);
   uv_close((uv_handle_t *)&w->sigint, NULL);
   uv_close((uv_handle_t *)&w->sigterm, NULL);
+  uv_close((uv_handle_t *)&w->winch, NULL);
   pt_conn_close(&w->conn);
   uv_run(&w->loop, UV_RUN_DEFAULT);
   int rc = w->rc;

@@ -22,19 +22,31 @@ double pt_clock_mono(void)
   return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-char *pt_time_format(double t, char *buf, size_t len)
+/* RFC 3339 UTC with `digits` fractional digits (3 or 6). */
+static char *format_time(double t, int digits, char *buf, size_t len)
 {
   if (!isfinite(t) || t < 0)
     t = 0;
   time_t secs = (time_t)floor(t);
-  int ms = (int)((t - (double)secs) * 1000.0);
-  if (ms > 999)
-    ms = 999;
+  long scale = digits == 6 ? 1000000 : 1000;
+  long frac = (long)((t - (double)secs) * (double)scale);
+  if (frac > scale - 1)
+    frac = scale - 1;
   struct tm tm;
   gmtime_r(&secs, &tm);
-  snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-           tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+  snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%0*ldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+           tm.tm_hour, tm.tm_min, tm.tm_sec, digits, frac);
   return buf;
+}
+
+char *pt_time_format(double t, char *buf, size_t len)
+{
+  return format_time(t, 3, buf, len);
+}
+
+char *pt_time_format_us(double t, char *buf, size_t len)
+{
+  return format_time(t, 6, buf, len);
 }
 
 static int digits(const char **p, int n, int *out)

@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "core/clock.h"
 #include "core/httpc.h"
 #include "core/log.h"
 #include "core/map.h"
@@ -34,7 +34,8 @@ struct series {
 struct pt_kube_events {
   struct pt_kube_events_options opts;
   char *instance;
-  struct pt_kube *kube;
+  pt_kube_events_write_fn write;
+  void *write_ud;
   pt_kube_events_leader_fn is_leader;
   void *leader_ud;
   struct bucket all;
@@ -84,10 +85,23 @@ struct pt_kube_events *pt_kube_events_create(const struct pt_kube_events_options
   return ke;
 }
 
+static int kube_write(void *kube, const char *method, const char *path, const char *body, size_t body_len,
+                      const char *content_type, pt_httpc_done_cb done, void *done_ud)
+{
+  return pt_kube_request(kube, method, path, body, body_len, content_type, done, done_ud);
+}
+
+void pt_kube_events_set_writer(struct pt_kube_events *ke, pt_kube_events_write_fn fn, void *ud)
+{
+  if (!ke)
+    return;
+  ke->write = fn;
+  ke->write_ud = ud;
+}
+
 void pt_kube_events_set_kube(struct pt_kube_events *ke, struct pt_kube *kube)
 {
-  if (ke)
-    ke->kube = kube;
+  pt_kube_events_set_writer(ke, kube ? kube_write : NULL, kube);
 }
 
 void pt_kube_events_set_leader(struct pt_kube_events *ke, pt_kube_events_leader_fn fn, void *ud)
@@ -98,30 +112,12 @@ void pt_kube_events_set_leader(struct pt_kube_events *ke, pt_kube_events_leader_
   ke->leader_ud = ud;
 }
 
-/* The API's MicroTime: RFC 3339 with microseconds, UTC. */
-static const char *micro_time(double t, char *buf, size_t len)
-{
-  time_t secs = (time_t)floor(t);
-  long us = (long)((t - (double)secs) * 1e6);
-  if (us > 999999)
-    us = 999999;
-  struct tm tm;
-  gmtime_r(&secs, &tm);
-  size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
-  snprintf(buf + n, len - n, ".%06ldZ", us);
-  return buf;
-}
-
-/* Takes one token of b (refilled at rate per minute, up to rate); false when
- * empty. */
-static bool take(struct bucket *b, double rate, double now)
+/* Refills b at rate per minute (up to rate); true when it holds a token. */
+static bool refill(struct bucket *b, double rate, double now)
 {
   b->tokens = fmin(rate, b->tokens + (now - b->at) * rate / 60.0);
   b->at = now;
-  if (b->tokens < 1)
-    return false;
-  b->tokens -= 1;
-  return true;
+  return b->tokens >= 1;
 }
 
 /* Drops the entries of a full table that time has made useless: buckets
@@ -155,7 +151,8 @@ static void sweep(struct pt_kube_events *ke, double now)
   }
 }
 
-static bool pod_allows(struct pt_kube_events *ke, const char *ns, const char *pod, double now)
+/* The pod's bucket, refilled (NULL without memory or room). */
+static struct bucket *pod_bucket(struct pt_kube_events *ke, const char *ns, const char *pod, double now)
 {
   char key[512];
   snprintf(key, sizeof(key), "%s/%s", ns, pod);
@@ -163,15 +160,16 @@ static bool pod_allows(struct pt_kube_events *ke, const char *ns, const char *po
   if (!b) {
     sweep(ke, now);
     if (ke->pods.count >= MAX_ENTRIES || !(b = calloc(1, sizeof(*b))))
-      return false;
+      return NULL;
     b->tokens = ke->opts.per_pod_per_minute;
     b->at = now;
     if (pt_map_put(&ke->pods, key, b)) {
       free(b);
-      return false;
+      return NULL;
     }
   }
-  return take(b, ke->opts.per_pod_per_minute, now);
+  refill(b, ke->opts.per_pod_per_minute, now);
+  return b;
 }
 
 static void count(struct pt_kube_events *ke, enum pt_kube_event_result r)
@@ -237,11 +235,13 @@ static int write_event(struct pt_kube_events *ke, const char *key, bool patch, c
   if (text && w && (w->key = strdup(key))) {
     w->ke = ke;
     w->patch = patch;
-    rc = pt_kube_request(ke->kube, method, path, text, strlen(text), content_type, written, w);
-  }
-  if (rc == 0) {
+    /* Counted first: a writer may answer at once, from inside this call. */
     ke->in_flight++;
-  } else {
+    rc = ke->write(ke->write_ud, method, path, text, strlen(text), content_type, written, w);
+    if (rc)
+      ke->in_flight--;
+  }
+  if (rc) {
     if (w)
       free(w->key);
     free(w);
@@ -256,7 +256,7 @@ static void send_patch(struct pt_kube_events *ke, const char *key, struct series
   snprintf(path, sizeof(path), "/apis/events.k8s.io/v1/namespaces/%s/events/%s", s->ns, s->name);
   s->dirty = false;
   json_t *body = json_pack("{s:{s:I,s:s}}", "series", "count", (json_int_t)s->count, "lastObservedTime",
-                           micro_time(now, tb, sizeof(tb)));
+                           pt_time_format_us(now, tb, sizeof(tb)));
   if (write_event(ke, key, true, "PATCH", path, body, "application/merge-patch+json") < 0) {
     count(ke, PT_KEV_FAILED);
     series_free(pt_map_del(&ke->series, key));
@@ -275,7 +275,7 @@ static void create(struct pt_kube_events *ke, const char *key, struct series *s,
     json_object_set_new(regarding, "uid", json_string(uid));
   json_t *body = json_pack("{s:s,s:s,s:{s:s,s:s},s:s,s:s,s:s,s:s,s:s,s:o,s:s,s:s}", "apiVersion",
                            "events.k8s.io/v1", "kind", "Event", "metadata", "name", s->name, "namespace", s->ns,
-                           "eventTime", micro_time(now, tb, sizeof(tb)), "reportingController",
+                           "eventTime", pt_time_format_us(now, tb, sizeof(tb)), "reportingController",
                            PT_KUBE_EVENTS_CONTROLLER, "reportingInstance", ke->instance, "action", action, "reason",
                            reason, "regarding", regarding, "note", note, "type", type);
   if (!body || write_event(ke, key, false, "POST", path, body, "application/json") < 0) {
@@ -292,12 +292,17 @@ static void emit_one(struct pt_kube_events *ke, const json_t *pod, const char *r
   const char *name = json_string_value(json_object_get(pod, "name"));
   if (!ns || !name || !*ns || !*name)
     return;
-  if (!take(&ke->all, ke->opts.per_minute, now) || !pod_allows(ke, ns, name, now)) {
+  /* A token is taken only when both bounds allow the write. */
+  struct bucket *pb = pod_bucket(ke, ns, name, now);
+  bool all = refill(&ke->all, ke->opts.per_minute, now);
+  if (!pb || pb->tokens < 1 || !all) {
     count(ke, PT_KEV_THROTTLED);
     PT_LOG_DEBUG("Kubernetes Event dropped: over its per-minute bound", "{s:s,s:s,s:s}", "namespace", ns, "pod",
                  name, "reason", reason);
     return;
   }
+  pb->tokens -= 1;
+  ke->all.tokens -= 1;
   char key[768];
   snprintf(key, sizeof(key), "%s/%s/%s", ns, name, reason);
   struct series *s = pt_map_get(&ke->series, key);
@@ -336,7 +341,7 @@ void pt_kube_events_emit(struct pt_kube_events *ke, const char *reason, const ch
     return;
   size_t i;
   const json_t *pod;
-  if (!ke->kube || (ke->is_leader && !ke->is_leader(ke->leader_ud))) {
+  if (!ke->write || (ke->is_leader && !ke->is_leader(ke->leader_ud))) {
     ke->st.results[PT_KEV_SKIPPED] += json_array_size(regarding);
     return;
   }
@@ -358,6 +363,6 @@ void pt_kube_events_destroy(struct pt_kube_events *ke)
   if (!ke)
     return;
   ke->closing = true;
-  ke->kube = NULL;
+  ke->write = NULL;
   maybe_free(ke);
 }

@@ -26,6 +26,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/httpc.h"
+
 struct pt_kube;
 
 #define PT_KUBE_EVENTS_CONTROLLER "pulltrace.io/server"
@@ -63,6 +65,13 @@ struct pt_kube_events *pt_kube_events_create(const struct pt_kube_events_options
 /* The connection to write through (borrowed; NULL: none, writes are
  * skipped). Set NULL before that watcher is destroyed. */
 void pt_kube_events_set_kube(struct pt_kube_events *ke, struct pt_kube *kube);
+/* How a write reaches the API server: pt_kube_request()'s signature, with
+ * its first argument the ud given here. pt_kube_events_set_kube() sets
+ * pt_kube_request and the watcher; tests give their own. fn NULL: none. */
+typedef int (*pt_kube_events_write_fn)(void *ud, const char *method, const char *path, const char *body,
+                                       size_t body_len, const char *content_type, pt_httpc_done_cb done,
+                                       void *done_ud);
+void pt_kube_events_set_writer(struct pt_kube_events *ke, pt_kube_events_write_fn fn, void *ud);
 /* The leader check (NULL: this server always writes). */
 void pt_kube_events_set_leader(struct pt_kube_events *ke, pt_kube_events_leader_fn fn, void *ud);
 /* One Event on each pod of regarding (an array of {"namespace", "name",

@@ -50,6 +50,11 @@ static void all_closed(void *ud)
   struct app *app = ud;
   uv_close((uv_handle_t *)&app->sigterm, NULL);
   uv_close((uv_handle_t *)&app->sigint, NULL);
+  /* The server's store gives the policy's alert callback back when it is
+   * destroyed: the server goes first. The policy is destroyed in the loop
+   * so that its watcher's handles close before the loop ends. */
+  pt_server_destroy(app->srv);
+  app->srv = NULL;
   pt_policy_destroy(app->policy);
   app->policy = NULL;
 }

@@ -66,6 +66,14 @@ describe('snapshot and events', () => {
     expect(s.history.size).toBe(0);
   });
 
+  it('forgets a node the server removed', () => {
+    const s = run([
+      ev(1, 'snapshot', { pulls: [], nodes: [{ name: 'node-a', state: 'lost' }, { name: 'node-b', state: 'ok' }] }),
+      ev(2, 'node.removed', { node: 'node-a' }),
+    ]);
+    expect([...s.nodes.keys()]).toEqual(['node-b']);
+  });
+
   it('keeps the newest alerts first and bounded', () => {
     const actions: Action[] = [];
     for (let i = 1; i <= MAX_ALERTS + 5; i++) actions.push(ev(i, 'alert', { alert: { name: `A${i}`, severity: 'warning', summary: 's' } }));

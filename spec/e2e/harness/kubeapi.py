@@ -749,12 +749,21 @@ class _Handler(JsonHandler):
             return rest[1], (rest[3] if len(rest) == 4 else None)
         return False
 
-    def do_POST(self):
+    def _write_request(self, method):
+        """(url, events path or False, body) of an authenticated write, or None when it
+        was answered 401."""
         url = urlsplit(self.path)
         where = self._events_v1_path(url)
         body = self._body()
-        if self._authenticate("POST", url) is None:
+        if self._authenticate(method, url) is None:
+            return None
+        return url, where, body
+
+    def do_POST(self):
+        req = self._write_request("POST")
+        if req is None:
             return
+        url, where, body = req
         if not where or where[0] is None or where[1] is not None:
             return self.send_json(405 if where else 404, status(
                 405 if where else 404, "MethodNotAllowed" if where else "NotFound",
@@ -786,11 +795,10 @@ class _Handler(JsonHandler):
         self.send_json(201, out)
 
     def do_PATCH(self):
-        url = urlsplit(self.path)
-        where = self._events_v1_path(url)
-        body = self._body()
-        if self._authenticate("PATCH", url) is None:
+        req = self._write_request("PATCH")
+        if req is None:
             return
+        url, where, body = req
         if not where or where[0] is None or where[1] is None:
             return self.send_json(404, status(404, "NotFound", "the server could not find "
                                                                "the requested resource"))

@@ -7,6 +7,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import requests
+
 from .containerd import Containerd
 from .cri import Cri, build_dir
 from .daemon import Daemon, find_binary
@@ -131,6 +133,16 @@ class Stack:
         d = Daemon(name, binary, self._log_path(name), args=args, env=env)
         self.daemons.append(d)
         return d.start(ready=ready, timeout=timeout)
+
+    def http_daemon(self, name, binary, args, url, timeout=30.0):
+        """Starts a third-party daemon (Prometheus, Alertmanager) that is ready once
+        `url`/-/ready answers 200; stopped by close()."""
+        def ready():
+            try:
+                return requests.get(url + "/-/ready", timeout=1).status_code == 200
+            except requests.RequestException:
+                return False
+        return self.daemon(name, binary=binary, args=args, ready=ready, timeout=timeout)
 
     def server(self, env=None, token=None, http_addr=None, metrics_addr=None, binary=None,
                timeout=15.0, tls=None):
