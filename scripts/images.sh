@@ -57,6 +57,9 @@ output=$(cd "$output" && pwd)
 # One build at a time per cache (the storage and the tarballs are shared).
 exec 9>"$cache/.lock"
 flock 9
+# buildah's and mmdebstrap's temporary files too (buildah defaults to /var/tmp).
+export TMPDIR="$cache/tmp"
+mkdir -p "$TMPDIR"
 
 # The source tree's identity: the tree object of HEAD, or, when the working tree differs,
 # the tree git would record for it (tracked and untracked files, ignored ones left out),
@@ -72,8 +75,13 @@ revision=$(git -C "$root" rev-parse HEAD)
 # leaves out, e.g. the tests, the docs and this script, do not count) and the tag. A later
 # commit that changes none of them reuses the image, whose revision label then names the
 # first commit with these exact sources.
+# A `!` exception could bring back a file under such a path: then every file counts.
+ignored=""
+if [[ -r $root/.dockerignore ]] && ! grep -q '^[[:space:]]*!' "$root/.dockerignore"; then
+  ignored=$(sed -n 's#^/\{0,1\}\([A-Za-z0-9._/-]*[A-Za-z0-9._-]\)/\{0,1\}$#\1#p' "$root/.dockerignore")
+fi
 key=$({ git -C "$root" ls-tree -r "$tree" |
-          awk -F '\t' -v ignore="$(sed -n 's#^/\{0,1\}\([A-Za-z0-9._/-]*[A-Za-z0-9._-]\)/\{0,1\}$#\1#p' "$root/.dockerignore")" '
+          awk -F '\t' -v ignore="$ignored" '
             BEGIN { n = split(ignore, paths, "\n") }
             { for (i = 1; i <= n; i++)
                 if ($2 == paths[i] || index($2, paths[i] "/") == 1) next
@@ -169,7 +177,7 @@ ca_bundle=/etc/ssl/certs/ca-certificates.crt
 
 echo "images.sh: building $name (tree $tree, revision $revision)"
 t0=$(date +%s)
-"${buildah[@]}" bud --isolation chroot --pull-never --layers=false --rm "${secret[@]}" \
+"${buildah[@]}" bud --isolation chroot --pull-never --layers=false --force-rm "${secret[@]}" \
   --build-arg VERSION="$app_version" --build-arg REVISION="$revision" \
   -t "$name" -f "$ctx/Dockerfile" "$ctx"
 mkdir -p "$(dirname "$built")"

@@ -190,3 +190,23 @@ def test_publish_pages_keeps_docs_and_every_chart_version(tmp_path, helm):
     # Nothing is left behind in the project's checkout.
     assert "gh-pages" not in git(work, "worktree", "list")
     assert git(work, "status", "--porcelain") == ""
+
+
+def test_jobs_that_build_the_ui_get_a_node_that_runs_vite():
+    # Debian bookworm's Node.js 18 cannot run the UI toolchain (vite 8 needs Node 20.19+); jobs
+    # in a bookworm container that build the UI install Node 20 first (install-deps.sh then
+    # leaves Node alone).
+    for path in WORKFLOWS:
+        wf = yaml.safe_load(path.read_text())
+        for name, job in wf["jobs"].items():
+            runs = [s.get("run", "") for s in job["steps"]]
+            builds_ui = any(".ci/run" in r or ("cmake --build" in r and "PT_BUILD_UI=OFF" not in r)
+                            for r in runs)
+            if not builds_ui:
+                continue
+            first_build = next(i for i, r in enumerate(runs)
+                               if ".ci/run" in r or "cmake --build" in r)
+            node = [s for s in job["steps"][:first_build]
+                    if s.get("uses", "").startswith("actions/setup-node@")]
+            assert node, f"{path.name}: job {name} builds the UI without installing Node 20"
+            assert int(str(node[0]["with"]["node-version"]).split(".")[0]) >= 20

@@ -10,6 +10,7 @@
 #include "core/httpc.h"
 #include "core/tls.h"
 #include "server/alerts.h"
+#include "server/event.h"
 #include "server/history.h"
 #include "server/hub.h"
 #include "server/kube_events.h"
@@ -43,6 +44,8 @@ struct pt_server {
   struct pt_store *store;
   struct pt_hub *hub;
   struct pt_alerts *alerts;
+  struct pt_buf nss; /* scratch: an event's namespaces for the hub, reused */
+  struct pt_event_time event_time;
   struct pt_http_server *http, *metrics;
   struct pt_httpc *httpc;
   struct pt_tls_ctx *tls; /* NULL without PULLTRACE_TLS_CERT */
