@@ -39,7 +39,8 @@ Kubernetes API reference (core/v1 Pod, Event, PodList, EventList, Status):
 Test hooks: add/modify/delete pods, add, repeat or delete events, `drop_watches()`, `compact()`
 (every older resourceVersion expires: the next watch gets 410), `trim_history()` (etcd-style
 compaction of all but the newest changes), `restart()` (same port, same state), `set_token()`,
-and request counters.
+`fail_next()` (the next list and watch requests answer an error Status, e.g. 500, as an
+overloaded API server or etcd does), and request counters.
 """
 
 import base64
@@ -182,6 +183,7 @@ class KubeAPI:
         self.log_path = self.dir / "kubeapi.log"
         self._uid = itertools.count(1)
         self.events_v1 = {}                         # (ns, name) -> events.k8s.io/v1 Event
+        self.faults = []                            # statuses the next lists/watches answer
         self.event_writes = []                      # (method, path, content type, body)
 
     # -- certificates and configuration files -------------------------------------------
@@ -474,6 +476,12 @@ users:
         self.log("dropped watches", n=len(ws))
         return len(ws)
 
+    def fail_next(self, *codes):
+        """The next len(codes) list or watch requests answer these HTTP statuses (with the
+        Status objects the API server sends for them) instead of their result."""
+        with self.lock:
+            self.faults.extend(codes)
+
     def set_token(self, token):
         self.token = token
 
@@ -573,6 +581,12 @@ class _Handler(JsonHandler):
             terms = parse_selector(resource, q.get("fieldSelector"))
         except BadSelector as e:
             return self.send_json(400, status(400, "BadRequest", str(e)))
+        with api.lock:
+            fault = api.faults.pop(0) if api.faults else None
+        if fault:
+            reason = {500: "InternalError", 503: "ServiceUnavailable", 429: "TooManyRequests",
+                      410: "Expired"}.get(fault, "InternalError")
+            return self.send_json(fault, status(fault, reason, f"injected {fault} by the test"))
         if q.get("watch") in ("1", "true"):
             return self._watch(resource, ns, terms, q)
         return self._list(resource, ns, terms, q)
