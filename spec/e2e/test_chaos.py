@@ -1,7 +1,8 @@
 """Chaos on the real stack: containerd restarted under the agent (its socket in a directory,
 as the chart mounts it, so the socket file is recreated), pulltrace-server killed with
-`kill -9` and started again while a pull is under way, and the (fake) Kubernetes API server
-answering 500s and then 410 Gone. Each ends with the live view correct and nothing lost that
+`kill -9` and started again while a pull is under way, the (fake) Kubernetes API server
+answering 500s and then 410 Gone, and watches that hang. A foreign report for the node is
+replaced by the agent's next one. Each ends with the live view correct and nothing lost that
 the agent still holds: the agent reports its full state, the server rebuilds from it, the
 watcher relists. Lean on purpose: one stack, one agent, two small pulls. Nothing here
 asserts on speed."""
@@ -33,8 +34,9 @@ def label_value(srv, name, labels):
 def test_the_live_view_survives_restarts_kills_and_api_faults(stack, kube, cri_available):
     if not cri_available:
         pytest.skip("pt-cri-pull not built")
+    # Short watches: a hung one is given up timeoutSeconds + 60 s after it began.
     env = {"PULLTRACE_KUBECONFIG": str(kube.write_kubeconfig()),
-           "PULLTRACE_REPORT_MIN_INTERVAL": "0"}
+           "PULLTRACE_REPORT_MIN_INTERVAL": "0", "PULLTRACE_KUBE_WATCH_TIMEOUT": "5s"}
     srv = stack.server(token=TOKEN, env=env).wait_kube_ready(20)
     stack.agent(srv, node_name=NODE, env={"PULLTRACE_AGENT_TOKEN": TOKEN,
                                           "PULLTRACE_REPORT_INTERVAL": "500ms"})
@@ -83,7 +85,16 @@ def test_the_live_view_survives_restarts_kills_and_api_faults(stack, kube, cri_a
         pull_of(srv, second)), 60, what="a pull after the API faults")
     assert other["downloadedBytes"] == second.total_bytes
 
-    # 4. A report that names this node but comes from elsewhere (anyone holding the shared
+    # 4. Watches that hang (a dead proxy on the way): answered, then silent, past their
+    #    timeoutSeconds. The watcher gives up on them and watches again from where it was.
+    kube.hang_watches(2)
+    kube.drop_watches()
+    wait_until(lambda: kube.hangs == 0, 30, what="both watches hanging")
+    kube.add_pod("chaos", "app-c", NODE, [("c", stack.ref(second))])
+    wait_until(lambda: srv.metric("pulltrace_kube_pods") == 3, 180,
+               what="the pod added while the watches hung")
+
+    # 5. A report that names this node but comes from elsewhere (anyone holding the shared
     #    token can send one; PULLTRACE_AGENT_AUTH=kubernetes refuses it with 403): it claims
     #    an empty node under another boot id. The agent's next full report puts the node's
     #    pulls back.

@@ -40,7 +40,9 @@ Test hooks: add/modify/delete pods, add, repeat or delete events, `drop_watches(
 (every older resourceVersion expires: the next watch gets 410), `trim_history()` (etcd-style
 compaction of all but the newest changes), `restart()` (same port, same state), `set_token()`,
 `fail_next()` (the next list and watch requests answer an error Status, e.g. 500, as an
-overloaded API server or etcd does), and request counters.
+overloaded API server or etcd does), `hang_watches()` (the next watches answer 200 and then
+send nothing, not even at their timeoutSeconds, as through a dead proxy, until the client
+gives up), and request counters.
 """
 
 import base64
@@ -48,6 +50,7 @@ import http.client
 import itertools
 import json
 import re
+import select
 import socket
 import ssl
 import subprocess
@@ -184,6 +187,7 @@ class KubeAPI:
         self._uid = itertools.count(1)
         self.events_v1 = {}                         # (ns, name) -> events.k8s.io/v1 Event
         self.faults = []                            # statuses the next lists/watches answer
+        self.hangs = 0                              # watches still to hang
         self.event_writes = []                      # (method, path, content type, body)
 
     # -- certificates and configuration files -------------------------------------------
@@ -482,6 +486,11 @@ users:
         with self.lock:
             self.faults.extend(codes)
 
+    def hang_watches(self, n):
+        """The next `n` watch requests hang: headers, then silence until the client leaves."""
+        with self.lock:
+            self.hangs += n
+
     def set_token(self, token):
         self.token = token
 
@@ -656,6 +665,17 @@ class _Handler(JsonHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
+        with api.lock:
+            hang = api.hangs > 0
+            api.hangs -= hang
+        if hang:
+            self.wfile.flush()
+            # Silence until the client closes (its socket turns readable) or the server stops.
+            while api.httpd is not None and \
+                    not select.select([self.connection], [], [], 0.5)[0]:
+                pass
+            self.close_connection = True
+            return
         w = _Watch(self)
         kind = "Pod" if resource == "pods" else "Event"
         try:
