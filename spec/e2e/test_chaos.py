@@ -8,6 +8,9 @@ watcher relists. Lean on purpose: one stack, one agent, two small pulls. Nothing
 asserts on speed."""
 # ctest: TIMEOUT=300
 
+import time
+from datetime import datetime
+
 import pytest
 import requests
 
@@ -20,6 +23,10 @@ KIB = 1024
 
 def pull_of(srv, image):
     return srv.find(lambda p: p["manifestDigest"] == image.manifest_digest, node=NODE)
+
+
+def pull_of_node(srv, node):
+    return next(iter(srv.pulls(node=node)), None)
 
 
 def nodes(srv):
@@ -109,3 +116,53 @@ def test_the_live_view_survives_restarts_kills_and_api_faults(stack, kube, cri_a
         first.manifest_digest, second.manifest_digest}
     assert srv.pulls(node=NODE, state="pulling") == [] and srv.pulls(node=NODE, state="stalled") == []
     assert [(n["name"], n["state"]) for n in nodes(srv)] == [(NODE, "ok")]
+
+
+def near(text, t, slack=120):
+    """True when RFC 3339 `text` is within `slack` seconds of Unix time `t`."""
+    return abs(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() - t) <= slack
+
+
+@pytest.mark.stack(containerd=False)
+def test_a_node_whose_clock_is_an_hour_behind(stack, kube):
+    """Every time in a report is the node's clock (the agent's own and containerd's ingest
+    times, one clock on a real node), so a node an hour behind is emulated by its reports.
+    (libfaketime cannot do it with the real daemons: containerd, a Go program, reads the
+    clock without libc, so only the agent would be shifted, which no real node does.) The
+    server puts the times on its own clock: the pull starts and completes now, its duration
+    is seconds, and it is matched with kubelet's events for its pod."""
+    srv = stack.server(token=TOKEN, env={"PULLTRACE_KUBECONFIG": str(kube.write_kubeconfig()),
+                                         "PULLTRACE_REPORT_MIN_INTERVAL": "0"}
+                       ).wait_kube_ready(20)
+    node, image = "skewed-node", "registry.example/skew/app"
+    pod = kube.add_pod("skew", "web", node, [("web", image + ":v1")])
+    wait_until(lambda: srv.metric("pulltrace_kube_pods") == 1, 30, what="the pod")
+    kube.add_event(pod, "Pulling", f'Pulling image "{image}:v1"')
+    off = -3600
+    started = time.time() + off
+
+    def send(seq, downloaded, completed=None):
+        t = time.time() + off
+        layer = reports.layer(reports.sha256(7), 4000, downloaded, started=started,
+                              updated=t, state="done" if completed else "downloading")
+        body = reports.report(node, seq, [reports.pull(
+            "p1", image, reports.sha256(8), [layer], started=started, completed=completed)],
+            timestamp=t)
+        r = srv.post(body)
+        assert r.status_code == 200 and r.json()["status"] == "applied", r.text
+
+    send(1, 1000)
+    p = wait_until(lambda: pull_of_node(srv, node), 30, what="the pull")
+    assert near(p["startedAt"], time.time()), p["startedAt"]
+    assert p["durationSeconds"] < 600
+    send(2, 4000, completed=time.time() + off)
+    kube.add_event(pod, "Pulled", f'Successfully pulled image "{image}:v1" in 2.1s '
+                                  f'(2.1s including waiting). Image size: 4000 bytes.')
+    done = wait_until(lambda: (lambda x: x if x and x["state"] == "completed" and x["pods"]
+                               else None)(pull_of_node(srv, node)), 30,
+                      what="the pull completed and matched with its pod")
+    assert near(done["completedAt"], time.time())
+    assert done["durationSeconds"] < 600
+    assert [(x["namespace"], x["name"]) for x in done["pods"]] == [("skew", "web")]
+    assert any(line.get("msg", "").startswith("the agent's clock differs") and
+               abs(line.get("offsetSeconds", 0) - 3600) < 60 for line in srv.log_json())

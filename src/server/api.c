@@ -107,6 +107,7 @@ static void handle_report(struct pt_server *srv, const struct pt_http_req *req, 
     return;
   }
   double now = pt_clock_now();
+  pt_report_shift(&r, pt_store_clock_offset(srv->store, r.node, now - r.timestamp));
   enum pt_apply_result res = pt_store_apply_report(srv->store, &r, now);
   switch (res) {
   case PT_APPLY_APPLIED:
