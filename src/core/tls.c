@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
@@ -134,6 +135,9 @@ static void load_work(uv_work_t *w)
   ctx->load_error[0] = '\0';
   ctx->loaded = load_pair(ctx->cert_path, ctx->key_path, &ctx->loaded_not_after, ctx->load_error,
                           sizeof(ctx->load_error));
+  /* OpenSSL keeps per-thread state (error queue, random generator) that it
+   * frees only when told; the pool's threads live as long as the process. */
+  OPENSSL_thread_stop();
 }
 
 static void load_done(uv_work_t *w, int status)
