@@ -282,6 +282,7 @@ static void test_clock_offset(void **state)
   assert_true(pt_store_clock_offset(s, "n1", 3598.5) == 3600.2);
   assert_true(pt_store_clock_offset(s, "n1", 1.0) == 0); /* fixed by NTP: back to none */
   assert_true(pt_store_clock_offset(s, "n1", -7200) == -7200);
+  rec_clear(&r);
   pt_store_destroy(s);
 }
 
