@@ -2,13 +2,13 @@
 SIGTERM and kill -9 (the same pulls, ids, times and figures; no second pull.started or
 pull.completed; event ids that keep increasing; a Last-Event-ID from before the restart gets a
 snapshot), the history API, retention by age and by size, a corrupt database, an unwritable
-data directory, and a full disk at runtime. Agents are stood in for by synthetic reports
-(harness/reports.py). Nothing here asserts on speed."""
+data directory, a read-only database file, and a full disk at runtime. Agents are stood in for by synthetic reports
+(harness/reports.py), except in the last test: the real agent, containerd and a CRI pull across
+a kill -9 of the server. Nothing here asserts on speed."""
 # ctest: TIMEOUT=600
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -18,10 +18,10 @@ import pytest
 import requests
 
 from harness import Server, reports
-from harness.daemon import run_binary
-from harness.proc import wait_until
+from harness.proc import free_port, wait_until
 
-pytestmark = pytest.mark.containerd_independent
+KIB = 1024
+MIB = 1024 * KIB
 
 IMAGE = "registry.example/shop/api:1.4.2"
 
@@ -34,11 +34,25 @@ def workdir():
     shutil.rmtree(d, ignore_errors=True)
 
 
-def start(binary, workdir, name, **env):
-    full = {"PULLTRACE_DATA_DIR": str(workdir / "data"), "PULLTRACE_KUBERNETES": "off",
-            "PULLTRACE_REPORT_MIN_INTERVAL": "0"}
-    full.update(env)
-    return Server(binary, workdir / f"{name}.log", env=full).start()
+@pytest.fixture
+def launch(server_binary, workdir):
+    """Starts pulltrace-server `name` (log `name`.log) on the test's data directory (none with
+    data=False), `env` added; every server it started is stopped when the test ends, also
+    when it fails."""
+    started = []
+
+    def _launch(name, data=True, wrap=(), **env):
+        full = {"PULLTRACE_KUBERNETES": "off", "PULLTRACE_REPORT_MIN_INTERVAL": "0"}
+        if data:
+            full["PULLTRACE_DATA_DIR"] = str(workdir / "data")
+        full.update(env)
+        s = Server(server_binary, workdir / f"{name}.log", env=full, wrap=wrap)
+        started.append(s)
+        return s.start()
+    yield _launch
+    for s in started:
+        if s.running():
+            s.stop()
 
 
 class Agent:
@@ -68,16 +82,17 @@ class Agent:
         return r.json()
 
 
-def history(server, **params):
-    r = requests.get(server.url + "/api/v1/history", params=params, timeout=10)
+def history(server, session=requests, **params):
+    r = session.get(server.url + "/api/v1/history", params=params, timeout=10)
     assert r.status_code == 200, r.text
     return r.json()
 
 
 def all_history(server, **params):
     out, cont = [], None
+    session = requests.Session()
     while True:
-        page = history(server, **params, **({"continue": cont} if cont else {}))
+        page = history(server, session, **params, **({"continue": cont} if cont else {}))
         out += page["pulls"]
         cont = page["metadata"].get("continue")
         if not cont:
@@ -89,9 +104,10 @@ def stable(pull):
     return {k: v for k, v in pull.items() if k not in ("bytesPerSecond", "etaSeconds")}
 
 
+@pytest.mark.containerd_independent
 @pytest.mark.parametrize("how", ["sigterm", "kill9"])
-def test_restart_keeps_pulls_ids_and_events(server_binary, workdir, how):
-    s = start(server_binary, workdir, "first")
+def test_restart_keeps_pulls_ids_and_events(launch, how):
+    s = launch("first")
     agent = Agent("node-a")
     t0 = time.time() - 30
     stream = s.events()
@@ -118,14 +134,17 @@ def test_restart_keeps_pulls_ids_and_events(server_binary, workdir, how):
         status, _ = s.stop()
         assert status == 0
 
-    s2 = start(server_binary, workdir, "second")
+    s2 = launch("second")
     after = {p["id"]: p for p in s2.pulls()}
     assert set(after) == set(before)
     for pid in ("node-a/done", "node-a/vanishes"):
         assert after[pid] == before[pid], pid
-    # A pull in flight is back as last written (its start); the agent's next report brings
+    # A pull in flight: after SIGTERM as it was (saved at shutdown); after kill -9 as last
+    # written, at its start (reports do not write progress); the agent's next report brings
     # its progress (docs/history.md).
     inflight_keys = ("startedAt", "totalBytes", "state", "image", "manifestDigest", "source")
+    if how == "sigterm":
+        inflight_keys += ("downloadedBytes", "layers", "updatedAt", "percent")
     assert {k: after["node-a/inflight"][k] for k in inflight_keys} == \
         {k: before["node-a/inflight"][k] for k in inflight_keys}
     detail = requests.get(s2.url + "/api/v1/pulls/node-a/done", timeout=5).json()["pull"]
@@ -158,7 +177,14 @@ def test_restart_keeps_pulls_ids_and_events(server_binary, workdir, how):
     assert started == []
     assert completed == ["node-a/inflight"]
 
-    # The history API: every pull, paged; statistics of the image.
+    # The alert the lost pull raised before the restart (the default PullFailed) is history.
+    alerts = requests.get(s2.url + "/api/v1/history/alerts", params={"node": "node-a"},
+                          timeout=10).json()["alerts"]
+    assert [(a["name"], a["labels"]["pull"]) for a in alerts] == [("PullFailed", "node-a/vanishes")]
+    assert alerts[0]["severity"] == "critical" and alerts[0]["eventType"] == "pull.failed"
+
+    # The history API: every pull, paged (one keep-alive connection: a deferred answer gives
+    # the connection back); statistics of the image.
     pulls = all_history(s2, limit=1)
     assert [p["id"] for p in pulls] == ["node-a/vanishes", "node-a/inflight", "node-a/done"]
     assert history(s2, state="lost")["pulls"][0]["error"]["reason"] == "lost"
@@ -171,15 +197,28 @@ def test_restart_keeps_pulls_ids_and_events(server_binary, workdir, how):
     s2.stop()
 
 
-def test_history_api_errors(server_binary, workdir):
-    s = start(server_binary, workdir, "server")
+@pytest.mark.containerd_independent
+def test_history_api_errors(launch):
+    s = launch("server")
     for params, field in (({"limit": "0"}, "limit"), ({"since": "yesterday"}, "since"),
                           ({"state": "paused"}, "state"), ({"continue": "x"}, "continue")):
         r = requests.get(s.url + "/api/v1/history", params=params, timeout=5)
         assert r.status_code == 400 and r.json()["field"] == field, (params, r.text)
     assert requests.get(s.url + "/api/v1/history/alerts", timeout=5).json()["alerts"] == []
+    # HEAD gets the headers of the deferred answer, and the connection serves the next request.
+    session = requests.Session()
+    head = session.head(s.url + "/api/v1/history", timeout=5)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["Content-Type"].startswith("application/json")
+    assert session.get(s.url + "/api/v1/history", timeout=5).json()["pulls"] == []
+    # The history's metrics pass promtool's lint.
+    text = s.metrics().text
+    assert "pulltrace_history_database_bytes" in text
+    lint = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                          text=True, timeout=30)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
     s.stop()
-    plain = Server(server_binary, workdir / "plain.log", env={"PULLTRACE_KUBERNETES": "off"}).start()
+    plain = launch("plain", data=False)
     r = requests.get(plain.url + "/api/v1/history", timeout=5)
     assert r.status_code == 404 and "PULLTRACE_DATA_DIR" in r.json()["error"]
     assert plain.metric("pulltrace_history_degraded") is None
@@ -201,23 +240,26 @@ def finished_pulls(agent, server, n, prefix, message_bytes=0):
         agent.pulls.clear()
 
 
-def test_retention_by_age(server_binary, workdir):
+@pytest.mark.containerd_independent
+def test_retention_by_age(launch):
     # Finished pulls leave the tables after 3 s (eviction), then the history (they ended 5 s
     # before they were reported, more than the retention's 2 s).
-    s = start(server_binary, workdir, "server", PULLTRACE_HISTORY_TTL="3s",
+    s = launch("server", PULLTRACE_HISTORY_TTL="3s",
               PULLTRACE_HISTORY_RETENTION="2s")
     agent = Agent("node-a")
     finished_pulls(agent, s, 20, "old")
-    assert len(all_history(s)) == 20
+    # The history shows a pull once its record is committed, a few ms after the report.
+    wait_until(lambda: len(all_history(s)) == 20, 30, what="the 20 pulls in the history")
     wait_until(lambda: (s.metric("pulltrace_history_deleted_total", {"reason": "age"}) or 0) >= 20,
                60, interval=0.5, what="retention by age")
     assert all_history(s) == []
     s.stop()
 
 
-def test_retention_by_size(server_binary, workdir):
+@pytest.mark.containerd_independent
+def test_retention_by_size(launch):
     limit = 400_000
-    s = start(server_binary, workdir, "server", PULLTRACE_HISTORY_TTL="1s",
+    s = launch("server", PULLTRACE_HISTORY_TTL="1s",
               PULLTRACE_HISTORY_MAX_BYTES=str(limit))
     agent = Agent("node-a")
     finished_pulls(agent, s, 600, "p", message_bytes=900)
@@ -232,55 +274,85 @@ def test_retention_by_size(server_binary, workdir):
     s.stop()
 
 
+def run_until_exit(server_binary, data, as_nobody=False):
+    """pulltrace-server on the data directory `data` until it exits (these runs fail at
+    startup); with as_nobody, as the user nobody (root, who runs these tests in CI, may write
+    anywhere)."""
+    env = {"PULLTRACE_DATA_DIR": str(data), "PULLTRACE_KUBERNETES": "off",
+           "PULLTRACE_HTTP_ADDR": "127.0.0.1:0", "PULLTRACE_METRICS_ADDR": "127.0.0.1:0",
+           "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    cmd = [str(server_binary)]
+    if as_nobody:
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=30)
+
+
+@pytest.mark.containerd_independent
 def test_corrupt_database_is_a_clear_startup_error(server_binary, workdir):
     db = workdir / "data" / "history.db"
     db.write_bytes(b"this is not an SQLite database\n" * 200)
-    r = run_binary(server_binary, env={"PULLTRACE_DATA_DIR": str(workdir / "data"),
-                                       "PULLTRACE_KUBERNETES": "off",
-                                       "PULLTRACE_HTTP_ADDR": "127.0.0.1:0",
-                                       "PULLTRACE_METRICS_ADDR": "127.0.0.1:0"})
+    r = run_until_exit(server_binary, workdir / "data")
     assert r.returncode == 1
     assert "history error" in r.stderr and str(db) in r.stderr and "not a database" in r.stderr
     # Nothing was overwritten.
     assert db.read_bytes() == b"this is not an SQLite database\n" * 200
 
 
+@pytest.mark.containerd_independent
 def test_unwritable_data_dir_is_a_clear_startup_error(server_binary, workdir):
     data = workdir / "data"
-    env = {"PULLTRACE_DATA_DIR": str(data), "PULLTRACE_KUBERNETES": "off",
-           "PULLTRACE_HTTP_ADDR": "127.0.0.1:0", "PULLTRACE_METRICS_ADDR": "127.0.0.1:0",
-           "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-    if os.geteuid() == 0:
-        # root writes anywhere: run the server as nobody on a directory of root's.
+    root = os.geteuid() == 0
+    if root:
+        # A directory of root's, the server as nobody.
         os.chmod(workdir, 0o755)
         os.chmod(data, 0o755)
-        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(server_binary)]
     else:
         os.chmod(data, 0o555)
-        cmd = [str(server_binary)]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=30)
+    r = run_until_exit(server_binary, data, as_nobody=root)
     os.chmod(data, 0o755)
     assert r.returncode == 1, r.stderr
     assert "PULLTRACE_DATA_DIR" in r.stderr and "not writable" in r.stderr and str(data) in r.stderr
     assert not (data / "history.db").exists()
 
 
-def test_full_disk_degrades_history_not_the_live_view(server_binary, workdir):
+@pytest.mark.containerd_independent
+def test_read_only_database_is_a_clear_startup_error(server_binary, workdir, launch):
+    data = workdir / "data"
+    launch("first").stop()
+    db = data / "history.db"
+    root = os.geteuid() == 0
+    if root:
+        # The directory is nobody's to write, the database file stays root's (0644).
+        os.chmod(workdir, 0o755)
+        os.chmod(data, 0o777)
+        os.chmod(data / "history.lock", 0o666)
+    else:
+        os.chmod(db, 0o444)
+    before = db.read_bytes()
+    r = run_until_exit(server_binary, data, as_nobody=root)
+    assert r.returncode == 1, r.stderr
+    assert "history error" in r.stderr and str(db) in r.stderr and "readonly" in r.stderr
+    assert db.read_bytes() == before
+
+
+@pytest.mark.containerd_independent
+def test_full_disk_degrades_history_not_the_live_view(launch):
     # The file-size limit stands in for a full volume: writes past it fail (EFBIG).
-    full = {"PULLTRACE_DATA_DIR": str(workdir / "data"), "PULLTRACE_KUBERNETES": "off",
-            "PULLTRACE_REPORT_MIN_INTERVAL": "0"}
-    s = Server(server_binary, workdir / "server.log", env=full,
-               wrap=["prlimit", "--fsize=300000"]).start()
+    s = launch("server", wrap=["prlimit", "--fsize=300000"])
     agent = Agent("node-a")
     stream = s.events()
     finished_pulls(agent, s, 400, "p", message_bytes=900)
-    wait_until(lambda: s.metric("pulltrace_history_degraded") == 1, 60, interval=0.5,
-               what="the degraded history")
+
+    def history_check():
+        ready = requests.get(s.url + "/readyz", timeout=5)
+        assert ready.status_code == 200  # degraded, still ready: the live view works
+        return next(c for c in ready.json()["checks"] if c["name"] == "history")
+    check = wait_until(lambda: (c := history_check())["degraded"] and c, 60, interval=0.5,
+                       what="the degraded history")
+    assert check["detail"].startswith("degraded:")
+    assert s.metric("pulltrace_history_degraded") == 1
     assert s.metric("pulltrace_history_write_errors_total") > 0
-    ready = requests.get(s.url + "/readyz", timeout=5)
-    assert ready.status_code == 200
-    check = next(c for c in ready.json()["checks"] if c["name"] == "history")
-    assert check["degraded"] and check["detail"].startswith("degraded:")
+    assert s.metric("pulltrace_history_records_dropped_total") > 0
     # The live view goes on: a new pull is in the tables and on the stream.
     agent.set("after", 100, started=time.time())
     agent.send(s)
@@ -292,3 +364,42 @@ def test_full_disk_degrades_history_not_the_live_view(server_binary, workdir):
     assert any(line.get("msg", "").startswith("history write failed") for line in s.log_json())
     status, _ = s.stop()
     assert status == 0
+
+
+@pytest.mark.stack(rate=512 * KIB)
+def test_real_pull_across_a_kill9(stack, server_binary, cri_available, workdir):
+    """The real agent and containerd: the server is killed mid-pull and restarted on its data
+    directory; the pull continues under the same id, announced started once and completed once,
+    with the time it started before the kill."""
+    if not cri_available:
+        pytest.skip("pt-cri-pull not built")
+    addr = f"127.0.0.1:{free_port()}"
+    env = {"PULLTRACE_DATA_DIR": str(workdir / "data"), "PULLTRACE_KUBERNETES": "off"}
+    srv = stack.server(env=env, http_addr=addr)
+    app = stack.images.image("e2e/history", "v1", layers=[1 * MIB, 1536 * KIB])
+    stream = srv.events()
+    stack.agent(srv.url, node_name="e2e-node", env={"PULLTRACE_REPORT_INTERVAL": "500ms"})
+    pull = stack.cri_pull(app, background=True)
+    mine = lambda e: e["event"].startswith("pull.") and "pull" in e["data"] and \
+        e["data"]["pull"]["manifestDigest"] == app.manifest_digest  # noqa: E731
+    started = stream.wait(lambda e: e["event"] == "pull.started" and mine(e), timeout=60)
+    before = started["data"]["pull"]
+    stream.close()
+    srv.kill()
+
+    srv2 = stack.server(env=env, http_addr=addr)
+    stream = srv2.events()
+    done = stream.wait(lambda e: e["event"] == "pull.completed" and mine(e), timeout=120)
+    assert pull.result(timeout=60).returncode == 0
+    after = done["data"]["pull"]
+    assert after["id"] == before["id"] and after["startedAt"] == before["startedAt"]
+    assert after["downloadedBytes"] == after["totalBytes"] == app.total_bytes
+    time.sleep(1.5)  # a few more reports of the completed pull
+    stream.close()
+    mine_events = [e["event"] for e in stream.events if mine(e)]
+    assert "pull.started" not in mine_events
+    assert mine_events.count("pull.completed") == 1
+    assert [p["id"] for p in srv2.pulls(node="e2e-node")] == [before["id"]]
+    wait_until(lambda: [p["state"] for p in history(srv2, node="e2e-node")["pulls"]] == ["completed"],
+               30, what="the completed pull in the history")
+    srv2.stop()

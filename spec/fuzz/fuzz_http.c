@@ -22,7 +22,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char err[256];
     pt_config_load(pt_server_config_vars, &cfg, NULL, err, sizeof(err));
     cfg.report_min_interval = 0;
-    srv = pt_server_create(&loop, &cfg, NULL);
+    /* The server always runs with a policy: the built-in one. */
+    struct pt_policy_options po = {0};
+    struct pt_policy *policy = pt_policy_create(&po, err, sizeof(err));
+    srv = policy ? pt_server_create(&loop, &cfg, policy) : NULL;
+    if (!srv)
+      abort();
   }
   if (size < 1)
     return 0;

@@ -33,7 +33,7 @@ static void fuzz_on_change(void *ud, const struct pt_change *c)
     fuzz_fail("a layer change without its pull");
   if (c->type == PT_CHANGE_ALERT && !c->alert)
     fuzz_fail("an alert change without its alert");
-  json_t *ev = pt_event_json(c);
+  json_t *ev = pt_event_json(c, NULL);
   if (!ev)
     fuzz_fail("a change record does not serialize");
   json_decref(ev);

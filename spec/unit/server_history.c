@@ -30,7 +30,7 @@ static void on_commit(void *ud, uint64_t mark)
   f->committed = mark;
 }
 
-static struct pt_history *open_history(struct fixture *f, const struct pt_history_options *extra)
+static struct pt_history *open_history(struct fixture *f, const struct pt_history_options *extra, bool start_later)
 {
   struct pt_history_options o = {.dir = f->dir};
   if (extra) {
@@ -41,6 +41,8 @@ static struct pt_history *open_history(struct fixture *f, const struct pt_histor
   struct pt_history *h = pt_history_open(&f->loop, &o, err, sizeof(err));
   if (!h)
     fail_msg("open: %s", err);
+  if (!start_later && pt_history_start(h, err, sizeof(err)) != 0)
+    fail_msg("start: %s", err);
   pt_history_set_commit_cb(h, on_commit, f);
   return h;
 }
@@ -141,11 +143,16 @@ static int collect(void *ud, const json_t *rec)
 static void test_restore_and_event_ids(void **state)
 {
   struct fixture *f = *state;
-  f->h = open_history(f, NULL);
+  f->h = open_history(f, NULL, false);
   uint64_t first = pt_history_first_event_id(f->h);
   assert_int_equal(first, 1);
   double t = 1800000000.0;
   json_t *want = record("n1/p1", "n1", "reg/app:1", "completed", t, t + 12.5, 4096, "shop", NULL);
+  /* kubelet's timing and a failure a retry resolved are part of it. */
+  json_object_set_new(want, "kubelet", json_pack("[f,f,f]", t + 13, 3.25, 4.5));
+  json_object_set_new(want, "resolvedError", json_pack("{s:s,s:s,s:f,s:f}", "reason", "ErrImagePull", "message",
+                                                       "rpc error: connection reset", "failedAt", t - 60,
+                                                       "resolvedAt", t));
   json_t *want2 = record("n1/p2", "n1", "reg/db:2", "pulling", t + 1, 0, 10, NULL, NULL);
   record_change(f->h, PT_CHANGE_PULL_COMPLETED, json_incref(want));
   record_change(f->h, PT_CHANGE_PULL_STARTED, json_incref(want2));
@@ -158,11 +165,13 @@ static void test_restore_and_event_ids(void **state)
   uv_run(&f->loop, UV_RUN_DEFAULT);
 
   f->committed = 0;
-  f->h = open_history(f, NULL);
+  f->h = open_history(f, NULL, true);
   assert_true(pt_history_first_event_id(f->h) > first + 5000);
   struct restored r = {json_array()};
   char err[256];
   assert_int_equal(pt_history_load_live(f->h, collect, &r, err, sizeof(err)), 2);
+  assert_int_equal(pt_history_start(f->h, err, sizeof(err)), 0);
+  assert_int_equal(pt_history_load_live(f->h, collect, &r, err, sizeof(err)), -EBUSY);
   assert_true(json_equal(json_array_get(r.records, 0), want));
   assert_true(json_equal(json_array_get(r.records, 1), want2));
 
@@ -180,6 +189,9 @@ static void test_restore_and_event_ids(void **state)
   json_t *a = pt_store_pull_json(p, true, t + 100), *b = pt_store_pull_json(orig, true, t + 100);
   assert_true(json_equal(a, b));
   assert_int_equal(json_real_value(json_object_get(a, "durationSeconds")) * 10, 125);
+  assert_true(json_real_value(json_object_get(json_object_get(a, "kubelet"), "durationSeconds")) == 3.25);
+  assert_string_equal(json_string_value(json_object_get(json_object_get(a, "resolvedError"), "message")),
+                      "rpc error: connection reset");
   char cerr[256];
   assert_int_equal(pt_store_check(s, cerr, sizeof(cerr)), 0);
   assert_int_equal(pt_store_counters(s)->pulls_restored, 1);
@@ -227,7 +239,7 @@ static json_t *list(struct fixture *f, const struct pt_history_filter *flt, size
 static void test_list_paging_and_stats(void **state)
 {
   struct fixture *f = *state;
-  f->h = open_history(f, NULL);
+  f->h = open_history(f, NULL, false);
   double now = pt_clock_now();
   /* Seven pulls of one image ending 1..7 s after their start, one failed,
    * one lost, one of another image on another node. */
@@ -322,7 +334,7 @@ static void test_retention_by_age(void **state)
 {
   struct fixture *f = *state;
   struct pt_history_options o = {.retention = 3600, .retention_interval = 0.05};
-  f->h = open_history(f, &o);
+  f->h = open_history(f, &o, false);
   double now = pt_clock_now();
   /* 1200 old pulls (more than one retention batch), evicted; one old pull
    * still in the tables; one recent pull. */
@@ -359,7 +371,7 @@ static void test_retention_by_size(void **state)
   struct fixture *f = *state;
   int64_t max = 256 * 1024;
   struct pt_history_options o = {.max_bytes = max, .retention_interval = 0.05};
-  f->h = open_history(f, &o);
+  f->h = open_history(f, &o, false);
   double now = pt_clock_now();
   /* About 2 MB of records: a big message in each. */
   char msg[2048];
@@ -404,7 +416,7 @@ static void test_corrupt_database(void **state)
 static void test_one_process_per_directory(void **state)
 {
   struct fixture *f = *state;
-  f->h = open_history(f, NULL);
+  f->h = open_history(f, NULL, false);
   struct pt_history_options o = {.dir = f->dir};
   char err[512];
   assert_null(pt_history_open(&f->loop, &o, err, sizeof(err)));
@@ -424,7 +436,7 @@ static bool degraded_is(struct fixture *f, void *ud)
 static void test_failed_write_degrades_then_recovers(void **state)
 {
   struct fixture *f = *state;
-  f->h = open_history(f, NULL);
+  f->h = open_history(f, NULL, false);
   /* Another connection takes the alerts table away: the next alert's
    * transaction fails as a full disk would. */
   sqlite3 *db;

@@ -28,7 +28,7 @@ static void on_change(void *ud, const struct pt_change *c)
   struct rec *r = ud;
   if (r->n < 256) {
     snprintf(r->types[r->n], sizeof(r->types[0]), "%s", pt_change_type_name(c->type));
-    r->data[r->n] = pt_event_json(c);
+    r->data[r->n] = pt_event_json(c, NULL);
     r->n++;
   }
 }

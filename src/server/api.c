@@ -207,7 +207,7 @@ char *pt_server_snapshot(void *ud, const char *node, const char *ns)
   struct pt_server *srv = ud;
   struct pt_pull_filter f = {.node = node, .ns = ns};
   double now = pt_clock_now();
-  json_t *ev = pt_event_envelope("snapshot", now);
+  json_t *ev = pt_event_envelope("snapshot", now, NULL);
   json_object_set_new(ev, "pulls", pt_store_pulls_json(srv->store, &f, now));
   json_object_set_new(ev, "nodes", pt_store_nodes_json(srv->store, node));
   char *text = pt_event_dump(ev, NULL);

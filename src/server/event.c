@@ -15,13 +15,19 @@ const char *pt_change_type_name(enum pt_change_type t)
   return (unsigned)t < PT_CHANGE_TYPE_COUNT ? type_names[t] : "unknown";
 }
 
-json_t *pt_event_envelope(const char *type, double time)
+json_t *pt_event_envelope(const char *type, double time, struct pt_event_time *last)
 {
-  char tb[40];
+  struct pt_event_time local = {0};
+  if (!last)
+    last = &local;
+  if (time > 0 && (last->t != time || !last->text[0])) {
+    pt_time_format(time, last->text, sizeof(last->text));
+    last->t = time;
+  }
   json_t *o = json_object();
   json_object_set_new(o, "v", json_integer(1));
   json_object_set_new(o, "type", json_string(type));
-  json_object_set_new(o, "time", time > 0 ? json_string(pt_time_format(time, tb, sizeof(tb))) : json_null());
+  json_object_set_new(o, "time", time > 0 ? json_string(last->text) : json_null());
   return o;
 }
 
@@ -62,9 +68,9 @@ static json_t *alert_event(json_t *ev, const struct pt_change *c)
   return ev;
 }
 
-json_t *pt_event_json(const struct pt_change *c)
+json_t *pt_event_json(const struct pt_change *c, struct pt_event_time *last)
 {
-  json_t *ev = pt_event_envelope(pt_change_type_name(c->type), c->time);
+  json_t *ev = pt_event_envelope(pt_change_type_name(c->type), c->time, last);
   if (!ev)
     return NULL;
   switch (c->type) {

@@ -233,7 +233,10 @@ static void finish_tx(struct pt_history *h, int rc, size_t nrecords, uint64_t ma
   if (rc == SQLITE_OK) {
     h->stats.transactions++;
     h->stats.records_written += nrecords;
-    h->stats.degraded = false;
+    /* Only records written prove that writes work again: a retention pass
+     * that deleted nothing wrote nothing. */
+    if (nrecords > 0)
+      h->stats.degraded = false;
   } else {
     h->stats.errors++;
     h->stats.records_dropped += nrecords;
@@ -315,8 +318,8 @@ static bool retention_step(struct pt_history *h)
   }
   bool over = false;
   if (rc == SQLITE_OK && h->opts.max_bytes > 0) {
-    /* Free pages go back to the file system first (auto_vacuum is
-     * incremental); rows go only when the pages in use are over the limit. */
+    /* Rows go only when the pages in use are over the limit: free pages
+     * are reused first. */
     int64_t page = query_int(h->db, "PRAGMA page_size");
     int64_t used = (query_int(h->db, "PRAGMA page_count") - query_int(h->db, "PRAGMA freelist_count")) * page;
     if (used > h->opts.max_bytes) {
@@ -332,9 +335,11 @@ static bool retention_step(struct pt_history *h)
         rc = delete_batch(h->db, by_size_alerts, INFINITY, n, &size_a);
       over = size_p + size_a > 0;
     }
-    if (rc == SQLITE_OK)
-      rc = tx(h->db, "PRAGMA incremental_vacuum");
   }
+  /* Deleted rows' pages go back to the file system (auto_vacuum is
+   * incremental), so the file shrinks with the history. */
+  if (rc == SQLITE_OK && age_p + age_a + size_p + size_a > 0)
+    rc = tx(h->db, "PRAGMA incremental_vacuum");
   if (rc == SQLITE_OK)
     rc = tx(h->db, "COMMIT");
   if (rc != SQLITE_OK && !sqlite3_get_autocommit(h->db))
@@ -407,6 +412,12 @@ static void async_cb(uv_async_t *a)
 
 static void history_free(struct pt_history *h)
 {
+  /* Records of a history whose writer never started. */
+  while (h->head) {
+    struct history_item *next = h->head->next;
+    item_free(h->head);
+    h->head = next;
+  }
   sqlite3_close(h->rdb);
   sqlite3_close(h->db);
   uv_mutex_destroy(&h->mu);
@@ -519,9 +530,10 @@ static int reserve_first_ids(struct pt_history *h, char *err, size_t errlen)
   if (rc == SQLITE_OK)
     rc = tx(h->db, "COMMIT");
   if (rc != SQLITE_OK) {
+    /* The message first: a rollback resets it. */
+    history_error(err, errlen, "cannot write the history database", h->path, h->db, rc);
     if (!sqlite3_get_autocommit(h->db))
       tx(h->db, "ROLLBACK");
-    history_error(err, errlen, "cannot write the history database", h->path, h->db, rc);
     return -1;
   }
   return 0;
@@ -553,7 +565,7 @@ static int lock_dir(struct pt_history *h, char *err, size_t errlen)
   snprintf(path, sizeof(path), "%s/history.lock", h->opts.dir);
   h->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (h->lock_fd < 0) {
-    snprintf(err, errlen, "PULLTRACE_DATA_DIR: cannot create %s: %s", path, strerror(errno));
+    snprintf(err, errlen, "PULLTRACE_DATA_DIR: cannot open or create %s: %s", path, strerror(errno));
     return -1;
   }
   if (flock(h->lock_fd, LOCK_EX | LOCK_NB) < 0) {
@@ -597,14 +609,20 @@ struct pt_history *pt_history_open(uv_loop_t *loop, const struct pt_history_opti
   uv_async_init(loop, &h->async, async_cb);
   h->async.data = h;
   h->refs = 1;
-  if (uv_thread_create(&h->thread, writer_main, h) != 0) {
-    snprintf(err, errlen, "cannot start the history writer thread");
-    h->closing = true;
-    uv_close((uv_handle_t *)&h->async, async_closed);
-    return NULL;
+  return h;
+}
+
+int pt_history_start(struct pt_history *h, char *err, size_t errlen)
+{
+  if (h->thread_running)
+    return 0;
+  int r = uv_thread_create(&h->thread, writer_main, h);
+  if (r != 0) {
+    snprintf(err, errlen, "cannot start the history writer thread: %s", uv_strerror(r));
+    return r;
   }
   h->thread_running = true;
-  return h;
+  return 0;
 }
 
 void pt_history_close(struct pt_history *h)
@@ -628,15 +646,16 @@ void pt_history_close(struct pt_history *h)
 long pt_history_load_live(struct pt_history *h, int (*fn)(void *ud, const json_t *record), void *ud, char *err,
                           size_t errlen)
 {
-  /* Runs before the writer has anything to do; the writer's connection is
-   * used under the queue's lock so that the two never overlap. */
-  uv_mutex_lock(&h->mu);
+  /* Before pt_history_start(): the writer's connection is this thread's. */
+  if (h->thread_running) {
+    snprintf(err, errlen, "the history's pulls are read before its writer starts");
+    return -EBUSY;
+  }
   sqlite3_stmt *st;
   long n = 0;
   int rc = sqlite3_prepare_v2(h->db, "SELECT id, record FROM pulls WHERE live=1 ORDER BY seq", -1, &st, NULL);
   if (rc != SQLITE_OK) {
     history_error(err, errlen, "cannot read the history", h->path, h->db, rc);
-    uv_mutex_unlock(&h->mu);
     return -EIO;
   }
   size_t nrejected = 0;
@@ -672,7 +691,6 @@ long pt_history_load_live(struct pt_history *h, int (*fn)(void *ud, const json_t
     free(rejected[i]);
   }
   free(rejected);
-  uv_mutex_unlock(&h->mu);
   return n;
 }
 
@@ -841,6 +859,13 @@ static struct history_item *id_item(enum item_kind kind, const char *id)
   if (it)
     it->kind = kind;
   return it;
+}
+
+void pt_history_save_pull(struct pt_history *h, const struct pt_pull *p)
+{
+  struct history_item *it = pull_item(p);
+  if (it)
+    enqueue(h, it);
 }
 
 void pt_history_record(struct pt_history *h, const struct pt_change *c)

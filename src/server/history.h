@@ -55,18 +55,22 @@ struct pt_history;
  * or were dropped by a failed transaction. Runs on the loop. */
 typedef void (*pt_history_commit_fn)(void *ud, uint64_t mark);
 
-/* Opens (creating when missing) dir/history.db, checks it (a corrupt file,
- * a newer schema or an unwritable directory fail here with a message in err
- * that names the file) and starts the writer thread. NULL on error. */
+/* Opens (creating when missing) dir/history.db and checks it (a corrupt
+ * file, a newer schema or an unwritable directory fail here with a message
+ * in err that names the file). NULL on error. Records queued before
+ * pt_history_start() wait for it. */
 struct pt_history *pt_history_open(uv_loop_t *loop, const struct pt_history_options *opts, char *err,
                                    size_t errlen);
+/* Starts the writer thread (after pt_history_load_live). 0 or a negative
+ * libuv error with err. */
+int pt_history_start(struct pt_history *h, char *err, size_t errlen);
 /* Flushes what is queued, stops the writer thread and closes the database;
  * the history is freed once its async handle is closed. Queries in flight
  * finish without calling back. Accepts NULL. */
 void pt_history_close(struct pt_history *h);
 
-/* Startup, before the loop runs: calls fn for the persisted record of every
- * pull that was in the server's tables (pt_store_pull_record), oldest first.
+/* Startup, before pt_history_start(): calls fn for the persisted record of
+ * every pull that was in the server's tables (pt_store_pull_record), oldest first.
  * A record fn rejects (non-zero) is kept in the history but not restored.
  * Returns the number of records visited, or a negative errno with err. */
 long pt_history_load_live(struct pt_history *h, int (*fn)(void *ud, const json_t *record), void *ud, char *err,
@@ -87,6 +91,10 @@ void pt_history_reserve_event_ids(struct pt_history *h, uint64_t next_id);
  * superseded it); alerts are appended. Layer and node changes and the
  * progress of pulls in flight write nothing. */
 void pt_history_record(struct pt_history *h, const struct pt_change *c);
+/* Queues the current state of a pull, whatever it is (at shutdown, so that
+ * the pulls in flight come back with their last figures). */
+struct pt_pull;
+void pt_history_save_pull(struct pt_history *h, const struct pt_pull *p);
 /* The mark of the last queued record, and of the last committed one. */
 uint64_t pt_history_mark(const struct pt_history *h);
 uint64_t pt_history_committed(const struct pt_history *h);

@@ -192,7 +192,7 @@ static void on_change(void *ud, const struct pt_change *c)
     pt_history_record(srv->history, c);
   if (!srv->hub)
     return;
-  json_t *ev = pt_event_json(c);
+  json_t *ev = pt_event_json(c, &srv->event_time);
   char *text = ev ? pt_event_dump(ev, NULL) : NULL;
   json_decref(ev);
   if (!text) {
@@ -200,16 +200,16 @@ static void on_change(void *ud, const struct pt_change *c)
     return;
   }
   /* The namespaces as the hub wants them: NUL-separated, ending with "". */
-  struct pt_buf nss;
-  pt_buf_init(&nss);
+  struct pt_buf *nss = &srv->nss;
+  pt_buf_reset(nss);
   if (c->keys.namespaced) {
     for (size_t i = 0; i < c->keys.npods; i++)
-      pt_buf_append(&nss, c->keys.pods[i].ns, strlen(c->keys.pods[i].ns) + 1);
+      pt_buf_append(nss, c->keys.pods[i].ns, strlen(c->keys.pods[i].ns) + 1);
     if (c->keys.ns)
-      pt_buf_append(&nss, c->keys.ns, strlen(c->keys.ns) + 1);
-    pt_buf_append(&nss, "", 1);
+      pt_buf_append(nss, c->keys.ns, strlen(c->keys.ns) + 1);
+    pt_buf_append(nss, "", 1);
   }
-  struct pt_hub_keys keys = {.node = c->keys.node, .nss = c->keys.namespaced ? nss.data : NULL};
+  struct pt_hub_keys keys = {.node = c->keys.node, .nss = c->keys.namespaced && !nss->oom ? nss->data : NULL};
   const char *type = pt_change_type_name(c->type);
   uint64_t mark = srv->history ? pt_history_mark(srv->history) : 0;
   if (mark > (srv->history ? pt_history_committed(srv->history) : 0)) {
@@ -218,7 +218,6 @@ static void on_change(void *ud, const struct pt_change *c)
   } else {
     publish(srv, type, &keys, text);
   }
-  pt_buf_close(&nss);
   free(text);
 }
 
@@ -257,6 +256,9 @@ int pt_server_open_history(struct pt_server *srv, char *err, size_t errlen)
   long n = pt_history_load_live(srv->history, restore_pull, srv, err, errlen);
   if (n < 0)
     return (int)n;
+  int r = pt_history_start(srv->history, err, errlen);
+  if (r < 0)
+    return r;
   /* Above every id an earlier process used: its reservation, or the clock
    * (when that reservation did not reach the disk). */
   uint64_t first = pt_history_first_event_id(srv->history);
@@ -281,6 +283,7 @@ static void create_failed(struct pt_server *srv)
   pt_alerts_destroy(srv->alerts);
   pt_kube_events_destroy(srv->kube_events);
   pt_httpc_destroy(srv->httpc);
+  pt_buf_close(&srv->nss);
   free(srv);
 }
 
@@ -296,6 +299,7 @@ struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_confi
   srv->cfg = *cfg;
   srv->policy = policy;
   srv->started_at = pt_clock_now();
+  pt_buf_init(&srv->nss);
   pt_outbox_init(&srv->outbox);
   snprintf(srv->default_headers, sizeof(srv->default_headers), "%s", security_headers);
   struct pt_store_options so = {
@@ -397,6 +401,12 @@ static void handle_closed(uv_handle_t *h)
     srv->shutdown_done(srv->shutdown_ud);
 }
 
+static void save_if_active(void *history, const struct pt_pull *p)
+{
+  if (p->state == PT_PULL_PULLING || p->state == PT_PULL_STALLED)
+    pt_history_save_pull(history, p);
+}
+
 static void finish_shutdown(struct pt_server *srv)
 {
   uv_timer_stop(&srv->shutdown_timer);
@@ -412,8 +422,11 @@ static void finish_shutdown(struct pt_server *srv)
   srv->alerts = NULL;
   pt_kube_events_destroy(srv->kube_events);
   srv->kube_events = NULL;
-  /* Whatever is queued is written before the history closes; events still
-   * waiting for it have no clients left to go to. */
+  /* The pulls in flight as they are now (reports do not write their
+   * progress), then whatever is queued, before the history closes; events
+   * still waiting for it have no clients left to go to. */
+  if (srv->history)
+    pt_store_foreach_pull(srv->store, save_if_active, srv->history);
   pt_history_close(srv->history);
   srv->history = NULL;
   pt_outbox_close(&srv->outbox);
@@ -455,6 +468,7 @@ void pt_server_destroy(struct pt_server *srv)
   pt_store_destroy(srv->store);
   pt_ui_dir_destroy(srv->ui_dir); /* never listened: freed when the loop runs */
   free(srv->ui_etags);
+  pt_buf_close(&srv->nss);
   free(srv);
 }
 

@@ -9,6 +9,7 @@
 #include "core/http_server.h"
 #include "core/httpc.h"
 #include "server/alerts.h"
+#include "server/event.h"
 #include "server/history.h"
 #include "server/hub.h"
 #include "server/kube_events.h"
@@ -42,6 +43,8 @@ struct pt_server {
   struct pt_store *store;
   struct pt_hub *hub;
   struct pt_alerts *alerts;
+  struct pt_buf nss; /* scratch: an event's namespaces for the hub, reused */
+  struct pt_event_time event_time;
   struct pt_http_server *http, *metrics;
   struct pt_httpc *httpc;
   struct pt_kube *kube;   /* NULL when Kubernetes is off; owned by main */

@@ -212,6 +212,9 @@ int pt_store_restore_pull(struct pt_store *s, const json_t *record, double now);
  * show it with pt_store_pull_json(); NULL with *err set (-EINVAL, -ENOMEM). */
 struct pt_pull *pt_pull_from_record(const json_t *record, int *err);
 void pt_pull_free(struct pt_pull *p);
+/* Calls fn for every pull in the tables (e.g. to save them at shutdown); fn
+ * must not change the tables. */
+void pt_store_foreach_pull(const struct pt_store *s, void (*fn)(void *ud, const struct pt_pull *p), void *ud);
 
 /* --- Kubernetes data (for a watcher) --------------------------------------
  *

@@ -237,3 +237,9 @@ int pt_store_restore_pull(struct pt_store *s, const json_t *rec, double now)
   s->counters.pulls_restored++;
   return 0;
 }
+
+void pt_store_foreach_pull(const struct pt_store *s, void (*fn)(void *ud, const struct pt_pull *p), void *ud)
+{
+  for (struct pt_map_entry *e = pt_map_first(&s->pulls); e; e = pt_map_next(&s->pulls, e))
+    fn(ud, e->value);
+}
