@@ -13,9 +13,9 @@ import { TimeChart } from './TimeChart';
 
 const BUCKETS = 12;
 const PCT_LINES = [
-  { label: 'p50', color: '--completed' },
-  { label: 'p95', color: '--stalled' },
-  { label: 'max', color: '--failed' },
+  { label: 'p50', color: '--completed', points: true },
+  { label: 'p95', color: '--stalled', points: true },
+  { label: 'max', color: '--failed', points: true },
 ];
 
 function statsQuery(f: HistoryFilters, since: string, until: string): string {

@@ -10,7 +10,12 @@ export interface Line {
   /** a CSS custom property of styles.css (so light and dark both work), e.g. '--pulling' */
   color: string;
   fill?: boolean;
+  /** draw each point (for sparse series, where a point may have no neighbour) */
+  points?: boolean;
 }
+
+// Tick steps of the time axis, in seconds: whole seconds at least.
+const TIME_INCRS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800];
 
 function cssVar(name: string): string {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || '#888';
@@ -38,6 +43,8 @@ export function TimeChart({
   const plot = useRef<uPlot | null>(null);
   const fmt = useRef(format);
   fmt.current = format;
+  // Until two samples exist there is no line to draw (and no time axis to speak of).
+  const ready = x.length >= 2 || lines.some((l) => l.points);
 
   useEffect(() => {
     const el = box.current;
@@ -50,7 +57,7 @@ export function TimeChart({
       cursor: { drag: { x: false, y: false } },
       scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1] } },
       axes: [
-        { ...axis },
+        { ...axis, incrs: TIME_INCRS },
         { ...axis, size: 76, values: (_u, vals) => vals.map((v) => fmt.current(v)) },
       ],
       series: [
@@ -62,7 +69,7 @@ export function TimeChart({
             stroke: c,
             width: 2,
             fill: l.fill ? c + '33' : undefined,
-            points: { show: false },
+            points: { show: !!l.points, size: 6, fill: c },
             value: (_u: uPlot, v: number | null) => (v == null ? '—' : fmt.current(v)),
           };
         }),
@@ -79,11 +86,18 @@ export function TimeChart({
     };
     // Created once per set of lines; data changes go through setData below.
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [lines.map((l) => l.label + l.color).join('|'), height]);
+  }, [lines.map((l) => l.label + l.color).join('|'), height, ready]);
 
   useEffect(() => {
     plot.current?.setData([x, ...ys] as uPlot.AlignedData);
   }, [x, ys]);
 
+  if (!ready) {
+    return (
+      <div className="chart chart-empty muted" role="img" aria-label={label} data-testid={testid} data-points={x.length} style={{ height }}>
+        collecting samples…
+      </div>
+    );
+  }
   return <div className="chart" ref={box} role="img" aria-label={label} data-testid={testid} data-points={x.length} />;
 }
