@@ -359,7 +359,10 @@ def start_server(stack, args, kube=None):
     binary = find_binary("pulltrace-server", stack.build_dir, required=False)
     if binary is None:
         return None
-    env = {"PULLTRACE_LOG_LEVEL": "info", "PULLTRACE_KUBERNETES": "on" if kube else "off"}
+    # A history (SQLite in the working directory) for the UI's History view.
+    (stack.dir / "data").mkdir(exist_ok=True)
+    env = {"PULLTRACE_LOG_LEVEL": "info", "PULLTRACE_KUBERNETES": "on" if kube else "off",
+           "PULLTRACE_DATA_DIR": str(stack.dir / "data")}
     if kube:
         env["PULLTRACE_KUBECONFIG"] = str(kube.dir / "kubeconfig")
     try:
@@ -424,8 +427,7 @@ def run(args):
         agent_bin = find_binary("pulltrace-agent", stack.build_dir, required=False)
         if agent_bin is None:
             raise HarnessError(f"pulltrace-agent is not built in {stack.build_dir}")
-        agent = stack.agent(sink, node_name=args.node_name,
-                            env={"PULLTRACE_LOG_LEVEL": "info"})
+        agent = stack.agent(sink, node_name=args.node_name, env=AGENT_ENV)
         log(f"pulltrace-agent (pid {agent.pid}) -> {sink.url}, log {agent.log_path}")
 
         cluster = start_cluster(stack, server, args) if server and args.nodes > 0 else []
@@ -465,6 +467,10 @@ def run(args):
 
 # -- a cluster and a rollout across it ----------------------------------------------------------
 
+# The demo's agents call a download stalled after 10 s without progress (the default is 30 s),
+# so the rollout's stalling node shows as stalled for most of its stall.
+AGENT_ENV = {"PULLTRACE_LOG_LEVEL": "info", "PULLTRACE_STALL_THRESHOLD": "10s"}
+
 # Each cluster node's nginx rate as a share of --rate: some nodes fast, some slow.
 NODE_SPEEDS = (2.0, 1.0, 0.5, 1.5, 0.35, 0.8, 1.2, 0.6)
 
@@ -473,7 +479,7 @@ def start_cluster(stack, server, args):
     nodes = []
     for i in range(args.nodes):
         rate = max(16 * 1024, int(args.rate * NODE_SPEEDS[i % len(NODE_SPEEDS)]))
-        node = ClusterNode(stack, f"node-{i + 1}", rate).start(server, env={"PULLTRACE_LOG_LEVEL": "info"})
+        node = ClusterNode(stack, f"node-{i + 1}", rate).start(server, env=AGENT_ENV)
         log(f"cluster node {node.name}: containerd {node.containerd.socket} "
             f"(pid {node.containerd.pid}), nginx {node.nginx.url} at {rate // 1024} KiB/s per "
             f"connection (pid {node.nginx.pid}), pulltrace-agent (pid {node.agent.pid})")
@@ -519,7 +525,7 @@ class Rollout:
         self.ref, self.image, self.nodes = ref, image, nodes
         self.kubelets = {n.name: Kubelet(kube, n.name) for n in nodes} if kube else {}
         self.once = args.once
-        self.stall_for = 3.0 if args.once else 25.0
+        self.stall_for = 3.0 if args.once else 30.0
         self.stall_after = 1.0 if args.once else self.STALL_AFTER
         self.round = 0
         self.phase, self.at = "idle", time.monotonic() + 2.0

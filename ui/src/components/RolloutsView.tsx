@@ -70,7 +70,7 @@ const RolloutLine = memo(function RolloutLine({
         </span>
         <span className="r-speed num">{active ? formatRate(r.bytesPerSecond) : DASH}</span>
         <span className="r-eta num" title="when the last node should be done">
-          {active ? formatDuration(r.etaSeconds) : 'done'}
+          {active ? formatDuration(r.etaSeconds) : r.failed ? `${r.failed} failed` : 'done'}
         </span>
       </button>
       <span className="r-slow">
@@ -149,7 +149,7 @@ export function RolloutsView({
                     {formatBytes(rollout.downloadedBytes)} / {rollout.totalBytes ? formatBytes(rollout.totalBytes) : '?'}
                   </span>
                   <span>{formatRate(rollout.bytesPerSecond)}</span>
-                  <span>last node {rolloutActive(rollout) ? `in ${formatDuration(rollout.etaSeconds)}` : 'done'}</span>
+                  <span>last node {rolloutActive(rollout) ? `in ${formatDuration(rollout.etaSeconds)}` : rollout.failed ? `failed on ${rollout.failed}` : 'done'}</span>
                 </div>
               </>
             ) : (
