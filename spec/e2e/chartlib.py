@@ -186,7 +186,17 @@ def problems(objects, namespace):
             if o["roleRef"]["name"] not in by_kind.get("ClusterRole", {}):
                 bad(f"{what}: refers to a ClusterRole not rendered")
             for s in o["subjects"]:
-                if s["name"] not in by_kind.get("ServiceAccount", {}) or \
+                if s.get("kind") in ("User", "Group") and o["roleRef"]["name"].endswith("-reader"):
+                    # The reader role's binding (readAuth.subjects): people and groups, well
+                    # formed as the API server wants them.
+                    if s.get("apiGroup", "rbac.authorization.k8s.io") != \
+                            "rbac.authorization.k8s.io" or not s.get("name"):
+                        bad(f"{what}: subject {s} is malformed")
+                elif s.get("kind") == "ServiceAccount" and \
+                        o["roleRef"]["name"].endswith("-reader"):
+                    if not s.get("namespace") or s.get("apiGroup"):
+                        bad(f"{what}: ServiceAccount subject {s} needs a namespace and no apiGroup")
+                elif s["name"] not in by_kind.get("ServiceAccount", {}) or \
                         s.get("namespace") != namespace:
                     bad(f"{what}: subject {s} is not the release's ServiceAccount")
         if kind == "ServiceMonitor":

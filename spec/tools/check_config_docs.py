@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Checks docs/configuration.md against the configuration tables, as the daemons' --help prints
-them: every variable of a daemon is in that daemon's section of the page with its default (or
+them: every variable of a daemon is in that daemon's section of the page with its type and
+range (the "type" column, as --help prints it between brackets) and its default (or
 "(required)", or no value when it has none), and the page documents no variable the daemon
 does not have. The settings table of docs/policy.md (setting | variable | default | ...) is
 checked too: each variable exists and its default is the server's.
@@ -16,7 +17,7 @@ NAME = r"[A-Z][A-Z0-9_]*(?:<key>)?"
 
 
 def from_help(binary):
-    """{name: ("default", value) | ("required", None) | ("none", None)} from --help."""
+    """{name: (("default", value) | ("required", None) | ("none", None), type)} from --help."""
     out = subprocess.run([binary, "--help"], capture_output=True, text=True, check=True,
                          timeout=30).stdout
     found = {}
@@ -25,22 +26,27 @@ def from_help(binary):
         if not m:
             continue
         name, text = m.groups()
+        t = re.search(r"\[([^\[\]]*)\](?: \((?:default [^()]+|required)\))?$", text)
+        if not t:
+            raise SystemExit(f"{binary} --help: no [type] for {name}")
         d = re.search(r"\(default ([^()]+)\)$", text)
         if d:
-            found[name] = ("default", d.group(1))
+            found[name] = (("default", d.group(1)), t.group(1))
         elif text.endswith("(required)"):
-            found[name] = ("required", None)
+            found[name] = (("required", None), t.group(1))
         else:
-            found[name] = ("none", None)
+            found[name] = (("none", None), t.group(1))
     if not found:
         raise SystemExit(f"{binary} --help lists no variable")
     return found
 
 
 def from_docs(path):
-    """{"agent"|"server": {name: default cell}} from the page's tables."""
+    """{"agent"|"server": {name: (default cell, type cell)}} from the page's tables, whose
+    header row names the columns (| variable | type | default | meaning |)."""
     docs = {"agent": {}, "server": {}}
     section = None
+    columns = None
     with open(path, encoding="utf-8") as f:
         for line in f:
             if line.startswith("## "):
@@ -50,19 +56,29 @@ def from_docs(path):
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
             if section is None or not line.startswith("|") or len(cells) < 3:
                 continue
+            if cells[0] == "variable":
+                columns = cells
+                for want in ("type", "default"):
+                    if want not in columns:
+                        raise SystemExit(f"{path}: a table in '{section}' has no {want} column")
+                continue
             for name in re.findall(rf"`({NAME})`", cells[0]):
                 if name in docs[section]:
                     raise SystemExit(f"{path}: {name} is documented twice in '{section}'")
-                docs[section][name] = cells[1]
+                docs[section][name] = (cells[columns.index("default")],
+                                       cells[columns.index("type")])
     return docs
 
 
 def check(daemon, table, documented, problems):
-    for name, (kind, value) in table.items():
-        cell = documented.get(name)
+    for name, ((kind, value), vtype) in table.items():
+        cell, type_cell = documented.get(name, (None, None))
         if cell is None:
             problems.append(f"{daemon}: {name} is not documented in docs/configuration.md")
-        elif kind == "default" and f"`{value}`" != cell:
+            continue
+        if type_cell != vtype:
+            problems.append(f"{daemon}: {name} is {vtype}, its type is documented as {type_cell}")
+        if kind == "default" and f"`{value}`" != cell:
             problems.append(f"{daemon}: {name} defaults to {value}, documented as {cell}")
         elif kind == "required" and cell != "(required)":
             problems.append(f"{daemon}: {name} is required, documented as {cell}")
@@ -89,8 +105,9 @@ def check_policy_settings(path, table, problems):
             name = m.group(1)
             if name not in table:
                 problems.append(f"policy.md: {name} is not a pulltrace-server variable")
-            elif table[name][0] == "default" and not cells[2].startswith(f"`{table[name][1]}`"):
-                problems.append(f"policy.md: {name} defaults to {table[name][1]}, "
+            elif table[name][0][0] == "default" and \
+                    not cells[2].startswith(f"`{table[name][0][1]}`"):
+                problems.append(f"policy.md: {name} defaults to {table[name][0][1]}, "
                                 f"documented as {cells[2]}")
     if rows == 0:
         problems.append(f"{path}: no settings table found")

@@ -117,11 +117,25 @@ static void test_help(void **state)
   fclose(f);
   assert_non_null(strstr(buf, "Test:\n"));
   assert_non_null(strstr(buf, "  T_NAME "));
-  assert_non_null(strstr(buf, "A name (required)\n"));
-  assert_non_null(strstr(buf, "auto, on or off (default auto)\n"));
-  assert_non_null(strstr(buf, "Unset, no default\n"));
-  assert_non_null(strstr(buf, "How long (default 1m)\n"));
+  /* Help, [type and range], default: docs/configuration.md's columns are checked against it. */
+  assert_non_null(strstr(buf, "A name [string, at most 8 bytes] (required)\n"));
+  assert_non_null(strstr(buf, "auto, on or off [one of auto, on, off] (default auto)\n"));
+  assert_non_null(strstr(buf, "Where to [URL, at most 30 bytes]\n"));
+  assert_non_null(strstr(buf, "Unset, no default [string]\n"));
+  assert_non_null(strstr(buf, "How many [integer, 1 to 10] (default 3)\n"));
+  assert_non_null(strstr(buf, "How long [duration] (default 1m)\n"));
   assert_non_null(strstr(buf, "  T_EXTRA_<key> "));
+  char text[64];
+  struct pt_config_var d = {"T", PT_CFG_DURATION, NULL, false, 0, 0.05, 30 * 86400.0, "", NULL, NULL};
+  pt_config_type_text(&d, text, sizeof(text));
+  assert_string_equal(text, "duration, 50ms to 30d");
+  d.min = 0;
+  d.max = 90;
+  pt_config_type_text(&d, text, sizeof(text));
+  assert_string_equal(text, "duration, 0 to 90s");
+  d.max = 5400;
+  pt_config_type_text(&d, text, sizeof(text));
+  assert_string_equal(text, "duration, 0 to 90m");
   free(buf);
 }
 

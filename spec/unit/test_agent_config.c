@@ -88,6 +88,25 @@ static void test_errors(void **state)
   expect_error(e7, "PULLTRACE_LOG_FORMAT");
   const char *e8[] = {"PULLTRACE_NODE_NAME", "", "PULLTRACE_SERVER_URL", "http://s", NULL};
   expect_error(e8, "PULLTRACE_NODE_NAME: required");
+  /* The service-account token replaces the shared one: both at once is a mistake. */
+  const char *e9[] = {"PULLTRACE_NODE_NAME", "n", "PULLTRACE_SERVER_URL", "http://s", "PULLTRACE_AGENT_AUTH",
+                      "kubernetes", "PULLTRACE_AGENT_TOKEN", "t", NULL};
+  expect_error(e9, "PULLTRACE_AGENT_TOKEN: set, but PULLTRACE_AGENT_AUTH is kubernetes");
+  const char *e10[] = {"PULLTRACE_NODE_NAME", "n", "PULLTRACE_SERVER_URL", "http://s", "PULLTRACE_AGENT_AUTH",
+                       "oidc", NULL};
+  expect_error(e10, "PULLTRACE_AGENT_AUTH");
+}
+
+static void test_service_account_token(void **state)
+{
+  const char *env[] = {"PULLTRACE_NODE_NAME", "n", "PULLTRACE_SERVER_URL", "http://s", "PULLTRACE_AGENT_AUTH",
+                       "kubernetes", NULL};
+  struct pt_agent_config cfg;
+  char err[512];
+  assert_int_equal(load(env, &cfg, err), 0);
+  assert_string_equal(cfg.auth, "kubernetes");
+  assert_string_equal(cfg.token_file, "/var/run/secrets/pulltrace/token");
+  assert_true(cfg.token_refresh == 60.0);
 }
 
 static void test_durations(void **state)
@@ -117,6 +136,7 @@ int main(void)
       cmocka_unit_test(test_overrides),
       cmocka_unit_test(test_errors),
       cmocka_unit_test(test_durations),
+      cmocka_unit_test(test_service_account_token),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

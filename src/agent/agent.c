@@ -18,8 +18,12 @@ const struct pt_config_var pt_agent_config_vars[] = {
      offsetof(struct pt_agent_config, node_name), 0, 253,
      "Kubernetes node this agent runs on (the downward API's spec.nodeName)", NULL, NULL},
     {"PULLTRACE_SERVER_URL", PT_CFG_URL, NULL, true,
-     offsetof(struct pt_agent_config, server_url), 0, 1900,
-     "Base URL of pulltrace-server, e.g. http://pulltrace-server:8080", NULL, NULL},
+     offsetof(struct pt_agent_config, server_url), 0, 8000,
+     "Base URL of pulltrace-server, or comma-separated URLs; every address a host name resolves to "
+     "(a headless Service: every replica) gets each report", NULL, NULL},
+    {"PULLTRACE_SERVER_RESOLVE_INTERVAL", PT_CFG_DURATION, "30s", false,
+     offsetof(struct pt_agent_config, resolve_interval), 1, 3600,
+     "How often the server URLs' host names are resolved again (replicas come and go)", NULL, NULL},
     {"PULLTRACE_CONTAINERD_SOCKET", PT_CFG_STRING, "/run/containerd/containerd.sock", false,
      offsetof(struct pt_agent_config, containerd_socket), 0, 0, "containerd's gRPC socket", NULL, NULL},
     {"PULLTRACE_CONTAINERD_NAMESPACE", PT_CFG_STRING, "k8s.io", false,
@@ -29,8 +33,18 @@ const struct pt_config_var pt_agent_config_vars[] = {
      offsetof(struct pt_agent_config, log_level), 0, 0, "debug, info, warn or error", NULL, NULL},
     {"PULLTRACE_LOG_FORMAT", PT_CFG_ENUM, "json", false,
      offsetof(struct pt_agent_config, log_format), 0, 0, "json or logfmt", "json|logfmt", NULL},
+    {"PULLTRACE_AGENT_AUTH", PT_CFG_ENUM, "token", false, offsetof(struct pt_agent_config, auth), 0, 0,
+     "token (send PULLTRACE_AGENT_TOKEN) or kubernetes (send the pod's projected service-account token "
+     "from PULLTRACE_AGENT_TOKEN_FILE); must match the server's", "token|kubernetes", NULL},
     {"PULLTRACE_AGENT_TOKEN", PT_CFG_STRING, NULL, false, offsetof(struct pt_agent_config, token),
-     0, 0, "Bearer token sent with every report (must match the server's)", NULL, NULL},
+     0, 0, "With PULLTRACE_AGENT_AUTH=token: bearer token sent with every report (must match the server's)", NULL,
+     NULL},
+    {"PULLTRACE_AGENT_TOKEN_FILE", PT_CFG_STRING, "/var/run/secrets/pulltrace/token", false,
+     offsetof(struct pt_agent_config, token_file), 0, 4096,
+     "With PULLTRACE_AGENT_AUTH=kubernetes: the projected service-account token (audience pulltrace)", NULL, NULL},
+    {"PULLTRACE_AGENT_TOKEN_REFRESH", PT_CFG_DURATION, "1m", false,
+     offsetof(struct pt_agent_config, token_refresh), 0.1, 3600,
+     "With PULLTRACE_AGENT_AUTH=kubernetes: how often the token file is re-read (kubelet rotates it)", NULL, NULL},
     {"PULLTRACE_SERVER_CA", PT_CFG_STRING, NULL, false,
      offsetof(struct pt_agent_config, server_ca), 0, 0,
      "PEM CA bundle to verify an https:// server URL (default: system store)", NULL, NULL},
@@ -50,7 +64,15 @@ int pt_agent_config_load(struct pt_agent_config *cfg, const char *(*getenv_fn)(c
                          char *err, size_t errlen)
 {
   memset(cfg, 0, sizeof(*cfg));
-  return pt_config_load(pt_agent_config_vars, cfg, getenv_fn, err, errlen);
+  int rc = pt_config_load(pt_agent_config_vars, cfg, getenv_fn, err, errlen);
+  if (rc == 0 && strcmp(cfg->auth, "kubernetes") == 0 && cfg->token && *cfg->token) {
+    snprintf(err, errlen, "PULLTRACE_AGENT_TOKEN: set, but PULLTRACE_AGENT_AUTH is kubernetes (the agent sends "
+                          "its service-account token): remove one of them");
+    return -EINVAL;
+  }
+  if (rc == 0 && pt_targets_parse(cfg->server_url, NULL, err, errlen) < 0)
+    rc = -EINVAL;
+  return rc;
 }
 
 static void read_boot_id(char *out, size_t len)
@@ -83,74 +105,6 @@ static void work_cb(uv_work_t *w)
   json_decref(report);
 }
 
-static void try_send(struct pt_agent *a);
-
-static void send_done(void *ud, const struct pt_http_response *r)
-{
-  struct pt_agent *a = ud;
-  a->send_busy = false;
-  double now = pt_clock_mono();
-  bool ok = r->result == 0 && r->status >= 200 && r->status < 300;
-  if (ok) {
-    a->reports_sent++;
-    a->send_backoff = 0;
-    if (a->server_state != 1)
-      PT_LOG_INFO("reporting to server", "{s:s,s:i}", "url", a->report_url, "status",
-                  (int)r->status);
-    a->server_state = 1;
-    return;
-  }
-  a->reports_failed++;
-  if (a->stopping)
-    return;
-  bool retryable = r->result != 0 || r->status >= 500 || r->status == 429 || r->status == 0;
-  if (retryable) {
-    a->send_backoff = a->send_backoff == 0 ? a->cfg.report_interval : a->send_backoff * 2;
-    if (a->send_backoff > REPORT_MAX_BACKOFF)
-      a->send_backoff = REPORT_MAX_BACKOFF;
-    a->send_not_before = now + a->send_backoff;
-  }
-  if (a->server_state != 0) {
-    /* The body of a 4xx says what the server disliked; keep it short. */
-    char body[300];
-    snprintf(body, sizeof(body), "%.*s", (int)(r->body_len < 299 ? r->body_len : 299),
-             r->body ? r->body : "");
-    PT_LOG_WARN("report failed; retrying with backoff", "{s:s,s:i,s:s?,s:s,s:f}", "url",
-                a->report_url, "status", (int)r->status, "error", r->error, "body", body,
-                "backoff_seconds", a->send_backoff);
-  }
-  a->server_state = 0;
-}
-
-static void try_send(struct pt_agent *a)
-{
-  if (a->send_busy || !a->pending || a->stopping || pt_clock_mono() < a->send_not_before)
-    return;
-  char *body = a->pending;
-  a->pending = NULL;
-  double timeout = a->cfg.report_interval * 5;
-  if (timeout < 5)
-    timeout = 5;
-  if (timeout > 30)
-    timeout = 30;
-  struct pt_http_request req = {
-      .method = "POST",
-      .url = a->report_url,
-      .body = body,
-      .body_len = strlen(body),
-      .content_type = "application/json",
-      .bearer_token = a->cfg.token,
-      .ca_file = a->cfg.server_ca,
-      .timeout_ms = (long)(timeout * 1000),
-      .connect_timeout_ms = 3000,
-      .max_body = 64 * 1024,
-  };
-  int rc = pt_httpc_request(a->http, &req, send_done, a, NULL);
-  free(body);
-  if (rc == 0)
-    a->send_busy = true;
-}
-
 static void after_work_cb(uv_work_t *w, int status)
 {
   struct pt_agent *a = w->data;
@@ -181,11 +135,9 @@ static void after_work_cb(uv_work_t *w, int status)
   }
   /* Only the newest state matters: an unsent older report is replaced. */
   if (a->work_report) {
-    free(a->pending);
-    a->pending = a->work_report;
+    pt_targets_offer(&a->targets, a->work_report);
     a->work_report = NULL;
   }
-  try_send(a);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -197,12 +149,12 @@ static void on_tick(uv_timer_t *t)
     PT_LOG_DEBUG("previous poll still running; skipping a tick", "{}");
     return;
   }
-  if (pt_clock_mono() < a->next_poll) {
-    /* containerd is down: keep the server informed with the last known state
-     * while waiting to poll again. */
-    try_send(a);
+  /* Targets whose back-off ended catch up with the newest report; while
+   * containerd is down that keeps the servers informed with the last known
+   * state. */
+  pt_targets_kick(&a->targets);
+  if (pt_clock_mono() < a->next_poll)
     return;
-  }
   a->work_busy = true;
   if (uv_queue_work(a->loop, &a->work, work_cb, after_work_cb) != 0)
     a->work_busy = false;
@@ -215,18 +167,12 @@ static void on_signal(uv_signal_t *s, int signum)
   pt_agent_stop(a);
 }
 
-int pt_agent_init(struct pt_agent *a, uv_loop_t *loop, const struct pt_agent_config *cfg)
+int pt_agent_init(struct pt_agent *a, uv_loop_t *loop, const struct pt_agent_config *cfg, char *err, size_t errlen)
 {
   memset(a, 0, sizeof(*a));
   a->loop = loop;
   a->cfg = *cfg;
   a->ctrd_state = -1;
-  a->server_state = -1;
-  const char *base = cfg->server_url;
-  size_t bl = strlen(base);
-  while (bl > 0 && base[bl - 1] == '/')
-    bl--;
-  snprintf(a->report_url, sizeof(a->report_url), "%.*s/api/v1/report", (int)bl, base);
   read_boot_id(a->boot_id, sizeof(a->boot_id));
   struct pt_tracker_config tc = {
       .stall_threshold = cfg->stall_threshold,
@@ -234,13 +180,33 @@ int pt_agent_init(struct pt_agent *a, uv_loop_t *loop, const struct pt_agent_con
       .forget_after = cfg->stall_threshold * 10 > 600 ? cfg->stall_threshold * 10 : 600,
   };
   pt_tracker_init(&a->tracker, &tc);
-  if (pt_containerd_init(&a->ctrd, cfg->containerd_socket, cfg->containerd_namespace))
+  if (pt_containerd_init(&a->ctrd, cfg->containerd_socket, cfg->containerd_namespace)) {
+    snprintf(err, errlen, "out of memory");
     return -ENOMEM;
+  }
   /* Calls must finish well inside a tick so shutdown stays prompt. */
   a->ctrd.timeout_s = 3;
   a->http = pt_httpc_create(loop);
-  if (!a->http)
+  if (!a->http) {
+    snprintf(err, errlen, "out of memory");
     return -ENOMEM;
+  }
+  bool sa = strcmp(cfg->auth ? cfg->auth : "token", "kubernetes") == 0;
+  if (pt_agent_token_init(&a->token, loop, sa ? NULL : cfg->token, sa ? cfg->token_file : NULL,
+                          cfg->token_refresh) < 0) {
+    snprintf(err, errlen, "out of memory");
+    return -ENOMEM;
+  }
+  struct pt_targets_options to = {
+    .urls = cfg->server_url,
+    .token = &a->token,
+    .ca_file = cfg->server_ca,
+    .report_interval = cfg->report_interval,
+    .resolve_interval = cfg->resolve_interval,
+  };
+  int rc = pt_targets_init(&a->targets, loop, a->http, &to, err, errlen);
+  if (rc < 0)
+    return rc;
   uv_timer_init(loop, &a->tick);
   a->tick.data = a;
   a->work.data = a;
@@ -256,8 +222,9 @@ void pt_agent_start(struct pt_agent *a)
   uv_timer_start(&a->tick, on_tick, 0, ms);
   uv_signal_start(&a->sigterm, on_signal, SIGTERM);
   uv_signal_start(&a->sigint, on_signal, SIGINT);
+  pt_targets_start(&a->targets);
   PT_LOG_INFO("agent started", "{s:s,s:s,s:s,s:s,s:f}", "node", a->cfg.node_name, "server",
-              a->report_url, "containerd", a->cfg.containerd_socket, "bootId", a->boot_id,
+              a->cfg.server_url, "containerd", a->cfg.containerd_socket, "bootId", a->boot_id,
               "interval_seconds", a->cfg.report_interval);
 }
 
@@ -269,15 +236,18 @@ void pt_agent_stop(struct pt_agent *a)
   uv_close((uv_handle_t *)&a->tick, NULL);
   uv_close((uv_handle_t *)&a->sigterm, NULL);
   uv_close((uv_handle_t *)&a->sigint, NULL);
+  pt_targets_stop(&a->targets);
   pt_httpc_destroy(a->http);
   a->http = NULL;
+  pt_agent_token_stop(&a->token);
 }
 
 void pt_agent_close(struct pt_agent *a)
 {
-  free(a->pending);
+  pt_targets_close(&a->targets);
   free(a->work_report);
-  a->pending = a->work_report = NULL;
+  a->work_report = NULL;
   pt_tracker_close(&a->tracker);
+  pt_agent_token_close(&a->token);
   pt_containerd_close(&a->ctrd);
 }

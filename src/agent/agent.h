@@ -8,6 +8,8 @@
 #include <uv.h>
 
 #include "agent/containerd.h"
+#include "agent/targets.h"
+#include "agent/token.h"
 #include "agent/tracker.h"
 #include "core/config.h"
 #include "core/httpc.h"
@@ -21,10 +23,14 @@ struct pt_agent_config {
   enum pt_log_level log_level;
   const char *log_format;
   const char *token;
+  const char *auth;          /* token or kubernetes */
+  const char *token_file;    /* with kubernetes: the projected service-account token */
+  double token_refresh;
   const char *server_ca;
   double report_interval;
   double stall_threshold;
   double completed_linger;
+  double resolve_interval;
 };
 
 extern const struct pt_config_var pt_agent_config_vars[];
@@ -36,12 +42,12 @@ int pt_agent_config_load(struct pt_agent_config *cfg, const char *(*getenv_fn)(c
 struct pt_agent {
   uv_loop_t *loop;
   struct pt_agent_config cfg;
-  char report_url[2048];
   char boot_id[40];
   uint64_t seq;
 
   struct pt_containerd ctrd;
   struct pt_tracker tracker;
+  struct pt_agent_token token;
   uv_timer_t tick;
   uv_work_t work;
   bool work_busy;
@@ -51,17 +57,14 @@ struct pt_agent {
   double poll_backoff, next_poll;
 
   struct pt_httpc *http;
-  bool send_busy;
-  char *pending;      /* newest report not yet sent */
-  double send_backoff, send_not_before;
-  int server_state;   /* -1 unknown, 0 failing, 1 ok: logged on change only */
-  uint64_t reports_sent, reports_failed;
+  struct pt_targets targets; /* every server replica, each sent to on its own */
 
   uv_signal_t sigterm, sigint;
   bool stopping;
 };
 
-int pt_agent_init(struct pt_agent *a, uv_loop_t *loop, const struct pt_agent_config *cfg);
+/* Returns 0, or a negative errno with a message in err. */
+int pt_agent_init(struct pt_agent *a, uv_loop_t *loop, const struct pt_agent_config *cfg, char *err, size_t errlen);
 void pt_agent_start(struct pt_agent *a);
 /* Stops timers, signals and HTTP; the loop then ends once a running poll
  * finishes. */

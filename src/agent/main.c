@@ -42,6 +42,12 @@ static int check_containerd(const struct pt_agent_config *cfg)
   return rc == 0 ? 0 : 1;
 }
 
+static void log_target(void *ud, const struct pt_target_stats *st)
+{
+  PT_LOG_INFO("reports to one server address", "{s:s,s:s,s:I,s:I}", "url", st->url, "address", st->address,
+              "reports_sent", (json_int_t)st->sent, "reports_failed", (json_int_t)st->failed);
+}
+
 int main(int argc, char **argv)
 {
   bool check = false;
@@ -75,15 +81,16 @@ int main(int argc, char **argv)
   uv_loop_t loop;
   uv_loop_init(&loop);
   struct pt_agent agent;
-  if (pt_agent_init(&agent, &loop, &cfg) != 0) {
-    PT_LOG_ERROR("cannot initialise the agent", "{}");
+  if (pt_agent_init(&agent, &loop, &cfg, err, sizeof(err)) != 0) {
+    PT_LOG_ERROR("cannot initialise the agent", "{s:s}", "error", err);
     return 1;
   }
   pt_agent_start(&agent);
   uv_run(&loop, UV_RUN_DEFAULT);
+  pt_targets_foreach(&agent.targets, log_target, NULL);
+  uint64_t sent = agent.targets.sent, failed = agent.targets.failed;
   pt_agent_close(&agent);
   int rc = uv_loop_close(&loop);
-  PT_LOG_INFO("stopped", "{s:I,s:I}", "reports_sent", (json_int_t)agent.reports_sent,
-              "reports_failed", (json_int_t)agent.reports_failed);
+  PT_LOG_INFO("stopped", "{s:I,s:I}", "reports_sent", (json_int_t)sent, "reports_failed", (json_int_t)failed);
   return rc == 0 ? 0 : 1;
 }

@@ -289,13 +289,86 @@ int pt_config_load_envp(const struct pt_config_var *vars, void *cfg, char *const
   return load(vars, cfg, lookup_envp, (void *)(envp ? envp : environ), err, errlen);
 }
 
+/* "90s" -> "1m30s"-free short forms: the largest whole unit ("2h", "50ms", "7d"). */
+static void format_duration(double s, char *out, size_t n)
+{
+  static const struct { double secs; const char *unit; } units[] = {
+      {86400, "d"}, {3600, "h"}, {60, "m"}, {1, "s"}};
+  for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+    if (s >= units[i].secs && fmod(s, units[i].secs) == 0) {
+      snprintf(out, n, "%.0f%s", s / units[i].secs, units[i].unit);
+      return;
+    }
+  if (s == 0)
+    snprintf(out, n, "0");
+  else if (s < 1)
+    snprintf(out, n, "%gms", s * 1000);
+  else
+    snprintf(out, n, "%gs", s);
+}
+
+void pt_config_type_text(const struct pt_config_var *v, char *out, size_t n)
+{
+  bool bounded = v->min != 0 || v->max != 0;
+  char lo[32], hi[32];
+  switch (v->type) {
+  case PT_CFG_DURATION:
+    format_duration(v->min, lo, sizeof(lo));
+    format_duration(v->max, hi, sizeof(hi));
+    if (bounded)
+      snprintf(out, n, "duration, %s to %s", lo, hi);
+    else
+      snprintf(out, n, "duration");
+    return;
+  case PT_CFG_INT:
+    if (bounded)
+      snprintf(out, n, "integer, %.0f to %.0f", v->min, v->max);
+    else
+      snprintf(out, n, "integer");
+    return;
+  case PT_CFG_STRING:
+  case PT_CFG_URL:
+  case PT_CFG_PREFIX:
+    if (v->max > 0)
+      snprintf(out, n, "%s, at most %.0f bytes", v->type == PT_CFG_URL ? "URL" : "string", v->max);
+    else
+      snprintf(out, n, "%s", v->type == PT_CFG_URL ? "URL" : "string");
+    return;
+  case PT_CFG_BOOL:
+    snprintf(out, n, "boolean");
+    return;
+  case PT_CFG_LOGLEVEL:
+    snprintf(out, n, "one of debug, info, warn, error");
+    return;
+  case PT_CFG_ENUM: {
+    /* "auto|on|off" -> "one of auto, on, off" (a | would end a Markdown table cell) */
+    size_t k = (size_t)snprintf(out, n, "one of ");
+    for (const char *c = v->choices ? v->choices : ""; *c && k + 3 < n; c++) {
+      if (*c == '|') {
+        out[k++] = ',';
+        out[k++] = ' ';
+      } else {
+        out[k++] = *c;
+      }
+    }
+    out[k < n ? k : n - 1] = '\0';
+    return;
+  }
+  case PT_CFG_ADDR:
+    snprintf(out, n, "address, host:port or :port");
+    return;
+  }
+  snprintf(out, n, "string");
+}
+
 void pt_config_print_help(FILE *out, const char *title, const struct pt_config_var *vars)
 {
   fprintf(out, "%s:\n", title);
   for (const struct pt_config_var *v = vars; v->name; v++) {
-    char name[80];
+    char name[80], type[128];
     snprintf(name, sizeof(name), "%s%s", v->name, v->type == PT_CFG_PREFIX ? "<key>" : "");
-    fprintf(out, "  %-36s %s", name, v->help ? v->help : "");
+    pt_config_type_text(v, type, sizeof(type));
+    fprintf(out, "  %-36s %s [%s]", name, v->help ? v->help : "", type);
     if (v->required)
       fprintf(out, " (required)");
     else if (v->def && *v->def)

@@ -76,4 +76,9 @@ const char *pt_config_getenv(char *const *envp, const char *name);
  * or "(required)". */
 void pt_config_print_help(FILE *out, const char *title, const struct pt_config_var *vars);
 
+/* The variable's type and range as --help prints them between brackets and
+ * docs/configuration.md's "type" column shows them: "integer, 1 to 4096",
+ * "duration, 100ms to 1h", "one of auto, on, off", "string". */
+void pt_config_type_text(const struct pt_config_var *v, char *out, size_t n);
+
 #endif

@@ -223,6 +223,27 @@ static void send_error(struct pt_http_conn *c, int status, const char *reason)
   pt_http_resp_close(&resp);
 }
 
+static void start_stream(struct pt_http_conn *c, struct pt_http_resp *resp)
+{
+  bool http11 = c->parser.ll.http_major == 1 && c->parser.ll.http_minor >= 1;
+  if (http11)
+    pt_buf_puts(&resp->headers, "Transfer-Encoding: chunked\r\n");
+  struct pt_buf out;
+  pt_buf_init(&out);
+  pt_http_format_head(&out, resp, 0, http11, true, c->srv->opts.default_headers);
+  int r = out.oom ? -ENOMEM : conn_write_raw(c, out.data, out.len);
+  pt_buf_close(&out);
+  if (r < 0) {
+    resp->stream_start(resp->stream_ud, NULL);
+    pt_http_conn_close(c, true);
+  } else {
+    c->state = CONN_STREAMING;
+    c->chunked = http11;
+    uv_timer_stop(&c->timer);
+    resp->stream_start(resp->stream_ud, c);
+  }
+}
+
 static void dispatch(struct pt_http_conn *c)
 {
   struct pt_http_server *srv = c->srv;
@@ -244,23 +265,7 @@ static void dispatch(struct pt_http_conn *c)
     arm_timer(c, srv->opts.request_timeout);
     resp.defer(resp.stream_ud, c);
   } else if (resp.stream_start && !req.head) {
-    bool http11 = c->parser.ll.http_major == 1 && c->parser.ll.http_minor >= 1;
-    if (http11)
-      pt_buf_puts(&resp.headers, "Transfer-Encoding: chunked\r\n");
-    struct pt_buf out;
-    pt_buf_init(&out);
-    pt_http_format_head(&out, &resp, 0, http11, true, srv->opts.default_headers);
-    int r = out.oom ? -ENOMEM : conn_write_raw(c, out.data, out.len);
-    pt_buf_close(&out);
-    if (r < 0) {
-      resp.stream_start(resp.stream_ud, NULL);
-      pt_http_conn_close(c, true);
-    } else {
-      c->state = CONN_STREAMING;
-      c->chunked = http11;
-      uv_timer_stop(&c->timer);
-      resp.stream_start(resp.stream_ud, c);
-    }
+    start_stream(c, &resp);
   } else {
     if (resp.stream_start)
       resp.stream_start(resp.stream_ud, NULL);
@@ -282,11 +287,23 @@ int pt_http_conn_respond(struct pt_http_conn *c, struct pt_http_resp *resp)
 {
   if (c->state != CONN_DEFERRED)
     return -EPIPE;
-  c->state = CONN_READING;
   c->close_cb = NULL;
   c->close_ud = NULL;
   if (!resp->status)
     resp->status = 200;
+  if (resp->defer) {
+    /* Answered by yet another piece of work (an authorised request whose
+     * route itself answers later): still waiting, same deadline. */
+    resp->defer(resp->stream_ud, c);
+    return 0;
+  }
+  c->state = CONN_READING;
+  if (resp->stream_start && !c->deferred_head) {
+    start_stream(c, resp);
+    return 0;
+  }
+  if (resp->stream_start)
+    resp->stream_start(resp->stream_ud, NULL);
   bool keep = c->deferred_keep && !resp->close && !c->srv->listener_closed;
   send_response(c, resp, keep, c->deferred_head);
   if (c->state == CONN_READING)

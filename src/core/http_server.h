@@ -167,7 +167,9 @@ size_t pt_http_conn_queued(const struct pt_http_conn *conn);
 void pt_http_conn_close(struct pt_http_conn *conn, bool abort);
 const char *pt_http_conn_peer(const struct pt_http_conn *conn);
 /* Sends the answer of a deferred request (resp->defer) and returns the
- * connection to keep-alive. Returns -EPIPE when it is not waiting for one. */
+ * connection to keep-alive. resp may itself start a stream (stream_start)
+ * or defer again (defer: the connection keeps waiting, under the same
+ * request deadline). Returns -EPIPE when it is not waiting for one. */
 int pt_http_conn_respond(struct pt_http_conn *conn, struct pt_http_resp *resp);
 
 #endif

@@ -11,6 +11,7 @@ struct xfer {
   struct pt_httpc *client;
   CURL *easy;
   struct curl_slist *headers;
+  struct curl_slist *connect_to;
   char *body;          /* request body copy */
   char *resp;          /* buffered response */
   size_t resp_len, resp_cap, max_body;
@@ -94,6 +95,7 @@ static void finish(struct xfer *x, CURLcode code)
 
   curl_easy_cleanup(x->easy);
   curl_slist_free_all(x->headers);
+  curl_slist_free_all(x->connect_to);
   free(x->body);
   free(x->resp);
   free(x);
@@ -310,6 +312,14 @@ int pt_httpc_request(struct pt_httpc *c, const struct pt_http_request *req,
     curl_easy_setopt(e, CURLOPT_SSLCERT, req->client_cert);
   if (req->client_key)
     curl_easy_setopt(e, CURLOPT_SSLKEY, req->client_key);
+  if (req->connect_addr) {
+    /* "HOST:PORT:ADDR:PORT" with HOST and both ports empty: any host, same port. */
+    char ct[300];
+    snprintf(ct, sizeof(ct), "::%s:", req->connect_addr);
+    if (!(x->connect_to = curl_slist_append(NULL, ct)))
+      goto fail;
+    curl_easy_setopt(e, CURLOPT_CONNECT_TO, x->connect_to);
+  }
   if (req->insecure_skip_verify) {
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
@@ -365,6 +375,7 @@ int pt_httpc_request(struct pt_httpc *c, const struct pt_http_request *req,
 fail:
   curl_easy_cleanup(e);
   curl_slist_free_all(x->headers);
+  curl_slist_free_all(x->connect_to);
   free(x->body);
   free(x);
   return -ENOMEM;

@@ -46,6 +46,11 @@ struct pt_http_request {
   pt_httpc_data_cb on_data;  /* stream instead of buffering when set */
   int buffer_errors;         /* with on_data: buffer a non-2xx body into the response
                                 (an error document) instead of streaming it */
+  /* Connect to this address instead of resolving the URL's host: an IP
+   * literal, IPv6 in brackets (libcurl's CONNECT_TO). The request still names
+   * the URL's host (Host header, TLS server name and certificate check).
+   * NULL = resolve as usual. */
+  const char *connect_addr;
 };
 
 struct pt_httpc *pt_httpc_create(uv_loop_t *loop);

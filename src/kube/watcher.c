@@ -924,8 +924,14 @@ void pt_kube_destroy(struct pt_kube *k)
   uv_close((uv_handle_t *)&k->token_timer, token_timer_closed);
 }
 
+const char *pt_kube_credentials(const struct pt_kube *k, struct pt_http_request *req)
+{
+  *req = api_request(k, NULL);
+  return k->cfg.server;
+}
+
 int pt_kube_request(struct pt_kube *k, const char *method, const char *path, const char *body, size_t body_len,
-                    const char *content_type, pt_httpc_done_cb done, void *ud)
+                    const char *content_type, pt_httpc_done_cb done, void *ud, uint64_t *id)
 {
   if (!k || !path || !done)
     return -EINVAL;
@@ -941,7 +947,13 @@ int pt_kube_request(struct pt_kube *k, const char *method, const char *path, con
   req.content_type = content_type;
   req.timeout_ms = 30000;
   req.max_body = 1 << 20;
-  return pt_httpc_request(k->httpc, &req, done, ud, NULL);
+  return pt_httpc_request(k->httpc, &req, done, ud, id);
+}
+
+void pt_kube_cancel(struct pt_kube *k, uint64_t id)
+{
+  if (k && k->httpc)
+    pt_httpc_cancel(k->httpc, id);
 }
 
 void pt_kube_stats(const struct pt_kube *k, struct pt_kube_stats *out)

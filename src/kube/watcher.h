@@ -93,13 +93,24 @@ void pt_kube_destroy(struct pt_kube *k);
 void pt_kube_stats(const struct pt_kube *k, struct pt_kube_stats *out);
 /* One more request to the API server with the watcher's credentials (its
  * token, CA and client certificate), for writers such as the Kubernetes
- * Events of pulltrace-server: method and path ("/apis/..."; the server's URL
+ * Events and the token reviews of pulltrace-server: method and path ("/apis/..."; the server's URL
  * is prepended), an optional body with its content type. done runs exactly
  * once, on the loop (with -ECANCELED when the watcher is destroyed first).
- * Returns 0, -ESHUTDOWN once the watcher is closing, or another negative
- * errno. */
+ * Returns 0 (and, when id is not NULL, an id for pt_kube_cancel()),
+ * -ESHUTDOWN once the watcher is closing, or another negative errno. */
 int pt_kube_request(struct pt_kube *k, const char *method, const char *path, const char *body, size_t body_len,
-                    const char *content_type, pt_httpc_done_cb done, void *ud);
+                    const char *content_type, pt_httpc_done_cb done, void *ud, uint64_t *id);
+/* Cancels a request of pt_kube_request() (id from its last argument): its done
+ * callback runs now with -ECANCELED. Unknown ids are ignored. */
+void pt_kube_cancel(struct pt_kube *k, uint64_t id);
+/* For a client of its own to the same API server as the same user (the
+ * leader lease, which needs its own timeouts and cancellation): a request
+ * carrying the current credentials (token, CA, client
+ * certificate; set its url and the rest), and the API server's base URL as
+ * the return value. Borrowed strings: start the request at once (the HTTP
+ * client copies them), and never after pt_kube_destroy(). */
+struct pt_http_request;
+const char *pt_kube_credentials(const struct pt_kube *k, struct pt_http_request *req);
 const char *pt_kube_resource_name(enum pt_kube_resource r);
 
 #endif

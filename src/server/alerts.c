@@ -33,6 +33,8 @@ struct pt_alerts {
    * that the change of a pull without alerts costs one lookup. */
   struct pt_map by_pull;
   bool stopped;
+  bool follower;               /* another replica delivers (docs/ha.md) */
+  uint64_t not_leader, after_takeover;
 };
 
 static int severity_index(const char *s)
@@ -86,7 +88,7 @@ static json_t *alertmanager_json(const struct pt_policy_alert *alert, double tim
 /* Hands one copy of am with the given endsAt to the webhook. */
 static void send_alert(struct pt_alerts *a, const json_t *am, double ends_at)
 {
-  if (!a->webhook || a->stopped || !am)
+  if (!a->webhook || a->stopped || a->follower || !am)
     return;
   char tb[40];
   json_t *copy = json_copy((json_t *)am);
@@ -179,6 +181,8 @@ void pt_alerts_deliver(struct pt_alerts *a, const struct pt_policy_alert *alert,
   PT_LOG_WARN("alert", "{s:s,s:s,s:s,s:O,s:s?,s:s?}", "alert", alert->name, "severity", alert->severity, "summary",
               alert->summary ? alert->summary : "", "labels", alert->labels, "event", alert->event_type, "script",
               alert->script);
+  if (a->follower && a->webhook && !a->stopped)
+    a->not_leader++;
   json_t *am = alertmanager_json(alert, time);
   char *key = pull_id && pull_state ? pt_policy_alert_key(alert->name, alert->labels) : NULL;
   if (key && am)
@@ -203,6 +207,21 @@ static void resolve(struct pt_alerts *a, const char *key, double time)
   active_free(x);
   if (a->active.count == 0)
     uv_timer_stop(&a->resend);
+}
+
+void pt_alerts_set_leader(struct pt_alerts *a, bool leader)
+{
+  if (!a || a->follower == !leader)
+    return;
+  a->follower = !leader;
+  if (!leader || !a->webhook || a->stopped || a->active.count == 0)
+    return;
+  /* Taking over: the previous leader may have missed what was raised since
+   * its last renewal, so every active alert goes out now, as a re-send would
+   * (Alertmanager merges a repeat of an alert it has). */
+  a->after_takeover += a->active.count;
+  PT_LOG_INFO("leading: sending the active alerts", "{s:I}", "count", (json_int_t)a->active.count);
+  resend_cb(&a->resend);
 }
 
 void pt_alerts_pull_changed(struct pt_alerts *a, const char *pull_id, const char *state, double time)
@@ -242,6 +261,8 @@ void pt_alerts_stats(const struct pt_alerts *a, struct pt_alerts_stats *out)
     return;
   memcpy(out->by_severity, a->by_severity, sizeof(out->by_severity));
   out->resolved = a->resolved;
+  out->not_leader = a->not_leader;
+  out->after_takeover = a->after_takeover;
   out->active = a->active.count;
   if (a->webhook)
     pt_webhook_stats(a->webhook, &out->webhook);

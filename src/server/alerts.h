@@ -18,6 +18,7 @@
 #define PT_SERVER_ALERTS_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -52,6 +53,8 @@ struct pt_alerts_options {
 struct pt_alerts_stats {
   uint64_t by_severity[PT_ALERT_SEVERITIES];
   uint64_t resolved;               /* alerts whose condition cleared */
+  uint64_t not_leader;             /* raised while another replica delivers (not sent) */
+  uint64_t after_takeover;         /* active alerts sent at once on becoming the leader */
   size_t active;                   /* alerts active now */
   struct pt_webhook_stats webhook; /* zero without a webhook */
 };
@@ -73,6 +76,12 @@ void pt_alerts_deliver(struct pt_alerts *a, const struct pt_policy_alert *alert,
  * time, the active alerts it raised in another state. Cheap for a pull
  * without alerts (one hash lookup). */
 void pt_alerts_pull_changed(struct pt_alerts *a, const char *pull_id, const char *state, double time);
+/* Only the leader among replicas delivers (docs/ha.md): a follower counts,
+ * logs and tracks alerts like the leader (the event stream still carries
+ * them) but sends nothing to the webhook. On becoming the leader it sends
+ * every active alert at once, which covers what was raised while nobody led.
+ * A new alerts object leads. */
+void pt_alerts_set_leader(struct pt_alerts *a, bool leader);
 /* Stops webhook delivery (shutdown); later alerts are only counted and logged. */
 void pt_alerts_stop(struct pt_alerts *a);
 void pt_alerts_stats(const struct pt_alerts *a, struct pt_alerts_stats *out);

@@ -17,7 +17,10 @@
 
 const char *const pt_reject_reason_names[PT_REJECT_COUNT] = {
   "unauthorized", "unsupported_media_type", "invalid", "throttled", "too_many_nodes", "out_of_memory",
+  "forbidden", "wrong_node", "auth_unavailable",
 };
+
+const char *const pt_read_refusal_names[PT_READ_REFUSAL_COUNT] = {"unauthenticated", "forbidden", "unavailable"};
 
 static void reply_json(struct pt_http_resp *resp, int status, json_t *body)
 {
@@ -77,9 +80,10 @@ static bool authorized(struct pt_server *srv, const struct pt_http_req *req)
   return token_equal(tok, strlen(tok), want);
 }
 
-static void handle_report(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp)
+static void handle_report(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp,
+                          const struct pt_identity *who)
 {
-  if (!authorized(srv, req)) {
+  if (!who && !authorized(srv, req)) {
     srv->reports_rejected[PT_REJECT_UNAUTHORIZED]++;
     pt_buf_puts(&resp->headers, "WWW-Authenticate: Bearer realm=\"pulltrace\"\r\n");
     reply_error(resp, 401, "missing or invalid bearer token", NULL);
@@ -97,6 +101,10 @@ static void handle_report(struct pt_server *srv, const struct pt_http_req *req, 
     srv->reports_rejected[PT_REJECT_INVALID]++;
     PT_LOG_DEBUG("report rejected", "{s:s,s:s,s:s}", "peer", req->peer, "error", err, "field", field);
     reply_error(resp, 400, err, *field ? field : NULL);
+    return;
+  }
+  if (!pt_server_agent_may_report(srv, who, r.node, resp)) {
+    pt_report_free(&r);
     return;
   }
   double now = pt_clock_now();
@@ -284,7 +292,8 @@ static void handle_readyz(struct pt_server *srv, struct pt_http_resp *resp)
   }
   if (srv->shutting_down)
     ok = false;
-  reply_json(resp, ok ? 200 : 503, json_pack("{s:s,s:o}", "status", ok ? "ready" : "not ready", "checks", checks));
+  reply_json(resp, ok ? 200 : 503,
+             json_pack("{s:s,s:b,s:o}", "status", ok ? "ready" : "not ready", "leader", srv->leader, "checks", checks));
 }
 
 /* ---- UI ------------------------------------------------------------------ */
@@ -407,6 +416,9 @@ static void not_allowed(struct pt_http_resp *resp, const char *allow)
   reply_error(resp, 405, "method not allowed", NULL);
 }
 
+static void route_read(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp,
+                       const struct pt_identity *who);
+
 void pt_server_api_handle(void *ud, const struct pt_http_req *req, struct pt_http_resp *resp)
 {
   struct pt_server *srv = ud;
@@ -414,7 +426,9 @@ void pt_server_api_handle(void *ud, const struct pt_http_req *req, struct pt_htt
   if (strcmp(path, "/api/v1/report") == 0) {
     if (!method_is(req, "POST"))
       return not_allowed(resp, "POST");
-    return handle_report(srv, req, resp);
+    if (srv->agent_authn)
+      return pt_server_auth_run(srv, srv->agent_authn, req, resp, handle_report);
+    return handle_report(srv, req, resp, NULL);
   }
   if (strncmp(path, "/api/", 5) == 0 || strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0) {
     if (!get_like(req))
@@ -423,17 +437,9 @@ void pt_server_api_handle(void *ud, const struct pt_http_req *req, struct pt_htt
       return reply_json(resp, 200, json_pack("{s:s}", "status", "ok"));
     if (strcmp(path, "/readyz") == 0)
       return handle_readyz(srv, resp);
-    if (strcmp(path, "/api/v1/pulls") == 0)
-      return handle_pulls(srv, req, resp);
-    if (strncmp(path, "/api/v1/pulls/", 14) == 0 && path[14])
-      return handle_pull(srv, path + 14, resp);
-    if (strcmp(path, "/api/v1/nodes") == 0)
-      return handle_nodes(srv, req, resp);
-    if (strcmp(path, "/api/v1/events") == 0)
-      return handle_events(srv, req, resp);
-    if (strncmp(path, "/api/v1/history", 15) == 0 && pt_server_history_handle(srv, req, resp))
-      return;
-    return reply_error(resp, 404, "not found", NULL);
+    if (srv->read_authn)
+      return pt_server_auth_run(srv, srv->read_authn, req, resp, route_read);
+    return route_read(srv, req, resp, NULL);
   }
   if (!get_like(req))
     return not_allowed(resp, "GET, HEAD");
@@ -442,6 +448,25 @@ void pt_server_api_handle(void *ud, const struct pt_http_req *req, struct pt_htt
     return;
   }
   handle_ui(srv, req, resp);
+}
+
+/* The read API (GET /api/...), behind PULLTRACE_READ_AUTH when it is on. */
+static void route_read(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp,
+                       const struct pt_identity *who)
+{
+  const char *path = req->path;
+  (void)who;
+  if (strcmp(path, "/api/v1/pulls") == 0)
+    return handle_pulls(srv, req, resp);
+  if (strncmp(path, "/api/v1/pulls/", 14) == 0 && path[14])
+    return handle_pull(srv, path + 14, resp);
+  if (strcmp(path, "/api/v1/nodes") == 0)
+    return handle_nodes(srv, req, resp);
+  if (strcmp(path, "/api/v1/events") == 0)
+    return handle_events(srv, req, resp);
+  if (strncmp(path, "/api/v1/history", 15) == 0 && pt_server_history_handle(srv, req, resp))
+    return;
+  return reply_error(resp, 404, "not found", NULL);
 }
 
 void pt_server_metrics_handle(void *ud, const struct pt_http_req *req, struct pt_http_resp *resp)

@@ -88,7 +88,7 @@ struct pt_kube_events *pt_kube_events_create(const struct pt_kube_events_options
 static int kube_write(void *kube, const char *method, const char *path, const char *body, size_t body_len,
                       const char *content_type, pt_httpc_done_cb done, void *done_ud)
 {
-  return pt_kube_request(kube, method, path, body, body_len, content_type, done, done_ud);
+  return pt_kube_request(kube, method, path, body, body_len, content_type, done, done_ud, NULL);
 }
 
 void pt_kube_events_set_writer(struct pt_kube_events *ke, pt_kube_events_write_fn fn, void *ud)

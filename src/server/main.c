@@ -5,10 +5,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/config.h"
 #include "core/log.h"
 #include "policy/policy.h"
+#include "kube/lease.h"
 #include "kube/watcher.h"
 #include "server/server.h"
 
@@ -22,6 +24,7 @@ struct app {
   struct pt_server *srv;
   struct pt_policy *policy;
   struct pt_kube *kube;
+  struct pt_lease *lease; /* leader election; NULL when off */
 };
 
 static void stop_kube(struct app *app)
@@ -59,14 +62,58 @@ static void all_closed(void *ud)
   app->policy = NULL;
 }
 
+/* The lease is released (or there was none): the watcher whose credentials
+ * it used can go, then the server. */
+static void lease_released(void *ud)
+{
+  struct app *app = ud;
+  pt_server_set_lease(app->srv, NULL);
+  pt_lease_destroy(app->lease);
+  app->lease = NULL;
+  stop_kube(app);
+  pt_server_shutdown(app->srv, all_closed, app);
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
   struct app *app = h->data;
   PT_LOG_INFO("shutting down", "{s:s}", "signal", signum == SIGTERM ? "SIGTERM" : "SIGINT");
   uv_signal_stop(&app->sigterm);
   uv_signal_stop(&app->sigint);
-  stop_kube(app);
-  pt_server_shutdown(app->srv, all_closed, app);
+  /* A leader hands the lease over first, so that another replica delivers
+   * from its next round on instead of after the lease expires. */
+  if (app->lease)
+    pt_lease_release(app->lease, lease_released, app);
+  else
+    lease_released(app);
+}
+
+static void leader_changed(void *ud, bool leader, const char *holder)
+{
+  pt_server_set_leader(ud, leader, holder);
+}
+
+/* PULLTRACE_LEADER_ELECTION and the lease's timing; err names the variable. */
+static int leader_election_config(const struct pt_server_config *cfg, bool kube_on, bool in_cluster, bool *on,
+                                  char *err, size_t errlen)
+{
+  const char *mode = cfg->leader_election;
+  *on = strcmp(mode, "on") == 0 || (strcmp(mode, "auto") == 0 && kube_on && in_cluster);
+  if (strcmp(mode, "on") == 0 && !kube_on) {
+    snprintf(err, errlen, "PULLTRACE_LEADER_ELECTION: on, but Kubernetes is off (the Lease lives in the API server)");
+    return -EINVAL;
+  }
+  if (!*on)
+    return 0;
+  if (cfg->lease_renew_deadline >= cfg->lease_duration) {
+    snprintf(err, errlen, "PULLTRACE_LEASE_RENEW_DEADLINE: must be shorter than PULLTRACE_LEASE_DURATION");
+    return -EINVAL;
+  }
+  if (cfg->lease_retry_period >= cfg->lease_renew_deadline) {
+    snprintf(err, errlen, "PULLTRACE_LEASE_RETRY_PERIOD: must be shorter than PULLTRACE_LEASE_RENEW_DEADLINE");
+    return -EINVAL;
+  }
+  return 0;
 }
 
 int main(int argc, char **argv)
@@ -142,6 +189,26 @@ int main(int argc, char **argv)
     }
     kube_on = kr == 0;
   }
+  bool elect;
+  if (pt_server_auth_validate(&cfg, kube_on, err, sizeof(err)) < 0 ||
+      leader_election_config(&cfg, kube_on, kube_on && kcfg.source && strcmp(kcfg.source, "in-cluster") == 0,
+                             &elect, err, sizeof(err)) < 0) {
+    fprintf(stderr, "pulltrace-server: configuration error: %s\n", err);
+    pt_kubeconfig_clear(&kcfg);
+    return 2;
+  }
+  /* The lease's namespace defaults to the service account's: the watcher
+   * takes the configuration over, so keep a copy. */
+  char lease_ns[64];
+  snprintf(lease_ns, sizeof(lease_ns), "%s",
+           cfg.lease_namespace && *cfg.lease_namespace ? cfg.lease_namespace
+           : kcfg.namespace && *kcfg.namespace       ? kcfg.namespace
+                                                     : "default");
+  char identity[256];
+  if (cfg.pod_name && *cfg.pod_name)
+    snprintf(identity, sizeof(identity), "%s", cfg.pod_name);
+  else if (gethostname(identity, sizeof(identity)) != 0 || !*identity)
+    snprintf(identity, sizeof(identity), "pulltrace-server-%ld", (long)getpid());
 
   struct app app;
   memset(&app, 0, sizeof(app));
@@ -207,6 +274,28 @@ int main(int argc, char **argv)
     } else {
       PT_LOG_INFO("Kubernetes off: no in-cluster environment and no kubeconfig", "{s:s}", "PULLTRACE_KUBERNETES",
                   kmode);
+    }
+    if (elect) {
+      struct pt_lease_options lo = {
+        .name = cfg.lease_name,
+        .namespace = lease_ns,
+        .identity = identity,
+        .duration = cfg.lease_duration,
+        .renew_deadline = cfg.lease_renew_deadline,
+        .retry_period = cfg.lease_retry_period,
+        .changed = leader_changed,
+        .ud = app.srv,
+      };
+      /* A follower until the lease says otherwise: two replicas starting
+       * together must not both deliver. */
+      pt_server_set_leader(app.srv, false, "");
+      app.lease = app.kube ? pt_lease_create(&app.loop, app.kube, &lo) : NULL;
+      if (app.lease) {
+        pt_server_set_lease(app.srv, app.lease);
+        pt_lease_start(app.lease);
+      } else {
+        PT_LOG_ERROR("cannot start leader election: this replica delivers no alert webhooks and no Kubernetes Events", "{}");
+      }
     }
     uv_signal_start(&app.sigterm, on_signal, SIGTERM);
     uv_signal_start(&app.sigint, on_signal, SIGINT);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/prom.h"
+#include "kube/lease.h"
 #include "kube/watcher.h"
 #include "server/server_impl.h"
 
@@ -27,6 +28,45 @@ static void gauge(struct pt_buf *out, const char *name, const char *help, double
 {
   pt_prom_family(out, name, "gauge", help);
   pt_prom_sample(out, name, NULL, v);
+}
+
+/* The token checks of docs/security.md: families always present (zeros
+ * when a mode is off), so dashboards and alerts need no special case. */
+static void auth_metrics(struct pt_server *srv, struct pt_buf *out)
+{
+  struct pt_authn_stats st[2];
+  const char *who[2] = {"agent", "reader"};
+  pt_authn_stats(srv->agent_authn, &st[0]);
+  pt_authn_stats(srv->read_authn, &st[1]);
+  pt_prom_family(out, "pulltrace_auth_reviews_total", "counter",
+                 "Reviews sent to the Kubernetes API server, by client kind and review (token, access)");
+  for (int i = 0; i < 2; i++) {
+    struct pt_buf l;
+    pt_buf_init(&l);
+    pt_prom_label(&l, "client", who[i]);
+    pt_prom_label(&l, "review", "token");
+    pt_prom_sample(out, "pulltrace_auth_reviews_total", l.data, (double)st[i].reviews);
+    pt_buf_reset(&l);
+    pt_prom_label(&l, "client", who[i]);
+    pt_prom_label(&l, "review", "access");
+    pt_prom_sample(out, "pulltrace_auth_reviews_total", l.data, (double)st[i].access_reviews);
+    pt_buf_close(&l);
+  }
+  pt_prom_family(out, "pulltrace_auth_review_errors_total", "counter",
+                 "Reviews the Kubernetes API server did not answer usefully (the client got 503), by client kind");
+  for (int i = 0; i < 2; i++)
+    labeled(out, "pulltrace_auth_review_errors_total", "client", who[i], (double)st[i].review_errors);
+  pt_prom_family(out, "pulltrace_auth_cache_hits_total", "counter", "Token checks answered from the cache, by client kind");
+  for (int i = 0; i < 2; i++)
+    labeled(out, "pulltrace_auth_cache_hits_total", "client", who[i], (double)st[i].cache_hits);
+  pt_prom_family(out, "pulltrace_auth_cache_tokens", "gauge", "Tokens in the check cache, by client kind");
+  for (int i = 0; i < 2; i++)
+    labeled(out, "pulltrace_auth_cache_tokens", "client", who[i], (double)st[i].cached);
+  pt_prom_family(out, "pulltrace_read_requests_refused_total", "counter",
+                 "Read requests refused by PULLTRACE_READ_AUTH, by reason");
+  for (int i = 0; i < PT_READ_REFUSAL_COUNT; i++)
+    labeled(out, "pulltrace_read_requests_refused_total", "reason", pt_read_refusal_names[i],
+            (double)srv->reads_refused[i]);
 }
 
 struct err_ctx {
@@ -200,12 +240,30 @@ void pt_server_metrics_render(struct pt_server *srv, struct pt_buf *out)
   counter(out, "pulltrace_alerts_suppressed_total", "Repeated alerts suppressed within the repeat interval",
           (double)pc.alerts_suppressed);
   pt_prom_family(out, "pulltrace_alert_webhook_deliveries_total", "counter",
-                 "Alerts handed to the webhook, by result (sent, dropped after retries or a full queue)");
+                 "Alerts handed to the webhook, by result (sent, dropped after retries or a full queue, "
+                 "not_leader = left to the leading replica, after_takeover = such alerts handed over by a "
+                 "replica that became the leader)");
   labeled(out, "pulltrace_alert_webhook_deliveries_total", "result", "sent", (double)as.webhook.sent);
   labeled(out, "pulltrace_alert_webhook_deliveries_total", "result", "dropped", (double)as.webhook.dropped);
+  labeled(out, "pulltrace_alert_webhook_deliveries_total", "result", "not_leader", (double)as.not_leader);
+  labeled(out, "pulltrace_alert_webhook_deliveries_total", "result", "after_takeover", (double)as.after_takeover);
   counter(out, "pulltrace_alert_webhook_failures_total", "Failed webhook requests (each is retried)",
           (double)as.webhook.failed);
   gauge(out, "pulltrace_alert_webhook_queue", "Alerts waiting for webhook delivery", (double)as.webhook.queued);
+
+  gauge(out, "pulltrace_leader",
+        "1 when this replica delivers side effects (holds the Lease, or leader election is off), else 0",
+        srv->leader ? 1 : 0);
+  struct pt_lease_stats ls;
+  pt_lease_stats(srv->lease, &ls);
+  pt_prom_family(out, "pulltrace_leader_changes_total", "counter",
+                 "Leadership changes of this replica, by change (acquired, lost = not renewed in time)");
+  labeled(out, "pulltrace_leader_changes_total", "change", "acquired", (double)ls.acquired);
+  labeled(out, "pulltrace_leader_changes_total", "change", "lost", (double)ls.lost);
+  pt_prom_family(out, "pulltrace_lease_requests_failed_total", "counter",
+                 "Lease requests that failed, by reason (conflict = another replica wrote first, error)");
+  labeled(out, "pulltrace_lease_requests_failed_total", "reason", "conflict", (double)ls.conflicts);
+  labeled(out, "pulltrace_lease_requests_failed_total", "reason", "error", (double)ls.errors);
 
   pt_prom_family(out, "pulltrace_kube_watch_restarts_total", "counter", "Kubernetes watch restarts, by resource");
   struct pt_kube_stats ks = {0};
@@ -235,6 +293,7 @@ void pt_server_metrics_render(struct pt_server *srv, struct pt_buf *out)
   labeled(out, "pulltrace_kube_events_total", "outcome", "duplicate", (double)ks.events_duplicate);
 
   history_metrics(srv, out);
+  auth_metrics(srv, out);
 
   pt_prom_family(out, "pulltrace_kube_event_writes_total", "counter",
                  "Kubernetes Events written on pods, by result (created, patched = a repeat counted in its series, "

@@ -23,6 +23,23 @@ const struct pt_config_var pt_server_config_vars[] = {
    "json (one object per line) or logfmt", "json|logfmt", NULL},
   {"PULLTRACE_AGENT_TOKEN", PT_CFG_STRING, NULL, false, CFG(agent_token), 0, 0,
    "Bearer token agents must send with reports; empty = no authentication", NULL, NULL},
+  {"PULLTRACE_AGENT_AUTH", PT_CFG_ENUM, "token", false, CFG(agent_auth), 0, 0,
+   "How agents prove who they are: token (the shared PULLTRACE_AGENT_TOKEN) or kubernetes (their pod's "
+   "service-account token, checked by TokenReview; a report must name the pod's node)", "token|kubernetes", NULL},
+  {"PULLTRACE_AGENT_SERVICE_ACCOUNT", PT_CFG_STRING, NULL, false, CFG(agent_service_account), 0, 253,
+   "With PULLTRACE_AGENT_AUTH=kubernetes: the agents' service account as NAMESPACE:NAME (required then)", NULL, NULL},
+  {"PULLTRACE_AGENT_AUDIENCE", PT_CFG_STRING, "pulltrace", false, CFG(agent_audience), 0, 253,
+   "With PULLTRACE_AGENT_AUTH=kubernetes: the audience the agents' projected tokens are made for", NULL, NULL},
+  {"PULLTRACE_READ_AUTH", PT_CFG_ENUM, "off", false, CFG(read_auth), 0, 0,
+   "off (anyone reaching the port reads) or kubernetes (the API and event stream need a bearer token allowed to "
+   "get pulls.pulltrace.io, checked by TokenReview and SubjectAccessReview)", "off|kubernetes", NULL},
+  {"PULLTRACE_READ_AUDIENCE", PT_CFG_STRING, NULL, false, CFG(read_audience), 0, 253,
+   "With PULLTRACE_READ_AUTH=kubernetes: accept only reader tokens made for this audience (kubectl create token "
+   "--audience), useless against the API server; empty = the API server's own audiences", NULL, NULL},
+  {"PULLTRACE_AUTH_CACHE_TTL", PT_CFG_DURATION, "5m", false, CFG(auth_cache_ttl), 1, 86400,
+   "Longest time an accepted token (and its access review) is cached; never past the token's expiry", NULL, NULL},
+  {"PULLTRACE_AUTH_CACHE_SIZE", PT_CFG_INT, "10000", false, CFG(auth_cache_size), 16, 1000000,
+   "Tokens remembered per cache (agents, readers); the oldest go first", NULL, NULL},
   {"PULLTRACE_WATCH_NAMESPACES", PT_CFG_STRING, NULL, false, CFG(watch_namespaces), 0, 0,
    "Comma-separated namespaces to watch for pods and events; empty = all", NULL, NULL},
   {"PULLTRACE_MAX_BODY", PT_CFG_INT, "1048576", false, CFG(max_body), 1024, 67108864,
@@ -76,6 +93,22 @@ const struct pt_config_var pt_server_config_vars[] = {
    "timeoutSeconds of each watch request; the watch then resumes from its resourceVersion", NULL, NULL},
   {"PULLTRACE_KUBE_PAGE_SIZE", PT_CFG_INT, "500", false, CFG(kube_page_size), 1, 100000,
    "Objects per page when listing pods and events", NULL, NULL},
+  {"PULLTRACE_LEADER_ELECTION", PT_CFG_ENUM, "auto", false, CFG(leader_election), 0, 0,
+   "Elect the replica that delivers alert webhooks and Kubernetes Events with a Lease: auto (on in a pod), on or off",
+   "auto|on|off", NULL},
+  {"PULLTRACE_LEASE_NAME", PT_CFG_STRING, "pulltrace-server", false, CFG(lease_name), 0, 253,
+   "Name of the coordination.k8s.io Lease the replicas compete for", NULL, NULL},
+  {"PULLTRACE_LEASE_NAMESPACE", PT_CFG_STRING, NULL, false, CFG(lease_namespace), 0, 63,
+   "Namespace of the Lease; empty = the service account's (in-cluster) or the kubeconfig context's, else default",
+   NULL, NULL},
+  {"PULLTRACE_LEASE_DURATION", PT_CFG_DURATION, "15s", false, CFG(lease_duration), 1, 3600,
+   "A lease not renewed for this long is taken over by another replica (whole seconds)", NULL, NULL},
+  {"PULLTRACE_LEASE_RENEW_DEADLINE", PT_CFG_DURATION, "10s", false, CFG(lease_renew_deadline), 0.1, 3600,
+   "A leader that cannot renew for this long stops delivering side effects (shorter than the lease duration)", NULL, NULL},
+  {"PULLTRACE_LEASE_RETRY_PERIOD", PT_CFG_DURATION, "2s", false, CFG(lease_retry_period), 0.05, 3600,
+   "Time between two reads or renewals of the Lease (shorter than the renew deadline)", NULL, NULL},
+  {"POD_NAME", PT_CFG_STRING, NULL, false, CFG(pod_name), 0, 253,
+   "This replica's identity in the Lease (the downward API's metadata.name); empty = the host name", NULL, NULL},
   {"PULLTRACE_KUBE_EVENTS_PER_MINUTE", PT_CFG_INT, "60", false, CFG(kube_events_per_minute), 0, 100000,
    "Kubernetes Events written on pods per minute at most (alerts asking for one); 0 = none", NULL, NULL},
   {"PULLTRACE_KUBE_EVENTS_PER_POD", PT_CFG_INT, "5", false, CFG(kube_events_per_pod), 1, 1000,
@@ -283,8 +316,15 @@ static void create_failed(struct pt_server *srv)
   pt_alerts_destroy(srv->alerts);
   pt_kube_events_destroy(srv->kube_events);
   pt_httpc_destroy(srv->httpc);
+  pt_server_auth_close(srv);
   pt_buf_close(&srv->nss);
   free(srv);
+}
+
+/* The Kubernetes Events' question: is this replica the one that writes? */
+static bool is_leader(void *ud)
+{
+  return ((struct pt_server *)ud)->leader;
 }
 
 struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_config *cfg,
@@ -299,6 +339,7 @@ struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_confi
   srv->cfg = *cfg;
   srv->policy = policy;
   srv->started_at = pt_clock_now();
+  srv->leader = true;
   pt_buf_init(&srv->nss);
   pt_outbox_init(&srv->outbox);
   snprintf(srv->default_headers, sizeof(srv->default_headers), "%s", security_headers);
@@ -350,10 +391,12 @@ struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_confi
     create_failed(srv);
     return NULL;
   }
+  pt_kube_events_set_leader(srv->kube_events, is_leader, srv);
   if (!(srv->store = pt_store_create(&so)) || !(srv->hub = pt_hub_create(loop, &ho, pt_server_snapshot, srv)) ||
       !(srv->http = pt_http_server_create(loop, &hopts, pt_server_api_handle, srv)) ||
       !(srv->metrics = pt_http_server_create(loop, &mopts, pt_server_metrics_handle, srv)) ||
-      !(srv->httpc = pt_httpc_create(loop)) || !(srv->alerts = pt_alerts_create(loop, srv->httpc, &ao))) {
+      !(srv->httpc = pt_httpc_create(loop)) || !(srv->alerts = pt_alerts_create(loop, srv->httpc, &ao)) ||
+      pt_server_auth_init(srv) < 0) {
     create_failed(srv);
     return NULL;
   }
@@ -465,6 +508,7 @@ void pt_server_destroy(struct pt_server *srv)
 {
   if (!srv)
     return;
+  pt_server_auth_close(srv);
   pt_store_destroy(srv->store);
   pt_ui_dir_destroy(srv->ui_dir); /* never listened: freed when the loop runs */
   free(srv->ui_etags);
@@ -511,11 +555,26 @@ struct pt_store *pt_server_store(struct pt_server *srv)
 
 void pt_server_set_kube(struct pt_server *srv, struct pt_kube *kube)
 {
+  if (!kube)
+    pt_server_auth_kube_gone(srv);
   srv->kube = kube;
   pt_kube_events_set_kube(srv->kube_events, kube);
 }
 
-void pt_server_set_leader_check(struct pt_server *srv, bool (*fn)(void *ud), void *ud)
+void pt_server_set_leader(struct pt_server *srv, bool leader, const char *holder)
 {
-  pt_kube_events_set_leader(srv->kube_events, fn, ud);
+  srv->leader = leader;
+  pt_alerts_set_leader(srv->alerts, leader);
+  char detail[256];
+  if (leader)
+    snprintf(detail, sizeof(detail), "leader: this replica delivers alert webhooks and Kubernetes Events");
+  else
+    snprintf(detail, sizeof(detail), "follower: %s%s delivers alert webhooks and Kubernetes Events",
+             *holder ? "replica " : "no replica", holder);
+  pt_server_set_ready(srv, "leader", true, detail);
+}
+
+void pt_server_set_lease(struct pt_server *srv, struct pt_lease *lease)
+{
+  srv->lease = lease;
 }

@@ -17,6 +17,14 @@ struct pt_server_config {
   enum pt_log_level log_level;
   const char *log_format;
   const char *agent_token;
+  /* Who may report and read (docs/security.md) */
+  const char *agent_auth;            /* token or kubernetes */
+  const char *agent_service_account; /* NAMESPACE:NAME */
+  const char *agent_audience;
+  const char *read_auth;             /* off or kubernetes */
+  const char *read_audience;         /* empty = the API server's audiences */
+  double auth_cache_ttl;
+  long auth_cache_size;
   const char *watch_namespaces;
   /* A policy setting, parsed by the policy's table (pt_policy_config_vars):
    * main.c copies it from the policy for the store's node states. */
@@ -45,6 +53,11 @@ struct pt_server_config {
   double kube_token_refresh;
   double kube_watch_timeout;
   long kube_page_size;
+  /* Leader election (docs/ha.md) */
+  const char *leader_election;  /* auto, on or off */
+  const char *lease_name, *lease_namespace;
+  double lease_duration, lease_renew_deadline, lease_retry_period;
+  const char *pod_name;         /* POD_NAME: the holderIdentity */
   long kube_events_per_minute, kube_events_per_pod;
   /* History (docs/history.md) */
   const char *data_dir;         /* empty = memory only */
@@ -54,6 +67,11 @@ struct pt_server_config {
 
 /* The table behind pt_config_load() and --help. */
 extern const struct pt_config_var pt_server_config_vars[];
+
+/* Checks the combination of the authentication settings (PULLTRACE_AGENT_AUTH,
+ * PULLTRACE_READ_AUTH, ...) once Kubernetes is known to be on (kube_on) or
+ * off. Returns 0 or -EINVAL with "VARIABLE: reason" in err. */
+int pt_server_auth_validate(const struct pt_server_config *cfg, bool kube_on, char *err, size_t errlen);
 
 struct pt_server;
 
@@ -102,9 +120,17 @@ void pt_server_kube_sink(struct pt_server *srv, struct pt_kube_sink *out);
  * server does not own it: set NULL before destroying it. */
 struct pt_kube;
 void pt_server_set_kube(struct pt_server *srv, struct pt_kube *kube);
-/* Side effects that must happen once across replicas (Kubernetes Events)
- * are delivered only while fn(ud) answers true; without a check (NULL, the
- * default) this server delivers them. */
-void pt_server_set_leader_check(struct pt_server *srv, bool (*fn)(void *ud), void *ud);
+/* Whether this replica delivers the side effects that must happen once
+ * across replicas (alert webhooks, Kubernetes Events). A server is the
+ * leader until told otherwise (leader election off: it is alone); with
+ * election on, main makes it a follower until its lease is acquired. holder:
+ * the lease's holder as known ("" = nobody). Shown on /readyz ("leader"
+ * check, always ok: followers serve everything else) and /metrics
+ * (pulltrace_leader). */
+void pt_server_set_leader(struct pt_server *srv, bool leader, const char *holder);
+/* The lease whose statistics /metrics shows (NULL = none); not owned: set
+ * NULL before destroying it. */
+struct pt_lease;
+void pt_server_set_lease(struct pt_server *srv, struct pt_lease *lease);
 
 #endif

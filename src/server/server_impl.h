@@ -9,6 +9,7 @@
 #include "core/http_server.h"
 #include "core/httpc.h"
 #include "server/alerts.h"
+#include "server/authn.h"
 #include "server/event.h"
 #include "server/history.h"
 #include "server/hub.h"
@@ -24,8 +25,20 @@ enum pt_reject_reason {
   PT_REJECT_THROTTLED,
   PT_REJECT_TOO_MANY_NODES,
   PT_REJECT_NO_MEMORY,
+  PT_REJECT_FORBIDDEN,        /* not the agents' service account, or its node unknown */
+  PT_REJECT_WRONG_NODE,       /* a report for another node than the token's */
+  PT_REJECT_AUTH_UNAVAILABLE, /* the token could not be checked now (503) */
   PT_REJECT_COUNT,
 };
+
+/* Why a reader was refused (PULLTRACE_READ_AUTH=kubernetes). */
+enum pt_read_refusal {
+  PT_READ_UNAUTHENTICATED = 0,
+  PT_READ_FORBIDDEN,
+  PT_READ_UNAVAILABLE,
+  PT_READ_REFUSAL_COUNT,
+};
+extern const char *const pt_read_refusal_names[PT_READ_REFUSAL_COUNT];
 extern const char *const pt_reject_reason_names[PT_REJECT_COUNT];
 
 #define PT_MAX_READY 8
@@ -48,6 +61,8 @@ struct pt_server {
   struct pt_http_server *http, *metrics;
   struct pt_httpc *httpc;
   struct pt_kube *kube;   /* NULL when Kubernetes is off; owned by main */
+  struct pt_lease *lease; /* NULL when leader election is off; owned by main */
+  bool leader;            /* delivers side effects (pt_server_set_leader) */
   struct pt_kube_events *kube_events; /* NULL when PULLTRACE_KUBE_EVENTS_PER_MINUTE is 0 */
   struct pt_history *history; /* NULL without PULLTRACE_DATA_DIR */
   struct pt_outbox outbox;    /* events waiting for the history's commit */
@@ -67,9 +82,15 @@ struct pt_server {
   size_t nready;
   double started_at;
 
+  /* Token checks (api_auth.c); NULL when the mode is not kubernetes. */
+  struct pt_authn *agent_authn, *read_authn;
+  char agent_sa[512];
+  const char *agent_sa_ns, *agent_sa_name; /* in agent_sa */
+
   /* counters */
   uint64_t reports_applied, reports_stale;
   uint64_t reports_rejected[PT_REJECT_COUNT];
+  uint64_t reads_refused[PT_READ_REFUSAL_COUNT];
 };
 
 /* api.c */
@@ -83,6 +104,23 @@ void pt_server_reply_error(struct pt_http_resp *resp, int status, const char *ms
 const char *pt_server_qparam(const struct pt_http_req *req, const char *key, char *buf, size_t len, bool *bad);
 /* api_history.c: /api/v1/history...; false when the path is not one of them. */
 bool pt_server_history_handle(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp);
+/* api_auth.c: who may report and who may read (docs/security.md). */
+typedef void (*pt_server_route)(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp,
+                                const struct pt_identity *who);
+/* Creates the token checks the configuration asks for: 0, -ENOMEM. */
+int pt_server_auth_init(struct pt_server *srv);
+void pt_server_auth_close(struct pt_server *srv);
+/* The watcher is going away: reviews in flight end (503). */
+void pt_server_auth_kube_gone(struct pt_server *srv);
+/* Runs route(srv, req, resp, who) once the request's bearer token passes the
+ * check a (answering later when the API server must be asked); otherwise
+ * answers 401, 403 or 503. */
+void pt_server_auth_run(struct pt_server *srv, struct pt_authn *a, const struct pt_http_req *req,
+                        struct pt_http_resp *resp, pt_server_route route);
+/* The agent rule: true when who (NULL = no identity check) may report for
+ * node; otherwise answers 403 (or 503 while pods are still listed). */
+bool pt_server_agent_may_report(struct pt_server *srv, const struct pt_identity *who, const char *node,
+                                struct pt_http_resp *resp);
 /* metrics.c */
 void pt_server_metrics_render(struct pt_server *srv, struct pt_buf *out);
 

@@ -13,6 +13,8 @@ import { Toolbar } from './components/Toolbar';
 import { PullList } from './components/PullList';
 import { PullDetails } from './components/PullDetails';
 import { Alerts } from './components/Alerts';
+import { SignIn } from './components/SignIn';
+import { AuthError } from './auth';
 
 function useUrlParams(): [ViewParams, (patch: Partial<ViewParams>, push?: boolean) => void] {
   const [params, setParams] = useState<ViewParams>(() => parseParams(window.location.search));
@@ -47,6 +49,7 @@ export function App() {
   const [state, dispatch] = useReducer(reducer, undefined, initialState);
   const [conn, setConn] = useState<ConnInfo>({ state: 'connecting', since: Date.now(), attempts: 0, error: null, nextAttemptAt: null });
   const [loadError, setLoadError] = useState<string | null>(null);
+  const [authError, setAuthError] = useState<AuthError | null>(null);
   const [params, update] = useUrlParams();
   const now = useNow(1000);
 
@@ -59,7 +62,9 @@ export function App() {
         dispatch({ type: 'rest-snapshot', pulls, nodes });
       })
       .catch((e) => {
-        if (!ctrl.signal.aborted) setLoadError(e instanceof Error ? e.message : String(e));
+        if (ctrl.signal.aborted) return;
+        if (e instanceof AuthError) setAuthError(e);
+        setLoadError(e instanceof Error ? e.message : String(e));
       });
     const stream = new EventStream({
       url: api.eventsUrl,
@@ -147,6 +152,16 @@ export function App() {
   }, [needLayers, params.pull]);
 
   const stale = conn.state !== 'live';
+  if (authError && state.pulls.size === 0 && conn.state !== 'live') {
+    return (
+      <div className="app">
+        <Header summary={summary} conn={conn} now={now} />
+        <main className="content">
+          <SignIn error={authError} />
+        </main>
+      </div>
+    );
+  }
   return (
     <div className={`app${params.pull ? ' with-details' : ''}${stale ? ' stale' : ''}`}>
       <Header summary={summary} conn={conn} now={now} />

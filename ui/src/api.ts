@@ -1,5 +1,6 @@
 // REST calls (relative URLs, so the UI also works behind a path-prefix proxy).
 import type { ImageStats } from './history';
+import { AuthError } from './auth';
 import type { NodeInfo, Pull } from './types';
 
 export interface HistoryAlert {
@@ -15,14 +16,15 @@ export interface HistoryAlert {
 async function getJson<T>(url: string, signal?: AbortSignal): Promise<T> {
   const res = await fetch(url, { headers: { Accept: 'application/json' }, cache: 'no-store', signal });
   if (!res.ok) {
-    let msg = `HTTP ${res.status}`;
+    let reason = '';
     try {
       const body = await res.json();
-      if (body && typeof body.error === 'string') msg += `: ${body.error}`;
+      if (body && typeof body.error === 'string') reason = body.error;
     } catch {
       /* not JSON */
     }
-    throw new Error(msg);
+    if (res.status === 401 || res.status === 403) throw new AuthError(res.status, reason || res.statusText);
+    throw new Error(reason ? `HTTP ${res.status}: ${reason}` : `HTTP ${res.status}`);
   }
   return (await res.json()) as T;
 }

@@ -102,7 +102,8 @@ together instead of answering each other with 401. For an existing Secret it is 
 the chart can look it up.
 */}}
 {{- define "pulltrace.tokenChecksum" -}}
-{{- if .Values.token.existingSecret -}}
+{{- if ne .Values.agentAuth "token" -}}
+{{- else if .Values.token.existingSecret -}}
 {{- $s := lookup "v1" "Secret" .Release.Namespace .Values.token.existingSecret -}}
 {{- if and $s $s.data (index $s.data .Values.token.existingSecretKey) -}}
 {{- index $s.data .Values.token.existingSecretKey | sha256sum -}}
@@ -112,8 +113,14 @@ the chart can look it up.
 {{- end -}}
 {{- end -}}
 
+{{/* Where the agent's projected service-account token is mounted (agentAuth: kubernetes). */}}
+{{- define "pulltrace.agentTokenDir" -}}
+/var/run/secrets/pulltrace
+{{- end -}}
+
+{{/* Where agents report: the headless Service, whose name resolves to every server replica. */}}
 {{- define "pulltrace.serverUrl" -}}
-http://{{ include "pulltrace.fullname" . }}-server.{{ .Release.Namespace }}.svc:{{ .Values.server.httpPort }}
+http://{{ include "pulltrace.fullname" . }}-replicas.{{ .Release.Namespace }}.svc:{{ .Values.server.httpPort }}
 {{- end -}}
 
 {{/* containerd's socket as the agent sees it: the host directory is mounted at /run/containerd. */}}

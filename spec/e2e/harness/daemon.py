@@ -1,6 +1,7 @@
 """Pulltrace's own daemons (and any other program from the build directory), started with an
 environment of our choosing and stopped by PID: SIGTERM, then SIGKILL after a deadline."""
 
+import json
 import os
 import time
 from pathlib import Path
@@ -89,6 +90,17 @@ class Daemon:
 
     def log_lines(self):
         return self.log().splitlines()
+
+    def log_json(self):
+        """The JSON log lines (the daemons' default log format), parsed; other lines skipped."""
+        out = []
+        for line in self.log_lines():
+            if line.startswith("{"):
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    pass
+        return out
 
     def rss_kib(self):
         return self.proc.rss_kib()

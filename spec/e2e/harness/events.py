@@ -21,10 +21,11 @@ class EventStream:
     """GET `url`/api/v1/events, optionally resuming after `last_id` (Last-Event-ID).
 
     `read_timeout`: seconds without a byte after which the reader gives up (the server's
-    heartbeats keep a quiet stream alive).
+    heartbeats keep a quiet stream alive). `headers`: more request headers (e.g. an
+    Authorization for PULLTRACE_READ_AUTH).
     """
 
-    def __init__(self, url, last_id=None, read_timeout=60, path="/api/v1/events"):
+    def __init__(self, url, last_id=None, read_timeout=60, path="/api/v1/events", headers=None):
         parts = urlsplit(url)
         self.events = []
         self.comments = []
@@ -33,9 +34,10 @@ class EventStream:
         self.closing = False
         self.cond = threading.Condition()
         self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=read_timeout)
-        headers = {"Accept": "text/event-stream"}
+        extra_headers, headers = headers, {"Accept": "text/event-stream"}
         if last_id is not None:
             headers["Last-Event-ID"] = str(last_id)
+        headers.update(extra_headers or {})
         self.conn.request("GET", path, headers=headers)
         # Kept apart: http.client lets go of the connection's socket when the response
         # says it will close, but close() must still reach it.

@@ -14,6 +14,11 @@ Kubernetes API reference (core/v1 Pod, Event, PodList, EventList, Status):
   selector is sent as DELETED, one that starts matching as ADDED (as the API server does).
 - A `resourceVersion` older than the compaction point gets `410 Gone` (an ERROR event carrying
   a Status with code 410 on a watch, or the HTTP status itself with `gone_mode="http"`).
+- coordination.k8s.io/v1 Leases (leader election): `GET`/`PUT` on
+  `/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}` and `POST` on `.../leases`.
+  An update must carry `metadata.resourceVersion` (422 Invalid without it, as Leases allow
+  no unconditional update) and a stale one is a `409 Conflict` Status; creating an existing
+  Lease is `409 AlreadyExists`, reading or updating a missing one `404 NotFound`.
 - Also for kubectl-pulltrace: client certificates signed by the CA authenticate as their CN
   (`make_client_cert()`), more bearer tokens (`add_token()`); `GET .../pods/{name}`; the
   pod list's `labelSelector` (`a=b`, `a==b`, `a!=b`, `a in (x,y)`, `a notin (x,y)`, `a`,
@@ -23,6 +28,19 @@ Kubernetes API reference (core/v1 Pod, Event, PodList, EventList, Status):
   the endpoint does not answer); workloads (Deployment, StatefulSet, DaemonSet, ReplicaSet,
   Job) by name, with their `spec.selector`.
 
+- For pulltrace-server's token checks (docs/security.md): `POST
+  /apis/authentication.k8s.io/v1/tokenreviews` answers 201 with the TokenReview and its
+  status as the API server fills it: for a projected service-account token made by
+  `issue_sa_token()` (a JWT with `exp`, `aud` and the kubernetes.io claims) the username
+  `system:serviceaccount:NS:NAME`, the groups, and the bound-token `extra` keys
+  `authentication.kubernetes.io/pod-name`, `pod-uid`, `credential-id` and, unless the token is
+  made with `node_claims=False` (API servers before 1.30), `node-name` and `node-uid`;
+  `status.audiences` is the intersection of `spec.audiences` (default: the API server's own)
+  with the token's; an unknown, expired, revoked or wrong-audience token, or one whose pod is
+  gone, is `authenticated: false` with an `error`. `POST
+  /apis/authorization.k8s.io/v1/subjectaccessreviews` answers `status.allowed` from a rule
+  table (`allow()`), as RBAC would. Creating either review needs a rule granting the caller
+  `create` on it (403 Forbidden Status otherwise), as the API server's RBAC does.
 - Also for the server's Events on pods: `events.k8s.io/v1` Events, created with `POST
   /apis/events.k8s.io/v1/namespaces/{ns}/events` (validated as the API server validates
   them: eventTime, reportingController, reportingInstance, action, reason and type required,
@@ -39,7 +57,8 @@ Kubernetes API reference (core/v1 Pod, Event, PodList, EventList, Status):
 Test hooks: add/modify/delete pods, add, repeat or delete events, `drop_watches()`, `compact()`
 (every older resourceVersion expires: the next watch gets 410), `trim_history()` (etcd-style
 compaction of all but the newest changes), `restart()` (same port, same state), `set_token()`,
-and request counters.
+`lease()` (a Lease as stored), `interfere_lease()` (another client's write lands between a
+client's read and its update: the update conflicts), and request counters.
 """
 
 import base64
@@ -62,6 +81,14 @@ from .httpd import JsonHandler
 from .proc import free_port
 
 RESOURCES = ("pods", "events")
+# The reviews pulltrace-server creates: path -> (API group, resource, kind).
+REVIEWS = {"/apis/authentication.k8s.io/v1/tokenreviews":
+           ("authentication.k8s.io", "tokenreviews", "TokenReview"),
+           "/apis/authorization.k8s.io/v1/subjectaccessreviews":
+           ("authorization.k8s.io", "subjectaccessreviews", "SubjectAccessReview")}
+LEASE_PREFIX = ["apis", "coordination.k8s.io", "v1", "namespaces"]
+# metav1.MicroTime as the API server parses it (RFC 3339, fractional seconds optional).
+MICRO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
 
 # Field labels the real API server accepts for these resources (a subset).
 FIELDS = {
@@ -168,12 +195,20 @@ class KubeAPI:
         self.watches = set()
         self.requests = []                          # (method, path, query dict)
         self.counts = {"list": {r: 0 for r in RESOURCES}, "watch": {r: 0 for r in RESOURCES},
-                       "unauthorized": 0, "gone": 0, "proxy": 0}
+                       "unauthorized": 0, "gone": 0, "proxy": 0,
+                       "lease": {"get": 0, "create": 0, "update": 0, "conflict": 0,
+                                 "not_found": 0}}
+        self.leases = {}                            # (ns, name) -> Lease
+        self.lease_interference = {}                # (ns, name) -> updates still to disturb
         self.tokens = {}                            # more bearer tokens -> user name
         self.users = []                             # the user of every authenticated request
         self.services = {}                          # (ns, name) -> Service
         self.endpoints = {}                         # (ns, name) -> [(ip, {port name: port})]
         self.workloads = {}                         # (api path, ns, resource, name) -> object
+        self.sa_tokens = {}                         # issued service-account tokens -> claims
+        self.revoked = set()
+        self.rules = []                             # RBAC-like grants for reviews (allow())
+        self.reviews = {"tokenreviews": [], "subjectaccessreviews": []}  # request bodies
         self.httpd = None
         self.thread = None
         self.ca_file = self.dir / "ca.crt"
@@ -477,6 +512,19 @@ users:
     def set_token(self, token):
         self.token = token
 
+    def lease(self, namespace, name):
+        """A copy of the Lease as stored, or None."""
+        with self.lock:
+            obj = self.leases.get((namespace, name))
+            return json.loads(json.dumps(obj)) if obj else None
+
+    def interfere_lease(self, namespace, name, times=1):
+        """The next `times` updates of the Lease each meet another client's write that landed
+        after the updater read it: the object's resourceVersion moves on (its content stays)
+        and the update gets 409 Conflict, as on a real API server."""
+        with self.lock:
+            self.lease_interference[(namespace, name)] = times
+
     def add_token(self, token, user="token-user"):
         """Another bearer token the server accepts (e.g. the one an exec plugin returns)."""
         self.tokens[token] = user
@@ -519,6 +567,111 @@ users:
             self.workloads[(api, namespace, resource, name)] = obj
         return obj
 
+    # -- token and access reviews -----------------------------------------------------------
+    API_AUDIENCE = "https://kubernetes.default.svc.cluster.local"
+
+    def issue_sa_token(self, namespace, service_account, pod=None, audiences=("pulltrace",),
+                       expires_in=3600, node_claims=True, node=None):
+        """A projected service-account token as kubelet gets it from the TokenRequest API: a
+        JWT (signature bytes made up: only this server checks it) bound to the pod
+        `namespace/pod` (and its node, from the pod's spec.nodeName unless `node` is given)."""
+        now = int(time.time())
+        claims = {"aud": list(audiences), "exp": now + int(expires_in), "iat": now, "nbf": now,
+                  "iss": self.API_AUDIENCE,
+                  "jti": str(uuid.uuid4()),
+                  "sub": f"system:serviceaccount:{namespace}:{service_account}",
+                  "kubernetes.io": {"namespace": namespace,
+                                    "serviceaccount": {"name": service_account,
+                                                       "uid": str(uuid.uuid5(uuid.NAMESPACE_URL,
+                                                                             f"{namespace}/{service_account}"))}}}
+        if pod is not None:
+            with self.lock:
+                obj = self.objects["pods"].get((namespace, pod))
+            if obj is None:
+                raise KeyError(f"no pod {namespace}/{pod}")
+            claims["kubernetes.io"]["pod"] = {"name": pod, "uid": obj["metadata"]["uid"]}
+            node = node or obj["spec"].get("nodeName")
+            if node_claims and node:
+                claims["kubernetes.io"]["node"] = {
+                    "name": node, "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, "node/" + node))}
+
+        def b64(d):
+            return base64.urlsafe_b64encode(d).rstrip(b"=").decode()
+        token = ".".join([b64(json.dumps({"alg": "RS256", "kid": "e2e"}).encode()),
+                          b64(json.dumps(claims).encode()), b64(uuid.uuid4().bytes * 8)])
+        with self.lock:
+            self.sa_tokens[token] = claims
+        return token
+
+    def revoke(self, token):
+        """The token no longer authenticates (as a bound token whose secret or pod is gone)."""
+        with self.lock:
+            self.revoked.add(token)
+
+    def allow(self, verb, api_group, resource, user=None, group=None):
+        """A grant as an RBAC (Cluster)RoleBinding gives it: `user` or members of `group` may
+        `verb` `resource` in `api_group` ("*" matches any)."""
+        with self.lock:
+            self.rules.append({"user": user, "group": group, "verb": verb,
+                               "apiGroup": api_group, "resource": resource})
+
+    def allowed(self, user, groups, verb, api_group, resource):
+        with self.lock:
+            rules = list(self.rules)
+        for r in rules:
+            who = (r["user"] is not None and r["user"] == user) or \
+                (r["group"] is not None and r["group"] in groups)
+            if who and r["verb"] in ("*", verb) and r["apiGroup"] in ("*", api_group) and \
+                    r["resource"] in ("*", resource):
+                return True
+        return False
+
+    def token_review(self, token, audiences):
+        """status of a TokenReview of `token` for `audiences` (None = the API server's)."""
+        wanted = list(audiences) if audiences else [self.API_AUDIENCE]
+        with self.lock:
+            claims = self.sa_tokens.get(token)
+            revoked = token in self.revoked
+            user = self.tokens.get(token) or ("e2e-user" if token == self.token else None)
+        if revoked or (claims is None and user is None):
+            return {"user": {}, "error": "[invalid bearer token, token lookup failed]"}
+        if claims is None:
+            aud = [a for a in wanted if a == self.API_AUDIENCE]
+            if not aud:
+                return {"user": {}, "error": "[invalid bearer token, token audiences "
+                                             f"{json.dumps([self.API_AUDIENCE])} is invalid for the "
+                                             f"target audiences {json.dumps(wanted)}]"}
+            return {"authenticated": True, "audiences": aud,
+                    "user": {"username": user, "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, user)),
+                             "groups": ["system:authenticated"]}}
+        if claims["exp"] <= time.time():
+            return {"user": {}, "error": "[invalid bearer token, service account token has expired]"}
+        aud = [a for a in wanted if a in claims["aud"]]
+        if not aud:
+            return {"user": {}, "error": "[invalid bearer token, token audiences "
+                                         f"{json.dumps(claims['aud'])} is invalid for the target "
+                                         f"audiences {json.dumps(wanted)}]"}
+        k = claims["kubernetes.io"]
+        ns, sa = k["namespace"], k["serviceaccount"]["name"]
+        extra = {"authentication.kubernetes.io/credential-id": ["JTI=" + claims["jti"]]}
+        if "pod" in k:
+            with self.lock:
+                obj = self.objects["pods"].get((ns, k["pod"]["name"]))
+            if obj is None or obj["metadata"]["uid"] != k["pod"]["uid"]:
+                return {"user": {}, "error": f'[invalid bearer token, pod "{k["pod"]["name"]}" '
+                                             f'not found]'}
+            extra["authentication.kubernetes.io/pod-name"] = [k["pod"]["name"]]
+            extra["authentication.kubernetes.io/pod-uid"] = [k["pod"]["uid"]]
+        if "node" in k:
+            extra["authentication.kubernetes.io/node-name"] = [k["node"]["name"]]
+            extra["authentication.kubernetes.io/node-uid"] = [k["node"]["uid"]]
+        return {"authenticated": True, "audiences": aud,
+                "user": {"username": f"system:serviceaccount:{ns}:{sa}",
+                         "uid": k["serviceaccount"]["uid"],
+                         "groups": ["system:serviceaccounts", f"system:serviceaccounts:{ns}",
+                                    "system:authenticated"],
+                         "extra": extra}}
+
     def events_v1_list(self, namespace=None, reason=None):
         """The events.k8s.io/v1 Events written so far (copies), oldest first."""
         with self.lock:
@@ -554,6 +707,8 @@ class _Handler(JsonHandler):
             return self.send_json(401, status(401, "Unauthorized", "Unauthorized"))
         with api.lock:
             api.users.append(user)
+        if parts[:4] == LEASE_PREFIX:
+            return self._lease("GET", parts)
         where = self._events_v1_path(url)
         if where:
             return self._events_v1_get(where, q)
@@ -576,6 +731,37 @@ class _Handler(JsonHandler):
         if q.get("watch") in ("1", "true"):
             return self._watch(resource, ns, terms, q)
         return self._list(resource, ns, terms, q)
+
+    def _review(self, url, raw, user):
+        """POST of a TokenReview or SubjectAccessReview by the authenticated `user`."""
+        api = self.api
+        group, resource, kind = REVIEWS[url.path]
+        if not api.allowed(user, ["system:authenticated"], "create", group, resource):
+            return self.send_json(403, status(
+                403, "Forbidden", f'{resource}.{group} is forbidden: User "{user}" cannot create '
+                                  f'resource "{resource}" in API group "{group}" at the cluster scope'))
+        try:
+            body = json.loads(raw)
+            if body.get("kind") != kind or body.get("apiVersion") != f"{group}/v1":
+                raise ValueError(f"expected {kind} {group}/v1")
+            spec = body["spec"]
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            return self.send_json(400, status(400, "BadRequest", f"bad {kind}: {e}"))
+        with api.lock:
+            api.reviews[resource].append(body)
+        if resource == "tokenreviews":
+            st = api.token_review(spec.get("token", ""), spec.get("audiences"))
+        else:
+            attrs = spec.get("resourceAttributes") or {}
+            ok = api.allowed(spec.get("user"), spec.get("groups") or [], attrs.get("verb"),
+                             attrs.get("group", ""), attrs.get("resource"))
+            st = {"allowed": ok}
+            if ok:
+                st["reason"] = "RBAC: allowed by the e2e rule table"
+        out = {"kind": kind, "apiVersion": f"{group}/v1",
+               "metadata": {"creationTimestamp": None}, "spec": spec, "status": st}
+        api.log("review", kind=kind, status=st)
+        return self.send_json(201, out)
 
     def _list(self, resource, ns, terms, q):
         api = self.api
@@ -720,6 +906,142 @@ class _Handler(JsonHandler):
             pass
         self.close_connection = True
 
+    # -- coordination.k8s.io/v1 Leases -----------------------------------------------------
+    def do_PUT(self):
+        self._lease_write("PUT")
+
+    def _lease_write(self, method):
+        url = urlsplit(self.path)
+        parts = [unquote(p) for p in url.path.strip("/").split("/")]
+        body = self._body()
+        if self._authenticate(method, url) is None:
+            return
+        if parts[:4] != LEASE_PREFIX:
+            return self.send_json(405, status(405, "MethodNotAllowed",
+                                              "the server does not allow this method on the "
+                                              "requested resource"))
+        try:
+            obj = json.loads(body)
+            if not isinstance(obj, dict):
+                raise ValueError("not an object")
+        except ValueError as e:
+            return self.send_json(400, status(400, "BadRequest",
+                                              f"the body of the request was in an unknown "
+                                              f"format: {e}"))
+        return self._lease(method, parts, obj)
+
+    def _lease(self, method, parts, obj=None):
+        """GET/PUT .../namespaces/{ns}/leases/{name} and POST .../namespaces/{ns}/leases."""
+        api = self.api
+        if len(parts) == 6 and parts[5] == "leases" and method == "POST":
+            ns, name = parts[4], (obj.get("metadata") or {}).get("name", "")
+        elif len(parts) == 7 and parts[5] == "leases" and method in ("GET", "PUT"):
+            ns, name = parts[4], parts[6]
+        else:
+            return self.send_json(404, status(404, "NotFound", "the server could not find "
+                                                               "the requested resource"))
+        details = {"name": name, "group": "coordination.k8s.io", "kind": "leases"}
+
+        def fail(code, reason, message):
+            st = status(code, reason, message)
+            st["details"] = details
+            return self.send_json(code, st)
+
+        key = (ns, name)
+        if method == "GET":
+            with api.lock:
+                api.counts["lease"]["get"] += 1
+                cur = api.leases.get(key)
+                if cur is None:
+                    api.counts["lease"]["not_found"] += 1
+                cur = json.loads(json.dumps(cur)) if cur else None
+            if cur is None:
+                return fail(404, "NotFound", f'leases.coordination.k8s.io "{name}" not found')
+            return self.send_json(200, cur)
+
+        md = obj.get("metadata") or {}
+        spec = obj.get("spec") or {}
+        if md.get("namespace") not in (None, "", ns):
+            return fail(400, "BadRequest", "the namespace of the provided object does not match "
+                                           "the namespace sent on the request")
+        if not name:
+            return fail(422, "Invalid", "Lease.coordination.k8s.io \"\" is invalid: "
+                                        "metadata.name: Required value: name or generateName "
+                                        "is required")
+        if method == "PUT" and md.get("name") != name:
+            return fail(400, "BadRequest", f"the name of the object ({md.get('name')}) does not "
+                                           f"match the name on the URL ({name})")
+        problems = []
+        d = spec.get("leaseDurationSeconds")
+        if d is not None and (not isinstance(d, int) or d <= 0):
+            problems.append(f"spec.leaseDurationSeconds: Invalid value: {d}: must be greater "
+                            f"than 0")
+        t = spec.get("leaseTransitions")
+        if t is not None and (not isinstance(t, int) or t < 0):
+            problems.append(f"spec.leaseTransitions: Invalid value: {t}: must be greater than "
+                            f"or equal to 0")
+        for f in ("acquireTime", "renewTime"):
+            v = spec.get(f)
+            if v is not None and not (isinstance(v, str) and MICRO_TIME.match(v)):
+                return fail(400, "BadRequest", f"parsing time {json.dumps(v)}: cannot parse "
+                                               f"as RFC 3339 (spec.{f})")
+        if method == "PUT" and not md.get("resourceVersion"):
+            problems.append("metadata.resourceVersion: Invalid value: 0x0: must be specified "
+                            "for an update")
+        if problems:
+            return fail(422, "Invalid", f'Lease.coordination.k8s.io "{name}" is invalid: '
+                                        f'{", ".join(problems)}')
+        keep = ("holderIdentity", "leaseDurationSeconds", "acquireTime", "renewTime",
+                "leaseTransitions", "strategy", "preferredHolder")
+        with api.lock:
+            cur = api.leases.get(key)
+            if method == "POST":
+                api.counts["lease"]["create"] += 1
+                if cur is not None:
+                    api.counts["lease"]["conflict"] += 1
+                    code, reason = 409, "AlreadyExists"
+                    message = f'leases.coordination.k8s.io "{name}" already exists'
+                else:
+                    api.rv += 1
+                    new = {"kind": "Lease", "apiVersion": "coordination.k8s.io/v1",
+                           "metadata": {"name": name, "namespace": ns,
+                                        "uid": str(uuid.uuid4()),
+                                        "resourceVersion": str(api.rv),
+                                        "creationTimestamp": k8s_time()},
+                           "spec": {k: v for k, v in spec.items() if k in keep}}
+                    api.leases[key] = new
+                    code = 201
+            else:
+                api.counts["lease"]["update"] += 1
+                if cur is not None and api.lease_interference.get(key, 0) > 0:
+                    # Another client's write lands first.
+                    api.lease_interference[key] -= 1
+                    api.rv += 1
+                    cur["metadata"]["resourceVersion"] = str(api.rv)
+                if cur is None:
+                    api.counts["lease"]["not_found"] += 1
+                    code, reason = 404, "NotFound"
+                    message = f'leases.coordination.k8s.io "{name}" not found'
+                elif md.get("resourceVersion") != cur["metadata"]["resourceVersion"]:
+                    api.counts["lease"]["conflict"] += 1
+                    code, reason = 409, "Conflict"
+                    message = (f'Operation cannot be fulfilled on leases.coordination.k8s.io '
+                               f'"{name}": the object has been modified; please apply your '
+                               f'changes to the latest version and try again')
+                else:
+                    api.rv += 1
+                    new = json.loads(json.dumps(cur))
+                    new["metadata"]["resourceVersion"] = str(api.rv)
+                    new["spec"] = {k: v for k, v in spec.items() if k in keep}
+                    api.leases[key] = new
+                    code = 200
+            out = json.loads(json.dumps(api.leases[key])) if code in (200, 201) else None
+        if out is None:
+            return fail(code, reason, message)
+        api.log("lease " + ("created" if code == 201 else "updated"), namespace=ns, name=name,
+                holder=out["spec"].get("holderIdentity"),
+                resourceVersion=out["metadata"]["resourceVersion"])
+        return self.send_json(code, out)
     # -- kubectl-pulltrace's part: who is asking, single objects, the service proxy -------
     # -- events.k8s.io/v1 ---------------------------------------------------------------
     def _authenticate(self, method, url):
@@ -760,6 +1082,15 @@ class _Handler(JsonHandler):
         return url, where, body
 
     def do_POST(self):
+        url = urlsplit(self.path)
+        if url.path in REVIEWS:
+            body = self._body()
+            user = self._authenticate("POST", url)
+            if user is not None:
+                self._review(url, body, user)
+            return
+        if self.path.startswith("/" + "/".join(LEASE_PREFIX[:3]) + "/"):
+            return self._lease_write("POST")
         req = self._write_request("POST")
         if req is None:
             return

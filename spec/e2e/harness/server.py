@@ -4,7 +4,6 @@ it: post a report, read the REST API, the metrics, the event stream, the JSON lo
 `Stack.server()` makes one on a stack (stopped with it, its log printed when a test fails);
 `Server(binary, log_path)` makes one anywhere."""
 
-import json
 import re
 
 import requests
@@ -81,9 +80,10 @@ class Server(Daemon):
         """The first pull of pulls(**params) for which pred(pull) is true, or None."""
         return next((p for p in self.pulls(**params) if pred(p)), None)
 
-    def events(self, last_id=None):
-        """A new reader of the event stream (close() it, or use it in a `with`)."""
-        return EventStream(self.url, last_id=last_id)
+    def events(self, last_id=None, headers=None):
+        """A new reader of the event stream (close() it, or use it in a `with`); `headers`
+        are added to its request."""
+        return EventStream(self.url, last_id=last_id, headers=headers)
 
     def metrics(self):
         """One scrape of the metrics endpoint."""
@@ -92,17 +92,6 @@ class Server(Daemon):
     def metric(self, name, labels=None):
         """The value of one sample in a fresh scrape (None when absent)."""
         return self.metrics().value(name, labels)
-
-    def log_json(self):
-        """The server's JSON log lines, parsed (other lines skipped)."""
-        out = []
-        for line in self.log_lines():
-            if line.startswith("{"):
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    pass
-        return out
 
 
 _SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)')
