@@ -26,7 +26,7 @@ import requests
 from harness import reports, wait_until
 from harness.cluster import ClusterNode
 from harness.demo import go_duration
-from test_ui import CHROMIUM, KIB, MIB, UI_DIR, need_browser
+from test_ui import CHROMIUM, KIB, MIB, UI_DIR, FakeAgents, need_browser
 
 
 def browse(node, script, cfg, on_phase=None, timeout=300):
@@ -134,10 +134,10 @@ def test_rollout_views_in_chromium(stack, kube, server_binary, cri_available, bu
 
 # ---- a rollout on 5000 nodes -------------------------------------------------------------
 
-class RolloutAgents:
+class RolloutAgents(FakeAgents):
     """Agent-shaped reports of `nodes` nodes, each pulling the same image (three layers of
     16 MiB): every node reports once, then `per_tick` nodes a second report progress (round
-    robin), some finishing; a few stay stalled."""
+    robin), some finishing; a few stay stalled. Started and stopped as FakeAgents are."""
 
     IMAGE = "127.0.0.1/big/app:5.0"
 
@@ -186,16 +186,6 @@ class RolloutAgents:
             for _ in range(self.per_tick):
                 self.report(i % self.nodes)
                 i += 1
-
-    def __enter__(self):
-        self.seed()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop_event.set()
-        self.thread.join(timeout=30)
 
 
 @pytest.mark.stack(containerd=False, nginx=False)

@@ -7,16 +7,11 @@
 
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { fail, launch, out, phase, until } from './lib.mjs';
+import { fail, phase, runScript, until } from './lib.mjs';
 
 const cfg = JSON.parse(process.argv[2]);
 mkdirSync(cfg.shots, { recursive: true });
-let browser;
-let exitCode = 0;
-let page;
-try {
-  browser = await launch(cfg.chromium);
-  page = browser.context.pages()[0] ?? (await browser.context.newPage());
+await runScript(cfg, 'rollout-5000-failure.png', async (browser, page) => {
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
   const row = page.locator(`[data-testid=rollout-row][data-image="${cfg.image}"]`);
@@ -95,11 +90,4 @@ try {
   phase('open', { ms: openMs, rowsInDom, scroll, firstState: stalledFirst });
   if (errors.length) fail(`page errors: ${errors.join(' | ')}`);
   phase('done');
-} catch (e) {
-  exitCode = 1;
-  out({ error: String(e && e.stack ? e.stack : e) });
-  await page?.screenshot({ path: join(cfg.shots, 'rollout-5000-failure.png') }).catch(() => undefined);
-} finally {
-  await browser?.close();
-}
-process.exit(exitCode);
+});

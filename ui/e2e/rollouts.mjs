@@ -8,17 +8,12 @@
 
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { fail, launch, out, phase, until } from './lib.mjs';
+import { fail, phase, runScript, until } from './lib.mjs';
 
 const cfg = JSON.parse(process.argv[2]);
 mkdirSync(cfg.shots, { recursive: true });
 const N = cfg.nodes.length;
-let browser;
-let exitCode = 0;
-let page;
-try {
-  browser = await launch(cfg.chromium);
-  page = browser.context.pages()[0] ?? (await browser.context.newPage());
+await runScript(cfg, 'rollouts-failure.png', async (browser, page) => {
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
   await page.goto(cfg.url, { waitUntil: 'domcontentloaded' });
@@ -116,11 +111,4 @@ try {
   phase('phone');
   if (errors.length) fail(`page errors: ${errors.join(' | ')}`);
   phase('done');
-} catch (e) {
-  exitCode = 1;
-  out({ error: String(e && e.stack ? e.stack : e) });
-  await page?.screenshot({ path: join(cfg.shots, 'rollouts-failure.png') }).catch(() => undefined);
-} finally {
-  await browser?.close();
-}
-process.exit(exitCode);
+});

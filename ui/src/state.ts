@@ -75,14 +75,13 @@ export function reducer(state: State, action: Action): State {
   return d.finish();
 }
 
+type TableKey = 'pulls' | 'nodes' | 'history' | 'rollouts' | 'speeds';
+
 /** Copy-on-write view of a State: each table is copied at most once per reducer call. */
 class Draft {
   private s: State;
-  private pullsCopied = false;
-  private nodesCopied = false;
-  private historyCopied = false;
-  private rolloutsCopied = false;
-  private speedsCopied = false;
+  /** the tables already copied in this call */
+  private copied = new Set<TableKey>();
   private changed = false;
 
   constructor(private readonly base: State) {
@@ -93,50 +92,21 @@ class Draft {
     return this.changed ? this.s : this.base;
   }
 
-  private pulls(): Map<string, Pull> {
-    if (!this.pullsCopied) {
-      this.s.pulls = new Map(this.s.pulls);
-      this.pullsCopied = true;
+  /** A table of the new state, copied from the old one on first use in this call. */
+  private table<K extends TableKey>(k: K): State[K] {
+    if (!this.copied.has(k)) {
+      (this.s[k] as Map<unknown, unknown>) = new Map(this.s[k] as Map<unknown, unknown>);
+      this.copied.add(k);
     }
     this.changed = true;
-    return this.s.pulls;
+    return this.s[k];
   }
 
-  private nodes(): Map<string, NodeInfo> {
-    if (!this.nodesCopied) {
-      this.s.nodes = new Map(this.s.nodes);
-      this.nodesCopied = true;
-    }
-    this.changed = true;
-    return this.s.nodes;
-  }
-
-  private history(): Map<string, HistoryEntry[]> {
-    if (!this.historyCopied) {
-      this.s.history = new Map(this.s.history);
-      this.historyCopied = true;
-    }
-    this.changed = true;
-    return this.s.history;
-  }
-
-  private rollouts(): Map<string, Rollout> {
-    if (!this.rolloutsCopied) {
-      this.s.rollouts = new Map(this.s.rollouts);
-      this.rolloutsCopied = true;
-    }
-    this.changed = true;
-    return this.s.rollouts;
-  }
-
-  private speeds(): Map<string, Series> {
-    if (!this.speedsCopied) {
-      this.s.speeds = new Map(this.s.speeds);
-      this.speedsCopied = true;
-    }
-    this.changed = true;
-    return this.s.speeds;
-  }
+  private pulls = () => this.table('pulls');
+  private nodes = () => this.table('nodes');
+  private history = () => this.table('history');
+  private rollouts = () => this.table('rollouts');
+  private speeds = () => this.table('speeds');
 
   private sample(p: Pull, time: string | null) {
     const at = time ? Date.parse(time) : NaN;
