@@ -15,7 +15,6 @@ pulling one image and measures the first render of the Rollouts view and the fra
 # ctest: TIMEOUT=900
 
 import json
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -26,39 +25,7 @@ import requests
 from harness import reports, wait_until
 from harness.cluster import ClusterNode
 from harness.demo import go_duration
-from test_ui import CHROMIUM, KIB, MIB, UI_DIR, FakeAgents, need_browser
-
-
-def browse(node, script, cfg, on_phase=None, timeout=300):
-    """Runs a browser script; returns its phases (calling on_phase for each as it comes)."""
-    proc = subprocess.Popen([node, str(UI_DIR / "e2e" / script), json.dumps(cfg)], cwd=UI_DIR,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    watchdog = threading.Timer(timeout, proc.kill)
-    watchdog.start()
-    msgs, errors = [], []
-    try:
-        for line in proc.stdout:
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                errors.append(line.rstrip())
-                continue
-            print("browser:", json.dumps(msg))
-            if "error" in msg:
-                errors.append(msg["error"])
-                continue
-            msgs.append(msg)
-            if on_phase:
-                on_phase(msg)
-        rc = proc.wait(timeout=30)
-        stderr = proc.stderr.read()
-    finally:
-        watchdog.cancel()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert rc == 0 and not errors, f"browser test failed: {errors}\n{stderr[-4000:]}"
-    return msgs
+from test_ui import CHROMIUM, KIB, MIB, FakeAgents, browse, need_browser
 
 
 @pytest.mark.stack(rate=320 * KIB)
