@@ -60,7 +60,7 @@ LABEL org.opencontainers.image.title="pulltrace" \
 # needs a library that is not listed here.
 RUN apt-get update -q \
  && apt-get install -y -q --no-install-recommends \
-      ca-certificates curl libcurl4 libgrpc29 libjansson4 liblua5.4-0 libprotobuf-c1 libuv1 \
+      ca-certificates curl libcurl4 libgrpc29 libjansson4 liblua5.4-0 libprotobuf-c1 libssl3 libuv1 \
       libsqlite3-0 libyaml-0-2 lua-cjson \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log \

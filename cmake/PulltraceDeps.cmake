@@ -6,6 +6,8 @@ pkg_check_modules(CURL REQUIRED IMPORTED_TARGET libcurl)
 pkg_check_modules(JANSSON REQUIRED IMPORTED_TARGET jansson)
 # Agent reports: a streaming parser straight into typed structs (no document tree).
 pkg_check_modules(YAJL REQUIRED IMPORTED_TARGET yajl)
+# TLS on the server's API port (PULLTRACE_TLS_CERT/KEY); libcurl uses the same OpenSSL.
+pkg_check_modules(OPENSSL REQUIRED IMPORTED_TARGET openssl)
 # kubeconfig files (YAML) for running the server outside a cluster.
 pkg_check_modules(YAML REQUIRED IMPORTED_TARGET yaml-0.1)
 # The server's pull history (PULLTRACE_DATA_DIR, docs/history.md).

@@ -8,7 +8,9 @@
 # pulltrace-server on 127.0.0.1:8080 (metrics :9090) watching a fake Kubernetes API server
 # (HTTPS, 127.0.0.1) and pulltrace-agent, then pulls demo images through CRI in a loop, standing
 # in for kubelet: a pod and kubelet's events for each pull, and now and then a pod whose image
-# tag does not exist (a failed pull). --no-kube leaves Kubernetes out. Ctrl-C stops everything
+# tag does not exist (a failed pull). It also runs four more nodes (own containerd, nginx and
+# agent each; --nodes N) and rolls one image out across all of them every round, one node
+# stalling for a while. --no-kube leaves Kubernetes out. Ctrl-C stops everything
 # it started.
 # Environment: PT_BUILD_DIR (default: build), PT_SKIP_DEPS=1, PT_SKIP_BUILD=1.
 set -euo pipefail

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs Pulltrace's dependencies from Debian bookworm packages (idempotent).
 #
-#   scripts/install-deps.sh [GROUP...]     GROUP: build test demo docs ui images all (default: all)
+#   scripts/install-deps.sh [GROUP...]     GROUP: build test demo docs ui images fuzz all (default: all)
 #
 # Only missing packages are installed; when nothing is missing, apt is not touched at all
 # (no `apt-get update`). Package services are not started on install (policy-rc.d). Needs
@@ -9,7 +9,7 @@
 set -euo pipefail
 
 build=(build-essential cmake pkg-config libuv1-dev liblua5.4-dev lua5.4 lua-cjson-dev lua-cjson
-       libgrpc-dev protobuf-c-compiler libprotobuf-c-dev node-llhttp libcurl4-openssl-dev
+       libgrpc-dev protobuf-c-compiler libprotobuf-c-dev node-llhttp libcurl4-openssl-dev libssl-dev
        libjansson-dev libyajl-dev libyaml-dev libsqlite3-dev)
 components=(containerd runc docker-registry skopeo umoci nginx-light openssl)
 docs=(mkdocs mkdocs-material python3-pymdownx)
@@ -17,6 +17,7 @@ images=(buildah mmdebstrap skopeo uidmap)  # scripts/images.sh: the Dockerfile w
 test=(libcmocka-dev lua-busted shellcheck python3-pytest python3-requests python3-jsonschema python3-yaml tmux clang
       libclang-rt-14-dev prometheus prometheus-alertmanager chromium "${components[@]}" "${docs[@]}" "${images[@]}")
 demo=(python3-requests wrk "${components[@]}")  # wrk: bench/server
+fuzz=(clang libclang-rt-14-dev libcmocka-dev)  # scripts/fuzz.sh
 
 usage() { sed -n '2,7s/^# \{0,1\}//p' "$0"; }
 
@@ -29,6 +30,7 @@ for group in "$@"; do
     test) want+=("${build[@]}" "${test[@]}"); want_ui=1 ;;
     demo) want+=("${build[@]}" "${demo[@]}"); want_ui=1 ;;
     docs) want+=("${docs[@]}") ;;
+    fuzz) want+=("${build[@]}" "${fuzz[@]}") ;;
     ui) want_ui=1 ;;
     images) want+=("${images[@]}") ;;
     all) want+=("${build[@]}" "${test[@]}" "${demo[@]}" "${docs[@]}" "${images[@]}"); want_ui=1 ;;

@@ -138,6 +138,12 @@ MATRIX = {
                                      "hosts": ["pulltrace.example.com"]}]}},
     "ingress-any-host": {"ingress": {"enabled": True, "path": "/", "pathType": "Exact"}},
     "no-tests": {"tests": {"enabled": False}},
+    "tls-secret": {"tls": {"enabled": True, "secretName": "pulltrace-server-tls",
+                           "reloadInterval": "30s",
+                           "agentCA": {"secret": "pulltrace-ca-bundle", "key": "bundle.pem"}}},
+    "tls-cert-manager": {"tls": {"enabled": True,
+                                 "certManager": {"issuerRef": {"name": "cluster-ca",
+                                                               "kind": "ClusterIssuer"}}}},
     "replicas": {"server": {"replicas": 3}},
     "persistence": {"persistence": {"enabled": True, "size": "10Gi", "storageClass": "fast-ssd",
                                     "mountPath": "/data", "retention": "14d",
@@ -172,8 +178,9 @@ def test_lint_and_render_every_value_set(helm, case, tmp_path):
         assert replicas["spec"]["selector"] == service["spec"]["selector"]
         port = next(p["port"] for p in service["spec"]["ports"] if p["name"] == "http")
         assert next(p["port"] for p in replicas["spec"]["ports"] if p["name"] == "http") == port
+        scheme = "https" if MATRIX[case].get("tls", {}).get("enabled") else "http"
         assert env_of(agent)["PULLTRACE_SERVER_URL"] == (
-            f"http://{replicas['metadata']['name']}.pulltrace-system.svc:{port}")
+            f"{scheme}://{replicas['metadata']['name']}.pulltrace-system.svc:{port}")
         assert env_of(server)["PULLTRACE_HTTP_ADDR"] == f":{port}"
         check_identity(objects, MATRIX[case], "pulltrace-system")
         assert_leader_election(objects, server, "pulltrace-system")
@@ -900,6 +907,61 @@ def test_service_monitor_and_network_policy_reach_the_metrics_port(helm, tmp_pat
     # Without metricsFrom, the metrics port is open to any scraper.
     np = find(helm.template(["--set", "networkPolicy.enabled=true"]), "NetworkPolicy", "-server")
     assert "from" not in np["spec"]["ingress"][1]
+
+
+def volume(obj, name):
+    return next(v for v in pod_spec(obj)["volumes"] if v["name"] == name)
+
+
+def test_tls_values(helm, tmp_path):
+    """TLS on: the server mounts only tls.crt and tls.key of the Secret and reloads them (no
+    checksum restarts it), probes speak HTTPS, agents and the test pod use https:// and trust
+    only the CA (a single projected key); with an issuer, cert-manager's Certificate names
+    the Service. Off: none of it."""
+    objects = helm.template(values_file(tmp_path, "tls", MATRIX["tls-secret"]))
+    server, agent = server_of(objects), find(objects, "DaemonSet", "-agent")
+    test_pod = find(objects, "Pod", "-test")
+    env = env_of(server)
+    assert env["PULLTRACE_TLS_CERT"] == "/etc/pulltrace/tls/tls.crt"
+    assert env["PULLTRACE_TLS_KEY"] == "/etc/pulltrace/tls/tls.key"
+    assert env["PULLTRACE_TLS_RELOAD_INTERVAL"] == "30s"
+    assert volume(server, "tls")["secret"] == {
+        "secretName": "pulltrace-server-tls",
+        "items": [{"key": "tls.crt", "path": "tls.crt"}, {"key": "tls.key", "path": "tls.key"}]}
+    assert not any(k.startswith("checksum/tls") for k in pod_annotations(server))
+    container = pod_spec(server)["containers"][0]
+    assert container["livenessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    assert container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    assert env_of(agent)["PULLTRACE_SERVER_URL"].startswith("https://")
+    assert env_of(agent)["PULLTRACE_SERVER_CA"] == "/etc/pulltrace/server-ca/ca.crt"
+    ca_volume = {"name": "server-ca", "secret": {
+        "secretName": "pulltrace-ca-bundle", "items": [{"key": "bundle.pem", "path": "ca.crt"}]}}
+    assert volume(agent, "server-ca") == ca_volume
+    assert volume(test_pod, "server-ca") == ca_volume
+    cmd = test_pod["spec"]["containers"][0]["command"]
+    assert cmd[cmd.index("--cacert") + 1] == "/etc/pulltrace/server-ca/ca.crt"
+    assert all(u.startswith("https://") for u in cmd if "://" in u)
+    assert not [o for o in objects if o["kind"] == "Certificate"]
+
+    objects = helm.template(values_file(tmp_path, "tls-cm", MATRIX["tls-cert-manager"]),
+                            release="prod", namespace="obs")
+    cert = find(objects, "Certificate")
+    assert cert["spec"]["secretName"] == "prod-pulltrace-server-tls"
+    assert {"prod-pulltrace-server.obs.svc", "prod-pulltrace-replicas.obs.svc"} <= set(
+        cert["spec"]["dnsNames"])
+    assert cert["spec"]["issuerRef"] == {"name": "cluster-ca", "kind": "ClusterIssuer"}
+    assert volume(server_of(objects), "tls")["secret"]["secretName"] == "prod-pulltrace-server-tls"
+    # Without a CA of its own, agents get only the ca.crt key of the server's Secret.
+    assert volume(find(objects, "DaemonSet", "-agent"), "server-ca")["secret"] == {
+        "secretName": "prod-pulltrace-server-tls", "items": [{"key": "ca.crt", "path": "ca.crt"}]}
+
+    # Enabled without a Secret or an issuer: a clear error.
+    r = helm.template(["--set", "tls.enabled=true"], check=False)
+    assert r.returncode != 0 and "tls.secretName or tls.certManager.issuerRef" in r.stderr
+
+    objects = helm.template([])
+    assert "PULLTRACE_TLS_CERT" not in env_of(server_of(objects))
+    assert env_of(find(objects, "DaemonSet", "-agent"))["PULLTRACE_SERVER_URL"].startswith("http://")
 
 
 # ---- the rendered configuration runs the real daemons ---------------------------------------

@@ -364,7 +364,8 @@ def test_demo_runs_and_stops_everything(build_dir, mode):
             "--scale", "0.05", "--rate", str(rate), "--pause", "2" if mode == "once" else "0",
             "--registry-port", str(free_port()), "--nginx-port", str(nginx_port),
             "--http-addr", http_addr, "--metrics-addr", f"127.0.0.1:{free_port()}"]
-    argv += ["--once"] if mode == "once" else ["--no-kube"]
+    # --once: a cluster of three nodes (the demo node and two more) for the rollout.
+    argv += ["--once", "--nodes", "2"] if mode == "once" else ["--no-kube", "--nodes", "0"]
     env = dict(os.environ, PYTHONPATH=str(here), PYTHONDONTWRITEBYTECODE="1")
     log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"pt-demo-test-{os.getpid()}.log"
     seen = {}  # pull id -> every distinct version of it the server's API showed
@@ -447,4 +448,13 @@ def test_demo_runs_and_stops_everything(build_dir, mode):
     assert errors[-1] == {"reason": "BackOff", "message": message}, errors
     # The demo's own summary of the server's view names the pods too.
     assert re.search(rf"completed +{re.escape(host)}/demo/web:1.4 +pods: shop/web-1", out), out
+    # The rollout: demo/api:2.0 on every node, each pull for its node's pod; the last node
+    # stalled for a while.
+    api_ref = f"{host}/demo/api:2.0"
+    nodes = {"demo-node", "node-1", "node-2"}
+    assert f"node-2 stalls" in out and "every node has" in out, out
+    done = {(v["node"], tuple(f"{p['namespace']}/{p['name']}" for p in v["pods"]))
+            for v in versions if v["image"] == api_ref and v["state"] == "completed"}
+    assert {n for n, _ in done} == nodes, json.dumps(versions, indent=1)
+    assert {(n, (f"platform/api-1-{n}",)) for n in nodes} <= done, done
     assert re.search(rf"failed +{re.escape(bad_ref)} +pods: {bad_pod} +error: BackOff", out), out

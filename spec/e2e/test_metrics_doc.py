@@ -1,6 +1,7 @@
 """docs/metrics.md against what /metrics really exposes.
 
-The real server runs with a data directory (the history's families) and a policy directory that first fails to load (so the load-error
+The real server runs with TLS on its API port (the TLS families), a data directory (the
+history's families) and a policy directory that first fails to load (so the load-error
 family appears) and is then replaced by a script whose rate hook fails (so the hook-error
 family appears); agent reports drive the hooks. The families of both scrapes are compared
 with the reference table: the same families, the same types, the same label names, and for
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from harness import Server, reports, wait_until
+from harness.pki import CA
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 TOKEN = "metrics-doc"
@@ -91,7 +93,8 @@ def test_metrics_reference_matches_the_exposition(server_binary, workdir):
     policy.mkdir()
     (workdir / "data").mkdir()
     (policy / "zz-doc.lua").write_text("local broken = \n")
-    srv = Server(server_binary, workdir / "server.log", token=TOKEN,
+    ca = CA(workdir / "pki")
+    srv = Server(server_binary, workdir / "server.log", token=TOKEN, tls=(*ca.issue(), ca.cert),
                  env={"PULLTRACE_KUBERNETES": "off", "PULLTRACE_POLICY_DIR": str(policy),
                       "PULLTRACE_DATA_DIR": str(workdir / "data")}).start()
     try:

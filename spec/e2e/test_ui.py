@@ -49,6 +49,38 @@ def need_browser():
     return node
 
 
+def browse(node, script, cfg, on_phase=None, timeout=300):
+    """Runs a browser script; returns its phases (calling on_phase for each as it comes)."""
+    proc = subprocess.Popen([node, str(UI_DIR / "e2e" / script), json.dumps(cfg)], cwd=UI_DIR,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(timeout, proc.kill)
+    watchdog.start()
+    msgs, errors = [], []
+    try:
+        for line in proc.stdout:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                errors.append(line.rstrip())
+                continue
+            print("browser:", json.dumps(msg))
+            if "error" in msg:
+                errors.append(msg["error"])
+                continue
+            msgs.append(msg)
+            if on_phase:
+                on_phase(msg)
+        rc = proc.wait(timeout=30)
+        stderr = proc.stderr.read()
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert rc == 0 and not errors, f"browser test failed: {errors}\n{stderr[-4000:]}"
+    return msgs
+
+
 def start_server(stack):
     return stack.server(env={"PULLTRACE_NODE_LOST_GRACE": "3s"})
 
@@ -74,38 +106,15 @@ def test_ui_in_chromium(stack, server_binary, cri_available, build_dir):
     shutil.rmtree(shots, ignore_errors=True)
     cfg = {"url": url, "image": img.name, "layers": img.manifest.layer_digests,
            "shots": str(shots), "chromium": CHROMIUM}
-    proc = subprocess.Popen([node, str(SCRIPT), json.dumps(cfg)], cwd=UI_DIR,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    watchdog = threading.Timer(300, proc.kill)
-    watchdog.start()
-    phases, errors = [], []
-    try:
-        for line in proc.stdout:
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                errors.append(line.rstrip())
-                continue
-            print("browser:", json.dumps(msg))
-            if "error" in msg:
-                errors.append(msg["error"])
-                continue
-            phases.append(msg["phase"])
-            if msg["phase"] == "restart-server":
-                server.stop()
-                time.sleep(1.5)  # long enough for the page to notice
-                server.start()  # on the same addresses
-            elif msg["phase"] == "stop-agent":
-                agent.stop()
-        rc = proc.wait(timeout=30)
-        stderr = proc.stderr.read()
-    finally:
-        watchdog.cancel()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    def on_phase(msg):
+        if msg["phase"] == "restart-server":
+            server.stop()
+            time.sleep(1.5)  # long enough for the page to notice
+            server.start()  # on the same addresses
+        elif msg["phase"] == "stop-agent":
+            agent.stop()
+    phases = [m["phase"] for m in browse(node, SCRIPT.name, cfg, on_phase)]
     print(f"screenshots in {shots}: {sorted(p.name for p in shots.glob('*.png'))}")
-    assert rc == 0 and not errors, f"browser test failed: {errors}\n{stderr[-4000:]}"
     assert phases == ["live", "pull-visible", "bar-moved", "filters", "layers", "phone",
                       "restart-server", "reconnecting", "live-again", "stop-agent", "failed",
                       "done"]

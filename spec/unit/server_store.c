@@ -290,6 +290,27 @@ static void test_stalled(void **state)
   pt_store_destroy(s);
 }
 
+/* A node's clock: no offset while it agrees within the tolerance; a jump is
+ * taken, and later measurements near the estimate do not move it. */
+static void test_clock_offset(void **state)
+{
+  (void)state;
+  struct rec r = {0};
+  struct pt_store *s = mk(&r, 0);
+  struct layer_spec l[1] = {{'a', 100, 10, "downloading"}};
+  assert_true(pt_store_clock_offset(s, "n1", 3600.2) == 3600.2); /* unknown node: measured */
+  assert_int_equal(report(s, "n1", "b1", 1, T0 + 1, 1, l, false, NULL), PT_APPLY_APPLIED);
+  assert_true(pt_store_clock_offset(s, "n1", 0.4) == 0);
+  assert_true(pt_store_clock_offset(s, "n1", -PT_STORE_CLOCK_TOLERANCE) == 0);
+  assert_true(pt_store_clock_offset(s, "n1", 3600.2) == 3600.2);
+  assert_true(pt_store_clock_offset(s, "n1", 3601.9) == 3600.2);
+  assert_true(pt_store_clock_offset(s, "n1", 3598.5) == 3600.2);
+  assert_true(pt_store_clock_offset(s, "n1", 1.0) == 0); /* fixed by NTP: back to none */
+  assert_true(pt_store_clock_offset(s, "n1", -7200) == -7200);
+  rec_clear(&r);
+  pt_store_destroy(s);
+}
+
 static void test_throttle(void **state)
 {
   struct rec r = {0};
@@ -1147,6 +1168,7 @@ int main(void)
     cmocka_unit_test(test_lost_and_back),
     cmocka_unit_test(test_stalled),
     cmocka_unit_test(test_throttle),
+    cmocka_unit_test(test_clock_offset),
     cmocka_unit_test(test_node_lost_and_eviction),
     cmocka_unit_test(test_lost_node_forgotten),
     cmocka_unit_test(test_pulls_are_per_node),

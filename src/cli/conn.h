@@ -60,10 +60,13 @@ void pt_conn_close(struct pt_conn *c);
  * Kubernetes Status or pulltrace error message, transport error). */
 typedef void (*pt_conn_json_cb)(void *ud, json_t *doc, long status, const char *err);
 int pt_conn_get(struct pt_conn *c, enum pt_target t, const char *path, pt_conn_json_cb cb, void *ud);
-/* A whole list of pulltrace-server (path: /api/v1/pulls or /api/v1/nodes with
- * its filters), page after page (list.c): cb gets the first page's document
- * with `member` ("pulls", "nodes") holding every page's items. */
-int pt_conn_get_list(struct pt_conn *c, const char *path, const char *member, pt_conn_json_cb cb, void *ud);
+/* A list of pulltrace-server (path: /api/v1/pulls, /api/v1/nodes,
+ * /api/v1/history... with its filters), page after page (list.c): cb gets
+ * the first page's document with `member` holding every page's items, at
+ * most `limit` of them (0: all; pages stop being read once there are
+ * enough). */
+int pt_conn_get_list(struct pt_conn *c, const char *path, const char *member, long limit, pt_conn_json_cb cb,
+                     void *ud);
 
 /* A Server-Sent Events stream from pulltrace-server: on_data gets the body's
  * bytes; done is called once with the reason it ended (NULL err when the

@@ -8,13 +8,11 @@
 
 #include "cli/cli.h"
 #include "cli/output.h"
-#include "core/json.h"
 
 struct fetch {
   struct pt_conn *conn;
   const char *path, *member;
-  long limit;
-  json_t *doc;  /* the first page, later pages' items appended */
+  json_t *doc;  /* every page's items (list.c) */
   char err[1024];
 };
 
@@ -24,19 +22,6 @@ void pt_cli_query(struct pt_buf *b, const char *name, const char *value)
     return;
   pt_buf_printf(b, "%c%s=", strchr(b->data ? b->data : "", '?') ? '&' : '?', name);
   pt_conn_escape(b, value);
-}
-
-static void got(void *ud, json_t *doc, long status, const char *err);
-
-static void request(struct fetch *f, const char *cont)
-{
-  struct pt_buf p;
-  pt_buf_init(&p);
-  pt_buf_puts(&p, f->path);
-  pt_cli_query(&p, "continue", cont);
-  if (p.oom || pt_conn_get(f->conn, PT_TARGET_PULLTRACE, p.data, got, f) != 0)
-    snprintf(f->err, sizeof(f->err), "cannot start the request");
-  pt_buf_close(&p);
 }
 
 static void got(void *ud, json_t *doc, long status, const char *err)
@@ -49,26 +34,11 @@ static void got(void *ud, json_t *doc, long status, const char *err)
              status == 404 && history ? " (this server keeps no history: it runs without PULLTRACE_DATA_DIR)" : "");
     return;
   }
-  json_t *items = json_object_get(doc, f->member);
-  if (!json_is_array(items)) {
+  if (!json_is_array(json_object_get(doc, f->member))) {
     snprintf(f->err, sizeof(f->err), "%s: the answer has no \"%s\" list", f->conn->where, f->member);
     return;
   }
-  if (!f->doc)
-    f->doc = json_deep_copy(doc);
-  else
-    json_array_extend(json_object_get(f->doc, f->member), items);
-  json_t *all = json_object_get(f->doc, f->member);
-  if (f->limit > 0 && (long)json_array_size(all) >= f->limit) {
-    while ((long)json_array_size(all) > f->limit)
-      json_array_remove(all, json_array_size(all) - 1);
-    return;
-  }
-  const char *cont = pt_json_str(json_object_get(doc, "metadata"), "continue");
-  if (cont && *cont)
-    request(f, cont);
-  else
-    json_object_del(json_object_get(f->doc, "metadata"), "continue");
+  f->doc = json_incref(doc);
 }
 
 int pt_cli_fetch(struct pt_cli *cli, pt_cli_path_fn build, const char *member, long limit, json_t **out,
@@ -87,8 +57,9 @@ int pt_cli_fetch(struct pt_cli *cli, pt_cli_path_fn build, const char *member, l
   struct pt_buf path;
   pt_buf_init(&path);
   build(cli, &conn, &path);
-  struct fetch f = {.conn = &conn, .path = path.data, .member = member, .limit = limit};
-  request(&f, NULL);
+  struct fetch f = {.conn = &conn, .path = path.data, .member = member};
+  if (path.oom || pt_conn_get_list(&conn, path.data, member, limit, got, &f) != 0)
+    snprintf(f.err, sizeof(f.err), "cannot start the request");
   uv_run(&loop, UV_RUN_DEFAULT);
   int r = 0;
   if (f.err[0]) {

@@ -1,19 +1,20 @@
-/* A list of pulltrace-server (GET /api/v1/pulls, /api/v1/nodes) read page
- * after page, as kubectl reads a Kubernetes list in chunks: the server pages
- * its lists (limit, continue; docs/api.md), so a client that wants all of a
- * large list follows the continue tokens. */
+/* A list of pulltrace-server (GET /api/v1/pulls, /api/v1/nodes,
+ * /api/v1/history) read page after page, as kubectl reads a Kubernetes list
+ * in chunks: the server pages its lists (limit, continue; docs/api.md), so a
+ * client that wants all of a large list follows the continue tokens
+ * (metadata.continue). The one paging of the CLI: fetch.c (get, history,
+ * stats) and watch use it. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/conn.h"
 
-#define PAGE_LIMIT "1000" /* the server's largest page */
-
 struct list_req {
   struct pt_conn *conn;
   char *path;   /* the list's path with its filters */
   char *member; /* "pulls", "nodes" */
+  long limit;   /* items wanted at most; 0: all */
   json_t *doc;  /* the first page, the later pages' items appended */
   pt_conn_json_cb cb;
   void *ud;
@@ -39,16 +40,21 @@ static void got_page(void *ud, json_t *doc, long status, const char *err)
     return;
   }
   if (!l->doc)
-    l->doc = json_incref(doc);
+    l->doc = json_deep_copy(doc);
   else
     json_array_extend(json_object_get(l->doc, l->member), items);
+  json_t *all = json_object_get(l->doc, l->member);
+  bool enough = l->limit > 0 && (long)json_array_size(all) >= l->limit;
+  while (enough && (long)json_array_size(all) > l->limit)
+    json_array_remove(all, json_array_size(all) - 1);
   const char *token = json_string_value(json_object_get(json_object_get(doc, "metadata"), "continue"));
-  if (token && *token && request_page(l, token) == 0)
+  if (!enough && token && *token && request_page(l, token) == 0)
     return;
-  if (token && *token) {
+  if (!enough && token && *token) {
     l->cb(l->ud, NULL, 0, "cannot start the request of the next page");
   } else {
-    json_object_del(json_object_get(l->doc, "metadata"), "continue");
+    if (!enough)
+      json_object_del(json_object_get(l->doc, "metadata"), "continue");
     l->cb(l->ud, l->doc, status, NULL);
   }
   list_free(l);
@@ -58,9 +64,9 @@ static int request_page(struct list_req *l, const char *token)
 {
   struct pt_buf p;
   pt_buf_init(&p);
-  pt_buf_printf(&p, "%s%climit=" PAGE_LIMIT, l->path, strchr(l->path, '?') ? '&' : '?');
+  pt_buf_puts(&p, l->path);
   if (token) {
-    pt_buf_puts(&p, "&continue=");
+    pt_buf_puts(&p, strchr(l->path, '?') ? "&continue=" : "?continue=");
     pt_conn_escape(&p, token);
   }
   int r = p.oom ? -ENOMEM : pt_conn_get(l->conn, PT_TARGET_PULLTRACE, p.data, got_page, l);
@@ -68,7 +74,8 @@ static int request_page(struct list_req *l, const char *token)
   return r;
 }
 
-int pt_conn_get_list(struct pt_conn *c, const char *path, const char *member, pt_conn_json_cb cb, void *ud)
+int pt_conn_get_list(struct pt_conn *c, const char *path, const char *member, long limit, pt_conn_json_cb cb,
+                     void *ud)
 {
   struct list_req *l = calloc(1, sizeof(*l));
   if (!l || !(l->path = strdup(path)) || !(l->member = strdup(member))) {
@@ -77,6 +84,7 @@ int pt_conn_get_list(struct pt_conn *c, const char *path, const char *member, pt
     return -ENOMEM;
   }
   l->conn = c;
+  l->limit = limit;
   l->cb = cb;
   l->ud = ud;
   int r = request_page(l, NULL);

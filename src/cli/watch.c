@@ -445,7 +445,7 @@ static void start_round(struct watch *w)
   w->pending = 2;
   if (pt_conn_get(&w->conn, PT_TARGET_KUBE, w->pods_path, got_pods, w) != 0)
     w->pending--;
-  if (pt_conn_get_list(&w->conn, p.data, "pulls", got_pulls, w) != 0)
+  if (pt_conn_get_list(&w->conn, p.data, "pulls", 0, got_pulls, w) != 0)
     w->pending--;
   pt_buf_close(&p);
   if (w->pending == 0) {

@@ -89,7 +89,11 @@ static int on_elem_complete(llhttp_t *ll)
 static int on_headers_complete(llhttp_t *ll)
 {
   struct pt_http_parser *p = P(ll);
-  if ((ll->flags & F_CONTENT_LENGTH) && ll->content_length > p->max_body_bytes)
+  bool body = ((ll->flags & F_CONTENT_LENGTH) && ll->content_length > 0) || (ll->flags & F_CHUNKED);
+  /* Paused, the owner refuses what it would refuse anyway (a bad token)
+   * before the size is judged: pt_http_parser_resume() judges it. */
+  bool pause = p->pause_on_head && body;
+  if (!pause && (ll->flags & F_CONTENT_LENGTH) && ll->content_length > p->max_body_bytes)
     return fail(p, 413, "body too large");
   const char *m = llhttp_method_name((llhttp_method_t)ll->method);
   snprintf(p->method, sizeof(p->method), "%s", m);
@@ -98,6 +102,10 @@ static int on_headers_complete(llhttp_t *ll)
     if (strcasecmp(p->head.data + p->offs[i], "expect") == 0 &&
         strcasecmp(p->head.data + p->offs[i + 1], "100-continue") == 0)
       p->expect_continue = true;
+  }
+  if (pause) {
+    p->head_paused = true;
+    return HPE_PAUSED;
   }
   return 0;
 }
@@ -158,6 +166,11 @@ int pt_http_parser_feed(struct pt_http_parser *p, const char *data, size_t len, 
     *consumed = len;
     return 0;
   }
+  if (err == HPE_PAUSED && p->head_paused) {
+    const char *pos = llhttp_get_error_pos(&p->ll);
+    *consumed = pos && pos >= data && pos <= data + len ? (size_t)(pos - data) : len;
+    return 2;
+  }
   if ((err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) && p->complete) {
     const char *pos = llhttp_get_error_pos(&p->ll);
     *consumed = pos && pos >= data && pos <= data + len ? (size_t)(pos - data) : len;
@@ -179,11 +192,17 @@ void pt_http_parser_request(struct pt_http_parser *p, struct pt_http_req *req)
   req->target = p->noffs > 0 ? p->head.data + p->offs[0] : "/";
   req->path = req->target;
   req->query = "";
-  char *q = strchr(p->head.data + p->offs[0], '?');
-  if (q) {
-    *q = '\0';
-    req->query = q + 1;
+  /* The target is split once; a request seen twice (its head, then all of
+   * it) keeps its query. */
+  if (!p->query_split) {
+    char *q = strchr(p->head.data + p->offs[0], '?');
+    p->query_at = q ? (size_t)(q - p->head.data) + 1 : 0;
+    if (q)
+      *q = '\0';
+    p->query_split = true;
   }
+  if (p->query_at)
+    req->query = p->head.data + p->query_at;
   for (size_t i = 1; i + 1 < p->noffs && req->nheaders < PT_HTTP_MAX_HEADERS; i += 2) {
     req->headers[req->nheaders].name = p->head.data + p->offs[i];
     req->headers[req->nheaders].value = p->head.data + p->offs[i + 1];
@@ -194,6 +213,16 @@ void pt_http_parser_request(struct pt_http_parser *p, struct pt_http_req *req)
   req->keep_alive = llhttp_should_keep_alive(&p->ll) && !p->ll.upgrade;
   req->head = p->ll.method == HTTP_HEAD;
   req->peer = "";
+}
+
+int pt_http_parser_resume(struct pt_http_parser *p)
+{
+  if (p->head_paused && llhttp_get_errno(&p->ll) == HPE_PAUSED)
+    llhttp_resume(&p->ll);
+  p->head_paused = false;
+  if ((p->ll.flags & F_CONTENT_LENGTH) && p->ll.content_length > p->max_body_bytes)
+    return fail(p, 413, "body too large");
+  return 0;
 }
 
 void pt_http_parser_next(struct pt_http_parser *p)
@@ -208,6 +237,8 @@ void pt_http_parser_next(struct pt_http_parser *p)
   p->complete = false;
   p->expect_continue = false;
   p->started = false;
+  p->head_paused = false;
+  p->query_split = false;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -10,11 +10,16 @@
 #include <strings.h>
 
 #include "core/log.h"
+#include "core/tls.h"
 
 /* ------------------------------------------------------------------------ */
 /* Server                                                                     */
 
-enum conn_state { CONN_READING, CONN_DEFERRED, CONN_STREAMING, CONN_CLOSING };
+/* CONN_CLOSING: the last answer is being flushed; CONN_LINGERING: the write
+ * side is shut down and whatever the client still sends is read and dropped
+ * (bounded), so that its unread bytes do not make the kernel reset the
+ * connection before the client has read the answer. */
+enum conn_state { CONN_READING, CONN_DEFERRED, CONN_STREAMING, CONN_CLOSING, CONN_LINGERING };
 
 struct pt_http_conn {
   struct pt_http_server *srv;
@@ -28,6 +33,9 @@ struct pt_http_conn {
   bool chunked;           /* streaming with chunked transfer-encoding */
   bool handles_closing;
   bool deferred_keep, deferred_head; /* of the request a deferred answer is for */
+  bool peer_done;         /* the client closed its side: nothing to linger for */
+  size_t linger_bytes;    /* bytes dropped since the close began */
+  struct pt_tls_conn *tls; /* NULL on a plain-text server */
   struct pt_http_parser parser;
   size_t queued;
   pt_http_conn_close_cb close_cb;
@@ -74,16 +82,24 @@ static void write_cb(uv_write_t *req, int status)
     conn_really_close(c);
 }
 
-static int conn_write_raw(struct pt_http_conn *c, const void *data, size_t len)
+/* Copies the pieces into one write to the socket. */
+static int queue_write(struct pt_http_conn *c, const uv_buf_t *bufs, int n)
 {
-  if (c->handles_closing)
-    return -EPIPE;
+  size_t len = 0;
+  for (int i = 0; i < n; i++)
+    len += bufs[i].len;
+  if (len == 0)
+    return 0;
   struct wreq *w = malloc(sizeof(*w) + len);
   if (!w)
     return -ENOMEM;
   w->conn = c;
   w->len = len;
-  memcpy(w->data, data, len);
+  size_t at = 0;
+  for (int i = 0; i < n; i++) {
+    memcpy(w->data + at, bufs[i].base, bufs[i].len);
+    at += bufs[i].len;
+  }
   uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
   int r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
   if (r < 0) {
@@ -94,6 +110,41 @@ static int conn_write_raw(struct pt_http_conn *c, const void *data, size_t len)
   return 0;
 }
 
+/* Sends the cipher text TLS has produced (handshake answers, records). */
+static int flush_tls(struct pt_http_conn *c)
+{
+  struct pt_buf out;
+  pt_buf_init(&out);
+  int r = pt_tls_conn_take(c->tls, &out);
+  if (r == 0 && out.len) {
+    uv_buf_t b = uv_buf_init(out.data, (unsigned)out.len);
+    r = queue_write(c, &b, 1);
+  }
+  pt_buf_close(&out);
+  return r;
+}
+
+/* Writes plain-text pieces, through TLS when the server has it. */
+static int conn_writev(struct pt_http_conn *c, const uv_buf_t *bufs, int n)
+{
+  if (c->handles_closing)
+    return -EPIPE;
+  if (!c->tls)
+    return queue_write(c, bufs, n);
+  for (int i = 0; i < n; i++) {
+    int r = pt_tls_conn_write(c->tls, bufs[i].base, bufs[i].len);
+    if (r < 0)
+      return r;
+  }
+  return flush_tls(c);
+}
+
+static int conn_write_raw(struct pt_http_conn *c, const void *data, size_t len)
+{
+  uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+  return conn_writev(c, &b, 1);
+}
+
 static void conn_handle_closed(uv_handle_t *h)
 {
   struct pt_http_conn *c = h->data;
@@ -101,6 +152,7 @@ static void conn_handle_closed(uv_handle_t *h)
     return;
   struct pt_http_server *srv = c->srv;
   pt_http_parser_close(&c->parser);
+  pt_tls_conn_destroy(c->tls);
   free(c);
   srv->stats.connections_open--;
   maybe_free_server(srv);
@@ -130,13 +182,32 @@ static void conn_really_close(struct pt_http_conn *c)
   uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
 }
 
-static void shutdown_cb(uv_shutdown_t *req, int status)
-{
-  conn_really_close(req->data);
-}
-
 static void arm_timer(struct pt_http_conn *c, double seconds);
 static void send_error(struct pt_http_conn *c, int status, const char *reason);
+
+/* The answer is out and the write side shut down: linger, as nginx's
+ * lingering_close does, unless the client has closed its side already. */
+static void shutdown_cb(uv_shutdown_t *req, int status)
+{
+  struct pt_http_conn *c = req->data;
+  if (status < 0 || c->peer_done || c->handles_closing) {
+    conn_really_close(c);
+    return;
+  }
+  c->state = CONN_LINGERING;
+  c->srv->stats.lingering_closes++;
+  arm_timer(c, c->srv->opts.linger_timeout);
+}
+
+/* Bytes arriving while closing are dropped, up to the bound. */
+static void linger_drop(struct pt_http_conn *c, size_t n)
+{
+  c->linger_bytes += n;
+  if (c->linger_bytes > c->srv->opts.linger_max_bytes) {
+    c->srv->stats.linger_cutoffs++;
+    conn_really_close(c);
+  }
+}
 
 void pt_http_conn_close(struct pt_http_conn *c, bool abort)
 {
@@ -147,10 +218,15 @@ void pt_http_conn_close(struct pt_http_conn *c, bool abort)
   if (c->state == CONN_STREAMING && c->chunked && !abort)
     conn_write_raw(c, "0\r\n\r\n", 5);
   c->state = CONN_CLOSING;
-  if (abort || c->queued == 0) {
+  if (abort) {
     conn_really_close(c);
     return;
   }
+  if (c->tls) {
+    pt_tls_conn_shutdown(c->tls);
+    flush_tls(c);
+  }
+  /* The shutdown completes once everything queued is written. */
   c->shutdown.data = c;
   if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, shutdown_cb) < 0) {
     conn_really_close(c);
@@ -163,7 +239,9 @@ void pt_http_conn_close(struct pt_http_conn *c, bool abort)
 static void timer_cb(uv_timer_t *t)
 {
   struct pt_http_conn *c = t->data;
-  if (c->state == CONN_CLOSING) {
+  if (c->state == CONN_CLOSING || c->state == CONN_LINGERING) {
+    if (c->state == CONN_LINGERING)
+      c->srv->stats.linger_cutoffs++;
     conn_really_close(c);
     return;
   }
@@ -318,17 +396,31 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
   buf->len = sizeof(c->srv->readbuf);
 }
 
-static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+/* The request head is complete and a body follows: the owner may refuse it
+ * now (e.g. 401), before the client has sent the body. Returns true when it
+ * did; the connection then closes lingeringly. */
+static bool refused_on_head(struct pt_http_conn *c)
 {
-  struct pt_http_conn *c = s->data;
-  if (nread < 0) {
-    pt_http_conn_close(c, true);
-    return;
+  struct pt_http_server *srv = c->srv;
+  struct pt_http_req req;
+  pt_http_parser_request(&c->parser, &req);
+  req.peer = c->peer;
+  struct pt_http_resp resp;
+  pt_http_resp_init(&resp);
+  srv->opts.check_head(srv->ud, &req, &resp);
+  bool refused = resp.status != 0;
+  if (refused) {
+    srv->stats.requests++;
+    srv->stats.refused_early++;
+    send_response(c, &resp, false, req.head);
   }
-  if (c->state != CONN_READING)
-    return; /* streaming clients have nothing more to say; closing ones neither */
-  const char *d = buf->base;
-  size_t n = (size_t)nread;
+  pt_http_resp_close(&resp);
+  return refused;
+}
+
+/* Plain text from the client: requests are parsed and dispatched. */
+static void conn_input(struct pt_http_conn *c, const char *d, size_t n)
+{
   while (n > 0 && c->state == CONN_READING) {
     size_t used;
     int r = pt_http_parser_feed(&c->parser, d, n, &used);
@@ -340,6 +432,22 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
       c->srv->stats.bad_requests++;
       send_error(c, c->parser.error_status, c->parser.error_reason);
       return;
+    }
+    if (r == 2) {
+      d += used;
+      n -= used;
+      if (refused_on_head(c))
+        return;
+      if (pt_http_parser_resume(&c->parser) < 0) {
+        c->srv->stats.bad_requests++;
+        send_error(c, c->parser.error_status, c->parser.error_reason);
+        return;
+      }
+      if (c->parser.expect_continue && !c->continue_sent) {
+        c->continue_sent = true;
+        conn_write_raw(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+      }
+      continue;
     }
     if (r == 0) {
       if (c->parser.expect_continue && !c->continue_sent) {
@@ -354,6 +462,65 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (c->state == CONN_READING)
       next_request(c);
   }
+}
+
+/* Cipher text from the client: decrypted and handed on while the
+ * connection reads requests; the handshake's answers are sent. */
+static void tls_input(struct pt_http_conn *c, const char *d, size_t n)
+{
+  if (pt_tls_conn_feed(c->tls, d, n) < 0) {
+    pt_http_conn_close(c, true);
+    return;
+  }
+  char plain[16384];
+  for (;;) {
+    ssize_t k = pt_tls_conn_read(c->tls, plain, sizeof(plain));
+    if (k == 0)
+      break;
+    if (k < 0) {
+      if (k == -EPROTO) {
+        c->srv->stats.tls_errors++;
+        PT_LOG_DEBUG("TLS failed", "{s:s,s:s}", "peer", c->peer, "error", pt_tls_conn_error(c->tls));
+      }
+      flush_tls(c); /* the alert, if any */
+      pt_http_conn_close(c, k == -EPROTO);
+      return;
+    }
+    if (c->state == CONN_READING)
+      conn_input(c, plain, (size_t)k);
+    if (c->handles_closing || c->state == CONN_CLOSING || c->state == CONN_LINGERING)
+      return;
+  }
+  flush_tls(c);
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+  struct pt_http_conn *c = s->data;
+  bool closing = c->state == CONN_CLOSING || c->state == CONN_LINGERING;
+  if (nread < 0) {
+    if (closing && nread == UV_EOF) {
+      /* The client has finished sending: the answer still goes out. */
+      c->peer_done = true;
+      uv_read_stop(s);
+      if (c->state == CONN_LINGERING)
+        conn_really_close(c);
+      return;
+    }
+    pt_http_conn_close(c, true);
+    return;
+  }
+  if (closing) {
+    linger_drop(c, (size_t)nread);
+    return;
+  }
+  if (c->tls) {
+    tls_input(c, buf->base, (size_t)nread);
+    return;
+  }
+  if (c->state != CONN_READING)
+    return; /* streaming clients have nothing more to say */
+  conn_input(c, buf->base, (size_t)nread);
 }
 
 static void on_connection(uv_stream_t *l, int status)
@@ -371,6 +538,7 @@ static void on_connection(uv_stream_t *l, int status)
   c->timer.data = c;
   c->handles = 2;
   pt_http_parser_init(&c->parser, srv->opts.max_header_bytes, srv->opts.max_body_bytes);
+  c->parser.pause_on_head = srv->opts.check_head != NULL;
   srv->stats.connections_open++;
   c->next = srv->conns;
   if (srv->conns)
@@ -396,7 +564,15 @@ static void on_connection(uv_stream_t *l, int status)
   }
   if (srv->stats.connections_open > srv->opts.max_connections) {
     srv->stats.connections_rejected++;
-    send_error(c, 503, "too many connections");
+    /* Over TLS no answer can be sent before a handshake: just close. */
+    if (srv->opts.tls)
+      conn_really_close(c);
+    else
+      send_error(c, 503, "too many connections");
+    return;
+  }
+  if (srv->opts.tls && !(c->tls = pt_tls_conn_create(srv->opts.tls))) {
+    conn_really_close(c);
     return;
   }
   srv->stats.connections_accepted++;
@@ -420,6 +596,8 @@ struct pt_http_server *pt_http_server_create(uv_loop_t *loop, const struct pt_ht
   if (!srv->opts.max_connections) srv->opts.max_connections = 4096;
   if (srv->opts.request_timeout <= 0) srv->opts.request_timeout = 10;
   if (srv->opts.idle_timeout <= 0) srv->opts.idle_timeout = 60;
+  if (srv->opts.linger_timeout <= 0) srv->opts.linger_timeout = 5;
+  if (!srv->opts.linger_max_bytes) srv->opts.linger_max_bytes = 16u << 20;
   srv->handler = handler;
   srv->ud = ud;
   uv_tcp_init(loop, &srv->listener);
@@ -475,6 +653,11 @@ static void listener_closed(uv_handle_t *h)
   maybe_free_server(srv);
 }
 
+void pt_http_server_use_tls(struct pt_http_server *srv, struct pt_tls_ctx *ctx)
+{
+  srv->opts.tls = ctx;
+}
+
 void pt_http_server_stop(struct pt_http_server *srv)
 {
   if (!uv_is_closing((uv_handle_t *)&srv->listener))
@@ -513,22 +696,9 @@ int pt_http_conn_write(struct pt_http_conn *c, const void *data, size_t len)
     return conn_write_raw(c, data, len);
   char hdr[24];
   int hl = snprintf(hdr, sizeof(hdr), "%zx\r\n", len);
-  struct wreq *w = malloc(sizeof(*w) + (size_t)hl + len + 2);
-  if (!w)
-    return -ENOMEM;
-  w->conn = c;
-  w->len = (size_t)hl + len + 2;
-  memcpy(w->data, hdr, (size_t)hl);
-  memcpy(w->data + hl, data, len);
-  memcpy(w->data + hl + len, "\r\n", 2);
-  uv_buf_t b = uv_buf_init(w->data, (unsigned)w->len);
-  int r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
-  if (r < 0) {
-    free(w);
-    return r;
-  }
-  c->queued += w->len;
-  return 0;
+  uv_buf_t b[3] = {uv_buf_init(hdr, (unsigned)hl), uv_buf_init((char *)data, (unsigned)len),
+                   uv_buf_init("\r\n", 2)};
+  return conn_writev(c, b, 3);
 }
 
 size_t pt_http_conn_queued(const struct pt_http_conn *c)

@@ -71,6 +71,8 @@ typedef void (*pt_http_handler)(void *ud, const struct pt_http_req *req, struct 
 
 /* --- socket-free request parser ------------------------------------------ */
 
+struct pt_tls_ctx;
+
 struct pt_http_parser {
   llhttp_t ll;
   llhttp_settings_t settings;
@@ -86,6 +88,10 @@ struct pt_http_parser {
   bool complete;
   bool expect_continue;   /* client sent "Expect: 100-continue" */
   bool started;           /* some bytes of the current request arrived */
+  bool pause_on_head;     /* stop after the head of a request with a body */
+  bool head_paused;       /* stopped there; pt_http_parser_resume() goes on */
+  bool query_split;       /* the target's '?' is cut: the query is at query_at */
+  size_t query_at;
 };
 
 void pt_http_parser_init(struct pt_http_parser *p, size_t max_header_bytes, size_t max_body_bytes);
@@ -95,6 +101,11 @@ void pt_http_parser_close(struct pt_http_parser *p);
  * of data was used and more is needed, or -1 on a protocol error with
  * error_status (400, 413, 431, 501, ...) and error_reason set. */
 int pt_http_parser_feed(struct pt_http_parser *p, const char *data, size_t len, size_t *consumed);
+/* With pause_on_head, feeding also returns 2 when the head of a request with
+ * a body is complete (*consumed bytes used); call pt_http_parser_resume()
+ * and feed the rest. Resuming returns -1 (error_status 413) when the
+ * declared Content-Length is over the limit, else 0. */
+int pt_http_parser_resume(struct pt_http_parser *p);
 /* Fills req from the completed request (pointers into the parser). */
 void pt_http_parser_request(struct pt_http_parser *p, struct pt_http_req *req);
 /* Prepares for the next request on the same connection. */
@@ -128,6 +139,22 @@ struct pt_http_server_options {
   size_t max_connections;   /* 4096 when 0 */
   double request_timeout;   /* seconds to receive a whole request; 10 when 0 */
   double idle_timeout;      /* seconds between keep-alive requests; 60 when 0 */
+  /* A connection the server closes (after an error, a refusal or
+   * "Connection: close") shuts down its write side once the answer is out
+   * and keeps reading and dropping what the client still sends, for at most
+   * linger_timeout seconds (5 when 0) and linger_max_bytes bytes (16 MiB when
+   * 0), so that a client still sending its body receives the answer instead
+   * of a reset (nginx's lingering_close). */
+  double linger_timeout;
+  size_t linger_max_bytes;
+  /* When set, called with the head of a request that has a body, before the
+   * body is read (req->body empty): setting resp->status refuses the request
+   * at once (e.g. 401 before a large upload); leaving it 0 continues. The
+   * handler still sees the whole request afterwards. */
+  pt_http_handler check_head;
+  /* When set, the connections speak TLS with its pair (core/tls.h); the
+   * context must outlive the server. */
+  struct pt_tls_ctx *tls;
   const char *default_headers; /* appended to every response, "Name: v\r\n"... */
 };
 
@@ -137,6 +164,10 @@ struct pt_http_server_stats {
   unsigned long long requests;
   unsigned long long bad_requests;         /* protocol errors answered 4xx */
   unsigned long long timeouts;             /* request deadline or idle expiry */
+  unsigned long long refused_early;        /* refused by check_head before the body */
+  unsigned long long lingering_closes;     /* closes that waited for the client to stop sending */
+  unsigned long long linger_cutoffs;       /* of those, cut off by the time or byte bound */
+  unsigned long long tls_errors;           /* failed handshakes and bad records */
   size_t connections_open;
 };
 
@@ -149,6 +180,9 @@ struct pt_http_server *pt_http_server_create(uv_loop_t *loop, const struct pt_ht
 int pt_http_server_listen(struct pt_http_server *srv, const char *host, int port);
 /* The bound port (useful after listening on port 0), or -1. */
 int pt_http_server_port(const struct pt_http_server *srv);
+/* Connections accepted from now on speak TLS with ctx (which must outlive
+ * the server). */
+void pt_http_server_use_tls(struct pt_http_server *srv, struct pt_tls_ctx *ctx);
 /* Stops accepting new connections; existing ones continue. */
 void pt_http_server_stop(struct pt_http_server *srv);
 void pt_http_server_stats(const struct pt_http_server *srv, struct pt_http_server_stats *out);

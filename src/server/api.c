@@ -97,15 +97,22 @@ static bool authorized(struct pt_server *srv, const struct pt_http_req *req)
   return token_equal(tok, strlen(tok), want);
 }
 
+/* Answers 401 and returns true when the report's shared token is wrong. */
+static bool refuse_unauthorized(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp)
+{
+  if (authorized(srv, req))
+    return false;
+  srv->reports_rejected[PT_REJECT_UNAUTHORIZED]++;
+  pt_buf_puts(&resp->headers, "WWW-Authenticate: Bearer realm=\"pulltrace\"\r\n");
+  reply_error(resp, 401, "missing or invalid bearer token", NULL);
+  return true;
+}
+
 static void handle_report(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp,
                           const struct pt_identity *who)
 {
-  if (!who && !authorized(srv, req)) {
-    srv->reports_rejected[PT_REJECT_UNAUTHORIZED]++;
-    pt_buf_puts(&resp->headers, "WWW-Authenticate: Bearer realm=\"pulltrace\"\r\n");
-    reply_error(resp, 401, "missing or invalid bearer token", NULL);
+  if (!who && refuse_unauthorized(srv, req, resp))
     return;
-  }
   const char *ct = pt_http_req_header(req, "content-type");
   if (!ct || strncasecmp(ct, "application/json", 16) != 0 || (ct[16] && ct[16] != ';' && ct[16] != ' ')) {
     srv->reports_rejected[PT_REJECT_UNSUPPORTED_MEDIA]++;
@@ -125,6 +132,7 @@ static void handle_report(struct pt_server *srv, const struct pt_http_req *req, 
     return;
   }
   double now = pt_clock_now();
+  pt_report_shift(&r, pt_store_clock_offset(srv->store, r.node, now - r.timestamp));
   enum pt_apply_result res = pt_store_apply_report(srv->store, &r, now);
   switch (res) {
   case PT_APPLY_APPLIED: {
@@ -595,6 +603,16 @@ static void not_allowed(struct pt_http_resp *resp, const char *allow)
 {
   pt_buf_printf(&resp->headers, "Allow: %s\r\n", allow);
   reply_error(resp, 405, "method not allowed", NULL);
+}
+
+void pt_server_api_check_head(void *ud, const struct pt_http_req *req, struct pt_http_resp *resp)
+{
+  struct pt_server *srv = ud;
+  if (strcmp(req->path, "/api/v1/report") != 0 || !method_is(req, "POST"))
+    return;
+  /* A Kubernetes review answers later: such a report's body is read meanwhile. */
+  if (!srv->agent_authn)
+    refuse_unauthorized(srv, req, resp);
 }
 
 static void route_read(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp,

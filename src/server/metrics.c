@@ -85,6 +85,24 @@ static void policy_error(void *ud, const char *hook, const char *script, const c
   pt_buf_close(&l);
 }
 
+/* Shown only with TLS on the API port (docs/security.md#transport). */
+static void tls_metrics(struct pt_server *srv, const struct pt_http_server_stats *st, struct pt_buf *out)
+{
+  if (!srv->tls)
+    return;
+  struct pt_tls_ctx_stats ts;
+  pt_tls_ctx_stats(srv->tls, &ts);
+  counter(out, "pulltrace_tls_errors_total", "Failed TLS handshakes and bad TLS records on the API port",
+          (double)st->tls_errors);
+  pt_prom_family(out, "pulltrace_tls_reloads_total", "counter",
+                 "Changes of the certificate or key files, by result (ok = the new pair is in use, "
+                 "error = refused, the previous pair stays; the log says why)");
+  labeled(out, "pulltrace_tls_reloads_total", "result", "ok", (double)ts.reloads);
+  labeled(out, "pulltrace_tls_reloads_total", "result", "error", (double)ts.reload_errors);
+  gauge(out, "pulltrace_tls_certificate_expiry_timestamp_seconds",
+        "notAfter of the certificate in use on the API port (Unix time)", ts.not_after);
+}
+
 /* Shown only with a data directory (docs/history.md). */
 static void history_metrics(struct pt_server *srv, struct pt_buf *out)
 {
@@ -330,4 +348,14 @@ void pt_server_metrics_render(struct pt_server *srv, struct pt_buf *out)
           "Malformed or oversized requests answered with 4xx before routing", (double)st.bad_requests);
   counter(out, "pulltrace_http_timeouts_total", "Connections closed by the request or idle timeout",
           (double)st.timeouts);
+  counter(out, "pulltrace_http_refused_early_total",
+          "Requests refused from their head, before their body was read (e.g. a report without a valid token)",
+          (double)st.refused_early);
+  counter(out, "pulltrace_http_lingering_closes_total",
+          "Closes that kept reading what the client still sent, so that it received the answer",
+          (double)st.lingering_closes);
+  counter(out, "pulltrace_http_linger_cutoffs_total",
+          "Lingering closes cut off by their time or byte bound (a client that kept sending)",
+          (double)st.linger_cutoffs);
+  tls_metrics(srv, &st, out);
 }

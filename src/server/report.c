@@ -822,3 +822,29 @@ void pt_report_free(struct pt_report *r)
   arena_free(r->arena);
   memset(r, 0, sizeof(*r));
 }
+
+static void shift(double *t, double offset)
+{
+  if (*t > 0)
+    *t += offset;
+}
+
+void pt_report_shift(struct pt_report *r, double offset)
+{
+  if (offset == 0)
+    return;
+  shift(&r->timestamp, offset);
+  for (size_t i = 0; i < r->npulls; i++) {
+    struct pt_report_pull *p = &r->pulls[i];
+    shift(&p->started_at, offset);
+    shift(&p->completed_at, offset);
+    for (size_t j = 0; j < p->nlayers; j++) {
+      shift(&p->layers[j].started_at, offset);
+      shift(&p->layers[j].updated_at, offset);
+    }
+  }
+  for (size_t i = 0; i < r->nunattributed; i++) {
+    shift(&r->unattributed[i].started_at, offset);
+    shift(&r->unattributed[i].updated_at, offset);
+  }
+}

@@ -68,5 +68,8 @@ struct pt_report {
 int pt_report_parse(const char *body, size_t len, struct pt_report *out,
                     char *err, size_t errlen, char *field, size_t fieldlen);
 void pt_report_free(struct pt_report *r);
+/* Adds offset seconds to every time of the report that is set (to put an
+ * agent's times on the server's clock). */
+void pt_report_shift(struct pt_report *r, double offset);
 
 #endif

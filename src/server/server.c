@@ -40,6 +40,13 @@ const struct pt_config_var pt_server_config_vars[] = {
    "Longest time an accepted token (and its access review) is cached; never past the token's expiry", NULL, NULL},
   {"PULLTRACE_AUTH_CACHE_SIZE", PT_CFG_INT, "10000", false, CFG(auth_cache_size), 16, 1000000,
    "Tokens remembered per cache (agents, readers); the oldest go first", NULL, NULL},
+  {"PULLTRACE_TLS_CERT", PT_CFG_STRING, NULL, false, CFG(tls_cert), 0, 0,
+   "PEM certificate (then its chain) for TLS on the API port; with PULLTRACE_TLS_KEY; empty = plain HTTP", NULL, NULL},
+  {"PULLTRACE_TLS_KEY", PT_CFG_STRING, NULL, false, CFG(tls_key), 0, 0,
+   "PEM private key of PULLTRACE_TLS_CERT", NULL, NULL},
+  {"PULLTRACE_TLS_RELOAD_INTERVAL", PT_CFG_DURATION, "10s", false, CFG(tls_reload_interval), 0.1, 3600,
+   "How often the certificate and key files are checked for changes (a changed pair is loaded; a bad one keeps the old)",
+   NULL, NULL},
   {"PULLTRACE_WATCH_NAMESPACES", PT_CFG_STRING, NULL, false, CFG(watch_namespaces), 0, 0,
    "Comma-separated namespaces to watch for pods and events; empty = all", NULL, NULL},
   {"PULLTRACE_MAX_BODY", PT_CFG_INT, "1048576", false, CFG(max_body), 1024, 67108864,
@@ -392,8 +399,10 @@ struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_confi
     .request_timeout = cfg->request_timeout,
     .idle_timeout = cfg->idle_timeout,
     .default_headers = srv->default_headers,
+    .check_head = pt_server_api_check_head,
   };
   struct pt_http_server_options mopts = hopts;
+  mopts.check_head = NULL;
   mopts.max_connections = 64;
   mopts.max_body_bytes = 4096;
   struct pt_alerts_options ao = {
@@ -442,6 +451,18 @@ struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_confi
 
 int pt_server_listen(struct pt_server *srv, char *err, size_t errlen)
 {
+  const char *cert = srv->cfg.tls_cert, *key = srv->cfg.tls_key;
+  bool has_cert = cert && *cert, has_key = key && *key;
+  if (has_cert != has_key) {
+    snprintf(err, errlen, "%s is set but %s is not: TLS needs both", has_cert ? "PULLTRACE_TLS_CERT" : "PULLTRACE_TLS_KEY",
+             has_cert ? "PULLTRACE_TLS_KEY" : "PULLTRACE_TLS_CERT");
+    return -EINVAL;
+  }
+  if (has_cert) {
+    if (!(srv->tls = pt_tls_ctx_create(srv->loop, cert, key, srv->cfg.tls_reload_interval, err, errlen)))
+      return -EINVAL;
+    pt_http_server_use_tls(srv->http, srv->tls);
+  }
   int r = pt_http_server_listen(srv->http, srv->cfg.http_addr.host, srv->cfg.http_addr.port);
   if (r < 0) {
     snprintf(err, errlen, "PULLTRACE_HTTP_ADDR: cannot listen on %s:%d: %s",
@@ -497,6 +518,8 @@ static void finish_shutdown(struct pt_server *srv)
   srv->http = NULL;
   pt_http_server_destroy(srv->metrics);
   srv->metrics = NULL;
+  pt_tls_ctx_destroy(srv->tls); /* connections hold their own reference */
+  srv->tls = NULL;
   pt_httpc_destroy(srv->httpc); /* a request in flight ends here, cancelled */
   srv->httpc = NULL;
   pt_alerts_destroy(srv->alerts);
@@ -554,6 +577,7 @@ void pt_server_destroy(struct pt_server *srv)
   pt_store_destroy(srv->store);
   pt_buf_close(&srv->event_text);
   pt_ui_dir_destroy(srv->ui_dir); /* never listened: freed when the loop runs */
+  pt_tls_ctx_destroy(srv->tls);
   free(srv->ui_etags);
   pt_buf_close(&srv->nss);
   free(srv);

@@ -26,6 +26,9 @@ struct pt_server_config {
   double auth_cache_ttl;
   long auth_cache_size;
   const char *watch_namespaces;
+  /* TLS on the API port (docs/security.md): both paths or neither */
+  const char *tls_cert, *tls_key;
+  double tls_reload_interval;
   /* A policy setting, parsed by the policy's table (pt_policy_config_vars):
    * main.c copies it from the policy for the store's node states. */
   double node_lost_grace;

@@ -9,6 +9,7 @@
 #include "core/http_server.h"
 #include "core/loop_metrics.h"
 #include "core/httpc.h"
+#include "core/tls.h"
 #include "server/alerts.h"
 #include "server/authn.h"
 #include "server/event.h"
@@ -61,6 +62,7 @@ struct pt_server {
   struct pt_buf nss; /* scratch: an event's namespaces for the hub, reused */
   struct pt_http_server *http, *metrics;
   struct pt_httpc *httpc;
+  struct pt_tls_ctx *tls; /* NULL without PULLTRACE_TLS_CERT */
   struct pt_kube *kube;   /* NULL when Kubernetes is off; owned by main */
   struct pt_lease *lease; /* NULL when leader election is off; owned by main */
   bool leader;            /* delivers side effects (pt_server_set_leader) */
@@ -99,6 +101,10 @@ struct pt_server {
 
 /* api.c */
 void pt_server_api_handle(void *srv, const struct pt_http_req *req, struct pt_http_resp *resp);
+/* Refuses a request from its head, before its body is read (the http
+ * server's check_head): an agent report without a valid token gets its 401
+ * before it uploads the report. */
+void pt_server_api_check_head(void *srv, const struct pt_http_req *req, struct pt_http_resp *resp);
 void pt_server_metrics_handle(void *srv, const struct pt_http_req *req, struct pt_http_resp *resp);
 char *pt_server_snapshot(void *srv, const struct pt_hub_filter *filter);
 /* For the routes outside api.c: the JSON answers and the query parameters

@@ -108,6 +108,7 @@ struct pt_node {
   uint64_t report_gen;
   json_t *unattributed;  /* array as reported */
   double tokens, tokens_at; /* report rate limiter */
+  double clock_offset;      /* server time minus the agent's, 0 while they agree */
   size_t pulls_active, pulls_total;
 };
 
@@ -172,6 +173,14 @@ enum pt_apply_result {
 enum pt_apply_result pt_store_apply_report(struct pt_store *s, const struct pt_report *r, double now);
 /* Seconds until the node may report again (for Retry-After). */
 double pt_store_retry_after(struct pt_store *s, const char *node, double now);
+/* Agents' clocks may be off (no NTP on a node, a wrong time zone setting in a
+ * VM): the offset to add to the agent-clock times of node's report, given
+ * measured = the server's time minus the report's timestamp. 0 while the
+ * clocks agree within PT_STORE_CLOCK_TOLERANCE; else the node's estimate, which
+ * moves only when a measurement leaves the tolerance around it (so that
+ * network delays do not shift a pull's times from one report to the next). */
+#define PT_STORE_CLOCK_TOLERANCE 5.0
+double pt_store_clock_offset(struct pt_store *s, const char *node, double measured);
 
 /* The node limit in effect (max_nodes, its default applied). */
 size_t pt_store_max_nodes(const struct pt_store *s);

@@ -43,6 +43,21 @@ double pt_store_retry_after(struct pt_store *s, const char *node, double now)
   return fmax(0, (1 - n->tokens) * s->opts.report_min_interval);
 }
 
+double pt_store_clock_offset(struct pt_store *s, const char *node, double measured)
+{
+  struct pt_node *n = pt_map_get(&s->nodes, node);
+  double current = n ? n->clock_offset : 0;
+  if (fabs(measured - current) <= PT_STORE_CLOCK_TOLERANCE)
+    return current;
+  double next = fabs(measured) <= PT_STORE_CLOCK_TOLERANCE ? 0 : measured;
+  if (n) {
+    n->clock_offset = next;
+    PT_LOG_WARN("the agent's clock differs from the server's: its times are converted", "{s:s,s:f}", "node",
+                node, "offsetSeconds", next);
+  }
+  return next;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Prepare                                                                    */
 

@@ -56,3 +56,25 @@ export async function launch(executablePath, options = {}) {
     },
   };
 }
+
+/**
+ * Runs a browser script: launches Chromium, calls body(browser, page), prints an `error` line
+ * (and saves `failureShot` in cfg.shots) when it throws, closes the browser and exits 0 or 1.
+ */
+export async function runScript(cfg, failureShot, body) {
+  let browser;
+  let page;
+  let exitCode = 0;
+  try {
+    browser = await launch(cfg.chromium);
+    page = browser.context.pages()[0] ?? (await browser.context.newPage());
+    await body(browser, page);
+  } catch (e) {
+    exitCode = 1;
+    out({ error: String(e && e.stack ? e.stack : e) });
+    await page?.screenshot({ path: `${cfg.shots}/${failureShot}` }).catch(() => undefined);
+  } finally {
+    await browser?.close();
+  }
+  process.exit(exitCode);
+}

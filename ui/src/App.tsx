@@ -2,7 +2,12 @@ import { useCallback, useDeferredValue, useEffect, useMemo, useReducer, useRef, 
 import { api } from './api';
 import { initialState, reducer } from './state';
 import { EventStream, type ConnInfo } from './stream';
-import { buildRows, parseParams, serializeParams, summarize, visiblePulls, type ViewParams } from './view';
+import { buildRows, parseParams, serializeParams, summarize, TABS, visiblePulls, type Tab, type ViewParams } from './view';
+import { pullsByImage, rolloutRows, rolloutsFromPulls, summarizeRollout, nodePullsOf } from './rollouts';
+import { appendSample, THROUGHPUT_SAMPLES, type Series } from './series';
+import type { Pull } from './types';
+import { RolloutsView } from './components/RolloutsView';
+import { HistoryView } from './components/HistoryView';
 import { Header } from './components/Header';
 import { Toolbar } from './components/Toolbar';
 import { PullList } from './components/PullList';
@@ -84,8 +89,54 @@ export function App() {
   const rows = useMemo(() => buildRows(visible, params.group), [visible, params.group]);
   const summary = useMemo(() => summarize(state.pulls.values(), state.nodes.values()), [state.pulls, state.nodes]);
 
-  const selected = params.pull ? state.pulls.get(params.pull) ?? null : null;
+  // The cluster's throughput, sampled once a second while the page is open.
+  const [throughput, setThroughput] = useState<Series>({ t: [], v: [] });
+  const bps = useRef(0);
+  bps.current = summary.bytesPerSecond;
+  const live = conn.state === 'live';
+  useEffect(() => {
+    if (live) setThroughput((s) => appendSample(s, now / 1000, bps.current, THROUGHPUT_SAMPLES));
+  }, [now, live]);
+
+  // Rollouts: the server's summaries; images it has none for (finished, or an older server)
+  // are summed up here from the pulls.
+  const byImage = useMemo(() => (params.tab === 'rollouts' ? pullsByImage(state.pulls.values()) : new Map<string, Pull[]>()), [state.pulls, params.tab]);
+  const rollouts = useMemo(() => {
+    if (params.tab !== 'rollouts') return [];
+    if (!state.serverRollouts) return [...rolloutsFromPulls(state.pulls.values()).values()];
+    const all = new Map(state.rollouts);
+    for (const [image, list] of byImage) if (!all.has(image)) all.set(image, summarizeRollout(image, nodePullsOf(list, image)));
+    return [...all.values()];
+  }, [params.tab, state.serverRollouts, state.rollouts, state.pulls, byImage]);
+  const rRows = useMemo(() => rolloutRows(rollouts, byImage, filters.image), [rollouts, byImage, filters.image]);
+  const openRollout = params.rollout ? rollouts.find((r) => r.image === params.rollout) ?? null : null;
+
+  // A pull opened from the history may have left the tables: its record comes with it.
+  const [fromHistory, setFromHistory] = useState<Pull | null>(null);
+  const selected = params.pull ? state.pulls.get(params.pull) ?? (fromHistory?.id === params.pull ? fromHistory : null) : null;
   const open = useCallback((id: string) => update({ pull: id }, true), [update]);
+  const openHistoryPull = useCallback(
+    (p: Pull) => {
+      setFromHistory(p);
+      update({ pull: p.id }, true);
+    },
+    [update],
+  );
+  const setTab = useCallback((tab: Tab) => update({ tab, pull: null }, true), [update]);
+  const openImage = useCallback((image: string) => update({ rollout: image }, true), [update]);
+  const closeImage = useCallback(() => update({ rollout: null }, true), [update]);
+
+  // Keyboard: 1, 2, 3 switch views (outside text fields).
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => {
+      const el = e.target as HTMLElement | null;
+      if (e.altKey || e.ctrlKey || e.metaKey || (el && /^(INPUT|SELECT|TEXTAREA)$/.test(el.tagName))) return;
+      const i = ['1', '2', '3'].indexOf(e.key);
+      if (i >= 0) setTab(TABS[i]);
+    };
+    window.addEventListener('keydown', onKey);
+    return () => window.removeEventListener('keydown', onKey);
+  }, [setTab]);
   const close = useCallback(() => update({ pull: null }, true), [update]);
 
   // Layers come with pull.started/completed and snapshots; fetch them when we lack them.
@@ -114,6 +165,21 @@ export function App() {
   return (
     <div className={`app${params.pull ? ' with-details' : ''}${stale ? ' stale' : ''}`}>
       <Header summary={summary} conn={conn} now={now} />
+      <nav className="tabs" aria-label="Views">
+        {TABS.map((t, i) => (
+          <button
+            key={t}
+            type="button"
+            className={`tab${params.tab === t ? ' current' : ''}`}
+            aria-current={params.tab === t ? 'page' : undefined}
+            onClick={() => setTab(t)}
+            title={`${t} (key ${i + 1})`}
+            data-testid={`tab-${t}`}
+          >
+            {t === 'pulls' ? 'Pulls' : t === 'rollouts' ? 'Rollouts' : 'History'}
+          </button>
+        ))}
+      </nav>
       <Toolbar params={params} update={update} shown={visible.length} total={state.pulls.size} />
       <main className="content">
         {/* Overlays, so that the list never moves when the connection comes and goes. */}
@@ -127,12 +193,35 @@ export function App() {
             Could not load pulls: {loadError}
           </div>
         )}
-        <PullList rows={rows} selectedId={params.pull} onOpen={open} empty={state.pulls.size === 0} />
+        {params.tab === 'pulls' && (
+          <PullList rows={rows} selectedId={params.pull} onOpen={open} empty={state.pulls.size === 0} speeds={state.speeds} />
+        )}
+        {params.tab === 'rollouts' && (
+          <RolloutsView
+            rows={rRows}
+            throughput={throughput}
+            pulls={state.pulls}
+            openImage={params.rollout}
+            rollout={openRollout}
+            selectedId={params.pull}
+            speeds={state.speeds}
+            onOpen={openImage}
+            onClose={closeImage}
+            onOpenPull={open}
+          />
+        )}
+        {params.tab === 'history' && (
+          <HistoryView
+            filters={{ image: filters.image, node: filters.node, namespace: filters.namespace, since: params.since, until: params.until }}
+            onOpenPull={openHistoryPull}
+          />
+        )}
         {params.pull && (
           <PullDetails
             id={params.pull}
             pull={selected}
             history={state.history.get(params.pull) ?? []}
+            speed={state.speeds.get(params.pull)}
             node={selected ? state.nodes.get(selected.node) ?? null : null}
             now={now}
             onClose={close}

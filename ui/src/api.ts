@@ -1,6 +1,17 @@
 // REST calls (relative URLs, so the UI also works behind a path-prefix proxy).
+import type { ImageStats } from './history';
 import { AuthError } from './auth';
 import type { NodeInfo, Pull } from './types';
+
+export interface HistoryAlert {
+  name: string;
+  severity: string;
+  summary: string;
+  labels: Record<string, string>;
+  eventType: string | null;
+  time: string;
+}
+
 
 async function getJson<T>(url: string, signal?: AbortSignal): Promise<T> {
   const res = await fetch(url, { headers: { Accept: 'application/json' }, cache: 'no-store', signal });
@@ -24,4 +35,15 @@ export const api = {
   pull: (id: string, signal?: AbortSignal) =>
     getJson<{ pull: Pull }>(`api/v1/pulls/${encodeURIComponent(id)}`, signal).then((r) => r.pull),
   eventsUrl: 'api/v1/events',
+  /** query: see history.ts (historyQuery) */
+  history: (query: string, signal?: AbortSignal) =>
+    getJson<{ pulls: Pull[]; metadata?: { continue?: string } }>(`api/v1/history?${query}`, signal).then((r) => ({
+      pulls: r.pulls,
+      continue: r.metadata?.continue ?? null,
+    })),
+  stats: (query: string, signal?: AbortSignal) =>
+    getJson<{ images: ImageStats[] }>(`api/v1/history/stats?${query}`, signal).then((r) => r.images),
+  /** the alerts the history kept about one node and image, newest first */
+  alerts: (query: string, signal?: AbortSignal) =>
+    getJson<{ alerts: HistoryAlert[] }>(`api/v1/history/alerts?${query}`, signal).then((r) => r.alerts),
 };

@@ -2,7 +2,8 @@
 // told us along the way (per-pull history, alerts). A pure reducer so that it is tested
 // without a browser (test/state.test.ts).
 
-import type { Alert, Layer, NodeInfo, Pull, StreamEvent } from './types';
+import { appendSample, SPEED_SAMPLES, type Series } from './series';
+import type { Alert, Layer, NodeInfo, Pull, Rollout, StreamEvent } from './types';
 
 export interface HistoryEntry {
   id: number | null;
@@ -27,6 +28,12 @@ export interface State {
   history: Map<string, HistoryEntry[]>;
   alerts: AlertEntry[];
   alertSeq: number;
+  /** the server's rollout summaries by image (snapshot `rollouts`, `rollout.summary`) */
+  rollouts: Map<string, Rollout>;
+  /** true when the server sends rollout summaries (a snapshot with `rollouts`) */
+  serverRollouts: boolean;
+  /** each pull's speed over time, from the events that carried it */
+  speeds: Map<string, Series>;
 }
 
 export type Action =
@@ -49,6 +56,9 @@ export function initialState(): State {
     history: new Map(),
     alerts: [],
     alertSeq: 0,
+    rollouts: new Map(),
+    serverRollouts: false,
+    speeds: new Map(),
   };
 }
 
@@ -65,12 +75,13 @@ export function reducer(state: State, action: Action): State {
   return d.finish();
 }
 
+type TableKey = 'pulls' | 'nodes' | 'history' | 'rollouts' | 'speeds';
+
 /** Copy-on-write view of a State: each table is copied at most once per reducer call. */
 class Draft {
   private s: State;
-  private pullsCopied = false;
-  private nodesCopied = false;
-  private historyCopied = false;
+  /** the tables already copied in this call */
+  private copied = new Set<TableKey>();
   private changed = false;
 
   constructor(private readonly base: State) {
@@ -81,31 +92,31 @@ class Draft {
     return this.changed ? this.s : this.base;
   }
 
-  private pulls(): Map<string, Pull> {
-    if (!this.pullsCopied) {
-      this.s.pulls = new Map(this.s.pulls);
-      this.pullsCopied = true;
+  /** A table of the new state, copied from the old one on first use in this call. */
+  private table<K extends TableKey>(k: K): State[K] {
+    if (!this.copied.has(k)) {
+      (this.s[k] as Map<unknown, unknown>) = new Map(this.s[k] as Map<unknown, unknown>);
+      this.copied.add(k);
     }
     this.changed = true;
-    return this.s.pulls;
+    return this.s[k];
   }
 
-  private nodes(): Map<string, NodeInfo> {
-    if (!this.nodesCopied) {
-      this.s.nodes = new Map(this.s.nodes);
-      this.nodesCopied = true;
-    }
-    this.changed = true;
-    return this.s.nodes;
-  }
+  private pulls = () => this.table('pulls');
+  private nodes = () => this.table('nodes');
+  private history = () => this.table('history');
+  private rollouts = () => this.table('rollouts');
+  private speeds = () => this.table('speeds');
 
-  private history(): Map<string, HistoryEntry[]> {
-    if (!this.historyCopied) {
-      this.s.history = new Map(this.s.history);
-      this.historyCopied = true;
-    }
-    this.changed = true;
-    return this.s.history;
+  private sample(p: Pull, time: string | null) {
+    const at = time ? Date.parse(time) : NaN;
+    if (Number.isNaN(at)) return;
+    const active = p.state === 'pulling' || p.state === 'stalled';
+    const prev = this.s.speeds.get(p.id);
+    if (!active && !prev) return;
+    const v = active ? p.bytesPerSecond ?? 0 : 0;
+    const next = appendSample(prev, at / 1000, v, SPEED_SAMPLES);
+    if (next !== prev) this.speeds().set(p.id, next);
   }
 
   private note(pullId: string, e: HistoryEntry) {
@@ -162,6 +173,10 @@ class Draft {
       const h = this.history();
       for (const id of [...h.keys()]) if (!pulls.has(id)) h.delete(id);
     }
+    if (this.s.speeds.size) {
+      const sp = this.speeds();
+      for (const id of [...sp.keys()]) if (!pulls.has(id)) sp.delete(id);
+    }
   }
 
   private replaceNodes(list: NodeInfo[]) {
@@ -186,6 +201,10 @@ class Draft {
       case 'snapshot':
         this.replacePulls(Array.isArray(d.pulls) ? d.pulls : []);
         if (Array.isArray(d.nodes)) this.replaceNodes(d.nodes);
+        // Only servers that sum rollouts up send `rollouts` (docs/api.md).
+        this.s.serverRollouts = Array.isArray(d.rollouts);
+        this.rollouts().clear();
+        if (Array.isArray(d.rollouts)) for (const r of d.rollouts as Rollout[]) if (r && typeof r.image === 'string') this.s.rollouts.set(r.image, r);
         this.s.streamSynced = true;
         this.changed = true;
         return;
@@ -203,6 +222,7 @@ class Draft {
         if (p.layers && prev?.layers) {
           for (const text of describeLayerChanges(prev.layers, p.layers)) this.note(p.id, { id: ev.id, time, type: ev.type, text });
         }
+        this.sample(next, time);
         const text = describePullChange(ev.type, prev, next);
         if (text) this.note(p.id, { id: ev.id, time, type: ev.type, text });
         return;
@@ -212,6 +232,14 @@ class Draft {
         if (!id) return;
         if (this.s.pulls.has(id)) this.pulls().delete(id);
         if (this.s.history.has(id)) this.history().delete(id);
+        if (this.s.speeds.has(id)) this.speeds().delete(id);
+        return;
+      }
+      case 'rollout.summary': {
+        const r: Rollout | undefined = d.rollout;
+        if (!r || typeof r.image !== 'string') return;
+        this.s.serverRollouts = true;
+        this.rollouts().set(r.image, r);
         return;
       }
       case 'node.updated': {

@@ -99,3 +99,20 @@ export interface StreamEvent {
   type: string;
   data: any;
 }
+
+/** The server's sum of one image's pulls across the nodes (`rollout.summary`, docs/api.md). */
+export interface Rollout {
+  image: string;
+  nodes: number;
+  done: number;
+  pulling: number;
+  stalled: number;
+  failed: number;
+  waiting: number;
+  totalBytes: number;
+  downloadedBytes: number;
+  bytesPerSecond: number;
+  etaSeconds: number | null;
+  startedAt: string | null;
+  updatedAt: string | null;
+}

@@ -3,6 +3,9 @@
 import type { NodeInfo, Pull, PullState } from './types';
 
 export type GroupBy = 'none' | 'node' | 'image';
+/** The page's views: the live pull list, rollouts (pulls by image across nodes), history. */
+export type Tab = 'pulls' | 'rollouts' | 'history';
+export const TABS: Tab[] = ['pulls', 'rollouts', 'history'];
 
 export interface Filters {
   image: string;
@@ -15,9 +18,26 @@ export interface ViewParams extends Filters {
   group: GroupBy;
   /** id of the pull whose details are open */
   pull: string | null;
+  tab: Tab;
+  /** image of the rollout that is open (Rollouts view) */
+  rollout: string | null;
+  /** the history's time window: RFC 3339 times or durations ago ("24h"), as the API takes them */
+  since: string;
+  until: string;
 }
 
-export const emptyParams: ViewParams = { image: '', node: '', namespace: '', pod: '', group: 'none', pull: null };
+export const emptyParams: ViewParams = {
+  image: '',
+  node: '',
+  namespace: '',
+  pod: '',
+  group: 'none',
+  pull: null,
+  tab: 'pulls',
+  rollout: null,
+  since: '',
+  until: '',
+};
 
 // URL query names (short and stable: these links get shared).
 const KEYS: [keyof Filters, string][] = [
@@ -34,6 +54,11 @@ export function parseParams(search: string): ViewParams {
   const g = q.get('group');
   p.group = g === 'node' || g === 'image' ? g : 'none';
   p.pull = q.get('pull') || null;
+  const v = q.get('view');
+  p.tab = TABS.includes(v as Tab) ? (v as Tab) : 'pulls';
+  p.rollout = q.get('rollout') || null;
+  p.since = q.get('since') ?? '';
+  p.until = q.get('until') ?? '';
   return p;
 }
 
@@ -43,6 +68,10 @@ export function serializeParams(p: ViewParams): string {
   for (const [k, name] of KEYS) if (p[k].trim()) q.set(name, p[k]);
   if (p.group !== 'none') q.set('group', p.group);
   if (p.pull) q.set('pull', p.pull);
+  if (p.tab !== 'pulls') q.set('view', p.tab);
+  if (p.rollout) q.set('rollout', p.rollout);
+  if (p.since.trim()) q.set('since', p.since);
+  if (p.until.trim()) q.set('until', p.until);
   const s = q.toString();
   return s ? `?${s}` : '';
 }

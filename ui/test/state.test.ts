@@ -157,3 +157,26 @@ describe('batch', () => {
     expect(reducer(s, { type: 'batch', actions: [] })).toBe(s);
   });
 });
+
+describe('rollouts and speeds', () => {
+  it('keeps the server rollout summaries from the snapshot and rollout.summary events', () => {
+    const r = { image: 'reg/app:2', nodes: 2, done: 1, pulling: 1, stalled: 0, failed: 0, waiting: 0, totalBytes: 10, downloadedBytes: 5, bytesPerSecond: 1, etaSeconds: 5, startedAt: null, updatedAt: null };
+    let s = run([ev(1, 'snapshot', { pulls: [] })]);
+    expect(s.serverRollouts).toBe(false);
+    s = run([ev(2, 'snapshot', { pulls: [], rollouts: [r] })], s);
+    expect(s.serverRollouts).toBe(true);
+    expect(s.rollouts.get(r.image)?.done).toBe(1);
+    s = reducer(s, ev(3, 'rollout.summary', { rollout: { ...r, done: 2, pulling: 0 } }));
+    expect(s.rollouts.get(r.image)?.done).toBe(2);
+  });
+  it("samples each pull's speed from its events and forgets evicted pulls", () => {
+    const at = (id: number, sec: number, bps: number, state = 'pulling') => ({
+      type: 'event' as const,
+      event: { id, type: 'pull.progress', data: { time: `2026-11-21T10:00:${String(sec).padStart(2, '0')}.000Z`, pull: pull({ bytesPerSecond: bps, state: state as 'pulling' }) } },
+    });
+    let s = run([ev(1, 'snapshot', { pulls: [pull()] }), at(2, 1, 100), at(3, 2, 300), at(4, 3, 0, 'completed')]);
+    expect(s.speeds.get(pull().id)?.v).toEqual([100, 300, 0]);
+    s = reducer(s, ev(5, 'pull.evicted', { pullId: pull().id }));
+    expect(s.speeds.has(pull().id)).toBe(false);
+  });
+});

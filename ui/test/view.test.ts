@@ -43,6 +43,10 @@ describe('URL parameters', () => {
     expect(parseParams(q)).toEqual({ ...emptyParams, image: 'demo app', namespace: 'shop', group: 'node', pull: 'node-a/x-1' });
     expect(serializeParams(emptyParams)).toBe('');
     expect(parseParams('?group=bogus').group).toBe('none');
+    const r = { ...emptyParams, tab: 'rollouts' as const, rollout: 'reg/app:2', since: '2h', until: '' };
+    expect(serializeParams(r)).toBe('?view=rollouts&rollout=reg%2Fapp%3A2&since=2h');
+    expect(parseParams(serializeParams(r))).toEqual(r);
+    expect(parseParams('?view=bogus').tab).toBe('pulls');
   });
 });
 

@@ -120,7 +120,30 @@ the chart can look it up.
 
 {{/* Where agents report: the headless Service, whose name resolves to every server replica. */}}
 {{- define "pulltrace.serverUrl" -}}
-http://{{ include "pulltrace.fullname" . }}-replicas.{{ .Release.Namespace }}.svc:{{ .Values.server.httpPort }}
+{{ ternary "https" "http" .Values.tls.enabled }}://{{ include "pulltrace.fullname" . }}-replicas.{{ .Release.Namespace }}.svc:{{ .Values.server.httpPort }}
+{{- end -}}
+
+{{/* The Secret with the server's tls.crt and tls.key. */}}
+{{- define "pulltrace.tlsSecret" -}}
+{{- if .Values.tls.secretName -}}
+{{ .Values.tls.secretName }}
+{{- else if .Values.tls.certManager.issuerRef.name -}}
+{{ include "pulltrace.fullname" . }}-server-tls
+{{- else -}}
+{{ fail "tls.enabled needs tls.secretName or tls.certManager.issuerRef" }}
+{{- end -}}
+{{- end -}}
+
+{{/* The volume with the CA that clients of the server (agents, the test pod) verify it
+with, as ca.crt: only that key is projected. */}}
+{{- define "pulltrace.serverCAVolume" -}}
+- name: server-ca
+  {{- $items := list (dict "key" .Values.tls.agentCA.key "path" "ca.crt") }}
+  {{- if .Values.tls.agentCA.secret }}
+  secret: {secretName: {{ .Values.tls.agentCA.secret }}, items: {{ toJson $items }}}
+  {{- else }}
+  secret: {secretName: {{ include "pulltrace.tlsSecret" . }}, items: [{"key": "ca.crt", "path": "ca.crt"}]}
+  {{- end }}
 {{- end -}}
 
 {{/* containerd's socket as the agent sees it: the host directory is mounted at /run/containerd. */}}

@@ -16,6 +16,11 @@ rounds a pod asks for a tag that was never pushed, the CRI pull really fails and
 Failed and BackOff events follow (then retries with back-off), so a failed pull shows too.
 Pods are deleted when their image leaves the node. --no-kube turns this off.
 
+With the server it also runs a small cluster (--nodes, default 4; harness/cluster.py): more
+nodes, each with its own containerd, throttling nginx and agent, and every round one image
+(demo/api:2.0) rolls out across all nodes, some faster than others, the last one stalling for
+a while (its nginx frozen), with a pod per node and kubelet's events.
+
 Ctrl-C stops everything it started, each by its PID.
 """
 
@@ -29,6 +34,7 @@ import time
 
 import requests
 
+from .cluster import ClusterNode
 from .daemon import find_binary
 from .images import Image
 from .kubeapi import KubeAPI
@@ -69,6 +75,10 @@ def parse_args(argv):
                    help="pull every image once (with Kubernetes, one failing rollout too), "
                         "print the server's view of the pulls, then stop (a smoke test of "
                         "the demo)")
+    p.add_argument("--nodes", type=int, default=4,
+                   help="cluster nodes beside the demo node, each with its own containerd, "
+                        "throttling nginx and agent; one image rolls out across all nodes "
+                        "every round (default 4; 0: one node, no rollout)")
     p.add_argument("--scale", type=float, default=1.0,
                    help="multiply the demo layer sizes (e.g. 0.1 for a quick run)")
     return p.parse_args(argv)
@@ -88,11 +98,13 @@ def build_images(stack, scale):
         "arm64": [size(11), size(7)],
     })
     batch = b.image("demo/batch", "3.1", layers=[size(4), size(20), size(2)])
-    for img in (base, web, multi, batch):
+    # The rollout's image: its first layer is the base image's, cached on the demo node only.
+    api = b.image("demo/api", "2.0", layers=[shared, size(10), size(14), size(3)])
+    for img in (base, web, multi, batch, api):
         kind = "index (amd64+arm64)" if img.is_index else "image"
         log(f"  {img.ref(stack.pull_host)}  {kind}  {img.total_bytes / MIB:.1f} MiB in "
             f"{len(img.layers)} layers  manifest {img.manifest_digest[:19]}")
-    return base, [web, multi, batch]
+    return base, [web, multi, batch], api
 
 
 class Puller:
@@ -138,6 +150,7 @@ APPS = {
     "demo/web": ("shop", "web", "web"),
     "demo/multiarch": ("edge", "proxy", "proxy"),
     "demo/batch": ("batch", "job", "job"),
+    "demo/api": ("platform", "api", "api"),
 }
 # The failing rollout: shop's web at a tag that was never pushed.
 BAD_IMAGE, BAD_TAG = "demo/web", "1.5"
@@ -184,10 +197,12 @@ class Kubelet:
         self.seq = {}
         self.events = {}   # (namespace, pod) -> [events]
 
-    def create_pod(self, image_name, ref):
+    def create_pod(self, image_name, ref, name=None):
         ns, prefix, container = APPS.get(image_name, ("default", "app", "app"))
-        n = self.seq[prefix] = self.seq.get(prefix, 0) + 1
-        pod = self.api.add_pod(ns, f"{prefix}-{n}", self.node, [(container, ref)])
+        if name is None:
+            n = self.seq[prefix] = self.seq.get(prefix, 0) + 1
+            name = f"{prefix}-{n}"
+        pod = self.api.add_pod(ns, name, self.node, [(container, ref)])
         self.events[(ns, pod["metadata"]["name"])] = []
         return pod
 
@@ -344,7 +359,10 @@ def start_server(stack, args, kube=None):
     binary = find_binary("pulltrace-server", stack.build_dir, required=False)
     if binary is None:
         return None
-    env = {"PULLTRACE_LOG_LEVEL": "info", "PULLTRACE_KUBERNETES": "on" if kube else "off"}
+    # A history (SQLite in the working directory) for the UI's History view.
+    (stack.dir / "data").mkdir(exist_ok=True)
+    env = {"PULLTRACE_LOG_LEVEL": "info", "PULLTRACE_KUBERNETES": "on" if kube else "off",
+           "PULLTRACE_DATA_DIR": str(stack.dir / "data")}
     if kube:
         env["PULLTRACE_KUBECONFIG"] = str(kube.dir / "kubeconfig")
     try:
@@ -392,7 +410,7 @@ def run(args):
         log(f"docker-registry {stack.registry.url} (pid {stack.registry.proc.pid})")
         log(f"nginx {stack.nginx.url} -> registry, {args.rate // 1024} KiB/s per connection "
             f"(pid {stack.nginx.pid})")
-        base, images = build_images(stack, args.scale)
+        base, images, rollout_image = build_images(stack, args.scale)
         puller = Puller(stack)
 
         kube = None
@@ -409,9 +427,10 @@ def run(args):
         agent_bin = find_binary("pulltrace-agent", stack.build_dir, required=False)
         if agent_bin is None:
             raise HarnessError(f"pulltrace-agent is not built in {stack.build_dir}")
-        agent = stack.agent(sink, node_name=args.node_name,
-                            env={"PULLTRACE_LOG_LEVEL": "info"})
+        agent = stack.agent(sink, node_name=args.node_name, env=AGENT_ENV)
         log(f"pulltrace-agent (pid {agent.pid}) -> {sink.url}, log {agent.log_path}")
+
+        cluster = start_cluster(stack, server, args) if server and args.nodes > 0 else []
 
         # The base image stays on the node, so its layer shows as cached in demo/web.
         log(f"pulling {base.ref(stack.pull_host)} (its layer is shared with demo/web)")
@@ -430,7 +449,11 @@ def run(args):
             log(f"open http://{args.http_addr} (UI and API), metrics on "
                 f"http://{args.metrics_addr}/metrics")
         log("pulling the demo images in a loop; Ctrl-C stops everything")
-        loop(stack, puller, images, args, kubelet)
+        rollout = None
+        if cluster and puller.cri:
+            targets = [LocalNode(stack, puller, args.node_name)] + cluster
+            rollout = Rollout(stack.ref(rollout_image), rollout_image, targets, kube, args)
+        loop(stack, puller, images, args, kubelet, rollout)
         if args.once and server:
             server_summary(server, kubelet is not None)
     finally:
@@ -442,7 +465,140 @@ def run(args):
         log("done")
 
 
-def loop(stack, puller, images, args, kubelet=None):
+# -- a cluster and a rollout across it ----------------------------------------------------------
+
+# The demo's agents call a download stalled after 10 s without progress (the default is 30 s),
+# so the rollout's stalling node shows as stalled for most of its stall.
+AGENT_ENV = {"PULLTRACE_LOG_LEVEL": "info", "PULLTRACE_STALL_THRESHOLD": "10s"}
+
+# Each cluster node's nginx rate as a share of --rate: some nodes fast, some slow.
+NODE_SPEEDS = (2.0, 1.0, 0.5, 1.5, 0.35, 0.8, 1.2, 0.6)
+
+
+def start_cluster(stack, server, args):
+    nodes = []
+    for i in range(args.nodes):
+        rate = max(16 * 1024, int(args.rate * NODE_SPEEDS[i % len(NODE_SPEEDS)]))
+        node = ClusterNode(stack, f"node-{i + 1}", rate).start(server, env=AGENT_ENV)
+        log(f"cluster node {node.name}: containerd {node.containerd.socket} "
+            f"(pid {node.containerd.pid}), nginx {node.nginx.url} at {rate // 1024} KiB/s per "
+            f"connection (pid {node.nginx.pid}), pulltrace-agent (pid {node.agent.pid})")
+        nodes.append(node)
+    return nodes
+
+
+class LocalNode:
+    """The stack's own node as a rollout target (the same calls as a ClusterNode)."""
+
+    def __init__(self, stack, puller, name):
+        self.stack, self.puller, self.name = stack, puller, name
+
+    def pull(self, ref):
+        return self.puller.start(ref)
+
+    def finished(self, handle):
+        return self.puller.finished(handle)
+
+    def remove(self, ref):
+        return self.stack.cri.remove(ref, check=False)
+
+    def freeze(self):
+        pass
+
+    def thaw(self):
+        pass
+
+
+class Rollout:
+    """Every round, one image (demo/api:2.0) rolls out across every node, as a DaemonSet
+    would: a pod per node (platform/api-<round>-<node>) with kubelet's Pulling and Pulled
+    events, the pulls starting a moment apart. Nodes differ in speed (their own nginx rate)
+    and the last node stalls for a while in each round (its nginx frozen, then thawed). Once
+    every node has the image it stays a while (the rollout shows as done), then the pods go,
+    the image is removed everywhere and the next round starts."""
+
+    STAGGER = 0.7       # seconds between two nodes' pulls
+    STALL_AFTER = 6.0   # seconds into a round when the last node stalls
+    PAUSE = 12.0        # seconds a finished rollout stays before the next round
+
+    def __init__(self, ref, image, nodes, kube, args):
+        self.ref, self.image, self.nodes = ref, image, nodes
+        self.kubelets = {n.name: Kubelet(kube, n.name) for n in nodes} if kube else {}
+        self.once = args.once
+        self.stall_for = 3.0 if args.once else 30.0
+        self.stall_after = 1.0 if args.once else self.STALL_AFTER
+        self.round = 0
+        self.phase, self.at = "idle", time.monotonic() + 2.0
+        self.work = {}
+        self.done = False
+
+    def step(self, now):
+        if self.done or now < self.at and self.phase in ("idle", "shown"):
+            return
+        if self.phase == "idle":
+            self.round += 1
+            log(f"rollout {self.round}: {self.ref} to {len(self.nodes)} nodes "
+                f"({', '.join(n.name for n in self.nodes)}); {self.nodes[-1].name} will stall "
+                f"for {self.stall_for:.0f} s")
+            self.work = {n.name: {"node": n, "start": now + i * self.STAGGER, "handle": None,
+                                  "since": None, "pod": None, "done": False}
+                         for i, n in enumerate(self.nodes)}
+            self.started, self.phase = now, "rolling"
+            self.thaw_at = None
+        if self.phase == "rolling":
+            self._roll(now)
+        elif self.phase == "shown":
+            for w in self.work.values():
+                kubelet = self.kubelets.get(w["node"].name)
+                if kubelet and w["pod"] is not None:
+                    kubelet.delete_pod(w["pod"])
+                w["node"].remove(self.ref)
+            if self.once:
+                self.done = True
+            self.phase, self.at = "idle", now + 3.0
+
+    def _roll(self, now):
+        last = self.nodes[-1]
+        if self.thaw_at is None and now >= self.started + self.stall_after:
+            log(f"rollout {self.round}: {last.name} stalls (its nginx frozen)")
+            last.freeze()
+            self.thaw_at = now + self.stall_for
+        elif self.thaw_at is not None and now >= self.thaw_at and getattr(last, "frozen", False):
+            log(f"rollout {self.round}: {last.name} goes on")
+            last.thaw()
+        for name, w in self.work.items():
+            kubelet = self.kubelets.get(name)
+            if w["handle"] is None and not w["done"] and now >= w["start"]:
+                if kubelet:
+                    w["pod"] = kubelet.create_pod(self.image.name, self.ref,
+                                                  name=f"api-{self.round}-{name}")
+                    kubelet.pulling(w["pod"], self.ref)
+                w["handle"], w["since"] = w["node"].pull(self.ref), now
+            elif w["handle"] is not None and w["handle"].poll() is not None:
+                took = now - w["since"]
+                error = w["node"].finished(w["handle"])
+                if error:
+                    log(f"rollout {self.round}: {name} failed after {took:.0f} s: {error}")
+                    if kubelet and w["pod"] is not None:
+                        kubelet.failed(w["pod"], self.ref, cri_error(error))
+                elif kubelet and w["pod"] is not None:
+                    kubelet.pulled(w["pod"], self.ref, took, self.image.total_bytes)
+                w["handle"], w["done"] = None, True
+        if all(w["done"] for w in self.work.values()):
+            last.thaw()
+            log(f"rollout {self.round}: every node has {self.ref} after "
+                f"{now - self.started:.0f} s")
+            self.phase, self.at = "shown", now + (2.0 if self.once else self.PAUSE)
+
+    def stop(self):
+        for n in self.nodes:
+            n.thaw()
+        for w in self.work.values():
+            if w["handle"] is not None:
+                w["handle"].stop()
+
+
+def loop(stack, puller, images, args, kubelet=None, rollout=None):
     # Staggered starts: a new pull begins every few seconds while others are half-way.
     t0 = time.monotonic()
     state = {img.name: {"next": t0 + i * 8.0, "handle": None, "since": None, "rounds": 0,
@@ -497,13 +653,18 @@ def loop(stack, puller, images, args, kubelet=None):
                     st["next"] = None
             if failing:
                 failing.step(now, pulls_done)
+            if rollout:
+                rollout.step(now)
             if args.once and all(st["rounds"] >= 1 and st["remove_at"] is None
-                                 for st in state.values()) and (not failing or failing.done):
+                                 for st in state.values()) and (not failing or failing.done) \
+                    and (not rollout or rollout.done):
                 return
             time.sleep(0.5)
     finally:
         if failing:
             failing.stop()
+        if rollout:
+            rollout.stop()
 
 
 def server_summary(server, kube, timeout=15.0):

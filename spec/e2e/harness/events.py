@@ -12,6 +12,7 @@ order as {"id": int or None, "event": type, "data": parsed JSON}; `comments` eve
 import http.client
 import json
 import socket
+import ssl
 import threading
 import time
 from urllib.parse import urlsplit
@@ -25,7 +26,8 @@ class EventStream:
     Authorization for PULLTRACE_READ_AUTH).
     """
 
-    def __init__(self, url, last_id=None, read_timeout=60, path="/api/v1/events", headers=None):
+    def __init__(self, url, last_id=None, read_timeout=60, path="/api/v1/events", headers=None,
+                 ca=None):
         parts = urlsplit(url)
         self.events = []
         self.comments = []
@@ -33,7 +35,13 @@ class EventStream:
         self.ended = False      # the reader stopped (the server closed, or close())
         self.closing = False
         self.cond = threading.Condition()
-        self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=read_timeout)
+        if parts.scheme == "https":  # verified with the CA file `ca` (else the system's)
+            self.conn = http.client.HTTPSConnection(
+                parts.hostname, parts.port, timeout=read_timeout,
+                context=ssl.create_default_context(cafile=ca))
+        else:
+            self.conn = http.client.HTTPConnection(parts.hostname, parts.port,
+                                                   timeout=read_timeout)
         extra_headers, headers = headers, {"Accept": "text/event-stream"}
         if last_id is not None:
             headers["Last-Event-ID"] = str(last_id)

@@ -58,7 +58,10 @@ Test hooks: add/modify/delete pods, add, repeat or delete events, `drop_watches(
 (every older resourceVersion expires: the next watch gets 410), `trim_history()` (etcd-style
 compaction of all but the newest changes), `restart()` (same port, same state), `set_token()`,
 `lease()` (a Lease as stored), `interfere_lease()` (another client's write lands between a
-client's read and its update: the update conflicts), and request counters.
+client's read and its update: the update conflicts), `fail_next()` (the next list and watch
+requests answer an error Status, e.g. 500, as an overloaded API server or etcd does),
+`hang_watches()` (the next watches answer 200 and then send nothing, not even at their
+timeoutSeconds, as through a dead proxy, until the client gives up), and request counters.
 """
 
 import base64
@@ -66,6 +69,7 @@ import http.client
 import itertools
 import json
 import re
+import select
 import socket
 import ssl
 import subprocess
@@ -217,6 +221,8 @@ class KubeAPI:
         self.log_path = self.dir / "kubeapi.log"
         self._uid = itertools.count(1)
         self.events_v1 = {}                         # (ns, name) -> events.k8s.io/v1 Event
+        self.faults = []                            # statuses the next lists/watches answer
+        self.hangs = 0                              # watches still to hang
         self.event_writes = []                      # (method, path, content type, body)
 
     # -- certificates and configuration files -------------------------------------------
@@ -509,6 +515,17 @@ users:
         self.log("dropped watches", n=len(ws))
         return len(ws)
 
+    def fail_next(self, *codes):
+        """The next len(codes) list or watch requests answer these HTTP statuses (with the
+        Status objects the API server sends for them) instead of their result."""
+        with self.lock:
+            self.faults.extend(codes)
+
+    def hang_watches(self, n):
+        """The next `n` watch requests hang: headers, then silence until the client leaves."""
+        with self.lock:
+            self.hangs += n
+
     def set_token(self, token):
         self.token = token
 
@@ -728,6 +745,12 @@ class _Handler(JsonHandler):
             terms = parse_selector(resource, q.get("fieldSelector"))
         except BadSelector as e:
             return self.send_json(400, status(400, "BadRequest", str(e)))
+        with api.lock:
+            fault = api.faults.pop(0) if api.faults else None
+        if fault:
+            reason = {500: "InternalError", 503: "ServiceUnavailable", 429: "TooManyRequests",
+                      410: "Expired"}.get(fault, "InternalError")
+            return self.send_json(fault, status(fault, reason, f"injected {fault} by the test"))
         if q.get("watch") in ("1", "true"):
             return self._watch(resource, ns, terms, q)
         return self._list(resource, ns, terms, q)
@@ -828,6 +851,17 @@ class _Handler(JsonHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
+        with api.lock:
+            hang = api.hangs > 0
+            api.hangs -= hang
+        if hang:
+            self.wfile.flush()
+            # Silence until the client closes (its socket turns readable) or the server stops.
+            while api.httpd is not None and \
+                    not select.select([self.connection], [], [], 0.5)[0]:
+                pass
+            self.close_connection = True
+            return
         w = _Watch(self)
         kind = "Pod" if resource == "pods" else "Event"
         try:

@@ -18,13 +18,18 @@ class Server(Daemon):
     when not given), with `env` added to: the two addresses, PULLTRACE_LOG_LEVEL=debug and,
     with `token`, PULLTRACE_AGENT_TOKEN (which post() then sends). `wrap` is a command the
     server runs under (e.g. ["taskset", "-c", "0"]; it must exec the server, so the PID is
-    the server's). A `Daemon`: stop(), kill(), running(), log(), rss_kib()."""
+    the server's). `tls` = (cert, key, ca file): the API port speaks TLS (PULLTRACE_TLS_CERT,
+    PULLTRACE_TLS_KEY), `url` is https:// and the clients here verify the server with the CA.
+    A `Daemon`: stop(), kill(), running(), log(), rss_kib()."""
 
     def __init__(self, binary, log_path, env=None, token=None, http_addr=None,
-                 metrics_addr=None, wrap=()):
+                 metrics_addr=None, wrap=(), tls=None):
         self.http_addr = http_addr or f"127.0.0.1:{free_port()}"
         self.metrics_addr = metrics_addr or f"127.0.0.1:{free_port()}"
-        self.url = f"http://{self.http_addr}"
+        # tls=(cert, key, ca): the API port speaks TLS and the clients here verify it with ca.
+        self.ca = str(tls[2]) if tls else None
+        self.verify = self.ca or True
+        self.url = f"{'https' if tls else 'http'}://{self.http_addr}"
         self.metrics_url = f"http://{self.metrics_addr}/metrics"
         self.token = token
         full = {"PULLTRACE_HTTP_ADDR": self.http_addr,
@@ -32,6 +37,8 @@ class Server(Daemon):
                 "PULLTRACE_LOG_LEVEL": "debug"}
         if token:
             full["PULLTRACE_AGENT_TOKEN"] = token
+        if tls:
+            full["PULLTRACE_TLS_CERT"], full["PULLTRACE_TLS_KEY"] = str(tls[0]), str(tls[1])
         full.update(env or {})
         program, args = (wrap[0], [*wrap[1:], binary]) if wrap else (binary, [])
         super().__init__("pulltrace-server", program, log_path, args=args, env=full)
@@ -48,14 +55,16 @@ class Server(Daemon):
     # -- what a client sees ------------------------------------------------------------------
     def healthy(self):
         try:
-            return requests.get(self.url + "/healthz", timeout=1).status_code == 200
+            return requests.get(self.url + "/healthz", timeout=1,
+                                verify=self.verify).status_code == 200
         except requests.RequestException:
             return False
 
     def kube_ready(self):
         """True when /readyz says the Kubernetes watch has synced."""
         try:
-            checks = requests.get(self.url + "/readyz", timeout=5).json()["checks"]
+            checks = requests.get(self.url + "/readyz", timeout=5,
+                                  verify=self.verify).json()["checks"]
         except (requests.RequestException, ValueError, KeyError):
             return False
         return any(c.get("name") == "kubernetes" and c.get("ok") for c in checks)
@@ -68,6 +77,7 @@ class Server(Daemon):
         """POSTs an agent report; `token` defaults to the server's (False: none at all)."""
         token = self.token if token is None else token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        kw.setdefault("verify", self.verify)
         return (session or requests).post(self.url + "/api/v1/report", json=body,
                                           headers=headers, timeout=timeout, **kw)
 
@@ -81,7 +91,8 @@ class Server(Daemon):
         tokens page after page."""
         items, query = [], dict(params)
         while True:
-            doc = requests.get(f"{self.url}/api/v1/{member}", params=query, timeout=10).json()
+            doc = requests.get(f"{self.url}/api/v1/{member}", params=query, timeout=10,
+                               verify=self.verify).json()
             items += doc[member]
             token = doc.get("metadata", {}).get("continue")
             if not token:
@@ -96,7 +107,7 @@ class Server(Daemon):
         """A new reader of the event stream (close() it, or use it in a `with`); `path` may
         carry the subscription's query (/api/v1/events?types=rollout.summary), `headers` are
         added to its request."""
-        return EventStream(self.url, last_id=last_id, path=path, headers=headers)
+        return EventStream(self.url, last_id=last_id, path=path, headers=headers, ca=self.ca)
 
     def metrics(self):
         """One scrape of the metrics endpoint."""

@@ -145,11 +145,11 @@ class Stack:
         return self.daemon(name, binary=binary, args=args, ready=ready, timeout=timeout)
 
     def server(self, env=None, token=None, http_addr=None, metrics_addr=None, binary=None,
-               timeout=15.0):
+               timeout=15.0, tls=None):
         """A started pulltrace-server (see `Server`), stopped by close()."""
         srv = Server(binary or find_binary("pulltrace-server", self.build_dir),
                      self._log_path("pulltrace-server"), env=env, token=token,
-                     http_addr=http_addr, metrics_addr=metrics_addr)
+                     http_addr=http_addr, metrics_addr=metrics_addr, tls=tls)
         self.daemons.append(srv)
         return srv.start(timeout=timeout)
 

@@ -1,4 +1,9 @@
-import { useEffect, useRef, type ReactNode } from 'react';
+import { useEffect, useMemo, useRef, useState, type ReactNode } from 'react';
+import { api, type HistoryAlert } from '../api';
+import { alertEvents, mergeEvents, recordEvents } from '../past';
+import { layerTimeline, phasesOf } from '../phases';
+import type { Series } from '../series';
+import { TimeChart } from './TimeChart';
 import { DASH, formatBytes, formatDuration, formatPercent, formatRate, formatTime, mediaTypeLabel, shortDigest } from '../format';
 import type { HistoryEntry } from '../state';
 import type { Layer, NodeInfo, Pull } from '../types';
@@ -27,6 +32,7 @@ export function PullDetails({
   id,
   pull,
   history,
+  speed,
   node,
   now,
   onClose,
@@ -34,6 +40,7 @@ export function PullDetails({
   id: string;
   pull: Pull | null;
   history: HistoryEntry[];
+  speed: Series | undefined;
   node: NodeInfo | null;
   now: number;
   onClose: () => void;
@@ -42,6 +49,23 @@ export function PullDetails({
   useEffect(() => {
     closeRef.current?.focus({ preventScroll: true });
   }, [id]);
+  // The alerts the server's history kept about this pull (404 without a history: none).
+  const [alerts, setAlerts] = useState<HistoryAlert[]>([]);
+  const node_ = pull?.node;
+  useEffect(() => {
+    setAlerts([]);
+    if (!node_) return;
+    const ctrl = new AbortController();
+    api
+      .alerts(new URLSearchParams({ node: node_, limit: '200' }).toString(), ctrl.signal)
+      .then(setAlerts)
+      .catch(() => undefined);
+    return () => ctrl.abort();
+  }, [id, node_]);
+  const events = useMemo(
+    () => (pull ? mergeEvents(recordEvents(pull), alertEvents(pull.id, alerts), history) : history),
+    [pull, alerts, history],
+  );
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
       if (e.key === 'Escape') onClose();
@@ -131,6 +155,17 @@ export function PullDetails({
           </Field>
         </dl>
 
+        <Phases pull={p} />
+
+        {speed && speed.t.length >= 2 && (
+          <>
+            <h3>Speed</h3>
+            <TimeChart x={speed.t} ys={[speed.v]} lines={SPEED_LINES} height={120} label="Speed of this pull over time" format={(v) => formatRate(v)} testid="speed-chart" />
+          </>
+        )}
+
+        {layers && layers.length > 0 && <LayerTimeline pull={p} now={now} />}
+
         <h3>
           Layers <span className="muted num">{layers ? layers.length : p.layersTotal}</span>
         </h3>
@@ -197,11 +232,11 @@ export function PullDetails({
         )}
 
         <h3>Events</h3>
-        {history.length === 0 ? (
-          <p className="muted">No events since this page opened.</p>
+        {events.length === 0 ? (
+          <p className="muted">No events known for this pull.</p>
         ) : (
           <ol className="events" aria-label="Events of this pull">
-            {[...history].reverse().map((h, i) => (
+            {[...events].reverse().map((h, i) => (
               <li key={`${h.id ?? 'x'}-${i}`} className={`ev ev-${h.type.replace('.', '-')}`}>
                 <time className="num">{formatTime(h.time)}</time> <span>{h.text}</span>
               </li>
@@ -210,5 +245,68 @@ export function PullDetails({
         )}
       </div>
     </aside>
+  );
+}
+
+const SPEED_LINES = [{ label: 'speed', color: '--pulling', fill: true }];
+
+/** Where the pull's time went (phases.ts says how each is measured). */
+function Phases({ pull }: { pull: Pull }) {
+  const ph = phasesOf(pull);
+  const parts = [
+    { k: 'waiting', v: ph.waitingSeconds, title: "in kubelet's queue: its 'including waiting' less its pull time" },
+    { k: 'downloading', v: ph.downloadingSeconds, title: "the agent's layers: first byte to last layer" },
+    { k: 'unpacking', v: ph.unpackingSeconds, title: "from the agent's completion to kubelet's Pulled" },
+  ];
+  const total = parts.reduce((a, x) => a + (x.v ?? 0), 0);
+  return (
+    <>
+      <h3>Phases</h3>
+      {total > 0 && (
+        <div className="phase-bar" role="img" aria-label={parts.map((x) => `${x.k} ${formatDuration(x.v)}`).join(', ')}>
+          {parts.map((x) => (x.v ? <span key={x.k} className={`ph ph-${x.k}`} style={{ width: `${(100 * x.v) / total}%` }} /> : null))}
+        </div>
+      )}
+      <dl className="fields" data-testid="phases">
+        {parts.map((x) => (
+          <div className="field" key={x.k} title={x.title} data-testid={`phase-${x.k}`}>
+            <dt>
+              <i className={`ph-key ph-${x.k}`} aria-hidden="true" /> {x.k}
+            </dt>
+            <dd className="num">{x.v == null ? (pull.state === 'pulling' || pull.state === 'stalled' ? 'in progress' : DASH) : formatDuration(x.v)}</dd>
+          </div>
+        ))}
+      </dl>
+    </>
+  );
+}
+
+/** Each layer's download as a bar on the pull's time axis; cached layers marked, not drawn. */
+function LayerTimeline({ pull, now }: { pull: Pull; now: number }) {
+  const { bars, span } = layerTimeline(pull, now);
+  return (
+    <>
+      <h3>
+        Layer timeline <span className="muted num">0 – {formatDuration(span)}</span>
+      </h3>
+      <ol className="timeline" aria-label="Layer timeline" data-testid="layer-timeline">
+        {bars.map((b) => (
+          <li key={b.digest} className="tl-row" data-state={b.state}>
+            <span className="mono tl-name" title={b.digest}>{shortDigest(b.digest, 8)}</span>
+            <span className="tl-track">
+              {b.start == null ? (
+                <span className={`tl-mark st-${b.state}`}>{b.state === 'cached' ? 'cached' : b.state}</span>
+              ) : (
+                <span
+                  className={`tl-bar st-${b.state}`}
+                  style={{ left: `${(100 * b.start) / span}%`, width: `${Math.max(0.5, (100 * ((b.end ?? b.start) - b.start)) / span)}%` }}
+                  title={`${formatDuration(b.start)} → ${formatDuration(b.end)} · ${formatBytes(b.totalBytes)}`}
+                />
+              )}
+            </span>
+          </li>
+        ))}
+      </ol>
+    </>
   );
 }

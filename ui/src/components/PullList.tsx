@@ -1,8 +1,10 @@
 import { memo, useCallback, useState } from 'react';
 import { DASH, formatBytes, formatDuration, formatPercent, formatRate, splitImage } from '../format';
+import type { Series } from '../series';
 import type { Pull } from '../types';
 import type { Row } from '../view';
 import { Bar, StateBadge } from './bits';
+import { Sparkline } from './Sparkline';
 import { VirtualList } from './VirtualList';
 
 /** Below this list width rows switch to a stacked (phone) layout. */
@@ -37,11 +39,13 @@ export function ImageName({ image }: { image: string | null }) {
 
 const PullRowView = memo(function PullRowView({
   pull: p,
+  speed,
   selected,
   compact,
   onOpen,
 }: {
   pull: Pull;
+  speed: Series | undefined;
   selected: boolean;
   compact: boolean;
   onOpen: (id: string) => void;
@@ -71,6 +75,9 @@ const PullRowView = memo(function PullRowView({
       <span className="c-pct num">{formatPercent(p.percent)}</span>
       <span className="c-bytes num">{bytes}</span>
       <span className="c-speed num">{p.state === 'pulling' || p.state === 'stalled' ? formatRate(p.bytesPerSecond) : DASH}</span>
+      <span className="c-spark">
+        <Sparkline series={speed} label={`Speed of ${p.image ?? 'unknown image'} on ${p.node} over time`} />
+      </span>
       <span className="c-eta num" title={t.label}>
         {compact && <span className="k">{t.label} </span>}
         {t.value}
@@ -87,11 +94,14 @@ export function PullList({
   selectedId,
   onOpen,
   empty,
+  speeds,
 }: {
   rows: Row[];
   selectedId: string | null;
   onOpen: (id: string) => void;
   empty: boolean;
+  /** each pull's speed over time (sparklines) */
+  speeds: Map<string, Series>;
 }) {
   const [compact, setCompact] = useState(false);
   const onWidth = useCallback((w: number) => setCompact(w > 0 && w < COMPACT_BELOW), []);
@@ -108,9 +118,9 @@ export function PullList({
           </span>
         </div>
       ) : (
-        <PullRowView pull={r.pull} selected={r.pull.id === selectedId} compact={compact} onOpen={onOpen} />
+        <PullRowView pull={r.pull} speed={speeds.get(r.pull.id)} selected={r.pull.id === selectedId} compact={compact} onOpen={onOpen} />
       ),
-    [compact, selectedId, onOpen],
+    [compact, selectedId, onOpen, speeds],
   );
   return (
     <section className={`list${compact ? ' compact' : ''}`} aria-label="Pulls">
@@ -123,6 +133,7 @@ export function PullList({
           <span className="c-pct">%</span>
           <span className="c-bytes">Downloaded</span>
           <span className="c-speed">Speed</span>
+          <span className="c-spark">Speed over time</span>
           <span className="c-eta">ETA / took</span>
           <span className="c-state">State</span>
         </div>

@@ -19,6 +19,7 @@ export function Toolbar({
   total: number;
 }) {
   const filtered = FIELDS.some((f) => params[f.key]);
+  const history = params.tab === 'history';
   return (
     <form className="toolbar" role="search" aria-label="Filter pulls" onSubmit={(e) => e.preventDefault()}>
       {FIELDS.map((f) => (
@@ -36,6 +37,23 @@ export function Toolbar({
           />
         </label>
       ))}
+      {history &&
+        (['since', 'until'] as const).map((k) => (
+          <label key={k} className="filter">
+            <span>{k}</span>
+            <input
+              type="search"
+              name={k}
+              value={params[k]}
+              placeholder={k === 'since' ? '24h or 2026-11-21T10:00Z' : 'now'}
+              aria-label={`Pulls started ${k === 'since' ? 'since' : 'before'} (a time or a duration ago)`}
+              autoComplete="off"
+              spellCheck={false}
+              onChange={(e) => update({ [k]: e.target.value })}
+            />
+          </label>
+        ))}
+      {params.tab === 'pulls' && (
       <label className="filter group">
         <span>Group</span>
         <select
@@ -48,6 +66,8 @@ export function Toolbar({
           <option value="image">image</option>
         </select>
       </label>
+      )}
+      {!history && (
       <div className="count num" aria-live="polite" data-testid="pull-count">
         {filtered ? `${shown} of ${total}` : total} {total === 1 ? 'pull' : 'pulls'}
         {filtered && (
@@ -61,6 +81,7 @@ export function Toolbar({
           </button>
         )}
       </div>
+      )}
     </form>
   );
 }
