@@ -204,4 +204,14 @@ int policy_build(const struct vm_config *cfg, const uint64_t *skip, size_t n_ski
  * Returns true when a build is still running: its completion frees p. */
 bool reload_stop(struct pt_policy *p);
 
+/* Helpers of the hook calls (policy.c), shared with the alert hook
+ * (alerts.c). run_hook() runs one protected hook call with timing and records
+ * an error; rawfield() pushes t[k] without metamethods and returns its type;
+ * short_str() returns a string of at most max bytes without control
+ * characters, or NULL. */
+int run_hook(struct pt_policy *p, enum pt_policy_hook hook, const char *script,
+             vm_body_fn body, void *ctx);
+int rawfield(lua_State *L, int idx, const char *k);
+const char *short_str(lua_State *L, int idx, size_t max);
+
 #endif

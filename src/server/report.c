@@ -10,7 +10,12 @@
  * Pass 2 validates the slots in the schema's order, so that a body gets the
  * same first error (message and field) whatever the order of its members,
  * and fills the typed report. Syntax errors anywhere come first, as with a
- * parser that reads the whole document before looking at it. */
+ * parser that reads the whole document before looking at it.
+ *
+ * Why this file is over 800 lines: both passes and the arena they allocate
+ * from share one private slot structure (struct slot, struct robj and the
+ * member tables), so splitting the passes into two files would only move
+ * that structure into a header that nothing else may use. */
 #include "server/report.h"
 
 #include <errno.h>
