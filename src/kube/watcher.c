@@ -1,3 +1,9 @@
+/* The Kubernetes watcher (kube/watcher.h): one reflector per resource (pods,
+ * events) that lists, then watches from the list's resourceVersion, and relists
+ * after 410 Gone, with the caches those streams feed and the token refresh
+ * they share. It is over 800 lines because every part reads and changes the
+ * reflector and struct pt_kube state, which stays private to this file rather
+ * than spread through an internal header for the sake of a line count. */
 #include "kube/watcher.h"
 
 #include <errno.h>

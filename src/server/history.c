@@ -1,4 +1,8 @@
-/* The history's database and its writer thread (server/history.h). */
+/* The history's database and its writer thread (server/history.h). It is over
+ * 800 lines because opening and checking the database, the schema, the writer
+ * thread's batches and the retention passes all run on the one SQLite connection
+ * and its prepared statements that only this file may touch; the queries, which
+ * open connections of their own, are in history_query.c. */
 #include "server/history_impl.h"
 
 #include <errno.h>
