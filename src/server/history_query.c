@@ -139,6 +139,90 @@ static json_t *page_body(const char *key, json_t *items, const char *cont, doubl
                    "metadata", meta, key, items);
 }
 
+/* A row of a page: its record (column 2) turned into an item of the answer,
+ * or NULL to leave it out (a record this version cannot read). */
+typedef json_t *(*page_item_fn)(struct pt_history_query *hq, sqlite3_stmt *st, double time);
+
+/* One page of a list ordered newest first by (time column, seq): q holds the
+ * SELECT of seq, time and record with its filters; the window (since, until)
+ * and the position after the previous page (continue) are added here, and
+ * the answer is written under `key` with the next page's token. */
+static int run_page(struct pt_history_query *hq, sqlite3 *db, struct sql *q, const char *time_col,
+                    const char *key, page_item_fn item)
+{
+  if (hq->since > 0)
+    pt_buf_printf(&q->text, " AND %s >= ?", time_col);
+  if (hq->until > 0)
+    pt_buf_printf(&q->text, " AND %s < ?", time_col);
+  if (hq->has_cont)
+    pt_buf_printf(&q->text, " AND (%s < ? OR (%s = ? AND seq < ?))", time_col, time_col);
+  pt_buf_printf(&q->text, " ORDER BY %s DESC, seq DESC LIMIT %zu", time_col, hq->limit + 1);
+  sqlite3_stmt *st = NULL;
+  int i, rc = sql_prepare(db, q, &st, &i);
+  if (rc != SQLITE_OK)
+    goto out;
+  if (hq->since > 0)
+    sqlite3_bind_double(st, i++, hq->since);
+  if (hq->until > 0)
+    sqlite3_bind_double(st, i++, hq->until);
+  if (hq->has_cont) {
+    sqlite3_bind_double(st, i++, hq->cont_time);
+    sqlite3_bind_double(st, i++, hq->cont_time);
+    sqlite3_bind_int64(st, i++, hq->cont_seq);
+  }
+  json_t *items = json_array();
+  size_t n = 0;
+  int64_t last_seq = 0;
+  double last_time = 0;
+  bool more = false;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (n == hq->limit) {
+      more = true;
+      break;
+    }
+    last_seq = sqlite3_column_int64(st, 0);
+    last_time = sqlite3_column_double(st, 1);
+    n++;
+    json_t *it = item(hq, st, last_time);
+    if (it)
+      json_array_append_new(items, it);
+  }
+  if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
+    char tok[64];
+    format_token(tok, sizeof(tok), last_seq, last_time);
+    hq->body = page_body(key, items, more ? tok : NULL, hq->now);
+    rc = SQLITE_OK;
+  } else {
+    json_decref(items);
+  }
+out:
+  sqlite3_finalize(st);
+  sql_close(q);
+  return rc;
+}
+
+static json_t *pull_item(struct pt_history_query *hq, sqlite3_stmt *st, double time)
+{
+  json_t *rec = json_loads((const char *)sqlite3_column_text(st, 2), 0, NULL);
+  struct pt_pull *p = pt_pull_from_record(rec, NULL);
+  json_decref(rec);
+  json_t *item = p ? pt_store_pull_json(p, true, hq->now) : NULL;
+  pt_pull_free(p);
+  return item;
+}
+
+static json_t *alert_item(struct pt_history_query *hq, sqlite3_stmt *st, double time)
+{
+  json_t *rec = json_loads((const char *)sqlite3_column_text(st, 2), 0, NULL);
+  if (!json_is_object(rec)) {
+    json_decref(rec);
+    return NULL;
+  }
+  char tb[40];
+  json_object_set_new(rec, "time", json_string(pt_time_format(time, tb, sizeof(tb))));
+  return rec;
+}
+
 static int list_pulls(struct pt_history_query *hq, sqlite3 *db)
 {
   struct sql q = {0};
@@ -152,58 +236,7 @@ static int list_pulls(struct pt_history_query *hq, sqlite3 *db)
         pt_buf_printf(&q.text, ",'%s'", pt_pull_state_name((enum pt_pull_state)s));
     pt_buf_puts(&q.text, ")");
   }
-  if (hq->since > 0)
-    pt_buf_puts(&q.text, " AND started_at >= ?");
-  if (hq->until > 0)
-    pt_buf_puts(&q.text, " AND started_at < ?");
-  if (hq->has_cont)
-    pt_buf_puts(&q.text, " AND (started_at < ? OR (started_at = ? AND seq < ?))");
-  pt_buf_printf(&q.text, " ORDER BY started_at DESC, seq DESC LIMIT %zu", hq->limit + 1);
-  sqlite3_stmt *st = NULL;
-  int i, rc = sql_prepare(db, &q, &st, &i);
-  if (rc != SQLITE_OK)
-    goto out;
-  if (hq->since > 0)
-    sqlite3_bind_double(st, i++, hq->since);
-  if (hq->until > 0)
-    sqlite3_bind_double(st, i++, hq->until);
-  if (hq->has_cont) {
-    sqlite3_bind_double(st, i++, hq->cont_time);
-    sqlite3_bind_double(st, i++, hq->cont_time);
-    sqlite3_bind_int64(st, i++, hq->cont_seq);
-  }
-  json_t *items = json_array();
-  size_t n = 0;
-  int64_t last_seq = 0;
-  double last_time = 0;
-  bool more = false;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    if (n == hq->limit) {
-      more = true;
-      break;
-    }
-    json_t *rec = json_loads((const char *)sqlite3_column_text(st, 2), 0, NULL);
-    struct pt_pull *p = pt_pull_from_record(rec, NULL);
-    json_decref(rec);
-    last_seq = sqlite3_column_int64(st, 0);
-    last_time = sqlite3_column_double(st, 1);
-    n++;
-    if (p) /* a record this version cannot read is left out, not an error */
-      json_array_append_new(items, pt_store_pull_json(p, true, hq->now));
-    pt_pull_free(p);
-  }
-  if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
-    char tok[64];
-    format_token(tok, sizeof(tok), last_seq, last_time);
-    hq->body = page_body("pulls", items, more ? tok : NULL, hq->now);
-    rc = SQLITE_OK;
-  } else {
-    json_decref(items);
-  }
-out:
-  sqlite3_finalize(st);
-  sql_close(&q);
-  return rc;
+  return run_page(hq, db, &q, "started_at", "pulls", pull_item);
 }
 
 static int list_alerts(struct pt_history_query *hq, sqlite3 *db)
@@ -217,60 +250,7 @@ static int list_alerts(struct pt_history_query *hq, sqlite3 *db)
     add_text(&q, " AND node = ?", strdup(hq->node));
   if (hq->ns)
     add_text(&q, " AND namespace = ?", strdup(hq->ns));
-  if (hq->since > 0)
-    pt_buf_puts(&q.text, " AND time >= ?");
-  if (hq->until > 0)
-    pt_buf_puts(&q.text, " AND time < ?");
-  if (hq->has_cont)
-    pt_buf_puts(&q.text, " AND (time < ? OR (time = ? AND seq < ?))");
-  pt_buf_printf(&q.text, " ORDER BY time DESC, seq DESC LIMIT %zu", hq->limit + 1);
-  sqlite3_stmt *st = NULL;
-  int i, rc = sql_prepare(db, &q, &st, &i);
-  if (rc != SQLITE_OK)
-    goto out;
-  if (hq->since > 0)
-    sqlite3_bind_double(st, i++, hq->since);
-  if (hq->until > 0)
-    sqlite3_bind_double(st, i++, hq->until);
-  if (hq->has_cont) {
-    sqlite3_bind_double(st, i++, hq->cont_time);
-    sqlite3_bind_double(st, i++, hq->cont_time);
-    sqlite3_bind_int64(st, i++, hq->cont_seq);
-  }
-  json_t *items = json_array();
-  size_t n = 0;
-  int64_t last_seq = 0;
-  double last_time = 0;
-  bool more = false;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    if (n == hq->limit) {
-      more = true;
-      break;
-    }
-    json_t *rec = json_loads((const char *)sqlite3_column_text(st, 2), 0, NULL);
-    last_seq = sqlite3_column_int64(st, 0);
-    last_time = sqlite3_column_double(st, 1);
-    n++;
-    if (!json_is_object(rec)) {
-      json_decref(rec);
-      continue;
-    }
-    char tb[40];
-    json_object_set_new(rec, "time", json_string(pt_time_format(last_time, tb, sizeof(tb))));
-    json_array_append_new(items, rec);
-  }
-  if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
-    char tok[64];
-    format_token(tok, sizeof(tok), last_seq, last_time);
-    hq->body = page_body("alerts", items, more ? tok : NULL, hq->now);
-    rc = SQLITE_OK;
-  } else {
-    json_decref(items);
-  }
-out:
-  sqlite3_finalize(st);
-  sql_close(&q);
-  return rc;
+  return run_page(hq, db, &q, "time", "alerts", alert_item);
 }
 
 /* Per-image figures of the stats query. */
