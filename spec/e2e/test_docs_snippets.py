@@ -408,7 +408,9 @@ def test_policy_inputs_are_the_documented_ones(stack, kube, tmp_path):
     assert pull_nested["layers"] <= got["layer"], pull_nested["layers"] - got["layer"]
     assert pod_doc <= got["pod"], pod_doc - got["pod"]
     assert pod_nested["containers"] <= got["container"]
-    assert event_doc <= got["event"], event_doc - got["event"]
+    # `historic` is set only on an event the server's first list found older than the server,
+    # which depends on when the fake API server's event was made: documented, not always given.
+    assert event_doc - {"historic"} <= got["event"], event_doc - got["event"]
     # The alert handlers' event: its members are documented, its pull is the correlation's.
     alerts = [x for x in lines if x["hook"] == "alert"]
     ev_keys = set().union(*(split_keys(x.get("event")) for x in alerts))
