@@ -193,11 +193,13 @@ static const char *qparam(const struct pt_http_req *req, const char *key, char *
 #define PT_LIST_MAX_LIMIT 1000
 
 /* limit and continue; false after replying 400. */
-static bool page_params(const struct pt_http_req *req, struct pt_http_resp *resp, size_t *limit, char *cont,
-                        size_t contlen, const char **token)
+/* The paging parameters (limit, continue) of a list; bad says whether the
+ * list's own parameters were malformed. Answers 400 and returns false when
+ * any of them is. */
+static bool page_params(const struct pt_http_req *req, struct pt_http_resp *resp, bool bad, size_t *limit,
+                        char *cont, size_t contlen, const char **token)
 {
   char lim[32];
-  bool bad = false;
   const char *l = qparam(req, "limit", lim, sizeof(lim), &bad);
   *token = qparam(req, "continue", cont, contlen, &bad);
   if (bad) {
@@ -250,13 +252,9 @@ static void handle_pulls(struct pt_server *srv, const struct pt_http_req *req, s
   f.ns = qparam(req, "namespace", ns, sizeof(ns), &bad);
   f.image = qparam(req, "image", image, sizeof(image), &bad);
   const char *st = qparam(req, "state", state, sizeof(state), &bad);
-  if (bad) {
-    reply_error(resp, 400, "malformed query string", NULL);
-    return;
-  }
   size_t limit;
   const char *token;
-  if (!page_params(req, resp, &limit, cont, sizeof(cont), &token))
+  if (!page_params(req, resp, bad, &limit, cont, sizeof(cont), &token))
     return;
   struct pt_pull_cursor after = {0};
   if (token && pt_list_pulls_token_read(token, &after) < 0) {
@@ -314,13 +312,9 @@ static void handle_nodes(struct pt_server *srv, const struct pt_http_req *req, s
   char node[256], cont[600];
   bool bad = false;
   const char *n = qparam(req, "node", node, sizeof(node), &bad);
-  if (bad) {
-    reply_error(resp, 400, "malformed query string", NULL);
-    return;
-  }
   size_t limit;
   const char *token;
-  if (!page_params(req, resp, &limit, cont, sizeof(cont), &token))
+  if (!page_params(req, resp, bad, &limit, cont, sizeof(cont), &token))
     return;
   unsigned char after[300];
   if (token && pt_list_token_read(token, "n1.", after, sizeof(after)) < 0) {
