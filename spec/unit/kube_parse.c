@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "test_files.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -239,13 +241,6 @@ static void test_slim_objects(void **state)
   json_decref(ev);
 }
 
-static void write_text(const char *path, const char *text)
-{
-  FILE *f = fopen(path, "w");
-  assert_non_null(f);
-  fputs(text, f);
-  fclose(f);
-}
 
 /* The order of the server's configuration sources and what it refuses
  * (core/kubeconfig.h reads each source; spec/unit/kubeconfig.c tests that). */
@@ -253,14 +248,9 @@ static void test_config_from_env(void **state)
 {
   (void)state;
   char dir[] = "/tmp/pt-kube-unit-XXXXXX";
-  assert_non_null(mkdtemp(dir));
   char path[256], ca[256], tok[256];
-  snprintf(path, sizeof(path), "%s/config", dir);
-  snprintf(ca, sizeof(ca), "%s/ca.crt", dir);
-  snprintf(tok, sizeof(tok), "%s/token", dir);
-  write_text(ca, "PEM\n");
-  write_text(tok, "  file-token\n");
-  write_text(path,
+  test_kube_scratch(dir, path, ca, tok);
+  test_write_file(path,
              "current-context: dev\n"
              "clusters:\n- {name: c1, cluster: {server: 'https://10.0.0.1:6443', certificate-authority: ca.crt}}\n"
              "- {name: c3, cluster: {server: 'https://c3:443', insecure-skip-tls-verify: true}}\n"
@@ -303,7 +293,7 @@ static void test_config_from_env(void **state)
   assert_null(c.server);
 
   /* No context: the message names the variable that chooses one. */
-  write_text(path, "clusters: []\n");
+  test_write_file(path, "clusters: []\n");
   struct pt_kube_env pk = {.pulltrace_kubeconfig = path};
   assert_int_equal(pt_kube_config_from_env(&pk, &c, err, sizeof(err)), -EINVAL);
   assert_non_null(strstr(err, "PULLTRACE_KUBECONFIG: "));

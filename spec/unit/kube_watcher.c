@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "test_files.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,13 +146,6 @@ static void on_ready(void *ud, bool ok, const char *detail)
   assert_non_null(strstr(detail, "127.0.0.1"));
 }
 
-static void write_text(const char *path, const char *text)
-{
-  FILE *f = fopen(path, "w");
-  assert_non_null(f);
-  fputs(text, f);
-  fclose(f);
-}
 
 static void api_setup(struct fake_api *api)
 {
@@ -163,13 +158,13 @@ static void api_setup(struct fake_api *api)
   assert_non_null(mkdtemp(api->dir));
   snprintf(api->token_path, sizeof(api->token_path), "%s/token", api->dir);
   snprintf(api->config_path, sizeof(api->config_path), "%s/config", api->dir);
-  write_text(api->token_path, "first\n");
+  test_write_file(api->token_path, "first\n");
   char text[512];
   snprintf(text, sizeof(text),
            "current-context: t\nclusters: [{name: c, cluster: {server: 'http://127.0.0.1:%d'}}]\n"
            "contexts: [{name: t, context: {cluster: c, user: u}}]\nusers: [{name: u, user: {tokenFile: token}}]\n",
            pt_http_server_port(api->http));
-  write_text(api->config_path, text);
+  test_write_file(api->config_path, text);
 }
 
 static struct pt_kube *start_watcher(struct fake_api *api, double token_refresh)
@@ -244,7 +239,7 @@ static void test_list_watch_token(void **state)
 
   /* The token rotates: the next request (a new watch after the server ended
    * this one) carries the new one. */
-  write_text(api.token_path, "rotated\n");
+  test_write_file(api.token_path, "rotated\n");
   pt_http_conn_close(api.pod_watch, false);
   run_until(&api, rotated_token_used);
 

@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "test_files.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,26 +20,14 @@
 
 #include "core/kubeconfig.h"
 
-static void write_text(const char *path, const char *text)
-{
-  FILE *f = fopen(path, "w");
-  assert_non_null(f);
-  fputs(text, f);
-  fclose(f);
-}
 
 static void test_kubeconfig_file(void **state)
 {
   (void)state;
   char dir[] = "/tmp/pt-kubeconfig-unit-XXXXXX";
-  assert_non_null(mkdtemp(dir));
   char path[256], ca[256], tok[256];
-  snprintf(path, sizeof(path), "%s/config", dir);
-  snprintf(ca, sizeof(ca), "%s/ca.crt", dir);
-  snprintf(tok, sizeof(tok), "%s/token", dir);
-  write_text(ca, "PEM\n");
-  write_text(tok, "  file-token\n");
-  write_text(path,
+  test_kube_scratch(dir, path, ca, tok);
+  test_write_file(path,
              "apiVersion: v1\nkind: Config\ncurrent-context: dev\n"
              "clusters:\n- name: c1\n  cluster:\n    server: https://10.0.0.1:6443/\n"
              "    certificate-authority: ca.crt\n"
@@ -75,7 +65,7 @@ static void test_kubeconfig_file(void **state)
   assert_string_equal(t, "file-token");
   free(t);
   /* A rotated token is what the next read returns. */
-  write_text(tok, "rotated\n");
+  test_write_file(tok, "rotated\n");
   assert_int_equal(pt_kubeconfig_token(&c, &t), 0);
   assert_string_equal(t, "rotated");
   free(t);
@@ -107,10 +97,10 @@ static void test_kubeconfig_file(void **state)
   assert_non_null(strstr(err, "needs its key"));
   assert_int_equal(pt_kubeconfig_load(&c, path, "missing", err, sizeof(err)), -EINVAL);
   assert_non_null(strstr(err, "\"missing\" not found"));
-  write_text(path, "clusters: []\n");
+  test_write_file(path, "clusters: []\n");
   assert_int_equal(pt_kubeconfig_load(&c, path, NULL, err, sizeof(err)), -ESRCH);
   assert_non_null(strstr(err, "no current-context"));
-  write_text(path, "clusters: [unclosed\n");
+  test_write_file(path, "clusters: [unclosed\n");
   assert_int_equal(pt_kubeconfig_load(&c, path, NULL, err, sizeof(err)), -EINVAL);
   assert_non_null(strstr(err, "YAML error"));
   unlink(path);
@@ -131,9 +121,9 @@ static void test_in_cluster(void **state)
   snprintf(ca, sizeof(ca), "%s/ca.crt", dir);
   snprintf(tok, sizeof(tok), "%s/token", dir);
   snprintf(ns, sizeof(ns), "%s/namespace", dir);
-  write_text(ca, "PEM\n");
-  write_text(tok, "sa-token\n");
-  write_text(ns, "pulltrace\n");
+  test_write_file(ca, "PEM\n");
+  test_write_file(tok, "sa-token\n");
+  test_write_file(ns, "pulltrace\n");
   struct pt_kubeconfig c;
   char err[512];
   assert_int_equal(pt_kubeconfig_in_cluster(&c, "10.96.0.1", "", dir, err, sizeof(err)), 0);
@@ -148,7 +138,7 @@ static void test_in_cluster(void **state)
   pt_kubeconfig_clear(&c);
   assert_int_equal(pt_kubeconfig_in_cluster(&c, "10.96.0.1", "44x", dir, err, sizeof(err)), -EINVAL);
   assert_non_null(strstr(err, "KUBERNETES_SERVICE_PORT"));
-  write_text(tok, "\n");
+  test_write_file(tok, "\n");
   assert_int_equal(pt_kubeconfig_in_cluster(&c, "10.96.0.1", "443", dir, err, sizeof(err)), -EINVAL);
   assert_non_null(strstr(err, "empty file"));
   unlink(ca);
@@ -190,11 +180,11 @@ static void test_merge(void **state)
   assert_int_equal(mkdir(sub, 0700), 0);
   char tok[256];
   snprintf(tok, sizeof(tok), "%s/sub/token", dir);
-  write_text(tok, "from-b\n");
+  test_write_file(tok, "from-b\n");
   /* a: current-context and a cluster that b defines too (a's wins); b: the
    * context, the user (its tokenFile is relative to b) and another current-context. */
-  write_text(a, "current-context: prod\nclusters:\n- name: c\n  cluster: {server: 'https://a:1'}\n");
-  write_text(b, "current-context: ignored\n"
+  test_write_file(a, "current-context: prod\nclusters:\n- name: c\n  cluster: {server: 'https://a:1'}\n");
+  test_write_file(b, "current-context: ignored\n"
                 "clusters:\n- name: c\n  cluster: {server: 'https://b:1'}\n"
                 "contexts:\n- name: prod\n  context: {cluster: c, user: u, namespace: ops}\n"
                 "- name: ignored\n  context: {cluster: c}\n"
@@ -270,7 +260,7 @@ static void test_exec_plugin(void **state)
            "printf '{\"kind\":\"ExecCredential\",\"apiVersion\":\"client.authentication.k8s.io/v1\","
            "\"status\":{\"token\":\"tok-%%s\"%%s}}' \"$n\" \"$exp\"\n",
            runs, runs);
-  write_text(plugin, text);
+  test_write_file(plugin, text);
   assert_int_equal(chmod(plugin, 0755), 0);
   snprintf(text, sizeof(text),
            "current-context: x\nclusters:\n- name: c\n  cluster: {server: 'https://k:6443'}\n"
@@ -285,7 +275,7 @@ static void test_exec_plugin(void **state)
            "- name: nomode\n  user: {exec: {apiVersion: client.authentication.k8s.io/v1, command: x}}\n"
            "- name: absent\n  user: {exec: {apiVersion: client.authentication.k8s.io/v1, command: "
            "/nonexistent/plugin, interactiveMode: Never, installHint: 'install it with: apt-get install x'}}\n");
-  write_text(cfg, text);
+  test_write_file(cfg, text);
 
   const char *files[] = {cfg};
   struct pt_kubeconfig_options o = {.files = files, .nfiles = 1, .allow_exec = true, .cache_dir = cache};
