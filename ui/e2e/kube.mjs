@@ -7,15 +7,11 @@
 
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { fail, launch, out, phase, until } from './lib.mjs';
+import { fail, phase, runScript, until } from './lib.mjs';
 
 const cfg = JSON.parse(process.argv[2]);
 mkdirSync(cfg.shots, { recursive: true });
-let browser;
-let exitCode = 0;
-try {
-  browser = await launch(cfg.chromium);
-  const page = browser.context.pages()[0] ?? (await browser.context.newPage());
+await runScript(cfg, 'kube-failure.png', async (browser, page) => {
   await page.goto(cfg.url, { waitUntil: 'domcontentloaded' });
   await until('live', async () => (await page.locator('.conn').getAttribute('data-state')) === 'live', 15000);
 
@@ -71,10 +67,4 @@ try {
   await until('nothing', async () => (await count.textContent()).startsWith('0 of '), 5000);
   phase('filters');
   phase('done');
-} catch (e) {
-  exitCode = 1;
-  out({ error: String(e && e.stack ? e.stack : e) });
-} finally {
-  await browser?.close();
-}
-process.exit(exitCode);
+});

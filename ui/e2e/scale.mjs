@@ -7,15 +7,11 @@
 
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { fail, launch, out, phase, until } from './lib.mjs';
+import { fail, phase, runScript, until } from './lib.mjs';
 
 const cfg = JSON.parse(process.argv[2]);
 mkdirSync(cfg.shots, { recursive: true });
-let browser;
-let exitCode = 0;
-try {
-  browser = await launch(cfg.chromium);
-  const page = browser.context.pages()[0] ?? (await browser.context.newPage());
+await runScript(cfg, 'scale-failure.png', async (browser, page) => {
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
   const t0 = Date.now();
@@ -83,10 +79,4 @@ try {
   phase('filtered', { text: await count.textContent() });
   if (errors.length) fail(`page errors: ${errors.join(' | ')}`);
   phase('done');
-} catch (e) {
-  exitCode = 1;
-  out({ error: String(e && e.stack ? e.stack : e) });
-} finally {
-  await browser?.close();
-}
-process.exit(exitCode);
+});

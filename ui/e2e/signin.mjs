@@ -9,15 +9,11 @@
 
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { fail, launch, out, phase, until } from './lib.mjs';
+import { fail, phase, runScript, until } from './lib.mjs';
 
 const cfg = JSON.parse(process.argv[2]);
 mkdirSync(cfg.shots, { recursive: true });
-let browser;
-let exitCode = 0;
-try {
-  browser = await launch(cfg.chromium);
-  const page = browser.context.pages()[0] ?? (await browser.context.newPage());
+await runScript(cfg, 'signin-failure.png', async (browser, page) => {
   const heading = page.locator('.signin h2');
   const title = async () => ((await heading.count()) ? (await heading.textContent()).trim() : null);
 
@@ -48,10 +44,4 @@ try {
   if ((await heading.count()) !== 0) fail('the sign-in panel stayed');
   await page.screenshot({ path: join(cfg.shots, 'signin-ok.png') });
   phase('signed-in');
-} catch (e) {
-  out({ error: String(e && e.stack ? e.stack : e) });
-  exitCode = 1;
-} finally {
-  if (browser) await browser.close();
-}
-process.exit(exitCode);
+});
