@@ -156,6 +156,8 @@ def test_stack_runs_from_its_image(stack, containers, image_archive):
     stack.containerd.restart(down_for=1.0)
     assert os.stat(stack.containerd.socket).st_ino != before
     assert containers.task_pid(agent.id) == agent.pid and agent.alive()
+    wait_until(lambda: containers.log(agent).count("containerd reachable") >= 2, 30,
+               what=f"the agent reconnecting (agent log: {containers.log(agent)[-2000:]})")
 
     second = stack.images.image("e2e/image-second", "v1", layers=[MIB, MIB])
     stack.cri_pull(second, timeout=120)

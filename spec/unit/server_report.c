@@ -230,6 +230,18 @@ static void test_json_level_errors(void **state)
     "{\"futureField\":{\"a\":1,\"a\":2}}",
     "{\"x\":[{\"k\":1,\"k\":1}]}",
     "{\"nodeName\":\"a\\u0000b\"}",
+    /* Not well-formed UTF-8: an overlong form (what yajl's own check lets
+     * through), a surrogate, beyond U+10FFFF, a cut sequence, in a value and
+     * in a key. */
+    "{\"bootId\":\"\xc1\x9d\"}",
+    "{\"bootId\":\"\xe0\x80\xaf\"}",
+    "{\"bootId\":\"\xed\xa0\x80\"}",
+    "{\"bootId\":\"\xf4\x90\x80\x80\"}",
+    "{\"bootId\":\"\xe2\x82\"}",
+    "{\"\xc0\xaf\":1}",
+    /* Whitespace yajl allows and JSON does not. */
+    "{\"seq\"\v:1}",
+    "{\"seq\":1\f}",
     "{\"seq\":99999999999999999999}",
     "{\"seq\":1e999}",
     "{} {}",

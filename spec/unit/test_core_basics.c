@@ -16,6 +16,7 @@
 #include "core/httpc.h"
 #include "core/log.h"
 #include "core/random.h"
+#include "core/utf8.h"
 
 static void test_time_roundtrip(void **state)
 {
@@ -139,6 +140,24 @@ static void test_random_per_process(void **state)
   assert_true(mine != theirs);
 }
 
+/* Strict UTF-8 (RFC 3629): every boundary of the table in its section 4. */
+static void test_utf8(void **state)
+{
+  (void)state;
+  static const char *good[] = {"", "plain", "\xc2\x80", "\xdf\xbf", "\xe0\xa0\x80", "\xed\x9f\xbf",
+                               "\xee\x80\x80", "\xef\xbf\xbf", "\xf0\x90\x80\x80", "\xf4\x8f\xbf\xbf",
+                               "caf\xc3\xa9 \xe2\x82\xac"};
+  static const char *bad[] = {"\x80", "\xbf", "\xc0\xaf", "\xc1\x9d", "\xc2", "\xc2\x41", "\xe0\x9f\xbf",
+                              "\xed\xa0\x80", "\xed\xbf\xbf", "\xe2\x82", "\xf0\x8f\xbf\xbf",
+                              "\xf4\x90\x80\x80", "\xf5\x80\x80\x80", "\xff", "ok\xe2\x82"};
+  for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+    if (!pt_utf8_valid((const unsigned char *)good[i], strlen(good[i])))
+      fail_msg("good %zu rejected", i);
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+    if (pt_utf8_valid((const unsigned char *)bad[i], strlen(bad[i])))
+      fail_msg("bad %zu accepted", i);
+}
+
 int main(void)
 {
   pt_log_setup("test", PT_LOG_ERROR, PT_LOG_JSON);
@@ -147,6 +166,7 @@ int main(void)
       cmocka_unit_test(test_addr),
       cmocka_unit_test(test_log_levels),
       cmocka_unit_test(test_random_per_process),
+      cmocka_unit_test(test_utf8),
       cmocka_unit_test(test_httpc_refused_and_cancel),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -11,7 +11,9 @@
 #include "core/json.h"
 
 #define REPORT_MAX_BACKOFF 30.0
-#define POLL_MAX_BACKOFF 10.0
+/* Short: a pull that starts and ends while the agent waits to retry is never seen, and a
+ * connect attempt on a local socket costs nothing. */
+#define POLL_MAX_BACKOFF 2.0
 
 const struct pt_config_var pt_agent_config_vars[] = {
     {"PULLTRACE_NODE_NAME", PT_CFG_STRING, NULL, true,

@@ -27,6 +27,7 @@
 
 #include "core/clock.h"
 #include "core/map.h"
+#include "core/utf8.h"
 
 /* ------------------------------------------------------------------------ */
 /* Arena: every string and array of one report                               */
@@ -337,6 +338,8 @@ static int cb_string(void *ctx, const unsigned char *str, size_t len)
   struct pass1 *p = ctx;
   if (memchr(str, '\0', len))
     return fail1(p, "\\u0000 is not allowed in strings");
+  if (!pt_utf8_valid(str, len))
+    return fail1(p, "a string is not well-formed UTF-8");
   struct slot *s;
   if (!scalar(p, V_STRING, &s))
     return 0;
@@ -403,6 +406,8 @@ static int cb_map_key(void *ctx, const unsigned char *key, size_t len)
   struct frame *f = &p->stack[p->depth - 1];
   if (memchr(key, '\0', len))
     return fail1(p, "\\u0000 is not allowed in object keys");
+  if (!pt_utf8_valid(key, len))
+    return fail1(p, "an object key is not well-formed UTF-8");
   f->slot = f->known ? member_slot(f->kind, key, len) : -1;
   if (f->slot >= 0) {
     if (f->obj->m[f->slot].t != V_ABSENT)
@@ -759,6 +764,17 @@ static int validate(struct ctx *c, const struct robj *root, struct pt_report *ou
 
 static int parse_json(struct pass1 *p, const char *body, size_t len, char *err, size_t errlen)
 {
+  /* yajl takes \v and \f for whitespace; JSON has neither as whitespace and
+   * both must be escaped inside strings, so in a JSON document they appear
+   * nowhere. */
+  for (const char *bad = "\v\f"; *bad; bad++) {
+    const char *at = memchr(body, *bad, len);
+    if (at) {
+      snprintf(err, errlen, "invalid JSON: control character 0x%02x outside a string's escapes (byte %zu)",
+               (unsigned)*bad, (size_t)(at - body));
+      return -EINVAL;
+    }
+  }
   yajl_handle h = yajl_alloc(&callbacks, NULL, p);
   if (!h) {
     snprintf(err, errlen, "out of memory");

@@ -1,0 +1,42 @@
+#include "core/utf8.h"
+
+bool pt_utf8_valid(const unsigned char *s, size_t len)
+{
+  size_t i = 0;
+  while (i < len) {
+    unsigned char c = s[i];
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    /* The second byte's range depends on the first (RFC 3629, section 4):
+     * that is what excludes overlong forms, surrogates and values beyond
+     * U+10FFFF. */
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) {
+      n = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      n = 3;
+      if (c == 0xE0)
+        lo = 0xA0;
+      else if (c == 0xED)
+        hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      n = 4;
+      if (c == 0xF0)
+        lo = 0x90;
+      else if (c == 0xF4)
+        hi = 0x8F;
+    } else {
+      return false;
+    }
+    if (len - i < n || s[i + 1] < lo || s[i + 1] > hi)
+      return false;
+    for (size_t k = 2; k < n; k++)
+      if (s[i + k] < 0x80 || s[i + k] > 0xBF)
+        return false;
+    i += n;
+  }
+  return true;
+}
