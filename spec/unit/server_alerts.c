@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <string.h>
+#include <stdio.h>
 
 #include "server/alerts.h"
 
@@ -85,10 +86,89 @@ static void test_lifetime_follows_the_pull(void **state)
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* Each pull's alerts are found through the pull (an index, not a walk over
+ * every active alert): several alerts on one pull, an alert that moved to
+ * another pull with its latest event, and many pulls each with its alert. */
+static void test_alerts_indexed_by_pull(void **state)
+{
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  struct resolved r = {0};
+  struct pt_alerts_options o = {.on_resolved = on_resolved, .ud = &r};
+  struct pt_alerts *a = pt_alerts_create(&loop, NULL, &o);
+  assert_non_null(a);
+  json_t *la = json_pack("{s:s}", "pull", "n/a"), *lb = json_pack("{s:s}", "pull", "n/b"),
+         *lm = json_pack("{s:s}", "pull", "moving");
+  struct pt_policy_alert stalled = alert("PullStalled", la), slow = alert("PullSlow", la),
+                         failed = alert("PullFailed", lb), moving = alert("Moving", lm);
+  pt_alerts_deliver(a, &stalled, "n/a", "stalled", NULL, 100);
+  pt_alerts_deliver(a, &slow, "n/a", "pulling", NULL, 100);
+  pt_alerts_deliver(a, &failed, "n/b", "failed", NULL, 100);
+  /* Raised by n/a, then again by n/b's event: it follows n/b. */
+  pt_alerts_deliver(a, &moving, "n/a", "stalled", NULL, 100);
+  pt_alerts_deliver(a, &moving, "n/b", "failed", NULL, 110);
+  struct pt_alerts_stats st;
+  pt_alerts_stats(a, &st);
+  assert_int_equal(st.active, 4);
+
+  /* n/a moves again: its stall resolves, the alert raised while it was
+   * pulling stays, the alert that moved to n/b stays. */
+  pt_alerts_pull_changed(a, "n/a", "pulling", 120);
+  pt_alerts_stats(a, &st);
+  assert_int_equal(st.active, 3);
+  assert_int_equal(r.n, 1);
+  assert_string_equal(r.last, "PullStalled/n/a");
+
+  /* n/b leaves the tables: both of its alerts resolve; then n/a. */
+  pt_alerts_pull_changed(a, "n/b", NULL, 130);
+  pt_alerts_stats(a, &st);
+  assert_int_equal(st.active, 1);
+  assert_int_equal(r.n, 3);
+  pt_alerts_pull_changed(a, "n/a", NULL, 140);
+  pt_alerts_stats(a, &st);
+  assert_int_equal(st.active, 0);
+  assert_int_equal(r.n, 4);
+
+  /* 5,000 failed pulls, one alert each; each pull leaving resolves its own
+   * alert and no other. */
+  enum { N = 5000 };
+  for (int i = 0; i < N; i++) {
+    char id[32];
+    snprintf(id, sizeof(id), "node-%d/p", i);
+    json_t *l = json_pack("{s:s}", "pull", id);
+    struct pt_policy_alert f = alert("PullFailed", l);
+    pt_alerts_deliver(a, &f, id, "lost", NULL, 200);
+    json_decref(l);
+  }
+  pt_alerts_stats(a, &st);
+  assert_int_equal(st.active, N);
+  for (int i = 0; i < N; i++) {
+    char id[32];
+    snprintf(id, sizeof(id), "node-%d/p", i);
+    pt_alerts_pull_changed(a, id, "lost", 210); /* same state: stays */
+    pt_alerts_pull_changed(a, id, NULL, 210);
+    pt_alerts_stats(a, &st);
+    assert_int_equal(st.active, (size_t)(N - 1 - i));
+    char want[64];
+    snprintf(want, sizeof(want), "PullFailed/%s", id);
+    assert_string_equal(r.last, want);
+  }
+  assert_int_equal(r.n, 4 + N);
+
+  json_decref(la);
+  json_decref(lb);
+  json_decref(lm);
+  pt_alerts_destroy(a);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_lifetime_follows_the_pull),
+    cmocka_unit_test(test_alerts_indexed_by_pull),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,6 @@
 #include "server/alerts.h"
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -12,14 +13,16 @@
 
 const char *const pt_alert_severity_names[PT_ALERT_SEVERITIES] = {"info", "warning", "critical", "other"};
 
-/* One active alert. */
+/* One active alert, also in its pull's list (by_pull). */
 struct active {
+  char *key;        /* its key in active (name + labels) */
   char *name;
   json_t *labels;   /* copy of the alert's labels */
   char *pull_id;    /* the pull whose event raised it */
   char *state;      /* that pull's state then */
   json_t *am;       /* its Alertmanager object, without endsAt */
   json_t *context;  /* the deliverer's, for on_resolved; may be NULL */
+  struct active *pull_prev, *pull_next;
 };
 
 struct pt_alerts {
@@ -29,8 +32,10 @@ struct pt_alerts {
   uint64_t resolved;
   struct pt_webhook *webhook; /* NULL without a URL */
   struct pt_map active;       /* name + labels -> struct active */
-  /* pull id -> number of its active alerts (as a pointer-sized integer), so
-   * that the change of a pull without alerts costs one lookup. */
+  /* pull id -> the first of its active alerts (a list through pull_next):
+   * the change of a pull costs one lookup and a walk over its own alerts,
+   * never over all of them (100,000 pulls failing at once, each with its
+   * alert, would otherwise be quadratic). */
   struct pt_map by_pull;
   bool stopped;
   bool follower;               /* another replica delivers (docs/ha.md) */
@@ -115,6 +120,7 @@ static void active_free(struct active *x)
 {
   if (!x)
     return;
+  free(x->key);
   free(x->name);
   json_decref(x->labels);
   free(x->pull_id);
@@ -124,13 +130,36 @@ static void active_free(struct active *x)
   free(x);
 }
 
-static void pull_count(struct pt_alerts *a, const char *pull_id, int delta)
+/* Puts x at the head of its pull's list. Returns 0 or -ENOMEM (then x is in
+ * no list). */
+static int pull_link(struct pt_alerts *a, struct active *x)
 {
-  uintptr_t n = (uintptr_t)pt_map_get(&a->by_pull, pull_id) + (uintptr_t)(intptr_t)delta;
-  if (n == 0)
-    pt_map_del(&a->by_pull, pull_id);
-  else if (pt_map_put(&a->by_pull, pull_id, (void *)n))
-    PT_LOG_WARN("out of memory tracking an alert's pull: it resolves by its endsAt", "{s:s}", "pull", pull_id);
+  struct active *head = pt_map_get(&a->by_pull, x->pull_id);
+  if (pt_map_put(&a->by_pull, x->pull_id, x))
+    return -ENOMEM;
+  x->pull_prev = NULL;
+  x->pull_next = head;
+  if (head)
+    head->pull_prev = x;
+  return 0;
+}
+
+static void pull_unlink(struct pt_alerts *a, struct active *x)
+{
+  if (x->pull_next)
+    x->pull_next->pull_prev = x->pull_prev;
+  if (x->pull_prev)
+    x->pull_prev->pull_next = x->pull_next;
+  else if (x->pull_next)
+    pt_map_put(&a->by_pull, x->pull_id, x->pull_next); /* replaces: no allocation */
+  else
+    pt_map_del(&a->by_pull, x->pull_id);
+  x->pull_prev = x->pull_next = NULL;
+}
+
+static void untracked(const char *pull_id)
+{
+  PT_LOG_WARN("out of memory tracking an alert: it resolves by its endsAt", "{s:s}", "pull", pull_id);
 }
 
 /* Starts tracking a new active alert, or moves a tracked one to the pull of
@@ -143,31 +172,36 @@ static void track(struct pt_alerts *a, const char *key, const struct pt_policy_a
   if (x) {
     json_decref(x->context);
     x->context = json_incref((json_t *)context);
-    pull_count(a, x->pull_id, -1);
+    pull_unlink(a, x);
     free(x->pull_id);
     free(x->state);
     x->pull_id = strdup(pull_id);
     x->state = strdup(pull_state);
     json_decref(x->am);
     x->am = json_incref(am);
-    if (!x->pull_id || !x->state) {
+    if (!x->pull_id || !x->state || pull_link(a, x)) {
+      untracked(pull_id);
       active_free(pt_map_del(&a->active, key));
-      return;
     }
-    pull_count(a, pull_id, 1);
     return;
   }
   if (a->active.count >= PT_ALERTS_MAX_ACTIVE)
     return;
   x = calloc(1, sizeof(*x));
-  if (!x || !(x->name = strdup(alert->name)) || !(x->labels = json_deep_copy(alert->labels)) ||
-      !(x->pull_id = strdup(pull_id)) || !(x->state = strdup(pull_state)) || pt_map_put(&a->active, key, x)) {
+  if (!x || !(x->key = strdup(key)) || !(x->name = strdup(alert->name)) ||
+      !(x->labels = json_deep_copy(alert->labels)) || !(x->pull_id = strdup(pull_id)) ||
+      !(x->state = strdup(pull_state)) || pt_map_put(&a->active, key, x)) {
+    untracked(pull_id);
     active_free(x);
+    return;
+  }
+  if (pull_link(a, x)) {
+    untracked(pull_id);
+    active_free(pt_map_del(&a->active, key));
     return;
   }
   x->am = json_incref(am);
   x->context = json_incref((json_t *)context);
-  pull_count(a, pull_id, 1);
   if (a->webhook && !a->stopped && !uv_is_active((uv_handle_t *)&a->resend)) {
     uint64_t ms = (uint64_t)(a->opts.resend * 1000);
     uv_timer_start(&a->resend, resend_cb, ms, ms);
@@ -199,7 +233,7 @@ static void resolve(struct pt_alerts *a, const char *key, double time)
   if (!x)
     return;
   a->resolved++;
-  pull_count(a, x->pull_id, -1);
+  pull_unlink(a, x);
   PT_LOG_INFO("alert resolved", "{s:s,s:O,s:s}", "alert", x->name, "labels", x->labels, "pull", x->pull_id);
   send_alert(a, x->am, time);
   if (a->opts.on_resolved)
@@ -226,25 +260,15 @@ void pt_alerts_set_leader(struct pt_alerts *a, bool leader)
 
 void pt_alerts_pull_changed(struct pt_alerts *a, const char *pull_id, const char *state, double time)
 {
-  if (!a || !pull_id || !pt_map_get(&a->by_pull, pull_id))
+  if (!a || !pull_id)
     return;
-  /* Keys first, a batch at a time: the table must not change while it is
-   * iterated. A pull has a few alerts at most. */
-  size_t n;
-  do {
-    char *keys[16];
-    n = 0;
-    for (struct pt_map_entry *e = pt_map_first(&a->active); e && n < 16; e = pt_map_next(&a->active, e)) {
-      const struct active *x = e->value;
-      if (strcmp(x->pull_id, pull_id) == 0 && (!state || strcmp(x->state, state) != 0))
-        keys[n++] = strdup(e->key);
-    }
-    for (size_t i = 0; i < n; i++) {
-      if (keys[i])
-        resolve(a, keys[i], time);
-      free(keys[i]);
-    }
-  } while (n == 16);
+  /* resolve() unlinks (and frees) x: its successor is taken first. */
+  struct active *next;
+  for (struct active *x = pt_map_get(&a->by_pull, pull_id); x; x = next) {
+    next = x->pull_next;
+    if (!state || strcmp(x->state, state) != 0)
+      resolve(a, x->key, time);
+  }
 }
 
 void pt_alerts_stop(struct pt_alerts *a)
