@@ -134,6 +134,19 @@ static void test_sse_reader(void **state)
   assert_int_equal(s.n, 3);
   assert_string_equal(r.id, "9");
   pt_sse_reader_close(&r);
+
+  /* The same stream at once, and in two cuts around a CR LF: the same events. */
+  const char *want = "[snapshot|7|{\"a\":\n1}][pull.progress|8|{\"b\":2}][message|8|no type\nsecond]";
+  size_t cuts[] = {strlen(stream), (size_t)(strstr(stream, "\r\n") - stream) + 1};
+  for (size_t i = 0; i < 2; i++) {
+    struct seen all = {{0}, 0};
+    pt_sse_reader_init(&r, on_event, &all);
+    assert_int_equal(pt_sse_reader_feed(&r, stream, cuts[i]), 0);
+    assert_int_equal(pt_sse_reader_feed(&r, stream + cuts[i], strlen(stream) - cuts[i]), 0);
+    assert_string_equal(all.log, want);
+    assert_string_equal(r.id, "9");
+    pt_sse_reader_close(&r);
+  }
 }
 
 static void test_workloads(void **state)

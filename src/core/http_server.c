@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "core/log.h"
+#include "core/shared_buf.h"
 #include "core/tls.h"
 
 /* ------------------------------------------------------------------------ */
@@ -72,14 +73,41 @@ static void maybe_free_server(struct pt_http_server *srv)
     free(srv);
 }
 
+/* A write of shared buffers (pt_http_conn_write_shared): no copy, a
+ * reference to each until the kernel has taken them. */
+struct swreq {
+  uv_write_t req;
+  struct pt_http_conn *conn;
+  size_t len, n;
+  char chunk_head[20];
+  struct pt_shared_buf *bufs[];
+};
+
+static void write_done(struct pt_http_conn *c, size_t len, int status)
+{
+  c->queued -= len;
+  if (status < 0)
+    conn_really_close(c);
+}
+
 static void write_cb(uv_write_t *req, int status)
 {
   struct wreq *w = (struct wreq *)req;
   struct pt_http_conn *c = w->conn;
-  c->queued -= w->len;
+  size_t len = w->len;
   free(w);
-  if (status < 0)
-    conn_really_close(c);
+  write_done(c, len, status);
+}
+
+static void shared_write_cb(uv_write_t *req, int status)
+{
+  struct swreq *w = (struct swreq *)req;
+  struct pt_http_conn *c = w->conn;
+  size_t len = w->len;
+  for (size_t i = 0; i < w->n; i++)
+    pt_shared_buf_unref(w->bufs[i]);
+  free(w);
+  write_done(c, len, status);
 }
 
 /* Copies the pieces into one write to the socket. */
@@ -699,6 +727,63 @@ int pt_http_conn_write(struct pt_http_conn *c, const void *data, size_t len)
   uv_buf_t b[3] = {uv_buf_init(hdr, (unsigned)hl), uv_buf_init((char *)data, (unsigned)len),
                    uv_buf_init("\r\n", 2)};
   return conn_writev(c, b, 3);
+}
+
+/* Pieces of one write on the stack up to this many (a client's events of
+ * one loop pass); more take an allocation. */
+#define SHARED_STACK_BUFS 64
+
+int pt_http_conn_write_shared(struct pt_http_conn *c, struct pt_shared_buf *const *bufs, size_t n)
+{
+  if (c->state != CONN_STREAMING)
+    return -EPIPE;
+  if (c->handles_closing)
+    return -EPIPE;
+  size_t len = 0;
+  for (size_t i = 0; i < n; i++)
+    len += bufs[i]->len;
+  if (len == 0)
+    return 0;
+  struct swreq *w = malloc(sizeof(*w) + n * sizeof(w->bufs[0]));
+  uv_buf_t stack[SHARED_STACK_BUFS + 2];
+  uv_buf_t *b = n <= SHARED_STACK_BUFS ? stack : malloc((n + 2) * sizeof(*b));
+  if (!w || !b) {
+    free(w);
+    if (b != stack)
+      free(b);
+    return -ENOMEM;
+  }
+  /* The pieces go out as one chunk: its size line, the buffers, CRLF. */
+  size_t nb = 0;
+  if (c->chunked)
+    b[nb++] = uv_buf_init(w->chunk_head, (unsigned)snprintf(w->chunk_head, sizeof(w->chunk_head), "%zx\r\n", len));
+  for (size_t i = 0; i < n; i++)
+    b[nb++] = uv_buf_init(bufs[i]->data, (unsigned)bufs[i]->len);
+  if (c->chunked)
+    b[nb++] = uv_buf_init("\r\n", 2);
+  int r;
+  if (c->tls) {
+    /* TLS encrypts into its own records: a copy anyway. */
+    free(w);
+    r = conn_writev(c, b, (int)nb);
+  } else {
+    w->conn = c;
+    w->n = n;
+    w->len = len + (c->chunked ? strlen(w->chunk_head) + 2 : 0);
+    for (size_t i = 0; i < n; i++)
+      w->bufs[i] = pt_shared_buf_ref(bufs[i]);
+    r = uv_write(&w->req, (uv_stream_t *)&c->tcp, b, (unsigned)nb, shared_write_cb);
+    if (r < 0) {
+      for (size_t i = 0; i < n; i++)
+        pt_shared_buf_unref(w->bufs[i]);
+      free(w);
+    } else {
+      c->queued += w->len;
+    }
+  }
+  if (b != stack)
+    free(b);
+  return r;
 }
 
 size_t pt_http_conn_queued(const struct pt_http_conn *c)

@@ -194,6 +194,11 @@ void pt_http_server_destroy(struct pt_http_server *srv);
 void pt_http_conn_set_close_cb(struct pt_http_conn *conn, pt_http_conn_close_cb cb, void *ud);
 /* Queues bytes (copied). Returns 0 or a negative errno (-EPIPE once closing). */
 int pt_http_conn_write(struct pt_http_conn *conn, const void *data, size_t len);
+struct pt_shared_buf;
+/* Queues n shared buffers as one piece of the stream (one chunk when
+ * chunked), by reference: no copy, each held until the kernel has taken it
+ * (over TLS they are encrypted, so copied). Returns 0 or a negative errno. */
+int pt_http_conn_write_shared(struct pt_http_conn *conn, struct pt_shared_buf *const *bufs, size_t n);
 /* Bytes queued and not yet accepted by the kernel. */
 size_t pt_http_conn_queued(const struct pt_http_conn *conn);
 /* Closes after queued bytes are sent (or at once when abort is true). The

@@ -8,12 +8,12 @@
 
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/shared_buf.h"
 #include "core/sse.h"
 
 struct entry {
   uint64_t id;
-  char *frame;
-  size_t len;
+  struct pt_shared_buf *frame; /* framed once, shared by every client it goes to */
   const char *type; /* static */
   char *node;   /* routing keys, may be NULL */
   char *nss;    /* NUL-separated namespaces ending with an empty string, or NULL */
@@ -25,9 +25,12 @@ struct client {
   struct pt_http_conn *conn;
   struct pt_hub_filter filter;
   bool dropped;
-  /* Frames published during this loop pass, written at once before the loop
-   * polls again: one write per client per pass instead of one per event. */
-  struct pt_buf out;
+  /* Frames published during this loop pass, by reference, written at once
+   * before the loop polls again: one write per client per pass, and no
+   * copy of any frame per client. */
+  struct pt_shared_buf **pending;
+  size_t npending, cap_pending;
+  size_t pending_bytes;
   struct client *prev, *next;
 };
 
@@ -51,6 +54,8 @@ struct pt_hub {
   size_t head, count;   /* oldest at head */
   uint64_t next_id;
   struct client *clients;
+  struct pt_buf framing;           /* where an event is framed before it is shared */
+  struct pt_shared_buf *heartbeat; /* the heartbeat comment, shared too */
   struct pt_hub_stats stats;
   uint64_t last_reader_ms; /* uv_now when the last client left; 0 before the first */
   bool shutting;
@@ -58,7 +63,7 @@ struct pt_hub {
 
 static void entry_clear(struct entry *e)
 {
-  free(e->frame);
+  pt_shared_buf_unref(e->frame);
   free(e->node);
   free(e->nss);
   free(e->image);
@@ -141,9 +146,18 @@ static struct pt_hub_keys entry_keys(const struct entry *e)
   return (struct pt_hub_keys){.node = e->node, .nss = e->nss, .image = e->image};
 }
 
+static void pending_clear(struct client *c)
+{
+  for (size_t i = 0; i < c->npending; i++)
+    pt_shared_buf_unref(c->pending[i]);
+  c->npending = 0;
+  c->pending_bytes = 0;
+}
+
 static void client_free(struct client *c)
 {
-  pt_buf_close(&c->out);
+  pending_clear(c);
+  free(c->pending);
   pt_hub_filter_clear(&c->filter);
   free(c);
 }
@@ -182,9 +196,16 @@ static void drop(struct client *c)
 
 static void client_flush(struct client *c)
 {
-  if (c->out.len && !c->dropped && pt_http_conn_write(c->conn, c->out.data, c->out.len) == 0)
-    c->hub->stats.bytes += c->out.len;
-  pt_buf_reset(&c->out);
+  if (c->npending && !c->dropped && pt_http_conn_write_shared(c->conn, c->pending, c->npending) == 0)
+    c->hub->stats.bytes += c->pending_bytes;
+  pending_clear(c);
+  /* A resume may have queued thousands of frames: do not keep room for them
+   * in every client. */
+  if (c->cap_pending > 256) {
+    free(c->pending);
+    c->pending = NULL;
+    c->cap_pending = 0;
+  }
 }
 
 /* Runs before the loop polls: every event published since the last pass
@@ -198,20 +219,30 @@ static void flush_cb(uv_prepare_t *h)
     client_flush(c);
 }
 
-/* Returns false when the client was dropped (and may already be freed). */
-static bool client_send(struct client *c, const char *data, size_t len)
+/* Queues a frame for the client by reference (the only work per client
+ * per event). Returns false when the client was dropped (and may already be
+ * freed). */
+static bool client_send(struct client *c, struct pt_shared_buf *frame)
 {
   if (c->dropped)
     return false;
   struct pt_hub *hub = c->hub;
-  if (pt_http_conn_queued(c->conn) + c->out.len + len > hub->opts.client_queue_max) {
+  if (pt_http_conn_queued(c->conn) + c->pending_bytes + frame->len > hub->opts.client_queue_max) {
     drop(c);
     return false;
   }
-  if (pt_buf_append(&c->out, data, len) != 0) {
-    drop(c);
-    return false;
+  if (c->npending == c->cap_pending) {
+    size_t cap = c->cap_pending ? 2 * c->cap_pending : 8;
+    struct pt_shared_buf **p = realloc(c->pending, cap * sizeof(*p));
+    if (!p) {
+      drop(c);
+      return false;
+    }
+    c->pending = p;
+    c->cap_pending = cap;
   }
+  c->pending[c->npending++] = pt_shared_buf_ref(frame);
+  c->pending_bytes += frame->len;
   if (!hub->flush_pending) {
     hub->flush_pending = true;
     uv_prepare_start(&hub->flush, flush_cb);
@@ -222,11 +253,10 @@ static bool client_send(struct client *c, const char *data, size_t len)
 static void heartbeat_cb(uv_timer_t *t)
 {
   struct pt_hub *hub = t->data;
-  static const char hb[] = ": heartbeat\n\n";
   struct client *c = hub->clients;
   while (c) {
     struct client *next = c->next; /* a drop frees c */
-    client_send(c, hb, sizeof(hb) - 1);
+    client_send(c, hub->heartbeat);
     c = next;
   }
 }
@@ -245,8 +275,13 @@ struct pt_hub *pt_hub_create(uv_loop_t *loop, const struct pt_hub_options *opts,
   if (hub->opts.heartbeat <= 0) hub->opts.heartbeat = 15;
   if (!hub->opts.retry_ms) hub->opts.retry_ms = 2000;
   hub->next_id = hub->opts.first_id ? hub->opts.first_id : 1;
+  static const char hb[] = ": heartbeat\n\n";
   hub->ring = calloc(hub->opts.ring_size, sizeof(*hub->ring));
-  if (!hub->ring) {
+  hub->heartbeat = pt_shared_buf_create(hb, sizeof(hb) - 1);
+  pt_buf_init(&hub->framing);
+  if (!hub->ring || !hub->heartbeat) {
+    free(hub->ring);
+    pt_shared_buf_unref(hub->heartbeat);
     free(hub);
     return NULL;
   }
@@ -270,6 +305,8 @@ static void handle_closed(uv_handle_t *h)
   for (size_t i = 0; i < hub->opts.ring_size; i++)
     entry_clear(&hub->ring[i]);
   free(hub->ring);
+  pt_shared_buf_unref(hub->heartbeat);
+  pt_buf_close(&hub->framing);
   free(hub);
 }
 
@@ -317,9 +354,9 @@ uint64_t pt_hub_next_id(const struct pt_hub *hub)
 uint64_t pt_hub_publish(struct pt_hub *hub, const char *type, const struct pt_hub_keys *keys, const char *data)
 {
   uint64_t id = hub->next_id++;
-  struct pt_buf b;
-  pt_buf_init(&b);
-  pt_sse_format_event(&b, id, type, data ? data : "{}");
+  struct pt_buf *b = &hub->framing;
+  pt_buf_reset(b);
+  pt_sse_format_event(b, id, type, data ? data : "{}");
   struct entry *e;
   if (hub->count == hub->opts.ring_size) {
     e = &hub->ring[hub->head];
@@ -330,7 +367,7 @@ uint64_t pt_hub_publish(struct pt_hub *hub, const char *type, const struct pt_hu
     hub->count++;
   }
   e->id = id;
-  e->frame = pt_buf_steal(&b, &e->len);
+  e->frame = b->oom ? NULL : pt_shared_buf_create(b->data, b->len);
   e->type = type;
   e->node = keys && keys->node ? strdup(keys->node) : NULL;
   e->nss = keys ? pt_hub_nss_copy(keys->nss) : NULL;
@@ -344,7 +381,7 @@ uint64_t pt_hub_publish(struct pt_hub *hub, const char *type, const struct pt_hu
   while (c) {
     struct client *next = c->next; /* a drop frees c */
     if (pt_hub_filter_match(&c->filter, type, &ek))
-      client_send(c, e->frame, e->len);
+      client_send(c, e->frame);
     c = next;
   }
   return id;
@@ -420,7 +457,6 @@ void pt_hub_stream_start(void *ud, struct pt_http_conn *conn)
   }
   c->hub = hub;
   c->conn = conn;
-  pt_buf_init(&c->out);
   c->filter = s->filter;
   memset(&s->filter, 0, sizeof(s->filter));
   c->next = hub->clients;
@@ -444,7 +480,7 @@ void pt_hub_stream_start(void *ud, struct pt_http_conn *conn)
       struct entry *e = &hub->ring[(hub->head + i) % hub->opts.ring_size];
       struct pt_hub_keys ek = entry_keys(e);
       if (e->id > s->last && e->frame && pt_hub_filter_match(&c->filter, e->type, &ek) &&
-          !client_send(c, e->frame, e->len))
+          !client_send(c, e->frame))
         break;
     }
   } else {
