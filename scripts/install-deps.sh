@@ -16,7 +16,7 @@ docs=(mkdocs mkdocs-material python3-pymdownx)
 images=(buildah mmdebstrap skopeo uidmap)  # scripts/images.sh: the Dockerfile without a Docker engine
 test=(libcmocka-dev lua-busted shellcheck python3-pytest python3-requests python3-jsonschema python3-yaml tmux clang
       libclang-rt-14-dev prometheus prometheus-alertmanager chromium "${components[@]}" "${docs[@]}" "${images[@]}")
-demo=(python3-requests wrk "${components[@]}")  # wrk: bench/server
+demo=(python3-requests wrk libnginx-mod-nchan "${components[@]}")  # wrk, nchan (the fan-out reference): bench/server
 fuzz=(clang libclang-rt-14-dev libcmocka-dev)  # scripts/fuzz.sh
 
 usage() { sed -n '2,7s/^# \{0,1\}//p' "$0"; }

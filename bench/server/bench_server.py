@@ -26,7 +26,10 @@ one report per node per 100 ms), PULLTRACE_KUBERNETES=off and PULLTRACE_LOG_LEVE
   fanout1000  1,000 event-stream clients: memory per client, then 2 nodes reporting once
               a second (20 s)
   fanout10000 10,000 event-stream clients (bench-sse-fanout, a C client on one libuv loop:
-              the client is not the bottleneck), then 2 nodes reporting once a second (20 s)
+              the client is not the bottleneck; its CPU is reported), then 2 nodes reporting
+              once a second (20 s); then the reference: the same loop passes (recorded from the
+              stream meanwhile) replayed through nginx with the nchan module (Debian's
+              libnginx-mod-nchan, a pub/sub server) to 10,000 clients of the same client
   fanout10000-summaries
               the same, the clients subscribed to rollout summaries only (types=rollout.summary)
   memory      1,000 nodes x 5 pulls x 8 layers in flight = 5,000 pulls: RSS, and the size
@@ -210,6 +213,121 @@ http {{
         self.proc.stop()
 
 
+class NchanFanout:
+    """nginx with the nchan module (Debian's libnginx-mod-nchan), one worker pinned to
+    SERVER_CPU: a pub/sub server fanning messages out to EventSource subscribers, the
+    reference beside pulltrace's event stream (same clients, same bytes, same core).
+    publish() POSTs one message; `event` names its EventSource event."""
+
+    MODULE = "/usr/lib/nginx/modules/ngx_nchan_module.so"
+
+    def __init__(self, work, clients):
+        self.port = free_port()
+        d = Path(work) / f"nchan-{self.port}"
+        (d / "logs").mkdir(parents=True, exist_ok=True)
+        conf = d / "nginx.conf"
+        conf.write_text(f"""load_module {self.MODULE};
+daemon off;
+worker_processes 1;
+worker_rlimit_nofile {clients + 200};
+pid {d}/nginx.pid;
+error_log {d}/logs/error.log warn;
+events {{ worker_connections {clients + 100}; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body;
+  client_max_body_size 16m;
+  client_body_buffer_size 16m;
+  server {{
+    listen 127.0.0.1:{self.port};
+    location = /pub {{ nchan_publisher; nchan_channel_id all; nchan_message_buffer_length 64; }}
+    location = /api/v1/events {{
+      nchan_subscriber eventsource; nchan_channel_id all; nchan_subscriber_first_message oldest;
+    }}
+  }}
+}}
+""")
+        self.proc = Proc("nchan", ["taskset", "-c", SERVER_CPU, NGINX, "-p", str(d), "-c", str(conf)],
+                         d / "logs" / "stdout.log")
+        self.session = requests.Session()
+
+    def __enter__(self):
+        self.proc.start()
+        self.url = f"http://127.0.0.1:{self.port}"
+        wait_until(lambda: subprocess.run(["curl", "-s", "-o", "/dev/null", self.url + "/pub"]).returncode == 0,
+                   10, what="nchan")
+        kids = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+        self.worker = int(kids[0])
+        return self
+
+    def publish(self, body, event=None):
+        headers = {"X-EventSource-Event": event} if event else {}
+        self.session.post(self.url + "/pub", data=body.encode(), headers=headers, timeout=30).raise_for_status()
+
+    def __exit__(self, *exc):
+        self.proc.stop()
+
+
+def rfc3339_now():
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
+
+
+def replay_passes(events):
+    """pulltrace's events as recorded by a reader, grouped into the loop passes that sent
+    them (the same `time`), each with its offset from the first: [(seconds, [json text])]."""
+    passes = []
+    for e in events:
+        if e["event"] == "snapshot":
+            continue
+        when = e["data"]["time"]
+        if not passes or passes[-1][0] != when:
+            passes.append((when, []))
+        passes[-1][1].append(json.dumps(e["data"], separators=(",", ":")))
+    if not passes:
+        return []
+    t0 = parse_time(passes[0][0])
+    return [(parse_time(t) - t0, texts) for t, texts in passes]
+
+
+def parse_time(s):
+    base, _, frac = s.rstrip("Z").partition(".")
+    return time.mktime(time.strptime(base, "%Y-%m-%dT%H:%M:%S")) + (float("0." + frac) if frac else 0.0)
+
+
+def fanout_reference(build, work, clients, passes, seconds):
+    """The passes pulltrace sent, replayed through nchan to the same number of clients of
+    the same client: each pass one message (its events' JSON, one per data: line, each
+    event's time set to the moment it is published), at the offsets they had."""
+    with NchanFanout(work, clients) as ref:
+        ref.publish('{"snapshot":true}', event="snapshot")  # the clients' signal that they are in
+
+        class Srv:
+            port = ref.port
+
+        def load():
+            c0, t0 = cpu_seconds(ref.worker), time.monotonic()
+            sent, nbytes = 0, 0
+            for offset, texts in passes:
+                if offset > seconds:
+                    break
+                delay = t0 + 1 + offset - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                now = rfc3339_now()
+                body = "\n".join(re.sub(r'"time":"[^"]*"', f'"time":"{now}"', t, count=1) for t in texts)
+                ref.publish(body)
+                sent += 1
+                nbytes += len(body)
+            c1, t1 = cpu_seconds(ref.worker), time.monotonic()
+            return {"passes": sent, "bytes_per_pass": round(nbytes / max(1, sent)),
+                    "worker_cpu_percent": round(100.0 * (c1 - c0) / (t1 - t0), 1)}
+
+        res, got = with_sse_clients(build, work, Srv, clients, seconds + 3, "/api/v1/events", load)
+        return {"delivery_delay_ms": got["delay_ms"], "delivered_bytes_per_sec": round(got["bytes"] / got["seconds"]),
+                "clients_open_at_end": got["open_at_end"], **res}
+
+
 def scenario_nginx(build, work, seconds=15):
     with Nginx204(work) as ngx:
         res, cpu, cpu_s = cpu_during(ngx.worker, lambda: wrk(ngx.url + "/api/v1/report", 500, seconds, 16))
@@ -295,16 +413,20 @@ def with_sse_clients(build, work, srv, clients, seconds, path, load):
                            stdout=subprocess.PIPE, text=True, preexec_fn=raise_nofile)
     try:
         wait_until(ready.exists, 180, what="SSE clients connected")
+        c0, t0 = cpu_seconds(sse.pid), time.monotonic()
         res = load()
+        client_cpu = round(100.0 * (cpu_seconds(sse.pid) - c0) / (time.monotonic() - t0), 1)
         out, _ = sse.communicate(timeout=120)
     finally:
         if sse.poll() is None:
             sse.kill()
             sse.wait()
-    return res, json.loads(re.search(r"^SSE_JSON (.*)$", out, re.M).group(1))
+    got = json.loads(re.search(r"^SSE_JSON (.*)$", out, re.M).group(1))
+    got["client_cpu_percent"] = client_cpu  # the client's core is not the limit while well under 100
+    return res, got
 
 
-def fanout(build, work, clients, nodes, seconds=20, path="/api/v1/events"):
+def fanout(build, work, clients, nodes, seconds=20, path="/api/v1/events", reference=False):
     srv = start_server(build, work, f"fanout{clients}", PULLTRACE_MAX_CONNECTIONS=clients + 1000)
     try:
         rss0 = srv.rss_kib()
@@ -314,8 +436,12 @@ def fanout(build, work, clients, nodes, seconds=20, path="/api/v1/events"):
             time.sleep(1)
             marks["rss1"] = srv.rss_kib()
             marks["m0"] = srv.metrics()
+            recorder = srv.events(path=path) if reference else None
             r = cpu_during(srv.pid, lambda: wrk(srv.url + "/api/v1/report", nodes, seconds, nodes, pace_ms=1000))
             marks["m1"] = srv.metrics()
+            if recorder:
+                recorder.close()
+                marks["recorded"] = list(recorder.events)
             return r
 
         (res, cpu, _), got = with_sse_clients(build, work, srv, clients, seconds + 2, path, load)
@@ -336,8 +462,11 @@ def fanout(build, work, clients, nodes, seconds=20, path="/api/v1/events"):
                 "rss_kib_per_client": round((rss1 - rss0) / clients, 1),
                 "rss_kib_after": srv.rss_kib(),
                 "clients_with_snapshot": got["with_snapshot"], "clients_open_at_end": got["open_at_end"],
+                "client_cpu_percent": got["client_cpu_percent"],
                 "command": f"bench-sse-fanout PORT {clients} {seconds + 2} READY {path} + "
-                           f"PT_PACE_MS=1000 {res['command']}"}
+                           f"PT_PACE_MS=1000 {res['command']}",
+                **({"nchan_same_passes": fanout_reference(build, work, clients, replay_passes(marks["recorded"]),
+                                                          seconds)} if reference else {})}
     finally:
         srv.stop()
 
@@ -539,7 +668,7 @@ SCENARIOS = {
     "paced": scenario_paced,
     "fanout100": lambda b, w: fanout(b, w, 100, 20),
     "fanout1000": lambda b, w: fanout(b, w, 1000, 2),
-    "fanout10000": lambda b, w: fanout(b, w, 10000, 2),
+    "fanout10000": lambda b, w: fanout(b, w, 10000, 2, reference=True),
     "fanout10000-summaries": lambda b, w: fanout(b, w, 10000, 2, path="/api/v1/events?types=rollout.summary"),
     "memory": scenario_memory,
     "rollout": scenario_rollout,
