@@ -29,6 +29,18 @@ static struct pt_policy_alert alert(const char *name, json_t *labels)
   return (struct pt_policy_alert){name, "warning", "summary", labels, "pull.stalled", "alerts.lua", NULL};
 }
 
+/* A pull changes (state NULL: it leaves the tables); then this many alerts
+ * are active and this many have resolved in all. */
+static void change(struct pt_alerts *a, const char *pull, const char *state, double time, size_t active,
+                   int resolved, const struct resolved *r)
+{
+  pt_alerts_pull_changed(a, pull, state, time);
+  struct pt_alerts_stats st;
+  pt_alerts_stats(a, &st);
+  assert_int_equal(st.active, active);
+  assert_int_equal(r->n, resolved);
+}
+
 static void test_lifetime_follows_the_pull(void **state)
 {
   (void)state;
@@ -50,25 +62,17 @@ static void test_lifetime_follows_the_pull(void **state)
   assert_int_equal(st.by_severity[1], 3);
 
   /* Changes that keep the state, and changes of other pulls, resolve nothing. */
-  pt_alerts_pull_changed(a, "n/p1", "stalled", 170);
-  pt_alerts_pull_changed(a, "n/p3", NULL, 170);
-  pt_alerts_stats(a, &st);
-  assert_int_equal(st.active, 2);
-  assert_int_equal(r.n, 0);
+  change(a, "n/p1", "stalled", 170, 2, 0, &r);
+  change(a, "n/p3", NULL, 170, 2, 0, &r);
 
   /* The stall clears. */
-  pt_alerts_pull_changed(a, "n/p1", "pulling", 180);
+  change(a, "n/p1", "pulling", 180, 1, 1, &r);
   pt_alerts_stats(a, &st);
-  assert_int_equal(st.active, 1);
   assert_int_equal(st.resolved, 1);
-  assert_int_equal(r.n, 1);
   assert_string_equal(r.last, "PullStalled/n/p1");
 
   /* The failed pull leaves the tables. */
-  pt_alerts_pull_changed(a, "n/p2", NULL, 190);
-  pt_alerts_stats(a, &st);
-  assert_int_equal(st.active, 0);
-  assert_int_equal(r.n, 2);
+  change(a, "n/p2", NULL, 190, 0, 2, &r);
   assert_string_equal(r.last, "PullFailed/n/p2");
 
   /* The same alert raised again is active again; an alert no pull raised is
@@ -108,27 +112,16 @@ static void test_alerts_indexed_by_pull(void **state)
   /* Raised by n/a, then again by n/b's event: it follows n/b. */
   pt_alerts_deliver(a, &moving, "n/a", "stalled", NULL, 100);
   pt_alerts_deliver(a, &moving, "n/b", "failed", NULL, 110);
-  struct pt_alerts_stats st;
-  pt_alerts_stats(a, &st);
-  assert_int_equal(st.active, 4);
+  change(a, "n/c", NULL, 100, 4, 0, &r); /* another pull: nothing */
 
   /* n/a moves again: its stall resolves, the alert raised while it was
    * pulling stays, the alert that moved to n/b stays. */
-  pt_alerts_pull_changed(a, "n/a", "pulling", 120);
-  pt_alerts_stats(a, &st);
-  assert_int_equal(st.active, 3);
-  assert_int_equal(r.n, 1);
+  change(a, "n/a", "pulling", 120, 3, 1, &r);
   assert_string_equal(r.last, "PullStalled/n/a");
 
   /* n/b leaves the tables: both of its alerts resolve; then n/a. */
-  pt_alerts_pull_changed(a, "n/b", NULL, 130);
-  pt_alerts_stats(a, &st);
-  assert_int_equal(st.active, 1);
-  assert_int_equal(r.n, 3);
-  pt_alerts_pull_changed(a, "n/a", NULL, 140);
-  pt_alerts_stats(a, &st);
-  assert_int_equal(st.active, 0);
-  assert_int_equal(r.n, 4);
+  change(a, "n/b", NULL, 130, 1, 3, &r);
+  change(a, "n/a", NULL, 140, 0, 4, &r);
 
   /* 5,000 failed pulls, one alert each; each pull leaving resolves its own
    * alert and no other. */
@@ -141,20 +134,15 @@ static void test_alerts_indexed_by_pull(void **state)
     pt_alerts_deliver(a, &f, id, "lost", NULL, 200);
     json_decref(l);
   }
-  pt_alerts_stats(a, &st);
-  assert_int_equal(st.active, N);
   for (int i = 0; i < N; i++) {
     char id[32];
     snprintf(id, sizeof(id), "node-%d/p", i);
-    pt_alerts_pull_changed(a, id, "lost", 210); /* same state: stays */
-    pt_alerts_pull_changed(a, id, NULL, 210);
-    pt_alerts_stats(a, &st);
-    assert_int_equal(st.active, (size_t)(N - 1 - i));
+    change(a, id, "lost", 210, (size_t)(N - i), 4 + i, &r); /* same state: stays */
+    change(a, id, NULL, 210, (size_t)(N - 1 - i), 4 + i + 1, &r);
     char want[64];
     snprintf(want, sizeof(want), "PullFailed/%s", id);
     assert_string_equal(r.last, want);
   }
-  assert_int_equal(r.n, 4 + N);
 
   json_decref(la);
   json_decref(lb);

@@ -3,9 +3,7 @@
  * security headers, report answers, SSE snapshot, live events and
  * Last-Event-ID resumption, the metrics exposition, and graceful shutdown. */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,12 +11,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 #include <cmocka.h>
 
 #include "core/clock.h"
 #include "server/server.h"
+#include "test_net.h"
 
 struct ctx {
   uv_loop_t loop;
@@ -28,31 +26,6 @@ struct ctx {
   int failures;
   char why[512];
 };
-
-static int dial(int port)
-{
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-  if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
-    close(fd);
-    return -1;
-  }
-  struct timeval tv = {.tv_sec = 10};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  return fd;
-}
-
-static void send_all(int fd, const char *s, size_t n)
-{
-  while (n) {
-    ssize_t w = write(fd, s, n);
-    if (w <= 0)
-      return;
-    s += w;
-    n -= (size_t)w;
-  }
-}
 
 /* Reads until `until` appears (or EOF/timeout) into buf. */
 static size_t read_until(int fd, char *buf, size_t cap, size_t have, const char *until)
@@ -71,7 +44,7 @@ static size_t read_until(int fd, char *buf, size_t cap, size_t have, const char 
 /* One request on a fresh or given connection; returns the full response (Content-Length). */
 static char *request(int fd, const char *raw)
 {
-  send_all(fd, raw, strlen(raw));
+  test_send_all(fd, raw, strlen(raw));
   size_t cap = 1 << 20;
   char *buf = malloc(cap);
   size_t n = read_until(fd, buf, cap, 0, "\r\n\r\n");
@@ -112,7 +85,7 @@ static char *post_report(int port, const char *node, int seq, int dl, const char
   char *raw = malloc(8192);
   snprintf(raw, 8192, "POST /api/v1/report HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n%s"
            "Content-Length: %zu\r\n\r\n%s", auth ? auth : "", strlen(body), body);
-  int fd = dial(port);
+  int fd = test_dial(port);
   char *resp = request(fd, raw);
   close(fd);
   free(body);
@@ -138,7 +111,7 @@ static void *client(void *arg)
 {
   struct ctx *c = arg;
   /* Keep-alive: two requests on one connection; security headers. */
-  int fd = dial(c->port);
+  int fd = test_dial(c->port);
   char *r = request(fd, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
   CHECK(c, strstr(r, "HTTP/1.1 200 OK") != NULL);
   CHECK(c, strstr(r, "X-Content-Type-Options: nosniff") != NULL);
@@ -164,9 +137,9 @@ static void *client(void *arg)
   free(r);
 
   /* SSE: snapshot first. */
-  int sse = dial(c->port);
+  int sse = test_dial(c->port);
   const char *ev_req = "GET /api/v1/events HTTP/1.1\r\nHost: t\r\n\r\n";
-  send_all(sse, ev_req, strlen(ev_req));
+  test_send_all(sse, ev_req, strlen(ev_req));
   char *buf = calloc(1, 1 << 20);
   size_t n = read_until(sse, buf, 1 << 20, 0, "event: snapshot");
   n = read_until(sse, buf, 1 << 20, n, "\n\n\r\n");
@@ -190,11 +163,11 @@ static void *client(void *arg)
   r = post_report(c->port, "n1", 2, 500, "Authorization: Bearer s3cret\r\n");
   free(r);
   /* Resume: exactly the missed events, no snapshot. */
-  sse = dial(c->port);
+  sse = test_dial(c->port);
   char hdr[256];
   snprintf(hdr, sizeof(hdr), "GET /api/v1/events?node=n1 HTTP/1.1\r\nHost: t\r\nLast-Event-ID: %llu\r\n\r\n",
            (unsigned long long)seen);
-  send_all(sse, hdr, strlen(hdr));
+  test_send_all(sse, hdr, strlen(hdr));
   memset(buf, 0, 1 << 20);
   n = read_until(sse, buf, 1 << 20, 0, "event: pull.progress");
   n = read_until(sse, buf, 1 << 20, n, "}\n\n");
@@ -205,9 +178,9 @@ static void *client(void *arg)
   snprintf(want, sizeof(want), "id: %llu\n", (unsigned long long)seen + 1);
   CHECK(c, strstr(buf, want) != NULL);
   /* A resume from an unknown id gets a snapshot. */
-  int sse2 = dial(c->port);
+  int sse2 = test_dial(c->port);
   const char *old_req = "GET /api/v1/events HTTP/1.1\r\nHost: t\r\nLast-Event-ID: 12\r\n\r\n";
-  send_all(sse2, old_req, strlen(old_req));
+  test_send_all(sse2, old_req, strlen(old_req));
   char *buf2 = calloc(1, 1 << 16);
   read_until(sse2, buf2, 1 << 16, 0, "event: snapshot");
   CHECK(c, strstr(buf2, "event: snapshot") != NULL);
@@ -216,7 +189,7 @@ static void *client(void *arg)
   close(sse2);
 
   /* Metrics. */
-  int mfd = dial(c->mport);
+  int mfd = test_dial(c->mport);
   r = request(mfd, "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
   CHECK(c, strstr(r, "text/plain; version=0.0.4") != NULL);
   CHECK(c, strstr(r, "pulltrace_agent_reports_total{result=\"applied\"} 2\n") != NULL);

@@ -6,8 +6,6 @@
  * client that does not read is dropped at its byte budget while the others
  * get everything; a resume gets the ring's frames. */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,12 +13,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 #include <cmocka.h>
 
 #include "core/http_server.h"
 #include "server/hub.h"
+#include "test_net.h"
 
 static const struct pt_hub_keys pull_a = {.node = "node-a", .nss = "shop\0web\0", .image = "reg/app:v2"};
 static const struct pt_hub_keys node_a = {.node = "node-a"};
@@ -159,23 +157,12 @@ static void send_cmd(struct fan *f, enum cmd cmd)
   uv_async_send(&f->async);
 }
 
+/* A connection to the test's server with its request sent. */
 static int dial(int port, const char *request)
 {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-  if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
-    close(fd);
-    return -1;
-  }
-  struct timeval tv = {.tv_sec = 20};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  for (size_t n = strlen(request), at = 0; at < n;) {
-    ssize_t w = write(fd, request + at, n - at);
-    if (w <= 0)
-      break;
-    at += (size_t)w;
-  }
+  int fd = test_dial(port);
+  if (fd >= 0)
+    test_send_all(fd, request, strlen(request));
   return fd;
 }
 

@@ -76,6 +76,14 @@ static const char *line_end(const char *p, const char *end)
   return cr ? cr : stop;
 }
 
+/* Adds n bytes to the line being received. */
+static int keep(struct pt_sse_reader *r, const char *p, size_t n)
+{
+  if (r->line.len + n > MAX_LINE)
+    return -EMSGSIZE;
+  return pt_buf_append(&r->line, p, n) ? -ENOMEM : 0;
+}
+
 int pt_sse_reader_feed(struct pt_sse_reader *r, const char *data, size_t len)
 {
   const char *p = data, *end = data + len;
@@ -87,20 +95,16 @@ int pt_sse_reader_feed(struct pt_sse_reader *r, const char *data, size_t len)
     }
     const char *eol = line_end(p, end);
     size_t n = (size_t)(eol - p);
-    if (eol == end) {
-      /* The line goes on in the next bytes: keep its start. */
-      if (r->line.len + n > MAX_LINE)
-        return -EMSGSIZE;
-      if (pt_buf_append(&r->line, p, n))
-        return -ENOMEM;
+    int k;
+    if (eol == end) { /* the line goes on in the next bytes: keep its start */
+      if ((k = keep(r, p, n)))
+        return k;
       break;
     }
     r->skip_lf = *eol == '\r';
     if (r->line.len) {
-      if (r->line.len + n > MAX_LINE)
-        return -EMSGSIZE;
-      if (pt_buf_append(&r->line, p, n))
-        return -ENOMEM;
+      if ((k = keep(r, p, n)))
+        return k;
       line(r, r->line.data, r->line.len);
       pt_buf_reset(&r->line);
     } else {
