@@ -41,15 +41,29 @@ static void change(struct pt_alerts *a, const char *pull, const char *state, dou
   assert_int_equal(r->n, resolved);
 }
 
+/* Alerts without a webhook on a new loop, resolutions counted in r. */
+static struct pt_alerts *alerts_new(uv_loop_t *loop, struct resolved *r)
+{
+  uv_loop_init(loop);
+  struct pt_alerts_options o = {.on_resolved = on_resolved, .ud = r};
+  struct pt_alerts *a = pt_alerts_create(loop, NULL, &o);
+  assert_non_null(a);
+  return a;
+}
+
+static void alerts_end(uv_loop_t *loop, struct pt_alerts *a)
+{
+  pt_alerts_destroy(a);
+  uv_run(loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(loop), 0);
+}
+
 static void test_lifetime_follows_the_pull(void **state)
 {
   (void)state;
   uv_loop_t loop;
-  uv_loop_init(&loop);
   struct resolved r = {0};
-  struct pt_alerts_options o = {.on_resolved = on_resolved, .ud = &r};
-  struct pt_alerts *a = pt_alerts_create(&loop, NULL, &o);
-  assert_non_null(a);
+  struct pt_alerts *a = alerts_new(&loop, &r);
   json_t *l1 = json_pack("{s:s}", "pull", "n/p1"), *l2 = json_pack("{s:s}", "pull", "n/p2");
   struct pt_policy_alert s1 = alert("PullStalled", l1), f2 = alert("PullFailed", l2);
   pt_alerts_deliver(a, &s1, "n/p1", "stalled", NULL, 100);
@@ -85,9 +99,7 @@ static void test_lifetime_follows_the_pull(void **state)
 
   json_decref(l1);
   json_decref(l2);
-  pt_alerts_destroy(a);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  assert_int_equal(uv_loop_close(&loop), 0);
+  alerts_end(&loop, a);
 }
 
 /* Each pull's alerts are found through the pull (an index, not a walk over
@@ -97,11 +109,8 @@ static void test_alerts_indexed_by_pull(void **state)
 {
   (void)state;
   uv_loop_t loop;
-  uv_loop_init(&loop);
   struct resolved r = {0};
-  struct pt_alerts_options o = {.on_resolved = on_resolved, .ud = &r};
-  struct pt_alerts *a = pt_alerts_create(&loop, NULL, &o);
-  assert_non_null(a);
+  struct pt_alerts *a = alerts_new(&loop, &r);
   json_t *la = json_pack("{s:s}", "pull", "n/a"), *lb = json_pack("{s:s}", "pull", "n/b"),
          *lm = json_pack("{s:s}", "pull", "moving");
   struct pt_policy_alert stalled = alert("PullStalled", la), slow = alert("PullSlow", la),
@@ -147,9 +156,7 @@ static void test_alerts_indexed_by_pull(void **state)
   json_decref(la);
   json_decref(lb);
   json_decref(lm);
-  pt_alerts_destroy(a);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  assert_int_equal(uv_loop_close(&loop), 0);
+  alerts_end(&loop, a);
 }
 
 int main(void)
