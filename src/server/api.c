@@ -651,8 +651,11 @@ static void route_read(struct pt_server *srv, const struct pt_http_req *req, str
   (void)who;
   if (strcmp(path, "/api/v1/pulls") == 0)
     return handle_pulls(srv, req, resp);
-  if (strncmp(path, "/api/v1/pulls/", 14) == 0 && path[14])
+  if (strncmp(path, "/api/v1/pulls/", 14) == 0 && path[14]) {
+    if (pt_server_pull_events_handle(srv, path + 14, resp))
+      return;
     return handle_pull(srv, path + 14, resp);
+  }
   if (strcmp(path, "/api/v1/nodes") == 0)
     return handle_nodes(srv, req, resp);
   if (strcmp(path, "/api/v1/events") == 0)

@@ -67,6 +67,9 @@ const struct pt_config_var pt_server_config_vars[] = {
    "Events kept for Last-Event-ID resumption", NULL, NULL},
   {"PULLTRACE_SSE_CLIENT_QUEUE", PT_CFG_INT, "1048576", false, CFG(sse_client_queue), 4096, 1073741824,
    "Bytes queued for one event-stream client before it is dropped as too slow", NULL, NULL},
+  {"PULLTRACE_PULL_EVENTS_MAX_BYTES", PT_CFG_INT, "16777216", false, CFG(pull_events_max_bytes), 0, 1073741824,
+   "Memory for the pulls' own events (GET /api/v1/pulls/{id}/events): the oldest go first; 0 = keep none", NULL,
+   NULL},
   {"PULLTRACE_ALERT_WEBHOOK_URL", PT_CFG_STRING, NULL, false, CFG(alert_webhook_url), 0, 0,
    "POST alerts here as Alertmanager API v2 JSON (e.g. http://alertmanager:9093/api/v2/alerts); empty = off", NULL, NULL},
   {"PULLTRACE_ALERT_WEBHOOK_TIMEOUT", PT_CFG_DURATION, "5s", false, CFG(alert_webhook_timeout), 0.1, 600,
@@ -226,6 +229,10 @@ static void on_history_commit(void *ud, uint64_t mark)
 static void on_change(void *ud, const struct pt_change *c)
 {
   struct pt_server *srv = ud;
+  /* The id this event gets: the hub numbers events in the order they come
+   * here, those still waiting in the outbox first. */
+  if (srv->hub)
+    pt_pull_events_record(srv->pull_events, c, pt_hub_next_id(srv->hub) + srv->outbox.count);
   if (srv->alerts)
     track_alerts(srv, c);
   if (srv->history)
@@ -349,6 +356,7 @@ static void create_failed(struct pt_server *srv)
   pt_alerts_destroy(srv->alerts);
   pt_kube_events_destroy(srv->kube_events);
   pt_httpc_destroy(srv->httpc);
+  pt_pull_events_destroy(srv->pull_events);
   pt_server_auth_close(srv);
   pt_buf_close(&srv->nss);
   free(srv);
@@ -430,7 +438,9 @@ struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_confi
   if (!(srv->store = pt_store_create(&so)) || !(srv->hub = pt_hub_create(loop, &ho, pt_server_snapshot, srv)) ||
       !(srv->http = pt_http_server_create(loop, &hopts, pt_server_api_handle, srv)) ||
       !(srv->metrics = pt_http_server_create(loop, &mopts, pt_server_metrics_handle, srv)) ||
-      !(srv->httpc = pt_httpc_create(loop)) || !(srv->alerts = pt_alerts_create(loop, srv->httpc, &ao)) ||
+      !(srv->httpc = pt_httpc_create(loop)) ||
+      !(srv->pull_events = pt_pull_events_create((size_t)cfg->pull_events_max_bytes)) ||
+      !(srv->alerts = pt_alerts_create(loop, srv->httpc, &ao)) ||
       pt_server_auth_init(srv) < 0) {
     create_failed(srv);
     return NULL;
@@ -575,6 +585,7 @@ void pt_server_destroy(struct pt_server *srv)
     return;
   pt_server_auth_close(srv);
   pt_store_destroy(srv->store);
+  pt_pull_events_destroy(srv->pull_events);
   pt_buf_close(&srv->event_text);
   pt_ui_dir_destroy(srv->ui_dir); /* never listened: freed when the loop runs */
   pt_tls_ctx_destroy(srv->tls);

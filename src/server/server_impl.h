@@ -17,6 +17,7 @@
 #include "server/hub.h"
 #include "server/kube_events.h"
 #include "server/outbox.h"
+#include "server/pull_events.h"
 #include "server/server.h"
 #include "server/store.h"
 
@@ -59,6 +60,7 @@ struct pt_server {
   struct pt_hub *hub;
   struct pt_buf event_text; /* the event being published (reused: no allocation per event) */
   struct pt_alerts *alerts;
+  struct pt_pull_events *pull_events; /* each pull's own past (GET /api/v1/pulls/{id}/events) */
   struct pt_buf nss; /* scratch: an event's namespaces for the hub, reused */
   struct pt_http_server *http, *metrics;
   struct pt_httpc *httpc;
@@ -114,6 +116,9 @@ void pt_server_reply_error(struct pt_http_resp *resp, int status, const char *ms
 const char *pt_server_qparam(const struct pt_http_req *req, const char *key, char *buf, size_t len, bool *bad);
 /* api_history.c: /api/v1/history...; false when the path is not one of them. */
 bool pt_server_history_handle(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp);
+/* api_pull_events.c: GET /api/v1/pulls/{id}/events, given what follows
+ * /api/v1/pulls/; false when the path is not that route. */
+bool pt_server_pull_events_handle(struct pt_server *srv, const char *raw, struct pt_http_resp *resp);
 /* api_auth.c: who may report and who may read (docs/security.md). */
 typedef void (*pt_server_route)(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp,
                                 const struct pt_identity *who);
