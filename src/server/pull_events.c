@@ -77,6 +77,13 @@ static size_t entry_size(const struct entry *e)
   return sizeof(*e) + e->len + 1;
 }
 
+static void log_forget(struct pt_pull_events *pe, struct pull_log *log)
+{
+  pt_map_del(&pe->logs, log->id);
+  pe->stats.pulls--;
+  free(log);
+}
+
 /* Removes the oldest event of log (which the caller knows is also where it
  * stands in the list of all events), and the log when it was its last. */
 static void drop_first(struct pt_pull_events *pe, struct pull_log *log)
@@ -101,11 +108,8 @@ static void drop_first(struct pt_pull_events *pe, struct pull_log *log)
   free(e);
   /* A log without events goes: a pull still in the tables starts a new one
    * with its next change (its earlier story is gone either way). */
-  if (!log->n) {
-    pt_map_del(&pe->logs, log->id);
-    pe->stats.pulls--;
-    free(log);
-  }
+  if (!log->n)
+    log_forget(pe, log);
 }
 
 static uint64_t pods_hash(const struct pt_pull *p)
@@ -205,11 +209,8 @@ void pt_pull_events_record(struct pt_pull_events *pe, const struct pt_change *c,
     e = malloc(sizeof(*e) + pe->scratch.len + 1);
   if (!e) {
     pe->stats.dropped++;
-    if (!log->n && c->type == PT_CHANGE_PULL_EVICTED) {
-      pt_map_del(&pe->logs, log->id);
-      pe->stats.pulls--;
-      free(log);
-    }
+    if (!log->n && c->type == PT_CHANGE_PULL_EVICTED)
+      log_forget(pe, log); /* nothing of it kept, and no change of it will come */
     return;
   }
   *e = (struct entry){.log = log, .id = id, .type = pt_change_type_name(c->type), .len = pe->scratch.len};

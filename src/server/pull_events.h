@@ -8,8 +8,10 @@
  *
  * Memory is bounded twice: at most PT_PULL_EVENTS_PER_PULL events per pull
  * (its oldest go first), and at most max_bytes of event text in all (the
- * oldest events of all pulls go first). The events of a pull that left the
- * tables stay until these bounds push them out. Each event is kept as the
+ * oldest events of all pulls go first); besides them, a pull in the tables
+ * has one small record (what its last change was, to tell the next one's
+ * news). The events of a pull that left the tables stay until these bounds
+ * push them out. Each event is kept as the
  * JSON text of its event-stream data, with the pull without its layers (as a
  * pull.progress without layers has it), and the id the event got. */
 #ifndef PT_SERVER_PULL_EVENTS_H
