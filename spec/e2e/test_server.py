@@ -141,9 +141,23 @@ def test_event_stream_resume_and_metrics(server, tmp_path):
         assert out.returncode == 0, out.stdout + out.stderr
 
 
-def test_a_pulls_own_events(server):
+@pytest.mark.parametrize("history", [False, True], ids=["memory", "history"])
+def test_a_pulls_own_events(server_binary, workdir, history):
     """GET /api/v1/pulls/{id}/events: the pull's story as the event stream told it (same ids,
-    same shapes, the pull without its layers), also what happened while nobody listened."""
+    same shapes, the pull without its layers), also after the reader left. With a history the
+    events wait for their records' commit (the outbox) and keep the ids the stream gives them."""
+    env = {"PULLTRACE_SSE_HEARTBEAT": "500ms"}
+    if history:
+        (Path(workdir) / "data").mkdir()
+        env["PULLTRACE_DATA_DIR"] = str(Path(workdir) / "data")
+    server = start_server(server_binary, workdir, **env)
+    try:
+        check_own_events(server)
+    finally:
+        server.stop()
+
+
+def check_own_events(server):
     with server.events() as s:
         s.wait(lambda e: e["event"] == "snapshot", what="snapshot")
         server.post(report("node-a", 1, 0))
