@@ -259,8 +259,11 @@ def test_retention_by_age(launch):
 @pytest.mark.containerd_independent
 def test_retention_by_size(launch):
     limit = 400_000
+    # The pulls' records alone (no events of theirs, PULLTRACE_PULL_EVENTS_MAX_BYTES=0): with
+    # them the limit is reached while the newest pulls are still in the tables, which retention
+    # never deletes, and the order of deletion then follows the order of eviction.
     s = launch("server", PULLTRACE_HISTORY_TTL="1s",
-              PULLTRACE_HISTORY_MAX_BYTES=str(limit))
+              PULLTRACE_HISTORY_MAX_BYTES=str(limit), PULLTRACE_PULL_EVENTS_MAX_BYTES="0")
     agent = Agent("node-a")
     finished_pulls(agent, s, 600, "p", message_bytes=900)
     wait_until(lambda: (s.metric("pulltrace_history_deleted_total", {"reason": "size"}) or 0) > 0

@@ -152,7 +152,18 @@ def test_a_pulls_own_events(server_binary, workdir, history):
         env["PULLTRACE_DATA_DIR"] = str(Path(workdir) / "data")
     server = start_server(server_binary, workdir, **env)
     try:
-        check_own_events(server)
+        before = check_own_events(server)
+    finally:
+        server.stop()
+    if not history:
+        return
+    # Restarted: the pulls come back from the history, and so do their events.
+    server = start_server(server_binary, workdir, **env)
+    try:
+        after = requests.get(server.url + "/api/v1/pulls/node-a/p1/events", timeout=5).json()
+        assert after["events"] == before and after["dropped"] == 0
+        r = requests.get(server.url + "/api/v1/pulls/node-x/nope/events", timeout=5)
+        assert r.status_code == 404 and r.json() == {"error": "pull not found", "field": "id"}
     finally:
         server.stop()
 
@@ -189,6 +200,7 @@ def check_own_events(server):
     r = requests.get(server.url + "/api/v1/pulls/node-x/nope/events", timeout=5)
     assert r.status_code == 404 and r.json() == {"error": "pull not found", "field": "id"}
     assert requests.get(server.url + "/api/v1/pulls/node-a/p1/events/x", timeout=5).status_code == 404
+    return requests.get(server.url + "/api/v1/pulls/node-a/p1/events", timeout=5).json()["events"]
 
 
 def test_slow_and_hostile_clients_do_not_disturb(server_binary, workdir):

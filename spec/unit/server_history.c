@@ -396,6 +396,95 @@ static void test_retention_by_size(void **state)
 
 /* ---- failures ------------------------------------------------------------ */
 
+/* ---- a pull's own events ------------------------------------------------ */
+
+static json_t *pull_events(struct fixture *f, const char *id, bool live, int want_status)
+{
+  struct answer a = {0};
+  assert_non_null(pt_history_pull_events(f->h, id, live, on_answer, &a));
+  run_until(f, answered, &a);
+  assert_int_equal(a.status, want_status);
+  return a.body;
+}
+
+static void test_pull_events(void **state)
+{
+  struct fixture *f = *state;
+  /* A database of schema version 1 (before pull_events) gets the table. */
+  char path[128];
+  snprintf(path, sizeof(path), "%s/" PT_HISTORY_FILE, f->dir);
+  sqlite3 *db;
+  assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db,
+                                "CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
+                                "CREATE TABLE pulls(seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, node TEXT NOT "
+                                "NULL, image TEXT, state TEXT NOT NULL, started_at REAL NOT NULL, ended_at REAL, "
+                                "duration REAL, total_bytes INTEGER NOT NULL, downloaded_bytes INTEGER NOT NULL, "
+                                "cached_bytes INTEGER NOT NULL, error_reason TEXT, namespaces TEXT NOT NULL, pods "
+                                "TEXT NOT NULL, live INTEGER NOT NULL, record TEXT NOT NULL);"
+                                "CREATE TABLE alerts(seq INTEGER PRIMARY KEY, time REAL NOT NULL, name TEXT NOT NULL, "
+                                "severity TEXT, node TEXT, pull_id TEXT, image TEXT, namespace TEXT, record TEXT NOT "
+                                "NULL); PRAGMA user_version=1;",
+                                NULL, NULL, NULL),
+                   SQLITE_OK);
+  sqlite3_close(db);
+  f->h = open_history(f, NULL, false);
+  double now = pt_clock_now();
+  record_change(f->h, PT_CHANGE_PULL_STARTED, record("n1/p1", "n1", "a", "pulling", now - 10, 0, 1, NULL, NULL));
+  pt_history_record_event(f->h, "n1/p1", 7, "pull.started", "{\"v\":1,\"type\":\"pull.started\"}");
+  pt_history_record_event(f->h, "n1/p1", 9, "pull.completed", "{\"v\":1,\"type\":\"pull.completed\"}");
+  for (uint64_t i = 0; i < 70; i++) /* more than an answer holds */
+    pt_history_record_event(f->h, "n1/p2", 100 + i, "pull.stalled", "{\"v\":1}");
+  run_until(f, all_committed, NULL);
+
+  json_t *b = pull_events(f, "n1/p1", false, 200);
+  json_t *events = json_object_get(b, "events");
+  assert_int_equal(json_array_size(events), 2);
+  assert_int_equal(json_integer_value(json_object_get(json_array_get(events, 0), "id")), 7);
+  assert_string_equal(json_string_value(json_object_get(json_array_get(events, 1), "type")), "pull.completed");
+  assert_string_equal(
+    json_string_value(json_object_get(json_object_get(json_array_get(events, 1), "data"), "type")), "pull.completed");
+  assert_int_equal(json_integer_value(json_object_get(b, "dropped")), 0);
+  assert_string_equal(json_string_value(json_object_get(b, "pullId")), "n1/p1");
+  json_decref(b);
+  /* The newest PT_PULL_EVENTS_PER_PULL, oldest first; the rest counted. */
+  b = pull_events(f, "n1/p2", false, 200);
+  events = json_object_get(b, "events");
+  assert_int_equal(json_array_size(events), 64);
+  assert_int_equal(json_integer_value(json_object_get(json_array_get(events, 0), "id")), 106);
+  assert_int_equal(json_integer_value(json_object_get(b, "dropped")), 6);
+  json_decref(b);
+  /* Unknown: 404, unless the pull is in the tables (its record on its way). */
+  b = pull_events(f, "n1/none", false, 404);
+  json_decref(b);
+  b = pull_events(f, "n1/none", true, 200);
+  assert_int_equal(json_array_size(json_object_get(b, "events")), 0);
+  json_decref(b);
+
+  /* A superseded pull is deleted, and its events with it. */
+  struct pt_pull p = {.id = "n1/p1", .node = "n1"}, by = {.id = "n1/p3", .node = "n1"};
+  struct pt_change c = {.type = PT_CHANGE_PULL_EVICTED, .pull = &p, .reason = "superseded", .superseded_by = &by};
+  pt_history_record(f->h, &c);
+  run_until(f, all_committed, NULL);
+  b = pull_events(f, "n1/p1", false, 404);
+  json_decref(b);
+
+  /* Reopened: still version 2, the events of n1/p2 kept. */
+  pt_history_close(f->h);
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+  f->h = open_history(f, NULL, false);
+  b = pull_events(f, "n1/p2", false, 200);
+  assert_int_equal(json_array_size(json_object_get(b, "events")), 64);
+  json_decref(b);
+  assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+  sqlite3_stmt *st;
+  assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+  assert_int_equal(sqlite3_column_int(st, 0), 2);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+}
+
 static void test_corrupt_database(void **state)
 {
   struct fixture *f = *state;
@@ -472,6 +561,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_list_paging_and_stats, setup, teardown),
     cmocka_unit_test_setup_teardown(test_retention_by_age, setup, teardown),
     cmocka_unit_test_setup_teardown(test_retention_by_size, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_pull_events, setup, teardown),
     cmocka_unit_test_setup_teardown(test_corrupt_database, setup, teardown),
     cmocka_unit_test_setup_teardown(test_one_process_per_directory, setup, teardown),
     cmocka_unit_test_setup_teardown(test_failed_write_degrades_then_recovers, setup, teardown),

@@ -112,8 +112,8 @@ static void test_the_story_and_not_the_bytes(void **state)
   assert_string_equal(json_string_value(json_object_get(json_object_get(json_array_get(events, 7), "data"), "pullId")),
                       id);
   json_decref(events);
-  assert_int_equal(pt_pull_events_kept(pe, id), 8);
-  assert_int_equal(pt_pull_events_kept(pe, "node-a/other"), 0);
+  assert_int_equal(pt_pull_events_kept(pe, id, NULL), 8);
+  assert_int_equal(pt_pull_events_kept(pe, "node-a/other", NULL), 0);
   assert_null(events_of(pe, "node-a/other", &dropped));
   json_decref(labels);
   pt_pull_events_destroy(pe);
@@ -127,10 +127,10 @@ static void test_progress_without_a_past_starts_one(void **state)
   char id[] = "node-a/p1";
   struct pt_pull p = mkpull(id);
   record(pe, PT_CHANGE_PULL_PROGRESS, &p, 1);
-  assert_int_equal(pt_pull_events_kept(pe, id), 0);
+  assert_int_equal(pt_pull_events_kept(pe, id, NULL), 0);
   p.state = PT_PULL_STALLED;
   record(pe, PT_CHANGE_PULL_PROGRESS, &p, 2);
-  assert_int_equal(pt_pull_events_kept(pe, id), 1);
+  assert_int_equal(pt_pull_events_kept(pe, id, NULL), 1);
   pt_pull_events_destroy(pe);
 }
 
@@ -176,8 +176,8 @@ static void test_memory_bound(void **state)
   }
   assert_true(st.events > 2 && st.events < 20);
   assert_int_equal(st.dropped, 400 - st.events);
-  assert_int_equal(pt_pull_events_kept(pe, ids[0]), 0);
-  assert_int_equal(pt_pull_events_kept(pe, ids[199]), 2);
+  assert_int_equal(pt_pull_events_kept(pe, ids[0], NULL), 0);
+  assert_int_equal(pt_pull_events_kept(pe, ids[199], NULL), 2);
   /* Forgotten pulls leave no trace in memory (kept pulls are the ones with
    * events, plus none without). */
   assert_true(st.pulls <= st.events);

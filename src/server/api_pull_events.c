@@ -8,6 +8,17 @@
 
 #define SUFFIX "/events"
 
+struct events_query {
+  const char *id;
+  bool live;
+};
+
+static struct pt_history_query *start_events(struct pt_history *h, const void *arg, pt_history_answer_fn fn, void *ud)
+{
+  const struct events_query *q = arg;
+  return pt_history_pull_events(h, q->id, q->live, fn, ud);
+}
+
 bool pt_server_pull_events_handle(struct pt_server *srv, const char *raw, struct pt_http_resp *resp)
 {
   size_t len = strlen(raw), slen = strlen(SUFFIX);
@@ -21,7 +32,18 @@ bool pt_server_pull_events_handle(struct pt_server *srv, const char *raw, struct
     pt_server_reply_error(resp, 400, "malformed pull id", "id");
     return true;
   }
-  if (!pt_store_pull(srv->store, id) && !pt_pull_events_kept(srv->pull_events, id)) {
+  /* Memory answers when it holds the pull's whole story; the history (which
+   * gets every event memory keeps) when memory lost some of it, or never had
+   * it (a pull of an earlier process, or one whose events were pushed out). */
+  bool live = pt_store_pull(srv->store, id) != NULL;
+  uint64_t lost = 0;
+  size_t kept = pt_pull_events_kept(srv->pull_events, id, &lost);
+  if (srv->history && (!kept || lost)) {
+    struct events_query q = {.id = id, .live = live};
+    pt_server_history_defer(srv, resp, start_events, &q);
+    return true;
+  }
+  if (!live && !kept) {
     pt_server_reply_error(resp, 404, "pull not found", "id");
     return true;
   }

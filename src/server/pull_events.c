@@ -192,13 +192,13 @@ static bool is_story(struct pt_pull_events *pe, const struct pt_change *c, struc
   }
 }
 
-void pt_pull_events_record(struct pt_pull_events *pe, const struct pt_change *c, uint64_t id)
+const char *pt_pull_events_record(struct pt_pull_events *pe, const struct pt_change *c, uint64_t id)
 {
   if (!pe || !pe->max_bytes)
-    return;
+    return NULL;
   struct pull_log *log = NULL;
   if (!is_story(pe, c, &log))
-    return;
+    return NULL;
   /* The pull without its layers: the story is in its state and figures,
    * and GET /api/v1/pulls/{id} has the layers. */
   struct pt_change copy = *c;
@@ -211,7 +211,7 @@ void pt_pull_events_record(struct pt_pull_events *pe, const struct pt_change *c,
     pe->stats.dropped++;
     if (!log->n && c->type == PT_CHANGE_PULL_EVICTED)
       log_forget(pe, log); /* nothing of it kept, and no change of it will come */
-    return;
+    return NULL;
   }
   *e = (struct entry){.log = log, .id = id, .type = pt_change_type_name(c->type), .len = pe->scratch.len};
   memcpy(e->text, pe->scratch.data, e->len);
@@ -236,6 +236,7 @@ void pt_pull_events_record(struct pt_pull_events *pe, const struct pt_change *c,
    * one order to both lists. */
   while (pe->stats.bytes > pe->max_bytes && pe->oldest != e)
     drop_first(pe, pe->oldest->log);
+  return e->text;
 }
 
 bool pt_pull_events_write(const struct pt_pull_events *pe, const char *pull_id, struct pt_jsonw *w,
@@ -261,9 +262,11 @@ bool pt_pull_events_write(const struct pt_pull_events *pe, const char *pull_id, 
   return true;
 }
 
-size_t pt_pull_events_kept(const struct pt_pull_events *pe, const char *pull_id)
+size_t pt_pull_events_kept(const struct pt_pull_events *pe, const char *pull_id, uint64_t *dropped)
 {
   const struct pull_log *log = pe ? pt_map_get(&pe->logs, pull_id) : NULL;
+  if (dropped)
+    *dropped = log ? log->dropped : 0;
   return log ? log->n : 0;
 }
 

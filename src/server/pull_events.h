@@ -40,9 +40,10 @@ struct pt_pull_events *pt_pull_events_create(size_t max_bytes);
 void pt_pull_events_destroy(struct pt_pull_events *pe);
 
 /* Keeps the change when it is part of a pull's story, under the event id
- * the event stream gives it. Without memory the event is not kept (and
- * counted as dropped). Accepts a NULL pe. */
-void pt_pull_events_record(struct pt_pull_events *pe, const struct pt_change *c, uint64_t id);
+ * the event stream gives it. Returns the kept event's data (valid until the
+ * next call), or NULL when the change is not kept: not part of a story, or
+ * no memory (then counted as dropped). Accepts a NULL pe. */
+const char *pt_pull_events_record(struct pt_pull_events *pe, const struct pt_change *c, uint64_t id);
 
 /* Writes the pull's events, oldest first, as an array of
  * {"id": N, "type": "...", "data": {...}}, and sets *dropped to the number of
@@ -51,8 +52,9 @@ void pt_pull_events_record(struct pt_pull_events *pe, const struct pt_change *c,
 bool pt_pull_events_write(const struct pt_pull_events *pe, const char *pull_id, struct pt_jsonw *w,
                           uint64_t *dropped);
 
-/* The number of the pull's events kept now. */
-size_t pt_pull_events_kept(const struct pt_pull_events *pe, const char *pull_id);
+/* The number of the pull's events kept now, and (dropped, when not NULL)
+ * of its earlier ones no longer kept. */
+size_t pt_pull_events_kept(const struct pt_pull_events *pe, const char *pull_id, uint64_t *dropped);
 
 void pt_pull_events_stats(const struct pt_pull_events *pe, struct pt_pull_events_stats *out);
 

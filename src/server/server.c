@@ -231,8 +231,12 @@ static void on_change(void *ud, const struct pt_change *c)
   struct pt_server *srv = ud;
   /* The id this event gets: the hub numbers events in the order they come
    * here, those still waiting in the outbox first. */
-  if (srv->hub)
-    pt_pull_events_record(srv->pull_events, c, pt_hub_next_id(srv->hub) + srv->outbox.count);
+  if (srv->hub) {
+    uint64_t id = pt_hub_next_id(srv->hub) + srv->outbox.count;
+    const char *kept = pt_pull_events_record(srv->pull_events, c, id);
+    if (kept && srv->history)
+      pt_history_record_event(srv->history, c->pull->id, id, pt_change_type_name(c->type), kept);
+  }
   if (srv->alerts)
     track_alerts(srv, c);
   if (srv->history)

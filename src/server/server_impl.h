@@ -116,6 +116,14 @@ void pt_server_reply_error(struct pt_http_resp *resp, int status, const char *ms
 const char *pt_server_qparam(const struct pt_http_req *req, const char *key, char *buf, size_t len, bool *bad);
 /* api_history.c: /api/v1/history...; false when the path is not one of them. */
 bool pt_server_history_handle(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp);
+/* Starts a history query (arg: the route's parameters) whose answer goes to
+ * fn(ud, ...). */
+typedef struct pt_history_query *(*pt_server_history_start)(struct pt_history *h, const void *arg,
+                                                            pt_history_answer_fn fn, void *ud);
+/* Answers the request with what the query start() starts answers, once it
+ * returns (a deferred response; 503 without memory). */
+void pt_server_history_defer(struct pt_server *srv, struct pt_http_resp *resp, pt_server_history_start start,
+                             const void *arg);
 /* api_pull_events.c: GET /api/v1/pulls/{id}/events, given what follows
  * /api/v1/pulls/; false when the path is not that route. */
 bool pt_server_pull_events_handle(struct pt_server *srv, const char *raw, struct pt_http_resp *resp);

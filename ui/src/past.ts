@@ -1,9 +1,9 @@
 // A pull's own past, for its details. The server keeps each pull's story (GET
 // /api/v1/pulls/{id}/events: state changes, kubelet's Pulled, pods, alerts), so a pull opened
 // late shows what happened before the page opened; the events this page saw live since are
-// added once each. For a pull the server kept no events of (older servers, a pull opened from
-// the history after its events were pushed out), its record and the alerts the history kept
-// tell what they can.
+// added once each. For a pull the server kept no events of (older servers; without a history,
+// a pull from before a restart or whose events were pushed out), its record and the alerts
+// the history kept tell what they can.
 
 import type { HistoryAlert } from './api';
 import type { HistoryEntry } from './state';
