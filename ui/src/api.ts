@@ -1,6 +1,6 @@
 // REST calls (relative URLs, so the UI also works behind a path-prefix proxy).
 import type { ImageStats } from './history';
-import { AuthError } from './auth';
+import { refusal } from './auth';
 import { readFirstEvent } from './stream';
 import type { NodeInfo, Pull, Rollout, StreamEvent } from './types';
 
@@ -16,17 +16,7 @@ export interface HistoryAlert {
 
 async function getJson<T>(url: string, signal?: AbortSignal): Promise<T> {
   const res = await fetch(url, { headers: { Accept: 'application/json' }, cache: 'no-store', signal });
-  if (!res.ok) {
-    let reason = '';
-    try {
-      const body = await res.json();
-      if (body && typeof body.error === 'string') reason = body.error;
-    } catch {
-      /* not JSON */
-    }
-    if (res.status === 401 || res.status === 403) throw new AuthError(res.status, reason || res.statusText);
-    throw new Error(reason ? `HTTP ${res.status}: ${reason}` : `HTTP ${res.status}`);
-  }
+  if (!res.ok) throw await refusal(res);
   return (await res.json()) as T;
 }
 

@@ -2,6 +2,7 @@
 // Last-Event-ID from our own state and the connection state is ours to show), reconnect
 // with backoff, a watchdog for silent connections, and per-frame batching of events.
 
+import { refusal } from './auth';
 import type { StreamEvent } from './types';
 
 export interface RawEvent {
@@ -293,7 +294,8 @@ export async function readFirstEvent(url: string, signal?: AbortSignal, fetchImp
   signal?.addEventListener('abort', abort);
   try {
     const res = await fetchImpl(url, { headers: { Accept: 'text/event-stream' }, signal: ctrl.signal, cache: 'no-store' });
-    if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
+    if (!res.ok) throw await refusal(res);
+    if (!res.body) throw new Error('no body');
     let first: StreamEvent | null = null;
     const parser = new SseParser((raw) => {
       first ??= decodeEvent(raw);

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { decodeEvent, EventStream, readFirstEvent, SseParser, type ConnInfo, type RawEvent } from '../src/stream';
+import { AuthError } from '../src/auth';
 import type { StreamEvent } from '../src/types';
 
 describe('SseParser', () => {
@@ -174,6 +175,13 @@ describe('readFirstEvent', () => {
     const e = await got;
     expect(e).toEqual({ id: 41, type: 'snapshot', data: { v: 1, rollouts: [{ image: 'reg/app:2' }] } });
     expect(f.calls[0].headers.Accept).toBe('text/event-stream');
+  });
+  it("refuses with the server's reason, as an AuthError for 401 and 403", async () => {
+    const answer = (status: number) =>
+      (async () => new Response(JSON.stringify({ error: 'token expired', field: null }), { status })) as unknown as typeof fetch;
+    await expect(readFirstEvent('x', undefined, answer(401))).rejects.toBeInstanceOf(AuthError);
+    await expect(readFirstEvent('x', undefined, answer(401))).rejects.toThrow('HTTP 401: token expired');
+    await expect(readFirstEvent('x', undefined, answer(400))).rejects.toThrow('HTTP 400: token expired');
   });
   it('fails when the stream ends first', async () => {
     const f = fakeFetch();
