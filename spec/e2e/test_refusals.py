@@ -191,6 +191,22 @@ def test_reports_have_a_port_of_their_own(server_binary, tmp_path):
         srv.stop()
 
 
+def test_a_bad_report_address_is_a_startup_error(server_binary):
+    from harness import free_port, run_binary
+    r = run_binary(server_binary, env={"PULLTRACE_KUBERNETES": "off",
+                                       "PULLTRACE_REPORT_ADDR": "nonsense"})
+    assert r.returncode == 2
+    assert 'PULLTRACE_REPORT_ADDR: invalid address "nonsense"' in r.stderr
+    port = free_port()
+    r = run_binary(server_binary, env={"PULLTRACE_KUBERNETES": "off",
+                                       "PULLTRACE_HTTP_ADDR": f"127.0.0.1:{port}",
+                                       "PULLTRACE_METRICS_ADDR": f"127.0.0.1:{free_port()}",
+                                       "PULLTRACE_REPORT_ADDR": f"127.0.0.1:{port}"})
+    assert r.returncode == 1
+    assert f"PULLTRACE_REPORT_ADDR: cannot listen on 127.0.0.1:{port}: address already in use" \
+        in r.stderr
+
+
 def test_the_report_port_speaks_the_api_ports_tls(server_binary, tmp_path):
     ca = CA(tmp_path / "pki")
     cert, key = ca.issue()
