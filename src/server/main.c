@@ -299,8 +299,9 @@ int main(int argc, char **argv)
     }
     uv_signal_start(&app.sigterm, on_signal, SIGTERM);
     uv_signal_start(&app.sigint, on_signal, SIGINT);
-    PT_LOG_INFO("listening", "{s:i,s:i,s:s}", "httpPort", pt_server_http_port(app.srv), "metricsPort",
-                pt_server_metrics_port(app.srv), "version", PT_VERSION);
+    PT_LOG_INFO("listening", "{s:i,s:i,s:i,s:s}", "httpPort", pt_server_http_port(app.srv), "metricsPort",
+                pt_server_metrics_port(app.srv), "reportPort", pt_server_report_port(app.srv), "version",
+                PT_VERSION);
   } else {
     pt_kubeconfig_clear(&kcfg);
     pt_server_shutdown(app.srv, all_closed, &app);

@@ -17,6 +17,9 @@ const struct pt_config_var pt_server_config_vars[] = {
    "Listen address of the API, the event stream and the web UI (host:port or :port)", NULL, NULL},
   {"PULLTRACE_METRICS_ADDR", PT_CFG_ADDR, ":9090", false, CFG(metrics_addr), 0, 0,
    "Listen address of /metrics (Prometheus)", NULL, NULL},
+  {"PULLTRACE_REPORT_ADDR", PT_CFG_ADDR, NULL, false, CFG(report_addr), 0, 0,
+   "Listen address of agent reports (POST /api/v1/report), with the API port's TLS; the API port then refuses "
+   "reports (421), so that a NetworkPolicy can admit only agents here; empty = reports on the API port", NULL, NULL},
   {"PULLTRACE_LOG_LEVEL", PT_CFG_LOGLEVEL, "info", false, CFG(log_level), 0, 0,
    "debug, info, warn or error", NULL, NULL},
   {"PULLTRACE_LOG_FORMAT", PT_CFG_ENUM, "json", false, CFG(log_format), 0, 0,
@@ -346,6 +349,7 @@ static void create_failed(struct pt_server *srv)
   pt_hub_destroy(srv->hub);
   pt_http_server_destroy(srv->http);
   pt_http_server_destroy(srv->metrics);
+  pt_http_server_destroy(srv->report);
   pt_alerts_destroy(srv->alerts);
   pt_kube_events_destroy(srv->kube_events);
   pt_httpc_destroy(srv->httpc);
@@ -405,6 +409,9 @@ struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_confi
   mopts.check_head = NULL;
   mopts.max_connections = 64;
   mopts.max_body_bytes = 4096;
+  /* The report port: the API port's limits, its own routes. */
+  struct pt_http_server_options ropts = hopts;
+  ropts.check_head = pt_server_report_check_head;
   struct pt_alerts_options ao = {
     .webhook_url = cfg->alert_webhook_url,
     .webhook_timeout = cfg->alert_webhook_timeout,
@@ -430,6 +437,7 @@ struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_confi
   if (!(srv->store = pt_store_create(&so)) || !(srv->hub = pt_hub_create(loop, &ho, pt_server_snapshot, srv)) ||
       !(srv->http = pt_http_server_create(loop, &hopts, pt_server_api_handle, srv)) ||
       !(srv->metrics = pt_http_server_create(loop, &mopts, pt_server_metrics_handle, srv)) ||
+      (cfg->report_addr.set && !(srv->report = pt_http_server_create(loop, &ropts, pt_server_report_handle, srv))) ||
       !(srv->httpc = pt_httpc_create(loop)) || !(srv->alerts = pt_alerts_create(loop, srv->httpc, &ao)) ||
       pt_server_auth_init(srv) < 0) {
     create_failed(srv);
@@ -449,6 +457,16 @@ struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_confi
   return srv;
 }
 
+/* Binds one listener; var names its address in the error. */
+static int listen_on(struct pt_http_server *http, const struct pt_addr *addr, const char *var, char *err,
+                     size_t errlen)
+{
+  int r = pt_http_server_listen(http, addr->host, addr->port);
+  if (r < 0)
+    snprintf(err, errlen, "%s: cannot listen on %s:%d: %s", var, addr->host, addr->port, uv_strerror(r));
+  return r;
+}
+
 int pt_server_listen(struct pt_server *srv, char *err, size_t errlen)
 {
   const char *cert = srv->cfg.tls_cert, *key = srv->cfg.tls_key;
@@ -461,20 +479,16 @@ int pt_server_listen(struct pt_server *srv, char *err, size_t errlen)
   if (has_cert) {
     if (!(srv->tls = pt_tls_ctx_create(srv->loop, cert, key, srv->cfg.tls_reload_interval, err, errlen)))
       return -EINVAL;
+    /* Reports carry what agents see of their nodes: the same protection as the API. */
     pt_http_server_use_tls(srv->http, srv->tls);
+    if (srv->report)
+      pt_http_server_use_tls(srv->report, srv->tls);
   }
-  int r = pt_http_server_listen(srv->http, srv->cfg.http_addr.host, srv->cfg.http_addr.port);
-  if (r < 0) {
-    snprintf(err, errlen, "PULLTRACE_HTTP_ADDR: cannot listen on %s:%d: %s",
-             srv->cfg.http_addr.host, srv->cfg.http_addr.port, uv_strerror(r));
+  int r;
+  if ((r = listen_on(srv->http, &srv->cfg.http_addr, "PULLTRACE_HTTP_ADDR", err, errlen)) < 0 ||
+      (r = listen_on(srv->metrics, &srv->cfg.metrics_addr, "PULLTRACE_METRICS_ADDR", err, errlen)) < 0 ||
+      (srv->report && (r = listen_on(srv->report, &srv->cfg.report_addr, "PULLTRACE_REPORT_ADDR", err, errlen)) < 0))
     return r;
-  }
-  r = pt_http_server_listen(srv->metrics, srv->cfg.metrics_addr.host, srv->cfg.metrics_addr.port);
-  if (r < 0) {
-    snprintf(err, errlen, "PULLTRACE_METRICS_ADDR: cannot listen on %s:%d: %s",
-             srv->cfg.metrics_addr.host, srv->cfg.metrics_addr.port, uv_strerror(r));
-    return r;
-  }
   uv_timer_start(&srv->tick, tick_cb, 1000, 1000);
   return 0;
 }
@@ -487,6 +501,11 @@ int pt_server_http_port(const struct pt_server *srv)
 int pt_server_metrics_port(const struct pt_server *srv)
 {
   return pt_http_server_port(srv->metrics);
+}
+
+int pt_server_report_port(const struct pt_server *srv)
+{
+  return srv->report ? pt_http_server_port(srv->report) : -1;
 }
 
 static void handle_closed(uv_handle_t *h)
@@ -518,6 +537,8 @@ static void finish_shutdown(struct pt_server *srv)
   srv->http = NULL;
   pt_http_server_destroy(srv->metrics);
   srv->metrics = NULL;
+  pt_http_server_destroy(srv->report);
+  srv->report = NULL;
   pt_tls_ctx_destroy(srv->tls); /* connections hold their own reference */
   srv->tls = NULL;
   pt_httpc_destroy(srv->httpc); /* a request in flight ends here, cancelled */
@@ -564,6 +585,8 @@ void pt_server_shutdown(struct pt_server *srv, void (*done)(void *ud), void *ud)
   uv_timer_stop(&srv->sweep);
   pt_http_server_stop(srv->http);
   pt_http_server_stop(srv->metrics);
+  if (srv->report)
+    pt_http_server_stop(srv->report);
   pt_hub_shutdown(srv->hub, "server shutting down");
   pt_alerts_stop(srv->alerts);
   uv_timer_start(&srv->shutdown_timer, shutdown_poll, 0, 20);

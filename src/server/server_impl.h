@@ -30,6 +30,7 @@ enum pt_reject_reason {
   PT_REJECT_FORBIDDEN,        /* not the agents' service account, or its node unknown */
   PT_REJECT_WRONG_NODE,       /* a report for another node than the token's */
   PT_REJECT_AUTH_UNAVAILABLE, /* the token could not be checked now (503) */
+  PT_REJECT_WRONG_PORT,       /* sent to the API port while reports have a port of their own (421) */
   PT_REJECT_COUNT,
 };
 
@@ -61,6 +62,7 @@ struct pt_server {
   struct pt_alerts *alerts;
   struct pt_buf nss; /* scratch: an event's namespaces for the hub, reused */
   struct pt_http_server *http, *metrics;
+  struct pt_http_server *report; /* NULL without PULLTRACE_REPORT_ADDR: reports arrive on http */
   struct pt_httpc *httpc;
   struct pt_tls_ctx *tls; /* NULL without PULLTRACE_TLS_CERT */
   struct pt_kube *kube;   /* NULL when Kubernetes is off; owned by main */
@@ -103,8 +105,12 @@ struct pt_server {
 void pt_server_api_handle(void *srv, const struct pt_http_req *req, struct pt_http_resp *resp);
 /* Refuses a request from its head, before its body is read (the http
  * server's check_head): an agent report without a valid token gets its 401
- * before it uploads the report. */
+ * before it uploads the report, and one sent to the API port while reports
+ * have a port of their own its 421. */
 void pt_server_api_check_head(void *srv, const struct pt_http_req *req, struct pt_http_resp *resp);
+/* The report port (PULLTRACE_REPORT_ADDR): POST /api/v1/report and /healthz. */
+void pt_server_report_handle(void *srv, const struct pt_http_req *req, struct pt_http_resp *resp);
+void pt_server_report_check_head(void *srv, const struct pt_http_req *req, struct pt_http_resp *resp);
 void pt_server_metrics_handle(void *srv, const struct pt_http_req *req, struct pt_http_resp *resp);
 char *pt_server_snapshot(void *srv, const struct pt_hub_filter *filter);
 /* For the routes outside api.c: the JSON answers and the query parameters
