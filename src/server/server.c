@@ -230,6 +230,8 @@ static void on_change(void *ud, const struct pt_change *c)
     track_alerts(srv, c);
   if (srv->history)
     pt_history_record(srv->history, c);
+  if (c->type == PT_CHANGE_PULL_COMPLETED)
+    pt_typical_changed(srv->typical, c->pull->image ? c->pull->image : c->pull->image_ref);
   if (!srv->hub)
     return;
   uint64_t mark = srv->history ? pt_history_mark(srv->history) : 0;
@@ -267,6 +269,14 @@ static void on_change(void *ud, const struct pt_change *c)
   } else {
     publish(srv, type, &keys, text->data);
   }
+}
+
+/* The store's question for pull.slow: how long this image's pulls usually
+ * take, from memory (server/typical.h). */
+static bool typical_of(void *ud, const char *image, double *p50, size_t *pulls)
+{
+  struct pt_server *srv = ud;
+  return pt_typical_get(srv->typical, image, pt_clock_mono(), p50, pulls);
 }
 
 /* The store's periodic work, a slice per loop iteration: with 100,000 pulls
@@ -332,6 +342,10 @@ int pt_server_open_history(struct pt_server *srv, char *err, size_t errlen)
     pt_hub_set_next_id(srv->hub, first);
   pt_history_reserve_event_ids(srv->history, pt_hub_next_id(srv->hub));
   pt_history_set_commit_cb(srv->history, on_history_commit, srv);
+  if (!(srv->typical = pt_typical_create(srv->history))) {
+    snprintf(err, errlen, "out of memory");
+    return -ENOMEM;
+  }
   PT_LOG_INFO("history opened", "{s:s,s:I,s:I}", "dataDir", srv->cfg.data_dir, "pullsRestored", (json_int_t)n,
               "nextEventId", (json_int_t)pt_hub_next_id(srv->hub));
   return 0;
@@ -382,6 +396,7 @@ struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_confi
     .report_min_interval = cfg->report_min_interval,
     .max_nodes = (size_t)cfg->max_nodes,
     .on_change = on_change,
+    .typical = typical_of,
     .ud = srv,
   };
   /* Event ids start from the clock so that they keep increasing across
@@ -531,6 +546,8 @@ static void finish_shutdown(struct pt_server *srv)
    * still waiting for it have no clients left to go to. */
   if (srv->history)
     pt_store_foreach_pull(srv->store, save_if_active, srv->history);
+  pt_typical_destroy(srv->typical);
+  srv->typical = NULL;
   pt_history_close(srv->history);
   srv->history = NULL;
   pt_outbox_close(&srv->outbox);

@@ -14,6 +14,7 @@
 #include "server/authn.h"
 #include "server/event.h"
 #include "server/history.h"
+#include "server/typical.h"
 #include "server/hub.h"
 #include "server/kube_events.h"
 #include "server/outbox.h"
@@ -68,6 +69,7 @@ struct pt_server {
   bool leader;            /* delivers side effects (pt_server_set_leader) */
   struct pt_kube_events *kube_events; /* NULL when PULLTRACE_KUBE_EVENTS_PER_MINUTE is 0 */
   struct pt_history *history; /* NULL without PULLTRACE_DATA_DIR */
+  struct pt_typical *typical; /* images' usual pull times, from the history (NULL without) */
   struct pt_outbox outbox;    /* events waiting for the history's commit */
   uint64_t outbox_released_late; /* events sent before their commit (a slow disk) */
   uv_timer_t tick;
