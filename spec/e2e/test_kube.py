@@ -512,3 +512,64 @@ def test_stalled_pull_is_an_event_on_its_pod(stack, kube, cri_available):
         assert m.value("pulltrace_kube_event_writes_total", {"result": "skipped"}) == 0
     finally:
         events.close()
+
+
+@pytest.mark.stack(rate=2 * MIB)
+def test_pull_far_slower_than_usual_is_an_event_on_its_pod(stack, kube, cri_available, tmp_path):
+    """With the history kept, five pulls of an image give it a usual pull time; a pull of the
+    same image through a registry throttled far below it raises pull.slow, and the default
+    policy's PullSlow shows as a Kubernetes Event on the pod, saying how long it has run
+    against the image's median."""
+    app = stack.images.image("e2e/slow", "v1", layers=[3 * MIB, 3 * MIB])
+    ref = stack.ref(app)
+    data = tmp_path / "data"
+    data.mkdir()
+    seed = kube.add_pod("shop", "web-0", NODE, [("web", ref)])
+    srv = server_with_kubeconfig(stack, kube, PULLTRACE_DATA_DIR=str(data),
+                                 PULLTRACE_SLOW_PULL_MIN_DURATION="1s")
+    events = srv.events()
+    try:
+        stack.agent(srv.url, node_name=NODE, env={"PULLTRACE_REPORT_INTERVAL": "500ms"})
+        done = []
+        for i in range(5):
+            kube.add_event(seed, "Pulling", f'Pulling image "{ref}"')
+            stack.cri_pull(app)
+            ev = events.wait(lambda e: e["event"] == "pull.completed"
+                             and e["data"]["pull"]["manifestDigest"] == app.manifest_digest
+                             and e["data"]["pull"]["id"] not in done,
+                             timeout=60, what=f"seed pull {i + 1} completed")
+            done.append(ev["data"]["pull"]["id"])
+            stack.cri_remove(app)
+        # The five are in the history under the image the live pull will have (with its tag).
+        stats = wait_until(lambda: [s for s in requests.get(
+            srv.url + "/api/v1/history/stats", params={"image": "e2e/slow"}, timeout=10)
+            .json()["images"] if s["image"] == ref and s["completed"] == 5], 30,
+            what="five completed pulls of the image in the history")
+        usual = stats[0]["durationSeconds"]["p50"]
+        assert not kube.events_v1_list("shop", "PullSlow"), "a seed pull was slow"
+        kube.delete_pod("shop", "web-0")
+
+        # The same image, now at a fraction of the rate the seeds had.
+        stack.nginx.set_rate(64 * KIB)
+        pod = kube.add_pod("shop", "web-1", NODE, [("web", ref)])
+        kube.add_event(pod, "Pulling", f'Pulling image "{ref}"')
+        stack.cri_pull(app, background=True)
+        slow = wait_until(lambda: kube.events_v1_list("shop", "PullSlow"), 90,
+                          what="a PullSlow Event")
+        assert len(slow) == 1
+        ev = slow[0]
+        assert ev["regarding"] == {"apiVersion": "v1", "kind": "Pod", "namespace": "shop",
+                                   "name": "web-1", "uid": pod["metadata"]["uid"]}
+        assert ev["type"] == "Warning" and ev["reason"] == "PullSlow"
+        assert ev["reportingController"] == "pulltrace.io/server"
+        assert ev["note"].startswith(f"pull of {ref} on node {NODE} has run ")
+        assert ev["note"].endswith(" (p50 of 5 pulls)")
+        assert f"usually take {int(usual + 0.5)}s" in ev["note"]
+        assert not events.of("pull.completed", pull=lambda p: p["id"] not in done), \
+            "the slow pull completed before its Event: it was not slow"
+        alert = events.wait(lambda e: e["event"] == "alert" and e["data"]["alert"]["name"] == "PullSlow",
+                            timeout=30, what="the PullSlow alert on the event stream")
+        assert alert["data"]["alert"]["severity"] == "warning"
+        assert alert["data"]["alert"]["summary"] == ev["note"]
+    finally:
+        events.close()
