@@ -252,6 +252,9 @@ def assert_leader_election(objects, server, namespace):
     assert env["PULLTRACE_LEADER_ELECTION"] == "on"
     assert env["PULLTRACE_LEASE_NAMESPACE"] == namespace
     assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    # ... and the pod its own Events (the policy's load state) are about.
+    assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert env["POD_UID"] == {"fieldRef": {"fieldPath": "metadata.uid"}}
     role, binding = find(objects, "Role", "-lease"), find(objects, "RoleBinding", "-lease")
     verbs = set()
     for rule in role["rules"]:

@@ -573,3 +573,46 @@ def test_pull_far_slower_than_usual_is_an_event_on_its_pod(stack, kube, cri_avai
         assert alert["data"]["alert"]["summary"] == ev["note"]
     finally:
         events.close()
+
+
+@pytest.mark.stack(containerd=False, nginx=False)
+def test_policy_load_state_is_an_event_on_the_servers_pod(stack, kube, tmp_path):
+    """A broken policy script at startup is a PolicyLoadFailed Event (Warning, with the Lua
+    error) on the server's own Pod (POD_NAMESPACE/POD_NAME/POD_UID, as the chart sets them from
+    the downward API); the fixed script, hot-reloaded, a PolicyLoaded Event; broken again by a
+    reload, the first PolicyLoadFailed Event's series counts it."""
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    (policy / "zz-team.lua").write_text("-- the team's alerts\n\nlocal = 3\n")
+    me = kube.add_pod("pulltrace", "pulltrace-server-0", NODE, [("server", "pulltrace:1")],
+                      phase="Running")
+    server_with_kubeconfig(stack, kube, PULLTRACE_POLICY_DIR=str(policy),
+                           POD_NAMESPACE="pulltrace", POD_NAME="pulltrace-server-0",
+                           POD_UID=me["metadata"]["uid"])
+
+    failed = wait_until(lambda: kube.events_v1_list("pulltrace", "PolicyLoadFailed"), 30,
+                        what="a PolicyLoadFailed Event")
+    assert len(failed) == 1
+    ev = failed[0]
+    assert ev["regarding"] == {"apiVersion": "v1", "kind": "Pod", "namespace": "pulltrace",
+                               "name": "pulltrace-server-0", "uid": me["metadata"]["uid"]}
+    assert ev["type"] == "Warning" and ev["action"] == "LoadPolicy"
+    assert ev["reportingController"] == "pulltrace.io/server"
+    assert ev["note"].startswith("policy failed to load at startup, running the built-in defaults: ")
+    assert "zz-team.lua:3: <name> expected near '='" in ev["note"]
+    assert not kube.events_v1_list("pulltrace", "PolicyLoaded")
+
+    (policy / "zz-team.lua").write_text("local team = 'payments'\n")
+    loaded = wait_until(lambda: kube.events_v1_list("pulltrace", "PolicyLoaded"), 60,
+                        what="a PolicyLoaded Event")
+    assert len(loaded) == 1
+    assert loaded[0]["type"] == "Normal"
+    assert loaded[0]["regarding"]["uid"] == me["metadata"]["uid"]
+    assert loaded[0]["note"].startswith("policy loaded: ")
+
+    (policy / "zz-team.lua").write_text("error('the team broke it')\n")
+    again = wait_until(lambda: [e for e in kube.events_v1_list("pulltrace", "PolicyLoadFailed")
+                                if e.get("series", {}).get("count") == 2], 60,
+                       what="the PolicyLoadFailed series counting the failed reload")
+    assert len(kube.events_v1_list("pulltrace", "PolicyLoadFailed")) == 1
+    assert again[0]["metadata"]["name"] == ev["metadata"]["name"]

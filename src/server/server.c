@@ -116,6 +116,12 @@ const struct pt_config_var pt_server_config_vars[] = {
    "Time between two reads or renewals of the Lease (shorter than the renew deadline)", NULL, NULL},
   {"POD_NAME", PT_CFG_STRING, NULL, false, CFG(pod_name), 0, 253,
    "This replica's identity in the Lease (the downward API's metadata.name); empty = the host name", NULL, NULL},
+  {"POD_NAMESPACE", PT_CFG_STRING, NULL, false, CFG(pod_namespace), 0, 63,
+   "This replica's Pod namespace (downward API's metadata.namespace): with POD_NAME, where the policy's load "
+   "Events (PolicyLoadFailed, PolicyLoaded) go; empty = none", NULL, NULL},
+  {"POD_UID", PT_CFG_STRING, NULL, false, CFG(pod_uid), 0, 64,
+   "This replica's Pod uid (downward API's metadata.uid), so that kubectl describe pod lists those Events", NULL,
+   NULL},
   {"PULLTRACE_KUBE_EVENTS_PER_MINUTE", PT_CFG_INT, "60", false, CFG(kube_events_per_minute), 0, 100000,
    "Kubernetes Events written on pods per minute at most (alerts asking for one); 0 = none", NULL, NULL},
   {"PULLTRACE_KUBE_EVENTS_PER_POD", PT_CFG_INT, "5", false, CFG(kube_events_per_pod), 1, 1000,
@@ -306,6 +312,7 @@ static void tick_cb(uv_timer_t *t)
   }
   if (!uv_is_active((uv_handle_t *)&srv->sweep))
     sweep_cb(&srv->sweep);
+  pt_server_policy_events(srv, pt_clock_now());
   /* At most one rollout.summary per image a second: a rollout on thousands
    * of nodes reads as one line per image. */
   pt_store_rollouts_publish(srv->store, pt_clock_now());
