@@ -558,8 +558,10 @@ def test_pull_far_slower_than_usual_is_an_event_on_its_pod(stack, kube, cri_avai
         assert not kube.events_v1_list("shop", "PullSlow"), "a seed pull was slow"
         kube.delete_pod("shop", "web-0")
 
-        # The same image, now at a fraction of the rate the seeds had.
-        stack.nginx.set_rate(64 * KIB)
+        # The same image, now at a fraction of the rate the seeds had: nginx restarted (a
+        # reload applies the rate only once its new workers run, which may be after the pull
+        # began) and serving again on the same port before the pull.
+        stack.nginx.restart(rate=64 * KIB)
         pod = kube.add_pod("shop", "web-1", NODE, [("web", ref)])
         kube.add_event(pod, "Pulling", f'Pulling image "{ref}"')
         stack.cri_pull(app, background=True)

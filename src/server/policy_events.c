@@ -7,8 +7,8 @@
  * in between callbacks, and the status says when the last one was tried.
  *
  * An Event waits until it can be written (a Kubernetes connection, and the
- * lead among replicas, as the other Events); a newer state replaces a
- * waiting one. Without POD_NAME and POD_NAMESPACE (outside a cluster) none
+ * lead among replicas, as the other Events); a newer failure replaces a
+ * waiting one, and a success takes a waiting failure back. Without POD_NAME and POD_NAMESPACE (outside a cluster) none
  * is written. */
 #include "server/server_impl.h"
 
@@ -73,7 +73,12 @@ void pt_server_policy_events(struct pt_server *srv, double now)
     } else if (st.last_reload == 1 && pe->failing) {
       char note[256];
       snprintf(note, sizeof(note), "policy loaded: %zu scripts", st.n_scripts);
-      tell(pe, REASON_LOADED, "Normal", note, now);
+      /* A failure nobody was told about (no connection or lead yet) needs
+       * no recovery either. */
+      if (pe->pending)
+        pe->pending = false;
+      else
+        tell(pe, REASON_LOADED, "Normal", note, now);
       pe->failing = false;
     }
   }
