@@ -47,10 +47,15 @@ def kube_get(kube, path, **params):
     return r.json()
 
 
-def assert_event_on(ev, pod, reason, type_):
-    """ev is an events.k8s.io/v1 Event of the server's about `pod` (a Pod object), as
-    `kubectl describe pod` finds them: regarding the Pod by uid."""
+def event_on(kube, pod, reason, type_, timeout=60):
+    """Waits for the server's `reason` Event on `pod` (a Pod object) and returns it: the only
+    one, an events.k8s.io/v1 Event as `kubectl describe pod` finds them (regarding the Pod by
+    uid)."""
     meta = pod["metadata"]
+    found = wait_until(lambda: kube.events_v1_list(meta["namespace"], reason), timeout,
+                       what=f"a {reason} Event")
+    assert len(found) == 1, found
+    ev = found[0]
     assert ev["apiVersion"] == "events.k8s.io/v1" and ev["kind"] == "Event"
     assert ev["metadata"]["namespace"] == meta["namespace"]
     assert ev["metadata"]["name"].startswith(meta["name"] + ".")
@@ -59,6 +64,7 @@ def assert_event_on(ev, pod, reason, type_):
     assert ev["reportingController"] == "pulltrace.io/server"
     assert ev["reportingInstance"]
     assert ev["reason"] == reason and ev["type"] == type_
+    return ev
 
 
 def server_with_kubeconfig(stack, kube, **env):
@@ -476,11 +482,7 @@ def test_stalled_pull_is_an_event_on_its_pod(stack, kube, cri_available):
         pull_id = moving["data"]["pull"]["id"]
         stack.nginx.freeze()
 
-        stalled = wait_until(lambda: kube.events_v1_list("shop", "PullStalled"), 60,
-                             what="a PullStalled Event")
-        assert len(stalled) == 1
-        ev = stalled[0]
-        assert_event_on(ev, pod, "PullStalled", "Warning")
+        ev = event_on(kube, pod, "PullStalled", "Warning")
         assert ev["action"] == "Pulling"
         assert ev["note"].startswith("layer sha256:")
         assert f"of {ref} has received no byte for" in ev["note"]
@@ -493,12 +495,8 @@ def test_stalled_pull_is_an_event_on_its_pod(stack, kube, cri_available):
         assert [i["metadata"]["name"] for i in listed["items"]] == [ev["metadata"]["name"]]
 
         stack.nginx.thaw()
-        resumed = wait_until(lambda: kube.events_v1_list("shop", "PullResumed"), 60,
-                             what="a PullResumed Event")
-        assert len(resumed) == 1
-        assert resumed[0]["type"] == "Normal"
-        assert resumed[0]["regarding"]["uid"] == pod["metadata"]["uid"]
-        assert "receiving bytes again" in resumed[0]["note"]
+        resumed = event_on(kube, pod, "PullResumed", "Normal")
+        assert "receiving bytes again" in resumed["note"]
 
         # Stalled again while the pull is still under way: a repeat, counted in the first
         # Event's series.
@@ -565,11 +563,7 @@ def test_pull_far_slower_than_usual_is_an_event_on_its_pod(stack, kube, cri_avai
         pod = kube.add_pod("shop", "web-1", NODE, [("web", ref)])
         kube.add_event(pod, "Pulling", f'Pulling image "{ref}"')
         stack.cri_pull(app, background=True)
-        slow = wait_until(lambda: kube.events_v1_list("shop", "PullSlow"), 90,
-                          what="a PullSlow Event")
-        assert len(slow) == 1
-        ev = slow[0]
-        assert_event_on(ev, pod, "PullSlow", "Warning")
+        ev = event_on(kube, pod, "PullSlow", "Warning", timeout=90)
         assert ev["note"].startswith(f"pull of {ref} on node {NODE} has run ")
         # The median the server read, in whole seconds: the stats API's, rounded either way.
         said = re.search(r"; pulls of this image usually take (\d+)s \(p50 of 5 pulls\)$", ev["note"])
@@ -599,22 +593,15 @@ def test_policy_load_state_is_an_event_on_the_servers_pod(stack, kube, tmp_path)
                            POD_NAMESPACE="pulltrace", POD_NAME="pulltrace-server-0",
                            POD_UID=me["metadata"]["uid"])
 
-    failed = wait_until(lambda: kube.events_v1_list("pulltrace", "PolicyLoadFailed"), 30,
-                        what="a PolicyLoadFailed Event")
-    assert len(failed) == 1
-    ev = failed[0]
-    assert_event_on(ev, me, "PolicyLoadFailed", "Warning")
+    ev = event_on(kube, me, "PolicyLoadFailed", "Warning", timeout=30)
     assert ev["action"] == "LoadPolicy"
     assert ev["note"].startswith("policy failed to load at startup, running the built-in defaults: ")
     assert "zz-team.lua:3: <name> expected near '='" in ev["note"]
     assert not kube.events_v1_list("pulltrace", "PolicyLoaded")
 
     (policy / "zz-team.lua").write_text("local team = 'payments'\n")
-    loaded = wait_until(lambda: kube.events_v1_list("pulltrace", "PolicyLoaded"), 60,
-                        what="a PolicyLoaded Event")
-    assert len(loaded) == 1
-    assert_event_on(loaded[0], me, "PolicyLoaded", "Normal")
-    assert loaded[0]["note"].startswith("policy loaded: ")
+    loaded = event_on(kube, me, "PolicyLoaded", "Normal")
+    assert loaded["note"].startswith("policy loaded: ")
 
     (policy / "zz-team.lua").write_text("error('the team broke it')\n")
     again = wait_until(lambda: [e for e in kube.events_v1_list("pulltrace", "PolicyLoadFailed")
