@@ -75,7 +75,7 @@ MATRIX = {
                     "20-empty.lua": "", "30-no-newline.lua": "return 1"},
         "settings": {"team": "platform", "prodNamespaces": "prod,payments", "limit": 1000000,
                      "ratio": 0.5, "verbose": True, "rateHalfLife": "20s", "stallAlertAfter": "90s",
-                     "alertRepeat": "30m"}}},
+                     "alertRepeat": "30m", "slowPullFactor": 4, "slowPullMinDuration": "1m"}}},
     "resources-and-scheduling": {
         "server": {"resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
                                  "limits": {"cpu": "1", "memory": "512Mi"}},
@@ -257,6 +257,9 @@ def assert_leader_election(objects, server, namespace):
     assert env["PULLTRACE_LEADER_ELECTION"] == "on"
     assert env["PULLTRACE_LEASE_NAMESPACE"] == namespace
     assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    # ... and the pod its own Events (the policy's load state) are about.
+    assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert env["POD_UID"] == {"fieldRef": {"fieldPath": "metadata.uid"}}
     role, binding = find(objects, "Role", "-lease"), find(objects, "RoleBinding", "-lease")
     verbs = set()
     for rule in role["rules"]:
@@ -386,6 +389,7 @@ def test_policy_settings_reach_the_server_as_strings(helm, tmp_path):
     assert env["PULLTRACE_POLICY_SETTING_ratio"] == "0.5"
     assert env["PULLTRACE_POLICY_SETTING_verbose"] == "true"
     assert env["PULLTRACE_POLICY_SETTING_rateHalfLife"] == "20s"
+    assert env["PULLTRACE_POLICY_SETTING_slowPullFactor"] == "4"
 
 
 def test_a_policy_change_does_not_restart_the_server(helm, tmp_path):
@@ -576,6 +580,7 @@ def test_pod_security_levels_are_the_documented_ones(helm):
     (["--set", "server.replicas=-1"], "replicas"),
     (["--set", "policy.settings.bad-key=1"], "bad-key"),
     (["--set", "policy.settings.rateHalfLife=soon"], "rateHalfLife"),
+    (["--set", "policy.settings.slowPullFactor=1"], "slowPullFactor"),
     (["--set", "policy.settings.list={a,b}"], "list"),
     (["--set", "policy.scripts.notes\\.txt=x"], "notes.txt"),
     (["--set", "server.historyTTL=30 minutes"], "historyTTL"),

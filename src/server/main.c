@@ -226,7 +226,7 @@ int main(int argc, char **argv)
     return 1;
   }
   /* Parsed once, by the policy's table; the store's node states use it. */
-  pt_policy_setting_seconds(app.policy, "nodeLostGrace", &cfg.node_lost_grace);
+  pt_policy_setting_number(app.policy, "nodeLostGrace", &cfg.node_lost_grace);
   app.srv = pt_server_create(&app.loop, &cfg, app.policy);
   if (!app.srv) {
     fprintf(stderr, "pulltrace-server: out of memory creating the server\n");

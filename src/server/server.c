@@ -119,6 +119,12 @@ const struct pt_config_var pt_server_config_vars[] = {
    "Time between two reads or renewals of the Lease (shorter than the renew deadline)", NULL, NULL},
   {"POD_NAME", PT_CFG_STRING, NULL, false, CFG(pod_name), 0, 253,
    "This replica's identity in the Lease (the downward API's metadata.name); empty = the host name", NULL, NULL},
+  {"POD_NAMESPACE", PT_CFG_STRING, NULL, false, CFG(pod_namespace), 0, 63,
+   "This replica's Pod namespace (downward API's metadata.namespace): with POD_NAME, where the policy's load "
+   "Events (PolicyLoadFailed, PolicyLoaded) go; empty = none", NULL, NULL},
+  {"POD_UID", PT_CFG_STRING, NULL, false, CFG(pod_uid), 0, 64,
+   "This replica's Pod uid (downward API's metadata.uid), so that kubectl describe pod lists those Events", NULL,
+   NULL},
   {"PULLTRACE_KUBE_EVENTS_PER_MINUTE", PT_CFG_INT, "60", false, CFG(kube_events_per_minute), 0, 100000,
    "Kubernetes Events written on pods per minute at most (alerts asking for one); 0 = none", NULL, NULL},
   {"PULLTRACE_KUBE_EVENTS_PER_POD", PT_CFG_INT, "5", false, CFG(kube_events_per_pod), 1, 1000,
@@ -233,6 +239,8 @@ static void on_change(void *ud, const struct pt_change *c)
     track_alerts(srv, c);
   if (srv->history)
     pt_history_record(srv->history, c);
+  if (c->type == PT_CHANGE_PULL_COMPLETED)
+    pt_typical_changed(srv->typical, c->pull->image ? c->pull->image : c->pull->image_ref);
   if (!srv->hub)
     return;
   uint64_t mark = srv->history ? pt_history_mark(srv->history) : 0;
@@ -272,6 +280,14 @@ static void on_change(void *ud, const struct pt_change *c)
   }
 }
 
+/* The store's question for pull.slow: how long this image's pulls usually
+ * take, from memory (server/typical.h). */
+static bool typical_of(void *ud, const char *image, double *p50, size_t *pulls)
+{
+  struct pt_server *srv = ud;
+  return pt_typical_get(srv->typical, image, pt_clock_mono(), p50, pulls);
+}
+
 /* The store's periodic work, a slice per loop iteration: with 100,000 pulls
  * (each an eviction-hook call) it takes many milliseconds, which must not
  * hold requests and event-stream writes for that long. */
@@ -299,6 +315,7 @@ static void tick_cb(uv_timer_t *t)
   }
   if (!uv_is_active((uv_handle_t *)&srv->sweep))
     sweep_cb(&srv->sweep);
+  pt_server_policy_events(srv, pt_clock_now());
   /* At most one rollout.summary per image a second: a rollout on thousands
    * of nodes reads as one line per image. */
   pt_store_rollouts_publish(srv->store, pt_clock_now());
@@ -335,6 +352,10 @@ int pt_server_open_history(struct pt_server *srv, char *err, size_t errlen)
     pt_hub_set_next_id(srv->hub, first);
   pt_history_reserve_event_ids(srv->history, pt_hub_next_id(srv->hub));
   pt_history_set_commit_cb(srv->history, on_history_commit, srv);
+  if (!(srv->typical = pt_typical_create(srv->history))) {
+    snprintf(err, errlen, "out of memory");
+    return -ENOMEM;
+  }
   PT_LOG_INFO("history opened", "{s:s,s:I,s:I}", "dataDir", srv->cfg.data_dir, "pullsRestored", (json_int_t)n,
               "nextEventId", (json_int_t)pt_hub_next_id(srv->hub));
   return 0;
@@ -386,6 +407,7 @@ struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_confi
     .report_min_interval = cfg->report_min_interval,
     .max_nodes = (size_t)cfg->max_nodes,
     .on_change = on_change,
+    .typical = typical_of,
     .ud = srv,
   };
   /* Event ids start from the clock so that they keep increasing across
@@ -552,6 +574,8 @@ static void finish_shutdown(struct pt_server *srv)
    * still waiting for it have no clients left to go to. */
   if (srv->history)
     pt_store_foreach_pull(srv->store, save_if_active, srv->history);
+  pt_typical_destroy(srv->typical);
+  srv->typical = NULL;
   pt_history_close(srv->history);
   srv->history = NULL;
   pt_outbox_close(&srv->outbox);

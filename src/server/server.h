@@ -62,6 +62,7 @@ struct pt_server_config {
   const char *lease_name, *lease_namespace;
   double lease_duration, lease_renew_deadline, lease_retry_period;
   const char *pod_name;         /* POD_NAME: the holderIdentity */
+  const char *pod_namespace, *pod_uid; /* POD_NAMESPACE, POD_UID: this server's Pod, for its own Events */
   long kube_events_per_minute, kube_events_per_pod;
   /* History (docs/history.md) */
   const char *data_dir;         /* empty = memory only */

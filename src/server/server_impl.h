@@ -14,6 +14,7 @@
 #include "server/authn.h"
 #include "server/event.h"
 #include "server/history.h"
+#include "server/typical.h"
 #include "server/hub.h"
 #include "server/kube_events.h"
 #include "server/outbox.h"
@@ -70,6 +71,18 @@ struct pt_server {
   bool leader;            /* delivers side effects (pt_server_set_leader) */
   struct pt_kube_events *kube_events; /* NULL when PULLTRACE_KUBE_EVENTS_PER_MINUTE is 0 */
   struct pt_history *history; /* NULL without PULLTRACE_DATA_DIR */
+  struct pt_typical *typical; /* images' usual pull times, from the history (NULL without) */
+  /* The policy's load state as last told in Kubernetes Events (policy_events.c). */
+  struct server_policy_events {
+    bool started;          /* the startup state was looked at */
+    bool failing;          /* the last load told about failed */
+    double seen_reload_at; /* the policy status's last_reload_at looked at */
+    bool pending;          /* an Event waits for a Kubernetes connection and the lead */
+    char reason[32];
+    char type[8];
+    char note[1024];
+    double at;
+  } policy_events;
   struct pt_outbox outbox;    /* events waiting for the history's commit */
   uint64_t outbox_released_late; /* events sent before their commit (a slow disk) */
   uv_timer_t tick;
@@ -137,6 +150,10 @@ void pt_server_auth_run(struct pt_server *srv, struct pt_authn *a, const struct 
  * node; otherwise answers 403 (or 503 while pods are still listed). */
 bool pt_server_agent_may_report(struct pt_server *srv, const struct pt_identity *who, const char *node,
                                 struct pt_http_resp *resp);
+/* policy_events.c: tells, in a Kubernetes Event on this server's own Pod,
+ * that the policy failed to load (at startup or on a reload) and that it
+ * loaded again; called every tick. */
+void pt_server_policy_events(struct pt_server *srv, double now);
 /* metrics.c */
 void pt_server_metrics_render(struct pt_server *srv, struct pt_buf *out);
 
