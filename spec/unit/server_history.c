@@ -1,6 +1,6 @@
 /* The history (server/history.h) on a real SQLite database in a temporary
  * directory: restore after a reopen, event-id reservation, the queries and
- * their paging, retention by age and by size, a corrupt file, a directory
+ * their paging, an image's usual pull time and its cache, retention by age and by size, a corrupt file, a directory
  * held by another history, and a failing write (degraded, then recovered). */
 #include <errno.h>
 #include <setjmp.h>
@@ -16,6 +16,7 @@
 #include "core/clock.h"
 #include "server/history.h"
 #include "server/store.h"
+#include "server/typical.h"
 
 struct fixture {
   char dir[64];
@@ -321,6 +322,83 @@ static void test_list_paging_and_stats(void **state)
   json_decref(a.body);
 }
 
+/* ---- an image's usual pull time (pull.slow) ------------------------------ */
+
+struct typical_ask {
+  struct pt_typical *t;
+  double p50;
+  size_t pulls;
+};
+
+static bool typical_known(struct fixture *f, void *ud)
+{
+  struct typical_ask *x = ud;
+  return pt_typical_get(x->t, "reg/app:1", pt_clock_mono(), &x->p50, &x->pulls);
+}
+
+static void test_typical_duration(void **state)
+{
+  struct fixture *f = *state;
+  f->h = open_history(f, NULL, false);
+  double now = pt_clock_now();
+  /* Five completed pulls of 1..5 s; a failed one, one that downloaded
+   * nothing and one of a longer name, none of which count. */
+  for (int i = 1; i <= 5; i++) {
+    char id[32];
+    snprintf(id, sizeof(id), "n1/c%d", i);
+    record_change(f->h, PT_CHANGE_PULL_COMPLETED,
+                  record(id, "n1", "reg/app:1", "completed", now - 100, now - 100 + i, 1000, NULL, NULL));
+  }
+  record_change(f->h, PT_CHANGE_PULL_FAILED,
+                record("n1/f1", "n1", "reg/app:1", "failed", now - 90, now - 10, 0, NULL, "ErrImagePull"));
+  record_change(f->h, PT_CHANGE_PULL_COMPLETED,
+                record("n1/z1", "n1", "reg/app:1", "completed", now - 90, now - 10, 0, NULL, NULL));
+  record_change(f->h, PT_CHANGE_PULL_COMPLETED,
+                record("n1/o1", "n1", "reg/app:10", "completed", now - 90, now - 10, 1000, NULL, NULL));
+  run_until(f, all_committed, NULL);
+
+  struct answer a = {0};
+  assert_non_null(pt_history_typical(f->h, "reg/app:1", on_answer, &a));
+  run_until(f, answered, &a);
+  assert_int_equal(a.status, 200);
+  assert_true(json_real_value(json_object_get(a.body, "p50")) == 3.0);
+  assert_int_equal(json_integer_value(json_object_get(a.body, "pulls")), 5);
+  json_decref(a.body);
+  a = (struct answer){0};
+  assert_non_null(pt_history_typical(f->h, "reg/app", on_answer, &a));
+  run_until(f, answered, &a);
+  assert_true(json_is_null(json_object_get(a.body, "p50")));
+  assert_int_equal(json_integer_value(json_object_get(a.body, "pulls")), 0);
+  json_decref(a.body);
+
+  /* The cache: unknown at the first ask (the query runs off the loop), then
+   * the figure; a finished pull makes it ask again, not sooner than
+   * PT_TYPICAL_MIN_AGE after the last time. */
+  struct typical_ask x = {.t = pt_typical_create(f->h)};
+  assert_non_null(x.t);
+  assert_false(typical_known(f, &x));
+  run_until(f, typical_known, &x);
+  assert_true(x.p50 == 3.0);
+  assert_int_equal(x.pulls, 5);
+  record_change(f->h, PT_CHANGE_PULL_COMPLETED,
+                record("n1/c6", "n1", "reg/app:1", "completed", now - 50, now - 40, 1000, NULL, NULL));
+  record_change(f->h, PT_CHANGE_PULL_COMPLETED,
+                record("n1/c7", "n1", "reg/app:1", "completed", now - 50, now - 40, 1000, NULL, NULL));
+  run_until(f, all_committed, NULL);
+  pt_typical_changed(x.t, "reg/app:1");
+  double later = pt_clock_mono() + PT_TYPICAL_MIN_AGE;
+  assert_true(pt_typical_get(x.t, "reg/app:1", later, &x.p50, &x.pulls));
+  assert_int_equal(x.pulls, 5); /* the last figure, while the new one is read */
+  for (int i = 0; i < 20000 && x.pulls != 7; i++) {
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    usleep(1000);
+    pt_typical_get(x.t, "reg/app:1", later, &x.p50, &x.pulls);
+  }
+  assert_int_equal(x.pulls, 7);
+  assert_true(x.p50 == 4.0);
+  pt_typical_destroy(x.t);
+}
+
 /* ---- retention ----------------------------------------------------------- */
 
 static bool deleted_by_age(struct fixture *f, void *ud)
@@ -559,6 +637,7 @@ int main(void)
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_restore_and_event_ids, setup, teardown),
     cmocka_unit_test_setup_teardown(test_list_paging_and_stats, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_typical_duration, setup, teardown),
     cmocka_unit_test_setup_teardown(test_retention_by_age, setup, teardown),
     cmocka_unit_test_setup_teardown(test_retention_by_size, setup, teardown),
     cmocka_unit_test_setup_teardown(test_pull_events, setup, teardown),

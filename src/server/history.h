@@ -142,6 +142,14 @@ struct pt_history_query *pt_history_alerts(struct pt_history *h, const struct pt
  * committed yet). */
 struct pt_history_query *pt_history_pull_events(struct pt_history *h, const char *pull_id, bool live,
                                                 pt_history_answer_fn fn, void *ud);
+/* How long image's pulls usually take: the median (nearest rank) duration
+ * of its last PT_HISTORY_TYPICAL_SAMPLE completed pulls that downloaded
+ * bytes (image compared exactly). Answers {"image", "p50" (seconds; null
+ * without any), "pulls" (how many the median is of)}. NULL without memory
+ * or image. */
+#define PT_HISTORY_TYPICAL_SAMPLE 100
+struct pt_history_query *pt_history_typical(struct pt_history *h, const char *image, pt_history_answer_fn fn,
+                                            void *ud);
 /* The caller no longer wants the answer (its client went away). */
 void pt_history_query_cancel(struct pt_history_query *q);
 

@@ -14,7 +14,7 @@
 #include "server/pull_events.h"
 #include "server/store.h"
 
-enum query_kind { Q_LIST, Q_STATS, Q_ALERTS, Q_EVENTS };
+enum query_kind { Q_LIST, Q_STATS, Q_ALERTS, Q_EVENTS, Q_TYPICAL };
 
 struct pt_history_query {
   uv_work_t work;
@@ -442,6 +442,33 @@ static int pull_events(struct pt_history_query *hq, sqlite3 *db)
   return SQLITE_OK;
 }
 
+/* The recent completed pulls of one image (the index on image and ended_at
+ * finds them), the median of their durations. Pulls that downloaded nothing
+ * (every layer cached) say nothing about how long a download takes. */
+static int typical(struct pt_history_query *hq, sqlite3 *db)
+{
+  static const char sql[] = "SELECT duration FROM pulls WHERE image = ?1 AND state = 'completed' "
+                            "AND duration IS NOT NULL AND downloaded_bytes > cached_bytes "
+                            "ORDER BY ended_at DESC LIMIT ?2";
+  sqlite3_stmt *st = NULL;
+  double v[PT_HISTORY_TYPICAL_SAMPLE];
+  size_t n = 0;
+  int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+  if (rc != SQLITE_OK)
+    return rc;
+  sqlite3_bind_text(st, 1, hq->image, -1, SQLITE_STATIC);
+  sqlite3_bind_int(st, 2, PT_HISTORY_TYPICAL_SAMPLE);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < PT_HISTORY_TYPICAL_SAMPLE)
+    v[n++] = sqlite3_column_double(st, 0);
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE)
+    return rc;
+  qsort(v, n, sizeof(double), cmp_double);
+  hq->body = json_pack("{s:s,s:o,s:I}", "image", hq->image, "p50", n ? json_real(percentile(v, n, 0.5)) : json_null(),
+                       "pulls", (json_int_t)n);
+  return hq->body ? SQLITE_OK : SQLITE_NOMEM;
+}
+
 static void work_cb(uv_work_t *w)
 {
   struct pt_history_query *hq = w->data;
@@ -464,6 +491,7 @@ static void work_cb(uv_work_t *w)
     case Q_STATS: rc = stats(hq, h->rdb); break;
     case Q_ALERTS: rc = list_alerts(hq, h->rdb); break;
     case Q_EVENTS: rc = pull_events(hq, h->rdb); break;
+    case Q_TYPICAL: rc = typical(hq, h->rdb); break;
     }
   }
   if (rc != SQLITE_OK) {
@@ -576,6 +604,13 @@ struct pt_history_query *pt_history_pull_events(struct pt_history *h, const char
 {
   struct pt_history_filter none = {0};
   return start(h, Q_EVENTS, &none, pull_id, live, 0, NULL, fn, ud);
+}
+
+struct pt_history_query *pt_history_typical(struct pt_history *h, const char *image, pt_history_answer_fn fn,
+                                            void *ud)
+{
+  struct pt_history_filter f = {.image = image};
+  return image ? start(h, Q_TYPICAL, &f, NULL, false, 0, NULL, fn, ud) : NULL;
 }
 
 void pt_history_query_cancel(struct pt_history_query *q)
