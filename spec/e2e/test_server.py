@@ -200,6 +200,10 @@ def check_own_events(server):
     r = requests.get(server.url + "/api/v1/pulls/node-x/nope/events", timeout=5)
     assert r.status_code == 404 and r.json() == {"error": "pull not found", "field": "id"}
     assert requests.get(server.url + "/api/v1/pulls/node-a/p1/events/x", timeout=5).status_code == 404
+    # Their memory, in the metrics.
+    assert server.metric("pulltrace_pull_events_kept") == 4
+    assert server.metric("pulltrace_pull_events_bytes") > 4 * 500
+    assert server.metric("pulltrace_pull_events_dropped_total") == 0
     return requests.get(server.url + "/api/v1/pulls/node-a/p1/events", timeout=5).json()["events"]
 
 

@@ -154,6 +154,18 @@ static void history_metrics(struct pt_server *srv, struct pt_buf *out)
           (double)srv->outbox_released_late);
 }
 
+/* The pulls' own events in memory (server/pull_events.h). */
+static void pull_events_metrics(struct pt_server *srv, struct pt_buf *out)
+{
+  struct pt_pull_events_stats s;
+  pt_pull_events_stats(srv->pull_events, &s);
+  gauge(out, "pulltrace_pull_events_kept", "Events of the pulls' own pasts kept in memory", (double)s.events);
+  gauge(out, "pulltrace_pull_events_bytes",
+        "Memory those events take (text and bookkeeping), at most PULLTRACE_PULL_EVENTS_MAX_BYTES", (double)s.bytes);
+  counter(out, "pulltrace_pull_events_dropped_total",
+          "Events of the pulls' own pasts pushed out of memory (64 per pull, or the byte bound)", (double)s.dropped);
+}
+
 void pt_server_metrics_render(struct pt_server *srv, struct pt_buf *out)
 {
   const struct pt_store_counters *c = pt_store_counters(srv->store);
@@ -348,6 +360,7 @@ void pt_server_metrics_render(struct pt_server *srv, struct pt_buf *out)
   labeled(out, "pulltrace_kube_events_total", "outcome", "duplicate", (double)ks.events_duplicate);
 
   history_metrics(srv, out);
+  pull_events_metrics(srv, out);
   auth_metrics(srv, out);
 
   pt_prom_family(out, "pulltrace_kube_event_writes_total", "counter",
