@@ -124,6 +124,10 @@ def test_restart_keeps_pulls_ids_and_events(launch, how):
     # disk, also for a kill -9 right now.
     stream.wait(lambda e: e["event"] == "pull.completed", what="pull.completed")
     stream.wait(lambda e: e["event"] == "pull.failed", what="pull.failed of the lost pull")
+    # The alert that failure raises may be committed in the next transaction: it is on disk
+    # once the stream carried it too.
+    stream.wait(lambda e: e["event"] == "alert" and e["data"]["alert"]["labels"]["pull"] == "node-a/vanishes",
+                what="the lost pull's alert")
     before = {p["id"]: p for p in s.pulls()}
     assert set(before) == {"node-a/done", "node-a/inflight", "node-a/vanishes"}
     last_id = max(e["id"] for e in stream.events)
