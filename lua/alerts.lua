@@ -1,5 +1,5 @@
--- Default alert hooks: a pull stalled for longer than stallAlertAfter, and a
--- failed pull. The host delivers an alert with the same name and labels at
+-- Default alert hooks: a pull stalled for longer than stallAlertAfter, a pull
+-- far slower than its image usually is (pull.slow), and a failed pull. The host delivers an alert with the same name and labels at
 -- most once per alertRepeat, so these handlers can be pure: they answer every
 -- matching event and need not remember what they already said.
 local M = {}
@@ -71,6 +71,25 @@ function M.stall_note(event)
     fmt_duration(event.stalledSeconds or 0))
 end
 
+-- pull.slow comes once per pull, when it has run slowPullFactor times the usual
+-- time of its image's pulls in the history (the host checks the settings).
+function M.slow()
+  return function(event)
+    local pull = event.pull or {}
+    local labels = labels_of(pull)
+    local note = string.format("pull of %s on node %s has run %s; pulls of this image usually take %s (p50 of %d pulls)",
+      labels.image, labels.node, fmt_duration(event.elapsedSeconds or 0), fmt_duration(event.typicalSeconds or 0),
+      math.tointeger(event.typicalPulls) or 0)
+    return {
+      name = "PullSlow",
+      severity = "warning",
+      summary = note,
+      labels = labels,
+      kubernetesEvent = {reason = "PullSlow", note = note},
+    }
+  end
+end
+
 function M.failed()
   return function(event)
     local pull = event.pull or {}
@@ -87,6 +106,7 @@ end
 
 -- The host always sets the built-in settings (their defaults live in its configuration table).
 pulltrace.on("pull.stalled", M.stalled(pulltrace.duration(pulltrace.settings.stallAlertAfter)))
+pulltrace.on("pull.slow", M.slow())
 pulltrace.on("pull.failed", M.failed())
 
 return M

@@ -75,7 +75,7 @@ MATRIX = {
                     "20-empty.lua": "", "30-no-newline.lua": "return 1"},
         "settings": {"team": "platform", "prodNamespaces": "prod,payments", "limit": 1000000,
                      "ratio": 0.5, "verbose": True, "rateHalfLife": "20s", "stallAlertAfter": "90s",
-                     "alertRepeat": "30m"}}},
+                     "alertRepeat": "30m", "slowPullFactor": 4, "slowPullMinDuration": "1m"}}},
     "resources-and-scheduling": {
         "server": {"resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
                                  "limits": {"cpu": "1", "memory": "512Mi"}},
@@ -101,7 +101,7 @@ MATRIX = {
                                                 "annotations": {"example.com/a": "b"}}}},
     "service-loadbalancer": {"server": {"service": {"type": "LoadBalancer"}}},
     "ports-and-settings": {
-        "server": {"httpPort": 18080, "metricsPort": 19090, "historyTTL": "2h",
+        "server": {"httpPort": 18080, "reportPort": 18081, "metricsPort": 19090, "historyTTL": "2h",
                    "nodeLostGrace": "5m", "watchNamespaces": "default, prod",
                    "alertWebhookUrl": "http://alertmanager.monitoring:9093/api/v2/alerts",
                    "extraEnv": [{"name": "PULLTRACE_SSE_BUFFER", "value": "8192"}],
@@ -132,6 +132,7 @@ MATRIX = {
         "metricsFrom": [{"namespaceSelector": {"matchLabels": {
             "kubernetes.io/metadata.name": "monitoring"}}}]}},
     "network-policy-open-metrics": {"networkPolicy": {"enabled": True}},
+    "network-policy-off": {"networkPolicy": {"enabled": False}},
     "ingress": {"ingress": {"enabled": True, "className": "nginx", "host": "pulltrace.example.com",
                             "annotations": {"cert-manager.io/cluster-issuer": "letsencrypt"},
                             "tls": [{"secretName": "pulltrace-tls",
@@ -173,15 +174,19 @@ def test_lint_and_render_every_value_set(helm, case, tmp_path):
         service = find(objects, "Service", "-server")
         replicas = find(objects, "Service", "-replicas")
         # Agents report to every server replica: to the headless Service that selects the
-        # servers, on their http port.
+        # servers, on their report port (the http port refuses reports).
         assert replicas["spec"]["clusterIP"] == "None"
         assert replicas["spec"]["selector"] == service["spec"]["selector"]
         port = next(p["port"] for p in service["spec"]["ports"] if p["name"] == "http")
         assert next(p["port"] for p in replicas["spec"]["ports"] if p["name"] == "http") == port
+        rport = next(p["port"] for p in replicas["spec"]["ports"] if p["name"] == "report")
+        assert rport != port
         scheme = "https" if MATRIX[case].get("tls", {}).get("enabled") else "http"
         assert env_of(agent)["PULLTRACE_SERVER_URL"] == (
-            f"{scheme}://{replicas['metadata']['name']}.pulltrace-system.svc:{port}")
+            f"{scheme}://{replicas['metadata']['name']}.pulltrace-system.svc:{rport}")
         assert env_of(server)["PULLTRACE_HTTP_ADDR"] == f":{port}"
+        assert env_of(server)["PULLTRACE_REPORT_ADDR"] == f":{rport}"
+        check_network_policy(objects, MATRIX[case])
         check_identity(objects, MATRIX[case], "pulltrace-system")
         assert_leader_election(objects, server, "pulltrace-system")
         assert not any(k.startswith("checksum/policy") for k in pod_annotations(server))
@@ -252,6 +257,9 @@ def assert_leader_election(objects, server, namespace):
     assert env["PULLTRACE_LEADER_ELECTION"] == "on"
     assert env["PULLTRACE_LEASE_NAMESPACE"] == namespace
     assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    # ... and the pod its own Events (the policy's load state) are about.
+    assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert env["POD_UID"] == {"fieldRef": {"fieldPath": "metadata.uid"}}
     role, binding = find(objects, "Role", "-lease"), find(objects, "RoleBinding", "-lease")
     verbs = set()
     for rule in role["rules"]:
@@ -381,6 +389,7 @@ def test_policy_settings_reach_the_server_as_strings(helm, tmp_path):
     assert env["PULLTRACE_POLICY_SETTING_ratio"] == "0.5"
     assert env["PULLTRACE_POLICY_SETTING_verbose"] == "true"
     assert env["PULLTRACE_POLICY_SETTING_rateHalfLife"] == "20s"
+    assert env["PULLTRACE_POLICY_SETTING_slowPullFactor"] == "4"
 
 
 def test_a_policy_change_does_not_restart_the_server(helm, tmp_path):
@@ -571,6 +580,7 @@ def test_pod_security_levels_are_the_documented_ones(helm):
     (["--set", "server.replicas=-1"], "replicas"),
     (["--set", "policy.settings.bad-key=1"], "bad-key"),
     (["--set", "policy.settings.rateHalfLife=soon"], "rateHalfLife"),
+    (["--set", "policy.settings.slowPullFactor=1"], "slowPullFactor"),
     (["--set", "policy.settings.list={a,b}"], "list"),
     (["--set", "policy.scripts.notes\\.txt=x"], "notes.txt"),
     (["--set", "server.historyTTL=30 minutes"], "historyTTL"),
@@ -888,25 +898,64 @@ def test_ingress_of_the_docs_routes_a_path_prefix_to_the_ui(helm, tmp_path):
     assert chartlib.problems(objects, "pulltrace") != []
 
 
-def test_service_monitor_and_network_policy_reach_the_metrics_port(helm, tmp_path):
+def test_service_monitor_reaches_the_metrics_port(helm, tmp_path):
     args = values_file(tmp_path, "everything", MATRIX["everything"])
     objects = helm.template(args)
     sm = find(objects, "ServiceMonitor")
     assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     assert sm["spec"]["endpoints"][0]["port"] == "metrics"
     assert sm["spec"]["namespaceSelector"] == {"matchNames": ["pulltrace"]}
+    assert find(objects, "NetworkPolicy", "-server")["spec"]["ingress"][2]["from"] == \
+        MATRIX["everything"]["networkPolicy"]["metricsFrom"]
+
+
+def selected(peers, obj):
+    """True when one of the podSelector peers selects the pods of `obj`."""
+    labels = chartlib.pod_labels(obj)
+    return any(chartlib.selects(p["podSelector"]["matchLabels"], labels)
+               for p in peers if "podSelector" in p)
+
+
+def check_network_policy(objects, values):
+    """On by default (docs/security.md#who-reaches-the-report-endpoint): the report port admits
+    the agents' pods and nothing else; the http port anyone, or httpFrom and the `helm test`
+    pod; the metrics port anyone, or metricsFrom; the agents accept nothing."""
+    np_values = values.get("networkPolicy", {})
+    policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    if not np_values.get("enabled", True):
+        assert policies == []
+        return
+    server, agent = server_of(objects), find(objects, "DaemonSet", "-agent")
     np = find(objects, "NetworkPolicy", "-server")
-    http, metrics = np["spec"]["ingress"]
-    # The agents and the `helm test` pod reach the http port.
-    for client in (find(objects, "DaemonSet", "-agent"), find(objects, "Pod", "-test")):
-        labels = chartlib.pod_labels(client)
-        assert any(chartlib.selects(peer["podSelector"]["matchLabels"], labels)
-                   for peer in http["from"] if "podSelector" in peer), client["kind"]
+    assert chartlib.selects(np["spec"]["podSelector"]["matchLabels"], chartlib.pod_labels(server))
+    assert not chartlib.selects(np["spec"]["podSelector"]["matchLabels"], chartlib.pod_labels(agent))
+    assert np["spec"]["policyTypes"] == ["Ingress"]
+    report, http, metrics = np["spec"]["ingress"]
+    # The report port: a podSelector of the agents in the release's namespace (no
+    # namespaceSelector), the only peer.
+    assert report["ports"] == [{"port": "report", "protocol": "TCP"}]
+    assert len(report["from"]) == 1 and set(report["from"][0]) == {"podSelector"}
+    assert selected(report["from"], agent)
+    assert not selected(report["from"], server)
+    tests_pod = [o for o in objects if o["kind"] == "Pod" and o["metadata"]["name"].endswith("-test")]
+    if tests_pod:
+        assert not selected(report["from"], tests_pod[0])
+    assert http["ports"] == [{"port": "http", "protocol": "TCP"}]
+    if np_values.get("httpFrom"):
+        assert [p for p in http["from"] if p in np_values["httpFrom"]] == np_values["httpFrom"]
+        assert not selected(http["from"], agent)
+        if tests_pod:
+            assert selected(http["from"], tests_pod[0])
+    else:
+        assert "from" not in http
     assert metrics["ports"] == [{"port": "metrics", "protocol": "TCP"}]
-    assert find(objects, "NetworkPolicy", "-agent")["spec"]["ingress"] == []
-    # Without metricsFrom, the metrics port is open to any scraper.
-    np = find(helm.template(["--set", "networkPolicy.enabled=true"]), "NetworkPolicy", "-server")
-    assert "from" not in np["spec"]["ingress"][1]
+    if np_values.get("metricsFrom"):
+        assert metrics["from"] == np_values["metricsFrom"]
+    else:
+        assert "from" not in metrics
+    agents = find(objects, "NetworkPolicy", "-agent")
+    assert agents["spec"]["ingress"] == [] and agents["spec"]["policyTypes"] == ["Ingress"]
+    assert chartlib.selects(agents["spec"]["podSelector"]["matchLabels"], chartlib.pod_labels(agent))
 
 
 def volume(obj, name):
@@ -1002,7 +1051,7 @@ def run_rendered_daemons(objects, kube, build_dir, tmp_path):
     for name, text in scripts.items():
         (policy_dir / name).write_text(text)
     env = {k: v for k, v in env_of(server_of(objects)).items() if isinstance(v, str)}
-    port, mport = free_port(), free_port()
+    port, mport, rport = free_port(), free_port(), free_port()
     # The history's volume, as the server sees it; here, a directory of our own.
     assert env["PULLTRACE_DATA_DIR"] == MATRIX["persistence"]["persistence"]["mountPath"]
     data_dir = tmp_path / "data"
@@ -1010,6 +1059,7 @@ def run_rendered_daemons(objects, kube, build_dir, tmp_path):
     # The in-cluster API address and files, here the fake API server's (which also holds
     # the Lease of the leader election the chart turns on).
     env.update(PULLTRACE_HTTP_ADDR=f"127.0.0.1:{port}", PULLTRACE_METRICS_ADDR=f"127.0.0.1:{mport}",
+               PULLTRACE_REPORT_ADDR=f"127.0.0.1:{rport}",
                PULLTRACE_POLICY_DIR=str(policy_dir), PULLTRACE_DATA_DIR=str(data_dir),
                **kube.in_cluster_env(kube.write_service_account(tmp_path / "sa")))
     server = Daemon("pulltrace-server", find_binary("pulltrace-server", build_dir),
@@ -1024,13 +1074,13 @@ def run_rendered_daemons(objects, kube, build_dir, tmp_path):
         assert history["ok"] and history["detail"] == "ok"
         assert (data_dir / "history.db").exists()
         assert requests.get(f"http://127.0.0.1:{port}/api/v1/nodes", timeout=5).status_code == 401
-        run_rendered_agent(objects, build_dir, tmp_path, port, token_file)
+        run_rendered_agent(objects, build_dir, tmp_path, rport, token_file)
     finally:
         server.stop()
 
 
 def run_rendered_agent(objects, build_dir, tmp_path, port, token_file):
-
+    """The agent, as rendered, reporting to the server's report port `port`."""
     agent_env = {k: v for k, v in env_of(find(objects, "DaemonSet", "-agent")).items()
                  if isinstance(v, str)}
     # The socket path as the agent sees it; here, a directory of our own without containerd.

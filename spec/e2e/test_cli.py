@@ -21,9 +21,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
-from harness import find_binary, wait_until
+from harness import find_binary, reports, wait_until
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -292,6 +293,82 @@ print(json.dumps({{"kind": "ExecCredential", "apiVersion": "client.authenticatio
     assert "no endpoints available" in r.stderr, r.stderr
     assert runs.read_text() == "eu\neu\n"
     assert kube.counts["unauthorized"] == 1
+
+
+def test_reader_auth_through_the_service_proxy(stack, kube, build_dir):
+    """PULLTRACE_READ_AUTH=kubernetes behind the service proxy, which removes Authorization:
+    pulltrace-server's own 401 makes the CLI send the kubeconfig's token again in
+    X-Pulltrace-Authorization (and only then); a user the SubjectAccessReview allows reads
+    (lists and the event stream), one it does not gets a clear 403, a client-certificate user
+    is told that it has no token to pass on."""
+    # What the chart grants the server, and the reader ClusterRole bound to alice.
+    kube.allow("create", "authentication.k8s.io", "tokenreviews", user="e2e-user")
+    kube.allow("create", "authorization.k8s.io", "subjectaccessreviews", user="e2e-user")
+    kube.allow("get", "pulltrace.io", "pulls", user="alice")
+    kube.add_token("alice-token", "alice")
+    kube.add_token("bob-token", "bob")
+    srv = stack.server(env={"PULLTRACE_KUBECONFIG": kube.write_kubeconfig(),
+                            "PULLTRACE_READ_AUTH": "kubernetes"})
+    srv.wait_kube_ready(20)
+    now = time.time()
+    assert srv.post(reports.report("reader-node", 1, pulls=[reports.pull(
+        "p1", "127.0.0.1/e2e/secret", "sha256:" + "d" * 64, started=now,
+        layers=[reports.layer(reports.sha256(1), 10 ** 6, 10 ** 5, state="downloading",
+                              started=now, updated=now)])])).status_code == 200
+    kube.add_service("pulltrace", "pulltrace-server",
+                     [{"name": "http", "port": 8080, "targetPort": "http"}],
+                     [("127.0.0.1", {"http": srv.port})])
+    binary = find_binary("kubectl-pulltrace", build_dir)
+
+    def refused():
+        return srv.metric("pulltrace_read_requests_refused_total",
+                          {"reason": "unauthenticated"}) or 0
+
+    alice = Cli(binary, stack.dir / "alice", kube.write_kubeconfig(path=stack.dir / "kc-alice",
+                                                                   token="alice-token"))
+    before = refused()
+    out = json.loads(alice.run("get", "pulls", "-A", "-o", "json").stdout)
+    direct = requests.get(srv.url + "/api/v1/pulls", timeout=5,
+                          headers={"Authorization": "Bearer alice-token"}).json()
+    assert same(out["pulls"], direct["pulls"]) is True
+    assert [p["node"] for p in out["pulls"]] == ["reader-node"]
+    # Its first request went without the token (a server that does not ask never sees it):
+    # one 401, then every request with it.
+    assert refused() == before + 1
+    assert "alice" in kube.users
+
+    # The event stream (top) gets the token the same way.
+    if shutil.which("tmux") is None:
+        pytest.fail("tmux is needed (apt-get install tmux)")
+    tmux = Tmux(stack.dir / "reader-top", f"{binary} top; echo EXIT:$?; sleep 600",
+                dict(alice.env, TERM="xterm-256color"))
+    try:
+        tmux.wait(lambda s: "reader-node" in s and "127.0.0.1/e2e/secret" in s,
+                  "top's screen through the proxy with reader auth")
+        tmux.keys("q")
+        tmux.wait(lambda s: "EXIT:0" in s, "top's exit")
+    finally:
+        tmux.close()
+
+    bob = Cli(binary, stack.dir / "bob", kube.write_kubeconfig(path=stack.dir / "kc-bob",
+                                                               token="bob-token"))
+    r = bob.run("get", "pulls", "-A", check=False)
+    capture("error-reader-forbidden.txt", r.stderr)
+    assert r.returncode == 1
+    assert "(HTTP 403)" in r.stderr and "bob may not get pulls.pulltrace.io" in r.stderr
+    assert "kc-bob" in r.stderr and "ClusterRole" in r.stderr
+
+    cert, key = kube.make_client_cert("carol")
+    carol = Cli(binary, stack.dir / "carol", kube.write_kubeconfig(
+        path=stack.dir / "kc-carol", user={"client-certificate": str(cert),
+                                           "client-key": str(key)}))
+    r = carol.run("get", "pulls", "-A", check=False)
+    capture("error-reader-client-cert.txt", r.stderr)
+    assert r.returncode == 1
+    assert "needs a reader token (HTTP 401)" in r.stderr
+    assert "client certificate, which cannot be passed on through the API server's proxy" \
+        in r.stderr
+    assert "carol" in kube.users
 
 
 # -- watch -----------------------------------------------------------------------------------

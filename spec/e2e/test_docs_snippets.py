@@ -417,8 +417,9 @@ def test_policy_inputs_are_the_documented_ones(stack, kube, tmp_path):
     assert ev_keys <= alert_doc, ev_keys - alert_doc
     assert set().union(*(split_keys(x.get("pull")) for x in alerts)) <= pull_doc
     assert set().union(*(split_keys(x.get("pod")) for x in alerts)) <= pull_nested["pods"]
-    # Only a stalled or failed pull's members are missing here.
-    assert alert_doc - ev_keys <= {"stalledSeconds", "reason", "message"}, alert_doc - ev_keys
+    # Only a stalled, slow or failed pull's members are missing here.
+    assert alert_doc - ev_keys <= {"stalledSeconds", "typicalSeconds", "typicalPulls", "slowFactor",
+                                   "reason", "message"}, alert_doc - ev_keys
 
 
 # ---- links between pages ---------------------------------------------------------------------

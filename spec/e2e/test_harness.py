@@ -313,6 +313,56 @@ def test_kubeapi_watch_sends_every_change_between_bookmarks(tmp_path):
         api.close()
 
 
+def test_kubeapi_proxy_passes_on_the_headers_the_real_one_does(tmp_path):
+    """The service proxy forwards a request's headers except those kube-apiserver's
+    authentication and impersonation filters remove and the hop-by-hop ones."""
+    import http.server
+    import threading
+
+    from harness import free_port
+    from harness.kubeapi import KubeAPI
+
+    seen = {}
+
+    class Echo(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.update({k.lower(): v for k, v in self.headers.items()})
+            body = b"{}"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    port = free_port()
+    backend = http.server.ThreadingHTTPServer(("127.0.0.1", port), Echo)
+    threading.Thread(target=backend.serve_forever, daemon=True).start()
+    api = KubeAPI(tmp_path / "kube").start()
+    try:
+        api.add_service("pulltrace", "pulltrace-server",
+                        [{"name": "http", "port": 8080, "targetPort": "http"}],
+                        [("127.0.0.1", {"http": port})])
+        r = requests.get(api.url + "/api/v1/namespaces/pulltrace/services/pulltrace-server:http"
+                         "/proxy/api/v1/pulls", verify=str(api.ca_file), timeout=10, headers={
+                             "Authorization": f"Bearer {api.token}",
+                             "X-Remote-User": "admin", "X-Remote-Extra-Scopes": "all",
+                             "Proxy-Authorization": "Basic eA==",
+                             "X-Pulltrace-Authorization": "Bearer reader", "Cookie": "a=b",
+                             "Last-Event-ID": "7"})
+        assert r.status_code == 200
+    finally:
+        api.close()
+        backend.shutdown()
+        backend.server_close()
+    assert seen["x-pulltrace-authorization"] == "Bearer reader"
+    assert seen["cookie"] == "a=b" and seen["last-event-id"] == "7"
+    for gone in ("authorization", "x-remote-user", "x-remote-extra-scopes", "proxy-authorization"):
+        assert gone not in seen, gone
+
+
 def test_daemon_is_stopped_by_term_then_kill(tmp_path):
     d = Daemon("sleeper", "/bin/sleep", tmp_path / "sleep.log", args=["30"]).start()
     status, took = d.stop(timeout=5)

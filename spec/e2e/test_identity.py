@@ -248,6 +248,11 @@ def test_readers_need_a_token_allowed_to_get_pulls(stack, kube):
     assert "bob may not get pulls.pulltrace.io" in r.json()["error"]
     r = requests.get(api, headers={"Authorization": "Bearer alice-token"}, timeout=5)
     assert r.status_code == 200 and [p["node"] for p in r.json()["pulls"]] == [NODE]
+    # A pull's own events likewise.
+    events = f"{api}/{r.json()['pulls'][0]['id']}/events"
+    assert requests.get(events, timeout=5).status_code == 401
+    r = requests.get(events, headers={"Authorization": "Bearer alice-token"}, timeout=5)
+    assert r.status_code == 200 and [e["type"] for e in r.json()["events"]] == ["pull.started"]
     # The web UI's cookie works as well as the header.
     r = requests.get(srv.url + "/api/v1/nodes", cookies={"pulltrace_token": "alice-token"}, timeout=5)
     assert r.status_code == 200 and [n["name"] for n in r.json()["nodes"]] == [NODE]

@@ -4,6 +4,7 @@ the fake API, pulls go through CRI PullImage on the real containerd.
 Nothing here asserts on speed: every wait is for a state, with a generous deadline."""
 # ctest: TIMEOUT=900
 
+import re
 import time
 
 import pytest
@@ -44,6 +45,26 @@ def kube_get(kube, path, **params):
                      headers={"Authorization": f"Bearer {kube.token}"})
     r.raise_for_status()
     return r.json()
+
+
+def event_on(kube, pod, reason, type_, timeout=60):
+    """Waits for the server's `reason` Event on `pod` (a Pod object) and returns it: the only
+    one, an events.k8s.io/v1 Event as `kubectl describe pod` finds them (regarding the Pod by
+    uid)."""
+    meta = pod["metadata"]
+    found = wait_until(lambda: kube.events_v1_list(meta["namespace"], reason), timeout,
+                       what=f"a {reason} Event")
+    assert len(found) == 1, found
+    ev = found[0]
+    assert ev["apiVersion"] == "events.k8s.io/v1" and ev["kind"] == "Event"
+    assert ev["metadata"]["namespace"] == meta["namespace"]
+    assert ev["metadata"]["name"].startswith(meta["name"] + ".")
+    assert ev["regarding"] == {"apiVersion": "v1", "kind": "Pod", "namespace": meta["namespace"],
+                               "name": meta["name"], "uid": meta["uid"]}
+    assert ev["reportingController"] == "pulltrace.io/server"
+    assert ev["reportingInstance"]
+    assert ev["reason"] == reason and ev["type"] == type_
+    return ev
 
 
 def server_with_kubeconfig(stack, kube, **env):
@@ -461,18 +482,8 @@ def test_stalled_pull_is_an_event_on_its_pod(stack, kube, cri_available):
         pull_id = moving["data"]["pull"]["id"]
         stack.nginx.freeze()
 
-        stalled = wait_until(lambda: kube.events_v1_list("shop", "PullStalled"), 60,
-                             what="a PullStalled Event")
-        assert len(stalled) == 1
-        ev = stalled[0]
-        assert ev["apiVersion"] == "events.k8s.io/v1" and ev["kind"] == "Event"
-        assert ev["metadata"]["namespace"] == "shop"
-        assert ev["metadata"]["name"].startswith("web-1.")
-        assert ev["regarding"] == {"apiVersion": "v1", "kind": "Pod", "namespace": "shop",
-                                   "name": "web-1", "uid": pod["metadata"]["uid"]}
-        assert ev["reportingController"] == "pulltrace.io/server"
-        assert ev["reportingInstance"]
-        assert ev["action"] == "Pulling" and ev["type"] == "Warning"
+        ev = event_on(kube, pod, "PullStalled", "Warning")
+        assert ev["action"] == "Pulling"
         assert ev["note"].startswith("layer sha256:")
         assert f"of {ref} has received no byte for" in ev["note"]
         assert "series" not in ev
@@ -484,12 +495,8 @@ def test_stalled_pull_is_an_event_on_its_pod(stack, kube, cri_available):
         assert [i["metadata"]["name"] for i in listed["items"]] == [ev["metadata"]["name"]]
 
         stack.nginx.thaw()
-        resumed = wait_until(lambda: kube.events_v1_list("shop", "PullResumed"), 60,
-                             what="a PullResumed Event")
-        assert len(resumed) == 1
-        assert resumed[0]["type"] == "Normal"
-        assert resumed[0]["regarding"]["uid"] == pod["metadata"]["uid"]
-        assert "receiving bytes again" in resumed[0]["note"]
+        resumed = event_on(kube, pod, "PullResumed", "Normal")
+        assert "receiving bytes again" in resumed["note"]
 
         # Stalled again while the pull is still under way: a repeat, counted in the first
         # Event's series.
@@ -512,3 +519,93 @@ def test_stalled_pull_is_an_event_on_its_pod(stack, kube, cri_available):
         assert m.value("pulltrace_kube_event_writes_total", {"result": "skipped"}) == 0
     finally:
         events.close()
+
+
+@pytest.mark.stack(rate=2 * MIB)
+def test_pull_far_slower_than_usual_is_an_event_on_its_pod(stack, kube, cri_available, tmp_path):
+    """With the history kept, five pulls of an image give it a usual pull time; a pull of the
+    same image through a registry throttled far below it raises pull.slow, and the default
+    policy's PullSlow shows as a Kubernetes Event on the pod, saying how long it has run
+    against the image's median."""
+    app = stack.images.image("e2e/slow", "v1", layers=[3 * MIB, 3 * MIB])
+    ref = stack.ref(app)
+    data = tmp_path / "data"
+    data.mkdir()
+    seed = kube.add_pod("shop", "web-0", NODE, [("web", ref)])
+    srv = server_with_kubeconfig(stack, kube, PULLTRACE_DATA_DIR=str(data),
+                                 PULLTRACE_SLOW_PULL_MIN_DURATION="1s")
+    events = srv.events()
+    try:
+        stack.agent(srv.url, node_name=NODE, env={"PULLTRACE_REPORT_INTERVAL": "500ms"})
+        done = []
+        for i in range(5):
+            kube.add_event(seed, "Pulling", f'Pulling image "{ref}"')
+            stack.cri_pull(app)
+            ev = events.wait(lambda e: e["event"] == "pull.completed"
+                             and e["data"]["pull"]["manifestDigest"] == app.manifest_digest
+                             and e["data"]["pull"]["id"] not in done,
+                             timeout=60, what=f"seed pull {i + 1} completed")
+            done.append(ev["data"]["pull"]["id"])
+            stack.cri_remove(app)
+        # The five are in the history under the image the live pull will have (with its tag).
+        stats = wait_until(lambda: [s for s in requests.get(
+            srv.url + "/api/v1/history/stats", params={"image": "e2e/slow"}, timeout=10)
+            .json()["images"] if s["image"] == ref and s["completed"] == 5], 30,
+            what="five completed pulls of the image in the history")
+        usual = stats[0]["durationSeconds"]["p50"]
+        assert not kube.events_v1_list("shop", "PullSlow"), "a seed pull was slow"
+        kube.delete_pod("shop", "web-0")
+
+        # The same image, now at a fraction of the rate the seeds had: nginx restarted (a
+        # reload applies the rate only once its new workers run, which may be after the pull
+        # began) and serving again on the same port before the pull.
+        stack.nginx.restart(rate=64 * KIB)
+        pod = kube.add_pod("shop", "web-1", NODE, [("web", ref)])
+        kube.add_event(pod, "Pulling", f'Pulling image "{ref}"')
+        stack.cri_pull(app, background=True)
+        ev = event_on(kube, pod, "PullSlow", "Warning", timeout=90)
+        assert ev["note"].startswith(f"pull of {ref} on node {NODE} has run ")
+        # The median the server read, in whole seconds: the stats API's, rounded either way.
+        said = re.search(r"; pulls of this image usually take (\d+)s \(p50 of 5 pulls\)$", ev["note"])
+        assert said and abs(int(said.group(1)) - usual) <= 1, (ev["note"], usual)
+        assert not events.of("pull.completed", pull=lambda p: p["id"] not in done), \
+            "the slow pull completed before its Event: it was not slow"
+        alert = events.wait(lambda e: e["event"] == "alert" and e["data"]["alert"]["name"] == "PullSlow",
+                            timeout=30, what="the PullSlow alert on the event stream")
+        assert alert["data"]["alert"]["severity"] == "warning"
+        assert alert["data"]["alert"]["summary"] == ev["note"]
+    finally:
+        events.close()
+
+
+@pytest.mark.stack(containerd=False, nginx=False)
+def test_policy_load_state_is_an_event_on_the_servers_pod(stack, kube, tmp_path):
+    """A broken policy script at startup is a PolicyLoadFailed Event (Warning, with the Lua
+    error) on the server's own Pod (POD_NAMESPACE/POD_NAME/POD_UID, as the chart sets them from
+    the downward API); the fixed script, hot-reloaded, a PolicyLoaded Event; broken again by a
+    reload, the first PolicyLoadFailed Event's series counts it."""
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    (policy / "zz-team.lua").write_text("-- the team's alerts\n\nlocal = 3\n")
+    me = kube.add_pod("pulltrace", "pulltrace-server-0", NODE, [("server", "pulltrace:1")],
+                      phase="Running")
+    server_with_kubeconfig(stack, kube, PULLTRACE_POLICY_DIR=str(policy),
+                           POD_NAMESPACE="pulltrace", POD_NAME="pulltrace-server-0",
+                           POD_UID=me["metadata"]["uid"])
+
+    ev = event_on(kube, me, "PolicyLoadFailed", "Warning", timeout=30)
+    assert ev["action"] == "LoadPolicy"
+    assert ev["note"].startswith("policy failed to load at startup, running the built-in defaults: ")
+    assert "zz-team.lua:3: <name> expected near '='" in ev["note"]
+    assert not kube.events_v1_list("pulltrace", "PolicyLoaded")
+
+    (policy / "zz-team.lua").write_text("local team = 'payments'\n")
+    loaded = event_on(kube, me, "PolicyLoaded", "Normal")
+    assert loaded["note"].startswith("policy loaded: ")
+
+    (policy / "zz-team.lua").write_text("error('the team broke it')\n")
+    again = wait_until(lambda: [e for e in kube.events_v1_list("pulltrace", "PolicyLoadFailed")
+                                if e.get("series", {}).get("count") == 2], 60,
+                       what="the PolicyLoadFailed series counting the failed reload")
+    assert len(kube.events_v1_list("pulltrace", "PolicyLoadFailed")) == 1
+    assert again[0]["metadata"]["name"] == ev["metadata"]["name"]

@@ -12,9 +12,11 @@ import socket
 import threading
 import time
 
+import pytest
 import requests
 
 from harness import Server, reports, wait_until
+from harness.pki import CA
 
 MIB = 1 << 20
 
@@ -144,5 +146,83 @@ def test_lingering_is_bounded_in_bytes_and_time(server_binary, tmp_path):
         wait_until(lambda: srv.metric("pulltrace_http_linger_cutoffs_total") == 2, 30,
                    what="the time bound's cutoff in the metrics")
         assert srv.healthy()
+    finally:
+        srv.stop()
+
+
+def test_reports_have_a_port_of_their_own(server_binary, tmp_path):
+    """PULLTRACE_REPORT_ADDR: reports are accepted there only, so that a NetworkPolicy can
+    admit only agents to that port. The API port answers a report with 421 naming the report
+    port (from the request's head, before the body is uploaded), the report port serves
+    nothing but reports and /healthz."""
+    srv = Server(server_binary, tmp_path / "server.log", token="s3cret", report=True, env={
+        "PULLTRACE_KUBERNETES": "off"}).start()
+    try:
+        assert srv.report_url != srv.url
+        assert srv.post(report("node-a", 1)).status_code == 200
+        pulls = requests.get(srv.url + "/api/v1/pulls", timeout=5).json()["pulls"]
+        assert [p["node"] for p in pulls] == ["node-a"]
+
+        r = srv.post(report("node-b", 1), url=srv.url)
+        assert r.status_code == 421
+        port = srv.report_addr.rpartition(":")[2]
+        assert f"report port ({port}, PULLTRACE_REPORT_ADDR)" in r.json()["error"]
+        # A large report sent to the API port gets the 421, not a reset.
+        body = b"x" * (3 * MIB)
+        status, answer = send_then_read(srv.port, head("s3cret", len(body)) + body)
+        assert status == "HTTP/1.1 421 Misdirected Request"
+        assert b"report port" in answer
+        pulls = requests.get(srv.url + "/api/v1/pulls", timeout=5).json()["pulls"]
+        assert [p["node"] for p in pulls] == ["node-a"]
+
+        # The report port: reports and /healthz only; a wrong token still gets its 401.
+        r = requests.get(srv.report_url + "/api/v1/pulls", timeout=5)
+        assert r.status_code == 404 and "only agent reports" in r.json()["error"]
+        assert requests.get(srv.report_url + "/healthz", timeout=5).status_code == 200
+        assert srv.post(report("node-a", 2), token="wrong").status_code == 401
+
+        m = srv.metrics()
+        assert m.value("pulltrace_agent_reports_rejected_total", {"reason": "wrong_port"}) == 2
+        assert m.value("pulltrace_agent_reports_rejected_total", {"reason": "unauthorized"}) == 1
+        assert m.value("pulltrace_http_refused_early_total") == 3
+        assert any(line.get("msg") == "listening" and line.get("reportPort") == int(port)
+                   for line in srv.log_json())
+    finally:
+        srv.stop()
+
+
+def test_a_bad_report_address_is_a_startup_error(server_binary):
+    from harness import free_port, run_binary
+    r = run_binary(server_binary, env={"PULLTRACE_KUBERNETES": "off",
+                                       "PULLTRACE_REPORT_ADDR": "nonsense"})
+    assert r.returncode == 2
+    assert 'PULLTRACE_REPORT_ADDR: invalid address "nonsense"' in r.stderr
+    port = free_port()
+    r = run_binary(server_binary, env={"PULLTRACE_KUBERNETES": "off",
+                                       "PULLTRACE_HTTP_ADDR": f"127.0.0.1:{port}",
+                                       "PULLTRACE_METRICS_ADDR": f"127.0.0.1:{free_port()}",
+                                       "PULLTRACE_REPORT_ADDR": f"127.0.0.1:{port}"})
+    assert r.returncode == 1
+    assert f"PULLTRACE_REPORT_ADDR: cannot listen on 127.0.0.1:{port}: address already in use" \
+        in r.stderr
+
+
+def test_the_report_port_speaks_the_api_ports_tls(server_binary, tmp_path):
+    ca = CA(tmp_path / "pki")
+    cert, key = ca.issue()
+    srv = Server(server_binary, tmp_path / "server.log", token="s3cret", report=True,
+                 tls=(cert, key, ca.cert), env={"PULLTRACE_KUBERNETES": "off"}).start()
+    try:
+        assert srv.report_url.startswith("https://")
+        assert srv.post(report("node-a", 1)).status_code == 200
+        assert srv.post(report("node-b", 1), url=srv.url).status_code == 421
+        # Plain HTTP is not spoken there.
+        with pytest.raises(requests.ConnectionError):
+            requests.post("http://" + srv.report_addr + "/api/v1/report", timeout=5,
+                          json=report("node-c", 1), headers={"Authorization": "Bearer s3cret"})
+        wait_until(lambda: srv.metric("pulltrace_tls_errors_total") >= 1, 15,
+                   what="the plain-HTTP client's failed handshake")
+        nodes = requests.get(srv.url + "/api/v1/nodes", timeout=5, verify=srv.ca).json()["nodes"]
+        assert sorted(n["name"] for n in nodes) == ["node-a"]
     finally:
         srv.stop()

@@ -141,6 +141,72 @@ def test_event_stream_resume_and_metrics(server, tmp_path):
         assert out.returncode == 0, out.stdout + out.stderr
 
 
+@pytest.mark.parametrize("history", [False, True], ids=["memory", "history"])
+def test_a_pulls_own_events(server_binary, workdir, history):
+    """GET /api/v1/pulls/{id}/events: the pull's story as the event stream told it (same ids,
+    same shapes, the pull without its layers), also after the reader left. With a history the
+    events wait for their records' commit (the outbox) and keep the ids the stream gives them."""
+    env = {"PULLTRACE_SSE_HEARTBEAT": "500ms"}
+    if history:
+        (Path(workdir) / "data").mkdir()
+        env["PULLTRACE_DATA_DIR"] = str(Path(workdir) / "data")
+    server = start_server(server_binary, workdir, **env)
+    try:
+        before = check_own_events(server)
+    finally:
+        server.stop()
+    if not history:
+        return
+    # Restarted: the pulls come back from the history, and so do their events.
+    server = start_server(server_binary, workdir, **env)
+    try:
+        after = requests.get(server.url + "/api/v1/pulls/node-a/p1/events", timeout=5).json()
+        assert after["events"] == before and after["dropped"] == 0
+        r = requests.get(server.url + "/api/v1/pulls/node-x/nope/events", timeout=5)
+        assert r.status_code == 404 and r.json() == {"error": "pull not found", "field": "id"}
+    finally:
+        server.stop()
+
+
+def check_own_events(server):
+    with server.events() as s:
+        s.wait(lambda e: e["event"] == "snapshot", what="snapshot")
+        server.post(report("node-a", 1, 0))
+        server.post(report("node-a", 2, 800))  # bytes only: not part of the story
+        server.post(report("node-a", 3, 2000, completed=True))
+        s.wait(lambda e: e["event"] == "pull.completed")
+        streamed = {e["id"]: e for e in s.events if e["event"].startswith("pull.")}
+    for path in ("/api/v1/pulls/node-a/p1/events", "/api/v1/pulls/node-a%2Fp1/events"):
+        r = requests.get(server.url + path, timeout=5)
+        assert r.status_code == 200 and r.headers["Cache-Control"] == "no-store"
+        doc = r.json()
+        assert doc["apiVersion"] == "v1" and doc["pullId"] == "node-a/p1" and doc["dropped"] == 0
+        assert [e["type"] for e in doc["events"]] == ["pull.started", "pull.completed"]
+        for e in doc["events"]:
+            sent = streamed[e["id"]]
+            assert e["type"] == sent["event"]
+            assert "layers" not in e["data"]["pull"]
+            assert e["data"] == {**sent["data"], "pull": {k: v for k, v in sent["data"]["pull"].items()
+                                                          if k != "layers"}}
+    # After the reader left: kept all the same, under the ids the stream gives them.
+    last = max(streamed)
+    server.post(report("node-b", 1, 0))
+    server.post(report("node-b", 2, 2000, completed=True))
+    events = requests.get(server.url + "/api/v1/pulls/node-b/p1/events", timeout=5).json()["events"]
+    assert [e["type"] for e in events] == ["pull.started", "pull.completed"]
+    assert last < events[0]["id"] < events[1]["id"]
+    assert events[1]["data"]["pull"]["state"] == "completed"
+    # A pull the server does not know, and one it never had events of.
+    r = requests.get(server.url + "/api/v1/pulls/node-x/nope/events", timeout=5)
+    assert r.status_code == 404 and r.json() == {"error": "pull not found", "field": "id"}
+    assert requests.get(server.url + "/api/v1/pulls/node-a/p1/events/x", timeout=5).status_code == 404
+    # Their memory, in the metrics.
+    assert server.metric("pulltrace_pull_events_kept") == 4
+    assert server.metric("pulltrace_pull_events_bytes") > 4 * 500
+    assert server.metric("pulltrace_pull_events_dropped_total") == 0
+    return requests.get(server.url + "/api/v1/pulls/node-a/p1/events", timeout=5).json()["events"]
+
+
 def test_slow_and_hostile_clients_do_not_disturb(server_binary, workdir):
     srv = start_server(server_binary, workdir, PULLTRACE_REQUEST_TIMEOUT="1s",
                        PULLTRACE_SSE_CLIENT_QUEUE="524288", PULLTRACE_REPORT_MIN_INTERVAL="0")

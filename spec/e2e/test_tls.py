@@ -1,5 +1,5 @@
-"""TLS on the server's API port with the real agent: the agent reports over https:// and
-verifies the server with the CA in PULLTRACE_SERVER_CA; the certificate rotates while the
+"""TLS on the server's API and report ports with the real agent: the agent reports over
+https:// to the report port and verifies the server with the CA in PULLTRACE_SERVER_CA; the certificate rotates while the
 agent reports a pull (as cert-manager renews the Secret and kubelet swaps the files), a bad
 new pair is refused and the previous one kept, and an agent without the CA reports nothing.
 The CA and the certificates are made with openssl in the test. Nothing asserts on speed."""
@@ -51,9 +51,12 @@ def test_agent_over_https_while_the_certificate_rotates(stack, server_binary, cr
     crt, key = tls_dir / "tls.crt", tls_dir / "tls.key"
     install(first[0], crt)
     install(first[1], key)
-    srv = stack.server(token=TOKEN, tls=(crt, key, ca.cert),
+    # Reports on a port of their own (PULLTRACE_REPORT_ADDR), with the same TLS: the agents
+    # below report there.
+    srv = stack.server(token=TOKEN, tls=(crt, key, ca.cert), report=True,
                        env={"PULLTRACE_TLS_RELOAD_INTERVAL": "200ms"})
-    assert srv.url.startswith("https://")
+    assert srv.url.startswith("https://") and srv.report_url.startswith("https://")
+    assert srv.report_url != srv.url
     assert served_serial(srv, ca) == 1001
 
     app = stack.images.image("e2e/tls", "v1", layers=[1536 * KIB, 1 * MIB])
@@ -61,7 +64,7 @@ def test_agent_over_https_while_the_certificate_rotates(stack, server_binary, cr
     events.wait(lambda e: e["event"] == "snapshot")
     agent_env = {"PULLTRACE_AGENT_TOKEN": TOKEN, "PULLTRACE_REPORT_INTERVAL": "500ms",
                  "PULLTRACE_SERVER_CA": str(ca.cert)}
-    stack.agent(srv.url, node_name="tls-node", env=agent_env)
+    stack.agent(srv.report_url, node_name="tls-node", env=agent_env)
     pull = stack.cri_pull(app, background=True)
     events.wait(lambda e: e["event"] == "pull.started" and
                 e["data"]["pull"]["manifestDigest"] == app.manifest_digest, timeout=60)
@@ -86,7 +89,7 @@ def test_agent_over_https_while_the_certificate_rotates(stack, server_binary, cr
     install(second[1], key)  # the matching key again: the pair in use, nothing to reload
 
     # A second agent started now verifies the rotated certificate with the same CA.
-    stack.agent(srv.url, node_name="tls-node-2", env=agent_env)
+    stack.agent(srv.report_url, node_name="tls-node-2", env=agent_env)
     wait_until(lambda: node(srv, "tls-node-2") is not None, 30, what="the second agent's report")
 
     done = events.wait(lambda e: e["event"] == "pull.completed" and
@@ -97,7 +100,7 @@ def test_agent_over_https_while_the_certificate_rotates(stack, server_binary, cr
 
     # An agent that does not trust the CA (the system's store) sends nothing.
     errors = srv.metric("pulltrace_tls_errors_total")
-    stack.agent(srv.url, node_name="untrusting", env={
+    stack.agent(srv.report_url, node_name="untrusting", env={
         "PULLTRACE_AGENT_TOKEN": TOKEN, "PULLTRACE_REPORT_INTERVAL": "500ms"})
     wait_until(lambda: srv.metric("pulltrace_tls_errors_total") > errors, 30,
                what="the untrusting agent's failed handshake")

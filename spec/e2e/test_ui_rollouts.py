@@ -7,7 +7,8 @@ nodes; one node's nginx is frozen while the browser looks, so the rollout shows 
 then thawed; kubelet's Pulled events give the waiting and unpacking phases. The browser checks
 the rollout row (stacked bar, counts), the open rollout (every node's pull), a pull's details
 (phases, speed chart, layer timeline with the cached layer, its past events), the history
-(finished pulls, the percentile chart) and the phone layout; screenshots go to
+(finished pulls, the percentile chart), a page opened late on the stalled pull (its past from
+the server: the stall it never saw) and the phone layout; screenshots go to
 <build>/ui-screenshots/.
 
 The scale check (test_rollout_of_5000_nodes) feeds the real server agent reports of 5000 nodes
@@ -92,7 +93,8 @@ def test_rollout_views_in_chromium(stack, kube, server_binary, cri_available, bu
             print("server pull:", p["node"], p["image"], p["state"], p["downloadedBytes"],
                   [(x["state"], x["downloadedBytes"]) for x in p.get("layers") or []])
     assert [m["phase"] for m in msgs] == ["rollout-row", "stalled-seen", "rollout-done",
-                                          "rollout-open", "details", "history", "phone", "done"]
+                                          "rollout-open", "details", "history", "late-details", "phone",
+                                          "done"]
     for name in ("rollouts-1280x800.png", "rollout-open-1280x800.png",
                  "rollout-details-1280x800.png", "history-1280x800.png",
                  "rollouts-phone-dark.png"):

@@ -4,9 +4,22 @@ describe("default alert hooks", function()
   local M, hooks = H.load("alerts.lua", { stallAlertAfter = "2m" })
   local pull = { id = "node-a/abc-1", node = "node-a", imageRef = "127.0.0.1/demo/app" }
 
-  it("registers a stalled and a failed handler", function()
+  it("registers a stalled, a slow and a failed handler", function()
     assert.are.equal(1, #hooks.on["pull.stalled"])
+    assert.are.equal(1, #hooks.on["pull.slow"])
     assert.are.equal(1, #hooks.on["pull.failed"])
+  end)
+
+  it("turns a slow pull into PullSlow with an Event saying how slow against the usual", function()
+    local a = hooks.on["pull.slow"][1]({ pull = pull, elapsedSeconds = 250.2, typicalSeconds = 49.6,
+                                         typicalPulls = 23, slowFactor = 3 })
+    assert.are.equal("PullSlow", a.name)
+    assert.are.equal("warning", a.severity)
+    assert.are.same({ node = "node-a", image = "127.0.0.1/demo/app", pull = "node-a/abc-1" }, a.labels)
+    local note = "pull of 127.0.0.1/demo/app on node node-a has run 4m10s; "
+      .. "pulls of this image usually take 50s (p50 of 23 pulls)"
+    assert.are.equal(note, a.summary)
+    assert.are.same({ reason = "PullSlow", note = note }, a.kubernetesEvent)
   end)
 
   it("alerts on a stall only from the threshold on", function()

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <uv.h>
 
 #include "cli/format.h"
 #include "cli/output.h"
@@ -270,11 +269,6 @@ static void test_yaml_output(void **state)
                             "  k: v\n");
   free(text);
   json_decref(d);
-
-  uv_loop_t loop;
-  uv_loop_init(&loop);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  assert_int_equal(uv_loop_close(&loop), 0);
 }
 
 int main(void)

@@ -598,13 +598,13 @@ static void test_builtin_settings_defaults(void **state)
   if (!p)
     fail_msg("%s", err);
   double v = 0;
-  assert_int_equal(pt_policy_setting_seconds(p, "historyTTL", &v), 0);
+  assert_int_equal(pt_policy_setting_number(p, "historyTTL", &v), 0);
   assert_true(v == 1800);
-  assert_int_equal(pt_policy_setting_seconds(p, "nodeLostGrace", &v), 0);
+  assert_int_equal(pt_policy_setting_number(p, "nodeLostGrace", &v), 0);
   assert_true(v == 45);
-  assert_int_equal(pt_policy_setting_seconds(p, "alertRepeat", &v), 0);
+  assert_int_equal(pt_policy_setting_number(p, "alertRepeat", &v), 0);
   assert_true(v == 3600);
-  assert_int_equal(pt_policy_setting_seconds(p, "team", &v), -ENOENT);
+  assert_int_equal(pt_policy_setting_number(p, "team", &v), -ENOENT);
   pt_policy_destroy(p);
 
   /* A bad built-in setting given by a caller names the setting and the

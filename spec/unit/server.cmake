@@ -1,6 +1,6 @@
 # Unit tests of pulltrace-server and the core HTTP/SSE/Prometheus helpers.
 if(TARGET pt_server AND CMOCKA_FOUND)
-  foreach(t server_report server_store server_alerts server_kube_events server_http server_hub server_ui_dir http_parser server_history server_auth)
+  foreach(t server_report server_store server_alerts server_kube_events server_http server_hub server_ui_dir http_parser server_history server_auth server_pull_events)
     if(EXISTS ${PT_SPEC_DIR}/unit/${t}.c)
       pt_unit_test(${t} SOURCES ${PT_SPEC_DIR}/unit/${t}.c LIBS pt_server)
     endif()

@@ -1,6 +1,6 @@
 /* The history (server/history.h) on a real SQLite database in a temporary
  * directory: restore after a reopen, event-id reservation, the queries and
- * their paging, retention by age and by size, a corrupt file, a directory
+ * their paging, an image's usual pull time and its cache, retention by age and by size, a corrupt file, a directory
  * held by another history, and a failing write (degraded, then recovered). */
 #include <errno.h>
 #include <setjmp.h>
@@ -16,6 +16,7 @@
 #include "core/clock.h"
 #include "server/history.h"
 #include "server/store.h"
+#include "server/typical.h"
 
 struct fixture {
   char dir[64];
@@ -321,6 +322,83 @@ static void test_list_paging_and_stats(void **state)
   json_decref(a.body);
 }
 
+/* ---- an image's usual pull time (pull.slow) ------------------------------ */
+
+struct typical_ask {
+  struct pt_typical *t;
+  double p50;
+  size_t pulls;
+};
+
+static bool typical_known(struct fixture *f, void *ud)
+{
+  struct typical_ask *x = ud;
+  return pt_typical_get(x->t, "reg/app:1", pt_clock_mono(), &x->p50, &x->pulls);
+}
+
+static void test_typical_duration(void **state)
+{
+  struct fixture *f = *state;
+  f->h = open_history(f, NULL, false);
+  double now = pt_clock_now();
+  /* Five completed pulls of 1..5 s; a failed one, one that downloaded
+   * nothing and one of a longer name, none of which count. */
+  for (int i = 1; i <= 5; i++) {
+    char id[32];
+    snprintf(id, sizeof(id), "n1/c%d", i);
+    record_change(f->h, PT_CHANGE_PULL_COMPLETED,
+                  record(id, "n1", "reg/app:1", "completed", now - 100, now - 100 + i, 1000, NULL, NULL));
+  }
+  record_change(f->h, PT_CHANGE_PULL_FAILED,
+                record("n1/f1", "n1", "reg/app:1", "failed", now - 90, now - 10, 0, NULL, "ErrImagePull"));
+  record_change(f->h, PT_CHANGE_PULL_COMPLETED,
+                record("n1/z1", "n1", "reg/app:1", "completed", now - 90, now - 10, 0, NULL, NULL));
+  record_change(f->h, PT_CHANGE_PULL_COMPLETED,
+                record("n1/o1", "n1", "reg/app:10", "completed", now - 90, now - 10, 1000, NULL, NULL));
+  run_until(f, all_committed, NULL);
+
+  struct answer a = {0};
+  assert_non_null(pt_history_typical(f->h, "reg/app:1", on_answer, &a));
+  run_until(f, answered, &a);
+  assert_int_equal(a.status, 200);
+  assert_true(json_real_value(json_object_get(a.body, "p50")) == 3.0);
+  assert_int_equal(json_integer_value(json_object_get(a.body, "pulls")), 5);
+  json_decref(a.body);
+  a = (struct answer){0};
+  assert_non_null(pt_history_typical(f->h, "reg/app", on_answer, &a));
+  run_until(f, answered, &a);
+  assert_true(json_is_null(json_object_get(a.body, "p50")));
+  assert_int_equal(json_integer_value(json_object_get(a.body, "pulls")), 0);
+  json_decref(a.body);
+
+  /* The cache: unknown at the first ask (the query runs off the loop), then
+   * the figure; a finished pull makes it ask again, not sooner than
+   * PT_TYPICAL_MIN_AGE after the last time. */
+  struct typical_ask x = {.t = pt_typical_create(f->h)};
+  assert_non_null(x.t);
+  assert_false(typical_known(f, &x));
+  run_until(f, typical_known, &x);
+  assert_true(x.p50 == 3.0);
+  assert_int_equal(x.pulls, 5);
+  record_change(f->h, PT_CHANGE_PULL_COMPLETED,
+                record("n1/c6", "n1", "reg/app:1", "completed", now - 50, now - 40, 1000, NULL, NULL));
+  record_change(f->h, PT_CHANGE_PULL_COMPLETED,
+                record("n1/c7", "n1", "reg/app:1", "completed", now - 50, now - 40, 1000, NULL, NULL));
+  run_until(f, all_committed, NULL);
+  pt_typical_changed(x.t, "reg/app:1");
+  double later = pt_clock_mono() + PT_TYPICAL_MIN_AGE;
+  assert_true(pt_typical_get(x.t, "reg/app:1", later, &x.p50, &x.pulls));
+  assert_int_equal(x.pulls, 5); /* the last figure, while the new one is read */
+  for (int i = 0; i < 20000 && x.pulls != 7; i++) {
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    usleep(1000);
+    pt_typical_get(x.t, "reg/app:1", later, &x.p50, &x.pulls);
+  }
+  assert_int_equal(x.pulls, 7);
+  assert_true(x.p50 == 4.0);
+  pt_typical_destroy(x.t);
+}
+
 /* ---- retention ----------------------------------------------------------- */
 
 static bool deleted_by_age(struct fixture *f, void *ud)
@@ -396,6 +474,95 @@ static void test_retention_by_size(void **state)
 
 /* ---- failures ------------------------------------------------------------ */
 
+/* ---- a pull's own events ------------------------------------------------ */
+
+static json_t *pull_events(struct fixture *f, const char *id, bool live, int want_status)
+{
+  struct answer a = {0};
+  assert_non_null(pt_history_pull_events(f->h, id, live, on_answer, &a));
+  run_until(f, answered, &a);
+  assert_int_equal(a.status, want_status);
+  return a.body;
+}
+
+static void test_pull_events(void **state)
+{
+  struct fixture *f = *state;
+  /* A database of schema version 1 (before pull_events) gets the table. */
+  char path[128];
+  snprintf(path, sizeof(path), "%s/" PT_HISTORY_FILE, f->dir);
+  sqlite3 *db;
+  assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db,
+                                "CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
+                                "CREATE TABLE pulls(seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, node TEXT NOT "
+                                "NULL, image TEXT, state TEXT NOT NULL, started_at REAL NOT NULL, ended_at REAL, "
+                                "duration REAL, total_bytes INTEGER NOT NULL, downloaded_bytes INTEGER NOT NULL, "
+                                "cached_bytes INTEGER NOT NULL, error_reason TEXT, namespaces TEXT NOT NULL, pods "
+                                "TEXT NOT NULL, live INTEGER NOT NULL, record TEXT NOT NULL);"
+                                "CREATE TABLE alerts(seq INTEGER PRIMARY KEY, time REAL NOT NULL, name TEXT NOT NULL, "
+                                "severity TEXT, node TEXT, pull_id TEXT, image TEXT, namespace TEXT, record TEXT NOT "
+                                "NULL); PRAGMA user_version=1;",
+                                NULL, NULL, NULL),
+                   SQLITE_OK);
+  sqlite3_close(db);
+  f->h = open_history(f, NULL, false);
+  double now = pt_clock_now();
+  record_change(f->h, PT_CHANGE_PULL_STARTED, record("n1/p1", "n1", "a", "pulling", now - 10, 0, 1, NULL, NULL));
+  pt_history_record_event(f->h, "n1/p1", 7, "pull.started", "{\"v\":1,\"type\":\"pull.started\"}");
+  pt_history_record_event(f->h, "n1/p1", 9, "pull.completed", "{\"v\":1,\"type\":\"pull.completed\"}");
+  for (uint64_t i = 0; i < 70; i++) /* more than an answer holds */
+    pt_history_record_event(f->h, "n1/p2", 100 + i, "pull.stalled", "{\"v\":1}");
+  run_until(f, all_committed, NULL);
+
+  json_t *b = pull_events(f, "n1/p1", false, 200);
+  json_t *events = json_object_get(b, "events");
+  assert_int_equal(json_array_size(events), 2);
+  assert_int_equal(json_integer_value(json_object_get(json_array_get(events, 0), "id")), 7);
+  assert_string_equal(json_string_value(json_object_get(json_array_get(events, 1), "type")), "pull.completed");
+  assert_string_equal(
+    json_string_value(json_object_get(json_object_get(json_array_get(events, 1), "data"), "type")), "pull.completed");
+  assert_int_equal(json_integer_value(json_object_get(b, "dropped")), 0);
+  assert_string_equal(json_string_value(json_object_get(b, "pullId")), "n1/p1");
+  json_decref(b);
+  /* The newest PT_PULL_EVENTS_PER_PULL, oldest first; the rest counted. */
+  b = pull_events(f, "n1/p2", false, 200);
+  events = json_object_get(b, "events");
+  assert_int_equal(json_array_size(events), 64);
+  assert_int_equal(json_integer_value(json_object_get(json_array_get(events, 0), "id")), 106);
+  assert_int_equal(json_integer_value(json_object_get(b, "dropped")), 6);
+  json_decref(b);
+  /* Unknown: 404, unless the pull is in the tables (its record on its way). */
+  b = pull_events(f, "n1/none", false, 404);
+  json_decref(b);
+  b = pull_events(f, "n1/none", true, 200);
+  assert_int_equal(json_array_size(json_object_get(b, "events")), 0);
+  json_decref(b);
+
+  /* A superseded pull is deleted, and its events with it. */
+  struct pt_pull p = {.id = "n1/p1", .node = "n1"}, by = {.id = "n1/p3", .node = "n1"};
+  struct pt_change c = {.type = PT_CHANGE_PULL_EVICTED, .pull = &p, .reason = "superseded", .superseded_by = &by};
+  pt_history_record(f->h, &c);
+  run_until(f, all_committed, NULL);
+  b = pull_events(f, "n1/p1", false, 404);
+  json_decref(b);
+
+  /* Reopened: still version 2, the events of n1/p2 kept. */
+  pt_history_close(f->h);
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+  f->h = open_history(f, NULL, false);
+  b = pull_events(f, "n1/p2", false, 200);
+  assert_int_equal(json_array_size(json_object_get(b, "events")), 64);
+  json_decref(b);
+  assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+  sqlite3_stmt *st;
+  assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+  assert_int_equal(sqlite3_column_int(st, 0), 2);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+}
+
 static void test_corrupt_database(void **state)
 {
   struct fixture *f = *state;
@@ -470,8 +637,10 @@ int main(void)
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_restore_and_event_ids, setup, teardown),
     cmocka_unit_test_setup_teardown(test_list_paging_and_stats, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_typical_duration, setup, teardown),
     cmocka_unit_test_setup_teardown(test_retention_by_age, setup, teardown),
     cmocka_unit_test_setup_teardown(test_retention_by_size, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_pull_events, setup, teardown),
     cmocka_unit_test_setup_teardown(test_corrupt_database, setup, teardown),
     cmocka_unit_test_setup_teardown(test_one_process_per_directory, setup, teardown),
     cmocka_unit_test_setup_teardown(test_failed_write_degrades_then_recovers, setup, teardown),

@@ -811,6 +811,84 @@ static void test_policy_hooks(void **state)
   pt_policy_destroy(pol);
 }
 
+/* The store's view of the history for pull.slow: a figure the test sets,
+ * and what the store asked. rec comes first: on_change gets the same ud. */
+struct slow_rec {
+  struct rec r;
+  double p50;
+  size_t pulls, asks;
+  char image[128];
+};
+
+static bool typical(void *ud, const char *image, double *p50, size_t *pulls)
+{
+  struct slow_rec *x = ud;
+  x->asks++;
+  snprintf(x->image, sizeof(x->image), "%s", image);
+  *p50 = x->p50;
+  *pulls = x->pulls;
+  return x->pulls > 0;
+}
+
+static size_t slow_alerts(const struct rec *r)
+{
+  size_t n = 0;
+  for (size_t i = 0; i < r->n; i++)
+    n += strcmp(r->types[i], "alert") == 0 &&
+         strcmp(json_string_value(json_object_get(json_object_get(r->data[i], "alert"), "name")), "PullSlow") == 0;
+  return n;
+}
+
+/* pull.slow with the default settings (factor 3, 5 pulls, 30 s): raised once,
+ * by a pull in flight past the floor and past 3 times its image's median, and
+ * only when that median is of enough pulls. */
+static void test_slow_pull(void **state)
+{
+  struct pt_policy_options po = {0};
+  char err[1024];
+  struct pt_policy *pol = pt_policy_create(&po, err, sizeof(err));
+  assert_non_null(pol);
+  struct slow_rec x = {.p50 = 5, .pulls = 4};
+  struct pt_store_options o = {.on_change = on_change, .typical = typical, .ud = &x, .policy = pol};
+  struct pt_store *s = pt_store_create(&o);
+  struct layer_spec l[1] = {{'a', 1000, 10, "downloading"}};
+  report(s, "n1", "b1", 1, T0 + 1, 1, l, false, NULL);
+  /* Below the floor the history is not even asked. */
+  pt_store_tick(s, T0 + 29);
+  assert_int_equal(x.asks, 0);
+  /* Past the floor and 3 times the median, but of 4 pulls only. */
+  pt_store_tick(s, T0 + 31);
+  assert_int_equal(x.asks, 1);
+  assert_string_equal(x.image, "127.0.0.1/demo/app");
+  assert_int_equal(slow_alerts(&x.r), 0);
+  /* 5 pulls with a median of 20 s: slow after 60 s, not at 59. */
+  x.pulls = 5;
+  x.p50 = 20;
+  pt_store_tick(s, T0 + 59);
+  assert_int_equal(slow_alerts(&x.r), 0);
+  pt_store_tick(s, T0 + 61);
+  assert_int_equal(slow_alerts(&x.r), 1);
+  const json_t *a = json_object_get(last_of(&x.r, "alert"), "alert");
+  assert_string_equal(json_string_value(json_object_get(a, "summary")),
+                      "pull of 127.0.0.1/demo/app on node n1 has run 1m1s; pulls of this image usually take 20s "
+                      "(p50 of 5 pulls)");
+  /* Once per pull. */
+  size_t asks = x.asks;
+  pt_store_tick(s, T0 + 90);
+  assert_int_equal(slow_alerts(&x.r), 1);
+  assert_int_equal(x.asks, asks);
+  /* A finished pull is never slow. */
+  rec_clear(&x.r);
+  l[0].downloaded = 1000;
+  l[0].state = "done";
+  report(s, "n2", "b1", 1, T0 + 100, 1, l, true, NULL);
+  pt_store_tick(s, T0 + 200);
+  assert_int_equal(slow_alerts(&x.r), 0);
+  rec_clear(&x.r);
+  pt_store_destroy(s);
+  pt_policy_destroy(pol);
+}
+
 /* A kubelet event about pod `pod` on n1, at kubelet time `at`. */
 static void kev(struct pt_store *s, const char *pod, const char *reason, const char *message, double at, double now)
 {
@@ -1183,6 +1261,7 @@ int main(void)
     cmocka_unit_test(test_failure_of_another_tag_spares_the_pull_in_flight),
     cmocka_unit_test(test_filters),
     cmocka_unit_test(test_policy_hooks),
+    cmocka_unit_test(test_slow_pull),
     cmocka_unit_test(test_kube_change_recorrelates_its_node_only),
   };
   return cmocka_run_group_tests(tests, policy_setup, policy_teardown);

@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "test_files.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,18 +20,11 @@
 #include "core/hash.h"
 #include "server/ui_dir.h"
 
-/* Written whole and renamed into place, as build tools do, so that a scan
- * never sees a half-written file. */
 static void write_text(const char *dir, const char *rel, const char *text)
 {
-  char path[512], tmp[512];
+  char path[512];
   snprintf(path, sizeof(path), "%s/%s", dir, rel);
-  snprintf(tmp, sizeof(tmp), "%s/.tmp-write", dir);
-  FILE *f = fopen(tmp, "w");
-  assert_non_null(f);
-  fputs(text, f);
-  fclose(f);
-  assert_int_equal(rename(tmp, path), 0);
+  test_replace_file(path, text);
 }
 
 static const struct pt_embedded_file *find(const struct pt_embedded_file *files, const uint64_t *etags,

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+
+#include "test_files.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,14 +21,7 @@ static char path[256];
 
 static void write_file(const char *text)
 {
-  char tmp[300];
-  snprintf(tmp, sizeof(tmp), "%s.new", path);
-  FILE *f = fopen(tmp, "w");
-  assert_non_null(f);
-  fputs(text, f);
-  fclose(f);
-  /* Replaced at once, as kubelet swaps the files of a projected volume. */
-  assert_int_equal(rename(tmp, path), 0);
+  test_replace_file(path, text);
 }
 
 /* Runs the loop until the re-read finished. */

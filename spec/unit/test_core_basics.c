@@ -7,12 +7,15 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/clock.h"
 #include "core/config.h"
+#include "core/file.h"
 #include "core/httpc.h"
 #include "core/log.h"
 #include "core/random.h"
@@ -162,6 +165,41 @@ static void test_utf8(void **state)
       fail_msg("bad %zu accepted", i);
 }
 
+/* Small files read whole: the limits and refusals every reader relies on. */
+static void test_file_read(void **state)
+{
+  (void)state;
+  char dir[] = "/tmp/pt-core-file-XXXXXX", path[256];
+  assert_non_null(mkdtemp(dir));
+  snprintf(path, sizeof(path), "%s/f", dir);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs(" \n token-1\t\n", f);
+  fclose(f);
+  char *out;
+  size_t len;
+  assert_int_equal(pt_file_read(path, 64, &out, &len), 0);
+  assert_int_equal(len, 12);
+  assert_string_equal(out, " \n token-1\t\n");
+  free(out);
+  assert_int_equal(pt_file_read_trimmed(path, 64, &out), 0);
+  assert_string_equal(out, "token-1");
+  free(out);
+  assert_int_equal(pt_file_read(path, 11, &out, &len), -EFBIG);
+  assert_null(out);
+  assert_int_equal(pt_file_read(path, 12, &out, NULL), 0);
+  free(out);
+  assert_int_equal(pt_file_read(dir, 64, &out, NULL), -EINVAL);
+  f = fopen(path, "w");
+  fputs(" \r\n", f);
+  fclose(f);
+  assert_int_equal(pt_file_read_trimmed(path, 64, &out), -ENODATA);
+  assert_null(out);
+  unlink(path);
+  assert_int_equal(pt_file_read(path, 64, &out, NULL), -ENOENT);
+  rmdir(dir);
+}
+
 int main(void)
 {
   pt_log_setup("test", PT_LOG_ERROR, PT_LOG_JSON);
@@ -171,6 +209,7 @@ int main(void)
       cmocka_unit_test(test_log_levels),
       cmocka_unit_test(test_random_per_process),
       cmocka_unit_test(test_utf8),
+      cmocka_unit_test(test_file_read),
       cmocka_unit_test(test_httpc_refused_and_cancel),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Writes text to path, replacing the file. */
 static inline void test_write_file(const char *path, const char *text)
@@ -14,6 +15,21 @@ static inline void test_write_file(const char *path, const char *text)
   assert_non_null(f);
   fputs(text, f);
   fclose(f);
+}
+
+/* Writes text beside path and renames it into place, so that a reader never
+ * sees a half-written file: as kubelet swaps the files of a projected volume
+ * and build tools replace their outputs. */
+static inline void test_replace_file(const char *path, const char *text)
+{
+  /* A dot file in the same directory: directory scans skip it, and the
+   * rename stays within one file system. */
+  char tmp[600];
+  const char *base = strrchr(path, '/');
+  base = base ? base + 1 : path;
+  snprintf(tmp, sizeof(tmp), "%.*s.tmp-%s", (int)(base - path), path, base);
+  test_write_file(tmp, text);
+  assert_int_equal(rename(tmp, path), 0);
 }
 
 /* A new directory from a mkdtemp template with a CA file "ca.crt" ("PEM")

@@ -21,7 +21,8 @@ const struct pt_config_var pt_agent_config_vars[] = {
      "Kubernetes node this agent runs on (the downward API's spec.nodeName)", NULL, NULL},
     {"PULLTRACE_SERVER_URL", PT_CFG_URL, NULL, true,
      offsetof(struct pt_agent_config, server_url), 0, 8000,
-     "Base URL of pulltrace-server, or comma-separated URLs; every address a host name resolves to "
+     "Base URL of pulltrace-server (its report port when it has one), or comma-separated URLs; every address a "
+     "host name resolves to "
      "(a headless Service: every replica) gets each report", NULL, NULL},
     {"PULLTRACE_SERVER_RESOLVE_INTERVAL", PT_CFG_DURATION, "30s", false,
      offsetof(struct pt_agent_config, resolve_interval), 1, 3600,

@@ -5,43 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/file.h"
 #include "core/log.h"
 
 #define MAX_TOKEN_BYTES 65536
-
-/* The file's content without surrounding whitespace; 0 or a negative errno. */
-static int read_token(const char *path, char **out)
-{
-  *out = NULL;
-  FILE *f = fopen(path, "re");
-  if (!f)
-    return -errno;
-  char *buf = malloc(MAX_TOKEN_BYTES + 1);
-  if (!buf) {
-    fclose(f);
-    return -ENOMEM;
-  }
-  size_t n = fread(buf, 1, MAX_TOKEN_BYTES + 1, f);
-  int err = ferror(f) ? -EIO : 0;
-  fclose(f);
-  if (!err && n > MAX_TOKEN_BYTES)
-    err = -EFBIG;
-  if (err) {
-    free(buf);
-    return err;
-  }
-  buf[n] = '\0';
-  size_t start = strspn(buf, " \t\r\n");
-  while (n > start && strchr(" \t\r\n", buf[n - 1]))
-    buf[--n] = '\0';
-  if (n == start) {
-    free(buf);
-    return -ENODATA;
-  }
-  memmove(buf, buf + start, n - start + 1);
-  *out = buf;
-  return 0;
-}
 
 static void take(struct pt_agent_token *t, int err, char *tok)
 {
@@ -63,7 +30,7 @@ static void take(struct pt_agent_token *t, int err, char *tok)
 static void work_cb(uv_work_t *w)
 {
   struct pt_agent_token *t = w->data;
-  t->read_err = read_token(t->path, &t->read);
+  t->read_err = pt_file_read_trimmed(t->path, MAX_TOKEN_BYTES, &t->read);
 }
 
 static void after_work_cb(uv_work_t *w, int status)
@@ -97,7 +64,7 @@ int pt_agent_token_init(struct pt_agent_token *t, uv_loop_t *loop, const char *f
     return 0;
   /* Startup, before the loop runs: the one read on the loop thread. */
   char *tok;
-  int err = read_token(t->path, &tok);
+  int err = pt_file_read_trimmed(t->path, MAX_TOKEN_BYTES, &tok);
   take(t, err, tok);
   uv_timer_init(loop, &t->timer);
   t->timer.data = t;

@@ -20,6 +20,7 @@ struct pt_conn_req {
   pt_conn_done_cb done_cb;
   void *ud;
   bool retried, stream;
+  bool sent_token; /* carried the user's token to pulltrace-server */
   uint64_t http_id;
   struct pt_conn_req *next;
 };
@@ -213,6 +214,56 @@ static void req_free(struct pt_conn_req *q)
   free(q);
 }
 
+/* Whether pulltrace-server is reached through the API server (the service
+ * proxy), which authenticates the user: only then does the user's token go
+ * with its requests. */
+static bool via_proxy(const struct pt_conn *c)
+{
+  return c->have_kube && strncmp(c->pt_base, c->kube.server, strlen(c->kube.server)) == 0;
+}
+
+/* The message of an error answer: a Kubernetes Status (the API server's own
+ * errors and its proxy's; *status_doc set) or pulltrace's {"error": ...}.
+ * NULL when it is neither; free doc after use. */
+static const char *error_message(const struct pt_http_response *r, json_t **doc, bool *status_doc)
+{
+  *doc = json_loadb(r->body, r->body_len, 0, NULL);
+  const char *kind = pt_json_str(*doc, "kind");
+  *status_doc = kind && strcmp(kind, "Status") == 0;
+  return *status_doc ? pt_json_str(*doc, "message") : pt_json_str(*doc, "error");
+}
+
+/* pulltrace-server's own refusal of a reader behind the service proxy
+ * (PULLTRACE_READ_AUTH=kubernetes): what the user can do about it. False
+ * when r is not one. */
+static bool describe_reader_refusal(const struct pt_conn_req *q, const struct pt_http_response *r,
+                                    const char *msg, char *err, size_t errlen)
+{
+  const struct pt_conn *c = q->c;
+  if (r->status == 403) {
+    snprintf(err, errlen, "pulltrace-server (%s) does not let the user of %s read (HTTP 403): %s; reading needs "
+             "`get` on pulls.pulltrace.io (a ClusterRole, see docs/security.md#readers)", c->where, c->kube.source,
+             msg);
+    return true;
+  }
+  if (r->status != 401)
+    return false;
+  if (q->sent_token)
+    snprintf(err, errlen, "pulltrace-server (%s) refused the token of %s (HTTP 401): %s. A server with "
+             "PULLTRACE_READ_AUDIENCE set accepts only tokens made for that audience, which a kubeconfig's token "
+             "is not (docs/cli.md#reader-authentication)", c->where, c->kube.source, msg);
+  else if (!via_proxy(c))
+    snprintf(err, errlen, "pulltrace-server (%s) needs a reader token (HTTP 401: %s); kubectl pulltrace sends "
+             "the kubeconfig's token only through the API server's service proxy: leave out --server", c->where,
+             msg);
+  else
+    snprintf(err, errlen, "pulltrace-server (%s) needs a reader token (HTTP 401), and the user of %s has none: "
+             "%s, which cannot be passed on through the API server's proxy. Use a kubeconfig user with a "
+             "token (docs/cli.md#reader-authentication)", c->where, c->kube.source,
+             c->kube.client_cert ? "it signs in with a client certificate" : "it has no bearer token");
+  return true;
+}
+
 /* A one-line reason from an error answer: a Kubernetes Status (the API
  * server's own errors and its proxy's), pulltrace's {"error": ...}, or the
  * start of the body. */
@@ -225,13 +276,14 @@ static void describe(const struct pt_conn_req *q, const struct pt_http_response 
              q->target == PT_TARGET_KUBE ? c->kube.server : c->where, r->error ? r->error : "no answer");
     return;
   }
-  json_t *doc = json_loadb(r->body, r->body_len, 0, NULL);
-  const char *msg = NULL;
-  if (doc) {
-    const char *kind = pt_json_str(doc, "kind");
-    msg = kind && strcmp(kind, "Status") == 0 ? pt_json_str(doc, "message") : pt_json_str(doc, "error");
-  }
+  json_t *doc;
+  bool status_doc;
+  const char *msg = error_message(r, &doc, &status_doc);
   char body[200] = "";
+  if (msg && q->target == PT_TARGET_PULLTRACE && !status_doc && describe_reader_refusal(q, r, msg, err, errlen)) {
+    json_decref(doc);
+    return;
+  }
   if (!msg) {
     snprintf(body, sizeof(body), "%.*s", (int)(r->body_len < 160 ? r->body_len : 160), r->body);
     body[strcspn(body, "\r\n")] = '\0';
@@ -314,10 +366,28 @@ static bool retry_after_401(struct pt_conn_req *q, long status)
   return true;
 }
 
+/* pulltrace-server's own 401 behind the service proxy (the API server's is
+ * a Kubernetes Status): it wants a reader token. The request goes again with
+ * the user's token, and so do all later ones. */
+static bool resend_with_token(struct pt_conn_req *q, const struct pt_http_response *r)
+{
+  struct pt_conn *c = q->c;
+  if (r->status != 401 || q->target != PT_TARGET_PULLTRACE || q->sent_token || !c->token || !via_proxy(c))
+    return false;
+  json_t *doc;
+  bool status_doc;
+  error_message(r, &doc, &status_doc);
+  json_decref(doc);
+  if (status_doc)
+    return false;
+  c->reader_token = true;
+  return start(q) == 0;
+}
+
 static void json_done(void *ud, const struct pt_http_response *r)
 {
   struct pt_conn_req *q = ud;
-  if (retry_after_401(q, r->status))
+  if (resend_with_token(q, r) || retry_after_401(q, r->status))
     return;
   char err[1024];
   if (r->result == 0 && r->status >= 200 && r->status < 300) {
@@ -341,7 +411,7 @@ static void json_done(void *ud, const struct pt_http_response *r)
 static void stream_done(void *ud, const struct pt_http_response *r)
 {
   struct pt_conn_req *q = ud;
-  if (retry_after_401(q, r->status))
+  if (resend_with_token(q, r) || retry_after_401(q, r->status))
     return;
   char err[1024];
   if (r->result == -ECANCELED)
@@ -368,12 +438,24 @@ static int start(struct pt_conn_req *q)
   pt_buf_init(&url);
   pt_buf_printf(&url, "%s%s", q->target == PT_TARGET_KUBE ? c->kube.server : c->pt_base, q->path);
   char last[128];
-  const char *sse_headers[] = {"Accept: text/event-stream", q->last_id ? last : NULL, NULL};
   if (q->last_id)
     snprintf(last, sizeof(last), "Last-Event-ID: %s", q->last_id);
   /* The token goes to the API server only: a direct --server gets none. */
-  bool via_kube = q->target == PT_TARGET_KUBE || (c->have_kube && strncmp(c->pt_base, c->kube.server,
-                                                                           strlen(c->kube.server)) == 0);
+  bool via_kube = q->target == PT_TARGET_KUBE || via_proxy(c);
+  q->sent_token = q->target == PT_TARGET_PULLTRACE && via_kube && c->reader_token && c->token;
+  struct pt_buf token_line;
+  pt_buf_init(&token_line);
+  if (q->sent_token)
+    pt_buf_printf(&token_line, "%s: Bearer %s", PT_PROXY_TOKEN_HEADER, c->token);
+  const char *headers[4];
+  size_t nh = 0;
+  if (q->stream)
+    headers[nh++] = "Accept: text/event-stream";
+  if (q->stream && q->last_id)
+    headers[nh++] = last;
+  if (q->sent_token)
+    headers[nh++] = token_line.data;
+  headers[nh] = NULL;
   struct pt_http_request req = {
     .url = url.data,
     .bearer_token = via_kube ? c->token : NULL,
@@ -386,11 +468,15 @@ static int start(struct pt_conn_req *q)
     .low_speed_time_s = q->stream ? 60 : 0,
     .on_data = q->stream ? stream_data : NULL,
     .buffer_errors = q->stream,
-    .headers = q->stream ? sse_headers : NULL,
+    .headers = headers,
   };
-  int r = url.oom ? -ENOMEM
+  int r = url.oom || token_line.oom ? -ENOMEM
                   : pt_httpc_request(c->http, &req, q->stream ? stream_done : json_done, q, &q->http_id);
   pt_buf_close(&url);
+  /* The line held a credential: not left in freed memory. */
+  if (token_line.data)
+    memset(token_line.data, 0, token_line.len);
+  pt_buf_close(&token_line);
   return r;
 }
 

@@ -4,7 +4,13 @@
  * (/api/v1/namespaces/<ns>/services/<name>:<port>/proxy/...) with the user's
  * kubeconfig, so that Kubernetes RBAC (services/proxy) decides who may look;
  * with --server, directly. Requests run on the caller's libuv loop through
- * pt_httpc; an exec plugin's token is renewed off the loop after a 401. */
+ * pt_httpc; an exec plugin's token is renewed off the loop after a 401.
+ *
+ * The proxy does not pass the user's Authorization header on. When
+ * pulltrace-server itself answers 401 (PULLTRACE_READ_AUTH=kubernetes), the
+ * request is sent again with the kubeconfig's bearer token in
+ * PT_PROXY_TOKEN_HEADER (core/httpc.h), and so is every later one: a server
+ * that does not ask never sees the user's credential. */
 #ifndef PT_CLI_CONN_H
 #define PT_CLI_CONN_H
 
@@ -44,6 +50,7 @@ struct pt_conn {
   char *namespace;   /* the namespace pods are looked up in */
   long timeout_ms;
   bool refreshing;   /* an exec token renewal is running on the thread pool */
+  bool reader_token; /* pulltrace-server asked for the user's token: send it */
   struct pt_conn_req *waiting; /* requests waiting for the renewal */
 };
 

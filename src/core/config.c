@@ -88,6 +88,7 @@ int pt_addr_parse(const char *s, struct pt_addr *out)
   memcpy(out->host, host, hostlen);
   out->host[hostlen] = '\0';
   out->port = (int)v;
+  out->set = true;
   return 0;
 }
 

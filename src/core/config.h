@@ -31,6 +31,7 @@ enum pt_config_type {
 struct pt_addr {
   char host[256]; /* empty means every interface */
   int port;
+  bool set;       /* parsed from a value: an optional address left empty stays false */
 };
 
 struct pt_config_var {

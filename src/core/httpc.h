@@ -11,6 +11,15 @@
 #include <stdint.h>
 #include <uv.h>
 
+/* The header in which kubectl-pulltrace sends a reader's bearer token
+ * ("Bearer <token>") to pulltrace-server through the Kubernetes API
+ * server's service proxy. The API server's authentication filter removes
+ * Authorization (and the X-Remote-User/-Group/-Extra-* front-proxy headers;
+ * its impersonation filter the Impersonate-* ones) from a request it has
+ * authenticated, before the proxy forwards it; other headers pass.
+ * pulltrace-server accepts a reader's token from it (docs/security.md#readers). */
+#define PT_PROXY_TOKEN_HEADER "X-Pulltrace-Authorization"
+
 struct pt_httpc;
 
 struct pt_http_response {

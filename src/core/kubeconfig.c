@@ -12,6 +12,8 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "core/file.h"
+
 static char *xstrdup(const char *s)
 {
   return s ? strdup(s) : NULL;
@@ -49,39 +51,6 @@ void pt_kubeconfig_clear(struct pt_kubeconfig *c)
   memset(c, 0, sizeof(*c));
 }
 
-/* Reads a small file whole; NUL-terminated. */
-static int read_file(const char *path, char **out, size_t max)
-{
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return -errno;
-  char *buf = malloc(max + 1);
-  if (!buf) {
-    fclose(f);
-    return -ENOMEM;
-  }
-  size_t n = fread(buf, 1, max + 1, f);
-  int bad = ferror(f);
-  fclose(f);
-  if (bad || n > max) {
-    free(buf);
-    return bad ? -EIO : -EFBIG;
-  }
-  buf[n] = '\0';
-  *out = buf;
-  return 0;
-}
-
-static char *trim(char *s)
-{
-  while (isspace((unsigned char)*s))
-    s++;
-  size_t n = strlen(s);
-  while (n && isspace((unsigned char)s[n - 1]))
-    s[--n] = '\0';
-  return s;
-}
-
 int pt_kubeconfig_credential(const struct pt_kubeconfig *c, bool refresh, char **out, char *err,
                              size_t errlen)
 {
@@ -107,14 +76,7 @@ int pt_kubeconfig_token(const struct pt_kubeconfig *c, char **out)
     return pt_kube_exec_token(c->exec, false, out, err, sizeof(err));
   }
   if (c->token_file) {
-    char *buf;
-    int r = read_file(c->token_file, &buf, 64 * 1024);
-    if (r)
-      return r;
-    char *t = trim(buf);
-    *out = strdup(t);
-    free(buf);
-    return *out ? 0 : -ENOMEM;
+    return pt_file_read_trimmed(c->token_file, 64 * 1024, out);
   }
   if (c->token) {
     *out = strdup(c->token);
@@ -163,7 +125,7 @@ int pt_kubeconfig_in_cluster(struct pt_kubeconfig *c, const char *host, const ch
   int r = pt_kubeconfig_token(c, &tok);
   if (r || !tok || !*tok) {
     snprintf(err, errlen, "PULLTRACE_KUBE_SA_DIR: cannot read the token %s: %s", c->token_file,
-             r ? strerror(-r) : "empty file");
+             r == -ENODATA ? "empty file" : strerror(-r));
     free(tok);
     pt_kubeconfig_clear(c);
     return -EINVAL;
@@ -171,10 +133,8 @@ int pt_kubeconfig_in_cluster(struct pt_kubeconfig *c, const char *host, const ch
   free(tok);
   char *ns;
   snprintf(buf, sizeof(buf), "%s/namespace", sa_dir);
-  if (read_file(buf, &ns, 4096) == 0) {
-    c->namespace = strdup(trim(ns));
-    free(ns);
-  }
+  if (pt_file_read_trimmed(buf, 4096, &ns) == 0)
+    c->namespace = ns;
   return 0;
 }
 
@@ -437,7 +397,7 @@ int pt_kubeconfig_open(struct pt_kubeconfig *c, const struct pt_kubeconfig_optio
   for (size_t i = 0; i < o->nfiles; i++) {
     const char *path = o->files[i];
     char *text = NULL;
-    int rr = read_file(path, &text, 4u << 20);
+    int rr = pt_file_read(path, 4u << 20, &text, NULL);
     if (rr == -ENOENT && o->skip_missing)
       continue;
     if (rr) {

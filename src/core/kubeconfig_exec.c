@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "core/clock.h"
+#include "core/file.h"
 #include "core/hash.h"
 #include "core/json.h"
 #include "core/kubeconfig.h"
@@ -207,34 +209,17 @@ static void cache_write(const struct pt_kube_exec *x, const char *exp_text)
   json_decref(doc);
 }
 
+/* The file's bytes in standard base64 (certificate-authority-data), or NULL. */
 static char *base64_file(const char *path)
 {
-  static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  FILE *f = fopen(path, "rb");
-  if (!f)
+  char *raw;
+  size_t n;
+  if (pt_file_read(path, 1u << 20, &raw, &n) != 0)
     return NULL;
-  unsigned char in[3];
-  size_t cap = 4096, n = 0, got;
-  char *out = malloc(cap);
-  while (out && (got = fread(in, 1, 3, f)) > 0) {
-    if (n + 5 > cap) {
-      char *o = realloc(out, cap *= 2);
-      if (!o) {
-        free(out);
-        out = NULL;
-        break;
-      }
-      out = o;
-    }
-    unsigned v = (unsigned)in[0] << 16 | (got > 1 ? (unsigned)in[1] << 8 : 0) | (got > 2 ? in[2] : 0);
-    out[n++] = tbl[v >> 18 & 63];
-    out[n++] = tbl[v >> 12 & 63];
-    out[n++] = got > 1 ? tbl[v >> 6 & 63] : '=';
-    out[n++] = got > 2 ? tbl[v & 63] : '=';
-  }
-  fclose(f);
+  char *out = malloc(4 * ((n + 2) / 3) + 1);
   if (out)
-    out[n] = '\0';
+    EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)raw, (int)n);
+  free(raw);
   return out;
 }
 

@@ -57,8 +57,9 @@ static void exercise(struct pt_policy *p)
 
   /* Every event type some handler listens to, plus the standard ones. */
   static const char *const std[] = {"pull.started", "pull.progress", "pull.completed",
-                                    "pull.failed", "pull.stalled", NULL};
-  json_t *event = json_pack("{s:O, s:f, s:s, s:s}", "pull", pull, "stalledSeconds", 3600.0,
+                                    "pull.failed", "pull.stalled", "pull.slow", NULL};
+  json_t *event = json_pack("{s:O, s:f, s:f, s:f, s:i, s:s, s:s}", "pull", pull, "stalledSeconds", 3600.0,
+                            "elapsedSeconds", 250.0, "typicalSeconds", 50.0, "typicalPulls", 23,
                             "reason", "Failed", "message",
                             "Failed to pull image \"registry.example.com:5000/team/app:v1\": "
                             "not found");

@@ -37,6 +37,8 @@ struct policy_env {
   long budget, memory_mib;
   struct policy_settings {
     double history_ttl, node_lost_grace, rate_half_life, stall_alert_after, alert_repeat;
+    double slow_pull_min_duration;
+    long slow_pull_factor, slow_pull_min_pulls;
   } set;
 };
 

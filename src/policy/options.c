@@ -28,6 +28,14 @@ const struct pt_config_var pt_policy_config_vars[] = {
    "Stalled time before the default PullStalled alert", NULL, "stallAlertAfter"},
   {"PULLTRACE_ALERT_REPEAT", PT_CFG_DURATION, "1h", false, ENV(set.alert_repeat), 0, 0,
    "While active, the same alert (name and labels) is delivered at most once per this", NULL, "alertRepeat"},
+  {"PULLTRACE_SLOW_PULL_FACTOR", PT_CFG_INT, "3", false, ENV(set.slow_pull_factor), 2, 1000,
+   "A pull in flight is slow (event pull.slow, default alert PullSlow) once it has run this many times its "
+   "image's usual time (the median of its finished pulls in the history)", NULL, "slowPullFactor"},
+  {"PULLTRACE_SLOW_PULL_MIN_PULLS", PT_CFG_INT, "5", false, ENV(set.slow_pull_min_pulls), 1, 100,
+   "Finished pulls of an image the history must hold before its pulls can be slow", NULL, "slowPullMinPulls"},
+  {"PULLTRACE_SLOW_PULL_MIN_DURATION", PT_CFG_DURATION, "30s", false, ENV(set.slow_pull_min_duration), 0, 86400,
+   "A pull is never slow before it has run this long, however quick its image usually is", NULL,
+   "slowPullMinDuration"},
   {"PULLTRACE_POLICY_INSTRUCTION_BUDGET", PT_CFG_INT, "1000000", false, ENV(budget), 1000, INT_MAX,
    "Lua instructions per hook call; over it the call falls back to the default decision", NULL,
    NULL},
@@ -176,17 +184,23 @@ oom:
   return -ENOMEM;
 }
 
-int pt_policy_setting_seconds(const struct pt_policy *p, const char *key, double *out)
+int pt_policy_setting_number(const struct pt_policy *p, const char *key, double *out)
 {
   if (!p || !key || !out)
     return -EINVAL;
   for (const struct pt_config_var *v = pt_policy_config_vars; v->name; v++) {
-    if (v->setting && v->type == PT_CFG_DURATION && strcmp(v->setting, key) == 0) {
-      /* The table's offsets are into struct policy_env, whose `set` member p
-       * keeps. */
-      *out = *(const double *)((const char *)&p->set + v->offset - offsetof(struct policy_env, set));
-      return 0;
-    }
+    if (!v->setting || strcmp(v->setting, key) != 0)
+      continue;
+    /* The table's offsets are into struct policy_env, whose `set` member p
+     * keeps. */
+    const char *field = (const char *)&p->set + v->offset - offsetof(struct policy_env, set);
+    if (v->type == PT_CFG_DURATION)
+      *out = *(const double *)field;
+    else if (v->type == PT_CFG_INT)
+      *out = (double)*(const long *)field;
+    else
+      return -ENOENT;
+    return 0;
   }
   return -ENOENT;
 }

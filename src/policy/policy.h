@@ -48,7 +48,8 @@ extern const struct pt_config_var pt_policy_config_vars[];
 
 /* Settings the operator passes to the scripts, readable there as
  * pulltrace.settings.<key> (strings). The built-in ones (historyTTL,
- * nodeLostGrace, rateHalfLife, stallAlertAfter, alertRepeat: the entries of
+ * nodeLostGrace, rateHalfLife, stallAlertAfter, alertRepeat, slowPullFactor,
+ * slowPullMinPulls, slowPullMinDuration: the entries of
  * pt_policy_config_vars that name a setting) are also parsed by C for the
  * C-side defaults, so a bad value is a creation error, and scripts always see
  * them, with their defaults when not given. PULLTRACE_POLICY_SETTING_<key>=
@@ -128,9 +129,10 @@ struct pt_policy_options {
 int pt_policy_options_from_env(struct pt_policy_options *opts, char **envp, char *err,
                                size_t errlen);
 
-/* The value in seconds of a built-in duration setting (e.g. "nodeLostGrace")
- * of p, as its C default uses it. Returns 0, or -ENOENT for another key. */
-int pt_policy_setting_seconds(const struct pt_policy *p, const char *key, double *out);
+/* The value of a built-in setting of p as C uses it: a duration (e.g.
+ * "nodeLostGrace") in seconds, an integer (e.g. "slowPullFactor") as is.
+ * Returns 0, or -ENOENT for another key. */
+int pt_policy_setting_number(const struct pt_policy *p, const char *key, double *out);
 
 /* Builds the VM and loads the built-in and directory scripts. On any error
  * (bad setting, unreadable directory, syntax or runtime error while loading,

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/embed.h"
+#include "core/file.h"
 #include "core/hash.h"
 #include "policy/internal.h"
 
@@ -82,37 +83,12 @@ int script_set_builtin(struct script_set *s)
 
 static int read_file(const char *path, char **out, size_t *len, char *err, size_t errlen)
 {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    int e = errno;
-    snprintf(err, errlen, "%s: %s", path, strerror(e));
-    return -e;
-  }
-  struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > MAX_SCRIPT_BYTES) {
+  int r = pt_file_read(path, MAX_SCRIPT_BYTES, out, len);
+  if (r == -EFBIG || r == -EINVAL)
     snprintf(err, errlen, "%s: not a regular file of at most %u bytes", path, MAX_SCRIPT_BYTES);
-    close(fd);
-    return -EINVAL;
-  }
-  char *buf = malloc((size_t)st.st_size + 1);
-  if (!buf) {
-    close(fd);
-    return -ENOMEM;
-  }
-  size_t got = 0;
-  while (got < (size_t)st.st_size) {
-    ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r <= 0)
-      break;
-    got += (size_t)r;
-  }
-  close(fd);
-  buf[got] = '\0';
-  *out = buf;
-  *len = got;
-  return 0;
+  else if (r)
+    snprintf(err, errlen, "%s: %s", path, strerror(-r));
+  return r;
 }
 
 static int cmp_str(const void *a, const void *b)

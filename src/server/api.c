@@ -1,4 +1,5 @@
-/* Routes of the API port (REST, SSE, health, UI) and of the metrics port. */
+/* Routes of the API port (REST, SSE, health, UI), of the report port and of
+ * the metrics port. */
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -19,7 +20,7 @@
 
 const char *const pt_reject_reason_names[PT_REJECT_COUNT] = {
   "unauthorized", "unsupported_media_type", "invalid", "throttled", "too_many_nodes", "out_of_memory",
-  "forbidden", "wrong_node", "auth_unavailable",
+  "forbidden", "wrong_node", "auth_unavailable", "wrong_port",
 };
 
 const char *const pt_read_refusal_names[PT_READ_REFUSAL_COUNT] = {"unauthenticated", "forbidden", "unavailable"};
@@ -599,14 +600,59 @@ static void not_allowed(struct pt_http_resp *resp, const char *allow)
   reply_error(resp, 405, "method not allowed", NULL);
 }
 
-void pt_server_api_check_head(void *ud, const struct pt_http_req *req, struct pt_http_resp *resp)
+static bool is_report(const struct pt_http_req *req)
+{
+  return strcmp(req->path, "/api/v1/report") == 0;
+}
+
+/* With a report port, the API port takes no reports: a NetworkPolicy admits
+ * only agents to that port, and an agent still configured with the API
+ * port's URL is told where to go instead of being accepted past the policy. */
+static void refuse_wrong_port(struct pt_server *srv, struct pt_http_resp *resp)
+{
+  char msg[256];
+  srv->reports_rejected[PT_REJECT_WRONG_PORT]++;
+  snprintf(msg, sizeof(msg), "reports are accepted on the report port (%d, PULLTRACE_REPORT_ADDR), not on this one: "
+           "point the agent's PULLTRACE_SERVER_URL there", pt_server_report_port(srv));
+  reply_error(resp, 421, msg, NULL);
+}
+
+void pt_server_report_check_head(void *ud, const struct pt_http_req *req, struct pt_http_resp *resp)
 {
   struct pt_server *srv = ud;
-  if (strcmp(req->path, "/api/v1/report") != 0 || !method_is(req, "POST"))
+  if (!is_report(req) || !method_is(req, "POST"))
     return;
   /* A Kubernetes review answers later: such a report's body is read meanwhile. */
   if (!srv->agent_authn)
     refuse_unauthorized(srv, req, resp);
+}
+
+void pt_server_api_check_head(void *ud, const struct pt_http_req *req, struct pt_http_resp *resp)
+{
+  struct pt_server *srv = ud;
+  if (srv->report && is_report(req))
+    return refuse_wrong_port(srv, resp);
+  pt_server_report_check_head(srv, req, resp);
+}
+
+/* POST /api/v1/report, on whichever port takes reports. */
+static void route_report(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp)
+{
+  if (!method_is(req, "POST"))
+    return not_allowed(resp, "POST");
+  if (srv->agent_authn)
+    return pt_server_auth_run(srv, srv->agent_authn, req, resp, handle_report);
+  handle_report(srv, req, resp, NULL);
+}
+
+void pt_server_report_handle(void *ud, const struct pt_http_req *req, struct pt_http_resp *resp)
+{
+  struct pt_server *srv = ud;
+  if (is_report(req))
+    return route_report(srv, req, resp);
+  if (strcmp(req->path, "/healthz") == 0 && get_like(req))
+    return reply_json(resp, 200, json_pack("{s:s}", "status", "ok"));
+  reply_error(resp, 404, "not found: this port takes only agent reports (POST /api/v1/report)", NULL);
 }
 
 static void route_read(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp,
@@ -616,13 +662,8 @@ void pt_server_api_handle(void *ud, const struct pt_http_req *req, struct pt_htt
 {
   struct pt_server *srv = ud;
   const char *path = req->path;
-  if (strcmp(path, "/api/v1/report") == 0) {
-    if (!method_is(req, "POST"))
-      return not_allowed(resp, "POST");
-    if (srv->agent_authn)
-      return pt_server_auth_run(srv, srv->agent_authn, req, resp, handle_report);
-    return handle_report(srv, req, resp, NULL);
-  }
+  if (is_report(req))
+    return srv->report ? refuse_wrong_port(srv, resp) : route_report(srv, req, resp);
   if (strncmp(path, "/api/", 5) == 0 || strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0) {
     if (!get_like(req))
       return not_allowed(resp, "GET, HEAD");
@@ -651,8 +692,11 @@ static void route_read(struct pt_server *srv, const struct pt_http_req *req, str
   (void)who;
   if (strcmp(path, "/api/v1/pulls") == 0)
     return handle_pulls(srv, req, resp);
-  if (strncmp(path, "/api/v1/pulls/", 14) == 0 && path[14])
+  if (strncmp(path, "/api/v1/pulls/", 14) == 0 && path[14]) {
+    if (pt_server_pull_events_handle(srv, path + 14, resp))
+      return;
     return handle_pull(srv, path + 14, resp);
+  }
   if (strcmp(path, "/api/v1/nodes") == 0)
     return handle_nodes(srv, req, resp);
   if (strcmp(path, "/api/v1/events") == 0)

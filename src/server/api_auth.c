@@ -173,23 +173,36 @@ bool pt_server_agent_may_report(struct pt_server *srv, const struct pt_identity 
 
 /* ---- the gate ---------------------------------------------------------------------- */
 
-/* The bearer token of req: the Authorization header, else (readers only) the
- * cookie the web UI sets, as a browser's EventSource sends no headers of
- * its own. Copied into buf; NULL when there is none. */
-static const char *request_token(const struct pt_http_req *req, bool cookie, char *buf, size_t len)
+/* The token of an "Authorization"-style value "Bearer <token>", copied into
+ * buf: NULL when it is another scheme, empty or too long. */
+static const char *bearer(const char *h, char *buf, size_t len)
+{
+  if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+    return NULL;
+  h += 7;
+  while (*h == ' ')
+    h++;
+  if (!*h || strlen(h) >= len)
+    return NULL;
+  snprintf(buf, len, "%s", h);
+  return buf;
+}
+
+/* The bearer token of req: the Authorization header; else, for readers only,
+ * the header kubectl-pulltrace sends through the API server's service proxy
+ * (which removes Authorization, core/httpc.h), or the cookie the web UI
+ * sets, as a browser's EventSource sends no headers of its own. Copied into
+ * buf; NULL when there is none. */
+static const char *request_token(const struct pt_http_req *req, bool reader, char *buf, size_t len)
 {
   const char *h = pt_http_req_header(req, "authorization");
-  if (h && strncasecmp(h, "Bearer ", 7) == 0) {
-    h += 7;
-    while (*h == ' ')
-      h++;
-    if (*h && strlen(h) < len) {
-      snprintf(buf, len, "%s", h);
-      return buf;
-    }
+  if (h && strncasecmp(h, "Bearer ", 7) == 0)
+    return bearer(h, buf, len);
+  if (!reader)
     return NULL;
-  }
-  const char *c = cookie ? pt_http_req_header(req, "cookie") : NULL;
+  if ((h = pt_http_req_header(req, PT_PROXY_TOKEN_HEADER)))
+    return bearer(h, buf, len);
+  const char *c = pt_http_req_header(req, "cookie");
   for (const char *p = c; p && *p;) {
     while (*p == ' ' || *p == ';')
       p++;

@@ -114,6 +114,39 @@ static bool parse_params(const struct pt_http_req *req, struct params *p, struct
   return true;
 }
 
+void pt_server_history_defer(struct pt_server *srv, struct pt_http_resp *resp, pt_server_history_start start,
+                             const void *arg)
+{
+  struct pending *pd = calloc(1, sizeof(*pd));
+  if (pd)
+    pd->query = start(srv->history, arg, on_answer, pd);
+  if (!pd || !pd->query) {
+    free(pd);
+    pt_server_reply_error(resp, 503, "out of memory", NULL);
+    return;
+  }
+  resp->defer = on_defer;
+  resp->stream_ud = pd;
+}
+
+static struct pt_history_query *start_list(struct pt_history *h, const void *arg, pt_history_answer_fn fn, void *ud)
+{
+  const struct params *p = arg;
+  return pt_history_list(h, &p->f, p->limit_n, p->cont_p, fn, ud);
+}
+
+static struct pt_history_query *start_alerts(struct pt_history *h, const void *arg, pt_history_answer_fn fn, void *ud)
+{
+  const struct params *p = arg;
+  return pt_history_alerts(h, &p->f, p->limit_n, p->cont_p, fn, ud);
+}
+
+static struct pt_history_query *start_stats(struct pt_history *h, const void *arg, pt_history_answer_fn fn, void *ud)
+{
+  const struct params *p = arg;
+  return pt_history_stats_query(h, &p->f, fn, ud);
+}
+
 bool pt_server_history_handle(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp)
 {
   const char *path = req->path;
@@ -128,21 +161,6 @@ bool pt_server_history_handle(struct pt_server *srv, const struct pt_http_req *r
   struct params p;
   if (!parse_params(req, &p, resp))
     return true;
-  struct pending *pd = calloc(1, sizeof(*pd));
-  if (pd) {
-    if (list)
-      pd->query = pt_history_list(srv->history, &p.f, p.limit_n, p.cont_p, on_answer, pd);
-    else if (alerts)
-      pd->query = pt_history_alerts(srv->history, &p.f, p.limit_n, p.cont_p, on_answer, pd);
-    else
-      pd->query = pt_history_stats_query(srv->history, &p.f, on_answer, pd);
-  }
-  if (!pd || !pd->query) {
-    free(pd);
-    pt_server_reply_error(resp, 503, "out of memory", NULL);
-    return true;
-  }
-  resp->defer = on_defer;
-  resp->stream_ud = pd;
+  pt_server_history_defer(srv, resp, list ? start_list : alerts ? start_alerts : start_stats, &p);
   return true;
 }

@@ -19,7 +19,8 @@
 #include "core/log.h"
 #include "server/store.h"
 
-#define SCHEMA_VERSION 1
+/* 2 added pull_events (a version 1 database gets it when opened). */
+#define SCHEMA_VERSION 2
 /* Event ids are reserved this many at a time: one small write per block. */
 #define EVENT_ID_BLOCK 100000
 /* A transaction takes what is queued within GROUP_WINDOW seconds of its first
@@ -63,7 +64,19 @@ static const char schema[] =
   " record TEXT NOT NULL);"
   "CREATE INDEX alerts_time ON alerts(time, seq);";
 
-enum item_kind { ITEM_PULL, ITEM_EVICT, ITEM_DELETE, ITEM_ALERT, ITEM_RESERVE };
+/* Version 2: each pull's own events (server/pull_events.h), gone with their
+ * pull (retention, or a superseded pull). */
+static const char schema_v2[] =
+  "CREATE TABLE pull_events("
+  " pull_id TEXT NOT NULL,"
+  " id INTEGER NOT NULL,"              /* the event's id in the stream */
+  " type TEXT NOT NULL,"
+  " data TEXT NOT NULL,"               /* the stream's data, the pull without layers */
+  " PRIMARY KEY(pull_id, id)) WITHOUT ROWID;"
+  "CREATE TRIGGER pull_events_gone AFTER DELETE ON pulls BEGIN"
+  " DELETE FROM pull_events WHERE pull_id = old.id; END;";
+
+enum item_kind { ITEM_PULL, ITEM_EVICT, ITEM_DELETE, ITEM_ALERT, ITEM_RESERVE, ITEM_EVENT };
 
 struct history_item {
   struct history_item *next;
@@ -76,7 +89,8 @@ struct history_item {
   /* alerts (node, image and record above too) */
   char *name, *severity, *pull_id, *ns;
   double time;
-  /* ITEM_RESERVE */
+  /* ITEM_RESERVE; ITEM_EVENT: the event's id (id: its pull, name: its
+   * type, record: its data) */
   uint64_t value;
 };
 
@@ -119,6 +133,8 @@ static const char sql_alert[] =
 static const char sql_reserve[] =
   "INSERT INTO meta(key,value) VALUES('event_id_reserved',?1) ON CONFLICT(key) DO UPDATE SET "
   "value=max(value,excluded.value)";
+
+static const char sql_event[] = "INSERT OR REPLACE INTO pull_events(pull_id,id,type,data) VALUES(?1,?2,?3,?4)";
 
 static void bind_text(sqlite3_stmt *st, int i, const char *s)
 {
@@ -192,6 +208,14 @@ static void bind_reserve(sqlite3_stmt *st, const struct history_item *it)
   sqlite3_bind_int64(st, 1, (sqlite3_int64)it->value);
 }
 
+static void bind_event(sqlite3_stmt *st, const struct history_item *it)
+{
+  bind_text(st, 1, it->id);
+  sqlite3_bind_int64(st, 2, (sqlite3_int64)it->value);
+  bind_text(st, 3, it->name);
+  bind_text(st, 4, it->record);
+}
+
 static int write_item(sqlite3 *db, const struct history_item *it)
 {
   switch (it->kind) {
@@ -200,6 +224,7 @@ static int write_item(sqlite3 *db, const struct history_item *it)
   case ITEM_DELETE: return run(db, sql_delete, bind_id, it);
   case ITEM_ALERT: return run(db, sql_alert, bind_alert, it);
   case ITEM_RESERVE: return run(db, sql_reserve, bind_reserve, it);
+  case ITEM_EVENT: return run(db, sql_event, bind_event, it);
   }
   return SQLITE_MISUSE;
 }
@@ -507,11 +532,12 @@ static int open_db(struct pt_history *h, char *err, size_t errlen)
   if (exec_checked(h, "PRAGMA synchronous=NORMAL; PRAGMA journal_size_limit=67108864", "cannot set up", err,
                    errlen))
     return -1;
-  if (version == 0) {
+  if (version < SCHEMA_VERSION) {
     if (exec_checked(h, "BEGIN IMMEDIATE", "cannot write the history database", err, errlen))
       return -1;
-    if (exec_checked(h, schema, "cannot create the history schema", err, errlen) ||
-        exec_checked(h, "PRAGMA user_version=1; COMMIT", "cannot create the history schema", err, errlen)) {
+    if ((version < 1 && exec_checked(h, schema, "cannot create the history schema", err, errlen)) ||
+        exec_checked(h, schema_v2, "cannot add the pulls' events to the history schema", err, errlen) ||
+        exec_checked(h, "PRAGMA user_version=2; COMMIT", "cannot create the history schema", err, errlen)) {
       tx(h->db, "ROLLBACK");
       return -1;
     }
@@ -870,6 +896,26 @@ void pt_history_save_pull(struct pt_history *h, const struct pt_pull *p)
   struct history_item *it = pull_item(p);
   if (it)
     enqueue(h, it);
+}
+
+void pt_history_record_event(struct pt_history *h, const char *pull_id, uint64_t id, const char *type,
+                             const char *data)
+{
+  struct history_item *it = id_item(ITEM_EVENT, pull_id);
+  if (it) {
+    it->value = id;
+    it->name = strdup(type);
+    it->record = strdup(data);
+  }
+  if (!it || !it->name || !it->record) {
+    item_free(it);
+    uv_mutex_lock(&h->mu);
+    h->stats.records_dropped++;
+    uv_mutex_unlock(&h->mu);
+    PT_LOG_ERROR("out of memory queueing a pull's event for the history: dropped", "{s:s}", "type", type);
+    return;
+  }
+  enqueue(h, it);
 }
 
 void pt_history_record(struct pt_history *h, const struct pt_change *c)

@@ -91,6 +91,10 @@ void pt_history_reserve_event_ids(struct pt_history *h, uint64_t next_id);
  * superseded it); alerts are appended. Layer and node changes and the
  * progress of pulls in flight write nothing. */
 void pt_history_record(struct pt_history *h, const struct pt_change *c);
+/* Queues one event of a pull's own past (server/pull_events.h): its id in
+ * the event stream, its type and its data. It stays as long as its pull. */
+void pt_history_record_event(struct pt_history *h, const char *pull_id, uint64_t id, const char *type,
+                             const char *data);
 /* Queues the current state of a pull, whatever it is (at shutdown, so that
  * the pulls in flight come back with their last figures). */
 struct pt_pull;
@@ -131,6 +135,21 @@ struct pt_history_query *pt_history_stats_query(struct pt_history *h, const stru
 /* GET /api/v1/history/alerts: alerts, newest first, paged like the list. */
 struct pt_history_query *pt_history_alerts(struct pt_history *h, const struct pt_history_filter *f, size_t limit,
                                            const char *cont, pt_history_answer_fn fn, void *ud);
+/* GET /api/v1/pulls/{id}/events: the pull's own events the history kept
+ * (the newest PT_PULL_EVENTS_PER_PULL, oldest first, and how many earlier
+ * ones it holds as "dropped"); 404 when it knows neither the pull nor an
+ * event of it, unless live (the pull is in the tables, its record maybe not
+ * committed yet). */
+struct pt_history_query *pt_history_pull_events(struct pt_history *h, const char *pull_id, bool live,
+                                                pt_history_answer_fn fn, void *ud);
+/* How long image's pulls usually take: the median (nearest rank) duration
+ * of its last PT_HISTORY_TYPICAL_SAMPLE completed pulls that downloaded
+ * bytes (image compared exactly). Answers {"image", "p50" (seconds; null
+ * without any), "pulls" (how many the median is of)}. NULL without memory
+ * or image. */
+#define PT_HISTORY_TYPICAL_SAMPLE 100
+struct pt_history_query *pt_history_typical(struct pt_history *h, const char *image, pt_history_answer_fn fn,
+                                            void *ud);
 /* The caller no longer wants the answer (its client went away). */
 void pt_history_query_cancel(struct pt_history_query *q);
 

@@ -11,15 +11,18 @@
 
 #include "core/buf.h"
 #include "core/clock.h"
+#include "server/pull_events.h"
 #include "server/store.h"
 
-enum query_kind { Q_LIST, Q_STATS, Q_ALERTS };
+enum query_kind { Q_LIST, Q_STATS, Q_ALERTS, Q_EVENTS, Q_TYPICAL };
 
 struct pt_history_query {
   uv_work_t work;
   struct pt_history *h;
   enum query_kind kind;
   char *image, *node, *ns, *pod;
+  char *pull;            /* Q_EVENTS */
+  bool live;             /* Q_EVENTS: the pull is in the tables */
   unsigned state_mask;
   double since, until, now;
   size_t limit;
@@ -390,6 +393,82 @@ out:
   return rc;
 }
 
+/* A pull's own events: the newest PT_PULL_EVENTS_PER_PULL, oldest first, as
+ * GET /api/v1/pulls/{id}/events has them from memory. */
+static int pull_events(struct pt_history_query *hq, sqlite3 *db)
+{
+  sqlite3_stmt *st;
+  int rc = sqlite3_prepare_v2(db,
+                              "SELECT (SELECT count(*) FROM pulls WHERE id=?1),"
+                              " (SELECT count(*) FROM pull_events WHERE pull_id=?1)",
+                              -1, &st, NULL);
+  if (rc != SQLITE_OK)
+    return rc;
+  sqlite3_bind_text(st, 1, hq->pull, -1, SQLITE_STATIC);
+  rc = sqlite3_step(st);
+  int64_t known = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+  int64_t total = rc == SQLITE_ROW ? sqlite3_column_int64(st, 1) : 0;
+  sqlite3_finalize(st);
+  if (rc != SQLITE_ROW)
+    return rc;
+  if (!known && !total && !hq->live) {
+    hq->status = 404;
+    hq->body = json_pack("{s:s,s:s}", "error", "pull not found", "field", "id");
+    return SQLITE_OK;
+  }
+  rc = sqlite3_prepare_v2(db,
+                          "SELECT id, type, data FROM (SELECT id, type, data FROM pull_events WHERE pull_id=?1"
+                          " ORDER BY id DESC LIMIT ?2) ORDER BY id",
+                          -1, &st, NULL);
+  if (rc != SQLITE_OK)
+    return rc;
+  sqlite3_bind_text(st, 1, hq->pull, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, PT_PULL_EVENTS_PER_PULL);
+  json_t *events = json_array();
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *data = (const char *)sqlite3_column_text(st, 2);
+    json_t *d = data ? json_loads(data, 0, NULL) : NULL;
+    json_array_append_new(events, json_pack("{s:I,s:s,s:o}", "id", (json_int_t)sqlite3_column_int64(st, 0), "type",
+                                            (const char *)sqlite3_column_text(st, 1), "data", d ? d : json_null()));
+  }
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE) {
+    json_decref(events);
+    return rc;
+  }
+  char tb[40];
+  hq->body = json_pack("{s:s,s:s,s:s,s:o,s:I}", "apiVersion", "v1", "generatedAt", pt_time_format(hq->now, tb, sizeof(tb)),
+                       "pullId", hq->pull, "events", events, "dropped", (json_int_t)(total - (int64_t)json_array_size(events)));
+  return SQLITE_OK;
+}
+
+/* The recent completed pulls of one image (the index on image and ended_at
+ * finds them), the median of their durations. Pulls that downloaded nothing
+ * (every layer cached) say nothing about how long a download takes. */
+static int typical(struct pt_history_query *hq, sqlite3 *db)
+{
+  static const char sql[] = "SELECT duration FROM pulls WHERE image = ?1 AND state = 'completed' "
+                            "AND duration IS NOT NULL AND downloaded_bytes > cached_bytes "
+                            "ORDER BY ended_at DESC LIMIT ?2";
+  sqlite3_stmt *st = NULL;
+  double v[PT_HISTORY_TYPICAL_SAMPLE];
+  size_t n = 0;
+  int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+  if (rc != SQLITE_OK)
+    return rc;
+  sqlite3_bind_text(st, 1, hq->image, -1, SQLITE_STATIC);
+  sqlite3_bind_int(st, 2, PT_HISTORY_TYPICAL_SAMPLE);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < PT_HISTORY_TYPICAL_SAMPLE)
+    v[n++] = sqlite3_column_double(st, 0);
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE)
+    return rc;
+  qsort(v, n, sizeof(double), cmp_double);
+  hq->body = json_pack("{s:s,s:o,s:I}", "image", hq->image, "p50", n ? json_real(percentile(v, n, 0.5)) : json_null(),
+                       "pulls", (json_int_t)n);
+  return hq->body ? SQLITE_OK : SQLITE_NOMEM;
+}
+
 static void work_cb(uv_work_t *w)
 {
   struct pt_history_query *hq = w->data;
@@ -411,6 +490,8 @@ static void work_cb(uv_work_t *w)
     case Q_LIST: rc = list_pulls(hq, h->rdb); break;
     case Q_STATS: rc = stats(hq, h->rdb); break;
     case Q_ALERTS: rc = list_alerts(hq, h->rdb); break;
+    case Q_EVENTS: rc = pull_events(hq, h->rdb); break;
+    case Q_TYPICAL: rc = typical(hq, h->rdb); break;
     }
   }
   if (rc != SQLITE_OK) {
@@ -423,7 +504,7 @@ static void work_cb(uv_work_t *w)
       sqlite3_close(h->rdb);
       h->rdb = NULL;
     }
-  } else {
+  } else if (!hq->status) {
     hq->status = 200;
   }
   uv_mutex_unlock(&h->read_mu);
@@ -435,6 +516,7 @@ static void query_free(struct pt_history_query *hq)
   free(hq->node);
   free(hq->ns);
   free(hq->pod);
+  free(hq->pull);
   json_decref(hq->body);
   free(hq);
 }
@@ -458,7 +540,8 @@ static void after_work_cb(uv_work_t *w, int status)
 }
 
 static struct pt_history_query *start(struct pt_history *h, enum query_kind kind, const struct pt_history_filter *f,
-                                      size_t limit, const char *cont, pt_history_answer_fn fn, void *ud)
+                                      const char *pull, bool live, size_t limit, const char *cont,
+                                      pt_history_answer_fn fn, void *ud)
 {
   struct pt_history_query *hq = calloc(1, sizeof(*hq));
   if (!hq)
@@ -468,12 +551,14 @@ static struct pt_history_query *start(struct pt_history *h, enum query_kind kind
   hq->fn = fn;
   hq->ud = ud;
   hq->limit = limit;
+  hq->live = live;
   hq->now = pt_clock_now();
   hq->state_mask = f->state_mask;
   hq->since = f->since;
   hq->until = f->until;
   if ((f->image && !(hq->image = strdup(f->image))) || (f->node && !(hq->node = strdup(f->node))) ||
-      (f->ns && !(hq->ns = strdup(f->ns))) || (f->pod && !(hq->pod = strdup(f->pod)))) {
+      (f->ns && !(hq->ns = strdup(f->ns))) || (f->pod && !(hq->pod = strdup(f->pod))) ||
+      (pull && !(hq->pull = strdup(pull)))) {
     query_free(hq);
     return NULL;
   }
@@ -493,13 +578,13 @@ static struct pt_history_query *start(struct pt_history *h, enum query_kind kind
 struct pt_history_query *pt_history_list(struct pt_history *h, const struct pt_history_filter *f, size_t limit,
                                          const char *cont, pt_history_answer_fn fn, void *ud)
 {
-  return start(h, Q_LIST, f, limit, cont, fn, ud);
+  return start(h, Q_LIST, f, NULL, false, limit, cont, fn, ud);
 }
 
 struct pt_history_query *pt_history_alerts(struct pt_history *h, const struct pt_history_filter *f, size_t limit,
                                            const char *cont, pt_history_answer_fn fn, void *ud)
 {
-  return start(h, Q_ALERTS, f, limit, cont, fn, ud);
+  return start(h, Q_ALERTS, f, NULL, false, limit, cont, fn, ud);
 }
 
 struct pt_history_query *pt_history_stats_query(struct pt_history *h, const struct pt_history_filter *f,
@@ -511,7 +596,21 @@ struct pt_history_query *pt_history_stats_query(struct pt_history *h, const stru
     w.until = now;
   if (w.since <= 0)
     w.since = w.until - 86400;
-  return start(h, Q_STATS, &w, 0, NULL, fn, ud);
+  return start(h, Q_STATS, &w, NULL, false, 0, NULL, fn, ud);
+}
+
+struct pt_history_query *pt_history_pull_events(struct pt_history *h, const char *pull_id, bool live,
+                                                pt_history_answer_fn fn, void *ud)
+{
+  struct pt_history_filter none = {0};
+  return start(h, Q_EVENTS, &none, pull_id, live, 0, NULL, fn, ud);
+}
+
+struct pt_history_query *pt_history_typical(struct pt_history *h, const char *image, pt_history_answer_fn fn,
+                                            void *ud)
+{
+  struct pt_history_filter f = {.image = image};
+  return image ? start(h, Q_TYPICAL, &f, NULL, false, 0, NULL, fn, ud) : NULL;
 }
 
 void pt_history_query_cancel(struct pt_history_query *q)

@@ -226,7 +226,7 @@ int main(int argc, char **argv)
     return 1;
   }
   /* Parsed once, by the policy's table; the store's node states use it. */
-  pt_policy_setting_seconds(app.policy, "nodeLostGrace", &cfg.node_lost_grace);
+  pt_policy_setting_number(app.policy, "nodeLostGrace", &cfg.node_lost_grace);
   app.srv = pt_server_create(&app.loop, &cfg, app.policy);
   if (!app.srv) {
     fprintf(stderr, "pulltrace-server: out of memory creating the server\n");
@@ -299,8 +299,9 @@ int main(int argc, char **argv)
     }
     uv_signal_start(&app.sigterm, on_signal, SIGTERM);
     uv_signal_start(&app.sigint, on_signal, SIGINT);
-    PT_LOG_INFO("listening", "{s:i,s:i,s:s}", "httpPort", pt_server_http_port(app.srv), "metricsPort",
-                pt_server_metrics_port(app.srv), "version", PT_VERSION);
+    PT_LOG_INFO("listening", "{s:i,s:i,s:i,s:s}", "httpPort", pt_server_http_port(app.srv), "metricsPort",
+                pt_server_metrics_port(app.srv), "reportPort", pt_server_report_port(app.srv), "version",
+                PT_VERSION);
   } else {
     pt_kubeconfig_clear(&kcfg);
     pt_server_shutdown(app.srv, all_closed, &app);

@@ -85,6 +85,28 @@ static void policy_error(void *ud, const char *hook, const char *script, const c
   pt_buf_close(&l);
 }
 
+/* The API port's connection figures, with the report port's added (one
+ * set of families: the reports' share is in pulltrace_agent_reports_*). */
+static void http_stats(struct pt_server *srv, struct pt_http_server_stats *st)
+{
+  if (srv->http)
+    pt_http_server_stats(srv->http, st);
+  if (!srv->report)
+    return;
+  struct pt_http_server_stats r;
+  pt_http_server_stats(srv->report, &r);
+  st->connections_accepted += r.connections_accepted;
+  st->connections_rejected += r.connections_rejected;
+  st->requests += r.requests;
+  st->bad_requests += r.bad_requests;
+  st->timeouts += r.timeouts;
+  st->refused_early += r.refused_early;
+  st->lingering_closes += r.lingering_closes;
+  st->linger_cutoffs += r.linger_cutoffs;
+  st->tls_errors += r.tls_errors;
+  st->connections_open += r.connections_open;
+}
+
 /* Shown only with TLS on the API port (docs/security.md#transport). */
 static void tls_metrics(struct pt_server *srv, const struct pt_http_server_stats *st, struct pt_buf *out)
 {
@@ -92,7 +114,7 @@ static void tls_metrics(struct pt_server *srv, const struct pt_http_server_stats
     return;
   struct pt_tls_ctx_stats ts;
   pt_tls_ctx_stats(srv->tls, &ts);
-  counter(out, "pulltrace_tls_errors_total", "Failed TLS handshakes and bad TLS records on the API port",
+  counter(out, "pulltrace_tls_errors_total", "Failed TLS handshakes and bad TLS records on the API and report ports",
           (double)st->tls_errors);
   pt_prom_family(out, "pulltrace_tls_reloads_total", "counter",
                  "Changes of the certificate or key files, by result (ok = the new pair is in use, "
@@ -130,6 +152,18 @@ static void history_metrics(struct pt_server *srv, struct pt_buf *out)
   counter(out, "pulltrace_history_events_late_total",
           "Events sent before their records were committed because the writer was late",
           (double)srv->outbox_released_late);
+}
+
+/* The pulls' own events in memory (server/pull_events.h). */
+static void pull_events_metrics(struct pt_server *srv, struct pt_buf *out)
+{
+  struct pt_pull_events_stats s;
+  pt_pull_events_stats(srv->pull_events, &s);
+  gauge(out, "pulltrace_pull_events_kept", "Events of the pulls' own pasts kept in memory", (double)s.events);
+  gauge(out, "pulltrace_pull_events_bytes",
+        "Memory those events take (text and bookkeeping), at most PULLTRACE_PULL_EVENTS_MAX_BYTES", (double)s.bytes);
+  counter(out, "pulltrace_pull_events_dropped_total",
+          "Events of the pulls' own pasts pushed out of memory (64 per pull, or the byte bound)", (double)s.dropped);
 }
 
 void pt_server_metrics_render(struct pt_server *srv, struct pt_buf *out)
@@ -326,6 +360,7 @@ void pt_server_metrics_render(struct pt_server *srv, struct pt_buf *out)
   labeled(out, "pulltrace_kube_events_total", "outcome", "duplicate", (double)ks.events_duplicate);
 
   history_metrics(srv, out);
+  pull_events_metrics(srv, out);
   auth_metrics(srv, out);
 
   pt_prom_family(out, "pulltrace_kube_event_writes_total", "counter",
@@ -338,12 +373,12 @@ void pt_server_metrics_render(struct pt_server *srv, struct pt_buf *out)
             (double)kes.results[i]);
 
   struct pt_http_server_stats st = {0};
-  if (srv->http)
-    pt_http_server_stats(srv->http, &st);
-  gauge(out, "pulltrace_http_connections_open", "Open connections on the API port", (double)st.connections_open);
+  http_stats(srv, &st);
+  gauge(out, "pulltrace_http_connections_open", "Open connections on the API and report ports",
+        (double)st.connections_open);
   counter(out, "pulltrace_http_connections_rejected_total", "Connections refused over PULLTRACE_MAX_CONNECTIONS",
           (double)st.connections_rejected);
-  counter(out, "pulltrace_http_requests_total", "Requests handled on the API port", (double)st.requests);
+  counter(out, "pulltrace_http_requests_total", "Requests handled on the API and report ports", (double)st.requests);
   counter(out, "pulltrace_http_bad_requests_total",
           "Malformed or oversized requests answered with 4xx before routing", (double)st.bad_requests);
   counter(out, "pulltrace_http_timeouts_total", "Connections closed by the request or idle timeout",

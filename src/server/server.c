@@ -17,6 +17,9 @@ const struct pt_config_var pt_server_config_vars[] = {
    "Listen address of the API, the event stream and the web UI (host:port or :port)", NULL, NULL},
   {"PULLTRACE_METRICS_ADDR", PT_CFG_ADDR, ":9090", false, CFG(metrics_addr), 0, 0,
    "Listen address of /metrics (Prometheus)", NULL, NULL},
+  {"PULLTRACE_REPORT_ADDR", PT_CFG_ADDR, NULL, false, CFG(report_addr), 0, 0,
+   "Listen address of agent reports (POST /api/v1/report), with the API port's TLS; the API port then refuses "
+   "reports (421), so that a NetworkPolicy can admit only agents here; empty = reports on the API port", NULL, NULL},
   {"PULLTRACE_LOG_LEVEL", PT_CFG_LOGLEVEL, "info", false, CFG(log_level), 0, 0,
    "debug, info, warn or error", NULL, NULL},
   {"PULLTRACE_LOG_FORMAT", PT_CFG_ENUM, "json", false, CFG(log_format), 0, 0,
@@ -67,6 +70,9 @@ const struct pt_config_var pt_server_config_vars[] = {
    "Events kept for Last-Event-ID resumption", NULL, NULL},
   {"PULLTRACE_SSE_CLIENT_QUEUE", PT_CFG_INT, "1048576", false, CFG(sse_client_queue), 4096, 1073741824,
    "Bytes queued for one event-stream client before it is dropped as too slow", NULL, NULL},
+  {"PULLTRACE_PULL_EVENTS_MAX_BYTES", PT_CFG_INT, "16777216", false, CFG(pull_events_max_bytes), 0, 1073741824,
+   "Memory for the pulls' own events (GET /api/v1/pulls/{id}/events): the oldest go first; 0 = keep none", NULL,
+   NULL},
   {"PULLTRACE_ALERT_WEBHOOK_URL", PT_CFG_STRING, NULL, false, CFG(alert_webhook_url), 0, 0,
    "POST alerts here as Alertmanager API v2 JSON (e.g. http://alertmanager:9093/api/v2/alerts); empty = off", NULL, NULL},
   {"PULLTRACE_ALERT_WEBHOOK_TIMEOUT", PT_CFG_DURATION, "5s", false, CFG(alert_webhook_timeout), 0.1, 600,
@@ -116,6 +122,12 @@ const struct pt_config_var pt_server_config_vars[] = {
    "Time between two reads or renewals of the Lease (shorter than the renew deadline)", NULL, NULL},
   {"POD_NAME", PT_CFG_STRING, NULL, false, CFG(pod_name), 0, 253,
    "This replica's identity in the Lease (the downward API's metadata.name); empty = the host name", NULL, NULL},
+  {"POD_NAMESPACE", PT_CFG_STRING, NULL, false, CFG(pod_namespace), 0, 63,
+   "This replica's Pod namespace (downward API's metadata.namespace): with POD_NAME, where the policy's load "
+   "Events (PolicyLoadFailed, PolicyLoaded) go; empty = none", NULL, NULL},
+  {"POD_UID", PT_CFG_STRING, NULL, false, CFG(pod_uid), 0, 64,
+   "This replica's Pod uid (downward API's metadata.uid), so that kubectl describe pod lists those Events", NULL,
+   NULL},
   {"PULLTRACE_KUBE_EVENTS_PER_MINUTE", PT_CFG_INT, "60", false, CFG(kube_events_per_minute), 0, 100000,
    "Kubernetes Events written on pods per minute at most (alerts asking for one); 0 = none", NULL, NULL},
   {"PULLTRACE_KUBE_EVENTS_PER_POD", PT_CFG_INT, "5", false, CFG(kube_events_per_pod), 1, 1000,
@@ -226,10 +238,20 @@ static void on_history_commit(void *ud, uint64_t mark)
 static void on_change(void *ud, const struct pt_change *c)
 {
   struct pt_server *srv = ud;
+  /* The id this event gets: the hub numbers events in the order they come
+   * here, those still waiting in the outbox first. */
+  if (srv->hub) {
+    uint64_t id = pt_hub_next_id(srv->hub) + srv->outbox.count;
+    const char *kept = pt_pull_events_record(srv->pull_events, c, id);
+    if (kept && srv->history)
+      pt_history_record_event(srv->history, c->pull->id, id, pt_change_type_name(c->type), kept);
+  }
   if (srv->alerts)
     track_alerts(srv, c);
   if (srv->history)
     pt_history_record(srv->history, c);
+  if (c->type == PT_CHANGE_PULL_COMPLETED)
+    pt_typical_changed(srv->typical, c->pull->image ? c->pull->image : c->pull->image_ref);
   if (!srv->hub)
     return;
   uint64_t mark = srv->history ? pt_history_mark(srv->history) : 0;
@@ -269,6 +291,14 @@ static void on_change(void *ud, const struct pt_change *c)
   }
 }
 
+/* The store's question for pull.slow: how long this image's pulls usually
+ * take, from memory (server/typical.h). */
+static bool typical_of(void *ud, const char *image, double *p50, size_t *pulls)
+{
+  struct pt_server *srv = ud;
+  return pt_typical_get(srv->typical, image, pt_clock_mono(), p50, pulls);
+}
+
 /* The store's periodic work, a slice per loop iteration: with 100,000 pulls
  * (each an eviction-hook call) it takes many milliseconds, which must not
  * hold requests and event-stream writes for that long. */
@@ -296,6 +326,7 @@ static void tick_cb(uv_timer_t *t)
   }
   if (!uv_is_active((uv_handle_t *)&srv->sweep))
     sweep_cb(&srv->sweep);
+  pt_server_policy_events(srv, pt_clock_now());
   /* At most one rollout.summary per image a second: a rollout on thousands
    * of nodes reads as one line per image. */
   pt_store_rollouts_publish(srv->store, pt_clock_now());
@@ -332,6 +363,10 @@ int pt_server_open_history(struct pt_server *srv, char *err, size_t errlen)
     pt_hub_set_next_id(srv->hub, first);
   pt_history_reserve_event_ids(srv->history, pt_hub_next_id(srv->hub));
   pt_history_set_commit_cb(srv->history, on_history_commit, srv);
+  if (!(srv->typical = pt_typical_create(srv->history))) {
+    snprintf(err, errlen, "out of memory");
+    return -ENOMEM;
+  }
   PT_LOG_INFO("history opened", "{s:s,s:I,s:I}", "dataDir", srv->cfg.data_dir, "pullsRestored", (json_int_t)n,
               "nextEventId", (json_int_t)pt_hub_next_id(srv->hub));
   return 0;
@@ -346,9 +381,11 @@ static void create_failed(struct pt_server *srv)
   pt_hub_destroy(srv->hub);
   pt_http_server_destroy(srv->http);
   pt_http_server_destroy(srv->metrics);
+  pt_http_server_destroy(srv->report);
   pt_alerts_destroy(srv->alerts);
   pt_kube_events_destroy(srv->kube_events);
   pt_httpc_destroy(srv->httpc);
+  pt_pull_events_destroy(srv->pull_events);
   pt_server_auth_close(srv);
   pt_buf_close(&srv->nss);
   free(srv);
@@ -382,6 +419,7 @@ struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_confi
     .report_min_interval = cfg->report_min_interval,
     .max_nodes = (size_t)cfg->max_nodes,
     .on_change = on_change,
+    .typical = typical_of,
     .ud = srv,
   };
   /* Event ids start from the clock so that they keep increasing across
@@ -405,6 +443,9 @@ struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_confi
   mopts.check_head = NULL;
   mopts.max_connections = 64;
   mopts.max_body_bytes = 4096;
+  /* The report port: the API port's limits, its own routes. */
+  struct pt_http_server_options ropts = hopts;
+  ropts.check_head = pt_server_report_check_head;
   struct pt_alerts_options ao = {
     .webhook_url = cfg->alert_webhook_url,
     .webhook_timeout = cfg->alert_webhook_timeout,
@@ -430,7 +471,10 @@ struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_confi
   if (!(srv->store = pt_store_create(&so)) || !(srv->hub = pt_hub_create(loop, &ho, pt_server_snapshot, srv)) ||
       !(srv->http = pt_http_server_create(loop, &hopts, pt_server_api_handle, srv)) ||
       !(srv->metrics = pt_http_server_create(loop, &mopts, pt_server_metrics_handle, srv)) ||
-      !(srv->httpc = pt_httpc_create(loop)) || !(srv->alerts = pt_alerts_create(loop, srv->httpc, &ao)) ||
+      (cfg->report_addr.set && !(srv->report = pt_http_server_create(loop, &ropts, pt_server_report_handle, srv))) ||
+      !(srv->httpc = pt_httpc_create(loop)) ||
+      !(srv->pull_events = pt_pull_events_create((size_t)cfg->pull_events_max_bytes)) ||
+      !(srv->alerts = pt_alerts_create(loop, srv->httpc, &ao)) ||
       pt_server_auth_init(srv) < 0) {
     create_failed(srv);
     return NULL;
@@ -449,6 +493,16 @@ struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_confi
   return srv;
 }
 
+/* Binds one listener; var names its address in the error. */
+static int listen_on(struct pt_http_server *http, const struct pt_addr *addr, const char *var, char *err,
+                     size_t errlen)
+{
+  int r = pt_http_server_listen(http, addr->host, addr->port);
+  if (r < 0)
+    snprintf(err, errlen, "%s: cannot listen on %s:%d: %s", var, addr->host, addr->port, uv_strerror(r));
+  return r;
+}
+
 int pt_server_listen(struct pt_server *srv, char *err, size_t errlen)
 {
   const char *cert = srv->cfg.tls_cert, *key = srv->cfg.tls_key;
@@ -461,20 +515,16 @@ int pt_server_listen(struct pt_server *srv, char *err, size_t errlen)
   if (has_cert) {
     if (!(srv->tls = pt_tls_ctx_create(srv->loop, cert, key, srv->cfg.tls_reload_interval, err, errlen)))
       return -EINVAL;
+    /* Reports carry what agents see of their nodes: the same protection as the API. */
     pt_http_server_use_tls(srv->http, srv->tls);
+    if (srv->report)
+      pt_http_server_use_tls(srv->report, srv->tls);
   }
-  int r = pt_http_server_listen(srv->http, srv->cfg.http_addr.host, srv->cfg.http_addr.port);
-  if (r < 0) {
-    snprintf(err, errlen, "PULLTRACE_HTTP_ADDR: cannot listen on %s:%d: %s",
-             srv->cfg.http_addr.host, srv->cfg.http_addr.port, uv_strerror(r));
+  int r;
+  if ((r = listen_on(srv->http, &srv->cfg.http_addr, "PULLTRACE_HTTP_ADDR", err, errlen)) < 0 ||
+      (r = listen_on(srv->metrics, &srv->cfg.metrics_addr, "PULLTRACE_METRICS_ADDR", err, errlen)) < 0 ||
+      (srv->report && (r = listen_on(srv->report, &srv->cfg.report_addr, "PULLTRACE_REPORT_ADDR", err, errlen)) < 0))
     return r;
-  }
-  r = pt_http_server_listen(srv->metrics, srv->cfg.metrics_addr.host, srv->cfg.metrics_addr.port);
-  if (r < 0) {
-    snprintf(err, errlen, "PULLTRACE_METRICS_ADDR: cannot listen on %s:%d: %s",
-             srv->cfg.metrics_addr.host, srv->cfg.metrics_addr.port, uv_strerror(r));
-    return r;
-  }
   uv_timer_start(&srv->tick, tick_cb, 1000, 1000);
   return 0;
 }
@@ -487,6 +537,11 @@ int pt_server_http_port(const struct pt_server *srv)
 int pt_server_metrics_port(const struct pt_server *srv)
 {
   return pt_http_server_port(srv->metrics);
+}
+
+int pt_server_report_port(const struct pt_server *srv)
+{
+  return srv->report ? pt_http_server_port(srv->report) : -1;
 }
 
 static void handle_closed(uv_handle_t *h)
@@ -518,6 +573,8 @@ static void finish_shutdown(struct pt_server *srv)
   srv->http = NULL;
   pt_http_server_destroy(srv->metrics);
   srv->metrics = NULL;
+  pt_http_server_destroy(srv->report);
+  srv->report = NULL;
   pt_tls_ctx_destroy(srv->tls); /* connections hold their own reference */
   srv->tls = NULL;
   pt_httpc_destroy(srv->httpc); /* a request in flight ends here, cancelled */
@@ -531,6 +588,8 @@ static void finish_shutdown(struct pt_server *srv)
    * still waiting for it have no clients left to go to. */
   if (srv->history)
     pt_store_foreach_pull(srv->store, save_if_active, srv->history);
+  pt_typical_destroy(srv->typical);
+  srv->typical = NULL;
   pt_history_close(srv->history);
   srv->history = NULL;
   pt_outbox_close(&srv->outbox);
@@ -564,6 +623,8 @@ void pt_server_shutdown(struct pt_server *srv, void (*done)(void *ud), void *ud)
   uv_timer_stop(&srv->sweep);
   pt_http_server_stop(srv->http);
   pt_http_server_stop(srv->metrics);
+  if (srv->report)
+    pt_http_server_stop(srv->report);
   pt_hub_shutdown(srv->hub, "server shutting down");
   pt_alerts_stop(srv->alerts);
   uv_timer_start(&srv->shutdown_timer, shutdown_poll, 0, 20);
@@ -575,6 +636,7 @@ void pt_server_destroy(struct pt_server *srv)
     return;
   pt_server_auth_close(srv);
   pt_store_destroy(srv->store);
+  pt_pull_events_destroy(srv->pull_events);
   pt_buf_close(&srv->event_text);
   pt_ui_dir_destroy(srv->ui_dir); /* never listened: freed when the loop runs */
   pt_tls_ctx_destroy(srv->tls);

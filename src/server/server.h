@@ -1,4 +1,4 @@
-/* pulltrace-server: ties the HTTP servers (API + UI, metrics), the store, the
+/* pulltrace-server: ties the HTTP servers (API + UI, metrics, reports), the store, the
  * event hub, the policy and alert delivery to one libuv loop. */
 #ifndef PT_SERVER_SERVER_H
 #define PT_SERVER_SERVER_H
@@ -14,6 +14,7 @@
 
 struct pt_server_config {
   struct pt_addr http_addr, metrics_addr;
+  struct pt_addr report_addr; /* .set = false: reports arrive on the API port */
   enum pt_log_level log_level;
   const char *log_format;
   const char *agent_token;
@@ -40,6 +41,7 @@ struct pt_server_config {
   double sse_heartbeat;
   long sse_buffer;
   long sse_client_queue;
+  long pull_events_max_bytes;
   const char *alert_webhook_url;
   double alert_webhook_timeout;
   double alert_resend;
@@ -61,6 +63,7 @@ struct pt_server_config {
   const char *lease_name, *lease_namespace;
   double lease_duration, lease_renew_deadline, lease_retry_period;
   const char *pod_name;         /* POD_NAME: the holderIdentity */
+  const char *pod_namespace, *pod_uid; /* POD_NAMESPACE, POD_UID: this server's Pod, for its own Events */
   long kube_events_per_minute, kube_events_per_pod;
   /* History (docs/history.md) */
   const char *data_dir;         /* empty = memory only */
@@ -90,10 +93,13 @@ struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_confi
  * without a data directory) or a negative errno with a message in err (a
  * corrupt database, an unwritable directory, ...). */
 int pt_server_open_history(struct pt_server *srv, char *err, size_t errlen);
-/* Binds both listeners. Returns 0 or a negative libuv error with a message in err. */
+/* Binds the listeners (API, metrics and, with cfg->report_addr, reports).
+ * Returns 0 or a negative libuv error with a message in err. */
 int pt_server_listen(struct pt_server *srv, char *err, size_t errlen);
 int pt_server_http_port(const struct pt_server *srv);
 int pt_server_metrics_port(const struct pt_server *srv);
+/* The report port, or -1 when reports arrive on the API port. */
+int pt_server_report_port(const struct pt_server *srv);
 /* Graceful stop: stop accepting, send SSE clients a final comment, and close
  * everything within cfg->shutdown_timeout; the loop then runs out. done (may be
  * NULL) is called when every handle of the server is closed. */

@@ -14,9 +14,11 @@
 #include "server/authn.h"
 #include "server/event.h"
 #include "server/history.h"
+#include "server/typical.h"
 #include "server/hub.h"
 #include "server/kube_events.h"
 #include "server/outbox.h"
+#include "server/pull_events.h"
 #include "server/server.h"
 #include "server/store.h"
 
@@ -30,6 +32,7 @@ enum pt_reject_reason {
   PT_REJECT_FORBIDDEN,        /* not the agents' service account, or its node unknown */
   PT_REJECT_WRONG_NODE,       /* a report for another node than the token's */
   PT_REJECT_AUTH_UNAVAILABLE, /* the token could not be checked now (503) */
+  PT_REJECT_WRONG_PORT,       /* sent to the API port while reports have a port of their own (421) */
   PT_REJECT_COUNT,
 };
 
@@ -59,8 +62,10 @@ struct pt_server {
   struct pt_hub *hub;
   struct pt_buf event_text; /* the event being published (reused: no allocation per event) */
   struct pt_alerts *alerts;
+  struct pt_pull_events *pull_events; /* each pull's own past (GET /api/v1/pulls/{id}/events) */
   struct pt_buf nss; /* scratch: an event's namespaces for the hub, reused */
   struct pt_http_server *http, *metrics;
+  struct pt_http_server *report; /* NULL without PULLTRACE_REPORT_ADDR: reports arrive on http */
   struct pt_httpc *httpc;
   struct pt_tls_ctx *tls; /* NULL without PULLTRACE_TLS_CERT */
   struct pt_kube *kube;   /* NULL when Kubernetes is off; owned by main */
@@ -68,6 +73,18 @@ struct pt_server {
   bool leader;            /* delivers side effects (pt_server_set_leader) */
   struct pt_kube_events *kube_events; /* NULL when PULLTRACE_KUBE_EVENTS_PER_MINUTE is 0 */
   struct pt_history *history; /* NULL without PULLTRACE_DATA_DIR */
+  struct pt_typical *typical; /* images' usual pull times, from the history (NULL without) */
+  /* The policy's load state as last told in Kubernetes Events (policy_events.c). */
+  struct server_policy_events {
+    bool started;          /* the startup state was looked at */
+    bool failing;          /* the last load told about failed */
+    double seen_reload_at; /* the policy status's last_reload_at looked at */
+    bool pending;          /* an Event waits for a Kubernetes connection and the lead */
+    char reason[32];
+    char type[8];
+    char note[1024];
+    double at;
+  } policy_events;
   struct pt_outbox outbox;    /* events waiting for the history's commit */
   uint64_t outbox_released_late; /* events sent before their commit (a slow disk) */
   uv_timer_t tick;
@@ -103,8 +120,12 @@ struct pt_server {
 void pt_server_api_handle(void *srv, const struct pt_http_req *req, struct pt_http_resp *resp);
 /* Refuses a request from its head, before its body is read (the http
  * server's check_head): an agent report without a valid token gets its 401
- * before it uploads the report. */
+ * before it uploads the report, and one sent to the API port while reports
+ * have a port of their own its 421. */
 void pt_server_api_check_head(void *srv, const struct pt_http_req *req, struct pt_http_resp *resp);
+/* The report port (PULLTRACE_REPORT_ADDR): POST /api/v1/report and /healthz. */
+void pt_server_report_handle(void *srv, const struct pt_http_req *req, struct pt_http_resp *resp);
+void pt_server_report_check_head(void *srv, const struct pt_http_req *req, struct pt_http_resp *resp);
 void pt_server_metrics_handle(void *srv, const struct pt_http_req *req, struct pt_http_resp *resp);
 char *pt_server_snapshot(void *srv, const struct pt_hub_filter *filter);
 /* For the routes outside api.c: the JSON answers and the query parameters
@@ -114,6 +135,17 @@ void pt_server_reply_error(struct pt_http_resp *resp, int status, const char *ms
 const char *pt_server_qparam(const struct pt_http_req *req, const char *key, char *buf, size_t len, bool *bad);
 /* api_history.c: /api/v1/history...; false when the path is not one of them. */
 bool pt_server_history_handle(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp);
+/* Starts a history query (arg: the route's parameters) whose answer goes to
+ * fn(ud, ...). */
+typedef struct pt_history_query *(*pt_server_history_start)(struct pt_history *h, const void *arg,
+                                                            pt_history_answer_fn fn, void *ud);
+/* Answers the request with what the query start() starts answers, once it
+ * returns (a deferred response; 503 without memory). */
+void pt_server_history_defer(struct pt_server *srv, struct pt_http_resp *resp, pt_server_history_start start,
+                             const void *arg);
+/* api_pull_events.c: GET /api/v1/pulls/{id}/events, given what follows
+ * /api/v1/pulls/; false when the path is not that route. */
+bool pt_server_pull_events_handle(struct pt_server *srv, const char *raw, struct pt_http_resp *resp);
 /* api_auth.c: who may report and who may read (docs/security.md). */
 typedef void (*pt_server_route)(struct pt_server *srv, const struct pt_http_req *req, struct pt_http_resp *resp,
                                 const struct pt_identity *who);
@@ -131,6 +163,10 @@ void pt_server_auth_run(struct pt_server *srv, struct pt_authn *a, const struct 
  * node; otherwise answers 403 (or 503 while pods are still listed). */
 bool pt_server_agent_may_report(struct pt_server *srv, const struct pt_identity *who, const char *node,
                                 struct pt_http_resp *resp);
+/* policy_events.c: tells, in a Kubernetes Event on this server's own Pod,
+ * that the policy failed to load (at startup or on a reload) and that it
+ * loaded again; called every tick. */
+void pt_server_policy_events(struct pt_server *srv, double now);
 /* metrics.c */
 void pt_server_metrics_render(struct pt_server *srv, struct pt_buf *out);
 

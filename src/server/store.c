@@ -334,6 +334,12 @@ struct pt_store *pt_store_create(const struct pt_store_options *opts)
   if (s->opts.lag_intervals <= 0) s->opts.lag_intervals = 3;
   if (s->opts.report_burst <= 0) s->opts.report_burst = 10;
   if (!s->opts.max_nodes) s->opts.max_nodes = 10000;
+  /* Settings of the policy, parsed (and checked) when it was created. */
+  double min_pulls = 0;
+  pt_policy_setting_number(s->opts.policy, "slowPullFactor", &s->slow.factor);
+  pt_policy_setting_number(s->opts.policy, "slowPullMinPulls", &min_pulls);
+  pt_policy_setting_number(s->opts.policy, "slowPullMinDuration", &s->slow.min_duration);
+  s->slow.min_pulls = (size_t)min_pulls;
   pt_map_init(&s->pulls);
   pt_map_init(&s->nodes);
   pt_map_init(&s->pods);
@@ -552,6 +558,8 @@ static void sweep_pull(struct pt_store *s, struct pt_pull *p, double now, struct
   }
   if (p->state == PT_PULL_STALLED && p->stalled_since > 0)
     store_policy_emit(s, "pull.stalled", p, now, now - p->stalled_since);
+  if (active)
+    store_check_slow(s, p, now);
 }
 
 bool pt_store_tick_slice(struct pt_store *s, double now, size_t max_pulls)

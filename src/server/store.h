@@ -75,6 +75,7 @@ struct pt_pull {
   double finished_at;    /* completed or failed */
   double lost_at;
   double stalled_since;  /* 0 unless stalled */
+  bool slow_raised;      /* pull.slow was raised for it (once per pull) */
   bool total_known;
   int64_t total, downloaded;
   double bytes_per_sec, eta;  /* eta < 0: unknown */
@@ -123,7 +124,11 @@ struct pt_store_options {
   double report_burst;          /* bucket size; 10 when 0 */
   size_t max_nodes;             /* nodes in the tables (PULLTRACE_MAX_NODES); 10000 when 0 */
   pt_change_fn on_change;       /* every change, in order; may be NULL */
-  void *ud;
+  /* How long pulls of image usually take (server/typical.h), asked about
+   * pulls in flight: true with the median duration and how many finished
+   * pulls it is of. NULL: no pull is ever slow (no pull.slow). */
+  bool (*typical)(void *ud, const char *image, double *p50, size_t *pulls);
+  void *ud;                     /* of on_change and typical */
 };
 
 /* kubelet reasons that fail a pull, for pulltrace_pull_errors_total{reason}. */

@@ -44,6 +44,12 @@ struct pt_store {
     bool active;
     size_t bucket, nbuckets;
   } sweep;
+  /* When a pull in flight is slow (pull.slow): the policy's settings
+   * slowPullFactor, slowPullMinPulls, slowPullMinDuration. */
+  struct store_slow {
+    double factor, min_duration;
+    size_t min_pulls;
+  } slow;
   double alert_time; /* "now" of the alert hooks' call in progress */
   const struct pt_pull *alert_pull; /* the pull whose event the hooks are given */
   struct pt_store_counters counters;
@@ -127,6 +133,11 @@ void store_correlate(struct pt_store *s, struct pt_pull *p, double now, bool emi
 /* Hands a pull event to the policy's alert hooks (stalled_seconds < 0: none). */
 void store_policy_emit(struct pt_store *s, const char *type, const struct pt_pull *p, double now,
                        double stalled_seconds);
+/* Raises pull.slow for a pull in flight, once, when it has run slowPullFactor
+ * times its image's usual time (opts.typical) and at least
+ * slowPullMinDuration, and that usual time is of slowPullMinPulls pulls or
+ * more. */
+void store_check_slow(struct pt_store *s, struct pt_pull *p, double now);
 /* The policy's alerts come back through here as PT_CHANGE_ALERT records. */
 void store_on_policy_alert(void *store, const struct pt_policy_alert *alert);
 

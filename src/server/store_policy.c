@@ -181,14 +181,10 @@ void store_correlate(struct pt_store *s, struct pt_pull *p, double now, bool emi
 /* ------------------------------------------------------------------------ */
 /* alerts                                                                     */
 
-/* Hands an event to the policy's alert hooks (docs/policy.md, "alerts", lists
- * these members); skipped when no handler listens, which keeps the frequent
- * pull.progress free for a policy that does not use it. */
-void store_policy_emit(struct pt_store *s, const char *type, const struct pt_pull *p, double now,
-                       double stalled_seconds)
+/* The event the alert hooks get (docs/policy.md, "alerts", lists these
+ * members). */
+static json_t *policy_event(const char *type, const struct pt_pull *p, double now, double stalled_seconds)
 {
-  if (!pt_policy_listens(s->opts.policy, type))
-    return;
   json_t *ev = json_object();
   json_object_set_new(ev, "type", json_string(type));
   json_object_set_new(ev, "time", json_real(now));
@@ -205,6 +201,12 @@ void store_policy_emit(struct pt_store *s, const char *type, const struct pt_pul
     json_object_set_new(ev, "reason", json_string(p->error_reason));
   if (p->error_message)
     json_object_set_new(ev, "message", json_string(p->error_message));
+  return ev;
+}
+
+/* Hands ev (consumed) to the hooks of type. */
+static void hooks_call(struct pt_store *s, const char *type, const struct pt_pull *p, double now, json_t *ev)
+{
   /* The alerts the hooks return come back through store_on_policy_alert()
    * during this call, stamped with this time. */
   s->alert_time = now;
@@ -212,6 +214,34 @@ void store_policy_emit(struct pt_store *s, const char *type, const struct pt_pul
   pt_policy_emit(s->opts.policy, type, ev);
   s->alert_pull = NULL;
   json_decref(ev);
+}
+
+/* Skipped when no handler listens, which keeps the frequent pull.progress
+ * free for a policy that does not use it. */
+void store_policy_emit(struct pt_store *s, const char *type, const struct pt_pull *p, double now,
+                       double stalled_seconds)
+{
+  if (pt_policy_listens(s->opts.policy, type))
+    hooks_call(s, type, p, now, policy_event(type, p, now, stalled_seconds));
+}
+
+void store_check_slow(struct pt_store *s, struct pt_pull *p, double now)
+{
+  const char *image = p->image ? p->image : p->image_ref;
+  double elapsed = now - p->started_at, p50 = 0;
+  size_t pulls = 0;
+  /* The history is asked only about pulls past the floor, and only when
+   * someone listens: most pulls end before it. */
+  if (p->slow_raised || !s->opts.typical || !image || p->started_at <= 0 || elapsed < s->slow.min_duration ||
+      !pt_policy_listens(s->opts.policy, "pull.slow") || !s->opts.typical(s->opts.ud, image, &p50, &pulls) ||
+      pulls < s->slow.min_pulls || elapsed <= s->slow.factor * p50)
+    return;
+  p->slow_raised = true;
+  json_t *ev = policy_event("pull.slow", p, now, -1);
+  json_object_set_new(ev, "typicalSeconds", json_real(p50));
+  json_object_set_new(ev, "typicalPulls", json_integer((json_int_t)pulls));
+  json_object_set_new(ev, "slowFactor", json_real(s->slow.factor));
+  hooks_call(s, "pull.slow", p, now, ev);
 }
 
 void store_on_policy_alert(void *ud, const struct pt_policy_alert *a)

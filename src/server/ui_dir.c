@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/file.h"
 #include "core/hash.h"
 #include "core/log.h"
 
@@ -60,27 +61,17 @@ static void snapshot_free(struct snapshot *s)
 
 static int read_whole(const char *path, size_t size, unsigned char **out)
 {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return -errno;
-  unsigned char *buf = malloc(size + 1);
-  size_t got = 0;
-  while (buf && got < size) {
-    ssize_t n = read(fd, buf + got, size - got);
-    if (n <= 0)
-      break;
-    got += (size_t)n;
-  }
-  close(fd);
-  if (!buf)
-    return -ENOMEM;
-  if (got != size) { /* changed while being read: the next scan sees it again */
-    free(buf);
+  char *buf;
+  size_t got;
+  int r = pt_file_read(path, size, &buf, &got);
+  if (r == -EFBIG || (r == 0 && got != size)) { /* changed since the scan: the next scan sees it again */
+    if (r == 0)
+      free(buf);
     return -EAGAIN;
   }
-  buf[size] = '\0';
-  *out = buf;
-  return 0;
+  if (r == 0)
+    *out = (unsigned char *)buf;
+  return r;
 }
 
 static int add_file(struct snapshot *s, const char *rel, const char *path, size_t size)

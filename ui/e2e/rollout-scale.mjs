@@ -1,7 +1,8 @@
 // A rollout on 5000 nodes (spec/e2e/test_ui_rollouts.py feeds the real server agent reports of
 // 5000 nodes pulling one image, a few hundred progressing each second). Measures the first
-// render of the Rollouts view (navigation to the row being painted), the frame times while
-// updates stream in, and opens the rollout: every node's pull in a virtualised list.
+// render of the Rollouts view (navigation to the row being painted from the server's
+// summaries), the frame times while updates (and the stream's snapshot of every pull) come in,
+// and opens the rollout: every node's pull in a virtualised list.
 //
 // usage: node rollout-scale.mjs '{"url", "image", "nodes", "shots", "chromium"?}'
 
@@ -27,14 +28,18 @@ await runScript(cfg, 'rollout-5000-failure.png', async (browser, page) => {
   const nav = await page.evaluate(() =>
     new Promise((r) =>
       requestAnimationFrame(() => {
-        // Where the time went: the page's scripts, the pulls' REST answer.
+        // Where the time went: the page's scripts, the summaries' request (the pulls' REST
+        // answer for a UI that paints from it).
         const res = performance.getEntriesByType('resource');
+        const times = (e) => (e ? [Math.round(e.requestStart), Math.round(e.responseStart), Math.round(e.responseEnd)] : null);
         const pulls = res.find((e) => e.name.endsWith('api/v1/pulls'));
+        const summaries = res.find((e) => e.name.endsWith('types=rollout.summary'));
         const nav = performance.getEntriesByType('navigation')[0];
         r({
           paint: Math.round(performance.now()),
           domContentLoaded: Math.round(nav.domContentLoadedEventEnd),
-          pullsRequest: pulls ? [Math.round(pulls.requestStart), Math.round(pulls.responseStart), Math.round(pulls.responseEnd)] : null,
+          summariesRequest: times(summaries),
+          pullsRequest: times(pulls),
           pullsBytes: pulls ? pulls.encodedBodySize : null,
         });
       }),

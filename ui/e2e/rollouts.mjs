@@ -65,6 +65,7 @@ await runScript(cfg, 'rollouts-failure.png', async (browser, page) => {
   const speedPoints = Number(await d.locator('[data-testid=speed-chart]').getAttribute('data-points'));
   const stallNoted = (await d.locator('ol.events li').allTextContents()).some((e) => e.includes('stalled'));
   if (!stallNoted) fail('the stalled pull has no stall among its events');
+  const stalledId = await d.getAttribute('data-pull-id');
 
   // The first node's pull (node-a, where the base layer was cached): phases from kubelet's
   // Pulled, the layer timeline with the cached layer, its past.
@@ -98,6 +99,25 @@ await runScript(cfg, 'rollouts-failure.png', async (browser, page) => {
   if (!page.url().includes('view=history')) fail(`history not in the URL: ${page.url()}`);
   await page.screenshot({ path: join(cfg.shots, 'history-1280x800.png') });
   phase('history', { rows: await hist.count() });
+
+  // A page opened now, straight on the stalled node's pull: its details show the past the
+  // server kept. The stall happened before this page existed, and the pull's record does not
+  // tell it: only the server's events do.
+  const late = await browser.context.newPage();
+  late.on('pageerror', (e) => errors.push(String(e)));
+  await late.goto(cfg.url + '?pull=' + encodeURIComponent(stalledId), { waitUntil: 'domcontentloaded' });
+  const lateEvents = late.locator('[data-testid=details] ol.events li');
+  const want = ['pull started', 'pull stalled', 'pull completed', 'kubelet: Successfully pulled'];
+  let past = [];
+  await until('the past of a pull opened late', async () => {
+    past = await lateEvents.allTextContents();
+    return want.every((w) => past.some((e) => e.includes(w)));
+  }, 30000).catch((e) => fail(`${e.message}; its events: ${JSON.stringify(past)}`));
+  const fromServer = await late.locator('[data-testid=details] ol.events li[data-event-id]').count();
+  if (fromServer < want.length) fail(`${fromServer} events with the server's ids: ${past}`);
+  await late.screenshot({ path: join(cfg.shots, 'details-late-1280x800.png') });
+  await late.close();
+  phase('late-details', { events: past.length });
 
   // Phone, dark: the rollouts do not scroll sideways.
   const phone = await browser.context.newPage();

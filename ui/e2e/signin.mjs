@@ -24,6 +24,13 @@ await runScript(cfg, 'signin-failure.png', async (browser, page) => {
     fail(`the sign-in panel does not explain how to get in: ${hint}`);
   if ((await page.locator('.pull-row').count()) !== 0) fail('pulls shown without a token');
   await page.screenshot({ path: join(cfg.shots, 'signin.png') });
+  // Opened on the Rollouts view, which reads the server's summaries first: the same panel.
+  const rollouts = await browser.context.newPage();
+  await rollouts.goto(cfg.url + '?view=rollouts', { waitUntil: 'domcontentloaded' });
+  const rHeading = rollouts.locator('.signin h2');
+  await until('the sign-in panel on the Rollouts view', async () =>
+    (await rHeading.count()) > 0 && (await rHeading.textContent()).trim() === 'Sign in to Pulltrace', 15000);
+  await rollouts.close();
   phase('asked-to-sign-in');
 
   // A token the API server accepts, whose user RBAC does not allow to read.

@@ -1,7 +1,7 @@
 import { useCallback, useDeferredValue, useEffect, useMemo, useReducer, useRef, useState } from 'react';
 import { api } from './api';
 import { initialState, reducer } from './state';
-import { EventStream, type ConnInfo } from './stream';
+import { EventStream, frameScheduler, type ConnInfo } from './stream';
 import { buildRows, parseParams, serializeParams, summarize, TABS, visiblePulls, type Tab, type ViewParams } from './view';
 import { pullsByImage, rolloutRows, rolloutsFromPulls, summarizeRollout, nodePullsOf } from './rollouts';
 import { appendSample, THROUGHPUT_SAMPLES, type Series } from './series';
@@ -55,25 +55,44 @@ export function App() {
 
   useEffect(() => {
     const ctrl = new AbortController();
-    // The REST snapshot paints the page quickly; the stream's own snapshot supersedes it.
-    Promise.all([api.pulls(ctrl.signal), api.nodes(ctrl.signal).catch(() => undefined)])
-      .then(([pulls, nodes]) => {
-        setLoadError(null);
-        dispatch({ type: 'rest-snapshot', pulls, nodes });
-      })
-      .catch((e) => {
-        if (ctrl.signal.aborted) return;
-        if (e instanceof AuthError) setAuthError(e);
-        setLoadError(e instanceof Error ? e.message : String(e));
-      });
-    const stream = new EventStream({
-      url: api.eventsUrl,
-      onEvents: (events) => dispatch({ type: 'batch', actions: events.map((event) => ({ type: 'event', event })) }),
-      onConn: setConn,
-    }).start();
+    const failed = (e: unknown) => {
+      if (ctrl.signal.aborted) return;
+      if (e instanceof AuthError) setAuthError(e);
+      setLoadError(e instanceof Error ? e.message : String(e));
+    };
+    let stream: EventStream | null = null;
+    const startStream = () => {
+      if (ctrl.signal.aborted) return;
+      stream = new EventStream({
+        url: api.eventsUrl,
+        onEvents: (events) => dispatch({ type: 'batch', actions: events.map((event) => ({ type: 'event', event })) }),
+        onConn: setConn,
+      }).start();
+    };
+    if (parseParams(window.location.search).tab === 'rollouts') {
+      // The Rollouts view paints from the server's summaries (a few hundred bytes); the stream
+      // (whose snapshot holds every pull with its layers: megabytes on thousands of nodes) is
+      // asked for once they are here, so that the server writes the small answer first.
+      // The stream starts after the next frame: reading its snapshot takes the page's thread
+      // for a while, which must come after the summaries are painted.
+      api
+        .rollouts(ctrl.signal)
+        .then((rollouts) => dispatch({ type: 'rollouts', rollouts }))
+        .catch(failed)
+        .finally(() => frameScheduler(startStream));
+    } else {
+      // A first page of pulls paints the list quickly; the stream's own snapshot supersedes it.
+      Promise.all([api.pulls(ctrl.signal), api.nodes(ctrl.signal).catch(() => undefined)])
+        .then(([pulls, nodes]) => {
+          setLoadError(null);
+          dispatch({ type: 'rest-snapshot', pulls, nodes });
+        })
+        .catch(failed);
+      startStream();
+    }
     return () => {
       ctrl.abort();
-      stream.stop();
+      stream?.stop();
     };
   }, []);
 

@@ -1,7 +1,8 @@
 // REST calls (relative URLs, so the UI also works behind a path-prefix proxy).
 import type { ImageStats } from './history';
-import { AuthError } from './auth';
-import type { NodeInfo, Pull } from './types';
+import { refusal } from './auth';
+import { readFirstEvent } from './stream';
+import type { NodeInfo, Pull, Rollout, StreamEvent } from './types';
 
 export interface HistoryAlert {
   name: string;
@@ -15,17 +16,7 @@ export interface HistoryAlert {
 
 async function getJson<T>(url: string, signal?: AbortSignal): Promise<T> {
   const res = await fetch(url, { headers: { Accept: 'application/json' }, cache: 'no-store', signal });
-  if (!res.ok) {
-    let reason = '';
-    try {
-      const body = await res.json();
-      if (body && typeof body.error === 'string') reason = body.error;
-    } catch {
-      /* not JSON */
-    }
-    if (res.status === 401 || res.status === 403) throw new AuthError(res.status, reason || res.statusText);
-    throw new Error(reason ? `HTTP ${res.status}: ${reason}` : `HTTP ${res.status}`);
-  }
+  if (!res.ok) throw await refusal(res);
   return (await res.json()) as T;
 }
 
@@ -34,7 +25,15 @@ export const api = {
   nodes: (signal?: AbortSignal) => getJson<{ nodes: NodeInfo[] }>('api/v1/nodes', signal).then((r) => r.nodes),
   pull: (id: string, signal?: AbortSignal) =>
     getJson<{ pull: Pull }>(`api/v1/pulls/${encodeURIComponent(id)}`, signal).then((r) => r.pull),
+  /** the pull's own past, oldest first, as the event stream sent it (without layers) */
+  pullEvents: (id: string, signal?: AbortSignal) =>
+    getJson<{ events: StreamEvent[] }>(`api/v1/pulls/${encodeURIComponent(id)}/events`, signal).then((r) => r.events),
   eventsUrl: 'api/v1/events',
+  /** the server's rollout summaries: the snapshot of a summaries-only subscription */
+  rollouts: (signal?: AbortSignal) =>
+    readFirstEvent('api/v1/events?types=rollout.summary', signal).then((e) =>
+      Array.isArray(e.data?.rollouts) ? (e.data.rollouts as Rollout[]) : [],
+    ),
   /** query: see history.ts (historyQuery) */
   history: (query: string, signal?: AbortSignal) =>
     getJson<{ pulls: Pull[]; metadata?: { continue?: string } }>(`api/v1/history?${query}`, signal).then((r) => ({

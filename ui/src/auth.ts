@@ -15,6 +15,20 @@ export class AuthError extends Error {
   }
 }
 
+/** The error of a request the server refused: an AuthError for 401 and 403, else an Error; both
+ * with the reason the server's JSON answer gives. */
+export async function refusal(res: Response): Promise<Error> {
+  let reason = '';
+  try {
+    const body = await res.json();
+    if (body && typeof body.error === 'string') reason = body.error;
+  } catch {
+    /* not JSON */
+  }
+  if (res.status === 401 || res.status === 403) return new AuthError(res.status, reason || res.statusText);
+  return new Error(reason ? `HTTP ${res.status}: ${reason}` : `HTTP ${res.status}`);
+}
+
 /** The cookie's path: the directory the UI is served from (it may sit behind a path prefix). */
 export function cookiePath(pathname: string): string {
   const i = pathname.lastIndexOf('/');

@@ -3,6 +3,7 @@
 // without a browser (test/state.test.ts).
 
 import { appendSample, SPEED_SAMPLES, type Series } from './series';
+import { alertText, describePullChange } from './past';
 import type { Alert, Layer, NodeInfo, Pull, Rollout, StreamEvent } from './types';
 
 export interface HistoryEntry {
@@ -38,6 +39,7 @@ export interface State {
 
 export type Action =
   | { type: 'rest-snapshot'; pulls: Pull[]; nodes?: NodeInfo[] }
+  | { type: 'rollouts'; rollouts: Rollout[] }
   | { type: 'event'; event: StreamEvent }
   | { type: 'batch'; actions: Action[] }
   | { type: 'pull-detail'; pull: Pull }
@@ -138,6 +140,13 @@ class Draft {
         this.replacePulls(a.pulls);
         if (a.nodes) this.replaceNodes(a.nodes);
         return;
+      case 'rollouts':
+        // The summaries read before the stream: its snapshot has them too, and newer.
+        if (this.s.streamSynced) return;
+        this.s.serverRollouts = true;
+        this.rollouts().clear();
+        for (const r of a.rollouts) if (r && typeof r.image === 'string') this.s.rollouts.set(r.image, r);
+        return;
       case 'pull-detail': {
         const prev = this.s.pulls.get(a.pull.id);
         if (!prev) return; // evicted meanwhile: do not resurrect it
@@ -220,7 +229,7 @@ class Draft {
         this.pulls().set(p.id, next);
         // A layer that moved rides in its pull's event (with the pull's layers).
         if (p.layers && prev?.layers) {
-          for (const text of describeLayerChanges(prev.layers, p.layers)) this.note(p.id, { id: ev.id, time, type: ev.type, text });
+          for (const text of describeLayerChanges(prev.layers, p.layers)) this.note(p.id, { id: ev.id, time, type: 'layer', text });
         }
         this.sample(next, time);
         const text = describePullChange(ev.type, prev, next);
@@ -261,7 +270,7 @@ class Draft {
         this.s.alerts = [{ ...a, key, eventId: ev.id, time }, ...this.s.alerts].slice(0, MAX_ALERTS);
         this.changed = true;
         if (a.pullId && this.s.pulls.has(a.pullId)) {
-          this.note(a.pullId, { id: ev.id, time, type: 'alert', text: `alert ${a.name}: ${a.summary ?? ''}`.trim() });
+          this.note(a.pullId, { id: ev.id, time, type: 'alert', text: alertText(a) });
         }
         return;
       }
@@ -288,28 +297,4 @@ function describeLayerChanges(before: Layer[], after: Layer[]): string[] {
     else if (was === 'waiting' && l.state === 'downloading') out.push(`layer ${shortId(l.digest)} started`);
   }
   return out;
-}
-
-function describePullChange(type: string, prev: Pull | undefined, next: Pull): string | null {
-  switch (type) {
-    case 'pull.started':
-      return 'pull started';
-    case 'pull.stalled':
-      return 'pull stalled';
-    case 'pull.completed':
-      return 'pull completed';
-    case 'pull.failed':
-      return next.error ? `pull ${next.state === 'lost' ? 'lost' : 'failed'}: ${next.error.reason}` : `pull ${next.state}`;
-    case 'pull.progress':
-      if (prev && prev.state !== next.state) return `state ${prev.state} → ${next.state}`;
-      if (prev && podsKey(prev) !== podsKey(next) && next.pods.length) {
-        return `pods: ${next.pods.map((p) => `${p.namespace}/${p.name}`).join(', ')}`;
-      }
-      return null;
-  }
-  return null;
-}
-
-function podsKey(p: Pull): string {
-  return (p.pods ?? []).map((x) => `${x.namespace}/${x.name}`).join(',');
 }

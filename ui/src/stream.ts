@@ -2,6 +2,7 @@
 // Last-Event-ID from our own state and the connection state is ours to show), reconnect
 // with backoff, a watchdog for silent connections, and per-frame batching of events.
 
+import { refusal } from './auth';
 import type { StreamEvent } from './types';
 
 export interface RawEvent {
@@ -13,6 +14,8 @@ export interface RawEvent {
 /** Incremental text/event-stream parser (WHATWG HTML "event stream interpretation"). */
 export class SseParser {
   private buf = '';
+  /** where the search for the next line end resumes in buf (what is before it has none) */
+  private scanned = 0;
   private data: string[] = [];
   private type = '';
   private lastId: string | null = null;
@@ -24,8 +27,10 @@ export class SseParser {
   push(chunk: string) {
     this.buf += chunk;
     let start = 0;
+    // A snapshot is one line of megabytes arriving in many chunks: each chunk is searched once
+    // (searching the whole line again for each chunk would take seconds).
+    let i = this.scanned;
     for (;;) {
-      let i = start;
       const n = this.buf.length;
       while (i < n && this.buf[i] !== '\n' && this.buf[i] !== '\r') i++;
       if (i >= n) break;
@@ -33,13 +38,16 @@ export class SseParser {
       if (this.buf[i] === '\r' && i + 1 >= n) break;
       this.line(this.buf.slice(start, i));
       start = this.buf[i] === '\r' && this.buf[i + 1] === '\n' ? i + 2 : i + 1;
+      i = start;
     }
     this.buf = this.buf.slice(start);
+    this.scanned = i - start;
   }
 
   /** Forgets a partial event (the connection it came from is gone). */
   reset() {
     this.buf = '';
+    this.scanned = 0;
     this.data = [];
     this.type = '';
   }
@@ -272,5 +280,36 @@ export class EventStream {
       if (timer) clearTimeout(timer);
       ctrl.abort();
     }
+  }
+}
+
+/**
+ * The first event of a stream (its snapshot), then the connection is closed: a subscription's
+ * snapshot read like a REST answer (`types=rollout.summary` gives the rollouts in a few hundred
+ * bytes). Throws on a failed request or a stream that ends first.
+ */
+export async function readFirstEvent(url: string, signal?: AbortSignal, fetchImpl: typeof fetch = fetch): Promise<StreamEvent> {
+  const ctrl = new AbortController();
+  const abort = () => ctrl.abort();
+  signal?.addEventListener('abort', abort);
+  try {
+    const res = await fetchImpl(url, { headers: { Accept: 'text/event-stream' }, signal: ctrl.signal, cache: 'no-store' });
+    if (!res.ok) throw await refusal(res);
+    if (!res.body) throw new Error('no body');
+    let first: StreamEvent | null = null;
+    const parser = new SseParser((raw) => {
+      first ??= decodeEvent(raw);
+    });
+    const reader = res.body.getReader();
+    const dec = new TextDecoder();
+    while (!first) {
+      const { done, value } = await reader.read();
+      if (done) throw new Error('the stream ended before its first event');
+      parser.push(dec.decode(value, { stream: true }));
+    }
+    return first;
+  } finally {
+    signal?.removeEventListener('abort', abort);
+    ctrl.abort();
   }
 }

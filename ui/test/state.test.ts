@@ -169,6 +169,17 @@ describe('rollouts and speeds', () => {
     s = reducer(s, ev(3, 'rollout.summary', { rollout: { ...r, done: 2, pulling: 0 } }));
     expect(s.rollouts.get(r.image)?.done).toBe(2);
   });
+  it('paints from the summaries read before the stream, which the stream snapshot then replaces', () => {
+    const r = { image: 'reg/app:2', nodes: 5000, done: 10, pulling: 4990, stalled: 0, failed: 0, waiting: 0, totalBytes: 10, downloadedBytes: 5, bytesPerSecond: 1, etaSeconds: 5, startedAt: null, updatedAt: null };
+    let s = reducer(initialState(), { type: 'rollouts', rollouts: [r] });
+    expect(s.serverRollouts).toBe(true);
+    expect(s.rollouts.get(r.image)?.nodes).toBe(5000);
+    expect(s.pulls.size).toBe(0);
+    s = run([ev(2, 'snapshot', { pulls: [pull()], rollouts: [{ ...r, done: 11 }] })], s);
+    expect(s.rollouts.get(r.image)?.done).toBe(11);
+    // Summaries answered after the stream's snapshot are older than it.
+    expect(reducer(s, { type: 'rollouts', rollouts: [] })).toBe(s);
+  });
   it("samples each pull's speed from its events and forgets evicted pulls", () => {
     const at = (id: number, sec: number, bps: number, state = 'pulling') => ({
       type: 'event' as const,

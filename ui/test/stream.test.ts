@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { decodeEvent, EventStream, SseParser, type ConnInfo, type RawEvent } from '../src/stream';
+import { decodeEvent, EventStream, readFirstEvent, SseParser, type ConnInfo, type RawEvent } from '../src/stream';
+import { AuthError } from '../src/auth';
 import type { StreamEvent } from '../src/types';
 
 describe('SseParser', () => {
@@ -14,6 +15,14 @@ describe('SseParser', () => {
       { id: '7', event: 'pull.progress', data: '{"a":1}' },
       { id: '8', event: 'alert', data: 'line1\nline2' },
     ]);
+  });
+  it('reads a long line that arrives a few characters at a time', () => {
+    const out: RawEvent[] = [];
+    const p = new SseParser((e) => out.push(e));
+    const data = JSON.stringify({ pulls: Array.from({ length: 200 }, (_, i) => ({ id: `n/${i}` })) });
+    const text = `id: 9\r\nevent: snapshot\r\ndata: ${data}\r\n\r\n`;
+    for (let i = 0; i < text.length; i += 7) p.push(text.slice(i, i + 7));
+    expect(out).toEqual([{ id: '9', event: 'snapshot', data }]);
   });
   it('keeps the last id for later events without one and drops empty events', () => {
     const out: RawEvent[] = [];
@@ -153,5 +162,32 @@ describe('EventStream', () => {
     await second; // the watchdog aborted the first connection and we came back
     expect(states).toContain('reconnecting');
     expect(f.calls.length).toBeGreaterThanOrEqual(2);
+  });
+});
+
+describe('readFirstEvent', () => {
+  it("reads a subscription's snapshot and closes the connection", async () => {
+    const f = fakeFetch();
+    const got = readFirstEvent('api/v1/events?types=rollout.summary', undefined, f.impl);
+    await tick();
+    f.calls[0].push('retry: 2000\n\nid: 41\nevent: snap');
+    f.calls[0].push('shot\ndata: {"v":1,"rollouts":[{"image":"reg/app:2"}]}\n\nid: 42\nevent: rollout.summary\ndata: {}\n\n');
+    const e = await got;
+    expect(e).toEqual({ id: 41, type: 'snapshot', data: { v: 1, rollouts: [{ image: 'reg/app:2' }] } });
+    expect(f.calls[0].headers.Accept).toBe('text/event-stream');
+  });
+  it("refuses with the server's reason, as an AuthError for 401 and 403", async () => {
+    const answer = (status: number) =>
+      (async () => new Response(JSON.stringify({ error: 'token expired', field: null }), { status })) as unknown as typeof fetch;
+    await expect(readFirstEvent('x', undefined, answer(401))).rejects.toBeInstanceOf(AuthError);
+    await expect(readFirstEvent('x', undefined, answer(401))).rejects.toThrow('HTTP 401: token expired');
+    await expect(readFirstEvent('x', undefined, answer(400))).rejects.toThrow('HTTP 400: token expired');
+  });
+  it('fails when the stream ends first', async () => {
+    const f = fakeFetch();
+    const got = readFirstEvent('x', undefined, f.impl);
+    await tick();
+    f.calls[0].end();
+    await expect(got).rejects.toThrow('ended before its first event');
   });
 });

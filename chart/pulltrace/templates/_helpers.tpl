@@ -118,9 +118,10 @@ the chart can look it up.
 /var/run/secrets/pulltrace
 {{- end -}}
 
-{{/* Where agents report: the headless Service, whose name resolves to every server replica. */}}
+{{/* Where agents report: the headless Service, whose name resolves to every server replica,
+on the report port. */}}
 {{- define "pulltrace.serverUrl" -}}
-{{ ternary "https" "http" .Values.tls.enabled }}://{{ include "pulltrace.fullname" . }}-replicas.{{ .Release.Namespace }}.svc:{{ .Values.server.httpPort }}
+{{ ternary "https" "http" .Values.tls.enabled }}://{{ include "pulltrace.fullname" . }}-replicas.{{ .Release.Namespace }}.svc:{{ .Values.server.reportPort }}
 {{- end -}}
 
 {{/* The Secret with the server's tls.crt and tls.key. */}}

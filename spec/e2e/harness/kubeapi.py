@@ -23,7 +23,8 @@ Kubernetes API reference (core/v1 Pod, Event, PodList, EventList, Status):
   (`make_client_cert()`), more bearer tokens (`add_token()`); `GET .../pods/{name}`; the
   pod list's `labelSelector` (`a=b`, `a==b`, `a!=b`, `a in (x,y)`, `a notin (x,y)`, `a`,
   `!a`); Services with Endpoints and their `services/[scheme:]{name}[:{port}]/proxy/{path}`
-  subresource, which forwards to the endpoint and streams the answer back (404 Status for
+  subresource, which forwards to the endpoint with the headers the real proxy passes on (not
+  Authorization, X-Remote-*, Impersonate-*, hop-by-hop) and streams the answer back (404 Status for
   an unknown Service, 503 ServiceUnavailable Status without an endpoint or a port, or when
   the endpoint does not answer); workloads (Deployment, StatefulSet, DaemonSet, ReplicaSet,
   Job) by name, with their `spec.selector`.
@@ -1277,9 +1278,9 @@ class _Handler(JsonHandler):
         return False
 
     def _proxy(self, ns, spec, path, query):
-        """services/[scheme:]name[:port]/proxy: forwards to the first ready endpoint (the
-        Authorization header stays here, as the API server's authentication filter removes
-        it) and streams the answer back chunk by chunk, so an event stream flows."""
+        """services/[scheme:]name[:port]/proxy: forwards to the first ready endpoint with the
+        request's headers as the API server passes them on (PROXY_DROPPED) and streams the
+        answer back chunk by chunk, so an event stream flows."""
         api = self.api
         with api.lock:
             api.counts["proxy"] += 1
@@ -1308,8 +1309,7 @@ class _Handler(JsonHandler):
                                               f'no endpoints available for service "{name}"'))
         ip, tport = targets[0]
         backend = http.client.HTTPConnection(ip, tport, timeout=60)
-        headers = {k: v for k, v in self.headers.items()
-                   if k.lower() in ("accept", "last-event-id", "user-agent", "content-type")}
+        headers = {k: v for k, v in self.headers.items() if not proxy_drops(k)}
         headers["X-Forwarded-For"] = self.client_address[0]
         try:
             backend.request("GET", path + (f"?{query}" if query else ""), headers=headers)
@@ -1341,6 +1341,24 @@ class _Handler(JsonHandler):
             self.close_connection = True
         finally:
             backend.close()
+
+
+# What the API server's service proxy does not pass on (kube-apiserver: the authentication
+# filter, k8s.io/apiserver/pkg/endpoints/filters/authentication.go, deletes Authorization and
+# the front-proxy X-Remote-User/-Group/-Extra-* headers of an authenticated request; the
+# impersonation filter the Impersonate-* headers; the reverse proxy the hop-by-hop headers
+# and Host; Content-Length too, as this proxy forwards GETs only). Everything else reaches the
+# Service's pods.
+PROXY_DROPPED = ("authorization", "x-remote-user", "x-remote-group", "impersonate-user",
+                 "impersonate-group", "impersonate-uid", "connection", "keep-alive",
+                 "proxy-authenticate", "proxy-authorization", "te", "trailer",
+                 "transfer-encoding", "upgrade", "host", "content-length")
+PROXY_DROPPED_PREFIXES = ("x-remote-extra-", "impersonate-extra-")
+
+
+def proxy_drops(header):
+    h = header.lower()
+    return h in PROXY_DROPPED or h.startswith(PROXY_DROPPED_PREFIXES)
 
 
 EVENT_V1_FIELDS = {

@@ -20,21 +20,28 @@ class Server(Daemon):
     server runs under (e.g. ["taskset", "-c", "0"]; it must exec the server, so the PID is
     the server's). `tls` = (cert, key, ca file): the API port speaks TLS (PULLTRACE_TLS_CERT,
     PULLTRACE_TLS_KEY), `url` is https:// and the clients here verify the server with the CA.
+    `report`: reports have a port of their own (PULLTRACE_REPORT_ADDR, on a free port), at
+    `report_url`, where post() sends them; else `report_url` is `url`.
     A `Daemon`: stop(), kill(), running(), log(), rss_kib()."""
 
     def __init__(self, binary, log_path, env=None, token=None, http_addr=None,
-                 metrics_addr=None, wrap=(), tls=None):
+                 metrics_addr=None, wrap=(), tls=None, report=False):
         self.http_addr = http_addr or f"127.0.0.1:{free_port()}"
         self.metrics_addr = metrics_addr or f"127.0.0.1:{free_port()}"
         # tls=(cert, key, ca): the API port speaks TLS and the clients here verify it with ca.
         self.ca = str(tls[2]) if tls else None
         self.verify = self.ca or True
-        self.url = f"{'https' if tls else 'http'}://{self.http_addr}"
+        scheme = 'https' if tls else 'http'
+        self.url = f"{scheme}://{self.http_addr}"
+        self.report_addr = f"127.0.0.1:{free_port()}" if report else None
+        self.report_url = f"{scheme}://{self.report_addr}" if report else self.url
         self.metrics_url = f"http://{self.metrics_addr}/metrics"
         self.token = token
         full = {"PULLTRACE_HTTP_ADDR": self.http_addr,
                 "PULLTRACE_METRICS_ADDR": self.metrics_addr,
                 "PULLTRACE_LOG_LEVEL": "debug"}
+        if report:
+            full["PULLTRACE_REPORT_ADDR"] = self.report_addr
         if token:
             full["PULLTRACE_AGENT_TOKEN"] = token
         if tls:
@@ -73,13 +80,14 @@ class Server(Daemon):
         wait_until(self.kube_ready, timeout, what="the kubernetes readiness check")
         return self
 
-    def post(self, body, token=None, session=None, timeout=5, **kw):
-        """POSTs an agent report; `token` defaults to the server's (False: none at all)."""
+    def post(self, body, token=None, session=None, timeout=5, url=None, **kw):
+        """POSTs an agent report to `url` (default: `report_url`); `token` defaults to the
+        server's (False: none at all)."""
         token = self.token if token is None else token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         kw.setdefault("verify", self.verify)
-        return (session or requests).post(self.url + "/api/v1/report", json=body,
-                                          headers=headers, timeout=timeout, **kw)
+        return (session or requests).post((url or self.report_url) + "/api/v1/report",
+                                          json=body, headers=headers, timeout=timeout, **kw)
 
     def pulls(self, **params):
         """GET /api/v1/pulls with `params` as the query: the list of pulls, every page

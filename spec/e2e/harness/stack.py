@@ -145,11 +145,11 @@ class Stack:
         return self.daemon(name, binary=binary, args=args, ready=ready, timeout=timeout)
 
     def server(self, env=None, token=None, http_addr=None, metrics_addr=None, binary=None,
-               timeout=15.0, tls=None):
+               timeout=15.0, tls=None, report=False):
         """A started pulltrace-server (see `Server`), stopped by close()."""
         srv = Server(binary or find_binary("pulltrace-server", self.build_dir),
                      self._log_path("pulltrace-server"), env=env, token=token,
-                     http_addr=http_addr, metrics_addr=metrics_addr, tls=tls)
+                     http_addr=http_addr, metrics_addr=metrics_addr, tls=tls, report=report)
         self.daemons.append(srv)
         return srv.start(timeout=timeout)
 
@@ -167,8 +167,9 @@ class Stack:
 
     def agent(self, server_url, node_name="e2e-node", env=None, args=()):
         """Starts pulltrace-agent reporting to `server_url` (a URL, a ReportReceiver or a
-        Server)."""
-        url = server_url if isinstance(server_url, str) else server_url.url
+        Server: its report port when it has one)."""
+        url = server_url if isinstance(server_url, str) else \
+            getattr(server_url, "report_url", server_url.url)
         full = self.agent_env(url, node_name=node_name)
         full.update({k: str(v) for k, v in (env or {}).items()})
         return self.daemon("pulltrace-agent", args=args, env=full)

@@ -1,6 +1,6 @@
 import { useEffect, useMemo, useRef, useState, type ReactNode } from 'react';
 import { api, type HistoryAlert } from '../api';
-import { alertEvents, mergeEvents, recordEvents } from '../past';
+import { alertEvents, mergeEvents, recordEvents, serverEvents, withLive } from '../past';
 import { layerTimeline, phasesOf } from '../phases';
 import type { Series } from '../series';
 import { TimeChart } from './TimeChart';
@@ -49,9 +49,24 @@ export function PullDetails({
   useEffect(() => {
     closeRef.current?.focus({ preventScroll: true });
   }, [id]);
-  // The alerts the server's history kept about this pull (404 without a history: none).
+  // The pull's own past as the server kept it, loaded once when the panel opens; the
+  // stream's events about it (history) follow it. Without it (an older server, or none kept),
+  // the pull's record and the alerts the history kept about its node.
+  const [past, setPast] = useState<{ id: string; entries: HistoryEntry[] | null } | null>(null);
+  useEffect(() => {
+    setPast(null);
+    const ctrl = new AbortController();
+    api
+      .pullEvents(id, ctrl.signal)
+      .then((events) => setPast({ id, entries: serverEvents(events) }))
+      .catch(() => {
+        if (!ctrl.signal.aborted) setPast({ id, entries: null });
+      });
+    return () => ctrl.abort();
+  }, [id]);
+  const kept = past?.id === id ? past.entries : undefined;
   const [alerts, setAlerts] = useState<HistoryAlert[]>([]);
-  const node_ = pull?.node;
+  const node_ = kept === null || kept?.length === 0 ? pull?.node : undefined;
   useEffect(() => {
     setAlerts([]);
     if (!node_) return;
@@ -62,10 +77,10 @@ export function PullDetails({
       .catch(() => undefined);
     return () => ctrl.abort();
   }, [id, node_]);
-  const events = useMemo(
-    () => (pull ? mergeEvents(recordEvents(pull), alertEvents(pull.id, alerts), history) : history),
-    [pull, alerts, history],
-  );
+  const events = useMemo(() => {
+    if (kept?.length) return withLive(kept, history);
+    return pull ? mergeEvents(recordEvents(pull), alertEvents(pull.id, alerts), history) : history;
+  }, [kept, pull, alerts, history]);
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
       if (e.key === 'Escape') onClose();
@@ -237,7 +252,7 @@ export function PullDetails({
         ) : (
           <ol className="events" aria-label="Events of this pull">
             {[...events].reverse().map((h, i) => (
-              <li key={`${h.id ?? 'x'}-${i}`} className={`ev ev-${h.type.replace('.', '-')}`}>
+              <li key={`${h.id ?? 'x'}-${i}`} className={`ev ev-${h.type.replace('.', '-')}`} data-event-id={h.id ?? undefined}>
                 <time className="num">{formatTime(h.time)}</time> <span>{h.text}</span>
               </li>
             ))}
