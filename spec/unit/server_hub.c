@@ -2,7 +2,8 @@
  * its keys (node, namespaces, image) and its type. Its delivery, on real
  * sockets (a client thread with blocking sockets, the hub on the main
  * thread's loop): the frames of one loop pass reach each client as one
- * chunk, byte for byte, whatever the number of clients sharing them; a
+ * chunk, byte for byte, whatever the number of clients sharing them and
+ * however many loop iterations the writing to all of them takes; a
  * client that does not read is dropped at its byte budget while the others
  * get everything; a resume gets the ring's frames. */
 #define _GNU_SOURCE
@@ -332,7 +333,9 @@ static void test_delivery(void **state)
   struct fan f = {0};
   pthread_mutex_init(&f.mu, NULL);
   assert_int_equal(uv_loop_init(&f.loop), 0);
-  struct pt_hub_options ho = {.ring_size = 64, .client_queue_max = 512 * 1024, .first_id = 1};
+  /* Two clients written per loop iteration: a pass to four clients takes
+   * two iterations, and each client still gets its frames in one chunk. */
+  struct pt_hub_options ho = {.ring_size = 64, .client_queue_max = 512 * 1024, .first_id = 1, .flush_slice = 2};
   f.hub = pt_hub_create(&f.loop, &ho, snapshot, NULL);
   assert_non_null(f.hub);
   f.http = pt_http_server_create(&f.loop, NULL, handler, &f);

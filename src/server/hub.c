@@ -32,6 +32,9 @@ struct client {
   size_t npending, cap_pending;
   size_t pending_bytes;
   struct client *prev, *next;
+  /* In the hub's list of clients with frames to write (oldest first). */
+  bool dirty;
+  struct client *dirty_prev, *dirty_next;
 };
 
 struct pt_hub_subscription {
@@ -45,7 +48,9 @@ struct pt_hub {
   uv_loop_t *loop;
   uv_timer_t timer;
   uv_prepare_t flush;
+  uv_idle_t more;  /* active while clients wait for the next slice: the loop polls without blocking */
   bool flush_pending;
+  struct client *dirty_head, *dirty_tail;
   int open_handles;
   struct pt_hub_options opts;
   pt_hub_snapshot_fn snapshot;
@@ -154,8 +159,39 @@ static void pending_clear(struct client *c)
   c->pending_bytes = 0;
 }
 
+static void dirty_add(struct pt_hub *hub, struct client *c)
+{
+  if (c->dirty)
+    return;
+  c->dirty = true;
+  c->dirty_next = NULL;
+  c->dirty_prev = hub->dirty_tail;
+  if (hub->dirty_tail)
+    hub->dirty_tail->dirty_next = c;
+  else
+    hub->dirty_head = c;
+  hub->dirty_tail = c;
+}
+
+static void dirty_remove(struct pt_hub *hub, struct client *c)
+{
+  if (!c->dirty)
+    return;
+  c->dirty = false;
+  if (c->dirty_prev)
+    c->dirty_prev->dirty_next = c->dirty_next;
+  else
+    hub->dirty_head = c->dirty_next;
+  if (c->dirty_next)
+    c->dirty_next->dirty_prev = c->dirty_prev;
+  else
+    hub->dirty_tail = c->dirty_prev;
+  c->dirty_prev = c->dirty_next = NULL;
+}
+
 static void client_free(struct client *c)
 {
+  dirty_remove(c->hub, c);
   pending_clear(c);
   free(c->pending);
   pt_hub_filter_clear(&c->filter);
@@ -196,6 +232,7 @@ static void drop(struct client *c)
 
 static void client_flush(struct client *c)
 {
+  dirty_remove(c->hub, c);
   if (c->npending && !c->dropped && pt_http_conn_write_shared(c->conn, c->pending, c->npending) == 0)
     c->hub->stats.bytes += c->pending_bytes;
   pending_clear(c);
@@ -208,15 +245,29 @@ static void client_flush(struct client *c)
   }
 }
 
-/* Runs before the loop polls: every event published since the last pass
- * (from timers, or from requests handled in the last poll) goes out now. */
+static void more_cb(uv_idle_t *h)
+{
+  (void)h; /* its being active is the point: the loop does not wait in poll */
+}
+
+/* Runs before the loop polls: the events published since the last pass
+ * (from timers, or from requests handled in the last poll) go out now, to
+ * at most flush_slice clients, oldest first; the next ones get theirs in
+ * the next iterations, so that requests (a report) are read between slices
+ * instead of waiting for 10,000 socket writes. Only clients with frames are
+ * visited. */
 static void flush_cb(uv_prepare_t *h)
 {
   struct pt_hub *hub = h->data;
+  for (size_t n = 0; hub->dirty_head && n < hub->opts.flush_slice; n++)
+    client_flush(hub->dirty_head);
+  if (hub->dirty_head) {
+    uv_idle_start(&hub->more, more_cb);
+    return;
+  }
   uv_prepare_stop(&hub->flush);
+  uv_idle_stop(&hub->more);
   hub->flush_pending = false;
-  for (struct client *c = hub->clients; c; c = c->next)
-    client_flush(c);
 }
 
 /* Queues a frame for the client by reference (the only work per client
@@ -243,6 +294,7 @@ static bool client_send(struct client *c, struct pt_shared_buf *frame)
   }
   c->pending[c->npending++] = pt_shared_buf_ref(frame);
   c->pending_bytes += frame->len;
+  dirty_add(hub, c);
   if (!hub->flush_pending) {
     hub->flush_pending = true;
     uv_prepare_start(&hub->flush, flush_cb);
@@ -274,6 +326,7 @@ struct pt_hub *pt_hub_create(uv_loop_t *loop, const struct pt_hub_options *opts,
   if (!hub->opts.client_queue_max) hub->opts.client_queue_max = 1 << 20;
   if (hub->opts.heartbeat <= 0) hub->opts.heartbeat = 15;
   if (!hub->opts.retry_ms) hub->opts.retry_ms = 2000;
+  if (!hub->opts.flush_slice) hub->opts.flush_slice = 500;
   hub->next_id = hub->opts.first_id ? hub->opts.first_id : 1;
   static const char hb[] = ": heartbeat\n\n";
   hub->ring = calloc(hub->opts.ring_size, sizeof(*hub->ring));
@@ -291,7 +344,9 @@ struct pt_hub *pt_hub_create(uv_loop_t *loop, const struct pt_hub_options *opts,
   hub->timer.data = hub;
   uv_prepare_init(loop, &hub->flush);
   hub->flush.data = hub;
-  hub->open_handles = 2;
+  uv_idle_init(loop, &hub->more);
+  hub->more.data = hub;
+  hub->open_handles = 3;
   uint64_t ms = (uint64_t)(hub->opts.heartbeat * 1000);
   uv_timer_start(&hub->timer, heartbeat_cb, ms, ms);
   return hub;
@@ -325,6 +380,7 @@ void pt_hub_destroy(struct pt_hub *hub)
   uv_timer_stop(&hub->timer);
   uv_close((uv_handle_t *)&hub->timer, handle_closed);
   uv_close((uv_handle_t *)&hub->flush, handle_closed);
+  uv_close((uv_handle_t *)&hub->more, handle_closed);
 }
 
 char *pt_hub_nss_copy(const char *nss)

@@ -1,6 +1,10 @@
 /* The event hub: numbers events, keeps the last ones in a ring buffer for
  * Last-Event-ID resumption, and fans them out to Server-Sent Events clients.
  *
+ * Each event is framed once; every client it is for queues that frame by
+ * reference, and before the loop polls again the clients with frames get
+ * them in one write each (a slice of clients per loop iteration).
+ *
  * Each client has a byte budget for data queued on its socket; a client that
  * exceeds it is disconnected (it reconnects and resumes) so that one slow
  * reader never holds memory or time from the others. */
@@ -44,6 +48,7 @@ struct pt_hub_options {
   size_t max_clients;      /* 0 = unlimited (the HTTP server's connection cap applies) */
   uint64_t first_id;       /* id of the first event; 1 when 0 */
   unsigned retry_ms;       /* "retry:" sent to clients; 2000 when 0 */
+  size_t flush_slice;      /* clients written per loop iteration; 500 when 0 */
 };
 
 struct pt_hub_stats {
