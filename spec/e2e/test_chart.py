@@ -660,8 +660,19 @@ def test_notes_name_the_service_and_the_port(build_dir, tmp_path):
     svc = find([d for d in yaml.safe_load_all(r.stdout.split("NOTES:", 1)[0].split("MANIFEST:", 1)[1])
                 if d], "Service", "-server")["metadata"]["name"]
     assert f"kubectl -n obs port-forward svc/{svc} 8081:8081" in notes
+    assert "then open http://127.0.0.1:8081/" in notes
     assert "pod-security.kubernetes.io/enforce=privileged" in notes
     assert "helm test demo -n obs" in notes
+    # kubectl pulltrace's flags where the release differs from the CLI's defaults, and the
+    # https: scheme of the service proxy with TLS (docs/cli.md).
+    assert f"kubectl pulltrace get pulls -A --pulltrace-namespace obs --pulltrace-service " \
+        f"{svc}:http\n" in notes
+    r = helm.run("install", "pulltrace", CHART, "--dry-run=client", "--namespace", "pulltrace",
+                 "--set", "tls.enabled=true", "--set", "tls.secretName=pulltrace-tls")
+    notes = r.stdout.split("NOTES:", 1)[1]
+    assert "then open https://127.0.0.1:8080/" in notes
+    assert "kubectl pulltrace get pulls -A --pulltrace-service https:pulltrace-server:http\n" \
+        in notes
 
 
 def test_helm_test_pod_checks_health_and_readiness(helm):

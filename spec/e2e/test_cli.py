@@ -25,6 +25,7 @@ import requests
 import yaml
 
 from harness import find_binary, reports, wait_until
+from harness.pki import CA
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -369,6 +370,72 @@ def test_reader_auth_through_the_service_proxy(stack, kube, build_dir):
     assert "client certificate, which cannot be passed on through the API server's proxy" \
         in r.stderr
     assert "carol" in kube.users
+
+
+def test_tls_server_through_the_service_proxy(stack, kube, build_dir):
+    """A server with TLS on its API port (the chart's tls.enabled): the API server's proxy
+    speaks TLS to it for `https:NAME:PORT`, without verifying its certificate; a plain
+    request is refused by the server, and the CLI says which --pulltrace-service to give.
+    The event stream (top) flows over the TLS hop too."""
+    ca = CA(stack.dir / "pki")
+    srv = stack.server(tls=(*ca.issue(), ca.cert))
+    started = time.time()
+
+    def report(seq, downloaded):
+        return reports.report("tls-node", seq, pulls=[reports.pull(
+            "p1", "127.0.0.1/e2e/private", "sha256:" + "e" * 64, started=started,
+            layers=[reports.layer(reports.sha256(1), 10 ** 6, downloaded, started=started,
+                                  updated=time.time())])])
+    assert srv.post(report(1, 10 ** 5)).status_code == 200
+    kube.add_service("pulltrace", "pulltrace-server",
+                     [{"name": "http", "port": 8080, "targetPort": "http"},
+                      {"name": "metrics", "port": 9090, "targetPort": "metrics"}],
+                     [("127.0.0.1", {"http": srv.port,
+                                     "metrics": int(srv.metrics_addr.rpartition(":")[2])})])
+    binary = find_binary("kubectl-pulltrace", build_dir)
+    cli = Cli(binary, stack.dir / "home", kube.write_kubeconfig(path=stack.dir / "kc"))
+    https = ("--pulltrace-service", "https:pulltrace-server:http")
+
+    out = json.loads(cli.run("get", "pulls", "-A", "-o", "json", *https).stdout)
+    assert same(out["pulls"], srv.pulls()) is True
+    assert [p["node"] for p in out["pulls"]] == ["tls-node"]
+
+    # The default (plain HTTP to the endpoint): the server refuses the handshake, the CLI
+    # names the flag that works.
+    errors = srv.metric("pulltrace_tls_errors_total") or 0
+    r = cli.run("get", "pulls", "-A", check=False)
+    capture("error-tls-without-https.txt", r.stderr)
+    assert r.returncode == 1
+    assert "HTTP 503: error trying to reach service" in r.stderr, r.stderr
+    assert "--pulltrace-service https:pulltrace-server:http" in r.stderr, r.stderr
+    assert srv.metric("pulltrace_tls_errors_total") > errors
+    # TLS to a plain port (the metrics port): told to leave the scheme out.
+    r = cli.run("get", "pulls", "-A", "--pulltrace-service", "https:pulltrace-server:metrics",
+                check=False)
+    assert r.returncode == 1
+    assert "error trying to reach service: tls: first record does not look like a TLS " \
+        "handshake. The port does not serve TLS: use --pulltrace-service " \
+        "pulltrace-server:metrics" in r.stderr, r.stderr
+    # A scheme needs the port too (`https:NAME` would be the Service "https").
+    r = cli.run("get", "pulls", "-A", "--pulltrace-service", "https:pulltrace-server",
+                check=False)
+    assert r.returncode == 1
+    assert "--pulltrace-service: with a scheme give the port too: " \
+        "https:pulltrace-server:PORT" in r.stderr, r.stderr
+
+    # The event stream through the TLS hop: top's screen follows the next report.
+    if shutil.which("tmux") is None:
+        pytest.fail("tmux is needed (apt-get install tmux)")
+    tmux = Tmux(stack.dir / "tls-top", f"{binary} top {' '.join(https)}; echo EXIT:$?; "
+                "sleep 600", dict(cli.env, TERM="xterm-256color"))
+    try:
+        tmux.wait(lambda s: "tls-node" in s and " 10%" in s, "top's screen over TLS")
+        assert srv.post(report(2, 6 * 10 ** 5)).status_code == 200
+        tmux.wait(lambda s: " 60%" in s, "the next report on top's screen")
+        tmux.keys("q")
+        tmux.wait(lambda s: "EXIT:0" in s, "top's exit")
+    finally:
+        tmux.close()
 
 
 # -- watch -----------------------------------------------------------------------------------

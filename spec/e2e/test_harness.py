@@ -353,6 +353,18 @@ def test_kubeapi_proxy_passes_on_the_headers_the_real_one_does(tmp_path):
                              "X-Pulltrace-Authorization": "Bearer reader", "Cookie": "a=b",
                              "Last-Event-ID": "7"})
         assert r.status_code == 200
+        # The service part is split as the API server splits it: two parts are NAME:PORT
+        # (so "https:NAME" names the Service "https"), more than three none at all.
+        for spec, code, message in (("https:pulltrace-server", 404,
+                                     'services "https" not found'),
+                                    ("https:pulltrace-server:http:x", 400,
+                                     'invalid service request "https:pulltrace-server:http:x"'),
+                                    ("ftp:pulltrace-server:http", 400,
+                                     'invalid service request "ftp:pulltrace-server:http"')):
+            r = requests.get(f"{api.url}/api/v1/namespaces/pulltrace/services/{spec}/proxy/",
+                             verify=str(api.ca_file), timeout=10,
+                             headers={"Authorization": f"Bearer {api.token}"})
+            assert (r.status_code, r.json()["message"]) == (code, message)
     finally:
         api.close()
         backend.shutdown()

@@ -155,6 +155,15 @@ int pt_conn_init(struct pt_conn *c, uv_loop_t *loop, const struct pt_conn_option
   } else {
     const char *pns = o->pt_namespace && *o->pt_namespace ? o->pt_namespace : PT_CLI_DEFAULT_NAMESPACE;
     const char *svc = o->pt_service && *o->pt_service ? o->pt_service : PT_CLI_DEFAULT_SERVICE;
+    const char *colon = strchr(svc, ':');
+    /* The API server reads two parts as NAME:PORT: "https:NAME" would be the
+     * Service "https". */
+    if (colon && !strchr(colon + 1, ':') &&
+        (strncmp(svc, "http:", 5) == 0 || strncmp(svc, "https:", 6) == 0)) {
+      snprintf(err, errlen, "--pulltrace-service: with a scheme give the port too: %s:PORT", svc);
+      r = -EINVAL;
+      goto fail;
+    }
     pt_buf_printf(&b, "%s/api/v1/namespaces/", c->kube.server);
     pt_conn_escape(&b, pns);
     pt_buf_puts(&b, "/services/");
@@ -171,10 +180,12 @@ int pt_conn_init(struct pt_conn *c, uv_loop_t *loop, const struct pt_conn_option
     char where[1024];
     snprintf(where, sizeof(where), "service %s/%s through %s", pns, svc, c->kube.server);
     c->where = strdup(where);
+    if (!(c->service = strdup(svc)))
+      r = -ENOMEM;
   }
   c->pt_base = pt_buf_steal(&b, NULL);
   c->http = pt_httpc_create(loop);
-  if (!c->pt_base || !c->where || !c->namespace || !c->http) {
+  if (r || !c->pt_base || !c->where || !c->namespace || !c->http) {
     r = -ENOMEM;
     snprintf(err, errlen, "out of memory");
     goto fail;
@@ -201,10 +212,11 @@ void pt_conn_close(struct pt_conn *c)
     pt_kubeconfig_clear(&c->kube);
   free(c->pt_base);
   free(c->where);
+  free(c->service);
   free(c->token);
   free(c->namespace);
   c->have_kube = false;
-  c->pt_base = c->where = c->token = c->namespace = NULL;
+  c->pt_base = c->where = c->service = c->token = c->namespace = NULL;
 }
 
 static void req_free(struct pt_conn_req *q)
@@ -264,6 +276,31 @@ static bool describe_reader_refusal(const struct pt_conn_req *q, const struct pt
   return true;
 }
 
+/* When the API server could not talk to pulltrace-server because the
+ * scheme in the proxy path does not match the server's port: a plain request
+ * to a TLS port, which the server closes unanswered (the proxy then reports
+ * "EOF" or a reset connection), or TLS to a plain port. What to give
+ * --pulltrace-service instead, appended to err; nothing otherwise. */
+static void scheme_hint(const struct pt_conn *c, const char *msg, char *err, size_t errlen)
+{
+  static const char prefix[] = "error trying to reach service: ";
+  if (!c->service || !msg || strncmp(msg, prefix, sizeof(prefix) - 1) != 0)
+    return;
+  const char *why = msg + sizeof(prefix) - 1;
+  size_t len = strlen(err);
+  bool https = strncmp(c->service, "https:", 6) == 0;
+  if (https && strstr(why, "does not look like a TLS handshake")) {
+    snprintf(err + len, errlen - len, ". The port does not serve TLS: use --pulltrace-service %s", c->service + 6);
+    return;
+  }
+  if (https || !(strcmp(why, "EOF") == 0 || strstr(why, "connection reset by peer") ||
+                 strstr(why, "malformed HTTP response")))
+    return;
+  const char *name = strncmp(c->service, "http:", 5) == 0 ? c->service + 5 : c->service;
+  snprintf(err + len, errlen - len, ". If pulltrace-server serves TLS on that port (PULLTRACE_TLS_CERT, the chart's "
+           "tls.enabled), use --pulltrace-service https:%s%s", name, strchr(name, ':') ? "" : ":PORT");
+}
+
 /* A one-line reason from an error answer: a Kubernetes Status (the API
  * server's own errors and its proxy's), pulltrace's {"error": ...}, or the
  * start of the body. */
@@ -294,9 +331,12 @@ static void describe(const struct pt_conn_req *q, const struct pt_http_response 
              msg ? msg : "", c->have_kube ? c->kube.source : "the request");
   else if (q->target == PT_TARGET_PULLTRACE && !msg && r->status == 404)
     snprintf(err, errlen, "pulltrace-server not found at %s (HTTP 404)", c->where);
-  else
+  else {
     snprintf(err, errlen, "%s (%s): HTTP %ld%s%s", who,
              q->target == PT_TARGET_KUBE ? c->kube.server : c->where, r->status, msg ? ": " : "", msg ? msg : "");
+    if (q->target == PT_TARGET_PULLTRACE && status_doc && r->status == 503)
+      scheme_hint(c, msg, err, errlen);
+  }
   json_decref(doc);
 }
 

@@ -1,9 +1,10 @@
 /* How the client reaches the pulltrace server and the Kubernetes API.
  *
  * Normally through the API server's service proxy
- * (/api/v1/namespaces/<ns>/services/<name>:<port>/proxy/...) with the user's
- * kubeconfig, so that Kubernetes RBAC (services/proxy) decides who may look;
- * with --server, directly. Requests run on the caller's libuv loop through
+ * (/api/v1/namespaces/<ns>/services/[https:]<name>:<port>/proxy/...) with the
+ * user's kubeconfig, so that Kubernetes RBAC (services/proxy) decides who may
+ * look; with --server, directly. The API server speaks TLS to pulltrace-server
+ * only for the https: scheme, and verifies no certificate then. Requests run on the caller's libuv loop through
  * pt_httpc; an exec plugin's token is renewed off the loop after a 401.
  *
  * The proxy does not pass the user's Authorization header on. When
@@ -32,7 +33,7 @@ struct pt_conn_options {
   const char *namespace;    /* -n; NULL = the context's, else "default" */
   const char *server;       /* --server URL of pulltrace-server: no service proxy */
   const char *pt_namespace; /* --pulltrace-namespace */
-  const char *pt_service;   /* --pulltrace-service NAME[:PORT] */
+  const char *pt_service;   /* --pulltrace-service [SCHEME:]NAME[:PORT] */
   bool insecure;            /* --insecure-skip-tls-verify */
   long request_timeout_ms;  /* --request-timeout; 0 = 30 s for plain requests */
 };
@@ -46,6 +47,7 @@ struct pt_conn {
   bool have_kube, insecure;
   char *pt_base;     /* pulltrace-server's URL prefix ("" paths appended) */
   char *where;       /* how the server is reached, for messages */
+  char *service;     /* [SCHEME:]NAME[:PORT] in the proxy path; NULL with --server */
   char *token;       /* the Kubernetes bearer token now */
   char *namespace;   /* the namespace pods are looked up in */
   long timeout_ms;

@@ -23,7 +23,8 @@ Kubernetes API reference (core/v1 Pod, Event, PodList, EventList, Status):
   (`make_client_cert()`), more bearer tokens (`add_token()`); `GET .../pods/{name}`; the
   pod list's `labelSelector` (`a=b`, `a==b`, `a!=b`, `a in (x,y)`, `a notin (x,y)`, `a`,
   `!a`); Services with Endpoints and their `services/[scheme:]{name}[:{port}]/proxy/{path}`
-  subresource, which forwards to the endpoint with the headers the real proxy passes on (not
+  subresource (`https:` speaks TLS to the endpoint without verifying its certificate, as the
+  real proxy does), which forwards to the endpoint with the headers the real proxy passes on (not
   Authorization, X-Remote-*, Impersonate-*, hop-by-hop) and streams the answer back (404 Status for
   an unknown Service, 503 ServiceUnavailable Status without an endpoint or a port, or when
   the endpoint does not answer); workloads (Deployment, StatefulSet, DaemonSet, ReplicaSet,
@@ -1280,16 +1281,16 @@ class _Handler(JsonHandler):
     def _proxy(self, ns, spec, path, query):
         """services/[scheme:]name[:port]/proxy: forwards to the first ready endpoint with the
         request's headers as the API server passes them on (PROXY_DROPPED) and streams the
-        answer back chunk by chunk, so an event stream flows."""
+        answer back chunk by chunk, so an event stream flows. The scheme `https` speaks TLS to
+        the endpoint without verifying its certificate, as the API server's proxy transport
+        does (it dials the pod's IP, which no certificate names); none or `http`, plain HTTP."""
         api = self.api
         with api.lock:
             api.counts["proxy"] += 1
-        bits = spec.split(":")
-        if len(bits) == 3:
-            bits = bits[1:]
-        elif len(bits) == 2 and bits[0] in ("http", "https"):
-            bits = bits[1:]
-        name, port = bits[0], bits[1] if len(bits) > 1 else ""
+        scheme, name, port = split_scheme_name_port(spec)
+        if name is None:
+            return self.send_json(400, status(400, "BadRequest",
+                                              f'invalid service request "{spec}"'))
         with api.lock:
             svc = api.services.get((ns, name))
             eps = list(api.endpoints.get((ns, name), ()))
@@ -1308,19 +1309,23 @@ class _Handler(JsonHandler):
             return self.send_json(503, status(503, "ServiceUnavailable",
                                               f'no endpoints available for service "{name}"'))
         ip, tport = targets[0]
-        backend = http.client.HTTPConnection(ip, tport, timeout=60)
+        if scheme == "https":
+            unverified = ssl.create_default_context()
+            unverified.check_hostname = False
+            unverified.verify_mode = ssl.CERT_NONE
+            backend = http.client.HTTPSConnection(ip, tport, timeout=60, context=unverified)
+        else:
+            backend = http.client.HTTPConnection(ip, tport, timeout=60)
         headers = {k: v for k, v in self.headers.items() if not proxy_drops(k)}
         headers["X-Forwarded-For"] = self.client_address[0]
         try:
             backend.request("GET", path + (f"?{query}" if query else ""), headers=headers)
             resp = backend.getresponse()
-        except OSError as e:
+        except (OSError, http.client.HTTPException) as e:
             backend.close()
-            reason = "connect: connection refused" if isinstance(e, ConnectionRefusedError) \
-                else str(e)
             return self.send_json(503, status(503, "ServiceUnavailable",
-                                              f"error trying to reach service: dial tcp "
-                                              f"{ip}:{tport}: {reason}"))
+                                              "error trying to reach service: "
+                                              + backend_error(e, ip, tport)))
         try:
             self.send_response(resp.status)
             for k, v in resp.getheaders():
@@ -1341,6 +1346,41 @@ class _Handler(JsonHandler):
             self.close_connection = True
         finally:
             backend.close()
+
+
+def split_scheme_name_port(spec):
+    """(scheme, name, port) of a proxy path's service as the API server splits it
+    (k8s.io/apimachinery/pkg/util/net SplitSchemeNamePort): NAME, NAME:PORT or
+    SCHEME:NAME:PORT, the scheme "", "http" or "https"; name None when it is none of these
+    (`https:NAME` is the Service "https" on the port NAME)."""
+    bits = spec.split(":")
+    if len(bits) > 3:
+        return "", None, ""
+    scheme, name, port = (bits if len(bits) == 3 else ["", *bits, ""][:3])
+    if not name or scheme not in ("", "http", "https"):
+        return "", None, ""
+    return scheme, name, port
+
+
+def backend_error(e, ip, port):
+    """What Go's HTTP client says when a request to the endpoint fails, as the API server puts
+    it after "error trying to reach service: "."""
+    if isinstance(e, http.client.RemoteDisconnected):  # closed before any answer
+        return "EOF"
+    if isinstance(e, ConnectionRefusedError):
+        return f"dial tcp {ip}:{port}: connect: connection refused"
+    if isinstance(e, ssl.SSLError) and e.reason == "WRONG_VERSION_NUMBER":
+        return "tls: first record does not look like a TLS handshake"
+    if isinstance(e, ConnectionResetError):
+        return f"read tcp {ip}:{port}: read: connection reset by peer"
+    if isinstance(e, http.client.BadStatusLine) and e.line.strip("\r\n'"):
+        # Not HTTP at all (a TLS alert to a plain request): Go quotes the first line.
+        quoted = "".join(c if " " <= c < "\x7f" and c not in '"\\' else f"\\x{ord(c):02x}"
+                         for c in e.line.rstrip("\r\n"))
+        return f'malformed HTTP response "{quoted}"'
+    if isinstance(e, http.client.BadStatusLine):
+        return "EOF"
+    return str(e)
 
 
 # What the API server's service proxy does not pass on (kube-apiserver: the authentication
