@@ -284,10 +284,13 @@ json_t *pt_store_nodes_json(const struct pt_store *s, const char *node_filter);
 
 const struct pt_store_counters *pt_store_counters(const struct pt_store *s);
 /* Checks the store's invariants: every pull indexed once under its node and
- * nothing else in the index, nodes' active counts, the pull count against
+ * nothing else in the index, nodes' active counts, the counts of pulls and
+ * nodes by state, the pull count against
  * started + restored - evicted - superseded. Returns 0, or -EFAULT with the first broken
  * one in err. For tests and fuzzers: it walks every table. */
 int pt_store_check(const struct pt_store *s, char *err, size_t errlen);
+/* The pulls and nodes by state (kept as they change: no walk), pods and
+ * kubelet events held. */
 void pt_store_gauges(const struct pt_store *s, struct pt_store_gauges *out);
 
 /* --- persistence (server/history.h) ---------------------------------------
