@@ -224,6 +224,12 @@ struct pt_rollout_summary {
 /* A rollout.summary change record for each image whose pulls changed since
  * the last call: the caller's period bounds the rate (one a second). */
 void pt_store_rollouts_publish(struct pt_store *s, double now);
+/* The same in slices: each call sums the members of rollouts until about
+ * max_pulls of them (at least one rollout); returns true while images of
+ * this pass are left, to be called again (a later loop iteration). A call
+ * after the pass ended starts the next one. Summing 20 images of 5,000 nodes
+ * at once held the loop 20 ms. */
+bool pt_store_rollouts_publish_slice(struct pt_store *s, double now, size_t max_pulls);
 /* The last summaries of the rollouts in flight (a node pulling, stalled or
  * waiting), whose image contains image_filter (NULL: all), as a JSON array.
  * Returns how many. */

@@ -44,6 +44,13 @@ struct pt_store {
     bool active;
     size_t bucket, nbuckets;
   } sweep;
+  /* The rollout summaries' pass, possibly in slices
+   * (pt_store_rollouts_publish_slice): its number, and whether it is under
+   * way. A rollout is summed at most once a pass. */
+  struct store_publish {
+    bool active;
+    uint64_t pass;
+  } publish;
   /* When a pull in flight is slow (pull.slow): the policy's settings
    * slowPullFactor, slowPullMinPulls, slowPullMinDuration. */
   struct store_slow {
