@@ -651,6 +651,37 @@ static void test_rollout_summaries(void **state)
   pt_store_destroy(s);
 }
 
+/* Summaries in slices: a slice sums at least one rollout and stops past
+ * max_pulls members; an image that changes again while its pass is under
+ * way waits for the next pass (one summary per image a pass). */
+static void test_rollout_summaries_in_slices(void **state)
+{
+  struct rec r = {0};
+  struct pt_store *s = mk(&r, 0);
+  struct layer_spec moving[1] = {{'a', 100, 40, "downloading"}};
+  struct layer_spec further[1] = {{'a', 100, 60, "downloading"}};
+  report(s, "r1", "b", 1, T0, 1, moving, false, "reg/app:v2");
+  report(s, "r2", "b", 1, T0, 1, moving, false, "reg/app:v2");
+  report(s, "r3", "b", 1, T0, 1, moving, false, "reg/db:v1");
+  size_t before = count(&r, "rollout.summary");
+  assert_true(pt_store_rollouts_publish_slice(s, T0 + 1, 1));
+  assert_int_equal(count(&r, "rollout.summary"), before + 1);
+  /* Both images change again: only the one not summed yet goes out now. */
+  report(s, "r1", "b", 2, T0 + 1, 1, further, false, "reg/app:v2");
+  report(s, "r3", "b", 2, T0 + 1, 1, further, false, "reg/db:v1");
+  assert_false(pt_store_rollouts_publish_slice(s, T0 + 1, 1));
+  assert_int_equal(count(&r, "rollout.summary"), before + 2);
+  assert_non_null(summary_of(&r, 0, "reg/app:v2"));
+  assert_non_null(summary_of(&r, 0, "reg/db:v1"));
+  /* The next pass sums the one that changed after its summary. */
+  assert_false(pt_store_rollouts_publish_slice(s, T0 + 2, SIZE_MAX));
+  assert_int_equal(count(&r, "rollout.summary"), before + 3);
+  pt_store_rollouts_publish(s, T0 + 3);
+  assert_int_equal(count(&r, "rollout.summary"), before + 3);
+  rec_clear(&r);
+  pt_store_destroy(s);
+}
+
 /* Pulls are indexed per node: a report or a kubelet event only touches its
  * own node's pulls, also after evictions. */
 static void test_pulls_are_per_node(void **state)
@@ -1260,6 +1291,7 @@ int main(void)
     cmocka_unit_test(test_kubelet_failure_resolved_by_successfully_pulled),
     cmocka_unit_test(test_failure_of_another_tag_spares_the_pull_in_flight),
     cmocka_unit_test(test_filters),
+    cmocka_unit_test(test_rollout_summaries_in_slices),
     cmocka_unit_test(test_policy_hooks),
     cmocka_unit_test(test_slow_pull),
     cmocka_unit_test(test_kube_change_recorrelates_its_node_only),

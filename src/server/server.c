@@ -313,6 +313,17 @@ static void sweep_cb(uv_timer_t *t)
     uv_timer_start(&srv->sweep, sweep_cb, 1, 0);
 }
 
+/* The rollout summaries, one slice per loop iteration (about 5,000 members:
+ * a millisecond), for the same reason. */
+#define PUBLISH_SLICE 5000
+
+static void publish_cb(uv_timer_t *t)
+{
+  struct pt_server *srv = t->data;
+  if (pt_store_rollouts_publish_slice(srv->store, pt_clock_now(), PUBLISH_SLICE))
+    uv_timer_start(&srv->publish, publish_cb, 1, 0);
+}
+
 static void tick_cb(uv_timer_t *t)
 {
   struct pt_server *srv = t->data;
@@ -328,8 +339,10 @@ static void tick_cb(uv_timer_t *t)
     sweep_cb(&srv->sweep);
   pt_server_policy_events(srv, pt_clock_now());
   /* At most one rollout.summary per image a second: a rollout on thousands
-   * of nodes reads as one line per image. */
-  pt_store_rollouts_publish(srv->store, pt_clock_now());
+   * of nodes reads as one line per image. A pass still under way is left
+   * to finish. */
+  if (!uv_is_active((uv_handle_t *)&srv->publish))
+    publish_cb(&srv->publish);
 }
 
 static int restore_pull(void *ud, const json_t *record)
@@ -483,9 +496,10 @@ struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_confi
     srv->ui_dir = pt_ui_dir_create(loop, cfg->ui_dir, 1.0);
   uv_timer_init(loop, &srv->tick);
   uv_timer_init(loop, &srv->sweep);
+  uv_timer_init(loop, &srv->publish);
   uv_timer_init(loop, &srv->shutdown_timer);
-  srv->tick.data = srv->sweep.data = srv->shutdown_timer.data = srv;
-  srv->handles_open = 3;
+  srv->tick.data = srv->sweep.data = srv->publish.data = srv->shutdown_timer.data = srv;
+  srv->handles_open = 4;
   if (pt_loop_metrics_init(&srv->loop_metrics, loop) == 0) {
     srv->handles_open++;
     srv->loop_metrics_on = true;
@@ -597,6 +611,7 @@ static void finish_shutdown(struct pt_server *srv)
   srv->ui_dir = NULL;
   uv_close((uv_handle_t *)&srv->tick, handle_closed);
   uv_close((uv_handle_t *)&srv->sweep, handle_closed);
+  uv_close((uv_handle_t *)&srv->publish, handle_closed);
   uv_close((uv_handle_t *)&srv->shutdown_timer, handle_closed);
   if (srv->loop_metrics_on)
     pt_loop_metrics_close(&srv->loop_metrics, loop_metrics_closed);
@@ -621,6 +636,7 @@ void pt_server_shutdown(struct pt_server *srv, void (*done)(void *ud), void *ud)
   srv->shutdown_started = pt_clock_mono();
   uv_timer_stop(&srv->tick);
   uv_timer_stop(&srv->sweep);
+  uv_timer_stop(&srv->publish);
   pt_http_server_stop(srv->http);
   pt_http_server_stop(srv->metrics);
   if (srv->report)

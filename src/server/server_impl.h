@@ -89,6 +89,7 @@ struct pt_server {
   uint64_t outbox_released_late; /* events sent before their commit (a slow disk) */
   uv_timer_t tick;
   uv_timer_t sweep;       /* the rest of the store's tick, a slice per iteration */
+  uv_timer_t publish;     /* the rollout summaries, a slice per iteration */
   struct pt_loop_metrics loop_metrics;
   bool loop_metrics_on;
   uv_timer_t shutdown_timer;

@@ -213,13 +213,22 @@ struct pt_node *store_add_node(struct pt_store *s, const char *name, double now)
     return NULL;
   }
   n->first_report = now;
+  s->nodes_in_state[n->state]++;
   return n;
 }
 
 void store_remove_node(struct pt_store *s, struct pt_node *n)
 {
+  s->nodes_in_state[n->state]--;
   pt_map_del(&s->nodes, n->name);
   node_free(n);
+}
+
+void store_set_node_state(struct pt_store *s, struct pt_node *n, enum pt_node_state st)
+{
+  s->nodes_in_state[n->state]--;
+  s->nodes_in_state[st]++;
+  n->state = st;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -298,13 +307,24 @@ int store_add_pull(struct pt_store *s, struct pt_pull *p)
   else
     s->oldest = p;
   s->newest = p;
+  s->pulls_in_state[p->state]++;
   return 0;
+}
+
+void store_set_pull_state(struct pt_store *s, struct pt_pull *p, enum pt_pull_state st)
+{
+  if (p->seq) { /* in the tables */
+    s->pulls_in_state[p->state]--;
+    s->pulls_in_state[st]++;
+  }
+  p->state = st;
 }
 
 void store_remove_pull(struct pt_store *s, struct pt_pull *p)
 {
   store_rollout_untrack(s, p);
   if (p->seq) { /* in the list (store_add_pull succeeded) */
+    s->pulls_in_state[p->state]--;
     if (p->newer)
       p->newer->older = p->older;
     else
@@ -436,7 +456,7 @@ void store_count_node_pulls(struct pt_store *s, struct pt_node *n)
 
 void store_mark_lost(struct pt_store *s, struct pt_pull *p, const char *reason, const char *msg, double now)
 {
-  p->state = PT_PULL_LOST;
+  store_set_pull_state(s, p, PT_PULL_LOST);
   p->lost_at = now;
   p->stalled_since = 0;
   p->updated_at = now;
@@ -510,7 +530,7 @@ static void tick_nodes(struct pt_store *s, double now)
                           : silence >= s->opts.lag_intervals * fmax(interval, 1) + 1 ? PT_NODE_LAGGING
                           : PT_NODE_OK;
     if (st != n->state) {
-      n->state = st;
+      store_set_node_state(s, n, st);
       PT_LOG_INFO("node state changed", "{s:s,s:s,s:f}", "node", n->name, "state", pt_node_state_name(st),
                   "silenceSeconds", silence);
       store_emit_node(s, n, now);
@@ -636,16 +656,14 @@ const struct pt_store_counters *pt_store_counters(const struct pt_store *s)
 void pt_store_gauges(const struct pt_store *s, struct pt_store_gauges *g)
 {
   memset(g, 0, sizeof(*g));
-  for (struct pt_map_entry *e = pt_map_first(&s->pulls); e; e = pt_map_next(&s->pulls, e)) {
-    const struct pt_pull *p = e->value;
-    size_t *c[] = {&g->pulls_pulling, &g->pulls_stalled, &g->pulls_completed, &g->pulls_failed, &g->pulls_lost};
-    (*c[p->state])++;
-  }
-  for (struct pt_map_entry *e = pt_map_first(&s->nodes); e; e = pt_map_next(&s->nodes, e)) {
-    const struct pt_node *n = e->value;
-    size_t *c[] = {&g->nodes_ok, &g->nodes_lagging, &g->nodes_lost};
-    (*c[n->state])++;
-  }
+  g->pulls_pulling = s->pulls_in_state[PT_PULL_PULLING];
+  g->pulls_stalled = s->pulls_in_state[PT_PULL_STALLED];
+  g->pulls_completed = s->pulls_in_state[PT_PULL_COMPLETED];
+  g->pulls_failed = s->pulls_in_state[PT_PULL_FAILED];
+  g->pulls_lost = s->pulls_in_state[PT_PULL_LOST];
+  g->nodes_ok = s->nodes_in_state[PT_NODE_OK];
+  g->nodes_lagging = s->nodes_in_state[PT_NODE_LAGGING];
+  g->nodes_lost = s->nodes_in_state[PT_NODE_LOST];
   g->pods = s->pods.count;
   g->kube_events = json_array_size(s->events);
 }
@@ -685,6 +703,17 @@ int pt_store_check(const struct pt_store *s, char *err, size_t errlen)
     if (active != n->pulls_active)
       BROKEN("node %s counts %zu active pulls, its index has %zu", n->name, n->pulls_active, active);
   }
+  size_t pulls_in[PT_PULL_LOST + 1] = {0}, nodes_in[PT_NODE_LOST + 1] = {0};
+  for (struct pt_map_entry *e = pt_map_first(&s->pulls); e; e = pt_map_next(&s->pulls, e))
+    pulls_in[((const struct pt_pull *)e->value)->state]++;
+  for (struct pt_map_entry *e = pt_map_first(&s->nodes); e; e = pt_map_next(&s->nodes, e))
+    nodes_in[((const struct pt_node *)e->value)->state]++;
+  for (int i = 0; i <= PT_PULL_LOST; i++)
+    if (pulls_in[i] != s->pulls_in_state[i])
+      BROKEN("%zu pulls %s in the table, %zu counted", pulls_in[i], pt_pull_state_name(i), s->pulls_in_state[i]);
+  for (int i = 0; i <= PT_NODE_LOST; i++)
+    if (nodes_in[i] != s->nodes_in_state[i])
+      BROKEN("%zu nodes %s in the table, %zu counted", nodes_in[i], pt_node_state_name(i), s->nodes_in_state[i]);
   const struct pt_store_counters *c = &s->counters;
   if (c->pulls_started + c->pulls_restored != s->pulls.count + c->pulls_evicted + c->pulls_superseded)
     BROKEN("%llu pulls started + %llu restored, but %zu in the table + %llu evicted + %llu superseded",

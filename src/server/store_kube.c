@@ -260,7 +260,7 @@ static void complete_kubelet_pull(struct pt_store *s, struct pt_pull *k, double 
   free(k->error_reason);
   free(k->error_message);
   k->error_reason = k->error_message = NULL;
-  k->state = PT_PULL_COMPLETED;
+  store_set_pull_state(s, k, PT_PULL_COMPLETED);
   k->completed_at = at;
   k->finished_at = now;
   k->updated_at = now;
@@ -397,7 +397,7 @@ static void fail_pull(struct pt_store *s, struct pt_pull *p, const json_t *event
     p->kubelet_pulled_at = 0;
   }
   bool was_failed = p->state == PT_PULL_FAILED;
-  p->state = PT_PULL_FAILED;
+  store_set_pull_state(s, p, PT_PULL_FAILED);
   p->finished_at = now;
   p->updated_at = now;
   p->stalled_since = 0;

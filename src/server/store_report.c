@@ -242,8 +242,8 @@ static bool commit_layers(struct pt_store *s, struct prepared *pp, const struct 
 /* The state a report gives the pull. A kubelet failure sticks until the
  * agent shows progress or completion; leaving failed or lost turns the
  * failure into history. */
-static enum pt_pull_state commit_state(struct pt_pull *p, const struct pt_report_pull *rp, bool is_new,
-                                       enum pt_pull_state old_state, int64_t old_downloaded, double now)
+static enum pt_pull_state commit_state(struct pt_store *s, struct pt_pull *p, const struct pt_report_pull *rp,
+                                       bool is_new, enum pt_pull_state old_state, int64_t old_downloaded, double now)
 {
   enum pt_pull_state st = derive_state(rp);
   if (old_state == PT_PULL_FAILED && !is_new && st != PT_PULL_COMPLETED && p->downloaded <= old_downloaded)
@@ -262,7 +262,7 @@ static enum pt_pull_state commit_state(struct pt_pull *p, const struct pt_report
     free(p->error_message);
     p->error_reason = p->error_message = NULL;
   }
-  p->state = st;
+  store_set_pull_state(s, p, st);
   if (st == PT_PULL_STALLED && (is_new || old_state != PT_PULL_STALLED))
     p->stalled_since = now;
   else if (st != PT_PULL_STALLED)
@@ -313,7 +313,7 @@ static void commit_pull(struct pt_store *s, struct pt_node *node, struct prepare
   p->report_gen = node->report_gen;
   p->from_kubelet = false;
 
-  enum pt_pull_state st = commit_state(p, rp, is_new, old_state, old_downloaded, now);
+  enum pt_pull_state st = commit_state(s, p, rp, is_new, old_state, old_downloaded, now);
   double old_bps = p->bytes_per_sec, old_eta = p->eta;
   store_rate_update(s, p, now);
   changed |= fabs(old_bps - p->bytes_per_sec) > 0.5 || fabs(old_eta - p->eta) > 0.5;
@@ -433,7 +433,7 @@ enum pt_apply_result pt_store_apply_report(struct pt_store *s, const struct pt_r
   n->seq = r->seq;
   n->last_report = now;
   if (n->state != PT_NODE_OK) {
-    n->state = PT_NODE_OK;
+    store_set_node_state(s, n, PT_NODE_OK);
     node_changed = true;
   }
   if (r->nunattributed || (n->unattributed && json_array_size(n->unattributed))) {

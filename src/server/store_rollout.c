@@ -12,6 +12,7 @@
 #include "server/store.h"
 
 #include <errno.h>
+#include <stdint.h>
 
 #include "core/json_writer.h"
 #include "server/store_impl.h"
@@ -20,6 +21,7 @@ struct store_rollout {
   char *image;
   struct pt_map nodes;               /* node -> struct pt_pull (its newest pull of the image) */
   bool dirty;                        /* a member changed since the last summary */
+  uint64_t pass;                     /* the publishing pass that summed it last */
   struct pt_rollout_summary last;    /* the last summary published (image borrowed) */
 };
 
@@ -131,18 +133,38 @@ static void summarize(const struct store_rollout *r, struct pt_rollout_summary *
   }
 }
 
-void pt_store_rollouts_publish(struct pt_store *s, double now)
+bool pt_store_rollouts_publish_slice(struct pt_store *s, double now, size_t max_pulls)
 {
+  struct store_publish *pub = &s->publish;
+  if (!pub->active) {
+    pub->active = true;
+    pub->pass++;
+  }
+  /* The walk starts over each slice: the rollouts of this pass are marked,
+   * and rollouts may come and go between slices. */
+  size_t summed = 0;
   for (struct pt_map_entry *e = pt_map_first(&s->rollouts); e; e = pt_map_next(&s->rollouts, e)) {
     struct store_rollout *r = e->value;
-    if (!r->dirty)
+    if (!r->dirty || r->pass == pub->pass)
       continue;
+    if (summed >= max_pulls)
+      return true;
     r->dirty = false;
+    r->pass = pub->pass;
+    summed += r->nodes.count;
     summarize(r, &r->last);
     struct pt_change c = {.type = PT_CHANGE_ROLLOUT_SUMMARY, .time = now, .keys = {.image = r->image},
                           .rollout = &r->last};
     store_emit(s, &c);
   }
+  pub->active = false;
+  return false;
+}
+
+void pt_store_rollouts_publish(struct pt_store *s, double now)
+{
+  while (pt_store_rollouts_publish_slice(s, now, SIZE_MAX))
+    ;
 }
 
 int pt_store_rollouts_write(const struct pt_store *s, struct pt_jsonw *w, const char *image_filter)
