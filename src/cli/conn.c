@@ -231,7 +231,14 @@ static void req_free(struct pt_conn_req *q)
  * with its requests. */
 static bool via_proxy(const struct pt_conn *c)
 {
-  return c->have_kube && strncmp(c->pt_base, c->kube.server, strlen(c->kube.server)) == 0;
+  if (!c->have_kube)
+    return false;
+  /* The whole authority, not a prefix of it: https://10.0.0.1:64430 is not
+   * https://10.0.0.1:6443. */
+  size_t n = strlen(c->kube.server);
+  while (n && c->kube.server[n - 1] == '/')
+    n--;
+  return strncmp(c->pt_base, c->kube.server, n) == 0 && (c->pt_base[n] == '/' || c->pt_base[n] == '\0');
 }
 
 /* The message of an error answer: a Kubernetes Status (the API server's own

@@ -763,9 +763,10 @@ int pt_http_conn_write_shared(struct pt_http_conn *c, struct pt_shared_buf *cons
     b[nb++] = uv_buf_init("\r\n", 2);
   int r;
   if (c->tls) {
-    /* TLS encrypts into its own records: a copy anyway. */
-    free(w);
+    /* TLS encrypts into its own records: a copy anyway. The chunk's size
+     * line lives in w, so w goes only once it is written. */
     r = conn_writev(c, b, (int)nb);
+    free(w);
   } else {
     w->conn = c;
     w->n = n;

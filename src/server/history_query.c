@@ -439,7 +439,7 @@ static int pull_events(struct pt_history_query *hq, sqlite3 *db)
   char tb[40];
   hq->body = json_pack("{s:s,s:s,s:s,s:o,s:I}", "apiVersion", "v1", "generatedAt", pt_time_format(hq->now, tb, sizeof(tb)),
                        "pullId", hq->pull, "events", events, "dropped", (json_int_t)(total - (int64_t)json_array_size(events)));
-  return SQLITE_OK;
+  return hq->body ? SQLITE_OK : SQLITE_NOMEM;
 }
 
 /* The recent completed pulls of one image (the index on image and ended_at

@@ -48,14 +48,14 @@ int pt_outbox_push(struct pt_outbox *ob, uint64_t mark, double queued_at, const 
   e->mark = mark;
   e->queued_at = queued_at;
   e->type = type;
-  e->data = strdup(data);
+  e->data = data ? strdup(data) : NULL;
   if (keys && keys->node)
     e->node = strdup(keys->node);
   if (keys && keys->nss)
     e->nss = pt_hub_nss_copy(keys->nss);
   if (keys && keys->image)
     e->image = strdup(keys->image);
-  if (!e->data || (keys && keys->node && !e->node) || (keys && keys->nss && !e->nss) ||
+  if ((data && !e->data) || (keys && keys->node && !e->node) || (keys && keys->nss && !e->nss) ||
       (keys && keys->image && !e->image)) {
     event_free(e);
     return -ENOMEM;

@@ -21,7 +21,8 @@ struct pt_outbox {
   size_t count;
 };
 
-/* Publishes one event (keys and data are valid during the call). */
+/* Publishes one event (keys and data are valid during the call; data NULL:
+ * an event whose id is taken but whose text could not be written). */
 typedef void (*pt_outbox_publish_fn)(void *ud, const char *type, const struct pt_hub_keys *keys, const char *data);
 
 void pt_outbox_init(struct pt_outbox *ob);

@@ -222,7 +222,12 @@ static void publish(void *ud, const char *type, const struct pt_hub_keys *keys, 
     return;
   if (srv->history)
     pt_history_reserve_event_ids(srv->history, pt_hub_next_id(srv->hub));
-  pt_hub_publish(srv->hub, type, keys, data);
+  /* No text (it could not be written): the id is taken all the same, so the
+   * ids already given to the pulls' own events stay the stream's. */
+  if (data)
+    pt_hub_publish(srv->hub, type, keys, data);
+  else
+    pt_hub_skip(srv->hub);
 }
 
 static void on_history_commit(void *ud, uint64_t mark)
@@ -264,10 +269,15 @@ static void on_change(void *ud, const struct pt_change *c)
     pt_hub_skip(srv->hub);
     return;
   }
+  const char *type = pt_change_type_name(c->type);
   struct pt_buf *text = &srv->event_text;
   pt_buf_reset(text);
   if (pt_event_write(text, c) != 0) {
-    PT_LOG_ERROR("out of memory writing an event: not sent", "{s:s}", "type", pt_change_type_name(c->type));
+    PT_LOG_ERROR("out of memory writing an event: not sent", "{s:s}", "type", type);
+    if (!held)
+      publish(srv, type, NULL, NULL);
+    else if (pt_outbox_push(&srv->outbox, mark, pt_clock_mono(), type, NULL, NULL) < 0)
+      PT_LOG_ERROR("out of memory holding an event's id: later ids shift", "{s:s}", "type", type);
     return;
   }
   /* The namespaces as the hub wants them: NUL-separated, ending with "". */
@@ -282,7 +292,6 @@ static void on_change(void *ud, const struct pt_change *c)
   }
   struct pt_hub_keys keys = {.node = c->keys.node, .nss = c->keys.namespaced && !nss->oom ? nss->data : NULL,
                              .image = c->keys.image};
-  const char *type = pt_change_type_name(c->type);
   if (held) {
     if (pt_outbox_push(&srv->outbox, mark, pt_clock_mono(), type, &keys, text->data) < 0)
       PT_LOG_ERROR("out of memory holding an event: not sent", "{s:s}", "type", type);
