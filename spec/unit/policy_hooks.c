@@ -471,6 +471,9 @@ static void test_alert_kubernetes_event(void **state)
              "    type = 'Normal', note = 'layer x', action = 'Waiting', resolvedReason = 'PullResumed',\n"
              "    resolvedNote = 'moves'}},\n"
              "  {name = 'None', severity = 'info', summary = 's', kubernetesEvent = false},\n"
+             /* Over 1 kB with a 2-byte character across the limit: valid, cut later by the Event writer. */
+             "  {name = 'LongSummary', severity = 'info', summary = string.rep('x', 1023) .. '\xc3\xa9',\n"
+             "   kubernetesEvent = true},\n"
              "  {name = 'BadType', severity = 'info', summary = 's', kubernetesEvent = {type = 'Error'}},\n"
              "  {name = 'BadReason', severity = 'info', summary = 's', kubernetesEvent = {reason = 'pull stalled'}},\n"
              "  {name = 'NoResolvedReason', severity = 'info', summary = 's', kubernetesEvent = {resolvedNote = 'x'}},\n"
@@ -478,8 +481,8 @@ static void test_alert_kubernetes_event(void **state)
              "} end)\n");
   struct pt_policy *p = alerting(dir, &seen);
   json_t *ev = json_object();
-  assert_int_equal(pt_policy_emit(p, "x", ev), 4);
-  assert_int_equal(seen.n, 4);
+  assert_int_equal(pt_policy_emit(p, "x", ev), 5);
+  assert_int_equal(seen.n, 5);
   assert_string_equal(seen.kube[0],
                       "{\"action\":\"Pulling\",\"note\":\"it hangs\",\"reason\":\"Defaults\",\"type\":\"Warning\"}");
   assert_string_equal(seen.kube[1], "{\"action\":\"Pulling\",\"note\":\"n\",\"reason\":\"Info\",\"type\":\"Normal\"}");
@@ -487,6 +490,8 @@ static void test_alert_kubernetes_event(void **state)
                                     "\"resolvedNote\":\"moves\",\"resolvedReason\":\"PullResumed\",\"type\":\"Normal\"}");
   assert_string_equal(seen.name[3], "None");
   assert_string_equal(seen.kube[3], "");
+  assert_string_equal(seen.name[4], "LongSummary");
+  assert_true(strncmp(seen.kube[4], "{\"action\":\"Pulling\",\"note\":\"xxxx", 32) == 0);
   struct pt_policy_counters c;
   pt_policy_counters(p, &c);
   assert_int_equal(c.errors[PT_POLICY_HOOK_ALERT], 1); /* the invalid entries, counted once per call */

@@ -131,6 +131,19 @@ static void test_create_then_series(void **state)
   f.status = 201;
   pt_kube_events_emit(ke, "PullStalled", "Warning", "again", "Pulling", web, 2960);
   assert_string_equal(f.calls[5].method, "POST");
+
+  /* A note over the API's 1 kB limit (a script's) is cut on a character
+   * boundary, not refused: 1,023 ASCII bytes and a 2-byte character. */
+  char longnote[1100];
+  memset(longnote, 'x', 1023);
+  snprintf(longnote + 1023, sizeof(longnote) - 1023, "\xc3\xa9 and more");
+  json_t *api = pods("api-1");
+  pt_kube_events_emit(ke, "PullStalled", "Warning", longnote, "Pulling", api, 2970);
+  assert_string_equal(f.calls[6].method, "POST");
+  const char *cut = json_string_value(json_object_get(f.calls[6].body, "note"));
+  assert_int_equal(strlen(cut), 1023);
+  assert_int_equal(strncmp(cut, longnote, 1023), 0);
+  json_decref(api);
   clear(&f);
   json_decref(web);
   pt_kube_events_destroy(ke);

@@ -163,6 +163,13 @@ static void test_utf8(void **state)
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
     if (pt_utf8_valid((const unsigned char *)bad[i], strlen(bad[i])))
       fail_msg("bad %zu accepted", i);
+  /* Cut to a byte limit on a character boundary. */
+  assert_int_equal(pt_utf8_prefix("caf\xc3\xa9", 10), 5);
+  assert_int_equal(pt_utf8_prefix("caf\xc3\xa9", 5), 5);
+  assert_int_equal(pt_utf8_prefix("caf\xc3\xa9", 4), 3);
+  assert_int_equal(pt_utf8_prefix("\xe2\x82\xac\xe2\x82\xac", 5), 3);
+  assert_int_equal(pt_utf8_prefix("\xf0\x9f\x98\x80", 3), 0);
+  assert_int_equal(pt_utf8_prefix("abc", 0), 0);
 }
 
 /* Small files read whole: the limits and refusals every reader relies on. */

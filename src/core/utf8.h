@@ -11,4 +11,8 @@
  * strict rule before it is kept. */
 bool pt_utf8_valid(const unsigned char *s, size_t len);
 
+/* The length of s cut to at most max bytes without splitting a character
+ * (s is UTF-8 and NUL-terminated): for fields with a byte limit. */
+size_t pt_utf8_prefix(const char *s, size_t max);
+
 #endif

@@ -94,12 +94,10 @@ static const char *take_kube_event(lua_State *L, int idx, const char *name, cons
     return "kubernetesEvent type must be \"Normal\" or \"Warning\"";
   if (rnote && !rreason)
     return "kubernetesEvent resolvedNote needs a resolvedReason";
-  /* A note is at most 1 kB in the API: a long summary is cut. */
-  char cut[1025];
-  if (!note) {
-    snprintf(cut, sizeof(cut), "%s", *summary ? summary : name);
-    note = cut;
-  }
+  /* A summary over the API's 1 kB for a note is cut by the Event writer
+   * (server/kube_events.c), on a character boundary. */
+  if (!note)
+    note = *summary ? summary : name;
   json_t *ev = json_pack("{s:s,s:s,s:s,s:s}", "reason", reason, "type", type, "note", note, "action",
                          action ? action : "Pulling");
   if (!ev)

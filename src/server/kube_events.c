@@ -10,7 +10,12 @@
 #include "core/httpc.h"
 #include "core/log.h"
 #include "core/map.h"
+#include "core/utf8.h"
 #include "kube/watcher.h"
+
+/* The API server refuses an Event whose note is longer (events.k8s.io/v1
+ * validation: 1 kB); a longer note, from a script, is cut rather than lost. */
+#define NOTE_MAX 1024
 
 /* Entries kept in each table at most; beyond it the oldest are swept. */
 #define MAX_ENTRIES 10000
@@ -273,11 +278,11 @@ static void create(struct pt_kube_events *ke, const char *key, struct series *s,
   const char *uid = json_string_value(json_object_get(pod, "uid"));
   if (regarding && uid && *uid)
     json_object_set_new(regarding, "uid", json_string(uid));
-  json_t *body = json_pack("{s:s,s:s,s:{s:s,s:s},s:s,s:s,s:s,s:s,s:s,s:o,s:s,s:s}", "apiVersion",
+  json_t *body = json_pack("{s:s,s:s,s:{s:s,s:s},s:s,s:s,s:s,s:s,s:s,s:o,s:s%,s:s}", "apiVersion",
                            "events.k8s.io/v1", "kind", "Event", "metadata", "name", s->name, "namespace", s->ns,
                            "eventTime", pt_time_format_us(now, tb, sizeof(tb)), "reportingController",
                            PT_KUBE_EVENTS_CONTROLLER, "reportingInstance", ke->instance, "action", action, "reason",
-                           reason, "regarding", regarding, "note", note, "type", type);
+                           reason, "regarding", regarding, "note", note, pt_utf8_prefix(note, NOTE_MAX), "type", type);
   if (!body || write_event(ke, key, false, "POST", path, body, "application/json") < 0) {
     count(ke, PT_KEV_FAILED);
     series_free(pt_map_del(&ke->series, key));

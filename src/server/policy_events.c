@@ -16,29 +16,18 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/utf8.h"
 #include "policy/policy.h"
 
 #define REASON_FAILED "PolicyLoadFailed"
 #define REASON_LOADED "PolicyLoaded"
-
-/* Cuts s at a UTF-8 boundary at most max bytes long. */
-static void cut_utf8(char *s, size_t max)
-{
-  size_t n = strlen(s);
-  if (n <= max)
-    return;
-  while (max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80)
-    max--;
-  s[max] = '\0';
-}
 
 static void tell(struct server_policy_events *pe, const char *reason, const char *type, const char *note,
                  double now)
 {
   snprintf(pe->reason, sizeof(pe->reason), "%s", reason);
   snprintf(pe->type, sizeof(pe->type), "%s", type);
-  snprintf(pe->note, sizeof(pe->note), "%s", note);
-  cut_utf8(pe->note, 1000);
+  snprintf(pe->note, sizeof(pe->note), "%.*s", (int)pt_utf8_prefix(note, sizeof(pe->note) - 1), note);
   pe->at = now;
   pe->pending = true;
 }
