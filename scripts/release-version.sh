@@ -5,10 +5,11 @@
 #
 # TAG is vX.Y.Z (a pre-release suffix such as -rc.1 is allowed); the chart's `version` and
 # `appVersion` in chart/pulltrace/Chart.yaml must both equal X.Y.Z, so the image tag, the chart
-# and the binaries carry one version. Prints `version=X.Y.Z` and `owner=<owner in lower case>`
-# (GHCR names must be lower case). Exits 1 with a message naming the mismatch.
+# and the binaries carry one version; CHANGELOG.md must have the section `## [X.Y.Z]` (not needed
+# for a pre-release). Prints `version=X.Y.Z` and `owner=<owner in lower case>` (GHCR names must
+# be lower case). Exits 1 with a message naming the mismatch.
 set -euo pipefail
-[[ $# -eq 2 ]] || { sed -n '2,9s/^# \{0,1\}//p' "$0" >&2; exit 2; }
+[[ $# -eq 2 ]] || { sed -n '2,10s/^# \{0,1\}//p' "$0" >&2; exit 2; }
 tag=$1 owner=$2
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 chart=$root/chart/pulltrace/Chart.yaml
@@ -23,6 +24,12 @@ chart_version=$(field version)
 app_version=$(field appVersion)
 if [[ $chart_version != "$version" || $app_version != "$version" ]]; then
   echo "release-version: tag $tag wants $version, but $chart has version '$chart_version' and appVersion '$app_version'" >&2
+  exit 1
+fi
+# A release's notes are its CHANGELOG section: the Unreleased entries moved under the version.
+if [[ $version != *-* ]] &&
+   ! awk -v h="## [$version]" 'index($0, h) == 1 { found = 1 } END { exit !found }' "$root/CHANGELOG.md"; then
+  echo "release-version: CHANGELOG.md has no section \"## [$version]\" (move the Unreleased entries under it)" >&2
   exit 1
 fi
 echo "version=$version"

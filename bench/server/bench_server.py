@@ -4,11 +4,12 @@
 Usage: /usr/bin/python3 bench/server/bench_server.py [BUILD_DIR] [SCENARIO...]
        SCENARIO: saturation ingest ingest-reader nginx paced fanout100 fanout1000 fanout10000
                  fanout10000-summaries memory tables rollout
-                 ingest-history paced-history history-size (default: all)
+                 ingest-history paced-history history-size history-size-no-events
+                 history-retention (default: all)
 
 Every scenario starts a fresh pulltrace-server on free 127.0.0.1 ports, pinned to CPU 0
-(`taskset -c 0`); the load tools (wrk with bench/server/report.lua, bench-sse-fanout)
-run pinned to CPU 1, so "one core" means the server's. Reports are those of a real agent:
+(`taskset -c 0`); the load tools (wrk with bench/server/report.lua, bench-sse-fanout,
+bench-rollout) run pinned to CPU 1, so "one core" means the server's. Reports are those of a real agent:
 NODES nodes x 5 pulls x 8 layers (~11 KiB each), pulls progressing and completing. The server
 runs with PULLTRACE_REPORT_MIN_INTERVAL=0 (no per-node 429s: the load tool sends faster than
 one report per node per 100 ms), PULLTRACE_KUBERNETES=off and PULLTRACE_LOG_LEVEL=warn.
@@ -32,20 +33,37 @@ one report per node per 100 ms), PULLTRACE_KUBERNETES=off and PULLTRACE_LOG_LEVE
               libnginx-mod-nchan, a pub/sub server) to 10,000 clients of the same client
   fanout10000-summaries
               the same, the clients subscribed to rollout summaries only (types=rollout.summary)
+  fanout10000-remote-rx
+              fanout10000 (and its nchan reference) with loopback's receive processing steered
+              to the load tool's core (RPS on lo; root; the old mask is restored): on loopback
+              the kernel otherwise runs every reader's TCP receive path and wake-up on the
+              writer's core, work that over a network happens on the readers' machines
   memory      1,000 nodes x 5 pulls x 8 layers in flight = 5,000 pulls: RSS, and the size
               and time of GET /api/v1/pulls
   tables      100,000 pulls (5,000 nodes x 20 pulls x 8 layers): resident memory per pull,
               then paging through GET /api/v1/pulls with limit=1000: loop iterations over 10 ms
   rollout     5,000 nodes each reporting one pull of one image (8 layers, moving) once a second
-              for 70 s (wrk -c5000 with bench/server/rollout.lua), default rate limit: server
-              CPU, report latency, rejections, loop iterations over 10 ms, the pulls in the API
-              and the rollout's summaries on the event stream
+              for 70 s, default rate limit: server CPU, report latency, rejections, loop
+              iterations over 10 ms, the pulls in the API and the rollout's summaries on the
+              event stream. The load is bench-rollout (bench/server/rollout_load.c, C on one
+              libuv loop): every node its own keep-alive connection, reporting at its own phase
+              of the second (spread evenly, +-100 ms jitter), latency from a report's first
+              byte written to its complete answer; it prints its own CPU and how late its
+              timers fired, so a reader can see it is not the limit. Then the same tool, the
+              same load, against nginx answering 204 on the server's core: the reference
   ingest-history, paced-history
               ingest and paced with PULLTRACE_DATA_DIR (the history's writer thread runs on
               the server's core too): the cost of persistence
   history-size
               100,000 finished pulls of 8 layers through POST /api/v1/report (50 a report):
-              the size of history.db
+              the size of history.db, with the pulls' own events (the default)
+  history-size-no-events
+              the same with PULLTRACE_PULL_EVENTS_MAX_BYTES=0: the pulls' records alone
+  history-retention
+              the same 100,000 pulls, then a restart with PULLTRACE_HISTORY_MAX_BYTES at half
+              the file: retention by size deletes half of them while a probe node reports a
+              new pull every 100 ms; how long each probe's pull.started takes to reach the
+              event stream (it waits for its record's commit) during retention and after
 
 Prints one JSON object per scenario (and writes them to bench-server.json in the build dir).
 Nothing here is a test: the figures go to docs/performance.md.
@@ -120,6 +138,14 @@ def run_wrk(script, url, seconds, conns, args, env=None, done=None):
 def wrk(url, nodes, seconds, conns, pace_ms=0, rounds=0, prefix="bench-node", pulls=5, done=None):
     return run_wrk("report.lua", url, seconds, conns, [nodes, pulls, 8, pace_ms, prefix],
                    {"PT_PACE_MS": str(pace_ms), "PT_ROUNDS": str(rounds)}, done)
+
+
+def run_queue_wait_seconds(pid):
+    """How long the main thread of `pid` (a libuv process's loop) has waited for a CPU while
+    runnable, in seconds (the kernel's schedstat): on a core shared with other processes,
+    the time the loop could not answer for reasons not its own."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        return int(f.read().split()[1]) / 1e9
 
 
 def cpu_during(pid, fn):
@@ -346,50 +372,66 @@ def scenario_paced(build, work, history=False):
     try:
         res, cpu, cpu_s = cpu_during(srv.pid, lambda: wrk(srv.url + "/api/v1/report", 500, 20, 500,
                                                           pace_ms=1000))
-        applied = srv.metric("pulltrace_agent_reports_total", {"result": "applied"})
+        m = srv.metrics()
+        applied = m.value("pulltrace_agent_reports_total", {"result": "applied"})
         extra = history_figures(srv) if history else {}
         return {"scenario": name, "nodes": 500, "reports_per_sec": res["rps"],
                 "latency_us": res["latency_us"], "non2xx": res["non2xx"],
                 "server_cpu_percent": cpu,
                 "server_cpu_us_per_report": round(1e6 * cpu_s / max(1, applied), 1),
+                "loop_iterations_over": {"10ms": loop_iterations_over(m, 0.01),
+                                         "100ms": loop_iterations_over(m, 0.1),
+                                         "250ms": loop_iterations_over(m, 0.25)},
                 "rss_kib_after": srv.rss_kib(),
                 "wrk": "PT_PACE_MS=1000 " + res["command"], **extra}
     finally:
         srv.stop()
 
 
-def scenario_history_size(build, work, pulls=100_000, per_report=50, nodes=100):
-    """The history's size per 100,000 finished pulls: reports of `per_report` completed pulls
-    of 8 layers each (new ids every report, as many nodes), through the real report path;
-    PULLTRACE_HISTORY_TTL=1s so they leave the tables and live on in the history only."""
-    d = data_dir(work, "history-size")
-    srv = start_server(build, work, "history-size", PULLTRACE_HISTORY_TTL="1s",
-                       PULLTRACE_MAX_BODY="4194304", **d)
+def fill_history(srv, pulls, per_report=50, nodes=100):
+    """`pulls` finished pulls of 8 layers each through POST /api/v1/report, `per_report` a
+    report (new ids every report, as many nodes); returns once the writer has written them
+    and every pull left the tables (with PULLTRACE_HISTORY_TTL=1s: they live on in the history
+    only, and a restart brings none of them back into the tables)."""
     session = requests.Session()
+    seq = {}
+    for r in range(pulls // per_report):
+        node = f"size-node-{r % nodes}"
+        seq[node] = seq.get(node, 0) + 1
+        now = time.time()
+        batch = []
+        for i in range(per_report):
+            n = r * per_report + i
+            layers = [reports.layer(reports.sha256(n * 8 + k), 3_000_000 + k * 1000,
+                                    3_000_000 + k * 1000,
+                                    media_type="application/vnd.oci.image.layer.v1.tar+gzip",
+                                    started=now - 20, updated=now - 1) for k in range(8)]
+            batch.append(reports.pull(f"{node}/pull-{n}", f"registry.example.com/team-{n % 50}/"
+                                      f"service-{n % 400}:v{n % 7}", reports.sha256(10**9 + n),
+                                      layers, started=now - 20, completed=now - 1))
+        resp = session.post(srv.url + "/api/v1/report",
+                            json=reports.report(node, seq[node], batch), timeout=60)
+        resp.raise_for_status()
+    wait_until(lambda: srv.metric("pulltrace_history_records_written_total") >= pulls
+               and srv.metric("pulltrace_history_queue_depth") == 0
+               and session.get(srv.url + "/api/v1/pulls", params={"limit": 1},
+                               timeout=60).json()["pulls"] == [], 600, interval=1,
+               what="the history writer, every pull out of the tables")
+
+
+def scenario_history_size(build, work, pulls=100_000, events=True):
+    """The history's size per 100,000 finished pulls (fill_history). Without `events`, the
+    pulls' own events are not kept (PULLTRACE_PULL_EVENTS_MAX_BYTES=0)."""
+    name = "history-size" if events else "history-size-no-events"
+    d = data_dir(work, name)
+    if not events:
+        d["PULLTRACE_PULL_EVENTS_MAX_BYTES"] = "0"
+    srv = start_server(build, work, name, PULLTRACE_HISTORY_TTL="1s",
+                       PULLTRACE_MAX_BODY="4194304", **d)
     try:
         t0 = time.monotonic()
-        seq = {}
-        for r in range(pulls // per_report):
-            node = f"size-node-{r % nodes}"
-            seq[node] = seq.get(node, 0) + 1
-            now = time.time()
-            batch = []
-            for i in range(per_report):
-                n = r * per_report + i
-                layers = [reports.layer(reports.sha256(n * 8 + k), 3_000_000 + k * 1000,
-                                        3_000_000 + k * 1000,
-                                        media_type="application/vnd.oci.image.layer.v1.tar+gzip",
-                                        started=now - 20, updated=now - 1) for k in range(8)]
-                batch.append(reports.pull(f"{node}/pull-{n}", f"registry.example.com/team-{n % 50}/"
-                                          f"service-{n % 400}:v{n % 7}", reports.sha256(10**9 + n),
-                                          layers, started=now - 20, completed=now - 1))
-            resp = session.post(srv.url + "/api/v1/report",
-                                json=reports.report(node, seq[node], batch), timeout=60)
-            resp.raise_for_status()
+        fill_history(srv, pulls)
         wall = time.monotonic() - t0
-        wait_until(lambda: srv.metric("pulltrace_history_records_written_total") >= pulls
-                   and srv.metric("pulltrace_history_queue_depth") == 0, 600, interval=1,
-                   what="the history writer")
         figures = history_figures(srv)
     finally:
         srv.stop()
@@ -397,10 +439,83 @@ def scenario_history_size(build, work, pulls=100_000, per_report=50, nodes=100):
     # After a clean stop SQLite has checkpointed the WAL into the database file.
     size = db.stat().st_size
     wal = db.with_name("history.db-wal")
-    return {"scenario": "history-size", "pulls": pulls, "layers_per_pull": 8,
+    return {"scenario": name, "pulls": pulls, "layers_per_pull": 8,
             "db_bytes": size, "wal_bytes_after_stop": wal.stat().st_size if wal.exists() else 0,
             "bytes_per_pull": round(size / pulls), "mib_per_100k_pulls": round(size / pulls * 1e5 / 2**20, 1),
-            "generate_seconds": round(wall, 1), **figures}
+            "generate_and_write_seconds": round(wall, 1), **figures}
+
+
+def scenario_history_retention(build, work, pulls=100_000, probe_every=0.1):
+    """Retention by size deleting half of a history of `pulls` pulls (fill_history, then a
+    restart with PULLTRACE_HISTORY_MAX_BYTES at half the file) while a probe reports a new
+    pull every `probe_every` seconds: how long each probe's pull.started took to reach the
+    event stream (an event waits for its record's commit, so a long retention transaction
+    would show here), during retention and after it."""
+    d = data_dir(work, "history-retention")
+    srv = start_server(build, work, "history-retention-fill", PULLTRACE_HISTORY_TTL="1s",
+                       PULLTRACE_MAX_BODY="4194304", **d)
+    try:
+        fill_history(srv, pulls)
+    finally:
+        srv.stop()
+    size = (Path(d["PULLTRACE_DATA_DIR"]) / "history.db").stat().st_size
+    limit = size // 2
+    srv = start_server(build, work, "history-retention", PULLTRACE_HISTORY_MAX_BYTES=str(limit),
+                       PULLTRACE_HISTORY_TTL="1s", **d)
+    session = requests.Session()
+    stream = srv.events(path="/api/v1/events?node=probe")
+    during, after = [], []
+    try:
+        stream.wait(lambda e: e["event"] == "snapshot")
+        t0 = time.monotonic()
+        done_at = None
+        n = 0
+        previous = []
+        while done_at is None or time.monotonic() - done_at < 10:
+            n += 1
+            pull_id = f"probe/p{n}"
+            now = time.time()
+            layer = reports.layer(reports.sha256(2**40 + n), 1000, 10, started=now, updated=now)
+            pull = reports.pull(pull_id, "registry.example.com/probe:1", reports.sha256(2**41 + n),
+                                [layer], started=now)
+            sent = time.monotonic()
+            # The previous probe completes: no pull of the probe node is ever lost.
+            session.post(srv.url + "/api/v1/report", timeout=60,
+                         json=reports.report("probe", n, previous + [pull])).raise_for_status()
+            done_layer = reports.layer(reports.sha256(2**40 + n), 1000, 1000, started=now,
+                                       updated=now)
+            previous = [reports.pull(pull_id, "registry.example.com/probe:1",
+                                     reports.sha256(2**41 + n), [done_layer], started=now,
+                                     completed=now)]
+            stream.wait(lambda e: e["event"] == "pull.started" and e["data"]["pull"]["id"] == pull_id,
+                        60, what=pull_id)
+            (during if done_at is None else after).append(time.monotonic() - sent)
+            with stream.cond:
+                stream.events.clear()
+            if done_at is None and n % 10 == 0:
+                m = srv.metrics()
+                if m.value("pulltrace_history_deleted_total", {"reason": "size"}) and \
+                        m.value("pulltrace_history_database_bytes") <= limit:
+                    done_at = time.monotonic()
+            time.sleep(probe_every)
+        m = srv.metrics()
+        figures = history_figures(srv)
+        deleted = m.value("pulltrace_history_deleted_total", {"reason": "size"})
+    finally:
+        stream.close()
+        srv.stop()
+
+    def ms(v, q):
+        return round(sorted(v)[min(len(v) - 1, int(q * len(v)))] * 1000, 1)
+    return {"scenario": "history-retention", "pulls": pulls, "db_bytes_before": size,
+            "limit_bytes": limit, "rows_deleted": deleted,
+            "retention_seconds": round(done_at - t0, 1) if done_at else None,
+            "probes_during": len(during),
+            "event_delay_ms_during": {"p50": ms(during, 0.5), "p99": ms(during, 0.99),
+                                      "max": ms(during, 1)},
+            "event_delay_ms_after": {"p50": ms(after, 0.5), "p99": ms(after, 0.99),
+                                     "max": ms(after, 1)},
+            **figures}
 
 
 def with_sse_clients(build, work, srv, clients, seconds, path, load):
@@ -471,6 +586,33 @@ def fanout(build, work, clients, nodes, seconds=20, path="/api/v1/events", refer
         srv.stop()
 
 
+class LoopbackReceiveOnLoadCore:
+    """On loopback, the kernel runs the receiving side's TCP (and the reader's wake-up) on the
+    sending core: with 10,000 readers, the server's core would pay for 10,000 receivers' network
+    stacks, which over a network run on the readers' own machines. This steers loopback's
+    receive processing to LOAD_CPU with receive packet steering (RPS: /sys/class/net/lo/queues/
+    rx-0/rps_cpus, root only), as a network card hands it to the other machine, and restores
+    the old mask afterwards. The sending side (the server's writes, TCP, the loopback device)
+    stays on the server's core."""
+    PATH = Path("/sys/class/net/lo/queues/rx-0/rps_cpus")
+
+    def __enter__(self):
+        self.old = self.PATH.read_text().strip()
+        self.PATH.write_text(format(1 << int(LOAD_CPU), "x"))
+        return self
+
+    def __exit__(self, *exc):
+        self.PATH.write_text(self.old)
+
+
+def fanout_remote_rx(build, work, clients, nodes, **kw):
+    with LoopbackReceiveOnLoadCore():
+        res = fanout(build, work, clients, nodes, **kw)
+    res["scenario"] += "-remote-rx"
+    res["loopback_rps_cpus"] = format(1 << int(LOAD_CPU), "x")
+    return res
+
+
 def loop_iterations_over(m, seconds):
     """Loop iterations longer than `seconds` (a bucket bound) in a metrics scrape."""
     total = m.value("pulltrace_loop_iteration_seconds_count") or 0
@@ -478,30 +620,47 @@ def loop_iterations_over(m, seconds):
     return total - upto
 
 
-def rollout_wrk(url, nodes, seconds, layers, image):
-    return run_wrk("rollout.lua", url + "/api/v1/report", seconds, nodes,
-                   [nodes, layers, 45, "rollout-node", image])
+def run_rollout(build, port, nodes, seconds, layers, image):
+    """bench-rollout (bench/server/rollout_load.c) pinned to LOAD_CPU: NODES agents on their
+    own connections, each reporting once a second at its own phase; its ROLLOUT_JSON summary
+    and the command line."""
+    argv = ["taskset", "-c", LOAD_CPU, str(find_binary("bench-rollout", build)), str(port), str(nodes),
+            str(seconds), str(layers), "45", "rollout-node", image]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 300, preexec_fn=raise_nofile)
+    m = re.search(r"^ROLLOUT_JSON (.*)$", proc.stdout, re.M)
+    if not m:
+        raise RuntimeError(f"bench-rollout failed ({proc.returncode}): {proc.stdout}\n{proc.stderr}")
+    res = json.loads(m.group(1))
+    res["command"] = "bench-rollout PORT " + " ".join(argv[5:])
+    return res
+
+
+def rollout_load_figures(res):
+    """What the rollout's load tool measured, as the scenario reports it."""
+    return {"reports": res["answered"], "reports_per_sec": res["reports_per_sec"], "status": res["status"],
+            "errors": res["errors"], "late_sends": res["late_sends"], "skipped": res["skipped"],
+            "latency_us": res["latency_us"], "tool_cpu_percent": res["tool_cpu_percent"],
+            "tool_cpu_us_per_report": res["tool_cpu_us_per_report"],
+            "tool_run_queue_wait_percent": res["tool_run_queue_wait_percent"],
+            "tool_timer_lag_ms": res["tool_timer_lag_ms"]}
 
 
 def scenario_rollout(build, work, nodes=5000, seconds=70, layers=8):
     """NODES agents each reporting one pull of one image (LAYERS layers, moving) once a
-    second (bench/server/rollout.lua), with the default rate limit; the server's CPU, the
-    report latency, rejections, and the pulls seen through the API and the event stream.
-    Then the same load against nginx answering 204 on the same core: the latency the
-    machine itself gives at that moment."""
+    second, each on its own connection at its own phase of the second (bench-rollout), with
+    the default rate limit; the server's CPU, the report latency, rejections, and the pulls
+    seen through the API and the event stream. Then the same load from the same tool against
+    nginx answering 204 on the same core: the latency the machine itself gives at that moment."""
     image = "registry.example.com/platform/node-agent:v2"
-    with Nginx204(work, connections=nodes + 100) as ngx:
-        ref = rollout_wrk(ngx.url, nodes, min(seconds, 30), layers, image)
-    reference = {"latency_us": ref["latency_us"], "non2xx": ref["non2xx"], "seconds": min(seconds, 30)}
     srv = start_server(build, work, "rollout", PULLTRACE_REPORT_MIN_INTERVAL="100ms",
                        PULLTRACE_MAX_CONNECTIONS=str(nodes + 1000))
     try:
         summaries = srv.events(path="/api/v1/events?types=rollout.summary")
         one_node = srv.events(path="/api/v1/events?node=rollout-node-00001&types=pull.*")
         m0 = srv.metrics()
-        c0, t0 = cpu_seconds(srv.pid), time.monotonic()
-        res = rollout_wrk(srv.url, nodes, seconds, layers, image)
-        c1, t1 = cpu_seconds(srv.pid), time.monotonic()
+        c0, w0, t0 = cpu_seconds(srv.pid), run_queue_wait_seconds(srv.pid), time.monotonic()
+        res = run_rollout(build, srv.port, nodes, seconds, layers, image)
+        c1, w1, t1 = cpu_seconds(srv.pid), run_queue_wait_seconds(srv.pid), time.monotonic()
         m = srv.metrics()
         time.sleep(1.5)  # the last summary
         rollout = [e["data"]["rollout"] for e in summaries.events if e["event"] == "rollout.summary"
@@ -512,12 +671,12 @@ def scenario_rollout(build, work, nodes=5000, seconds=70, layers=8):
         visible = srv.pulls(image=image)
         rejected = {r: m.value("pulltrace_agent_reports_rejected_total", {"reason": r}) or 0
                     for r in ("throttled", "invalid", "too_many_nodes", "out_of_memory")}
-        return {"scenario": "rollout", "nodes": nodes, "layers": layers, "seconds": seconds,
-                "reports": res["requests"], "reports_per_sec": round(res["requests"] / (res["duration_us"] / 1e6), 1),
-                "non2xx": res["non2xx"], "errors": {k: res[k] for k in ("connect_errors", "read_errors",
-                                                                         "write_errors", "timeouts")},
-                "rejected": rejected, "latency_us": res["latency_us"], "mean_body_bytes": res["mean_body_bytes"],
+        ours = {"scenario": "rollout", "nodes": nodes, "layers": layers, "seconds": seconds,
+                **rollout_load_figures(res), "rejected": rejected, "mean_body_bytes": res["mean_body_bytes"],
+                # The tool connects its nodes before the reports start: the server's CPU is
+                # taken over the whole run of the tool, so it includes those connections.
                 "server_cpu_percent": round(100.0 * (c1 - c0) / (t1 - t0), 1),
+                "server_run_queue_wait_percent": round(100.0 * (w1 - w0) / (t1 - t0), 1),
                 "events_per_sec": round((m.value("pulltrace_sse_events_total") -
                                          m0.value("pulltrace_sse_events_total")) / (t1 - t0), 1),
                 "loop_iterations_over_10ms": loop_iterations_over(m, 0.01) - loop_iterations_over(m0, 0.01),
@@ -526,9 +685,21 @@ def scenario_rollout(build, work, nodes=5000, seconds=70, layers=8):
                 "pulls_visible_in_api": len(visible), "summaries_received": len(rollout),
                 "last_summary": rollout[-1] if rollout else None,
                 "events_of_one_node": len(node_events), "rss_kib_after": srv.rss_kib(),
-                "nginx_204_same_load": reference, "wrk": res["command"]}
+                "command": res["command"]}
     finally:
         srv.stop()
+    ref_seconds = seconds
+    # Twice the connections it holds: nginx closes idle keep-alive connections whenever
+    # fewer than 1/16 of its worker_connections are free (each then reconnects, which
+    # frees none), so NODES + 100 made it close half of them after an answer.
+    with Nginx204(work, connections=2 * nodes) as ngx:
+        c0, w0, t0 = cpu_seconds(ngx.worker), run_queue_wait_seconds(ngx.worker), time.monotonic()
+        ref = run_rollout(build, ngx.port, nodes, ref_seconds, layers, image)
+        c1, w1, t1 = cpu_seconds(ngx.worker), run_queue_wait_seconds(ngx.worker), time.monotonic()
+    ours["nginx_204_same_load"] = {"seconds": ref_seconds, **rollout_load_figures(ref),
+                                   "worker_cpu_percent": round(100.0 * (c1 - c0) / (t1 - t0), 1),
+                                   "worker_run_queue_wait_percent": round(100.0 * (w1 - w0) / (t1 - t0), 1)}
+    return ours
 
 
 def scenario_memory(build, work):
@@ -670,11 +841,14 @@ SCENARIOS = {
     "fanout1000": lambda b, w: fanout(b, w, 1000, 2),
     "fanout10000": lambda b, w: fanout(b, w, 10000, 2, reference=True),
     "fanout10000-summaries": lambda b, w: fanout(b, w, 10000, 2, path="/api/v1/events?types=rollout.summary"),
+    "fanout10000-remote-rx": lambda b, w: fanout_remote_rx(b, w, 10000, 2, reference=True),
     "memory": scenario_memory,
     "rollout": scenario_rollout,
     "ingest-history": lambda b, w: scenario_ingest(b, w, history=True),
     "paced-history": lambda b, w: scenario_paced(b, w, history=True),
     "history-size": scenario_history_size,
+    "history-size-no-events": lambda b, w: scenario_history_size(b, w, events=False),
+    "history-retention": scenario_history_retention,
 }
 
 

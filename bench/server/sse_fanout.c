@@ -4,8 +4,8 @@
  *   bench-sse-fanout PORT CLIENTS SECONDS [READY_FILE] [PATH]
  *
  * Connects CLIENTS clients to 127.0.0.1:PORT (GET PATH, /api/v1/events by
- * default), at most 200 connections being set up at a time; once every
- * client has its snapshot it writes READY_FILE (so that the load can start),
+ * default), at most 200 connections being set up at a time (load_conn.h);
+ * once every client has its snapshot it writes READY_FILE (so that the load can start),
  * then reads for SECONDS and prints one line "SSE_JSON {...}": clients
  * connected, events received (all clients) and per second, bytes, clients
  * the server closed, and the delivery delay of every event (receive time
@@ -23,13 +23,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <uv.h>
 
 #include "cli/sse.h"
 #include "core/clock.h"
+#include "load_conn.h"
 
-#define CONNECT_WINDOW 200
 #define MAX_DELAY_MS 600000
 
 struct client {
@@ -44,10 +43,10 @@ struct client {
 
 struct bench {
   uv_loop_t *loop;
-  struct sockaddr_in addr;
+  struct pt_bench_dialer dialer;
   char request[512];
   struct client *clients;
-  size_t n, started, connecting, ready, failed, closed_by_server;
+  size_t n, ready, failed, closed_by_server;
   uint64_t events, bytes;
   uint64_t *delays; /* count per millisecond of delay */
   uint64_t ndelays;
@@ -58,8 +57,6 @@ struct bench {
   llhttp_settings_t settings;
   char rbuf[65536];
 };
-
-static void start_more(struct bench *b);
 
 static void on_event(void *ud, const char *type, const char *id, const char *data, size_t len)
 {
@@ -146,7 +143,7 @@ static void connect_cb(uv_connect_t *req, int status)
 {
   struct client *c = req->data;
   struct bench *b = c->b;
-  b->connecting--;
+  pt_bench_dialer_done(&b->dialer);
   if (status < 0) {
     close_client(c, false);
   } else {
@@ -155,26 +152,21 @@ static void connect_cb(uv_connect_t *req, int status)
     uv_write(&c->write, (uv_stream_t *)&c->tcp, &buf, 1, write_cb);
     uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
   }
-  start_more(b);
 }
 
-static void start_more(struct bench *b)
+static void start_client(void *ud, size_t i)
 {
-  while (b->started < b->n && b->connecting < CONNECT_WINDOW) {
-    struct client *c = &b->clients[b->started++];
-    c->b = b;
-    llhttp_init(&c->http, HTTP_RESPONSE, &b->settings);
-    c->http.data = c;
-    pt_sse_reader_init(&c->sse, on_event, c);
-    uv_tcp_init(b->loop, &c->tcp);
-    c->tcp.data = c;
-    c->connect.data = c;
-    b->connecting++;
-    if (uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&b->addr, connect_cb) < 0) {
-      b->connecting--;
-      close_client(c, false);
-    }
-  }
+  struct bench *b = ud;
+  struct client *c = &b->clients[i];
+  c->b = b;
+  llhttp_init(&c->http, HTTP_RESPONSE, &b->settings);
+  c->http.data = c;
+  pt_sse_reader_init(&c->sse, on_event, c);
+  uv_tcp_init(b->loop, &c->tcp);
+  c->tcp.data = c;
+  c->connect.data = c;
+  if (pt_bench_dial(&b->dialer, &c->tcp, &c->connect, connect_cb) < 0)
+    close_client(c, false);
 }
 
 static double percentile(const struct bench *b, double p)
@@ -200,13 +192,13 @@ static void report(struct bench *b)
       break;
     }
   size_t open = 0;
-  for (size_t i = 0; i < b->started; i++)
+  for (size_t i = 0; i < b->dialer.next; i++)
     open += !b->clients[i].closed;
   printf("SSE_JSON {\"clients\":%zu,\"connected\":%zu,\"with_snapshot\":%zu,\"connect_failed\":%zu,"
          "\"open_at_end\":%zu,\"closed_by_server\":%zu,\"seconds\":%.1f,\"events\":%" PRIu64
          ",\"events_per_sec\":%.1f,\"bytes\":%" PRIu64 ",\"delay_ms\":{\"samples\":%" PRIu64
          ",\"p50\":%.0f,\"p90\":%.0f,\"p99\":%.0f,\"max\":%.0f}}\n",
-         b->n, b->started - b->failed, b->ready, b->failed, open, b->closed_by_server, secs, b->events,
+         b->n, b->dialer.next - b->failed, b->ready, b->failed, open, b->closed_by_server, secs, b->events,
          (double)b->events / secs, b->bytes, b->ndelays, percentile(b, 50), percentile(b, 90), percentile(b, 99),
          max);
   fflush(stdout);
@@ -233,7 +225,7 @@ static void timer_cb(uv_timer_t *t)
   report(b);
   uv_timer_stop(t);
   uv_close((uv_handle_t *)t, NULL);
-  for (size_t i = 0; i < b->started; i++)
+  for (size_t i = 0; i < b->dialer.next; i++)
     close_client(&b->clients[i], false);
 }
 
@@ -243,11 +235,7 @@ int main(int argc, char **argv)
     fprintf(stderr, "usage: %s PORT CLIENTS SECONDS [READY_FILE] [PATH]\n", argv[0]);
     return 2;
   }
-  struct rlimit rl;
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-  }
+  pt_bench_raise_nofile();
   static struct bench b;
   b.loop = uv_default_loop();
   b.n = strtoul(argv[2], NULL, 10);
@@ -256,7 +244,6 @@ int main(int argc, char **argv)
   const char *path = argc > 5 ? argv[5] : "/api/v1/events";
   snprintf(b.request, sizeof(b.request), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n",
            path);
-  uv_ip4_addr("127.0.0.1", atoi(argv[1]), &b.addr);
   b.clients = calloc(b.n, sizeof(*b.clients));
   b.delays = calloc(MAX_DELAY_MS, sizeof(*b.delays));
   if (!b.clients || !b.delays)
@@ -267,9 +254,10 @@ int main(int argc, char **argv)
   b.timer.data = &b;
   b.started_at = pt_clock_mono();
   uv_timer_start(&b.timer, timer_cb, 100, 100);
-  start_more(&b);
+  pt_bench_dialer_init(&b.dialer, atoi(argv[1]), b.n, start_client, &b);
+  pt_bench_dialer_run(&b.dialer);
   uv_run(b.loop, UV_RUN_DEFAULT);
-  for (size_t i = 0; i < b.started; i++)
+  for (size_t i = 0; i < b.dialer.next; i++)
     pt_sse_reader_close(&b.clients[i].sse);
   free(b.clients);
   free(b.delays);

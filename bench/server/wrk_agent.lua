@@ -1,4 +1,4 @@
--- What the wrk scripts playing agents share (report.lua, rollout.lua): the threads' setup,
+-- What the wrk scripts playing agents share (report.lua): the threads' setup,
 -- random hex, the agent's time format, and the summary line (done()).
 --
 -- A script loads it with

@@ -308,6 +308,49 @@ def test_containerd_absent_at_start_then_appears(stack, receiver):
 
 @pytest.mark.stack(containerd=True, nginx=False)
 @pytest.mark.containerd_independent
+def test_the_server_shows_a_node_whose_containerd_is_down(stack):
+    """containerd stops under a running agent: the real server's node says so (with gRPC's
+    error) and its gauge counts it, while the node itself stays ok; both clear when
+    containerd is back, without restarting the agent."""
+    srv = stack.server(env={"PULLTRACE_KUBERNETES": "off"})
+    agent = start_agent(stack, srv)
+
+    def node():
+        nodes = srv.list_all("nodes")
+        return nodes[0] if nodes else None
+
+    def containerd_is(reachable):
+        n = node()
+        return n if n and n["containerd"]["reachable"] is reachable else None
+
+    up = wait_until(lambda: containerd_is(True), 20, what="the node, containerd reachable")
+    assert up["containerd"] == {"reachable": True, "since": None, "error": None}
+    assert srv.metric("pulltrace_nodes_containerd_unreachable") == 0
+
+    stack.containerd.stop()
+    down = wait_until(lambda: containerd_is(False), 30, what="the node, containerd unreachable")
+    assert down["state"] == "ok"
+    assert down["containerd"]["error"].startswith("gRPC code 14: "), down["containerd"]
+    assert ts(down["containerd"]["since"]) <= ts(down["lastReportAt"])
+    assert srv.metric("pulltrace_nodes_containerd_unreachable") == 1
+    # The agent keeps reporting meanwhile: the node does not go lagging.
+    seq = down["seq"]
+    later = wait_until(lambda: (n := node())["seq"] > seq + 2 and n, 30, what="reports during the outage")
+    # since stays the first failure; error is the last one's (gRPC's words change as the
+    # socket goes away).
+    assert later["state"] == "ok" and later["containerd"]["reachable"] is False
+    assert later["containerd"]["since"] == down["containerd"]["since"]
+    assert later["containerd"]["error"].startswith("gRPC code 14: ")
+
+    stack.containerd.start()
+    back = wait_until(lambda: containerd_is(True), 30, what="the node, containerd reachable again")
+    assert back["containerd"] == {"reachable": True, "since": None, "error": None}
+    assert srv.metric("pulltrace_nodes_containerd_unreachable") == 0
+    assert agent.running()
+
+
+@pytest.mark.stack(containerd=True, nginx=False)
+@pytest.mark.containerd_independent
 def test_backoff_while_the_server_fails_and_recovery(stack, receiver):
     receiver.fail(503)
     agent = start_agent(stack, receiver, PULLTRACE_REPORT_INTERVAL="200ms")

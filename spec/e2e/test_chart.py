@@ -65,7 +65,6 @@ MATRIX = {
     "token-value": {"agentAuth": "token", "token": {"value": "s3cret-token"}},
     "token-existing-secret": {"agentAuth": "token",
                               "token": {"existingSecret": "my-token", "existingSecretKey": "agents"}},
-    "token-generated": {"agentAuth": "token"},
     "read-auth": {"readAuth": {"enabled": True, "subjects": [
         {"kind": "Group", "name": "sre", "apiGroup": "rbac.authorization.k8s.io"},
         {"kind": "ServiceAccount", "name": "dashboards", "namespace": "monitoring"}]},
@@ -120,7 +119,8 @@ MATRIX = {
     "monitoring": {"serviceMonitor": {"enabled": True, "interval": "15s", "scrapeTimeout": "5s",
                                       "labels": {"release": "kube-prometheus-stack"}},
                    "prometheusRule": {"enabled": True, "labels": {"release": "kps"},
-                                      "stalledFor": "10m", "agentsLostFor": "15m"},
+                                      "stalledFor": "10m", "agentsLostFor": "15m",
+                                      "containerdUnreachableFor": "3m"},
                    "grafanaDashboard": {"enabled": True, "namespace": "monitoring",
                                         "labels": {"grafana_dashboard": "1"},
                                         "annotations": {"grafana_folder": "Platform"}},
@@ -309,7 +309,8 @@ MUTATIONS = {
 @pytest.mark.parametrize("mutation", list(MUTATIONS))
 def test_the_checker_finds_what_kubernetes_would_refuse(helm, mutation):
     # The shared token's Secret exists with agentAuth: token only.
-    objects = helm.template(["--set", "agentAuth=token"] if mutation == "secret key missing" else [])
+    objects = helm.template(["--set", "agentAuth=token", "--set", "token.value=t"]
+                            if mutation == "secret key missing" else [])
     assert chartlib.problems(objects, "pulltrace") == []
     MUTATIONS[mutation](objects)
     assert chartlib.problems(objects, "pulltrace") != [], mutation
@@ -360,10 +361,10 @@ def test_server_reads_pods_and_events_and_writes_only_events(helm):
               "verbs": ["create"]}
     access = {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"],
               "verbs": ["create"]}
-    for args, extra in (([], [tokens]), (["--set", "agentAuth=token"], []),
+    shared = ["--set", "agentAuth=token", "--set", "token.value=t"]
+    for args, extra in (([], [tokens]), (shared, []),
                         (["--set", "readAuth.enabled=true"], [tokens, access]),
-                        (["--set", "agentAuth=token", "--set", "readAuth.enabled=true"],
-                         [tokens, access])):
+                        ([*shared, "--set", "readAuth.enabled=true"], [tokens, access])):
         role = next(o for o in helm.template(args) if o["kind"] == "ClusterRole" and
                     o["metadata"]["name"].endswith("-server"))
         assert sorted(role["rules"], key=json.dumps) == sorted(base + extra, key=json.dumps), args
@@ -451,7 +452,7 @@ def test_a_policy_edit_through_helm_is_hot_reloaded_and_a_broken_one_kept_out(
         server.stop()
 
 
-def test_token_value_existing_secret_and_generated(helm):
+def test_token_value_and_existing_secret(helm):
     def token_state(args):
         objects = helm.template(["--set", "agentAuth=token", *args])
         secrets = [o for o in objects if o["kind"] == "Secret"]
@@ -467,22 +468,54 @@ def test_token_value_existing_secret_and_generated(helm):
     data = secrets[0]["data"]["token"]
     assert base64.b64decode(data) == b"abc"
     assert s_sum == a_sum == hashlib.sha256(data.encode()).hexdigest()
-    # A changed value restarts both (a new checksum), the same value never does.
+    # A changed value restarts both (a new checksum), the same value never does: renders of
+    # the same values are identical, which is what GitOps tools need.
     assert token_state(["--set", "token.value=abd"])[2] != s_sum
-    assert token_state(["--set", "token.value=abc"])[2] == s_sum
+    assert token_state(["--set", "token.value=abc"]) == (secrets, ref, s_sum, a_sum)
     # An existing Secret: nothing rendered, both pods read its key.
     secrets, ref, s_sum, a_sum = token_state(["--set", "token.existingSecret=mine",
                                               "--set", "token.existingSecretKey=agents"])
     assert secrets == [] and ref == {"name": "mine", "key": "agents"}
     assert s_sum is None and a_sum is None     # helm template cannot look the Secret up
-    # Generated: one token per render, the same in the Secret and in both checksums...
-    secrets, ref, s_sum, a_sum = token_state([])
-    data = secrets[0]["data"]["token"]
-    assert len(base64.b64decode(data)) == 40
-    assert s_sum == a_sum == hashlib.sha256(data.encode()).hexdigest()
-    # ... and a new one at every `helm template` (no lookup): why GitOps needs
-    # token.existingSecret or token.value (docs/deployment.md).
-    assert token_state([])[0][0]["data"]["token"] != data
+
+
+# What the chart answers when agentAuth: token has neither token.value nor token.existingSecret.
+NO_TOKEN = "agentAuth: token needs token.value or token.existingSecret"
+
+
+@pytest.mark.parametrize("values", [{"agentAuth": "token"},
+                                    {"agentAuth": "token", "token": {"value": "",
+                                                                     "existingSecret": ""}}],
+                         ids=["unset", "empty"])
+def test_a_render_never_invents_a_token(helm, values, tmp_path):
+    """A token the chart made up would be new at every `helm template` (Argo CD renders with
+    it, and it cannot read the last one back), restarting server and agents at each sync: the
+    render fails instead, saying what to set and how.
+
+    The one exception, an upgrade of a release whose token an earlier chart generated (lookup
+    finds that Secret in the cluster and keeps its token), needs a cluster: there is no
+    Kubernetes API server here for Helm to look up, so it is not rendered in this test."""
+    args = values_file(tmp_path, "no-token", values)
+    for release in RELEASES:
+        r = helm.template(args, release=release, check=False)
+        assert r.returncode != 0 and NO_TOKEN in r.stderr, (release, r.stderr)
+        assert "--set-string token.value=" in r.stderr and "docs/upgrade.md" in r.stderr
+    # `helm lint` renders in Helm's lint mode, where `fail` is reported but, by Helm's design
+    # (helm/helm#4221, #8973), does not fail the lint: the message must still be shown. The
+    # schema cannot require the token either: it cannot see the cluster's Secret that keeps
+    # upgrades of earlier installs working.
+    r = helm.run("lint", "--strict", CHART, *args)
+    assert NO_TOKEN in r.stderr
+    # The command the message suggests gives a token that renders as it was made.
+    r = subprocess.run(
+        ["bash", "-c", f'token=$(head -c 32 /dev/urandom | base64) && "{helm.binary}" template '
+         f'pulltrace "{CHART}" --set agentAuth=token --set-string token.value="$token" '
+         f'&& echo "token=$token"'], capture_output=True, text=True, env=helm.env, timeout=120,
+        check=True)
+    *manifests, last = r.stdout.rstrip("\n").rsplit("\n", 1)
+    token = last.removeprefix("token=")
+    secret = find([d for d in yaml.safe_load_all(manifests[0]) if d], "Secret")
+    assert len(token) == 44 and base64.b64decode(secret["data"]["token"]).decode() == token
 
 
 def test_agent_mounts_the_socket_directory(helm, tmp_path):
@@ -772,7 +805,7 @@ def test_prometheus_rules_pass_promtool_and_name_real_metrics(helm, real_metrics
     alerts = {rule["alert"] for g in spec["groups"] for rule in g["rules"]}
     assert {"PulltracePullStalled", "PulltracePullsFailing", "PulltraceAgentsNotReporting",
             "PulltraceNoAgents", "PulltracePolicyErrors", "PulltracePolicyReloadFailed",
-            "PulltracePolicyNotLoaded"} <= alerts
+            "PulltracePolicyNotLoaded", "PulltraceContainerdUnreachable"} <= alerts
     exprs = [rule["expr"] for g in spec["groups"] for rule in g["rules"]]
     check_queries_against_metrics(exprs, real_metrics)
 
@@ -793,6 +826,11 @@ def test_prometheus_rules_fire_on_the_series_they_watch(helm, tmp_path):
              "values": "0x30"},
             {"series": f'pulltrace_agents{{state="lost",{ident}}}', "values": "0x5 1x20"},
             {"series": f'pulltrace_agents_connected{{{ident}}}', "values": "3x30"},
+            # Two replicas both count the node from minute 3 to 12: one alert, value 1.
+            {"series": f'pulltrace_nodes_containerd_unreachable{{{ident}}}',
+             "values": "0x2 1x10 0x18"},
+            {"series": 'pulltrace_nodes_containerd_unreachable{namespace="pt",job="pt-server",'
+                       'instance="10.0.0.2:9090",pod="pt-server-2"}', "values": "0x2 1x10 0x18"},
             {"series": f'pulltrace_policy_errors_total{{hook="alert",script="90-x.lua",'
                        f'reason="runtime",{ident}}}', "values": "0 0 2x10"},
             {"series": f'pulltrace_policy_reloads_total{{result="failure",{ident}}}',
@@ -818,6 +856,12 @@ def test_prometheus_rules_fire_on_the_series_they_watch(helm, tmp_path):
                 {"exp_labels": {"severity": "warning", "namespace": "pt", "job": "pt-server"},
                  "exp_annotations": _annotations(helm, "PulltraceAgentsNotReporting", "1")}]},
             {"eval_time": "20m", "alertname": "PulltraceNoAgents", "exp_alerts": []},
+            {"eval_time": "2m", "alertname": "PulltraceContainerdUnreachable", "exp_alerts": []},
+            {"eval_time": "6m", "alertname": "PulltraceContainerdUnreachable", "exp_alerts": []},
+            {"eval_time": "9m", "alertname": "PulltraceContainerdUnreachable", "exp_alerts": [
+                {"exp_labels": {"severity": "warning", "namespace": "pt", "job": "pt-server"},
+                 "exp_annotations": _annotations(helm, "PulltraceContainerdUnreachable", "1")}]},
+            {"eval_time": "14m", "alertname": "PulltraceContainerdUnreachable", "exp_alerts": []},
             {"eval_time": "5m", "alertname": "PulltracePolicyErrors", "exp_alerts": [
                 {"exp_labels": {"severity": "warning", "namespace": "pt", "job": "pt-server",
                                 "hook": "alert", "script": "90-x.lua", "reason": "runtime"},

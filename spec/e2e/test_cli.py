@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -505,6 +506,47 @@ def test_watch_fails_with_kubelets_message(env):
     assert "\x1b" not in err  # not a terminal
 
 
+def test_watch_reads_kubelets_container_statuses(stack, kube, build_dir):
+    """Without any pull to follow, the pods' container statuses decide: an image already
+    present on the node (the container runs, or has an imageID) is done at once (0), and a
+    container waiting in ImagePullBackOff fails with kubelet's message (1). The init
+    containers' images count too."""
+    srv = stack.server(env={"PULLTRACE_KUBECONFIG": kube.write_kubeconfig()})
+    srv.wait_kube_ready(20)
+    kube.add_service("pulltrace", "pulltrace-server",
+                     [{"name": "http", "port": 8080, "targetPort": "http"}],
+                     [("127.0.0.1", {"http": srv.port})])
+    cli = Cli(find_binary("kubectl-pulltrace", build_dir), stack.dir / "home",
+              kube.write_kubeconfig(path=stack.dir / "kc"))
+    kube.add_workload("StatefulSet", NS, "db", {"app": "db"})
+    kube.add_pod(NS, "db-0", NODE, ["docker.io/library/postgres:16"],
+                 init_images=["docker.io/library/busybox:1.36"], labels={"app": "db"})
+    kube.set_pod_running(NS, "db-0")
+
+    def init_pulled(p):
+        p["status"]["initContainerStatuses"][0].update(
+            imageID="docker.io/library/busybox@sha256:" + "c" * 64,
+            state={"terminated": {"exitCode": 0, "reason": "Completed"}})
+    kube.modify_pod(NS, "db-0", init_pulled)
+    r = cli.run("watch", "statefulset/db", "-n", NS, "--timeout", "2m")
+    assert r.stdout.splitlines()[-1] == "statefulset/db: every image is there (2 images, 1 pod)", \
+        r.stdout
+    for who in ("postgres:16 on e2e-node for db-0/app0", "busybox:1.36 on e2e-node for db-0/init0"):
+        assert f"{who} (present on the node)" in r.stdout, r.stdout
+
+    message = ('Back-off pulling image "127.0.0.1:5999/e2e/gone:v1": ErrImagePull: failed to '
+               'pull and unpack image')
+    kube.add_pod(NS, "gone-1", NODE, ["127.0.0.1:5999/e2e/gone:v1"], waiting="ImagePullBackOff",
+                 labels={"app": "gone"})
+
+    def backoff(p):
+        p["status"]["containerStatuses"][0]["state"]["waiting"]["message"] = message
+    kube.modify_pod(NS, "gone-1", backoff)
+    r = cli.run("watch", "-l", "app=gone", "-n", NS, "--timeout", "2m", check=False)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"ImagePullBackOff: {message}" in r.stderr, r.stderr
+
+
 # -- history and stats -----------------------------------------------------------------------
 
 @pytest.mark.stack(rate=1 * MIB)
@@ -563,7 +605,7 @@ def test_history_and_stats(stack, kube, build_dir, cri_available):
     # A server without a data directory says so.
     plain = Cli(env.binary, stack.dir / "home", env.kubeconfig)
     r = plain.run("stats", "--server", stack.server().url, check=False)
-    assert r.returncode == 1 and "keeps no history" in r.stderr
+    assert r.returncode == 1 and r.stderr.count("without PULLTRACE_DATA_DIR") == 1, r.stderr
 
 
 # -- top -------------------------------------------------------------------------------------
@@ -730,6 +772,69 @@ def test_top_in_a_terminal(env):
         tmux.close()
 
 
+def test_server_flag_keeps_the_contexts_namespace(stack, build_dir, tmp_path):
+    """--server needs no API server, but the kubeconfig's context still gives the namespace
+    (read only: nothing is sent to the cluster); without a kubeconfig it is "default"."""
+    srv = stack.server()
+    kc = tmp_path / "kc"
+    kc.write_text("apiVersion: v1\nkind: Config\ncurrent-context: c\ncontexts:\n"
+                  "- name: c\n  context: {cluster: k, user: u, namespace: shop}\nclusters:\n"
+                  "- name: k\n  cluster: {server: 'https://127.0.0.1:1'}\nusers:\n"
+                  "- name: u\n  user: {token: t}\n")
+    cli = Cli(find_binary("kubectl-pulltrace", build_dir), tmp_path / "home", kc)
+    r = cli.run("get", "pulls", "--server", srv.url)
+    assert r.stderr == "No pulls found in shop namespace.\n", r.stderr
+    r = cli.run("get", "pulls", "--server", srv.url, "-n", "web")
+    assert r.stderr == "No pulls found in web namespace.\n", r.stderr
+    r = cli.run("get", "pulls", "--server", srv.url, env={"KUBECONFIG": str(tmp_path / "none")})
+    assert r.stderr == "No pulls found in default namespace.\n", r.stderr
+    # A context asked for by name must exist.
+    r = cli.run("get", "pulls", "--server", srv.url, "--context", "nope", check=False)
+    assert r.returncode == 1 and 'context "nope" not found' in r.stderr, r.stderr
+
+
+def test_top_stalled_in_yellow_and_the_screen_back_on_signals(stack, build_dir, tmp_path):
+    """A stalled pull is yellow (bar and state) and counted in the title; SIGTERM and SIGHUP
+    give the screen back as Ctrl-C and q do, and the exit status says a signal ended top (128 +
+    its number, as watch). Reports stand in for the agent; --server."""
+    if shutil.which("tmux") is None:
+        pytest.fail("tmux is needed (apt-get install tmux)")
+    srv = stack.server()
+    now = time.time()
+    assert srv.post(reports.report("stall-node", 1, pulls=[
+        reports.pull("p1", "127.0.0.1/e2e/stuck", "sha256:" + "a" * 64, started=now - 60,
+                     layers=[reports.layer(reports.sha256(1), 10 ** 6, 3 * 10 ** 5,
+                                           state="stalled", started=now - 60,
+                                           updated=now - 50)]),
+        reports.pull("p2", "127.0.0.1/e2e/moving", "sha256:" + "b" * 64, started=now - 5,
+                     layers=[reports.layer(reports.sha256(2), 10 ** 6, 2 * 10 ** 5,
+                                           started=now - 5, updated=now)])])).status_code == 200
+    binary = find_binary("kubectl-pulltrace", build_dir)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
+           "LANG": "C.UTF-8", "TERM": "xterm-256color"}
+    for sig in ("TERM", "HUP"):
+        pidfile = tmp_path / f"top-{sig}.pid"
+        # The inner shell writes its pid and becomes top.
+        tmux = Tmux(tmp_path / sig, f"echo BEFORE-TOP; sh -c 'echo $$ > {pidfile}; exec "
+                    f"{binary} top --server {srv.url}'; echo EXIT:$?; sleep 600", env)
+        try:
+            s = tmux.wait(lambda s: "127.0.0.1/e2e/stuck" in s and any(
+                x.rstrip().endswith("stalled") for x in s.splitlines()[2:]),
+                "top's screen with the stalled pull")
+            assert s.splitlines()[0].startswith(" pulltrace top   2 pulls: 1 pulling, 1 stalled, ")
+            colored = tmux.screen(escapes=True)
+            row = colored.split("IMAGE 127.0.0.1/e2e/stuck", 1)[1].split("\n")[1]
+            assert "\x1b[33m" in row and "stalled" in row, repr(row)
+            moving = colored.split("IMAGE 127.0.0.1/e2e/moving", 1)[1].split("\n")[1]
+            assert "\x1b[33m" not in moving and "\x1b[36m" in moving, repr(moving)
+            os.kill(int(pidfile.read_text()), getattr(signal, "SIG" + sig))
+            s = tmux.wait(lambda s: "EXIT:" in s, f"top's exit on SIG{sig}")
+            status = 128 + getattr(signal, "SIG" + sig)
+            assert "pulltrace top" not in s and f"BEFORE-TOP\nEXIT:{status}" in tmux.screen(history=True)
+        finally:
+            tmux.close()
+
+
 # -- real kubectl ----------------------------------------------------------------------------
 
 def ensure_kubectl(build_dir):
@@ -788,6 +893,21 @@ def test_real_kubectl_runs_it_as_a_plugin(env, build_dir):
                        capture_output=True, text=True, env=kenv, timeout=60)
     assert r.returncode == 0 and "web-1" in r.stdout and "completed" in r.stdout
     capture("kubectl-pulltrace-get-pulls.txt", r.stdout)
+    # kubectl's own completion of `kubectl pulltrace ...` runs kubectl_complete-pulltrace,
+    # a link to the binary: the same words as `completion bash`, in cobra's format.
+
+    def complete(*words):
+        r = subprocess.run([str(kubectl), "__complete", "pulltrace", *words],
+                           capture_output=True, text=True, env=kenv, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.splitlines()
+    assert complete("") == [":0"]  # no completion before the link exists
+    (bindir / "kubectl_complete-pulltrace").symlink_to(env.binary)
+    assert complete("") == ["get", "top", "watch", "history", "stats", "completion", "version",
+                            "--help", ":4"]
+    assert complete("get", "pulls", "-o", "") == ["wide", "json", "yaml", ":4"]
+    assert complete("watch", "dep") == ["deployment/", ":6"]  # 2: no space after the slash
+    assert complete("top", "--group-by", "") == ["image", "node", ":4"]
 
 
 # -- terminal manners without a cluster ------------------------------------------------------
@@ -819,6 +939,19 @@ def test_help_and_completion(build_dir, tmp_path):
     assert complete("kubectl-pulltrace", "get", "pulls", "-o", "") == ["wide", "json", "yaml"]
     assert "deployment/" in complete("kubectl-pulltrace", "watch", "")
     assert "--timeout" in complete("kubectl-pulltrace", "watch", "--t")
+    # A bad flag is exit status 3 for watch (1 would read as a failed pull in a pipeline),
+    # 1 for the other commands; the message names the command's --help.
+    for args in (["--bogus"], ["--timeout"], ["--timeout", "soon"], ["--request-timeout", "x"],
+                 ["--limit", "0"], ["-o", "json"]):
+        r = subprocess.run([binary, "watch", "deployment/web", *args], capture_output=True,
+                           text=True, env=envv)
+        assert r.returncode == 3 and r.stderr.startswith("error: "), (args, r.returncode, r.stderr)
+    r = subprocess.run([binary, "watch", "--bogus", "pod/x"], capture_output=True, text=True,
+                       env=envv)
+    assert r.returncode == 3 and "See 'kubectl pulltrace watch --help'." in r.stderr, r.stderr
+    r = subprocess.run([binary, "get", "pulls", "--bogus"], capture_output=True, text=True,
+                       env=envv)
+    assert r.returncode == 1 and "unknown flag --bogus" in r.stderr, r.stderr
     # top refuses to run without a terminal, with advice.
     r = subprocess.run([binary, "top", "--server", "http://127.0.0.1:1"], capture_output=True,
                        text=True, env=envv)

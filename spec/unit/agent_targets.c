@@ -3,7 +3,8 @@
  * URL list is checked, a name is resolved on the thread pool and the request
  * keeps the name as its Host, every address is a target of its own, and a
  * dead address (nothing listens on [::1] at that port) backs off without
- * delaying the live one, which gets every report. */
+ * delaying the live one, which gets every report, and the names are resolved
+ * again every resolve interval. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -206,6 +207,33 @@ static void test_every_address_is_a_target_and_a_dead_one_delays_nothing(void **
   teardown(&f);
 }
 
+/* The name is resolved again every resolve interval: addresses that left the
+ * answer lose their target (a replica gone from a headless Service). Two
+ * addresses are given directly, as a Service with two replicas would answer;
+ * the next resolution of localhost answers one, and only the periodic
+ * resolution can bring the targets back to it. */
+static bool two_targets_then_one(struct fixture *f)
+{
+  struct count c = counts(f);
+  return c.n == 1 && strcmp(c.addrs[0], "127.0.0.1") == 0;
+}
+
+static void test_name_is_resolved_again_every_interval(void **state)
+{
+  struct fixture f;
+  setup(&f, "http://localhost:%d", 0.05);
+  run_until(&f, has_one_target, "localhost resolved");
+  const char *two[] = {"127.0.0.1", "[::1]"};
+  pt_targets_apply(&f.targets, 0, two, 2);
+  assert_int_equal(counts(&f).n, 2);
+  run_until(&f, two_targets_then_one, "the next resolution");
+  /* The remaining target still gets reports. */
+  offer(&f, 3);
+  run_until(&f, got_report, "a report");
+  assert_string_equal(f.last_body, "{\"seq\":3}");
+  teardown(&f);
+}
+
 /* Two URLs, each its own target (literal addresses: nothing to resolve). */
 static void test_two_urls(void **state)
 {
@@ -244,6 +272,7 @@ int main(void)
     cmocka_unit_test(test_parse),
     cmocka_unit_test(test_name_resolves_to_one_target),
     cmocka_unit_test(test_every_address_is_a_target_and_a_dead_one_delays_nothing),
+    cmocka_unit_test(test_name_is_resolved_again_every_interval),
     cmocka_unit_test(test_two_urls),
     cmocka_unit_test(test_unresolvable_name),
   };

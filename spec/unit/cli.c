@@ -83,9 +83,11 @@ static void test_table(void **state)
   const char *h[] = {"NAME", "STATE", "AGE"};
   const char *r1[] = {"a-long-name", "pulling", "5s"};
   const char *r2[] = {"b", NULL, "3m12s"};
+  const char *r3[] = {"c", "done", ""}; /* an empty last cell: no trailing spaces */
   assert_int_equal(pt_table_add(&t, h), 0);
   assert_int_equal(pt_table_add(&t, r1), 0);
   assert_int_equal(pt_table_add(&t, r2), 0);
+  assert_int_equal(pt_table_add(&t, r3), 0);
   char *text = NULL;
   size_t len = 0;
   FILE *f = open_memstream(&text, &len);
@@ -93,7 +95,8 @@ static void test_table(void **state)
   fclose(f);
   assert_string_equal(text, "NAME          STATE     AGE\n"
                             "a-long-name   pulling   5s\n"
-                            "b             <none>    3m12s\n");
+                            "b             <none>    3m12s\n"
+                            "c             done\n");
   free(text);
   pt_table_close(&t);
 }

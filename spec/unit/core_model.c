@@ -155,6 +155,32 @@ static void test_model(void **state)
   assert_false(pt_digest_valid(NULL));
 }
 
+static void test_digest_sha256(void **state)
+{
+  (void)state;
+  unsigned char b[32];
+  char d[200] = "sha256:0123456789abcdef";
+  memset(d + 23, 'f', 48);
+  d[71] = '\0';
+  assert_true(pt_digest_sha256(d, b));
+  assert_int_equal(b[0], 0x01);
+  assert_int_equal(b[7], 0xef);
+  assert_int_equal(b[31], 0xff);
+  d[70] = 'F'; /* valid, but not the form kept as bytes (its text would change) */
+  assert_false(pt_digest_sha256(d, b));
+  d[70] = 'g';
+  assert_false(pt_digest_sha256(d, b));
+  d[70] = 'f';
+  d[71] = 'f'; /* 65 digits */
+  d[72] = '\0';
+  assert_false(pt_digest_sha256(d, b));
+  d[70] = '\0'; /* 63 digits */
+  assert_false(pt_digest_sha256(d, b));
+  assert_false(pt_digest_sha256("sha512:00", b));
+  assert_false(pt_digest_sha256("sha256:", b));
+  assert_false(pt_digest_sha256(NULL, b));
+}
+
 static void test_fnv1a(void **state)
 {
   (void)state;
@@ -171,7 +197,7 @@ int main(void)
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_image_normalize), cmocka_unit_test(test_image_matches),
     cmocka_unit_test(test_image_grammar),   cmocka_unit_test(test_model),
-    cmocka_unit_test(test_fnv1a),
+    cmocka_unit_test(test_fnv1a), cmocka_unit_test(test_digest_sha256),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

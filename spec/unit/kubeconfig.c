@@ -10,6 +10,7 @@
 
 #include "test_files.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "core/file.h"
 #include "core/kubeconfig.h"
 
 
@@ -100,6 +102,17 @@ static void test_kubeconfig_file(void **state)
   test_write_file(path, "clusters: []\n");
   assert_int_equal(pt_kubeconfig_load(&c, path, NULL, err, sizeof(err)), -ESRCH);
   assert_non_null(strstr(err, "no current-context"));
+  /* A scheme without a host is no server (its slashes are not a host). */
+  static const char *const hostless[] = {"'https://'", "'http:///'", "ftp://h"};
+  for (size_t i = 0; i < 3; i++) {
+    char doc[256];
+    snprintf(doc, sizeof(doc),
+             "current-context: x\nclusters:\n- name: c\n  cluster: {server: %s}\n"
+             "contexts:\n- name: x\n  context: {cluster: c}\n", hostless[i]);
+    test_write_file(path, doc);
+    assert_int_equal(pt_kubeconfig_load(&c, path, NULL, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "has no http(s) server URL"));
+  }
   test_write_file(path, "clusters: [unclosed\n");
   assert_int_equal(pt_kubeconfig_load(&c, path, NULL, err, sizeof(err)), -EINVAL);
   assert_non_null(strstr(err, "YAML error"));
@@ -345,6 +358,42 @@ static void test_exec_plugin(void **state)
   assert_non_null(strstr(err, "not JSON"));
   assert_null(t);
   unsetenv("MODE");
+  pt_kubeconfig_clear(&c);
+
+  /* A cached token past its expirationTimestamp is not used by the next
+   * process: the plugin runs again. The cache file is aged by hand. */
+  setenv("EXP", "2999-01-01T00:00:00Z", 1);
+  assert_int_equal(pt_kubeconfig_open(&c, &o, err, sizeof(err)), 0);
+  assert_int_equal(pt_kubeconfig_credential(&c, true, &t, err, sizeof(err)), 0);
+  char fresh[64];
+  snprintf(fresh, sizeof(fresh), "%s", t);
+  free(t);
+  pt_kubeconfig_clear(&c);
+  int before = count_lines(runs);
+  DIR *d = opendir(cache);
+  assert_non_null(d);
+  struct dirent *de;
+  int aged = 0;
+  while ((de = readdir(d))) {
+    if (de->d_name[0] == '.')
+      continue;
+    char path[600], *json;
+    snprintf(path, sizeof(path), "%s/%s", cache, de->d_name);
+    assert_int_equal(pt_file_read(path, 1 << 16, &json, NULL), 0);
+    char *y = strstr(json, "2999-01-01");
+    assert_non_null(y);
+    memcpy(y, "2000", 4);
+    test_write_file(path, json);
+    free(json);
+    aged++;
+  }
+  closedir(d);
+  assert_int_equal(aged, 1);
+  assert_int_equal(pt_kubeconfig_open(&c, &o, err, sizeof(err)), 0);
+  assert_int_equal(pt_kubeconfig_credential(&c, false, &t, err, sizeof(err)), 0);
+  assert_string_not_equal(t, fresh);
+  free(t);
+  assert_int_equal(count_lines(runs), before + 1);
   pt_kubeconfig_clear(&c);
 
   o.context = "nomode";

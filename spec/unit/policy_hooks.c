@@ -240,6 +240,59 @@ static void test_rate_state_round_trip(void **state)
   pt_policy_destroy(p);
 }
 
+/* A state of any size and form is kept whatever the size of the one before
+ * it (the small ones in the state itself, the others in a block of their
+ * own): a flat table of n members (n the sample's bytes), a nested one for
+ * n = 0, none for n < 0. */
+static const char *sizes_script =
+    "pulltrace.rate(function(sample, state)\n"
+    "  local seen = 0\n"
+    "  if state then for _ in pairs(state) do seen = seen + 1 end end\n"
+    "  if state and state.nested then seen = 100 end\n"
+    "  local n = sample.downloadedBytes\n"
+    "  if n < 0 then return {bytesPerSec = seen}, nil end\n"
+    "  if n == 0 then return {bytesPerSec = seen}, {nested = {x = 1}} end\n"
+    "  local st = {}\n"
+    "  for i = 1, n do st['member' .. i] = i end\n"
+    "  return {bytesPerSec = seen}, st\n"
+    "end)\n";
+
+static void test_rate_state_sizes(void **state)
+{
+  (void)state;
+  char err[1024];
+  struct pt_policy *p = load_one(sizes_script, err, sizeof(err));
+  if (!p)
+    fail_msg("%s", err);
+  struct pt_policy_rate_state st = {0};
+  /* Each call returns how many members the previous state had (100 for
+   * the nested one, 0 for none): 1 member fits in the state itself, 9 do not. */
+  static const int64_t members[] = {1, 9, 9, 2, 2, 0, 1, -1, 12, 1, -1, 0, 0, 3};
+  for (size_t i = 0; i < sizeof(members) / sizeof(members[0]); i++) {
+    struct pt_policy_rate_result r = rate_once(p, 10 + (double)i, members[i], -1, &st);
+    assert_false(r.fallback);
+    int64_t before = i ? members[i - 1] : -1;
+    double want = before > 0 ? (double)before : before == 0 ? 100 : 0;
+    if (r.bytes_per_sec != want)
+      fail_msg("call %zu: the state had %g members, %g expected", i, r.bytes_per_sec, want);
+    char *js = pt_policy_rate_state_json(&st);
+    if (members[i] < 0) {
+      assert_null(js);
+    } else if (members[i] == 0) {
+      assert_string_equal(js, "{\"nested\":{\"x\":1}}");
+    } else {
+      assert_non_null(js);
+      assert_non_null(strstr(js, "\"member1\":1"));
+      char last[64];
+      snprintf(last, sizeof(last), "\"member%lld\":%lld", (long long)members[i], (long long)members[i]);
+      assert_non_null(strstr(js, last));
+    }
+    free(js);
+  }
+  pt_policy_rate_state_clear(&st);
+  pt_policy_destroy(p);
+}
+
 static void test_errors_and_invalid_returns_fall_back(void **state)
 {
   (void)state;
@@ -627,6 +680,7 @@ int main(void)
       cmocka_unit_test(test_c_fallbacks_without_hooks),
       cmocka_unit_test(test_errors_and_invalid_returns_fall_back),
       cmocka_unit_test(test_rate_state_round_trip),
+      cmocka_unit_test(test_rate_state_sizes),
       cmocka_unit_test(test_error_breakdown),
       cmocka_unit_test(test_default_alerts_and_dedup),
       cmocka_unit_test(test_alert_validation),

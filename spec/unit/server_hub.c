@@ -98,10 +98,23 @@ struct fan {
       snprintf((f)->why, sizeof((f)->why), "line %d: %s", __LINE__, #cond);           \
   } while (0)
 
+/* A snapshot far bigger than the queue budget and than what the kernel
+ * buffers (a server with thousands of pulls). */
+#define BIG_SNAPSHOT (24u << 20)
+
 static char *snapshot(void *ud, const struct pt_hub_filter *filter)
 {
   (void)ud;
-  (void)filter;
+  if (filter->node && strcmp(filter->node, "big-snapshot") == 0) {
+    char *s = malloc(BIG_SNAPSHOT + 1);
+    if (s) {
+      memset(s, ' ', BIG_SNAPSHOT);
+      s[0] = '{';
+      s[BIG_SNAPSHOT - 1] = '}';
+      s[BIG_SNAPSHOT] = '\0';
+    }
+    return s;
+  }
   return strdup("{\"snapshot\":true}");
 }
 
@@ -326,9 +339,48 @@ static void *fan_client(void *arg)
   return NULL;
 }
 
-static void test_delivery(void **state)
+static bool starts_with(const char *s, const char *prefix)
 {
-  (void)state;
+  return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* A reader still reading a snapshot bigger than its queue budget is not
+ * dropped by the next event: only what follows the snapshot counts. */
+static void *big_snapshot_client(void *arg)
+{
+  struct fan *f = arg;
+  int fd = dial(f->port, "GET /events?node=big-snapshot HTTP/1.1\r\nHost: t\r\n\r\n");
+  CHECK(f, read_head(fd));
+  CHECK(f, chunk_is(fd, retry_frame));
+  /* An event of 128 KiB (under the budget of 512 KiB) while the snapshot is
+   * still queued, unread. */
+  send_cmd(f, CMD_BIG);
+  for (int waited = 0; waited < 5000; waited++) {
+    pthread_mutex_lock(&f->mu);
+    int batch = f->batch;
+    pthread_mutex_unlock(&f->mu);
+    if (batch == 1)
+      break;
+    usleep(1000);
+  }
+  size_t len = 0;
+  char *got = read_chunk(fd, &len);
+  CHECK(f, got && len > BIG_SNAPSHOT && starts_with(got, "id: 0\nevent: snapshot\ndata: {"));
+  free(got);
+  got = read_chunk(fd, &len);
+  CHECK(f, got && starts_with(got, "id: 1\nevent: pull.progress\ndata: x"));
+  CHECK(f, len == 4 * (strlen("id: N\nevent: pull.progress\ndata: \n\n") + strlen(big_data)));
+  free(got);
+  pthread_mutex_lock(&f->mu);
+  CHECK(f, f->batch == 1 && f->stats.dropped_slow == 0 && f->stats.clients == 1);
+  pthread_mutex_unlock(&f->mu);
+  close(fd);
+  send_cmd(f, CMD_STOP);
+  return NULL;
+}
+
+static void run_fan(void *(*client)(void *))
+{
   memset(big_data, 'x', sizeof(big_data) - 1);
   struct fan f = {0};
   pthread_mutex_init(&f.mu, NULL);
@@ -345,13 +397,25 @@ static void test_delivery(void **state)
   uv_async_init(&f.loop, &f.async, async_cb);
   f.async.data = &f;
   pthread_t th;
-  pthread_create(&th, NULL, fan_client, &f);
+  pthread_create(&th, NULL, client, &f);
   uv_run(&f.loop, UV_RUN_DEFAULT);
   pthread_join(th, NULL);
   assert_int_equal(uv_loop_close(&f.loop), 0);
   pthread_mutex_destroy(&f.mu);
   if (f.failures)
     fail_msg("%d check(s) failed; first: %s", f.failures, f.why);
+}
+
+static void test_big_snapshot(void **state)
+{
+  (void)state;
+  run_fan(big_snapshot_client);
+}
+
+static void test_delivery(void **state)
+{
+  (void)state;
+  run_fan(fan_client);
 }
 
 int main(void)
@@ -361,6 +425,7 @@ int main(void)
     cmocka_unit_test(test_types),
     cmocka_unit_test(test_copy),
     cmocka_unit_test(test_delivery),
+    cmocka_unit_test(test_big_snapshot),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

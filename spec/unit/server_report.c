@@ -145,6 +145,11 @@ static void test_valid(void **state)
   assert_int_equal(r.nunattributed, 1);
   assert_string_equal(r.unattributed[0].kind, "layer");
   pt_report_free(&r);
+  /* JSON whitespace after the document is fine. */
+  char spaced[4096];
+  snprintf(spaced, sizeof(spaced), "%s \r\n\t\n", valid);
+  assert_int_equal(pt_report_parse(spaced, strlen(spaced), &r, err, sizeof(err), field, sizeof(field)), 0);
+  pt_report_free(&r);
 }
 
 static void test_every_field_wrong(void **state)
@@ -224,6 +229,87 @@ static void test_unknown_members_ignored(void **state)
 
 /* The streaming parser checks what a document parser does: duplicate keys at
  * any depth, \u0000, integers beyond 64 bits, nesting depth, one value. */
+/* Parses body with root member "containerd" set to ctrd (JSON text, NULL:
+ * absent). */
+static int parse_with_containerd(const char *ctrd, struct pt_report *r, char *err, char *field)
+{
+  json_t *root = json_loads(valid, 0, NULL);
+  assert_non_null(root);
+  if (ctrd) {
+    json_t *v = json_loads(ctrd, JSON_DECODE_ANY, NULL);
+    assert_non_null(v);
+    json_object_set_new(root, "containerd", v);
+  }
+  char *body = json_dumps(root, JSON_COMPACT);
+  int rc = pt_report_parse(body, strlen(body), r, err, 256, field, 160);
+  free(body);
+  json_decref(root);
+  return rc;
+}
+
+/* The optional containerd status: absent (agents before it) and
+ * reachable:true read as reachable; unreachable carries since and error;
+ * every malformed shape is refused naming its member. */
+static void test_containerd(void **state)
+{
+  struct pt_report r;
+  char err[256], field[160];
+  assert_int_equal(parse_with_containerd(NULL, &r, err, field), 0);
+  assert_true(r.containerd_reachable);
+  pt_report_free(&r);
+  assert_int_equal(parse_with_containerd("{\"reachable\":true}", &r, err, field), 0);
+  assert_true(r.containerd_reachable);
+  assert_null(r.containerd_error);
+  pt_report_free(&r);
+  assert_int_equal(parse_with_containerd("{\"reachable\":true,\"since\":null,\"error\":null}", &r, err, field), 0);
+  assert_true(r.containerd_reachable);
+  pt_report_free(&r);
+  assert_int_equal(parse_with_containerd("{\"reachable\":false,\"since\":\"2026-11-21T10:00:01Z\","
+                                         "\"error\":\"gRPC code 14: connection refused\",\"later\":1}",
+                                         &r, err, field), 0);
+  assert_false(r.containerd_reachable);
+  assert_string_equal(r.containerd_error, "gRPC code 14: connection refused");
+  double since = r.containerd_since;
+  assert_true(since == 1795255201.0); /* date -u -d 2026-11-21T10:00:01Z +%s */
+  pt_report_shift(&r, 10);
+  assert_true(r.containerd_since == since + 10);
+  pt_report_free(&r);
+
+  static const struct {
+    const char *value, *field;
+  } wrong[] = {
+    {"null", "containerd"},
+    {"false", "containerd"},
+    {"[]", "containerd"},
+    {"{}", "containerd.reachable"},
+    {"{\"reachable\":\"no\"}", "containerd.reachable"},
+    {"{\"reachable\":0}", "containerd.reachable"},
+    {"{\"reachable\":false,\"error\":\"x\"}", "containerd.since"},
+    {"{\"reachable\":false,\"since\":null,\"error\":\"x\"}", "containerd.since"},
+    {"{\"reachable\":false,\"since\":\"soon\",\"error\":\"x\"}", "containerd.since"},
+    {"{\"reachable\":false,\"since\":\"2026-11-21T10:00:01Z\"}", "containerd.error"},
+    {"{\"reachable\":false,\"since\":\"2026-11-21T10:00:01Z\",\"error\":\"\"}", "containerd.error"},
+    {"{\"reachable\":false,\"since\":\"2026-11-21T10:00:01Z\",\"error\":7}", "containerd.error"},
+    {"{\"reachable\":false,\"since\":\"2026-11-21T10:00:01Z\",\"error\":\"a\\nb\"}", "containerd.error"},
+    {"{\"reachable\":true,\"since\":\"2026-11-21T10:00:01Z\"}", "containerd.since"},
+    {"{\"reachable\":true,\"error\":\"x\"}", "containerd.error"},
+  };
+  for (size_t i = 0; i < sizeof(wrong) / sizeof(wrong[0]); i++) {
+    int rc = parse_with_containerd(wrong[i].value, &r, err, field);
+    if (rc != -EINVAL || strcmp(field, wrong[i].field) != 0)
+      fail_msg("containerd %s: rc %d field \"%s\" error \"%s\"", wrong[i].value, rc, field, err);
+    assert_null(r.arena);
+  }
+  /* One byte over the limit of the error text. */
+  char big[PT_REPORT_MAX_CONTAINERD_ERROR + 128];
+  int n = snprintf(big, sizeof(big), "{\"reachable\":false,\"since\":\"2026-11-21T10:00:01Z\",\"error\":\"");
+  memset(big + n, 'e', PT_REPORT_MAX_CONTAINERD_ERROR + 1);
+  snprintf(big + n + PT_REPORT_MAX_CONTAINERD_ERROR + 1, sizeof(big) - (size_t)n - PT_REPORT_MAX_CONTAINERD_ERROR - 1,
+           "\"}");
+  assert_int_equal(parse_with_containerd(big, &r, err, field), -EINVAL);
+  assert_string_equal(field, "containerd.error");
+}
+
 static void test_json_level_errors(void **state)
 {
   static const char *bodies[] = {
@@ -245,6 +331,10 @@ static void test_json_level_errors(void **state)
     "{\"seq\":99999999999999999999}",
     "{\"seq\":1e999}",
     "{} {}",
+    /* An unterminated string after the document: yajl waits for the rest. */
+    "{}\"",
+    "{} \"}",
+    "{}\"x\n",
     "7",
     "\"v1\"",
   };
@@ -311,6 +401,84 @@ static void test_array_limits(void **state)
   json_decref(root);
 }
 
+/* valid with its first `from` replaced by `to`, parsed: its result, and the
+ * error and field in err/field. */
+static int parse_with(const char *from, const char *to, char *err, size_t errlen, char *field, size_t fieldlen)
+{
+  const char *at = strstr(valid, from);
+  assert_non_null(at);
+  char body[4096];
+  int n = snprintf(body, sizeof(body), "%.*s%s%s", (int)(at - valid), valid, to, at + strlen(from));
+  assert_true(n > 0 && (size_t)n < sizeof(body));
+  struct pt_report r;
+  int rc = pt_report_parse(body, (size_t)n, &r, err, errlen, field, fieldlen);
+  if (rc == 0)
+    pt_report_free(&r);
+  return rc;
+}
+
+/* Integers up to int64's bounds are integers; one past them is a JSON error
+ * (as with a document parser), and a number with a fraction or an exponent
+ * is not an integer. */
+static void test_integer_bounds(void **state)
+{
+  char err[256], field[160];
+  assert_int_equal(parse_with("\"seq\":42", "\"seq\":9223372036854775807", err, sizeof(err), field, sizeof(field)), 0);
+  assert_int_equal(parse_with("\"seq\":42", "\"seq\":-9223372036854775808", err, sizeof(err), field, sizeof(field)),
+                   -EINVAL);
+  assert_string_equal(field, "seq");
+  assert_string_equal(err, "must be >= 1");
+  static const char *const too_big[] = {"9223372036854775808", "-9223372036854775809", "18446744073709551615",
+                                        "18446744073709551616", "-18446744073709551616", "123456789012345678901"};
+  for (size_t i = 0; i < sizeof(too_big) / sizeof(too_big[0]); i++) {
+    char to[64];
+    snprintf(to, sizeof(to), "\"seq\":%s", too_big[i]);
+    assert_int_equal(parse_with("\"seq\":42", to, err, sizeof(err), field, sizeof(field)), -EINVAL);
+    if (!strstr(err, "too big"))
+      fail_msg("%s: error \"%s\"", too_big[i], err);
+    assert_string_equal(field, "");
+  }
+  static const char *const reals[] = {"42.0", "4.2e1", "42E0", "-1.5", "1e400"};
+  for (size_t i = 0; i < sizeof(reals) / sizeof(reals[0]); i++) {
+    char to[64];
+    snprintf(to, sizeof(to), "\"seq\":%s", reals[i]);
+    assert_int_equal(parse_with("\"seq\":42", to, err, sizeof(err), field, sizeof(field)), -EINVAL);
+    if (i < 4) {
+      assert_string_equal(field, "seq");
+      assert_string_equal(err, "must be an integer");
+    } else {
+      assert_non_null(strstr(err, "real number overflow"));
+    }
+  }
+}
+
+/* A control character (below 0x20, or DEL) anywhere in a string field is
+ * rejected, at any position of a long string; other characters, multibyte
+ * ones included, are not. */
+static void test_control_characters(void **state)
+{
+  char err[256], field[160];
+  static const char *const bad[] = {"\\u0001", "\\u001f", "\\u007f", "\\t", "\\n", "\x7f"};
+  for (size_t b = 0; b < sizeof(bad) / sizeof(bad[0]); b++) {
+    for (int pos = 0; pos <= 20; pos++) {
+      char to[128];
+      snprintf(to, sizeof(to), "\"bootId\":\"%.*s%s%.*s\"", pos, "abcdefghijklmnopqrstuvwxyz", bad[b], 20 - pos,
+               "ABCDEFGHIJKLMNOPQRSTUVWXYZ");
+      assert_int_equal(parse_with("\"bootId\":\"9b0c3f3e\"", to, err, sizeof(err), field, sizeof(field)), -EINVAL);
+      assert_string_equal(field, "bootId");
+      assert_string_equal(err, "contains control characters");
+    }
+  }
+  static const char *const good[] = {"\" ~!\\u00e9\\u0080\\u00ff-01234567\"", "\"\xc3\xa9\xc2\x80\xe2\x82\xac abcdefgh\"",
+                                     "\"~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~\"", "\"                \""};
+  for (size_t g = 0; g < sizeof(good) / sizeof(good[0]); g++) {
+    char to[128];
+    snprintf(to, sizeof(to), "\"bootId\":%s", good[g]);
+    if (parse_with("\"bootId\":\"9b0c3f3e\"", to, err, sizeof(err), field, sizeof(field)) != 0)
+      fail_msg("%s: error \"%s\" at %s", good[g], err, field);
+  }
+}
+
 static void test_digest(void **state)
 {
   assert_true(pt_digest_valid("sha256:abc"));
@@ -330,10 +498,13 @@ int main(void)
     cmocka_unit_test(test_whole_body),
     cmocka_unit_test(test_duplicate_pull_ids),
     cmocka_unit_test(test_unknown_members_ignored),
+    cmocka_unit_test(test_containerd),
     cmocka_unit_test(test_json_level_errors),
     cmocka_unit_test(test_member_order),
     cmocka_unit_test(test_array_limits),
     cmocka_unit_test(test_digest),
+    cmocka_unit_test(test_integer_bounds),
+    cmocka_unit_test(test_control_characters),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -111,9 +111,11 @@ static char *ts(double t)
   return pt_time_format(t, bufs[i], sizeof(bufs[i]));
 }
 
-/* A report with one pull ("p1") of the given layers, or none when nl < 0. */
-static enum pt_apply_result report(struct pt_store *s, const char *node, const char *boot, int64_t seq, double now,
-                                 int nl, const struct layer_spec *ls, bool completed, const char *image)
+/* A report with one pull ("p1") of the given layers, or none when nl < 0,
+ * and the containerd status ctrd (JSON text; NULL: absent). */
+static enum pt_apply_result report_full(struct pt_store *s, const char *node, const char *boot, int64_t seq,
+                                        double now, int nl, const struct layer_spec *ls, bool completed,
+                                        const char *image, const char *ctrd)
 {
   json_t *pulls = json_array();
   if (nl >= 0) {
@@ -141,6 +143,8 @@ static enum pt_apply_result report(struct pt_store *s, const char *node, const c
   json_t *root = json_pack("{s:s,s:s,s:s,s:s,s:I,s:s,s:o,s:[]}", "schemaVersion", "v1", "nodeName", node,
                            "agentVersion", "0.1.0", "bootId", boot, "seq", (json_int_t)seq, "timestamp", ts(now),
                            "pulls", pulls, "unattributed");
+  if (ctrd)
+    json_object_set_new(root, "containerd", json_loads(ctrd, 0, NULL));
   char *body = json_dumps(root, JSON_COMPACT);
   json_decref(root);
   struct pt_report r;
@@ -152,6 +156,12 @@ static enum pt_apply_result report(struct pt_store *s, const char *node, const c
   enum pt_apply_result res = pt_store_apply_report(s, &r, now);
   pt_report_free(&r);
   return res;
+}
+
+static enum pt_apply_result report(struct pt_store *s, const char *node, const char *boot, int64_t seq, double now,
+                                   int nl, const struct layer_spec *ls, bool completed, const char *image)
+{
+  return report_full(s, node, boot, seq, now, nl, ls, completed, image, NULL);
 }
 
 static struct pt_store *mk(struct rec *r, double min_interval)
@@ -358,6 +368,106 @@ static void test_node_lost_and_eviction(void **state)
 
 /* A lost node is forgotten once its last pull is evicted, and not before;
  * the node limit counts only the nodes in the tables. */
+static size_t node_updates(const struct rec *r, const char *node)
+{
+  size_t n = 0;
+  for (size_t i = 0; i < r->n; i++)
+    n += strcmp(r->types[i], "node.updated") == 0 &&
+         strcmp(json_string_value(json_object_get(json_object_get(r->data[i], "node"), "name")), node) == 0;
+  return n;
+}
+
+static size_t gauge_unreachable(const struct pt_store *s)
+{
+  struct pt_store_gauges g;
+  pt_store_gauges(s, &g);
+  return g.nodes_containerd_unreachable;
+}
+
+/* The containerd member of the node, as /api/v1/nodes shows it. */
+static json_t *node_containerd(struct pt_store *s, const char *node)
+{
+  json_t *nodes = pt_store_nodes_json(s, NULL);
+  json_t *c = NULL;
+  for (size_t i = 0; i < json_array_size(nodes); i++) {
+    json_t *n = json_array_get(nodes, i);
+    if (strcmp(json_string_value(json_object_get(n, "name")), node) == 0)
+      c = json_incref(json_object_get(n, "containerd"));
+  }
+  json_decref(nodes);
+  assert_non_null(c);
+  return c;
+}
+
+/* An agent that cannot reach containerd says so in its reports: the node
+ * shows it (node.updated once per change, not per report), the gauge counts
+ * it, its pull stays as last reported (not stalled, not lost), and all of it
+ * clears when containerd answers again or the node is forgotten. */
+static void test_containerd_unreachable(void **state)
+{
+  struct rec r = {0};
+  struct pt_store *s = mk(&r, 0);
+  struct layer_spec l[1] = {{'a', 100, 10, "downloading"}};
+  char err[256];
+  assert_int_equal(report(s, "n1", "b1", 1, T0, 1, l, false, NULL), PT_APPLY_APPLIED);
+  assert_int_equal(report(s, "n2", "b2", 1, T0, -1, NULL, false, NULL), PT_APPLY_APPLIED);
+  json_t *c = node_containerd(s, "n1");
+  assert_true(json_is_true(json_object_get(c, "reachable")));
+  assert_true(json_is_null(json_object_get(c, "since")));
+  assert_true(json_is_null(json_object_get(c, "error")));
+  json_decref(c);
+  assert_int_equal(gauge_unreachable(s), 0);
+
+  char down[256];
+  snprintf(down, sizeof(down), "{\"reachable\":false,\"since\":\"%s\",\"error\":\"gRPC code 14: refused\"}",
+           ts(T0 + 1));
+  size_t updates = node_updates(&r, "n1");
+  for (int i = 0; i < 5; i++)
+    assert_int_equal(report_full(s, "n1", "b1", 2 + i, T0 + 2 + i, 1, l, false, NULL, down), PT_APPLY_APPLIED);
+  assert_int_equal(node_updates(&r, "n1"), updates + 1);
+  const json_t *ev = json_object_get(json_object_get(last_of(&r, "node.updated"), "node"), "containerd");
+  assert_true(json_is_false(json_object_get(ev, "reachable")));
+  c = node_containerd(s, "n1");
+  assert_true(json_is_false(json_object_get(c, "reachable")));
+  assert_string_equal(json_string_value(json_object_get(c, "since")), ts(T0 + 1));
+  assert_string_equal(json_string_value(json_object_get(c, "error")), "gRPC code 14: refused");
+  json_decref(c);
+  c = node_containerd(s, "n2");
+  assert_true(json_is_true(json_object_get(c, "reachable")));
+  json_decref(c);
+  assert_int_equal(gauge_unreachable(s), 1);
+  assert_int_equal(pt_store_node(s, "n1")->state, PT_NODE_OK);
+  pt_store_tick(s, T0 + 7);
+  assert_int_equal(pt_store_pull(s, "n1/p1")->state, PT_PULL_PULLING);
+  assert_int_equal(pt_store_check(s, err, sizeof(err)), 0);
+
+  /* Back: reachable:true and an absent member (an older agent) both clear it. */
+  assert_int_equal(report_full(s, "n1", "b1", 7, T0 + 8, 1, l, false, NULL, "{\"reachable\":true}"),
+                   PT_APPLY_APPLIED);
+  assert_int_equal(node_updates(&r, "n1"), updates + 2);
+  c = node_containerd(s, "n1");
+  assert_true(json_is_true(json_object_get(c, "reachable")));
+  assert_true(json_is_null(json_object_get(c, "since")));
+  assert_true(json_is_null(json_object_get(c, "error")));
+  json_decref(c);
+  assert_int_equal(gauge_unreachable(s), 0);
+  assert_int_equal(report_full(s, "n2", "b2", 2, T0 + 8, -1, NULL, false, NULL, down), PT_APPLY_APPLIED);
+  assert_int_equal(gauge_unreachable(s), 1);
+  assert_int_equal(report(s, "n2", "b2", 3, T0 + 9, -1, NULL, false, NULL), PT_APPLY_APPLIED);
+  assert_int_equal(gauge_unreachable(s), 0);
+
+  /* A node forgotten while unreachable leaves the gauge. */
+  assert_int_equal(report_full(s, "n2", "b2", 4, T0 + 10, -1, NULL, false, NULL, down), PT_APPLY_APPLIED);
+  assert_int_equal(gauge_unreachable(s), 1);
+  pt_store_tick(s, T0 + 10 + 61);
+  pt_store_tick(s, T0 + 10 + 62);
+  assert_null(pt_store_node(s, "n2"));
+  assert_int_equal(gauge_unreachable(s), 0);
+  assert_int_equal(pt_store_check(s, err, sizeof(err)), 0);
+  rec_clear(&r);
+  pt_store_destroy(s);
+}
+
 static void test_lost_node_forgotten(void **state)
 {
   struct rec r = {0};
@@ -1280,6 +1390,7 @@ int main(void)
     cmocka_unit_test(test_clock_offset),
     cmocka_unit_test(test_node_lost_and_eviction),
     cmocka_unit_test(test_lost_node_forgotten),
+    cmocka_unit_test(test_containerd_unreachable),
     cmocka_unit_test(test_pulls_are_per_node),
     cmocka_unit_test(test_paging),
     cmocka_unit_test(test_tick_slices),

@@ -91,6 +91,27 @@ static void read_boot_id(char *out, size_t len)
     fclose(f);
 }
 
+/* The report's `containerd` member (docs/api.md): while the polls fail, since
+ * when and gRPC's status of the last one, so that the server can tell a node
+ * whose pulls are frozen from one whose pulls merely make no progress. */
+static json_t *containerd_json(const struct pt_agent *a)
+{
+  if (a->ctrd_down_since == 0)
+    return json_pack("{s:b}", "reachable", 1);
+  /* The server refuses control characters and jansson invalid UTF-8 (gRPC's
+   * message may be cut inside a character): keep printable ASCII only, so
+   * that the report is never lost over its error text. */
+  char msg[sizeof(a->ctrd.last.message) + 32];
+  int n = snprintf(msg, sizeof(msg), "gRPC code %d: %s", a->ctrd.last.code,
+                   a->ctrd.last.message[0] ? a->ctrd.last.message : "no message");
+  for (int i = 0; i < n && msg[i]; i++)
+    if ((unsigned char)msg[i] < 0x20 || (unsigned char)msg[i] >= 0x7f)
+      msg[i] = '?';
+  char ts[40];
+  return json_pack("{s:b,s:s,s:s}", "reachable", 0, "since", pt_time_format(a->ctrd_down_since, ts, sizeof(ts)),
+                   "error", msg);
+}
+
 /* Runs on the threadpool: polls containerd, updates the tracker, builds the
  * report. Nothing on the loop thread touches the tracker meanwhile. */
 static void work_cb(uv_work_t *w)
@@ -98,12 +119,16 @@ static void work_cb(uv_work_t *w)
   struct pt_agent *a = w->data;
   double now = pt_clock_now();
   a->work_rc = pt_tracker_tick(&a->tracker, &pt_containerd_ops, &a->ctrd, now);
+  if (a->work_rc == 0)
+    a->ctrd_down_since = 0;
+  else if (a->ctrd_down_since == 0)
+    a->ctrd_down_since = now;
   char ts[40];
   json_t *report = json_pack(
-      "{s:s,s:s,s:s,s:s,s:I,s:s,s:o,s:o}", "schemaVersion", "v1", "nodeName", a->cfg.node_name,
+      "{s:s,s:s,s:s,s:s,s:I,s:s,s:o,s:o,s:o}", "schemaVersion", "v1", "nodeName", a->cfg.node_name,
       "agentVersion", PT_VERSION, "bootId", a->boot_id, "seq", (json_int_t)++a->seq, "timestamp",
       pt_time_format(now, ts, sizeof(ts)), "pulls", pt_tracker_pulls_json(&a->tracker),
-      "unattributed", pt_tracker_unattributed_json(&a->tracker));
+      "unattributed", pt_tracker_unattributed_json(&a->tracker), "containerd", containerd_json(a));
   a->work_report = report ? pt_json_dump(report) : NULL;
   json_decref(report);
 }

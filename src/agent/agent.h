@@ -54,6 +54,7 @@ struct pt_agent {
   int work_rc;        /* containerd status of the last tick */
   char *work_report;  /* report built by the last tick */
   int ctrd_state;     /* -1 unknown, 0 down, 1 up: logged on change only */
+  double ctrd_down_since; /* wall clock of the first failed poll in a row, 0 while up (work_cb's) */
   double poll_backoff, next_poll;
 
   struct pt_httpc *http;

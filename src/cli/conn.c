@@ -82,7 +82,8 @@ static char *cache_dir(void)
   return strdup(buf);
 }
 
-static int load_kube(struct pt_conn *c, const struct pt_conn_options *o, char *err, size_t errlen)
+/* Opens the kubeconfig the options name (no plugin runs yet). */
+static int open_kubeconfig(struct pt_kubeconfig *k, const struct pt_conn_options *o, char *err, size_t errlen)
 {
   char **files = NULL;
   size_t n = 0;
@@ -114,13 +115,34 @@ static int load_kube(struct pt_conn *c, const struct pt_conn_options *o, char *e
     .files = (const char *const *)files, .nfiles = n, .skip_missing = skip_missing,
     .context = o->context, .allow_exec = true, .cache_dir = cache,
   };
-  r = pt_kubeconfig_open(&c->kube, &ko, err, errlen);
+  r = pt_kubeconfig_open(k, &ko, err, errlen);
   free(cache);
   pt_kubeconfig_free_list(files);
+  return r;
+}
+
+static int load_kube(struct pt_conn *c, const struct pt_conn_options *o, char *err, size_t errlen)
+{
+  int r = open_kubeconfig(&c->kube, o, err, errlen);
   if (r)
     return r;
   c->have_kube = true;
-  r = pt_kubeconfig_credential(&c->kube, false, &c->token, err, errlen);
+  return pt_kubeconfig_credential(&c->kube, false, &c->token, err, errlen);
+}
+
+/* With --server and no API server to ask, the kubeconfig still gives the
+ * context's namespace, as kubectl users expect. It is only read: a missing
+ * one means "default", unless --kubeconfig or --context named it. */
+static int context_namespace(const struct pt_conn_options *o, char **out, char *err, size_t errlen)
+{
+  struct pt_kubeconfig k;
+  *out = NULL;
+  int r = open_kubeconfig(&k, o, err, errlen);
+  if (r)
+    return (o->kubeconfig && *o->kubeconfig) || (o->context && *o->context) ? r : 0;
+  if (k.namespace && !(*out = strdup(k.namespace)))
+    r = -ENOMEM;
+  pt_kubeconfig_clear(&k);
   return r;
 }
 
@@ -139,9 +161,14 @@ int pt_conn_init(struct pt_conn *c, uv_loop_t *loop, const struct pt_conn_option
       goto fail;
     c->insecure |= c->kube.insecure_skip_tls_verify;
   }
+  char *context_ns = NULL;
+  if (!c->have_kube && !(o->namespace && *o->namespace) && (r = context_namespace(o, &context_ns, err, errlen)))
+    goto fail;
   const char *ns = o->namespace && *o->namespace ? o->namespace
-                   : c->have_kube && c->kube.namespace ? c->kube.namespace : "default";
+                   : c->have_kube && c->kube.namespace ? c->kube.namespace
+                   : context_ns ? context_ns : "default";
   c->namespace = strdup(ns);
+  free(context_ns);
   if (o->server) {
     pt_buf_puts(&b, o->server);
     while (b.len && b.data[b.len - 1] == '/')

@@ -28,10 +28,12 @@ static void got(void *ud, json_t *doc, long status, const char *err)
 {
   struct fetch *f = ud;
   if (!doc) {
-    /* Without PULLTRACE_DATA_DIR the server has no history routes. */
+    /* Without PULLTRACE_DATA_DIR the server has no history; said once, when
+     * its answer (or the proxy's) does not say it already. */
     bool history = strncmp(f->path, "/api/v1/history", 15) == 0;
     snprintf(f->err, sizeof(f->err), "%s%s", err,
-             status == 404 && history ? " (this server keeps no history: it runs without PULLTRACE_DATA_DIR)" : "");
+             status == 404 && history && !strstr(err, "PULLTRACE_DATA_DIR")
+                 ? " (this server keeps no history: it runs without PULLTRACE_DATA_DIR)" : "");
     return;
   }
   if (!json_is_array(json_object_get(doc, f->member))) {

@@ -163,13 +163,17 @@ void pt_table_print(const struct pt_table *t, FILE *out)
         w[c] = n;
     }
   for (size_t r = 0; r < t->nrows; r++) {
+    const char *const *row = (const char *const *)&t->cells[r * t->ncols];
+    /* No padding after the row's last non-empty cell: no trailing spaces. */
+    size_t last = t->ncols ? t->ncols - 1 : 0;
+    while (last > 0 && !row[last][0])
+      last--;
     for (size_t c = 0; c < t->ncols; c++) {
-      const char *cell = t->cells[r * t->ncols + c];
-      if (c + 1 == t->ncols) {
-        fputs(cell, out);
+      if (c == last) {
+        fputs(row[c], out);
         break;
       }
-      fprintf(out, "%s%*s", cell, w[c] - pt_fmt_cells(cell) + 3, "");
+      fprintf(out, "%s%*s", row[c], w[c] - pt_fmt_cells(row[c]) + 3, "");
     }
     fputc('\n', out);
   }

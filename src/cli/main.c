@@ -13,6 +13,9 @@
 #include "cli/cli.h"
 #include "core/config.h"
 
+/* The name under which kubectl runs a plugin's completion (see kubectl_complete()). */
+#define PT_CLI_KUBECTL_COMPLETE "kubectl_complete-pulltrace"
+
 enum cmd { CMD_NONE, CMD_GET, CMD_TOP, CMD_WATCH, CMD_HISTORY, CMD_STATS, CMD_COMPLETION, CMD_VERSION, CMD_HELP };
 #define C_GET (1u << CMD_GET)
 #define C_TOP (1u << CMD_TOP)
@@ -166,7 +169,10 @@ static void usage(enum cmd c, FILE *f)
     break;
   case CMD_COMPLETION:
     fprintf(f, "Print a completion script.\n\nUsage: kubectl-pulltrace completion bash\n\n"
-               "  source <(kubectl-pulltrace completion bash)\n");
+               "  source <(kubectl-pulltrace completion bash)\n\n"
+               "For `kubectl pulltrace <Tab>` (kubectl's own completion, kubectl 1.26 and later),\n"
+               "link the binary as " PT_CLI_KUBECTL_COMPLETE " on the PATH:\n\n"
+               "  ln -s kubectl-pulltrace /usr/local/bin/" PT_CLI_KUBECTL_COMPLETE "\n");
     break;
   default:
     usage_main(f);
@@ -227,6 +233,45 @@ static const char completion_bash[] =
   "}\n"
   "complete -F _kubectl_pulltrace kubectl-pulltrace\n";
 
+/* kubectl's own completion (`kubectl pulltrace <Tab>`, kubectl 1.26 and
+ * later) runs `kubectl_complete-pulltrace ARGS... WORD` from the PATH and
+ * reads one candidate a line, then ":DIRECTIVE" (cobra's: 2 no space after it,
+ * 4 no file names). Installed as a link to this binary, it answers with the
+ * bash completion above, so that both ways complete the same words. */
+static const char kubectl_complete_bash[] =
+  "COMP_WORDS=(kubectl-pulltrace \"$@\"); COMP_CWORD=$#\n"
+  "COMPREPLY=()\n"
+  "_kubectl_pulltrace\n"
+  "d=4\n"
+  "case ${COMP_WORDS[COMP_CWORD-1]} in --kubeconfig) d=0;; esac\n"
+  "for c in \"${COMPREPLY[@]}\"; do printf '%s\\n' \"$c\"; [[ $c == */ ]] && d=$((d | 2)); done\n"
+  "echo \":$d\"\n";
+
+static int kubectl_complete(int argc, char **argv)
+{
+  size_t n = sizeof(completion_bash) + sizeof(kubectl_complete_bash);
+  char *script = malloc(n);
+  char **av = calloc((size_t)argc + 5, sizeof(*av));
+  if (!script || !av) {
+    fprintf(stderr, "error: out of memory\n");
+    return PT_EXIT_FAILED;
+  }
+  snprintf(script, n, "%s%s", completion_bash, kubectl_complete_bash);
+  int k = 0;
+  av[k++] = "bash";
+  av[k++] = "--norc";
+  av[k++] = "-c";
+  av[k++] = script;
+  av[k++] = PT_CLI_KUBECTL_COMPLETE; /* $0 */
+  for (int i = 1; i < argc; i++)
+    av[k++] = argv[i];
+  execvp("bash", av);
+  fprintf(stderr, "error: %s needs bash: %s\n", PT_CLI_KUBECTL_COMPLETE, strerror(errno));
+  free(script);
+  free(av);
+  return PT_EXIT_FAILED;
+}
+
 static enum cmd command_of(const char *w)
 {
   static const struct {
@@ -251,6 +296,9 @@ static const char *flag_name(int id)
 
 int main(int argc, char **argv)
 {
+  const char *self = strrchr(argv[0], '/');
+  if (strcmp(self ? self + 1 : argv[0], PT_CLI_KUBECTL_COMPLETE) == 0)
+    return kubectl_complete(argc, argv);
   struct pt_cli cli = {0};
   pt_term_detect(&cli.term);
   struct option longopts[NFLAGS + 1];
@@ -260,13 +308,18 @@ int main(int argc, char **argv)
   int seen[NFLAGS] = {0};
   bool help = false;
   int opt, idx;
+  /* The first bad flag. Reported once the command is known: a bad flag of
+   * watch is its exit status 3, never 1 (a failed pull, for a pipeline). */
+  char bad[512] = "";
   opterr = 0;
   /* GNU getopt permutes: flags may come before, between or after the words. */
   while ((opt = getopt_long(argc, argv, ":n:Ao:l:h", longopts, &idx)) != -1) {
+    if (bad[0])
+      continue;
     for (size_t i = 0; i < NFLAGS; i++)
       if (flags[i].opt.val == opt)
         seen[i] = 1;
-    double d;
+    double d = 0;
     switch (opt) {
     case O_KUBECONFIG: cli.conn.kubeconfig = optarg; break;
     case O_CONTEXT: cli.conn.context = optarg; break;
@@ -276,10 +329,8 @@ int main(int argc, char **argv)
     case O_SERVER: cli.conn.server = optarg; break;
     case O_INSECURE: cli.conn.insecure = true; break;
     case O_REQ_TIMEOUT:
-      if (pt_duration_parse(optarg, &d) || d <= 0) {
-        pt_cli_error(&cli, "--request-timeout: invalid duration \"%s\" (e.g. 30s, 2m)", optarg);
-        return PT_EXIT_FAILED;
-      }
+      if (pt_duration_parse(optarg, &d) || d <= 0)
+        snprintf(bad, sizeof(bad), "--request-timeout: invalid duration \"%s\" (e.g. 30s, 2m)", optarg);
       cli.conn.request_timeout_ms = (long)(d * 1000);
       break;
     case 'A': cli.all_namespaces = true; break;
@@ -291,10 +342,8 @@ int main(int argc, char **argv)
     case O_GROUP_BY: cli.group_by = optarg; break;
     case 'l': cli.selector = optarg; break;
     case O_TIMEOUT:
-      if (pt_duration_parse(optarg, &d)) {
-        pt_cli_error(&cli, "--timeout: invalid duration \"%s\" (e.g. 90s, 5m, 1h)", optarg);
-        return PT_EXIT_ERROR;
-      }
+      if (pt_duration_parse(optarg, &d))
+        snprintf(bad, sizeof(bad), "--timeout: invalid duration \"%s\" (e.g. 90s, 5m, 1h)", optarg);
       cli.timeout_s = d;
       break;
     case O_POD: cli.pod = optarg; break;
@@ -303,24 +352,27 @@ int main(int argc, char **argv)
     case O_LIMIT: {
       char *end;
       cli.limit = strtol(optarg, &end, 10);
-      if (*end || cli.limit <= 0) {
-        pt_cli_error(&cli, "--limit: \"%s\" is not a positive number", optarg);
-        return PT_EXIT_FAILED;
-      }
+      if (*end || cli.limit <= 0)
+        snprintf(bad, sizeof(bad), "--limit: \"%s\" is not a positive number", optarg);
       break;
     }
     case 'h': help = true; break;
     case ':':
-      pt_cli_error(&cli, "flag %s needs a value", argv[optind - 1]);
-      return PT_EXIT_FAILED;
+      snprintf(bad, sizeof(bad), "flag %s needs a value", argv[optind - 1]);
+      break;
     default:
-      pt_cli_error(&cli, "unknown flag %s\nSee 'kubectl pulltrace --help'.", argv[optind - 1]);
-      return PT_EXIT_FAILED;
+      snprintf(bad, sizeof(bad), "unknown flag %s", argv[optind - 1]);
+      break;
     }
   }
   char **words = argv + optind;
   int nwords = argc - optind;
   enum cmd c = nwords ? command_of(words[0]) : CMD_NONE;
+  if (bad[0]) {
+    bool known = c != CMD_NONE && c != CMD_HELP;
+    pt_cli_error(&cli, "%s\nSee 'kubectl pulltrace %s%s--help'.", bad, known ? words[0] : "", known ? " " : "");
+    return c == CMD_WATCH ? PT_EXIT_ERROR : PT_EXIT_FAILED;
+  }
   if (nwords && c == CMD_NONE) {
     pt_cli_error(&cli, "unknown command \"%s\"\nSee 'kubectl pulltrace --help'.", words[0]);
     return PT_EXIT_FAILED;

@@ -31,6 +31,7 @@ struct top {
   uv_timer_t frame, reconnect, closer;
   uv_signal_t winch, sigint, sigterm, sighup;
   bool have_tty_in, quitting, dirty, connected, streaming;
+  int exit_status; /* 0 on q, 128 + the signal when one ends it */
   json_t *pulls;          /* id -> pull */
   char path[2048];        /* the stream's path and query */
   bool by_node;
@@ -41,6 +42,7 @@ struct top {
   char status[512];       /* connection state */
   char alert[512];        /* the latest alert */
   uint64_t stream_id;
+  unsigned frames;        /* frame timer ticks (4 a second) */
 };
 
 /* -------------------------------------------------------------------------- */
@@ -63,6 +65,7 @@ struct row {
   const json_t *pull;
   struct pt_pull_view v;
   const char *group;
+  const struct top *t; /* its sort order, for cmp_rows() (qsort passes no context) */
 };
 
 static const char *group_of(const struct top *t, const struct pt_pull_view *v)
@@ -71,22 +74,21 @@ static const char *group_of(const struct top *t, const struct pt_pull_view *v)
   return g ? g : "(unknown)";
 }
 
-static const struct top *sort_ctx;
-
 static int cmp_rows(const void *a, const void *b)
 {
   const struct row *x = a, *y = b;
   int g = strcmp(x->group, y->group);
   if (g)
     return g;
+  const struct top *t = x->t;
   double dx = 0, dy = 0;
-  switch (sort_ctx->sort) {
+  switch (t->sort) {
   case SORT_STARTED: dx = -x->v.started_at; dy = -y->v.started_at; break;
   case SORT_PROGRESS: dx = x->v.percent; dy = y->v.percent; break;
   case SORT_SPEED: dx = -x->v.bytes_per_second; dy = -y->v.bytes_per_second; break;
   case SORT_ETA: dx = -x->v.eta_seconds; dy = -y->v.eta_seconds; break;
   case SORT_NAME: {
-    const char *nx = sort_ctx->by_node ? x->v.image : x->v.node, *ny = sort_ctx->by_node ? y->v.image : y->v.node;
+    const char *nx = t->by_node ? x->v.image : x->v.node, *ny = t->by_node ? y->v.image : y->v.node;
     int c = strcmp(nx ? nx : "", ny ? ny : "");
     if (c)
       return c;
@@ -168,9 +170,9 @@ static void draw(struct top *t)
     rows[nr].pull = p;
     rows[nr].v = v;
     rows[nr].group = group_of(t, &rows[nr].v);
+    rows[nr].t = t;
     nr++;
   }
-  sort_ctx = t;
   if (rows)
     qsort(rows, nr, sizeof(*rows), cmp_rows);
 
@@ -486,15 +488,17 @@ static void on_signal(uv_signal_t *s, int signum)
     draw(t);
     return;
   }
+  /* Ended by a signal: the shell's convention, as watch does (130, 143, 129). */
+  if (!t->quitting)
+    t->exit_status = 128 + signum;
   quit(t);
 }
 
 static void on_frame(uv_timer_t *h)
 {
   struct top *t = h->data;
-  static int ticks;
   /* Redraw when something changed, and every second for the clock and ages. */
-  if (!t->quitting && (t->dirty || ++ticks % 4 == 0))
+  if (!t->quitting && (t->dirty || ++t->frames % 4 == 0))
     draw(t);
 }
 
@@ -577,6 +581,7 @@ int pt_cmd_top(struct pt_cli *cli)
   uv_loop_close(&t->loop);
   pt_sse_reader_close(&t->sse);
   json_decref(t->pulls);
+  int status = t->exit_status;
   free(t);
-  return PT_EXIT_OK;
+  return status;
 }

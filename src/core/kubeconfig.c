@@ -468,7 +468,9 @@ int pt_kubeconfig_open(struct pt_kubeconfig *c, const struct pt_kubeconfig_optio
     goto out;
   }
   const char *server = scalar(map_get(&kf->doc, cluster, "server"));
-  if (!set(server) || (strncmp(server, "https://", 8) != 0 && strncmp(server, "http://", 7) != 0)) {
+  size_t scheme = !set(server) ? 0 : strncmp(server, "https://", 8) == 0 ? 8 : strncmp(server, "http://", 7) == 0 ? 7 : 0;
+  /* A host after the scheme (its trailing slashes are dropped below). */
+  if (!scheme || server[scheme + strspn(server + scheme, "/")] == '\0') {
     snprintf(err, errlen, "%s: cluster \"%s\" has no http(s) server URL", kf->path, cluster_name);
     goto out;
   }

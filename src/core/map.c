@@ -23,7 +23,6 @@ void pt_map_close(struct pt_map *m)
     struct pt_map_entry *e = m->buckets[i];
     while (e) {
       struct pt_map_entry *n = e->next;
-      free(e->key);
       free(e);
       e = n;
     }
@@ -79,14 +78,13 @@ int pt_map_put(struct pt_map *m, const char *key, void *value)
   }
   if (m->count >= m->nbuckets && grow(m))
     return -ENOMEM;
-  e = malloc(sizeof(*e));
+  /* The key is stored right after its entry: a lookup reads one block,
+   * not two (the tables of pulls and their logs are read on every report). */
+  size_t klen = strlen(key) + 1;
+  e = malloc(sizeof(*e) + klen);
   if (!e)
     return -ENOMEM;
-  e->key = strdup(key);
-  if (!e->key) {
-    free(e);
-    return -ENOMEM;
-  }
+  e->key = memcpy(e + 1, key, klen);
   e->value = value;
   e->hash = h;
   e->next = m->buckets[h & (m->nbuckets - 1)];
@@ -106,7 +104,6 @@ void *pt_map_del(struct pt_map *m, const char *key)
     if (e->hash == h && strcmp(e->key, key) == 0) {
       void *v = e->value;
       *pp = e->next;
-      free(e->key);
       free(e);
       m->count--;
       return v;

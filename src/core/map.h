@@ -1,5 +1,5 @@
 /* String-keyed hash table (separate chaining, power-of-two buckets, grows at
- * load factor 1). Keys are copied; values are borrowed pointers. */
+ * load factor 1). Keys are copied (each into its entry); values are borrowed pointers. */
 #ifndef PT_CORE_MAP_H
 #define PT_CORE_MAP_H
 

@@ -77,3 +77,24 @@ bool pt_digest_registered(const char *s)
       return false;
   return h[hexlen] == '\0';
 }
+
+/* Lower-case hex digits' values plus one (0: not one). */
+static const unsigned char hex1[256] = {
+  ['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6, ['6'] = 7, ['7'] = 8, ['8'] = 9, ['9'] = 10,
+  ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+};
+
+bool pt_digest_sha256(const char *s, unsigned char out[32])
+{
+  static const char prefix[] = "sha256:";
+  if (!s || strncmp(s, prefix, sizeof(prefix) - 1) != 0)
+    return false;
+  const unsigned char *h = (const unsigned char *)s + sizeof(prefix) - 1;
+  for (size_t i = 0; i < 32; i++) {
+    unsigned hi = hex1[h[2 * i]], lo = hi ? hex1[h[2 * i + 1]] : 0; /* the NUL has no value: no read past it */
+    if (!hi || !lo)
+      return false;
+    out[i] = (unsigned char)((hi - 1) << 4 | (lo - 1));
+  }
+  return h[64] == '\0';
+}

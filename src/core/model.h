@@ -28,6 +28,10 @@ int pt_layer_state_parse(const char *s, enum pt_layer_state *out);
  * from an agent. */
 bool pt_digest_valid(const char *s);
 
+/* Whether s is "sha256:" and 64 lower-case hex digits (a valid digest, the
+ * form nearly every layer has); then its 32 bytes are in out. */
+bool pt_digest_sha256(const char *s, unsigned char out[32]);
+
 /* A digest of a registered algorithm with its exact encoding, "sha256:" and
  * 64 or "sha512:" and 128 lower-case hex digits: the only digests containerd's
  * content store addresses, so the agent accepts no other in ingest refs and

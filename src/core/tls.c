@@ -239,6 +239,11 @@ struct pt_tls_ctx *pt_tls_ctx_create(uv_loop_t *loop, const char *cert_path, con
     ctx->polling = true;
     uv_fs_poll_start(&ctx->poll_cert, poll_cb, cert_path, ms ? ms : 1);
     uv_fs_poll_start(&ctx->poll_key, poll_cb, key_path, ms ? ms : 1);
+    /* The polls compare with a first look they take in the thread pool, after
+     * the load above: a rotation in between would go unseen until the next
+     * one. One more load, queued after those looks, closes that window (the
+     * same pair again is a no-op). */
+    pt_tls_ctx_reload(ctx);
   }
   return ctx;
 fail:

@@ -5,12 +5,22 @@
 
 #include <lua.h>
 
+#include "core/buf.h"
 #include "policy/policy.h"
 
 /* Single-hook kinds that a script registers once (a later one replaces). */
 enum hook_slot { SLOT_CORRELATE = 0, SLOT_RATE, SLOT_EVICT, SLOT_COUNT };
 
 enum err_reason { REASON_RUNTIME = 0, REASON_BUDGET, REASON_MEMORY, REASON_INVALID, REASON_COUNT };
+
+/* The names the rate hook's tables use, made Lua strings once per VM (a
+ * table in the registry, vm->names_ref, indexed by these): lua_setfield and
+ * lua_pushstring of a C string look the string up again on every call, and
+ * the rate hook runs for every pull in flight of every report. */
+enum vm_name {
+  NAME_PULL_ID = 1, NAME_NODE, NAME_NOW, NAME_DOWNLOADED_BYTES, NAME_TOTAL_BYTES, NAME_STALLED, NAME_COMPLETED,
+  NAME_BYTES_PER_SEC, NAME_ETA_SECONDS, NAME_COUNT
+};
 
 struct script {
   char *name;   /* file name, also the chunk name in error messages */
@@ -72,6 +82,11 @@ struct vm {
   struct handler *handlers;
   size_t n_handlers, cap_handlers;
   int enc_ref, dec_ref; /* the host's own cjson instance, for rate state */
+  int names_ref;        /* enum vm_name's strings */
+  /* The rate hook's new state is written here, then copied into the pull's
+   * own exact-size (usually same-size, so reused) storage: no allocation per
+   * call, and no pull keeps a buffer's spare capacity. */
+  struct pt_buf rate_scratch;
   struct script_set scripts;
 };
 

@@ -149,10 +149,18 @@ int run_hook(struct pt_policy *p, enum pt_policy_hook hook, const char *script,
 
 /* ---- helpers for bodies --------------------------------------------------- */
 
+/* A C string as a Lua string. Not lua_pushstring: its cache, keyed by the
+ * C string's address, compares the string with (up to) two others first,
+ * and the ids of thousands of pulls, which share long prefixes, seldom hit it. */
+static void push_str(lua_State *L, const char *v)
+{
+  lua_pushlstring(L, v, strlen(v));
+}
+
 static void set_str(lua_State *L, const char *k, const char *v)
 {
   if (v) {
-    lua_pushstring(L, v);
+    push_str(L, v);
     lua_setfield(L, -2, k);
   }
 }
@@ -210,7 +218,8 @@ void pt_policy_rate_state_clear(struct pt_policy_rate_state *st)
 {
   if (!st)
     return;
-  free(st->script_state);
+  if (st->script_state != st->small)
+    free(st->script_state);
   memset(st, 0, sizeof(*st));
 }
 
@@ -244,20 +253,26 @@ static bool pack_state(lua_State *L, int idx, struct pt_buf *out)
       lua_pop(L, 2);
       return false;
     }
-    unsigned char kl = (unsigned char)klen;
-    pt_buf_append(out, &kl, 1);
-    pt_buf_append(out, k, klen);
+    /* The member, written whole and appended at once. */
+    unsigned char m[1 + 255 + 1 + 8];
+    size_t ml = 0;
+    m[ml++] = (unsigned char)klen;
+    memcpy(m + ml, k, klen);
+    ml += klen;
     if (vt == LUA_TBOOLEAN) {
-      pt_buf_append(out, lua_toboolean(L, -1) ? "t" : "f", 1);
+      m[ml++] = lua_toboolean(L, -1) ? 't' : 'f';
     } else if (lua_isinteger(L, -1)) {
       lua_Integer v = lua_tointeger(L, -1);
-      pt_buf_append(out, "i", 1);
-      pt_buf_append(out, &v, sizeof(v));
+      m[ml++] = 'i';
+      memcpy(m + ml, &v, sizeof(v));
+      ml += sizeof(v);
     } else {
       lua_Number v = lua_tonumber(L, -1);
-      pt_buf_append(out, "d", 1);
-      pt_buf_append(out, &v, sizeof(v));
+      m[ml++] = 'd';
+      memcpy(m + ml, &v, sizeof(v));
+      ml += sizeof(v);
     }
+    pt_buf_append(out, m, ml);
     n++;
     lua_pop(L, 1);
   }
@@ -333,29 +348,48 @@ struct rate_ctx {
   const struct pt_policy_rate_sample *s;
   const struct pt_policy_rate_state *state;
   struct pt_policy_rate_result out;
-  struct pt_buf new_state;
+  struct pt_buf *new_state; /* the vm's rate_scratch */
   bool new_packed, has_new;
 };
+
+/* t[name] = the value on top of the stack (popped); t at idx has no
+ * metatable, so this is what lua_setfield would do. */
+static void set_name(lua_State *L, int names, int t, enum vm_name name)
+{
+  lua_rawgeti(L, names, name);
+  lua_insert(L, -2);
+  lua_rawset(L, t);
+}
 
 static void rate_body(lua_State *L, void *c, const char **invalid)
 {
   struct rate_ctx *x = c;
   const struct pt_policy_rate_sample *s = x->s;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, x->vm->names_ref);
+  int names = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, x->vm->slot_ref[SLOT_RATE]);
   lua_createtable(L, 0, 8);
-  set_str(L, "pullId", s->pull_id);
-  set_str(L, "node", s->node);
-  set_num(L, "now", s->now);
+  int t = lua_gettop(L);
+  if (s->pull_id) {
+    push_str(L, s->pull_id);
+    set_name(L, names, t, NAME_PULL_ID);
+  }
+  if (s->node) {
+    push_str(L, s->node);
+    set_name(L, names, t, NAME_NODE);
+  }
+  lua_pushnumber(L, s->now);
+  set_name(L, names, t, NAME_NOW);
   lua_pushinteger(L, s->downloaded);
-  lua_setfield(L, -2, "downloadedBytes");
+  set_name(L, names, t, NAME_DOWNLOADED_BYTES);
   if (s->total >= 0) {
     lua_pushinteger(L, s->total);
-    lua_setfield(L, -2, "totalBytes");
+    set_name(L, names, t, NAME_TOTAL_BYTES);
   }
   lua_pushboolean(L, s->stalled);
-  lua_setfield(L, -2, "stalled");
+  set_name(L, names, t, NAME_STALLED);
   lua_pushboolean(L, s->completed);
-  lua_setfield(L, -2, "completed");
+  set_name(L, names, t, NAME_COMPLETED);
   if (!x->state->script_state)
     lua_pushnil(L);
   else if (x->state->state_packed)
@@ -368,12 +402,14 @@ static void rate_body(lua_State *L, void *c, const char **invalid)
     *invalid = "rate must return a table {bytesPerSec=, etaSeconds=} and a state";
     return;
   }
-  rawfield(L, res, "bytesPerSec");
+  lua_rawgeti(L, names, NAME_BYTES_PER_SEC);
+  lua_rawget(L, res);
   if (!finite_nonneg(L, -1, &x->out.bytes_per_sec)) {
     *invalid = "bytesPerSec must be a finite number >= 0";
     return;
   }
-  rawfield(L, res, "etaSeconds");
+  lua_rawgeti(L, names, NAME_ETA_SECONDS);
+  lua_rawget(L, res);
   if (lua_isnil(L, -1)) {
     x->out.eta_seconds = -1;
   } else if (!finite_nonneg(L, -1, &x->out.eta_seconds)) {
@@ -382,18 +418,41 @@ static void rate_body(lua_State *L, void *c, const char **invalid)
   }
   if (!lua_isnil(L, st)) {
     x->has_new = true;
-    if ((x->new_packed = pack_state(L, st, &x->new_state)))
+    if ((x->new_packed = pack_state(L, st, x->new_state)))
       return;
-    pt_buf_reset(&x->new_state);
+    pt_buf_reset(x->new_state);
     size_t len;
     const char *json = vm_encode(x->vm, L, st, &len);
     if (len > MAX_STATE_BYTES) {
       *invalid = "the state is larger than 64 KiB";
       return;
     }
-    if (pt_buf_append(&x->new_state, json, len))
+    if (pt_buf_append(x->new_state, json, len))
       luaL_error(L, "out of memory");
   }
+}
+
+/* Keeps the hook's new state (NUL-terminated) in st: in place when it has
+ * the old one's length (a hook's state keeps its shape from call to call),
+ * else in the state's own `small` when it fits (the default hook's does: it
+ * is then read with the pull, not from a block of its own), else in storage
+ * of exactly its size. -ENOMEM leaves st unchanged. */
+static int store_rate_state(struct pt_policy_rate_state *st, const struct pt_buf *b, bool packed)
+{
+  if (!st->script_state || st->state_len != b->len) {
+    char *d = b->len < sizeof(st->small) ? st->small : malloc(b->len + 1);
+    if (!d)
+      return -ENOMEM;
+    if (st->script_state != st->small)
+      free(st->script_state);
+    st->script_state = d;
+    st->state_len = b->len;
+  }
+  if (b->len)
+    memcpy(st->script_state, b->data, b->len);
+  st->script_state[b->len] = '\0';
+  st->state_packed = packed;
+  return 0;
 }
 
 int pt_policy_rate(struct pt_policy *p, const struct pt_policy_rate_sample *sample,
@@ -407,21 +466,19 @@ int pt_policy_rate(struct pt_policy *p, const struct pt_policy_rate_sample *samp
   struct vm *vm = p->vm;
   if (vm->slot_ref[SLOT_RATE] == LUA_NOREF)
     return 0;
-  struct rate_ctx x = {.vm = vm, .s = sample, .state = st};
-  pt_buf_init(&x.new_state);
+  struct rate_ctx x = {.vm = vm, .s = sample, .state = st, .new_state = &vm->rate_scratch};
+  pt_buf_reset(x.new_state);
   if (run_hook(p, PT_POLICY_HOOK_RATE, vm->slot_script[SLOT_RATE], rate_body, &x) == 0) {
     *out = x.out;
     out->fallback = false;
-    free(st->script_state);
-    st->script_state = NULL;
-    st->state_len = 0;
-    st->state_packed = false;
-    if (x.has_new && !x.new_state.oom) {
-      st->state_packed = x.new_packed;
-      st->script_state = pt_buf_steal(&x.new_state, &st->state_len);
+    if (!x.has_new || x.new_state->oom || store_rate_state(st, x.new_state, x.new_packed)) {
+      if (st->script_state != st->small)
+        free(st->script_state);
+      st->script_state = NULL;
+      st->state_len = 0;
+      st->state_packed = false;
     }
   }
-  pt_buf_close(&x.new_state);
   return 0;
 }
 

@@ -161,15 +161,18 @@ int pt_policy_check(const struct pt_policy_options *opts, FILE *report);
 
 /* rate: per-pull state kept by the caller inside its pull record.
  * Zero-initialise it when the pull appears; release with
- * pt_policy_rate_state_clear() when the pull leaves. It survives reloads. */
+ * pt_policy_rate_state_clear() when the pull leaves. It survives reloads.
+ * It may point into itself: it is used where it is, never copied. */
 struct pt_policy_rate_state {
   /* The hook's returned state, kept in C (so that it survives reloads): a
    * flat table of numbers and booleans (what a rate hook keeps, every report
    * of every pull in flight) packed as key/value pairs; anything else as
-   * JSON. */
+   * JSON. In `small` when it fits (the default hook's does), so that it is
+   * read with the pull rather than from a block of its own. */
   char *script_state;
   size_t state_len;
   bool state_packed;
+  char small[48];
   /* The C default's own EWMA, always updated so a fallback is continuous. */
   double c_time, c_bytes, c_rate;
   bool c_primed;

@@ -371,6 +371,17 @@ static void init_body(lua_State *L, void *ctx, const char **invalid)
   vm->enc_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_getfield(L, -1, "decode");
   vm->dec_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  static const char *const names[NAME_COUNT] = {
+    [NAME_PULL_ID] = "pullId", [NAME_NODE] = "node", [NAME_NOW] = "now",
+    [NAME_DOWNLOADED_BYTES] = "downloadedBytes", [NAME_TOTAL_BYTES] = "totalBytes", [NAME_STALLED] = "stalled",
+    [NAME_COMPLETED] = "completed", [NAME_BYTES_PER_SEC] = "bytesPerSec", [NAME_ETA_SECONDS] = "etaSeconds",
+  };
+  lua_createtable(L, NAME_COUNT - 1, 0);
+  for (int i = 1; i < NAME_COUNT; i++) {
+    lua_pushstring(L, names[i]);
+    lua_rawseti(L, -2, i);
+  }
+  vm->names_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   (void)invalid;
 }
 
@@ -411,7 +422,8 @@ struct vm *vm_create(const struct vm_config *cfg, const struct script_set *scrip
   vm->budget = cfg->budget;
   for (int i = 0; i < SLOT_COUNT; i++)
     vm->slot_ref[i] = LUA_NOREF;
-  vm->enc_ref = vm->dec_ref = LUA_NOREF;
+  vm->enc_ref = vm->dec_ref = vm->names_ref = LUA_NOREF;
+  pt_buf_init(&vm->rate_scratch);
   vm->L = lua_newstate(vm_alloc, vm);
   if (!vm->L) {
     append(err, errlen, "cannot create the Lua state (memory limit too small?)");
@@ -496,5 +508,6 @@ void vm_destroy(struct vm *vm)
     free(vm->scripts.v[i].origin);
   }
   free(vm->scripts.v);
+  pt_buf_close(&vm->rate_scratch);
   free(vm);
 }

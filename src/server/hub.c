@@ -31,6 +31,11 @@ struct client {
   struct pt_shared_buf **pending;
   size_t npending, cap_pending;
   size_t pending_bytes;
+  /* Bytes written after the opening (the retry line and the snapshot). Only
+   * they count against the queue budget: what is queued beyond them is the
+   * opening still draining (FIFO), and a snapshot of thousands of pulls must
+   * not get a reader that is reading it dropped at the next event. */
+  uint64_t since_opening;
   struct client *prev, *next;
   /* In the hub's list of clients with frames to write (oldest first). */
   bool dirty;
@@ -233,8 +238,10 @@ static void drop(struct client *c)
 static void client_flush(struct client *c)
 {
   dirty_remove(c->hub, c);
-  if (c->npending && !c->dropped && pt_http_conn_write_shared(c->conn, c->pending, c->npending) == 0)
+  if (c->npending && !c->dropped && pt_http_conn_write_shared(c->conn, c->pending, c->npending) == 0) {
     c->hub->stats.bytes += c->pending_bytes;
+    c->since_opening += c->pending_bytes;
+  }
   pending_clear(c);
   /* A resume may have queued thousands of frames: do not keep room for them
    * in every client. */
@@ -278,7 +285,10 @@ static bool client_send(struct client *c, struct pt_shared_buf *frame)
   if (c->dropped)
     return false;
   struct pt_hub *hub = c->hub;
-  if (pt_http_conn_queued(c->conn) + c->pending_bytes + frame->len > hub->opts.client_queue_max) {
+  size_t queued = pt_http_conn_queued(c->conn);
+  if (queued > c->since_opening)
+    queued = (size_t)c->since_opening; /* the rest is the opening, still draining */
+  if (queued + c->pending_bytes + frame->len > hub->opts.client_queue_max) {
     drop(c);
     return false;
   }
@@ -490,7 +500,8 @@ static void send_snapshot(struct pt_hub *hub, struct client *c)
   pt_buf_init(&b);
   pt_sse_format_event(&b, hub->next_id - 1, "snapshot", js ? js : "{}");
   free(js);
-  /* The snapshot may be big; it is allowed past the queue budget once. */
+  /* The snapshot may be big: it is allowed past the queue budget once, and
+   * only what follows it counts against the budget (client_send). */
   if (pt_http_conn_write(c->conn, b.data, b.len) == 0)
     hub->stats.bytes += b.len;
   pt_buf_close(&b);

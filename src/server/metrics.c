@@ -241,6 +241,9 @@ void pt_server_metrics_render(struct pt_server *srv, struct pt_buf *out)
   labeled(out, "pulltrace_agents", "state", "ok", (double)g.nodes_ok);
   labeled(out, "pulltrace_agents", "state", "lagging", (double)g.nodes_lagging);
   labeled(out, "pulltrace_agents", "state", "lost", (double)g.nodes_lost);
+  gauge(out, "pulltrace_nodes_containerd_unreachable",
+        "Nodes whose agent's last report says it cannot reach containerd (its pulls there are frozen at their last "
+        "state)", (double)g.nodes_containerd_unreachable);
   gauge(out, "pulltrace_agents_max", "Nodes the server keeps (PULLTRACE_MAX_NODES); reports of new nodes beyond it "
         "are rejected with reason too_many_nodes", (double)pt_store_max_nodes(srv->store));
   counter(out, "pulltrace_agents_forgotten_total", "Lost nodes forgotten once their last pull was evicted",

@@ -141,10 +141,12 @@ static bool sig_equal(const struct story_sig *a, const struct story_sig *b)
          a->error == b->error;
 }
 
-static struct pull_log *log_get(struct pt_pull_events *pe, const char *id, bool create)
+/* The log of a pull, created when it has none (*created says so). */
+static struct pull_log *log_get(struct pt_pull_events *pe, const char *id, bool *created)
 {
   struct pull_log *log = pt_map_get(&pe->logs, id);
-  if (log || !create)
+  *created = !log;
+  if (log)
     return log;
   size_t len = strlen(id);
   log = calloc(1, sizeof(*log) + len + 1);
@@ -172,11 +174,11 @@ static bool is_story(struct pt_pull_events *pe, const struct pt_change *c, struc
   case PT_CHANGE_PULL_FAILED:
   case PT_CHANGE_PULL_PROGRESS: {
     struct story_sig sig = sig_of(p);
-    bool had = pt_map_get(&pe->logs, p->id) != NULL;
-    struct pull_log *log = log_get(pe, p->id, true);
+    bool created;
+    struct pull_log *log = log_get(pe, p->id, &created);
     if (!log)
       return false;
-    bool changed = !had || !sig_equal(&log->sig, &sig);
+    bool had = !created, changed = created || !sig_equal(&log->sig, &sig);
     log->sig = sig;
     *logp = log;
     return c->type != PT_CHANGE_PULL_PROGRESS || (had && changed);
@@ -185,7 +187,8 @@ static bool is_story(struct pt_pull_events *pe, const struct pt_change *c, struc
   case PT_CHANGE_ALERT:
     if (!p)
       return false;
-    *logp = log_get(pe, p->id, true);
+    bool created;
+    *logp = log_get(pe, p->id, &created);
     return *logp != NULL;
   default:
     return false;

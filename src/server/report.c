@@ -1,7 +1,8 @@
 /* The v1 report in two passes over no document tree.
  *
- * Pass 1 (yajl callbacks) files every member of the four object kinds the
- * schema knows (the report, a pull, a layer, an unattributed ingest) into a
+ * Pass 1 (yajl callbacks) files every member of the five object kinds the
+ * schema knows (the report, a pull, a layer, an unattributed ingest, the
+ * containerd status) into a
  * typed slot: present or not, its JSON type and its value. Members the schema
  * does not know are skipped, checked only for what a JSON parser checks
  * (duplicate keys included). Array elements past an array's limit are
@@ -99,10 +100,12 @@ struct slot {
   size_t len;
   /* V_ARRAY of a member whose elements are kept: */
   struct robj *head, *tail;
+  /* V_OBJECT of a member whose members are kept (kept_object): */
+  struct robj *obj;
   size_t count;
 };
 
-enum kind { K_REPORT = 0, K_PULL, K_LAYER, K_UNATTR, K_COUNT };
+enum kind { K_REPORT = 0, K_PULL, K_LAYER, K_UNATTR, K_CTRD, K_COUNT };
 
 #define MAX_SLOTS 10
 
@@ -115,7 +118,7 @@ struct robj {
 };
 
 enum {
-  R_SCHEMA, R_NODE, R_AGENT, R_BOOT, R_SEQ, R_TIMESTAMP, R_PULLS, R_UNATTR,
+  R_SCHEMA, R_NODE, R_AGENT, R_BOOT, R_SEQ, R_TIMESTAMP, R_PULLS, R_UNATTR, R_CTRD,
 };
 enum {
   P_ID, P_IMAGE_REF, P_MANIFEST, P_INDEX, P_STARTED, P_COMPLETED, P_TOTAL_KNOWN, P_TOTAL, P_DOWNLOADED, P_LAYERS,
@@ -126,15 +129,40 @@ enum {
 enum {
   U_REF, U_KIND, U_DIGEST, U_TOTAL, U_DOWNLOADED, U_STARTED, U_UPDATED,
 };
-
-static const char *const member_names[K_COUNT][MAX_SLOTS + 1] = {
-  [K_REPORT] = {"schemaVersion", "nodeName", "agentVersion", "bootId", "seq", "timestamp", "pulls", "unattributed",
-                NULL},
-  [K_PULL] = {"id", "imageRef", "manifestDigest", "indexDigest", "startedAt", "completedAt", "totalKnown",
-              "totalBytes", "downloadedBytes", "layers", NULL},
-  [K_LAYER] = {"digest", "mediaType", "totalBytes", "downloadedBytes", "state", "startedAt", "updatedAt", NULL},
-  [K_UNATTR] = {"ref", "kind", "digest", "totalBytes", "downloadedBytes", "startedAt", "updatedAt", NULL},
+enum {
+  C_REACHABLE, C_SINCE, C_ERROR,
 };
+
+/* A member's name and its length (keys are matched on every token). */
+struct member {
+  const char *name;
+  size_t len;
+};
+#define M(s) {s, sizeof(s) - 1}
+
+static const struct member members[K_COUNT][MAX_SLOTS + 1] = {
+  [K_REPORT] = {M("schemaVersion"), M("nodeName"), M("agentVersion"), M("bootId"), M("seq"), M("timestamp"),
+                M("pulls"), M("unattributed"), M("containerd"), {NULL, 0}},
+  [K_PULL] = {M("id"), M("imageRef"), M("manifestDigest"), M("indexDigest"), M("startedAt"), M("completedAt"),
+              M("totalKnown"), M("totalBytes"), M("downloadedBytes"), M("layers"), {NULL, 0}},
+  [K_LAYER] = {M("digest"), M("mediaType"), M("totalBytes"), M("downloadedBytes"), M("state"), M("startedAt"),
+               M("updatedAt"), {NULL, 0}},
+  [K_UNATTR] = {M("ref"), M("kind"), M("digest"), M("totalBytes"), M("downloadedBytes"), M("startedAt"),
+                M("updatedAt"), {NULL, 0}},
+  [K_CTRD] = {M("reachable"), M("since"), M("error"), {NULL, 0}},
+};
+#undef M
+
+/* The kept objects that are members, not array elements: which member of
+ * which kind holds an object of which kind. */
+static bool kept_object(enum kind k, int slot, enum kind *kind)
+{
+  if (k == K_REPORT && slot == R_CTRD) {
+    *kind = K_CTRD;
+    return true;
+  }
+  return false;
+}
 
 /* The kept arrays: which member of which kind holds elements of which kind,
  * and how many are kept (one more than the limit, so that validation sees
@@ -156,15 +184,29 @@ static bool kept_array(enum kind k, int slot, enum kind *elem, size_t *max)
   return true;
 }
 
-static int member_slot(enum kind k, const unsigned char *key, size_t len)
+static bool member_is(const struct member *m, const unsigned char *key, size_t len)
+{
+  if (m->len != len || m->name[0] != (char)key[0])
+    return false;
+  /* Names are short: a loop, not a call. */
+  size_t j = 1;
+  while (j < len && m->name[j] == (char)key[j])
+    j++;
+  return j == len;
+}
+
+/* The slot of a key, -1 for none. An agent writes the members in the
+ * schema's order, so the one after the previous key's (`next`) is tried
+ * first. */
+static int member_slot(enum kind k, int next, const unsigned char *key, size_t len)
 {
   if (len == 0)
     return -1;
-  for (int i = 0; member_names[k][i]; i++) {
-    const char *name = member_names[k][i];
-    if (name[0] == (char)key[0] && strlen(name) == len && memcmp(name, key, len) == 0)
+  if (next >= 0 && next < MAX_SLOTS && members[k][next].name && member_is(&members[k][next], key, len))
+    return next;
+  for (int i = 0; members[k][i].name; i++)
+    if (member_is(&members[k][i], key, len))
       return i;
-  }
   return -1;
 }
 
@@ -193,6 +235,11 @@ struct pass1 {
   uint64_t next_id;
   struct pt_map unknown_keys; /* "<object id>:<key>" of keys no slot takes */
   char error[128];            /* a JSON-level error found by a callback */
+  yajl_handle h;
+  /* Where the document's top-level object or array ended: yajl takes an
+   * unterminated string after it ({...}") for input still to come. */
+  size_t doc_end;
+  bool doc_ended;
 };
 
 static int fail1(struct pass1 *p, const char *msg)
@@ -293,19 +340,20 @@ static int cb_number(void *ctx, const char *text, size_t len)
 {
   struct pass1 *p = ctx;
   char buf[64];
-  bool real = memchr(text, '.', len) || memchr(text, 'e', len) || memchr(text, 'E', len);
-  if (!real) {
-    /* The lexer gave -?[0-9]+. Integers beyond int64 are a parse error, as
-     * with jansson. */
-    bool neg = text[0] == '-';
-    uint64_t u = 0;
-    for (size_t i = neg; i < len; i++) {
-      unsigned d = (unsigned)(text[i] - '0');
-      if (u > (UINT64_MAX - d) / 10)
-        return fail1(p, neg ? "too big negative integer" : "too big integer");
-      u = u * 10 + d;
-    }
-    if (u > (uint64_t)INT64_MAX + neg)
+  /* The lexer gave a JSON number: an integer when only digits follow the
+   * sign. One pass reads the digits and tells the two apart. */
+  bool neg = text[0] == '-', overflow = false;
+  uint64_t u = 0;
+  size_t i = neg;
+  for (; i < len; i++) {
+    unsigned d = (unsigned)(text[i] - '0');
+    if (d > 9)
+      break;
+    overflow = overflow || __builtin_mul_overflow(u, 10, &u) || __builtin_add_overflow(u, d, &u);
+  }
+  if (i == len) {
+    /* Integers beyond int64 are a parse error, as with jansson. */
+    if (overflow || u > (uint64_t)INT64_MAX + neg)
       return fail1(p, neg ? "too big negative integer" : "too big integer");
     int64_t v = neg ? (int64_t)(0 - u) : (int64_t)u;
     struct slot *s;
@@ -324,22 +372,44 @@ static int cb_number(void *ctx, const char *text, size_t len)
   copy[len] = '\0';
   errno = 0;
   strtod(copy, NULL);
-  int overflow = errno == ERANGE;
+  bool out_of_range = errno == ERANGE;
   if (copy != buf)
     free(copy);
-  if (overflow)
+  if (out_of_range)
     return fail1(p, "real number overflow");
   struct slot *s;
   return scalar(p, V_REAL, &s);
 }
 
+/* Whether the len bytes at s are all ASCII other than NUL, eight at a time:
+ * nearly every string of a report (digests, names, times), which then needs
+ * neither the NUL nor the UTF-8 check. */
+static bool plain_ascii(const unsigned char *s, size_t len)
+{
+  const uint64_t ones = UINT64_C(0x0101010101010101), highs = UINT64_C(0x8080808080808080);
+  size_t i = 0;
+  for (; len - i >= 8; i += 8) {
+    uint64_t w;
+    memcpy(&w, s + i, 8);
+    /* A byte with its high bit set, or a zero byte. */
+    if ((w & highs) || ((w - ones) & ~w & highs))
+      return false;
+  }
+  for (; i < len; i++)
+    if (s[i] == 0 || s[i] >= 0x80)
+      return false;
+  return true;
+}
+
 static int cb_string(void *ctx, const unsigned char *str, size_t len)
 {
   struct pass1 *p = ctx;
-  if (memchr(str, '\0', len))
-    return fail1(p, "\\u0000 is not allowed in strings");
-  if (!pt_utf8_valid(str, len))
-    return fail1(p, "a string is not well-formed UTF-8");
+  if (!plain_ascii(str, len)) {
+    if (memchr(str, '\0', len))
+      return fail1(p, "\\u0000 is not allowed in strings");
+    if (!pt_utf8_valid(str, len))
+      return fail1(p, "a string is not well-formed UTF-8");
+  }
   struct slot *s;
   if (!scalar(p, V_STRING, &s))
     return 0;
@@ -392,10 +462,17 @@ static int cb_start_map(void *ctx)
   struct frame *f = open_container(p, V_OBJECT, &elem, &ek, &k, &slot, &s);
   if (!f)
     return 0;
+  enum kind okind;
   if (elem) {
     f->known = true;
     f->kind = ek;
     f->obj = elem;
+  } else if (s && kept_object(k, slot, &okind)) {
+    if (!(s->obj = arena_zalloc(p->arena, sizeof(*s->obj))))
+      return fail1(p, "out of memory");
+    f->known = true;
+    f->kind = okind;
+    f->obj = s->obj;
   }
   return 1;
 }
@@ -404,16 +481,17 @@ static int cb_map_key(void *ctx, const unsigned char *key, size_t len)
 {
   struct pass1 *p = ctx;
   struct frame *f = &p->stack[p->depth - 1];
-  if (memchr(key, '\0', len))
-    return fail1(p, "\\u0000 is not allowed in object keys");
-  if (!pt_utf8_valid(key, len))
-    return fail1(p, "an object key is not well-formed UTF-8");
-  f->slot = f->known ? member_slot(f->kind, key, len) : -1;
+  /* A member's name is ASCII without NUL: only other keys need the checks. */
+  f->slot = f->known ? member_slot(f->kind, f->slot + 1, key, len) : -1;
   if (f->slot >= 0) {
     if (f->obj->m[f->slot].t != V_ABSENT)
       return fail1(p, "duplicate object key");
     return 1;
   }
+  if (memchr(key, '\0', len))
+    return fail1(p, "\\u0000 is not allowed in object keys");
+  if (!pt_utf8_valid(key, len))
+    return fail1(p, "an object key is not well-formed UTF-8");
   /* Keys no slot takes are rare (extensions): a set keeps their check
    * linear however many there are. */
   char buf[256];
@@ -437,7 +515,10 @@ static int cb_map_key(void *ctx, const unsigned char *key, size_t len)
 static int cb_end(void *ctx)
 {
   struct pass1 *p = ctx;
-  p->depth--;
+  if (--p->depth == 0) {
+    p->doc_end = yajl_get_bytes_consumed(p->h);
+    p->doc_ended = true;
+  }
   return 1;
 }
 
@@ -505,6 +586,9 @@ static void path_of(const struct ctx *c, char *out, size_t len)
   case K_UNATTR:
     snprintf(out, len, "unattributed[%zu]", c->unattr);
     break;
+  case K_CTRD:
+    snprintf(out, len, "containerd");
+    break;
   default:
     out[0] = '\0';
   }
@@ -526,15 +610,27 @@ static int bad(struct ctx *c, const char *member, const char *fmt, ...)
   return -EINVAL;
 }
 
-static bool printable(const char *s)
+/* No control character (below 0x20, or DEL) in the len bytes at s; eight
+ * bytes at a time, a word that may hold one checked byte by byte. */
+static bool printable(const char *s, size_t len)
 {
-  for (; *s; s++)
-    if ((unsigned char)*s < 0x20 || *s == 0x7f)
+  const uint64_t ones = UINT64_C(0x0101010101010101), highs = UINT64_C(0x8080808080808080);
+  size_t i = 0;
+  for (; len - i >= 8; i += 8) {
+    uint64_t w;
+    memcpy(&w, s + i, 8);
+    uint64_t del = w ^ (ones * 0x7f);
+    /* A byte below 0x20, or a zero byte of w ^ 0x7f..7f (a DEL), sets its high bit. */
+    if (((w - ones * 0x20) & ~w & highs) || ((del - ones) & ~del & highs))
+      break;
+  }
+  for (; i < len; i++)
+    if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
       return false;
   return true;
 }
 
-#define NAME(c, k) member_names[(c)->kind][k]
+#define NAME(c, k) members[(c)->kind][k].name
 
 /* A required string (nullable when allow_null) of at most maxlen bytes. */
 static int get_str(struct ctx *c, const struct robj *o, int k, bool allow_null, size_t maxlen, const char **out)
@@ -554,7 +650,7 @@ static int get_str(struct ctx *c, const struct robj *o, int k, bool allow_null, 
     return bad(c, NAME(c, k), "must not be empty");
   if (v->len > maxlen)
     return bad(c, NAME(c, k), "longer than %zu bytes", maxlen);
-  if (!printable(v->s))
+  if (!printable(v->s, v->len))
     return bad(c, NAME(c, k), "contains control characters");
   *out = v->s;
   return 0;
@@ -570,6 +666,19 @@ static int get_digest(struct ctx *c, const struct robj *o, int k, bool allow_nul
   return 0;
 }
 
+/* A layer's digest, its bytes when it is a sha256 one: the store compares
+ * them with its layers' on every report. */
+static int get_layer_digest(struct ctx *c, const struct robj *o, struct pt_report_layer *l)
+{
+  int r = get_str(c, o, L_DIGEST, false, 256, &l->digest);
+  if (r)
+    return r;
+  l->is_sha256 = pt_digest_sha256(l->digest, l->sha256);
+  if (!l->is_sha256 && !pt_digest_valid(l->digest))
+    return bad(c, NAME(c, L_DIGEST), "not a digest (algorithm:hex)");
+  return 0;
+}
+
 static int get_int(struct ctx *c, const struct robj *o, int k, int64_t min, int64_t *out)
 {
   const struct slot *v = &o->m[k];
@@ -580,6 +689,17 @@ static int get_int(struct ctx *c, const struct robj *o, int k, int64_t min, int6
   if (v->i < min)
     return bad(c, NAME(c, k), "must be >= %lld", (long long)min);
   *out = v->i;
+  return 0;
+}
+
+static int get_bool(struct ctx *c, const struct robj *o, int k, bool *out)
+{
+  const struct slot *v = &o->m[k];
+  if (v->t == V_ABSENT)
+    return bad(c, NAME(c, k), "missing member");
+  if (v->t != V_BOOL)
+    return bad(c, NAME(c, k), "must be a boolean");
+  *out = v->b;
   return 0;
 }
 
@@ -620,7 +740,7 @@ static int parse_layer(struct ctx *c, const struct robj *o, struct pt_report_lay
   c->kind = K_LAYER;
   if (o->elem_type != V_OBJECT)
     return bad(c, NULL, "must be an object");
-  if ((r = get_digest(c, o, L_DIGEST, false, &l->digest)) ||
+  if ((r = get_layer_digest(c, o, l)) ||
       (r = get_str(c, o, L_MEDIA_TYPE, true, 256, &l->media_type)) ||
       (r = get_int(c, o, L_TOTAL, 0, &l->total)) ||
       (r = get_int(c, o, L_DOWNLOADED, 0, &l->downloaded)))
@@ -651,14 +771,9 @@ static int parse_pull(struct ctx *c, const struct robj *o, struct pt_report_pull
       (r = get_time(c, o, P_STARTED, true, &p->started_at)) ||
       (r = get_time(c, o, P_COMPLETED, true, &p->completed_at)))
     return r;
-  const struct slot *tk = &o->m[P_TOTAL_KNOWN];
-  if (tk->t == V_ABSENT)
-    return bad(c, "totalKnown", "missing member");
-  if (tk->t != V_BOOL)
-    return bad(c, "totalKnown", "must be a boolean");
-  p->total_known = tk->b;
   const struct slot *layers;
-  if ((r = get_int(c, o, P_TOTAL, 0, &p->total)) ||
+  if ((r = get_bool(c, o, P_TOTAL_KNOWN, &p->total_known)) ||
+      (r = get_int(c, o, P_TOTAL, 0, &p->total)) ||
       (r = get_int(c, o, P_DOWNLOADED, 0, &p->downloaded)) ||
       (r = get_array(c, o, P_LAYERS, PT_REPORT_MAX_LAYERS, &layers)))
     return r;
@@ -697,6 +812,34 @@ static int parse_unattr(struct ctx *c, const struct robj *o, struct pt_report_un
     ok |= strcmp(u->kind, kinds[i]) == 0;
   if (!ok)
     return bad(c, "kind", "must be one of layer, config, manifest, index, attestation, unknown");
+  return 0;
+}
+
+/* Optional: absent means containerd answered (agents before this member
+ * never sent it). */
+static int parse_containerd(struct ctx *c, const struct slot *v, struct pt_report *out)
+{
+  int r;
+  out->containerd_reachable = true;
+  if (v->t == V_ABSENT)
+    return 0;
+  if (v->t != V_OBJECT)
+    return bad(c, "containerd", "must be an object");
+  c->kind = K_CTRD;
+  const struct robj *o = v->obj;
+  if ((r = get_bool(c, o, C_REACHABLE, &out->containerd_reachable)))
+    return r;
+  if (out->containerd_reachable) {
+    /* Nothing to say about an answering containerd: a stale since or error
+     * there would be a bug of the sender. */
+    for (int k = C_SINCE; k <= C_ERROR; k++)
+      if (o->m[k].t != V_ABSENT && o->m[k].t != V_NULL)
+        return bad(c, NAME(c, k), "must be null while reachable is true");
+    return 0;
+  }
+  if ((r = get_time(c, o, C_SINCE, false, &out->containerd_since)) ||
+      (r = get_str(c, o, C_ERROR, false, PT_REPORT_MAX_CONTAINERD_ERROR, &out->containerd_error)))
+    return r;
   return 0;
 }
 
@@ -757,7 +900,8 @@ static int validate(struct ctx *c, const struct robj *root, struct pt_report *ou
     if ((r = parse_unattr(c, e, &out->unattributed[i])))
       return r;
   }
-  return 0;
+  c->kind = K_REPORT;
+  return parse_containerd(c, &root->m[R_CTRD], out);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -784,11 +928,20 @@ static int parse_json(struct pass1 *p, const char *body, size_t len, char *err, 
    * unlike yajl rejects overlong forms): yajl checking them first was the
    * same work twice. */
   yajl_config(h, yajl_dont_validate_strings, 1);
+  p->h = h;
   yajl_status st = yajl_parse(h, (const unsigned char *)body, len);
   if (st == yajl_status_ok)
     st = yajl_complete_parse(h);
   int rc = 0;
-  if (st != yajl_status_ok) {
+  /* Only JSON whitespace may follow the document (a top-level scalar is
+   * refused later: a report is an object). */
+  size_t end = p->doc_end;
+  while (p->doc_ended && end < len && (body[end] == ' ' || body[end] == '\t' || body[end] == '\n' || body[end] == '\r'))
+    end++;
+  if (st == yajl_status_ok && p->doc_ended && end < len) {
+    snprintf(err, errlen, "invalid JSON: trailing garbage after the document (byte %zu)", end);
+    rc = -EINVAL;
+  } else if (st != yajl_status_ok) {
     size_t at = yajl_get_bytes_consumed(h);
     if (p->error[0]) {
       snprintf(err, errlen, "invalid JSON: %s (byte %zu)", p->error, at);
@@ -859,6 +1012,7 @@ void pt_report_shift(struct pt_report *r, double offset)
   if (offset == 0)
     return;
   shift(&r->timestamp, offset);
+  shift(&r->containerd_since, offset);
   for (size_t i = 0; i < r->npulls; i++) {
     struct pt_report_pull *p = &r->pulls[i];
     shift(&p->started_at, offset);

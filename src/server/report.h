@@ -17,11 +17,14 @@
 #define PT_REPORT_MAX_PULLS 2000
 #define PT_REPORT_MAX_LAYERS 1000
 #define PT_REPORT_MAX_UNATTRIBUTED 2000
+#define PT_REPORT_MAX_CONTAINERD_ERROR 1024
 
 /* Strings and arrays live in the report's arena; times are epoch seconds,
  * 0 for null. */
 struct pt_report_layer {
   const char *digest;
+  bool is_sha256;           /* "sha256:<64 lower-case hex>": its bytes below */
+  unsigned char sha256[32];
   const char *media_type;   /* may be NULL */
   int64_t total, downloaded;
   enum pt_layer_state state;
@@ -60,6 +63,12 @@ struct pt_report {
   size_t npulls;
   struct pt_report_unattributed *unattributed;
   size_t nunattributed;
+  /* The optional `containerd` member: true when absent. While false, since
+   * is when the agent's polls began to fail and error gRPC's status of the
+   * last one. */
+  bool containerd_reachable;
+  double containerd_since;
+  const char *containerd_error;
 };
 
 /* Parses and validates. On failure returns -EINVAL with a message in err and

@@ -40,62 +40,29 @@ const char *pt_node_state_name(enum pt_node_state s)
 /* ------------------------------------------------------------------------ */
 /* Records                                                                    */
 
-static const char sha256_prefix[] = "sha256:";
-#define SHA256_TEXT_LEN (sizeof(sha256_prefix) - 1 + 64)
-
-/* Lowercase hex digits' values plus one (0: not one). Every report compares
- * dozens of digests with the layers'. */
-static const unsigned char hex1[256] = {
-  ['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6, ['6'] = 7, ['7'] = 8, ['8'] = 9, ['9'] = 10,
-  ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
-};
-
-/* The hex part of "sha256:<64 lowercase hex>", or NULL for any other text. */
-static const unsigned char *sha256_hex(const char *digest)
-{
-  if (strncmp(digest, sha256_prefix, sizeof(sha256_prefix) - 1) != 0 || strlen(digest) != SHA256_TEXT_LEN)
-    return NULL;
-  return (const unsigned char *)digest + sizeof(sha256_prefix) - 1;
-}
-
-/* Byte i of a hex text (-1 when not two hex digits). */
-static int hex_byte(const unsigned char *h, size_t i)
-{
-  unsigned hi = hex1[h[2 * i]], lo = hex1[h[2 * i + 1]];
-  return hi && lo ? (int)((hi - 1) << 4 | (lo - 1)) : -1;
-}
-
-static bool sha256_bytes(const char *digest, unsigned char out[32])
-{
-  const unsigned char *h = sha256_hex(digest);
-  for (size_t i = 0; h && i < 32; i++) {
-    int b = hex_byte(h, i);
-    if (b < 0)
-      return false;
-    out[i] = (unsigned char)b;
-  }
-  return h != NULL;
-}
-
 int store_layer_set_digest(struct pt_layer *l, const char *digest)
 {
-  if (sha256_bytes(digest, l->sha256)) {
+  struct pt_report_layer rl = {.digest = digest};
+  rl.is_sha256 = pt_digest_sha256(digest, rl.sha256);
+  return store_layer_set_reported(l, &rl);
+}
+
+int store_layer_set_reported(struct pt_layer *l, const struct pt_report_layer *rl)
+{
+  if (rl->is_sha256) {
+    memcpy(l->sha256, rl->sha256, sizeof(l->sha256));
     l->digest = NULL;
     return 0;
   }
-  l->digest = strdup(digest);
+  l->digest = strdup(rl->digest);
   return l->digest ? 0 : -ENOMEM;
 }
 
-bool store_layer_digest_is(const struct pt_layer *l, const char *digest)
+bool store_layer_is(const struct pt_layer *l, const struct pt_report_layer *rl)
 {
-  if (l->digest)
-    return strcmp(l->digest, digest) == 0;
-  const unsigned char *h = sha256_hex(digest);
-  for (size_t i = 0; h && i < 32; i++)
-    if (hex_byte(h, i) != l->sha256[i]) /* also -1 for a non-hex digit */
-      return false;
-  return h != NULL;
+  if (rl->is_sha256)
+    return !l->digest && memcmp(l->sha256, rl->sha256, sizeof(l->sha256)) == 0;
+  return l->digest && strcmp(l->digest, rl->digest) == 0;
 }
 
 const char *pt_layer_digest(const struct pt_layer *l, char buf[PT_DIGEST_TEXT_MAX])
@@ -103,8 +70,8 @@ const char *pt_layer_digest(const struct pt_layer *l, char buf[PT_DIGEST_TEXT_MA
   static const char hex[] = "0123456789abcdef";
   if (l->digest)
     return l->digest;
-  memcpy(buf, sha256_prefix, sizeof(sha256_prefix) - 1);
-  char *p = buf + sizeof(sha256_prefix) - 1;
+  memcpy(buf, "sha256:", 7);
+  char *p = buf + 7;
   for (size_t i = 0; i < 32; i++) {
     *p++ = hex[l->sha256[i] >> 4];
     *p++ = hex[l->sha256[i] & 15];
@@ -174,12 +141,25 @@ void store_free_pods(struct pt_pod_ref *p, size_t n)
   free(p);
 }
 
+struct pt_pull *store_pull_new(const char *id, const char *node)
+{
+  /* The id and the node live right after the pull: the policy's hooks read
+   * them with the pull, not from two more blocks (and a pull takes two
+   * allocations fewer). */
+  size_t il = strlen(id) + 1, nl = strlen(node) + 1;
+  struct pt_pull *p = calloc(1, sizeof(*p) + il + nl);
+  if (!p)
+    return NULL;
+  p->id = memcpy((char *)(p + 1), id, il);
+  p->node = memcpy(p->id + il, node, nl);
+  p->eta = -1;
+  return p;
+}
+
 void store_pull_free(struct pt_store *s, struct pt_pull *p)
 {
   if (!p)
     return;
-  free(p->id);
-  free(p->node);
   free(p->image_ref);
   free(p->image);
   free(p->manifest_digest);
@@ -201,6 +181,7 @@ static void node_free(struct pt_node *n)
   free(n->name);
   free(n->agent_version);
   free(n->boot_id);
+  free(n->containerd_error);
   json_decref(n->unattributed);
   free(n);
 }
@@ -220,6 +201,7 @@ struct pt_node *store_add_node(struct pt_store *s, const char *name, double now)
 void store_remove_node(struct pt_store *s, struct pt_node *n)
 {
   s->nodes_in_state[n->state]--;
+  s->nodes_containerd_unreachable -= n->containerd_unreachable;
   pt_map_del(&s->nodes, n->name);
   node_free(n);
 }
@@ -664,6 +646,7 @@ void pt_store_gauges(const struct pt_store *s, struct pt_store_gauges *g)
   g->nodes_ok = s->nodes_in_state[PT_NODE_OK];
   g->nodes_lagging = s->nodes_in_state[PT_NODE_LAGGING];
   g->nodes_lost = s->nodes_in_state[PT_NODE_LOST];
+  g->nodes_containerd_unreachable = s->nodes_containerd_unreachable;
   g->pods = s->pods.count;
   g->kube_events = json_array_size(s->events);
 }
@@ -703,11 +686,16 @@ int pt_store_check(const struct pt_store *s, char *err, size_t errlen)
     if (active != n->pulls_active)
       BROKEN("node %s counts %zu active pulls, its index has %zu", n->name, n->pulls_active, active);
   }
-  size_t pulls_in[PT_PULL_LOST + 1] = {0}, nodes_in[PT_NODE_LOST + 1] = {0};
+  size_t pulls_in[PT_PULL_LOST + 1] = {0}, nodes_in[PT_NODE_LOST + 1] = {0}, unreachable = 0;
   for (struct pt_map_entry *e = pt_map_first(&s->pulls); e; e = pt_map_next(&s->pulls, e))
     pulls_in[((const struct pt_pull *)e->value)->state]++;
-  for (struct pt_map_entry *e = pt_map_first(&s->nodes); e; e = pt_map_next(&s->nodes, e))
+  for (struct pt_map_entry *e = pt_map_first(&s->nodes); e; e = pt_map_next(&s->nodes, e)) {
     nodes_in[((const struct pt_node *)e->value)->state]++;
+    unreachable += ((const struct pt_node *)e->value)->containerd_unreachable;
+  }
+  if (unreachable != s->nodes_containerd_unreachable)
+    BROKEN("%zu nodes with containerd unreachable in the table, %zu counted", unreachable,
+           s->nodes_containerd_unreachable);
   for (int i = 0; i <= PT_PULL_LOST; i++)
     if (pulls_in[i] != s->pulls_in_state[i])
       BROKEN("%zu pulls %s in the table, %zu counted", pulls_in[i], pt_pull_state_name(i), s->pulls_in_state[i]);

@@ -111,6 +111,11 @@ struct pt_node {
   double tokens, tokens_at; /* report rate limiter */
   double clock_offset;      /* server time minus the agent's, 0 while they agree */
   size_t pulls_active, pulls_total;
+  /* The last report's `containerd`: while unreachable, since (server clock)
+   * and gRPC's error of the agent's last failed poll. */
+  bool containerd_unreachable;
+  double containerd_since;
+  char *containerd_error;
 };
 
 struct pt_store_options {
@@ -154,6 +159,7 @@ extern const double pt_store_duration_buckets[8];
 struct pt_store_gauges {
   size_t pulls_pulling, pulls_stalled, pulls_completed, pulls_failed, pulls_lost;
   size_t nodes_ok, nodes_lagging, nodes_lost;
+  size_t nodes_containerd_unreachable; /* by their last report, whatever their state */
   size_t pods, kube_events;
 };
 

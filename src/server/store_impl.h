@@ -65,6 +65,7 @@ struct pt_store {
    * 20 ms of the loop on every scrape. */
   size_t pulls_in_state[PT_PULL_LOST + 1];
   size_t nodes_in_state[PT_NODE_LOST + 1];
+  size_t nodes_containerd_unreachable;
 };
 
 static inline char *store_strdup(const char *s)
@@ -93,12 +94,17 @@ static inline bool pull_is_active(const struct pt_pull *p)
 }
 
 /* --- store.c: tables, index, lifecycle ----------------------------------- */
+/* A new pull of that id and node (copied into its own block), eta unknown;
+ * NULL without memory. */
+struct pt_pull *store_pull_new(const char *id, const char *node);
 void store_pull_free(struct pt_store *s, struct pt_pull *p);
 void store_free_layers(struct pt_store *s, struct pt_layer *l, size_t n);
 /* Sets a new layer's digest (its bytes, or a copy of the text); -ENOMEM. */
 int store_layer_set_digest(struct pt_layer *l, const char *digest);
-/* Whether the layer's digest is this text. */
-bool store_layer_digest_is(const struct pt_layer *l, const char *digest);
+/* The same from a reported layer, whose sha256 bytes the parser decoded. */
+int store_layer_set_reported(struct pt_layer *l, const struct pt_report_layer *rl);
+/* Whether the layer has the reported layer's digest. */
+bool store_layer_is(const struct pt_layer *l, const struct pt_report_layer *rl);
 
 /* The shared copy of a media type, one more reference to it (NULL for NULL,
  * and without memory: *failed is set). Without a store (s NULL: a pull read

@@ -345,11 +345,9 @@ static struct pt_pull *kubelet_only_pull(struct pt_store *s, const json_t *event
   struct pt_pull *p = pt_map_get(&s->pulls, id);
   if (p)
     return p;
-  p = calloc(1, sizeof(*p));
+  p = store_pull_new(id, node);
   if (!p)
     return NULL;
-  p->id = strdup(id);
-  p->node = strdup(node);
   p->image_ref = strdup(norm);
   p->image = strdup(image);
   p->pods = calloc(1, sizeof(*p->pods));
@@ -358,7 +356,7 @@ static struct pt_pull *kubelet_only_pull(struct pt_store *s, const json_t *event
     p->pods[0].ns = store_strdup(json_string_value(json_object_get(event, "namespace")));
     p->pods[0].name = store_strdup(json_string_value(json_object_get(event, "pod")));
   }
-  if (!p->id || !p->node || !p->image_ref || !p->image || !p->pods || !p->pods[0].ns || !p->pods[0].name) {
+  if (!p->image_ref || !p->image || !p->pods || !p->pods[0].ns || !p->pods[0].name) {
     store_pull_free(s, p);
     return NULL;
   }

@@ -157,8 +157,7 @@ static int restore_pods(struct pt_pull *p, const json_t *arr)
 static int restore_fields(struct pt_pull *p, const json_t *rec)
 {
   int r;
-  if ((r = get_str(rec, "id", true, &p->id)) || (r = get_str(rec, "node", true, &p->node)) ||
-      (r = get_str(rec, "imageRef", false, &p->image_ref)) || (r = get_str(rec, "image", false, &p->image)) ||
+  if ((r = get_str(rec, "imageRef", false, &p->image_ref)) || (r = get_str(rec, "image", false, &p->image)) ||
       (!p->image && p->image_ref && !(p->image = strdup(p->image_ref)) && (r = -ENOMEM)) ||
       (r = get_str(rec, "manifestDigest", false, &p->manifest_digest)) ||
       (r = get_str(rec, "indexDigest", false, &p->index_digest)))
@@ -205,8 +204,11 @@ static int restore_fields(struct pt_pull *p, const json_t *rec)
 
 struct pt_pull *pt_pull_from_record(const json_t *rec, int *err)
 {
-  struct pt_pull *p = json_is_object(rec) ? calloc(1, sizeof(*p)) : NULL;
-  int r = !json_is_object(rec) ? -EINVAL : !p ? -ENOMEM : restore_fields(p, rec);
+  /* The id and the node are part of the pull's own block (store_pull_new). */
+  const char *id = json_string_value(json_object_get(rec, "id"));
+  const char *node = json_string_value(json_object_get(rec, "node"));
+  struct pt_pull *p = id && node ? store_pull_new(id, node) : NULL;
+  int r = !id || !node ? -EINVAL : !p ? -ENOMEM : restore_fields(p, rec);
   if (r < 0) {
     store_pull_free(NULL, p);
     p = NULL;

@@ -132,16 +132,9 @@ static int prepare_pull(struct pt_store *s, const struct pt_node *node, const st
   pull_key(node, rp, key, sizeof(key));
   pp->p = pt_map_get(&s->pulls, key);
   if (!pp->p) {
-    struct pt_pull *p = calloc(1, sizeof(*p));
+    struct pt_pull *p = store_pull_new(key, node->name);
     if (!p)
       return -ENOMEM;
-    p->id = strdup(key);
-    p->node = strdup(node->name);
-    p->eta = -1;
-    if (!p->id || !p->node) {
-      store_pull_free(s, p);
-      return -ENOMEM;
-    }
     if (store_add_pull(s, p))
       return -ENOMEM;
     pp->p = p;
@@ -149,14 +142,14 @@ static int prepare_pull(struct pt_store *s, const struct pt_node *node, const st
   }
   pp->same_layers = !pp->is_new && pp->p->nlayers == rp->nlayers;
   for (size_t i = 0; pp->same_layers && i < rp->nlayers; i++)
-    pp->same_layers = store_layer_digest_is(&pp->p->layers[i], rp->layers[i].digest) &&
+    pp->same_layers = store_layer_is(&pp->p->layers[i], &rp->layers[i]) &&
                       store_streq(pp->p->layers[i].media_type, rp->layers[i].media_type);
   if (rp->nlayers && !pp->same_layers) {
     pp->layers = calloc(rp->nlayers, sizeof(*pp->layers));
     if (!pp->layers)
       return -ENOMEM;
     for (size_t i = 0; i < rp->nlayers; i++) {
-      int dr = store_layer_set_digest(&pp->layers[i], rp->layers[i].digest);
+      int dr = store_layer_set_reported(&pp->layers[i], &rp->layers[i]);
       bool failed = false;
       pp->layers[i].media_type = store_media_type_ref(s, rp->layers[i].media_type, &failed);
       if (dr || failed)
@@ -190,12 +183,12 @@ static enum pt_pull_state derive_state(const struct pt_report_pull *rp)
   return stalled > 0 && downloading == 0 ? PT_PULL_STALLED : PT_PULL_PULLING;
 }
 
-static const struct pt_layer *find_layer(const struct pt_pull *p, size_t hint, const char *digest)
+static const struct pt_layer *find_layer(const struct pt_pull *p, size_t hint, const struct pt_report_layer *rl)
 {
-  if (hint < p->nlayers && store_layer_digest_is(&p->layers[hint], digest))
+  if (hint < p->nlayers && store_layer_is(&p->layers[hint], rl))
     return &p->layers[hint];
   for (size_t i = 0; i < p->nlayers; i++)
-    if (store_layer_digest_is(&p->layers[i], digest))
+    if (store_layer_is(&p->layers[i], rl))
       return &p->layers[i];
   return NULL;
 }
@@ -216,7 +209,7 @@ static bool commit_layers(struct pt_store *s, struct prepared *pp, const struct 
       ol = &old;
       nlay = &p->layers[i];
     } else {
-      ol = pp->is_new ? NULL : find_layer(p, i, rl->digest);
+      ol = pp->is_new ? NULL : find_layer(p, i, rl);
       nlay = &pp->layers[i];
     }
     int64_t before = ol ? ol->downloaded : 0;
@@ -386,6 +379,24 @@ static json_t *unattributed_json(const struct pt_report *r)
   return a;
 }
 
+/* The report's containerd status; returns true when the node's changed.
+ * The agent's since is already on the server's clock (pt_report_shift). */
+static bool commit_containerd(struct pt_store *s, struct pt_node *n, const struct pt_report *r, struct copy *error)
+{
+  bool unreachable = !r->containerd_reachable;
+  bool changed = unreachable != n->containerd_unreachable || r->containerd_since != n->containerd_since;
+  if (unreachable != n->containerd_unreachable) {
+    if (unreachable)
+      PT_LOG_WARN("node's containerd unreachable", "{s:s,s:s?}", "node", n->name, "error", r->containerd_error);
+    else
+      PT_LOG_INFO("node's containerd reachable again", "{s:s}", "node", n->name);
+    s->nodes_containerd_unreachable += unreachable ? 1 : (size_t)-1;
+    n->containerd_unreachable = unreachable;
+  }
+  n->containerd_since = r->containerd_since;
+  return copy_commit(&n->containerd_error, error) || changed;
+}
+
 enum pt_apply_result pt_store_apply_report(struct pt_store *s, const struct pt_report *r, double now)
 {
   struct pt_node *n = pt_map_get(&s->nodes, r->node);
@@ -402,12 +413,14 @@ enum pt_apply_result pt_store_apply_report(struct pt_store *s, const struct pt_r
     return PT_APPLY_STALE;
 
   struct prepared *pp = r->npulls ? calloc(r->npulls, sizeof(*pp)) : NULL;
-  struct copy boot_id = {0}, agent_version = {0};
+  struct copy boot_id = {0}, agent_version = {0}, ctrd_error = {0};
   if ((r->npulls && !pp) || copy_prepare(&boot_id, n->boot_id, r->boot_id) ||
-      copy_prepare(&agent_version, n->agent_version, r->agent_version) || (pp && prepare_report(s, n, r, pp))) {
+      copy_prepare(&agent_version, n->agent_version, r->agent_version) ||
+      copy_prepare(&ctrd_error, n->containerd_error, r->containerd_error) || (pp && prepare_report(s, n, r, pp))) {
     free(pp);
     free(boot_id.value);
     free(agent_version.value);
+    free(ctrd_error.value);
     if (node_new)
       store_remove_node(s, n);
     PT_LOG_ERROR("out of memory applying a report: nothing applied", "{s:s,s:I}", "node", r->node, "pulls",
@@ -430,6 +443,7 @@ enum pt_apply_result pt_store_apply_report(struct pt_store *s, const struct pt_r
   }
   node_changed |= copy_commit(&n->boot_id, &boot_id);
   node_changed |= copy_commit(&n->agent_version, &agent_version);
+  node_changed |= commit_containerd(s, n, r, &ctrd_error);
   n->seq = r->seq;
   n->last_report = now;
   if (n->state != PT_NODE_OK) {

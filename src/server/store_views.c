@@ -189,6 +189,13 @@ void pt_store_node_write(struct pt_jsonw *w, const struct pt_node *n, bool with_
     pt_jsonw_null(w);
   key_int(w, "pullsActive", (int64_t)n->pulls_active);
   key_int(w, "pullsTotal", (int64_t)n->pulls_total);
+  pt_jsonw_key(w, "containerd");
+  pt_jsonw_object_open(w);
+  pt_jsonw_key(w, "reachable");
+  pt_jsonw_bool(w, !n->containerd_unreachable);
+  key_time(w, "since", n->containerd_since);
+  key_str(w, "error", n->containerd_error);
+  pt_jsonw_object_close(w);
   if (with_unattributed) {
     pt_jsonw_key(w, "unattributed");
     char *u = n->unattributed ? json_dumps(n->unattributed, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;

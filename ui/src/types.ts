@@ -81,6 +81,16 @@ export interface NodeInfo {
   reportIntervalSeconds: number | null;
   pullsActive: number;
   pullsTotal: number;
+  /** absent from servers before it */
+  containerd?: ContainerdStatus;
+}
+
+/** Whether the node's agent reaches containerd: while not, since its first failed poll and
+ * gRPC's error of the last one (the node's pulls are then frozen at their last state). */
+export interface ContainerdStatus {
+  reachable: boolean;
+  since: string | null;
+  error: string | null;
 }
 
 export interface Alert {

@@ -1,6 +1,6 @@
 // What the list shows: URL parameters, filtering, ordering, grouping and the header's totals.
 
-import type { NodeInfo, Pull, PullState } from './types';
+import type { ContainerdStatus, NodeInfo, Pull, PullState } from './types';
 
 export type GroupBy = 'none' | 'node' | 'image';
 /** The page's views: the live pull list, rollouts (pulls by image across nodes), history. */
@@ -188,11 +188,27 @@ export interface Summary {
   bytesPerSecond: number;
   nodesReporting: number;
   nodesTotal: number;
+  nodesContainerdDown: number;
+}
+
+/** The node's containerd status when its agent cannot reach containerd, else null (also for
+ * an unknown node, or a server that does not say). */
+export function containerdDown(node: NodeInfo | null | undefined): ContainerdStatus | null {
+  return node?.containerd && node.containerd.reachable === false ? node.containerd : null;
 }
 
 /** Cluster-wide totals for the header (over every pull, not only the filtered ones). */
 export function summarize(pulls: Iterable<Pull>, nodes: Iterable<NodeInfo>): Summary {
-  const s: Summary = { active: 0, stalled: 0, failed: 0, completed: 0, bytesPerSecond: 0, nodesReporting: 0, nodesTotal: 0 };
+  const s: Summary = {
+    active: 0,
+    stalled: 0,
+    failed: 0,
+    completed: 0,
+    bytesPerSecond: 0,
+    nodesReporting: 0,
+    nodesTotal: 0,
+    nodesContainerdDown: 0,
+  };
   for (const p of pulls) {
     if (p.state === 'pulling') s.active++;
     else if (p.state === 'stalled') s.stalled++;
@@ -203,6 +219,7 @@ export function summarize(pulls: Iterable<Pull>, nodes: Iterable<NodeInfo>): Sum
   for (const n of nodes) {
     s.nodesTotal++;
     if (n.state === 'ok') s.nodesReporting++;
+    if (containerdDown(n)) s.nodesContainerdDown++;
   }
   return s;
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildRows, comparePulls, matches, parseParams, serializeParams, summarize, visiblePulls, emptyParams } from '../src/view';
+import { buildRows, comparePulls, containerdDown, matches, parseParams, serializeParams, summarize, visiblePulls, emptyParams } from '../src/view';
 import { pull } from './fixtures';
 
 const pods = [{ namespace: 'shop', name: 'web-7d9f' }];
@@ -95,6 +95,32 @@ describe('summary', () => {
         { name: 'b', state: 'lagging' } as never,
       ],
     );
-    expect(s).toEqual({ active: 1, stalled: 1, failed: 2, completed: 1, bytesPerSecond: 1000, nodesReporting: 1, nodesTotal: 2 });
+    expect(s).toEqual({
+      active: 1,
+      stalled: 1,
+      failed: 2,
+      completed: 1,
+      bytesPerSecond: 1000,
+      nodesReporting: 1,
+      nodesTotal: 2,
+      nodesContainerdDown: 0,
+    });
+  });
+
+  it('counts the nodes whose agent cannot reach containerd, whatever their state', () => {
+    const down = { reachable: false, since: '2026-11-21T10:00:01Z', error: 'gRPC code 14: connection refused' };
+    const nodes = [
+      { name: 'a', state: 'ok', containerd: down } as never,
+      { name: 'b', state: 'ok', containerd: { reachable: true, since: null, error: null } } as never,
+      { name: 'c', state: 'ok' } as never, // a server before the member
+      { name: 'd', state: 'lagging', containerd: down } as never,
+    ];
+    const s = summarize([], nodes);
+    expect(s.nodesContainerdDown).toBe(2);
+    expect(s.nodesReporting).toBe(3);
+    expect(containerdDown(nodes[0])).toEqual(down);
+    expect(containerdDown(nodes[1])).toBeNull();
+    expect(containerdDown(nodes[2])).toBeNull();
+    expect(containerdDown(null)).toBeNull();
   });
 });

@@ -68,9 +68,10 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/*
 The agents' bearer token. One value per render, shared by the Secret and the pods' checksum:
-token.value; else the token of the chart's Secret already in the cluster (lookup, helm
-install/upgrade); else a new random one. `helm template` cannot look up, so GitOps tools that
-render with it must use token.existingSecret or token.value (docs/deployment.md).
+token.value; else the token of the chart's Secret already in the cluster (lookup: an upgrade
+of a release installed by a chart that generated it). The chart never invents one: a render
+cannot keep what it invented (`helm template`, which GitOps tools run, has no cluster to read
+it back from), so a random token would change, and restart every pod, at each render.
 */}}
 {{- define "pulltrace.tokenSecret" -}}
 {{- .Values.token.existingSecret | default (printf "%s-token" (include "pulltrace.fullname" .)) -}}
@@ -88,10 +89,7 @@ render with it must use token.existingSecret or token.value (docs/deployment.md)
 {{- if and $old $old.data (index $old.data "token") -}}
 {{- index $old.data "token" -}}
 {{- else -}}
-{{- if not (hasKey .Values.token "generatedOnce") -}}
-{{- $_ := set .Values.token "generatedOnce" (randAlphaNum 40 | b64enc) -}}
-{{- end -}}
-{{- .Values.token.generatedOnce -}}
+{{- fail "agentAuth: token needs token.value or token.existingSecret (the chart does not generate the agents' token: a generated one would change at every render). Set one, e.g. --set-string token.value=\"$(head -c 32 /dev/urandom | base64)\", or create a Secret that holds it and set token.existingSecret (and token.existingSecretKey; see docs/upgrade.md, \"The token and GitOps\")" -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}

@@ -57,6 +57,14 @@ export const Header = memo(function Header({ summary, conn, now }: { summary: Su
           tone={summary.nodesReporting < summary.nodesTotal ? 'stalled' : undefined}
           testid="stat-nodes"
         />
+        {summary.nodesContainerdDown > 0 && (
+          <Stat
+            label="containerd unreachable"
+            value={summary.nodesContainerdDown}
+            tone="failed"
+            testid="stat-containerd-down"
+          />
+        )}
       </section>
     </header>
   );

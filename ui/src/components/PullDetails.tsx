@@ -6,6 +6,7 @@ import type { Series } from '../series';
 import { TimeChart } from './TimeChart';
 import { DASH, formatBytes, formatDuration, formatPercent, formatRate, formatTime, mediaTypeLabel, shortDigest } from '../format';
 import type { HistoryEntry } from '../state';
+import { containerdDown } from '../view';
 import type { Layer, NodeInfo, Pull } from '../types';
 import { Bar, StateBadge } from './bits';
 import { ImageName, timing } from './PullList';
@@ -107,6 +108,8 @@ export function PullDetails({
   const p = pull;
   const t = timing(p);
   const active = p.state === 'pulling' || p.state === 'stalled';
+  // Only a pull in flight is frozen by it: a finished one is final whatever containerd does.
+  const ctrdDown = active ? containerdDown(node) : null;
   const elapsed = active && p.startedAt ? (now - Date.parse(p.startedAt)) / 1000 : p.durationSeconds;
   const layers = p.layers;
   return (
@@ -127,6 +130,15 @@ export function PullDetails({
           </span>
           {node && node.state !== 'ok' && <span className="badge st-stalled">node {node.state}</span>}
         </div>
+        {ctrdDown && (
+          <div className="error-box" role="alert" data-testid="node-containerd-down">
+            <strong>containerd unreachable on {p.node} since {formatTime(ctrdDown.since)}</strong>
+            <p>
+              {ctrdDown.error ?? DASH}. The agent cannot see this node's pulls: this one shows the last state it
+              saw.
+            </p>
+          </div>
+        )}
         {p.error && (
           <div className="error-box" role="alert" data-testid="pull-error">
             <strong>{p.error.reason}</strong>
