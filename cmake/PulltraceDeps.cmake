@@ -4,8 +4,9 @@ find_package(Threads REQUIRED)
 pkg_check_modules(UV REQUIRED IMPORTED_TARGET libuv)
 pkg_check_modules(CURL REQUIRED IMPORTED_TARGET libcurl)
 pkg_check_modules(JANSSON REQUIRED IMPORTED_TARGET jansson)
-# Agent reports: a streaming parser straight into typed structs (no document tree).
-pkg_check_modules(YAJL REQUIRED IMPORTED_TARGET yajl)
+# Agent reports: simdjson checks the whole document, then its tape is walked
+# straight into typed structs (src/server/json_walk.cpp).
+pkg_check_modules(SIMDJSON REQUIRED IMPORTED_TARGET simdjson)
 # TLS on the server's API port (PULLTRACE_TLS_CERT/KEY); libcurl uses the same OpenSSL.
 pkg_check_modules(OPENSSL REQUIRED IMPORTED_TARGET openssl)
 # kubeconfig files (YAML) for running the server outside a cluster.

@@ -11,6 +11,6 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 seconds="${1:-600}"
 build="${PT_FUZZ_BUILD_DIR:-build-fuzz}"
-CC=clang cmake -S . -B "$build" -DPT_FUZZ=ON -DPT_BUILD_UI=OFF -DPT_FUZZ_SECONDS="$seconds"
+CC=clang CXX=clang++ cmake -S . -B "$build" -DPT_FUZZ=ON -DPT_BUILD_UI=OFF -DPT_FUZZ_SECONDS="$seconds"
 cmake --build "$build" -j "$(nproc)"   # every target: the fuzzers are spread over spec/fuzz/*.cmake
 ctest --test-dir "$build" -L fuzz --output-on-failure

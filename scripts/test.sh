@@ -7,7 +7,7 @@
 #   1. build/       RelWithDebInfo, everything (daemons, UI, tools): ctest runs all tiers
 #                   (unit, lua, e2e, fuzz smoke runs if registered, docs).
 #   2. build-asan/  -DPT_SANITIZE=ON (ASan + UBSan): the unit tier.
-#   3. build-fuzz/  CC=clang -DPT_FUZZ=ON (libFuzzer): the fuzz tier.
+#   3. build-fuzz/  CC=clang CXX=clang++ -DPT_FUZZ=ON (libFuzzer): the fuzz tier.
 # Every pass runs even when an earlier one failed; the exit status is non-zero when any
 # build or test failed. Environment:
 #   PT_BUILD_DIR       main build directory (default: build)
@@ -76,7 +76,7 @@ for p in $passes; do
       UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
         pass asan "${PT_ASAN_BUILD_DIR:-build-asan}" "-L unit --no-tests=error" -- -DCMAKE_BUILD_TYPE=Debug -DPT_SANITIZE=ON -DPT_BUILD_UI=OFF ;;
     fuzz)
-      CC=clang pass fuzz "${PT_FUZZ_BUILD_DIR:-build-fuzz}" "-L fuzz --no-tests=error" -- -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPT_FUZZ=ON -DPT_BUILD_UI=OFF ;;
+      CC=clang CXX=clang++ pass fuzz "${PT_FUZZ_BUILD_DIR:-build-fuzz}" "-L fuzz --no-tests=error" -- -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPT_FUZZ=ON -DPT_BUILD_UI=OFF ;;
     *) echo "test.sh: unknown pass '$p'" >&2; exit 2 ;;
   esac
 done

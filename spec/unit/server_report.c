@@ -325,13 +325,13 @@ static void test_json_level_errors(void **state)
     "{\"bootId\":\"\xf4\x90\x80\x80\"}",
     "{\"bootId\":\"\xe2\x82\"}",
     "{\"\xc0\xaf\":1}",
-    /* Whitespace yajl allows and JSON does not. */
+    /* Whitespace a lax parser (yajl) allowed and JSON does not. */
     "{\"seq\"\v:1}",
     "{\"seq\":1\f}",
     "{\"seq\":99999999999999999999}",
     "{\"seq\":1e999}",
     "{} {}",
-    /* An unterminated string after the document: yajl waits for the rest. */
+    /* An unterminated string after the document: a streaming parser waits for the rest. */
     "{}\"",
     "{} \"}",
     "{}\"x\n",
@@ -479,6 +479,37 @@ static void test_control_characters(void **state)
   }
 }
 
+/* Strict UTF-8 (RFC 3629) in a report: every boundary of the table in its
+ * section 4, in a string of the body (and, for the bad ones, in a key). */
+static void test_utf8(void **state)
+{
+  static const char *const good[] = {"plain", "\xc2\x80", "\xdf\xbf", "\xe0\xa0\x80", "\xed\x9f\xbf",
+                                     "\xee\x80\x80", "\xef\xbf\xbf", "\xf0\x90\x80\x80", "\xf4\x8f\xbf\xbf",
+                                     "caf\xc3\xa9 \xe2\x82\xac",
+                                     "sha256:0123456789abcdef caf\xc3\xa9 0123456789", "01234567\xf0\x90\x80\x80"};
+  static const char *const bad[] = {"\x80", "\xbf", "\xc0\xaf", "\xc1\x9d", "\xc2", "\xc2\x41", "\xe0\x9f\xbf",
+                                    "\xed\xa0\x80", "\xed\xbf\xbf", "\xe2\x82", "\xf0\x8f\xbf\xbf",
+                                    "\xf4\x90\x80\x80", "\xf5\x80\x80\x80", "\xff", "ok\xe2\x82",
+                                    "0123456789abcdef\xc0\xaf", "01234567\xed\xa0\x80 and more ASCII",
+                                    "0123456789abcde\xe2\x82", "01234567012345670123456\x80"};
+  char err[256], field[160], to[160];
+  for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+    snprintf(to, sizeof(to), "\"bootId\":\"%s\"", good[i]);
+    if (parse_with("\"bootId\":\"9b0c3f3e\"", to, err, sizeof(err), field, sizeof(field)) != 0)
+      fail_msg("good %zu rejected: %s", i, err);
+  }
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    snprintf(to, sizeof(to), "\"bootId\":\"%s\"", bad[i]);
+    if (parse_with("\"bootId\":\"9b0c3f3e\"", to, err, sizeof(err), field, sizeof(field)) != -EINVAL ||
+        strncmp(err, "invalid JSON: ", 14) != 0)
+      fail_msg("bad %zu in a value: \"%s\"", i, err);
+    snprintf(to, sizeof(to), "\"x%s\":1,\"bootId\"", bad[i]);
+    if (parse_with("\"bootId\"", to, err, sizeof(err), field, sizeof(field)) != -EINVAL ||
+        strncmp(err, "invalid JSON: ", 14) != 0)
+      fail_msg("bad %zu in a key: \"%s\"", i, err);
+  }
+}
+
 static void test_digest(void **state)
 {
   assert_true(pt_digest_valid("sha256:abc"));
@@ -505,6 +536,7 @@ int main(void)
     cmocka_unit_test(test_digest),
     cmocka_unit_test(test_integer_bounds),
     cmocka_unit_test(test_control_characters),
+    cmocka_unit_test(test_utf8),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,7 @@
 /* The v1 report in two passes over no document tree.
  *
- * Pass 1 (yajl callbacks) files every member of the five object kinds the
+ * Pass 1 (a walk over the document simdjson checked, json_walk.h) files
+ * every member of the five object kinds the
  * schema knows (the report, a pull, a layer, an unattributed ingest, the
  * containerd status) into a
  * typed slot: present or not, its JSON type and its value. Members the schema
@@ -20,15 +21,15 @@
 #include "server/report.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <yajl/yajl_parse.h>
 
 #include "core/clock.h"
 #include "core/map.h"
-#include "core/utf8.h"
+#include "server/json_walk.h"
 
 /* ------------------------------------------------------------------------ */
 /* Arena: every string and array of one report                               */
@@ -211,9 +212,7 @@ static int member_slot(enum kind k, int next, const unsigned char *key, size_t l
 }
 
 /* ------------------------------------------------------------------------ */
-/* Pass 1: the yajl callbacks                                                 */
-
-#define MAX_DEPTH 2048 /* as deep as jansson's parser goes */
+/* Pass 1: the walk's callbacks                                              */
 
 struct frame {
   bool is_object;
@@ -235,25 +234,17 @@ struct pass1 {
   uint64_t next_id;
   struct pt_map unknown_keys; /* "<object id>:<key>" of keys no slot takes */
   char error[128];            /* a JSON-level error found by a callback */
-  yajl_handle h;
-  /* Where the document's top-level object or array ended: yajl takes an
-   * unterminated string after it ({...}") for input still to come. */
-  size_t doc_end;
-  bool doc_ended;
 };
 
-static int fail1(struct pass1 *p, const char *msg)
+static bool fail1(struct pass1 *p, const char *msg)
 {
   snprintf(p->error, sizeof(p->error), "%s", msg);
-  return 0;
+  return false;
 }
 
+/* The walk stops at PT_JSON_MAX_DEPTH: the stack grows that far at most. */
 static struct frame *push(struct pass1 *p, bool is_object)
 {
-  if (p->depth >= MAX_DEPTH) {
-    fail1(p, "maximum parsing depth reached");
-    return NULL;
-  }
   if (p->depth == p->cap) {
     size_t cap = p->cap ? p->cap * 2 : 16;
     struct frame *s = realloc(p->stack, cap * sizeof(*s));
@@ -275,23 +266,23 @@ static struct frame *push(struct pass1 *p, bool is_object)
 
 /* Where the next value goes: a slot, or nowhere (*out NULL). A new element
  * of a kept array gets its robj here (*elem, NULL past the limit). */
-static int target(struct pass1 *p, struct slot **out, struct robj **elem, enum kind *elem_kind)
+static bool target(struct pass1 *p, struct slot **out, struct robj **elem, enum kind *elem_kind)
 {
   *out = NULL;
   *elem = NULL;
   if (p->depth == 0)
-    return 1;
+    return true;
   struct frame *f = &p->stack[p->depth - 1];
   if (!f->known)
-    return 1;
+    return true;
   if (f->is_object) {
     if (f->slot >= 0)
       *out = &f->obj->m[f->slot];
-    return 1;
+    return true;
   }
   f->arr->count++;
   if (f->arr->count > f->arr_max + 1)
-    return 1;
+    return true;
   struct robj *o = arena_zalloc(p->arena, sizeof(*o));
   if (!o)
     return fail1(p, "out of memory");
@@ -302,88 +293,60 @@ static int target(struct pass1 *p, struct slot **out, struct robj **elem, enum k
   f->arr->tail = o;
   *elem = o;
   *elem_kind = f->kind;
-  return 1;
+  return true;
 }
 
-static int scalar(struct pass1 *p, enum vtype t, struct slot **out)
+static bool scalar(struct pass1 *p, enum vtype t, struct slot **out)
 {
   struct robj *elem;
   enum kind ek;
   if (p->depth == 0)
     return fail1(p, "'[' or '{' expected");
   if (!target(p, out, &elem, &ek))
-    return 0;
+    return false;
   if (elem)
     elem->elem_type = t;
   if (*out)
     (*out)->t = t;
-  return 1;
+  return true;
 }
 
-static int cb_null(void *ctx)
+static bool cb_null(void *ctx)
 {
   struct slot *s;
   return scalar(ctx, V_NULL, &s);
 }
 
-static int cb_boolean(void *ctx, int v)
+static bool cb_boolean(void *ctx, bool v)
 {
   struct slot *s;
   if (!scalar(ctx, V_BOOL, &s))
-    return 0;
+    return false;
   if (s)
-    s->b = v != 0;
-  return 1;
+    s->b = v;
+  return true;
 }
 
-static int cb_number(void *ctx, const char *text, size_t len)
+static bool cb_integer(void *ctx, int64_t v)
 {
-  struct pass1 *p = ctx;
-  char buf[64];
-  /* The lexer gave a JSON number: an integer when only digits follow the
-   * sign. One pass reads the digits and tells the two apart. */
-  bool neg = text[0] == '-', overflow = false;
-  uint64_t u = 0;
-  size_t i = neg;
-  for (; i < len; i++) {
-    unsigned d = (unsigned)(text[i] - '0');
-    if (d > 9)
-      break;
-    overflow = overflow || __builtin_mul_overflow(u, 10, &u) || __builtin_add_overflow(u, d, &u);
-  }
-  if (i == len) {
-    /* Integers beyond int64 are a parse error, as with jansson. */
-    if (overflow || u > (uint64_t)INT64_MAX + neg)
-      return fail1(p, neg ? "too big negative integer" : "too big integer");
-    int64_t v = neg ? (int64_t)(0 - u) : (int64_t)u;
-    struct slot *s;
-    if (!scalar(p, V_INT, &s))
-      return 0;
-    if (s)
-      s->i = v;
-    return 1;
-  }
-  /* The value of a real is never used (no member is a real), but one out of
-   * a double's range is a parse error. */
-  char *copy = len < sizeof(buf) ? buf : malloc(len + 1);
-  if (!copy)
-    return fail1(p, "out of memory");
-  memcpy(copy, text, len);
-  copy[len] = '\0';
-  errno = 0;
-  strtod(copy, NULL);
-  bool out_of_range = errno == ERANGE;
-  if (copy != buf)
-    free(copy);
-  if (out_of_range)
-    return fail1(p, "real number overflow");
   struct slot *s;
-  return scalar(p, V_REAL, &s);
+  if (!scalar(ctx, V_INT, &s))
+    return false;
+  if (s)
+    s->i = v;
+  return true;
+}
+
+/* The value of a real is never used: no member is a real. */
+static bool cb_real(void *ctx, double v)
+{
+  struct slot *s;
+  return scalar(ctx, V_REAL, &s);
 }
 
 /* Whether the len bytes at s are all ASCII other than NUL, eight at a time:
  * nearly every string of a report (digests, names, times), which then needs
- * neither the NUL nor the UTF-8 check. */
+ * no NUL check. */
 static bool plain_ascii(const unsigned char *s, size_t len)
 {
   const uint64_t ones = UINT64_C(0x0101010101010101), highs = UINT64_C(0x8080808080808080);
@@ -401,20 +364,18 @@ static bool plain_ascii(const unsigned char *s, size_t len)
   return true;
 }
 
-static int cb_string(void *ctx, const unsigned char *str, size_t len)
+/* The document is well-formed UTF-8 (simdjson checks it, and the surrogates
+ * of escapes): only an escaped NUL is left to refuse. */
+static bool cb_string(void *ctx, const char *str, size_t len)
 {
   struct pass1 *p = ctx;
-  if (!plain_ascii(str, len)) {
-    if (memchr(str, '\0', len))
-      return fail1(p, "\\u0000 is not allowed in strings");
-    if (!pt_utf8_valid(str, len))
-      return fail1(p, "a string is not well-formed UTF-8");
-  }
+  if (!plain_ascii((const unsigned char *)str, len) && memchr(str, '\0', len))
+    return fail1(p, "\\u0000 is not allowed in strings");
   struct slot *s;
   if (!scalar(p, V_STRING, &s))
-    return 0;
+    return false;
   if (!s)
-    return 1;
+    return true;
   char *c = arena_alloc(p->arena, len + 1);
   if (!c)
     return fail1(p, "out of memory");
@@ -422,7 +383,7 @@ static int cb_string(void *ctx, const unsigned char *str, size_t len)
   c[len] = '\0';
   s->s = c;
   s->len = len;
-  return 1;
+  return true;
 }
 
 /* A container value (not the document itself): its type goes where the
@@ -442,18 +403,18 @@ static struct frame *open_container(struct pass1 *p, enum vtype t, struct robj *
   return push(p, t == V_OBJECT);
 }
 
-static int cb_start_map(void *ctx)
+static bool cb_start_object(void *ctx)
 {
   struct pass1 *p = ctx;
   if (p->depth == 0) {
     p->root_type = V_OBJECT;
     struct frame *f = push(p, true);
     if (!f || !(p->root = arena_zalloc(p->arena, sizeof(*p->root))))
-      return p->error[0] ? 0 : fail1(p, "out of memory");
+      return p->error[0] ? false : fail1(p, "out of memory");
     f->known = true;
     f->kind = K_REPORT;
     f->obj = p->root;
-    return 1;
+    return true;
   }
   struct slot *s;
   struct robj *elem;
@@ -461,7 +422,7 @@ static int cb_start_map(void *ctx)
   int slot;
   struct frame *f = open_container(p, V_OBJECT, &elem, &ek, &k, &slot, &s);
   if (!f)
-    return 0;
+    return false;
   enum kind okind;
   if (elem) {
     f->known = true;
@@ -474,24 +435,22 @@ static int cb_start_map(void *ctx)
     f->kind = okind;
     f->obj = s->obj;
   }
-  return 1;
+  return true;
 }
 
-static int cb_map_key(void *ctx, const unsigned char *key, size_t len)
+static bool cb_key(void *ctx, const char *key, size_t len)
 {
   struct pass1 *p = ctx;
   struct frame *f = &p->stack[p->depth - 1];
-  /* A member's name is ASCII without NUL: only other keys need the checks. */
-  f->slot = f->known ? member_slot(f->kind, f->slot + 1, key, len) : -1;
+  /* A member's name is ASCII without NUL: only other keys need the check. */
+  f->slot = f->known ? member_slot(f->kind, f->slot + 1, (const unsigned char *)key, len) : -1;
   if (f->slot >= 0) {
     if (f->obj->m[f->slot].t != V_ABSENT)
       return fail1(p, "duplicate object key");
-    return 1;
+    return true;
   }
   if (memchr(key, '\0', len))
     return fail1(p, "\\u0000 is not allowed in object keys");
-  if (!pt_utf8_valid(key, len))
-    return fail1(p, "an object key is not well-formed UTF-8");
   /* Keys no slot takes are rare (extensions): a set keeps their check
    * linear however many there are. */
   char buf[256];
@@ -502,7 +461,7 @@ static int cb_map_key(void *ctx, const unsigned char *key, size_t len)
   int n = snprintf(k, need, "%llu:", (unsigned long long)f->id);
   memcpy(k + n, key, len);
   k[n + len] = '\0';
-  int rc = 1;
+  bool rc = true;
   if (pt_map_get(&p->unknown_keys, k))
     rc = fail1(p, "duplicate object key");
   else if (pt_map_put(&p->unknown_keys, k, p) != 0)
@@ -512,17 +471,14 @@ static int cb_map_key(void *ctx, const unsigned char *key, size_t len)
   return rc;
 }
 
-static int cb_end(void *ctx)
+static bool cb_end(void *ctx)
 {
   struct pass1 *p = ctx;
-  if (--p->depth == 0) {
-    p->doc_end = yajl_get_bytes_consumed(p->h);
-    p->doc_ended = true;
-  }
-  return 1;
+  p->depth--;
+  return true;
 }
 
-static int cb_start_array(void *ctx)
+static bool cb_start_array(void *ctx)
 {
   struct pass1 *p = ctx;
   if (p->depth == 0) {
@@ -535,7 +491,7 @@ static int cb_start_array(void *ctx)
   int slot;
   struct frame *f = open_container(p, V_ARRAY, &elem, &ek, &k, &slot, &s);
   if (!f)
-    return 0;
+    return false;
   enum kind ekind;
   size_t max;
   if (s && kept_array(k, slot, &ekind, &max)) {
@@ -544,19 +500,20 @@ static int cb_start_array(void *ctx)
     f->arr = s;
     f->arr_max = max;
   }
-  return 1;
+  return true;
 }
 
-static const yajl_callbacks callbacks = {
-  .yajl_null = cb_null,
-  .yajl_boolean = cb_boolean,
-  .yajl_number = cb_number,
-  .yajl_string = cb_string,
-  .yajl_start_map = cb_start_map,
-  .yajl_map_key = cb_map_key,
-  .yajl_end_map = cb_end,
-  .yajl_start_array = cb_start_array,
-  .yajl_end_array = cb_end,
+static const struct pt_json_walker callbacks = {
+  .null_value = cb_null,
+  .boolean = cb_boolean,
+  .integer = cb_integer,
+  .real = cb_real,
+  .string = cb_string,
+  .start_object = cb_start_object,
+  .key = cb_key,
+  .end_object = cb_end,
+  .start_array = cb_start_array,
+  .end_array = cb_end,
 };
 
 /* ------------------------------------------------------------------------ */
@@ -906,58 +863,41 @@ static int validate(struct ctx *c, const struct robj *root, struct pt_report *ou
 
 /* ------------------------------------------------------------------------ */
 
+/* Where a body that is not JSON goes wrong: simdjson does not say, so on
+ * this rare path jansson reads it again for the byte (-1 when jansson finds
+ * nothing wrong: the rules differ at the edges). */
+static long error_position(const char *body, size_t len)
+{
+  json_error_t je;
+  json_t *doc = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+  if (doc) {
+    json_decref(doc);
+    return -1;
+  }
+  return (long)je.position;
+}
+
 static int parse_json(struct pass1 *p, const char *body, size_t len, char *err, size_t errlen)
 {
-  /* yajl takes \v and \f for whitespace; JSON has neither as whitespace and
-   * both must be escaped inside strings, so in a JSON document they appear
-   * nowhere. */
-  for (const char *bad = "\v\f"; *bad; bad++) {
-    const char *at = memchr(body, *bad, len);
-    if (at) {
-      snprintf(err, errlen, "invalid JSON: control character 0x%02x outside a string's escapes (byte %zu)",
-               (unsigned)*bad, (size_t)(at - body));
-      return -EINVAL;
-    }
+  char why[160];
+  switch (pt_json_walk(body, len, &callbacks, p, why, sizeof(why))) {
+  case PT_JSON_WALKED:
+    return 0;
+  case PT_JSON_INVALID: {
+    long at = error_position(body, len);
+    if (at >= 0)
+      snprintf(err, errlen, "invalid JSON: %s (near byte %ld)", why, at);
+    else
+      snprintf(err, errlen, "invalid JSON: %s", why);
+    return -EINVAL;
   }
-  yajl_handle h = yajl_alloc(&callbacks, NULL, p);
-  if (!h) {
+  case PT_JSON_STOPPED:
+    snprintf(err, errlen, "invalid JSON: %s", p->error);
+    return -EINVAL;
+  default:
     snprintf(err, errlen, "out of memory");
     return -ENOMEM;
   }
-  /* Every string and key is checked by the callbacks (pt_utf8_valid, which
-   * unlike yajl rejects overlong forms): yajl checking them first was the
-   * same work twice. */
-  yajl_config(h, yajl_dont_validate_strings, 1);
-  p->h = h;
-  yajl_status st = yajl_parse(h, (const unsigned char *)body, len);
-  if (st == yajl_status_ok)
-    st = yajl_complete_parse(h);
-  int rc = 0;
-  /* Only JSON whitespace may follow the document (a top-level scalar is
-   * refused later: a report is an object). */
-  size_t end = p->doc_end;
-  while (p->doc_ended && end < len && (body[end] == ' ' || body[end] == '\t' || body[end] == '\n' || body[end] == '\r'))
-    end++;
-  if (st == yajl_status_ok && p->doc_ended && end < len) {
-    snprintf(err, errlen, "invalid JSON: trailing garbage after the document (byte %zu)", end);
-    rc = -EINVAL;
-  } else if (st != yajl_status_ok) {
-    size_t at = yajl_get_bytes_consumed(h);
-    if (p->error[0]) {
-      snprintf(err, errlen, "invalid JSON: %s (byte %zu)", p->error, at);
-    } else {
-      unsigned char *msg = yajl_get_error(h, 0, (const unsigned char *)body, len);
-      char *nl = msg ? strchr((char *)msg, '\n') : NULL;
-      if (nl)
-        *nl = '\0';
-      snprintf(err, errlen, "invalid JSON: %s (byte %zu)", msg ? (const char *)msg : "syntax error", at);
-      if (msg)
-        yajl_free_error(h, msg);
-    }
-    rc = -EINVAL;
-  }
-  yajl_free(h);
-  return rc;
 }
 
 int pt_report_parse(const char *body, size_t len, struct pt_report *out,

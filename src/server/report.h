@@ -2,9 +2,10 @@
  * validation into plain C values. Nothing is applied here; the store takes a
  * fully validated report or nothing.
  *
- * The body is read by a streaming parser (yajl) straight into typed slots:
- * no document tree is built, and every string and array of the result lives
- * in one arena that pt_report_free() releases at once. */
+ * simdjson checks the whole body, and its tape is walked straight into typed
+ * slots (json_walk.h): no tree of our own is built, and every string and
+ * array of the result lives in one arena that pt_report_free() releases at
+ * once. */
 #ifndef PT_SERVER_REPORT_H
 #define PT_SERVER_REPORT_H
 
