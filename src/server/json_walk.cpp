@@ -15,7 +15,7 @@ using simdjson::dom::element_type;
 
 /* Documents up to this size leave the parser's buffers in place for the
  * next one; a larger one frees them (they hold about 14 bytes per byte). */
-constexpr size_t KEEP_CAPACITY = 1 << 20;
+constexpr size_t KEEP_CAPACITY = 256 << 10;
 
 /* What a document that is not JSON gets told: the cause in our words, simdjson's
  * where it has nothing better. */

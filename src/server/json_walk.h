@@ -46,8 +46,9 @@ enum pt_json_walk_result {
 };
 
 /* Parses body[0..len) and walks it. The parser's buffers are kept for the
- * next document of the calling thread, unless this one was large (they grow
- * with the document: about 14 bytes per byte). */
+ * next document of the calling thread, unless this one was over 256 KiB
+ * (they grow with the document, about 14 bytes per byte: a report of a few
+ * pulls keeps a few hundred KiB, a rare huge one does not stay). */
 enum pt_json_walk_result pt_json_walk(const char *body, size_t len, const struct pt_json_walker *w, void *ud,
                                       char *err, size_t errlen);
 
