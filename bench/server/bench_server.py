@@ -321,7 +321,7 @@ def parse_time(s):
     return time.mktime(time.strptime(base, "%Y-%m-%dT%H:%M:%S")) + (float("0." + frac) if frac else 0.0)
 
 
-def fanout_reference(build, work, clients, passes, seconds):
+def fanout_reference(build, work, clients, passes, seconds, pause_us=0):
     """The passes pulltrace sent, replayed through nchan to the same number of clients of
     the same client: each pass one message (its events' JSON, one per data: line, each
     event's time set to the moment it is published), at the offsets they had."""
@@ -349,7 +349,7 @@ def fanout_reference(build, work, clients, passes, seconds):
             return {"passes": sent, "bytes_per_pass": round(nbytes / max(1, sent)),
                     "worker_cpu_percent": round(100.0 * (c1 - c0) / (t1 - t0), 1)}
 
-        res, got = with_sse_clients(build, work, Srv, clients, seconds + 3, "/api/v1/events", load)
+        res, got = with_sse_clients(build, work, Srv, clients, seconds + 3, "/api/v1/events", load, pause_us)
         return {"delivery_delay_ms": got["delay_ms"], "delivered_bytes_per_sec": round(got["bytes"] / got["seconds"]),
                 "clients_open_at_end": got["open_at_end"], **res}
 
@@ -518,13 +518,13 @@ def scenario_history_retention(build, work, pulls=100_000, probe_every=0.1):
             **figures}
 
 
-def with_sse_clients(build, work, srv, clients, seconds, path, load):
+def with_sse_clients(build, work, srv, clients, seconds, path, load, pause_us=0):
     """`clients` event-stream clients (bench-sse-fanout on LOAD_CPU) connected to srv;
     once all have their snapshot, load() runs. Returns load()'s result and the clients'
     SSE_JSON summary."""
     ready = Path(work) / f"sse-ready-{srv.port}"
     sse = subprocess.Popen(["taskset", "-c", LOAD_CPU, str(find_binary("bench-sse-fanout", build)),
-                            str(srv.port), str(clients), str(seconds), str(ready), path],
+                            str(srv.port), str(clients), str(seconds), str(ready), path, str(pause_us)],
                            stdout=subprocess.PIPE, text=True, preexec_fn=raise_nofile)
     try:
         wait_until(ready.exists, 180, what="SSE clients connected")
@@ -541,7 +541,7 @@ def with_sse_clients(build, work, srv, clients, seconds, path, load):
     return res, got
 
 
-def fanout(build, work, clients, nodes, seconds=20, path="/api/v1/events", reference=False):
+def fanout(build, work, clients, nodes, seconds=20, path="/api/v1/events", reference=False, pause_us=0):
     srv = start_server(build, work, f"fanout{clients}", PULLTRACE_MAX_CONNECTIONS=clients + 1000)
     try:
         rss0 = srv.rss_kib()
@@ -559,12 +559,12 @@ def fanout(build, work, clients, nodes, seconds=20, path="/api/v1/events", refer
                 marks["recorded"] = list(recorder.events)
             return r
 
-        (res, cpu, _), got = with_sse_clients(build, work, srv, clients, seconds + 2, path, load)
+        (res, cpu, _), got = with_sse_clients(build, work, srv, clients, seconds + 2, path, load, pause_us)
         rss1, m0, m1 = marks["rss1"], marks["m0"], marks["m1"]
         published = m1.value("pulltrace_sse_events_total") - \
             m0.value("pulltrace_sse_events_total")
         wall = res["duration_us"] / 1e6
-        return {"scenario": f"fanout{clients}", "clients": clients, "nodes": nodes,
+        return {"scenario": f"fanout{clients}", "clients": clients, "nodes": nodes, "client_pause_us": pause_us,
                 "reports_per_sec": res["rps"],
                 "events_published_per_sec": round(published / wall, 1),
                 "events_delivered_per_sec": got["events_per_sec"],
@@ -578,10 +578,10 @@ def fanout(build, work, clients, nodes, seconds=20, path="/api/v1/events", refer
                 "rss_kib_after": srv.rss_kib(),
                 "clients_with_snapshot": got["with_snapshot"], "clients_open_at_end": got["open_at_end"],
                 "client_cpu_percent": got["client_cpu_percent"],
-                "command": f"bench-sse-fanout PORT {clients} {seconds + 2} READY {path} + "
+                "command": f"bench-sse-fanout PORT {clients} {seconds + 2} READY {path} {pause_us} + "
                            f"PT_PACE_MS=1000 {res['command']}",
                 **({"nchan_same_passes": fanout_reference(build, work, clients, replay_passes(marks["recorded"]),
-                                                          seconds)} if reference else {})}
+                                                          seconds, pause_us)} if reference else {})}
     finally:
         srv.stop()
 
@@ -603,6 +603,11 @@ class LoopbackReceiveOnLoadCore:
 
     def __exit__(self, *exc):
         self.PATH.write_text(self.old)
+
+
+def coalesced(res):
+    res["scenario"] += "-coalesced"
+    return res
 
 
 def fanout_remote_rx(build, work, clients, nodes, **kw):
@@ -842,6 +847,7 @@ SCENARIOS = {
     "fanout10000": lambda b, w: fanout(b, w, 10000, 2, reference=True),
     "fanout10000-summaries": lambda b, w: fanout(b, w, 10000, 2, path="/api/v1/events?types=rollout.summary"),
     "fanout10000-remote-rx": lambda b, w: fanout_remote_rx(b, w, 10000, 2, reference=True),
+    "fanout10000-coalesced": lambda b, w: coalesced(fanout(b, w, 10000, 2, reference=True, pause_us=1000)),
     "memory": scenario_memory,
     "rollout": scenario_rollout,
     "ingest-history": lambda b, w: scenario_ingest(b, w, history=True),

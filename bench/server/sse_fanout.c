@@ -1,7 +1,7 @@
 /* bench-sse-fanout: many event-stream clients in one process on one libuv
  * loop, the load client of the fan-out benchmark (docs/performance.md).
  *
- *   bench-sse-fanout PORT CLIENTS SECONDS [READY_FILE] [PATH]
+ *   bench-sse-fanout PORT CLIENTS SECONDS [READY_FILE] [PATH] [PAUSE_US]
  *
  * Connects CLIENTS clients to 127.0.0.1:PORT (GET PATH, /api/v1/events by
  * default), at most 200 connections being set up at a time (load_conn.h);
@@ -11,6 +11,14 @@
  * the server closed, and the delivery delay of every event (receive time
  * minus the event's "time", the same machine's clock; millisecond
  * resolution): p50, p90, p99, max.
+ *
+ * PAUSE_US (default 0): while measuring, the loop sleeps that long after
+ * each poll, so that the sockets the server writes meanwhile are read in
+ * one batch, as a network card's interrupt coalescing hands a reader's
+ * machine its packets; the pause is part of every delay measured. Without
+ * it, on loopback, each write to an idle client wakes the client's core
+ * from the writer's (the server's) core, and each read costs the client a
+ * poll of its own: work that is the benchmark's, not the server's.
  *
  * The responses are read with llhttp (chunked transfer-encoding undone) and
  * the event stream with kubectl-pulltrace's reader (src/cli/sse.c), so a
@@ -23,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <uv.h>
 
 #include "cli/sse.h"
@@ -232,7 +241,7 @@ static void timer_cb(uv_timer_t *t)
 int main(int argc, char **argv)
 {
   if (argc < 4) {
-    fprintf(stderr, "usage: %s PORT CLIENTS SECONDS [READY_FILE] [PATH]\n", argv[0]);
+    fprintf(stderr, "usage: %s PORT CLIENTS SECONDS [READY_FILE] [PATH] [PAUSE_US]\n", argv[0]);
     return 2;
   }
   pt_bench_raise_nofile();
@@ -241,7 +250,8 @@ int main(int argc, char **argv)
   b.n = strtoul(argv[2], NULL, 10);
   b.seconds = strtod(argv[3], NULL);
   b.ready_file = argc > 4 && *argv[4] ? argv[4] : NULL;
-  const char *path = argc > 5 ? argv[5] : "/api/v1/events";
+  const char *path = argc > 5 && *argv[5] ? argv[5] : "/api/v1/events";
+  long pause_us = argc > 6 ? strtol(argv[6], NULL, 10) : 0;
   snprintf(b.request, sizeof(b.request), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n",
            path);
   b.clients = calloc(b.n, sizeof(*b.clients));
@@ -256,7 +266,10 @@ int main(int argc, char **argv)
   uv_timer_start(&b.timer, timer_cb, 100, 100);
   pt_bench_dialer_init(&b.dialer, atoi(argv[1]), b.n, start_client, &b);
   pt_bench_dialer_run(&b.dialer);
-  uv_run(b.loop, UV_RUN_DEFAULT);
+  const struct timespec pause = {.tv_sec = pause_us / 1000000, .tv_nsec = pause_us % 1000000 * 1000};
+  while (uv_run(b.loop, UV_RUN_ONCE))
+    if (pause_us > 0 && b.measuring)
+      nanosleep(&pause, NULL);
   for (size_t i = 0; i < b.dialer.next; i++)
     pt_sse_reader_close(&b.clients[i].sse);
   free(b.clients);

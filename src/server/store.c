@@ -186,6 +186,16 @@ static void node_free(struct pt_node *n)
   free(n);
 }
 
+struct pt_node *store_node(struct pt_store *s, const char *name)
+{
+  if (s->last_node && strcmp(s->last_node->name, name) == 0)
+    return s->last_node;
+  struct pt_node *n = pt_map_get(&s->nodes, name);
+  if (n)
+    s->last_node = n;
+  return n;
+}
+
 struct pt_node *store_add_node(struct pt_store *s, const char *name, double now)
 {
   struct pt_node *n = calloc(1, sizeof(*n));
@@ -202,6 +212,8 @@ void store_remove_node(struct pt_store *s, struct pt_node *n)
 {
   s->nodes_in_state[n->state]--;
   s->nodes_containerd_unreachable -= n->containerd_unreachable;
+  if (s->last_node == n)
+    s->last_node = NULL;
   pt_map_del(&s->nodes, n->name);
   node_free(n);
 }
@@ -366,6 +378,7 @@ void pt_store_destroy(struct pt_store *s)
   store_rollouts_close(s);
   for (struct pt_map_entry *e = pt_map_first(&s->pulls); e; e = pt_map_next(&s->pulls, e))
     store_pull_free(s, e->value);
+  s->last_node = NULL;
   for (struct pt_map_entry *e = pt_map_first(&s->nodes); e; e = pt_map_next(&s->nodes, e))
     node_free(e->value);
   for (struct pt_map_entry *e = pt_map_first(&s->pods); e; e = pt_map_next(&s->pods, e))
@@ -536,7 +549,7 @@ static void sweep_pull(struct pt_store *s, struct pt_pull *p, double now, struct
   bool active = pull_is_active(p);
   if (!active && now < p->evict_check_at)
     return;
-  struct pt_node *n = pt_map_get(&s->nodes, p->node);
+  struct pt_node *n = store_node(s, p->node);
   enum pt_policy_evict_decision d = store_evict_decision(s, p, n, now);
   if (!active && d != PT_POLICY_EVICT)
     p->evict_check_at = now + EVICT_RECHECK_SECONDS;
@@ -593,7 +606,7 @@ bool pt_store_tick_slice(struct pt_store *s, double now, size_t max_pulls)
     s->counters.pulls_evicted++;
     store_emit_evicted(s, p, NULL, now);
     /* A policy may evict a pull in flight: its node counts one less. */
-    struct pt_node *n = pull_is_active(p) ? pt_map_get(&s->nodes, p->node) : NULL;
+    struct pt_node *n = pull_is_active(p) ? store_node(s, p->node) : NULL;
     store_remove_pull(s, p);
     if (n)
       store_count_node_pulls(s, n);

@@ -22,6 +22,7 @@ struct pt_store {
   struct pt_store_options opts;
   struct pt_map pulls;   /* id -> struct pt_pull */
   struct pt_map nodes;   /* name -> struct pt_node */
+  struct pt_node *last_node; /* the node store_node() found last (see there) */
   struct pt_map pods;    /* "ns/name" -> json_t */
   struct pt_map by_node; /* node name -> struct pull_list: that node's pulls (borrowed) */
   struct pt_map rollouts; /* image -> struct store_rollout (store_rollout.c) */
@@ -113,6 +114,10 @@ const char *store_media_type_ref(struct pt_store *s, const char *media_type, boo
 void store_media_type_unref(struct pt_store *s, const char *media_type);
 void store_free_pods(struct pt_pod_ref *p, size_t n);
 /* A new node in the table, or NULL without memory. */
+/* The node of that name, or NULL. The one found last is kept aside: a
+ * report asks for its node three times in a row (its admission, its clock,
+ * applying it), each a lookup with cache misses in a table of thousands. */
+struct pt_node *store_node(struct pt_store *s, const char *name);
 struct pt_node *store_add_node(struct pt_store *s, const char *name, double now);
 void store_remove_node(struct pt_store *s, struct pt_node *n);
 void store_set_node_state(struct pt_store *s, struct pt_node *n, enum pt_node_state st);

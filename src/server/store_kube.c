@@ -303,7 +303,7 @@ static void kubelet_pulled(struct pt_store *s, const json_t *event, const char *
   } else {
     complete_kubelet_pull(s, k, at, now);
   }
-  struct pt_node *n = pt_map_get(&s->nodes, node);
+  struct pt_node *n = store_node(s, node);
   if (n)
     store_count_node_pulls(s, n);
 }
@@ -367,7 +367,7 @@ static struct pt_pull *kubelet_only_pull(struct pt_store *s, const json_t *event
     return NULL;
   *created = true;
   s->counters.pulls_started++;
-  struct pt_node *n = pt_map_get(&s->nodes, node);
+  struct pt_node *n = store_node(s, node);
   if (n)
     n->pulls_total++;
   return p;
@@ -412,7 +412,7 @@ static void fail_pull(struct pt_store *s, struct pt_pull *p, const json_t *event
     store_emit_pull(s, PT_CHANGE_PULL_STARTED, p, true, now);
   store_emit_pull(s, PT_CHANGE_PULL_FAILED, p, true, now);
   store_policy_emit(s, "pull.failed", p, now, -1);
-  struct pt_node *n = pt_map_get(&s->nodes, p->node);
+  struct pt_node *n = store_node(s, p->node);
   if (n)
     store_count_node_pulls(s, n);
 }

@@ -37,7 +37,7 @@ static bool take_token(struct pt_store *s, struct pt_node *n, double now)
 
 double pt_store_retry_after(struct pt_store *s, const char *node, double now)
 {
-  struct pt_node *n = pt_map_get(&s->nodes, node);
+  struct pt_node *n = store_node(s, node);
   if (!n || s->opts.report_min_interval <= 0)
     return 0;
   return fmax(0, (1 - n->tokens) * s->opts.report_min_interval);
@@ -45,7 +45,7 @@ double pt_store_retry_after(struct pt_store *s, const char *node, double now)
 
 double pt_store_clock_offset(struct pt_store *s, const char *node, double measured)
 {
-  struct pt_node *n = pt_map_get(&s->nodes, node);
+  struct pt_node *n = store_node(s, node);
   double current = n ? n->clock_offset : 0;
   if (fabs(measured - current) <= PT_STORE_CLOCK_TOLERANCE)
     return current;
@@ -399,7 +399,7 @@ static bool commit_containerd(struct pt_store *s, struct pt_node *n, const struc
 
 enum pt_apply_result pt_store_apply_report(struct pt_store *s, const struct pt_report *r, double now)
 {
-  struct pt_node *n = pt_map_get(&s->nodes, r->node);
+  struct pt_node *n = store_node(s, r->node);
   bool node_new = !n;
   if (node_new) {
     if (s->nodes.count >= s->opts.max_nodes)
