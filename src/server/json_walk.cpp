@@ -17,13 +17,19 @@ using simdjson::dom::element_type;
  * next one; a larger one frees them (they hold about 14 bytes per byte). */
 constexpr size_t KEEP_CAPACITY = 256 << 10;
 
+#define TEXT_OF(n) #n
+#define TEXT(n) TEXT_OF(n)
+
+/* The parser's own limit, the one json_walk.h promises. */
+static_assert(PT_JSON_MAX_DEPTH == simdjson::DEFAULT_MAX_DEPTH, "PT_JSON_MAX_DEPTH is simdjson's default depth");
+
 /* What a document that is not JSON gets told: the cause in our words, simdjson's
  * where it has nothing better. */
 const char *reason(simdjson::error_code e)
 {
   switch (e) {
   case simdjson::DEPTH_ERROR:
-    return "nested deeper than the maximum parsing depth (1024)";
+    return "nested deeper than the maximum parsing depth (" TEXT(PT_JSON_MAX_DEPTH) ")";
   case simdjson::STRING_ERROR:
     return "a string has an invalid escape (or a lone surrogate)";
   case simdjson::T_ATOM_ERROR:
