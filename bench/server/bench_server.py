@@ -3,7 +3,8 @@
 
 Usage: /usr/bin/python3 bench/server/bench_server.py [BUILD_DIR] [SCENARIO...]
        SCENARIO: saturation ingest ingest-reader nginx paced fanout100 fanout1000 fanout10000
-                 fanout10000-summaries memory tables rollout
+                 fanout10000-summaries fanout10000-coalesced fanout10000-remote-rx memory tables
+                 rollout
                  ingest-history paced-history history-size history-size-no-events
                  history-retention (default: all)
 
@@ -33,6 +34,13 @@ one report per node per 100 ms), PULLTRACE_KUBERNETES=off and PULLTRACE_LOG_LEVE
               libnginx-mod-nchan, a pub/sub server) to 10,000 clients of the same client
   fanout10000-summaries
               the same, the clients subscribed to rollout summaries only (types=rollout.summary)
+  fanout10000-coalesced
+              fanout10000 (and its nchan reference) with the clients reading in batches: the
+              load tool sleeps 1 ms after each poll, so that the sockets written meanwhile are
+              read together, as a reader machine's network card coalesces its interrupts (the
+              pause is part of every delay measured). On loopback each write to an idle client
+              otherwise wakes the client's core from the server's, and each read costs the
+              client a poll of its own, ~10 us a socket on each side
   fanout10000-remote-rx
               fanout10000 (and its nchan reference) with loopback's receive processing steered
               to the load tool's core (RPS on lo; root; the old mask is restored): on loopback
