@@ -865,11 +865,13 @@ static int validate(struct ctx *c, const struct robj *root, struct pt_report *ou
 
 /* Where a body that is not JSON goes wrong: simdjson does not say, so on
  * this rare path jansson reads it again for the byte (-1 when jansson finds
- * nothing wrong: the rules differ at the edges). */
+ * nothing wrong: the rules differ at the edges). Duplicate keys and NUL are
+ * let through there: those are the walk's errors, not simdjson's, and
+ * jansson stopping at one would name another fault's byte. */
 static long error_position(const char *body, size_t len)
 {
   json_error_t je;
-  json_t *doc = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+  json_t *doc = json_loadb(body, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
   if (doc) {
     json_decref(doc);
     return -1;
@@ -884,7 +886,8 @@ static int parse_json(struct pass1 *p, const char *body, size_t len, char *err, 
   case PT_JSON_WALKED:
     return 0;
   case PT_JSON_INVALID: {
-    long at = error_position(body, len);
+    /* jansson nests deeper than simdjson: its byte would be another fault's. */
+    long at = strstr(why, "depth") ? -1 : error_position(body, len);
     if (at >= 0)
       snprintf(err, errlen, "invalid JSON: %s (near byte %ld)", why, at);
     else
