@@ -121,7 +121,7 @@ extern "C" enum pt_json_walk_result pt_json_walk(const char *body, size_t len, c
       r = e == simdjson::MEMALLOC ? PT_JSON_NO_MEMORY : PT_JSON_INVALID;
     } else if (e) {
       std::snprintf(err, errlen, "%s", reason(e));
-      r = PT_JSON_INVALID;
+      r = e == simdjson::DEPTH_ERROR ? PT_JSON_TOO_DEEP : PT_JSON_INVALID;
     } else {
       walk wk{w, ud, false};
       if (!wk.value(doc)) {

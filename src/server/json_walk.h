@@ -41,6 +41,7 @@ struct pt_json_walker {
 enum pt_json_walk_result {
   PT_JSON_WALKED = 0,  /* the whole document was walked */
   PT_JSON_INVALID,     /* not a JSON document: err says why */
+  PT_JSON_TOO_DEEP,    /* nested deeper than PT_JSON_MAX_DEPTH: err says so */
   PT_JSON_STOPPED,     /* a callback returned false */
   PT_JSON_NO_MEMORY,
 };

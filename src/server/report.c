@@ -885,9 +885,12 @@ static int parse_json(struct pass1 *p, const char *body, size_t len, char *err, 
   switch (pt_json_walk(body, len, &callbacks, p, why, sizeof(why))) {
   case PT_JSON_WALKED:
     return 0;
-  case PT_JSON_INVALID: {
+  case PT_JSON_TOO_DEEP:
     /* jansson nests deeper than simdjson: its byte would be another fault's. */
-    long at = strstr(why, "depth") ? -1 : error_position(body, len);
+    snprintf(err, errlen, "invalid JSON: %s", why);
+    return -EINVAL;
+  case PT_JSON_INVALID: {
+    long at = error_position(body, len);
     if (at >= 0)
       snprintf(err, errlen, "invalid JSON: %s (near byte %ld)", why, at);
     else
