@@ -61,7 +61,7 @@ LABEL org.opencontainers.image.title="pulltrace" \
 RUN apt-get update -q \
  && apt-get install -y -q --no-install-recommends \
       ca-certificates curl libcurl4 libgrpc29 libjansson4 liblua5.4-0 libprotobuf-c1 libssl3 libuv1 \
-      libsimdjson14 libsqlite3-0 libyaml-0-2 lua-cjson \
+      libsimdjson14 libsqlite3-0 liburing2 libyaml-0-2 lua-cjson \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log \
  && useradd --uid 65532 --user-group --no-create-home --home-dir /nonexistent \

@@ -7,6 +7,8 @@ pkg_check_modules(JANSSON REQUIRED IMPORTED_TARGET jansson)
 # Agent reports: simdjson checks the whole document, then its tape is walked
 # straight into typed structs (src/server/json_walk.cpp).
 pkg_check_modules(SIMDJSON REQUIRED IMPORTED_TARGET simdjson)
+# The event stream's writes to many readers in one system call (src/core/send_batch.c).
+pkg_check_modules(URING REQUIRED IMPORTED_TARGET liburing)
 # TLS on the server's API port (PULLTRACE_TLS_CERT/KEY); libcurl uses the same OpenSSL.
 pkg_check_modules(OPENSSL REQUIRED IMPORTED_TARGET openssl)
 # kubeconfig files (YAML) for running the server outside a cluster.

@@ -10,7 +10,7 @@ set -euo pipefail
 
 build=(build-essential cmake pkg-config libuv1-dev liblua5.4-dev lua5.4 lua-cjson-dev lua-cjson
        libgrpc-dev protobuf-c-compiler libprotobuf-c-dev node-llhttp libcurl4-openssl-dev libssl-dev
-       libjansson-dev libsimdjson-dev libyaml-dev libsqlite3-dev)
+       libjansson-dev libsimdjson-dev liburing-dev libyaml-dev libsqlite3-dev)
 components=(containerd runc docker-registry skopeo umoci nginx-light openssl)
 docs=(mkdocs mkdocs-material python3-pymdownx)
 images=(buildah mmdebstrap skopeo uidmap)  # scripts/images.sh: the Dockerfile without a Docker engine

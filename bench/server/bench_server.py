@@ -74,9 +74,12 @@ one report per node per 100 ms), PULLTRACE_KUBERNETES=off and PULLTRACE_LOG_LEVE
               event stream (it waits for its record's commit) during retention and after
 
 Prints one JSON object per scenario (and writes them to bench-server.json in the build dir).
+The servers' logs and data go to a temporary directory, removed at the end; with
+PT_BENCH_WORK=DIR they go to DIR and stay there.
 Nothing here is a test: the figures go to docs/performance.md.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -101,6 +104,9 @@ WRK = shutil.which("wrk") or "/usr/bin/wrk"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 TASKSET = shutil.which("taskset") or "/usr/bin/taskset"
 SERVER_CPU, LOAD_CPU = "0", "1"
+# The fan-out's first seconds, counted apart: the load starts a second after the clients
+# are in, and the first passes to 10,000 sockets just connected are the slowest.
+FANOUT_FIRST_S = 3
 
 
 def raise_nofile():
@@ -357,8 +363,10 @@ def fanout_reference(build, work, clients, passes, seconds, pause_us=0):
             return {"passes": sent, "bytes_per_pass": round(nbytes / max(1, sent)),
                     "worker_cpu_percent": round(100.0 * (c1 - c0) / (t1 - t0), 1)}
 
-        res, got = with_sse_clients(build, work, Srv, clients, seconds + 3, "/api/v1/events", load, pause_us)
-        return {"delivery_delay_ms": got["delay_ms"], "delivered_bytes_per_sec": round(got["bytes"] / got["seconds"]),
+        res, got = with_sse_clients(build, work, Srv, clients, seconds + 3, "/api/v1/events", load, pause_us,
+                                    FANOUT_FIRST_S)
+        return {"delivery_delay_ms": got["delay_ms"], "delivery_delay_ms_first_seconds": got["first_seconds"],
+                "delivered_bytes_per_sec": round(got["bytes"] / got["seconds"]),
                 "clients_open_at_end": got["open_at_end"], **res}
 
 
@@ -526,13 +534,14 @@ def scenario_history_retention(build, work, pulls=100_000, probe_every=0.1):
             **figures}
 
 
-def with_sse_clients(build, work, srv, clients, seconds, path, load, pause_us=0):
+def with_sse_clients(build, work, srv, clients, seconds, path, load, pause_us=0, first_s=0):
     """`clients` event-stream clients (bench-sse-fanout on LOAD_CPU) connected to srv;
     once all have their snapshot, load() runs. Returns load()'s result and the clients'
-    SSE_JSON summary."""
+    SSE_JSON summary (the events of the first `first_s` seconds counted apart)."""
     ready = Path(work) / f"sse-ready-{srv.port}"
     sse = subprocess.Popen(["taskset", "-c", LOAD_CPU, str(find_binary("bench-sse-fanout", build)),
-                            str(srv.port), str(clients), str(seconds), str(ready), path, str(pause_us)],
+                            str(srv.port), str(clients), str(seconds), str(ready), path, str(pause_us),
+                            str(first_s)],
                            stdout=subprocess.PIPE, text=True, preexec_fn=raise_nofile)
     try:
         wait_until(ready.exists, 180, what="SSE clients connected")
@@ -567,7 +576,8 @@ def fanout(build, work, clients, nodes, seconds=20, path="/api/v1/events", refer
                 marks["recorded"] = list(recorder.events)
             return r
 
-        (res, cpu, _), got = with_sse_clients(build, work, srv, clients, seconds + 2, path, load, pause_us)
+        (res, cpu, _), got = with_sse_clients(build, work, srv, clients, seconds + 2, path, load, pause_us,
+                                              FANOUT_FIRST_S)
         rss1, m0, m1 = marks["rss1"], marks["m0"], marks["m1"]
         published = m1.value("pulltrace_sse_events_total") - \
             m0.value("pulltrace_sse_events_total")
@@ -577,7 +587,8 @@ def fanout(build, work, clients, nodes, seconds=20, path="/api/v1/events", refer
                 "events_published_per_sec": round(published / wall, 1),
                 "events_delivered_per_sec": got["events_per_sec"],
                 "delivered_bytes_per_sec": round(got["bytes"] / got["seconds"]),
-                "delivery_delay_ms": got["delay_ms"],
+                "delivery_delay_ms": got["delay_ms"], "delivery_delay_ms_by_type": got["delay_ms_by_type"],
+                "delivery_delay_ms_first_seconds": got["first_seconds"],
                 "clients_dropped": m1.value("pulltrace_sse_clients_dropped_total"),
                 "clients_closed_seen_by_client": got["closed_by_server"],
                 "server_cpu_percent": cpu, "report_latency_us": res["latency_us"],
@@ -586,7 +597,7 @@ def fanout(build, work, clients, nodes, seconds=20, path="/api/v1/events", refer
                 "rss_kib_after": srv.rss_kib(),
                 "clients_with_snapshot": got["with_snapshot"], "clients_open_at_end": got["open_at_end"],
                 "client_cpu_percent": got["client_cpu_percent"],
-                "command": f"bench-sse-fanout PORT {clients} {seconds + 2} READY {path} {pause_us} + "
+                "command": f"bench-sse-fanout PORT {clients} {seconds + 2} READY {path} {pause_us} {FANOUT_FIRST_S} + "
                            f"PT_PACE_MS=1000 {res['command']}",
                 **({"nchan_same_passes": fanout_reference(build, work, clients, replay_passes(marks["recorded"]),
                                                           seconds, pause_us)} if reference else {})}
@@ -871,7 +882,10 @@ def main():
     build = Path(args.pop(0) if args and not args[0] in SCENARIOS else ROOT / "build").resolve()
     names = args or list(SCENARIOS)
     results = []
-    with tempfile.TemporaryDirectory(prefix="pt-bench-server-") as work:
+    keep = os.environ.get("PT_BENCH_WORK")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+    with (contextlib.nullcontext(keep) if keep else tempfile.TemporaryDirectory(prefix="pt-bench-server-")) as work:
         for name in names:
             r = SCENARIOS[name](build, work)
             print(json.dumps(r), flush=True)

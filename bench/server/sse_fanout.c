@@ -1,7 +1,7 @@
 /* bench-sse-fanout: many event-stream clients in one process on one libuv
  * loop, the load client of the fan-out benchmark (docs/performance.md).
  *
- *   bench-sse-fanout PORT CLIENTS SECONDS [READY_FILE] [PATH] [PAUSE_US]
+ *   bench-sse-fanout PORT CLIENTS SECONDS [READY_FILE] [PATH] [PAUSE_US] [FIRST_S]
  *
  * Connects CLIENTS clients to 127.0.0.1:PORT (GET PATH, /api/v1/events by
  * default), at most 200 connections being set up at a time (load_conn.h);
@@ -10,7 +10,14 @@
  * connected, events received (all clients) and per second, bytes, clients
  * the server closed, and the delivery delay of every event (receive time
  * minus the event's "time", the same machine's clock; millisecond
- * resolution): p50, p90, p99, max.
+ * resolution): p50, p90, p99, max, and p50, p90, p99 by event type.
+ *
+ * FIRST_S (default 0): the events received in the first FIRST_S seconds of
+ * the measurement are counted apart ("first_seconds": samples, p50, p99,
+ * max) and not in the delays above: the first writes to sockets that were
+ * just connected cost the kernel (and this client) more than the later
+ * ones, so the first passes after 10,000 clients connect at once are
+ * slower than any later pass. Both figures are printed.
  *
  * PAUSE_US (default 0): while measuring, the loop sleeps that long after
  * each poll, so that the sockets the server writes meanwhile are read in
@@ -39,6 +46,8 @@
 #include "load_conn.h"
 
 #define MAX_DELAY_MS 600000
+#define TYPE_DELAY_MS 10000 /* per event type: 1 ms bins up to 10 s (later ones count in the last) */
+#define MAX_TYPES 16
 
 struct client {
   uv_tcp_t tcp;
@@ -59,6 +68,15 @@ struct bench {
   uint64_t events, bytes;
   uint64_t *delays; /* count per millisecond of delay */
   uint64_t ndelays;
+  struct {
+    char name[40];
+    uint64_t *delays, n;
+  } types[MAX_TYPES];
+  size_t ntypes;
+  double read_at, read_at_mono; /* the clocks when the read being parsed returned */
+  double first_s;          /* FIRST_S */
+  uint64_t *first_delays;  /* TYPE_DELAY_MS bins: the events of the first FIRST_S seconds */
+  uint64_t nfirst;
   bool measuring;
   double started_at, measure_from, seconds;
   const char *ready_file;
@@ -92,10 +110,26 @@ static void on_event(void *ud, const char *type, const char *id, const char *dat
   buf[24] = '\0';
   if (pt_time_parse(buf, &when) < 0)
     return;
-  double ms = (pt_clock_now() - when) * 1000.0;
+  double ms = (b->read_at - when) * 1000.0;
   size_t i = ms < 0 ? 0 : ms >= MAX_DELAY_MS ? MAX_DELAY_MS - 1 : (size_t)ms;
+  if (b->first_s > 0 && b->read_at_mono - b->measure_from < b->first_s) {
+    b->first_delays[i < TYPE_DELAY_MS ? i : TYPE_DELAY_MS - 1]++;
+    b->nfirst++;
+    return;
+  }
   b->delays[i]++;
   b->ndelays++;
+  size_t k = 0;
+  while (k < b->ntypes && strcmp(b->types[k].name, type) != 0)
+    k++;
+  if (k == b->ntypes && k < MAX_TYPES && (b->types[k].delays = calloc(TYPE_DELAY_MS, sizeof(uint64_t)))) {
+    snprintf(b->types[k].name, sizeof(b->types[k].name), "%s", type);
+    b->ntypes++;
+  }
+  if (k < b->ntypes) {
+    b->types[k].delays[i < TYPE_DELAY_MS ? i : TYPE_DELAY_MS - 1]++;
+    b->types[k].n++;
+  }
 }
 
 static int on_body(llhttp_t *h, const char *at, size_t len)
@@ -133,8 +167,13 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     close_client(c, true);
     return;
   }
-  if (b->measuring)
+  if (b->measuring) {
     b->bytes += (uint64_t)n;
+    /* One reading of the clocks for all the events of this read: they
+     * arrived together. */
+    b->read_at = pt_clock_now();
+    b->read_at_mono = pt_clock_mono();
+  }
   if (llhttp_execute(&c->http, buf->base, (size_t)n) != HPE_OK) {
     fprintf(stderr, "bad response: %s\n", llhttp_errno_name(llhttp_get_errno(&c->http)));
     close_client(c, true);
@@ -178,17 +217,22 @@ static void start_client(void *ud, size_t i)
     close_client(c, false);
 }
 
-static double percentile(const struct bench *b, double p)
+static double percentile_of(const uint64_t *delays, size_t bins, uint64_t n, double p)
 {
-  if (!b->ndelays)
+  if (!n)
     return -1;
-  uint64_t want = (uint64_t)(p / 100.0 * (double)b->ndelays), seen = 0;
-  for (size_t i = 0; i < MAX_DELAY_MS; i++) {
-    seen += b->delays[i];
+  uint64_t want = (uint64_t)(p / 100.0 * (double)n), seen = 0;
+  for (size_t i = 0; i < bins; i++) {
+    seen += delays[i];
     if (seen > want)
       return (double)i;
   }
-  return MAX_DELAY_MS;
+  return (double)bins;
+}
+
+static double percentile(const struct bench *b, double p)
+{
+  return percentile_of(b->delays, MAX_DELAY_MS, b->ndelays, p);
 }
 
 static void report(struct bench *b)
@@ -206,10 +250,26 @@ static void report(struct bench *b)
   printf("SSE_JSON {\"clients\":%zu,\"connected\":%zu,\"with_snapshot\":%zu,\"connect_failed\":%zu,"
          "\"open_at_end\":%zu,\"closed_by_server\":%zu,\"seconds\":%.1f,\"events\":%" PRIu64
          ",\"events_per_sec\":%.1f,\"bytes\":%" PRIu64 ",\"delay_ms\":{\"samples\":%" PRIu64
-         ",\"p50\":%.0f,\"p90\":%.0f,\"p99\":%.0f,\"max\":%.0f}}\n",
+         ",\"p50\":%.0f,\"p90\":%.0f,\"p99\":%.0f,\"max\":%.0f},\"delay_ms_by_type\":{",
          b->n, b->dialer.next - b->failed, b->ready, b->failed, open, b->closed_by_server, secs, b->events,
          (double)b->events / secs, b->bytes, b->ndelays, percentile(b, 50), percentile(b, 90), percentile(b, 99),
          max);
+  for (size_t k = 0; k < b->ntypes; k++) {
+    const uint64_t *d = b->types[k].delays;
+    uint64_t n = b->types[k].n;
+    printf("%s\"%s\":{\"samples\":%" PRIu64 ",\"p50\":%.0f,\"p90\":%.0f,\"p99\":%.0f}", k ? "," : "",
+           b->types[k].name, n, percentile_of(d, TYPE_DELAY_MS, n, 50), percentile_of(d, TYPE_DELAY_MS, n, 90),
+           percentile_of(d, TYPE_DELAY_MS, n, 99));
+  }
+  double first_max = -1;
+  for (size_t i = TYPE_DELAY_MS; i-- > 0;)
+    if (b->first_delays[i]) {
+      first_max = (double)i;
+      break;
+    }
+  printf("},\"first_seconds\":{\"seconds\":%.1f,\"samples\":%" PRIu64 ",\"p50\":%.0f,\"p99\":%.0f,\"max\":%.0f}}\n",
+         b->first_s, b->nfirst, percentile_of(b->first_delays, TYPE_DELAY_MS, b->nfirst, 50),
+         percentile_of(b->first_delays, TYPE_DELAY_MS, b->nfirst, 99), first_max);
   fflush(stdout);
 }
 
@@ -241,7 +301,7 @@ static void timer_cb(uv_timer_t *t)
 int main(int argc, char **argv)
 {
   if (argc < 4) {
-    fprintf(stderr, "usage: %s PORT CLIENTS SECONDS [READY_FILE] [PATH] [PAUSE_US]\n", argv[0]);
+    fprintf(stderr, "usage: %s PORT CLIENTS SECONDS [READY_FILE] [PATH] [PAUSE_US] [FIRST_S]\n", argv[0]);
     return 2;
   }
   pt_bench_raise_nofile();
@@ -252,11 +312,13 @@ int main(int argc, char **argv)
   b.ready_file = argc > 4 && *argv[4] ? argv[4] : NULL;
   const char *path = argc > 5 && *argv[5] ? argv[5] : "/api/v1/events";
   long pause_us = argc > 6 ? strtol(argv[6], NULL, 10) : 0;
+  b.first_s = argc > 7 ? strtod(argv[7], NULL) : 0;
   snprintf(b.request, sizeof(b.request), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n",
            path);
   b.clients = calloc(b.n, sizeof(*b.clients));
   b.delays = calloc(MAX_DELAY_MS, sizeof(*b.delays));
-  if (!b.clients || !b.delays)
+  b.first_delays = calloc(TYPE_DELAY_MS, sizeof(*b.first_delays));
+  if (!b.clients || !b.delays || !b.first_delays)
     return 1;
   llhttp_settings_init(&b.settings);
   b.settings.on_body = on_body;
@@ -274,5 +336,8 @@ int main(int argc, char **argv)
     pt_sse_reader_close(&b.clients[i].sse);
   free(b.clients);
   free(b.delays);
+  free(b.first_delays);
+  for (size_t k = 0; k < b.ntypes; k++)
+    free(b.types[k].delays);
   return 0;
 }

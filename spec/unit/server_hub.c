@@ -76,7 +76,9 @@ static void test_copy(void **state)
 
 /* --- delivery on sockets --------------------------------------------------- */
 
-enum cmd { CMD_NONE, CMD_PASS, CMD_BIG, CMD_STOP };
+enum cmd { CMD_NONE, CMD_PASS, CMD_BIG, CMD_MANY, CMD_STOP };
+/* CMD_MANY's events in one pass: more pieces than one system call takes. */
+#define MANY 1500
 
 struct fan {
   uv_loop_t loop;
@@ -155,6 +157,12 @@ static void async_cb(uv_async_t *a)
     pt_hub_stats(f->hub, &f->stats);
     f->batch++;
     pthread_mutex_unlock(&f->mu);
+  } else if (cmd == CMD_MANY) {
+    for (int i = 0; i < MANY; i++) {
+      char data[32];
+      snprintf(data, sizeof(data), "{\"n\":%d}", i);
+      pt_hub_publish(f->hub, "pull.progress", &nowhere, data);
+    }
   } else if (cmd == CMD_STOP) {
     pt_hub_destroy(f->hub);
     f->hub = NULL;
@@ -379,6 +387,30 @@ static void *big_snapshot_client(void *arg)
   return NULL;
 }
 
+/* 1,500 frames in one pass go out as one chunk, in order, although the
+ * kernel takes at most 1,024 pieces a call: the rest is queued behind. */
+static void *many_client(void *arg)
+{
+  struct fan *f = arg;
+  int fd = dial(f->port, "GET /events HTTP/1.1\r\nHost: t\r\n\r\n");
+  CHECK(f, read_head(fd));
+  CHECK(f, chunk_is(fd, retry_frame));
+  CHECK(f, chunk_is(fd, snapshot_frame));
+  send_cmd(f, CMD_MANY);
+  struct pt_buf want;
+  pt_buf_init(&want);
+  for (int i = 0; i < MANY; i++)
+    pt_buf_printf(&want, "id: %d\nevent: pull.progress\ndata: {\"n\":%d}\n\n", i + 1, i);
+  size_t len = 0;
+  char *got = read_chunk(fd, &len);
+  CHECK(f, got && len == want.len && memcmp(got, want.data, len) == 0);
+  free(got);
+  pt_buf_close(&want);
+  close(fd);
+  send_cmd(f, CMD_STOP);
+  return NULL;
+}
+
 static void run_fan(void *(*client)(void *))
 {
   memset(big_data, 'x', sizeof(big_data) - 1);
@@ -412,6 +444,12 @@ static void test_big_snapshot(void **state)
   run_fan(big_snapshot_client);
 }
 
+static void test_many_frames_in_one_pass(void **state)
+{
+  (void)state;
+  run_fan(many_client);
+}
+
 static void test_delivery(void **state)
 {
   (void)state;
@@ -426,6 +464,7 @@ int main(void)
     cmocka_unit_test(test_copy),
     cmocka_unit_test(test_delivery),
     cmocka_unit_test(test_big_snapshot),
+    cmocka_unit_test(test_many_frames_in_one_pass),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

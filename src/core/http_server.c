@@ -4,12 +4,14 @@
 #include "core/http_server.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "core/log.h"
+#include "core/send_batch.h"
 #include "core/shared_buf.h"
 #include "core/tls.h"
 
@@ -55,6 +57,7 @@ struct pt_http_server {
   void *ud;
   struct pt_http_conn *conns;
   struct pt_http_server_stats stats;
+  struct pt_send_batch *send_batch; /* made at the first pt_http_conns_write_shared */
   char readbuf[65536];
 };
 
@@ -69,8 +72,10 @@ static void conn_really_close(struct pt_http_conn *c);
 
 static void maybe_free_server(struct pt_http_server *srv)
 {
-  if (srv->destroying && srv->listener_closed && !srv->conns && srv->stats.connections_open == 0)
-    free(srv);
+  if (!srv->destroying || !srv->listener_closed || srv->conns || srv->stats.connections_open != 0)
+    return;
+  pt_send_batch_destroy(srv->send_batch);
+  free(srv);
 }
 
 /* A write of shared buffers (pt_http_conn_write_shared): no copy, a
@@ -112,7 +117,7 @@ static void shared_write_cb(uv_write_t *req, int status)
 
 /* The pieces to the socket: straight away when nothing is queued before
  * them (an answer, nearly always), else, or for what the kernel did not
- * take, copied into one queued write. See write_shared_plain for why not
+ * take, copied into one queued write. See queue_shared_rest for why not
  * always uv_write. */
 static int queue_write(struct pt_http_conn *c, const uv_buf_t *bufs, int n)
 {
@@ -745,24 +750,36 @@ int pt_http_conn_write(struct pt_http_conn *c, const void *data, size_t len)
 /* Pieces of one write on the stack up to this many (a client's events of
  * one loop pass); more take an allocation. */
 #define SHARED_STACK_BUFS 64
+#define CHUNK_HEAD_MAX sizeof(((struct swreq *)0)->chunk_head)
 
-/* A plain connection's write of shared buffers: straight to the socket when
- * nothing is queued before it (nearly always: a reader keeps up), with no
- * request and no callback. A completed uv_write would also make libuv
- * re-arm the socket with an epoll_ctl on the next loop iteration: with
- * 10,000 readers that was a tenth of the server's work per event. What the
- * kernel does not take now is queued, holding references to the buffers. */
-static int write_shared_plain(struct pt_http_conn *c, struct pt_shared_buf *const *bufs, size_t n, uv_buf_t *b,
-                              size_t nb, size_t total)
+/* Lays out a shared write of len bytes in b (room for n + 2 pieces): the
+ * chunk's size line, written into head, the buffers, CRLF. Returns the
+ * number of pieces and sets *total to their bytes. */
+static size_t shared_pieces(const struct pt_http_conn *c, struct pt_shared_buf *const *bufs, size_t n, size_t len,
+                            uv_buf_t *b, char *head, size_t *total)
 {
-  size_t sent = 0;
-  if (c->queued == 0) {
-    int r = uv_try_write((uv_stream_t *)&c->tcp, b, (unsigned)nb);
-    if (r >= 0)
-      sent = (size_t)r;
-    /* Other errors are left to uv_write, whose callback closes the connection
-     * (closing it here would free the caller's client under its feet). */
+  size_t nb = 0;
+  *total = len;
+  if (c->chunked) {
+    b[nb++] = uv_buf_init(head, (unsigned)snprintf(head, CHUNK_HEAD_MAX, "%zx\r\n", len));
+    *total += b[0].len + 2;
   }
+  for (size_t i = 0; i < n; i++)
+    b[nb++] = uv_buf_init(bufs[i]->data, (unsigned)bufs[i]->len);
+  if (c->chunked)
+    b[nb++] = uv_buf_init("\r\n", 2);
+  return nb;
+}
+
+/* What the kernel did not take of a plain connection's shared write (the
+ * first `sent` bytes went out): queued, holding references to the buffers.
+ * Going to the socket first, with no request and no callback, is what
+ * matters: a completed uv_write makes libuv re-arm the socket with an
+ * epoll_ctl on the next loop iteration, with 10,000 readers a tenth of the
+ * server's work per event. */
+static int queue_shared_rest(struct pt_http_conn *c, struct pt_shared_buf *const *bufs, size_t n, uv_buf_t *b,
+                             size_t nb, size_t total, size_t sent)
+{
   if (sent == total)
     return 0;
   struct swreq *w = malloc(sizeof(*w) + n * sizeof(w->bufs[0]));
@@ -776,7 +793,7 @@ static int write_shared_plain(struct pt_http_conn *c, struct pt_shared_buf *cons
   b[first].base += skip;
   b[first].len -= (unsigned)skip;
   if (first == 0 && c->chunked) {
-    /* The chunk's size line was on the caller's stack. */
+    /* The chunk's size line was the caller's. */
     memcpy(w->chunk_head, b[0].base, b[0].len);
     b[0].base = w->chunk_head;
   }
@@ -796,37 +813,137 @@ static int write_shared_plain(struct pt_http_conn *c, struct pt_shared_buf *cons
   return 0;
 }
 
-int pt_http_conn_write_shared(struct pt_http_conn *c, struct pt_shared_buf *const *bufs, size_t n)
+/* Bytes of a shared write, or -EPIPE when the connection takes no more. */
+static ssize_t shared_len(const struct pt_http_conn *c, struct pt_shared_buf *const *bufs, size_t n)
 {
-  if (c->state != CONN_STREAMING)
-    return -EPIPE;
-  if (c->handles_closing)
+  if (c->state != CONN_STREAMING || c->handles_closing)
     return -EPIPE;
   size_t len = 0;
   for (size_t i = 0; i < n; i++)
     len += bufs[i]->len;
-  if (len == 0)
-    return 0;
+  return (ssize_t)len;
+}
+
+/* What a straight write to the socket took: its errors count as nothing
+ * taken, and are left to uv_write, whose callback closes the connection
+ * (closing it here would free the caller's client under its feet). */
+static size_t taken(ssize_t r)
+{
+  return r > 0 ? (size_t)r : 0;
+}
+
+int pt_http_conn_write_shared(struct pt_http_conn *c, struct pt_shared_buf *const *bufs, size_t n)
+{
+  ssize_t len = shared_len(c, bufs, n);
+  if (len <= 0)
+    return (int)len;
   uv_buf_t stack[SHARED_STACK_BUFS + 2];
   uv_buf_t *b = n <= SHARED_STACK_BUFS ? stack : malloc((n + 2) * sizeof(*b));
   if (!b)
     return -ENOMEM;
-  /* The pieces go out as one chunk: its size line, the buffers, CRLF. */
-  char head[sizeof(((struct swreq *)0)->chunk_head)];
-  size_t nb = 0, total = len;
-  if (c->chunked) {
-    b[nb++] = uv_buf_init(head, (unsigned)snprintf(head, sizeof(head), "%zx\r\n", len));
-    total += b[0].len + 2;
+  char head[CHUNK_HEAD_MAX];
+  size_t total;
+  size_t nb = shared_pieces(c, bufs, n, (size_t)len, b, head, &total);
+  int r;
+  if (c->tls) {
+    r = conn_writev(c, b, (int)nb); /* TLS encrypts into its own records: a copy anyway */
+  } else {
+    size_t sent = c->queued == 0 ? taken(uv_try_write((uv_stream_t *)&c->tcp, b, (unsigned)nb)) : 0;
+    r = queue_shared_rest(c, bufs, n, b, nb, total, sent);
   }
-  for (size_t i = 0; i < n; i++)
-    b[nb++] = uv_buf_init(bufs[i]->data, (unsigned)bufs[i]->len);
-  if (c->chunked)
-    b[nb++] = uv_buf_init("\r\n", 2);
-  /* TLS encrypts into its own records: a copy anyway. */
-  int r = c->tls ? conn_writev(c, b, (int)nb) : write_shared_plain(c, bufs, n, b, nb, total);
   if (b != stack)
     free(b);
   return r;
+}
+
+/* libuv's buffers are laid out as struct iovec on Unix: the pieces go to
+ * the kernel as they are. */
+_Static_assert(sizeof(uv_buf_t) == sizeof(struct iovec) && offsetof(uv_buf_t, base) == offsetof(struct iovec, iov_base) &&
+                   offsetof(uv_buf_t, len) == offsetof(struct iovec, iov_len),
+               "uv_buf_t is not struct iovec");
+
+static struct pt_send_batch *server_send_batch(struct pt_http_server *srv)
+{
+  if (srv->send_batch)
+    return srv->send_batch;
+  srv->send_batch = pt_send_batch_create(!srv->opts.no_io_uring);
+  if (!srv->send_batch)
+    return NULL;
+  int err;
+  if (pt_send_batch_uses_io_uring(srv->send_batch, &err))
+    PT_LOG_INFO("event streams: each pass of writes goes to the kernel in one io_uring submission", NULL);
+  else
+    PT_LOG_INFO("event streams: one system call per reader and pass", "{s:s}", "reason",
+                err ? strerror(err) : "turned off by configuration");
+  return srv->send_batch;
+}
+
+/* One write of the batch: where its pieces are, and its send. */
+struct batch_slot {
+  uv_buf_t *b;
+  size_t nb, total;
+  ssize_t item; /* index in the send items, or -1 when not sent straight */
+  char head[CHUNK_HEAD_MAX];
+};
+
+void pt_http_conns_write_shared(struct pt_http_shared_write *w, size_t n)
+{
+  if (n == 0)
+    return;
+  size_t npieces = 0;
+  for (size_t i = 0; i < n; i++)
+    npieces += w[i].n + 2;
+  struct batch_slot *slots = malloc(n * sizeof(*slots));
+  uv_buf_t *pieces = malloc(npieces * sizeof(*pieces));
+  struct pt_send_item *items = malloc(n * sizeof(*items));
+  struct pt_send_batch *batch = server_send_batch(w[0].conn->srv);
+  if (!slots || !pieces || !items || !batch) {
+    free(slots);
+    free(pieces);
+    free(items);
+    for (size_t i = 0; i < n; i++)
+      w[i].result = pt_http_conn_write_shared(w[i].conn, w[i].bufs, w[i].n);
+    return;
+  }
+  size_t at = 0, nitems = 0;
+  for (size_t i = 0; i < n; i++) {
+    struct pt_http_conn *c = w[i].conn;
+    struct batch_slot *s = &slots[i];
+    s->item = -1;
+    s->nb = 0;
+    ssize_t len = shared_len(c, w[i].bufs, w[i].n);
+    w[i].result = len < 0 ? (int)len : 0;
+    if (len <= 0)
+      continue;
+    s->b = pieces + at;
+    s->nb = shared_pieces(c, w[i].bufs, w[i].n, (size_t)len, s->b, s->head, &s->total);
+    at += s->nb;
+    if (c->tls || c->queued != 0)
+      continue;
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
+      continue;
+    s->item = (ssize_t)nitems;
+    /* A resumed stream may have thousands of frames: the kernel takes at
+     * most 1,024 pieces a call (UIO_MAXIOV), and the rest is queued. */
+    items[nitems++] = (struct pt_send_item){
+        .fd = fd, .iov = (const struct iovec *)s->b, .iovcnt = (int)(s->nb < 1024 ? s->nb : 1024)};
+  }
+  pt_send_batch_run(batch, items, nitems);
+  for (size_t i = 0; i < n; i++) {
+    struct pt_http_conn *c = w[i].conn;
+    struct batch_slot *s = &slots[i];
+    if (s->nb == 0)
+      continue;
+    if (c->tls)
+      w[i].result = conn_writev(c, s->b, (int)s->nb);
+    else
+      w[i].result = queue_shared_rest(c, w[i].bufs, w[i].n, s->b, s->nb, s->total,
+                                      s->item >= 0 ? taken(items[s->item].result) : 0);
+  }
+  free(slots);
+  free(pieces);
+  free(items);
 }
 
 size_t pt_http_conn_queued(const struct pt_http_conn *c)

@@ -156,6 +156,9 @@ struct pt_http_server_options {
    * context must outlive the server. */
   struct pt_tls_ctx *tls;
   const char *default_headers; /* appended to every response, "Name: v\r\n"... */
+  /* pt_http_conns_write_shared makes one sendmsg per connection instead of
+   * trying io_uring (core/send_batch.h). */
+  bool no_io_uring;
 };
 
 struct pt_http_server_stats {
@@ -199,6 +202,19 @@ struct pt_shared_buf;
  * chunked), by reference: no copy, each held until the kernel has taken it
  * (over TLS they are encrypted, so copied). Returns 0 or a negative errno. */
 int pt_http_conn_write_shared(struct pt_http_conn *conn, struct pt_shared_buf *const *bufs, size_t n);
+/* One connection's part of pt_http_conns_write_shared. */
+struct pt_http_shared_write {
+  struct pt_http_conn *conn;
+  struct pt_shared_buf *const *bufs;
+  size_t n;
+  int result; /* out: what pt_http_conn_write_shared would return */
+};
+/* pt_http_conn_write_shared for n connections of one server: the plain
+ * ones with nothing queued are written straight to their sockets together,
+ * in one system call where io_uring can be had (core/send_batch.h), and
+ * only what the kernel does not take is queued. The event stream's
+ * fan-out: 10,000 readers are 10,000 system calls otherwise. */
+void pt_http_conns_write_shared(struct pt_http_shared_write *w, size_t n);
 /* Bytes queued and not yet accepted by the kernel. */
 size_t pt_http_conn_queued(const struct pt_http_conn *conn);
 /* Closes after queued bytes are sent (or at once when abort is true). The

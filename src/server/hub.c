@@ -56,6 +56,8 @@ struct pt_hub {
   uv_idle_t more;  /* active while clients wait for the next slice: the loop polls without blocking */
   bool flush_pending;
   struct client *dirty_head, *dirty_tail;
+  struct client **slice;                /* flush_slice clients written in one batch */
+  struct pt_http_shared_write *writes;  /* their writes */
   int open_handles;
   struct pt_hub_options opts;
   pt_hub_snapshot_fn snapshot;
@@ -235,10 +237,10 @@ static void drop(struct client *c)
   pt_http_conn_close(c->conn, true);
 }
 
-static void client_flush(struct client *c)
+/* After a client's frames went to its connection (result: the write's). */
+static void client_written(struct client *c, int result)
 {
-  dirty_remove(c->hub, c);
-  if (c->npending && !c->dropped && pt_http_conn_write_shared(c->conn, c->pending, c->npending) == 0) {
+  if (result == 0) {
     c->hub->stats.bytes += c->pending_bytes;
     c->since_opening += c->pending_bytes;
   }
@@ -252,6 +254,17 @@ static void client_flush(struct client *c)
   }
 }
 
+static bool has_frames(const struct client *c)
+{
+  return c->npending && !c->dropped;
+}
+
+static void client_flush(struct client *c)
+{
+  dirty_remove(c->hub, c);
+  client_written(c, has_frames(c) ? pt_http_conn_write_shared(c->conn, c->pending, c->npending) : -EPIPE);
+}
+
 static void more_cb(uv_idle_t *h)
 {
   (void)h; /* its being active is the point: the loop does not wait in poll */
@@ -259,15 +272,28 @@ static void more_cb(uv_idle_t *h)
 
 /* Runs before the loop polls: the events published since the last pass
  * (from timers, or from requests handled in the last poll) go out now, to
- * at most flush_slice clients, oldest first; the next ones get theirs in
- * the next iterations, so that requests (a report) are read between slices
- * instead of waiting for 10,000 socket writes. Only clients with frames are
- * visited. */
+ * at most flush_slice clients, oldest first, in one batch of writes
+ * (pt_http_conns_write_shared: one system call for the slice where the
+ * kernel allows); the next ones get theirs in the next iterations, so that
+ * requests (a report) are read between slices instead of waiting for
+ * 10,000 socket writes. Only clients with frames are visited. */
 static void flush_cb(uv_prepare_t *h)
 {
   struct pt_hub *hub = h->data;
-  for (size_t n = 0; hub->dirty_head && n < hub->opts.flush_slice; n++)
-    client_flush(hub->dirty_head);
+  size_t n = 0;
+  while (hub->dirty_head && n < hub->opts.flush_slice) {
+    struct client *c = hub->dirty_head;
+    dirty_remove(hub, c);
+    if (!has_frames(c)) {
+      client_written(c, -EPIPE);
+      continue;
+    }
+    hub->slice[n] = c;
+    hub->writes[n++] = (struct pt_http_shared_write){.conn = c->conn, .bufs = c->pending, .n = c->npending};
+  }
+  pt_http_conns_write_shared(hub->writes, n);
+  for (size_t i = 0; i < n; i++)
+    client_written(hub->slice[i], hub->writes[i].result);
   if (hub->dirty_head) {
     uv_idle_start(&hub->more, more_cb);
     return;
@@ -341,9 +367,13 @@ struct pt_hub *pt_hub_create(uv_loop_t *loop, const struct pt_hub_options *opts,
   static const char hb[] = ": heartbeat\n\n";
   hub->ring = calloc(hub->opts.ring_size, sizeof(*hub->ring));
   hub->heartbeat = pt_shared_buf_create(hb, sizeof(hb) - 1);
+  hub->slice = calloc(hub->opts.flush_slice, sizeof(*hub->slice));
+  hub->writes = calloc(hub->opts.flush_slice, sizeof(*hub->writes));
   pt_buf_init(&hub->framing);
-  if (!hub->ring || !hub->heartbeat) {
+  if (!hub->ring || !hub->heartbeat || !hub->slice || !hub->writes) {
     free(hub->ring);
+    free(hub->slice);
+    free(hub->writes);
     pt_shared_buf_unref(hub->heartbeat);
     free(hub);
     return NULL;
@@ -370,6 +400,8 @@ static void handle_closed(uv_handle_t *h)
   for (size_t i = 0; i < hub->opts.ring_size; i++)
     entry_clear(&hub->ring[i]);
   free(hub->ring);
+  free(hub->slice);
+  free(hub->writes);
   pt_shared_buf_unref(hub->heartbeat);
   pt_buf_close(&hub->framing);
   free(hub);

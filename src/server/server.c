@@ -70,6 +70,9 @@ const struct pt_config_var pt_server_config_vars[] = {
    "Events kept for Last-Event-ID resumption", NULL, NULL},
   {"PULLTRACE_SSE_CLIENT_QUEUE", PT_CFG_INT, "1048576", false, CFG(sse_client_queue), 4096, 1073741824,
    "Bytes queued for one event-stream client before it is dropped as too slow", NULL, NULL},
+  {"PULLTRACE_SSE_IO_URING", PT_CFG_BOOL, "true", false, CFG(sse_io_uring), 0, 0,
+   "Write each pass of event-stream frames to the readers in one io_uring submission where the kernel and the "
+   "seccomp profile allow it (else, or when false, one system call per reader)", NULL, NULL},
   {"PULLTRACE_PULL_EVENTS_MAX_BYTES", PT_CFG_INT, "16777216", false, CFG(pull_events_max_bytes), 0, 1073741824,
    "Memory for the pulls' own events (GET /api/v1/pulls/{id}/events): the oldest go first; 0 = keep none", NULL,
    NULL},
@@ -215,6 +218,40 @@ static void alert_resolved(void *ud, const char *name, const json_t *labels, con
  * must not freeze the live view. */
 #define OUTBOX_MAX_WAIT 2.0
 
+/* The rollout summaries, one slice per loop iteration (about 5,000 members:
+ * a millisecond), so that requests and event-stream writes are not held
+ * behind 100,000 pulls' summaries; 1 ms between slices as for the sweep
+ * (sweep_cb). */
+#define PUBLISH_SLICE 5000
+/* At most one rollout.summary per image in this many seconds: a rollout on
+ * thousands of nodes reads as one line per image. */
+#define SUMMARY_INTERVAL 1.0
+
+static void publish_cb(uv_timer_t *t)
+{
+  struct pt_server *srv = t->data;
+  if (pt_store_rollouts_publish_slice(srv->store, pt_clock_now(), PUBLISH_SLICE))
+    uv_timer_start(&srv->publish, publish_cb, 1, 0);
+}
+
+/* Whether a pass of summaries may start: the last one began an interval
+ * ago and is over. */
+static bool summaries_due(const struct pt_server *srv)
+{
+  return !uv_is_active((const uv_handle_t *)&srv->publish) && pt_clock_mono() - srv->summaries_at >= SUMMARY_INTERVAL;
+}
+
+/* A pass of summaries, from the next loop iteration's timers: after the
+ * change that called for it, before the hub writes what that change
+ * published, so that the summaries go to each reader in the same write as
+ * the pull events of the report that moved them (one pass over the readers
+ * instead of two). */
+static void summaries_start(struct pt_server *srv)
+{
+  srv->summaries_at = pt_clock_mono();
+  uv_timer_start(&srv->publish, publish_cb, 0, 0);
+}
+
 static void publish(void *ud, const char *type, const struct pt_hub_keys *keys, const char *data)
 {
   struct pt_server *srv = ud;
@@ -257,6 +294,8 @@ static void on_change(void *ud, const struct pt_change *c)
     pt_history_record(srv->history, c);
   if (c->type == PT_CHANGE_PULL_COMPLETED)
     pt_typical_changed(srv->typical, c->pull->image ? c->pull->image : c->pull->image_ref);
+  if (c->type != PT_CHANGE_ROLLOUT_SUMMARY && summaries_due(srv))
+    summaries_start(srv);
   if (!srv->hub)
     return;
   uint64_t mark = srv->history ? pt_history_mark(srv->history) : 0;
@@ -322,17 +361,6 @@ static void sweep_cb(uv_timer_t *t)
     uv_timer_start(&srv->sweep, sweep_cb, 1, 0);
 }
 
-/* The rollout summaries, one slice per loop iteration (about 5,000 members:
- * a millisecond), for the same reason. */
-#define PUBLISH_SLICE 5000
-
-static void publish_cb(uv_timer_t *t)
-{
-  struct pt_server *srv = t->data;
-  if (pt_store_rollouts_publish_slice(srv->store, pt_clock_now(), PUBLISH_SLICE))
-    uv_timer_start(&srv->publish, publish_cb, 1, 0);
-}
-
 static void tick_cb(uv_timer_t *t)
 {
   struct pt_server *srv = t->data;
@@ -347,11 +375,12 @@ static void tick_cb(uv_timer_t *t)
   if (!uv_is_active((uv_handle_t *)&srv->sweep))
     sweep_cb(&srv->sweep);
   pt_server_policy_events(srv, pt_clock_now());
-  /* At most one rollout.summary per image a second: a rollout on thousands
-   * of nodes reads as one line per image. A pass still under way is left
-   * to finish. */
-  if (!uv_is_active((uv_handle_t *)&srv->publish))
-    publish_cb(&srv->publish);
+  /* Summaries go out with the pull events of the first change an interval
+   * after the last pass (on_change). This is for the changes no other
+   * change came after: their summaries go out one interval later than
+   * that. */
+  if (summaries_due(srv) && pt_clock_mono() - srv->summaries_at >= 2 * SUMMARY_INTERVAL)
+    summaries_start(srv);
 }
 
 static int restore_pull(void *ud, const json_t *record)
@@ -460,6 +489,7 @@ struct pt_server *pt_server_create(uv_loop_t *loop, const struct pt_server_confi
     .idle_timeout = cfg->idle_timeout,
     .default_headers = srv->default_headers,
     .check_head = pt_server_api_check_head,
+    .no_io_uring = !cfg->sse_io_uring,
   };
   struct pt_http_server_options mopts = hopts;
   mopts.check_head = NULL;

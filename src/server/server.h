@@ -41,6 +41,7 @@ struct pt_server_config {
   double sse_heartbeat;
   long sse_buffer;
   long sse_client_queue;
+  bool sse_io_uring;
   long pull_events_max_bytes;
   const char *alert_webhook_url;
   double alert_webhook_timeout;

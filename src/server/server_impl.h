@@ -90,6 +90,7 @@ struct pt_server {
   uv_timer_t tick;
   uv_timer_t sweep;       /* the rest of the store's tick, a slice per iteration */
   uv_timer_t publish;     /* the rollout summaries, a slice per iteration */
+  double summaries_at;    /* pt_clock_mono() when the last pass of summaries began */
   struct pt_loop_metrics loop_metrics;
   bool loop_metrics_on;
   uv_timer_t shutdown_timer;
