@@ -76,7 +76,7 @@ static void test_copy(void **state)
 
 /* --- delivery on sockets --------------------------------------------------- */
 
-enum cmd { CMD_NONE, CMD_PASS, CMD_BIG, CMD_MANY, CMD_STOP };
+enum cmd { CMD_NONE, CMD_PASS, CMD_BIG, CMD_MANY, CMD_STATS, CMD_STOP };
 /* CMD_MANY's events in one pass: more pieces than one system call takes. */
 #define MANY 1500
 
@@ -92,6 +92,7 @@ struct fan {
   int failures;
   char why[256];
   struct pt_hub_stats stats; /* after CMD_BIG batches: read by the client */
+  uint64_t wait_counts[PT_HUB_WAIT_BUCKETS]; /* stats.wait's, after CMD_STATS */
 };
 
 #define CHECK(f, cond)                                                                \
@@ -163,6 +164,13 @@ static void async_cb(uv_async_t *a)
       snprintf(data, sizeof(data), "{\"n\":%d}", i);
       pt_hub_publish(f->hub, "pull.progress", &nowhere, data);
     }
+  } else if (cmd == CMD_STATS) {
+    pthread_mutex_lock(&f->mu);
+    pt_hub_stats(f->hub, &f->stats);
+    /* The histogram's counts are the hub's: copied here, on the loop. */
+    memcpy(f->wait_counts, f->stats.wait.counts, sizeof(f->wait_counts));
+    f->batch++;
+    pthread_mutex_unlock(&f->mu);
   } else if (cmd == CMD_STOP) {
     pt_hub_destroy(f->hub);
     f->hub = NULL;
@@ -352,6 +360,19 @@ static bool starts_with(const char *s, const char *prefix)
   return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
+/* Waits (up to 5 s) until the loop has handled `want` batch commands. */
+static void wait_batches(struct fan *f, int want)
+{
+  for (int waited = 0; waited < 5000; waited++) {
+    pthread_mutex_lock(&f->mu);
+    int batch = f->batch;
+    pthread_mutex_unlock(&f->mu);
+    if (batch == want)
+      return;
+    usleep(1000);
+  }
+}
+
 /* A reader still reading a snapshot bigger than its queue budget is not
  * dropped by the next event: only what follows the snapshot counts. */
 static void *big_snapshot_client(void *arg)
@@ -363,14 +384,7 @@ static void *big_snapshot_client(void *arg)
   /* An event of 128 KiB (under the budget of 512 KiB) while the snapshot is
    * still queued, unread. */
   send_cmd(f, CMD_BIG);
-  for (int waited = 0; waited < 5000; waited++) {
-    pthread_mutex_lock(&f->mu);
-    int batch = f->batch;
-    pthread_mutex_unlock(&f->mu);
-    if (batch == 1)
-      break;
-    usleep(1000);
-  }
+  wait_batches(f, 1);
   size_t len = 0;
   char *got = read_chunk(fd, &len);
   CHECK(f, got && len > BIG_SNAPSHOT && starts_with(got, "id: 0\nevent: snapshot\ndata: {"));
@@ -406,6 +420,16 @@ static void *many_client(void *arg)
   CHECK(f, got && len == want.len && memcmp(got, want.data, len) == 0);
   free(got);
   pt_buf_close(&want);
+  /* That write's wait is in the histogram: one observation, under 2.5 s. */
+  send_cmd(f, CMD_STATS);
+  wait_batches(f, 1);
+  pthread_mutex_lock(&f->mu);
+  uint64_t in_buckets = 0;
+  for (size_t i = 0; i < PT_HUB_WAIT_BUCKETS; i++)
+    in_buckets += f->wait_counts[i];
+  CHECK(f, f->batch == 1 && f->stats.wait.count == 1 && in_buckets == 1 && f->stats.wait.sum >= 0 &&
+               f->stats.wait.sum < 2.5);
+  pthread_mutex_unlock(&f->mu);
   close(fd);
   send_cmd(f, CMD_STOP);
   return NULL;

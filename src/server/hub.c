@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/buf.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/shared_buf.h"
 #include "core/sse.h"
@@ -31,6 +32,7 @@ struct client {
   struct pt_shared_buf **pending;
   size_t npending, cap_pending;
   size_t pending_bytes;
+  double pending_since; /* pt_clock_mono() when the first pending frame was published */
   /* Bytes written after the opening (the retry line and the snapshot). Only
    * they count against the queue budget: what is queued beyond them is the
    * opening still draining (FIFO), and a snapshot of thousands of pulls must
@@ -48,6 +50,9 @@ struct pt_hub_subscription {
   bool has_last;
   uint64_t last;
 };
+
+const double pt_hub_wait_bounds[PT_HUB_WAIT_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                          0.1,   0.25,   0.5,   1,    2.5};
 
 struct pt_hub {
   uv_loop_t *loop;
@@ -69,6 +74,7 @@ struct pt_hub {
   struct pt_buf framing;           /* where an event is framed before it is shared */
   struct pt_shared_buf *heartbeat; /* the heartbeat comment, shared too */
   struct pt_hub_stats stats;
+  uint64_t wait_counts[PT_HUB_WAIT_BUCKETS]; /* stats.wait's */
   uint64_t last_reader_ms; /* uv_now when the last client left; 0 before the first */
   bool shutting;
 };
@@ -237,12 +243,14 @@ static void drop(struct client *c)
   pt_http_conn_close(c->conn, true);
 }
 
-/* After a client's frames went to its connection (result: the write's). */
-static void client_written(struct client *c, int result)
+/* After a client's frames went to its connection (result: the write's) at
+ * now (pt_clock_mono()). */
+static void client_written(struct client *c, int result, double now)
 {
   if (result == 0) {
     c->hub->stats.bytes += c->pending_bytes;
     c->since_opening += c->pending_bytes;
+    pt_prom_histogram_observe(&c->hub->stats.wait, now > c->pending_since ? now - c->pending_since : 0);
   }
   pending_clear(c);
   /* A resume may have queued thousands of frames: do not keep room for them
@@ -262,7 +270,8 @@ static bool has_frames(const struct client *c)
 static void client_flush(struct client *c)
 {
   dirty_remove(c->hub, c);
-  client_written(c, has_frames(c) ? pt_http_conn_write_shared(c->conn, c->pending, c->npending) : -EPIPE);
+  client_written(c, has_frames(c) ? pt_http_conn_write_shared(c->conn, c->pending, c->npending) : -EPIPE,
+                 pt_clock_mono());
 }
 
 static void more_cb(uv_idle_t *h)
@@ -285,15 +294,16 @@ static void flush_cb(uv_prepare_t *h)
     struct client *c = hub->dirty_head;
     dirty_remove(hub, c);
     if (!has_frames(c)) {
-      client_written(c, -EPIPE);
+      client_written(c, -EPIPE, 0);
       continue;
     }
     hub->slice[n] = c;
     hub->writes[n++] = (struct pt_http_shared_write){.conn = c->conn, .bufs = c->pending, .n = c->npending};
   }
   pt_http_conns_write_shared(hub->writes, n);
+  double now = pt_clock_mono();
   for (size_t i = 0; i < n; i++)
-    client_written(hub->slice[i], hub->writes[i].result);
+    client_written(hub->slice[i], hub->writes[i].result, now);
   if (hub->dirty_head) {
     uv_idle_start(&hub->more, more_cb);
     return;
@@ -303,10 +313,10 @@ static void flush_cb(uv_prepare_t *h)
   hub->flush_pending = false;
 }
 
-/* Queues a frame for the client by reference (the only work per client
- * per event). Returns false when the client was dropped (and may already be
- * freed). */
-static bool client_send(struct client *c, struct pt_shared_buf *frame)
+/* Queues a frame published at now (pt_clock_mono()) for the client by
+ * reference (the only work per client per event). Returns false when the
+ * client was dropped (and may already be freed). */
+static bool client_send(struct client *c, struct pt_shared_buf *frame, double now)
 {
   if (c->dropped)
     return false;
@@ -328,6 +338,8 @@ static bool client_send(struct client *c, struct pt_shared_buf *frame)
     c->pending = p;
     c->cap_pending = cap;
   }
+  if (c->npending == 0)
+    c->pending_since = now;
   c->pending[c->npending++] = pt_shared_buf_ref(frame);
   c->pending_bytes += frame->len;
   dirty_add(hub, c);
@@ -342,9 +354,10 @@ static void heartbeat_cb(uv_timer_t *t)
 {
   struct pt_hub *hub = t->data;
   struct client *c = hub->clients;
+  double now = pt_clock_mono();
   while (c) {
     struct client *next = c->next; /* a drop frees c */
-    client_send(c, hub->heartbeat);
+    client_send(c, hub->heartbeat, now);
     c = next;
   }
 }
@@ -364,6 +377,7 @@ struct pt_hub *pt_hub_create(uv_loop_t *loop, const struct pt_hub_options *opts,
   if (!hub->opts.retry_ms) hub->opts.retry_ms = 2000;
   if (!hub->opts.flush_slice) hub->opts.flush_slice = 500;
   hub->next_id = hub->opts.first_id ? hub->opts.first_id : 1;
+  pt_prom_histogram_init(&hub->stats.wait, pt_hub_wait_bounds, PT_HUB_WAIT_BUCKETS, hub->wait_counts);
   static const char hb[] = ": heartbeat\n\n";
   hub->ring = calloc(hub->opts.ring_size, sizeof(*hub->ring));
   hub->heartbeat = pt_shared_buf_create(hb, sizeof(hb) - 1);
@@ -476,10 +490,11 @@ uint64_t pt_hub_publish(struct pt_hub *hub, const char *type, const struct pt_hu
     return id;
   struct pt_hub_keys ek = entry_keys(e);
   struct client *c = hub->clients;
+  double now = pt_clock_mono();
   while (c) {
     struct client *next = c->next; /* a drop frees c */
     if (pt_hub_filter_match(&c->filter, type, &ek))
-      client_send(c, e->frame);
+      client_send(c, e->frame, now);
     c = next;
   }
   return id;
@@ -575,11 +590,12 @@ void pt_hub_stream_start(void *ud, struct pt_http_conn *conn)
   uint64_t first = hub->next_id - hub->count; /* oldest id in the ring */
   if (s->has_last && s->last + 1 >= first && s->last < hub->next_id) {
     hub->stats.resumed++;
+    double now = pt_clock_mono(); /* the replayed frames wait from the resume */
     for (size_t i = 0; i < hub->count; i++) {
       struct entry *e = &hub->ring[(hub->head + i) % hub->opts.ring_size];
       struct pt_hub_keys ek = entry_keys(e);
       if (e->id > s->last && e->frame && pt_hub_filter_match(&c->filter, e->type, &ek) &&
-          !client_send(c, e->frame))
+          !client_send(c, e->frame, now))
         break;
     }
   } else {

@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "core/prom.h"
+
 #include "core/http_server.h"
 
 /* The routing keys of an event: the hub delivers it to the subscribers whose
@@ -51,11 +53,20 @@ struct pt_hub_options {
   size_t flush_slice;      /* clients written per loop iteration; 500 when 0 */
 };
 
+/* The wait of a reader's frames, from the publication of the first of them
+ * to their write: the upper bounds of the histogram's buckets, seconds. */
+#define PT_HUB_WAIT_BUCKETS 11
+extern const double pt_hub_wait_bounds[PT_HUB_WAIT_BUCKETS];
+
 struct pt_hub_stats {
   size_t clients;
   uint64_t clients_total, dropped_slow, events, bytes;
   uint64_t resumed, snapshots;
   uint64_t last_id;
+  /* One observation per write to a reader: how long its oldest frame in it
+   * waited since it was published (the fan-out's own delay, before the
+   * network's). Its counts are the hub's: read them on the loop's thread. */
+  struct pt_prom_histogram wait;
 };
 
 struct pt_hub;

@@ -254,6 +254,9 @@ void pt_server_metrics_render(struct pt_server *srv, struct pt_buf *out)
   counter(out, "pulltrace_sse_clients_dropped_total", "Event-stream clients dropped for reading too slowly",
           (double)hs.dropped_slow);
   counter(out, "pulltrace_sse_events_total", "Events published on the event stream", (double)hs.events);
+  pt_prom_family(out, "pulltrace_sse_write_wait_seconds", "histogram",
+                 "Per write to an event-stream reader: how long its oldest frame waited since it was published");
+  pt_prom_histogram_write(out, "pulltrace_sse_write_wait_seconds", NULL, &hs.wait);
   counter(out, "pulltrace_sse_resumes_total", "Event-stream reconnects resumed from the ring buffer",
           (double)hs.resumed);
   counter(out, "pulltrace_sse_snapshots_total", "Snapshots sent to event-stream clients", (double)hs.snapshots);
