@@ -878,6 +878,15 @@ static struct pt_send_batch *server_send_batch(struct pt_http_server *srv)
   return srv->send_batch;
 }
 
+/* Closes the connection from the loop's next timers, not now: the owner's
+ * close callback must not run under its caller's feet. Nothing more is
+ * written to it meanwhile (it is no longer streaming). */
+static void conn_abort_later(struct pt_http_conn *c)
+{
+  c->state = CONN_CLOSING;
+  arm_timer(c, 0);
+}
+
 /* One write of the batch: where its pieces are, and its send. */
 struct batch_slot {
   uv_buf_t *b;
@@ -935,11 +944,15 @@ void pt_http_conns_write_shared(struct pt_http_shared_write *w, size_t n)
     struct batch_slot *s = &slots[i];
     if (s->nb == 0)
       continue;
-    if (c->tls)
+    ssize_t sent = s->item >= 0 ? items[s->item].result : 0;
+    if (c->tls) {
       w[i].result = conn_writev(c, s->b, (int)s->nb);
-    else
-      w[i].result = queue_shared_rest(c, w[i].bufs, w[i].n, s->b, s->nb, s->total,
-                                      s->item >= 0 ? taken(items[s->item].result) : 0);
+    } else if (sent == PT_SEND_LOST) {
+      conn_abort_later(c);
+      w[i].result = -EPIPE;
+    } else {
+      w[i].result = queue_shared_rest(c, w[i].bufs, w[i].n, s->b, s->nb, s->total, taken(sent));
+    }
   }
   free(slots);
   free(pieces);

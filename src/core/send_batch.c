@@ -116,12 +116,9 @@ static size_t ring_chunk(struct pt_send_batch *b, struct pt_send_item *items, si
   io_uring_queue_exit(&b->ring);
   b->ring_ok = false;
   b->setup_error = submitted < 0 ? -submitted : EIO;
-  /* A send the kernel took whose completion was not seen may have gone
-   * out: its bytes must not go out twice, so it is a failed write (the
-   * caller closes the connection). */
   for (size_t i = 0; i < taken; i++)
     if (!seen[i])
-      items[i].result = -EIO;
+      items[i].result = PT_SEND_LOST;
   return taken;
 }
 

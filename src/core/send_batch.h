@@ -16,6 +16,7 @@
 #define PT_CORE_SEND_BATCH_H
 
 #include <stdbool.h>
+#include <errno.h>
 #include <stddef.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -28,6 +29,11 @@ struct pt_send_item {
   int iovcnt;
   ssize_t result; /* out: bytes taken, or -errno (-EAGAIN: none could be taken now) */
 };
+
+/* An item's result when the kernel took the send but its completion was
+ * lost (the ring failed under it): some of its bytes may have gone out, so
+ * the stream cannot go on, and sending them again would corrupt it. */
+#define PT_SEND_LOST (-ECANCELED)
 
 /* A batch sender, or NULL without memory. With use_io_uring false, or when
  * io_uring cannot be set up, it sends with one sendmsg per item. */
