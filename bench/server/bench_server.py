@@ -30,10 +30,14 @@ one report per node per 100 ms), PULLTRACE_KUBERNETES=off and PULLTRACE_LOG_LEVE
   fanout10000 10,000 event-stream clients (bench-sse-fanout, a C client on one libuv loop;
               its CPU is reported), then 2 nodes reporting once a second (20 s): the delivery
               delay as the clients see it (all events, by type, and the first 3 s apart: the
-              first passes to 10,000 sockets just connected are the slowest), and as the server
-              sees it (pulltrace_sse_write_wait_seconds: from publication to the write to the
-              kernel, for the whole run and after the first 3 s; its share over 100 ms is
-              exact, its p50/p99 interpolated in its buckets).
+              first passes to 10,000 sockets just connected are the slowest); as readers with
+              a core of their own see it ("probes": one client in 50, read by a thread of its
+              own at real-time priority as soon as its socket has data, where the one loop
+              reading the other 9,800 sockets reads them one after another and so counts its
+              own queue in their delays); and as the server sees it
+              (pulltrace_sse_write_wait_seconds: from publication to the write to the kernel,
+              for the whole run and after the first 3 s; its share over 100 ms is exact, its
+              p50/p99 interpolated in its buckets).
               Then the reference: the same loop passes (recorded from the stream meanwhile)
               replayed through nginx with the nchan module (Debian's libnginx-mod-nchan, a
               pub/sub server) to 10,000 clients of the same client
@@ -50,7 +54,9 @@ one report per node per 100 ms), PULLTRACE_KUBERNETES=off and PULLTRACE_LOG_LEVE
               fanout10000 (and its nchan reference) with loopback's receive processing steered
               to the load tool's core (RPS on lo; root; the old mask is restored): on loopback
               the kernel otherwise runs every reader's TCP receive path and wake-up on the
-              writer's core, work that over a network happens on the readers' machines
+              writer's core, work that over a network happens on the readers' machines.
+              The load tool's core then runs 10,000 readers' network stacks as well as their
+              reads: the probes' delays are what readers on their own machines would see
   memory      1,000 nodes x 5 pulls x 8 layers in flight = 5,000 pulls: RSS, and the size
               and time of GET /api/v1/pulls
   tables      100,000 pulls (5,000 nodes x 20 pulls x 8 layers): resident memory per pull,
@@ -113,6 +119,9 @@ SERVER_CPU, LOAD_CPU = "0", "1"
 # The fan-out's first seconds, counted apart: the load starts a second after the clients
 # are in, and the first passes to 10,000 sockets just connected are the slowest.
 FANOUT_FIRST_S = 3
+# One fan-out client in 50 is a probe (bench-sse-fanout's PROBE_EVERY): read by a thread of its
+# own at real-time priority as soon as its socket has data, as a reader on its own machine.
+FANOUT_PROBE_EVERY = 50
 
 
 def raise_nofile():
@@ -370,8 +379,9 @@ def fanout_reference(build, work, clients, passes, seconds, pause_us=0):
                     "worker_cpu_percent": round(100.0 * (c1 - c0) / (t1 - t0), 1)}
 
         res, got = with_sse_clients(build, work, Srv, clients, seconds + 3, "/api/v1/events", load, pause_us,
-                                    FANOUT_FIRST_S)
+                                    FANOUT_FIRST_S, FANOUT_PROBE_EVERY)
         return {"delivery_delay_ms": got["delay_ms"], "delivery_delay_ms_first_seconds": got["first_seconds"],
+                "probes": probe_summary(got),
                 "delivered_bytes_per_sec": round(got["bytes"] / got["seconds"]),
                 "clients_open_at_end": got["open_at_end"], **res}
 
@@ -540,14 +550,15 @@ def scenario_history_retention(build, work, pulls=100_000, probe_every=0.1):
             **figures}
 
 
-def with_sse_clients(build, work, srv, clients, seconds, path, load, pause_us=0, first_s=0):
+def with_sse_clients(build, work, srv, clients, seconds, path, load, pause_us=0, first_s=0, probe_every=0):
     """`clients` event-stream clients (bench-sse-fanout on LOAD_CPU) connected to srv;
     once all have their snapshot, load() runs. Returns load()'s result and the clients'
-    SSE_JSON summary (the events of the first `first_s` seconds counted apart)."""
+    SSE_JSON summary (the events of the first `first_s` seconds counted apart; every
+    `probe_every`-th client a probe, its delays under "probes")."""
     ready = Path(work) / f"sse-ready-{srv.port}"
     sse = subprocess.Popen(["taskset", "-c", LOAD_CPU, str(find_binary("bench-sse-fanout", build)),
                             str(srv.port), str(clients), str(seconds), str(ready), path, str(pause_us),
-                            str(first_s)],
+                            str(first_s), str(probe_every)],
                            stdout=subprocess.PIPE, text=True, preexec_fn=raise_nofile)
     try:
         wait_until(ready.exists, 180, what="SSE clients connected")
@@ -562,6 +573,15 @@ def with_sse_clients(build, work, srv, clients, seconds, path, load, pause_us=0,
     got = json.loads(re.search(r"^SSE_JSON (.*)$", out, re.M).group(1))
     got["client_cpu_percent"] = client_cpu  # the client's core is not the limit while well under 100
     return res, got
+
+
+def probe_summary(got):
+    """The probes' delays (bench-sse-fanout's PROBE_EVERY): how many, whether they had
+    real-time priority, and their delivery delay after the first seconds and within them."""
+    p = got["probes"]
+    return {"clients": p["clients"], "realtime": p["realtime"], "others_idle": p["others_idle"],
+            "delivery_delay_ms": p["delay_ms"],
+            "delivery_delay_ms_by_type": p["delay_ms_by_type"], "delivery_delay_ms_first_seconds": p["first_seconds"]}
 
 
 def histogram_between(m0, m1, name, bounds):
@@ -614,7 +634,7 @@ def fanout(build, work, clients, nodes, seconds=20, path="/api/v1/events", refer
             return r
 
         (res, cpu, _), got = with_sse_clients(build, work, srv, clients, seconds + 2, path, load, pause_us,
-                                              FANOUT_FIRST_S)
+                                              FANOUT_FIRST_S, FANOUT_PROBE_EVERY)
         rss1, m0, m1 = marks["rss1"], marks["m0"], marks["m1"]
         published = m1.value("pulltrace_sse_events_total") - \
             m0.value("pulltrace_sse_events_total")
@@ -626,6 +646,7 @@ def fanout(build, work, clients, nodes, seconds=20, path="/api/v1/events", refer
                 "delivered_bytes_per_sec": round(got["bytes"] / got["seconds"]),
                 "delivery_delay_ms": got["delay_ms"], "delivery_delay_ms_by_type": got["delay_ms_by_type"],
                 "delivery_delay_ms_first_seconds": got["first_seconds"],
+                "probes": probe_summary(got),
                 "server_write_wait": histogram_between(m0, m1, "pulltrace_sse_write_wait_seconds", SSE_WAIT_BOUNDS),
                 "server_write_wait_after_first_seconds": histogram_between(
                     marks["m_first"], m1, "pulltrace_sse_write_wait_seconds", SSE_WAIT_BOUNDS),
@@ -637,7 +658,8 @@ def fanout(build, work, clients, nodes, seconds=20, path="/api/v1/events", refer
                 "rss_kib_after": srv.rss_kib(),
                 "clients_with_snapshot": got["with_snapshot"], "clients_open_at_end": got["open_at_end"],
                 "client_cpu_percent": got["client_cpu_percent"],
-                "command": f"bench-sse-fanout PORT {clients} {seconds + 2} READY {path} {pause_us} {FANOUT_FIRST_S} + "
+                "command": f"bench-sse-fanout PORT {clients} {seconds + 2} READY {path} {pause_us} {FANOUT_FIRST_S} "
+                           f"{FANOUT_PROBE_EVERY} + "
                            f"PT_PACE_MS=1000 {res['command']}",
                 **({"nchan_same_passes": fanout_reference(build, work, clients, replay_passes(marks["recorded"]),
                                                           seconds, pause_us)} if reference else {})}
