@@ -27,9 +27,9 @@
  * ahead of the other clients' reads on the same core, as a reader with a
  * machine of its own reads; the other clients' loop then runs at idle
  * priority (SCHED_IDLE), behind the kernel's receive processing when that
- * runs in a thread (ksoftirqd) too. One loop reading 10,000 sockets reads them one
- * after another, and its delays include its own queue; the probes' delays
- * ("probes") do not. The others' figures exclude the probes.
+ * runs in a thread (ksoftirqd) too. One loop reading 10,000 sockets reads
+ * them one after another, and its delays include its own queue; the
+ * probes' delays ("probes") do not. The others' figures exclude the probes.
  *
  * PAUSE_US (default 0): while measuring, the main loop sleeps that long after
  * each poll, so that the sockets the server writes meanwhile are read in
