@@ -938,10 +938,8 @@ void pt_http_conns_write_shared(struct pt_http_shared_write *w, size_t n)
     items[nitems++] = (struct pt_send_item){
         .fd = fd, .iov = (const struct iovec *)s->b, .iovcnt = (int)(s->nb < 1024 ? s->nb : 1024)};
   }
-  bool ring = pt_send_batch_uses_io_uring(batch, NULL);
-  pt_send_batch_run(batch, items, nitems);
-  int err;
-  if (ring && !pt_send_batch_uses_io_uring(batch, &err))
+  int err = pt_send_batch_run(batch, items, nitems);
+  if (err)
     PT_LOG_WARN("event streams: io_uring failed; one system call per reader and pass from now on", "{s:s}",
                 "reason", strerror(err));
   for (size_t i = 0; i < n; i++) {

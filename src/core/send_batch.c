@@ -122,8 +122,9 @@ static size_t ring_chunk(struct pt_send_batch *b, struct pt_send_item *items, si
   return taken;
 }
 
-void pt_send_batch_run(struct pt_send_batch *b, struct pt_send_item *items, size_t n)
+int pt_send_batch_run(struct pt_send_batch *b, struct pt_send_item *items, size_t n)
 {
+  bool ring = b->ring_ok;
   for (size_t at = 0; at < n;) {
     size_t m = n - at < RING_ENTRIES ? n - at : RING_ENTRIES;
     size_t taken = b->ring_ok ? ring_chunk(b, items + at, m) : 0;
@@ -131,4 +132,5 @@ void pt_send_batch_run(struct pt_send_batch *b, struct pt_send_item *items, size
       send_one(&items[i]);
     at += m;
   }
+  return ring && !b->ring_ok ? b->setup_error : 0;
 }

@@ -44,7 +44,9 @@ void pt_send_batch_destroy(struct pt_send_batch *b);
  * the errno io_uring's setup failed with, 0 when it was not asked for. */
 bool pt_send_batch_uses_io_uring(const struct pt_send_batch *b, int *setup_error);
 
-/* Sends every item and fills its result. */
-void pt_send_batch_run(struct pt_send_batch *b, struct pt_send_item *items, size_t n);
+/* Sends every item and fills its result. Returns 0, or the errno of the
+ * io_uring failure that made this call give the ring up (the sends after it,
+ * and every later call, are one sendmsg each). */
+int pt_send_batch_run(struct pt_send_batch *b, struct pt_send_item *items, size_t n);
 
 #endif
