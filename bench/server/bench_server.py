@@ -56,7 +56,10 @@ one report per node per 100 ms), PULLTRACE_KUBERNETES=off and PULLTRACE_LOG_LEVE
               the kernel otherwise runs every reader's TCP receive path and wake-up on the
               writer's core, work that over a network happens on the readers' machines.
               The load tool's core then runs 10,000 readers' network stacks as well as their
-              reads: the probes' delays are what readers on their own machines would see
+              reads: the probes' delays are what readers on their own machines would see.
+              That core's receive queue (net.core.netdev_max_backlog) is raised from 1,000 to
+              65,536 packets meanwhile (restored afterwards): a pass overflows 1,000, and a
+              packet dropped there reaches its reader when TCP resends it, 200 ms or more later
   memory      1,000 nodes x 5 pulls x 8 layers in flight = 5,000 pulls: RSS, and the size
               and time of GET /api/v1/pulls
   tables      100,000 pulls (5,000 nodes x 20 pulls x 8 layers): resident memory per pull,
@@ -83,6 +86,9 @@ one report per node per 100 ms), PULLTRACE_KUBERNETES=off and PULLTRACE_LOG_LEVE
               the file: retention by size deletes half of them while a probe node reports a
               new pull every 100 ms; how long each probe's pull.started takes to reach the
               event stream (it waits for its record's commit) during retention and after
+
+Every fan-out scenario prints "network_while_measured": the packets the kernel's receive
+queues dropped and the TCP segments sent again while it measured (0 and 0 in a clean run).
 
 Prints one JSON object per scenario (and writes them to bench-server.json in the build dir).
 The servers' logs and data go to a temporary directory, removed at the end; with
@@ -383,7 +389,7 @@ def fanout_reference(build, work, clients, passes, seconds, pause_us=0):
         return {"delivery_delay_ms": got["delay_ms"], "delivery_delay_ms_first_seconds": got["first_seconds"],
                 "probes": probe_summary(got),
                 "delivered_bytes_per_sec": round(got["bytes"] / got["seconds"]),
-                "clients_open_at_end": got["open_at_end"], **res}
+                "clients_open_at_end": got["open_at_end"], "network_while_measured": got["network"], **res}
 
 
 def scenario_nginx(build, work, seconds=15):
@@ -562,9 +568,10 @@ def with_sse_clients(build, work, srv, clients, seconds, path, load, pause_us=0,
                            stdout=subprocess.PIPE, text=True, preexec_fn=raise_nofile)
     try:
         wait_until(ready.exists, 180, what="SSE clients connected")
-        c0, t0 = cpu_seconds(sse.pid), time.monotonic()
+        c0, t0, net0 = cpu_seconds(sse.pid), time.monotonic(), network_counters()
         res = load()
         client_cpu = round(100.0 * (cpu_seconds(sse.pid) - c0) / (time.monotonic() - t0), 1)
+        net1 = network_counters()
         out, _ = sse.communicate(timeout=120)
     finally:
         if sse.poll() is None:
@@ -572,7 +579,19 @@ def with_sse_clients(build, work, srv, clients, seconds, path, load, pause_us=0,
             sse.wait()
     got = json.loads(re.search(r"^SSE_JSON (.*)$", out, re.M).group(1))
     got["client_cpu_percent"] = client_cpu  # the client's core is not the limit while well under 100
+    got["network"] = {k: net1[k] - net0[k] for k in net0}
     return res, got
+
+
+def network_counters():
+    """The machine's packets dropped by the kernel's receive backlog queues (/proc/net/
+    softnet_stat, all CPUs) and its TCP segments sent again (/proc/net/snmp RetransSegs).
+    A dropped packet reaches its reader only when TCP sends it again, at least 200 ms later
+    (the minimum retransmission timeout): a delay of the benchmark, not of the server, so
+    the fan-out scenarios count both while they measure (0 and 0 is a clean run)."""
+    drops = sum(int(line.split()[1], 16) for line in Path("/proc/net/softnet_stat").read_text().splitlines())
+    tcp = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines() if line.startswith("Tcp:")]
+    return {"backlog_drops": drops, "tcp_retransmitted_segments": int(dict(zip(tcp[0], tcp[1]))["RetransSegs"])}
 
 
 def probe_summary(got):
@@ -657,7 +676,7 @@ def fanout(build, work, clients, nodes, seconds=20, path="/api/v1/events", refer
                 "rss_kib_per_client": round((rss1 - rss0) / clients, 1),
                 "rss_kib_after": srv.rss_kib(),
                 "clients_with_snapshot": got["with_snapshot"], "clients_open_at_end": got["open_at_end"],
-                "client_cpu_percent": got["client_cpu_percent"],
+                "client_cpu_percent": got["client_cpu_percent"], "network_while_measured": got["network"],
                 "command": f"bench-sse-fanout PORT {clients} {seconds + 2} READY {path} {pause_us} {FANOUT_FIRST_S} "
                            f"{FANOUT_PROBE_EVERY} + "
                            f"PT_PACE_MS=1000 {res['command']}",
@@ -674,16 +693,25 @@ class LoopbackReceiveOnLoadCore:
     receive processing to LOAD_CPU with receive packet steering (RPS: /sys/class/net/lo/queues/
     rx-0/rps_cpus, root only), as a network card hands it to the other machine, and restores
     the old mask afterwards. The sending side (the server's writes, TCP, the loopback device)
-    stays on the server's core."""
+    stays on the server's core. LOAD_CPU's backlog queue (net.core.netdev_max_backlog, 1,000
+    packets by default) is raised to BACKLOG meanwhile: a pass hands it 10,000 packets faster
+    than its core takes them, and what overflows is dropped and sent again 200 ms or more later
+    (network_counters), where a network card's receive ring on a reader's machine holds its
+    own readers' packets only."""
     PATH = Path("/sys/class/net/lo/queues/rx-0/rps_cpus")
+    BACKLOG_PATH = Path("/proc/sys/net/core/netdev_max_backlog")
+    BACKLOG = 65536
 
     def __enter__(self):
         self.old = self.PATH.read_text().strip()
+        self.old_backlog = self.BACKLOG_PATH.read_text().strip()
+        self.BACKLOG_PATH.write_text(str(max(self.BACKLOG, int(self.old_backlog))))
         self.PATH.write_text(format(1 << int(LOAD_CPU), "x"))
         return self
 
     def __exit__(self, *exc):
         self.PATH.write_text(self.old)
+        self.BACKLOG_PATH.write_text(self.old_backlog)
 
 
 def coalesced(res):
@@ -696,6 +724,7 @@ def fanout_remote_rx(build, work, clients, nodes, **kw):
         res = fanout(build, work, clients, nodes, **kw)
     res["scenario"] += "-remote-rx"
     res["loopback_rps_cpus"] = format(1 << int(LOAD_CPU), "x")
+    res["netdev_max_backlog"] = LoopbackReceiveOnLoadCore.BACKLOG
     return res
 
 
