@@ -694,19 +694,20 @@ class LoopbackReceiveOnLoadCore:
     rx-0/rps_cpus, root only), as a network card hands it to the other machine, and restores
     the old mask afterwards. The sending side (the server's writes, TCP, the loopback device)
     stays on the server's core. LOAD_CPU's backlog queue (net.core.netdev_max_backlog, 1,000
-    packets by default) is raised to BACKLOG meanwhile: a pass hands it 10,000 packets faster
-    than its core takes them, and what overflows is dropped and sent again 200 ms or more later
-    (network_counters), where a network card's receive ring on a reader's machine holds its
-    own readers' packets only."""
+    packets by default) is raised to at least 65,536 meanwhile: a pass hands it 10,000 packets
+    faster than its core takes them, and what it drops costs a reader a TCP retransmission
+    (network_counters), where a reader machine's network card holds its own packets only.
+    `mask` and `backlog` are the values set."""
     PATH = Path("/sys/class/net/lo/queues/rx-0/rps_cpus")
     BACKLOG_PATH = Path("/proc/sys/net/core/netdev_max_backlog")
-    BACKLOG = 65536
 
     def __enter__(self):
         self.old = self.PATH.read_text().strip()
         self.old_backlog = self.BACKLOG_PATH.read_text().strip()
-        self.BACKLOG_PATH.write_text(str(max(self.BACKLOG, int(self.old_backlog))))
-        self.PATH.write_text(format(1 << int(LOAD_CPU), "x"))
+        self.mask = format(1 << int(LOAD_CPU), "x")
+        self.backlog = max(65536, int(self.old_backlog))
+        self.BACKLOG_PATH.write_text(str(self.backlog))
+        self.PATH.write_text(self.mask)
         return self
 
     def __exit__(self, *exc):
@@ -720,11 +721,11 @@ def coalesced(res):
 
 
 def fanout_remote_rx(build, work, clients, nodes, **kw):
-    with LoopbackReceiveOnLoadCore():
+    with LoopbackReceiveOnLoadCore() as steering:
         res = fanout(build, work, clients, nodes, **kw)
     res["scenario"] += "-remote-rx"
-    res["loopback_rps_cpus"] = format(1 << int(LOAD_CPU), "x")
-    res["netdev_max_backlog"] = LoopbackReceiveOnLoadCore.BACKLOG
+    res["loopback_rps_cpus"] = steering.mask
+    res["netdev_max_backlog"] = steering.backlog
     return res
 
 
