@@ -222,16 +222,16 @@ def test_slow_and_hostile_clients_do_not_disturb(server_binary, workdir):
         stalled.sendall(b"GET /api/v1/events HTTP/1.1\r\nHost: t\r\n\r\n")
         # Big reports make big events for everyone.
         for seq in range(1, 120):
-            # 100 more layers, each progressing: 100 layer.progress events per report.
+            # 300 more layers, each progressing: ~50 KiB of layerChanges in each pull.progress.
             layers = [reports.layer(LAYER, 100000, seq * 10)] + [
                 reports.layer(reports.sha256(i), 10 ** 9, seq, media_type="x" * 200)
-                for i in range(100)]
+                for i in range(300)]
             body = reports.report("node-a", seq, pulls=[reports.pull(
                 "node-a/p1", "127.0.0.1/e2e/" + "x" * 900, MANIFEST, layers,
                 started=time.time() - 2)])
             assert srv.post(body).status_code == 200
             good.wait(lambda e, s=seq: "pull" in e["data"] and
-                      e["data"]["pull"]["downloadedBytes"] == s * 110, timeout=10)
+                      e["data"]["pull"]["downloadedBytes"] == s * 310, timeout=10)
         got = [e for e in good.events if e["event"] in ("pull.started", "pull.progress")]
         assert len(got) >= 119
         # The slowloris client was cut off with a 408 (request timeout 1 s).

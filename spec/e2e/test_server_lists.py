@@ -136,10 +136,14 @@ def test_subscriptions_and_rollout_summaries(server):
     pull_events = [e for e in everything.events if e["event"].startswith("pull.")]
     assert len(pull_events) <= 5 * 3
     assert not [e for e in everything.events if e["event"].startswith("layer.")]
-    # A pull's event carries its layers when a layer moved.
+    # A pull's event carries the layers that moved (here all four at each report) by their
+    # index, with their changing members only.
     progress = [e for e in everything.events if e["event"] == "pull.progress" and
                 e["data"]["pull"]["node"] == "node-00"]
-    assert progress and all(len(e["data"]["pull"]["layers"]) == 4 for e in progress)
+    assert progress and all("layers" not in e["data"]["pull"] for e in progress)
+    assert all([c["index"] for c in e["data"]["layerChanges"]] == [0, 1, 2, 3] for e in progress)
+    assert all(c["downloadedBytes"] == e["data"]["pull"]["downloadedBytes"] // 4 and "digest" not in c
+               for e in progress for c in e["data"]["layerChanges"])
     # At most one summary per image a second (the server's 1 s tick publishes them).
     by_image = {}
     for e in summaries.events:

@@ -29,7 +29,7 @@ static struct pt_pull mkpull(char *id)
 
 static void record(struct pt_pull_events *pe, enum pt_change_type type, const struct pt_pull *p, uint64_t id)
 {
-  struct pt_change c = {.type = type, .time = T0 + (double)id, .pull = p, .with_layers = true};
+  struct pt_change c = {.type = type, .time = T0 + (double)id, .pull = p, .layers = PT_LAYERS_ALL};
   c.keys.node = p->node;
   pt_pull_events_record(pe, &c, id);
 }

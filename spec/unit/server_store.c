@@ -32,6 +32,18 @@ static const char *event_layer_state(const json_t *ev, size_t i)
   return layers ? json_string_value(json_object_get(json_array_get(layers, i), "state")) : NULL;
 }
 
+/* Member k of the event's layerChanges entry for layer `index`, or NULL when
+ * the event has no entry for it. */
+static const json_t *event_layer_change(const json_t *ev, size_t index, const char *k)
+{
+  size_t i;
+  const json_t *e;
+  json_array_foreach(json_object_get(ev, "layerChanges"), i, e)
+    if (json_integer_value(json_object_get(e, "index")) == (json_int_t)index)
+      return json_object_get(e, k);
+  return NULL;
+}
+
 static void on_change(void *ud, const struct pt_change *c)
 {
   struct rec *r = ud;
@@ -185,13 +197,20 @@ static void test_lifecycle(void **state)
   assert_int_equal(p->downloaded, 100);
 
   /* One event per pull per report: a layer that moved rides in the pull's
-   * event (with its layers). */
+   * event (layerChanges), alone: the pull's other layers stay out. */
   l[1] = (struct layer_spec){'b', 200, 80, "downloading"};
   size_t before = r.n;
   assert_int_equal(report(s, "n1", "b1", 2, T0 + 2, 2, l, false, NULL), PT_APPLY_APPLIED);
   assert_int_equal(r.n - before, 1);
   assert_int_equal(count(&r, "pull.progress"), 1);
-  assert_string_equal(event_layer_state(last_of(&r, "pull.progress"), 1), "downloading");
+  const json_t *ev = last_of(&r, "pull.progress");
+  assert_null(event_layer_state(ev, 1));
+  assert_int_equal(json_array_size(json_object_get(ev, "layerChanges")), 1);
+  assert_string_equal(json_string_value(event_layer_change(ev, 1, "state")), "downloading");
+  assert_int_equal(json_integer_value(event_layer_change(ev, 1, "downloadedBytes")), 80);
+  assert_int_equal(json_integer_value(event_layer_change(ev, 1, "totalBytes")), 200);
+  assert_true(json_real_value(event_layer_change(ev, 1, "percent")) == 40.0);
+  assert_null(event_layer_change(ev, 1, "digest"));
   assert_true(p->bytes_per_sec > 0);
 
   l[1] = (struct layer_spec){'b', 200, 150, "downloading"};
@@ -199,9 +218,7 @@ static void test_lifecycle(void **state)
   report(s, "n1", "b1", 3, T0 + 3, 2, l, false, NULL);
   assert_int_equal(r.n - before, 1);
   assert_int_equal(count(&r, "pull.progress"), 2);
-  assert_int_equal(json_integer_value(json_object_get(
-                     json_array_get(json_object_get(json_object_get(last_of(&r, "pull.progress"), "pull"), "layers"), 1),
-                     "downloadedBytes")), 150);
+  assert_int_equal(json_integer_value(event_layer_change(last_of(&r, "pull.progress"), 1, "downloadedBytes")), 150);
 
   /* No layer moved (only the rate, as time passed): the event leaves the
    * layers out. */
@@ -209,6 +226,7 @@ static void test_lifecycle(void **state)
   report(s, "n1", "b1", 4, T0 + 3.2, 2, l, false, NULL);
   assert_int_equal(r.n - before, 1);
   assert_null(event_layer_state(last_of(&r, "pull.progress"), 1));
+  assert_null(json_object_get(last_of(&r, "pull.progress"), "layerChanges"));
 
   l[1] = (struct layer_spec){'b', 200, 200, "done"};
   report(s, "n1", "b1", 5, T0 + 4, 2, l, true, NULL);
@@ -236,6 +254,32 @@ static void test_lifecycle(void **state)
   json_decref(j);
   rec_clear(&r);
   pt_store_destroy(s);
+}
+
+/* A report that changes the list of a pull's layers (another length, order
+ * or digest) sends them all, in the pull: indexes of before would be wrong. */
+static void test_layer_list_changes(void **state)
+{
+  struct rec r = {0};
+  struct pt_store *s = mk(&r, 0);
+  struct layer_spec l[3] = {{'a', 100, 10, "downloading"}, {'b', 100, 0, "waiting"}, {'c', 50, 0, "waiting"}};
+  report(s, "n1", "b1", 1, T0 + 1, 2, l, false, NULL);
+  l[0].downloaded = 20;
+  report(s, "n1", "b1", 2, T0 + 2, 3, l, false, NULL);
+  const json_t *ev = last_of(&r, "pull.progress");
+  assert_non_null(ev);
+  assert_null(json_object_get(ev, "layerChanges"));
+  assert_int_equal(json_array_size(json_object_get(json_object_get(ev, "pull"), "layers")), 3);
+  /* The same list again, one layer moved: that one alone. */
+  l[2] = (struct layer_spec){'c', 50, 5, "downloading"};
+  report(s, "n1", "b1", 3, T0 + 3, 3, l, false, NULL);
+  ev = last_of(&r, "pull.progress");
+  assert_null(json_object_get(json_object_get(ev, "pull"), "layers"));
+  assert_int_equal(json_array_size(json_object_get(ev, "layerChanges")), 1);
+  assert_int_equal(json_integer_value(event_layer_change(ev, 2, "downloadedBytes")), 5);
+  rec_clear(&r);
+  pt_store_destroy(s);
+  (void)state;
 }
 
 static void test_stale_and_restart(void **state)
@@ -1383,6 +1427,7 @@ int main(void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_lifecycle),
+    cmocka_unit_test(test_layer_list_changes),
     cmocka_unit_test(test_stale_and_restart),
     cmocka_unit_test(test_lost_and_back),
     cmocka_unit_test(test_stalled),

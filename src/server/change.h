@@ -52,16 +52,23 @@ struct pt_change_keys {
   const char *ns;                /* ...and/or this one namespace */
 };
 
+/* What of a pull's layers a pull.* record carries. */
+enum pt_change_layers {
+  PT_LAYERS_NONE = 0,
+  PT_LAYERS_ALL,   /* the pull's layers (a new pull, a transition, a report that changed the list) */
+  PT_LAYERS_MOVED, /* only those that moved in the report (pt_layer.moved): layerChanges */
+};
+
 /* A report makes at most one pull.* record per pull (pull.progress, or the
- * transition it brought); when a layer moved, the record carries the pull's
- * layers (with_layers), so that a rollout of N nodes costs N events per
- * report round, not one per layer. */
+ * transition it brought); when a layer moved, the record carries that layer
+ * (layers), so that a rollout of N nodes costs N events per report round, not
+ * one per layer, and each event only the layers that moved. */
 struct pt_change {
   enum pt_change_type type;
   double time;
   struct pt_change_keys keys;
   const struct pt_pull *pull;    /* pull.*; alert: the pull whose event raised it */
-  bool with_layers;              /* pull.*: the pull's layers are part of the event */
+  enum pt_change_layers layers;  /* pull.*: which of the pull's layers are part of the event */
   const struct pt_node *node;    /* node.updated, node.removed */
   const char *reason;            /* pull.evicted: "superseded", or NULL */
   const struct pt_pull *superseded_by;         /* pull.evicted with reason "superseded" */

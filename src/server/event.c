@@ -82,7 +82,11 @@ int pt_event_write(struct pt_buf *out, const struct pt_change *c)
   case PT_CHANGE_PULL_FAILED:
   case PT_CHANGE_PULL_STALLED:
     pt_jsonw_key(&w, "pull");
-    pt_store_pull_write(&w, c->pull, c->with_layers, c->time);
+    pt_store_pull_write(&w, c->pull, c->layers == PT_LAYERS_ALL, c->time);
+    if (c->layers == PT_LAYERS_MOVED) {
+      pt_jsonw_key(&w, "layerChanges");
+      pt_store_layer_changes_write(&w, c->pull);
+    }
     break;
   case PT_CHANGE_PULL_EVICTED:
     evicted_event(&w, c);

@@ -205,7 +205,7 @@ const char *pt_pull_events_record(struct pt_pull_events *pe, const struct pt_cha
   /* The pull without its layers: the story is in its state and figures,
    * and GET /api/v1/pulls/{id} has the layers. */
   struct pt_change copy = *c;
-  copy.with_layers = false;
+  copy.layers = PT_LAYERS_NONE;
   pt_buf_reset(&pe->scratch);
   struct entry *e = NULL;
   if (pt_event_write(&pe->scratch, &copy) == 0)

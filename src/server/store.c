@@ -414,10 +414,11 @@ static struct pt_change_keys pull_keys(const struct pt_pull *p)
                                  .namespaced = true, .pods = p->pods, .npods = p->npods};
 }
 
-void store_emit_pull(struct pt_store *s, enum pt_change_type t, struct pt_pull *p, bool layers, double now)
+void store_emit_pull(struct pt_store *s, enum pt_change_type t, struct pt_pull *p, enum pt_change_layers layers,
+                     double now)
 {
   store_rollout_track(s, p);
-  struct pt_change c = {.type = t, .time = now, .keys = pull_keys(p), .pull = p, .with_layers = layers};
+  struct pt_change c = {.type = t, .time = now, .keys = pull_keys(p), .pull = p, .layers = layers};
   store_emit(s, &c);
 }
 
@@ -460,7 +461,7 @@ void store_mark_lost(struct pt_store *s, struct pt_pull *p, const char *reason, 
   store_set_str(&p->error_reason, reason);
   store_set_str(&p->error_message, msg);
   s->counters.pulls_lost++;
-  store_emit_pull(s, PT_CHANGE_PULL_FAILED, p, true, now);
+  store_emit_pull(s, PT_CHANGE_PULL_FAILED, p, PT_LAYERS_ALL, now);
   store_policy_emit(s, "pull.failed", p, now, -1);
 }
 

@@ -50,6 +50,7 @@ struct pt_layer {
   char *digest;             /* any other digest */
   const char *media_type;  /* shared by the layers of every pull (store_media_type_ref) */
   enum pt_layer_state state;
+  bool moved;               /* its state, size or bytes changed in the last report committed */
   int64_t total, downloaded;
   double started_at, updated_at;
 };
@@ -255,6 +256,10 @@ const struct pt_pull *pt_store_pull(const struct pt_store *s, const char *id);
 const struct pt_node *pt_store_node(const struct pt_store *s, const char *name);
 /* The JSON views of docs/api.md, written into w. */
 void pt_store_pull_write(struct pt_jsonw *w, const struct pt_pull *p, bool with_layers, double now);
+/* The layers that moved in the pull's last report (pt_layer.moved): an array
+ * of their changing members and their index in the pull's layers
+ * (docs/api.md, layerChanges). */
+void pt_store_layer_changes_write(struct pt_jsonw *w, const struct pt_pull *p);
 void pt_store_layer_write(struct pt_jsonw *w, const struct pt_layer *l);
 void pt_store_node_write(struct pt_jsonw *w, const struct pt_node *n, bool with_unattributed);
 void pt_store_rollout_write(struct pt_jsonw *w, const struct pt_rollout_summary *r);

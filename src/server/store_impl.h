@@ -137,7 +137,8 @@ void store_mark_lost(struct pt_store *s, struct pt_pull *p, const char *reason, 
 void store_complete_pull(struct pt_store *s, struct pt_pull *p, double now);
 
 /* Change records with the pull's keys. */
-void store_emit_pull(struct pt_store *s, enum pt_change_type t, struct pt_pull *p, bool layers, double now);
+void store_emit_pull(struct pt_store *s, enum pt_change_type t, struct pt_pull *p, enum pt_change_layers layers,
+                     double now);
 void store_emit_node(struct pt_store *s, const struct pt_node *n, double now);
 void store_emit_evicted(struct pt_store *s, const struct pt_pull *p, const struct pt_pull *by, double now);
 void store_emit(struct pt_store *s, const struct pt_change *c);

@@ -268,7 +268,7 @@ static void complete_kubelet_pull(struct pt_store *s, struct pt_pull *k, double 
   s->counters.pulls_completed++;
   PT_LOG_INFO("kubelet's retry succeeded: the failed kubelet pull is completed", "{s:s,s:s,s:s?}", "pull", k->id,
               "node", k->node, "reason", k->resolved_reason);
-  store_emit_pull(s, PT_CHANGE_PULL_COMPLETED, k, true, now);
+  store_emit_pull(s, PT_CHANGE_PULL_COMPLETED, k, PT_LAYERS_ALL, now);
   store_policy_emit(s, "pull.completed", k, now, -1);
 }
 
@@ -298,7 +298,7 @@ static void kubelet_pulled(struct pt_store *s, const json_t *event, const char *
     changed |= store_supersede_kubelet_pulls(s, a, now);
     if (changed) {
       a->updated_at = now;
-      store_emit_pull(s, PT_CHANGE_PULL_PROGRESS, a, false, now);
+      store_emit_pull(s, PT_CHANGE_PULL_PROGRESS, a, PT_LAYERS_NONE, now);
     }
   } else {
     complete_kubelet_pull(s, k, at, now);
@@ -409,8 +409,8 @@ static void fail_pull(struct pt_store *s, struct pt_pull *p, const json_t *event
     s->counters.failed_by_reason[failure_reason_index(reason)]++;
   }
   if (created)
-    store_emit_pull(s, PT_CHANGE_PULL_STARTED, p, true, now);
-  store_emit_pull(s, PT_CHANGE_PULL_FAILED, p, true, now);
+    store_emit_pull(s, PT_CHANGE_PULL_STARTED, p, PT_LAYERS_ALL, now);
+  store_emit_pull(s, PT_CHANGE_PULL_FAILED, p, PT_LAYERS_ALL, now);
   store_policy_emit(s, "pull.failed", p, now, -1);
   struct pt_node *n = store_node(s, p->node);
   if (n)

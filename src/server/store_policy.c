@@ -169,7 +169,7 @@ void store_correlate(struct pt_store *s, struct pt_pull *p, double now, bool emi
       changed = true;
     if (changed && emit_change) {
       p->updated_at = now;
-      store_emit_pull(s, PT_CHANGE_PULL_PROGRESS, p, false, now);
+      store_emit_pull(s, PT_CHANGE_PULL_PROGRESS, p, PT_LAYERS_NONE, now);
     }
   }
   pt_policy_correlation_clear(&c);

@@ -196,10 +196,14 @@ static const struct pt_layer *find_layer(const struct pt_pull *p, size_t hint, c
 /* The report's layers into the pull, and the bytes really fetched. Returns
  * true when a layer moved (state or bytes): the pull's one event of this
  * report then carries its layers. */
-static bool commit_layers(struct pt_store *s, struct prepared *pp, const struct pt_report_pull *rp)
+/* Commits the report's layers and marks those that moved (pt_layer.moved).
+ * Returns what of them the pull's event carries: all of them when the report
+ * changed the list (another length, order, digest or media type), those that
+ * moved otherwise, none when none did. */
+static enum pt_change_layers commit_layers(struct pt_store *s, struct prepared *pp, const struct pt_report_pull *rp)
 {
   struct pt_pull *p = pp->p;
-  bool changed = !pp->is_new && p->nlayers != rp->nlayers;
+  bool any_moved = false;
   for (size_t i = 0; i < rp->nlayers; i++) {
     const struct pt_report_layer *rl = &rp->layers[i];
     struct pt_layer old, *nlay;
@@ -215,8 +219,8 @@ static bool commit_layers(struct pt_store *s, struct prepared *pp, const struct 
     int64_t before = ol ? ol->downloaded : 0;
     if (rl->state != PT_LAYER_CACHED && rl->downloaded > before)
       s->counters.bytes += (uint64_t)(rl->downloaded - before);
-    if (!pp->is_new && (!ol || ol->state != rl->state || ol->downloaded != rl->downloaded || ol->total != rl->total))
-      changed = true;
+    nlay->moved = !ol || ol->state != rl->state || ol->downloaded != rl->downloaded || ol->total != rl->total;
+    any_moved |= nlay->moved;
     nlay->state = rl->state;
     nlay->total = rl->total;
     nlay->downloaded = rl->downloaded;
@@ -229,7 +233,9 @@ static bool commit_layers(struct pt_store *s, struct prepared *pp, const struct 
     p->nlayers = rp->nlayers;
     pp->layers = NULL;
   }
-  return changed;
+  if (pp->is_new || !pp->same_layers)
+    return PT_LAYERS_ALL;
+  return any_moved ? PT_LAYERS_MOVED : PT_LAYERS_NONE;
 }
 
 /* The state a report gives the pull. A kubelet failure sticks until the
@@ -267,7 +273,7 @@ static void completed(struct pt_store *s, struct pt_pull *p, double now)
 {
   store_complete_pull(s, p, now);
   store_supersede_kubelet_pulls(s, p, now);
-  store_emit_pull(s, PT_CHANGE_PULL_COMPLETED, p, true, now);
+  store_emit_pull(s, PT_CHANGE_PULL_COMPLETED, p, PT_LAYERS_ALL, now);
   store_policy_emit(s, "pull.completed", p, now, -1);
 }
 
@@ -282,8 +288,8 @@ static void commit_pull(struct pt_store *s, struct pt_node *node, struct prepare
   }
   enum pt_pull_state old_state = p->state;
   int64_t old_downloaded = p->downloaded;
-  bool layers_moved = commit_layers(s, pp, rp);
-  bool changed = layers_moved || is_new;
+  enum pt_change_layers event_layers = commit_layers(s, pp, rp);
+  bool changed = event_layers != PT_LAYERS_NONE || is_new;
 
   if (pp->image_ref.differs) {
     copy_commit(&p->image, &pp->image);
@@ -315,13 +321,13 @@ static void commit_pull(struct pt_store *s, struct pt_node *node, struct prepare
 
   if (is_new) {
     store_correlate(s, p, now, false);
-    store_emit_pull(s, PT_CHANGE_PULL_STARTED, p, true, now);
+    store_emit_pull(s, PT_CHANGE_PULL_STARTED, p, PT_LAYERS_ALL, now);
     store_policy_emit(s, "pull.started", p, now, -1);
     if (st == PT_PULL_COMPLETED) {
       completed(s, p, now);
     } else if (st == PT_PULL_STALLED) {
       s->counters.stalls++;
-      store_emit_pull(s, PT_CHANGE_PULL_STALLED, p, false, now);
+      store_emit_pull(s, PT_CHANGE_PULL_STALLED, p, PT_LAYERS_NONE, now);
     }
     return;
   }
@@ -329,10 +335,10 @@ static void commit_pull(struct pt_store *s, struct pt_node *node, struct prepare
     completed(s, p, now);
   } else if (st == PT_PULL_STALLED && old_state != PT_PULL_STALLED) {
     s->counters.stalls++;
-    store_emit_pull(s, PT_CHANGE_PULL_STALLED, p, layers_moved, now);
+    store_emit_pull(s, PT_CHANGE_PULL_STALLED, p, event_layers, now);
     store_policy_emit(s, "pull.stalled", p, now, 0);
   } else if (changed || st != old_state) {
-    store_emit_pull(s, PT_CHANGE_PULL_PROGRESS, p, layers_moved, now);
+    store_emit_pull(s, PT_CHANGE_PULL_PROGRESS, p, event_layers, now);
     store_policy_emit(s, "pull.progress", p, now, -1);
   }
 }

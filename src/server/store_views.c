@@ -41,12 +41,9 @@ static void key_real2(struct pt_jsonw *w, const char *k, double v)
   pt_jsonw_real2(w, v);
 }
 
-void pt_store_layer_write(struct pt_jsonw *w, const struct pt_layer *l)
+/* The members of a layer that a report can change. */
+static void layer_progress_write(struct pt_jsonw *w, const struct pt_layer *l)
 {
-  pt_jsonw_object_open(w);
-  char db[PT_DIGEST_TEXT_MAX];
-  key_str(w, "digest", pt_layer_digest(l, db));
-  key_str(w, "mediaType", l->media_type);
   key_str(w, "state", pt_layer_state_name(l->state));
   key_int(w, "totalBytes", l->total);
   key_int(w, "downloadedBytes", l->downloaded);
@@ -59,7 +56,30 @@ void pt_store_layer_write(struct pt_jsonw *w, const struct pt_layer *l)
     pt_jsonw_null(w);
   key_time(w, "startedAt", l->started_at);
   key_time(w, "updatedAt", l->updated_at);
+}
+
+void pt_store_layer_write(struct pt_jsonw *w, const struct pt_layer *l)
+{
+  pt_jsonw_object_open(w);
+  char db[PT_DIGEST_TEXT_MAX];
+  key_str(w, "digest", pt_layer_digest(l, db));
+  key_str(w, "mediaType", l->media_type);
+  layer_progress_write(w, l);
   pt_jsonw_object_close(w);
+}
+
+void pt_store_layer_changes_write(struct pt_jsonw *w, const struct pt_pull *p)
+{
+  pt_jsonw_array_open(w);
+  for (size_t i = 0; i < p->nlayers; i++) {
+    if (!p->layers[i].moved)
+      continue;
+    pt_jsonw_object_open(w);
+    key_int(w, "index", (int64_t)i);
+    layer_progress_write(w, &p->layers[i]);
+    pt_jsonw_object_close(w);
+  }
+  pt_jsonw_array_close(w);
 }
 
 static size_t layers_done(const struct pt_pull *p)

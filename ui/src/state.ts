@@ -4,7 +4,7 @@
 
 import { appendSample, SPEED_SAMPLES, type Series } from './series';
 import { alertText, describePullChange } from './past';
-import type { Alert, Layer, NodeInfo, Pull, Rollout, StreamEvent } from './types';
+import type { Alert, Layer, LayerChange, NodeInfo, Pull, Rollout, StreamEvent } from './types';
 
 export interface HistoryEntry {
   id: number | null;
@@ -225,11 +225,13 @@ class Draft {
         const p: Pull | undefined = d.pull;
         if (!p || typeof p.id !== 'string') return;
         const prev = this.s.pulls.get(p.id);
-        const next: Pull = !p.layers && prev?.layers ? { ...p, layers: prev.layers } : p;
+        // The layers come whole (a new pull, a transition), or only those that moved
+        // (layerChanges), or not at all: the ones we have are kept.
+        const layers = p.layers ?? withLayerChanges(prev?.layers, d.layerChanges);
+        const next: Pull = layers ? { ...p, layers } : p;
         this.pulls().set(p.id, next);
-        // A layer that moved rides in its pull's event (with the pull's layers).
-        if (p.layers && prev?.layers) {
-          for (const text of describeLayerChanges(prev.layers, p.layers)) this.note(p.id, { id: ev.id, time, type: 'layer', text });
+        if (layers && prev?.layers && layers !== prev.layers) {
+          for (const text of describeLayerChanges(prev.layers, layers)) this.note(p.id, { id: ev.id, time, type: 'layer', text });
         }
         this.sample(next, time);
         const text = describePullChange(ev.type, prev, next);
@@ -283,6 +285,19 @@ class Draft {
 function shortId(d: string): string {
   const i = d.indexOf(':');
   return (i >= 0 ? d.slice(i + 1) : d).slice(0, 12);
+}
+
+/** The layers with the changes of an event's `layerChanges` applied (by index); `layers`
+ *  itself when there are none, undefined when there are no layers to change. */
+function withLayerChanges(layers: Layer[] | undefined, changes: unknown): Layer[] | undefined {
+  if (!layers || !Array.isArray(changes) || changes.length === 0) return layers;
+  const out = layers.slice();
+  for (const c of changes as LayerChange[]) {
+    if (!c || !Number.isInteger(c.index) || c.index < 0 || c.index >= out.length) continue;
+    const { index, ...members } = c;
+    out[index] = { ...out[index], ...members };
+  }
+  return out;
 }
 
 /** Notes for the layers that started, finished or stalled between two views of a pull. */

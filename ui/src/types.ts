@@ -15,6 +15,12 @@ export interface Layer {
   updatedAt: string | null;
 }
 
+/** A layer that moved in a report: `layerChanges` of pull.progress and pull.stalled (docs/api.md). */
+export type LayerChange = Omit<Layer, 'digest' | 'mediaType'> & {
+  /** its position in the pull's `layers` */
+  index: number;
+};
+
 export interface PodRef {
   namespace: string;
   name: string;

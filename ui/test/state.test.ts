@@ -28,11 +28,18 @@ describe('snapshot and events', () => {
     expect(s.pulls.get(p.id)?.downloadedBytes).toBe(2000);
     expect(s.pulls.get(p.id)?.layers).toHaveLength(3);
 
-    // A layer that moved comes with the pull's layers in its pull.progress.
-    s = reducer(s, ev(13, 'pull.progress', { pull: pull({ layers: [L1, { ...L2, downloadedBytes: 600, percent: 60 }, L3] }) }));
-    expect(s.pulls.get(p.id)?.layers?.[1].downloadedBytes).toBe(600);
-    s = reducer(s, ev(14, 'pull.progress', { pull: pull({ layers: [L1, { ...L2, state: 'done', downloadedBytes: 1000, percent: 100 }, L3] }) }));
-    expect(s.pulls.get(p.id)?.layers?.[1].state).toBe('done');
+    // A layer that moved comes alone in its pull's pull.progress (layerChanges, by index).
+    const change = (index: number, l: typeof L2) => {
+      const { digest: _d, mediaType: _m, ...members } = l;
+      return { index, ...members };
+    };
+    s = reducer(s, ev(13, 'pull.progress', { pull: noLayers, layerChanges: [change(1, { ...L2, downloadedBytes: 600, percent: 60 })] }));
+    expect(s.pulls.get(p.id)?.layers?.[1]).toEqual({ ...L2, downloadedBytes: 600, percent: 60 });
+    expect(s.pulls.get(p.id)?.layers?.[0]).toEqual(L1);
+    // Changes that name no layer we have are ignored.
+    s = reducer(s, ev(14, 'pull.progress', { pull: noLayers, layerChanges: [change(1, { ...L2, state: 'done', downloadedBytes: 1000, percent: 100 }), { ...change(0, L1), index: 7 }, null] }));
+    expect(s.pulls.get(p.id)?.layers?.map((l) => l.state)).toEqual(['cached', 'done', L3.state]);
+    expect(s.pulls.get(p.id)?.layers?.[1].digest).toBe(L2.digest);
 
     s = reducer(s, ev(15, 'pull.completed', { pull: pull({ state: 'completed', downloadedBytes: 3000, percent: 100, etaSeconds: 0, layers: [L1, { ...L2, state: 'done' }, { ...L3, state: 'done' }] }) }));
     expect(s.pulls.get(p.id)?.state).toBe('completed');
@@ -44,7 +51,8 @@ describe('snapshot and events', () => {
     let s = run([ev(1, 'snapshot', { pulls: [pull({ layers: [L1, { ...L2, state: 'waiting' }] })] })]);
     s = reducer(s, ev(2, 'pull.progress', { pull: pull({ layers: [L1, L2, L3] }) }));
     expect(s.pulls.get(pull().id)?.layers?.map((l) => l.digest)).toEqual([L1.digest, L2.digest, L3.digest]);
-    s = reducer(s, ev(3, 'pull.stalled', { pull: pull({ state: 'stalled', layers: [L1, { ...L2, state: 'stalled' }, L3] }) }));
+    const { layers: _drop, ...stalled } = pull({ state: 'stalled' });
+    s = reducer(s, ev(3, 'pull.stalled', { pull: stalled, layerChanges: [{ index: 1, state: 'stalled' }] }));
     const hist = s.history.get(pull().id)!.map((h) => h.text);
     expect(hist).toEqual([`layer ${'2'.repeat(12)} started`, `layer ${'2'.repeat(12)} stalled`, 'pull stalled']);
   });
