@@ -25,6 +25,9 @@ one report per node per 100 ms), PULLTRACE_KUBERNETES=off and PULLTRACE_LOG_LEVE
   paced       500 nodes each reporting once a second (wrk -c500 with a 1 s delay) for 20 s:
               latency at the realistic rate and the server's CPU
   fanout100   100 event-stream clients while 20 nodes report once a second (20 s)
+              (in every fanout scenario a pull downloads 3 of its layers at a time, as containerd
+              does by default, so its events carry those that moved; PT_LAYERS_AT_ONCE=N sets
+              another number, 0 moves all 8 in every report as the ingest scenarios do)
   fanout1000  1,000 event-stream clients: memory per client, then 2 nodes reporting once
               a second (20 s)
   fanout10000 10,000 event-stream clients (bench-sse-fanout, a C client on one libuv loop;
@@ -128,6 +131,10 @@ FANOUT_FIRST_S = 3
 # One fan-out client in 50 is a probe (bench-sse-fanout's PROBE_EVERY): read by a thread of its
 # own at real-time priority as soon as its socket has data, as a reader on its own machine.
 FANOUT_PROBE_EVERY = 50
+# The fan-out's reports: each pull downloads this many of its 8 layers at a time, as containerd
+# does (max_concurrent_downloads, 3 by default); PT_LAYERS_AT_ONCE=0 moves all 8 in every report
+# (as the ingest scenarios' reports do), the most bytes per event.
+FANOUT_LAYERS_AT_ONCE = int(os.environ.get("PT_LAYERS_AT_ONCE", "3"))
 
 
 def raise_nofile():
@@ -170,8 +177,8 @@ def run_wrk(script, url, seconds, conns, args, env=None, done=None):
     return res
 
 
-def wrk(url, nodes, seconds, conns, pace_ms=0, rounds=0, prefix="bench-node", pulls=5, done=None):
-    return run_wrk("report.lua", url, seconds, conns, [nodes, pulls, 8, pace_ms, prefix],
+def wrk(url, nodes, seconds, conns, pace_ms=0, rounds=0, prefix="bench-node", pulls=5, done=None, at_once=0):
+    return run_wrk("report.lua", url, seconds, conns, [nodes, pulls, 8, pace_ms, prefix, at_once],
                    {"PT_PACE_MS": str(pace_ms), "PT_ROUNDS": str(rounds)}, done)
 
 
@@ -645,7 +652,8 @@ def fanout(build, work, clients, nodes, seconds=20, path="/api/v1/events", refer
             marks["rss1"] = srv.rss_kib()
             marks["m0"] = srv.metrics()
             recorder = srv.events(path=path) if reference else None
-            r = cpu_during(srv.pid, lambda: wrk(srv.url + "/api/v1/report", nodes, seconds, nodes, pace_ms=1000))
+            r = cpu_during(srv.pid, lambda: wrk(srv.url + "/api/v1/report", nodes, seconds, nodes, pace_ms=1000,
+                                                at_once=FANOUT_LAYERS_AT_ONCE))
             marks["m1"] = srv.metrics()
             if recorder:
                 recorder.close()
@@ -659,6 +667,7 @@ def fanout(build, work, clients, nodes, seconds=20, path="/api/v1/events", refer
             m0.value("pulltrace_sse_events_total")
         wall = res["duration_us"] / 1e6
         return {"scenario": f"fanout{clients}", "clients": clients, "nodes": nodes, "client_pause_us": pause_us,
+                "layers_at_once": FANOUT_LAYERS_AT_ONCE,
                 "reports_per_sec": res["rps"],
                 "events_published_per_sec": round(published / wall, 1),
                 "events_delivered_per_sec": got["events_per_sec"],

@@ -1,7 +1,7 @@
 -- wrk script: agents POSTing v1 reports to pulltrace-server's /api/v1/report.
 --
 --   wrk -t T -c C -d 10s --latency -s bench/server/report.lua \
---       http://127.0.0.1:8080/api/v1/report -- NODES PULLS LAYERS [PACE_MS] [PREFIX]
+--       http://127.0.0.1:8080/api/v1/report -- NODES PULLS LAYERS [PACE_MS] [PREFIX] [AT_ONCE]
 --
 -- NODES simulated nodes (split between the T threads), each with PULLS pulls of LAYERS layers
 -- in flight. Every request is the next report of the thread's next node (round robin), with
@@ -14,6 +14,10 @@
 -- PACE_MS > 0: each connection waits that long (+-10 %) after each answer, as an agent does
 -- between reports: C connections then send about C * 1000 / PACE_MS reports/s.
 -- PREFIX: node name prefix (default "bench-node"), so that runs need not share nodes.
+-- AT_ONCE > 0: a pull downloads that many layers at a time, as containerd does (its
+-- max_concurrent_downloads, 3 by default): the layers go in waves of AT_ONCE, each wave taking
+-- an equal share of the STEPS. 0 or absent: every layer moves in every report (layer i starts
+-- i-1 reports late), the most work for the server per report.
 -- The summary (done()) is one JSON line starting with "WRK_JSON ".
 
 package.path = (debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "?.lua;" .. package.path
@@ -26,7 +30,7 @@ local pace = tonumber(os.getenv("PT_PACE_MS") or "0") or 0
 
 local nodes = {}
 local cursor = 0
-local npulls, nlayers = 5, 8
+local npulls, nlayers, at_once = 5, 8, 0
 local token = os.getenv("PT_TOKEN")
 
 local hex, rfc3339 = agent.hex, agent.rfc3339
@@ -52,6 +56,7 @@ function init(args)
   nlayers = tonumber(args[3] or "8")
   if args[4] and tonumber(args[4]) and tonumber(args[4]) > 0 then pace = tonumber(args[4]) end
   local prefix = args[5] or "bench-node"
+  at_once = tonumber(args[6] or "0") or 0
   math.randomseed(tid * 7919 + os.time())
   local now = os.time()
   -- Nodes tid, tid + T, tid + 2T, ...: disjoint between threads (PT_THREADS = T).
@@ -99,9 +104,16 @@ local function report(node, now)
     p.step = p.step + 1
     local layers, total, done = {}, 0, 0
     for i, l in ipairs(p.layers) do
-      -- Layer i starts i-1 steps late and all are done at step STEPS.
-      local span = STEPS - (i - 1)
-      local frac = (p.step - (i - 1)) / span
+      local frac
+      if at_once > 0 then
+        -- Waves of at_once layers, one after the other; the last is done at step STEPS.
+        local span = STEPS / math.ceil(nlayers / at_once)
+        frac = (p.step - math.floor((i - 1) / at_once) * span) / span
+      else
+        -- Layer i starts i-1 steps late and all are done at step STEPS.
+        local span = STEPS - (i - 1)
+        frac = (p.step - (i - 1)) / span
+      end
       if frac < 0 then frac = 0 end
       if frac > 1 then frac = 1 end
       local js, d = layer_json(l, frac, now, p.started)

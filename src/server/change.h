@@ -60,9 +60,9 @@ enum pt_change_layers {
 };
 
 /* A report makes at most one pull.* record per pull (pull.progress, or the
- * transition it brought); when a layer moved, the record carries that layer
- * (layers), so that a rollout of N nodes costs N events per report round, not
- * one per layer, and each event only the layers that moved. */
+ * transition it brought), so that a rollout of N nodes costs N events per
+ * report round, not one per layer; when layers moved, the record's event
+ * carries those alone (PT_LAYERS_MOVED). */
 struct pt_change {
   enum pt_change_type type;
   double time;
