@@ -193,13 +193,11 @@ static const struct pt_layer *find_layer(const struct pt_pull *p, size_t hint, c
   return NULL;
 }
 
-/* The report's layers into the pull, and the bytes really fetched. Returns
- * true when a layer moved (state or bytes): the pull's one event of this
- * report then carries its layers. */
-/* Commits the report's layers and marks those that moved (pt_layer.moved).
- * Returns what of them the pull's event carries: all of them when the report
- * changed the list (another length, order, digest or media type), those that
- * moved otherwise, none when none did. */
+/* The report's layers into the pull, and the bytes really fetched; marks the
+ * layers that moved (state, size or bytes: pt_layer.moved). Returns what of
+ * them the pull's one event of this report carries: all of them when the
+ * report changed the list (another length, order, digest or media type),
+ * those that moved otherwise, none when none did. */
 static enum pt_change_layers commit_layers(struct pt_store *s, struct prepared *pp, const struct pt_report_pull *rp)
 {
   struct pt_pull *p = pp->p;
